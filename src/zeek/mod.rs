@@ -1,1 +1,21 @@
-//! placeholder
+//! Reading Zeek logs: files in, typed records out.
+//!
+//! - [`layout`]: which files hold a log path (dated folders, rotation names).
+//! - [`LogReader`]: one file, plain or gzip, TSV or JSON (found from the
+//!   content), streamed record by record; malformed lines are skipped,
+//!   counted and logged with file and line.
+//! - [`LineParser`]: the same parsing without I/O, for following live files.
+//! - [`Record`] and [`Value`]: what a line becomes.
+
+mod error;
+mod json;
+pub mod layout;
+mod reader;
+mod record;
+mod tsv;
+mod value;
+
+pub use error::ReadError;
+pub use reader::{Format, LineParser, LogReader, Parsed, ReadStats};
+pub use record::{Record, Schema};
+pub use value::{Value, ZeekType};

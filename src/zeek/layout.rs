@@ -1,0 +1,274 @@
+//! Where Zeek keeps its logs, and which files hold one log path.
+//!
+//! Zeek's log directory holds one folder per day of history,
+//! `YYYY-MM-DD/<path>.HH:MM:SS-HH:MM:SS.log.gz`, and `current/<path>.log`,
+//! the files being written now. Training reads the history and never
+//! `current/`. A flat folder of logs (`conn.log`, `dns.log.gz`, ...) and a
+//! single file are accepted too, because that is how captures are shared.
+
+use std::cmp::Ordering;
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+
+/// One historical file of a log path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogFile {
+    pub path: PathBuf,
+    /// The day folder it came from, if any.
+    pub date: Option<NaiveDate>,
+    /// The start of its rotation interval as written in the name
+    /// (`00:00:00`), if any; orders the files of one day.
+    pub interval: Option<String>,
+}
+
+/// An inclusive range of days; either end may be open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DateRange {
+    pub start: Option<NaiveDate>,
+    pub end: Option<NaiveDate>,
+}
+
+impl DateRange {
+    pub fn contains(&self, day: NaiveDate) -> bool {
+        self.start.is_none_or(|s| day >= s) && self.end.is_none_or(|e| day <= e)
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.start.is_none() && self.end.is_none()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutError {
+    #[error("{}: no such file or directory (give the folder that holds Zeek's dated log folders, a folder of logs, or one log file)", .0.display())]
+    Missing(PathBuf),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The name of a Zeek log file, taken apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogName<'a> {
+    /// The log path: `conn` in `conn.00:00:00-01:00:00.log.gz`.
+    pub log_path: &'a str,
+    /// The rotation interval, if the name has one.
+    pub interval: Option<&'a str>,
+}
+
+/// Takes a file name apart: `<path>[.<interval>].(log|json)[.labeled][.gz]`.
+/// Returns `None` for anything else (`conn-summary.log` is the log path
+/// `conn-summary`, so asking for `conn` never picks it up).
+pub fn parse_log_name(name: &str) -> Option<LogName<'_>> {
+    let mut parts = name.split('.');
+    let log_path = parts.next().filter(|p| !p.is_empty())?;
+    let mut rest: Vec<&str> = parts.collect();
+    if rest.last() == Some(&"gz") {
+        rest.pop();
+    }
+    if rest.last() == Some(&"labeled") {
+        rest.pop();
+    }
+    if !matches!(rest.pop(), Some("log" | "json")) {
+        return None;
+    }
+    let interval = match rest.as_slice() {
+        [] => None,
+        [i] if i.bytes().all(|b| b.is_ascii_digit() || b":_-".contains(&b)) => Some(*i),
+        _ => return None,
+    };
+    Some(LogName { log_path, interval })
+}
+
+fn parse_day(name: &str) -> Option<NaiveDate> {
+    if name.len() != 10 {
+        return None;
+    }
+    NaiveDate::parse_from_str(name, "%Y-%m-%d").ok()
+}
+
+/// The historical files of `log_path` under `root`, oldest first.
+///
+/// `root` may be Zeek's log directory (dated folders; `current/` is
+/// skipped), a flat folder of logs, or a single file (taken as it is). With a
+/// date range, only files in dated folders within it are used.
+pub fn discover(
+    root: &Path,
+    log_path: &str,
+    range: DateRange,
+) -> Result<Vec<LogFile>, LayoutError> {
+    let meta = std::fs::metadata(root).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => LayoutError::Missing(root.to_owned()),
+        _ => LayoutError::Io {
+            path: root.to_owned(),
+            source: e,
+        },
+    })?;
+    if meta.is_file() {
+        return Ok(vec![LogFile {
+            path: root.to_owned(),
+            date: None,
+            interval: None,
+        }]);
+    }
+    let mut found = Vec::new();
+    for entry in read_dir_sorted(root)? {
+        let name = entry
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if entry.is_dir() {
+            if let Some(day) = parse_day(name).filter(|d| range.contains(*d)) {
+                collect(&entry, log_path, Some(day), &mut found)?;
+            }
+        } else if range.is_open() {
+            collect_file(&entry, log_path, None, &mut found);
+        }
+    }
+    found.sort_by(order);
+    Ok(found)
+}
+
+fn order(a: &LogFile, b: &LogFile) -> Ordering {
+    (a.date, &a.interval, &a.path).cmp(&(b.date, &b.interval, &b.path))
+}
+
+fn collect(
+    dir: &Path,
+    log_path: &str,
+    day: Option<NaiveDate>,
+    out: &mut Vec<LogFile>,
+) -> Result<(), LayoutError> {
+    for entry in read_dir_sorted(dir)? {
+        if entry.is_file() {
+            collect_file(&entry, log_path, day, out);
+        }
+    }
+    Ok(())
+}
+
+fn collect_file(path: &Path, log_path: &str, day: Option<NaiveDate>, out: &mut Vec<LogFile>) {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return;
+    };
+    if let Some(parsed) = parse_log_name(name).filter(|n| n.log_path == log_path) {
+        out.push(LogFile {
+            path: path.to_owned(),
+            date: day,
+            interval: parsed.interval.map(str::to_owned),
+        });
+    }
+}
+
+fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, LayoutError> {
+    let io = |source| LayoutError::Io {
+        path: dir.to_owned(),
+        source,
+    };
+    let mut entries = std::fs::read_dir(dir)
+        .map_err(io)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(io)?;
+    entries.sort();
+    Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_match_the_log_path_exactly() {
+        let p = |n| parse_log_name(n).map(|l| (l.log_path, l.interval));
+        assert_eq!(p("conn.log"), Some(("conn", None)));
+        assert_eq!(
+            p("conn.00:00:00-01:00:00.log.gz"),
+            Some(("conn", Some("00:00:00-01:00:00")))
+        );
+        assert_eq!(
+            p("open_conn.17_32_32-18_00_00.log.gz"),
+            Some(("open_conn", Some("17_32_32-18_00_00")))
+        );
+        assert_eq!(p("conn.log.labeled"), Some(("conn", None)));
+        assert_eq!(p("dns.json.gz"), Some(("dns", None)));
+        assert_eq!(p("conn-summary.log").unwrap().0, "conn-summary");
+        assert_eq!(p("conn_long.log").unwrap().0, "conn_long");
+        assert_eq!(p("conn.log.corrupt.gz"), None);
+        assert_eq!(p("README.md"), None);
+        assert_eq!(p(".log"), None);
+    }
+
+    fn touch(root: &Path, rel: &str) {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, b"").unwrap();
+    }
+
+    #[test]
+    fn dated_layout_in_time_order_without_current() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for rel in [
+            "2024-04-20/conn.01:00:00-02:00:00.log.gz",
+            "2024-04-20/conn.00:00:00-01:00:00.log.gz",
+            "2024-04-19/conn.23:00:00-00:00:00.log.gz",
+            "2024-04-19/conn-summary.23:00:00-00:00:00.log.gz",
+            "2024-04-19/dns.23:00:00-00:00:00.log.gz",
+            "current/conn.log",
+            "notes/conn.log",
+        ] {
+            touch(root, rel);
+        }
+        let names = |range| -> Vec<String> {
+            discover(root, "conn", range)
+                .unwrap()
+                .iter()
+                .map(|f| f.path.strip_prefix(root).unwrap().display().to_string())
+                .collect()
+        };
+        assert_eq!(
+            names(DateRange::default()),
+            [
+                "2024-04-19/conn.23:00:00-00:00:00.log.gz",
+                "2024-04-20/conn.00:00:00-01:00:00.log.gz",
+                "2024-04-20/conn.01:00:00-02:00:00.log.gz"
+            ]
+        );
+        let day = NaiveDate::from_ymd_opt(2024, 4, 20).unwrap();
+        assert_eq!(
+            names(DateRange {
+                start: Some(day),
+                end: None
+            })
+            .len(),
+            2
+        );
+        assert_eq!(
+            names(DateRange {
+                start: None,
+                end: Some(day.pred_opt().unwrap())
+            })
+            .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn flat_folder_and_single_file() {
+        let dir = tempfile::tempdir().unwrap();
+        touch(dir.path(), "conn.log");
+        touch(dir.path(), "conn_json.log");
+        touch(dir.path(), "dns.log");
+        let found = discover(dir.path(), "conn", DateRange::default()).unwrap();
+        assert_eq!(found.len(), 1);
+        let single = discover(&dir.path().join("dns.log"), "conn", DateRange::default()).unwrap();
+        assert_eq!(single.len(), 1, "a single file is taken as given");
+        let err = discover(&dir.path().join("nope"), "conn", DateRange::default()).unwrap_err();
+        assert!(err.to_string().contains("no such file or directory"));
+    }
+}

@@ -1,0 +1,120 @@
+//! Records: one log line as named, typed values.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::value::{Value, UNSET};
+
+/// The field names of a run of records. Shared by every record of one TSV
+/// header (or of consecutive JSON lines with the same keys), so a record costs
+/// its values and nothing more. Consumers that look fields up by name many
+/// times can resolve indices once per schema (compare with [`Arc::ptr_eq`]).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Schema {
+    names: Vec<String>,
+    index: HashMap<String, usize>,
+}
+
+impl Schema {
+    pub fn new(names: Vec<String>) -> Schema {
+        let mut index = HashMap::with_capacity(names.len());
+        for (i, n) in names.iter().enumerate() {
+            // A repeated name keeps its first column.
+            index.entry(n.clone()).or_insert(i);
+        }
+        Schema { names, index }
+    }
+
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.index.get(name).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+}
+
+/// One log record.
+#[derive(Debug, Clone)]
+pub struct Record {
+    schema: Arc<Schema>,
+    values: Vec<Value>,
+    /// 1-based line number in the (decompressed) file, for messages.
+    line: u64,
+}
+
+impl Record {
+    pub fn new(schema: Arc<Schema>, values: Vec<Value>, line: u64) -> Record {
+        debug_assert_eq!(schema.len(), values.len());
+        Record {
+            schema,
+            values,
+            line,
+        }
+    }
+
+    /// The value of a field; a field the record does not have is
+    /// [`Value::Unset`], exactly like one Zeek left unset, because older and
+    /// newer Zeek versions differ in which fields they log.
+    pub fn get(&self, name: &str) -> &Value {
+        match self.schema.index_of(name) {
+            Some(i) => &self.values[i],
+            None => &UNSET,
+        }
+    }
+
+    /// The value at a column index from [`Schema::index_of`].
+    pub fn at(&self, index: usize) -> &Value {
+        self.values.get(index).unwrap_or(&UNSET)
+    }
+
+    pub fn schema(&self) -> &Arc<Schema> {
+        &self.schema
+    }
+
+    pub fn values(&self) -> &[Value] {
+        &self.values
+    }
+
+    pub fn line(&self) -> u64 {
+        self.line
+    }
+
+    /// Name/value pairs, in column order.
+    pub fn fields(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.schema
+            .names
+            .iter()
+            .map(String::as_str)
+            .zip(&self.values)
+    }
+
+    /// The record's timestamp (`ts`), if it has one.
+    pub fn ts(&self) -> Option<f64> {
+        self.get("ts").as_f64()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absent_fields_read_as_unset() {
+        let schema = Arc::new(Schema::new(vec!["ts".into(), "uid".into()]));
+        let r = Record::new(schema, vec![Value::Real(1.5), Value::Str("C1".into())], 9);
+        assert_eq!(r.ts(), Some(1.5));
+        assert_eq!(r.get("uid").as_str(), Some("C1"));
+        assert!(r.get("local_resp").is_unset());
+        assert!(r.at(7).is_unset());
+        assert_eq!(r.line(), 9);
+    }
+}

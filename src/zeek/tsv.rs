@@ -1,0 +1,343 @@
+//! Zeek's TSV ("ASCII") format: `#` header lines, then one record per line.
+//!
+//! The header is a little state machine, because real logs bend it: a header
+//! can be repeated mid-file (concatenated logs), `#close` can come before the
+//! data, `#separator` can be written as `\x09` or as a literal `\t`, or carry
+//! a stray tab in front, and data lines can end in extra empty columns.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use super::record::{Record, Schema};
+use super::value::{ScalarType, Value, ZeekType};
+
+/// The header state of one TSV stream.
+#[derive(Debug, Clone)]
+pub(crate) struct TsvHeader {
+    separator: Vec<u8>,
+    set_separator: Vec<u8>,
+    empty_field: Vec<u8>,
+    unset_field: Vec<u8>,
+    /// `#path`, once seen.
+    pub(crate) path: Option<String>,
+    fields: Vec<String>,
+    types: Vec<ZeekType>,
+    /// Built from `fields` at the first data line after they change.
+    schema: Option<Arc<Schema>>,
+}
+
+impl Default for TsvHeader {
+    fn default() -> Self {
+        TsvHeader {
+            separator: b"\t".to_vec(),
+            set_separator: b",".to_vec(),
+            empty_field: b"(empty)".to_vec(),
+            unset_field: b"-".to_vec(),
+            path: None,
+            fields: Vec::new(),
+            types: Vec::new(),
+            schema: None,
+        }
+    }
+}
+
+/// What a header line changed, for the caller's checks.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Directive {
+    Path(String),
+    Other,
+}
+
+/// Is this line a header line? Tolerates the stray leading whitespace some
+/// tools write before `#separator`.
+pub(crate) fn is_header_line(line: &[u8]) -> bool {
+    line.trim_ascii_start().first() == Some(&b'#')
+}
+
+impl TsvHeader {
+    /// Applies one `#` line.
+    pub(crate) fn apply(&mut self, line: &[u8]) -> Directive {
+        let line = line.trim_ascii_start();
+        if let Some(rest) = line.strip_prefix(b"#separator") {
+            // `#separator \x09`: the value follows a space, not the separator
+            // (which is not known yet).
+            let value = rest.trim_ascii();
+            self.separator = unescape_directive(value);
+            if self.separator.is_empty() {
+                self.separator = b"\t".to_vec();
+            }
+            return Directive::Other;
+        }
+        let mut parts = split(line, &self.separator);
+        let key = parts.next().unwrap_or_default();
+        let values: Vec<&[u8]> = parts.collect();
+        let first = values.first().copied().unwrap_or_default();
+        match key {
+            b"#set_separator" => self.set_separator = unescape_directive(first),
+            b"#empty_field" => self.empty_field = first.to_vec(),
+            b"#unset_field" => self.unset_field = first.to_vec(),
+            b"#path" => {
+                let path = String::from_utf8_lossy(first).into_owned();
+                self.path = Some(path.clone());
+                return Directive::Path(path);
+            }
+            b"#fields" => {
+                let mut names: Vec<String> = values
+                    .iter()
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .collect();
+                // Trailing tabs on the header line are not columns.
+                while names.last().is_some_and(|n| n.is_empty()) {
+                    names.pop();
+                }
+                self.fields = names;
+                self.types.clear();
+                self.schema = None;
+            }
+            b"#types" => {
+                self.types = values
+                    .iter()
+                    .map(|v| ZeekType::parse(&String::from_utf8_lossy(v)))
+                    .collect();
+                self.schema = None;
+            }
+            // `#open`, `#close` and comments carry nothing a record needs.
+            _ => {}
+        }
+        Directive::Other
+    }
+
+    /// Parses one data line into a record, or says why it cannot.
+    pub(crate) fn parse(&mut self, line: &[u8], line_no: u64) -> Result<Record, String> {
+        if self.fields.is_empty() {
+            return Err("data line before any #fields header".into());
+        }
+        if std::str::from_utf8(line).is_err() {
+            return Err("invalid UTF-8".into());
+        }
+        let n = self.fields.len();
+        let schema = self
+            .schema
+            .get_or_insert_with(|| Arc::new(Schema::new(self.fields.clone())))
+            .clone();
+        let mut values = Vec::with_capacity(n);
+        let mut columns = 0usize;
+        // Extra columns are tolerated only when they are empty (trailing
+        // tabs); anything else means the line does not match its header.
+        let mut extra_data = false;
+        for (i, raw) in split(line, &self.separator).enumerate() {
+            columns += 1;
+            if i >= n {
+                extra_data |= !raw.is_empty();
+                continue;
+            }
+            let ty = self.types.get(i).copied().unwrap_or(ZeekType::Text);
+            let value = self
+                .value(raw, ty)
+                .map_err(|reason| format!("field `{}`: {reason}", self.fields[i]))?;
+            values.push(value);
+        }
+        if columns < n || extra_data {
+            return Err(format!(
+                "{columns} columns, but the #fields header names {n}"
+            ));
+        }
+        Ok(Record::new(schema, values, line_no))
+    }
+
+    fn value(&self, raw: &[u8], ty: ZeekType) -> Result<Value, String> {
+        if raw == self.unset_field.as_slice() {
+            return Ok(Value::Unset);
+        }
+        match ty {
+            ZeekType::Set(elem) | ZeekType::Vector(elem) => {
+                if raw == self.empty_field.as_slice() {
+                    return Ok(Value::List(Vec::new()));
+                }
+                split(raw, &self.set_separator)
+                    .map(|e| {
+                        if e == self.unset_field.as_slice() {
+                            Ok(Value::Unset)
+                        } else {
+                            elem.parse_value(&unescape(e))
+                        }
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(Value::List)
+            }
+            ZeekType::Text if raw == self.empty_field.as_slice() => Ok(Value::Str(String::new())),
+            scalar => scalar
+                .scalar()
+                .unwrap_or(ScalarType::Text)
+                .parse_value(&unescape(raw)),
+        }
+    }
+}
+
+/// Splits on a separator of one or more bytes.
+fn split<'a>(line: &'a [u8], sep: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
+    let mut rest = Some(line);
+    std::iter::from_fn(move || {
+        let current = rest?;
+        match find(current, sep) {
+            Some(at) => {
+                rest = Some(&current[at + sep.len()..]);
+                Some(&current[..at])
+            }
+            None => {
+                rest = None;
+                Some(current)
+            }
+        }
+    })
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    match needle {
+        [b] => haystack.iter().position(|c| c == b),
+        _ => haystack.windows(needle.len()).position(|w| w == needle),
+    }
+}
+
+/// Decodes Zeek's `\xHH` escapes in a value. Zeek escapes the separator and
+/// non-printable bytes this way; the bytes may not be UTF-8 (binary payload
+/// in a URI), so they are decoded lossily rather than rejected.
+pub(crate) fn unescape(raw: &[u8]) -> Cow<'_, str> {
+    if !raw.contains(&b'\\') {
+        // The line was checked to be UTF-8 before it was split.
+        return String::from_utf8_lossy(raw);
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] == b'\\' && raw.get(i + 1) == Some(&b'x') {
+            if let Some(byte) = raw.get(i + 2..i + 4).and_then(hex_byte) {
+                out.push(byte);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(raw[i]);
+        i += 1;
+    }
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// A directive value: `\xHH` escapes plus the C-style `\t` that some tools
+/// write for the tab.
+fn unescape_directive(raw: &[u8]) -> Vec<u8> {
+    match raw {
+        b"\\t" => b"\t".to_vec(),
+        _ => unescape(raw).into_owned().into_bytes(),
+    }
+}
+
+fn hex_byte(h: &[u8]) -> Option<u8> {
+    let s = std::str::from_utf8(h).ok()?;
+    u8::from_str_radix(s, 16).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(lines: &[&str]) -> TsvHeader {
+        let mut h = TsvHeader::default();
+        for l in lines {
+            h.apply(l.as_bytes());
+        }
+        h
+    }
+
+    const CONN: &[&str] = &[
+        "#separator \\x09",
+        "#set_separator\t,",
+        "#empty_field\t(empty)",
+        "#unset_field\t-",
+        "#path\tconn",
+        "#fields\tts\tuid\tid.orig_h\tid.orig_p\tduration\tlocal_orig\ttunnel_parents\tservice",
+        "#types\ttime\tstring\taddr\tport\tinterval\tbool\tset[string]\tstring",
+    ];
+
+    #[test]
+    fn parses_typed_values_unset_and_empty() {
+        let mut h = header(CONN);
+        assert_eq!(h.path.as_deref(), Some("conn"));
+        let r = h
+            .parse(b"1.5\tCabc\t10.0.0.1\t53\t-\tT\t(empty)\t(empty)", 8)
+            .unwrap();
+        assert_eq!(r.get("ts"), &Value::Real(1.5));
+        assert_eq!(
+            r.get("id.orig_h").as_addr(),
+            Some("10.0.0.1".parse().unwrap())
+        );
+        assert_eq!(r.get("id.orig_p"), &Value::Count(53));
+        assert!(r.get("duration").is_unset());
+        assert_eq!(r.get("local_orig"), &Value::Bool(true));
+        assert_eq!(r.get("tunnel_parents"), &Value::List(vec![]));
+        assert_eq!(r.get("service"), &Value::Str(String::new()));
+    }
+
+    #[test]
+    fn sets_and_escapes() {
+        let mut h = header(CONN);
+        let r = h
+            .parse(b"1\tC\t::1\t1\t0.5\tF\ta,b\\x2cc\tx\\x09y", 1)
+            .unwrap();
+        assert_eq!(
+            r.get("tunnel_parents"),
+            &Value::List(vec![Value::Str("a".into()), Value::Str("b,c".into())])
+        );
+        assert_eq!(r.get("service"), &Value::Str("x\ty".into()));
+    }
+
+    #[test]
+    fn literal_tab_separator_and_trailing_tabs() {
+        let mut h = header(&[
+            "#separator \\t",
+            "#fields\ta\tb\t",
+            "#types\tcount\tstring\t",
+        ]);
+        let r = h.parse(b"1\tx\t", 1).unwrap();
+        assert_eq!(r.values().len(), 2);
+        assert_eq!(r.get("a"), &Value::Count(1));
+        assert!(h.parse(b"1\tx\tsurprise", 2).is_err());
+    }
+
+    #[test]
+    fn stray_tab_before_separator() {
+        assert!(is_header_line(b"\t#separator \\x09"));
+        let mut h = header(&["\t#separator \\x09", "#fields\ta", "#types\tcount"]);
+        assert_eq!(h.parse(b"7", 1).unwrap().get("a"), &Value::Count(7));
+    }
+
+    #[test]
+    fn bad_lines_say_why() {
+        let mut h = header(CONN);
+        let e = h.parse(b"1\tC\t10.0.0.1\t53", 3).unwrap_err();
+        assert_eq!(e, "4 columns, but the #fields header names 8");
+        let e = h.parse(b"x\tC\t10.0.0.1\t53\t-\tT\t-\t-", 3).unwrap_err();
+        assert_eq!(e, "field `ts`: invalid number `x`");
+        let e = h
+            .parse(b"1\tC\t10.0.0.1\t99999\t-\tT\t-\t-", 3)
+            .unwrap_err();
+        assert_eq!(e, "field `id.orig_p`: invalid port `99999`");
+        let e = h.parse(b"1\tC\t10.0.0.1\t1\t-\tT\t-\t\xff", 3).unwrap_err();
+        assert_eq!(e, "invalid UTF-8");
+        let mut empty = TsvHeader::default();
+        assert!(empty
+            .parse(b"1\t2", 1)
+            .unwrap_err()
+            .contains("before any #fields"));
+    }
+
+    #[test]
+    fn repeated_header_switches_schema() {
+        let mut h = header(CONN);
+        h.apply(b"#fields\tts\textra");
+        h.apply(b"#types\ttime\tcount");
+        let r = h.parse(b"2\t3", 20).unwrap();
+        assert_eq!(r.get("extra"), &Value::Count(3));
+        assert!(r.get("uid").is_unset());
+    }
+}

@@ -1,0 +1,88 @@
+//! Reads every real log listed in `../shared/data/FILES.tsv` (the team's
+//! corpus of ~1,170 logs from real Zeek and Bro deployments) when it is
+//! present beside the repository, and checks each file's records plus its
+//! skipped lines against the `records` column. On a clone without
+//! `../shared` the corpus test has nothing to read and says so; the
+//! repository's own fixtures (`tests/reader.rs`) cover the same cases.
+
+use std::path::PathBuf;
+
+use autozeekwatch::zeek::{LogReader, ReadError};
+
+fn shared_data() -> Option<PathBuf> {
+    let dir = std::env::var_os("AZW_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
+    dir.join("FILES.tsv").is_file().then_some(dir)
+}
+
+#[test]
+fn every_log_in_the_shared_corpus_reads_completely() {
+    let Some(dir) = shared_data() else {
+        eprintln!("../shared/data not present: corpus walk has nothing to read");
+        return;
+    };
+    let table = std::fs::read_to_string(dir.join("FILES.tsv")).unwrap();
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next().unwrap().split('\t').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let (c_path, c_format, c_log, c_records) =
+        (col("path"), col("format"), col("log_path"), col("records"));
+    let mut failures = Vec::new();
+    let mut files = 0;
+    for row in lines {
+        let cells: Vec<&str> = row.split('\t').collect();
+        let path = dir.join(cells[c_path]);
+        let expected: u64 = cells[c_records].parse().unwrap();
+        files += 1;
+        let mut reader = LogReader::open(&path, None).unwrap();
+        let mut fatal = Vec::new();
+        for item in reader.by_ref() {
+            if let Err(e) = item {
+                if !e.is_skip() {
+                    fatal.push(e);
+                }
+            }
+        }
+        let stats = reader.stats();
+        if stats.malformed > 0 {
+            eprintln!(
+                "{}: {} records, {} malformed",
+                cells[c_path], stats.records, stats.malformed
+            );
+        }
+        if cells[c_format] == "non-log/malformed" {
+            if !matches!(fatal.as_slice(), [ReadError::NotALog { .. }]) || stats.records != 0 {
+                failures.push(format!(
+                    "{}: expected to be reported as not a log, got {fatal:?} {stats:?}",
+                    cells[c_path]
+                ));
+            }
+            continue;
+        }
+        if !fatal.is_empty() {
+            failures.push(format!("{}: {}", cells[c_path], fatal[0]));
+        }
+        if stats.records + stats.malformed != expected {
+            failures.push(format!(
+                "{}: {} records + {} malformed != {expected}",
+                cells[c_path], stats.records, stats.malformed
+            ));
+        }
+        let declared = cells[c_log];
+        if !declared.is_empty() && reader.declared_path().is_some_and(|p| p != declared) {
+            failures.push(format!(
+                "{}: #path {:?} != {declared}",
+                cells[c_path],
+                reader.declared_path()
+            ));
+        }
+    }
+    assert!(files > 1000, "FILES.tsv lists {files} files");
+    assert!(
+        failures.is_empty(),
+        "{} of {files} files failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
