@@ -1,7 +1,16 @@
 //! autozeekwatch: unsupervised anomaly detection for Zeek logs.
 //!
 //! Data flows one way, and each stage is a module:
-//! log files ([`zeek`]) -> records -> feature vectors -> [`kitnet`] -> scored records -> sinks.
+//! log files ([`zeek`]) -> records -> feature vectors ([`features`]) ->
+//! [`kitnet`] -> scored records -> sinks.
 
+#[doc(hidden)]
+pub mod cli;
+pub mod features;
 pub mod kitnet;
+pub mod model;
+pub mod module;
+pub mod train;
 pub mod zeek;
+
+pub use module::Module;

@@ -5,6 +5,7 @@
 //!   content), streamed record by record; malformed lines are skipped,
 //!   counted and logged with file and line.
 //! - [`LineParser`]: the same parsing without I/O, for following live files.
+//! - [`Records`]: the records of several files in a row.
 //! - [`Record`] and [`Value`]: what a line becomes.
 
 mod error;
@@ -12,10 +13,12 @@ mod json;
 pub mod layout;
 mod reader;
 mod record;
+mod stream;
 mod tsv;
 mod value;
 
 pub use error::ReadError;
 pub use reader::{Format, LineParser, LogReader, Parsed, ReadStats};
 pub use record::{Record, Schema};
+pub use stream::{Records, StreamTotals};
 pub use value::{Value, ZeekType};

@@ -175,6 +175,7 @@ pub struct LogReader {
     stats: ReadStats,
     finished: bool,
     gzip: bool,
+    log_skips: bool,
 }
 
 impl LogReader {
@@ -213,7 +214,15 @@ impl LogReader {
             stats: ReadStats::default(),
             finished: false,
             gzip,
+            log_skips: true,
         })
+    }
+
+    /// Do not log skipped lines (for a second pass over a file whose
+    /// problems were already reported).
+    pub fn quiet(mut self) -> LogReader {
+        self.log_skips = false;
+        self
     }
 
     pub fn stats(&self) -> ReadStats {
@@ -239,7 +248,7 @@ impl LogReader {
 
     fn finish(&mut self) {
         self.finished = true;
-        if self.stats.malformed > LOGGED_SKIPS_PER_FILE {
+        if self.log_skips && self.stats.malformed > LOGGED_SKIPS_PER_FILE {
             tracing::warn!(
                 file = %self.file().display(),
                 "{} malformed lines skipped in all ({} more than were logged)",
@@ -299,7 +308,7 @@ impl Iterator for LogReader {
                 }
                 Err(e) if e.is_skip() => {
                     self.stats.malformed += 1;
-                    if self.stats.malformed <= LOGGED_SKIPS_PER_FILE {
+                    if self.log_skips && self.stats.malformed <= LOGGED_SKIPS_PER_FILE {
                         tracing::warn!("{e}");
                     }
                     return Some(Err(e));

@@ -120,27 +120,22 @@ impl TsvHeader {
             .schema
             .get_or_insert_with(|| Arc::new(Schema::new(self.fields.clone())))
             .clone();
-        let mut values = Vec::with_capacity(n);
-        let mut columns = 0usize;
+        let raw: Vec<&[u8]> = split(line, &self.separator).collect();
+        let columns = raw.len();
         // Extra columns are tolerated only when they are empty (trailing
         // tabs); anything else means the line does not match its header.
-        let mut extra_data = false;
-        for (i, raw) in split(line, &self.separator).enumerate() {
-            columns += 1;
-            if i >= n {
-                extra_data |= !raw.is_empty();
-                continue;
-            }
-            let ty = self.types.get(i).copied().unwrap_or(ZeekType::Text);
-            let value = self
-                .value(raw, ty)
-                .map_err(|reason| format!("field `{}`: {reason}", self.fields[i]))?;
-            values.push(value);
-        }
-        if columns < n || extra_data {
+        if columns < n || raw[n..].iter().any(|c| !c.is_empty()) {
             return Err(format!(
                 "{columns} columns, but the #fields header names {n}"
             ));
+        }
+        let mut values = Vec::with_capacity(n);
+        for (i, field) in raw[..n].iter().enumerate() {
+            let ty = self.types.get(i).copied().unwrap_or(ZeekType::Text);
+            let value = self
+                .value(field, ty)
+                .map_err(|reason| format!("field `{}`: {reason}", self.fields[i]))?;
+            values.push(value);
         }
         Ok(Record::new(schema, values, line_no))
     }

@@ -1,0 +1,418 @@
+//! Records to feature vectors, following a module's table.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use super::net::{is_broadcast, Direction, LocalNets};
+use super::spec::{table, FeatureDef, Transform};
+use super::vocab::{VocabCounter, Vocabulary};
+use crate::module::Module;
+use crate::zeek::{Record, Value};
+
+/// Everything needed to turn a module's records into vectors: its table,
+/// the vocabularies learned for its categories, and the local networks.
+/// This is what the model file stores.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureSet {
+    pub module: Module,
+    pub features: Vec<FeatureDef>,
+    /// By feature name, for every [`Transform::Category`] feature.
+    pub vocabularies: BTreeMap<String, Vocabulary>,
+    pub local_nets: LocalNets,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FeatureError {
+    #[error("feature `{0}` is a category but the model has no vocabulary for it")]
+    MissingVocabulary(String),
+    #[error("feature `{0}` appears twice in the table")]
+    Duplicate(String),
+}
+
+/// The value a category feature sees: text as it is, numbers as written,
+/// a list's first element, and `-` (Zeek's own mark) for unset.
+fn category_value(value: &Value) -> Cow<'_, str> {
+    match value {
+        Value::Unset => Cow::Borrowed("-"),
+        Value::Str(s) => Cow::Borrowed(s),
+        Value::List(l) => l.first().map(category_value).unwrap_or(Cow::Borrowed("-")),
+        other => Cow::Owned(other.to_string()),
+    }
+}
+
+/// Learns the vocabularies of a module's categories in one pass over its
+/// training records.
+#[derive(Debug)]
+pub struct VocabLearner {
+    module: Module,
+    features: Vec<FeatureDef>,
+    counters: Vec<Option<VocabCounter>>,
+}
+
+impl VocabLearner {
+    /// With the module's declared table.
+    pub fn new(module: Module) -> VocabLearner {
+        VocabLearner::with_features(module, table(module))
+    }
+
+    pub fn with_features(module: Module, features: Vec<FeatureDef>) -> VocabLearner {
+        let counters = features
+            .iter()
+            .map(|d| matches!(d.transform, Transform::Category { .. }).then(VocabCounter::default))
+            .collect();
+        VocabLearner {
+            module,
+            features,
+            counters,
+        }
+    }
+
+    pub fn observe(&mut self, record: &Record) {
+        for (def, counter) in self.features.iter().zip(&mut self.counters) {
+            if let Some(c) = counter {
+                c.add(&category_value(record.get(&def.field)));
+            }
+        }
+    }
+
+    pub fn finish(self, local_nets: LocalNets) -> FeatureSet {
+        let mut vocabularies = BTreeMap::new();
+        for (def, counter) in self.features.iter().zip(&self.counters) {
+            if let (Some(c), Transform::Category { max_values }) = (counter, &def.transform) {
+                vocabularies.insert(def.name.clone(), c.finish(*max_values));
+            }
+        }
+        FeatureSet {
+            module: self.module,
+            features: self.features,
+            vocabularies,
+            local_nets,
+        }
+    }
+}
+
+/// How one feature fills its columns, resolved once.
+#[derive(Debug, Clone)]
+enum Plan {
+    Scalar(Transform),
+    Chars(Vec<char>),
+    Category(HashMap<String, usize>, usize),
+    PortClass,
+    Direction,
+}
+
+/// Encodes records of one module into vectors of [`Encoder::len`] columns.
+#[derive(Debug, Clone)]
+pub struct Encoder {
+    set: FeatureSet,
+    plans: Vec<Plan>,
+    columns: Vec<String>,
+}
+
+impl Encoder {
+    pub fn new(set: FeatureSet) -> Result<Encoder, FeatureError> {
+        let mut plans = Vec::with_capacity(set.features.len());
+        let mut columns = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for def in &set.features {
+            if !seen.insert(def.name.as_str()) {
+                return Err(FeatureError::Duplicate(def.name.clone()));
+            }
+            let name = &def.name;
+            let plan = match &def.transform {
+                Transform::Chars { chars } => {
+                    columns.extend(chars.chars().map(|c| format!("{name}:{c}")));
+                    Plan::Chars(chars.chars().collect())
+                }
+                Transform::Category { .. } => {
+                    let vocab = set
+                        .vocabularies
+                        .get(name)
+                        .ok_or_else(|| FeatureError::MissingVocabulary(name.clone()))?;
+                    columns.extend(vocab.values.iter().map(|v| format!("{name}={v}")));
+                    columns.push(format!("{name}=<other>"));
+                    let index = vocab
+                        .values
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| (v.clone(), i))
+                        .collect();
+                    Plan::Category(index, vocab.values.len())
+                }
+                Transform::PortClass => {
+                    columns.extend(
+                        ["well_known", "registered", "dynamic"].map(|c| format!("{name}={c}")),
+                    );
+                    Plan::PortClass
+                }
+                Transform::Direction => {
+                    columns.extend(Direction::ALL.map(|d| format!("{name}={}", d.name())));
+                    Plan::Direction
+                }
+                scalar => {
+                    columns.push(name.clone());
+                    Plan::Scalar(scalar.clone())
+                }
+            };
+            plans.push(plan);
+        }
+        Ok(Encoder {
+            set,
+            plans,
+            columns,
+        })
+    }
+
+    /// The module's declared table with the given vocabularies.
+    pub fn feature_set(&self) -> &FeatureSet {
+        &self.set
+    }
+
+    /// Column names, in vector order (`proto=tcp`, `history:S`, `duration`).
+    pub fn columns(&self) -> &[String] {
+        &self.columns
+    }
+
+    pub fn len(&self) -> usize {
+        self.columns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.columns.is_empty()
+    }
+
+    /// Fills `out` (of [`Encoder::len`] values) from one record. Every value
+    /// is finite.
+    pub fn encode(&self, record: &Record, out: &mut [f64]) {
+        debug_assert_eq!(out.len(), self.columns.len());
+        out.fill(0.0);
+        let mut at = 0;
+        for (def, plan) in self.set.features.iter().zip(&self.plans) {
+            let value = record.get(&def.field);
+            match plan {
+                Plan::Scalar(t) => {
+                    out[at] = scalar(t, value);
+                    at += 1;
+                }
+                Plan::Chars(chars) => {
+                    if let Some(text) = value.as_str() {
+                        for (i, c) in chars.iter().enumerate() {
+                            if text.contains(*c) {
+                                out[at + i] = 1.0;
+                            }
+                        }
+                    }
+                    at += chars.len();
+                }
+                Plan::Category(index, n) => {
+                    let slot = index
+                        .get(category_value(value).as_ref())
+                        .copied()
+                        .unwrap_or(*n);
+                    out[at + slot] = 1.0;
+                    at += n + 1;
+                }
+                Plan::PortClass => {
+                    if let Some(p) = value.as_f64() {
+                        let slot = if p < 1024.0 {
+                            0
+                        } else if p < 49152.0 {
+                            1
+                        } else {
+                            2
+                        };
+                        out[at + slot] = 1.0;
+                    }
+                    at += 3;
+                }
+                Plan::Direction => {
+                    let orig = record.get("id.orig_h").as_addr();
+                    let resp = record.get("id.resp_h").as_addr();
+                    if let (Some(o), Some(r)) = (orig, resp) {
+                        let d = self.set.local_nets.direction(o, r);
+                        let slot = Direction::ALL.iter().position(|x| *x == d).unwrap_or(0);
+                        out[at + slot] = 1.0;
+                    }
+                    at += 4;
+                }
+            }
+        }
+    }
+
+    /// A new vector for [`Encoder::encode`].
+    pub fn vector(&self) -> Vec<f64> {
+        vec![0.0; self.columns.len()]
+    }
+}
+
+fn scalar(t: &Transform, value: &Value) -> f64 {
+    let v = match t {
+        Transform::Number => value.as_f64().unwrap_or(0.0),
+        Transform::Log1p => value.as_f64().map_or(0.0, |x| x.max(0.0).ln_1p()),
+        Transform::Flag => value.as_bool().map_or(0.5, |b| if b { 1.0 } else { 0.0 }),
+        Transform::Present => match value {
+            Value::Unset => 0.0,
+            Value::Str(s) if s.is_empty() => 0.0,
+            Value::List(l) if l.is_empty() => 0.0,
+            _ => 1.0,
+        },
+        Transform::Length => match value {
+            Value::Str(s) => (s.chars().count() as f64).ln_1p(),
+            Value::List(l) => (l.len() as f64).ln_1p(),
+            _ => 0.0,
+        },
+        Transform::Entropy => value.as_str().map_or(0.0, entropy),
+        Transform::Labels => value.as_str().filter(|s| !s.is_empty()).map_or(0.0, |s| {
+            (s.trim_end_matches('.').split('.').count() as f64).ln_1p()
+        }),
+        Transform::Broadcast => value
+            .as_addr()
+            .map_or(0.0, |a| f64::from(u8::from(is_broadcast(a)))),
+        // Multi-column transforms never reach here.
+        _ => 0.0,
+    };
+    if v.is_finite() {
+        v
+    } else {
+        0.0
+    }
+}
+
+/// Shannon entropy in bits per character.
+fn entropy(text: &str) -> f64 {
+    let mut counts = [0u32; 256];
+    let mut n = 0u32;
+    for b in text.bytes() {
+        counts[b as usize] += 1;
+        n += 1;
+    }
+    if n == 0 {
+        return 0.0;
+    }
+    let n = f64::from(n);
+    counts
+        .iter()
+        .filter(|c| **c > 0)
+        .map(|c| {
+            let p = f64::from(*c) / n;
+            -p * p.log2()
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::zeek::Schema;
+    use std::sync::Arc;
+
+    fn record(fields: &[(&str, Value)]) -> Record {
+        let schema = Arc::new(Schema::new(
+            fields.iter().map(|(n, _)| n.to_string()).collect(),
+        ));
+        Record::new(schema, fields.iter().map(|(_, v)| v.clone()).collect(), 1)
+    }
+
+    fn conn(proto: &str, history: Option<&str>, orig: &str, resp: &str) -> Record {
+        record(&[
+            ("id.orig_h", Value::Str(orig.into())),
+            ("id.orig_p", Value::Count(50000)),
+            ("id.resp_h", Value::Str(resp.into())),
+            ("id.resp_p", Value::Count(443)),
+            ("proto", Value::Str(proto.into())),
+            ("orig_bytes", Value::Count(1000)),
+            (
+                "history",
+                history.map_or(Value::Unset, |h| Value::Str(h.into())),
+            ),
+        ])
+    }
+
+    fn encoder() -> Encoder {
+        let mut learner = VocabLearner::new(Module::Conn);
+        for _ in 0..10 {
+            learner.observe(&conn("tcp", Some("ShADadFf"), "10.0.0.1", "8.8.8.8"));
+            learner.observe(&conn("udp", None, "10.0.0.1", "10.0.0.2"));
+        }
+        Encoder::new(learner.finish(LocalNets::default())).unwrap()
+    }
+
+    fn col(enc: &Encoder, v: &[f64], name: &str) -> f64 {
+        v[enc
+            .columns()
+            .iter()
+            .position(|c| c == name)
+            .unwrap_or_else(|| panic!("no column {name}"))]
+    }
+
+    #[test]
+    fn learned_categories_and_other() {
+        let enc = encoder();
+        let mut v = enc.vector();
+        enc.encode(&conn("tcp", Some("S"), "10.0.0.1", "8.8.8.8"), &mut v);
+        assert_eq!(col(&enc, &v, "proto=tcp"), 1.0);
+        assert_eq!(col(&enc, &v, "proto=<other>"), 0.0);
+        enc.encode(&conn("icmp", Some("S"), "10.0.0.1", "8.8.8.8"), &mut v);
+        assert_eq!(col(&enc, &v, "proto=tcp"), 0.0);
+        assert_eq!(
+            col(&enc, &v, "proto=<other>"),
+            1.0,
+            "unseen value lands in other"
+        );
+    }
+
+    #[test]
+    fn history_flags_direction_and_ports() {
+        let enc = encoder();
+        let mut v = enc.vector();
+        enc.encode(&conn("tcp", Some("ShAR"), "10.0.0.1", "8.8.8.8"), &mut v);
+        assert_eq!(col(&enc, &v, "history:S"), 1.0);
+        assert_eq!(col(&enc, &v, "history:R"), 1.0);
+        assert_eq!(col(&enc, &v, "history:r"), 0.0);
+        assert_eq!(col(&enc, &v, "traffic_direction=outbound"), 1.0);
+        assert_eq!(col(&enc, &v, "resp_p=443"), 1.0);
+        assert_eq!(col(&enc, &v, "resp_p_class=well_known"), 1.0);
+        assert_eq!(col(&enc, &v, "orig_p_class=dynamic"), 1.0);
+        assert!((col(&enc, &v, "orig_bytes") - 1001f64.ln()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn absent_fields_are_defined_values_not_crashes() {
+        let enc = encoder();
+        let mut v = enc.vector();
+        enc.encode(&record(&[]), &mut v);
+        assert!(v.iter().all(|x| x.is_finite()));
+        assert_eq!(
+            col(&enc, &v, "local_orig"),
+            0.5,
+            "unset bool is unknown, not false"
+        );
+        assert_eq!(col(&enc, &v, "duration"), 0.0);
+        assert_eq!(
+            col(&enc, &v, "service=<other>") + col(&enc, &v, "service=-"),
+            1.0
+        );
+    }
+
+    #[test]
+    fn entropy_and_labels() {
+        assert_eq!(entropy("aaaa"), 0.0);
+        assert!((entropy("abcd") - 2.0).abs() < 1e-12);
+        assert_eq!(
+            scalar(&Transform::Labels, &Value::Str("www.example.com.".into())),
+            4f64.ln()
+        );
+    }
+
+    #[test]
+    fn missing_vocabulary_is_an_error() {
+        let mut set = VocabLearner::new(Module::Dns).finish(LocalNets::default());
+        set.vocabularies.remove("qtype");
+        assert_eq!(
+            Encoder::new(set).unwrap_err().to_string(),
+            "feature `qtype` is a category but the model has no vocabulary for it"
+        );
+    }
+}

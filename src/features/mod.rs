@@ -1,0 +1,18 @@
+//! Records to feature vectors, per module.
+//!
+//! - [`spec`]: the declared table of each module (field, transform).
+//! - [`VocabLearner`]: learns the vocabularies of categorical features from
+//!   the training records.
+//! - [`Encoder`]: applies a table and its vocabularies to records; unseen
+//!   categories land in an "other" column.
+//! - [`LocalNets`]: which addresses are local, for traffic direction.
+
+mod encoder;
+mod net;
+pub mod spec;
+mod vocab;
+
+pub use encoder::{Encoder, FeatureError, FeatureSet, VocabLearner};
+pub use net::{is_broadcast, Direction, LocalNets, DEFAULT_LOCAL_NETS};
+pub use spec::{table, FeatureDef, Transform};
+pub use vocab::{VocabCounter, Vocabulary};

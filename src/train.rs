@@ -1,0 +1,377 @@
+//! The training pipeline: a module's historical logs in, a model file out.
+//!
+//! The history is streamed several times instead of held in memory, so
+//! memory stays flat whatever its size:
+//!
+//! 1. survey: count records, learn the category vocabularies, note the time
+//!    span and every problem (logged once, here);
+//! 2. KitNET's feature mapper on the first `fm_grace + 1` training records;
+//! 3. `epochs` passes of the autoencoders over every training record (the
+//!    Python tool stops after its first 55,000);
+//! 4. score the held-out records (every `holdout_every`-th record, never
+//!    trained on) and set the threshold at the quantile that flags
+//!    `threshold_fpr` of them.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use indicatif::ProgressBar;
+
+use crate::features::{Encoder, LocalNets, VocabLearner};
+use crate::kitnet::{KitNet, KitNetError, KitNetParams};
+use crate::model::{self, Model, Threshold, TrainingInfo, FORMAT_VERSION, MAGIC};
+use crate::module::Module;
+use crate::zeek::layout::{self, DateRange, LogFile};
+use crate::zeek::{Records, StreamTotals};
+
+/// Fewer training records than this make no useful model.
+pub const MIN_TRAINING_RECORDS: u64 = 20;
+/// Below this many held-out records the threshold is taken from the scores
+/// of all records instead (and the model says so).
+pub const MIN_HELD_OUT: u64 = 50;
+/// Held-out scores kept for the threshold (a uniform sample beyond it).
+const MAX_KEPT_SCORES: usize = 200_000;
+
+/// Settings of one training run.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    pub log_dir: PathBuf,
+    pub range: DateRange,
+    pub params: KitNetParams,
+    pub local_nets: LocalNets,
+    /// Share of normal records the threshold may flag (0.001: 0.1%).
+    pub threshold_fpr: f64,
+    /// Every n-th record is held out of training to set the threshold.
+    pub holdout_every: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Layout(#[from] layout::LayoutError),
+    #[error("{module}: no `{log}` logs under {} (looked for {log}.log, {log}.*.log.gz and dated folders YYYY-MM-DD/{log}.*; `current/` is never used for training){range}", dir.display())]
+    NoFiles {
+        module: Module,
+        log: &'static str,
+        dir: PathBuf,
+        range: String,
+    },
+    #[error("{module}: only {records} usable records in {files} files; at least {MIN_TRAINING_RECORDS} are needed to learn what normal looks like (add more days of history, or leave {module} out of --modules)")]
+    TooFewRecords {
+        module: Module,
+        records: u64,
+        files: usize,
+    },
+    #[error("{module}: {source}")]
+    KitNet {
+        module: Module,
+        #[source]
+        source: KitNetError,
+    },
+    #[error(transparent)]
+    Model(#[from] model::ModelError),
+}
+
+/// The historical files of a module, oldest first.
+pub fn find_files(module: Module, opts: &TrainOptions) -> Result<Vec<LogFile>, TrainError> {
+    let files = layout::discover(&opts.log_dir, module.log_path(), opts.range)?;
+    if files.is_empty() {
+        let range = if opts.range.is_open() {
+            String::new()
+        } else {
+            format!(
+                " between {} and {}",
+                opts.range
+                    .start
+                    .map_or("the first day".into(), |d| d.to_string()),
+                opts.range
+                    .end
+                    .map_or("the last day".into(), |d| d.to_string())
+            )
+        };
+        return Err(TrainError::NoFiles {
+            module,
+            log: module.log_path(),
+            dir: opts.log_dir.clone(),
+            range,
+        });
+    }
+    Ok(files)
+}
+
+/// Counts the records of each file, for `--dry-run`.
+pub fn count(module: Module, files: &[LogFile]) -> StreamTotals {
+    let mut records = Records::new(paths(files), Some(module.log_path()), false);
+    records.by_ref().for_each(drop);
+    records.totals().clone()
+}
+
+fn paths(files: &[LogFile]) -> Vec<PathBuf> {
+    files.iter().map(|f| f.path.clone()).collect()
+}
+
+/// What the first pass found.
+struct Survey {
+    encoder: Encoder,
+    totals: StreamTotals,
+    first_ts: Option<f64>,
+    last_ts: Option<f64>,
+}
+
+fn survey(module: Module, files: &[LogFile], opts: &TrainOptions, bar: &ProgressBar) -> Survey {
+    let mut learner = VocabLearner::new(module);
+    let mut records = Records::new(paths(files), Some(module.log_path()), false);
+    let (mut first_ts, mut last_ts) = (None::<f64>, None::<f64>);
+    for (i, r) in records.by_ref().enumerate() {
+        if let Some(ts) = r.ts() {
+            first_ts = Some(first_ts.map_or(ts, |t| t.min(ts)));
+            last_ts = Some(last_ts.map_or(ts, |t| t.max(ts)));
+        }
+        // The vocabularies come from the training records only, like
+        // everything else the model learns.
+        if !is_held_out(i as u64, opts.holdout_every) {
+            learner.observe(&r);
+        }
+        bar.inc(1);
+    }
+    let set = learner.finish(opts.local_nets.clone());
+    let encoder = Encoder::new(set).expect("a learned feature set has every vocabulary");
+    Survey {
+        encoder,
+        totals: records.totals().clone(),
+        first_ts,
+        last_ts,
+    }
+}
+
+fn is_held_out(index: u64, every: u64) -> bool {
+    every > 1 && index % every == every - 1
+}
+
+/// Trains one module's model from its files.
+pub fn train_module(
+    module: Module,
+    files: &[LogFile],
+    opts: &TrainOptions,
+    bar: &ProgressBar,
+) -> Result<Model, TrainError> {
+    let started = Instant::now();
+    let log_path = module.log_path();
+    bar.set_message(format!("{module}: reading"));
+    let survey = survey(module, files, opts, bar);
+    let total = survey.totals.records;
+    let held_out = (0..total)
+        .filter(|i| is_held_out(*i, opts.holdout_every))
+        .count() as u64;
+    let trained = total - held_out;
+    if trained < MIN_TRAINING_RECORDS {
+        return Err(TrainError::TooFewRecords {
+            module,
+            records: total,
+            files: files.len(),
+        });
+    }
+    let encoder = &survey.encoder;
+    let kit_err = |source| TrainError::KitNet { module, source };
+    let mut kitnet = KitNet::new(encoder.len(), opts.params.clone()).map_err(kit_err)?;
+    let every = opts.holdout_every;
+    let file_paths = paths(files);
+    let passes = opts.params.epochs as u64;
+    bar.set_length(total * (2 + passes));
+    let pass_no = std::cell::Cell::new(0u64);
+    let report = kitnet
+        .fit(|| {
+            pass_no.set(pass_no.get() + 1);
+            let p = pass_no.get();
+            // The first call feeds the feature mapper; the rest are epochs.
+            bar.set_message(if p == 1 {
+                format!("{module}: feature map")
+            } else {
+                format!("{module}: epoch {}/{passes}", p - 1)
+            });
+            Records::new(file_paths.clone(), Some(log_path), true)
+                .enumerate()
+                .filter(move |(i, _)| !is_held_out(*i as u64, every))
+                .map(move |(_, r)| {
+                    bar.inc(1);
+                    let mut v = encoder.vector();
+                    encoder.encode(&r, &mut v);
+                    v
+                })
+        })
+        .map_err(kit_err)?;
+    if report.feature_map_from_short_history {
+        tracing::warn!(
+            "{module}: {} training records, fewer than the {} the feature mapper asks for (--grace-feature-mapping); the feature map was learned from all of them",
+            trained,
+            opts.params.fm_grace + 1
+        );
+    }
+
+    // Threshold: scores of records the model never trained on.
+    bar.set_message(format!("{module}: threshold"));
+    let use_all = held_out < MIN_HELD_OUT;
+    let mut scores = Reservoir::new(MAX_KEPT_SCORES);
+    let mut scratch = kitnet.scratch();
+    let mut v = encoder.vector();
+    for (i, r) in Records::new(file_paths.clone(), Some(log_path), true).enumerate() {
+        bar.inc(1);
+        if use_all || is_held_out(i as u64, every) {
+            encoder.encode(&r, &mut v);
+            scores.push(kitnet.execute_with(&v, &mut scratch).map_err(kit_err)?);
+        }
+    }
+    let scored = scores.seen;
+    let mut scores = scores.into_sorted();
+    let q = 1.0 - opts.threshold_fpr;
+    let threshold = quantile(&scores, q);
+    let which = if use_all {
+        format!("all {scored} training records (only {held_out} held out)")
+    } else {
+        format!("{scored} held-out training records")
+    };
+    let quantiles = [0.5, 0.9, 0.99, 0.999, 1.0]
+        .iter()
+        .map(|&p| (p, quantile(&scores, p)))
+        .collect();
+    scores.clear();
+
+    let range = opts.range;
+    let model = Model {
+        format: MAGIC.to_owned(),
+        format_version: FORMAT_VERSION,
+        crate_version: env!("CARGO_PKG_VERSION").to_owned(),
+        module,
+        created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        threshold: Threshold {
+            value: threshold,
+            method: format!("quantile {q} of the scores of {which}"),
+            target_fpr: opts.threshold_fpr,
+        },
+        training: TrainingInfo {
+            log_dir: opts.log_dir.display().to_string(),
+            files: files.iter().map(|f| f.path.display().to_string()).collect(),
+            start_date: range.start.map(|d| d.to_string()),
+            end_date: range.end.map(|d| d.to_string()),
+            first_ts: survey.first_ts,
+            last_ts: survey.last_ts,
+            records: total,
+            trained_records: trained,
+            held_out_records: held_out,
+            skipped_lines: survey.totals.malformed,
+            failed_files: survey
+                .totals
+                .failed
+                .iter()
+                .map(|(_, m)| m.clone())
+                .collect(),
+            epochs: report.epochs,
+            feature_map_records: report.feature_map_records,
+            score_quantiles: quantiles,
+            seconds: started.elapsed().as_secs_f64(),
+        },
+        columns: encoder.columns().to_vec(),
+        features: encoder.feature_set().clone(),
+        kitnet,
+    };
+    Ok(model)
+}
+
+/// Writes a module's model into `model_dir`, atomically.
+pub fn save(model: &Model, model_dir: &Path) -> Result<PathBuf, TrainError> {
+    let path = model_dir.join(model::file_name(model.module));
+    model.save(&path)?;
+    Ok(path)
+}
+
+/// The nearest-rank quantile of sorted scores.
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// A uniform sample of at most `cap` values (Algorithm R), with a fixed
+/// seed so the same data gives the same threshold.
+struct Reservoir {
+    cap: usize,
+    values: Vec<f64>,
+    seen: u64,
+    state: u64,
+}
+
+impl Reservoir {
+    fn new(cap: usize) -> Reservoir {
+        Reservoir {
+            cap,
+            values: Vec::new(),
+            seen: 0,
+            state: 0x9E37_79B9_7F4A_7C15,
+        }
+    }
+
+    fn push(&mut self, v: f64) {
+        self.seen += 1;
+        if self.values.len() < self.cap {
+            self.values.push(v);
+            return;
+        }
+        // xorshift64*: enough for sampling, no dependency.
+        self.state ^= self.state >> 12;
+        self.state ^= self.state << 25;
+        self.state ^= self.state >> 27;
+        let r = self.state.wrapping_mul(0x2545_F491_4F6C_DD1D) % self.seen;
+        if (r as usize) < self.cap {
+            self.values[r as usize] = v;
+        }
+    }
+
+    fn into_sorted(mut self) -> Vec<f64> {
+        self.values.sort_by(f64::total_cmp);
+        self.values
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_quantiles() {
+        let s: Vec<f64> = (1..=1000).map(f64::from).collect();
+        assert_eq!(quantile(&s, 0.999), 999.0);
+        assert_eq!(quantile(&s, 1.0), 1000.0);
+        assert_eq!(quantile(&s, 0.5), 500.0);
+        assert_eq!(quantile(&s[..1], 0.999), 1.0);
+        assert!(quantile(&[], 0.5).is_nan());
+    }
+
+    #[test]
+    fn holdout_takes_every_nth() {
+        let held: Vec<u64> = (0..30).filter(|i| is_held_out(*i, 10)).collect();
+        assert_eq!(held, [9, 19, 29]);
+        assert!(
+            !(0..30).any(|i| is_held_out(i, 1)),
+            "1 disables the holdout"
+        );
+    }
+
+    #[test]
+    fn reservoir_is_bounded_and_keeps_the_first_values_when_small() {
+        let mut r = Reservoir::new(10);
+        for i in 0..5 {
+            r.push(f64::from(i));
+        }
+        assert_eq!(r.into_sorted(), [0.0, 1.0, 2.0, 3.0, 4.0]);
+        let mut r = Reservoir::new(100);
+        for i in 0..100_000 {
+            r.push(f64::from(i));
+        }
+        assert_eq!(r.seen, 100_000);
+        let s = r.into_sorted();
+        assert_eq!(s.len(), 100);
+        assert!(s[99] > 50_000.0, "late values get in");
+    }
+}

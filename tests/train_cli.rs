@@ -1,0 +1,315 @@
+//! `azw-train` end to end, through the real binary, on the bundled example
+//! logs (and on RITA's three-day capture when `../shared` is present).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use autozeekwatch::model::{self, Model};
+use autozeekwatch::Module;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn train(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_azw-train"))
+        .args(args)
+        .output()
+        .expect("azw-train runs")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn trains_all_five_modules_on_the_examples_and_inspects_them() {
+    let models = tempfile::tempdir().unwrap();
+    let logs = root().join("examples/logs");
+    let out = train(&[
+        "--log-dir",
+        logs.to_str().unwrap(),
+        "--modules",
+        "all",
+        "--model-dir",
+        models.path().to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    for module in Module::ALL {
+        let path = models.path().join(model::file_name(module));
+        let (model, encoder) = Model::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(model.module, module);
+        assert_eq!(model.kitnet.n_features(), encoder.len());
+        assert!(
+            model.training.records > 0 && model.training.trained_records < model.training.records
+        );
+        assert!(model.threshold.value.is_finite() && model.threshold.value > 0.0);
+        assert_eq!(
+            model.training.files.len(),
+            2,
+            "{module}: a TSV and a JSON file"
+        );
+
+        let shown = train(&["--inspect", path.to_str().unwrap()]);
+        assert!(shown.status.success(), "{}", text(&shown));
+        let shown = text(&shown);
+        for key in [
+            "module:",
+            "model format:",
+            "records:",
+            "threshold:",
+            "held-out scores:",
+            "features:",
+        ] {
+            assert!(shown.contains(key), "--inspect shows `{key}`:\n{shown}");
+        }
+        assert!(
+            shown.contains(&format!("module:          {module}")),
+            "{shown}"
+        );
+    }
+}
+
+#[test]
+fn modules_parse_in_every_documented_form() {
+    let models = tempfile::tempdir().unwrap();
+    let logs = root().join("examples/logs");
+    let out = train(&[
+        "--log-dir",
+        logs.to_str().unwrap(),
+        "--modules",
+        "ssh",
+        "Http",
+        "--model-dir",
+        models.path().to_str().unwrap(),
+        "--dry-run",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let s = text(&out);
+    assert!(
+        s.contains("SSH: 2 files, 44 records") && s.contains("HTTP: 2 files, 178 records"),
+        "{s}"
+    );
+    assert!(!s.contains("CONN"), "{s}");
+}
+
+#[test]
+fn errors_say_what_to_do() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--log-dir", "/nonexistent/zeek"],
+            "no such file or directory",
+        ),
+        (
+            &["--log-dir", ".", "--start-date", "20-04-2024"],
+            "write it as YYYY-MM-DD",
+        ),
+        (
+            &["--log-dir", ".", "--modules", "smtp"],
+            "unknown module `smtp`",
+        ),
+        (
+            &[
+                "--log-dir",
+                ".",
+                "--start-date",
+                "2024-04-21",
+                "--end-date",
+                "2024-04-20",
+            ],
+            "is after --end-date",
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = train(args);
+        assert!(!out.status.success(), "{args:?} must fail");
+        assert!(
+            text(&out).contains(expected),
+            "{args:?}: `{expected}` not in:\n{}",
+            text(&out)
+        );
+    }
+    // An explicit module without logs is an error; under ALL it is skipped.
+    let empty = tempfile::tempdir().unwrap();
+    let out = train(&[
+        "--log-dir",
+        empty.path().to_str().unwrap(),
+        "--modules",
+        "conn",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("no `conn` logs under"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn too_few_records_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines: Vec<&str> = include_str!("../examples/logs/http.log")
+        .lines()
+        .take(20)
+        .collect();
+    std::fs::write(dir.path().join("http.log"), lines.join("\n")).unwrap();
+    let out = train(&[
+        "--log-dir",
+        dir.path().to_str().unwrap(),
+        "--modules",
+        "http",
+        "--model-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("HTTP: only 12 usable records in 1 files; at least 20 are needed"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        !dir.path().join("http.model.json").exists(),
+        "no useless model is written"
+    );
+}
+
+#[test]
+fn damaged_or_newer_models_are_refused_clearly() {
+    let models = tempfile::tempdir().unwrap();
+    let logs = root().join("examples/logs");
+    let out = train(&[
+        "--log-dir",
+        logs.to_str().unwrap(),
+        "--modules",
+        "ssh",
+        "--model-dir",
+        models.path().to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let path = models.path().join("ssh.model.json");
+    let good = std::fs::read_to_string(&path).unwrap();
+
+    let cut = models.path().join("cut.model.json");
+    std::fs::write(&cut, &good[..good.len() / 2]).unwrap();
+    let e = Model::load(&cut).unwrap_err().to_string();
+    assert!(e.contains("damaged (truncated or edited)"), "{e}");
+
+    let newer = models.path().join("newer.model.json");
+    std::fs::write(
+        &newer,
+        good.replacen("\"format_version\": 1", "\"format_version\": 99", 1),
+    )
+    .unwrap();
+    let e = Model::load(&newer).unwrap_err().to_string();
+    assert!(
+        e.contains("written by a newer autozeekwatch (model format 99"),
+        "{e}"
+    );
+
+    let other = models.path().join("other.json");
+    std::fs::write(&other, "{\"hello\": 1}").unwrap();
+    assert!(Model::load(&other)
+        .unwrap_err()
+        .to_string()
+        .contains("not an autozeekwatch model"));
+
+    let out = train(&["--inspect", cut.to_str().unwrap()]);
+    assert!(!out.status.success());
+}
+
+fn shared(rel: &str) -> Option<PathBuf> {
+    let p = root().join("../shared/data").join(rel);
+    p.exists().then_some(p)
+}
+
+/// Sum of the `records` column of FILES.tsv for paths matching a filter.
+fn corpus_records(filter: impl Fn(&str) -> bool) -> u64 {
+    let table = std::fs::read_to_string(root().join("../shared/data/FILES.tsv")).unwrap();
+    table
+        .lines()
+        .skip(1)
+        .map(|l| l.split('\t').collect::<Vec<_>>())
+        .filter(|c| filter(c[0]))
+        .map(|c| c[5].parse::<u64>().unwrap())
+        .sum()
+}
+
+#[test]
+fn date_range_selects_days_of_rita_missing_host() {
+    let Some(dir) = shared("rita-activecm/missing_host") else {
+        eprintln!("../shared/data not present: skipping the three-day capture check");
+        return;
+    };
+    let out = train(&[
+        "--log-dir",
+        dir.to_str().unwrap(),
+        "--modules",
+        "ALL",
+        "--start-date",
+        "2024-04-20",
+        "--dry-run",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let s = text(&out);
+    for module in Module::ALL {
+        let log = module.log_path();
+        let expected = corpus_records(|p| {
+            p.starts_with("rita-activecm/missing_host/2024-04-2")
+                && !p.contains("2024-04-19")
+                && Path::new(p)
+                    .file_name()
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .starts_with(&format!("{log}."))
+        });
+        if expected == 0 {
+            continue;
+        }
+        assert!(
+            s.contains(&format!("{module}: ")) && s.contains(&format!(" {expected} records,")),
+            "{module}: {expected} expected in\n{s}"
+        );
+        assert!(!s.contains("2024-04-19/"), "the first day is excluded");
+    }
+}
+
+#[test]
+fn trains_every_module_present_in_rita_missing_host() {
+    let Some(dir) = shared("rita-activecm/missing_host") else {
+        eprintln!("../shared/data not present: skipping the three-day capture training");
+        return;
+    };
+    let models = tempfile::tempdir().unwrap();
+    let out = train(&[
+        "--log-dir",
+        dir.to_str().unwrap(),
+        "--modules",
+        "ALL",
+        "--model-dir",
+        models.path().to_str().unwrap(),
+        "--epochs",
+        "1",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    for module in Module::ALL {
+        let (model, _) = Model::load(&models.path().join(model::file_name(module))).unwrap();
+        let expected = corpus_records(|p| {
+            p.starts_with("rita-activecm/missing_host/")
+                && Path::new(p)
+                    .file_name()
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .starts_with(&format!("{}.", module.log_path()))
+        });
+        assert_eq!(
+            model.training.records, expected,
+            "{module}: every record is read"
+        );
+    }
+}
