@@ -7,9 +7,11 @@
 #[doc(hidden)]
 pub mod cli;
 pub mod features;
+pub mod follow;
 pub mod kitnet;
 pub mod model;
 pub mod module;
+pub mod score;
 pub mod train;
 pub mod zeek;
 

@@ -1,0 +1,225 @@
+//! `azw-infer`: score Zeek logs with the trained models, live or replayed.
+
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use autozeekwatch::cli;
+use autozeekwatch::follow::{run_live, Controls, LiveOptions};
+use autozeekwatch::model::{self, Model};
+use autozeekwatch::score::Scorer;
+use autozeekwatch::zeek::layout::{self, DateRange};
+use autozeekwatch::zeek::Records;
+use autozeekwatch::Module;
+use clap::Parser;
+
+/// Score Zeek logs with the models `azw-train` wrote: one JSON line per log
+/// record with its anomaly score, the threshold verdict, Zeek's `uid` and
+/// `ts`, the connection 5-tuple and, for anomalies, the features that
+/// contributed most.
+///
+/// Live (default): follows `<log-dir>/current/<module>.log` as Zeek writes
+/// it, through hourly rotations (the old file is finished to its last line
+/// first) and restarts (a checkpoint in --state-dir records what was
+/// written; after `kill -9` the output is cut back to it and scoring
+/// resumes: no record lost, none written twice, even if Zeek rotated while
+/// azw-infer was down). SIGINT/SIGTERM: finish, flush, checkpoint, exit 0.
+/// SIGHUP: reopen the output (for logrotate). A replaced model file (the
+/// nightly retraining) is picked up without a restart; a bad one is refused
+/// and the running model stays.
+///
+/// Replay (--replay): scores historical files or folders once, in order.
+///
+/// Examples:
+///   azw-infer --log-dir /opt/zeek/logs --modules CONN,DNS --output /var/log/azw/scores.json
+///   azw-infer --replay /opt/zeek/logs/2024-04-19 --modules CONN --only-anomalies
+#[derive(Parser, Debug)]
+#[command(version, verbatim_doc_comment)]
+struct Args {
+    /// Zeek's log directory; its `current/` folder is followed.
+    #[arg(long, env = "AZW_LOG_DIR", required_unless_present = "replay")]
+    log_dir: Option<PathBuf>,
+
+    /// Score these historical files or folders once, in order, and exit.
+    #[arg(long, num_args = 1.., conflicts_with = "log_dir")]
+    replay: Vec<PathBuf>,
+
+    /// Modules to score: CONN, DNS, HTTP, SSH, SSL or ALL (the modules that
+    /// have a model), comma-separated or repeated, any case.
+    #[arg(long, value_delimiter = ',', num_args = 1.., default_value = "ALL", env = "AZW_MODULES")]
+    modules: Vec<String>,
+
+    /// Where the models are (`<module>.model.json`).
+    #[arg(long, default_value = "models", env = "AZW_MODEL_DIR")]
+    model_dir: PathBuf,
+
+    /// Where the scored records go: a file, or `-` for standard output.
+    /// Exactly-once across restarts needs a file.
+    #[arg(long, default_value = "-", env = "AZW_OUTPUT")]
+    output: String,
+
+    /// Where live mode keeps its checkpoint (`checkpoint.json`).
+    #[arg(long, default_value = "azw-state", env = "AZW_STATE_DIR")]
+    state_dir: PathBuf,
+
+    /// Write only the records flagged as anomalies.
+    #[arg(long)]
+    only_anomalies: bool,
+
+    /// How often an idle module checks its file, in milliseconds (file
+    /// events wake it sooner).
+    #[arg(long, default_value_t = 250)]
+    poll_ms: u64,
+
+    /// How often the output is synced and the checkpoint written, in
+    /// milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    checkpoint_ms: u64,
+
+    /// How often each module's counters are logged, in seconds.
+    #[arg(long, default_value_t = 60)]
+    stats_secs: u64,
+
+    /// Only warnings and errors.
+    #[arg(short, long)]
+    quiet: bool,
+
+    /// Debug logging.
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+fn main() -> ExitCode {
+    // Signals first, so a stop during start-up is a clean stop too.
+    let controls = Controls::default();
+    let registered = [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM]
+        .into_iter()
+        .map(|sig| signal_hook::flag::register(sig, controls.stop.clone()))
+        .chain(std::iter::once(signal_hook::flag::register(
+            signal_hook::consts::SIGHUP,
+            controls.reopen.clone(),
+        )))
+        .collect::<Result<Vec<_>, _>>();
+    let args = Args::parse();
+    cli::init_logging(args.quiet, args.verbose, None);
+    if let Err(e) = registered {
+        return cli::report(&anyhow::Error::new(e).context("cannot install signal handlers"));
+    }
+    match run(args, &controls) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => cli::report(&e),
+    }
+}
+
+/// The modules to run: those asked for, or under ALL those with a model.
+fn modules(args: &Args) -> anyhow::Result<Vec<Module>> {
+    let all = args.modules.iter().any(|m| m.eq_ignore_ascii_case("all"));
+    let mut modules = Module::parse_list(&args.modules)?;
+    if all {
+        modules.retain(|m| args.model_dir.join(model::file_name(*m)).exists());
+    }
+    if modules.is_empty() {
+        bail!(
+            "no model in {} for the modules asked for: train them first (azw-train --log-dir ... --model-dir {})",
+            args.model_dir.display(),
+            args.model_dir.display()
+        );
+    }
+    Ok(modules)
+}
+
+fn run(args: Args, controls: &Controls) -> anyhow::Result<()> {
+    let modules = modules(&args)?;
+    if !args.replay.is_empty() {
+        return replay(&args, &modules);
+    }
+    let log_dir = args.log_dir.clone().context("--log-dir is required")?;
+    if !log_dir.is_dir() {
+        bail!(
+            "{}: no such directory (give Zeek's log directory, the one that holds current/)",
+            log_dir.display()
+        );
+    }
+    let opts = LiveOptions {
+        log_dir,
+        modules,
+        model_dir: args.model_dir.clone(),
+        output: (args.output != "-").then(|| PathBuf::from(&args.output)),
+        state_dir: args.state_dir.clone(),
+        only_anomalies: args.only_anomalies,
+        poll: Duration::from_millis(args.poll_ms.max(10)),
+        checkpoint_every: Duration::from_millis(args.checkpoint_ms),
+        stats_every: Duration::from_secs(args.stats_secs.max(1)),
+        reload_every: Duration::from_secs(1),
+    };
+    tracing::info!(
+        "following {} for {} (output {}, checkpoint in {})",
+        opts.log_dir.join("current").display(),
+        opts.modules
+            .iter()
+            .map(|m| m.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        args.output,
+        opts.state_dir.display()
+    );
+    run_live(&opts, controls)?;
+    tracing::info!("stopped; checkpoint written");
+    Ok(())
+}
+
+/// Scores files once. A file output is written to a temporary file and
+/// renamed into place at the end, so it is never seen half-written.
+fn replay(args: &Args, modules: &[Module]) -> anyhow::Result<()> {
+    let (mut out, tmp): (Box<dyn Write>, Option<tempfile::NamedTempFile>) = if args.output == "-" {
+        (Box::new(BufWriter::new(std::io::stdout().lock())), None)
+    } else {
+        let target = PathBuf::from(&args.output);
+        let dir = target
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        let tmp = tempfile::NamedTempFile::new_in(dir)
+            .with_context(|| format!("cannot write in {}", dir.display()))?;
+        (Box::new(BufWriter::new(tmp.reopen()?)), Some(tmp))
+    };
+    for &module in modules {
+        let (model, encoder) = Model::load(&args.model_dir.join(model::file_name(module)))?;
+        let mut scorer = Scorer::new(model, encoder);
+        let mut files = Vec::new();
+        for root in &args.replay {
+            files.extend(
+                layout::discover(root, module.log_path(), DateRange::default())?
+                    .into_iter()
+                    .map(|f| f.path),
+            );
+        }
+        let mut records = Records::new(files, Some(module.log_path()), false);
+        let (mut n, mut anomalies) = (0u64, 0u64);
+        for record in records.by_ref() {
+            let s = scorer.score(&record)?;
+            n += 1;
+            anomalies += u64::from(s.anomaly);
+            if s.anomaly || !args.only_anomalies {
+                serde_json::to_writer(&mut out, &s)?;
+                out.write_all(b"\n")?;
+            }
+        }
+        let t = records.totals();
+        tracing::info!(
+            "{module}: {n} records scored, {anomalies} anomalies, {} malformed lines skipped, {} files failed",
+            t.malformed,
+            t.failed.len()
+        );
+    }
+    out.flush()?;
+    drop(out);
+    if let Some(tmp) = tmp {
+        tmp.as_file().sync_all()?;
+        tmp.persist(&args.output)
+            .with_context(|| format!("cannot write {}", args.output))?;
+    }
+    Ok(())
+}

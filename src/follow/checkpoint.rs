@@ -1,0 +1,134 @@
+//! What has been scored and written: per module, the file and offset, with
+//! the output's length at that moment.
+//!
+//! The checkpoint is written only after the output was flushed and synced,
+//! so everything before `output_len` is on disk and every record before a
+//! module's offset is in it. At start the output is cut back to
+//! `output_len` and each module resumes from its offset: what was written
+//! after the last checkpoint is derived again, so nothing is lost and
+//! nothing is doubled.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use super::identity::Fingerprint;
+use crate::module::Module;
+
+pub const CHECKPOINT_VERSION: u32 = 1;
+
+/// Where one module's reading stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Position {
+    /// The file's identity (its first bytes, decompressed).
+    pub fingerprint: Fingerprint,
+    /// Where the file was when last read (a hint: it may have been renamed
+    /// or archived since).
+    pub path: PathBuf,
+    /// Decompressed bytes consumed, up to the end of the last scored line.
+    pub offset: u64,
+    /// The day the file's records start, to limit the archive search.
+    pub day: Option<NaiveDate>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub version: u32,
+    /// The output file's length when the positions were taken.
+    pub output_len: u64,
+    pub modules: BTreeMap<Module, Position>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: damaged checkpoint ({reason}); move it away to start from the live files", path.display())]
+    Corrupt { path: PathBuf, reason: String },
+}
+
+impl Checkpoint {
+    pub fn file(state_dir: &Path) -> PathBuf {
+        state_dir.join("checkpoint.json")
+    }
+
+    /// The saved checkpoint, or `None` on a first start.
+    pub fn load(state_dir: &Path) -> Result<Option<Checkpoint>, CheckpointError> {
+        let path = Checkpoint::file(state_dir);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(CheckpointError::Io { path, source }),
+        };
+        let cp: Checkpoint =
+            serde_json::from_slice(&bytes).map_err(|e| CheckpointError::Corrupt {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+        if cp.version > CHECKPOINT_VERSION {
+            return Err(CheckpointError::Corrupt {
+                path,
+                reason: format!("written by a newer autozeekwatch (version {})", cp.version),
+            });
+        }
+        Ok(Some(cp))
+    }
+
+    /// Temp file, fsync, rename, fsync of the folder.
+    pub fn save(&self, state_dir: &Path) -> Result<(), CheckpointError> {
+        let path = Checkpoint::file(state_dir);
+        let io = |source| CheckpointError::Io {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(state_dir).map_err(io)?;
+        let mut tmp = tempfile::NamedTempFile::new_in(state_dir).map_err(io)?;
+        serde_json::to_writer_pretty(tmp.as_file_mut(), self).map_err(|e| io(e.into()))?;
+        tmp.as_file_mut().write_all(b"\n").map_err(io)?;
+        tmp.as_file().sync_all().map_err(io)?;
+        tmp.persist(&path).map_err(|e| io(e.error))?;
+        if let Ok(d) = std::fs::File::open(state_dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_first_start() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(Checkpoint::load(dir.path()).unwrap(), None);
+        let mut cp = Checkpoint {
+            version: CHECKPOINT_VERSION,
+            output_len: 1234,
+            ..Checkpoint::default()
+        };
+        cp.modules.insert(
+            Module::Conn,
+            Position {
+                fingerprint: Fingerprint { len: 4096, crc: 7 },
+                path: "current/conn.log".into(),
+                offset: 99,
+                day: NaiveDate::from_ymd_opt(2024, 4, 19),
+            },
+        );
+        cp.save(dir.path()).unwrap();
+        assert_eq!(Checkpoint::load(dir.path()).unwrap(), Some(cp));
+        std::fs::write(Checkpoint::file(dir.path()), b"{\"version\":").unwrap();
+        assert!(Checkpoint::load(dir.path())
+            .unwrap_err()
+            .to_string()
+            .contains("damaged checkpoint"));
+    }
+}

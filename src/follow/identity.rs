@@ -1,0 +1,266 @@
+//! Which file is which, across renames and gzip.
+//!
+//! Zeek renames the live file away every hour and an archiver gzips it into
+//! a dated folder, so neither a path nor an inode identifies a log for long.
+//! What survives is the content: a CRC of the first bytes of the
+//! *decompressed* file. Every TSV log starts with the same header except for
+//! `#open`, so the fingerprint covers up to [`FINGERPRINT_BYTES`] bytes,
+//! which reach into the records (whose `uid`s are random) as soon as the
+//! file has any.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use chrono::{NaiveDate, NaiveTime};
+use flate2::read::MultiGzDecoder;
+use serde::{Deserialize, Serialize};
+
+use crate::zeek::layout::parse_log_name;
+
+/// How much of a file's start the fingerprint covers.
+pub const FINGERPRINT_BYTES: usize = 4096;
+
+/// A CRC-32 of the first `len` decompressed bytes of a file. Two files with
+/// the same fingerprint have the same first `len` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Fingerprint {
+    pub len: u64,
+    pub crc: u32,
+}
+
+/// Opens a file for reading its decompressed content (gzip is recognised by
+/// its magic bytes).
+pub fn open_decompressed(path: &Path) -> io::Result<Box<dyn Read + Send>> {
+    let mut file = File::open(path)?;
+    let mut magic = [0u8; 2];
+    let n = read_full(&mut file, &mut magic)?;
+    let file = File::open(path)?;
+    Ok(if n == 2 && magic == [0x1f, 0x8b] {
+        Box::new(MultiGzDecoder::new(file))
+    } else {
+        Box::new(file)
+    })
+}
+
+/// Reads until `buf` is full or the input ends; returns the bytes read. A
+/// gzip stream cut short (an archive still being written) ends the read
+/// like the end of input.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if n > 0 && e.kind() == io::ErrorKind::UnexpectedEof => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// The fingerprint of a file's first `len` decompressed bytes (at most
+/// [`FINGERPRINT_BYTES`]; fewer if the file is shorter). `None` for an empty
+/// file, which has no identity yet.
+pub fn fingerprint(path: &Path, len: Option<u64>) -> io::Result<Option<Fingerprint>> {
+    let want = len
+        .map_or(FINGERPRINT_BYTES, |l| l as usize)
+        .min(FINGERPRINT_BYTES);
+    let mut buf = vec![0u8; want];
+    let n = read_full(&mut open_decompressed(path)?, &mut buf)?;
+    if n == 0 || len.is_some_and(|l| n as u64 != l) {
+        return Ok(None);
+    }
+    Ok(Some(Fingerprint {
+        len: n as u64,
+        crc: crc32fast::hash(&buf[..n]),
+    }))
+}
+
+/// Does this file start with the fingerprinted bytes? (It may have grown
+/// since: for finding a checkpointed file.)
+pub fn matches(path: &Path, fp: Fingerprint) -> bool {
+    matches!(fingerprint(path, Some(fp.len)), Ok(Some(found)) if found == fp)
+}
+
+/// Is this file, as it is now, the one fingerprinted? (The whole of a short
+/// file, or the same first [`FINGERPRINT_BYTES`]: for files that no longer
+/// grow, so that a header-only file cannot stand for a longer one.)
+pub fn is_same(path: &Path, fp: Fingerprint) -> bool {
+    matches!(fingerprint(path, None), Ok(Some(found)) if found == fp)
+}
+
+/// Fingerprints of rotated files, remembered by path, size and modification
+/// time, so looking for a file among the archives does not decompress every
+/// archive on every look.
+#[derive(Debug, Default)]
+pub struct FingerprintCache {
+    known: std::collections::HashMap<PathBuf, (u64, Option<std::time::SystemTime>, Fingerprint)>,
+}
+
+impl FingerprintCache {
+    /// The whole-file fingerprint (as [`is_same`] computes it).
+    pub fn get(&mut self, path: &Path) -> Option<Fingerprint> {
+        let meta = std::fs::metadata(path).ok()?;
+        let (len, mtime) = (meta.len(), meta.modified().ok());
+        if let Some((l, m, fp)) = self.known.get(path) {
+            if *l == len && *m == mtime {
+                return Some(*fp);
+            }
+        }
+        let fp = fingerprint(path, None).ok()??;
+        if self.known.len() > 10_000 {
+            self.known.clear();
+        }
+        self.known.insert(path.to_owned(), (len, mtime, fp));
+        Some(fp)
+    }
+}
+
+/// Where a rotated file stands in time, from its name: the archive form
+/// `YYYY-MM-DD/conn.HH:MM:SS-HH:MM:SS.log.gz` or the form Zeek gives the
+/// renamed file before archiving, `conn.YYYY-MM-DD-HH-MM-SS.log`.
+pub fn rotation_key(path: &Path) -> Option<(NaiveDate, NaiveTime)> {
+    let name = path.file_name()?.to_str()?;
+    let interval = parse_log_name(name)?.interval?;
+    if let Ok(dt) = chrono::NaiveDateTime::parse_from_str(interval, "%Y-%m-%d-%H-%M-%S") {
+        return Some((dt.date(), dt.time()));
+    }
+    let day = path.parent()?.file_name()?.to_str()?;
+    let day = NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()?;
+    let start = interval.get(..8)?.replace('_', ":");
+    let time = NaiveTime::parse_from_str(&start, "%H:%M:%S").ok()?;
+    Some((day, time))
+}
+
+/// The rotated files of a log path, oldest first: renamed files in the live
+/// folder and archives in the dated folders from `since` on.
+pub fn rotated_files(
+    log_dir: &Path,
+    current: &Path,
+    log_path: &str,
+    since: Option<NaiveDate>,
+) -> Vec<PathBuf> {
+    let mut found: Vec<((NaiveDate, NaiveTime), PathBuf)> = Vec::new();
+    let mut consider = |p: PathBuf| {
+        let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
+            return;
+        };
+        let Some(parsed) = parse_log_name(name) else {
+            return;
+        };
+        if parsed.log_path != log_path || parsed.interval.is_none() {
+            return;
+        }
+        if let Some(key) = rotation_key(&p) {
+            found.push((key, p));
+        }
+    };
+    for entry in read_dir(current) {
+        consider(entry);
+    }
+    for dir in read_dir(log_dir) {
+        let Some(day) = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| NaiveDate::parse_from_str(n, "%Y-%m-%d").ok())
+        else {
+            continue;
+        };
+        if since.is_some_and(|s| day < s) || !dir.is_dir() {
+            continue;
+        }
+        for entry in read_dir(&dir) {
+            consider(entry);
+        }
+    }
+    found.sort();
+    found.into_iter().map(|(_, p)| p).collect()
+}
+
+fn read_dir(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn fingerprint_survives_gzip_and_growth() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("conn.log");
+        std::fs::write(&plain, b"#separator \\x09\n#fields\tts\n1\n").unwrap();
+        let fp = fingerprint(&plain, None).unwrap().unwrap();
+        assert_eq!(fp.len, 29);
+        // The file grows: the prefix still matches.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&plain)
+            .unwrap()
+            .write_all(b"2\n")
+            .unwrap();
+        assert!(matches(&plain, fp));
+        // Gzipped into an archive: still the same file.
+        let gz = dir.path().join("conn.00:00:00-01:00:00.log.gz");
+        let mut enc =
+            flate2::write::GzEncoder::new(File::create(&gz).unwrap(), flate2::Compression::fast());
+        enc.write_all(&std::fs::read(&plain).unwrap()).unwrap();
+        enc.finish().unwrap();
+        assert!(matches(&gz, fp));
+        // Another file is not.
+        let other = dir.path().join("other.log");
+        std::fs::write(&other, b"#separator \\x09\n#fields\tts\n3\n").unwrap();
+        assert!(!matches(&other, fp));
+        assert_eq!(fingerprint(&dir.path().join("empty"), None).ok(), None);
+    }
+
+    #[test]
+    fn rotation_keys_order_both_name_forms() {
+        let a = rotation_key(Path::new("/logs/2024-04-19/conn.23:00:00-00:00:00.log.gz")).unwrap();
+        let b = rotation_key(Path::new("/logs/current/conn.2024-04-20-00-00-00.log")).unwrap();
+        let c = rotation_key(Path::new("/logs/2024-04-20/conn.01:00:00-02:00:00.log.gz")).unwrap();
+        assert!(a < b && b < c);
+        assert_eq!(rotation_key(Path::new("/logs/current/conn.log")), None);
+    }
+
+    #[test]
+    fn rotated_files_lists_spool_and_archives_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for rel in [
+            "2024-04-19/conn.23:00:00-00:00:00.log.gz",
+            "2024-04-18/conn.23:00:00-00:00:00.log.gz",
+            "2024-04-19/dns.23:00:00-00:00:00.log.gz",
+            "current/conn.2024-04-20-00-00-00.log",
+            "current/conn.log",
+        ] {
+            let p = root.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, b"x").unwrap();
+        }
+        let files = rotated_files(
+            root,
+            &root.join("current"),
+            "conn",
+            NaiveDate::from_ymd_opt(2024, 4, 19),
+        );
+        let rel: Vec<_> = files
+            .iter()
+            .map(|p| p.strip_prefix(root).unwrap().display().to_string())
+            .collect();
+        assert_eq!(
+            rel,
+            [
+                "2024-04-19/conn.23:00:00-00:00:00.log.gz",
+                "current/conn.2024-04-20-00-00-00.log"
+            ]
+        );
+    }
+}

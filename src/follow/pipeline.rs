@@ -1,0 +1,476 @@
+//! Live scoring: one thread per module follows its log and scores records;
+//! one writer appends their output and checkpoints.
+//!
+//! Only the writer touches the output and the checkpoint, so "the output
+//! holds everything before these positions" is true by construction: a
+//! batch's position is recorded after its bytes are written, and the
+//! checkpoint is saved after the output is synced.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context;
+
+use super::checkpoint::{Checkpoint, Position, CHECKPOINT_VERSION};
+use super::follower::Follower;
+use crate::model::{self, Model};
+use crate::module::Module;
+use crate::score::{ScoredRecord, Scorer};
+use crate::zeek::Parsed;
+
+/// Settings of a live run.
+#[derive(Debug, Clone)]
+pub struct LiveOptions {
+    pub log_dir: PathBuf,
+    pub modules: Vec<Module>,
+    pub model_dir: PathBuf,
+    /// `None`: standard output.
+    pub output: Option<PathBuf>,
+    pub state_dir: PathBuf,
+    pub only_anomalies: bool,
+    /// How often an idle module looks for new data (file events wake it
+    /// sooner).
+    pub poll: Duration,
+    pub checkpoint_every: Duration,
+    pub stats_every: Duration,
+    /// How often a model file is checked for replacement.
+    pub reload_every: Duration,
+}
+
+/// Set by signal handlers (or tests): stop, or reopen the output.
+#[derive(Debug, Clone, Default)]
+pub struct Controls {
+    pub stop: Arc<AtomicBool>,
+    pub reopen: Arc<AtomicBool>,
+}
+
+/// Counters of one module.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ModuleStats {
+    pub lines: u64,
+    pub scored: u64,
+    pub skipped: u64,
+    pub anomalies: u64,
+    pub written: u64,
+    pub lag_bytes: u64,
+    pub model_reloads: u64,
+}
+
+struct Batch {
+    module: Module,
+    bytes: Vec<u8>,
+    position: Option<Position>,
+    stats: ModuleStats,
+}
+
+enum Message {
+    Batch(Batch),
+    Done(Module),
+}
+
+/// Runs until [`Controls::stop`] is set; returns each module's counters.
+pub fn run_live(
+    opts: &LiveOptions,
+    controls: &Controls,
+) -> anyhow::Result<BTreeMap<Module, ModuleStats>> {
+    let checkpoint = Checkpoint::load(&opts.state_dir)?.unwrap_or(Checkpoint {
+        version: CHECKPOINT_VERSION,
+        ..Checkpoint::default()
+    });
+    let mut scorers = Vec::new();
+    for &module in &opts.modules {
+        let path = opts.model_dir.join(model::file_name(module));
+        let (model, encoder) = Model::load(&path).with_context(|| {
+            format!("{module}: train a model first (azw-train --modules {module})")
+        })?;
+        scorers.push((module, path, Scorer::new(model, encoder)));
+    }
+    let mut output = Output::open(opts.output.as_deref(), Some(checkpoint.output_len))?;
+    if checkpoint.modules.is_empty() {
+        tracing::info!(
+            "no checkpoint in {}: starting with the live files",
+            opts.state_dir.display()
+        );
+    } else {
+        tracing::info!(
+            "resuming from the checkpoint in {}",
+            opts.state_dir.display()
+        );
+    }
+    let (tx, rx) = mpsc::sync_channel::<Message>(64);
+    std::thread::scope(|scope| {
+        for (module, model_path, scorer) in scorers {
+            let tx = tx.clone();
+            let resume = checkpoint.modules.get(&module).cloned();
+            scope.spawn(move || {
+                follow_module(module, model_path, scorer, resume, opts, controls, tx)
+            });
+        }
+        drop(tx);
+        write_loop(rx, &mut output, checkpoint.modules.clone(), opts, controls)
+    })
+}
+
+/// The writer: appends batches, checkpoints, logs stats.
+fn write_loop(
+    rx: Receiver<Message>,
+    output: &mut Output,
+    mut positions: BTreeMap<Module, Position>,
+    opts: &LiveOptions,
+    controls: &Controls,
+) -> anyhow::Result<BTreeMap<Module, ModuleStats>> {
+    let mut stats: BTreeMap<Module, ModuleStats> = opts
+        .modules
+        .iter()
+        .map(|m| (*m, ModuleStats::default()))
+        .collect();
+    let mut running = opts.modules.len();
+    let mut dirty = false;
+    let mut last_checkpoint = Instant::now();
+    let mut last_stats = Instant::now();
+    let save =
+        |output: &mut Output, positions: &BTreeMap<Module, Position>| -> anyhow::Result<()> {
+            output.sync()?;
+            Checkpoint {
+                version: CHECKPOINT_VERSION,
+                output_len: output.len,
+                modules: positions.clone(),
+            }
+            .save(&opts.state_dir)?;
+            Ok(())
+        };
+    while running > 0 {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(Message::Batch(b)) => {
+                output.write(&b.bytes)?;
+                if let Some(p) = b.position {
+                    // A module's first position is saved at once: until it
+                    // is, a restart would start over from the live file.
+                    let first = positions.insert(b.module, p).is_none();
+                    if first {
+                        save(output, &positions)?;
+                        last_checkpoint = Instant::now();
+                    }
+                }
+                let s = stats.entry(b.module).or_default();
+                *s = b.stats;
+                dirty = true;
+            }
+            Ok(Message::Done(module)) => {
+                tracing::debug!("{module}: stopped");
+                running -= 1;
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if controls.reopen.swap(false, Ordering::SeqCst) {
+            save(output, &positions)?;
+            output.reopen()?;
+            tracing::info!("output reopened (SIGHUP)");
+            dirty = true;
+        }
+        if dirty && last_checkpoint.elapsed() >= opts.checkpoint_every {
+            save(output, &positions)?;
+            dirty = false;
+            last_checkpoint = Instant::now();
+        }
+        if last_stats.elapsed() >= opts.stats_every {
+            log_stats(&stats);
+            last_stats = Instant::now();
+        }
+    }
+    save(output, &positions)?;
+    log_stats(&stats);
+    Ok(stats)
+}
+
+fn log_stats(stats: &BTreeMap<Module, ModuleStats>) {
+    for (m, s) in stats {
+        tracing::info!(
+            "{m}: {} lines read, {} scored, {} skipped, {} anomalies, {} written, {} bytes behind the live file",
+            s.lines,
+            s.scored,
+            s.skipped,
+            s.anomalies,
+            s.written,
+            s.lag_bytes
+        );
+    }
+}
+
+/// A module's thread: follow, score, hand batches to the writer.
+fn follow_module(
+    module: Module,
+    model_path: PathBuf,
+    mut scorer: Scorer,
+    resume: Option<Position>,
+    opts: &LiveOptions,
+    controls: &Controls,
+    tx: SyncSender<Message>,
+) {
+    let mut follower = Follower::new(module, &opts.log_dir, resume);
+    let mut stats = ModuleStats::default();
+    let mut reload = Reloader::new(model_path);
+    let wake = Wake::new(follower.live_path().parent().unwrap_or(Path::new(".")));
+    let mut skips_logged = 0u64;
+    while !controls.stop.load(Ordering::SeqCst) {
+        if let Some(new) = reload.check(module, opts.reload_every) {
+            scorer = new;
+            stats.model_reloads += 1;
+        }
+        let step = follower.step();
+        let mut bytes = Vec::new();
+        for line in step.lines {
+            stats.lines += 1;
+            match line.parsed {
+                Ok(Parsed::Record(r)) => match scorer.score(&r) {
+                    Ok(s) => {
+                        stats.scored += 1;
+                        stats.anomalies += u64::from(s.anomaly);
+                        if s.anomaly || !opts.only_anomalies {
+                            write_json(&s, &mut bytes);
+                            stats.written += 1;
+                        }
+                    }
+                    Err(e) => {
+                        stats.skipped += 1;
+                        tracing::warn!("{module}: line {}: cannot score: {e}", r.line());
+                    }
+                },
+                Ok(Parsed::Nothing) => {}
+                Err(e) => {
+                    stats.skipped += 1;
+                    // Every skip is counted; the first ones are logged with
+                    // file and line, then one in a thousand.
+                    if skips_logged < 100 || stats.skipped % 1000 == 0 {
+                        tracing::warn!("{e}");
+                        skips_logged += 1;
+                    }
+                }
+            }
+        }
+        stats.lag_bytes = step.lag_bytes;
+        let idle = step.idle;
+        if !bytes.is_empty() || step.position.is_some() {
+            let batch = Batch {
+                module,
+                bytes,
+                position: step.position,
+                stats,
+            };
+            if tx.send(Message::Batch(batch)).is_err() {
+                return;
+            }
+        }
+        if idle {
+            wake.wait(opts.poll);
+        }
+    }
+    let _ = tx.send(Message::Done(module));
+}
+
+fn write_json(s: &ScoredRecord, out: &mut Vec<u8>) {
+    // Serializing plain data to a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+    out.push(b'\n');
+}
+
+/// Watches the model file and loads a replacement; a file that does not load
+/// is refused and the running model stays.
+struct Reloader {
+    path: PathBuf,
+    loaded: Option<(SystemTime, u64)>,
+    refused: Option<(SystemTime, u64)>,
+    last_check: Instant,
+}
+
+impl Reloader {
+    fn new(path: PathBuf) -> Reloader {
+        let loaded = stamp(&path);
+        Reloader {
+            path,
+            loaded,
+            refused: None,
+            last_check: Instant::now(),
+        }
+    }
+
+    fn check(&mut self, module: Module, every: Duration) -> Option<Scorer> {
+        if self.last_check.elapsed() < every {
+            return None;
+        }
+        self.last_check = Instant::now();
+        let now = stamp(&self.path)?;
+        if Some(now) == self.loaded || Some(now) == self.refused {
+            return None;
+        }
+        match Model::load(&self.path) {
+            Ok((model, _)) if model.module != module => {
+                tracing::error!(
+                    "{module}: refused the new model {}: it is a {} model; keeping the running one",
+                    self.path.display(),
+                    model.module
+                );
+                self.refused = Some(now);
+                None
+            }
+            Ok((model, encoder)) => {
+                tracing::info!(
+                    "{module}: switched to the new model {} (trained {}, threshold {:.6})",
+                    self.path.display(),
+                    model.created,
+                    model.threshold.value
+                );
+                self.loaded = Some(now);
+                Some(Scorer::new(model, encoder))
+            }
+            Err(e) => {
+                tracing::error!("{module}: refused the new model: {e}; keeping the running one");
+                self.refused = Some(now);
+                None
+            }
+        }
+    }
+}
+
+fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+/// Wakes a waiting module early on file events in its live folder; polling
+/// covers what events miss (they coalesce, overflow, and stop when the
+/// folder is replaced).
+struct Wake {
+    rx: Option<Receiver<()>>,
+    _watcher: Option<notify::RecommendedWatcher>,
+}
+
+impl Wake {
+    fn new(dir: &Path) -> Wake {
+        use notify::Watcher;
+        let (tx, rx) = mpsc::channel();
+        let watcher = notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
+            let _ = tx.send(());
+        })
+        .ok()
+        .and_then(|mut w| {
+            w.watch(dir, notify::RecursiveMode::NonRecursive)
+                .ok()
+                .map(|_| w)
+        });
+        Wake {
+            rx: watcher.is_some().then_some(rx),
+            _watcher: watcher,
+        }
+    }
+
+    fn wait(&self, poll: Duration) {
+        match &self.rx {
+            Some(rx) => {
+                if rx.recv_timeout(poll).is_ok() {
+                    while rx.try_recv().is_ok() {}
+                }
+            }
+            None => std::thread::sleep(poll),
+        }
+    }
+}
+
+/// The output: a file (appended, truncated back to the checkpoint at start,
+/// reopened on request) or standard output.
+struct Output {
+    path: Option<PathBuf>,
+    file: Option<io::BufWriter<File>>,
+    len: u64,
+}
+
+impl Output {
+    /// `cut_to`: the length at the last checkpoint (`None` after a reopen).
+    fn open(path: Option<&Path>, cut_to: Option<u64>) -> anyhow::Result<Output> {
+        let Some(path) = path else {
+            return Ok(Output {
+                path: None,
+                file: None,
+                len: 0,
+            });
+        };
+        let file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .write(true)
+            .truncate(false)
+            .open(path)
+            .with_context(|| format!("cannot open the output {}", path.display()))?;
+        let on_disk = file.metadata()?.len();
+        let checkpoint_len = cut_to.unwrap_or(on_disk);
+        let len = if on_disk > checkpoint_len {
+            // Written after the last checkpoint: derived again from the
+            // checkpointed positions, so cut to avoid doubles.
+            tracing::info!(
+                "{}: cutting {} bytes written after the last checkpoint; they will be scored again",
+                path.display(),
+                on_disk - checkpoint_len
+            );
+            file.set_len(checkpoint_len)?;
+            checkpoint_len
+        } else {
+            if on_disk < checkpoint_len {
+                tracing::warn!(
+                    "{}: shorter than at the last checkpoint (rotated or edited?); appending",
+                    path.display()
+                );
+            }
+            on_disk
+        };
+        let mut file = file;
+        io::Seek::seek(&mut file, io::SeekFrom::Start(len))?;
+        Ok(Output {
+            path: Some(path.to_owned()),
+            file: Some(io::BufWriter::with_capacity(1 << 16, file)),
+            len,
+        })
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        match &mut self.file {
+            Some(f) => {
+                f.write_all(bytes)?;
+                f.flush()?;
+            }
+            None => {
+                let mut out = io::stdout().lock();
+                out.write_all(bytes)?;
+                out.flush()?;
+            }
+        }
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        if let Some(f) = &mut self.file {
+            f.flush()?;
+            f.get_ref().sync_data()?;
+        }
+        Ok(())
+    }
+
+    /// After logrotate moved the file away: start a new one at the path.
+    fn reopen(&mut self) -> anyhow::Result<()> {
+        if let Some(path) = self.path.clone() {
+            self.sync()?;
+            *self = Output::open(Some(&path), None)?;
+        }
+        Ok(())
+    }
+}

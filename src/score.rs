@@ -1,0 +1,131 @@
+//! Records to scored records: a loaded model applied to one record at a time.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::features::Encoder;
+use crate::kitnet::{KitNetError, Scratch};
+use crate::model::Model;
+use crate::module::Module;
+use crate::zeek::{Record, Value};
+
+/// How many features an anomaly's explanation names.
+pub const TOP_FEATURES: usize = 5;
+
+/// One scored log record, with Zeek's key names so it joins back to the log
+/// by `uid` (and `ts`). Fields the record's log type does not have are left
+/// out, never invented.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoredRecord {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ts: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    pub module: Module,
+    #[serde(rename = "id.orig_h", skip_serializing_if = "Option::is_none")]
+    pub orig_h: Option<IpAddr>,
+    #[serde(rename = "id.orig_p", skip_serializing_if = "Option::is_none")]
+    pub orig_p: Option<u16>,
+    #[serde(rename = "id.resp_h", skip_serializing_if = "Option::is_none")]
+    pub resp_h: Option<IpAddr>,
+    #[serde(rename = "id.resp_p", skip_serializing_if = "Option::is_none")]
+    pub resp_p: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proto: Option<String>,
+    pub score: f64,
+    pub threshold: f64,
+    pub anomaly: bool,
+    /// For anomalies: the columns that contributed most to the
+    /// reconstruction error, with their share of it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_features: Option<Vec<Contribution>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Contribution {
+    pub feature: String,
+    pub share: f64,
+}
+
+/// Applies one model. Cheap to clone per thread (the model is shared).
+#[derive(Clone)]
+pub struct Scorer {
+    model: Arc<Model>,
+    encoder: Arc<Encoder>,
+    scratch: Scratch,
+    vector: Vec<f64>,
+}
+
+impl Scorer {
+    pub fn new(model: Model, encoder: Encoder) -> Scorer {
+        let scratch = model.kitnet.scratch();
+        let vector = encoder.vector();
+        Scorer {
+            model: Arc::new(model),
+            encoder: Arc::new(encoder),
+            scratch,
+            vector,
+        }
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    pub fn module(&self) -> Module {
+        self.model.module
+    }
+
+    /// Scores one record. Only a record whose features are not finite
+    /// fails, which the encoder rules out; the error is kept for safety.
+    pub fn score(&mut self, record: &Record) -> Result<ScoredRecord, KitNetError> {
+        self.encoder.encode(record, &mut self.vector);
+        let kitnet = &self.model.kitnet;
+        let score = kitnet.execute_with(&self.vector, &mut self.scratch)?;
+        let threshold = self.model.threshold.value;
+        let anomaly = score > threshold;
+        let top_features = if anomaly {
+            let explanation = kitnet.explain(&self.vector)?;
+            Some(
+                explanation
+                    .top(TOP_FEATURES)
+                    .into_iter()
+                    .filter(|(_, share)| *share > 0.0)
+                    .map(|(i, share)| Contribution {
+                        feature: self
+                            .model
+                            .columns
+                            .get(i)
+                            .cloned()
+                            .unwrap_or_else(|| format!("#{i}")),
+                        share: (share * 1e4).round() / 1e4,
+                    })
+                    .collect(),
+            )
+        } else {
+            None
+        };
+        Ok(ScoredRecord {
+            ts: record.ts(),
+            uid: record.get("uid").as_str().map(str::to_owned),
+            module: self.model.module,
+            orig_h: record.get("id.orig_h").as_addr(),
+            orig_p: port(record.get("id.orig_p")),
+            resp_h: record.get("id.resp_h").as_addr(),
+            resp_p: port(record.get("id.resp_p")),
+            proto: record.get("proto").as_str().map(str::to_owned),
+            score,
+            threshold,
+            anomaly,
+            top_features,
+        })
+    }
+}
+
+fn port(v: &Value) -> Option<u16> {
+    v.as_f64()
+        .filter(|p| (0.0..=65535.0).contains(p))
+        .map(|p| p as u16)
+}

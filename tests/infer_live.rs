@@ -1,0 +1,527 @@
+//! `azw-infer` live mode against a simulated Zeek: a writer appends real conn
+//! lines (from `examples/logs/`) to `current/conn.log` and rotates it the way
+//! Zeek and its archiver do (rename in `current/`, a new file with a fresh
+//! header, gzip into a dated folder). Every input uid must come out exactly
+//! once: through rotations, through `kill -9` and restarts (with rotations
+//! while the process is down), and through a model replaced mid-run.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// One CONN model for all tests, trained once on the examples.
+fn model_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("azw-live-models-{}", std::process::id()));
+        train_into(&dir, &[]);
+        dir
+    })
+}
+
+fn train_into(dir: &Path, extra: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_azw-train"))
+        .args([
+            "--log-dir",
+            root().join("examples/logs").to_str().unwrap(),
+            "--modules",
+            "conn",
+            "--model-dir",
+            dir.to_str().unwrap(),
+            "-q",
+        ])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The example conn log: header lines and data lines.
+fn conn_tsv() -> (Vec<String>, Vec<String>) {
+    let text = fs::read_to_string(root().join("examples/logs/conn.log")).unwrap();
+    let (header, data): (Vec<String>, Vec<String>) = text
+        .lines()
+        .map(str::to_owned)
+        .partition(|l| l.starts_with('#'));
+    let header = header
+        .into_iter()
+        .filter(|l| !l.starts_with("#close"))
+        .collect();
+    (header, data)
+}
+
+fn uid_of(line: &str) -> String {
+    line.split('\t').nth(1).unwrap_or("?").to_owned()
+}
+
+/// A stand-in for Zeek: writes lines to `current/conn.log` and rotates.
+struct SimZeek {
+    dir: PathBuf,
+    header: Vec<String>,
+    hour: u32,
+    rotations: u32,
+}
+
+impl SimZeek {
+    fn new(dir: &Path, header: Vec<String>) -> SimZeek {
+        fs::create_dir_all(dir.join("current")).unwrap();
+        SimZeek {
+            dir: dir.to_owned(),
+            header,
+            hour: 0,
+            rotations: 0,
+        }
+    }
+
+    fn live(&self) -> PathBuf {
+        self.dir.join("current/conn.log")
+    }
+
+    fn stamp(&self) -> (String, String) {
+        let day = 19 + self.hour / 24;
+        let h = self.hour % 24;
+        (format!("2024-04-{day:02}"), format!("{h:02}"))
+    }
+
+    fn write(&mut self, lines: &[String]) {
+        let new = !self.live().exists();
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.live())
+            .unwrap();
+        let mut buf = String::new();
+        if new {
+            let (day, h) = self.stamp();
+            for l in &self.header {
+                if l.starts_with("#open") {
+                    buf.push_str(&format!("#open\t{day}-{h}-00-00\n"));
+                } else {
+                    buf.push_str(l);
+                    buf.push('\n');
+                }
+            }
+        }
+        for l in lines {
+            buf.push_str(l);
+            buf.push('\n');
+        }
+        if let (Some(a), Some(b)) = (lines.first(), lines.last()) {
+            eprintln!(
+                "sim: hour {} wrote {} lines {}..{}",
+                self.hour,
+                lines.len(),
+                uid_of(a),
+                uid_of(b)
+            );
+        }
+        f.write_all(buf.as_bytes()).unwrap();
+    }
+
+    /// Rename away, then gzip into the dated folder (through a temporary
+    /// name, as an archiver does), then remove the renamed file.
+    fn rotate(&mut self) {
+        if !self.live().exists() {
+            return;
+        }
+        let (day, h) = self.stamp();
+        let spool = self.dir.join(format!("current/conn.{day}-{h}-00-00.log"));
+        fs::rename(self.live(), &spool).unwrap();
+        let archive_dir = self.dir.join(&day);
+        fs::create_dir_all(&archive_dir).unwrap();
+        let next = (h.parse::<u32>().unwrap() + 1) % 24;
+        let archive = archive_dir.join(format!("conn.{h}:00:00-{next:02}:00:00.log.gz"));
+        let tmp = archive.with_extension("tmp");
+        let mut enc =
+            flate2::write::GzEncoder::new(File::create(&tmp).unwrap(), flate2::Compression::fast());
+        enc.write_all(&fs::read(&spool).unwrap()).unwrap();
+        enc.finish().unwrap();
+        fs::rename(&tmp, &archive).unwrap();
+        fs::remove_file(&spool).unwrap();
+        eprintln!("sim: rotated hour {} to {}", self.hour, archive.display());
+        self.hour += 1;
+        self.rotations += 1;
+    }
+}
+
+struct Infer {
+    child: Child,
+    log: PathBuf,
+}
+
+/// Waits until the process has opened its output (and cut it back to the
+/// checkpoint), so what the output holds from now on is its doing.
+fn wait_ready(infer: &Infer) {
+    let start = Instant::now();
+    loop {
+        let log = fs::read_to_string(&infer.log).unwrap_or_default();
+        if log.contains("resuming from the checkpoint") || log.contains("no checkpoint in") {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "azw-infer did not start:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn start(dir: &Path, models: &Path, run: u32) -> Infer {
+    let log = dir.join(format!("infer-{run}.log"));
+    let child = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+        .args([
+            "--log-dir",
+            dir.to_str().unwrap(),
+            "--modules",
+            "conn",
+            "--model-dir",
+            models.to_str().unwrap(),
+        ])
+        .args([
+            "--output",
+            dir.join("scores.json").to_str().unwrap(),
+            "--state-dir",
+            dir.join("state").to_str().unwrap(),
+        ])
+        .args([
+            "--poll-ms",
+            "50",
+            "--checkpoint-ms",
+            "100",
+            "--stats-secs",
+            "3600",
+        ])
+        .stdout(Stdio::null())
+        .stderr(File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let infer = Infer { child, log };
+    wait_ready(&infer);
+    infer
+}
+
+impl Infer {
+    fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    fn terminate(mut self) -> String {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let status = self.child.wait().unwrap();
+        let log = fs::read_to_string(&self.log).unwrap();
+        assert!(status.success(), "SIGTERM exits 0, got {status}:\n{log}");
+        log
+    }
+}
+
+/// uid -> how many times it is in the output.
+fn output_uids(dir: &Path) -> HashMap<String, usize> {
+    let mut seen = HashMap::new();
+    let text = fs::read_to_string(dir.join("scores.json")).unwrap_or_default();
+    // A line still being written has no newline yet.
+    let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+    for line in complete.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("bad output line {line:?}: {e}"));
+        *seen
+            .entry(v["uid"].as_str().unwrap().to_owned())
+            .or_insert(0) += 1;
+    }
+    seen
+}
+
+/// Waits until the output holds at least `n` records.
+fn wait_for(dir: &Path, n: usize) {
+    let start = Instant::now();
+    loop {
+        let have = output_uids(dir).values().sum::<usize>();
+        if have >= n {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {n} records, have {have}\n{}",
+            logs(dir)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// What the runs logged, for failure messages.
+fn logs(dir: &Path) -> String {
+    let mut names: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    names.sort();
+    names
+        .iter()
+        .map(|p| {
+            format!(
+                "== {}\n{}",
+                p.display(),
+                fs::read_to_string(p).unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+fn assert_exactly_once(dir: &Path, uids: &[String]) {
+    let seen = output_uids(dir);
+    let missing: Vec<_> = uids.iter().filter(|u| !seen.contains_key(*u)).collect();
+    let doubled: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        missing.is_empty(),
+        "{} uids lost, e.g. {:?}\n{}",
+        missing.len(),
+        &missing[..missing.len().min(5)],
+        logs(dir)
+    );
+    assert!(
+        doubled.is_empty(),
+        "{} uids written twice, e.g. {:?}\n{}",
+        doubled.len(),
+        &doubled[..doubled.len().min(5)],
+        logs(dir)
+    );
+    assert_eq!(seen.len(), uids.len());
+}
+
+/// A small deterministic generator for the test's random choices.
+struct Lcg(u64);
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+#[test]
+fn twenty_rotations_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (header, data) = conn_tsv();
+    let mut zeek = SimZeek::new(dir.path(), header);
+    let infer = start(dir.path(), model_dir(), 0);
+    for (i, chunk) in data.chunks(18).enumerate() {
+        for pair in chunk.chunks(3) {
+            zeek.write(pair);
+            std::thread::sleep(Duration::from_millis(3));
+        }
+        if i < 20 {
+            zeek.rotate();
+        }
+    }
+    assert_eq!(zeek.rotations, 20);
+    wait_for(dir.path(), data.len());
+    let log = infer.terminate();
+    assert_exactly_once(
+        dir.path(),
+        &data.iter().map(|l| uid_of(l)).collect::<Vec<_>>(),
+    );
+    assert!(log.contains("was rotated"), "{log}");
+}
+
+#[test]
+fn kill_9_and_restart_ten_times_with_rotations_while_down() {
+    let dir = tempfile::tempdir().unwrap();
+    eprintln!("sim: dir {}", dir.path().display());
+    let dir = if std::env::var_os("AZW_KEEP_TEST_DIRS").is_some() { Box::leak(Box::new(dir)) } else { Box::leak(Box::new(dir)) };
+    let (header, data) = conn_tsv();
+    let mut zeek = SimZeek::new(dir.path(), header);
+    let mut rng = Lcg(42);
+    let mut next = 0usize;
+    let mut rotated_while_down = 0;
+    for run in 0..10 {
+        let infer = start(dir.path(), model_dir(), run);
+        if run == 0 {
+            // A first start follows whatever file is live when it looks:
+            // let it see the first file before the stress begins.
+            zeek.write(&data[..5]);
+            next = 5;
+            wait_for(dir.path(), 5);
+        }
+        // Write a random stretch, rotating now and then, while it runs.
+        let end = (next + 20 + rng.below(20) as usize).min(data.len());
+        while next < end {
+            let k = (1 + rng.below(4) as usize).min(end - next);
+            zeek.write(&data[next..next + k]);
+            next += k;
+            if rng.below(8) == 0 {
+                zeek.rotate();
+            }
+            std::thread::sleep(Duration::from_millis(rng.below(15)));
+        }
+        std::thread::sleep(Duration::from_millis(rng.below(300)));
+        infer.kill9();
+        eprintln!("sim: killed run {run}");
+        // While it is down: more lines and a rotation (every other run).
+        let end = (next + 5 + rng.below(10) as usize).min(data.len());
+        zeek.write(&data[next..end]);
+        next = end;
+        if run % 2 == 0 {
+            zeek.rotate();
+            rotated_while_down += 1;
+        }
+    }
+    // The rest, with a last run that ends cleanly.
+    let infer = start(dir.path(), model_dir(), 10);
+    zeek.write(&data[next..]);
+    wait_for(dir.path(), data.len());
+    infer.terminate();
+    assert!(rotated_while_down >= 5);
+    assert_exactly_once(
+        dir.path(),
+        &data.iter().map(|l| uid_of(l)).collect::<Vec<_>>(),
+    );
+}
+
+#[test]
+fn model_replaced_mid_run_and_a_bad_one_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    fs::create_dir_all(&models).unwrap();
+    fs::copy(
+        model_dir().join("conn.model.json"),
+        models.join("conn.model.json"),
+    )
+    .unwrap();
+    let (header, data) = conn_tsv();
+    let mut zeek = SimZeek::new(&dir.path().join("zeek"), header);
+    let zdir = dir.path().join("zeek");
+    let infer = {
+        let log = zdir.join("infer.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+            .args([
+                "--log-dir",
+                zdir.to_str().unwrap(),
+                "--modules",
+                "conn",
+                "--model-dir",
+                models.to_str().unwrap(),
+            ])
+            .args([
+                "--output",
+                zdir.join("scores.json").to_str().unwrap(),
+                "--state-dir",
+                zdir.join("state").to_str().unwrap(),
+            ])
+            .args(["--poll-ms", "50", "--checkpoint-ms", "100"])
+            .stderr(File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Infer { child, log }
+    };
+    wait_ready(&infer);
+    let third = data.len() / 3;
+    zeek.write(&data[..third]);
+    wait_for(&zdir, third);
+    // A broken file first: refused, the old model keeps scoring.
+    let broken = models.join("broken.tmp");
+    fs::write(
+        &broken,
+        "{\"format\": \"autozeekwatch-model\", \"format_version\": 1, \"trunc",
+    )
+    .unwrap();
+    fs::rename(&broken, models.join("conn.model.json")).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    zeek.write(&data[third..2 * third]);
+    wait_for(&zdir, 2 * third);
+    // Then a good new model (another seed), as the nightly cron writes it.
+    train_into(&models, &["--seed", "7"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    zeek.write(&data[2 * third..]);
+    wait_for(&zdir, data.len());
+    let log = infer.terminate();
+    assert!(log.contains("refused the new model"), "{log}");
+    assert!(log.contains("switched to the new model"), "{log}");
+    assert_exactly_once(&zdir, &data.iter().map(|l| uid_of(l)).collect::<Vec<_>>());
+}
+
+#[test]
+fn malformed_live_lines_are_counted_and_scoring_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (header, data) = conn_tsv();
+    let mut zeek = SimZeek::new(dir.path(), header);
+    let infer = start(dir.path(), model_dir(), 0);
+    zeek.write(&data[..10]);
+    zeek.write(&["this is not a conn record".to_owned()]);
+    zeek.write(&data[10..20]);
+    wait_for(dir.path(), 20);
+    let log = infer.terminate();
+    assert!(
+        log.contains("current/conn.log:19: skipped malformed line: 1 columns, but the #fields header names 20"),
+        "{log}"
+    );
+    assert!(log.contains("1 skipped"), "{log}");
+    assert_exactly_once(
+        dir.path(),
+        &data[..20].iter().map(|l| uid_of(l)).collect::<Vec<_>>(),
+    );
+}
+
+#[test]
+fn json_live_file_and_partial_last_line() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir_all(dir.path().join("current")).unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(
+            File::open(root().join("examples/logs/conn.json.gz")).unwrap(),
+        ),
+        &mut text,
+    )
+    .unwrap();
+    let lines: Vec<&str> = text.lines().take(50).collect();
+    let infer = start(dir.path(), model_dir(), 0);
+    let live = dir.path().join("current/conn.log");
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&live)
+        .unwrap();
+    for l in &lines[..49] {
+        writeln!(f, "{l}").unwrap();
+    }
+    // Half a line: not scored until its newline arrives.
+    let last = lines[49];
+    f.write_all(&last.as_bytes()[..last.len() / 2]).unwrap();
+    f.flush().unwrap();
+    wait_for(dir.path(), 49);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(output_uids(dir.path()).len(), 49, "a partial line waits");
+    writeln!(f, "{}", &last[last.len() / 2..]).unwrap();
+    wait_for(dir.path(), 50);
+    infer.terminate();
+    let uids: Vec<String> = lines
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["uid"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_exactly_once(dir.path(), &uids);
+}
