@@ -139,11 +139,11 @@
 //! | `seed_defaults_scaled` (34) | 0.83 / 0.86 us | 1.30 / 1.33 us |
 //! | synthetic, 100 features | 2.0 / 2.1 us | 3.4 / 3.4 us |
 //!
-//! `cargo bench --bench kitnet` (criterion, means) gave 1.3-2x these figures
-//! while the other core was busy (e.g. 1.46 / 1.52 us to execute
-//! `seed_defaults_scaled`); it also measures the feature mapper's
-//! per-record update (`observe`, O(n^2): ~0.35 us at 34 features, ~2.7 us at
-//! 100).
+//! `cargo bench --bench kitnet` (criterion, means) gave 1.3-3.5x these
+//! figures while the other core was busy with builds and tests (load ~4.5 on
+//! 2 cores; e.g. 1.13 / 1.31 us to execute and 2.27 / 2.70 us to train on
+//! `seed_defaults_scaled`); it also measures the feature mapper's per-record
+//! update (`observe`, O(n^2): ~0.35-0.53 us at 34 features, ~2.7 us at 100).
 
 mod autoencoder;
 mod mapper;
