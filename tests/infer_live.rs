@@ -347,7 +347,6 @@ fn twenty_rotations_lose_nothing() {
 fn kill_9_and_restart_ten_times_with_rotations_while_down() {
     let dir = tempfile::tempdir().unwrap();
     eprintln!("sim: dir {}", dir.path().display());
-    let dir = if std::env::var_os("AZW_KEEP_TEST_DIRS").is_some() { Box::leak(Box::new(dir)) } else { Box::leak(Box::new(dir)) };
     let (header, data) = conn_tsv();
     let mut zeek = SimZeek::new(dir.path(), header);
     let mut rng = Lcg(42);

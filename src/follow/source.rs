@@ -136,7 +136,10 @@ impl Source {
 
     /// The size of the open file now (0 for a compressed one).
     pub fn size(&self) -> u64 {
-        self.handle.as_ref().and_then(|h| h.metadata().ok()).map_or(0, |m| m.len())
+        self.handle
+            .as_ref()
+            .and_then(|h| h.metadata().ok())
+            .map_or(0, |m| m.len())
     }
 
     /// True when the last read found no more data.
