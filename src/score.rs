@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::features::Encoder;
+use crate::features::{Encoder, FieldCache};
 use crate::kitnet::{KitNetError, Scratch};
 use crate::model::Model;
 use crate::module::Module;
@@ -56,6 +56,7 @@ pub struct Scorer {
     encoder: Arc<Encoder>,
     scratch: Scratch,
     vector: Vec<f64>,
+    fields: FieldCache,
 }
 
 impl Scorer {
@@ -67,6 +68,7 @@ impl Scorer {
             encoder: Arc::new(encoder),
             scratch,
             vector,
+            fields: FieldCache::default(),
         }
     }
 
@@ -81,7 +83,8 @@ impl Scorer {
     /// Scores one record. Only a record whose features are not finite
     /// fails, which the encoder rules out; the error is kept for safety.
     pub fn score(&mut self, record: &Record) -> Result<ScoredRecord, KitNetError> {
-        self.encoder.encode(record, &mut self.vector);
+        self.encoder
+            .encode_with(record, &mut self.fields, &mut self.vector);
         let kitnet = &self.model.kitnet;
         let score = kitnet.execute_with(&self.vector, &mut self.scratch)?;
         let threshold = self.model.threshold.value;

@@ -9,7 +9,9 @@ use super::net::{is_broadcast, Direction, LocalNets};
 use super::spec::{table, FeatureDef, Transform};
 use super::vocab::{VocabCounter, Vocabulary};
 use crate::module::Module;
-use crate::zeek::{Record, Value};
+use std::sync::Arc;
+
+use crate::zeek::{Record, Schema, Value};
 
 /// Everything needed to turn a module's records into vectors: its table,
 /// the vocabularies learned for its categories, and the local networks.
@@ -103,6 +105,15 @@ enum Plan {
     Direction,
 }
 
+/// Column indices of the fields an encoder reads, for one schema.
+#[derive(Debug, Clone, Default)]
+pub struct FieldCache {
+    schema: Option<Arc<Schema>>,
+    columns: Vec<Option<usize>>,
+    orig_h: Option<usize>,
+    resp_h: Option<usize>,
+}
+
 /// Encodes records of one module into vectors of [`Encoder::len`] columns.
 #[derive(Debug, Clone)]
 pub struct Encoder {
@@ -186,11 +197,41 @@ impl Encoder {
     /// Fills `out` (of [`Encoder::len`] values) from one record. Every value
     /// is finite.
     pub fn encode(&self, record: &Record, out: &mut [f64]) {
+        self.encode_with(record, &mut FieldCache::default(), out);
+    }
+
+    /// [`Encoder::encode`] for a stream of records: the column of each field
+    /// is looked up once per schema (records of one file share theirs), not
+    /// once per record.
+    pub fn encode_with(&self, record: &Record, cache: &mut FieldCache, out: &mut [f64]) {
         debug_assert_eq!(out.len(), self.columns.len());
+        if !cache
+            .schema
+            .as_ref()
+            .is_some_and(|s| Arc::ptr_eq(s, record.schema()))
+        {
+            let schema = record.schema();
+            cache.columns = self
+                .set
+                .features
+                .iter()
+                .map(|d| schema.index_of(&d.field))
+                .collect();
+            cache.orig_h = schema.index_of("id.orig_h");
+            cache.resp_h = schema.index_of("id.resp_h");
+            cache.schema = Some(schema.clone());
+        }
+        let at_column = |c: Option<usize>| c.map_or(&Value::Unset, |i| record.at(i));
         out.fill(0.0);
         let mut at = 0;
-        for (def, plan) in self.set.features.iter().zip(&self.plans) {
-            let value = record.get(&def.field);
+        for ((_, plan), column) in self
+            .set
+            .features
+            .iter()
+            .zip(&self.plans)
+            .zip(&cache.columns)
+        {
+            let value = at_column(*column);
             match plan {
                 Plan::Scalar(t) => {
                     out[at] = scalar(t, value);
@@ -228,8 +269,8 @@ impl Encoder {
                     at += 3;
                 }
                 Plan::Direction => {
-                    let orig = record.get("id.orig_h").as_addr();
-                    let resp = record.get("id.resp_h").as_addr();
+                    let orig = at_column(cache.orig_h).as_addr();
+                    let resp = at_column(cache.resp_h).as_addr();
                     if let (Some(o), Some(r)) = (orig, resp) {
                         let d = self.set.local_nets.direction(o, r);
                         let slot = Direction::ALL.iter().position(|x| *x == d).unwrap_or(0);
@@ -305,8 +346,6 @@ fn entropy(text: &str) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::zeek::Schema;
-    use std::sync::Arc;
 
     fn record(fields: &[(&str, Value)]) -> Record {
         let schema = Arc::new(Schema::new(

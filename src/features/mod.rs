@@ -12,7 +12,7 @@ mod net;
 pub mod spec;
 mod vocab;
 
-pub use encoder::{Encoder, FeatureError, FeatureSet, VocabLearner};
+pub use encoder::{Encoder, FeatureError, FeatureSet, FieldCache, VocabLearner};
 pub use net::{is_broadcast, Direction, LocalNets, DEFAULT_LOCAL_NETS};
 pub use spec::{table, FeatureDef, Transform};
 pub use vocab::{VocabCounter, Vocabulary};
