@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use autozeekwatch::cli;
 use autozeekwatch::follow::{run_live, Controls, LiveOptions};
 use autozeekwatch::model::{self, Model};
-use autozeekwatch::score::Scorer;
+use autozeekwatch::score::{ScoredRecord, Scorer};
 use autozeekwatch::zeek::layout::{self, DateRange};
 use autozeekwatch::zeek::Records;
 use autozeekwatch::Module;
@@ -185,6 +185,7 @@ fn replay(args: &Args, modules: &[Module]) -> anyhow::Result<()> {
             .with_context(|| format!("cannot write in {}", dir.display()))?;
         (Box::new(BufWriter::new(tmp.reopen()?)), Some(tmp))
     };
+    let mut top: Vec<ScoredRecord> = Vec::new();
     for &module in modules {
         let (model, encoder) = Model::load(&args.model_dir.join(model::file_name(module)))?;
         let mut scorer = Scorer::new(model, encoder);
@@ -206,6 +207,7 @@ fn replay(args: &Args, modules: &[Module]) -> anyhow::Result<()> {
                 serde_json::to_writer(&mut out, &s)?;
                 out.write_all(b"\n")?;
             }
+            keep_top(&mut top, s);
         }
         let t = records.totals();
         tracing::info!(
@@ -220,6 +222,53 @@ fn replay(args: &Args, modules: &[Module]) -> anyhow::Result<()> {
         tmp.as_file().sync_all()?;
         tmp.persist(&args.output)
             .with_context(|| format!("cannot write {}", args.output))?;
+        eprintln!("scores written to {}", args.output);
     }
+    print_top(&top);
     Ok(())
+}
+
+/// How many of the highest-scoring anomalies replay shows at the end.
+const SHOWN: usize = 10;
+
+fn keep_top(top: &mut Vec<ScoredRecord>, s: ScoredRecord) {
+    if !s.anomaly || (top.len() == SHOWN && top.last().is_some_and(|l| l.score >= s.score)) {
+        return;
+    }
+    let at = top.partition_point(|t| t.score >= s.score);
+    top.insert(at, s);
+    top.truncate(SHOWN);
+}
+
+fn print_top(top: &[ScoredRecord]) {
+    if top.is_empty() {
+        eprintln!("no anomalies above the models' thresholds");
+        return;
+    }
+    eprintln!("top anomalies (score / threshold, module, ts, uid, 5-tuple, why):");
+    let show = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    for s in top {
+        let why = s
+            .top_features
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .take(3)
+            .map(|c| format!("{} {:.0}%", c.feature, c.share * 100.0))
+            .collect::<Vec<_>>()
+            .join(", ");
+        eprintln!(
+            "  {:.3} / {:.3}  {:<4} {} {} {}:{} -> {}:{} {}  [{why}]",
+            s.score,
+            s.threshold,
+            s.module,
+            show(s.ts.map(|t| format!("{t:.6}"))),
+            show(s.uid.clone()),
+            show(s.orig_h.map(|a| a.to_string())),
+            show(s.orig_p.map(|p| p.to_string())),
+            show(s.resp_h.map(|a| a.to_string())),
+            show(s.resp_p.map(|p| p.to_string())),
+            show(s.proto.clone()),
+        );
+    }
 }
