@@ -6,6 +6,7 @@
 
 #[doc(hidden)]
 pub mod cli;
+pub mod eval;
 pub mod features;
 pub mod follow;
 pub mod kitnet;

@@ -1,0 +1,539 @@
+//! Measuring detection on labeled Zeek logs (`azw-eval`).
+//!
+//! - [`labels`]: reads labeled logs (Stratosphere's `label`/`detailedlabel`
+//!   columns, IoT-23's joined last column) and labels files; the label
+//!   columns are taken out of the rows before anything else sees them.
+//! - [`metrics`]: ROC-AUC, average precision, counts at the model's
+//!   threshold, recall within false-positive budgets, recall per detailed
+//!   label.
+//! - [`plot`]: the curves and score distributions as an SVG.
+//!
+//! The default protocol, the same as `shared/tools/make_eval_set.py`: the
+//! rows of the labeled logs are ordered by `ts`; the first half (in rows,
+//! background rows included) is history and the rest is live traffic. The
+//! model trains on the benign rows of the history only, with
+//! [`crate::train::train_module`] as `azw-train` does, and every benign or
+//! malicious row of the live part is scored. Rows are grouped by `uid`: an
+//! item's score is the highest of its records, and it is malicious if any
+//! of its rows is.
+
+pub mod labels;
+pub mod metrics;
+pub mod plot;
+
+use std::collections::HashMap;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use indicatif::ProgressBar;
+use serde::Serialize;
+
+use crate::features::Encoder;
+use crate::model::Model;
+use crate::module::Module;
+use crate::score::Scorer;
+use crate::train::{self, TrainError, TrainOptions};
+use crate::zeek::layout::LogFile;
+use crate::zeek::Records;
+use labels::{Class, LabeledLog};
+use metrics::{Metrics, Scored};
+
+/// Ground truth by uid: class and detailed label.
+pub type Truth = HashMap<String, (Class, String)>;
+
+/// Which rows of which logs: `(log index, row index)`.
+pub type RowRefs = Vec<(usize, usize)>;
+
+/// The default protocol's split: rows ordered by `ts` (stable, so rows
+/// with equal `ts` keep their order); the first `train_share` of all rows is
+/// history, of which the benign rows train; every labeled row of the rest
+/// is tested.
+pub fn split_by_time(logs: &[LabeledLog], train_share: f64) -> (RowRefs, RowRefs) {
+    let mut all: RowRefs = logs
+        .iter()
+        .enumerate()
+        .flat_map(|(l, log)| (0..log.rows.len()).map(move |r| (l, r)))
+        .collect();
+    all.sort_by(|a, b| logs[a.0].rows[a.1].ts.total_cmp(&logs[b.0].rows[b.1].ts));
+    let cut = ((all.len() as f64) * train_share).floor() as usize;
+    let cut = cut.min(all.len());
+    let row = |&(l, r): &(usize, usize)| &logs[l].rows[r];
+    let train = all[..cut]
+        .iter()
+        .copied()
+        .filter(|x| row(x).class == Some(Class::Benign))
+        .collect();
+    let test = all[cut..]
+        .iter()
+        .copied()
+        .filter(|x| row(x).class.is_some())
+        .collect();
+    (train, test)
+}
+
+/// Writes rows as a plain Zeek TSV log without label columns, repeating the
+/// header whenever the rows' header changes.
+pub fn write_rows(
+    path: &Path,
+    logs: &[LabeledLog],
+    rows: &[(usize, usize)],
+) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut w = BufWriter::new(std::fs::File::create(path)?);
+    let mut current: Option<(usize, usize)> = None;
+    for &(l, r) in rows {
+        let row = &logs[l].rows[r];
+        if current != Some((l, row.header)) {
+            w.write_all(logs[l].headers[row.header].to_tsv().as_bytes())?;
+            current = Some((l, row.header));
+        }
+        w.write_all(row.line.as_bytes())?;
+        w.write_all(b"\n")?;
+    }
+    w.write_all(b"#close\t2020-01-01-23-59-59\n")?;
+    w.flush()
+}
+
+/// The ground truth of rows, by uid (rows without a uid cannot be joined to
+/// scores and are counted apart).
+pub fn truth_of(logs: &[LabeledLog], rows: &[(usize, usize)]) -> (Truth, usize) {
+    let mut truth = Truth::new();
+    let mut no_uid = 0;
+    for &(l, r) in rows {
+        let row = &logs[l].rows[r];
+        match (&row.uid, row.class) {
+            (Some(uid), Some(class)) => {
+                labels::merge(&mut truth, uid.clone(), class, row.detail.clone())
+            }
+            (None, Some(_)) => no_uid += 1,
+            _ => {}
+        }
+    }
+    (truth, no_uid)
+}
+
+/// Trains a module's model on the given files, like `azw-train`.
+pub fn train(
+    module: Module,
+    files: &[PathBuf],
+    opts: &TrainOptions,
+    bar: &ProgressBar,
+) -> Result<Model, TrainError> {
+    let files: Vec<LogFile> = files
+        .iter()
+        .map(|p| LogFile {
+            path: p.clone(),
+            date: None,
+            interval: None,
+        })
+        .collect();
+    train::train_module(module, &files, opts, bar)
+}
+
+/// Scores of a replay, by uid (the highest of a uid's records).
+#[derive(Debug, Clone, Default)]
+pub struct UidScores {
+    pub scores: HashMap<String, f64>,
+    pub records: u64,
+    pub malformed: u64,
+    pub seconds: f64,
+    pub threshold: f64,
+}
+
+/// Scores the records of `files` with a model.
+pub fn score_files(
+    module: Module,
+    model: Model,
+    encoder: Encoder,
+    files: &[PathBuf],
+) -> Result<UidScores, crate::kitnet::KitNetError> {
+    let started = Instant::now();
+    let threshold = model.threshold.value;
+    let mut scorer = Scorer::new(model, encoder);
+    let mut records = Records::new(files.to_vec(), Some(module.log_path()), false);
+    let mut out = UidScores {
+        threshold,
+        ..UidScores::default()
+    };
+    for record in records.by_ref() {
+        let s = scorer.score(&record)?;
+        out.records += 1;
+        if let Some(uid) = s.uid {
+            let e = out.scores.entry(uid).or_insert(f64::NEG_INFINITY);
+            *e = e.max(s.score);
+        }
+    }
+    out.malformed = records.totals().malformed;
+    out.seconds = started.elapsed().as_secs_f64();
+    Ok(out)
+}
+
+/// Scores from an `azw-infer` output (JSON lines with `uid`, `score`,
+/// `threshold`, `module`), for one module, by uid.
+pub fn read_scores(path: &Path, module: Module) -> anyhow::Result<UidScores> {
+    use anyhow::Context;
+    use std::io::BufRead;
+    let reader = labels::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut out = UidScores {
+        threshold: f64::NAN,
+        ..UidScores::default()
+    };
+    for (i, line) in reader.lines().enumerate() {
+        let line = line.with_context(|| format!("cannot read {}", path.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_str(&line)
+            .with_context(|| format!("{}:{}: not a JSON line of scores", path.display(), i + 1))?;
+        let m = v
+            .get("module")
+            .and_then(|m| m.as_str())
+            .and_then(|m| m.parse::<Module>().ok());
+        if m.is_some_and(|m| m != module) {
+            continue;
+        }
+        let score = v
+            .get("score")
+            .and_then(|s| s.as_f64())
+            .with_context(|| format!("{}:{}: no numeric `score`", path.display(), i + 1))?;
+        out.records += 1;
+        if let Some(t) = v.get("threshold").and_then(|t| t.as_f64()) {
+            out.threshold = t;
+        }
+        if let Some(uid) = v.get("uid").and_then(|u| u.as_str()) {
+            let e = out
+                .scores
+                .entry(uid.to_owned())
+                .or_insert(f64::NEG_INFINITY);
+            *e = e.max(score);
+        }
+    }
+    Ok(out)
+}
+
+/// Joins scores to the truth: the scored items, and how many labeled uids
+/// had no score (never scored: a line the reader skipped, or missing from
+/// the scores file).
+pub fn join(scores: &HashMap<String, f64>, truth: &Truth) -> (Vec<Scored>, usize) {
+    let mut items = Vec::with_capacity(truth.len());
+    let mut unscored = 0;
+    let mut uids: Vec<&String> = truth.keys().collect();
+    uids.sort();
+    for uid in uids {
+        let (class, detail) = &truth[uid];
+        match scores.get(uid) {
+            Some(&score) => items.push(Scored::new(score, class.is_malicious(), detail.clone())),
+            None => unscored += 1,
+        }
+    }
+    (items, unscored)
+}
+
+/// The model an evaluation trained, in brief.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelSummary {
+    pub threshold: f64,
+    pub threshold_method: String,
+    pub trained_records: u64,
+    pub held_out_records: u64,
+    pub epochs: usize,
+    pub learning_rate: f64,
+    pub seed: u32,
+    pub train_seconds: f64,
+}
+
+impl ModelSummary {
+    pub fn of(model: &Model) -> ModelSummary {
+        let p = model.kitnet.params();
+        ModelSummary {
+            threshold: model.threshold.value,
+            threshold_method: model.threshold.method.clone(),
+            trained_records: model.training.trained_records,
+            held_out_records: model.training.held_out_records,
+            epochs: model.training.epochs,
+            learning_rate: p.learning_rate,
+            seed: p.seed,
+            train_seconds: model.training.seconds,
+        }
+    }
+}
+
+/// What `azw-eval` reports for one module.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub module: Module,
+    /// How train and test were chosen, in words.
+    pub protocol: String,
+    pub inputs: Vec<String>,
+    /// Rows given to training (benign history).
+    pub train_rows: u64,
+    /// Labeled test rows, and the uids they make.
+    pub test_rows: u64,
+    pub test_uids: usize,
+    /// Test records scored, and their rate.
+    pub scored_records: u64,
+    pub records_per_second: Option<f64>,
+    /// Labeled uids that got no score, and labeled rows without a uid:
+    /// neither is in the metrics.
+    pub unscored_uids: usize,
+    pub rows_without_uid: usize,
+    pub model: Option<ModelSummary>,
+    pub metrics: Metrics,
+}
+
+fn pct(v: f64) -> String {
+    format!("{:.2}%", v * 100.0)
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map_or("n/a".into(), |v| format!("{v:.4}"))
+}
+
+impl Report {
+    /// The report as a table for people.
+    pub fn to_text(&self) -> String {
+        use std::fmt::Write as _;
+        let m = &self.metrics;
+        let t = &m.at_threshold;
+        let mut s = String::new();
+        let _ = writeln!(s, "{} evaluation", self.module);
+        let _ = writeln!(s, "  protocol:        {}", self.protocol);
+        let _ = writeln!(s, "  inputs:          {}", self.inputs.join(" "));
+        let _ = writeln!(
+            s,
+            "  train:           {} benign rows{}",
+            self.train_rows,
+            self.model.as_ref().map_or(String::new(), |x| format!(
+                " ({} trained on, {} held out for the threshold; {} epochs, lr {}, seed {}, {:.1} s)",
+                x.trained_records, x.held_out_records, x.epochs, x.learning_rate, x.seed, x.train_seconds
+            ))
+        );
+        let _ = writeln!(
+            s,
+            "  test:            {} labeled rows, {} uids: {} malicious, {} benign{}",
+            self.test_rows,
+            self.test_uids,
+            m.malicious,
+            m.benign,
+            self.records_per_second.map_or(String::new(), |r| format!(
+                " ({} records scored, {r:.0} records/s)",
+                self.scored_records
+            ))
+        );
+        if self.unscored_uids > 0 || self.rows_without_uid > 0 {
+            let _ = writeln!(
+                s,
+                "  not measured:    {} labeled uids without a score, {} labeled rows without a uid",
+                self.unscored_uids, self.rows_without_uid
+            );
+        }
+        let _ = writeln!(s);
+        let _ = writeln!(s, "  {:<34} {:>10}", "metric (per uid)", "value");
+        let _ = writeln!(s, "  {:<34} {:>10.4}", "ROC-AUC", m.roc_auc);
+        let _ = writeln!(
+            s,
+            "  {:<34} {:>10.4}",
+            "average precision", m.average_precision
+        );
+        let _ = writeln!(s, "  {:<34} {:>10.6}", "model threshold", t.threshold);
+        let _ = writeln!(s, "  {:<34} {:>10}", "  precision", opt(t.precision));
+        let _ = writeln!(s, "  {:<34} {:>10.4}", "  recall", t.recall);
+        let _ = writeln!(s, "  {:<34} {:>10}", "  F1", opt(t.f1));
+        let _ = writeln!(
+            s,
+            "  {:<34} {:>10}",
+            "  false-positive rate",
+            pct(t.false_positive_rate)
+        );
+        let _ = writeln!(
+            s,
+            "  {:<34} {:>10}",
+            "  flagged (TP / FP)",
+            format!("{} / {}", t.true_positives, t.false_positives)
+        );
+        for r in &m.recall_at_fpr {
+            let _ = writeln!(
+                s,
+                "  {:<34} {:>10.4}",
+                format!("recall at FPR <= {}", pct(r.max_fpr)),
+                r.recall
+            );
+        }
+        let _ = writeln!(s);
+        let _ = writeln!(
+            s,
+            "  {:<10} {:<36} {:>8} {:>8} {:>9}",
+            "class", "detailed label", "uids", "flagged", "share"
+        );
+        for d in &m.by_detail {
+            let _ = writeln!(
+                s,
+                "  {:<10} {:<36} {:>8} {:>8} {:>9}",
+                if d.malicious { "malicious" } else { "benign" },
+                if d.detail.is_empty() {
+                    "(none)"
+                } else {
+                    d.detail.as_str()
+                },
+                d.count,
+                d.flagged,
+                pct(d.share)
+            );
+        }
+        let _ = writeln!(s, "  (share: recall for malicious labels, false-positive rate for benign ones, at the model threshold)");
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::features::{LocalNets, VocabLearner};
+    use crate::zeek::LogReader;
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/eval")
+            .join(name)
+    }
+
+    fn encode_all(path: &Path, encoder: &Encoder) -> Vec<Vec<f64>> {
+        LogReader::open(path, Some("conn"))
+            .unwrap()
+            .map(|r| {
+                let r = r.unwrap();
+                let mut v = encoder.vector();
+                encoder.encode(&r, &mut v);
+                v
+            })
+            .collect()
+    }
+
+    /// The feature encoder reads only the fields its table names, so the
+    /// label columns the Zeek reader keeps as extra fields never reach a
+    /// vector: the labeled file, the same rows with their labels flipped,
+    /// and the rows with the label columns taken out all encode the same.
+    #[test]
+    fn label_columns_never_reach_the_features() {
+        for name in [
+            "ctu4-conn.log.labeled",
+            "ctu4-iot23-layout.conn.log.labeled",
+        ] {
+            let src = fixture(name);
+            let log = LabeledLog::read(&src).unwrap();
+            let (b, m, _) = log.counts();
+            assert!(b > 0 && m > 0, "{name}: both classes");
+            let dir = tempfile::tempdir().unwrap();
+            // Stripped: every row, label columns out.
+            let all: RowRefs = (0..log.rows.len()).map(|r| (0, r)).collect();
+            let stripped = dir.path().join("conn.log");
+            write_rows(&stripped, std::slice::from_ref(&log), &all).unwrap();
+            // Flipped: the labeled file with every label word swapped.
+            let text = std::fs::read_to_string(&src).unwrap();
+            let flipped_text: String = text
+                .lines()
+                .map(|l| {
+                    if l.starts_with('#') {
+                        l.to_owned()
+                    } else if l.contains("Malicious") {
+                        l.replace("Malicious", "Benign")
+                    } else {
+                        l.replace("Benign", "Malicious")
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            assert_ne!(flipped_text, text);
+            let flipped = dir.path().join("flipped.conn.log");
+            std::fs::write(&flipped, flipped_text + "\n").unwrap();
+
+            let mut learner = VocabLearner::new(Module::Conn);
+            for r in LogReader::open(&stripped, Some("conn")).unwrap() {
+                learner.observe(&r.unwrap());
+            }
+            let encoder = Encoder::new(learner.finish(LocalNets::default())).unwrap();
+            let a = encode_all(&src, &encoder);
+            let s = encode_all(&stripped, &encoder);
+            let f = encode_all(&flipped, &encoder);
+            assert_eq!(
+                a.len(),
+                log.rows.len(),
+                "{name}: the reader reads every labeled row"
+            );
+            assert_eq!(a, s, "{name}: with and without label columns");
+            assert_eq!(a, f, "{name}: labels flipped");
+            // And the labeled file does carry its labels as extra fields, so
+            // the equality above is not vacuous.
+            let first = LogReader::open(&src, Some("conn"))
+                .unwrap()
+                .next()
+                .unwrap()
+                .unwrap();
+            assert!(first.fields().any(|(k, _)| k.contains("label")), "{name}");
+            assert!(!encoder.columns().iter().any(|c| c.contains("label")));
+        }
+    }
+
+    #[test]
+    fn time_split_trains_on_early_benign_rows_only() {
+        let log = LabeledLog::read(&fixture("ctu4-conn.log.labeled")).unwrap();
+        let logs = [log];
+        let (train, test) = split_by_time(&logs, 0.5);
+        let rows = &logs[0].rows;
+        let n = rows.len();
+        let max_train_ts = train
+            .iter()
+            .map(|&(_, r)| rows[r].ts)
+            .fold(f64::MIN, f64::max);
+        let min_test_ts = test
+            .iter()
+            .map(|&(_, r)| rows[r].ts)
+            .fold(f64::MAX, f64::min);
+        assert!(max_train_ts <= min_test_ts);
+        assert!(train
+            .iter()
+            .all(|&(_, r)| rows[r].class == Some(Class::Benign)));
+        assert!(test.iter().all(|&(_, r)| rows[r].class.is_some()));
+        let labeled = rows.iter().filter(|r| r.class.is_some()).count();
+        let early_benign = {
+            let mut ts: Vec<f64> = rows.iter().map(|r| r.ts).collect();
+            ts.sort_by(f64::total_cmp);
+            let cut = ts[n / 2];
+            rows.iter()
+                .filter(|r| r.ts < cut && r.class == Some(Class::Benign))
+                .count()
+        };
+        assert!(
+            train.len() >= early_benign,
+            "{} vs {early_benign}",
+            train.len()
+        );
+        assert!(train.len() + test.len() <= labeled);
+        let (truth, no_uid) = truth_of(&logs, &test);
+        assert_eq!(no_uid, 0);
+        assert!(truth.values().any(|(c, _)| c.is_malicious()));
+    }
+
+    #[test]
+    fn uid_scores_join_the_truth_and_count_the_missing() {
+        let mut truth = Truth::new();
+        truth.insert("a".into(), (Class::Malicious, "scan".into()));
+        truth.insert("b".into(), (Class::Benign, String::new()));
+        truth.insert("c".into(), (Class::Benign, String::new()));
+        let scores: HashMap<String, f64> = [
+            ("a".to_owned(), 2.0),
+            ("b".to_owned(), 1.0),
+            ("z".to_owned(), 9.0),
+        ]
+        .into();
+        let (items, unscored) = join(&scores, &truth);
+        assert_eq!(unscored, 1);
+        assert_eq!(
+            items,
+            [Scored::new(2.0, true, "scan"), Scored::new(1.0, false, "")]
+        );
+    }
+}

@@ -1,0 +1,332 @@
+//! `azw-eval` end to end, through the real binary: on real labeled rows cut
+//! from a Stratosphere capture, in both label layouts, on real IoT-23 rows,
+//! on a scored output, and on the full labeled dev set when `../shared` is
+//! present.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use autozeekwatch::eval::labels::{Class, LabeledLog};
+use serde_json::Value;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/eval")
+        .join(name)
+}
+
+fn shared_data() -> Option<PathBuf> {
+    let dir = std::env::var_os("AZW_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
+    dir.join("FILES.tsv").is_file().then_some(dir)
+}
+
+fn eval(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_azw-eval"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("azw-eval runs")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Runs with `--json` and returns the one report.
+fn report(args: &[&str], cwd: &Path) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let out = eval(&all, cwd);
+    assert!(out.status.success(), "{}", text(&out));
+    let v: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    let arr = v.as_array().expect("an array of reports");
+    assert_eq!(arr.len(), 1, "{v}");
+    arr[0].clone()
+}
+
+fn f(v: &Value, path: &[&str]) -> f64 {
+    let mut x = v;
+    for p in path {
+        x = &x[*p];
+    }
+    x.as_f64().unwrap_or_else(|| panic!("{path:?} in {v}"))
+}
+
+/// What the default protocol must test, computed here independently: rows
+/// in ts order, the labeled rows of the second half, by uid.
+fn expected_test(path: &Path) -> (usize, usize) {
+    let log = LabeledLog::read(path).unwrap();
+    let mut rows: Vec<_> = log.rows.iter().collect();
+    rows.sort_by(|a, b| a.ts.total_cmp(&b.ts));
+    let half = rows.len() / 2;
+    let test: Vec<_> = rows[half..].iter().filter(|r| r.class.is_some()).collect();
+    let malicious = test
+        .iter()
+        .filter(|r| r.class == Some(Class::Malicious))
+        .count();
+    (test.len(), malicious)
+}
+
+#[test]
+fn default_protocol_on_real_labeled_rows_prints_metrics_and_plots() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = fixture("ctu4-conn.log.labeled");
+    let r = report(
+        &[
+            src.to_str().unwrap(),
+            "--modules",
+            "CONN",
+            "--plot",
+            "roc.svg",
+        ],
+        dir.path(),
+    );
+    let (n, mal) = expected_test(&src);
+    assert_eq!(r["module"], "CONN");
+    assert_eq!(r["test_rows"].as_u64(), Some(n as u64));
+    let m = &r["metrics"];
+    assert_eq!(
+        m["items"].as_u64(),
+        Some(n as u64),
+        "every test row has its own uid"
+    );
+    assert_eq!(m["malicious"].as_u64(), Some(mal as u64));
+    let auc = f(m, &["roc_auc"]);
+    let ap = f(m, &["average_precision"]);
+    assert!(auc > 0.6 && auc <= 1.0, "ROC-AUC {auc}");
+    assert!(
+        ap > mal as f64 / n as f64 && ap <= 1.0,
+        "AP {ap} above chance"
+    );
+    let t = &m["at_threshold"];
+    let tp = t["true_positives"].as_u64().unwrap() + t["false_negatives"].as_u64().unwrap();
+    assert_eq!(tp, mal as u64, "TP + FN = malicious");
+    assert_eq!(f(t, &["threshold"]), f(&r["model"], &["threshold"]));
+    assert_eq!(m["recall_at_fpr"].as_array().unwrap().len(), 2);
+    assert!(r["model"]["trained_records"].as_u64().unwrap() > 20);
+    let svg = std::fs::read_to_string(dir.path().join("roc.svg")).unwrap();
+    assert!(
+        svg.contains("ROC (AUC")
+            && svg.contains("precision-recall")
+            && svg.contains("score distribution")
+    );
+
+    // The table for people.
+    let out = eval(
+        &[src.to_str().unwrap(), "--modules", "conn", "--no-plot"],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let s = String::from_utf8_lossy(&out.stdout);
+    for key in [
+        "ROC-AUC",
+        "average precision",
+        "precision",
+        "recall",
+        "F1",
+        "false-positive rate",
+        "recall at FPR <= 0.10%",
+        "recall at FPR <= 1.00%",
+        "detailed label",
+    ] {
+        assert!(s.contains(key), "`{key}` in\n{s}");
+    }
+    assert!(
+        s.contains(&format!("{:.4}", auc)),
+        "the same ROC-AUC in the table:\n{s}"
+    );
+}
+
+#[test]
+fn iot23_layout_gives_the_same_evaluation_as_the_stratosphere_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = report(
+        &[
+            fixture("ctu4-conn.log.labeled").to_str().unwrap(),
+            "--no-plot",
+        ],
+        dir.path(),
+    );
+    let b = report(
+        &[
+            fixture("ctu4-iot23-layout.conn.log.labeled")
+                .to_str()
+                .unwrap(),
+            "--no-plot",
+        ],
+        dir.path(),
+    );
+    assert_eq!(
+        a["metrics"], b["metrics"],
+        "same rows, same seed: same result whatever the label layout"
+    );
+    assert_eq!(a["model"]["threshold"], b["model"]["threshold"]);
+}
+
+#[test]
+fn real_iot23_rows_are_scored_with_their_detailed_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = report(
+        &[
+            "--train",
+            fixture("ctu4-conn.log.labeled").to_str().unwrap(),
+            "--test",
+            fixture("iot23-real-lines.conn.log.labeled")
+                .to_str()
+                .unwrap(),
+            "--modules",
+            "CONN",
+            "--no-plot",
+        ],
+        dir.path(),
+    );
+    let m = &r["metrics"];
+    assert_eq!(
+        (m["items"].as_u64(), m["malicious"].as_u64()),
+        (Some(6), Some(2))
+    );
+    assert_eq!(
+        r["train_rows"].as_u64(),
+        Some(270),
+        "the benign rows of the training log"
+    );
+    let rows = m["by_detail"].as_array().unwrap();
+    let scan = rows
+        .iter()
+        .find(|d| d["detail"] == "PartOfAHorizontalPortScan")
+        .expect("the IoT-23 detailed label");
+    assert_eq!(
+        (scan["malicious"].as_bool(), scan["count"].as_u64()),
+        (Some(true), Some(2))
+    );
+    let benign = rows.iter().find(|d| d["malicious"] == false).unwrap();
+    assert_eq!(
+        (benign["detail"].as_str(), benign["count"].as_u64()),
+        (Some(""), Some(4)),
+        "IoT-23's `-` is no detailed label"
+    );
+}
+
+#[test]
+fn a_scored_output_is_measured_against_a_labels_file() {
+    let dir = tempfile::tempdir().unwrap();
+    // scikit-learn's documented case (ROC-AUC 0.75, AP 0.8333), with two
+    // records for uid d (the highest counts) and a record of another module.
+    let scores = "\
+{\"uid\":\"a\",\"module\":\"CONN\",\"score\":0.1,\"threshold\":0.5,\"anomaly\":false}
+{\"uid\":\"b\",\"module\":\"CONN\",\"score\":0.4,\"threshold\":0.5,\"anomaly\":false}
+{\"uid\":\"c\",\"module\":\"CONN\",\"score\":0.35,\"threshold\":0.5,\"anomaly\":false}
+{\"uid\":\"d\",\"module\":\"CONN\",\"score\":0.2,\"threshold\":0.5,\"anomaly\":false}
+{\"uid\":\"d\",\"module\":\"CONN\",\"score\":0.8,\"threshold\":0.5,\"anomaly\":true}
+{\"uid\":\"a\",\"module\":\"DNS\",\"score\":9.0,\"threshold\":0.5,\"anomaly\":true}
+";
+    std::fs::write(dir.path().join("scores.json"), scores).unwrap();
+    std::fs::write(
+        dir.path().join("labels.tsv"),
+        "a\t0\t\nb\tBenign\t\nc\t1\tC&C\nd\tMalicious\tC&C\ne\t1\tnever scored\n",
+    )
+    .unwrap();
+    let r = report(
+        &[
+            "--scores",
+            "scores.json",
+            "--labels",
+            "labels.tsv",
+            "--modules",
+            "CONN",
+            "--no-plot",
+        ],
+        dir.path(),
+    );
+    let m = &r["metrics"];
+    assert!((f(m, &["roc_auc"]) - 0.75).abs() < 1e-12, "{m}");
+    assert!(
+        (f(m, &["average_precision"]) - 5.0 / 6.0).abs() < 1e-12,
+        "{m}"
+    );
+    assert_eq!(r["unscored_uids"].as_u64(), Some(1));
+    let t = &m["at_threshold"];
+    assert_eq!(
+        (t["true_positives"].as_u64(), t["false_positives"].as_u64()),
+        (Some(1), Some(0))
+    );
+    assert_eq!(f(t, &["recall"]), 0.5);
+}
+
+#[test]
+fn one_class_and_unlabeled_inputs_fail_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("scores.json"), "{\"uid\":\"a\",\"module\":\"CONN\",\"score\":0.1,\"threshold\":0.5}\n{\"uid\":\"b\",\"module\":\"CONN\",\"score\":0.2,\"threshold\":0.5}\n").unwrap();
+    std::fs::write(dir.path().join("labels.tsv"), "a\t0\nb\t0\n").unwrap();
+    let out = eval(
+        &[
+            "--scores",
+            "scores.json",
+            "--labels",
+            "labels.tsv",
+            "--modules",
+            "CONN",
+            "--no-plot",
+        ],
+        dir.path(),
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("only one class in the test set (2 benign, 0 malicious)"),
+        "{}",
+        text(&out)
+    );
+
+    let plain =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/zeek/slips-stray-tab-conn.log");
+    let out = eval(&[plain.to_str().unwrap(), "--no-plot"], dir.path());
+    assert!(!out.status.success());
+    assert!(text(&out).contains("no `label` column"), "{}", text(&out));
+
+    let out = eval(&["--no-plot"], dir.path());
+    assert!(!out.status.success());
+    assert!(text(&out).contains("give labeled logs"), "{}", text(&out));
+}
+
+/// The full labeled dev set (CTU-Malware-Capture-Botnet-4's conn log), by
+/// the default protocol with the default settings.
+#[test]
+fn detection_on_the_labeled_dev_set() {
+    let Some(data) = shared_data() else {
+        eprintln!("../shared/data not present: dev-set evaluation skipped");
+        return;
+    };
+    let src = data.join("stratosphere-idps-comparison-tool/CTU-Malware-Capture-Botnet-4/ground_truth/conn.log.labeled");
+    let dir = tempfile::tempdir().unwrap();
+    let r = report(
+        &[
+            src.to_str().unwrap(),
+            "--modules",
+            "CONN",
+            "--plot",
+            "dev.svg",
+        ],
+        dir.path(),
+    );
+    let m = &r["metrics"];
+    let (n, mal) = expected_test(&src);
+    assert_eq!(
+        (m["items"].as_u64(), m["malicious"].as_u64()),
+        (Some(n as u64), Some(mal as u64))
+    );
+    let (auc, ap) = (f(m, &["roc_auc"]), f(m, &["average_precision"]));
+    eprintln!(
+        "dev set: ROC-AUC {auc:.4}, AP {ap:.4}, at threshold {}",
+        m["at_threshold"]
+    );
+    assert!(auc >= 0.995, "ROC-AUC {auc}");
+    assert!(ap >= 0.95, "average precision {ap}");
+    assert!(dir.path().join("dev.svg").is_file());
+}
