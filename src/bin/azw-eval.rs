@@ -5,15 +5,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use autozeekwatch::cli;
+use autozeekwatch::cli::{self, ModelArgs};
 use autozeekwatch::eval::labels::{self, LabeledLog};
 use autozeekwatch::eval::{self, metrics, plot, ModelSummary, Report, Truth, UidScores};
-use autozeekwatch::features::LocalNets;
-use autozeekwatch::kitnet::{KitNetParams, Mode};
 use autozeekwatch::train::TrainOptions;
 use autozeekwatch::zeek::layout::{self, DateRange};
 use autozeekwatch::Module;
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use indicatif::ProgressBar;
 
 /// Measure how well autozeekwatch finds the malicious records of labeled
@@ -96,60 +94,12 @@ struct Args {
     #[arg(long, value_name = "DIR")]
     keep: Option<PathBuf>,
 
-    /// Largest number of features in one KitNET autoencoder.
-    #[arg(long, default_value_t = 30)]
-    max_size_ae: usize,
-
-    /// Records the feature mapper learns the feature clusters from.
-    #[arg(long, default_value_t = 5000)]
-    grace_feature_mapping: u64,
-
-    /// Records the reference mode trains on before it only scores.
-    #[arg(long, default_value_t = 50_000)]
-    grace_anomaly_detector: u64,
-
-    /// Learning rate of the autoencoders (azw-train's default).
-    #[arg(long, default_value_t = 0.1)]
-    learning_rate: f64,
-
-    /// Hidden units per autoencoder, as a share of its inputs.
-    #[arg(long, default_value_t = 0.5)]
-    hidden_ratio: f64,
-
-    /// Passes over the training rows.
-    #[arg(long, default_value_t = 3)]
-    epochs: usize,
-
-    /// Seed of the weight initialisation.
-    #[arg(long, default_value_t = 1234)]
-    seed: u32,
-
-    /// `product` or `reference` (KitNET-py's exact computation).
-    #[arg(long, value_enum, default_value_t = KitMode::Product)]
-    kitnet_mode: KitMode,
-
-    /// Share of normal records the model's threshold may flag.
-    #[arg(long, default_value_t = 0.001)]
-    threshold_fpr: f64,
-
-    /// Hold every n-th training record out to set the threshold.
-    #[arg(long, default_value_t = 10)]
-    holdout_every: u64,
-
-    /// Local networks (CIDR blocks, comma-separated); default: private,
-    /// CGNAT, link-local and loopback ranges.
-    #[arg(long, value_delimiter = ',')]
-    local_nets: Vec<String>,
+    #[command(flatten)]
+    model: ModelArgs,
 
     /// Only warnings and errors.
     #[arg(short, long)]
     quiet: bool,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum KitMode {
-    Product,
-    Reference,
 }
 
 fn main() -> ExitCode {
@@ -281,41 +231,8 @@ fn plot_path(plot: &Path, module: Module, several: bool) -> PathBuf {
 }
 
 fn train_options(args: &Args) -> anyhow::Result<TrainOptions> {
-    if !(args.threshold_fpr > 0.0 && args.threshold_fpr < 1.0) {
-        bail!("--threshold-fpr must be between 0 and 1 (0.001 flags 0.1% of normal traffic)");
-    }
-    if args.holdout_every == 0 {
-        bail!("--holdout-every must be at least 1");
-    }
-    let local_nets = if args.local_nets.is_empty() {
-        LocalNets::default()
-    } else {
-        LocalNets::parse(&args.local_nets)
-            .map_err(anyhow::Error::msg)
-            .context("--local-nets")?
-    };
-    let params = KitNetParams {
-        max_autoencoder_size: args.max_size_ae,
-        fm_grace: args.grace_feature_mapping,
-        ad_grace: args.grace_anomaly_detector,
-        learning_rate: args.learning_rate,
-        hidden_ratio: args.hidden_ratio,
-        mode: match args.kitnet_mode {
-            KitMode::Product => Mode::Product,
-            KitMode::Reference => Mode::Reference,
-        },
-        seed: args.seed,
-        epochs: args.epochs,
-    };
-    params.check().context("KitNET parameters")?;
-    Ok(TrainOptions {
-        log_dir: PathBuf::new(),
-        range: DateRange::default(),
-        params,
-        local_nets,
-        threshold_fpr: args.threshold_fpr,
-        holdout_every: args.holdout_every,
-    })
+    args.model
+        .train_options(PathBuf::new(), DateRange::default())
 }
 
 /// One module's evaluation, ready to run.

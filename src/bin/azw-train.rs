@@ -7,15 +7,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use autozeekwatch::cli;
-use autozeekwatch::features::{table, LocalNets, DEFAULT_LOCAL_NETS};
-use autozeekwatch::kitnet::{KitNetParams, Mode};
+use autozeekwatch::cli::{self, ModelArgs};
+use autozeekwatch::features::{table, DEFAULT_LOCAL_NETS};
 use autozeekwatch::model::Model;
-use autozeekwatch::train::{self, TrainError, TrainOptions};
+use autozeekwatch::train::{self, TrainError};
 use autozeekwatch::zeek::layout::DateRange;
 use autozeekwatch::Module;
 use chrono::NaiveDate;
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// Learn what normal traffic looks like from Zeek's historical logs and
@@ -57,57 +56,8 @@ struct Args {
     #[arg(long, value_parser = parse_date)]
     end_date: Option<NaiveDate>,
 
-    /// Largest number of features in one KitNET autoencoder.
-    #[arg(long, default_value_t = 30)]
-    max_size_ae: usize,
-
-    /// Records the feature mapper learns the feature clusters from.
-    #[arg(long, default_value_t = 5000)]
-    grace_feature_mapping: u64,
-
-    /// Records the reference mode trains on before it only scores; product
-    /// mode trains on all records and only reports when there are fewer.
-    #[arg(long, default_value_t = 50_000)]
-    grace_anomaly_detector: u64,
-
-    /// Learning rate of the autoencoders. The default is KitNET's own; the
-    /// Python tool's 0.001 leaves them undertrained (ROC-AUC 0.80 instead of
-    /// 0.999 on the labeled dev set, see the README).
-    #[arg(long, default_value_t = 0.1)]
-    learning_rate: f64,
-
-    /// Hidden units per autoencoder, as a share of its inputs.
-    #[arg(long, default_value_t = 0.5)]
-    hidden_ratio: f64,
-
-    /// Passes over the whole history.
-    #[arg(long, default_value_t = 3)]
-    epochs: usize,
-
-    /// Seed of the weight initialisation (same data + seed = same model).
-    #[arg(long, default_value_t = 1234)]
-    seed: u32,
-
-    /// `product` (bounded, learns from all history) or `reference`
-    /// (KitNET-py's exact computation, weaknesses included).
-    #[arg(long, value_enum, default_value_t = KitMode::Product)]
-    kitnet_mode: KitMode,
-
-    /// Share of normal records the threshold may flag: the threshold is the
-    /// score quantile 1 - FPR of held-out training records.
-    #[arg(long, default_value_t = 0.001)]
-    threshold_fpr: f64,
-
-    /// Hold every n-th record out of training to set the threshold
-    /// (1: no holdout, the threshold comes from training scores).
-    #[arg(long, default_value_t = 10)]
-    holdout_every: u64,
-
-    /// Local networks for traffic direction (like Zeek's Site::local_nets),
-    /// comma-separated CIDR blocks. Default: private, CGNAT, link-local and
-    /// loopback ranges of IPv4 and IPv6.
-    #[arg(long, value_delimiter = ',')]
-    local_nets: Vec<String>,
+    #[command(flatten)]
+    model: ModelArgs,
 
     /// List the files and record counts per module that would be used, then
     /// stop.
@@ -129,12 +79,6 @@ struct Args {
     /// Debug logging.
     #[arg(short, long)]
     verbose: bool,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum KitMode {
-    Product,
-    Reference,
 }
 
 fn parse_date(s: &str) -> Result<NaiveDate, String> {
@@ -179,41 +123,7 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
             bail!("--start-date {s} is after --end-date {e}");
         }
     }
-    if !(args.threshold_fpr > 0.0 && args.threshold_fpr < 1.0) {
-        bail!("--threshold-fpr must be between 0 and 1 (0.001 flags 0.1% of normal traffic)");
-    }
-    if args.holdout_every == 0 {
-        bail!("--holdout-every must be at least 1");
-    }
-    let local_nets = if args.local_nets.is_empty() {
-        LocalNets::default()
-    } else {
-        LocalNets::parse(&args.local_nets)
-            .map_err(anyhow::Error::msg)
-            .context("--local-nets")?
-    };
-    let params = KitNetParams {
-        max_autoencoder_size: args.max_size_ae,
-        fm_grace: args.grace_feature_mapping,
-        ad_grace: args.grace_anomaly_detector,
-        learning_rate: args.learning_rate,
-        hidden_ratio: args.hidden_ratio,
-        mode: match args.kitnet_mode {
-            KitMode::Product => Mode::Product,
-            KitMode::Reference => Mode::Reference,
-        },
-        seed: args.seed,
-        epochs: args.epochs,
-    };
-    params.check().context("KitNET parameters")?;
-    let opts = TrainOptions {
-        log_dir,
-        range,
-        params,
-        local_nets,
-        threshold_fpr: args.threshold_fpr,
-        holdout_every: args.holdout_every,
-    };
+    let opts = args.model.train_options(log_dir, range)?;
 
     // Which files each module will read.
     let mut jobs = Vec::new();
