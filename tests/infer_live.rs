@@ -409,30 +409,7 @@ fn model_replaced_mid_run_and_a_bad_one_refused() {
     let (header, data) = conn_tsv();
     let mut zeek = SimZeek::new(&dir.path().join("zeek"), header);
     let zdir = dir.path().join("zeek");
-    let infer = {
-        let log = zdir.join("infer.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
-            .args([
-                "--log-dir",
-                zdir.to_str().unwrap(),
-                "--modules",
-                "conn",
-                "--model-dir",
-                models.to_str().unwrap(),
-            ])
-            .args([
-                "--output",
-                zdir.join("scores.json").to_str().unwrap(),
-                "--state-dir",
-                zdir.join("state").to_str().unwrap(),
-            ])
-            .args(["--poll-ms", "50", "--checkpoint-ms", "100"])
-            .stderr(File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Infer { child, log }
-    };
-    wait_ready(&infer);
+    let infer = start(&zdir, &models, 0);
     let third = data.len() / 3;
     zeek.write(&data[..third]);
     wait_for(&zdir, third);
