@@ -96,7 +96,7 @@ impl SimZeek {
     }
 
     fn write(&mut self, lines: &[String]) {
-        let new = !self.live().exists();
+        let new = fs::metadata(self.live()).map_or(true, |m| m.len() == 0);
         let mut f = OpenOptions::new()
             .create(true)
             .append(true)
@@ -500,4 +500,103 @@ fn json_live_file_and_partial_last_line() {
         })
         .collect();
     assert_exactly_once(dir.path(), &uids);
+}
+
+/// Zeek's `current` is often a symlink to a spool folder that moves.
+#[test]
+fn current_symlink_that_moves() {
+    let dir = tempfile::tempdir().unwrap();
+    let (header, data) = conn_tsv();
+    let spool1 = dir.path().join("spool1");
+    let spool2 = dir.path().join("spool2");
+    fs::create_dir_all(&spool1).unwrap();
+    fs::create_dir_all(&spool2).unwrap();
+    std::os::unix::fs::symlink(&spool1, dir.path().join("current")).unwrap();
+    let mut zeek = SimZeek::new(dir.path(), header.clone());
+    let infer = start(dir.path(), model_dir(), 0);
+    zeek.write(&data[..20]);
+    wait_for(dir.path(), 20);
+    zeek.write(&data[20..30]);
+    // The spool moves: a new live file behind a replaced symlink.
+    let mut second = SimZeek::new(&spool2.join("fake-root"), header);
+    second.write(&data[30..60]);
+    fs::rename(
+        spool2.join("fake-root/current/conn.log"),
+        spool2.join("conn.log"),
+    )
+    .unwrap();
+    let tmp_link = dir.path().join("current.new");
+    std::os::unix::fs::symlink(&spool2, &tmp_link).unwrap();
+    fs::rename(&tmp_link, dir.path().join("current")).unwrap();
+    wait_for(dir.path(), 60);
+    infer.terminate();
+    assert_exactly_once(
+        dir.path(),
+        &data[..60].iter().map(|l| uid_of(l)).collect::<Vec<_>>(),
+    );
+}
+
+/// A live file cut to nothing and written again (copytruncate) is read
+/// again from its start.
+#[test]
+fn truncated_live_file_is_read_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (header, data) = conn_tsv();
+    let mut zeek = SimZeek::new(dir.path(), header);
+    let infer = start(dir.path(), model_dir(), 0);
+    zeek.write(&data[..15]);
+    wait_for(dir.path(), 15);
+    File::create(zeek.live()).unwrap(); // truncates
+    std::thread::sleep(Duration::from_millis(300));
+    zeek.write(&data[15..25]);
+    wait_for(dir.path(), 25);
+    infer.terminate();
+    assert_exactly_once(
+        dir.path(),
+        &data[..25].iter().map(|l| uid_of(l)).collect::<Vec<_>>(),
+    );
+}
+
+/// logrotate moves the output away and sends SIGHUP: the next records go to
+/// a new file at the same path, and none is lost or doubled across the two.
+#[test]
+fn sighup_reopens_the_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let (header, data) = conn_tsv();
+    let mut zeek = SimZeek::new(dir.path(), header);
+    let infer = start(dir.path(), model_dir(), 0);
+    zeek.write(&data[..10]);
+    wait_for(dir.path(), 10);
+    fs::rename(
+        dir.path().join("scores.json"),
+        dir.path().join("scores.json.1"),
+    )
+    .unwrap();
+    let pid = infer.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    std::thread::sleep(Duration::from_millis(300));
+    zeek.write(&data[10..20]);
+    wait_for(dir.path(), 10);
+    let log = infer.terminate();
+    assert!(log.contains("output reopened"), "{log}");
+    let rotated = fs::read_to_string(dir.path().join("scores.json.1")).unwrap();
+    let current = fs::read_to_string(dir.path().join("scores.json")).unwrap();
+    let mut seen: Vec<String> = rotated
+        .lines()
+        .chain(current.lines())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["uid"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    seen.sort();
+    let mut expected: Vec<String> = data[..20].iter().map(|l| uid_of(l)).collect();
+    expected.sort();
+    assert_eq!(seen, expected);
 }
