@@ -7,8 +7,10 @@
 //! a few well-known fields pinned (`ts` is a time even when written as an ISO
 //! string; the connection's addresses and ports are addresses and ports).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value as Json};
 
 use super::record::{Record, Schema};
@@ -32,19 +34,44 @@ pub(crate) struct JsonLine {
 impl JsonState {
     pub(crate) fn parse(&mut self, line: &[u8], line_no: u64) -> Result<JsonLine, String> {
         let text = std::str::from_utf8(line).map_err(|_| "invalid UTF-8".to_string())?;
-        let object: Map<String, Json> = match serde_json::from_str(text) {
-            Ok(Json::Object(o)) => o,
-            Ok(_) => return Err("JSON line is not an object".into()),
-            Err(e) => return Err(format!("invalid JSON: {e}")),
-        };
-        let mut names = Vec::with_capacity(object.len());
-        let mut values = Vec::with_capacity(object.len());
+        if !text.trim_start().starts_with('{') {
+            return Err("JSON line is not an object".into());
+        }
+        let entries: Entries =
+            serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+        let mut names: Vec<Cow<'_, str>> = Vec::with_capacity(entries.0.len());
+        let mut values = Vec::with_capacity(entries.0.len());
         let mut path = None;
-        flatten(&object, "", &mut names, &mut values, &mut path)?;
+        for (key, raw) in entries.0 {
+            match raw {
+                Raw::Object(inner) => {
+                    let mut nested_names = Vec::new();
+                    flatten(&inner, &key, &mut nested_names, &mut values, &mut path)?;
+                    names.extend(nested_names.into_iter().map(Cow::Owned));
+                }
+                Raw::Value(v) => {
+                    if key == "_path" {
+                        path = v.as_str().map(str::to_owned);
+                    }
+                    let v = pin(&key, v).map_err(|reason| format!("field `{key}`: {reason}"))?;
+                    names.push(key);
+                    values.push(v);
+                }
+            }
+        }
         let schema = match &self.schema {
-            Some(s) if s.names() == names.as_slice() => s.clone(),
+            Some(s)
+                if s.names()
+                    .iter()
+                    .map(String::as_str)
+                    .eq(names.iter().map(|n| n.as_ref())) =>
+            {
+                s.clone()
+            }
             _ => {
-                let s = Arc::new(Schema::new(names));
+                let s = Arc::new(Schema::new(
+                    names.into_iter().map(Cow::into_owned).collect(),
+                ));
                 self.schema = Some(s.clone());
                 s
             }
@@ -53,6 +80,128 @@ impl JsonState {
             record: Record::new(schema, values, line_no),
             path,
         })
+    }
+}
+
+/// The entries of a JSON object in file order, keys borrowed from the line
+/// where they need no unescaping, values read straight into [`Value`]s: the
+/// line is parsed once, without an intermediate `serde_json::Value` tree.
+struct Entries<'a>(Vec<(Cow<'a, str>, Raw)>);
+
+/// A value as read: ours, or a nested object to flatten (`{"id": {...}}`).
+enum Raw {
+    Value(Value),
+    Object(Map<String, Json>),
+}
+
+/// An object key, borrowed when the JSON text allows.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Entries<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct EntriesVisitor;
+        impl<'de> Visitor<'de> for EntriesVisitor {
+            type Value = Entries<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entries<'de>, A::Error> {
+                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(24));
+                while let Some(Key(key)) = map.next_key()? {
+                    entries.push((key, map.next_value()?));
+                }
+                Ok(Entries(entries))
+            }
+        }
+        d.deserialize_map(EntriesVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Raw {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct RawVisitor;
+        impl<'de> Visitor<'de> for RawVisitor {
+            type Value = Raw;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Raw, E> {
+                Ok(Raw::Value(Value::Bool(v)))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Raw, E> {
+                Ok(Raw::Value(Value::Count(v)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Raw, E> {
+                Ok(Raw::Value(match u64::try_from(v) {
+                    Ok(c) => Value::Count(c),
+                    Err(_) => Value::Int(v),
+                }))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Raw, E> {
+                Ok(Raw::Value(Value::Real(v)))
+            }
+            // Zeek's JSON writer, like its TSV writer, writes non-printable
+            // bytes as `\xHH` text.
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Raw, E> {
+                Ok(Raw::Value(Value::Str(unescape(v.as_bytes()).into_owned())))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Raw, E> {
+                Ok(Raw::Value(Value::Unset))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Raw, A::Error> {
+                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(4));
+                while let Some(item) = seq.next_element::<Raw>()? {
+                    items.push(match item {
+                        Raw::Value(v) => v,
+                        Raw::Object(o) => Value::Str(Json::Object(o).to_string()),
+                    });
+                }
+                Ok(Raw::Value(Value::List(items)))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Raw, A::Error> {
+                Map::deserialize(de::value::MapAccessDeserializer::new(map)).map(Raw::Object)
+            }
+        }
+        d.deserialize_any(RawVisitor)
+    }
+}
+
+/// Gives a well-known field its type, whatever its JSON form.
+fn pin(name: &str, value: Value) -> Result<Value, String> {
+    if value.is_unset() {
+        return Ok(value);
+    }
+    match (pinned(name), value) {
+        (None, v) => Ok(v),
+        (Some(Pinned::Time), Value::Str(s)) => parse_time(&s).map(Value::Real),
+        (Some(Pinned::Time), v) => match v.as_f64() {
+            Some(t) if t.is_finite() && !matches!(v, Value::Bool(_)) => Ok(Value::Real(t)),
+            _ => Err(format!("invalid time `{}`", clip(&v.to_string()))),
+        },
+        (Some(Pinned::Scalar(ty)), Value::Str(s)) => ty.parse_value(&s),
+        (Some(Pinned::Scalar(ty)), v @ (Value::Count(_) | Value::Int(_) | Value::Real(_))) => {
+            ty.parse_value(&v.to_string())
+        }
+        (Some(Pinned::Scalar(_)), v) => Err(format!("unexpected `{}`", clip(&v.to_string()))),
     }
 }
 
