@@ -120,17 +120,19 @@ impl TsvHeader {
             .schema
             .get_or_insert_with(|| Arc::new(Schema::new(self.fields.clone())))
             .clone();
-        let raw: Vec<&[u8]> = split(line, &self.separator).collect();
-        let columns = raw.len();
-        // Extra columns are tolerated only when they are empty (trailing
-        // tabs); anything else means the line does not match its header.
-        if columns < n || raw[n..].iter().any(|c| !c.is_empty()) {
+        // Count first, so a short line says so rather than failing on
+        // whichever value lands in the wrong column. Extra columns are
+        // tolerated only when empty (trailing tabs).
+        let columns = split(line, &self.separator).count();
+        if columns < n
+            || (columns > n && split(line, &self.separator).skip(n).any(|c| !c.is_empty()))
+        {
             return Err(format!(
                 "{columns} columns, but the #fields header names {n}"
             ));
         }
         let mut values = Vec::with_capacity(n);
-        for (i, field) in raw[..n].iter().enumerate() {
+        for (i, field) in split(line, &self.separator).take(n).enumerate() {
             let ty = self.types.get(i).copied().unwrap_or(ZeekType::Text);
             let value = self
                 .value(field, ty)
