@@ -62,6 +62,11 @@ fn conn_tsv() -> (Vec<String>, Vec<String>) {
     (header, data)
 }
 
+/// The uids of TSV lines, in order.
+fn uids(lines: &[String]) -> Vec<String> {
+    lines.iter().map(|l| uid_of(l)).collect()
+}
+
 fn uid_of(line: &str) -> String {
     line.split('\t').nth(1).unwrap_or("?").to_owned()
 }
@@ -336,10 +341,7 @@ fn twenty_rotations_lose_nothing() {
     assert_eq!(zeek.rotations, 20);
     wait_for(dir.path(), data.len());
     let log = infer.terminate();
-    assert_exactly_once(
-        dir.path(),
-        &data.iter().map(|l| uid_of(l)).collect::<Vec<_>>(),
-    );
+    assert_exactly_once(dir.path(), &uids(&data));
     assert!(log.contains("was rotated"), "{log}");
 }
 
@@ -390,10 +392,7 @@ fn kill_9_and_restart_ten_times_with_rotations_while_down() {
     wait_for(dir.path(), data.len());
     infer.terminate();
     assert!(rotated_while_down >= 5);
-    assert_exactly_once(
-        dir.path(),
-        &data.iter().map(|l| uid_of(l)).collect::<Vec<_>>(),
-    );
+    assert_exactly_once(dir.path(), &uids(&data));
 }
 
 #[test]
@@ -432,7 +431,7 @@ fn model_replaced_mid_run_and_a_bad_one_refused() {
     let log = infer.terminate();
     assert!(log.contains("refused the new model"), "{log}");
     assert!(log.contains("switched to the new model"), "{log}");
-    assert_exactly_once(&zdir, &data.iter().map(|l| uid_of(l)).collect::<Vec<_>>());
+    assert_exactly_once(&zdir, &uids(&data));
 }
 
 #[test]
@@ -451,10 +450,7 @@ fn malformed_live_lines_are_counted_and_scoring_goes_on() {
         "{log}"
     );
     assert!(log.contains("1 skipped"), "{log}");
-    assert_exactly_once(
-        dir.path(),
-        &data[..20].iter().map(|l| uid_of(l)).collect::<Vec<_>>(),
-    );
+    assert_exactly_once(dir.path(), &uids(&data[..20]));
 }
 
 #[test]
@@ -530,10 +526,7 @@ fn current_symlink_that_moves() {
     fs::rename(&tmp_link, dir.path().join("current")).unwrap();
     wait_for(dir.path(), 60);
     infer.terminate();
-    assert_exactly_once(
-        dir.path(),
-        &data[..60].iter().map(|l| uid_of(l)).collect::<Vec<_>>(),
-    );
+    assert_exactly_once(dir.path(), &uids(&data[..60]));
 }
 
 /// A live file cut to nothing and written again (copytruncate) is read
@@ -551,10 +544,7 @@ fn truncated_live_file_is_read_again() {
     zeek.write(&data[15..25]);
     wait_for(dir.path(), 25);
     infer.terminate();
-    assert_exactly_once(
-        dir.path(),
-        &data[..25].iter().map(|l| uid_of(l)).collect::<Vec<_>>(),
-    );
+    assert_exactly_once(dir.path(), &uids(&data[..25]));
 }
 
 /// logrotate moves the output away and sends SIGHUP: the next records go to
