@@ -43,6 +43,15 @@ pub struct ScoredRecord {
     pub top_features: Option<Vec<Contribution>>,
 }
 
+impl ScoredRecord {
+    /// Writes the record as one JSON line, the output format of live and
+    /// replay mode alike.
+    pub fn write_json_line(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        serde_json::to_writer(&mut *out, self)?;
+        out.write_all(b"\n")
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Contribution {
     pub feature: String,

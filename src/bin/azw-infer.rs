@@ -204,8 +204,7 @@ fn replay(args: &Args, modules: &[Module]) -> anyhow::Result<()> {
             n += 1;
             anomalies += u64::from(s.anomaly);
             if s.anomaly || !args.only_anomalies {
-                serde_json::to_writer(&mut out, &s)?;
-                out.write_all(b"\n")?;
+                s.write_json_line(&mut out)?;
             }
             keep_top(&mut top, s);
         }

@@ -29,14 +29,19 @@ pub struct Fingerprint {
     pub crc: u32,
 }
 
+/// Whether a file is gzip, by its magic bytes.
+pub fn is_gzip(path: &Path) -> io::Result<bool> {
+    let mut magic = [0u8; 2];
+    let n = read_full(&mut File::open(path)?, &mut magic)?;
+    Ok(n == 2 && magic == [0x1f, 0x8b])
+}
+
 /// Opens a file for reading its decompressed content (gzip is recognised by
 /// its magic bytes).
 pub fn open_decompressed(path: &Path) -> io::Result<Box<dyn Read + Send>> {
-    let mut file = File::open(path)?;
-    let mut magic = [0u8; 2];
-    let n = read_full(&mut file, &mut magic)?;
+    let gzip = is_gzip(path)?;
     let file = File::open(path)?;
-    Ok(if n == 2 && magic == [0x1f, 0x8b] {
+    Ok(if gzip {
         Box::new(MultiGzDecoder::new(file))
     } else {
         Box::new(file)
@@ -84,13 +89,6 @@ pub fn matches(path: &Path, fp: Fingerprint) -> bool {
     matches!(fingerprint(path, Some(fp.len)), Ok(Some(found)) if found == fp)
 }
 
-/// Is this file, as it is now, the one fingerprinted? (The whole of a short
-/// file, or the same first [`FINGERPRINT_BYTES`]: for files that no longer
-/// grow, so that a header-only file cannot stand for a longer one.)
-pub fn is_same(path: &Path, fp: Fingerprint) -> bool {
-    matches!(fingerprint(path, None), Ok(Some(found)) if found == fp)
-}
-
 /// Fingerprints of rotated files, remembered by path, size and modification
 /// time, so looking for a file among the archives does not decompress every
 /// archive on every look.
@@ -100,7 +98,9 @@ pub struct FingerprintCache {
 }
 
 impl FingerprintCache {
-    /// The whole-file fingerprint (as [`is_same`] computes it).
+    /// The file's fingerprint as it is now: the whole of a short file, or
+    /// its first [`FINGERPRINT_BYTES`]. For files that no longer grow, so a
+    /// header-only file cannot stand for a longer one.
     pub fn get(&mut self, path: &Path) -> Option<Fingerprint> {
         let meta = std::fs::metadata(path).ok()?;
         let (len, mtime) = (meta.len(), meta.modified().ok());

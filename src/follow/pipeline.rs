@@ -21,7 +21,7 @@ use super::checkpoint::{Checkpoint, Position, CHECKPOINT_VERSION};
 use super::follower::Follower;
 use crate::model::{self, Model};
 use crate::module::Module;
-use crate::score::{ScoredRecord, Scorer};
+use crate::score::Scorer;
 use crate::zeek::Parsed;
 
 /// Settings of a live run.
@@ -234,7 +234,8 @@ fn follow_module(
                         stats.scored += 1;
                         stats.anomalies += u64::from(s.anomaly);
                         if s.anomaly || !opts.only_anomalies {
-                            write_json(&s, &mut bytes);
+                            // Writing to a Vec cannot fail.
+                            let _ = s.write_json_line(&mut bytes);
                             stats.written += 1;
                         }
                     }
@@ -273,12 +274,6 @@ fn follow_module(
         }
     }
     let _ = tx.send(Message::Done(module));
-}
-
-fn write_json(s: &ScoredRecord, out: &mut Vec<u8>) {
-    // Serializing plain data to a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, s);
-    out.push(b'\n');
 }
 
 /// Watches the model file and loads a replacement; a file that does not load

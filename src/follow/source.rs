@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
 
-use super::identity::{open_decompressed, Fingerprint, FINGERPRINT_BYTES};
+use super::identity::{is_gzip, open_decompressed, Fingerprint, FINGERPRINT_BYTES};
 use crate::zeek::{LineParser, Parsed, ReadError};
 
 /// Bytes read from the file per call.
@@ -62,12 +62,7 @@ impl Source {
     /// Opens a file and skips to `offset`, replaying the header lines before
     /// it so the parser knows the columns.
     pub fn open(path: &Path, log_path: &str, offset: u64) -> io::Result<Source> {
-        // Fails early, with the path in the error, if the file is gone.
-        let plain = {
-            let mut magic = [0u8; 2];
-            let n = File::open(path)?.read(&mut magic)?;
-            !(n == 2 && magic == [0x1f, 0x8b])
-        };
+        let plain = !is_gzip(path)?;
         let (input, handle): (Box<dyn Read + Send>, Option<File>) = if plain {
             let file = File::open(path)?;
             let handle = file.try_clone()?;

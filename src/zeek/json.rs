@@ -225,7 +225,8 @@ fn flatten(
         if name == "_path" {
             *path = json.as_str().map(str::to_owned);
         }
-        let value = convert(&name, json).map_err(|reason| format!("field `{name}`: {reason}"))?;
+        let value =
+            pin(&name, infer(json)).map_err(|reason| format!("field `{name}`: {reason}"))?;
         names.push(name);
         values.push(value);
     }
@@ -245,25 +246,6 @@ fn pinned(name: &str) -> Option<Pinned> {
 enum Pinned {
     Time,
     Scalar(ScalarType),
-}
-
-fn convert(name: &str, json: &Json) -> Result<Value, String> {
-    if json.is_null() {
-        return Ok(Value::Unset);
-    }
-    match (pinned(name), json) {
-        (Some(Pinned::Time), Json::String(s)) => parse_time(s).map(Value::Real),
-        (Some(Pinned::Time), _) => match json.as_f64() {
-            Some(t) if t.is_finite() => Ok(Value::Real(t)),
-            _ => Err(format!("invalid time `{}`", clip(&json.to_string()))),
-        },
-        (Some(Pinned::Scalar(ty)), Json::String(s)) => ty.parse_value(s),
-        (Some(Pinned::Scalar(ty)), Json::Number(n)) => ty.parse_value(&n.to_string()),
-        (Some(Pinned::Scalar(_)), other) => {
-            Err(format!("unexpected `{}`", clip(&other.to_string())))
-        }
-        (None, _) => Ok(infer(json)),
-    }
 }
 
 /// Types a value by its JSON form alone.
