@@ -15,6 +15,7 @@ use autozeekwatch::features::LocalNets;
 use autozeekwatch::follow::{run_live, Controls, LiveOptions};
 use autozeekwatch::kitnet::KitNetParams;
 use autozeekwatch::model::file_name;
+use autozeekwatch::sink::OutputSpec;
 use autozeekwatch::train::{self, TrainOptions};
 use autozeekwatch::zeek::layout::DateRange;
 use autozeekwatch::Module;
@@ -59,7 +60,8 @@ fn main() {
         log_dir: zeek.clone(),
         modules: vec![Module::Conn],
         model_dir: models,
-        output: Some(output.clone()),
+        output: OutputSpec::File(output.clone()),
+        kafka_config: Vec::new(),
         state_dir: tmp.path().join("state"),
         only_anomalies: false,
         poll: Duration::from_millis(250),

@@ -2,17 +2,22 @@
 //!
 //! Data flows one way, and each stage is a module:
 //! log files ([`zeek`]) -> records -> feature vectors ([`features`]) ->
-//! [`kitnet`] -> scored records -> sinks.
+//! [`kitnet`] -> scored records ([`score`]) -> sinks ([`sink`]). Records
+//! come from files, followed live ([`follow`]) or replayed, or from Kafka
+//! topics ([`kafka`]).
 
 #[doc(hidden)]
 pub mod cli;
 pub mod eval;
 pub mod features;
 pub mod follow;
+pub mod kafka;
 pub mod kitnet;
 pub mod model;
 pub mod module;
+pub mod reload;
 pub mod score;
+pub mod sink;
 pub mod train;
 pub mod zeek;
 

@@ -10,6 +10,7 @@ use autozeekwatch::cli;
 use autozeekwatch::follow::{run_live, Controls, LiveOptions};
 use autozeekwatch::model::{self, Model};
 use autozeekwatch::score::{ScoredRecord, Scorer};
+use autozeekwatch::sink::OutputSpec;
 use autozeekwatch::zeek::layout::{self, DateRange};
 use autozeekwatch::zeek::Records;
 use autozeekwatch::Module;
@@ -32,19 +33,54 @@ use clap::Parser;
 ///
 /// Replay (--replay): scores historical files or folders once, in order.
 ///
+/// Kafka (--source kafka, in builds with the `kafka` feature): consumes the
+/// JSON records Zeek's loggers publish (one topic per log type, or one topic
+/// with records wrapped as {"conn": {...}}) in a consumer group: start more
+/// processes with the same --group to share the partitions. Offsets are
+/// committed after the scored records are durable (at-least-once: after a
+/// crash or a rebalance some records may be scored twice; `uid` tells them).
+///
 /// Examples:
 ///   azw-infer --log-dir /opt/zeek/logs --modules CONN,DNS --output /var/log/azw/scores.json
 ///   azw-infer --replay /opt/zeek/logs/2024-04-19 --modules CONN --only-anomalies
+///   azw-infer --source kafka --brokers kafka1:9092 --topics zeek-conn,zeek-dns --group azw \
+///             --output kafka://kafka1:9092/azw-scores
 #[derive(Parser, Debug)]
 #[command(version, verbatim_doc_comment)]
 struct Args {
     /// Zeek's log directory; its `current/` folder is followed.
-    #[arg(long, env = "AZW_LOG_DIR", required_unless_present = "replay")]
+    #[arg(long, env = "AZW_LOG_DIR", required_unless_present_any = ["replay", "topics"])]
     log_dir: Option<PathBuf>,
 
     /// Score these historical files or folders once, in order, and exit.
     #[arg(long, num_args = 1.., conflicts_with = "log_dir")]
     replay: Vec<PathBuf>,
+
+    /// Where records come from: `file` (Zeek's log directory, or --replay)
+    /// or `kafka` (--brokers, --topics, --group).
+    #[arg(long, value_enum, default_value_t = SourceKind::File, env = "AZW_SOURCE")]
+    source: SourceKind,
+
+    /// Kafka: the brokers to bootstrap from, HOST:PORT[,HOST:PORT...].
+    #[arg(long, env = "AZW_KAFKA_BROKERS", required_if_eq("source", "kafka"))]
+    brokers: Option<String>,
+
+    /// Kafka: the topics to consume, comma-separated. The module of a
+    /// record comes from its wrapper key ({"conn": {...}}), else a log type
+    /// named in the topic (zeek-conn, zeek_dns), else its `_path`.
+    #[arg(long, value_delimiter = ',', num_args = 1.., env = "AZW_KAFKA_TOPICS", required_if_eq("source", "kafka"))]
+    topics: Vec<String>,
+
+    /// Kafka: the consumer group; processes in one group share the
+    /// partitions.
+    #[arg(long, default_value = "azw-infer", env = "AZW_KAFKA_GROUP")]
+    group: String,
+
+    /// Kafka: an extra librdkafka setting for the consumer and a Kafka
+    /// output, KEY=VALUE, repeatable (security.protocol=ssl,
+    /// session.timeout.ms=10000, auto.offset.reset=latest, ...).
+    #[arg(long = "kafka-config", value_parser = key_value)]
+    kafka_config: Vec<(String, String)>,
 
     /// Modules to score: CONN, DNS, HTTP, SSH, SSL or ALL (the modules that
     /// have a model), comma-separated or repeated, any case.
@@ -55,10 +91,12 @@ struct Args {
     #[arg(long, default_value = "models", env = "AZW_MODEL_DIR")]
     model_dir: PathBuf,
 
-    /// Where the scored records go: a file, or `-` for standard output.
-    /// Exactly-once across restarts needs a file.
+    /// Where the scored records go: a file, `-` for standard output, or
+    /// kafka://HOST:PORT/TOPIC (keyed by `uid`, so one connection's records
+    /// stay in order). Exactly-once across restarts of the live file mode
+    /// needs a file; the others are at-least-once.
     #[arg(long, default_value = "-", env = "AZW_OUTPUT")]
-    output: String,
+    output: OutputSpec,
 
     /// Where live mode keeps its checkpoint (`checkpoint.json`).
     #[arg(long, default_value = "azw-state", env = "AZW_STATE_DIR")]
@@ -73,8 +111,8 @@ struct Args {
     #[arg(long, default_value_t = 250)]
     poll_ms: u64,
 
-    /// How often the output is synced and the checkpoint written, in
-    /// milliseconds.
+    /// How often the output is synced and the checkpoint (or the Kafka
+    /// offsets) written, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     checkpoint_ms: u64,
 
@@ -89,6 +127,19 @@ struct Args {
     /// Debug logging.
     #[arg(short, long)]
     verbose: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum SourceKind {
+    File,
+    Kafka,
+}
+
+fn key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
+        _ => Err(format!("`{s}`: expected KEY=VALUE")),
+    }
 }
 
 fn main() -> ExitCode {
@@ -132,6 +183,9 @@ fn modules(args: &Args) -> anyhow::Result<Vec<Module>> {
 
 fn run(args: Args, controls: &Controls) -> anyhow::Result<()> {
     let modules = modules(&args)?;
+    if args.source == SourceKind::Kafka {
+        return kafka(&args, modules, controls);
+    }
     if !args.replay.is_empty() {
         return replay(&args, &modules);
     }
@@ -146,7 +200,8 @@ fn run(args: Args, controls: &Controls) -> anyhow::Result<()> {
         log_dir,
         modules,
         model_dir: args.model_dir.clone(),
-        output: (args.output != "-").then(|| PathBuf::from(&args.output)),
+        output: args.output.clone(),
+        kafka_config: args.kafka_config.clone(),
         state_dir: args.state_dir.clone(),
         only_anomalies: args.only_anomalies,
         poll: Duration::from_millis(args.poll_ms.max(10)),
@@ -173,17 +228,20 @@ fn run(args: Args, controls: &Controls) -> anyhow::Result<()> {
 /// Scores files once. A file output is written to a temporary file and
 /// renamed into place at the end, so it is never seen half-written.
 fn replay(args: &Args, modules: &[Module]) -> anyhow::Result<()> {
-    let (mut out, tmp): (Box<dyn Write>, Option<tempfile::NamedTempFile>) = if args.output == "-" {
-        (Box::new(BufWriter::new(std::io::stdout().lock())), None)
-    } else {
-        let target = PathBuf::from(&args.output);
-        let dir = target
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(std::path::Path::new("."));
-        let tmp = tempfile::NamedTempFile::new_in(dir)
-            .with_context(|| format!("cannot write in {}", dir.display()))?;
-        (Box::new(BufWriter::new(tmp.reopen()?)), Some(tmp))
+    let (mut out, tmp): (Box<dyn Write>, Option<tempfile::NamedTempFile>) = match &args.output {
+        OutputSpec::Stdout => (Box::new(BufWriter::new(std::io::stdout().lock())), None),
+        OutputSpec::Kafka { .. } => {
+            bail!("--replay writes to a file or standard output; Kafka outputs are for --source kafka and live mode")
+        }
+        OutputSpec::File(target) => {
+            let dir = target
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            let tmp = tempfile::NamedTempFile::new_in(dir)
+                .with_context(|| format!("cannot write in {}", dir.display()))?;
+            (Box::new(BufWriter::new(tmp.reopen()?)), Some(tmp))
+        }
     };
     let mut top: Vec<ScoredRecord> = Vec::new();
     for &module in modules {
@@ -219,7 +277,7 @@ fn replay(args: &Args, modules: &[Module]) -> anyhow::Result<()> {
     drop(out);
     if let Some(tmp) = tmp {
         tmp.as_file().sync_all()?;
-        tmp.persist(&args.output)
+        tmp.persist(args.output.file().expect("a file output"))
             .with_context(|| format!("cannot write {}", args.output))?;
         eprintln!("scores written to {}", args.output);
     }
@@ -270,4 +328,48 @@ fn print_top(top: &[ScoredRecord]) {
             show(s.proto.clone()),
         );
     }
+}
+
+#[cfg(feature = "kafka")]
+fn kafka(args: &Args, modules: Vec<Module>, controls: &Controls) -> anyhow::Result<()> {
+    use autozeekwatch::kafka::{run_kafka, KafkaOptions};
+    let opts = KafkaOptions {
+        brokers: args
+            .brokers
+            .clone()
+            .context("--brokers is required with --source kafka")?,
+        topics: args.topics.clone(),
+        group: args.group.clone(),
+        modules,
+        model_dir: args.model_dir.clone(),
+        output: args.output.clone(),
+        only_anomalies: args.only_anomalies,
+        commit_every: Duration::from_millis(args.checkpoint_ms),
+        stats_every: Duration::from_secs(args.stats_secs.max(1)),
+        reload_every: Duration::from_secs(1),
+        config: args.kafka_config.clone(),
+    };
+    tracing::info!(
+        "consuming {} from {} in group {} for {} (output {})",
+        opts.topics.join(","),
+        opts.brokers,
+        opts.group,
+        opts.modules
+            .iter()
+            .map(|m| m.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        opts.output
+    );
+    let stats = run_kafka(&opts, controls)?;
+    tracing::info!(
+        "stopped after {} offset commits; offsets committed",
+        stats.commits
+    );
+    Ok(())
+}
+
+#[cfg(not(feature = "kafka"))]
+fn kafka(_: &Args, _: Vec<Module>, _: &Controls) -> anyhow::Result<()> {
+    bail!("this azw-infer was built without Kafka support; build it with `cargo build --release --features kafka`")
 }

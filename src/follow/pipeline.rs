@@ -7,13 +7,11 @@
 //! checkpoint is saved after the output is synced.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
@@ -21,7 +19,9 @@ use super::checkpoint::{Checkpoint, Position, CHECKPOINT_VERSION};
 use super::follower::Follower;
 use crate::model::{self, Model};
 use crate::module::Module;
+use crate::reload::Reloader;
 use crate::score::Scorer;
+use crate::sink::{OutputSpec, Publisher, Sink};
 use crate::zeek::Parsed;
 
 /// Settings of a live run.
@@ -30,8 +30,9 @@ pub struct LiveOptions {
     pub log_dir: PathBuf,
     pub modules: Vec<Module>,
     pub model_dir: PathBuf,
-    /// `None`: standard output.
-    pub output: Option<PathBuf>,
+    pub output: OutputSpec,
+    /// Extra librdkafka settings for a Kafka output.
+    pub kafka_config: Vec<(String, String)>,
     pub state_dir: PathBuf,
     pub only_anomalies: bool,
     /// How often an idle module looks for new data (file events wake it
@@ -91,7 +92,12 @@ pub fn run_live(
         })?;
         scorers.push((module, path, Scorer::new(model, encoder)));
     }
-    let mut output = Output::open(opts.output.as_deref(), Some(checkpoint.output_len))?;
+    let mut output = Sink::open(
+        &opts.output,
+        Some(checkpoint.output_len),
+        &opts.kafka_config,
+    )?;
+    let publisher = output.publisher();
     if checkpoint.modules.is_empty() {
         tracing::info!(
             "no checkpoint in {}: starting with the live files",
@@ -108,8 +114,16 @@ pub fn run_live(
         for (module, model_path, scorer) in scorers {
             let tx = tx.clone();
             let resume = checkpoint.modules.get(&module).cloned();
+            let publisher = publisher.clone();
             scope.spawn(move || {
-                follow_module(module, model_path, scorer, resume, opts, controls, tx)
+                let thread = ModuleThread {
+                    module,
+                    opts,
+                    controls,
+                    publisher,
+                    tx,
+                };
+                thread.run(model_path, scorer, resume)
             });
         }
         drop(tx);
@@ -120,7 +134,7 @@ pub fn run_live(
 /// The writer: appends batches, checkpoints, logs stats.
 fn write_loop(
     rx: Receiver<Message>,
-    output: &mut Output,
+    output: &mut Sink,
     mut positions: BTreeMap<Module, Position>,
     opts: &LiveOptions,
     controls: &Controls,
@@ -134,21 +148,20 @@ fn write_loop(
     let mut dirty = false;
     let mut last_checkpoint = Instant::now();
     let mut last_stats = Instant::now();
-    let save =
-        |output: &mut Output, positions: &BTreeMap<Module, Position>| -> anyhow::Result<()> {
-            output.sync()?;
-            Checkpoint {
-                version: CHECKPOINT_VERSION,
-                output_len: output.len,
-                modules: positions.clone(),
-            }
-            .save(&opts.state_dir)?;
-            Ok(())
-        };
+    let save = |output: &mut Sink, positions: &BTreeMap<Module, Position>| -> anyhow::Result<()> {
+        output.sync()?;
+        Checkpoint {
+            version: CHECKPOINT_VERSION,
+            output_len: output.len(),
+            modules: positions.clone(),
+        }
+        .save(&opts.state_dir)?;
+        Ok(())
+    };
     while running > 0 {
         match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(Message::Batch(b)) => {
-                output.write(&b.bytes)?;
+                output.write_lines(&b.bytes)?;
                 if let Some(p) = b.position {
                     // A module's first position is saved at once: until it
                     // is, a restart would start over from the live file.
@@ -205,138 +218,97 @@ fn log_stats(stats: &BTreeMap<Module, ModuleStats>) {
 }
 
 /// A module's thread: follow, score, hand batches to the writer.
-fn follow_module(
+struct ModuleThread<'a> {
     module: Module,
-    model_path: PathBuf,
-    mut scorer: Scorer,
-    resume: Option<Position>,
-    opts: &LiveOptions,
-    controls: &Controls,
+    opts: &'a LiveOptions,
+    controls: &'a Controls,
+    /// Set for a Kafka output: records are published from here, and the
+    /// writer's sync waits for the brokers' acknowledgements.
+    publisher: Option<Publisher>,
     tx: SyncSender<Message>,
-) {
-    let mut follower = Follower::new(module, &opts.log_dir, resume);
-    let mut stats = ModuleStats::default();
-    let mut reload = Reloader::new(model_path);
-    let wake = Wake::new(follower.live_path().parent().unwrap_or(Path::new(".")));
-    let mut skips_logged = 0u64;
-    while !controls.stop.load(Ordering::SeqCst) {
-        if let Some(new) = reload.check(module, opts.reload_every) {
-            scorer = new;
-            stats.model_reloads += 1;
-        }
-        let step = follower.step();
-        let mut bytes = Vec::new();
-        for line in step.lines {
-            stats.lines += 1;
-            match line.parsed {
-                Ok(Parsed::Record(r)) => match scorer.score(&r) {
-                    Ok(s) => {
-                        stats.scored += 1;
-                        stats.anomalies += u64::from(s.anomaly);
-                        if s.anomaly || !opts.only_anomalies {
-                            // Writing to a Vec cannot fail.
-                            let _ = s.write_json_line(&mut bytes);
-                            stats.written += 1;
+}
+
+impl ModuleThread<'_> {
+    fn run(self, model_path: PathBuf, mut scorer: Scorer, resume: Option<Position>) {
+        let (module, opts) = (self.module, self.opts);
+        let mut follower = Follower::new(module, &opts.log_dir, resume);
+        let mut stats = ModuleStats::default();
+        let mut reload = Reloader::new(model_path);
+        let wake = Wake::new(follower.live_path().parent().unwrap_or(Path::new(".")));
+        let mut skips_logged = 0u64;
+        let mut publish_failed = false;
+        while !self.controls.stop.load(Ordering::SeqCst) {
+            if let Some(new) = reload.check(module, opts.reload_every) {
+                scorer = new;
+                stats.model_reloads += 1;
+            }
+            let step = follower.step();
+            let mut bytes = Vec::new();
+            for line in step.lines {
+                stats.lines += 1;
+                match line.parsed {
+                    Ok(Parsed::Record(r)) => match scorer.score(&r) {
+                        Ok(s) => {
+                            stats.scored += 1;
+                            stats.anomalies += u64::from(s.anomaly);
+                            if s.anomaly || !opts.only_anomalies {
+                                let start = bytes.len();
+                                // Writing to a Vec cannot fail.
+                                let _ = s.write_json_line(&mut bytes);
+                                stats.written += 1;
+                                if let Some(p) = &self.publisher {
+                                    if let Err(e) = p.publish(&s, &bytes[start..bytes.len() - 1]) {
+                                        // Nothing of this step is checkpointed:
+                                        // a restart scores it again.
+                                        tracing::error!("{module}: {e:#}; stopping");
+                                        self.controls.stop.store(true, Ordering::SeqCst);
+                                        publish_failed = true;
+                                        break;
+                                    }
+                                    bytes.truncate(start);
+                                }
+                            }
                         }
-                    }
+                        Err(e) => {
+                            stats.skipped += 1;
+                            tracing::warn!("{module}: line {}: cannot score: {e}", r.line());
+                        }
+                    },
+                    Ok(Parsed::Nothing) => {}
                     Err(e) => {
                         stats.skipped += 1;
-                        tracing::warn!("{module}: line {}: cannot score: {e}", r.line());
-                    }
-                },
-                Ok(Parsed::Nothing) => {}
-                Err(e) => {
-                    stats.skipped += 1;
-                    // Every skip is counted; the first ones are logged with
-                    // file and line, then one in a thousand.
-                    if skips_logged < 100 || stats.skipped % 1000 == 0 {
-                        tracing::warn!("{e}");
-                        skips_logged += 1;
+                        // Every skip is counted; the first ones are logged with
+                        // file and line, then one in a thousand.
+                        if skips_logged < 100 || stats.skipped % 1000 == 0 {
+                            tracing::warn!("{e}");
+                            skips_logged += 1;
+                        }
                     }
                 }
             }
-        }
-        stats.lag_bytes = step.lag_bytes;
-        let idle = step.idle;
-        if !bytes.is_empty() || step.position.is_some() {
-            let batch = Batch {
-                module,
-                bytes,
-                position: step.position,
-                stats,
-            };
-            if tx.send(Message::Batch(batch)).is_err() {
-                return;
+            if publish_failed {
+                // This step's position must not be saved.
+                break;
+            }
+            stats.lag_bytes = step.lag_bytes;
+            let idle = step.idle;
+            if !bytes.is_empty() || step.position.is_some() {
+                let batch = Batch {
+                    module,
+                    bytes,
+                    position: step.position,
+                    stats,
+                };
+                if self.tx.send(Message::Batch(batch)).is_err() {
+                    return;
+                }
+            }
+            if idle {
+                wake.wait(opts.poll);
             }
         }
-        if idle {
-            wake.wait(opts.poll);
-        }
+        let _ = self.tx.send(Message::Done(module));
     }
-    let _ = tx.send(Message::Done(module));
-}
-
-/// Watches the model file and loads a replacement; a file that does not load
-/// is refused and the running model stays.
-struct Reloader {
-    path: PathBuf,
-    loaded: Option<(SystemTime, u64)>,
-    refused: Option<(SystemTime, u64)>,
-    last_check: Instant,
-}
-
-impl Reloader {
-    fn new(path: PathBuf) -> Reloader {
-        let loaded = stamp(&path);
-        Reloader {
-            path,
-            loaded,
-            refused: None,
-            last_check: Instant::now(),
-        }
-    }
-
-    fn check(&mut self, module: Module, every: Duration) -> Option<Scorer> {
-        if self.last_check.elapsed() < every {
-            return None;
-        }
-        self.last_check = Instant::now();
-        let now = stamp(&self.path)?;
-        if Some(now) == self.loaded || Some(now) == self.refused {
-            return None;
-        }
-        match Model::load(&self.path) {
-            Ok((model, _)) if model.module != module => {
-                tracing::error!(
-                    "{module}: refused the new model {}: it is a {} model; keeping the running one",
-                    self.path.display(),
-                    model.module
-                );
-                self.refused = Some(now);
-                None
-            }
-            Ok((model, encoder)) => {
-                tracing::info!(
-                    "{module}: switched to the new model {} (trained {}, threshold {:.6})",
-                    self.path.display(),
-                    model.created,
-                    model.threshold.value
-                );
-                self.loaded = Some(now);
-                Some(Scorer::new(model, encoder))
-            }
-            Err(e) => {
-                tracing::error!("{module}: refused the new model: {e}; keeping the running one");
-                self.refused = Some(now);
-                None
-            }
-        }
-    }
-}
-
-fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.modified().ok()?, m.len()))
 }
 
 /// Wakes a waiting module early on file events in its live folder; polling
@@ -375,97 +347,5 @@ impl Wake {
             }
             None => std::thread::sleep(poll),
         }
-    }
-}
-
-/// The output: a file (appended, truncated back to the checkpoint at start,
-/// reopened on request) or standard output.
-struct Output {
-    path: Option<PathBuf>,
-    file: Option<io::BufWriter<File>>,
-    len: u64,
-}
-
-impl Output {
-    /// `cut_to`: the length at the last checkpoint (`None` after a reopen).
-    fn open(path: Option<&Path>, cut_to: Option<u64>) -> anyhow::Result<Output> {
-        let Some(path) = path else {
-            return Ok(Output {
-                path: None,
-                file: None,
-                len: 0,
-            });
-        };
-        let file = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .write(true)
-            .truncate(false)
-            .open(path)
-            .with_context(|| format!("cannot open the output {}", path.display()))?;
-        let on_disk = file.metadata()?.len();
-        let checkpoint_len = cut_to.unwrap_or(on_disk);
-        let len = if on_disk > checkpoint_len {
-            // Written after the last checkpoint: derived again from the
-            // checkpointed positions, so cut to avoid doubles.
-            tracing::info!(
-                "{}: cutting {} bytes written after the last checkpoint; they will be scored again",
-                path.display(),
-                on_disk - checkpoint_len
-            );
-            file.set_len(checkpoint_len)?;
-            checkpoint_len
-        } else {
-            if on_disk < checkpoint_len {
-                tracing::warn!(
-                    "{}: shorter than at the last checkpoint (rotated or edited?); appending",
-                    path.display()
-                );
-            }
-            on_disk
-        };
-        let mut file = file;
-        io::Seek::seek(&mut file, io::SeekFrom::Start(len))?;
-        Ok(Output {
-            path: Some(path.to_owned()),
-            file: Some(io::BufWriter::with_capacity(1 << 16, file)),
-            len,
-        })
-    }
-
-    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        if bytes.is_empty() {
-            return Ok(());
-        }
-        match &mut self.file {
-            Some(f) => {
-                f.write_all(bytes)?;
-                f.flush()?;
-            }
-            None => {
-                let mut out = io::stdout().lock();
-                out.write_all(bytes)?;
-                out.flush()?;
-            }
-        }
-        self.len += bytes.len() as u64;
-        Ok(())
-    }
-
-    fn sync(&mut self) -> io::Result<()> {
-        if let Some(f) = &mut self.file {
-            f.flush()?;
-            f.get_ref().sync_data()?;
-        }
-        Ok(())
-    }
-
-    /// After logrotate moved the file away: start a new one at the path.
-    fn reopen(&mut self) -> anyhow::Result<()> {
-        if let Some(path) = self.path.clone() {
-            self.sync()?;
-            *self = Output::open(Some(&path), None)?;
-        }
-        Ok(())
     }
 }

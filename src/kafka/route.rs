@@ -1,0 +1,143 @@
+//! Which module a Kafka message belongs to, and where its Zeek record is.
+//!
+//! The zeek-kafka plugin publishes JSON in two layouts: one topic per log
+//! type (`zeek-conn`, `conn`, ...), each message a plain record; or one
+//! topic for everything with each record wrapped in its log type
+//! (`{"conn": {...}}`, the plugin's `tag_json`). A record's module is, in
+//! this order: the wrapper's key, a log type named in the topic, the
+//! record's `_path` (looked at by the caller, once parsed).
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use serde_json::value::RawValue;
+
+use crate::module::Module;
+
+/// The module whose log type is `name` (`conn`, `dns`, ...).
+pub fn module_of_log(name: &str) -> Option<Module> {
+    Module::ALL.into_iter().find(|m| m.log_path() == name)
+}
+
+/// The module a topic carries, if its name says: one of its words
+/// (separated by anything not a letter or digit) is a log type, as in
+/// `zeek-conn`, `zeek_dns`, `sensor1.http` or `conn`. `zeek` alone says
+/// nothing.
+pub fn module_of_topic(topic: &str) -> Option<Module> {
+    topic
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .find_map(|word| module_of_log(&word.to_ascii_lowercase()))
+}
+
+/// A message's payload, unwrapped.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Unwrapped<'a> {
+    /// The wrapper's key (`conn` in `{"conn": {...}}`), if wrapped.
+    pub log: Option<Cow<'a, str>>,
+    /// The record's JSON object.
+    pub body: &'a [u8],
+}
+
+/// Finds the record in a payload: a JSON object with exactly one key whose
+/// value is an object is a wrapped record (a plain Zeek record always has
+/// more than one field, so the two cannot be confused). Anything else is
+/// returned as it is, for the record parser to judge.
+pub fn unwrap(payload: &[u8]) -> Unwrapped<'_> {
+    let plain = Unwrapped {
+        log: None,
+        body: payload,
+    };
+    if !first_value_is_object(payload) {
+        return plain;
+    }
+    let Ok(text) = std::str::from_utf8(payload) else {
+        return plain;
+    };
+    match serde_json::from_str::<BTreeMap<Cow<'_, str>, &RawValue>>(text) {
+        Ok(map) if map.len() == 1 => {
+            let (key, value) = map.into_iter().next().expect("one entry");
+            Unwrapped {
+                log: Some(key),
+                body: value.get().as_bytes(),
+            }
+        }
+        _ => plain,
+    }
+}
+
+/// A cheap test that rules out nearly every plain record before a full
+/// parse: is the first key's value an object (`{"conn": {`)?
+fn first_value_is_object(payload: &[u8]) -> bool {
+    let mut rest = payload.trim_ascii_start();
+    let Some(r) = rest.strip_prefix(b"{") else {
+        return false;
+    };
+    rest = r.trim_ascii_start();
+    let Some(r) = rest.strip_prefix(b"\"") else {
+        return false;
+    };
+    // Skip the key, honouring escapes.
+    let mut i = 0;
+    while i < r.len() {
+        match r[i] {
+            b'\\' => i += 2,
+            b'"' => break,
+            _ => i += 1,
+        }
+    }
+    let Some(after_key) = r.get(i + 1..) else {
+        return false;
+    };
+    let after_key = after_key.trim_ascii_start();
+    after_key
+        .strip_prefix(b":")
+        .is_some_and(|v| v.trim_ascii_start().starts_with(b"{"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_name_their_module() {
+        assert_eq!(module_of_topic("zeek-conn"), Some(Module::Conn));
+        assert_eq!(module_of_topic("zeek_DNS"), Some(Module::Dns));
+        assert_eq!(module_of_topic("sensor1.http.v2"), Some(Module::Http));
+        assert_eq!(module_of_topic("ssl"), Some(Module::Ssl));
+        assert_eq!(module_of_topic("zeek"), None);
+        // A word must match whole: `connections` is not `conn`.
+        assert_eq!(module_of_topic("connections"), None);
+        assert_eq!(module_of_topic("zeek-files"), None);
+    }
+
+    #[test]
+    fn wrapped_records_are_unwrapped() {
+        let m = br#"{"conn": {"ts":1.5,"uid":"C1","id.orig_h":"10.0.0.1"}}"#;
+        let u = unwrap(m);
+        assert_eq!(u.log.as_deref(), Some("conn"));
+        assert_eq!(u.body, br#"{"ts":1.5,"uid":"C1","id.orig_h":"10.0.0.1"}"#);
+    }
+
+    #[test]
+    fn plain_records_pass_through() {
+        for m in [
+            &br#"{"ts":1.5,"uid":"C1"}"#[..],
+            // Nested `id` first (converted JSON): more than one key.
+            br#"{"id":{"orig_h":"10.0.0.1"},"ts":1.5}"#,
+            br#"{"_path":"conn","ts":1.5}"#,
+            b"not json",
+            br#"{"conn": {"ts":1.5"#,
+            b"",
+        ] {
+            let u = unwrap(m);
+            assert_eq!(u.log, None, "{}", String::from_utf8_lossy(m));
+            assert_eq!(u.body, m);
+        }
+    }
+
+    #[test]
+    fn escaped_keys_are_read() {
+        let u = unwrap(br#"{"c\"onn" : {"a":1,"b":2}}"#);
+        assert_eq!(u.log.as_deref(), Some("c\"onn"));
+    }
+}

@@ -1,0 +1,168 @@
+//! The Kafka sink: scored records published to a topic, keyed by the
+//! connection so that one connection's records (its conn, dns, http, ...
+//! lines share Zeek's `uid`) land in one partition, in order.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::ClientContext;
+
+use crate::score::ScoredRecord;
+
+/// How long a flush waits for the broker before the run gives up (and its
+/// offsets or checkpoint stay where they were, so nothing is lost).
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Counts the records the broker did not take, for [`KafkaSink::sync`].
+#[derive(Default)]
+struct Deliveries {
+    failed: AtomicU64,
+    first_error: Mutex<Option<String>>,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            self.failed.fetch_add(1, Ordering::SeqCst);
+            let mut first = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
+            first.get_or_insert_with(|| e.to_string());
+        }
+    }
+}
+
+/// A producer shared by the threads that publish; cheap to clone.
+#[derive(Clone)]
+pub struct KafkaSink {
+    producer: Arc<ThreadedProducer<Deliveries>>,
+    topic: Arc<str>,
+    brokers: Arc<str>,
+}
+
+impl KafkaSink {
+    /// Connects and checks that the broker answers, so a wrong address is
+    /// an error at start, not a silent queue. `config`: extra librdkafka
+    /// settings (`key=value`), such as security ones.
+    pub fn connect(
+        brokers: &str,
+        topic: &str,
+        config: &[(String, String)],
+    ) -> anyhow::Result<KafkaSink> {
+        let mut cc = ClientConfig::new();
+        cc.set("bootstrap.servers", brokers)
+            // Records wait up to 5 ms to be sent in batches.
+            .set("linger.ms", "5")
+            .set("acks", "all");
+        // One --kafka-config list serves the consumer and this producer;
+        // the consumer's own settings would only draw warnings here.
+        for (k, v) in config.iter().filter(|(k, _)| !consumer_only(k)) {
+            cc.set(k, v);
+        }
+        let producer: ThreadedProducer<Deliveries> = cc
+            .create_with_context(Deliveries::default())
+            .with_context(|| format!("cannot create a Kafka producer for {brokers}"))?;
+        producer
+            .client()
+            .fetch_metadata(Some(topic), Duration::from_secs(15))
+            .with_context(|| {
+                format!("cannot reach the Kafka brokers {brokers} (output topic {topic})")
+            })?;
+        Ok(KafkaSink {
+            producer: Arc::new(producer),
+            topic: topic.into(),
+            brokers: brokers.into(),
+        })
+    }
+
+    /// Queues one record (`line`: its JSON, without the newline). Waits
+    /// while the producer's queue is full rather than dropping.
+    pub fn publish(&self, record: &ScoredRecord, line: &[u8]) -> anyhow::Result<()> {
+        let key = key(record);
+        let mut message = BaseRecord::<str, [u8]>::to(&self.topic).payload(line);
+        if let Some(k) = key.as_deref() {
+            message = message.key(k);
+        }
+        loop {
+            match self.producer.send(message) {
+                Ok(()) => return Ok(()),
+                Err((e, back)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
+                    message = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err((e, _)) => {
+                    return Err(e).with_context(|| {
+                        format!("cannot publish to {}/{}", self.brokers, self.topic)
+                    })
+                }
+            }
+        }
+    }
+
+    /// Returns once the broker has acknowledged every record published so
+    /// far; fails if it refused any, so the caller does not record progress
+    /// past records that are not in the topic.
+    pub fn sync(&self) -> anyhow::Result<()> {
+        self.producer.flush(FLUSH_TIMEOUT).with_context(|| {
+            format!(
+                "the Kafka brokers {} did not acknowledge the scored records in {FLUSH_TIMEOUT:?}",
+                self.brokers
+            )
+        })?;
+        let context = self.producer.context();
+        let failed = context.failed.swap(0, Ordering::SeqCst);
+        if failed > 0 {
+            let first = context
+                .first_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .unwrap_or_default();
+            bail!(
+                "{failed} scored records were refused by {}/{}: {first}",
+                self.brokers,
+                self.topic
+            );
+        }
+        Ok(())
+    }
+
+    pub fn describe(&self) -> String {
+        format!("kafka://{}/{}", self.brokers, self.topic)
+    }
+}
+
+/// librdkafka settings that only a consumer takes.
+fn consumer_only(key: &str) -> bool {
+    const PREFIXES: [&str; 9] = [
+        "group.",
+        "session.timeout",
+        "heartbeat.",
+        "auto.offset.",
+        "enable.auto.",
+        "auto.commit.",
+        "max.poll.",
+        "fetch.",
+        "partition.assignment",
+    ];
+    PREFIXES.iter().any(|p| key.starts_with(p))
+}
+
+/// The partitioning key: Zeek's `uid` (shared by a connection's records
+/// across log types); without one, the address pair.
+fn key(record: &ScoredRecord) -> Option<String> {
+    if let Some(uid) = &record.uid {
+        return Some(uid.clone());
+    }
+    match (record.orig_h, record.resp_h) {
+        (Some(a), Some(b)) => Some(format!("{a}-{b}")),
+        _ => None,
+    }
+}

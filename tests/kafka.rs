@@ -1,0 +1,508 @@
+//! `azw-infer --source kafka` against a real Kafka-compatible broker
+//! (Tansu, started here on a free loopback port; `.ci/run` installs it):
+//! real conn and dns records from `examples/logs/` are produced to topics,
+//! and the real binary consumes them in a consumer group.
+//!
+//! Nothing asserts on consumer lag: Tansu's high-watermark figures are not
+//! reliable.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+#[path = "common/broker.rs"]
+mod broker;
+
+use broker::Broker;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// CONN and DNS models trained once on the examples.
+fn model_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempdir("models");
+        let out = Command::new(env!("CARGO_BIN_EXE_azw-train"))
+            .args([
+                "--log-dir",
+                root().join("examples/logs").to_str().unwrap(),
+                "--modules",
+                "conn,dns",
+                "--model-dir",
+                dir.to_str().unwrap(),
+                "-q",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dir
+    })
+}
+
+fn tempdir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "azw-kafka-{name}-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The JSON lines of an example log (plain or gzipped).
+fn example_json(name: &str) -> Vec<String> {
+    let raw = fs::read(root().join("examples/logs").join(name)).unwrap();
+    let mut text = String::new();
+    if raw.starts_with(&[0x1f, 0x8b]) {
+        flate2::read::MultiGzDecoder::new(&raw[..])
+            .read_to_string(&mut text)
+            .unwrap();
+    } else {
+        text = String::from_utf8(raw).unwrap();
+    }
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn uid_of(json: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    v["uid"].as_str().unwrap().to_owned()
+}
+
+/// A running `azw-infer --source kafka`; its log goes to a file so the test
+/// can read it while it runs.
+struct Infer {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Infer {
+    /// `models`: the model folder (default: the shared one).
+    fn start(
+        broker: &Broker,
+        dir: &Path,
+        name: &str,
+        models: Option<&Path>,
+        args: &[&str],
+    ) -> Infer {
+        let log = dir.join(format!("{name}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+            .args([
+                "--source",
+                "kafka",
+                "--brokers",
+                &broker.addr,
+                "--model-dir",
+                models.unwrap_or(model_dir()).to_str().unwrap(),
+                "--checkpoint-ms",
+                "200",
+                "--stats-secs",
+                "5",
+                // Tansu declares a member dead after the session timeout;
+                // keep the take-over quick.
+                "--kafka-config",
+                "session.timeout.ms=6000",
+                "--kafka-config",
+                "heartbeat.interval.ms=500",
+            ])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Infer { child, log }
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn kill_hard(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, and the exit status must be success.
+    fn stop(mut self) -> String {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let status = self.child.wait().unwrap();
+        let log = self.log();
+        assert!(status.success(), "azw-infer exited with {status}:\n{log}");
+        log
+    }
+}
+
+impl Drop for Infer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The uids in a scores file (only complete lines), each with its count.
+fn scored_uids(path: &Path) -> BTreeMap<String, usize> {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("{}: not JSON ({e}): {line}", path.display()));
+        *out.entry(v["uid"].as_str().unwrap().to_owned())
+            .or_insert(0) += 1;
+    }
+    out
+}
+
+fn wait_for(
+    what: &str,
+    timeout: Duration,
+    mut done: impl FnMut() -> bool,
+    context: impl Fn() -> String,
+) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}\n{}",
+            context()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Two consumers in one group share a 4-partition topic; one is killed
+/// with SIGKILL mid-stream; the survivor takes its partitions over and every
+/// uid is scored at least once.
+#[test]
+fn a_group_shares_partitions_and_survives_a_member() {
+    let broker = Broker::start();
+    let topic = "zeek-conn";
+    broker.create_topic(topic, 4);
+    let lines = example_json("conn.json.gz");
+    let messages: Vec<(Option<String>, Vec<u8>)> = lines
+        .iter()
+        .map(|l| (Some(uid_of(l)), l.clone().into_bytes()))
+        .collect();
+    let all: BTreeSet<String> = lines.iter().map(|l| uid_of(l)).collect();
+    assert!(all.len() > 500, "{} uids", all.len());
+    let (first, second) = messages.split_at(messages.len() / 2);
+
+    let dir = tempdir("group");
+    let (out_a, out_b) = (dir.join("a.json"), dir.join("b.json"));
+    let group = [
+        "--topics",
+        topic,
+        "--group",
+        "azw-test",
+        "--modules",
+        "conn",
+    ];
+    let mut a = Infer::start(
+        &broker,
+        &dir,
+        "a",
+        None,
+        &[&group[..], &["--output", out_a.to_str().unwrap()]].concat(),
+    );
+    let b = Infer::start(
+        &broker,
+        &dir,
+        "b",
+        None,
+        &[&group[..], &["--output", out_b.to_str().unwrap()]].concat(),
+    );
+    let logs = || format!("--- a:\n{}\n--- b:\n{}", a_log(&dir), b_log(&dir));
+    fn a_log(dir: &Path) -> String {
+        fs::read_to_string(dir.join("a.log")).unwrap_or_default()
+    }
+    fn b_log(dir: &Path) -> String {
+        fs::read_to_string(dir.join("b.log")).unwrap_or_default()
+    }
+
+    // Both members hold partitions before anything is produced, so both
+    // take a share of the first half.
+    wait_for(
+        "both consumers to be assigned partitions",
+        Duration::from_secs(120),
+        || {
+            let (la, lb) = (a_log(&dir), b_log(&dir));
+            let holds = |l: &str| {
+                l.lines()
+                    .rev()
+                    .find(|x| {
+                        x.contains("kafka: assigned partitions")
+                            || x.contains("kafka: revoked partitions")
+                    })
+                    .is_some_and(|x| x.contains("assigned") && !x.contains("(none)"))
+            };
+            holds(&la) && holds(&lb)
+        },
+        logs,
+    );
+    broker.produce(topic, first);
+    let first_uids: BTreeSet<String> = first.iter().map(|(k, _)| k.clone().unwrap()).collect();
+    wait_for(
+        "the first half to be scored",
+        Duration::from_secs(120),
+        || {
+            let mut seen = scored_uids(&out_a);
+            seen.extend(scored_uids(&out_b));
+            first_uids.iter().all(|u| seen.contains_key(u))
+        },
+        logs,
+    );
+    let (by_a, by_b) = (scored_uids(&out_a).len(), scored_uids(&out_b).len());
+    assert!(
+        by_a > 0 && by_b > 0,
+        "the group did not share the work: a {by_a}, b {by_b}\n{}",
+        logs()
+    );
+
+    // Member a dies without a word; the second half goes to partitions it
+    // held too.
+    a.kill_hard();
+    broker.produce(topic, second);
+    wait_for(
+        "every uid to be scored after the kill",
+        Duration::from_secs(180),
+        || {
+            let mut seen = scored_uids(&out_a);
+            seen.extend(scored_uids(&out_b));
+            all.iter().all(|u| seen.contains_key(u))
+        },
+        logs,
+    );
+    let log_b = b.stop();
+    assert!(
+        log_b.contains(&format!("kafka: assigned partitions {topic}[0,1,2,3]")),
+        "the survivor did not take over all partitions:\n{log_b}"
+    );
+    // Records of the second half on a's former partitions can only have
+    // been scored by b.
+    let second_uids: BTreeSet<String> = second.iter().map(|(k, _)| k.clone().unwrap()).collect();
+    let seen_b = scored_uids(&out_b);
+    assert!(second_uids.iter().all(|u| seen_b.contains_key(u)));
+
+    // b committed its offsets when it stopped: a new member of the group
+    // starts after them and has nothing to score.
+    let out_c = dir.join("c.json");
+    let c = Infer::start(
+        &broker,
+        &dir,
+        "c",
+        None,
+        &[&group[..], &["--output", out_c.to_str().unwrap()]].concat(),
+    );
+    wait_for(
+        "the new member to be assigned the partitions",
+        Duration::from_secs(120),
+        || {
+            c.log()
+                .contains(&format!("kafka: assigned partitions {topic}[0,1,2,3]"))
+        },
+        || c.log(),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let log_c = c.stop();
+    assert!(
+        scored_uids(&out_c).is_empty(),
+        "records were scored again after a clean stop:\n{log_c}"
+    );
+}
+
+/// One `zeek` topic with records wrapped in their log type, as zeek-kafka's
+/// `tag_json` writes them; the scores are published to a Kafka topic keyed
+/// by uid. Log types without a model and broken messages are counted and
+/// passed over; a replaced model is picked up.
+#[test]
+fn a_wrapped_topic_is_scored_into_a_kafka_topic() {
+    let broker = Broker::start();
+    broker.create_topic("zeek", 2);
+    broker.create_topic("azw-scores", 3);
+    let conn = example_json("conn.json.gz");
+    let dns = example_json("dns.json");
+    let mut messages: Vec<(Option<String>, Vec<u8>)> = Vec::new();
+    for (i, (c, d)) in conn.iter().zip(dns.iter().cycle()).enumerate() {
+        messages.push((None, format!("{{\"conn\": {c}}}").into_bytes()));
+        if i < dns.len() {
+            messages.push((None, format!("{{\"dns\":{d}}}").into_bytes()));
+        }
+    }
+    messages.push((None, br#"{"files": {"ts": 1.0, "fuid": "F1"}}"#.to_vec()));
+    messages.push((
+        None,
+        br#"{"conn": {"ts": 1.0, "uid": "Cbroken", "id.orig_p": "x"}}"#.to_vec(),
+    ));
+    let want: BTreeSet<(String, String)> = conn
+        .iter()
+        .map(|l| ("CONN".to_owned(), uid_of(l)))
+        .chain(dns.iter().map(|l| ("DNS".to_owned(), uid_of(l))))
+        .collect();
+
+    let dir = tempdir("wrapped");
+    let models = dir.join("models");
+    fs::create_dir_all(&models).unwrap();
+    for f in ["conn.model.json", "dns.model.json"] {
+        fs::copy(model_dir().join(f), models.join(f)).unwrap();
+    }
+    let infer = Infer::start(
+        &broker,
+        &dir,
+        "infer",
+        Some(&models),
+        &[
+            "--topics",
+            "zeek",
+            "--group",
+            "azw-wrapped",
+            "--modules",
+            "conn,dns",
+            "--output",
+            &format!("kafka://{}/azw-scores", broker.addr),
+        ],
+    );
+    broker.produce("zeek", &messages);
+    let scores = broker.read_all("azw-scores", 3, conn.len() + dns.len());
+    let mut got = BTreeSet::new();
+    for (key, payload) in &scores {
+        let v: serde_json::Value = serde_json::from_str(payload).unwrap();
+        let uid = v["uid"].as_str().unwrap().to_owned();
+        assert_eq!(
+            key.as_deref(),
+            Some(uid.as_str()),
+            "scores are keyed by uid"
+        );
+        assert!(
+            v["score"].is_number() && v["anomaly"].is_boolean(),
+            "{payload}"
+        );
+        got.insert((v["module"].as_str().unwrap().to_owned(), uid));
+    }
+    let missing: Vec<_> = want.difference(&got).take(5).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} not scored, e.g. {missing:?}\n{}",
+        want.difference(&got).count(),
+        want.len(),
+        infer.log()
+    );
+
+    // The nightly retraining replaces a model: a damaged file is refused,
+    // a good one is switched to.
+    fs::write(models.join("dns.model.json"), b"{ not a model").unwrap();
+    fs::copy(
+        model_dir().join("conn.model.json"),
+        models.join("conn.model.json.tmp"),
+    )
+    .unwrap();
+    fs::rename(
+        models.join("conn.model.json.tmp"),
+        models.join("conn.model.json"),
+    )
+    .unwrap();
+    // The copy may keep the old modification time; make it differ.
+    let f = fs::File::options()
+        .append(true)
+        .open(models.join("conn.model.json"))
+        .unwrap();
+    f.set_modified(std::time::SystemTime::now() + Duration::from_secs(5))
+        .unwrap();
+    drop(f);
+    wait_for(
+        "the model change to be seen",
+        Duration::from_secs(30),
+        || {
+            let l = infer.log();
+            l.contains("CONN: switched to the new model")
+                && l.contains("DNS: refused the new model")
+        },
+        || infer.log(),
+    );
+    let log = infer.stop();
+    assert!(log.contains("not scored here: files 1"), "{log}");
+    assert!(log.contains("skipped malformed record"), "{log}");
+}
+
+/// Live file mode can publish to Kafka too: the records of a live conn log
+/// appear in the scores topic, keyed by uid, and the checkpoint follows.
+#[test]
+fn live_files_publish_to_kafka() {
+    let broker = Broker::start();
+    broker.create_topic("azw-scores", 2);
+    let dir = tempdir("live");
+    let current = dir.join("logs/current");
+    fs::create_dir_all(&current).unwrap();
+    fs::copy(
+        root().join("examples/logs/conn.log"),
+        current.join("conn.log"),
+    )
+    .unwrap();
+    let text = fs::read_to_string(current.join("conn.log")).unwrap();
+    let want: BTreeSet<String> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split('\t').nth(1).unwrap().to_owned())
+        .collect();
+    let log = dir.join("infer.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+        .args(["--log-dir", dir.join("logs").to_str().unwrap()])
+        .args([
+            "--modules",
+            "conn",
+            "--model-dir",
+            model_dir().to_str().unwrap(),
+        ])
+        .args(["--state-dir", dir.join("state").to_str().unwrap()])
+        .args(["--output", &format!("kafka://{}/azw-scores", broker.addr)])
+        .args(["--checkpoint-ms", "200"])
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let records = text.lines().filter(|l| !l.starts_with('#')).count();
+    let scores = broker.read_all("azw-scores", 2, records);
+    let mut got = BTreeSet::new();
+    for (key, payload) in &scores {
+        let v: serde_json::Value = serde_json::from_str(payload).unwrap();
+        let uid = v["uid"].as_str().unwrap().to_owned();
+        assert_eq!(key.as_deref(), Some(uid.as_str()));
+        got.insert(uid);
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = child.wait().unwrap();
+    let log = fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{log}");
+    assert_eq!(got, want, "{log}");
+    // The checkpoint (saved after the brokers acknowledged) reached the
+    // end of the file.
+    let checkpoint: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dir.join("state/checkpoint.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        checkpoint["modules"]["CONN"]["offset"].as_u64(),
+        Some(text.len() as u64),
+        "{checkpoint}"
+    );
+}
