@@ -23,7 +23,7 @@ use autozeekwatch::kafka::{run_kafka, KafkaOptions};
 use autozeekwatch::kitnet::KitNetParams;
 use autozeekwatch::model::{self, Model};
 use autozeekwatch::score::Scorer;
-use autozeekwatch::sink::OutputSpec;
+use autozeekwatch::sink::{OutputSpec, RecordFormat};
 use autozeekwatch::train::{self, TrainOptions};
 use autozeekwatch::zeek::layout::DateRange;
 use autozeekwatch::zeek::Records;
@@ -134,6 +134,7 @@ fn main() {
         modules: vec![Module::Conn],
         model_dir: models.clone(),
         output: OutputSpec::File(output.clone()),
+        format: RecordFormat::Json,
         only_anomalies: false,
         commit_every: Duration::from_secs(1),
         stats_every: Duration::from_secs(3600),

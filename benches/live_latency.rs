@@ -15,7 +15,7 @@ use autozeekwatch::features::LocalNets;
 use autozeekwatch::follow::{run_live, Controls, LiveOptions};
 use autozeekwatch::kitnet::KitNetParams;
 use autozeekwatch::model::file_name;
-use autozeekwatch::sink::OutputSpec;
+use autozeekwatch::sink::{OutputSpec, RecordFormat};
 use autozeekwatch::train::{self, TrainOptions};
 use autozeekwatch::zeek::layout::DateRange;
 use autozeekwatch::Module;
@@ -61,6 +61,7 @@ fn main() {
         modules: vec![Module::Conn],
         model_dir: models,
         output: OutputSpec::File(output.clone()),
+        format: RecordFormat::Json,
         kafka_config: Vec::new(),
         state_dir: tmp.path().join("state"),
         only_anomalies: false,

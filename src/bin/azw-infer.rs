@@ -10,7 +10,7 @@ use autozeekwatch::cli;
 use autozeekwatch::follow::{run_live, Controls, LiveOptions};
 use autozeekwatch::model::{self, Model};
 use autozeekwatch::score::{ScoredRecord, Scorer};
-use autozeekwatch::sink::OutputSpec;
+use autozeekwatch::sink::{OutputSpec, RecordFormat};
 use autozeekwatch::zeek::layout::{self, DateRange};
 use autozeekwatch::zeek::Records;
 use autozeekwatch::Module;
@@ -97,6 +97,12 @@ struct Args {
     /// needs a file; the others are at-least-once.
     #[arg(long, default_value = "-", env = "AZW_OUTPUT")]
     output: OutputSpec,
+
+    /// How each scored record is written: json (one object per line),
+    /// tsv (a Zeek log, `#path azw_scores`, which Zeek tools read) or csv
+    /// (with a header row). Kafka outputs are JSON.
+    #[arg(long, value_enum, default_value_t = RecordFormat::Json, env = "AZW_FORMAT")]
+    format: RecordFormat,
 
     /// Where live mode keeps its checkpoint (`checkpoint.json`).
     #[arg(long, default_value = "azw-state", env = "AZW_STATE_DIR")]
@@ -201,6 +207,7 @@ fn run(args: Args, controls: &Controls) -> anyhow::Result<()> {
         modules,
         model_dir: args.model_dir.clone(),
         output: args.output.clone(),
+        format: args.format,
         kafka_config: args.kafka_config.clone(),
         state_dir: args.state_dir.clone(),
         only_anomalies: args.only_anomalies,
@@ -243,6 +250,8 @@ fn replay(args: &Args, modules: &[Module]) -> anyhow::Result<()> {
             (Box::new(BufWriter::new(tmp.reopen()?)), Some(tmp))
         }
     };
+    out.write_all(&args.format.header())?;
+    let mut line = Vec::new();
     let mut top: Vec<ScoredRecord> = Vec::new();
     for &module in modules {
         let (model, encoder) = Model::load(&args.model_dir.join(model::file_name(module)))?;
@@ -262,7 +271,9 @@ fn replay(args: &Args, modules: &[Module]) -> anyhow::Result<()> {
             n += 1;
             anomalies += u64::from(s.anomaly);
             if s.anomaly || !args.only_anomalies {
-                s.write_json_line(&mut out)?;
+                line.clear();
+                args.format.write(&s, &mut line)?;
+                out.write_all(&line)?;
             }
             keep_top(&mut top, s);
         }
@@ -343,6 +354,7 @@ fn kafka(args: &Args, modules: Vec<Module>, controls: &Controls) -> anyhow::Resu
         modules,
         model_dir: args.model_dir.clone(),
         output: args.output.clone(),
+        format: args.format,
         only_anomalies: args.only_anomalies,
         commit_every: Duration::from_millis(args.checkpoint_ms),
         stats_every: Duration::from_secs(args.stats_secs.max(1)),

@@ -21,7 +21,7 @@ use crate::model::{self, Model};
 use crate::module::Module;
 use crate::reload::Reloader;
 use crate::score::Scorer;
-use crate::sink::{OutputSpec, Publisher, Sink};
+use crate::sink::{OutputSpec, Publisher, RecordFormat, Sink};
 use crate::zeek::Parsed;
 
 /// Settings of a live run.
@@ -31,6 +31,7 @@ pub struct LiveOptions {
     pub modules: Vec<Module>,
     pub model_dir: PathBuf,
     pub output: OutputSpec,
+    pub format: RecordFormat,
     /// Extra librdkafka settings for a Kafka output.
     pub kafka_config: Vec<(String, String)>,
     pub state_dir: PathBuf,
@@ -95,6 +96,7 @@ pub fn run_live(
     let mut output = Sink::open(
         &opts.output,
         Some(checkpoint.output_len),
+        opts.format,
         &opts.kafka_config,
     )?;
     let publisher = output.publisher();
@@ -254,7 +256,7 @@ impl ModuleThread<'_> {
                             if s.anomaly || !opts.only_anomalies {
                                 let start = bytes.len();
                                 // Writing to a Vec cannot fail.
-                                let _ = s.write_json_line(&mut bytes);
+                                let _ = opts.format.write(&s, &mut bytes);
                                 stats.written += 1;
                                 if let Some(p) = &self.publisher {
                                     if let Err(e) = p.publish(&s, &bytes[start..bytes.len() - 1]) {

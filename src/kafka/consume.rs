@@ -26,7 +26,7 @@ use crate::model::{self, Model};
 use crate::module::Module;
 use crate::reload::Reloader;
 use crate::score::Scorer;
-use crate::sink::{OutputSpec, Sink};
+use crate::sink::{OutputSpec, RecordFormat, Sink};
 use crate::zeek::{LineParser, Parsed, ReadError, Record};
 
 /// Settings of a Kafka run.
@@ -41,6 +41,7 @@ pub struct KafkaOptions {
     pub modules: Vec<Module>,
     pub model_dir: PathBuf,
     pub output: OutputSpec,
+    pub format: RecordFormat,
     pub only_anomalies: bool,
     /// How often the output is synced and the offsets committed.
     pub commit_every: Duration,
@@ -138,7 +139,7 @@ pub fn run_kafka(opts: &KafkaOptions, controls: &Controls) -> anyhow::Result<Kaf
         );
     }
     let consumer = connect(opts)?;
-    let mut sink = Sink::open(&opts.output, None, &opts.config)?;
+    let mut sink = Sink::open(&opts.output, None, opts.format, &opts.config)?;
     let mut run = Run {
         opts,
         lanes,

@@ -7,26 +7,37 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
+use super::RecordFormat;
+
 /// A file, appended to, cut back to a checkpointed length at start and
 /// reopened on request (logrotate); or standard output.
 pub struct FileSink {
     path: Option<PathBuf>,
     file: Option<io::BufWriter<File>>,
     len: u64,
+    format: RecordFormat,
 }
 
 impl FileSink {
     /// `path`: `None` for standard output. `cut_to`: the file's length at
     /// the last checkpoint; anything after it was written by a run that
     /// died before checkpointing and will be derived again, so it is cut.
-    /// `None` appends to whatever is there.
-    pub fn open(path: Option<&Path>, cut_to: Option<u64>) -> anyhow::Result<FileSink> {
+    /// `None` appends to whatever is there. An empty file (or standard
+    /// output) starts with the format's header, if it has one.
+    pub fn open(
+        path: Option<&Path>,
+        cut_to: Option<u64>,
+        format: RecordFormat,
+    ) -> anyhow::Result<FileSink> {
         let Some(path) = path else {
-            return Ok(FileSink {
+            let mut sink = FileSink {
                 path: None,
                 file: None,
                 len: 0,
-            });
+                format,
+            };
+            sink.write(&format.header())?;
+            return Ok(sink);
         };
         let file = OpenOptions::new()
             .create(true)
@@ -56,11 +67,20 @@ impl FileSink {
         };
         let mut file = file;
         io::Seek::seek(&mut file, io::SeekFrom::Start(len))?;
-        Ok(FileSink {
+        let mut sink = FileSink {
             path: Some(path.to_owned()),
             file: Some(io::BufWriter::with_capacity(1 << 16, file)),
             len,
-        })
+            format,
+        };
+        if len == 0 {
+            sink.write(&format.header())?;
+        }
+        Ok(sink)
+    }
+
+    pub fn format(&self) -> RecordFormat {
+        self.format
     }
 
     /// Bytes written so far (the file's length; 0 for standard output).
@@ -126,7 +146,7 @@ impl FileSink {
     pub fn reopen(&mut self) -> anyhow::Result<()> {
         if let Some(path) = self.path.clone() {
             self.sync()?;
-            *self = FileSink::open(Some(&path), None)?;
+            *self = FileSink::open(Some(&path), None, self.format)?;
         }
         Ok(())
     }

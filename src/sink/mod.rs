@@ -7,6 +7,7 @@
 //! after it, so a crash can repeat records but never lose one.
 
 mod file;
+mod format;
 #[cfg(feature = "kafka")]
 mod kafka;
 
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 pub use file::FileSink;
+pub use format::RecordFormat;
 #[cfg(feature = "kafka")]
 pub use kafka::KafkaSink;
 
@@ -87,19 +89,24 @@ pub enum Sink {
 
 impl Sink {
     /// Opens the output. `cut_to`: for a file, its length at the last
-    /// checkpoint (see [`FileSink::open`]). `kafka_config`: extra librdkafka
+    /// checkpoint (see [`FileSink::open`]). `format`: how records are
+    /// written (Kafka outputs take JSON only). `kafka_config`: extra librdkafka
     /// settings for a Kafka output.
     pub fn open(
         spec: &OutputSpec,
         cut_to: Option<u64>,
+        format: RecordFormat,
         #[cfg_attr(not(feature = "kafka"), allow(unused_variables))] kafka_config: &[(
             String,
             String,
         )],
     ) -> anyhow::Result<Sink> {
         match spec {
-            OutputSpec::Stdout => Ok(Sink::File(FileSink::open(None, None)?)),
-            OutputSpec::File(p) => Ok(Sink::File(FileSink::open(Some(p), cut_to)?)),
+            OutputSpec::Stdout => Ok(Sink::File(FileSink::open(None, None, format)?)),
+            OutputSpec::File(p) => Ok(Sink::File(FileSink::open(Some(p), cut_to, format)?)),
+            OutputSpec::Kafka { .. } if format != RecordFormat::Json => Err(anyhow::anyhow!(
+                "{spec}: Kafka outputs carry JSON records; drop --format {format:?}"
+            )),
             #[cfg(feature = "kafka")]
             OutputSpec::Kafka { brokers, topic } => Ok(Sink::Kafka(KafkaSink::connect(
                 brokers,
@@ -145,11 +152,20 @@ impl Sink {
         line: &mut Vec<u8>,
     ) -> anyhow::Result<()> {
         line.clear();
-        record.write_json_line(line)?;
+        self.format().write(record, line)?;
         match self {
             Sink::File(f) => Ok(f.append(line)?),
             #[cfg(feature = "kafka")]
             Sink::Kafka(k) => k.publish(record, &line[..line.len() - 1]),
+        }
+    }
+
+    /// How records are written: what [`Sink::write_lines`] expects.
+    pub fn format(&self) -> RecordFormat {
+        match self {
+            Sink::File(f) => f.format(),
+            #[cfg(feature = "kafka")]
+            Sink::Kafka(_) => RecordFormat::Json,
         }
     }
 

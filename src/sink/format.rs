@@ -1,0 +1,291 @@
+//! How a scored record is written: a JSON line (the default, and what Kafka
+//! outputs carry), a Zeek TSV line (for tools that read Zeek logs, including
+//! `azw-infer`'s own reader), or a CSV row (for spreadsheets and SIEM
+//! imports). The columns are the same in all three.
+
+use std::io::{self, Write};
+
+use crate::score::ScoredRecord;
+
+/// The `--format` argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum RecordFormat {
+    /// One JSON object per line, Zeek's key names.
+    #[default]
+    Json,
+    /// Zeek's TSV log format, with its `#` header (`#path azw_scores`).
+    Tsv,
+    /// Comma-separated values with a header row.
+    Csv,
+}
+
+/// The columns of TSV and CSV, with their Zeek types.
+const COLUMNS: [(&str, &str); 12] = [
+    ("ts", "time"),
+    ("uid", "string"),
+    ("module", "string"),
+    ("id.orig_h", "addr"),
+    ("id.orig_p", "port"),
+    ("id.resp_h", "addr"),
+    ("id.resp_p", "port"),
+    ("proto", "enum"),
+    ("score", "double"),
+    ("threshold", "double"),
+    ("anomaly", "bool"),
+    ("top_features", "vector[string]"),
+];
+
+impl RecordFormat {
+    /// What a new (empty) file starts with.
+    pub fn header(self) -> Vec<u8> {
+        let names = || COLUMNS.iter().map(|(n, _)| *n);
+        match self {
+            RecordFormat::Json => Vec::new(),
+            RecordFormat::Tsv => {
+                let mut h = String::from(
+                    "#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\tazw_scores\n",
+                );
+                h.push_str("#fields\t");
+                h.push_str(&names().collect::<Vec<_>>().join("\t"));
+                h.push_str("\n#types\t");
+                h.push_str(
+                    &COLUMNS
+                        .iter()
+                        .map(|(_, t)| *t)
+                        .collect::<Vec<_>>()
+                        .join("\t"),
+                );
+                h.push('\n');
+                h.into_bytes()
+            }
+            RecordFormat::Csv => {
+                let mut out = Vec::new();
+                let mut w = csv::Writer::from_writer(&mut out);
+                // Writing to a Vec cannot fail.
+                let _ = w.write_record(names());
+                drop(w);
+                out
+            }
+        }
+    }
+
+    /// Appends one record, with its line ending.
+    pub fn write(self, record: &ScoredRecord, out: &mut Vec<u8>) -> io::Result<()> {
+        match self {
+            RecordFormat::Json => record.write_json_line(out),
+            RecordFormat::Tsv => {
+                let fields = fields(record, "-", |f| {
+                    f.iter()
+                        .map(|(name, share)| zeek_escape(&format!("{name}:{share}"), true))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                });
+                let line: Vec<String> = fields
+                    .into_iter()
+                    .map(|f| match f {
+                        Field::Text(t) => zeek_escape(&t, false),
+                        Field::Plain(p) => p,
+                    })
+                    .collect();
+                out.write_all(line.join("\t").as_bytes())?;
+                out.write_all(b"\n")
+            }
+            RecordFormat::Csv => {
+                let fields = fields(record, "", |f| {
+                    f.iter()
+                        .map(|(name, share)| format!("{name}:{share}"))
+                        .collect::<Vec<_>>()
+                        .join(";")
+                });
+                let mut w = csv::Writer::from_writer(out);
+                w.write_record(fields.iter().map(|f| match f {
+                    Field::Text(t) | Field::Plain(t) => t.as_bytes(),
+                }))?;
+                w.flush()
+            }
+        }
+    }
+}
+
+enum Field {
+    /// Free text (a uid, a feature name): escaped for TSV.
+    Text(String),
+    /// A number, address or word that needs no escaping.
+    Plain(String),
+}
+
+/// The columns of [`COLUMNS`] for one record; `unset` for a missing value.
+fn fields(
+    r: &ScoredRecord,
+    unset: &str,
+    features: impl Fn(&[(&str, f64)]) -> String,
+) -> Vec<Field> {
+    let plain = |v: Option<String>| Field::Plain(v.unwrap_or_else(|| unset.to_owned()));
+    let top: Vec<(&str, f64)> = r
+        .top_features
+        .iter()
+        .flatten()
+        .map(|c| (c.feature.as_str(), c.share))
+        .collect();
+    vec![
+        plain(r.ts.map(|t| format!("{t:.6}"))),
+        r.uid
+            .clone()
+            .map(Field::Text)
+            .unwrap_or_else(|| plain(None)),
+        Field::Plain(r.module.to_string()),
+        plain(r.orig_h.map(|a| a.to_string())),
+        plain(r.orig_p.map(|p| p.to_string())),
+        plain(r.resp_h.map(|a| a.to_string())),
+        plain(r.resp_p.map(|p| p.to_string())),
+        r.proto
+            .clone()
+            .map(Field::Text)
+            .unwrap_or_else(|| plain(None)),
+        Field::Plain(r.score.to_string()),
+        Field::Plain(r.threshold.to_string()),
+        // Zeek's TSV writes booleans as T and F; CSV readers know true/false.
+        Field::Plain(
+            match (unset.is_empty(), r.anomaly) {
+                (false, true) => "T",
+                (false, false) => "F",
+                (true, true) => "true",
+                (true, false) => "false",
+            }
+            .to_owned(),
+        ),
+        if top.is_empty() {
+            plain(None)
+        } else {
+            // Already escaped element by element for TSV.
+            Field::Plain(features(&top))
+        },
+    ]
+}
+
+/// Zeek's TSV escaping: the separators, backslash and non-printable bytes
+/// as `\xHH`; in a set element also the set separator. A value that reads
+/// as the unset or empty marker is escaped too.
+fn zeek_escape(s: &str, in_set: bool) -> String {
+    if s == "-" || s == "(empty)" {
+        return s.bytes().map(|b| format!("\\x{b:02x}")).collect();
+    }
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' | '\t' | '\n' | '\r' => out.push_str(&format!("\\x{:02x}", c as u32)),
+            ',' if in_set => out.push_str("\\x2c"),
+            c if c.is_control() && (c as u32) < 0x80 => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::score::Contribution;
+    use crate::zeek::{LineParser, Parsed};
+    use crate::Module;
+
+    fn record(anomaly: bool) -> ScoredRecord {
+        ScoredRecord {
+            ts: Some(1521911851.136272),
+            uid: Some("C0FSyu33TMaXqq4vR8".into()),
+            module: Module::Dns,
+            orig_h: Some("10.164.94.120".parse().unwrap()),
+            orig_p: Some(39489),
+            resp_h: Some("10.47.3.142".parse().unwrap()),
+            resp_p: Some(53),
+            proto: Some("udp".into()),
+            score: 0.4641,
+            threshold: 0.2618,
+            anomaly,
+            top_features: anomaly.then(|| {
+                vec![
+                    Contribution {
+                        feature: "user_agent=Mozilla/5.0 (X11, Linux)\tx".into(),
+                        share: 0.75,
+                    },
+                    Contribution {
+                        feature: "rcode=3".into(),
+                        share: 0.25,
+                    },
+                ]
+            }),
+        }
+    }
+
+    /// TSV output is a Zeek log our own reader reads back, value for value.
+    #[test]
+    fn tsv_reads_back_as_a_zeek_log() {
+        let mut bytes = RecordFormat::Tsv.header();
+        RecordFormat::Tsv.write(&record(true), &mut bytes).unwrap();
+        let mut unset = record(false);
+        unset.uid = None;
+        unset.orig_h = None;
+        RecordFormat::Tsv.write(&unset, &mut bytes).unwrap();
+        let mut parser = LineParser::new("scores.log", Some("azw_scores"));
+        let mut records = Vec::new();
+        for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
+            if let Parsed::Record(r) = parser.parse_line(line, i as u64 + 1).unwrap() {
+                records.push(r);
+            }
+        }
+        assert_eq!(records.len(), 2);
+        let r = &records[0];
+        assert_eq!(r.get("uid").as_str(), Some("C0FSyu33TMaXqq4vR8"));
+        assert_eq!(
+            r.get("id.resp_h").as_addr(),
+            Some("10.47.3.142".parse().unwrap())
+        );
+        assert_eq!(r.get("id.resp_p").as_f64(), Some(53.0));
+        assert_eq!(r.get("score").as_f64(), Some(0.4641));
+        assert_eq!(r.ts(), Some(1521911851.136272));
+        let top = format!("{:?}", r.get("top_features"));
+        assert!(
+            top.contains("(X11, Linux)\\tx:0.75") && top.contains("rcode=3:0.25"),
+            "{top}"
+        );
+        assert!(records[1].get("uid").as_str().is_none());
+        assert!(records[1].get("id.orig_h").as_addr().is_none());
+    }
+
+    #[test]
+    fn csv_has_a_header_and_quotes_what_needs_it() {
+        let mut bytes = RecordFormat::Csv.header();
+        RecordFormat::Csv.write(&record(true), &mut bytes).unwrap();
+        RecordFormat::Csv.write(&record(false), &mut bytes).unwrap();
+        let mut reader = csv::Reader::from_reader(&bytes[..]);
+        let header: Vec<String> = reader
+            .headers()
+            .unwrap()
+            .iter()
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(header[0], "ts");
+        assert_eq!(header[11], "top_features");
+        let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(&rows[0][1], "C0FSyu33TMaXqq4vR8");
+        assert_eq!(&rows[0][10], "true");
+        assert_eq!(
+            &rows[0][11],
+            "user_agent=Mozilla/5.0 (X11, Linux)\tx:0.75;rcode=3:0.25"
+        );
+        assert_eq!(&rows[1][10], "false");
+        assert_eq!(&rows[1][11], "");
+    }
+
+    #[test]
+    fn json_is_the_scored_record() {
+        let mut bytes = RecordFormat::Json.header();
+        assert!(bytes.is_empty());
+        RecordFormat::Json.write(&record(true), &mut bytes).unwrap();
+        let back: ScoredRecord = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(back, record(true));
+    }
+}
