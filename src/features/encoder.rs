@@ -1,7 +1,7 @@
 //! Records to feature vectors, following a module's table.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -11,7 +11,7 @@ use super::vocab::{VocabCounter, Vocabulary};
 use crate::module::Module;
 use std::sync::Arc;
 
-use crate::zeek::{Record, Schema, Value};
+use crate::zeek::{NameMap, Record, Schema, Value};
 
 /// Everything needed to turn a module's records into vectors: its table,
 /// the vocabularies learned for its categories, and the local networks.
@@ -41,6 +41,31 @@ fn category_value(value: &Value) -> Cow<'_, str> {
         Value::Str(s) => Cow::Borrowed(s),
         Value::List(l) => l.first().map(category_value).unwrap_or(Cow::Borrowed("-")),
         other => Cow::Owned(other.to_string()),
+    }
+}
+
+/// The vocabulary slot of a category value, as [`category_value`] spells
+/// it; a count (a port, a status code) is spelled on the stack rather than
+/// into a new `String`.
+fn category_slot(index: &NameMap<usize>, value: &Value) -> Option<usize> {
+    match value {
+        Value::Count(c) => {
+            let mut digits = [0u8; 20];
+            let mut at = digits.len();
+            let mut c = *c;
+            loop {
+                at -= 1;
+                digits[at] = b'0' + (c % 10) as u8;
+                c /= 10;
+                if c == 0 {
+                    break;
+                }
+            }
+            // ASCII digits only, so always UTF-8.
+            let text = std::str::from_utf8(&digits[at..]).unwrap_or_default();
+            index.get(text).copied()
+        }
+        _ => index.get(category_value(value).as_ref()).copied(),
     }
 }
 
@@ -99,19 +124,92 @@ impl VocabLearner {
 #[derive(Debug, Clone)]
 enum Plan {
     Scalar(Transform),
-    Chars(Vec<char>),
-    Category(HashMap<String, usize>, usize),
+    Chars(CharSet),
+    Category(NameMap<usize>, usize),
     PortClass,
     Direction,
 }
 
-/// Column indices of the fields an encoder reads, for one schema.
+/// The characters of a [`Transform::Chars`] feature. Whether an ASCII
+/// character occurs in a text is read from a bitmap of the text's bytes,
+/// made in one pass, instead of one search of the text per character
+/// (two dozen for the conn `history`).
+#[derive(Debug, Clone)]
+struct CharSet {
+    chars: Vec<char>,
+    all_ascii: bool,
+}
+
+impl CharSet {
+    fn new(chars: &str) -> CharSet {
+        CharSet {
+            chars: chars.chars().collect(),
+            all_ascii: chars.is_ascii(),
+        }
+    }
+
+    /// Sets `out[i]` to 1 for each character `i` that occurs in `text`.
+    fn mark(&self, text: &str, out: &mut [f64]) {
+        if self.all_ascii {
+            // A UTF-8 byte below 128 is always that ASCII character.
+            let mut seen = [0u64; 2];
+            for b in text.bytes().filter(u8::is_ascii) {
+                seen[usize::from(b >> 6)] |= 1 << (b & 63);
+            }
+            for (o, c) in out.iter_mut().zip(&self.chars) {
+                let b = *c as u8;
+                if seen[usize::from(b >> 6)] & (1 << (b & 63)) != 0 {
+                    *o = 1.0;
+                }
+            }
+        } else {
+            for (o, c) in out.iter_mut().zip(&self.chars) {
+                if text.contains(*c) {
+                    *o = 1.0;
+                }
+            }
+        }
+    }
+}
+
+/// Column indices of the fields an encoder reads, for the few most recent
+/// schemas (JSON logs alternate between a few key sets).
 #[derive(Debug, Clone, Default)]
 pub struct FieldCache {
-    schema: Option<Arc<Schema>>,
+    /// Most recently used first, at most [`FieldCache::KEPT`].
+    entries: Vec<SchemaColumns>,
+}
+
+#[derive(Debug, Clone)]
+struct SchemaColumns {
+    schema: Arc<Schema>,
     columns: Vec<Option<usize>>,
     orig_h: Option<usize>,
     resp_h: Option<usize>,
+}
+
+impl FieldCache {
+    const KEPT: usize = 8;
+
+    /// The columns for `schema`, resolved with `resolve` if it is new.
+    fn get(
+        &mut self,
+        schema: &Arc<Schema>,
+        resolve: impl FnOnce() -> SchemaColumns,
+    ) -> &SchemaColumns {
+        match self
+            .entries
+            .iter()
+            .position(|e| Arc::ptr_eq(&e.schema, schema))
+        {
+            Some(i) => self.entries[..=i].rotate_right(1),
+            None => {
+                self.entries.truncate(Self::KEPT - 1);
+                self.entries.insert(0, resolve());
+            }
+        }
+        &self.entries[0]
+    }
 }
 
 /// Encodes records of one module into vectors of [`Encoder::len`] columns.
@@ -135,7 +233,7 @@ impl Encoder {
             let plan = match &def.transform {
                 Transform::Chars { chars } => {
                     columns.extend(chars.chars().map(|c| format!("{name}:{c}")));
-                    Plan::Chars(chars.chars().collect())
+                    Plan::Chars(CharSet::new(chars))
                 }
                 Transform::Category { .. } => {
                     let vocab = set
@@ -205,32 +303,22 @@ impl Encoder {
     /// once per record.
     pub fn encode_with(&self, record: &Record, cache: &mut FieldCache, out: &mut [f64]) {
         debug_assert_eq!(out.len(), self.columns.len());
-        if !cache
-            .schema
-            .as_ref()
-            .is_some_and(|s| Arc::ptr_eq(s, record.schema()))
-        {
-            let schema = record.schema();
-            cache.columns = self
+        let schema = record.schema();
+        let cache = cache.get(schema, || SchemaColumns {
+            schema: schema.clone(),
+            columns: self
                 .set
                 .features
                 .iter()
                 .map(|d| schema.index_of(&d.field))
-                .collect();
-            cache.orig_h = schema.index_of("id.orig_h");
-            cache.resp_h = schema.index_of("id.resp_h");
-            cache.schema = Some(schema.clone());
-        }
+                .collect(),
+            orig_h: schema.index_of("id.orig_h"),
+            resp_h: schema.index_of("id.resp_h"),
+        });
         let at_column = |c: Option<usize>| c.map_or(&Value::Unset, |i| record.at(i));
         out.fill(0.0);
         let mut at = 0;
-        for ((_, plan), column) in self
-            .set
-            .features
-            .iter()
-            .zip(&self.plans)
-            .zip(&cache.columns)
-        {
+        for (plan, column) in self.plans.iter().zip(&cache.columns) {
             let value = at_column(*column);
             match plan {
                 Plan::Scalar(t) => {
@@ -239,19 +327,12 @@ impl Encoder {
                 }
                 Plan::Chars(chars) => {
                     if let Some(text) = value.as_str() {
-                        for (i, c) in chars.iter().enumerate() {
-                            if text.contains(*c) {
-                                out[at + i] = 1.0;
-                            }
-                        }
+                        chars.mark(text, &mut out[at..at + chars.chars.len()]);
                     }
-                    at += chars.len();
+                    at += chars.chars.len();
                 }
                 Plan::Category(index, n) => {
-                    let slot = index
-                        .get(category_value(value).as_ref())
-                        .copied()
-                        .unwrap_or(*n);
+                    let slot = category_slot(index, value).unwrap_or(*n);
                     out[at + slot] = 1.0;
                     at += n + 1;
                 }
@@ -433,6 +514,41 @@ mod tests {
             col(&enc, &v, "service=<other>") + col(&enc, &v, "service=-"),
             1.0
         );
+    }
+
+    #[test]
+    fn char_sets_match_str_contains() {
+        for chars in ["ShADadFfRr^", "aé€b"] {
+            let set = CharSet::new(chars);
+            for text in ["", "ShAR", "héllo€", "^^", "dada"] {
+                let mut out = vec![0.0; set.chars.len()];
+                set.mark(text, &mut out);
+                let want: Vec<f64> = chars
+                    .chars()
+                    .map(|c| if text.contains(c) { 1.0 } else { 0.0 })
+                    .collect();
+                assert_eq!(out, want, "{chars} in {text}");
+            }
+        }
+    }
+
+    #[test]
+    fn count_categories_are_spelled_as_written() {
+        let index: NameMap<usize> = ["0", "443", "18446744073709551615", "1.5"]
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v.to_string(), i))
+            .collect();
+        for (v, want) in [
+            (Value::Count(0), Some(0)),
+            (Value::Count(443), Some(1)),
+            (Value::Count(u64::MAX), Some(2)),
+            (Value::Count(44), None),
+            (Value::Real(1.5), Some(3)),
+            (Value::List(vec![Value::Count(443)]), Some(1)),
+        ] {
+            assert_eq!(category_slot(&index, &v), want, "{v:?}");
+        }
     }
 
     #[test]

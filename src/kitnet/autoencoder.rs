@@ -289,6 +289,28 @@ fn decode<const PRODUCT: bool>(w: &[f64], vbias: &[f64], y: &[f64], z: &mut [f64
     }
 }
 
+/// The logistic of every element, in place (its own loop, so the calls to
+/// `exp` are independent and overlap).
+#[inline(always)]
+pub(crate) fn sigmoid_all<const PRODUCT: bool>(v: &mut [f64]) {
+    for t in v.iter_mut() {
+        *t = sigmoid::<PRODUCT>(*t);
+    }
+}
+
+/// The RMSE between the normalised inputs and their reconstruction;
+/// `sink(i, e_i^2)` sees each squared error.
+#[inline(always)]
+pub(crate) fn rmse(xn: &[f64], z: &[f64], mut sink: impl FnMut(usize, f64)) -> f64 {
+    let mut sse = 0.0;
+    for (i, (&xi, &zi)) in xn.iter().zip(z).enumerate() {
+        let e2 = (xi - zi) * (xi - zi);
+        sse += e2;
+        sink(i, e2);
+    }
+    (sse / xn.len() as f64).sqrt()
+}
+
 impl Autoencoder {
     pub(crate) fn new(n_visible: usize, hidden_ratio: f64, seed: u32) -> Self {
         let n_hidden = hidden_size(n_visible, hidden_ratio);
@@ -449,12 +471,35 @@ impl Autoencoder {
         &self,
         get: impl Fn(usize) -> f64,
         buf: Buffers<'_>,
-        mut sink: impl FnMut(usize, f64),
+        sink: impl FnMut(usize, f64),
     ) -> f64 {
         let (nv, nh) = (self.n_visible, self.n_hidden);
         let xn = &mut buf.xn[..nv];
         let y = &mut buf.y[..nh];
         let z = &mut buf.z[..nv];
+        self.hidden_pre::<PRODUCT>(get, xn, y);
+        sigmoid_all::<PRODUCT>(y);
+        self.visible_pre(y, z);
+        sigmoid_all::<PRODUCT>(z);
+        rmse(xn, z, sink)
+    }
+
+    /// The first stage of [`Autoencoder::forward`]: normalises the inputs
+    /// into `xn` (`n_visible` long) and writes the hidden pre-activations
+    /// `xn . W + hbias` into `y` (`n_hidden` long), without the logistic.
+    ///
+    /// The stages are separate so that `KitNet::execute_with` can run each
+    /// one over the whole ensemble and then the logistic over all its units
+    /// in one loop: the `exp` calls are then independent of each other and
+    /// overlap, where one autoencoder at a time makes a chain of dependent
+    /// calls. Every number is computed exactly as in a one-by-one pass.
+    #[inline(always)]
+    pub(crate) fn hidden_pre<const PRODUCT: bool>(
+        &self,
+        get: impl Fn(usize) -> f64,
+        xn: &mut [f64],
+        y: &mut [f64],
+    ) {
         for (i, ((v, &lo), (&hi, &inv))) in xn
             .iter_mut()
             .zip(&self.min)
@@ -468,15 +513,56 @@ impl Autoencoder {
                 reference_normalise(x, lo, hi)
             };
         }
-        encode::<PRODUCT>(&self.w, &self.hbias, xn, y);
-        decode::<PRODUCT>(&self.w, &self.vbias, y, z);
-        let mut sse = 0.0;
-        for (i, (&xi, &zi)) in xn.iter().zip(z.iter()).enumerate() {
-            let e2 = (xi - zi) * (xi - zi);
-            sse += e2;
-            sink(i, e2);
+        y.fill(0.0);
+        accumulate_rows(&self.w, xn, y);
+        for (yj, &b) in y.iter_mut().zip(&self.hbias) {
+            *yj += b;
         }
-        (sse / nv as f64).sqrt()
+    }
+
+    /// True for an autoencoder of one input and one hidden unit: the
+    /// correlation clustering gives every feature that moves with no other
+    /// a cluster of its own, so these are most of a typical ensemble (24 of
+    /// the 29 of the example conn model).
+    #[inline(always)]
+    pub(crate) fn is_single(&self) -> bool {
+        self.n_visible == 1 && self.n_hidden == 1
+    }
+
+    /// [`Autoencoder::hidden_pre`] of a single-unit autoencoder
+    /// ([`Autoencoder::is_single`]) for input `x`: its normalised input and
+    /// hidden pre-activation. The same operations in the same order as the
+    /// general loops (which start from a zero sum), so the same bits, without
+    /// the loops' set-up, which costs more than the arithmetic at this size.
+    #[inline(always)]
+    pub(crate) fn hidden_pre_single<const PRODUCT: bool>(&self, x: f64) -> (f64, f64) {
+        let xn = if PRODUCT {
+            product_normalise(x, self.min[0], self.inv_range[0])
+        } else {
+            reference_normalise(x, self.min[0], self.max[0])
+        };
+        let mut y = 0.0;
+        y += xn * self.w[0];
+        (xn, y + self.hbias[0])
+    }
+
+    /// [`Autoencoder::visible_pre`] of a single-unit autoencoder, from its
+    /// hidden activation (`dot` also starts from a zero sum).
+    #[inline(always)]
+    pub(crate) fn visible_pre_single(&self, y: f64) -> f64 {
+        let mut z = 0.0;
+        z += self.w[0] * y;
+        z + self.vbias[0]
+    }
+
+    /// The second stage: the reconstruction's pre-activations
+    /// `y . W^T + vbias` into `z`, from the hidden activations `y`.
+    #[inline(always)]
+    pub(crate) fn visible_pre(&self, y: &[f64], z: &mut [f64]) {
+        let nh = y.len();
+        for ((zi, row), &b) in z.iter_mut().zip(self.w.chunks_exact(nh)).zip(&self.vbias) {
+            *zi = dot(row, y) + b;
+        }
     }
 
     #[cfg(test)]

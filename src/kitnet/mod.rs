@@ -834,25 +834,81 @@ impl KitNet {
             return Err(KitNetError::NotTrained("no feature map".into()));
         };
         scratch.fit(self.scratch_sizes());
-        let (mut buf, s) = scratch.buffers();
-        let mode = self.params.mode;
-        for ((ae, cluster), si) in self.ensemble.iter().zip(map).zip(s.iter_mut()) {
-            *si = ae.forward(|i| x[cluster[i]], mode, buf.reborrow(), |_, _| {});
-        }
-        let s = &s[..];
-        Ok(output.forward(|i| s[i], mode, buf, |_, _| {}))
+        Ok(match self.params.mode {
+            Mode::Reference => self.execute_layers::<false>(x, map, output, scratch),
+            Mode::Product => self.execute_layers::<true>(x, map, output, scratch),
+        })
     }
 
-    /// Largest visible and hidden layer, and the ensemble size.
+    /// [`KitNet::execute_with`] layer by layer: each stage of the forward
+    /// pass runs over the whole ensemble (its units side by side in the
+    /// scratch buffers) before the next, so the logistic of all the hidden
+    /// units, then of all the reconstructions, is one loop of independent
+    /// `exp` calls. A one-feature autoencoder (common: most features are
+    /// clusters of their own) is otherwise a short chain of dependent calls,
+    /// and the pipeline idles waiting on each. The arithmetic of every
+    /// number is that of [`Autoencoder::forward`], so the scores are
+    /// bit-identical to it (and to [`KitNet::explain`]).
+    fn execute_layers<const PRODUCT: bool>(
+        &self,
+        x: &[f64],
+        map: &[Vec<usize>],
+        output: &Autoencoder,
+        scratch: &mut Scratch,
+    ) -> f64 {
+        let Scratch { xn, y, z, s } = scratch;
+        let (mut v, mut h) = (0, 0);
+        for (ae, cluster) in self.ensemble.iter().zip(map) {
+            let (nv, nh) = (ae.n_visible(), ae.n_hidden());
+            if ae.is_single() {
+                (xn[v], y[h]) = ae.hidden_pre_single::<PRODUCT>(x[cluster[0]]);
+            } else {
+                ae.hidden_pre::<PRODUCT>(|i| x[cluster[i]], &mut xn[v..v + nv], &mut y[h..h + nh]);
+            }
+            v += nv;
+            h += nh;
+        }
+        autoencoder::sigmoid_all::<PRODUCT>(&mut y[..h]);
+        let (mut v, mut h) = (0, 0);
+        for ae in &self.ensemble {
+            let (nv, nh) = (ae.n_visible(), ae.n_hidden());
+            if ae.is_single() {
+                z[v] = ae.visible_pre_single(y[h]);
+            } else {
+                ae.visible_pre(&y[h..h + nh], &mut z[v..v + nv]);
+            }
+            v += nv;
+            h += nh;
+        }
+        autoencoder::sigmoid_all::<PRODUCT>(&mut z[..v]);
+        let mut v = 0;
+        for (ae, si) in self.ensemble.iter().zip(s.iter_mut()) {
+            let nv = ae.n_visible();
+            *si = autoencoder::rmse(&xn[v..v + nv], &z[v..v + nv], |_, _| {});
+            v += nv;
+        }
+        let s = &s[..self.ensemble.len()];
+        let mode = if PRODUCT {
+            Mode::Product
+        } else {
+            Mode::Reference
+        };
+        output.forward(|i| s[i], mode, Buffers { xn, y, z }, |_, _| {})
+    }
+
+    /// Scratch sizes: the visible and hidden units of the whole ensemble
+    /// (which [`KitNet::execute_with`] lays side by side) or of the output
+    /// layer, whichever is larger, and the ensemble size.
     fn scratch_sizes(&self) -> (usize, usize, usize) {
         let (v, h) = self
             .ensemble
             .iter()
-            .chain(self.output.iter())
-            .fold((0, 0), |(v, h), a| {
-                (v.max(a.n_visible()), h.max(a.n_hidden()))
-            });
-        (v, h, self.ensemble.len())
+            .fold((0, 0), |(v, h), a| (v + a.n_visible(), h + a.n_hidden()));
+        let (ov, oh) = self
+            .output
+            .as_ref()
+            .map_or((0, 0), |o| (o.n_visible(), o.n_hidden()));
+        (v.max(ov), h.max(oh), self.ensemble.len())
     }
 
     /// Which input features made this record's score, for reporting an

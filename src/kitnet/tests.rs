@@ -435,3 +435,17 @@ proptest! {
         }
     }
 }
+
+/// `execute_with` runs the ensemble layer by layer, `explain` one
+/// autoencoder at a time: the scores must be the same bits.
+#[test]
+fn layered_execution_matches_one_autoencoder_at_a_time() {
+    for mode in [Mode::Product, Mode::Reference] {
+        let m = trained(mode);
+        let mut scratch = m.scratch();
+        for x in stream(21, 50) {
+            let fast = m.execute_with(&x, &mut scratch).unwrap();
+            assert_eq!(fast.to_bits(), m.explain(&x).unwrap().score.to_bits());
+        }
+    }
+}

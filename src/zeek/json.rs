@@ -10,18 +10,26 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value as Json};
 
 use super::record::{Record, Schema};
 use super::tsv::unescape;
 use super::value::{clip, ScalarType, Value};
 
-/// Keeps the schema of the previous line, so consecutive lines with the same
-/// keys share one.
+/// How many distinct key sets [`JsonState`] remembers. Zeek's JSON writer
+/// leaves unset fields out, so one conn log alternates between a handful of
+/// key sets (with or without `service`, `duration`, the byte counts...).
+const SCHEMAS_KEPT: usize = 8;
+
+/// Keeps the schemas of recent lines, so lines with the same keys share one
+/// even when lines with other keys come between them: a shared schema costs
+/// nothing per line, and consumers that resolve field positions once per
+/// schema (the feature encoder) keep their work.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct JsonState {
-    schema: Option<Arc<Schema>>,
+    /// Most recently used first, at most [`SCHEMAS_KEPT`].
+    schemas: Vec<Arc<Schema>>,
 }
 
 /// One parsed line: the record and its `_path`, if it names one.
@@ -37,61 +45,144 @@ impl JsonState {
         if !text.trim_start().starts_with('{') {
             return Err("JSON line is not an object".into());
         }
-        let entries: Entries =
-            serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
-        let mut names: Vec<Cow<'_, str>> = Vec::with_capacity(entries.0.len());
-        let mut values = Vec::with_capacity(entries.0.len());
-        let mut path = None;
-        for (key, raw) in entries.0 {
-            match raw {
-                Raw::Object(inner) => {
-                    let mut nested_names = Vec::new();
-                    flatten(&inner, &key, &mut nested_names, &mut values, &mut path)?;
-                    names.extend(nested_names.into_iter().map(Cow::Owned));
-                }
-                Raw::Value(v) => {
-                    if key == "_path" {
-                        path = v.as_str().map(str::to_owned);
-                    }
-                    let v = pin(&key, v).map_err(|reason| format!("field `{key}`: {reason}"))?;
-                    names.push(key);
-                    values.push(v);
-                }
-            }
+        let expected = self.schemas.first().cloned();
+        let mut builder = Builder::new(expected.as_deref());
+        let mut de = serde_json::Deserializer::from_str(text);
+        (&mut builder)
+            .deserialize(&mut de)
+            .and_then(|()| de.end())
+            .map_err(|e| format!("invalid JSON: {e}"))?;
+        // A field that is not of its pinned type fails the line, but only
+        // once the whole line is known to be JSON (that error comes first).
+        if let Some(error) = builder.error {
+            return Err(error);
         }
-        let schema = match &self.schema {
-            Some(s)
-                if s.names()
-                    .iter()
-                    .map(String::as_str)
-                    .eq(names.iter().map(|n| n.as_ref())) =>
-            {
-                s.clone()
-            }
-            _ => {
-                let s = Arc::new(Schema::new(
-                    names.into_iter().map(Cow::into_owned).collect(),
-                ));
-                self.schema = Some(s.clone());
-                s
+        let schema = match (builder.names, &expected) {
+            (None, Some(s)) if builder.matched == s.len() => s.clone(),
+            (names, _) => {
+                let names = names.unwrap_or_else(|| match &expected {
+                    Some(s) => s.names()[..builder.matched]
+                        .iter()
+                        .map(|n| Cow::Borrowed(n.as_str()))
+                        .collect(),
+                    None => Vec::new(),
+                });
+                self.schema_for(names)
             }
         };
         Ok(JsonLine {
-            record: Record::new(schema, values, line_no),
-            path,
+            record: Record::new(schema, builder.values, line_no),
+            path: builder.path,
         })
+    }
+
+    /// The remembered schema with these names, made the most recent, or a
+    /// new one (forgetting the least recently used).
+    fn schema_for(&mut self, names: Vec<Cow<'_, str>>) -> Arc<Schema> {
+        let same = |s: &Arc<Schema>| {
+            s.len() == names.len()
+                && s.names()
+                    .iter()
+                    .zip(&names)
+                    .all(|(a, b)| a.as_str() == b.as_ref())
+        };
+        match self.schemas.iter().position(same) {
+            Some(i) => self.schemas[..=i].rotate_right(1),
+            None => {
+                let schema = Arc::new(Schema::new(
+                    names.into_iter().map(Cow::into_owned).collect(),
+                ));
+                self.schemas.truncate(SCHEMAS_KEPT - 1);
+                self.schemas.insert(0, schema);
+            }
+        }
+        self.schemas[0].clone()
     }
 }
 
-/// The entries of a JSON object in file order, keys borrowed from the line
-/// where they need no unescaping, values read straight into [`Value`]s: the
-/// line is parsed once, without an intermediate `serde_json::Value` tree.
-struct Entries<'a>(Vec<(Cow<'a, str>, Raw)>);
+/// Collects one line's values in file order, straight from the JSON text
+/// (no intermediate tree), with pinned fields typed as they are read. The
+/// names are checked against the previous line's schema as they come and
+/// only collected from the first one that differs, so a line with the same
+/// keys as the one before allocates no names at all.
+struct Builder<'a> {
+    /// The schema this line most likely shares.
+    expected: Option<&'a Schema>,
+    /// How many names matched `expected`'s first names, while all have.
+    matched: usize,
+    /// All names so far, once one differed from `expected`.
+    names: Option<Vec<Cow<'a, str>>>,
+    values: Vec<Value>,
+    path: Option<String>,
+    /// The first field that is not of its pinned type.
+    error: Option<String>,
+}
 
-/// A value as read: ours, or a nested object to flatten (`{"id": {...}}`).
-enum Raw {
-    Value(Value),
-    Object(Map<String, Json>),
+impl<'a> Builder<'a> {
+    fn new(expected: Option<&'a Schema>) -> Builder<'a> {
+        Builder {
+            expected,
+            matched: 0,
+            names: None,
+            values: Vec::with_capacity(expected.map_or(24, Schema::len)),
+            path: None,
+            error: None,
+        }
+    }
+
+    fn push_name(&mut self, name: Cow<'a, str>) {
+        if let Some(names) = &mut self.names {
+            names.push(name);
+            return;
+        }
+        let known: &'a [String] = self.expected.map_or(&[], Schema::names);
+        if known.get(self.matched).map(String::as_str) == Some(name.as_ref()) {
+            self.matched += 1;
+            return;
+        }
+        let mut names = Vec::with_capacity(known.len().max(self.matched + 1));
+        names.extend(
+            known[..self.matched]
+                .iter()
+                .map(|n| Cow::Borrowed(n.as_str())),
+        );
+        names.push(name);
+        self.names = Some(names);
+    }
+
+    fn fail(&mut self, error: String) {
+        self.error.get_or_insert(error);
+    }
+
+    /// One top-level entry: a value, or a nested object to flatten.
+    fn push(&mut self, key: Cow<'a, str>, pinned: Option<Pinned>, raw: Raw) {
+        match raw {
+            Raw::Object(inner) => {
+                let mut nested = Vec::new();
+                let flat = flatten(&inner, &key, &mut nested, &mut self.values, &mut self.path);
+                if let Err(e) = flat {
+                    self.fail(e);
+                }
+                for name in nested {
+                    self.push_name(Cow::Owned(name));
+                }
+            }
+            Raw::Value(v) => {
+                if key == "_path" {
+                    self.path = v.as_str().map(str::to_owned);
+                }
+                let v = match pinned {
+                    None => v,
+                    Some(_) => pin(pinned, v).unwrap_or_else(|reason| {
+                        self.fail(format!("field `{key}`: {reason}"));
+                        Value::Unset
+                    }),
+                };
+                self.values.push(v);
+                self.push_name(key);
+            }
+        }
+    }
 }
 
 /// An object key, borrowed when the JSON text allows.
@@ -116,86 +207,130 @@ impl<'de> Deserialize<'de> for Key<'de> {
     }
 }
 
-impl<'de> Deserialize<'de> for Entries<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct EntriesVisitor;
-        impl<'de> Visitor<'de> for EntriesVisitor {
-            type Value = Entries<'de>;
+/// The line's top-level object, read into the builder.
+impl<'de: 'a, 'a> DeserializeSeed<'de> for &mut Builder<'a> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        struct LineVisitor<'b, 'a>(&'b mut Builder<'a>);
+        impl<'de: 'a, 'a> Visitor<'de> for LineVisitor<'_, 'a> {
+            type Value = ();
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entries<'de>, A::Error> {
-                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(24));
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
                 while let Some(Key(key)) = map.next_key()? {
-                    entries.push((key, map.next_value()?));
+                    let pinned = pinned(&key);
+                    let raw = map.next_value_seed(RawSeed { pinned })?;
+                    self.0.push(key, pinned, raw);
                 }
-                Ok(Entries(entries))
+                Ok(())
             }
         }
-        d.deserialize_map(EntriesVisitor)
+        d.deserialize_map(LineVisitor(self))
     }
 }
 
-impl<'de> Deserialize<'de> for Raw {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct RawVisitor;
-        impl<'de> Visitor<'de> for RawVisitor {
-            type Value = Raw;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON value")
-            }
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Raw, E> {
-                Ok(Raw::Value(Value::Bool(v)))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Raw, E> {
-                Ok(Raw::Value(Value::Count(v)))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Raw, E> {
-                Ok(Raw::Value(match u64::try_from(v) {
-                    Ok(c) => Value::Count(c),
-                    Err(_) => Value::Int(v),
-                }))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Raw, E> {
-                Ok(Raw::Value(Value::Real(v)))
-            }
-            // Zeek's JSON writer, like its TSV writer, writes non-printable
-            // bytes as `\xHH` text.
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Raw, E> {
-                Ok(Raw::Value(Value::Str(unescape(v.as_bytes()).into_owned())))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Raw, E> {
-                Ok(Raw::Value(Value::Unset))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Raw, A::Error> {
-                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(4));
-                while let Some(item) = seq.next_element::<Raw>()? {
-                    items.push(match item {
-                        Raw::Value(v) => v,
-                        Raw::Object(o) => Value::Str(Json::Object(o).to_string()),
-                    });
-                }
-                Ok(Raw::Value(Value::List(items)))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Raw, A::Error> {
-                Map::deserialize(de::value::MapAccessDeserializer::new(map)).map(Raw::Object)
-            }
-        }
-        d.deserialize_any(RawVisitor)
+/// A value as read: ours, or a nested object to flatten (`{"id": {...}}`).
+enum Raw {
+    Value(Value),
+    Object(Map<String, Json>),
+}
+
+/// Reads one value, knowing its field's pinned type: an address is parsed
+/// from the borrowed JSON string, never copied into a `String` first.
+#[derive(Clone, Copy)]
+struct RawSeed {
+    pinned: Option<Pinned>,
+}
+
+impl<'de> DeserializeSeed<'de> for RawSeed {
+    type Value = Raw;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Raw, D::Error> {
+        d.deserialize_any(self)
     }
 }
 
-/// Gives a well-known field its type, whatever its JSON form.
-fn pin(name: &str, value: Value) -> Result<Value, String> {
+impl<'de> Visitor<'de> for RawSeed {
+    type Value = Raw;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Raw, E> {
+        Ok(Raw::Value(Value::Bool(v)))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Raw, E> {
+        Ok(Raw::Value(Value::Count(v)))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Raw, E> {
+        Ok(Raw::Value(match u64::try_from(v) {
+            Ok(c) => Value::Count(c),
+            Err(_) => Value::Int(v),
+        }))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Raw, E> {
+        Ok(Raw::Value(Value::Real(v)))
+    }
+    // Zeek's JSON writer, like its TSV writer, writes non-printable
+    // bytes as `\xHH` text.
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Raw, E> {
+        let text = unescape_str(v);
+        if self.pinned == Some(Pinned::Scalar(ScalarType::Addr)) {
+            if let Ok(a) = ScalarType::Addr.parse_value(&text) {
+                return Ok(Raw::Value(a));
+            }
+            // Not an address: kept as text, for `pin` to report.
+        }
+        Ok(Raw::Value(Value::Str(text.into_owned())))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Raw, E> {
+        Ok(Raw::Value(Value::Unset))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Raw, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(4));
+        while let Some(item) = seq.next_element_seed(RawSeed { pinned: None })? {
+            items.push(match item {
+                Raw::Value(v) => v,
+                Raw::Object(o) => Value::Str(Json::Object(o).to_string()),
+            });
+        }
+        Ok(Raw::Value(Value::List(items)))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Raw, A::Error> {
+        Map::deserialize(de::value::MapAccessDeserializer::new(map)).map(Raw::Object)
+    }
+}
+
+/// [`unescape`] for text that is already a `str`: without a backslash there
+/// is nothing to undo, and no need to check the UTF-8 again.
+fn unescape_str(text: &str) -> Cow<'_, str> {
+    if text.as_bytes().contains(&b'\\') {
+        unescape(text.as_bytes())
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
+/// Gives a well-known field (`pinned`, from [`pinned`]) its type, whatever
+/// its JSON form.
+fn pin(pinned: Option<Pinned>, value: Value) -> Result<Value, String> {
     if value.is_unset() {
         return Ok(value);
     }
-    match (pinned(name), value) {
+    match (pinned, value) {
         (None, v) => Ok(v),
         (Some(Pinned::Time), Value::Str(s)) => parse_time(&s).map(Value::Real),
         (Some(Pinned::Time), v) => match v.as_f64() {
             Some(t) if t.is_finite() && !matches!(v, Value::Bool(_)) => Ok(Value::Real(t)),
             _ => Err(format!("invalid time `{}`", clip(&v.to_string()))),
+        },
+        // Already parsed from the JSON string (`RawSeed`).
+        (Some(Pinned::Scalar(ScalarType::Addr)), v @ Value::Addr(_)) => Ok(v),
+        // The common case of the arm below, without printing and re-parsing.
+        (Some(Pinned::Scalar(ScalarType::Port)), Value::Count(c)) => match u16::try_from(c) {
+            Ok(p) => Ok(Value::Count(p.into())),
+            Err(_) => Err(format!("invalid port `{}`", clip(&c.to_string()))),
         },
         (Some(Pinned::Scalar(ty)), Value::Str(s)) => ty.parse_value(&s),
         (Some(Pinned::Scalar(ty)), v @ (Value::Count(_) | Value::Int(_) | Value::Real(_))) => {
@@ -225,8 +360,8 @@ fn flatten(
         if name == "_path" {
             *path = json.as_str().map(str::to_owned);
         }
-        let value =
-            pin(&name, infer(json)).map_err(|reason| format!("field `{name}`: {reason}"))?;
+        let value = pin(pinned(&name), infer(json))
+            .map_err(|reason| format!("field `{name}`: {reason}"))?;
         names.push(name);
         values.push(value);
     }
@@ -243,6 +378,7 @@ fn pinned(name: &str) -> Option<Pinned> {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Pinned {
     Time,
     Scalar(ScalarType),
@@ -354,5 +490,49 @@ mod tests {
         let a = st.parse(br#"{"a":1}"#, 1).unwrap().record;
         let b = st.parse(br#"{"a":2}"#, 2).unwrap().record;
         assert!(Arc::ptr_eq(a.schema(), b.schema()));
+    }
+
+    #[test]
+    fn alternating_keys_share_their_schemas() {
+        let mut st = JsonState::default();
+        let lines: [&[u8]; 5] = [
+            br#"{"ts":1,"service":"dns","id.resp_p":53}"#,
+            br#"{"ts":2,"id.resp_p":80}"#,
+            br#"{"ts":3,"service":"ssl","id.resp_p":443}"#,
+            br#"{"ts":4}"#,
+            br#"{"ts":5,"id.resp_p":22}"#,
+        ];
+        let r: Vec<Record> = lines
+            .iter()
+            .zip(1..)
+            .map(|(l, n)| st.parse(l, n).unwrap().record)
+            .collect();
+        assert!(Arc::ptr_eq(r[0].schema(), r[2].schema()));
+        assert!(Arc::ptr_eq(r[1].schema(), r[4].schema()));
+        assert!(!Arc::ptr_eq(r[0].schema(), r[1].schema()));
+        assert_eq!(r[3].schema().names(), ["ts"]);
+        assert_eq!(r[2].get("service").as_str(), Some("ssl"));
+        assert_eq!(r[4].get("id.resp_p"), &Value::Count(22));
+        assert!(r[4].get("service").is_unset());
+    }
+
+    #[test]
+    fn pinned_fields_accept_other_json_forms() {
+        let r = parse(r#"{"id.orig_h":"10.0.0.\\x31","id.resp_p":"443","id.orig_p":80.0}"#)
+            .unwrap()
+            .record;
+        assert_eq!(
+            r.get("id.orig_h"),
+            &Value::Addr("10.0.0.1".parse().unwrap())
+        );
+        assert_eq!(r.get("id.resp_p"), &Value::Count(443));
+        assert_eq!(r.get("id.orig_p"), &Value::Count(80));
+        assert_eq!(
+            parse(r#"{"ts":1,"id.resp_p":-1}"#).err().unwrap(),
+            "field `id.resp_p`: invalid port `-1`"
+        );
+        assert!(parse(r#"{"id.orig_h":"nope","ts":1"#)
+            .unwrap_err()
+            .starts_with("invalid JSON"));
     }
 }

@@ -19,6 +19,7 @@ mod value;
 
 pub use error::ReadError;
 pub use reader::{Format, LineParser, LogReader, Parsed, ReadStats};
+pub(crate) use record::NameMap;
 pub use record::{Record, Schema};
 pub use stream::{Records, StreamTotals};
 pub use value::{Value, ZeekType};

@@ -12,12 +12,21 @@ use super::value::{Value, UNSET};
 #[derive(Debug, PartialEq, Eq)]
 pub struct Schema {
     names: Vec<String>,
-    index: HashMap<String, usize>,
+    index: NameMap<usize>,
 }
+
+/// A map keyed by short names: field names, category values. Looking a
+/// field up by name happens several times per record (scoring reads `ts`,
+/// `uid` and the connection id), and std's SipHash cost more than the rest
+/// of the lookup; FxHash does not. SipHash's protection against crafted
+/// collisions is not needed: the keys are a log's own field names or a
+/// model's learned category values, a few dozen fixed keys that records only
+/// look up, never add to.
+pub(crate) type NameMap<V> = HashMap<String, V, rustc_hash::FxBuildHasher>;
 
 impl Schema {
     pub fn new(names: Vec<String>) -> Schema {
-        let mut index = HashMap::with_capacity(names.len());
+        let mut index = NameMap::with_capacity_and_hasher(names.len(), Default::default());
         for (i, n) in names.iter().enumerate() {
             // A repeated name keeps its first column.
             index.entry(n.clone()).or_insert(i);
