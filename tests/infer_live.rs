@@ -9,43 +9,22 @@ use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+mod common;
+
+use common::{root, train, Infer};
 
 /// One CONN model for all tests, trained once on the examples.
 fn model_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("azw-live-models-{}", std::process::id()));
-        train_into(&dir, &[]);
+        train(&dir, "conn", &[]);
         dir
     })
-}
-
-fn train_into(dir: &Path, extra: &[&str]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_azw-train"))
-        .args([
-            "--log-dir",
-            root().join("examples/logs").to_str().unwrap(),
-            "--modules",
-            "conn",
-            "--model-dir",
-            dir.to_str().unwrap(),
-            "-q",
-        ])
-        .args(extra)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// The example conn log: header lines and data lines.
@@ -161,11 +140,6 @@ impl SimZeek {
     }
 }
 
-struct Infer {
-    child: Child,
-    log: PathBuf,
-}
-
 /// Waits until the process has opened its output (and cut it back to the
 /// checkpoint), so what the output holds from now on is its doing.
 fn wait_ready(infer: &Infer) {
@@ -215,26 +189,6 @@ fn start(dir: &Path, models: &Path, run: u32) -> Infer {
     let infer = Infer { child, log };
     wait_ready(&infer);
     infer
-}
-
-impl Infer {
-    fn kill9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    fn terminate(mut self) -> String {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success());
-        let status = self.child.wait().unwrap();
-        let log = fs::read_to_string(&self.log).unwrap();
-        assert!(status.success(), "SIGTERM exits 0, got {status}:\n{log}");
-        log
-    }
 }
 
 /// uid -> how many times it is in the output.
@@ -355,7 +309,7 @@ fn kill_9_and_restart_ten_times_with_rotations_while_down() {
     let mut next = 0usize;
     let mut rotated_while_down = 0;
     for run in 0..10 {
-        let infer = start(dir.path(), model_dir(), run);
+        let mut infer = start(dir.path(), model_dir(), run);
         if run == 0 {
             // A first start follows whatever file is live when it looks:
             // let it see the first file before the stress begins.
@@ -424,7 +378,7 @@ fn model_replaced_mid_run_and_a_bad_one_refused() {
     zeek.write(&data[third..2 * third]);
     wait_for(&zdir, 2 * third);
     // Then a good new model (another seed), as the nightly cron writes it.
-    train_into(&models, &["--seed", "7"]);
+    train(&models, "conn", &["--seed", "7"]);
     std::thread::sleep(Duration::from_millis(1500));
     zeek.write(&data[2 * third..]);
     wait_for(&zdir, data.len());

@@ -8,70 +8,30 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-#[path = "common/broker.rs"]
-mod broker;
+mod common;
 
-use broker::Broker;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use common::broker::Broker;
+use common::{example_text, root, tempdir, train, Infer};
 
 /// CONN and DNS models trained once on the examples.
 fn model_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = tempdir("models");
-        let out = Command::new(env!("CARGO_BIN_EXE_azw-train"))
-            .args([
-                "--log-dir",
-                root().join("examples/logs").to_str().unwrap(),
-                "--modules",
-                "conn,dns",
-                "--model-dir",
-                dir.to_str().unwrap(),
-                "-q",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        train(&dir, "conn,dns", &[]);
         dir
     })
 }
 
-fn tempdir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "azw-kafka-{name}-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// The JSON lines of an example log (plain or gzipped).
 fn example_json(name: &str) -> Vec<String> {
-    let raw = fs::read(root().join("examples/logs").join(name)).unwrap();
-    let mut text = String::new();
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        flate2::read::MultiGzDecoder::new(&raw[..])
-            .read_to_string(&mut text)
-            .unwrap();
-    } else {
-        text = String::from_utf8(raw).unwrap();
-    }
-    text.lines()
+    example_text(name)
+        .lines()
         .filter(|l| !l.trim().is_empty())
         .map(str::to_owned)
         .collect()
@@ -82,79 +42,27 @@ fn uid_of(json: &str) -> String {
     v["uid"].as_str().unwrap().to_owned()
 }
 
-/// A running `azw-infer --source kafka`; its log goes to a file so the test
-/// can read it while it runs.
-struct Infer {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Infer {
-    /// `models`: the model folder (default: the shared one).
-    fn start(
-        broker: &Broker,
-        dir: &Path,
-        name: &str,
-        models: Option<&Path>,
-        args: &[&str],
-    ) -> Infer {
-        let log = dir.join(format!("{name}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
-            .args([
-                "--source",
-                "kafka",
-                "--brokers",
-                &broker.addr,
-                "--model-dir",
-                models.unwrap_or(model_dir()).to_str().unwrap(),
-                "--checkpoint-ms",
-                "200",
-                "--stats-secs",
-                "5",
-                // Tansu declares a member dead after the session timeout;
-                // keep the take-over quick.
-                "--kafka-config",
-                "session.timeout.ms=6000",
-                "--kafka-config",
-                "heartbeat.interval.ms=500",
-            ])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Infer { child, log }
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn kill_hard(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    /// SIGTERM, and the exit status must be success.
-    fn stop(mut self) -> String {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success());
-        let status = self.child.wait().unwrap();
-        let log = self.log();
-        assert!(status.success(), "azw-infer exited with {status}:\n{log}");
-        log
-    }
-}
-
-impl Drop for Infer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts `azw-infer --source kafka` on `broker`, its log in
+/// `dir/<name>.log`. `models`: the model folder (default: the shared one).
+fn consume(broker: &Broker, dir: &Path, name: &str, models: Option<&Path>, args: &[&str]) -> Infer {
+    let log = dir.join(format!("{name}.log"));
+    let child = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+        .args(["--source", "kafka", "--brokers", &broker.addr])
+        .args([
+            "--model-dir",
+            models.unwrap_or(model_dir()).to_str().unwrap(),
+        ])
+        .args(["--checkpoint-ms", "200", "--stats-secs", "5"])
+        // Tansu declares a member dead after the session timeout; keep the
+        // take-over quick.
+        .args(["--kafka-config", "session.timeout.ms=6000"])
+        .args(["--kafka-config", "heartbeat.interval.ms=500"])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    Infer { child, log }
 }
 
 /// The uids in a scores file (only complete lines), each with its count.
@@ -214,14 +122,14 @@ fn a_group_shares_partitions_and_survives_a_member() {
         "--modules",
         "conn",
     ];
-    let mut a = Infer::start(
+    let mut a = consume(
         &broker,
         &dir,
         "a",
         None,
         &[&group[..], &["--output", out_a.to_str().unwrap()]].concat(),
     );
-    let b = Infer::start(
+    let b = consume(
         &broker,
         &dir,
         "b",
@@ -277,7 +185,7 @@ fn a_group_shares_partitions_and_survives_a_member() {
 
     // Member a dies without a word; the second half goes to partitions it
     // held too.
-    a.kill_hard();
+    a.kill9();
     broker.produce(topic, second);
     wait_for(
         "every uid to be scored after the kill",
@@ -289,7 +197,7 @@ fn a_group_shares_partitions_and_survives_a_member() {
         },
         logs,
     );
-    let log_b = b.stop();
+    let log_b = b.terminate();
     assert!(
         log_b.contains(&format!("kafka: assigned partitions {topic}[0,1,2,3]")),
         "the survivor did not take over all partitions:\n{log_b}"
@@ -303,7 +211,7 @@ fn a_group_shares_partitions_and_survives_a_member() {
     // b committed its offsets when it stopped: a new member of the group
     // starts after them and has nothing to score.
     let out_c = dir.join("c.json");
-    let c = Infer::start(
+    let c = consume(
         &broker,
         &dir,
         "c",
@@ -320,7 +228,7 @@ fn a_group_shares_partitions_and_survives_a_member() {
         || c.log(),
     );
     std::thread::sleep(Duration::from_secs(3));
-    let log_c = c.stop();
+    let log_c = c.terminate();
     assert!(
         scored_uids(&out_c).is_empty(),
         "records were scored again after a clean stop:\n{log_c}"
@@ -362,7 +270,7 @@ fn a_wrapped_topic_is_scored_into_a_kafka_topic() {
     for f in ["conn.model.json", "dns.model.json"] {
         fs::copy(model_dir().join(f), models.join(f)).unwrap();
     }
-    let infer = Infer::start(
+    let infer = consume(
         &broker,
         &dir,
         "infer",
@@ -435,7 +343,7 @@ fn a_wrapped_topic_is_scored_into_a_kafka_topic() {
         },
         || infer.log(),
     );
-    let log = infer.stop();
+    let log = infer.terminate();
     assert!(log.contains("not scored here: files 1"), "{log}");
     assert!(log.contains("skipped malformed record"), "{log}");
 }
@@ -461,7 +369,7 @@ fn live_files_publish_to_kafka() {
         .map(|l| l.split('\t').nth(1).unwrap().to_owned())
         .collect();
     let log = dir.join("infer.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+    let child = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
         .args(["--log-dir", dir.join("logs").to_str().unwrap()])
         .args([
             "--modules",
@@ -476,6 +384,7 @@ fn live_files_publish_to_kafka() {
         .stderr(fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
+    let infer = Infer { child, log };
     let records = text.lines().filter(|l| !l.starts_with('#')).count();
     let scores = broker.read_all("azw-scores", 2, records);
     let mut got = BTreeSet::new();
@@ -485,15 +394,7 @@ fn live_files_publish_to_kafka() {
         assert_eq!(key.as_deref(), Some(uid.as_str()));
         got.insert(uid);
     }
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let status = child.wait().unwrap();
-    let log = fs::read_to_string(&log).unwrap();
-    assert!(status.success(), "{log}");
+    let log = infer.terminate();
     assert_eq!(got, want, "{log}");
     // The checkpoint (saved after the brokers acknowledged) reached the
     // end of the file.

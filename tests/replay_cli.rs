@@ -5,54 +5,64 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::OnceLock;
 
 use autozeekwatch::zeek::LogReader;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+mod common;
 
-fn tempdir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("azw-replay-{name}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use common::{root, tempdir, train};
 
 /// CONN and DNS models trained once on the examples.
 fn models() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = tempdir("models");
-        let out = Command::new(env!("CARGO_BIN_EXE_azw-train"))
-            .args(["--log-dir", root().join("examples/logs").to_str().unwrap()])
-            .args([
-                "--modules",
-                "conn,dns",
-                "--model-dir",
-                dir.to_str().unwrap(),
-                "-q",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        train(&dir, "conn,dns", &[]);
         dir
     })
 }
 
-fn replay(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+/// Runs `azw-infer --replay` on the example logs; returns its standard
+/// error, and whether it succeeded.
+fn replay(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
         .args(["--replay", root().join("examples/logs").to_str().unwrap()])
         .args(["--model-dir", models().to_str().unwrap(), "-q"])
         .args(args)
         .output()
-        .unwrap()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Replays `modules` into `path` in `format`; it must succeed.
+fn replay_into(modules: &str, format: &str, path: &Path, extra: &[&str]) -> String {
+    let (ok, stderr) = replay(
+        &[
+            &[
+                "--modules",
+                modules,
+                "--format",
+                format,
+                "--output",
+                path.to_str().unwrap(),
+            ][..],
+            extra,
+        ]
+        .concat(),
+    );
+    assert!(ok, "{stderr}");
+    stderr
+}
+
+/// Sorts (module, uid, ts) triples.
+fn sorted(mut v: Vec<(String, String, f64)>) -> Vec<(String, String, f64)> {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v
 }
 
 /// (module, uid, ts) of every record in the example logs of one module.
@@ -72,33 +82,24 @@ fn example_records(module: &str, log: &str) -> Vec<(String, String, f64)> {
             ));
         }
     }
-    out.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    out
+    sorted(out)
 }
 
-fn expected() -> Vec<(String, String, f64)> {
-    let mut all = example_records("CONN", "conn");
-    all.extend(example_records("DNS", "dns"));
-    all.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    all
+fn conn_and_dns() -> Vec<(String, String, f64)> {
+    sorted(
+        [
+            example_records("CONN", "conn"),
+            example_records("DNS", "dns"),
+        ]
+        .concat(),
+    )
 }
 
 #[test]
 fn json_replay_scores_every_record_once() {
     let dir = tempdir("json");
     let scores = dir.join("scores.json");
-    let out = replay(&[
-        "--modules",
-        "conn,dns",
-        "--output",
-        scores.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = replay_into("conn,dns", "json", &scores, &[]);
     assert!(
         stderr.contains("top anomalies") || stderr.contains("no anomalies"),
         "{stderr}"
@@ -124,19 +125,11 @@ fn json_replay_scores_every_record_once() {
             v["ts"].as_f64().unwrap(),
         ));
     }
-    got.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    assert_eq!(got, expected());
+    assert_eq!(sorted(got), conn_and_dns());
 
     // --only-anomalies keeps exactly the flagged ones.
     let only = dir.join("only.json");
-    let out = replay(&[
-        "--modules",
-        "conn,dns",
-        "--only-anomalies",
-        "--output",
-        only.to_str().unwrap(),
-    ]);
-    assert!(out.status.success());
+    replay_into("conn,dns", "json", &only, &["--only-anomalies"]);
     let kept = fs::read_to_string(&only).unwrap();
     assert_eq!(kept.lines().count(), anomalies);
     assert!(kept.lines().all(|l| l.contains("\"anomaly\":true")));
@@ -146,19 +139,7 @@ fn json_replay_scores_every_record_once() {
 fn tsv_replay_is_a_zeek_log() {
     let dir = tempdir("tsv");
     let scores = dir.join("scores.log");
-    let out = replay(&[
-        "--modules",
-        "conn,dns",
-        "--format",
-        "tsv",
-        "--output",
-        scores.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    replay_into("conn,dns", "tsv", &scores, &[]);
     let mut reader = LogReader::open(&scores, Some("azw_scores")).unwrap();
     let mut got = Vec::new();
     for r in reader.by_ref() {
@@ -171,27 +152,14 @@ fn tsv_replay_is_a_zeek_log() {
         ));
     }
     assert_eq!(reader.stats().malformed, 0);
-    got.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    assert_eq!(got, expected());
+    assert_eq!(sorted(got), conn_and_dns());
 }
 
 #[test]
 fn csv_replay_has_one_row_per_record() {
     let dir = tempdir("csv");
     let scores = dir.join("scores.csv");
-    let out = replay(&[
-        "--modules",
-        "conn",
-        "--format",
-        "csv",
-        "--output",
-        scores.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    replay_into("conn", "csv", &scores, &[]);
     let mut reader = csv::Reader::from_path(&scores).unwrap();
     let header = reader.headers().unwrap().clone();
     let col: BTreeMap<&str, usize> = header.iter().enumerate().map(|(i, h)| (h, i)).collect();
@@ -206,20 +174,18 @@ fn csv_replay_has_one_row_per_record() {
             row[col["ts"]].parse::<f64>().unwrap(),
         ));
     }
-    got.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    assert_eq!(got, example_records("CONN", "conn"));
+    assert_eq!(sorted(got), example_records("CONN", "conn"));
 }
 
 #[test]
 fn replay_refuses_a_kafka_output_clearly() {
-    let out = replay(&[
+    let (ok, stderr) = replay(&[
         "--modules",
         "conn",
         "--output",
         "kafka://127.0.0.1:9/scores",
     ]);
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!ok);
     assert!(
         stderr.contains("--replay writes to a file or standard output"),
         "{stderr}"

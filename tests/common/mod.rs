@@ -1,0 +1,103 @@
+//! Helpers shared by the end-to-end tests: where the examples are, fresh
+//! folders, training through the real `azw-train`, and a running
+//! `azw-infer` whose log the test can read while it runs.
+
+#![allow(dead_code)]
+
+#[cfg(feature = "kafka")]
+pub mod broker;
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A new empty folder, unique to this test process and `name`.
+pub fn tempdir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "azw-test-{name}-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Trains `modules` (comma-separated) on the example logs into `dir` with
+/// the real `azw-train`.
+pub fn train(dir: &Path, modules: &str, extra: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_azw-train"))
+        .args(["--log-dir", root().join("examples/logs").to_str().unwrap()])
+        .args([
+            "--modules",
+            modules,
+            "--model-dir",
+            dir.to_str().unwrap(),
+            "-q",
+        ])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The text of an example log, decompressed if it is gzipped.
+pub fn example_text(name: &str) -> String {
+    let raw = fs::read(root().join("examples/logs").join(name)).unwrap();
+    if !raw.starts_with(&[0x1f, 0x8b]) {
+        return String::from_utf8(raw).unwrap();
+    }
+    let mut text = String::new();
+    flate2::read::MultiGzDecoder::new(&raw[..])
+        .read_to_string(&mut text)
+        .unwrap();
+    text
+}
+
+/// A running `azw-infer` with its standard error in `log`.
+pub struct Infer {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Infer {
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL: no chance to flush or checkpoint.
+    pub fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM; the exit status must be success. Returns the log.
+    pub fn terminate(mut self) -> String {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let status = self.child.wait().unwrap();
+        let log = self.log();
+        assert!(status.success(), "SIGTERM exits 0, got {status}:\n{log}");
+        log
+    }
+}
+
+impl Drop for Infer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
