@@ -16,8 +16,8 @@ use autozeekwatch::zeek::Records;
 use autozeekwatch::Module;
 use clap::Parser;
 
-/// Score Zeek logs with the models `azw-train` wrote: one JSON line per log
-/// record with its anomaly score, the threshold verdict, Zeek's `uid` and
+/// Score Zeek logs with the models `azw-train` wrote: one line per log
+/// record (JSON; or Zeek TSV or CSV with --format) with its anomaly score, the threshold verdict, Zeek's `uid` and
 /// `ts`, the connection 5-tuple and, for anomalies, the features that
 /// contributed most.
 ///
@@ -191,6 +191,9 @@ fn run(args: Args, controls: &Controls) -> anyhow::Result<()> {
     let modules = modules(&args)?;
     if args.source == SourceKind::Kafka {
         return kafka(&args, modules, controls);
+    }
+    if !args.topics.is_empty() || args.brokers.is_some() {
+        bail!("--topics and --brokers are for --source kafka");
     }
     if !args.replay.is_empty() {
         return replay(&args, &modules);
