@@ -176,6 +176,7 @@ pub fn run_kafka(opts: &KafkaOptions, controls: &Controls) -> anyhow::Result<Kaf
         }
         if last_stats.elapsed() >= opts.stats_every {
             run.log_stats();
+            log_lag(&consumer);
             last_stats = Instant::now();
         }
     }
@@ -436,6 +437,35 @@ impl Run<'_> {
                 self.stats.unrouted
             );
         }
+    }
+}
+
+/// Logs how far behind the group's newest records this member is, over the
+/// partitions it holds: what an operator watches to know whether to add
+/// consumers. (Some Kafka-compatible brokers, Tansu among them, report
+/// high-water marks loosely; the figure is then only a hint.)
+fn log_lag(consumer: &BaseConsumer<GroupContext>) {
+    let Ok(position) = consumer.position() else {
+        return;
+    };
+    let mut behind = 0i64;
+    let mut partitions = 0;
+    for e in position.elements() {
+        let Ok((_, high)) =
+            consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(2))
+        else {
+            return;
+        };
+        // Before the first fetch the position is not known yet.
+        if let Offset::Offset(at) = e.offset() {
+            behind += (high - at).max(0);
+            partitions += 1;
+        }
+    }
+    if partitions > 0 {
+        tracing::info!(
+            "kafka: {behind} records behind the newest, over {partitions} partitions held"
+        );
     }
 }
 

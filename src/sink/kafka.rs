@@ -133,10 +133,6 @@ impl KafkaSink {
         }
         Ok(())
     }
-
-    pub fn describe(&self) -> String {
-        format!("kafka://{}/{}", self.brokers, self.topic)
-    }
 }
 
 /// librdkafka settings that only a consumer takes.
