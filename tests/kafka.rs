@@ -52,7 +52,12 @@ fn consume(broker: &Broker, dir: &Path, name: &str, models: Option<&Path>, args:
             "--model-dir",
             models.unwrap_or(model_dir()).to_str().unwrap(),
         ])
-        .args(["--checkpoint-ms", "200", "--stats-secs", "5"])
+        .args(if args.contains(&"--checkpoint-ms") {
+            &[][..]
+        } else {
+            &["--checkpoint-ms", "200"][..]
+        })
+        .args(["--stats-secs", "5"])
         // Tansu declares a member dead after the session timeout; keep the
         // take-over quick.
         .args(["--kafka-config", "session.timeout.ms=6000"])
@@ -232,6 +237,88 @@ fn a_group_shares_partitions_and_survives_a_member() {
     assert!(
         scored_uids(&out_c).is_empty(),
         "records were scored again after a clean stop:\n{log_c}"
+    );
+}
+
+/// A member joining takes partitions over from a member that has scored
+/// records it has not committed yet (it commits every ten minutes here): the
+/// old owner commits as the partitions are revoked, so nothing is scored
+/// twice.
+#[test]
+fn a_clean_rebalance_scores_nothing_twice() {
+    let broker = Broker::start();
+    let topic = "zeek-conn";
+    broker.create_topic(topic, 4);
+    let lines = example_json("conn.json.gz");
+    let messages: Vec<(Option<String>, Vec<u8>)> = lines
+        .iter()
+        .map(|l| (Some(uid_of(l)), l.clone().into_bytes()))
+        .collect();
+    let (first, second) = messages.split_at(messages.len() / 2);
+    let dir = tempdir("handover");
+    let (out_a, out_b) = (dir.join("a.json"), dir.join("b.json"));
+    let args = |out: &Path| -> Vec<String> {
+        [
+            "--topics",
+            topic,
+            "--group",
+            "azw-handover",
+            "--modules",
+            "conn",
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .chain(["--checkpoint-ms".into(), "600000".into()])
+        .chain(["--output".into(), out.to_str().unwrap().to_owned()])
+        .collect()
+    };
+    let args_a = args(&out_a);
+    let args_a: Vec<&str> = args_a.iter().map(String::as_str).collect();
+    let a = consume(&broker, &dir, "a", None, &args_a);
+    broker.produce(topic, first);
+    wait_for(
+        "a to score the first half alone",
+        Duration::from_secs(120),
+        || scored_uids(&out_a).len() == first.len(),
+        || a.log(),
+    );
+    let args_b = args(&out_b);
+    let args_b: Vec<&str> = args_b.iter().map(String::as_str).collect();
+    let b = consume(&broker, &dir, "b", None, &args_b);
+    wait_for(
+        "b to take partitions from a",
+        Duration::from_secs(120),
+        || {
+            b.log()
+                .lines()
+                .any(|l| l.contains("kafka: assigned partitions") && !l.contains("(none)"))
+        },
+        || format!("--- a:\n{}\n--- b:\n{}", a.log(), b.log()),
+    );
+    broker.produce(topic, second);
+    let total = |a: &Path, b: &Path| {
+        let mut seen = scored_uids(a);
+        for (uid, n) in scored_uids(b) {
+            *seen.entry(uid).or_insert(0) += n;
+        }
+        seen
+    };
+    wait_for(
+        "every record to be scored",
+        Duration::from_secs(120),
+        || total(&out_a, &out_b).len() == messages.len(),
+        || format!("--- a:\n{}\n--- b:\n{}", a.log(), b.log()),
+    );
+    let (log_a, log_b) = (a.terminate(), b.terminate());
+    let seen = total(&out_a, &out_b);
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(
+        twice.is_empty(),
+        "scored twice: {twice:?}\n--- a:\n{log_a}\n--- b:\n{log_b}"
+    );
+    assert!(
+        !scored_uids(&out_b).is_empty(),
+        "b scored nothing:\n{log_b}"
     );
 }
 

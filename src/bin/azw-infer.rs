@@ -37,8 +37,9 @@ use clap::Parser;
 /// JSON records Zeek's loggers publish (one topic per log type, or one topic
 /// with records wrapped as {"conn": {...}}) in a consumer group: start more
 /// processes with the same --group to share the partitions. Offsets are
-/// committed after the scored records are durable (at-least-once: after a
-/// crash or a rebalance some records may be scored twice; `uid` tells them).
+/// committed after the scored records are durable, and as partitions are
+/// handed to another member (at-least-once: after a crash some records may
+/// be scored twice; `uid` tells them).
 ///
 /// Examples:
 ///   azw-infer --log-dir /opt/zeek/logs --modules CONN,DNS --output /var/log/azw/scores.json

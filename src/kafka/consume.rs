@@ -4,14 +4,15 @@
 //! Delivery is at-least-once. An offset is committed only after every
 //! record before it has been written and synced (or acknowledged by the
 //! brokers, for a Kafka output), so a crash loses nothing. What can repeat:
-//! the records scored after the last commit, when the process dies or its
-//! partitions move to another member of the group (a rebalance), are scored
-//! again by whoever consumes the partition next. Zeek's `uid` (with the
-//! module) identifies such duplicates downstream.
+//! the records scored after the last commit, when the process dies, are
+//! scored again by whoever consumes the partition next. A clean rebalance
+//! repeats nothing: partitions are committed as they are revoked. Zeek's
+//! `uid` (with the module) identifies duplicates downstream.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -65,13 +66,33 @@ pub struct KafkaStats {
     pub commits: u64,
 }
 
-/// Logs partition assignments, so an operator (and the tests) can see the
-/// group share and take over partitions.
-struct GroupContext;
+/// The consumer's context: logs partition assignments (so an operator, and
+/// the tests, see the group share and take over partitions), and commits a
+/// partition's progress just before it is handed to another member, so a
+/// clean rebalance (a member joining or leaving) scores nothing twice.
+struct GroupContext {
+    progress: Mutex<Progress>,
+}
+
+impl GroupContext {
+    fn progress(&self) -> MutexGuard<'_, Progress> {
+        self.progress.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
 
 impl ClientContext for GroupContext {}
 
 impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let mut progress = self.progress();
+            if let Err(e) = progress.commit(consumer, tpl) {
+                // Returned by the loop after the poll that ran this.
+                progress.failed = Some(e);
+            }
+        }
+    }
+
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
@@ -82,6 +103,78 @@ impl ConsumerContext for GroupContext {
             }
             Rebalance::Error(e) => tracing::warn!("kafka: rebalance failed: {e}"),
         }
+    }
+}
+
+/// What has been written and not yet committed, with the sink it went to.
+/// Shared by the loop and the rebalance callback (which runs inside
+/// `poll`, so the loop never holds it across a poll).
+struct Progress {
+    sink: Sink,
+    /// The next offset to commit, per topic and partition: one past the
+    /// last message handled (scored, skipped or ignored).
+    pending: HashMap<String, HashMap<i32, i64>>,
+    uncommitted: u64,
+    commits: u64,
+    /// An error inside the rebalance callback, for the loop to return.
+    failed: Option<anyhow::Error>,
+}
+
+impl Progress {
+    fn handled(&mut self, topic: &str, partition: i32, offset: i64) {
+        match self.pending.get_mut(topic) {
+            Some(p) => {
+                p.insert(partition, offset + 1);
+            }
+            None => {
+                self.pending
+                    .insert(topic.to_owned(), HashMap::from([(partition, offset + 1)]));
+            }
+        }
+        self.uncommitted += 1;
+    }
+
+    /// Makes the output durable, then commits the pending offsets of
+    /// `partitions` (the assignment, or the partitions being revoked) and
+    /// forgets them; what is pending for partitions not in the list and not
+    /// assigned any more is dropped. A failed commit is not fatal: the
+    /// records are written, and the worst outcome is that they are scored
+    /// again. A failed sync is.
+    fn commit(
+        &mut self,
+        consumer: &BaseConsumer<GroupContext>,
+        partitions: &TopicPartitionList,
+    ) -> anyhow::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.sink.sync()?;
+        let mut tpl = TopicPartitionList::new();
+        for e in partitions.elements() {
+            if let Some(next) = self
+                .pending
+                .get_mut(e.topic())
+                .and_then(|p| p.remove(&e.partition()))
+            {
+                tpl.add_partition_offset(e.topic(), e.partition(), Offset::Offset(next))?;
+            }
+        }
+        let assigned = consumer.assignment().unwrap_or_default();
+        for (topic, parts) in &mut self.pending {
+            parts.retain(|p, _| assigned.find_partition(topic, *p).is_some());
+        }
+        self.pending.retain(|_, parts| !parts.is_empty());
+        self.uncommitted = self.pending.values().map(|p| p.len() as u64).sum();
+        if tpl.count() == 0 {
+            return Ok(());
+        }
+        match consumer.commit(&tpl, CommitMode::Sync) {
+            Ok(()) => self.commits += 1,
+            Err(e) => tracing::warn!(
+                "kafka: offsets not committed ({e}); the records since the last commit may be scored again"
+            ),
+        }
+        Ok(())
     }
 }
 
@@ -138,40 +231,48 @@ pub fn run_kafka(opts: &KafkaOptions, controls: &Controls) -> anyhow::Result<Kaf
             },
         );
     }
-    let consumer = connect(opts)?;
-    let mut sink = Sink::open(&opts.output, None, opts.format, &opts.config)?;
+    let sink = Sink::open(&opts.output, None, opts.format, &opts.config)?;
+    let consumer = connect(opts, sink)?;
     let mut run = Run {
         opts,
         lanes,
         // Reads `_path` of records that neither topic nor wrapper place.
         untyped: LineParser::new("kafka", None),
         stats: KafkaStats::default(),
-        pending: HashMap::new(),
-        uncommitted: 0,
         line: Vec::new(),
         warnings: 0,
+    };
+    let commit_all = |consumer: &BaseConsumer<GroupContext>| -> anyhow::Result<()> {
+        let assigned = consumer.assignment().unwrap_or_default();
+        consumer.context().progress().commit(consumer, &assigned)
     };
     let mut last_commit = Instant::now();
     let mut last_stats = Instant::now();
     while !controls.stop.load(Ordering::SeqCst) {
         run.check_models();
-        match consumer.poll(Duration::from_millis(100)) {
+        let polled = consumer.poll(Duration::from_millis(100));
+        let mut progress = consumer.context().progress();
+        if let Some(e) = progress.failed.take() {
+            return Err(e.context("while handing partitions over in a rebalance"));
+        }
+        match polled {
             // Idle: let readers of the output see what was written.
-            None => sink.flush()?,
-            Some(Ok(message)) => run.handle(&message, &mut sink)?,
+            None => progress.sink.flush()?,
+            Some(Ok(message)) => run.handle(&message, &mut progress)?,
             Some(Err(e)) => warn(&mut run.warnings, format_args!("kafka: {e}")),
         }
         // Commit on time, or sooner under a heavy backlog so a crash
         // repeats little.
-        if run.uncommitted > 0
-            && (last_commit.elapsed() >= opts.commit_every || run.uncommitted >= 100_000)
-        {
-            run.commit(&consumer, &mut sink)?;
+        let due = progress.uncommitted > 0
+            && (last_commit.elapsed() >= opts.commit_every || progress.uncommitted >= 100_000);
+        drop(progress);
+        if due {
+            commit_all(&consumer)?;
             last_commit = Instant::now();
         }
         if controls.reopen.swap(false, Ordering::SeqCst) {
-            run.commit(&consumer, &mut sink)?;
-            sink.reopen()?;
+            commit_all(&consumer)?;
+            consumer.context().progress().sink.reopen()?;
             tracing::info!("output reopened (SIGHUP)");
         }
         if last_stats.elapsed() >= opts.stats_every {
@@ -180,9 +281,11 @@ pub fn run_kafka(opts: &KafkaOptions, controls: &Controls) -> anyhow::Result<Kaf
             last_stats = Instant::now();
         }
     }
-    run.commit(&consumer, &mut sink)?;
+    commit_all(&consumer)?;
     run.log_stats();
-    // Dropping the consumer leaves the group.
+    run.stats.commits = consumer.context().progress().commits;
+    // Dropping the consumer leaves the group (its revoke commits nothing
+    // more: all is committed).
     drop(consumer);
     for (module, lane) in run.lanes {
         run.stats.modules.insert(module, lane.stats);
@@ -190,7 +293,7 @@ pub fn run_kafka(opts: &KafkaOptions, controls: &Controls) -> anyhow::Result<Kaf
     Ok(run.stats)
 }
 
-fn connect(opts: &KafkaOptions) -> anyhow::Result<BaseConsumer<GroupContext>> {
+fn connect(opts: &KafkaOptions, sink: Sink) -> anyhow::Result<BaseConsumer<GroupContext>> {
     let mut cc = ClientConfig::new();
     cc.set("bootstrap.servers", &opts.brokers)
         .set("group.id", &opts.group)
@@ -207,7 +310,15 @@ fn connect(opts: &KafkaOptions) -> anyhow::Result<BaseConsumer<GroupContext>> {
         cc.set(k, v);
     }
     let consumer: BaseConsumer<GroupContext> = cc
-        .create_with_context(GroupContext)
+        .create_with_context(GroupContext {
+            progress: Mutex::new(Progress {
+                sink,
+                pending: HashMap::new(),
+                uncommitted: 0,
+                commits: 0,
+                failed: None,
+            }),
+        })
         .with_context(|| format!("cannot create a Kafka consumer for {}", opts.brokers))?;
     let metadata = consumer
         .fetch_metadata(None, Duration::from_secs(15))
@@ -238,10 +349,6 @@ struct Run<'a> {
     lanes: HashMap<Module, Lane>,
     untyped: LineParser,
     stats: KafkaStats,
-    /// The next offset to commit, per topic and partition: one past the
-    /// last message handled (scored, skipped or ignored).
-    pending: HashMap<String, HashMap<i32, i64>>,
-    uncommitted: u64,
     line: Vec<u8>,
     warnings: u64,
 }
@@ -259,19 +366,10 @@ impl Run<'_> {
     fn handle(
         &mut self,
         message: &rdkafka::message::BorrowedMessage<'_>,
-        sink: &mut Sink,
+        progress: &mut Progress,
     ) -> anyhow::Result<()> {
         let (topic, partition, offset) = (message.topic(), message.partition(), message.offset());
-        match self.pending.get_mut(topic) {
-            Some(p) => {
-                p.insert(partition, offset + 1);
-            }
-            None => {
-                self.pending
-                    .insert(topic.to_owned(), HashMap::from([(partition, offset + 1)]));
-            }
-        }
-        self.uncommitted += 1;
+        progress.handled(topic, partition, offset);
         let Some(payload) = message.payload() else {
             // A tombstone or empty message carries no record.
             return Ok(());
@@ -354,7 +452,7 @@ impl Run<'_> {
                 lane.stats.scored += 1;
                 lane.stats.anomalies += u64::from(s.anomaly);
                 if s.anomaly || !self.opts.only_anomalies {
-                    sink.write_record(&s, &mut self.line)?;
+                    progress.sink.write_record(&s, &mut self.line)?;
                     lane.stats.written += 1;
                 }
             }
@@ -367,43 +465,6 @@ impl Run<'_> {
                     ),
                 );
             }
-        }
-        Ok(())
-    }
-
-    /// Makes the output durable, then commits the offsets of the partitions
-    /// still assigned. A failed commit is not fatal: the records are
-    /// written, and the worst outcome is that they are scored again.
-    fn commit(
-        &mut self,
-        consumer: &BaseConsumer<GroupContext>,
-        sink: &mut Sink,
-    ) -> anyhow::Result<()> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        sink.sync()?;
-        let assigned = consumer.assignment().unwrap_or_default();
-        let mut tpl = TopicPartitionList::new();
-        for e in assigned.elements() {
-            if let Some(next) = self
-                .pending
-                .get(e.topic())
-                .and_then(|p| p.get(&e.partition()))
-            {
-                tpl.add_partition_offset(e.topic(), e.partition(), Offset::Offset(*next))?;
-            }
-        }
-        self.pending.clear();
-        self.uncommitted = 0;
-        if tpl.count() == 0 {
-            return Ok(());
-        }
-        match consumer.commit(&tpl, CommitMode::Sync) {
-            Ok(()) => self.stats.commits += 1,
-            Err(e) => tracing::warn!(
-                "kafka: offsets not committed ({e}); the records since the last commit may be scored again"
-            ),
         }
         Ok(())
     }
