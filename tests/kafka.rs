@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -73,8 +74,10 @@ fn consume(broker: &Broker, dir: &Path, name: &str, models: Option<&Path>, args:
 /// The uids in a scores file (only complete lines), each with its count.
 fn scored_uids(path: &Path) -> BTreeMap<String, usize> {
     let text = fs::read_to_string(path).unwrap_or_default();
+    // A last line without its newline is still being written.
+    let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
     let mut out = BTreeMap::new();
-    for line in text.lines() {
+    for line in complete.lines() {
         let v: serde_json::Value = serde_json::from_str(line)
             .unwrap_or_else(|e| panic!("{}: not JSON ({e}): {line}", path.display()));
         *out.entry(v["uid"].as_str().unwrap().to_owned())
@@ -232,12 +235,105 @@ fn a_group_shares_partitions_and_survives_a_member() {
         },
         || c.log(),
     );
-    std::thread::sleep(Duration::from_secs(3));
-    let log_c = c.terminate();
-    assert!(
-        scored_uids(&out_c).is_empty(),
-        "records were scored again after a clean stop:\n{log_c}"
+    // One new record: c scores it, and only it, once it has fetched from
+    // the committed offsets.
+    let marker = lines[0].replacen("\"uid\":\"", "\"uid\":\"Cmarker", 1);
+    broker.produce(topic, &[(Some("Cmarker".into()), marker.into_bytes())]);
+    wait_for(
+        "the new member to score the new record",
+        Duration::from_secs(60),
+        || !scored_uids(&out_c).is_empty(),
+        || c.log(),
     );
+    std::thread::sleep(Duration::from_secs(1));
+    let log_c = c.terminate();
+    let seen_c: Vec<String> = scored_uids(&out_c).into_keys().collect();
+    assert!(
+        seen_c.len() == 1 && seen_c[0].starts_with("Cmarker"),
+        "records were scored again after a clean stop: {} records\n{log_c}",
+        seen_c.len()
+    );
+}
+
+/// The output broker dies and the scored records of the second half are
+/// refused: azw-infer exits with an error and commits nothing it could not
+/// deliver, so a new member scores them (at-least-once holds across a sink
+/// failure). Commits are ten minutes apart here, so nothing is committed
+/// before the failure either: the new member must score every record.
+#[test]
+fn a_refused_output_commits_nothing() {
+    let input = Broker::start();
+    let output = Broker::start();
+    input.create_topic("zeek-conn", 2);
+    output.create_topic("azw-scores", 1);
+    let lines = example_json("conn.json.gz");
+    let messages: Vec<(Option<String>, Vec<u8>)> = lines
+        .iter()
+        .map(|l| (Some(uid_of(l)), l.clone().into_bytes()))
+        .collect();
+    let (first, second) = messages.split_at(messages.len() / 2);
+    let dir = tempdir("refused");
+    let sink = format!("kafka://{}/azw-scores", output.addr);
+    let group = [
+        "--topics",
+        "zeek-conn",
+        "--group",
+        "azw-refused",
+        "--modules",
+        "conn",
+    ];
+    let mut a = consume(
+        &input,
+        &dir,
+        "a",
+        None,
+        &[
+            &group[..],
+            &["--output", &sink, "--checkpoint-ms", "600000"],
+            &["--kafka-config", "message.timeout.ms=2000"],
+        ]
+        .concat(),
+    );
+    input.produce("zeek-conn", first);
+    assert_eq!(
+        output.read_all("azw-scores", 1, first.len()).len(),
+        first.len(),
+        "{}",
+        a.log()
+    );
+    drop(output);
+    input.produce("zeek-conn", second);
+    // Past the delivery timeout, then a stop: the last sync fails.
+    std::thread::sleep(Duration::from_secs(4));
+    let pid = a.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = a.child.wait().unwrap();
+    let log_a = a.log();
+    assert!(
+        !status.success(),
+        "a refused output must fail the run:\n{log_a}"
+    );
+    assert!(log_a.contains("refused"), "{log_a}");
+
+    let out_b = dir.join("b.json");
+    let b = consume(
+        &input,
+        &dir,
+        "b",
+        None,
+        &[&group[..], &["--output", out_b.to_str().unwrap()]].concat(),
+    );
+    wait_for(
+        "the new member to score every record again",
+        Duration::from_secs(120),
+        || scored_uids(&out_b).len() == messages.len(),
+        || format!("--- a:\n{log_a}\n--- b:\n{}", b.log()),
+    );
+    b.terminate();
 }
 
 /// A member joining takes partitions over from a member that has scored
@@ -455,23 +551,7 @@ fn live_files_publish_to_kafka() {
         .filter(|l| !l.starts_with('#'))
         .map(|l| l.split('\t').nth(1).unwrap().to_owned())
         .collect();
-    let log = dir.join("infer.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
-        .args(["--log-dir", dir.join("logs").to_str().unwrap()])
-        .args([
-            "--modules",
-            "conn",
-            "--model-dir",
-            model_dir().to_str().unwrap(),
-        ])
-        .args(["--state-dir", dir.join("state").to_str().unwrap()])
-        .args(["--output", &format!("kafka://{}/azw-scores", broker.addr)])
-        .args(["--checkpoint-ms", "200"])
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let infer = Infer { child, log };
+    let infer = follow_live(&dir, &broker, &[]);
     let records = text.lines().filter(|l| !l.starts_with('#')).count();
     let scores = broker.read_all("azw-scores", 2, records);
     let mut got = BTreeSet::new();
@@ -492,5 +572,91 @@ fn live_files_publish_to_kafka() {
         checkpoint["modules"]["CONN"]["offset"].as_u64(),
         Some(text.len() as u64),
         "{checkpoint}"
+    );
+}
+
+/// `azw-infer` following `dir/logs/current/conn.log` into the broker's
+/// `azw-scores` topic, checkpointing in `dir/state`.
+fn follow_live(dir: &Path, broker: &Broker, extra: &[&str]) -> Infer {
+    let log = dir.join("infer.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+        .args(["--log-dir", dir.join("logs").to_str().unwrap()])
+        .args([
+            "--modules",
+            "conn",
+            "--model-dir",
+            model_dir().to_str().unwrap(),
+        ])
+        .args(["--state-dir", dir.join("state").to_str().unwrap()])
+        .args(["--output", &format!("kafka://{}/azw-scores", broker.addr)])
+        .args(["--checkpoint-ms", "200"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    Infer { child, log }
+}
+
+/// Live file mode whose Kafka output dies: azw-infer exits non-zero by
+/// itself (for systemd to restart it), and its checkpoint never passes the
+/// records the brokers did not acknowledge.
+#[test]
+fn live_files_stop_when_the_kafka_output_fails() {
+    let broker = Broker::start();
+    broker.create_topic("azw-scores", 1);
+    let dir = tempdir("live-fail");
+    let current = dir.join("logs/current");
+    fs::create_dir_all(&current).unwrap();
+    let text = fs::read_to_string(root().join("examples/logs/conn.log")).unwrap();
+    let (header, data): (Vec<&str>, Vec<&str>) = text
+        .lines()
+        .filter(|l| !l.starts_with("#close"))
+        .partition(|l| l.starts_with('#'));
+    let (first, second) = data.split_at(data.len() / 2);
+    let first_text: String = header
+        .iter()
+        .chain(first)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    fs::write(current.join("conn.log"), &first_text).unwrap();
+    let mut infer = follow_live(
+        &dir,
+        &broker,
+        &["--kafka-config", "message.timeout.ms=2000"],
+    );
+    let got = broker.read_all("azw-scores", 1, first.len());
+    assert_eq!(got.len(), first.len(), "{}", infer.log());
+    drop(broker);
+    let mut live = fs::OpenOptions::new()
+        .append(true)
+        .open(current.join("conn.log"))
+        .unwrap();
+    for l in second {
+        writeln!(live, "{l}").unwrap();
+    }
+    drop(live);
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = infer.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "azw-infer did not stop on a dead output:\n{}",
+            infer.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let log = infer.log();
+    assert!(!status.success(), "a dead output must fail the run:\n{log}");
+    let checkpoint: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dir.join("state/checkpoint.json")).unwrap())
+            .unwrap();
+    let offset = checkpoint["modules"]["CONN"]["offset"].as_u64().unwrap();
+    assert!(
+        offset <= first_text.len() as u64,
+        "checkpoint at {offset}, past the {} bytes delivered:\n{log}",
+        first_text.len()
     );
 }

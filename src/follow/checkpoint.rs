@@ -39,6 +39,10 @@ pub struct Checkpoint {
     pub version: u32,
     /// The output file's length when the positions were taken.
     pub output_len: u64,
+    /// The output it was taken of (`--output` as given), so that a run with
+    /// another output does not cut that one back to this length.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
     pub modules: BTreeMap<Module, Position>,
 }
 

@@ -74,6 +74,9 @@ struct Batch {
 enum Message {
     Batch(Batch),
     Done(Module),
+    /// A module could not hand its records to the output (a Kafka output
+    /// refused them): the run stops with an error and saves nothing more.
+    Failed(Module, String),
 }
 
 /// Runs until [`Controls::stop`] is set; returns each module's counters.
@@ -93,12 +96,17 @@ pub fn run_live(
         })?;
         scorers.push((module, path, Scorer::new(model, encoder)));
     }
-    let mut output = Sink::open(
-        &opts.output,
-        Some(checkpoint.output_len),
-        opts.format,
-        &opts.kafka_config,
-    )?;
+    let output_name = opts.output.to_string();
+    let cut_to = match &checkpoint.output {
+        Some(o) if *o != output_name => {
+            tracing::warn!(
+                "the checkpoint was taken with the output {o}, now it is {output_name}: appending without cutting anything"
+            );
+            None
+        }
+        _ => Some(checkpoint.output_len),
+    };
+    let mut output = Sink::open(&opts.output, cut_to, opts.format, &opts.kafka_config)?;
     let publisher = output.publisher();
     if checkpoint.modules.is_empty() {
         tracing::info!(
@@ -129,7 +137,13 @@ pub fn run_live(
             });
         }
         drop(tx);
-        write_loop(rx, &mut output, checkpoint.modules.clone(), opts, controls)
+        let result = write_loop(rx, &mut output, checkpoint.modules.clone(), opts, controls);
+        if result.is_err() {
+            // The module threads notice a closed channel only when they next
+            // send; an idle one would keep the scope, and the process, alive.
+            controls.stop.store(true, Ordering::SeqCst);
+        }
+        result
     })
 }
 
@@ -147,6 +161,7 @@ fn write_loop(
         .map(|m| (*m, ModuleStats::default()))
         .collect();
     let mut running = opts.modules.len();
+    let mut failure: Option<anyhow::Error> = None;
     let mut dirty = false;
     let mut last_checkpoint = Instant::now();
     let mut last_stats = Instant::now();
@@ -155,6 +170,7 @@ fn write_loop(
         Checkpoint {
             version: CHECKPOINT_VERSION,
             output_len: output.len(),
+            output: Some(opts.output.to_string()),
             modules: positions.clone(),
         }
         .save(&opts.state_dir)?;
@@ -162,6 +178,7 @@ fn write_loop(
     };
     while running > 0 {
         match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(Message::Batch(_)) if failure.is_some() => {}
             Ok(Message::Batch(b)) => {
                 output.write_lines(&b.bytes)?;
                 if let Some(p) = b.position {
@@ -181,16 +198,23 @@ fn write_loop(
                 tracing::debug!("{module}: stopped");
                 running -= 1;
             }
+            Ok(Message::Failed(module, e)) => {
+                // The others are stopped and drained; no checkpoint is saved
+                // past what the output is known to hold.
+                controls.stop.store(true, Ordering::SeqCst);
+                failure.get_or_insert(anyhow::anyhow!("{module}: {e}"));
+                running -= 1;
+            }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
-        if controls.reopen.swap(false, Ordering::SeqCst) {
+        if controls.reopen.swap(false, Ordering::SeqCst) && failure.is_none() {
             save(output, &positions)?;
             output.reopen()?;
             tracing::info!("output reopened (SIGHUP)");
             dirty = true;
         }
-        if dirty && last_checkpoint.elapsed() >= opts.checkpoint_every {
+        if dirty && failure.is_none() && last_checkpoint.elapsed() >= opts.checkpoint_every {
             save(output, &positions)?;
             dirty = false;
             last_checkpoint = Instant::now();
@@ -199,6 +223,10 @@ fn write_loop(
             log_stats(&stats);
             last_stats = Instant::now();
         }
+    }
+    if let Some(e) = failure {
+        log_stats(&stats);
+        return Err(e.context("stopped without saving a checkpoint past the last one"));
     }
     save(output, &positions)?;
     log_stats(&stats);
@@ -238,7 +266,6 @@ impl ModuleThread<'_> {
         let mut reload = Reloader::new(model_path);
         let wake = Wake::new(follower.live_path().parent().unwrap_or(Path::new(".")));
         let mut skips_logged = 0u64;
-        let mut publish_failed = false;
         while !self.controls.stop.load(Ordering::SeqCst) {
             if let Some(new) = reload.check(module, opts.reload_every) {
                 scorer = new;
@@ -262,10 +289,9 @@ impl ModuleThread<'_> {
                                     if let Err(e) = p.publish(&s, &bytes[start..bytes.len() - 1]) {
                                         // Nothing of this step is checkpointed:
                                         // a restart scores it again.
-                                        tracing::error!("{module}: {e:#}; stopping");
-                                        self.controls.stop.store(true, Ordering::SeqCst);
-                                        publish_failed = true;
-                                        break;
+                                        let _ =
+                                            self.tx.send(Message::Failed(module, format!("{e:#}")));
+                                        return;
                                     }
                                     bytes.truncate(start);
                                 }
@@ -287,10 +313,6 @@ impl ModuleThread<'_> {
                         }
                     }
                 }
-            }
-            if publish_failed {
-                // This step's position must not be saved.
-                break;
             }
             stats.lag_bytes = step.lag_bytes;
             let idle = step.idle;

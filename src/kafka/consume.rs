@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -19,6 +19,7 @@ use anyhow::{bail, Context};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::Message;
+use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::route::{self, module_of_log, module_of_topic};
@@ -72,6 +73,9 @@ pub struct KafkaStats {
 /// clean rebalance (a member joining or leaving) scores nothing twice.
 struct GroupContext {
     progress: Mutex<Progress>,
+    /// Records behind the newest, summed over the partitions held, from
+    /// the last statistics (-1: not known yet).
+    lag: AtomicI64,
 }
 
 impl GroupContext {
@@ -80,7 +84,18 @@ impl GroupContext {
     }
 }
 
-impl ClientContext for GroupContext {}
+impl ClientContext for GroupContext {
+    fn stats(&self, statistics: Statistics) {
+        let lags = statistics
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.iter())
+            // Partition -1 is librdkafka's own; -1 lag means not known.
+            .filter(|(p, s)| **p >= 0 && s.consumer_lag >= 0)
+            .map(|(_, s)| s.consumer_lag);
+        self.lag.store(lags.sum(), Ordering::SeqCst);
+    }
+}
 
 impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -118,9 +133,18 @@ struct Progress {
     commits: u64,
     /// An error inside the rebalance callback, for the loop to return.
     failed: Option<anyhow::Error>,
+    /// Set when the run failed: from then on nothing is committed.
+    poisoned: bool,
 }
 
 impl Progress {
+    /// After a failure: forget what is pending and commit nothing more.
+    fn poison(&mut self) {
+        self.poisoned = true;
+        self.pending.clear();
+        self.uncommitted = 0;
+    }
+
     fn handled(&mut self, topic: &str, partition: i32, offset: i64) {
         match self.pending.get_mut(topic) {
             Some(p) => {
@@ -145,10 +169,13 @@ impl Progress {
         consumer: &BaseConsumer<GroupContext>,
         partitions: &TopicPartitionList,
     ) -> anyhow::Result<()> {
-        if self.pending.is_empty() {
+        if self.pending.is_empty() || self.poisoned {
             return Ok(());
         }
-        self.sink.sync()?;
+        if let Err(e) = self.sink.sync() {
+            self.poison();
+            return Err(e);
+        }
         let mut tpl = TopicPartitionList::new();
         for e in partitions.elements() {
             if let Some(next) = self
@@ -242,55 +269,28 @@ pub fn run_kafka(opts: &KafkaOptions, controls: &Controls) -> anyhow::Result<Kaf
         line: Vec::new(),
         warnings: 0,
     };
-    let commit_all = |consumer: &BaseConsumer<GroupContext>| -> anyhow::Result<()> {
-        let assigned = consumer.assignment().unwrap_or_default();
-        consumer.context().progress().commit(consumer, &assigned)
-    };
-    let mut last_commit = Instant::now();
-    let mut last_stats = Instant::now();
-    while !controls.stop.load(Ordering::SeqCst) {
-        run.check_models();
-        let polled = consumer.poll(Duration::from_millis(100));
-        let mut progress = consumer.context().progress();
-        if let Some(e) = progress.failed.take() {
-            return Err(e.context("while handing partitions over in a rebalance"));
-        }
-        match polled {
-            // Idle: let readers of the output see what was written.
-            None => progress.sink.flush()?,
-            Some(Ok(message)) => run.handle(&message, &mut progress)?,
-            Some(Err(e)) => warn(&mut run.warnings, format_args!("kafka: {e}")),
-        }
-        // Commit on time, or sooner under a heavy backlog so a crash
-        // repeats little.
-        let due = progress.uncommitted > 0
-            && (last_commit.elapsed() >= opts.commit_every || progress.uncommitted >= 100_000);
-        drop(progress);
-        if due {
-            commit_all(&consumer)?;
-            last_commit = Instant::now();
-        }
-        if controls.reopen.swap(false, Ordering::SeqCst) {
-            commit_all(&consumer)?;
-            consumer.context().progress().sink.reopen()?;
-            tracing::info!("output reopened (SIGHUP)");
-        }
-        if last_stats.elapsed() >= opts.stats_every {
-            run.log_stats();
-            log_lag(&consumer);
-            last_stats = Instant::now();
-        }
+    let result = run.consume(&consumer, controls);
+    if result.is_err() {
+        // Nothing after the last good commit may be committed now, not even
+        // by the revoke that leaving the group runs: those records may not
+        // be in the output.
+        consumer.context().progress().poison();
     }
-    commit_all(&consumer)?;
-    run.log_stats();
     run.stats.commits = consumer.context().progress().commits;
     // Dropping the consumer leaves the group (its revoke commits nothing
-    // more: all is committed).
+    // more: all is committed, or the progress is poisoned).
     drop(consumer);
+    result?;
     for (module, lane) in run.lanes {
         run.stats.modules.insert(module, lane.stats);
     }
     Ok(run.stats)
+}
+
+/// Commits the progress of every partition held.
+fn commit_all(consumer: &BaseConsumer<GroupContext>) -> anyhow::Result<()> {
+    let assigned = consumer.assignment().unwrap_or_default();
+    consumer.context().progress().commit(consumer, &assigned)
 }
 
 fn connect(opts: &KafkaOptions, sink: Sink) -> anyhow::Result<BaseConsumer<GroupContext>> {
@@ -305,7 +305,15 @@ fn connect(opts: &KafkaOptions, sink: Sink) -> anyhow::Result<BaseConsumer<Group
         // Larger fetches than librdkafka's 1 MiB per partition: with a
         // backlog, consumption through Tansu measured ~1.6x faster (see
         // benches/kafka.rs). Overridable with --kafka-config.
-        .set("max.partition.fetch.bytes", "8388608");
+        .set("max.partition.fetch.bytes", "8388608")
+        // Statistics (for the lag in the stats line) as often as the line.
+        .set(
+            "statistics.interval.ms",
+            opts.stats_every
+                .as_millis()
+                .clamp(1000, 86_400_000)
+                .to_string(),
+        );
     for (k, v) in &opts.config {
         cc.set(k, v);
     }
@@ -317,7 +325,9 @@ fn connect(opts: &KafkaOptions, sink: Sink) -> anyhow::Result<BaseConsumer<Group
                 uncommitted: 0,
                 commits: 0,
                 failed: None,
+                poisoned: false,
             }),
+            lag: AtomicI64::new(-1),
         })
         .with_context(|| format!("cannot create a Kafka consumer for {}", opts.brokers))?;
     let metadata = consumer
@@ -354,6 +364,53 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
+    /// The loop, until stopped (then a last commit) or an error.
+    fn consume(
+        &mut self,
+        consumer: &BaseConsumer<GroupContext>,
+        controls: &Controls,
+    ) -> anyhow::Result<()> {
+        let opts = self.opts;
+        let mut last_commit = Instant::now();
+        let mut last_stats = Instant::now();
+        while !controls.stop.load(Ordering::SeqCst) {
+            self.check_models();
+            let polled = consumer.poll(Duration::from_millis(100));
+            let mut progress = consumer.context().progress();
+            if let Some(e) = progress.failed.take() {
+                return Err(e.context("while handing partitions over in a rebalance"));
+            }
+            match polled {
+                // Idle: let readers of the output see what was written.
+                None => progress.sink.flush()?,
+                Some(Ok(message)) => self.handle(&message, &mut progress)?,
+                Some(Err(e)) => warn(&mut self.warnings, format_args!("kafka: {e}")),
+            }
+            // Commit on time, or sooner under a heavy backlog so a crash
+            // repeats little.
+            let due = progress.uncommitted > 0
+                && (last_commit.elapsed() >= opts.commit_every || progress.uncommitted >= 100_000);
+            drop(progress);
+            if due {
+                commit_all(consumer)?;
+                last_commit = Instant::now();
+            }
+            if controls.reopen.swap(false, Ordering::SeqCst) {
+                commit_all(consumer)?;
+                consumer.context().progress().sink.reopen()?;
+                tracing::info!("output reopened (SIGHUP)");
+            }
+            if last_stats.elapsed() >= opts.stats_every {
+                self.log_stats();
+                log_lag(consumer);
+                last_stats = Instant::now();
+            }
+        }
+        commit_all(consumer)?;
+        self.log_stats();
+        Ok(())
+    }
+
     fn check_models(&mut self) {
         for (&module, lane) in &mut self.lanes {
             if let Some(new) = lane.reload.check(module, self.opts.reload_every) {
@@ -375,6 +432,29 @@ impl Run<'_> {
             return Ok(());
         };
         let unwrapped = route::unwrap(payload);
+        if !unwrapped.body.trim_ascii_start().starts_with(b"{") {
+            // Checked here, not left to the parser: a parser takes its
+            // format from the first line it sees, and one stray `#` line
+            // would make it read every later JSON record as TSV.
+            let module = match &unwrapped.log {
+                Some(log) => module_of_log(log),
+                None => module_of_topic(topic),
+            };
+            match module.and_then(|m| self.lanes.get_mut(&m)) {
+                Some(lane) => {
+                    lane.stats.lines += 1;
+                    lane.stats.skipped += 1;
+                }
+                None => self.stats.unrouted += 1,
+            }
+            warn(
+                &mut self.warnings,
+                format_args!(
+                    "{topic}/{partition} offset {offset}: skipped: not a JSON object (Zeek's Kafka writer sends JSON)"
+                ),
+            );
+            return Ok(());
+        }
         let mut module = match &unwrapped.log {
             Some(log) => match module_of_log(log) {
                 Some(m) => Some(m),
@@ -488,7 +568,7 @@ impl Run<'_> {
                 .iter()
                 .map(|(k, v)| format!("{k} {v}"))
                 .collect();
-            tracing::info!(
+            let line = format!(
                 "kafka: not scored here: {} (no model or not asked for); {} without a log type",
                 if ignored.is_empty() {
                     "none".into()
@@ -497,36 +577,27 @@ impl Run<'_> {
                 },
                 self.stats.unrouted
             );
+            // Their offsets are committed like the others' (a stuck group
+            // helps nobody), so records no module could claim are a warning:
+            // a topic name that names no log type, most likely.
+            if self.stats.unrouted > 0 {
+                tracing::warn!("{line}");
+            } else {
+                tracing::info!("{line}");
+            }
         }
     }
 }
 
-/// Logs how far behind the group's newest records this member is, over the
+/// Logs how far behind the newest records this member is, over the
 /// partitions it holds: what an operator watches to know whether to add
-/// consumers. (Some Kafka-compatible brokers, Tansu among them, report
-/// high-water marks loosely; the figure is then only a hint.)
+/// consumers. From librdkafka's statistics (no request to the brokers, so
+/// the loop never waits for it). Some Kafka-compatible brokers, Tansu among
+/// them, report high-water marks loosely; the figure is then only a hint.
 fn log_lag(consumer: &BaseConsumer<GroupContext>) {
-    let Ok(position) = consumer.position() else {
-        return;
-    };
-    let mut behind = 0i64;
-    let mut partitions = 0;
-    for e in position.elements() {
-        let Ok((_, high)) =
-            consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(2))
-        else {
-            return;
-        };
-        // Before the first fetch the position is not known yet.
-        if let Offset::Offset(at) = e.offset() {
-            behind += (high - at).max(0);
-            partitions += 1;
-        }
-    }
-    if partitions > 0 {
-        tracing::info!(
-            "kafka: {behind} records behind the newest, over {partitions} partitions held"
-        );
+    let lag = consumer.context().lag.load(Ordering::SeqCst);
+    if lag >= 0 {
+        tracing::info!("kafka: {lag} records behind the newest, over the partitions held");
     }
 }
 

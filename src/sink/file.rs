@@ -83,7 +83,7 @@ impl FileSink {
         self.format
     }
 
-    /// Bytes written so far (the file's length; 0 for standard output).
+    /// The file's length (0 for standard output, which cannot be cut back).
     pub fn len(&self) -> u64 {
         self.len
     }
@@ -106,7 +106,8 @@ impl FileSink {
             None => {
                 let mut out = io::stdout().lock();
                 out.write_all(bytes)?;
-                out.flush()?;
+                // Standard output has no length to cut back to.
+                return out.flush();
             }
         }
         self.len += bytes.len() as u64;
@@ -119,7 +120,7 @@ impl FileSink {
     pub fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
         match &mut self.file {
             Some(f) => f.write_all(bytes)?,
-            None => io::stdout().lock().write_all(bytes)?,
+            None => return io::stdout().lock().write_all(bytes),
         }
         self.len += bytes.len() as u64;
         Ok(())

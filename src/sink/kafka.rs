@@ -60,7 +60,9 @@ impl KafkaSink {
         cc.set("bootstrap.servers", brokers)
             // Records wait up to 5 ms to be sent in batches.
             .set("linger.ms", "5")
-            .set("acks", "all");
+            // acks=all with retries that can neither reorder nor double a
+            // connection's records within its partition.
+            .set("enable.idempotence", "true");
         // One --kafka-config list serves the consumer and this producer;
         // the consumer's own settings would only draw warnings here.
         for (k, v) in config.iter().filter(|(k, _)| !consumer_only(k)) {
@@ -69,12 +71,20 @@ impl KafkaSink {
         let producer: ThreadedProducer<Deliveries> = cc
             .create_with_context(Deliveries::default())
             .with_context(|| format!("cannot create a Kafka producer for {brokers}"))?;
-        producer
+        let metadata = producer
             .client()
             .fetch_metadata(Some(topic), Duration::from_secs(15))
             .with_context(|| {
                 format!("cannot reach the Kafka brokers {brokers} (output topic {topic})")
             })?;
+        // A missing topic on brokers that do not create topics would
+        // otherwise show only minutes later, as failed deliveries.
+        if let Some(e) = metadata.topics().first().and_then(|t| t.error()) {
+            bail!(
+                "the output topic {topic} on {brokers} is not usable ({}): create it, or let the brokers create topics",
+                RDKafkaErrorCode::from(e)
+            );
+        }
         Ok(KafkaSink {
             producer: Arc::new(producer),
             topic: topic.into(),
@@ -108,7 +118,8 @@ impl KafkaSink {
 
     /// Returns once the broker has acknowledged every record published so
     /// far; fails if it refused any, so the caller does not record progress
-    /// past records that are not in the topic.
+    /// past records that are not in the topic. A failure sticks: every
+    /// later sync fails too, since the lost records are gone for good.
     pub fn sync(&self) -> anyhow::Result<()> {
         self.producer.flush(FLUSH_TIMEOUT).with_context(|| {
             format!(
@@ -117,13 +128,13 @@ impl KafkaSink {
             )
         })?;
         let context = self.producer.context();
-        let failed = context.failed.swap(0, Ordering::SeqCst);
+        let failed = context.failed.load(Ordering::SeqCst);
         if failed > 0 {
             let first = context
                 .first_error
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .take()
+                .clone()
                 .unwrap_or_default();
             bail!(
                 "{failed} scored records were refused by {}/{}: {first}",

@@ -104,6 +104,7 @@ impl Sink {
         match spec {
             OutputSpec::Stdout => Ok(Sink::File(FileSink::open(None, None, format)?)),
             OutputSpec::File(p) => Ok(Sink::File(FileSink::open(Some(p), cut_to, format)?)),
+            #[cfg(feature = "kafka")]
             OutputSpec::Kafka { .. } if format != RecordFormat::Json => Err(anyhow::anyhow!(
                 "{spec}: Kafka outputs carry JSON records; drop --format {format:?}"
             )),

@@ -51,8 +51,19 @@ pub struct Broker {
 }
 
 impl Broker {
+    /// Starts a broker on a free port; if another process takes the port
+    /// between its choice and the broker's bind, tries another.
     pub fn start() -> Broker {
         let bin = tansu();
+        for _ in 0..5 {
+            if let Some(broker) = Broker::try_start(&bin) {
+                return broker;
+            }
+        }
+        panic!("{} did not start listening in five tries", bin.display());
+    }
+
+    fn try_start(bin: &PathBuf) -> Option<Broker> {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -60,29 +71,34 @@ impl Broker {
             .port();
         let addr = format!("127.0.0.1:{port}");
         let url = format!("tcp://{addr}");
-        let child = Command::new(&bin)
+        let child = Command::new(bin)
             .args([
                 "broker",
                 "--listener-url",
                 &url,
                 "--advertised-listener-url",
                 &url,
-                "--storage-engine",
-                "memory://tansu/",
             ])
+            .args(["--storage-engine", "memory://tansu/"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let mut broker = Broker {
+            child,
+            addr,
+            bin: bin.clone(),
+        };
         let started = Instant::now();
-        while TcpStream::connect(&addr).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "the broker did not listen on {addr}"
-            );
+        while TcpStream::connect(&broker.addr).is_err() {
+            if broker.child.try_wait().ok().flatten().is_some()
+                || started.elapsed() > Duration::from_secs(30)
+            {
+                return None;
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Broker { child, addr, bin }
+        Some(broker)
     }
 
     pub fn create_topic(&self, name: &str, partitions: u32) {
@@ -134,7 +150,7 @@ impl Broker {
     }
 
     /// Every message of a topic's partitions (read by assignment, no
-    /// group), until `want` have arrived or the time is up.
+    /// group), until `want` have arrived or two minutes have passed.
     pub fn read_all(
         &self,
         topic: &str,
@@ -155,7 +171,7 @@ impl Broker {
         consumer.assign(&tpl).unwrap();
         let mut out = Vec::new();
         let started = Instant::now();
-        while out.len() < want && started.elapsed() < Duration::from_secs(60) {
+        while out.len() < want && started.elapsed() < Duration::from_secs(120) {
             if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
                 out.push((
                     m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
