@@ -305,13 +305,7 @@ fn a_refused_output_commits_nothing() {
     input.produce("zeek-conn", second);
     // Past the delivery timeout, then a stop: the last sync fails.
     std::thread::sleep(Duration::from_secs(4));
-    let pid = a.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let status = a.child.wait().unwrap();
+    let status = a.sigterm();
     let log_a = a.log();
     assert!(
         !status.success(),

@@ -10,7 +10,7 @@ pub mod broker;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, Command, ExitStatus};
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -80,15 +80,20 @@ impl Infer {
         self.child.wait().unwrap();
     }
 
-    /// SIGTERM; the exit status must be success. Returns the log.
-    pub fn terminate(mut self) -> String {
+    /// SIGTERM, and the exit status.
+    pub fn sigterm(&mut self) -> ExitStatus {
         let pid = self.child.id().to_string();
         assert!(Command::new("kill")
             .args(["-TERM", &pid])
             .status()
             .unwrap()
             .success());
-        let status = self.child.wait().unwrap();
+        self.child.wait().unwrap()
+    }
+
+    /// SIGTERM; the exit status must be success. Returns the log.
+    pub fn terminate(mut self) -> String {
+        let status = self.sigterm();
         let log = self.log();
         assert!(status.success(), "SIGTERM exits 0, got {status}:\n{log}");
         log
