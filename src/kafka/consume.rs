@@ -191,6 +191,8 @@ impl Progress {
             parts.retain(|p, _| assigned.find_partition(topic, *p).is_some());
         }
         self.pending.retain(|_, parts| !parts.is_empty());
+        // What stays pending after a revoke of some partitions: counted by
+        // partition, since only "anything left to commit?" matters then.
         self.uncommitted = self.pending.values().map(|p| p.len() as u64).sum();
         if tpl.count() == 0 {
             return Ok(());
