@@ -38,6 +38,15 @@ fn example_json(name: &str) -> Vec<String> {
         .collect()
 }
 
+/// JSON records as Kafka messages keyed by their uid, as a Zeek logger
+/// keyed by connection would send them.
+fn keyed_by_uid(lines: &[String]) -> Vec<(Option<String>, Vec<u8>)> {
+    lines
+        .iter()
+        .map(|l| (Some(uid_of(l)), l.clone().into_bytes()))
+        .collect()
+}
+
 fn uid_of(json: &str) -> String {
     let v: serde_json::Value = serde_json::from_str(json).unwrap();
     v["uid"].as_str().unwrap().to_owned()
@@ -112,10 +121,7 @@ fn a_group_shares_partitions_and_survives_a_member() {
     let topic = "zeek-conn";
     broker.create_topic(topic, 4);
     let lines = example_json("conn.json.gz");
-    let messages: Vec<(Option<String>, Vec<u8>)> = lines
-        .iter()
-        .map(|l| (Some(uid_of(l)), l.clone().into_bytes()))
-        .collect();
+    let messages = keyed_by_uid(&lines);
     let all: BTreeSet<String> = lines.iter().map(|l| uid_of(l)).collect();
     assert!(all.len() > 500, "{} uids", all.len());
     let (first, second) = messages.split_at(messages.len() / 2);
@@ -266,11 +272,7 @@ fn a_refused_output_commits_nothing() {
     let output = Broker::start();
     input.create_topic("zeek-conn", 2);
     output.create_topic("azw-scores", 1);
-    let lines = example_json("conn.json.gz");
-    let messages: Vec<(Option<String>, Vec<u8>)> = lines
-        .iter()
-        .map(|l| (Some(uid_of(l)), l.clone().into_bytes()))
-        .collect();
+    let messages = keyed_by_uid(&example_json("conn.json.gz"));
     let (first, second) = messages.split_at(messages.len() / 2);
     let dir = tempdir("refused");
     let sink = format!("kafka://{}/azw-scores", output.addr);
@@ -339,11 +341,7 @@ fn a_clean_rebalance_scores_nothing_twice() {
     let broker = Broker::start();
     let topic = "zeek-conn";
     broker.create_topic(topic, 4);
-    let lines = example_json("conn.json.gz");
-    let messages: Vec<(Option<String>, Vec<u8>)> = lines
-        .iter()
-        .map(|l| (Some(uid_of(l)), l.clone().into_bytes()))
-        .collect();
+    let messages = keyed_by_uid(&example_json("conn.json.gz"));
     let (first, second) = messages.split_at(messages.len() / 2);
     let dir = tempdir("handover");
     let (out_a, out_b) = (dir.join("a.json"), dir.join("b.json"));

@@ -286,7 +286,7 @@ impl ModuleThread<'_> {
                                 let _ = opts.format.write(&s, &mut bytes);
                                 stats.written += 1;
                                 if let Some(p) = &self.publisher {
-                                    if let Err(e) = p.publish(&s, &bytes[start..bytes.len() - 1]) {
+                                    if let Err(e) = p.publish(&s, &bytes[start..]) {
                                         // Nothing of this step is checkpointed:
                                         // a restart scores it again.
                                         let _ =

@@ -434,14 +434,22 @@ impl Run<'_> {
             return Ok(());
         };
         let unwrapped = route::unwrap(payload);
+        let mut module = match &unwrapped.log {
+            Some(log) => match module_of_log(log) {
+                Some(m) => Some(m),
+                None => {
+                    *self.stats.ignored.entry(log.to_string()).or_default() += 1;
+                    return Ok(());
+                }
+            },
+            None => module_of_topic(topic),
+        };
         if !unwrapped.body.trim_ascii_start().starts_with(b"{") {
             // Checked here, not left to the parser: a parser takes its
             // format from the first line it sees, and one stray `#` line
-            // would make it read every later JSON record as TSV.
-            let module = match &unwrapped.log {
-                Some(log) => module_of_log(log),
-                None => module_of_topic(topic),
-            };
+            // would make it read every later JSON record as TSV. (A wrapped
+            // record is an object by construction, so only the topic can
+            // have placed this one.)
             match module.and_then(|m| self.lanes.get_mut(&m)) {
                 Some(lane) => {
                     lane.stats.lines += 1;
@@ -457,16 +465,6 @@ impl Run<'_> {
             );
             return Ok(());
         }
-        let mut module = match &unwrapped.log {
-            Some(log) => match module_of_log(log) {
-                Some(m) => Some(m),
-                None => {
-                    *self.stats.ignored.entry(log.to_string()).or_default() += 1;
-                    return Ok(());
-                }
-            },
-            None => module_of_topic(topic),
-        };
         let mut untyped_record = None;
         if module.is_none() {
             // Neither wrapper nor topic name: the record's `_path` decides.

@@ -98,20 +98,8 @@ impl FileSink {
         if bytes.is_empty() {
             return Ok(());
         }
-        match &mut self.file {
-            Some(f) => {
-                f.write_all(bytes)?;
-                f.flush()?;
-            }
-            None => {
-                let mut out = io::stdout().lock();
-                out.write_all(bytes)?;
-                // Standard output has no length to cut back to.
-                return out.flush();
-            }
-        }
-        self.len += bytes.len() as u64;
-        Ok(())
+        self.append(bytes)?;
+        self.flush()
     }
 
     /// Appends without handing the bytes to the OS yet (they sit in the

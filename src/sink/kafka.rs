@@ -92,9 +92,11 @@ impl KafkaSink {
         })
     }
 
-    /// Queues one record (`line`: its JSON, without the newline). Waits
-    /// while the producer's queue is full rather than dropping.
+    /// Queues one record (`line`: its JSON line as written for a file; the
+    /// message carries it without the newline). Waits while the producer's
+    /// queue is full rather than dropping.
     pub fn publish(&self, record: &ScoredRecord, line: &[u8]) -> anyhow::Result<()> {
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
         let key = key(record);
         let mut message = BaseRecord::<str, [u8]>::to(&self.topic).payload(line);
         if let Some(k) = key.as_deref() {

@@ -157,7 +157,7 @@ impl Sink {
         match self {
             Sink::File(f) => Ok(f.append(line)?),
             #[cfg(feature = "kafka")]
-            Sink::Kafka(k) => k.publish(record, &line[..line.len() - 1]),
+            Sink::Kafka(k) => k.publish(record, line),
         }
     }
 
@@ -221,7 +221,7 @@ pub struct Publisher(
 );
 
 impl Publisher {
-    /// `line`: the record's JSON without the newline.
+    /// `line`: the record's JSON line, as a file would get it.
     pub fn publish(&self, record: &ScoredRecord, line: &[u8]) -> anyhow::Result<()> {
         #[cfg(feature = "kafka")]
         {
