@@ -16,6 +16,7 @@ pub mod kitnet;
 pub mod model;
 pub mod module;
 pub mod reload;
+pub mod safe_fs;
 pub mod score;
 pub mod sink;
 pub mod train;
