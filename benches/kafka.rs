@@ -30,7 +30,7 @@ use autozeekwatch::zeek::Records;
 use autozeekwatch::Module;
 use indicatif::ProgressBar;
 
-#[path = "../tests/common/broker.rs"]
+#[path = "../tests/e2e/util/broker.rs"]
 mod broker;
 
 fn root() -> PathBuf {

@@ -19,7 +19,7 @@
 //! correlation feature mapper, SciPy's single-linkage order and tie-breaking,
 //! MT19937 `RandomState(1234)` weights, `(x - min) / (max - min + 1e-16)`
 //! normalisation and the scalar bias updates. Only summation order differs,
-//! and the fixture tests (`tests/kitnet_reference.rs`) hold every score to a
+//! and the fixture tests (`tests/e2e/kitnet_reference.rs`) hold every score to a
 //! relative 1e-9 of the reference's.
 //!
 //! [`Mode::Product`] (the default) keeps the algorithm and fixes the

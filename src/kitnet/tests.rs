@@ -1,5 +1,5 @@
 //! Behaviour of the whole model on synthetic streams (the reference fixtures
-//! are in `tests/kitnet_reference.rs`).
+//! are in `tests/e2e/kitnet_reference.rs`).
 
 use super::*;
 use proptest::prelude::*;

@@ -11,20 +11,66 @@ use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
+use std::sync::OnceLock;
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// A new empty folder, unique to this test process and `name`.
-pub fn tempdir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "azw-test-{name}-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
+pub fn tempdir(name: &str) -> TestDir {
+    TestDir(
+        tempfile::Builder::new()
+            .prefix(&format!("azw-test-{name}-"))
+            .tempdir()
+            .unwrap(),
+    )
+}
+
+/// A temporary folder, removed when the test ends (pass or fail); reads as
+/// a [`Path`].
+pub struct TestDir(tempfile::TempDir);
+
+impl std::ops::Deref for TestDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl AsRef<Path> for TestDir {
+    fn as_ref(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+/// CONN and DNS models trained once per test process on the examples, in
+/// the build's own scratch folder (`target/tmp`).
+pub fn models() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("e2e-models-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        train(&dir, "conn,dns", &[]);
+        dir
+    })
+}
+
+/// The team's corpus of real logs (`../shared/data`, or `AZW_SHARED_DATA`).
+/// Tests that need it are marked
+/// `#[cfg_attr(not(shared_data), ignore = ...)]` (build.rs sets the cfg when
+/// the corpus is there), so a clone without it reports them as ignored,
+/// never as passed; one that runs without it anyway fails here.
+pub fn shared_data() -> PathBuf {
+    let dir = std::env::var_os("AZW_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared/data"));
+    assert!(
+        dir.join("FILES.tsv").is_file(),
+        "this test needs the team's corpus at {} (FILES.tsv not found)",
+        dir.display()
+    );
     dir
 }
 

@@ -9,25 +9,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-mod common;
-
-use common::broker::Broker;
-use common::{example_text, root, tempdir, train, Infer};
-
-/// CONN and DNS models trained once on the examples.
-fn model_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = tempdir("models");
-        train(&dir, "conn,dns", &[]);
-        dir
-    })
-}
+use crate::util::broker::Broker;
+use crate::util::{example_text, root, tempdir, Infer};
 
 /// The JSON lines of an example log (plain or gzipped).
 fn example_json(name: &str) -> Vec<String> {
@@ -60,7 +47,7 @@ fn consume(broker: &Broker, dir: &Path, name: &str, models: Option<&Path>, args:
         .args(["--source", "kafka", "--brokers", &broker.addr])
         .args([
             "--model-dir",
-            models.unwrap_or(model_dir()).to_str().unwrap(),
+            models.unwrap_or(crate::util::models()).to_str().unwrap(),
         ])
         .args(if args.contains(&"--checkpoint-ms") {
             &[][..]
@@ -443,7 +430,7 @@ fn a_wrapped_topic_is_scored_into_a_kafka_topic() {
     let models = dir.join("models");
     fs::create_dir_all(&models).unwrap();
     for f in ["conn.model.json", "dns.model.json"] {
-        fs::copy(model_dir().join(f), models.join(f)).unwrap();
+        fs::copy(crate::util::models().join(f), models.join(f)).unwrap();
     }
     let infer = consume(
         &broker,
@@ -491,7 +478,7 @@ fn a_wrapped_topic_is_scored_into_a_kafka_topic() {
     // a good one is switched to.
     fs::write(models.join("dns.model.json"), b"{ not a model").unwrap();
     fs::copy(
-        model_dir().join("conn.model.json"),
+        crate::util::models().join("conn.model.json"),
         models.join("conn.model.json.tmp"),
     )
     .unwrap();
@@ -577,7 +564,7 @@ fn follow_live(dir: &Path, broker: &Broker, extra: &[&str]) -> Infer {
             "--modules",
             "conn",
             "--model-dir",
-            model_dir().to_str().unwrap(),
+            crate::util::models().to_str().unwrap(),
         ])
         .args(["--state-dir", dir.join("state").to_str().unwrap()])
         .args(["--output", &format!("kafka://{}/azw-scores", broker.addr)])

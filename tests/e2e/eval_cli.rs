@@ -15,13 +15,6 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn shared_data() -> Option<PathBuf> {
-    let dir = std::env::var_os("AZW_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
-    dir.join("FILES.tsv").is_file().then_some(dir)
-}
-
 fn eval(args: &[&str], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_azw-eval"))
         .args(args)
@@ -298,11 +291,12 @@ fn one_class_and_unlabeled_inputs_fail_with_a_reason() {
 /// The full labeled dev set (CTU-Malware-Capture-Botnet-4's conn log), by
 /// the default protocol with the default settings.
 #[test]
+#[cfg_attr(
+    not(shared_data),
+    ignore = "needs ../shared/data beside the repository"
+)]
 fn detection_on_the_labeled_dev_set() {
-    let Some(data) = shared_data() else {
-        eprintln!("../shared/data not present: dev-set evaluation skipped");
-        return;
-    };
+    let data = crate::util::shared_data();
     let src = data.join("stratosphere-idps-comparison-tool/CTU-Malware-Capture-Botnet-4/ground_truth/conn.log.labeled");
     let dir = tempfile::tempdir().unwrap();
     let r = report(

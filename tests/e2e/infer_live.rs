@@ -10,22 +10,9 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-mod common;
-
-use common::{root, train, Infer};
-
-/// One CONN model for all tests, trained once on the examples.
-fn model_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("azw-live-models-{}", std::process::id()));
-        train(&dir, "conn", &[]);
-        dir
-    })
-}
+use crate::util::{root, train, Infer};
 
 /// The example conn log: header lines and data lines.
 fn conn_tsv() -> (Vec<String>, Vec<String>) {
@@ -282,7 +269,7 @@ fn twenty_rotations_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (header, data) = conn_tsv();
     let mut zeek = SimZeek::new(dir.path(), header);
-    let infer = start(dir.path(), model_dir(), 0);
+    let infer = start(dir.path(), crate::util::models(), 0);
     for (i, chunk) in data.chunks(18).enumerate() {
         for pair in chunk.chunks(3) {
             zeek.write(pair);
@@ -309,7 +296,7 @@ fn kill_9_and_restart_ten_times_with_rotations_while_down() {
     let mut next = 0usize;
     let mut rotated_while_down = 0;
     for run in 0..10 {
-        let mut infer = start(dir.path(), model_dir(), run);
+        let mut infer = start(dir.path(), crate::util::models(), run);
         if run == 0 {
             // A first start follows whatever file is live when it looks:
             // let it see the first file before the stress begins.
@@ -341,7 +328,7 @@ fn kill_9_and_restart_ten_times_with_rotations_while_down() {
         }
     }
     // The rest, with a last run that ends cleanly.
-    let infer = start(dir.path(), model_dir(), 10);
+    let infer = start(dir.path(), crate::util::models(), 10);
     zeek.write(&data[next..]);
     wait_for(dir.path(), data.len());
     infer.terminate();
@@ -355,7 +342,7 @@ fn model_replaced_mid_run_and_a_bad_one_refused() {
     let models = dir.path().join("models");
     fs::create_dir_all(&models).unwrap();
     fs::copy(
-        model_dir().join("conn.model.json"),
+        crate::util::models().join("conn.model.json"),
         models.join("conn.model.json"),
     )
     .unwrap();
@@ -393,7 +380,7 @@ fn malformed_live_lines_are_counted_and_scoring_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let (header, data) = conn_tsv();
     let mut zeek = SimZeek::new(dir.path(), header);
-    let infer = start(dir.path(), model_dir(), 0);
+    let infer = start(dir.path(), crate::util::models(), 0);
     zeek.write(&data[..10]);
     zeek.write(&["this is not a conn record".to_owned()]);
     zeek.write(&data[10..20]);
@@ -420,7 +407,7 @@ fn json_live_file_and_partial_last_line() {
     )
     .unwrap();
     let lines: Vec<&str> = text.lines().take(50).collect();
-    let infer = start(dir.path(), model_dir(), 0);
+    let infer = start(dir.path(), crate::util::models(), 0);
     let live = dir.path().join("current/conn.log");
     let mut f = OpenOptions::new()
         .create(true)
@@ -463,7 +450,7 @@ fn current_symlink_that_moves() {
     fs::create_dir_all(&spool2).unwrap();
     std::os::unix::fs::symlink(&spool1, dir.path().join("current")).unwrap();
     let mut zeek = SimZeek::new(dir.path(), header.clone());
-    let infer = start(dir.path(), model_dir(), 0);
+    let infer = start(dir.path(), crate::util::models(), 0);
     zeek.write(&data[..20]);
     wait_for(dir.path(), 20);
     zeek.write(&data[20..30]);
@@ -490,7 +477,7 @@ fn truncated_live_file_is_read_again() {
     let dir = tempfile::tempdir().unwrap();
     let (header, data) = conn_tsv();
     let mut zeek = SimZeek::new(dir.path(), header);
-    let infer = start(dir.path(), model_dir(), 0);
+    let infer = start(dir.path(), crate::util::models(), 0);
     zeek.write(&data[..15]);
     wait_for(dir.path(), 15);
     File::create(zeek.live()).unwrap(); // truncates
@@ -508,7 +495,7 @@ fn sighup_reopens_the_output() {
     let dir = tempfile::tempdir().unwrap();
     let (header, data) = conn_tsv();
     let mut zeek = SimZeek::new(dir.path(), header);
-    let infer = start(dir.path(), model_dir(), 0);
+    let infer = start(dir.path(), crate::util::models(), 0);
     zeek.write(&data[..10]);
     wait_for(dir.path(), 10);
     fs::rename(

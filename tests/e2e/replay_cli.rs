@@ -4,32 +4,19 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::OnceLock;
 
 use autozeekwatch::zeek::LogReader;
 
-mod common;
-
-use common::{root, tempdir, train};
-
-/// CONN and DNS models trained once on the examples.
-fn models() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = tempdir("models");
-        train(&dir, "conn,dns", &[]);
-        dir
-    })
-}
+use crate::util::{root, tempdir};
 
 /// Runs `azw-infer --replay` on the example logs; returns its standard
 /// error, and whether it succeeded.
 fn replay(args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
         .args(["--replay", root().join("examples/logs").to_str().unwrap()])
-        .args(["--model-dir", models().to_str().unwrap(), "-q"])
+        .args(["--model-dir", crate::util::models().to_str().unwrap(), "-q"])
         .args(args)
         .output()
         .unwrap();

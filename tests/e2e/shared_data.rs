@@ -2,26 +2,18 @@
 //! corpus of ~1,170 logs from real Zeek and Bro deployments) when it is
 //! present beside the repository, and checks each file's records plus its
 //! skipped lines against the `records` column. On a clone without
-//! `../shared` the corpus test has nothing to read and says so; the
-//! repository's own fixtures (`tests/reader.rs`) cover the same cases.
-
-use std::path::PathBuf;
+//! `../shared` the test is reported as ignored; the repository's own
+//! fixtures (`tests/e2e/reader.rs`) cover the same cases.
 
 use autozeekwatch::zeek::{LogReader, ReadError};
 
-fn shared_data() -> Option<PathBuf> {
-    let dir = std::env::var_os("AZW_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
-    dir.join("FILES.tsv").is_file().then_some(dir)
-}
-
 #[test]
+#[cfg_attr(
+    not(shared_data),
+    ignore = "needs ../shared/data beside the repository"
+)]
 fn every_log_in_the_shared_corpus_reads_completely() {
-    let Some(dir) = shared_data() else {
-        eprintln!("../shared/data not present: corpus walk has nothing to read");
-        return;
-    };
+    let dir = crate::util::shared_data();
     let table = std::fs::read_to_string(dir.join("FILES.tsv")).unwrap();
     let mut lines = table.lines();
     let header: Vec<&str> = lines.next().unwrap().split('\t').collect();
