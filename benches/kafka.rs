@@ -18,17 +18,16 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use autozeekwatch::features::LocalNets;
-use autozeekwatch::follow::Controls;
 use autozeekwatch::kafka::{run_kafka, KafkaOptions};
 use autozeekwatch::kitnet::KitNetParams;
 use autozeekwatch::model::{self, Model};
+use autozeekwatch::pipeline::Controls;
 use autozeekwatch::score::Scorer;
 use autozeekwatch::sink::{OutputSpec, RecordFormat};
 use autozeekwatch::train::{self, TrainOptions};
 use autozeekwatch::zeek::layout::DateRange;
 use autozeekwatch::zeek::Records;
 use autozeekwatch::Module;
-use indicatif::ProgressBar;
 
 #[path = "../tests/e2e/util/broker.rs"]
 mod broker;
@@ -72,7 +71,13 @@ fn train(models: &Path) {
         holdout_every: 10,
     };
     let files = train::find_files(Module::Conn, &opts).unwrap();
-    let model = train::train_module(Module::Conn, &files, &opts, &ProgressBar::hidden()).unwrap();
+    let model = train::train_module(
+        Module::Conn,
+        &files,
+        &opts,
+        &autozeekwatch::train::NoProgress,
+    )
+    .unwrap();
     train::save(&model, models).unwrap();
 }
 

@@ -12,14 +12,13 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use autozeekwatch::features::LocalNets;
-use autozeekwatch::follow::{run_live, Controls, LiveOptions};
 use autozeekwatch::kitnet::KitNetParams;
 use autozeekwatch::model::file_name;
+use autozeekwatch::pipeline::{run_live, Controls, LiveOptions};
 use autozeekwatch::sink::{OutputSpec, RecordFormat};
 use autozeekwatch::train::{self, TrainOptions};
 use autozeekwatch::zeek::layout::DateRange;
 use autozeekwatch::Module;
-use indicatif::ProgressBar;
 
 fn main() {
     let tmp = tempfile::tempdir().unwrap();
@@ -37,7 +36,13 @@ fn main() {
         holdout_every: 10,
     };
     let files = train::find_files(Module::Conn, &opts).unwrap();
-    let model = train::train_module(Module::Conn, &files, &opts, &ProgressBar::hidden()).unwrap();
+    let model = train::train_module(
+        Module::Conn,
+        &files,
+        &opts,
+        &autozeekwatch::train::NoProgress,
+    )
+    .unwrap();
     model.save(&models.join(file_name(Module::Conn))).unwrap();
 
     let text = std::fs::read_to_string(root.join("examples/logs/conn.log")).unwrap();

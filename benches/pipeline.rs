@@ -3,21 +3,23 @@
 //! Input: the bundled example conn logs (`examples/logs/`), their records
 //! repeated to 20,000 and written to a temporary folder (TSV as is, JSON as
 //! Zeek's JSON writer lays it out), so the figures cover reading, features,
-//! KitNET and (for replay) writing the JSON output. Run:
-//! `cargo bench --bench pipeline`.
+//! KitNET and (for replay) writing the JSON output. Replay runs the shipped
+//! code path: `pipeline::replay` with a lane into a file sink, as
+//! `azw-infer --replay` does. Run: `cargo bench --bench pipeline`.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 
 use autozeekwatch::features::LocalNets;
 use autozeekwatch::kitnet::KitNetParams;
+use autozeekwatch::pipeline::{self, Lane, LaneOptions};
 use autozeekwatch::score::Scorer;
-use autozeekwatch::train::{self, TrainOptions};
+use autozeekwatch::sink::{FileSink, RecordFormat};
+use autozeekwatch::train::{self, NoProgress, TrainOptions};
 use autozeekwatch::zeek::layout::DateRange;
-use autozeekwatch::zeek::Records;
 use autozeekwatch::Module;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use indicatif::ProgressBar;
 
 const RECORDS: usize = 20_000;
 
@@ -100,9 +102,7 @@ fn bench(c: &mut Criterion) {
         let opts = options(dir);
         let files = train::find_files(Module::Conn, &opts).unwrap();
         group.bench_function(format!("conn_{kind}_1_epoch"), |b| {
-            b.iter(|| {
-                train::train_module(Module::Conn, &files, &opts, &ProgressBar::hidden()).unwrap()
-            })
+            b.iter(|| train::train_module(Module::Conn, &files, &opts, &NoProgress).unwrap())
         });
     }
     group.finish();
@@ -113,24 +113,21 @@ fn bench(c: &mut Criterion) {
     for (kind, dir) in &dirs {
         let opts = options(dir);
         let files = train::find_files(Module::Conn, &opts).unwrap();
-        let model =
-            train::train_module(Module::Conn, &files, &opts, &ProgressBar::hidden()).unwrap();
+        let model = train::train_module(Module::Conn, &files, &opts, &NoProgress).unwrap();
         let encoder = model.check().unwrap();
         let scorer = Scorer::new(model, encoder);
-        let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
+        let out = dir.join("scores.json");
+        let stop = AtomicBool::new(false);
         group.bench_function(format!("conn_{kind}"), |b| {
             b.iter(|| {
-                let mut scorer = scorer.clone();
-                let mut out = Vec::with_capacity(RECORDS * 300);
-                let mut n = 0;
-                for r in Records::new(paths.clone(), Some("conn"), true) {
-                    let s = scorer.score(&r).unwrap();
-                    serde_json::to_writer(&mut out, &s).unwrap();
-                    out.push(b'\n');
-                    n += 1;
-                }
-                assert_eq!(n, RECORDS);
-                out.len()
+                let _ = std::fs::remove_file(&out);
+                let mut lanes = [Lane::new(scorer.clone(), &LaneOptions::default())];
+                let mut sink = FileSink::open(&out, None, RecordFormat::Json).unwrap();
+                let report =
+                    pipeline::replay(&[dir.join("conn.log")], &mut lanes, &mut sink, &stop)
+                        .unwrap();
+                assert_eq!(report.lanes[0].1.scored, RECORDS as u64);
+                report.files
             })
         });
     }

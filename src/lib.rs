@@ -6,8 +6,7 @@
 //! come from files, followed live ([`follow`]) or replayed, or from Kafka
 //! topics ([`kafka`]).
 
-#[doc(hidden)]
-pub mod cli;
+pub mod escape;
 pub mod eval;
 pub mod features;
 pub mod follow;
@@ -15,7 +14,9 @@ pub mod kafka;
 pub mod kitnet;
 pub mod model;
 pub mod module;
+pub mod pipeline;
 pub mod reload;
+pub mod route;
 pub mod safe_fs;
 pub mod score;
 pub mod sink;

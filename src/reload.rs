@@ -29,6 +29,10 @@ impl Reloader {
         }
     }
 
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     pub fn check(&mut self, module: Module, every: Duration) -> Option<Scorer> {
         if self.last_check.elapsed() < every {
             return None;

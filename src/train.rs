@@ -15,8 +15,6 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use indicatif::ProgressBar;
-
 use crate::features::{Encoder, LocalNets, VocabLearner};
 use crate::kitnet::{KitNet, KitNetError, KitNetParams};
 use crate::model::{self, Model, Threshold, TrainingInfo, FORMAT_VERSION, MAGIC};
@@ -33,6 +31,21 @@ pub const MIN_HELD_OUT: u64 = 50;
 const MAX_KEPT_SCORES: usize = 200_000;
 
 /// Settings of one training run.
+/// Where long work reports how far it got: a progress bar in the
+/// binaries, nothing in tests and benchmarks ([`NoProgress`]).
+pub trait Progress: Sync {
+    /// The amount of work, in records.
+    fn set_length(&self, _total: u64) {}
+    fn inc(&self, _n: u64) {}
+    /// What is being done now.
+    fn set_message(&self, _message: String) {}
+}
+
+/// Reports nothing.
+pub struct NoProgress;
+
+impl Progress for NoProgress {}
+
 #[derive(Debug, Clone)]
 pub struct TrainOptions {
     pub log_dir: PathBuf,
@@ -74,7 +87,7 @@ pub enum TrainError {
 
 /// The historical files of a module, oldest first.
 pub fn find_files(module: Module, opts: &TrainOptions) -> Result<Vec<LogFile>, TrainError> {
-    let files = layout::discover(&opts.log_dir, module.log_path(), opts.range)?;
+    let files = crate::route::files_of(&opts.log_dir, module, opts.range)?;
     if files.is_empty() {
         let range = if opts.range.is_open() {
             String::new()
@@ -118,7 +131,7 @@ struct Survey {
     last_ts: Option<f64>,
 }
 
-fn survey(module: Module, files: &[LogFile], opts: &TrainOptions, bar: &ProgressBar) -> Survey {
+fn survey(module: Module, files: &[LogFile], opts: &TrainOptions, bar: &dyn Progress) -> Survey {
     let mut learner = VocabLearner::new(module);
     let mut records = Records::new(paths(files), Some(module.log_path()), false);
     let (mut first_ts, mut last_ts) = (None::<f64>, None::<f64>);
@@ -153,7 +166,7 @@ pub fn train_module(
     module: Module,
     files: &[LogFile],
     opts: &TrainOptions,
-    bar: &ProgressBar,
+    bar: &dyn Progress,
 ) -> Result<Model, TrainError> {
     let started = Instant::now();
     let log_path = module.log_path();

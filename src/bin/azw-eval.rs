@@ -5,14 +5,15 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use autozeekwatch::cli::{self, ModelArgs};
+mod cli;
+
 use autozeekwatch::eval::labels::{self, LabeledLog};
 use autozeekwatch::eval::{self, metrics, plot, ModelSummary, Report, Truth, UidScores};
 use autozeekwatch::train::TrainOptions;
 use autozeekwatch::zeek::layout::{self, DateRange};
 use autozeekwatch::Module;
 use clap::Parser;
-use indicatif::ProgressBar;
+use cli::ModelArgs;
 
 /// Measure how well autozeekwatch finds the malicious records of labeled
 /// Zeek logs: ROC-AUC, average precision, precision/recall/F1 and
@@ -188,13 +189,13 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&reports)?);
+        cli::outln!("{}", serde_json::to_string_pretty(&reports)?)?;
     } else {
         for (i, r) in reports.iter().enumerate() {
             if i > 0 {
-                println!();
+                cli::outln!()?;
             }
-            print!("{}", r.to_text());
+            cli::out!("{}", r.to_text())?;
         }
     }
     Ok(if failed {
@@ -565,7 +566,7 @@ fn evaluate(
             tracing::info!("{module}: training on {train_rows} benign rows");
             let mut o = opts.clone();
             o.log_dir = work.to_owned();
-            let model = eval::train(module, &train, &o, &ProgressBar::hidden())?;
+            let model = eval::train(module, &train, &o, &autozeekwatch::train::NoProgress)?;
             let path = work
                 .join(module.log_path())
                 .join(autozeekwatch::model::file_name(module));

@@ -1,18 +1,17 @@
 //! `azw-infer`: score Zeek logs with the trained models, live or replayed.
 
-use std::io::{BufWriter, Write};
-use std::path::PathBuf;
+mod cli;
+
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use autozeekwatch::cli;
-use autozeekwatch::follow::{run_live, Controls, LiveOptions};
-use autozeekwatch::model::{self, Model};
-use autozeekwatch::score::{ScoredRecord, Scorer};
-use autozeekwatch::sink::{OutputSpec, RecordFormat};
-use autozeekwatch::zeek::layout::{self, DateRange};
-use autozeekwatch::zeek::Records;
+use autozeekwatch::escape::terminal;
+use autozeekwatch::model;
+use autozeekwatch::pipeline::{self, run_live, Controls, Lane, LaneOptions, LiveOptions};
+use autozeekwatch::score::ScoredRecord;
+use autozeekwatch::sink::{self, OutputSpec, RecordFormat, Sink, SinkOptions};
 use autozeekwatch::Module;
 use clap::Parser;
 
@@ -102,7 +101,7 @@ struct Args {
     /// How each scored record is written: json (one object per line),
     /// tsv (a Zeek log, `#path azw_scores`, which Zeek tools read) or csv
     /// (with a header row). Kafka outputs are JSON.
-    #[arg(long, value_enum, default_value_t = RecordFormat::Json, env = "AZW_FORMAT")]
+    #[arg(long, default_value = "json", value_parser = parse_format, env = "AZW_FORMAT")]
     format: RecordFormat,
 
     /// Where live mode keeps its checkpoint (`checkpoint.json`).
@@ -142,6 +141,10 @@ enum SourceKind {
     Kafka,
 }
 
+fn parse_format(s: &str) -> Result<RecordFormat, String> {
+    s.parse()
+}
+
 fn key_value(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
@@ -152,9 +155,16 @@ fn key_value(s: &str) -> Result<(String, String), String> {
 fn main() -> ExitCode {
     // Signals first, so a stop during start-up is a clean stop too.
     let controls = Controls::default();
+    // The first SIGINT/SIGTERM asks for a clean stop; a second one, while
+    // the first is being honoured, exits at once.
     let registered = [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM]
         .into_iter()
-        .map(|sig| signal_hook::flag::register(sig, controls.stop.clone()))
+        .flat_map(|sig| {
+            [
+                signal_hook::flag::register_conditional_shutdown(sig, 1, controls.stop.clone()),
+                signal_hook::flag::register(sig, controls.stop.clone()),
+            ]
+        })
         .chain(std::iter::once(signal_hook::flag::register(
             signal_hook::consts::SIGHUP,
             controls.reopen.clone(),
@@ -166,7 +176,7 @@ fn main() -> ExitCode {
         return cli::report(&anyhow::Error::new(e).context("cannot install signal handlers"));
     }
     match run(args, &controls) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => cli::report(&e),
     }
 }
@@ -188,16 +198,17 @@ fn modules(args: &Args) -> anyhow::Result<Vec<Module>> {
     Ok(modules)
 }
 
-fn run(args: Args, controls: &Controls) -> anyhow::Result<()> {
+fn run(args: Args, controls: &Controls) -> anyhow::Result<ExitCode> {
     let modules = modules(&args)?;
     if args.source == SourceKind::Kafka {
-        return kafka(&args, modules, controls);
+        kafka(&args, modules, controls)?;
+        return Ok(ExitCode::SUCCESS);
     }
     if !args.topics.is_empty() || args.brokers.is_some() {
         bail!("--topics and --brokers are for --source kafka");
     }
     if !args.replay.is_empty() {
-        return replay(&args, &modules);
+        return replay(&args, &modules, controls);
     }
     let log_dir = args.log_dir.clone().context("--log-dir is required")?;
     if !log_dir.is_dir() {
@@ -233,83 +244,106 @@ fn run(args: Args, controls: &Controls) -> anyhow::Result<()> {
     );
     run_live(&opts, controls)?;
     tracing::info!("stopped; checkpoint written");
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
-/// Scores files once. A file output is written to a temporary file and
-/// renamed into place at the end, so it is never seen half-written.
-fn replay(args: &Args, modules: &[Module]) -> anyhow::Result<()> {
-    let (mut out, tmp): (Box<dyn Write>, Option<tempfile::NamedTempFile>) = match &args.output {
-        OutputSpec::Stdout => (Box::new(BufWriter::new(std::io::stdout().lock())), None),
+/// Scores files once. A file output is written to a temporary file beside
+/// it and renamed into place at the end, so it is never seen half-written;
+/// an existing file is replaced only if it is an output of ours, never an
+/// input, a link or anything that is not a regular file.
+fn replay(args: &Args, modules: &[Module], controls: &Controls) -> anyhow::Result<ExitCode> {
+    let lane_opts = LaneOptions {
+        only_anomalies: args.only_anomalies,
+        reload_every: None,
+    };
+    let mut lanes = modules
+        .iter()
+        .map(|&m| {
+            Lane::load(m, &args.model_dir, &lane_opts)
+                .map_err(|source| pipeline::RunError::Model { module: m, source })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let opts = SinkOptions {
+        format: args.format,
+        ..SinkOptions::default()
+    };
+    let (mut out, tmp): (Box<dyn Sink>, Option<tempfile::NamedTempFile>) = match &args.output {
+        OutputSpec::Stdout => (sink::open(&args.output, &opts)?, None),
         OutputSpec::Kafka { .. } => {
             bail!("--replay writes to a file or standard output; Kafka outputs are for --source kafka and live mode")
         }
         OutputSpec::File(target) => {
+            check_replay_target(target, &args.replay, args.format)?;
             let dir = target
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(std::path::Path::new("."));
+                .unwrap_or(Path::new("."));
             let tmp = tempfile::NamedTempFile::new_in(dir)
                 .with_context(|| format!("cannot write in {}", dir.display()))?;
-            (Box::new(BufWriter::new(tmp.reopen()?)), Some(tmp))
+            let spec = OutputSpec::File(tmp.path().to_owned());
+            (sink::open(&spec, &opts)?, Some(tmp))
         }
     };
-    out.write_all(&args.format.header())?;
-    let mut line = Vec::new();
-    let mut top: Vec<ScoredRecord> = Vec::new();
-    for &module in modules {
-        let (model, encoder) = Model::load(&args.model_dir.join(model::file_name(module)))?;
-        let mut scorer = Scorer::new(model, encoder);
-        let mut files = Vec::new();
-        for root in &args.replay {
-            files.extend(
-                layout::discover(root, module.log_path(), DateRange::default())?
-                    .into_iter()
-                    .map(|f| f.path),
-            );
-        }
-        let mut records = Records::new(files, Some(module.log_path()), false);
-        let (mut n, mut anomalies) = (0u64, 0u64);
-        for record in records.by_ref() {
-            let s = scorer.score(&record)?;
-            n += 1;
-            anomalies += u64::from(s.anomaly);
-            if s.anomaly || !args.only_anomalies {
-                line.clear();
-                args.format.write(&s, &mut line)?;
-                out.write_all(&line)?;
-            }
-            keep_top(&mut top, s);
-        }
-        let t = records.totals();
-        tracing::info!(
-            "{module}: {n} records scored, {anomalies} anomalies, {} malformed lines skipped, {} files failed",
-            t.malformed,
-            t.failed.len()
+    let report = pipeline::replay(&args.replay, &mut lanes, out.as_mut(), &controls.stop)?;
+    out.sync()?;
+    drop(out);
+    if report.stopped {
+        bail!("stopped before the end; {} left as it was", args.output);
+    }
+    if let (Some(tmp), Some(target)) = (tmp, args.output.file()) {
+        tmp.persist(target)
+            .with_context(|| format!("cannot write {}", target.display()))?;
+        eprintln!(
+            "scores written to {}",
+            terminal(&target.display().to_string())
         );
     }
-    out.flush()?;
-    drop(out);
-    if let Some(tmp) = tmp {
-        tmp.as_file().sync_all()?;
-        tmp.persist(args.output.file().expect("a file output"))
-            .with_context(|| format!("cannot write {}", args.output))?;
-        eprintln!("scores written to {}", args.output);
+    print_top(report.top.records());
+    if report.failed.is_empty() {
+        return Ok(ExitCode::SUCCESS);
     }
-    print_top(&top);
-    Ok(())
+    eprintln!(
+        "{} of {} input files could not be read (named in the warnings above)",
+        report.failed.len(),
+        report.files
+    );
+    Ok(ExitCode::from(cli::EXIT_INPUT_FAILED))
 }
 
-/// How many of the highest-scoring anomalies replay shows at the end.
-const SHOWN: usize = 10;
-
-fn keep_top(top: &mut Vec<ScoredRecord>, s: ScoredRecord) {
-    if !s.anomaly || (top.len() == SHOWN && top.last().is_some_and(|l| l.score >= s.score)) {
-        return;
+/// Refuses a replay output that would destroy something not ours: one of
+/// the inputs, a symbolic link, a device, or a file that is not an output
+/// of this format.
+fn check_replay_target(
+    target: &Path,
+    inputs: &[PathBuf],
+    format: RecordFormat,
+) -> anyhow::Result<()> {
+    let Ok(meta) = std::fs::symlink_metadata(target) else {
+        return Ok(());
+    };
+    let shown = terminal(&target.display().to_string()).into_owned();
+    if meta.file_type().is_symlink() || !meta.is_file() {
+        bail!("--output {shown}: not a regular file (a link, device or folder); give a plain file path");
     }
-    let at = top.partition_point(|t| t.score >= s.score);
-    top.insert(at, s);
-    top.truncate(SHOWN);
+    let canonical = std::fs::canonicalize(target)?;
+    for input in inputs {
+        let input = std::fs::canonicalize(input).unwrap_or_else(|_| input.clone());
+        if canonical == input {
+            bail!("--output {shown} is one of the inputs of --replay; write the scores elsewhere");
+        }
+    }
+    // Opening appends nothing; it checks that the file is an output of ours.
+    let probe = sink::open(
+        &OutputSpec::File(target.to_owned()),
+        &SinkOptions {
+            format,
+            ..SinkOptions::default()
+        },
+    );
+    if let Err(e) = probe {
+        bail!("--output: {e} (replay replaces only its own outputs)");
+    }
+    Ok(())
 }
 
 fn print_top(top: &[ScoredRecord]) {
@@ -329,7 +363,7 @@ fn print_top(top: &[ScoredRecord]) {
             .map(|c| format!("{} {:.0}%", c.feature, c.share * 100.0))
             .collect::<Vec<_>>()
             .join(", ");
-        eprintln!(
+        let line = format!(
             "  {:.3} / {:.3}  {:<4} {} {} {}:{} -> {}:{} {}  [{why}]",
             s.score,
             s.threshold,
@@ -342,6 +376,7 @@ fn print_top(top: &[ScoredRecord]) {
             show(s.resp_p.map(|p| p.to_string())),
             show(s.proto.clone()),
         );
+        eprintln!("{}", terminal(&line));
     }
 }
 

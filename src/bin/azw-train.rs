@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use autozeekwatch::cli::{self, ModelArgs};
+mod cli;
+
 use autozeekwatch::features::{table, DEFAULT_LOCAL_NETS};
 use autozeekwatch::model::Model;
 use autozeekwatch::train::{self, TrainError};
@@ -15,6 +16,7 @@ use autozeekwatch::zeek::layout::DateRange;
 use autozeekwatch::Module;
 use chrono::NaiveDate;
 use clap::Parser;
+use cli::ModelArgs;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// Learn what normal traffic looks like from Zeek's historical logs and
@@ -105,7 +107,7 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
     }
     if let Some(name) = &args.list_features {
         let module: Module = name.parse()?;
-        list_features(module);
+        list_features(module)?;
         return Ok(ExitCode::SUCCESS);
     }
     let log_dir = args.log_dir.clone().context("--log-dir is required")?;
@@ -144,27 +146,33 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
     }
 
     if args.dry_run {
+        let mut failed = 0;
         for (module, files) in &jobs {
             let totals = train::count(*module, files);
-            println!(
+            cli::outln!(
                 "{module}: {} files, {} records, {} malformed lines",
                 files.len(),
                 totals.records,
                 totals.malformed
-            );
+            )?;
             for (path, stats) in &totals.files {
-                println!(
+                cli::outln!(
                     "  {}\t{} records\t{} malformed",
                     path.display(),
                     stats.records,
                     stats.malformed
-                );
+                )?;
             }
             for (_, msg) in &totals.failed {
-                println!("  FAILED {msg}");
+                failed += 1;
+                cli::outln!("  FAILED {}", autozeekwatch::escape::terminal(msg))?;
             }
         }
-        return Ok(ExitCode::SUCCESS);
+        return Ok(if failed == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(cli::EXIT_INPUT_FAILED)
+        });
     }
 
     let style = ProgressStyle::with_template(
@@ -176,15 +184,15 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
         let handles: Vec<_> = jobs
             .iter()
             .map(|(module, files)| {
-                let bar = bars.add(ProgressBar::new(0).with_style(style.clone()));
-                bar.enable_steady_tick(Duration::from_millis(200));
+                let bar = cli::Bar(bars.add(ProgressBar::new(0).with_style(style.clone())));
+                bar.0.enable_steady_tick(Duration::from_millis(200));
                 let opts = &opts;
                 let model_dir = &args.model_dir;
                 scope.spawn(move || {
                     tracing::info!("{module}: training on {} files", files.len());
                     let result = train::train_module(*module, files, opts, &bar)
                         .and_then(|model| train::save(&model, model_dir).map(|path| (model, path)));
-                    bar.finish_and_clear();
+                    bar.0.finish_and_clear();
                     (*module, result)
                 })
             })
@@ -195,16 +203,22 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
             .collect()
     });
 
-    println!(
+    cli::outln!(
         "{:<6} {:>6} {:>10} {:>10} {:>8} {:>11} {:>8}  model",
-        "module", "files", "records", "trained", "skipped", "threshold", "seconds"
-    );
+        "module",
+        "files",
+        "records",
+        "trained",
+        "skipped",
+        "threshold",
+        "seconds"
+    )?;
     let mut failed = 0;
     for (module, result) in results {
         match result {
             Ok((m, path)) => {
                 let t = &m.training;
-                println!(
+                cli::outln!(
                     "{:<6} {:>6} {:>10} {:>10} {:>8} {:>11.6} {:>8.1}  {}",
                     module.to_string(),
                     t.files.len(),
@@ -214,7 +228,7 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
                     m.threshold.value,
                     t.seconds,
                     path.display()
-                );
+                )?;
             }
             Err(e) => {
                 failed += 1;
@@ -233,27 +247,28 @@ fn inspect(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
     for (i, path) in paths.iter().enumerate() {
         let (model, _) = Model::load(path)?;
         if i > 0 {
-            println!();
+            cli::outln!()?;
         }
-        println!("{}", path.display());
-        print!("{}", model.describe());
+        cli::outln!("{}", path.display())?;
+        cli::out!("{}", model.describe())?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn list_features(module: Module) {
-    println!("{module} features");
-    println!("  {:<37} {:<24} transform", "name", "field");
+fn list_features(module: Module) -> std::io::Result<()> {
+    cli::outln!("{module} features")?;
+    cli::outln!("  {:<37} {:<24} transform", "name", "field")?;
     for def in table(module) {
-        println!(
+        cli::outln!(
             "  {:<37} {:<24} {}",
             def.name,
             def.field,
             def.transform.describe()
-        );
+        )?;
     }
-    println!(
+    cli::outln!(
         "Categories learn their values from the training data, plus one `<other>` column each."
-    );
-    println!("Default local networks: {}", DEFAULT_LOCAL_NETS.join(" "));
+    )?;
+    cli::outln!("Default local networks: {}", DEFAULT_LOCAL_NETS.join(" "))?;
+    Ok(())
 }

@@ -24,18 +24,19 @@ pub mod plot;
 use std::collections::HashMap;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-use indicatif::ProgressBar;
 use serde::Serialize;
 
 use crate::features::Encoder;
 use crate::model::Model;
 use crate::module::Module;
-use crate::score::Scorer;
+use crate::pipeline::{replay, Lane, LaneOptions, RunError, TopAnomalies};
+use crate::score::{ScoredRecord, Scorer};
+use crate::sink::{Sink, SinkError};
 use crate::train::{self, TrainError, TrainOptions};
 use crate::zeek::layout::LogFile;
-use crate::zeek::Records;
 use labels::{Class, LabeledLog};
 use metrics::{Metrics, Scored};
 
@@ -120,7 +121,7 @@ pub fn train(
     module: Module,
     files: &[PathBuf],
     opts: &TrainOptions,
-    bar: &ProgressBar,
+    bar: &dyn crate::train::Progress,
 ) -> Result<Model, TrainError> {
     let files: Vec<LogFile> = files
         .iter()
@@ -143,51 +144,96 @@ pub struct UidScores {
     pub threshold: f64,
 }
 
-/// Scores the records of `files` with a model.
+/// Scores the records of `files` with a model, through the same lane and
+/// file loop as `azw-infer --replay`, keeping each uid's highest score.
 pub fn score_files(
     module: Module,
     model: Model,
     encoder: Encoder,
     files: &[PathBuf],
-) -> Result<UidScores, crate::kitnet::KitNetError> {
+) -> Result<UidScores, RunError> {
+    debug_assert_eq!(model.module, module);
     let started = Instant::now();
     let threshold = model.threshold.value;
-    let mut scorer = Scorer::new(model, encoder);
-    let mut records = Records::new(files.to_vec(), Some(module.log_path()), false);
-    let mut out = UidScores {
-        threshold,
-        ..UidScores::default()
-    };
-    for record in records.by_ref() {
-        let s = scorer.score(&record)?;
-        out.records += 1;
-        if let Some(uid) = s.uid {
-            let e = out.scores.entry(uid).or_insert(f64::NEG_INFINITY);
-            *e = e.max(s.score);
-        }
+    let mut lane = Lane::new(Scorer::new(model, encoder), &LaneOptions::default());
+    let mut sink = UidMax::default();
+    let mut top = TopAnomalies::new(0);
+    let stop = AtomicBool::new(false);
+    for (path, why) in replay::score_files(files, &mut lane, &mut sink, &mut top, &stop)? {
+        tracing::warn!("{}: {why}", path.display());
     }
-    out.malformed = records.totals().malformed;
-    out.seconds = started.elapsed().as_secs_f64();
-    Ok(out)
+    let stats = lane.stats();
+    Ok(UidScores {
+        scores: sink.0,
+        records: stats.scored,
+        malformed: stats.skipped,
+        seconds: started.elapsed().as_secs_f64(),
+        threshold,
+    })
+}
+
+/// A sink that keeps the highest score of each uid.
+#[derive(Default)]
+struct UidMax(HashMap<String, f64>);
+
+impl Sink for UidMax {
+    fn write(&mut self, record: &ScoredRecord) -> Result<(), SinkError> {
+        if let Some(uid) = &record.uid {
+            let e = self.0.entry(uid.clone()).or_insert(f64::NEG_INFINITY);
+            *e = e.max(record.score);
+        }
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+    fn sync(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+/// Why a scores file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ScoresError {
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}:{line}: {reason}", path.display())]
+    Line {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
 }
 
 /// Scores from an `azw-infer` output (JSON lines with `uid`, `score`,
 /// `threshold`, `module`), for one module, by uid.
-pub fn read_scores(path: &Path, module: Module) -> anyhow::Result<UidScores> {
-    use anyhow::Context;
+pub fn read_scores(path: &Path, module: Module) -> Result<UidScores, ScoresError> {
     use std::io::BufRead;
-    let reader = labels::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let io = |source| ScoresError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let bad = |line: usize, reason: &str| ScoresError::Line {
+        path: path.to_owned(),
+        line,
+        reason: reason.to_owned(),
+    };
+    let reader = labels::open(path).map_err(io)?;
     let mut out = UidScores {
         threshold: f64::NAN,
         ..UidScores::default()
     };
     for (i, line) in reader.lines().enumerate() {
-        let line = line.with_context(|| format!("cannot read {}", path.display()))?;
+        let line = line.map_err(io)?;
         if line.trim().is_empty() {
             continue;
         }
-        let v: serde_json::Value = serde_json::from_str(&line)
-            .with_context(|| format!("{}:{}: not a JSON line of scores", path.display(), i + 1))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&line).map_err(|_| bad(i + 1, "not a JSON line of scores"))?;
         let m = v
             .get("module")
             .and_then(|m| m.as_str())
@@ -198,7 +244,7 @@ pub fn read_scores(path: &Path, module: Module) -> anyhow::Result<UidScores> {
         let score = v
             .get("score")
             .and_then(|s| s.as_f64())
-            .with_context(|| format!("{}:{}: no numeric `score`", path.display(), i + 1))?;
+            .ok_or_else(|| bad(i + 1, "no numeric `score`"))?;
         out.records += 1;
         if let Some(t) = v.get("threshold").and_then(|t| t.as_f64()) {
             out.threshold = t;

@@ -5,15 +5,14 @@
 //! - [`Source`]: one file read incrementally, complete lines only.
 //! - [`Follower`]: one module's live log through rotations and restarts.
 //! - [`Checkpoint`]: per module, file and offset, with the output length.
-//! - [`run_live`]: the threads (one per module, one writer) and signals.
+//!
+//! The threads that score what is followed are in [`crate::pipeline::live`].
 
 mod checkpoint;
 mod follower;
 pub mod identity;
-mod pipeline;
 mod source;
 
-pub use checkpoint::{Checkpoint, CheckpointError, Position};
+pub use checkpoint::{Checkpoint, CheckpointError, Position, CHECKPOINT_VERSION};
 pub use follower::{Follower, Step};
-pub use pipeline::{run_live, Controls, LiveOptions, ModuleStats};
 pub use source::{Line, Source};

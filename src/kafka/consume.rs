@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::Message;
@@ -23,12 +22,9 @@ use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::route::{self, module_of_log, module_of_topic};
-use crate::follow::{Controls, ModuleStats};
-use crate::model::{self, Model};
 use crate::module::Module;
-use crate::reload::Reloader;
-use crate::score::Scorer;
-use crate::sink::{OutputSpec, RecordFormat, Sink};
+use crate::pipeline::{Controls, Lane, LaneOptions, LaneStats, RunError, Throttle};
+use crate::sink::{self, sync_then, OutputSpec, RecordFormat, Sink, SinkOptions};
 use crate::zeek::{LineParser, Parsed, ReadError, Record};
 
 /// Settings of a Kafka run.
@@ -58,7 +54,7 @@ pub struct KafkaOptions {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KafkaStats {
     /// Per module; `lines` counts messages.
-    pub modules: BTreeMap<Module, ModuleStats>,
+    pub modules: BTreeMap<Module, LaneStats>,
     /// Messages of log types not scored here (`files`, `weird`, a module
     /// without a model), by log type.
     pub ignored: BTreeMap<String, u64>,
@@ -125,14 +121,14 @@ impl ConsumerContext for GroupContext {
 /// Shared by the loop and the rebalance callback (which runs inside
 /// `poll`, so the loop never holds it across a poll).
 struct Progress {
-    sink: Sink,
+    sink: Box<dyn Sink>,
     /// The next offset to commit, per topic and partition: one past the
     /// last message handled (scored, skipped or ignored).
     pending: HashMap<String, HashMap<i32, i64>>,
     uncommitted: u64,
     commits: u64,
     /// An error inside the rebalance callback, for the loop to return.
-    failed: Option<anyhow::Error>,
+    failed: Option<RunError>,
     /// Set when the run failed: from then on nothing is committed.
     poisoned: bool,
 }
@@ -168,37 +164,56 @@ impl Progress {
         &mut self,
         consumer: &BaseConsumer<GroupContext>,
         partitions: &TopicPartitionList,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), RunError> {
         if self.pending.is_empty() || self.poisoned {
             return Ok(());
         }
-        if let Err(e) = self.sink.sync() {
+        let pending = &mut self.pending;
+        let commits = &mut self.commits;
+        let result = sync_then(self.sink.as_mut(), |_| {
+            commit_pending(consumer, partitions, pending, commits)
+        });
+        if let Err(RunError::Sink(e)) = result {
             self.poison();
-            return Err(e);
+            return Err(RunError::Output(e));
         }
+        self.uncommitted = self.pending.values().map(|p| p.len() as u64).sum();
+        result
+    }
+}
+
+/// Commits the pending offsets of `partitions` and forgets them; what is
+/// pending for partitions not in the list and not assigned any more is
+/// dropped. Called only once the output is durable.
+fn commit_pending(
+    consumer: &BaseConsumer<GroupContext>,
+    partitions: &TopicPartitionList,
+    pending: &mut HashMap<String, HashMap<i32, i64>>,
+    commits: &mut u64,
+) -> Result<(), RunError> {
+    {
         let mut tpl = TopicPartitionList::new();
         for e in partitions.elements() {
-            if let Some(next) = self
-                .pending
+            if let Some(next) = pending
                 .get_mut(e.topic())
                 .and_then(|p| p.remove(&e.partition()))
             {
-                tpl.add_partition_offset(e.topic(), e.partition(), Offset::Offset(next))?;
+                tpl.add_partition_offset(e.topic(), e.partition(), Offset::Offset(next))
+                    .map_err(|e| RunError::Kafka(format!("kafka: {e}")))?;
             }
         }
         let assigned = consumer.assignment().unwrap_or_default();
-        for (topic, parts) in &mut self.pending {
+        for (topic, parts) in pending.iter_mut() {
             parts.retain(|p, _| assigned.find_partition(topic, *p).is_some());
         }
-        self.pending.retain(|_, parts| !parts.is_empty());
-        // What stays pending after a revoke of some partitions: counted by
-        // partition, since only "anything left to commit?" matters then.
-        self.uncommitted = self.pending.values().map(|p| p.len() as u64).sum();
+        pending.retain(|_, parts| !parts.is_empty());
         if tpl.count() == 0 {
             return Ok(());
         }
+        // A failed commit is not fatal: the records are written, and the
+        // worst outcome is that they are scored again.
         match consumer.commit(&tpl, CommitMode::Sync) {
-            Ok(()) => self.commits += 1,
+            Ok(()) => *commits += 1,
             Err(e) => tracing::warn!(
                 "kafka: offsets not committed ({e}); the records since the last commit may be scored again"
             ),
@@ -230,37 +245,39 @@ fn describe(tpl: &TopicPartitionList) -> String {
         .join(" ")
 }
 
-/// One module's scoring state.
-struct Lane {
-    scorer: Scorer,
-    reload: Reloader,
+/// One module's lane and the parser of its messages.
+struct Route {
+    lane: Lane,
     parser: LineParser,
-    stats: ModuleStats,
 }
 
 /// Consumes until [`Controls::stop`] is set, then syncs, commits and leaves
 /// the group (so the others take the partitions over at once).
-pub fn run_kafka(opts: &KafkaOptions, controls: &Controls) -> anyhow::Result<KafkaStats> {
+pub fn run_kafka(opts: &KafkaOptions, controls: &Controls) -> Result<KafkaStats, RunError> {
     if opts.topics.is_empty() {
-        bail!("no topics to consume: give --topics (for example zeek-conn,zeek-dns, or zeek)");
+        return Err(RunError::Kafka(
+            "no topics to consume: give --topics (for example zeek-conn,zeek-dns, or zeek)".into(),
+        ));
     }
-    let mut lanes: HashMap<Module, Lane> = HashMap::new();
+    let lane_opts = LaneOptions {
+        only_anomalies: opts.only_anomalies,
+        reload_every: Some(opts.reload_every),
+    };
+    let mut lanes: HashMap<Module, Route> = HashMap::new();
     for &module in &opts.modules {
-        let path = opts.model_dir.join(model::file_name(module));
-        let (model, encoder) = Model::load(&path).with_context(|| {
-            format!("{module}: train a model first (azw-train --modules {module})")
-        })?;
-        lanes.insert(
-            module,
-            Lane {
-                scorer: Scorer::new(model, encoder),
-                reload: Reloader::new(path),
-                parser: LineParser::new("kafka", Some(module.log_path())),
-                stats: ModuleStats::default(),
-            },
-        );
+        let lane = Lane::load(module, &opts.model_dir, &lane_opts)
+            .map_err(|source| RunError::Model { module, source })?;
+        let parser = LineParser::new("kafka", Some(module.log_path()));
+        lanes.insert(module, Route { lane, parser });
     }
-    let sink = Sink::open(&opts.output, None, opts.format, &opts.config)?;
+    let sink = sink::open(
+        &opts.output,
+        &SinkOptions {
+            format: opts.format,
+            cut_to: None,
+            kafka_config: opts.config.clone(),
+        },
+    )?;
     let consumer = connect(opts, sink)?;
     let mut run = Run {
         opts,
@@ -268,8 +285,7 @@ pub fn run_kafka(opts: &KafkaOptions, controls: &Controls) -> anyhow::Result<Kaf
         // Reads `_path` of records that neither topic nor wrapper place.
         untyped: LineParser::new("kafka", None),
         stats: KafkaStats::default(),
-        line: Vec::new(),
-        warnings: 0,
+        warnings: Throttle::default(),
     };
     let result = run.consume(&consumer, controls);
     if result.is_err() {
@@ -283,19 +299,22 @@ pub fn run_kafka(opts: &KafkaOptions, controls: &Controls) -> anyhow::Result<Kaf
     // more: all is committed, or the progress is poisoned).
     drop(consumer);
     result?;
-    for (module, lane) in run.lanes {
-        run.stats.modules.insert(module, lane.stats);
+    for (module, route) in run.lanes {
+        run.stats.modules.insert(module, *route.lane.stats());
     }
     Ok(run.stats)
 }
 
 /// Commits the progress of every partition held.
-fn commit_all(consumer: &BaseConsumer<GroupContext>) -> anyhow::Result<()> {
+fn commit_all(consumer: &BaseConsumer<GroupContext>) -> Result<(), RunError> {
     let assigned = consumer.assignment().unwrap_or_default();
     consumer.context().progress().commit(consumer, &assigned)
 }
 
-fn connect(opts: &KafkaOptions, sink: Sink) -> anyhow::Result<BaseConsumer<GroupContext>> {
+fn connect(
+    opts: &KafkaOptions,
+    sink: Box<dyn Sink>,
+) -> Result<BaseConsumer<GroupContext>, RunError> {
     let mut cc = ClientConfig::new();
     cc.set("bootstrap.servers", &opts.brokers)
         .set("group.id", &opts.group)
@@ -331,10 +350,20 @@ fn connect(opts: &KafkaOptions, sink: Sink) -> anyhow::Result<BaseConsumer<Group
             }),
             lag: AtomicI64::new(-1),
         })
-        .with_context(|| format!("cannot create a Kafka consumer for {}", opts.brokers))?;
+        .map_err(|e| {
+            RunError::Kafka(format!(
+                "cannot create a Kafka consumer for {}: {e}",
+                opts.brokers
+            ))
+        })?;
     let metadata = consumer
         .fetch_metadata(None, Duration::from_secs(15))
-        .with_context(|| format!("cannot reach the Kafka brokers {}", opts.brokers))?;
+        .map_err(|e| {
+            RunError::Kafka(format!(
+                "cannot reach the Kafka brokers {}: {e}",
+                opts.brokers
+            ))
+        })?;
     for topic in &opts.topics {
         if !metadata.topics().iter().any(|t| t.name() == topic) {
             tracing::warn!(
@@ -344,9 +373,12 @@ fn connect(opts: &KafkaOptions, sink: Sink) -> anyhow::Result<BaseConsumer<Group
         }
     }
     let topics: Vec<&str> = opts.topics.iter().map(String::as_str).collect();
-    consumer
-        .subscribe(&topics)
-        .with_context(|| format!("cannot subscribe to {}", opts.topics.join(",")))?;
+    consumer.subscribe(&topics).map_err(|e| {
+        RunError::Kafka(format!(
+            "cannot subscribe to {}: {e}",
+            opts.topics.join(",")
+        ))
+    })?;
     tracing::info!(
         "kafka: joining group {} on {} for topics {}",
         opts.group,
@@ -358,11 +390,11 @@ fn connect(opts: &KafkaOptions, sink: Sink) -> anyhow::Result<BaseConsumer<Group
 
 struct Run<'a> {
     opts: &'a KafkaOptions,
-    lanes: HashMap<Module, Lane>,
+    lanes: HashMap<Module, Route>,
     untyped: LineParser,
     stats: KafkaStats,
-    line: Vec<u8>,
-    warnings: u64,
+    /// Warnings about messages no lane took.
+    warnings: Throttle,
 }
 
 impl Run<'_> {
@@ -371,7 +403,7 @@ impl Run<'_> {
         &mut self,
         consumer: &BaseConsumer<GroupContext>,
         controls: &Controls,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), RunError> {
         let opts = self.opts;
         let mut last_commit = Instant::now();
         let mut last_stats = Instant::now();
@@ -380,11 +412,12 @@ impl Run<'_> {
             let polled = consumer.poll(Duration::from_millis(100));
             let mut progress = consumer.context().progress();
             if let Some(e) = progress.failed.take() {
-                return Err(e.context("while handing partitions over in a rebalance"));
+                tracing::error!("kafka: failed while handing partitions over in a rebalance");
+                return Err(e);
             }
             match polled {
                 // Idle: let readers of the output see what was written.
-                None => progress.sink.flush()?,
+                None => progress.sink.flush().map_err(RunError::Output)?,
                 Some(Ok(message)) => self.handle(&message, &mut progress)?,
                 Some(Err(e)) => warn(&mut self.warnings, format_args!("kafka: {e}")),
             }
@@ -399,7 +432,12 @@ impl Run<'_> {
             }
             if controls.reopen.swap(false, Ordering::SeqCst) {
                 commit_all(consumer)?;
-                consumer.context().progress().sink.reopen()?;
+                consumer
+                    .context()
+                    .progress()
+                    .sink
+                    .reopen()
+                    .map_err(RunError::Output)?;
                 tracing::info!("output reopened (SIGHUP)");
             }
             if last_stats.elapsed() >= opts.stats_every {
@@ -414,11 +452,8 @@ impl Run<'_> {
     }
 
     fn check_models(&mut self) {
-        for (&module, lane) in &mut self.lanes {
-            if let Some(new) = lane.reload.check(module, self.opts.reload_every) {
-                lane.scorer = new;
-                lane.stats.model_reloads += 1;
-            }
+        for route in self.lanes.values_mut() {
+            route.lane.check_model();
         }
     }
 
@@ -426,7 +461,7 @@ impl Run<'_> {
         &mut self,
         message: &rdkafka::message::BorrowedMessage<'_>,
         progress: &mut Progress,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), RunError> {
         let (topic, partition, offset) = (message.topic(), message.partition(), message.offset());
         progress.handled(topic, partition, offset);
         let Some(payload) = message.payload() else {
@@ -450,19 +485,19 @@ impl Run<'_> {
             // would make it read every later JSON record as TSV. (A wrapped
             // record is an object by construction, so only the topic can
             // have placed this one.)
-            match module.and_then(|m| self.lanes.get_mut(&m)) {
-                Some(lane) => {
-                    lane.stats.lines += 1;
-                    lane.stats.skipped += 1;
-                }
-                None => self.stats.unrouted += 1,
-            }
-            warn(
-                &mut self.warnings,
-                format_args!(
-                    "{topic}/{partition} offset {offset}: skipped: not a JSON object (Zeek's Kafka writer sends JSON)"
-                ),
+            let why = format_args!(
+                "{topic}/{partition} offset {offset}: skipped: not a JSON object (Zeek's Kafka writer sends JSON)"
             );
+            match module.and_then(|m| self.lanes.get_mut(&m)) {
+                Some(route) => {
+                    route.lane.count_line();
+                    route.lane.skip(why);
+                }
+                None => {
+                    self.stats.unrouted += 1;
+                    warn(&mut self.warnings, why);
+                }
+            }
             return Ok(());
         }
         let mut untyped_record = None;
@@ -502,7 +537,7 @@ impl Run<'_> {
             }
         }
         let module = module.expect("routed above");
-        let Some(lane) = self.lanes.get_mut(&module) else {
+        let Some(Route { lane, parser }) = self.lanes.get_mut(&module) else {
             *self
                 .stats
                 .ignored
@@ -510,56 +545,31 @@ impl Run<'_> {
                 .or_default() += 1;
             return Ok(());
         };
-        lane.stats.lines += 1;
         let parsed = match untyped_record {
             Some(r) => Ok(Parsed::Record(r)),
-            None => lane.parser.parse_line(unwrapped.body, offset as u64),
+            None => parser.parse_line(unwrapped.body, offset as u64),
         };
+        lane.count_line();
         let record: Record = match parsed {
             Ok(Parsed::Record(r)) => r,
             Ok(Parsed::Nothing) => return Ok(()),
             Err(e) => {
-                lane.stats.skipped += 1;
                 let reason = reason(&e);
-                warn(&mut self.warnings, format_args!(
+                lane.skip(format_args!(
                     "{module}: {topic}/{partition} offset {offset}: skipped malformed record: {reason}"
                 ));
                 return Ok(());
             }
         };
-        match lane.scorer.score(&record) {
-            Ok(s) => {
-                lane.stats.scored += 1;
-                lane.stats.anomalies += u64::from(s.anomaly);
-                if s.anomaly || !self.opts.only_anomalies {
-                    progress.sink.write_record(&s, &mut self.line)?;
-                    lane.stats.written += 1;
-                }
-            }
-            Err(e) => {
-                lane.stats.skipped += 1;
-                warn(
-                    &mut self.warnings,
-                    format_args!(
-                        "{module}: {topic}/{partition} offset {offset}: cannot score: {e}"
-                    ),
-                );
-            }
+        if let Some(s) = lane.record(&record) {
+            progress.sink.write(&s).map_err(RunError::Output)?;
         }
         Ok(())
     }
 
     fn log_stats(&self) {
-        for (m, lane) in &self.lanes {
-            let s = &lane.stats;
-            tracing::info!(
-                "{m}: {} messages, {} scored, {} skipped, {} anomalies, {} written",
-                s.lines,
-                s.scored,
-                s.skipped,
-                s.anomalies,
-                s.written
-            );
+        for route in self.lanes.values() {
+            tracing::info!("{}", route.lane.stats_line());
         }
         if !self.stats.ignored.is_empty() || self.stats.unrouted > 0 {
             let ignored: Vec<String> = self
@@ -610,10 +620,9 @@ fn reason(e: &ReadError) -> String {
     }
 }
 
-/// Logs the first warnings, then one in a thousand (all are counted).
-fn warn(count: &mut u64, message: std::fmt::Arguments<'_>) {
-    *count += 1;
-    if *count <= 100 || *count % 1000 == 0 {
+/// Logs within the throttle (all are counted by the caller).
+fn warn(throttle: &mut Throttle, message: std::fmt::Arguments<'_>) {
+    if throttle.allow() {
         tracing::warn!("{message}");
     }
 }

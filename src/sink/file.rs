@@ -1,80 +1,133 @@
-//! The file sink: a file the scored records are appended to, or standard
-//! output.
+//! The file sink: scored records appended to a file, or written to
+//! standard output.
+//!
+//! A file sink never destroys what it did not write: an existing file is
+//! appended to only if it already is an autozeekwatch output of the same
+//! format, anything but a regular file is refused, and only bytes past a
+//! checkpoint of ours are ever cut. If the file is deleted or replaced
+//! under the running process, the sink notices before its next write and
+//! starts a new file at the path, so no record goes to a deleted inode.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use super::{RecordFormat, Sink, SinkError};
+use crate::score::ScoredRecord;
 
-use super::RecordFormat;
+/// Bytes gathered before they are handed to the OS.
+const BUFFER: usize = 1 << 16;
 
-/// A file, appended to, cut back to a checkpointed length at start and
+/// An open output file.
+struct Output {
+    path: PathBuf,
+    file: File,
+    /// Device and inode, to notice the path naming another file.
+    id: (u64, u64),
+}
+
+/// A file appended to, cut back to a checkpointed length at start and
 /// reopened on request (logrotate); or standard output.
 pub struct FileSink {
-    path: Option<PathBuf>,
-    file: Option<io::BufWriter<File>>,
+    output: Option<Output>,
+    /// Formatted records not yet handed to the OS.
+    pending: Vec<u8>,
+    /// Bytes in the file, pending ones included.
     len: u64,
     format: RecordFormat,
 }
 
 impl FileSink {
-    /// `path`: `None` for standard output. `cut_to`: the file's length at
-    /// the last checkpoint; anything after it was written by a run that
-    /// died before checkpointing and will be derived again, so it is cut.
-    /// `None` appends to whatever is there. An empty file (or standard
-    /// output) starts with the format's header, if it has one.
+    /// Standard output (its length is not tracked: it cannot be cut back).
+    pub fn stdout(format: RecordFormat) -> Result<FileSink, SinkError> {
+        let mut sink = FileSink {
+            output: None,
+            pending: Vec::with_capacity(BUFFER),
+            len: 0,
+            format,
+        };
+        sink.pending.extend_from_slice(&format.header());
+        Ok(sink)
+    }
+
+    /// Opens `path` for appending. `cut_to`: the file's length at the last
+    /// checkpoint of the run that writes it; anything after it was written
+    /// by a run that died before checkpointing and will be derived again,
+    /// so it is cut. `None` cuts nothing. A new or empty file starts with
+    /// the format's header.
     pub fn open(
-        path: Option<&Path>,
+        path: &Path,
         cut_to: Option<u64>,
         format: RecordFormat,
-    ) -> anyhow::Result<FileSink> {
-        let Some(path) = path else {
-            let mut sink = FileSink {
-                path: None,
-                file: None,
-                len: 0,
-                format,
-            };
-            sink.write(&format.header())?;
-            return Ok(sink);
+    ) -> Result<FileSink, SinkError> {
+        let err = |source: io::Error| SinkError::Io {
+            target: path.display().to_string(),
+            source,
         };
-        let file = OpenOptions::new()
+        let refuse = |reason: String| SinkError::Refused {
+            target: path.display().to_string(),
+            reason,
+        };
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
+            if meta.file_type().is_symlink() {
+                return Err(refuse(
+                    "is a symbolic link; give the real path of the output file".into(),
+                ));
+            }
+            if !meta.is_file() {
+                return Err(refuse(
+                    "is not a regular file; the output must be a file (or `-`)".into(),
+                ));
+            }
+        }
+        let mut file = OpenOptions::new()
             .create(true)
             .read(true)
             .write(true)
             .truncate(false)
             .open(path)
-            .with_context(|| format!("cannot open the output {}", path.display()))?;
-        let on_disk = file.metadata()?.len();
-        let checkpoint_len = cut_to.unwrap_or(on_disk);
-        let len = if on_disk > checkpoint_len {
-            tracing::info!(
-                "{}: cutting {} bytes written after the last checkpoint; they will be scored again",
-                path.display(),
-                on_disk - checkpoint_len
-            );
-            file.set_len(checkpoint_len)?;
-            checkpoint_len
-        } else {
-            if on_disk < checkpoint_len {
+            .map_err(err)?;
+        let meta = file.metadata().map_err(err)?;
+        let on_disk = meta.len();
+        if on_disk > 0 && !is_our_output(&mut file, format).map_err(err)? {
+            return Err(refuse(format!(
+                "exists and is not an autozeekwatch {} output; it is left as it is: choose another --output, or move it away",
+                format.name()
+            )));
+        }
+        let len = match cut_to {
+            Some(cut) if on_disk > cut => {
+                tracing::info!(
+                    "{}: cutting {} bytes written after the last checkpoint; they will be scored again",
+                    path.display(),
+                    on_disk - cut
+                );
+                file.set_len(cut).map_err(err)?;
+                cut
+            }
+            Some(cut) if on_disk < cut => {
                 tracing::warn!(
                     "{}: shorter than at the last checkpoint (rotated or edited?); appending",
                     path.display()
                 );
+                on_disk
             }
-            on_disk
+            _ => on_disk,
         };
-        let mut file = file;
-        io::Seek::seek(&mut file, io::SeekFrom::Start(len))?;
+        file.seek(SeekFrom::Start(len)).map_err(err)?;
         let mut sink = FileSink {
-            path: Some(path.to_owned()),
-            file: Some(io::BufWriter::with_capacity(1 << 16, file)),
+            output: Some(Output {
+                path: path.to_owned(),
+                file,
+                id: (meta.dev(), meta.ino()),
+            }),
+            pending: Vec::with_capacity(BUFFER),
             len,
             format,
         };
         if len == 0 {
-            sink.write(&format.header())?;
+            sink.append(&format.header());
         }
         Ok(sink)
     }
@@ -83,60 +136,251 @@ impl FileSink {
         self.format
     }
 
-    /// The file's length (0 for standard output, which cannot be cut back).
-    pub fn len(&self) -> u64 {
-        self.len
+    fn target(&self) -> String {
+        match &self.output {
+            Some(o) => o.path.display().to_string(),
+            None => "standard output".into(),
+        }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
+    fn append(&mut self, bytes: &[u8]) {
+        self.pending.extend_from_slice(bytes);
+        self.len += bytes.len() as u64;
     }
 
-    /// Appends and hands the bytes to the OS (readers see them at once);
-    /// [`FileSink::sync`] makes them durable.
-    pub fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        if bytes.is_empty() {
+    /// Hands the pending bytes to the OS: into the file the path names now,
+    /// or with `same_file` into the open one (before a reopen, whose old
+    /// file they belong to).
+    fn write_pending(&mut self, same_file: bool) -> Result<(), SinkError> {
+        if self.pending.is_empty() {
             return Ok(());
         }
-        self.append(bytes)?;
-        self.flush()
-    }
-
-    /// Appends without handing the bytes to the OS yet (they sit in the
-    /// buffer until [`FileSink::flush`], [`FileSink::sync`] or a full
-    /// buffer): for callers that write record by record.
-    pub fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
-        match &mut self.file {
-            Some(f) => f.write_all(bytes)?,
-            None => return io::stdout().lock().write_all(bytes),
+        if !same_file {
+            self.follow_path()?;
         }
-        self.len += bytes.len() as u64;
+        let result = match &mut self.output {
+            Some(o) => o.file.write_all(&self.pending),
+            None => {
+                let mut out = io::stdout().lock();
+                out.write_all(&self.pending).and_then(|()| out.flush())
+            }
+        };
+        result.map_err(|source| SinkError::Io {
+            target: self.target(),
+            source,
+        })?;
+        self.pending.clear();
         Ok(())
     }
 
-    /// Hands buffered bytes to the OS: readers see them.
-    pub fn flush(&mut self) -> io::Result<()> {
-        match &mut self.file {
-            Some(f) => f.flush(),
-            None => io::stdout().lock().flush(),
+    /// If the output file was deleted or replaced, starts a new one at its
+    /// path (pending bytes go there, after its header).
+    fn follow_path(&mut self) -> Result<(), SinkError> {
+        let Some(o) = &self.output else {
+            return Ok(());
+        };
+        let now = std::fs::metadata(&o.path).ok().map(|m| (m.dev(), m.ino()));
+        if now == Some(o.id) {
+            return Ok(());
         }
+        tracing::warn!(
+            "{}: the output file was deleted or replaced; writing to a new file at its path",
+            o.path.display()
+        );
+        let path = o.path.clone();
+        let pending = std::mem::take(&mut self.pending);
+        *self = FileSink::open(&path, None, self.format)?;
+        // The new file's length: its header, then the records not yet
+        // written anywhere.
+        self.append(&pending[..]);
+        Ok(())
     }
+}
 
-    /// Everything written so far is on disk when this returns.
-    pub fn sync(&mut self) -> io::Result<()> {
-        if let Some(f) = &mut self.file {
-            f.flush()?;
-            f.get_ref().sync_data()?;
+impl Sink for FileSink {
+    fn write(&mut self, record: &ScoredRecord) -> Result<(), SinkError> {
+        let before = self.pending.len();
+        // Writing to a Vec cannot fail.
+        let _ = self.format.write(record, &mut self.pending);
+        self.len += (self.pending.len() - before) as u64;
+        if self.pending.len() >= BUFFER {
+            self.write_pending(false)?;
         }
         Ok(())
     }
 
-    /// After logrotate moved the file away: start a new one at the path.
-    pub fn reopen(&mut self) -> anyhow::Result<()> {
-        if let Some(path) = self.path.clone() {
-            self.sync()?;
-            *self = FileSink::open(Some(&path), None, self.format)?;
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.write_pending(false)
+    }
+
+    fn sync(&mut self) -> Result<(), SinkError> {
+        self.write_pending(false)?;
+        if let Some(o) = &self.output {
+            o.file.sync_data().map_err(|source| SinkError::Io {
+                target: o.path.display().to_string(),
+                source,
+            })?;
         }
         Ok(())
+    }
+
+    fn reopen(&mut self) -> Result<(), SinkError> {
+        let Some(path) = self.output.as_ref().map(|o| o.path.clone()) else {
+            return Ok(());
+        };
+        self.write_pending(true)?;
+        self.sync()?;
+        *self = FileSink::open(&path, None, self.format)?;
+        Ok(())
+    }
+
+    fn size(&self) -> Option<u64> {
+        self.output.as_ref().map(|_| self.len)
+    }
+}
+
+/// True if the file starts the way an autozeekwatch output of `format`
+/// does: the TSV or CSV header, or a JSON scored record.
+fn is_our_output(file: &mut File, format: RecordFormat) -> io::Result<bool> {
+    // Our lines are short; 64 KiB holds the first one whole.
+    let mut head = Vec::new();
+    file.seek(SeekFrom::Start(0))?;
+    Read::by_ref(file).take(1 << 16).read_to_end(&mut head)?;
+    let header = format.header();
+    if !header.is_empty() {
+        let n = header.len().min(head.len());
+        return Ok(head[..n] == header[..n]);
+    }
+    let first = head.split(|b| *b == b'\n').next().unwrap_or_default();
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        module: serde_json::Value,
+        score: f64,
+    }
+    Ok(serde_json::from_slice::<Probe>(first)
+        .is_ok_and(|p| p.module.is_string() && p.score.is_finite()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::module::Module;
+
+    fn record(uid: &str) -> ScoredRecord {
+        ScoredRecord {
+            ts: Some(1.5),
+            uid: Some(uid.into()),
+            module: Module::Conn,
+            orig_h: None,
+            orig_p: None,
+            resp_h: None,
+            resp_p: None,
+            proto: None,
+            score: 0.25,
+            threshold: 0.5,
+            anomaly: false,
+            top_features: None,
+        }
+    }
+
+    fn lines(path: &Path) -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn cut_back_removes_only_what_follows_the_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("scores.json");
+        let mut s = FileSink::open(&p, None, RecordFormat::Json).unwrap();
+        s.write(&record("a")).unwrap();
+        s.sync().unwrap();
+        let checkpoint = s.size().unwrap();
+        s.write(&record("b")).unwrap();
+        s.sync().unwrap();
+        drop(s);
+        assert_eq!(lines(&p).len(), 2);
+        let mut s = FileSink::open(&p, Some(checkpoint), RecordFormat::Json).unwrap();
+        assert_eq!(s.size(), Some(checkpoint));
+        s.write(&record("c")).unwrap();
+        s.sync().unwrap();
+        let got = lines(&p);
+        assert_eq!(got.len(), 2);
+        assert!(
+            got[0].contains("\"a\"") && got[1].contains("\"c\""),
+            "{got:?}"
+        );
+        // Without a checkpoint nothing is cut.
+        let s = FileSink::open(&p, None, RecordFormat::Json).unwrap();
+        assert_eq!(s.size(), Some(std::fs::metadata(&p).unwrap().len()));
+    }
+
+    #[test]
+    fn a_file_that_is_not_ours_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("conn.log");
+        let text = "#separator \\x09\n#path\tconn\n";
+        std::fs::write(&p, text).unwrap();
+        for format in [RecordFormat::Json, RecordFormat::Tsv, RecordFormat::Csv] {
+            let e = FileSink::open(&p, Some(0), format).err().unwrap();
+            assert!(e.to_string().contains("not an autozeekwatch"), "{e}");
+        }
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), text);
+        // A TSV output of ours is appended to.
+        let q = dir.path().join("scores.log");
+        let mut s = FileSink::open(&q, None, RecordFormat::Tsv).unwrap();
+        s.write(&record("a")).unwrap();
+        s.sync().unwrap();
+        drop(s);
+        let mut s = FileSink::open(&q, None, RecordFormat::Tsv).unwrap();
+        s.write(&record("b")).unwrap();
+        s.sync().unwrap();
+        let text = std::fs::read_to_string(&q).unwrap();
+        assert_eq!(text.matches("#fields").count(), 1, "{text}");
+        assert!(text.contains("\ta\t") && text.contains("\tb\t"), "{text}");
+    }
+
+    #[test]
+    fn symlinks_and_devices_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("out.json");
+        std::os::unix::fs::symlink("/dev/null", &link).unwrap();
+        assert!(FileSink::open(&link, None, RecordFormat::Json).is_err());
+        assert!(FileSink::open(Path::new("/dev/null"), None, RecordFormat::Json).is_err());
+    }
+
+    #[test]
+    fn a_deleted_output_is_noticed_and_written_anew() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("scores.json");
+        let mut s = FileSink::open(&p, None, RecordFormat::Json).unwrap();
+        s.write(&record("a")).unwrap();
+        s.sync().unwrap();
+        std::fs::remove_file(&p).unwrap();
+        s.write(&record("b")).unwrap();
+        s.sync().unwrap();
+        let got = lines(&p);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].contains("\"b\""));
+        assert_eq!(s.size(), Some(std::fs::metadata(&p).unwrap().len()));
+    }
+
+    #[test]
+    fn reopen_starts_a_new_file_after_a_move() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("scores.csv");
+        let mut s = FileSink::open(&p, None, RecordFormat::Csv).unwrap();
+        s.write(&record("a")).unwrap();
+        std::fs::rename(&p, dir.path().join("scores.csv.1")).unwrap();
+        s.reopen().unwrap();
+        s.write(&record("b")).unwrap();
+        s.sync().unwrap();
+        assert_eq!(lines(&dir.path().join("scores.csv.1")).len(), 2);
+        let new = lines(&p);
+        assert_eq!(new.len(), 2, "header and one record: {new:?}");
+        assert_eq!(s.size(), Some(std::fs::metadata(&p).unwrap().len()));
     }
 }

@@ -8,7 +8,7 @@ use std::io::{self, Write};
 use crate::score::ScoredRecord;
 
 /// The `--format` argument.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RecordFormat {
     /// One JSON object per line, Zeek's key names.
     #[default]
@@ -17,6 +17,17 @@ pub enum RecordFormat {
     Tsv,
     /// Comma-separated values with a header row.
     Csv,
+}
+
+impl std::str::FromStr for RecordFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<RecordFormat, String> {
+        RecordFormat::ALL
+            .into_iter()
+            .find(|f| f.name().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| format!("unknown format `{s}`: choose json, tsv or csv"))
+    }
 }
 
 /// The columns of TSV and CSV, with their Zeek types.
@@ -36,6 +47,17 @@ const COLUMNS: [(&str, &str); 12] = [
 ];
 
 impl RecordFormat {
+    pub const ALL: [RecordFormat; 3] = [RecordFormat::Json, RecordFormat::Tsv, RecordFormat::Csv];
+
+    /// The name `--format` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            RecordFormat::Json => "json",
+            RecordFormat::Tsv => "tsv",
+            RecordFormat::Csv => "csv",
+        }
+    }
+
     /// What a new (empty) file starts with.
     pub fn header(self) -> Vec<u8> {
         let names = || COLUMNS.iter().map(|(n, _)| *n);

@@ -6,12 +6,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{bail, Context};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
 
+use super::{Sink, SinkError};
 use crate::score::ScoredRecord;
 
 /// How long a flush waits for the broker before the run gives up (and its
@@ -39,12 +39,13 @@ impl ProducerContext for Deliveries {
     }
 }
 
-/// A producer shared by the threads that publish; cheap to clone.
-#[derive(Clone)]
+/// A producer publishing to one topic.
 pub struct KafkaSink {
     producer: Arc<ThreadedProducer<Deliveries>>,
     topic: Arc<str>,
     brokers: Arc<str>,
+    /// The record's JSON line, reused.
+    line: Vec<u8>,
 }
 
 impl KafkaSink {
@@ -55,7 +56,7 @@ impl KafkaSink {
         brokers: &str,
         topic: &str,
         config: &[(String, String)],
-    ) -> anyhow::Result<KafkaSink> {
+    ) -> Result<KafkaSink, SinkError> {
         let mut cc = ClientConfig::new();
         cc.set("bootstrap.servers", brokers)
             // Records wait up to 5 ms to be sent in batches.
@@ -68,38 +69,39 @@ impl KafkaSink {
         for (k, v) in config.iter().filter(|(k, _)| !consumer_only(k)) {
             cc.set(k, v);
         }
-        let producer: ThreadedProducer<Deliveries> = cc
-            .create_with_context(Deliveries::default())
-            .with_context(|| format!("cannot create a Kafka producer for {brokers}"))?;
+        let producer: ThreadedProducer<Deliveries> =
+            cc.create_with_context(Deliveries::default()).map_err(|e| {
+                SinkError::Kafka(format!("cannot create a Kafka producer for {brokers}: {e}"))
+            })?;
         let metadata = producer
             .client()
             .fetch_metadata(Some(topic), Duration::from_secs(15))
-            .with_context(|| {
-                format!("cannot reach the Kafka brokers {brokers} (output topic {topic})")
+            .map_err(|e| {
+                SinkError::Kafka(format!(
+                    "cannot reach the Kafka brokers {brokers} (output topic {topic}): {e}"
+                ))
             })?;
         // A missing topic on brokers that do not create topics would
         // otherwise show only minutes later, as failed deliveries.
         if let Some(e) = metadata.topics().first().and_then(|t| t.error()) {
-            bail!(
+            return Err(SinkError::Kafka(format!(
                 "the output topic {topic} on {brokers} is not usable ({}): create it, or let the brokers create topics",
                 RDKafkaErrorCode::from(e)
-            );
+            )));
         }
         Ok(KafkaSink {
             producer: Arc::new(producer),
             topic: topic.into(),
             brokers: brokers.into(),
+            line: Vec::new(),
         })
     }
 
-    /// Queues one record (`line`: its JSON line as written for a file; the
-    /// message carries it without the newline). Waits while the producer's
-    /// queue is full rather than dropping.
-    pub fn publish(&self, record: &ScoredRecord, line: &[u8]) -> anyhow::Result<()> {
-        let line = line.strip_suffix(b"\n").unwrap_or(line);
-        let key = key(record);
+    /// Queues one JSON line (without its newline) under `key`. Waits while
+    /// the producer's queue is full rather than dropping.
+    fn publish(&self, key: Option<&str>, line: &[u8]) -> Result<(), SinkError> {
         let mut message = BaseRecord::<str, [u8]>::to(&self.topic).payload(line);
-        if let Some(k) = key.as_deref() {
+        if let Some(k) = key {
             message = message.key(k);
         }
         loop {
@@ -110,9 +112,10 @@ impl KafkaSink {
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 Err((e, _)) => {
-                    return Err(e).with_context(|| {
-                        format!("cannot publish to {}/{}", self.brokers, self.topic)
-                    })
+                    return Err(SinkError::Kafka(format!(
+                        "cannot publish to {}/{}: {e}",
+                        self.brokers, self.topic
+                    )))
                 }
             }
         }
@@ -122,12 +125,12 @@ impl KafkaSink {
     /// far; fails if it refused any, so the caller does not record progress
     /// past records that are not in the topic. A failure sticks: every
     /// later sync fails too, since the lost records are gone for good.
-    pub fn sync(&self) -> anyhow::Result<()> {
-        self.producer.flush(FLUSH_TIMEOUT).with_context(|| {
-            format!(
-                "the Kafka brokers {} did not acknowledge the scored records in {FLUSH_TIMEOUT:?}",
+    fn acknowledged(&self) -> Result<(), SinkError> {
+        self.producer.flush(FLUSH_TIMEOUT).map_err(|e| {
+            SinkError::Kafka(format!(
+                "the Kafka brokers {} did not acknowledge the scored records in {FLUSH_TIMEOUT:?}: {e}",
                 self.brokers
-            )
+            ))
         })?;
         let context = self.producer.context();
         let failed = context.failed.load(Ordering::SeqCst);
@@ -138,13 +141,33 @@ impl KafkaSink {
                 .unwrap_or_else(|p| p.into_inner())
                 .clone()
                 .unwrap_or_default();
-            bail!(
+            return Err(SinkError::Kafka(format!(
                 "{failed} scored records were refused by {}/{}: {first}",
-                self.brokers,
-                self.topic
-            );
+                self.brokers, self.topic
+            )));
         }
         Ok(())
+    }
+}
+
+impl Sink for KafkaSink {
+    fn write(&mut self, record: &ScoredRecord) -> Result<(), SinkError> {
+        let mut line = std::mem::take(&mut self.line);
+        line.clear();
+        // Writing to a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut line, record);
+        let result = self.publish(key(record).as_deref(), &line);
+        self.line = line;
+        result
+    }
+
+    /// The producer sends on its own within `linger.ms`.
+    fn flush(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), SinkError> {
+        self.acknowledged()
     }
 }
 

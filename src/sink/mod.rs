@@ -80,158 +80,137 @@ impl OutputSpec {
     }
 }
 
-/// An open sink.
-pub enum Sink {
-    File(FileSink),
-    #[cfg(feature = "kafka")]
-    Kafka(KafkaSink),
+/// Why a sink failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// Writing, syncing or reopening the output failed.
+    #[error("{target}: {source}")]
+    Io {
+        target: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The output would destroy or mix into a file that is not ours.
+    #[error("{target}: {reason}")]
+    Refused { target: String, reason: String },
+    /// A Kafka output could not take or deliver the records.
+    #[error("{0}")]
+    Kafka(String),
 }
 
-impl Sink {
-    /// Opens the output. `cut_to`: for a file, its length at the last
-    /// checkpoint (see [`FileSink::open`]). `format`: how records are
-    /// written (Kafka outputs take JSON only). `kafka_config`: extra librdkafka
-    /// settings for a Kafka output.
-    pub fn open(
-        spec: &OutputSpec,
-        cut_to: Option<u64>,
-        format: RecordFormat,
-        #[cfg_attr(not(feature = "kafka"), allow(unused_variables))] kafka_config: &[(
-            String,
-            String,
-        )],
-    ) -> anyhow::Result<Sink> {
-        match spec {
-            OutputSpec::Stdout => Ok(Sink::File(FileSink::open(None, None, format)?)),
-            OutputSpec::File(p) => Ok(Sink::File(FileSink::open(Some(p), cut_to, format)?)),
-            #[cfg(feature = "kafka")]
-            OutputSpec::Kafka { .. } if format != RecordFormat::Json => Err(anyhow::anyhow!(
-                "{spec}: Kafka outputs carry JSON records; drop --format {format:?}"
-            )),
-            #[cfg(feature = "kafka")]
-            OutputSpec::Kafka { brokers, topic } => Ok(Sink::Kafka(KafkaSink::connect(
-                brokers,
-                topic,
-                kafka_config,
-            )?)),
-            #[cfg(not(feature = "kafka"))]
-            OutputSpec::Kafka { .. } => Err(anyhow::anyhow!(
-                "{spec}: this azw-infer was built without Kafka support; build it with `cargo build --release --features kafka`"
-            )),
-        }
-    }
-
-    /// A handle for threads that publish records one by one (a Kafka
-    /// output, where each record needs its own key); `None` for a file,
-    /// where they hand whole batches of lines to [`Sink::write_lines`].
-    pub fn publisher(&self) -> Option<Publisher> {
-        match self {
-            Sink::File(_) => None,
-            #[cfg(feature = "kafka")]
-            Sink::Kafka(k) => Some(Publisher(k.clone())),
-        }
-    }
-
-    /// Appends JSON lines (a file) ; a Kafka sink takes records through its
-    /// [`Publisher`] instead, so it is handed none.
-    pub fn write_lines(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        match self {
-            Sink::File(f) => f.write(bytes),
-            #[cfg(feature = "kafka")]
-            Sink::Kafka(_) => {
-                debug_assert!(bytes.is_empty(), "records for Kafka go through a Publisher");
-                Ok(())
-            }
-        }
-    }
-
-    /// Writes one record (`line`: a buffer to reuse). A file sees it after
-    /// the next [`Sink::flush`] or [`Sink::sync`].
-    pub fn write_record(
-        &mut self,
-        record: &ScoredRecord,
-        line: &mut Vec<u8>,
-    ) -> anyhow::Result<()> {
-        line.clear();
-        self.format().write(record, line)?;
-        match self {
-            Sink::File(f) => Ok(f.append(line)?),
-            #[cfg(feature = "kafka")]
-            Sink::Kafka(k) => k.publish(record, line),
-        }
-    }
-
-    /// How records are written: what [`Sink::write_lines`] expects.
-    pub fn format(&self) -> RecordFormat {
-        match self {
-            Sink::File(f) => f.format(),
-            #[cfg(feature = "kafka")]
-            Sink::Kafka(_) => RecordFormat::Json,
-        }
-    }
-
-    /// Hands what was written to the OS (a file) or leaves it to the
-    /// producer's own batching (Kafka).
-    pub fn flush(&mut self) -> anyhow::Result<()> {
-        match self {
-            Sink::File(f) => Ok(f.flush()?),
-            #[cfg(feature = "kafka")]
-            Sink::Kafka(_) => Ok(()),
-        }
-    }
-
-    /// Everything written so far is durable when this returns Ok.
-    pub fn sync(&mut self) -> anyhow::Result<()> {
-        match self {
-            Sink::File(f) => Ok(f.sync()?),
-            #[cfg(feature = "kafka")]
-            Sink::Kafka(k) => k.sync(),
-        }
-    }
-
-    /// A file's length (what a checkpoint records); 0 for the others.
-    pub fn len(&self) -> u64 {
-        match self {
-            Sink::File(f) => f.len(),
-            #[cfg(feature = "kafka")]
-            Sink::Kafka(_) => 0,
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// SIGHUP: a file is reopened (logrotate moved it); others have
-    /// nothing to reopen.
-    pub fn reopen(&mut self) -> anyhow::Result<()> {
-        match self {
-            Sink::File(f) => f.reopen(),
-            #[cfg(feature = "kafka")]
-            Sink::Kafka(_) => Ok(()),
-        }
+impl SinkError {
+    /// True when the reader of standard output went away (`| head`): not a
+    /// failure of ours, the run ends quietly.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, SinkError::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
     }
 }
 
-/// Publishes records one at a time (see [`Sink::publisher`]).
-#[derive(Clone)]
-pub struct Publisher(
-    #[cfg(feature = "kafka")] KafkaSink,
-    #[cfg(not(feature = "kafka"))] std::convert::Infallible,
-);
+/// Where scored records go: one interface for a file, standard output and
+/// Kafka, so replay, live following, Kafka consumption and the benchmarks
+/// drive outputs the same way.
+///
+/// Progress follows one rule (see [`sync_then`]): a source records how far
+/// it got (a checkpoint, committed offsets) only after [`Sink::sync`]
+/// returned, so a crash can repeat records but never lose one.
+pub trait Sink: Send {
+    /// Queues one record (it may sit in a buffer until [`Sink::flush`]).
+    fn write(&mut self, record: &ScoredRecord) -> Result<(), SinkError>;
 
-impl Publisher {
-    /// `line`: the record's JSON line, as a file would get it.
-    pub fn publish(&self, record: &ScoredRecord, line: &[u8]) -> anyhow::Result<()> {
+    /// Hands what was written to the reader side (the OS, the producer):
+    /// someone tailing the output sees it. Not yet durable.
+    fn flush(&mut self) -> Result<(), SinkError>;
+
+    /// Everything written so far is durable when this returns `Ok`
+    /// (fsynced, or acknowledged by the brokers).
+    fn sync(&mut self) -> Result<(), SinkError>;
+
+    /// Starts a new file at the output's path (SIGHUP, after logrotate
+    /// moved it); a sink without a path has nothing to reopen.
+    fn reopen(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+
+    /// The output's length in bytes, for a sink that can be cut back to a
+    /// checkpoint after a crash (a file); `None` for the others.
+    fn size(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// The one progress rule: makes `sink` durable, then records progress
+/// with `commit` (given the output's durable length, if it has one). When
+/// the sync fails, nothing is committed and the error is returned: the
+/// records since the last commit will be derived again after a restart.
+pub fn sync_then<T, E: From<SinkError>>(
+    sink: &mut dyn Sink,
+    commit: impl FnOnce(Option<u64>) -> Result<T, E>,
+) -> Result<T, E> {
+    sink.sync()?;
+    commit(sink.size())
+}
+
+/// How an output is opened.
+#[derive(Debug, Clone, Default)]
+pub struct SinkOptions {
+    pub format: RecordFormat,
+    /// A file's length at the last checkpoint of the run writing it: what
+    /// lies beyond was written by a run that died before its checkpoint
+    /// and will be derived again, so it is cut. `None`: append, cut nothing.
+    pub cut_to: Option<u64>,
+    /// Extra librdkafka settings for a Kafka output (`key`, `value`).
+    pub kafka_config: Vec<(String, String)>,
+}
+
+/// Opens `spec`. A file is appended to (after cutting back to
+/// `opts.cut_to`); an existing file that is not an autozeekwatch output of
+/// the same format is refused, never overwritten or mixed into.
+pub fn open(spec: &OutputSpec, opts: &SinkOptions) -> Result<Box<dyn Sink>, SinkError> {
+    match spec {
+        OutputSpec::Stdout => Ok(Box::new(FileSink::stdout(opts.format)?)),
+        OutputSpec::File(p) => Ok(Box::new(FileSink::open(p, opts.cut_to, opts.format)?)),
         #[cfg(feature = "kafka")]
-        {
-            self.0.publish(record, line)
-        }
+        OutputSpec::Kafka { .. } if opts.format != RecordFormat::Json => Err(SinkError::Refused {
+            target: spec.to_string(),
+            reason: format!(
+                "Kafka outputs carry JSON records; drop --format {}",
+                opts.format.name()
+            ),
+        }),
+        #[cfg(feature = "kafka")]
+        OutputSpec::Kafka { brokers, topic } => Ok(Box::new(KafkaSink::connect(
+            brokers,
+            topic,
+            &opts.kafka_config,
+        )?)),
         #[cfg(not(feature = "kafka"))]
-        {
-            let _ = (record, line);
-            match self.0 {}
-        }
+        OutputSpec::Kafka { .. } => Err(SinkError::Refused {
+            target: spec.to_string(),
+            reason: "this build has no Kafka support; build it with `cargo build --release --features kafka`".into(),
+        }),
+    }
+}
+
+/// A sink that keeps what it is given, for tests and benchmarks that
+/// look at the records rather than at their bytes.
+#[derive(Debug, Default)]
+pub struct MemorySink {
+    pub records: Vec<ScoredRecord>,
+    /// How many times [`Sink::sync`] was called.
+    pub syncs: u64,
+}
+
+impl Sink for MemorySink {
+    fn write(&mut self, record: &ScoredRecord) -> Result<(), SinkError> {
+        self.records.push(record.clone());
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+    fn sync(&mut self) -> Result<(), SinkError> {
+        self.syncs += 1;
+        Ok(())
     }
 }
 
@@ -262,5 +241,59 @@ mod tests {
         ] {
             assert!(bad.parse::<OutputSpec>().is_err(), "{bad}");
         }
+    }
+
+    /// A sink whose sync fails on demand, recording the order of calls.
+    struct Flaky {
+        fail_sync: bool,
+        calls: Vec<&'static str>,
+    }
+
+    impl Sink for Flaky {
+        fn write(&mut self, _: &ScoredRecord) -> Result<(), SinkError> {
+            self.calls.push("write");
+            Ok(())
+        }
+        fn flush(&mut self) -> Result<(), SinkError> {
+            Ok(())
+        }
+        fn sync(&mut self) -> Result<(), SinkError> {
+            self.calls.push("sync");
+            if self.fail_sync {
+                return Err(SinkError::Kafka("brokers gone".into()));
+            }
+            Ok(())
+        }
+        fn size(&self) -> Option<u64> {
+            Some(42)
+        }
+    }
+
+    #[test]
+    fn progress_is_committed_only_after_the_sink_is_durable() {
+        let mut sink = Flaky {
+            fail_sync: false,
+            calls: Vec::new(),
+        };
+        let mut committed = None;
+        sync_then::<_, SinkError>(&mut sink, |len| {
+            committed = len;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(committed, Some(42));
+        assert_eq!(sink.calls, ["sync"]);
+
+        let mut sink = Flaky {
+            fail_sync: true,
+            calls: Vec::new(),
+        };
+        let mut called = false;
+        let r = sync_then::<_, SinkError>(&mut sink, |_| {
+            called = true;
+            Ok(())
+        });
+        assert!(r.is_err());
+        assert!(!called, "a failed sync must not be followed by a commit");
     }
 }

@@ -1,19 +1,69 @@
 //! What the binaries share: logging that does not tear progress bars, the
-//! exit-code convention, and the model settings of azw-train and azw-eval.
+//! exit-code convention, standard output that a closed pipe ends quietly,
+//! and the model settings of azw-train and azw-eval. The library knows
+//! nothing of this: clap, indicatif, tracing-subscriber and anyhow are the
+//! binaries' alone.
+//!
+//! Exit codes: 0 done (also when the reader of standard output went away,
+//! as with `| head`); 1 failed; 2 done, but some input files could not be
+//! read (each is named in a warning), like ripgrep's 2.
+
+#![allow(dead_code)] // each binary uses its own part
 
 use std::io::{self, Write};
 use std::path::PathBuf;
 
 use anyhow::Context;
 
-use indicatif::MultiProgress;
+use indicatif::{MultiProgress, ProgressBar};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
-use crate::features::LocalNets;
-use crate::kitnet::{KitNetParams, Mode};
-use crate::train::TrainOptions;
-use crate::zeek::layout::DateRange;
+use autozeekwatch::features::LocalNets;
+use autozeekwatch::kitnet::{KitNetParams, Mode};
+use autozeekwatch::train::{Progress, TrainOptions};
+use autozeekwatch::zeek::layout::DateRange;
+
+/// The exit code of a run that finished but could not read some inputs.
+pub const EXIT_INPUT_FAILED: u8 = 2;
+
+/// `println!` that returns the error instead of panicking when standard
+/// output is closed; [`report`] turns a broken pipe into a quiet exit 0.
+#[allow(unused_macros)]
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+#[allow(unused_imports)]
+pub(crate) use outln;
+
+/// `print!` without the newline, as [`outln!`].
+#[allow(unused_macros)]
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+#[allow(unused_imports)]
+pub(crate) use out;
+
+/// A progress bar as the library's [`Progress`].
+pub struct Bar(pub ProgressBar);
+
+impl Progress for Bar {
+    fn set_length(&self, total: u64) {
+        self.0.set_length(total);
+    }
+    fn inc(&self, n: u64) {
+        self.0.inc(n);
+    }
+    fn set_message(&self, message: String) {
+        self.0.set_message(message);
+    }
+}
 
 /// Sends log lines to stderr, pausing the progress bars while a line is
 /// written so the two never interleave.
@@ -21,10 +71,20 @@ use crate::zeek::layout::DateRange;
 pub struct LogWriter(Option<MultiProgress>);
 
 impl Write for LogWriter {
+    /// One call is one formatted event. Control characters inside it (a
+    /// newline or escape sequence in an attacker's user agent) are shown
+    /// escaped, so a log line can be neither forged nor turned into
+    /// terminal commands.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let (body, end) = match buf.strip_suffix(b"\n") {
+            Some(body) => (body, "\n"),
+            None => (buf, ""),
+        };
+        let text = String::from_utf8_lossy(body);
+        let line = format!("{}{end}", autozeekwatch::escape::terminal(&text));
         match &self.0 {
-            Some(bars) => bars.suspend(|| io::stderr().write_all(buf))?,
-            None => io::stderr().write_all(buf)?,
+            Some(bars) => bars.suspend(|| io::stderr().write_all(line.as_bytes()))?,
+            None => io::stderr().write_all(line.as_bytes())?,
         }
         Ok(buf.len())
     }
@@ -56,14 +116,36 @@ pub fn init_logging(quiet: bool, verbose: bool, bars: Option<MultiProgress>) {
         .with_env_filter(filter)
         .with_writer(LogWriter(bars))
         .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&io::stderr()))
+        // Colours are escape sequences, which the writer escapes.
+        .with_ansi(false)
         .try_init();
 }
 
-/// Prints an error with its causes and returns the failure exit code.
+/// Prints an error with its causes and returns the failure exit code; a
+/// closed standard output (`| head`) ends quietly with success.
 pub fn report(err: &anyhow::Error) -> std::process::ExitCode {
-    eprintln!("error: {err:#}");
+    if is_broken_pipe(err) {
+        return std::process::ExitCode::SUCCESS;
+    }
+    let text = format!("{err:#}");
+    eprintln!("error: {}", autozeekwatch::escape::terminal(&text));
     std::process::ExitCode::FAILURE
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    use autozeekwatch::pipeline::RunError;
+    use autozeekwatch::sink::SinkError;
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+            || cause
+                .downcast_ref::<SinkError>()
+                .is_some_and(SinkError::is_broken_pipe)
+            || cause
+                .downcast_ref::<RunError>()
+                .is_some_and(RunError::is_broken_pipe)
+    })
 }
 
 /// The model settings `azw-train` and `azw-eval` share (flattened into

@@ -1,0 +1,216 @@
+//! A lane: one log type's stage from parsed lines to the scored records
+//! that reach the output. It holds the scorer, the model reloader, the
+//! output filter and the counters, so that replay, live following, Kafka
+//! consumption, `azw-eval` and the benchmarks all score the same way.
+//!
+//! Sources differ in where lines come from and how progress is recorded;
+//! everything a record goes through between being parsed and being handed
+//! to a [`crate::sink::Sink`] is here, once.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::model::{self, Model, ModelError};
+use crate::module::Module;
+use crate::reload::Reloader;
+use crate::score::{ScoredRecord, Scorer};
+use crate::zeek::{Parsed, ReadError, Record};
+
+/// How a lane filters and reloads.
+#[derive(Debug, Clone, Default)]
+pub struct LaneOptions {
+    /// Hand out only the records flagged as anomalies (all are counted).
+    pub only_anomalies: bool,
+    /// How often the model file is checked for a replacement; `None`
+    /// never reloads (replay, evaluation).
+    pub reload_every: Option<Duration>,
+}
+
+/// Counters of one lane.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LaneStats {
+    /// Lines (or messages) that reached the lane, headers included.
+    pub lines: u64,
+    pub scored: u64,
+    /// Malformed lines and records that could not be scored.
+    pub skipped: u64,
+    pub anomalies: u64,
+    /// Records handed out for the output.
+    pub written: u64,
+    pub model_reloads: u64,
+    /// How many bytes the live file has beyond what was read (live mode).
+    pub lag_bytes: u64,
+}
+
+/// One log type's scoring stage.
+pub struct Lane {
+    scorer: Scorer,
+    reload: Option<(Reloader, Duration)>,
+    only_anomalies: bool,
+    stats: LaneStats,
+    warnings: Throttle,
+}
+
+impl Lane {
+    /// Loads `<model_dir>/<module>.model.json`; refuses a model of another
+    /// log type.
+    pub fn load(module: Module, model_dir: &Path, opts: &LaneOptions) -> Result<Lane, ModelError> {
+        let path = model_dir.join(model::file_name(module));
+        let (model, encoder) = Model::load(&path)?;
+        if model.module != module {
+            return Err(ModelError::Inconsistent {
+                path,
+                reason: format!(
+                    "it is a {} model, and {module} records are scored here: train the {module} model into this file",
+                    model.module
+                ),
+            });
+        }
+        let mut lane = Lane::new(Scorer::new(model, encoder), opts);
+        lane.reload = opts
+            .reload_every
+            .map(|every| (Reloader::new(path.clone()), every));
+        Ok(lane)
+    }
+
+    /// A lane for a model already in memory (evaluation, benchmarks); it
+    /// never reloads.
+    pub fn new(scorer: Scorer, opts: &LaneOptions) -> Lane {
+        Lane {
+            scorer,
+            reload: None,
+            only_anomalies: opts.only_anomalies,
+            stats: LaneStats::default(),
+            warnings: Throttle::default(),
+        }
+    }
+
+    pub fn module(&self) -> Module {
+        self.scorer.module()
+    }
+
+    pub fn stats(&self) -> &LaneStats {
+        &self.stats
+    }
+
+    /// The model file this lane reloads from, if it does.
+    pub fn model_path(&self) -> Option<PathBuf> {
+        self.reload.as_ref().map(|(r, _)| r.path().to_owned())
+    }
+
+    pub fn threshold(&self) -> f64 {
+        self.scorer.model().threshold.value
+    }
+
+    /// Switches to a replaced model file, if it is time to look and it
+    /// loads; a bad one is refused (and logged) and the running one stays.
+    pub fn check_model(&mut self) {
+        let module = self.module();
+        if let Some((reload, every)) = &mut self.reload {
+            if let Some(new) = reload.check(module, *every) {
+                self.scorer = new;
+                self.stats.model_reloads += 1;
+            }
+        }
+    }
+
+    /// Takes one parsed line: a record is scored, a header passes, a
+    /// malformed line is counted and logged (the first hundred, then one in
+    /// a thousand). Returns the scored record if it goes to the output.
+    pub fn line(&mut self, parsed: Result<Parsed, ReadError>) -> Option<ScoredRecord> {
+        self.stats.lines += 1;
+        match parsed {
+            Ok(Parsed::Record(r)) => self.record(&r),
+            Ok(Parsed::Nothing) => None,
+            Err(e) => {
+                self.skip(format_args!("{e}"));
+                None
+            }
+        }
+    }
+
+    /// Scores one record that was counted as a line by its source.
+    pub fn record(&mut self, record: &Record) -> Option<ScoredRecord> {
+        match self.scorer.score(record) {
+            Ok(s) => {
+                self.stats.scored += 1;
+                self.stats.anomalies += u64::from(s.anomaly);
+                if s.anomaly || !self.only_anomalies {
+                    self.stats.written += 1;
+                    Some(s)
+                } else {
+                    None
+                }
+            }
+            Err(e) => {
+                let module = self.module();
+                self.skip(format_args!(
+                    "{module}: line {}: cannot score: {e}",
+                    record.line()
+                ));
+                None
+            }
+        }
+    }
+
+    /// Counts a line that reached this lane but carries no record to score
+    /// (a malformed message), logging `why` within the throttle.
+    pub fn skip(&mut self, why: std::fmt::Arguments<'_>) {
+        self.stats.skipped += 1;
+        if self.warnings.allow() {
+            tracing::warn!("{why}");
+        }
+    }
+
+    /// Counts a line (message) that [`Lane::record`] did not see.
+    pub fn count_line(&mut self) {
+        self.stats.lines += 1;
+    }
+
+    pub fn set_lag(&mut self, bytes: u64) {
+        self.stats.lag_bytes = bytes;
+    }
+
+    /// The counters as one log line.
+    pub fn stats_line(&self) -> String {
+        let s = &self.stats;
+        format!(
+            "{}: {} lines read, {} scored, {} skipped, {} anomalies, {} written, {} model reloads, {} bytes behind the live file",
+            self.module(),
+            s.lines,
+            s.scored,
+            s.skipped,
+            s.anomalies,
+            s.written,
+            s.model_reloads,
+            s.lag_bytes
+        )
+    }
+}
+
+/// Lets the first hundred warnings through, then one in a thousand: every
+/// problem is counted, and a flood of bad lines cannot flood the log.
+#[derive(Debug, Default, Clone)]
+pub struct Throttle {
+    seen: u64,
+}
+
+impl Throttle {
+    pub fn allow(&mut self) -> bool {
+        self.seen += 1;
+        self.seen <= 100 || self.seen.is_multiple_of(1000)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_throttle_lets_the_first_hundred_through_then_one_in_a_thousand() {
+        let mut t = Throttle::default();
+        let allowed = (0..5000).filter(|_| t.allow()).count();
+        // 1..=100, then 1000, 2000, 3000, 4000, 5000.
+        assert_eq!(allowed, 105);
+    }
+}

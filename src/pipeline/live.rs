@@ -1,0 +1,376 @@
+//! Live scoring: one thread per log type follows its log and scores
+//! records through its [`Lane`]; one writer hands them to the sink and
+//! checkpoints.
+//!
+//! Only the writer touches the sink and the checkpoint, so "the output
+//! holds everything before these positions" is true by construction: a
+//! batch's position is recorded after its records are written, and the
+//! checkpoint is saved only after the sink is durable ([`sync_then`]).
+//! The state folder is locked for the whole run, so a second process on the
+//! same checkpoint is refused instead of corrupting the output.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::time::{Duration, Instant};
+
+use super::{Controls, Lane, LaneOptions, LaneStats, RunError};
+use crate::follow::{Checkpoint, Follower, Position, CHECKPOINT_VERSION};
+use crate::module::Module;
+use crate::score::ScoredRecord;
+use crate::sink::{self, sync_then, OutputSpec, RecordFormat, Sink, SinkOptions};
+
+/// The lock file in the state folder.
+pub const LOCK_FILE: &str = "lock";
+
+/// Settings of a live run.
+#[derive(Debug, Clone)]
+pub struct LiveOptions {
+    pub log_dir: PathBuf,
+    pub modules: Vec<Module>,
+    pub model_dir: PathBuf,
+    pub output: OutputSpec,
+    pub format: RecordFormat,
+    /// Extra librdkafka settings for a Kafka output.
+    pub kafka_config: Vec<(String, String)>,
+    pub state_dir: PathBuf,
+    pub only_anomalies: bool,
+    /// How often an idle log type looks for new data (file events wake it
+    /// sooner).
+    pub poll: Duration,
+    pub checkpoint_every: Duration,
+    pub stats_every: Duration,
+    /// How often a model file is checked for replacement.
+    pub reload_every: Duration,
+}
+
+struct Batch {
+    module: Module,
+    records: Vec<ScoredRecord>,
+    position: Option<Position>,
+    stats: LaneStats,
+    stats_line: String,
+}
+
+enum Message {
+    Batch(Batch),
+    Done(Module),
+    /// A log type's thread failed or panicked: the run stops with an error
+    /// and saves nothing more.
+    Failed(Module, String),
+}
+
+/// Runs until [`Controls::stop`] is set; returns each log type's counters.
+pub fn run_live(
+    opts: &LiveOptions,
+    controls: &Controls,
+) -> Result<BTreeMap<Module, LaneStats>, RunError> {
+    let _lock = lock_state_dir(&opts.state_dir)?;
+    let checkpoint = Checkpoint::load(&opts.state_dir)?;
+    let lane_opts = LaneOptions {
+        only_anomalies: opts.only_anomalies,
+        reload_every: Some(opts.reload_every),
+    };
+    let mut lanes = Vec::new();
+    for &module in &opts.modules {
+        let lane = Lane::load(module, &opts.model_dir, &lane_opts)
+            .map_err(|source| RunError::Model { module, source })?;
+        lanes.push(lane);
+    }
+    let output_name = opts.output.to_string();
+    let cut_to = match &checkpoint {
+        Some(c) if c.output.as_deref() == Some(&output_name) => Some(c.output_len),
+        Some(c) => {
+            tracing::warn!(
+                "the checkpoint was taken with the output {}, now it is {output_name}: appending without cutting anything",
+                c.output.as_deref().unwrap_or("(unknown)")
+            );
+            None
+        }
+        None => None,
+    };
+    let mut output = sink::open(
+        &opts.output,
+        &SinkOptions {
+            format: opts.format,
+            cut_to,
+            kafka_config: opts.kafka_config.clone(),
+        },
+    )?;
+    let positions = checkpoint.map(|c| c.modules).unwrap_or_default();
+    if positions.is_empty() {
+        tracing::info!(
+            "no checkpoint in {}: starting with the live files (appending to the output)",
+            opts.state_dir.display()
+        );
+    } else {
+        tracing::info!(
+            "resuming from the checkpoint in {}",
+            opts.state_dir.display()
+        );
+    }
+    let (tx, rx) = mpsc::sync_channel::<Message>(64);
+    std::thread::scope(|scope| {
+        for lane in lanes {
+            let tx = tx.clone();
+            let resume = positions.get(&lane.module()).cloned();
+            scope.spawn(move || follow_guarded(lane, resume, opts, controls, tx));
+        }
+        drop(tx);
+        let mut writer = Writer {
+            opts,
+            output: output.as_mut(),
+            positions: positions.clone(),
+            stats: BTreeMap::new(),
+        };
+        let result = writer.run(rx, controls);
+        // Module threads notice a closed channel only when they next send;
+        // an idle one would keep the scope, and the process, alive.
+        controls.stop.store(true, Ordering::SeqCst);
+        result
+    })
+}
+
+/// Holds an exclusive lock on `<state_dir>/lock` while the run lasts.
+fn lock_state_dir(dir: &Path) -> Result<File, RunError> {
+    let io = |source| RunError::Io {
+        path: dir.to_owned(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let path = dir.join(LOCK_FILE);
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| RunError::Io {
+            path: path.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(RunError::StateLocked {
+            dir: dir.to_owned(),
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(RunError::Io { path, source }),
+    }
+}
+
+/// The writer: hands batches to the sink, checkpoints, logs stats.
+struct Writer<'a> {
+    opts: &'a LiveOptions,
+    output: &'a mut dyn Sink,
+    positions: BTreeMap<Module, Position>,
+    stats: BTreeMap<Module, (LaneStats, String)>,
+}
+
+impl Writer<'_> {
+    fn run(
+        &mut self,
+        rx: Receiver<Message>,
+        controls: &Controls,
+    ) -> Result<BTreeMap<Module, LaneStats>, RunError> {
+        let mut running = self.opts.modules.len();
+        let mut dirty = false;
+        let mut last_checkpoint = Instant::now();
+        let mut last_stats = Instant::now();
+        while running > 0 {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(Message::Batch(b)) => {
+                    if let Err(e) = self.take(b) {
+                        self.log_stats();
+                        return Err(e);
+                    }
+                    dirty = true;
+                }
+                Ok(Message::Done(module)) => {
+                    tracing::debug!("{module}: stopped");
+                    running -= 1;
+                }
+                Ok(Message::Failed(module, reason)) => {
+                    // The others are stopped; no checkpoint is saved past
+                    // what the output is known to hold.
+                    controls.stop.store(true, Ordering::SeqCst);
+                    self.log_stats();
+                    return Err(RunError::LaneFailed { module, reason });
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if controls.reopen.swap(false, Ordering::SeqCst) {
+                self.save()?;
+                self.output.reopen()?;
+                // At once: a checkpoint still holding the old file's length
+                // would, after a crash, leave the new file uncut and its
+                // records scored twice.
+                self.save()?;
+                tracing::info!("output reopened (SIGHUP)");
+                last_checkpoint = Instant::now();
+            }
+            if dirty && last_checkpoint.elapsed() >= self.opts.checkpoint_every {
+                self.save()?;
+                dirty = false;
+                last_checkpoint = Instant::now();
+            }
+            if last_stats.elapsed() >= self.opts.stats_every {
+                self.log_stats();
+                last_stats = Instant::now();
+            }
+        }
+        self.save()?;
+        self.log_stats();
+        Ok(self.stats.iter().map(|(m, (s, _))| (*m, *s)).collect())
+    }
+
+    /// Writes a batch's records, then records its position.
+    fn take(&mut self, b: Batch) -> Result<(), RunError> {
+        for r in &b.records {
+            self.output.write(r).map_err(RunError::Output)?;
+        }
+        self.output.flush().map_err(RunError::Output)?;
+        if let Some(p) = b.position {
+            // A log type's first position is saved at once: until it is, a
+            // restart would start over from the live file.
+            if self.positions.insert(b.module, p).is_none() {
+                self.save()?;
+            }
+        }
+        self.stats.insert(b.module, (b.stats, b.stats_line));
+        Ok(())
+    }
+
+    fn save(&mut self) -> Result<(), RunError> {
+        let (opts, positions) = (self.opts, &self.positions);
+        sync_then(self.output, |len| {
+            Checkpoint {
+                version: CHECKPOINT_VERSION,
+                output_len: len.unwrap_or(0),
+                output: Some(opts.output.to_string()),
+                modules: positions.clone(),
+            }
+            .save(&opts.state_dir)
+            .map_err(RunError::from)
+        })
+        .map_err(|e| match e {
+            RunError::Sink(s) => RunError::Output(s),
+            other => other,
+        })
+    }
+
+    fn log_stats(&self) {
+        for (_, line) in self.stats.values() {
+            tracing::info!("{line}");
+        }
+    }
+}
+
+/// Runs a log type's thread; a panic becomes a failure of the run, never a
+/// silently dead thread.
+fn follow_guarded(
+    lane: Lane,
+    resume: Option<Position>,
+    opts: &LiveOptions,
+    controls: &Controls,
+    tx: SyncSender<Message>,
+) {
+    let module = lane.module();
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        follow(lane, resume, opts, controls, &tx);
+    }));
+    let last = match result {
+        Ok(()) => Message::Done(module),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Message::Failed(
+                module,
+                format!("the thread following the log stopped: {what}"),
+            )
+        }
+    };
+    let _ = tx.send(last);
+}
+
+/// Follows, scores, hands batches to the writer.
+fn follow(
+    mut lane: Lane,
+    resume: Option<Position>,
+    opts: &LiveOptions,
+    controls: &Controls,
+    tx: &SyncSender<Message>,
+) {
+    let module = lane.module();
+    let mut follower = Follower::new(module, &opts.log_dir, resume);
+    let wake = Wake::new(follower.live_path().parent().unwrap_or(Path::new(".")));
+    while !controls.stop.load(Ordering::SeqCst) {
+        lane.check_model();
+        let step = follower.step();
+        let records: Vec<ScoredRecord> = step
+            .lines
+            .into_iter()
+            .filter_map(|line| lane.line(line.parsed))
+            .collect();
+        lane.set_lag(step.lag_bytes);
+        if !records.is_empty() || step.position.is_some() {
+            let batch = Batch {
+                module,
+                records,
+                position: step.position,
+                stats: *lane.stats(),
+                stats_line: lane.stats_line(),
+            };
+            if tx.send(Message::Batch(batch)).is_err() {
+                return;
+            }
+        }
+        if step.idle {
+            wake.wait(opts.poll);
+        }
+    }
+}
+
+/// Wakes a waiting log type early on file events in its live folder;
+/// polling covers what events miss (they coalesce, overflow, and stop when
+/// the folder is replaced).
+struct Wake {
+    rx: Option<Receiver<()>>,
+    _watcher: Option<notify::RecommendedWatcher>,
+}
+
+impl Wake {
+    fn new(dir: &Path) -> Wake {
+        use notify::Watcher;
+        let (tx, rx) = mpsc::channel();
+        let watcher = notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
+            let _ = tx.send(());
+        })
+        .ok()
+        .and_then(|mut w| {
+            w.watch(dir, notify::RecursiveMode::NonRecursive)
+                .ok()
+                .map(|_| w)
+        });
+        Wake {
+            rx: watcher.is_some().then_some(rx),
+            _watcher: watcher,
+        }
+    }
+
+    fn wait(&self, poll: Duration) {
+        match &self.rx {
+            Some(rx) => {
+                if rx.recv_timeout(poll).is_ok() {
+                    while rx.try_recv().is_ok() {}
+                }
+            }
+            None => std::thread::sleep(poll),
+        }
+    }
+}

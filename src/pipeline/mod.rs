@@ -1,0 +1,84 @@
+//! The scoring pipeline, the same in every mode: a source of parsed lines,
+//! one [`Lane`] per log type that turns them into scored records, and one
+//! [`Sink`](crate::sink::Sink) they go to.
+//!
+//! - [`lane`]: scorer, model reloader, output filter and counters.
+//! - [`replay`]: historical files scored once, in order.
+//! - [`live`]: Zeek's live logs followed through rotations and restarts.
+//! - Kafka consumption lives in [`crate::kafka`] and uses the same lanes.
+//!
+//! Progress follows one rule everywhere ([`crate::sink::sync_then`]): the
+//! sink is made durable first, then the source's position (a checkpoint,
+//! committed offsets) is recorded.
+
+pub mod lane;
+pub mod live;
+pub mod replay;
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+pub use lane::{Lane, LaneOptions, LaneStats, Throttle};
+pub use live::{run_live, LiveOptions};
+pub use replay::{replay, ReplayReport, TopAnomalies};
+
+use crate::follow::CheckpointError;
+use crate::model::ModelError;
+use crate::module::Module;
+use crate::sink::SinkError;
+use crate::zeek::layout::LayoutError;
+
+/// Set by signal handlers (or tests): stop, or reopen the output.
+#[derive(Debug, Clone, Default)]
+pub struct Controls {
+    pub stop: Arc<AtomicBool>,
+    pub reopen: Arc<AtomicBool>,
+}
+
+/// Why a run stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{module}: {source}; train a model first (azw-train --modules {module})")]
+    Model {
+        module: Module,
+        #[source]
+        source: ModelError,
+    },
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The state folder is in use by another running azw-infer.
+    #[error("{}: another azw-infer is running with this --state-dir (it holds the lock {}); stop it, or give each process its own --state-dir", dir.display(), dir.join(live::LOCK_FILE).display())]
+    StateLocked { dir: PathBuf },
+    /// A log type's thread failed or panicked; the run stops so a
+    /// supervisor restarts it from the last checkpoint.
+    #[error("{module}: {reason}")]
+    LaneFailed { module: Module, reason: String },
+    /// The output did not take the records; nothing past the last durable
+    /// point was recorded.
+    #[error("{0}; stopped without recording progress past the last checkpoint")]
+    Output(SinkError),
+    #[error("{0}")]
+    Kafka(String),
+}
+
+impl RunError {
+    /// True when the run ended because the reader of standard output went
+    /// away (`| head`): the caller ends quietly and successfully.
+    pub fn is_broken_pipe(&self) -> bool {
+        match self {
+            RunError::Sink(e) | RunError::Output(e) => e.is_broken_pipe(),
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! Replay: historical files scored once, in order, through the same lanes
+//! and sinks as live mode.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::{Lane, LaneStats, RunError};
+use crate::module::Module;
+use crate::route;
+use crate::score::ScoredRecord;
+use crate::sink::Sink;
+use crate::zeek::layout::DateRange;
+use crate::zeek::LogReader;
+
+/// What a replay did.
+#[derive(Debug, Default)]
+pub struct ReplayReport {
+    /// Per log type, in the order scored.
+    pub lanes: Vec<(Module, LaneStats)>,
+    /// Files read (to the end or to the damage).
+    pub files: u64,
+    /// Files that could not be read, or broke off (damaged, not a log of
+    /// the type their name says), with why. Their records before the
+    /// damage were scored.
+    pub failed: Vec<(PathBuf, String)>,
+    /// The highest-scoring anomalies.
+    pub top: TopAnomalies,
+    /// True if a stop was asked for before the end.
+    pub stopped: bool,
+}
+
+/// Scores every file of each lane's log type under `inputs` (files or
+/// folders) into `sink`, lane by lane, files in time order. A file is
+/// given to the lane of the log type its content declares (its name when
+/// the content does not say), never to another. Checks `stop` between
+/// records. The sink is flushed, not synced: the caller decides what
+/// durable means for its output.
+pub fn replay(
+    inputs: &[PathBuf],
+    lanes: &mut [Lane],
+    sink: &mut dyn Sink,
+    stop: &AtomicBool,
+) -> Result<ReplayReport, RunError> {
+    let mut report = ReplayReport::default();
+    for lane in lanes.iter_mut() {
+        let module = lane.module();
+        let mut files = Vec::new();
+        for root in inputs {
+            files.extend(
+                route::files_of(root, module, DateRange::default())?
+                    .into_iter()
+                    .map(|f| f.path),
+            );
+        }
+        report.files += files.len() as u64;
+        for (path, why) in score_files(&files, lane, sink, &mut report.top, stop)? {
+            tracing::warn!("{why}");
+            report.failed.push((path, why));
+        }
+        if stop.load(Ordering::Relaxed) {
+            report.stopped = true;
+            break;
+        }
+        tracing::info!("{}", lane.stats_line());
+        report.lanes.push((module, *lane.stats()));
+    }
+    sink.flush()?;
+    Ok(report)
+}
+
+/// Scores `files`, in order, with one lane (no routing: the caller chose
+/// them); returns the files that failed, with why. Stops early when `stop`
+/// is set.
+pub fn score_files(
+    files: &[PathBuf],
+    lane: &mut Lane,
+    sink: &mut dyn Sink,
+    top: &mut TopAnomalies,
+    stop: &AtomicBool,
+) -> Result<Vec<(PathBuf, String)>, RunError> {
+    let mut failed = Vec::new();
+    for path in files {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        if let Some(why) = score_file(path, lane, sink, top, stop)? {
+            failed.push((path.clone(), why));
+        }
+    }
+    Ok(failed)
+}
+
+/// Scores one file; returns why it failed, if it did.
+fn score_file(
+    path: &std::path::Path,
+    lane: &mut Lane,
+    sink: &mut dyn Sink,
+    top: &mut TopAnomalies,
+    stop: &AtomicBool,
+) -> Result<Option<String>, RunError> {
+    let reader = match LogReader::open(path, Some(lane.module().log_path())) {
+        Ok(r) => r.quiet(),
+        Err(e) => return Ok(Some(e.to_string())),
+    };
+    for item in reader {
+        match item {
+            Ok(record) => {
+                lane.count_line();
+                if let Some(s) = lane.record(&record) {
+                    top.offer(&s);
+                    sink.write(&s)?;
+                }
+            }
+            Err(e) if e.is_skip() => {
+                lane.count_line();
+                lane.skip(format_args!("{e}"));
+            }
+            Err(e) => return Ok(Some(e.to_string())),
+        }
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+    }
+    Ok(None)
+}
+
+/// The highest-scoring anomalies seen, best first.
+#[derive(Debug, Clone)]
+pub struct TopAnomalies {
+    keep: usize,
+    records: Vec<ScoredRecord>,
+}
+
+impl Default for TopAnomalies {
+    fn default() -> TopAnomalies {
+        TopAnomalies::new(10)
+    }
+}
+
+impl TopAnomalies {
+    pub fn new(keep: usize) -> TopAnomalies {
+        TopAnomalies {
+            keep,
+            records: Vec::with_capacity(keep + 1),
+        }
+    }
+
+    /// Keeps `s` if it is an anomaly among the `keep` highest so far.
+    pub fn offer(&mut self, s: &ScoredRecord) {
+        let full = self.records.len() == self.keep;
+        if !s.anomaly
+            || self.keep == 0
+            || full && self.records.last().is_some_and(|l| l.score >= s.score)
+        {
+            return;
+        }
+        let at = self.records.partition_point(|t| t.score >= s.score);
+        self.records.insert(at, s.clone());
+        self.records.truncate(self.keep);
+    }
+
+    pub fn records(&self) -> &[ScoredRecord] {
+        &self.records
+    }
+}
