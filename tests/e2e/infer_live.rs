@@ -531,3 +531,156 @@ fn sighup_reopens_the_output() {
     expected.sort();
     assert_eq!(seen, expected);
 }
+
+/// logrotate moves the output, SIGHUP reopens it, and the process dies
+/// before its next timed checkpoint: the restart must neither repeat the
+/// records already in the rotated file nor leave a broken line.
+#[test]
+fn sighup_then_kill_9_repeats_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (header, data) = conn_tsv();
+    let mut zeek = SimZeek::new(dir.path(), header);
+    let mut infer = start_with(dir.path(), 0, &["--checkpoint-ms", "600000"]);
+    zeek.write(&data[..30]);
+    wait_for(dir.path(), 30);
+    fs::rename(
+        dir.path().join("scores.json"),
+        dir.path().join("scores.json.1"),
+    )
+    .unwrap();
+    let pid = infer.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let started = Instant::now();
+    while !infer.log().contains("output reopened") {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{}",
+            infer.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    infer.kill9();
+    zeek.write(&data[30..40]);
+    let infer = start_with(dir.path(), 1, &[]);
+    wait_for(dir.path(), 10);
+    infer.terminate();
+    let mut seen: Vec<String> = ["scores.json.1", "scores.json"]
+        .iter()
+        .flat_map(|f| {
+            fs::read_to_string(dir.path().join(f))
+                .unwrap()
+                .lines()
+                .map(|l| {
+                    serde_json::from_str::<serde_json::Value>(l)
+                        .unwrap_or_else(|e| panic!("broken line {l:?}: {e}"))["uid"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned()
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    seen.sort();
+    let mut expected = uids(&data[..40]);
+    expected.sort();
+    assert_eq!(seen, expected, "{}", logs(dir.path()));
+}
+
+/// Two processes on one state folder would corrupt each other's output:
+/// the second is refused with a message that says why.
+#[test]
+fn a_second_process_on_the_same_state_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (header, data) = conn_tsv();
+    let mut zeek = SimZeek::new(dir.path(), header);
+    let infer = start(dir.path(), crate::util::models(), 0);
+    zeek.write(&data[..5]);
+    wait_for(dir.path(), 5);
+    let second = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+        .args([
+            "--log-dir",
+            dir.path().to_str().unwrap(),
+            "--modules",
+            "conn",
+        ])
+        .args(["--model-dir", crate::util::models().to_str().unwrap()])
+        .args(["--output", dir.path().join("other.json").to_str().unwrap()])
+        .args(["--state-dir", dir.path().join("state").to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "{err}");
+    assert!(err.contains("another azw-infer is running"), "{err}");
+    zeek.write(&data[5..10]);
+    wait_for(dir.path(), 10);
+    infer.terminate();
+    assert_exactly_once(dir.path(), &uids(&data[..10]));
+}
+
+/// A first start (no checkpoint) must not cut an existing output: one of
+/// ours is appended to, anything else is refused and left as it was.
+#[test]
+fn a_first_start_never_cuts_an_existing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (header, data) = conn_tsv();
+    let mut zeek = SimZeek::new(dir.path(), header);
+    let foreign = "#separator \\x09\n#path\tconn\nsomebody's data\n";
+    fs::write(dir.path().join("scores.json"), foreign).unwrap();
+    let refused = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+        .args([
+            "--log-dir",
+            dir.path().to_str().unwrap(),
+            "--modules",
+            "conn",
+        ])
+        .args(["--model-dir", crate::util::models().to_str().unwrap()])
+        .args(["--output", dir.path().join("scores.json").to_str().unwrap()])
+        .args(["--state-dir", dir.path().join("state").to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{err}");
+    assert!(err.contains("not an autozeekwatch"), "{err}");
+    assert_eq!(
+        fs::read_to_string(dir.path().join("scores.json")).unwrap(),
+        foreign
+    );
+
+    // An output of ours, with its checkpoint moved away: appended to.
+    fs::remove_file(dir.path().join("scores.json")).unwrap();
+    let infer = start(dir.path(), crate::util::models(), 1);
+    zeek.write(&data[..10]);
+    wait_for(dir.path(), 10);
+    infer.terminate();
+    let before = fs::read_to_string(dir.path().join("scores.json")).unwrap();
+    fs::remove_dir_all(dir.path().join("state")).unwrap();
+    zeek.rotate();
+    let infer = start(dir.path(), crate::util::models(), 2);
+    zeek.write(&data[10..15]);
+    wait_for(dir.path(), 15);
+    infer.terminate();
+    let after = fs::read_to_string(dir.path().join("scores.json")).unwrap();
+    assert!(after.starts_with(&before), "the earlier records were cut");
+}
+
+fn start_with(dir: &Path, run: u32, extra: &[&str]) -> Infer {
+    let log = dir.join(format!("infer-{run}.log"));
+    let child = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+        .args(["--log-dir", dir.to_str().unwrap(), "--modules", "conn"])
+        .args(["--model-dir", crate::util::models().to_str().unwrap()])
+        .args(["--output", dir.join("scores.json").to_str().unwrap()])
+        .args(["--state-dir", dir.join("state").to_str().unwrap()])
+        .args(["--poll-ms", "50", "--stats-secs", "3600"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let infer = Infer { child, log };
+    wait_ready(&infer);
+    infer
+}
