@@ -94,3 +94,54 @@ mod tests {
         assert_eq!(v.other, 4);
     }
 }
+
+/// The vocabularies learned from the bundled example logs (every record of
+/// every module), pinned as the counter before the bounded summary learned
+/// them: a change of counter must not change what normal data teaches.
+#[cfg(test)]
+mod examples {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use super::Vocabulary;
+    use crate::features::{LocalNets, VocabLearner};
+    use crate::module::Module;
+    use crate::zeek::layout::{self, DateRange};
+    use crate::zeek::Records;
+
+    const PINNED: &str = include_str!("example_vocabularies.json");
+
+    type Learned = BTreeMap<String, BTreeMap<String, Vocabulary>>;
+
+    fn learn_examples() -> Learned {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/logs");
+        let mut all = BTreeMap::new();
+        for module in Module::ALL {
+            let files = layout::discover(&dir, module.log_path(), DateRange::default()).unwrap();
+            let paths = files.into_iter().map(|f| f.path).collect();
+            let mut learner = VocabLearner::new(module);
+            for record in Records::new(paths, Some(module.log_path()), true) {
+                learner.observe(&record);
+            }
+            let set = learner.finish(LocalNets::default());
+            all.insert(module.to_string(), set.vocabularies);
+        }
+        all
+    }
+
+    /// Set `AZW_PIN_VOCABULARIES=1` to rewrite the pinned file (only when a
+    /// change of the learned vocabularies is intended).
+    #[test]
+    fn example_vocabularies_are_unchanged() {
+        let learned = learn_examples();
+        if std::env::var_os("AZW_PIN_VOCABULARIES").is_some() {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("src/features/example_vocabularies.json");
+            let text = serde_json::to_string_pretty(&learned).unwrap() + "\n";
+            std::fs::write(path, text).unwrap();
+            return;
+        }
+        let pinned: Learned = serde_json::from_str(PINNED).unwrap();
+        assert_eq!(learned, pinned);
+    }
+}
