@@ -8,6 +8,7 @@
 
 #[doc(hidden)]
 pub mod cli;
+pub mod escape;
 pub mod eval;
 pub mod features;
 pub mod follow;
