@@ -38,7 +38,7 @@ impl Reloader {
         if Some(now) == self.loaded || Some(now) == self.refused {
             return None;
         }
-        match Model::load(&self.path) {
+        match Model::load_for(&self.path, module) {
             Ok((model, _)) if model.module != module => {
                 tracing::error!(
                     "{module}: refused the new model {}: it is a {} model; keeping the running one",

@@ -258,7 +258,8 @@ fn replay(args: &Args, modules: &[Module]) -> anyhow::Result<()> {
     let mut line = Vec::new();
     let mut top: Vec<ScoredRecord> = Vec::new();
     for &module in modules {
-        let (model, encoder) = Model::load(&args.model_dir.join(model::file_name(module)))?;
+        let (model, encoder) =
+            Model::load_for(&args.model_dir.join(model::file_name(module)), module)?;
         let mut scorer = Scorer::new(model, encoder);
         let mut files = Vec::new();
         for root in &args.replay {

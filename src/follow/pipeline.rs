@@ -91,7 +91,7 @@ pub fn run_live(
     let mut scorers = Vec::new();
     for &module in &opts.modules {
         let path = opts.model_dir.join(model::file_name(module));
-        let (model, encoder) = Model::load(&path).with_context(|| {
+        let (model, encoder) = Model::load_for(&path, module).with_context(|| {
             format!("{module}: train a model first (azw-train --modules {module})")
         })?;
         scorers.push((module, path, Scorer::new(model, encoder)));

@@ -247,7 +247,7 @@ pub fn run_kafka(opts: &KafkaOptions, controls: &Controls) -> anyhow::Result<Kaf
     let mut lanes: HashMap<Module, Lane> = HashMap::new();
     for &module in &opts.modules {
         let path = opts.model_dir.join(model::file_name(module));
-        let (model, encoder) = Model::load(&path).with_context(|| {
+        let (model, encoder) = Model::load_for(&path, module).with_context(|| {
             format!("{module}: train a model first (azw-train --modules {module})")
         })?;
         lanes.insert(
