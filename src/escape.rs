@@ -112,11 +112,14 @@ pub fn csv_cell(text: &str) -> Cow<'_, str> {
 
 /// Replaces the [`is_hostile`] characters that serde_json leaves raw
 /// (DEL, C1, bidi, separators: it escapes only C0) in `out[from..]` with
-/// `\uXXXX` escapes. JSON text holds non-ASCII characters only inside
-/// strings, where `\uXXXX` means the same character, so the document reads
-/// back unchanged; only its bytes become safe to print. `out[from..]` must
-/// be serde_json output (UTF-8).
+/// `\uXXXX` escapes. JSON text holds them only inside strings, where
+/// `\uXXXX` means the same character, so the document reads back
+/// unchanged; only its bytes become safe to print. C0 characters are left
+/// alone: serde_json escaped those in strings, so any left are the
+/// caller's own (a line's newline). `out[from..]` must be serde_json
+/// output (UTF-8).
 pub fn json_in_place(out: &mut Vec<u8>, from: usize) {
+    let left_raw = |c: char| c >= '\x7f' && is_hostile(c);
     // Every hostile character left raw is DEL or starts with a byte of
     // 0x80 or more: plain ASCII output (nearly every record) is untouched.
     if out[from..].iter().all(|b| *b < 0x7f) {
@@ -125,12 +128,12 @@ pub fn json_in_place(out: &mut Vec<u8>, from: usize) {
     let Ok(tail) = std::str::from_utf8(&out[from..]) else {
         return;
     };
-    if !tail.chars().any(is_hostile) {
+    if !tail.chars().any(left_raw) {
         return;
     }
     let mut escaped = String::with_capacity(tail.len() + 16);
     for c in tail.chars() {
-        if is_hostile(c) {
+        if left_raw(c) {
             let _ = write!(escaped, "\\u{:04x}", c as u32);
         } else {
             escaped.push(c);
@@ -218,8 +221,8 @@ pub(crate) mod tests {
             let back: Vec<String> = serde_json::from_str(text).unwrap();
             assert_eq!(back, [v]);
         }
-        let mut plain = br#"{"ua":"Mozilla \u00e9"}"#.to_vec();
-        json_in_place(&mut plain, 0);
-        assert_eq!(plain, br#"{"ua":"Mozilla \u00e9"}"#);
+        let mut line = "{\"ua\":\"Mozilla é\u{9b}\"}\n".as_bytes().to_vec();
+        json_in_place(&mut line, 0);
+        assert_eq!(line, b"{\"ua\":\"Mozilla \xc3\xa9\\u009b\"}\n");
     }
 }
