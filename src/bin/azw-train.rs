@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use autozeekwatch::cli::{self, ModelArgs};
+use autozeekwatch::escape;
 use autozeekwatch::features::{table, DEFAULT_LOCAL_NETS};
 use autozeekwatch::model::Model;
 use autozeekwatch::train::{self, TrainError};
@@ -235,7 +236,8 @@ fn inspect(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
         if i > 0 {
             println!();
         }
-        println!("{}", path.display());
+        // describe() escapes the model's texts; the path is shown the same way.
+        println!("{}", escape::terminal(&path.display().to_string()));
         print!("{}", model.describe());
     }
     Ok(ExitCode::SUCCESS)
