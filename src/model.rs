@@ -382,15 +382,7 @@ impl Model {
         if self.format_version != FORMAT_VERSION {
             current.to_mut().format_version = FORMAT_VERSION;
         }
-        let mut bytes = serde_json::to_vec_pretty(&*current)?;
-        // A pretty-printed object ends with a newline and its brace.
-        debug_assert!(bytes.ends_with(b"\n}"));
-        bytes.truncate(bytes.len() - 2);
-        let crc = crc32fast::hash(&bytes);
-        bytes.extend_from_slice(SEAL_HEAD);
-        bytes.extend_from_slice(format!("{crc:08x}").as_bytes());
-        bytes.extend_from_slice(SEAL_TAIL);
-        Ok(bytes)
+        Ok(seal(serde_json::to_vec_pretty(&*current)?))
     }
 
     /// A summary for people (`azw-train --inspect`). Every text that came
@@ -491,6 +483,19 @@ impl Model {
         }
         s
     }
+}
+
+/// A pretty-printed JSON object with its closing brace replaced by the
+/// checksum member: the bytes of a format-2 file.
+fn seal(mut bytes: Vec<u8>) -> Vec<u8> {
+    // A pretty-printed object ends with a newline and its brace.
+    debug_assert!(bytes.ends_with(b"\n}"));
+    bytes.truncate(bytes.len().saturating_sub(2));
+    let crc = crc32fast::hash(&bytes);
+    bytes.extend_from_slice(SEAL_HEAD);
+    bytes.extend_from_slice(format!("{crc:08x}").as_bytes());
+    bytes.extend_from_slice(SEAL_TAIL);
+    bytes
 }
 
 /// The checksum a file ends with, and the bytes it covers; `None` for a
@@ -680,6 +685,51 @@ mod tests {
             "{} flips changed scores silently",
             silent.len()
         );
+    }
+
+    /// The training range of an autoencoder must not be inverted; the
+    /// error names the file and the field.
+    #[test]
+    fn an_inverted_training_range_is_refused() {
+        let mut json = serde_json::to_value(ssh_model()).unwrap();
+        let output = &mut json["kitnet"]["output"];
+        output["min"][0] = serde_json::json!(2.0);
+        output["max"][0] = serde_json::json!(1.0);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ssh.model.json");
+        std::fs::write(&path, seal(serde_json::to_vec_pretty(&json).unwrap())).unwrap();
+        let err = load_err(&path, Module::Ssh);
+        assert!(
+            err.contains("ssh.model.json") && err.contains("`min` exceeds `max`"),
+            "{err}"
+        );
+    }
+
+    /// Format 1 files (before the checksum) still load, with a warning; a
+    /// format 2 file without its checksum is refused.
+    #[test]
+    fn format_1_loads_and_format_2_needs_its_checksum() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = saved(dir.path(), "ssh.model.json", ssh_model());
+        let sealed = std::fs::read(&path).unwrap();
+        let (content, _) = split_seal(&sealed).unwrap();
+        let mut unsealed = content.to_vec();
+        unsealed.extend_from_slice(b"\n}\n");
+        std::fs::write(&path, &unsealed).unwrap();
+        let err = load_err(&path, Module::Ssh);
+        assert!(err.contains("checksum"), "{err}");
+        let v1 = String::from_utf8(unsealed).unwrap().replacen(
+            "\"format_version\": 2",
+            "\"format_version\": 1",
+            1,
+        );
+        std::fs::write(&path, v1).unwrap();
+        let (model, _) = Model::load_for(&path, Module::Ssh).unwrap();
+        assert_eq!(model.threshold, ssh_model().threshold);
+        // Saving it again writes the current format, sealed.
+        model.save(&path).unwrap();
+        let (again, _) = Model::load_for(&path, Module::Ssh).unwrap();
+        assert_eq!(again.format_version, FORMAT_VERSION);
     }
 
     /// Learned values are the traffic's: `--inspect` shows them escaped,

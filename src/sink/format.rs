@@ -329,7 +329,11 @@ mod tests {
             format.write(&hostile_record(), &mut bytes).unwrap();
         }
         let text = std::str::from_utf8(&bytes).unwrap();
-        let separator = if format == RecordFormat::Tsv { "\t" } else { "" };
+        let separator = if format == RecordFormat::Tsv {
+            "\t"
+        } else {
+            ""
+        };
         let cells = text.replace('\n', "");
         crate::escape::tests::assert_inert(&cells.replace(separator, ""));
         assert_eq!(text.lines().count(), header_lines + 3, "{text}");
