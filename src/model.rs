@@ -135,8 +135,6 @@ pub enum ModelError {
     Corrupt { path: PathBuf, reason: String },
     #[error("{}: written by a newer autozeekwatch (model format {found}, this one reads up to {FORMAT_VERSION}); upgrade autozeekwatch or retrain with this version", path.display())]
     TooNew { path: PathBuf, found: u32 },
-    #[error("{}: inconsistent model: {reason}", path.display())]
-    Inconsistent { path: PathBuf, reason: String },
     #[error("{}: is the {found} model, but the {expected} model was expected here (a misnamed or misplaced file?)", path.display())]
     WrongModule {
         path: PathBuf,
