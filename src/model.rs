@@ -9,21 +9,61 @@
 //! Writing is atomic (temp file in the same folder, fsync, rename, fsync of
 //! the folder): a nightly cron job killed mid-write leaves the old model in
 //! place, and a running `azw-infer` never sees half a file.
+//!
+//! Reading trusts nothing: the file is read through [`safe_fs::read_capped`]
+//! (a FIFO or device is refused, a file over [`MAX_MODEL_BYTES`] too), it
+//! must be the model of the module it is loaded for ([`Model::load_for`]),
+//! its checksum must match, and every value must lie in the range scoring
+//! can use; each refusal names the file and the field.
+//!
+//! # Format 2: the checksum
+//!
+//! Format 2 (this version) ends every file with a `checksum` member, the
+//! CRC-32 of the exact bytes before it: `..., "kitnet": {...},\n  "checksum":
+//! "crc32:0123abcd"\n}\n`. Those bytes are the canonical serialization
+//! [`Model::save`] writes, so a file damaged on disk, or edited (even
+//! reformatted) by hand, is refused rather than scored with: a CRC-32
+//! catches every single-bit error and every burst up to 32 bits. It is not
+//! a signature: whoever can write the model folder can write a valid file.
+//!
+//! Format 1 files (autozeekwatch before the checksum) have none; they are
+//! still loaded, with a warning to retrain, so an upgrade does not stop
+//! scoring until the next nightly training. A file that says format 1 but
+//! carries a checksum is verified all the same.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::escape;
 use crate::features::{Encoder, FeatureSet};
-use crate::kitnet::KitNet;
+use crate::kitnet::{KitNet, Mode, PRODUCT_SCORE_BOUND};
 use crate::module::Module;
+use crate::safe_fs;
 
 /// Written in every model file; a file without it is not ours.
 pub const MAGIC: &str = "autozeekwatch-model";
 /// Bumped when the file's meaning changes; older readers refuse newer files.
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: a CRC-32 checksum ends the file (see the module documentation).
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format still read: format 1, without a checksum, with a
+/// warning.
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
+/// Largest model file read. Real models are tens of kilobytes to a few
+/// megabytes (the largest tables, 30-input autoencoders over ~150 columns);
+/// the cap keeps a wrong path (a huge log, a disk image) from being read
+/// into memory whole.
+pub const MAX_MODEL_BYTES: u64 = 256 << 20;
+
+/// What precedes the checksum's hex digits at the end of a format-2 file.
+const SEAL_HEAD: &[u8] = b",\n  \"checksum\": \"crc32:";
+/// What follows them.
+const SEAL_TAIL: &[u8] = b"\"\n}\n";
+/// Hex digits of a CRC-32.
+const SEAL_DIGITS: usize = 8;
+const SEAL_LEN: usize = SEAL_HEAD.len() + SEAL_DIGITS + SEAL_TAIL.len();
 
 /// The file name of a module's model in a model folder.
 pub fn file_name(module: Module) -> String {
@@ -95,8 +135,24 @@ pub enum ModelError {
     Corrupt { path: PathBuf, reason: String },
     #[error("{}: written by a newer autozeekwatch (model format {found}, this one reads up to {FORMAT_VERSION}); upgrade autozeekwatch or retrain with this version", path.display())]
     TooNew { path: PathBuf, found: u32 },
-    #[error("{}: inconsistent model: {reason}", path.display())]
-    Inconsistent { path: PathBuf, reason: String },
+    #[error("{}: is the {found} model, but the {expected} model was expected here (a misnamed or misplaced file?)", path.display())]
+    WrongModule {
+        path: PathBuf,
+        found: Module,
+        expected: Module,
+    },
+    #[error("{}: damaged or edited (checksum {found:08x} where the file says {stored:08x}); retrain, or restore the file as azw-train wrote it", path.display())]
+    Checksum {
+        path: PathBuf,
+        stored: u32,
+        found: u32,
+    },
+    #[error("{}: field `{field}` {reason}", path.display())]
+    Invalid {
+        path: PathBuf,
+        field: String,
+        reason: String,
+    },
     #[error("{}: cannot write the model: {source}", path.display())]
     Write {
         path: PathBuf,
@@ -113,65 +169,184 @@ struct Header {
     format_version: Option<u32>,
 }
 
+/// A field of a model with a value outside what scoring can use.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldError {
+    /// Its path in the file (`threshold.value`, `kitnet`).
+    pub field: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "field `{}` {}", self.field, self.reason)
+    }
+}
+
+fn field_error(field: &str, reason: impl Into<String>) -> FieldError {
+    FieldError {
+        field: field.to_owned(),
+        reason: reason.into(),
+    }
+}
+
 impl Model {
-    /// Reads and checks a model file; the encoder is ready for scoring.
+    /// Reads and checks the model of `module`: a model of another module
+    /// (a DNS model saved as `conn.model.json`) is refused. What scoring
+    /// should call.
+    pub fn load_for(path: &Path, module: Module) -> Result<(Model, Encoder), ModelError> {
+        let (model, encoder) = Model::load(path)?;
+        if model.module != module {
+            return Err(ModelError::WrongModule {
+                path: path.to_owned(),
+                found: model.module,
+                expected: module,
+            });
+        }
+        Ok((model, encoder))
+    }
+
+    /// Reads and checks a model file of any module (for `--inspect`); the
+    /// encoder is ready for scoring.
     pub fn load(path: &Path) -> Result<(Model, Encoder), ModelError> {
-        let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
+        let bytes =
+            safe_fs::read_capped(path, MAX_MODEL_BYTES).map_err(|source| ModelError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
         let corrupt = |reason: String| ModelError::Corrupt {
             path: path.to_owned(),
             reason,
         };
+        // What the file is, first: a newer format may seal differently.
         let header: Header = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
         if header.format.as_deref() != Some(MAGIC) {
             return Err(corrupt(format!("no `\"format\": \"{MAGIC}\"` field")));
         }
-        match header.format_version {
+        let version = match header.format_version {
             Some(v) if v > FORMAT_VERSION => {
                 return Err(ModelError::TooNew {
                     path: path.to_owned(),
                     found: v,
                 })
             }
-            Some(_) => {}
+            Some(v) if v < OLDEST_FORMAT_VERSION => {
+                return Err(corrupt(format!("model format {v} does not exist")))
+            }
+            Some(v) => v,
             None => return Err(corrupt("no format_version".into())),
-        }
+        };
+        verify_seal(path, &bytes, version)?;
         let model: Model = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
-        let encoder = model.check().map_err(|reason| ModelError::Inconsistent {
+        let encoder = model.validate().map_err(|e| ModelError::Invalid {
             path: path.to_owned(),
-            reason,
+            field: e.field,
+            reason: e.reason,
         })?;
         Ok((model, encoder))
     }
 
-    /// Builds the encoder and checks that the parts agree.
+    /// Builds the encoder and checks that the parts agree and every value
+    /// is in range; the message names the field.
     pub fn check(&self) -> Result<Encoder, String> {
+        self.validate().map_err(|e| e.to_string())
+    }
+
+    /// [`Model::check`], with the field apart for [`ModelError::Invalid`].
+    /// The KitNET arrays were checked as they were read (sizes against
+    /// the feature map, every weight, bias and training range finite).
+    pub fn validate(&self) -> Result<Encoder, FieldError> {
         if self.features.module != self.module {
-            return Err(format!(
-                "features are for {}, model for {}",
-                self.features.module, self.module
+            return Err(field_error(
+                "features.module",
+                format!(
+                    "is {}, but the model is for {}",
+                    self.features.module, self.module
+                ),
             ));
         }
-        let encoder = Encoder::new(self.features.clone()).map_err(|e| e.to_string())?;
+        self.check_vocabularies()?;
+        let encoder = Encoder::new(self.features.clone())
+            .map_err(|e| field_error("features", e.to_string()))?;
         if encoder.columns() != self.columns.as_slice() {
-            return Err("the column list does not match the feature table".into());
+            return Err(field_error(
+                "columns",
+                "does not match the feature table and vocabularies",
+            ));
         }
         if self.kitnet.n_features() != encoder.len() {
-            return Err(format!(
-                "KitNET expects {} features, the feature table makes {}",
-                self.kitnet.n_features(),
-                encoder.len()
+            return Err(field_error(
+                "kitnet.n_features",
+                format!(
+                    "is {}, but the feature table makes {} columns",
+                    self.kitnet.n_features(),
+                    encoder.len()
+                ),
             ));
         }
         if !self.kitnet.is_trained() {
-            return Err("KitNET is not trained".into());
+            return Err(field_error("kitnet", "holds a model that is not trained"));
         }
-        if !self.threshold.value.is_finite() {
-            return Err("the threshold is not a number".into());
-        }
+        self.check_threshold()?;
         Ok(encoder)
+    }
+
+    /// The threshold must be a score KitNET can produce: a finite,
+    /// non-negative reconstruction error, at most [`PRODUCT_SCORE_BOUND`]
+    /// in product mode (above it nothing would ever be flagged; below 0
+    /// everything would).
+    fn check_threshold(&self) -> Result<(), FieldError> {
+        let value = self.threshold.value;
+        let (ok, range) = match self.kitnet.mode() {
+            Mode::Product => (
+                (0.0..=PRODUCT_SCORE_BOUND).contains(&value),
+                format!("[0, {PRODUCT_SCORE_BOUND}] (product mode)"),
+            ),
+            Mode::Reference => (
+                value.is_finite() && value >= 0.0,
+                "[0, infinity) (reference mode), finite".to_owned(),
+            ),
+        };
+        if !ok {
+            return Err(field_error(
+                "threshold.value",
+                format!("is {value}: a threshold must be a score in {range}"),
+            ));
+        }
+        let fpr = self.threshold.target_fpr;
+        if !(0.0..=1.0).contains(&fpr) {
+            return Err(field_error(
+                "threshold.target_fpr",
+                format!("is {fpr}: a rate must be in [0, 1]"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// One count per learned value, and no value twice (a second copy
+    /// would be a column no record can reach).
+    fn check_vocabularies(&self) -> Result<(), FieldError> {
+        for (name, vocab) in &self.features.vocabularies {
+            let field = |what: &str| format!("features.vocabularies.{name}.{what}");
+            if vocab.counts.len() != vocab.values.len() {
+                return Err(field_error(
+                    &field("counts"),
+                    format!(
+                        "has {} counts for {} values",
+                        vocab.counts.len(),
+                        vocab.values.len()
+                    ),
+                ));
+            }
+            let mut seen = std::collections::HashSet::new();
+            if let Some(v) = vocab.values.iter().find(|v| !seen.insert(v.as_str())) {
+                return Err(field_error(
+                    &field("values"),
+                    format!("holds {} twice", escape::terminal(v)),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Writes the model atomically: a crash at any point leaves either the
@@ -186,13 +361,9 @@ impl Model {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(err)?;
+        let bytes = self.sealed().map_err(|e| err(e.into()))?;
         let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
-        {
-            let mut w = BufWriter::new(tmp.as_file_mut());
-            serde_json::to_writer_pretty(&mut w, self).map_err(|e| err(e.into()))?;
-            w.write_all(b"\n").map_err(err)?;
-            w.flush().map_err(err)?;
-        }
+        tmp.as_file_mut().write_all(&bytes).map_err(err)?;
         tmp.as_file().sync_all().map_err(err)?;
         tmp.persist(path).map_err(|e| err(e.error))?;
         // The rename itself must reach the disk too.
@@ -202,8 +373,22 @@ impl Model {
         Ok(())
     }
 
-    /// A summary for people (`azw-train --inspect`).
+    /// The file's bytes: the pretty-printed model, always in the current
+    /// format, its closing brace replaced by the checksum member.
+    fn sealed(&self) -> serde_json::Result<Vec<u8>> {
+        let mut current = std::borrow::Cow::Borrowed(self);
+        if self.format_version != FORMAT_VERSION {
+            current.to_mut().format_version = FORMAT_VERSION;
+        }
+        Ok(seal(serde_json::to_vec_pretty(&*current)?))
+    }
+
+    /// A summary for people (`azw-train --inspect`). Every text that came
+    /// from the file, above all the learned values, which the traffic
+    /// chose, is shown through [`escape::terminal`]: a model cannot write
+    /// escape sequences or extra lines to the terminal.
     pub fn describe(&self) -> String {
+        use escape::terminal as shown;
         use std::fmt::Write as _;
         let t = &self.training;
         let mut s = String::new();
@@ -211,15 +396,21 @@ impl Model {
         let _ = writeln!(
             s,
             "model format:    {} (written by autozeekwatch {})",
-            self.format_version, self.crate_version
+            self.format_version,
+            shown(&self.crate_version)
         );
-        let _ = writeln!(s, "trained:         {} in {:.1} s", self.created, t.seconds);
-        let _ = writeln!(s, "log dir:         {}", t.log_dir);
+        let _ = writeln!(
+            s,
+            "trained:         {} in {:.1} s",
+            shown(&self.created),
+            t.seconds
+        );
+        let _ = writeln!(s, "log dir:         {}", shown(&t.log_dir));
         let _ = writeln!(
             s,
             "date range:      {} to {}",
-            t.start_date.as_deref().unwrap_or("(first)"),
-            t.end_date.as_deref().unwrap_or("(last)")
+            shown(t.start_date.as_deref().unwrap_or("(first)")),
+            shown(t.end_date.as_deref().unwrap_or("(last)"))
         );
         let _ = writeln!(s, "files:           {}", t.files.len());
         if let (Some(a), Some(b)) = (t.first_ts, t.last_ts) {
@@ -252,7 +443,8 @@ impl Model {
         let _ = writeln!(
             s,
             "threshold:       {:.6} ({})",
-            self.threshold.value, self.threshold.method
+            self.threshold.value,
+            shown(&self.threshold.method)
         );
         let quantiles: Vec<String> = t
             .score_quantiles
@@ -278,15 +470,77 @@ impl Model {
             self.features.features.len()
         );
         for (name, vocab) in &self.features.vocabularies {
+            let values: Vec<_> = vocab.values.iter().map(|v| shown(v)).collect();
             let _ = writeln!(
                 s,
-                "  {name}: {} values learned: {}",
+                "  {}: {} values learned: {}",
+                shown(name),
                 vocab.values.len(),
-                vocab.values.join(", ")
+                values.join(", ")
             );
         }
         s
     }
+}
+
+/// A pretty-printed JSON object with its closing brace replaced by the
+/// checksum member: the bytes of a format-2 file.
+fn seal(mut bytes: Vec<u8>) -> Vec<u8> {
+    // A pretty-printed object ends with a newline and its brace.
+    debug_assert!(bytes.ends_with(b"\n}"));
+    bytes.truncate(bytes.len().saturating_sub(2));
+    let crc = crc32fast::hash(&bytes);
+    bytes.extend_from_slice(SEAL_HEAD);
+    bytes.extend_from_slice(format!("{crc:08x}").as_bytes());
+    bytes.extend_from_slice(SEAL_TAIL);
+    bytes
+}
+
+/// The checksum a file ends with, and the bytes it covers; `None` for a
+/// file that does not end with one. The digits must be lowercase hex, as
+/// written: another spelling of the same number is an edit.
+fn split_seal(bytes: &[u8]) -> Option<(&[u8], u32)> {
+    let content_len = bytes.len().checked_sub(SEAL_LEN)?;
+    let (content, seal) = bytes.split_at(content_len);
+    let digits = seal.strip_prefix(SEAL_HEAD)?.strip_suffix(SEAL_TAIL)?;
+    if !digits
+        .iter()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+    {
+        return None;
+    }
+    let crc = u32::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()?;
+    Some((content, crc))
+}
+
+/// Checks the checksum; format 1 files may lack one (a warning), later
+/// formats must have it.
+fn verify_seal(path: &Path, bytes: &[u8], version: u32) -> Result<(), ModelError> {
+    match split_seal(bytes) {
+        Some((content, stored)) => {
+            let found = crc32fast::hash(content);
+            if found != stored {
+                return Err(ModelError::Checksum {
+                    path: path.to_owned(),
+                    stored,
+                    found,
+                });
+            }
+        }
+        None if version >= 2 => {
+            return Err(ModelError::Corrupt {
+                path: path.to_owned(),
+                reason: format!(
+                    "model format {version} ends with a checksum, and this file does not (damaged, or edited by hand); retrain"
+                ),
+            })
+        }
+        None => tracing::warn!(
+            "{}: model format {version} has no checksum, so damage cannot be detected; retrain to write format {FORMAT_VERSION}",
+            path.display()
+        ),
+    }
+    Ok(())
 }
 
 fn fmt_ts(ts: f64) -> String {
@@ -297,4 +551,224 @@ fn fmt_ts(ts: f64) -> String {
     chrono::DateTime::from_timestamp(ts as i64, 0)
         .map(|d| d.format("%Y-%m-%d %H:%M:%S UTC").to_string())
         .unwrap_or_else(|| format!("{ts}"))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::path::Path;
+    use std::sync::{mpsc, OnceLock};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::features::LocalNets;
+    use crate::kitnet::KitNetParams;
+    use crate::score::{ScoredRecord, Scorer};
+    use crate::train::{self, TrainOptions};
+    use crate::zeek::layout::{self, DateRange};
+    use crate::zeek::{Record, Records};
+
+    fn examples() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/logs")
+    }
+
+    /// A small SSH model (44 example records), trained once per test run.
+    pub(crate) fn ssh_model() -> &'static Model {
+        static MODEL: OnceLock<Model> = OnceLock::new();
+        MODEL.get_or_init(|| {
+            let opts = TrainOptions {
+                log_dir: examples(),
+                range: DateRange::default(),
+                params: KitNetParams {
+                    fm_grace: 20,
+                    ad_grace: 20,
+                    learning_rate: 0.1,
+                    epochs: 2,
+                    ..KitNetParams::default()
+                },
+                local_nets: LocalNets::default(),
+                threshold_fpr: 0.001,
+                holdout_every: 10,
+            };
+            let files = train::find_files(Module::Ssh, &opts).unwrap();
+            train::train_module(Module::Ssh, &files, &opts, &train::NoProgress).unwrap()
+        })
+    }
+
+    fn ssh_records() -> Vec<Record> {
+        let files = layout::discover(&examples(), "ssh", DateRange::default()).unwrap();
+        let paths = files.into_iter().map(|f| f.path).collect();
+        Records::new(paths, Some("ssh"), true).take(20).collect()
+    }
+
+    fn scores(model: Model, encoder: Encoder, records: &[Record]) -> Vec<ScoredRecord> {
+        let mut scorer = Scorer::new(model, encoder);
+        records.iter().map(|r| scorer.score(r).unwrap()).collect()
+    }
+
+    /// The error of a load that must fail (without printing the model).
+    fn load_err(path: &Path, module: Module) -> String {
+        match Model::load_for(path, module) {
+            Ok(_) => panic!("{} was accepted", path.display()),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn saved(dir: &Path, name: &str, model: &Model) -> PathBuf {
+        let path = dir.join(name);
+        model.save(&path).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_model_of_another_module_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = saved(dir.path(), "conn.model.json", ssh_model());
+        let err = load_err(&path, Module::Conn);
+        assert!(
+            err.contains("conn.model.json") && err.contains("SSH") && err.contains("CONN"),
+            "{err}"
+        );
+        assert!(Model::load_for(&path, Module::Ssh).is_ok());
+    }
+
+    #[test]
+    fn thresholds_out_of_range_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for bad in [-1.0, 1e300, 5.0] {
+            let mut model = ssh_model().clone();
+            model.threshold.value = bad;
+            let path = saved(dir.path(), "ssh.model.json", &model);
+            let err = load_err(&path, Module::Ssh);
+            assert!(
+                err.contains("ssh.model.json") && err.contains("threshold.value"),
+                "{bad}: {err}"
+            );
+        }
+        let mut model = ssh_model().clone();
+        model.threshold.value = f64::NAN;
+        let err = model.check().unwrap_err();
+        assert!(err.contains("threshold.value"), "{err}");
+    }
+
+    /// Every single-bit flip of a model file is refused or changes
+    /// nothing: 2000 flips at positions drawn with a fixed seed.
+    #[test]
+    fn bit_flips_are_refused_or_harmless() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = saved(dir.path(), "ssh.model.json", ssh_model());
+        let good = std::fs::read(&path).unwrap();
+        let records = ssh_records();
+        let (m, e) = Model::load_for(&path, Module::Ssh).unwrap();
+        let want = scores(m, e, &records);
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut silent = Vec::new();
+        for _ in 0..2000 {
+            // xorshift64: a fixed, dependency-free sequence of positions.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let bit = (state % (good.len() as u64 * 8)) as usize;
+            let mut bytes = good.clone();
+            bytes[bit / 8] ^= 1 << (bit % 8);
+            std::fs::write(&path, &bytes).unwrap();
+            if let Ok((m, e)) = Model::load_for(&path, Module::Ssh) {
+                if scores(m, e, &records) != want {
+                    silent.push(bit);
+                }
+            }
+        }
+        assert!(
+            silent.is_empty(),
+            "{} flips changed scores silently",
+            silent.len()
+        );
+    }
+
+    /// The training range of an autoencoder must not be inverted; the
+    /// error names the file and the field.
+    #[test]
+    fn an_inverted_training_range_is_refused() {
+        let mut json = serde_json::to_value(ssh_model()).unwrap();
+        let output = &mut json["kitnet"]["output"];
+        output["min"][0] = serde_json::json!(2.0);
+        output["max"][0] = serde_json::json!(1.0);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ssh.model.json");
+        std::fs::write(&path, seal(serde_json::to_vec_pretty(&json).unwrap())).unwrap();
+        let err = load_err(&path, Module::Ssh);
+        assert!(
+            err.contains("ssh.model.json") && err.contains("`min` exceeds `max`"),
+            "{err}"
+        );
+    }
+
+    /// Format 1 files (before the checksum) still load, with a warning; a
+    /// format 2 file without its checksum is refused.
+    #[test]
+    fn format_1_loads_and_format_2_needs_its_checksum() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = saved(dir.path(), "ssh.model.json", ssh_model());
+        let sealed = std::fs::read(&path).unwrap();
+        let (content, _) = split_seal(&sealed).unwrap();
+        let mut unsealed = content.to_vec();
+        unsealed.extend_from_slice(b"\n}\n");
+        std::fs::write(&path, &unsealed).unwrap();
+        let err = load_err(&path, Module::Ssh);
+        assert!(err.contains("checksum"), "{err}");
+        let v1 = String::from_utf8(unsealed).unwrap().replacen(
+            "\"format_version\": 2",
+            "\"format_version\": 1",
+            1,
+        );
+        std::fs::write(&path, v1).unwrap();
+        let (model, _) = Model::load_for(&path, Module::Ssh).unwrap();
+        assert_eq!(model.threshold, ssh_model().threshold);
+        // Saving it again writes the current format, sealed.
+        model.save(&path).unwrap();
+        let (again, _) = Model::load_for(&path, Module::Ssh).unwrap();
+        assert_eq!(again.format_version, FORMAT_VERSION);
+    }
+
+    /// Learned values are the traffic's: `--inspect` shows them escaped,
+    /// one line per vocabulary whatever they hold.
+    #[test]
+    fn describe_escapes_learned_values() {
+        let mut model = ssh_model().clone();
+        let plain_lines = model.describe().lines().count();
+        let vocab = model.features.vocabularies.get_mut("client").unwrap();
+        vocab
+            .values
+            .extend(crate::escape::tests::HOSTILE.map(String::from));
+        let text = model.describe();
+        crate::escape::tests::assert_inert(&text.replace('\n', ""));
+        assert_eq!(text.lines().count(), plain_lines);
+        assert!(text.contains("\\x1b[2J"), "{text}");
+    }
+
+    /// A FIFO or a device given as the model is refused at once (a thread
+    /// with a deadline turns a hang into a failure).
+    #[test]
+    fn fifos_and_devices_are_refused_promptly() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("conn.model.json");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        for path in [fifo, PathBuf::from("/dev/zero")] {
+            let (tx, rx) = mpsc::channel();
+            let p = path.clone();
+            std::thread::spawn(move || {
+                let _ = tx.send(
+                    Model::load_for(&p, Module::Conn)
+                        .err()
+                        .map(|e| e.to_string()),
+                );
+            });
+            let result = rx
+                .recv_timeout(Duration::from_secs(20))
+                .unwrap_or_else(|_| panic!("loading {} hangs", path.display()));
+            let err = result.unwrap_or_else(|| panic!("{} was accepted", path.display()));
+            assert!(err.contains("not a regular file"), "{err}");
+        }
+    }
 }

@@ -42,16 +42,7 @@ impl Reloader {
         if Some(now) == self.loaded || Some(now) == self.refused {
             return None;
         }
-        match Model::load(&self.path) {
-            Ok((model, _)) if model.module != module => {
-                tracing::error!(
-                    "{module}: refused the new model {}: it is a {} model; keeping the running one",
-                    self.path.display(),
-                    model.module
-                );
-                self.refused = Some(now);
-                None
-            }
+        match Model::load_for(&self.path, module) {
             Ok((model, encoder)) => {
                 tracing::info!(
                     "{module}: switched to the new model {} (trained {}, threshold {:.6})",
@@ -74,4 +65,69 @@ impl Reloader {
 fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
     let m = std::fs::metadata(path).ok()?;
     Some((m.modified().ok()?, m.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::tests::ssh_model;
+
+    fn save(model: &Model, path: &Path) {
+        model.save(path).unwrap();
+    }
+
+    #[test]
+    fn a_replaced_model_is_taken_and_a_bad_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ssh.model.json");
+        save(ssh_model(), &path);
+        let mut reload = Reloader::new(path.clone());
+        assert!(
+            reload.check(Module::Ssh, Duration::ZERO).is_none(),
+            "unchanged"
+        );
+
+        // Damaged (half copied): refused, and not tried again until it changes.
+        std::fs::write(&path, b"{\"format\": \"autozeekwatch-model\"").unwrap();
+        assert!(reload.check(Module::Ssh, Duration::ZERO).is_none());
+        assert_eq!(reload.refused, stamp(&path));
+
+        // Another log type's model: refused.
+        let mut other = ssh_model().clone();
+        other.module = Module::Dns;
+        other.features.module = Module::Dns;
+        std::thread::sleep(Duration::from_millis(10));
+        save(&other, &path);
+        assert!(reload.check(Module::Ssh, Duration::ZERO).is_none());
+
+        // A good one: taken.
+        let mut newer = ssh_model().clone();
+        newer.threshold.value *= 0.5;
+        std::thread::sleep(Duration::from_millis(10));
+        save(&newer, &path);
+        let scorer = reload
+            .check(Module::Ssh, Duration::ZERO)
+            .expect("the new model");
+        assert_eq!(scorer.model().threshold.value, newer.threshold.value);
+        assert!(
+            reload.check(Module::Ssh, Duration::ZERO).is_none(),
+            "taken once"
+        );
+    }
+
+    #[test]
+    fn checks_wait_for_their_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ssh.model.json");
+        save(ssh_model(), &path);
+        let mut reload = Reloader::new(path.clone());
+        let mut newer = ssh_model().clone();
+        newer.threshold.value *= 0.5;
+        std::thread::sleep(Duration::from_millis(10));
+        save(&newer, &path);
+        assert!(reload
+            .check(Module::Ssh, Duration::from_secs(3600))
+            .is_none());
+        assert!(reload.check(Module::Ssh, Duration::ZERO).is_some());
+    }
 }

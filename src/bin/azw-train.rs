@@ -6,9 +6,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
 mod cli;
 
+use anyhow::{bail, Context};
+use autozeekwatch::escape;
 use autozeekwatch::features::{table, DEFAULT_LOCAL_NETS};
 use autozeekwatch::model::Model;
 use autozeekwatch::train::{self, TrainError};
@@ -249,7 +250,8 @@ fn inspect(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
         if i > 0 {
             cli::outln!()?;
         }
-        cli::outln!("{}", path.display())?;
+        // describe() escapes the model's texts; the path is shown the same way.
+        cli::outln!("{}", escape::terminal(&path.display().to_string()))?;
         cli::out!("{}", model.describe())?;
     }
     Ok(ExitCode::SUCCESS)

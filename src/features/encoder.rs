@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::net::{is_broadcast, Direction, LocalNets};
 use super::spec::{table, FeatureDef, Transform};
-use super::vocab::{VocabCounter, Vocabulary};
+use super::vocab::{bounded_key, VocabCounter, Vocabulary};
 use crate::module::Module;
 use std::sync::Arc;
 
@@ -65,7 +65,9 @@ fn category_slot(index: &NameMap<usize>, value: &Value) -> Option<usize> {
             let text = std::str::from_utf8(&digits[at..]).unwrap_or_default();
             index.get(text).copied()
         }
-        _ => index.get(category_value(value).as_ref()).copied(),
+        _ => index
+            .get(bounded_key(&category_value(value)).as_ref())
+            .copied(),
     }
 }
 
@@ -242,11 +244,13 @@ impl Encoder {
                         .ok_or_else(|| FeatureError::MissingVocabulary(name.clone()))?;
                     columns.extend(vocab.values.iter().map(|v| format!("{name}={v}")));
                     columns.push(format!("{name}=<other>"));
+                    // Looked up by bounded key, as they were counted (a
+                    // no-op for learned values, which are keys already).
                     let index = vocab
                         .values
                         .iter()
                         .enumerate()
-                        .map(|(i, v)| (v.clone(), i))
+                        .map(|(i, v)| (bounded_key(v).into_owned(), i))
                         .collect();
                     Plan::Category(index, vocab.values.len())
                 }
@@ -426,6 +430,7 @@ fn entropy(text: &str) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::vocab::MAX_VALUE_BYTES;
     use super::*;
 
     fn record(fields: &[(&str, Value)]) -> Record {
@@ -549,6 +554,33 @@ mod tests {
         ] {
             assert_eq!(category_slot(&index, &v), want, "{v:?}");
         }
+    }
+
+    /// A value longer than the cap is learned and scored under one bounded
+    /// key: the same long value matches its column, another one with the
+    /// same first bytes does not.
+    #[test]
+    fn long_category_values_match_by_bounded_key() {
+        let long = |tail: &str| format!("Mozilla/5.0 {}{tail}", "x".repeat(600));
+        let http = |ua: &str| record(&[("user_agent", Value::Str(ua.into()))]);
+        let mut learner = VocabLearner::new(Module::Http);
+        for _ in 0..10 {
+            learner.observe(&http(&long("a")));
+        }
+        let enc = Encoder::new(learner.finish(LocalNets::default())).unwrap();
+        let ua = enc
+            .columns()
+            .iter()
+            .find(|c| c.starts_with("user_agent=Mozilla"))
+            .unwrap()
+            .clone();
+        assert!(ua.len() <= "user_agent=".len() + MAX_VALUE_BYTES, "{ua}");
+        let mut v = enc.vector();
+        enc.encode(&http(&long("a")), &mut v);
+        assert_eq!(col(&enc, &v, &ua), 1.0);
+        enc.encode(&http(&long("b")), &mut v);
+        assert_eq!(col(&enc, &v, &ua), 0.0);
+        assert_eq!(col(&enc, &v, "user_agent=<other>"), 1.0);
     }
 
     #[test]

@@ -100,11 +100,25 @@ impl TryFrom<AutoencoderState> for Autoencoder {
                 "autoencoder arrays do not match its {nv} x {nh} shape"
             ));
         }
-        let all_finite = [&s.w, &s.hbias, &s.vbias, &s.min, &s.max]
-            .iter()
-            .all(|v| v.iter().all(|x| x.is_finite()));
-        if !all_finite {
-            return Err("autoencoder state holds a non-finite number".into());
+        let arrays = [
+            ("w", &s.w),
+            ("hbias", &s.hbias),
+            ("vbias", &s.vbias),
+            ("min", &s.min),
+            ("max", &s.max),
+        ];
+        for (name, values) in arrays {
+            if let Some(i) = values.iter().position(|x| !x.is_finite()) {
+                return Err(format!(
+                    "autoencoder field `{name}` holds a non-finite number at index {i}"
+                ));
+            }
+        }
+        // Training only ever widens [min, max]: an inverted range is damage.
+        if let Some(i) = s.min.iter().zip(&s.max).position(|(lo, hi)| lo > hi) {
+            return Err(format!(
+                "autoencoder field `min` exceeds `max` at index {i}"
+            ));
         }
         let inv_range = s
             .min

@@ -52,20 +52,11 @@ pub struct Lane {
 }
 
 impl Lane {
-    /// Loads `<model_dir>/<module>.model.json`; refuses a model of another
-    /// log type.
+    /// Loads `<model_dir>/<module>.model.json`; a model of another log
+    /// type, a damaged or out-of-range one is refused.
     pub fn load(module: Module, model_dir: &Path, opts: &LaneOptions) -> Result<Lane, ModelError> {
         let path = model_dir.join(model::file_name(module));
-        let (model, encoder) = Model::load(&path)?;
-        if model.module != module {
-            return Err(ModelError::Inconsistent {
-                path,
-                reason: format!(
-                    "it is a {} model, and {module} records are scored here: train the {module} model into this file",
-                    model.module
-                ),
-            });
-        }
+        let (model, encoder) = Model::load_for(&path, module)?;
         let mut lane = Lane::new(Scorer::new(model, encoder), opts);
         lane.reload = opts
             .reload_every

@@ -2,9 +2,26 @@
 //! outputs carry), a Zeek TSV line (for tools that read Zeek logs, including
 //! `azw-infer`'s own reader), or a CSV row (for spreadsheets and SIEM
 //! imports). The columns are the same in all three.
+//!
+//! Free text in a record (the uid and proto of a JSON log, the learned
+//! values in `top_features`) was chosen by whoever sent the traffic, so
+//! each format escapes it ([`crate::escape`]): no output line carries a raw
+//! control, C1 or bidi character, and every record is one line.
+//!
+//! - JSON: serde_json escapes C0 controls; DEL, C1 and bidi characters are
+//!   written as `\uXXXX` too (same text for a JSON reader).
+//! - TSV: Zeek's `\xHH` escapes, extended to C1 and bidi characters.
+//! - CSV: text cells get [`escape::terminal`]'s visible escapes and a `'`
+//!   before a leading `=`, `+`, `-` or `@` (formula injection);
+//!   `top_features` is a JSON list, `[{"feature":"rcode=3","share":0.25}]`,
+//!   the same objects as in the JSON output, so a `;` or `,` in a learned
+//!   value cannot be mistaken for a separator.
 
 use std::io::{self, Write};
 
+use serde::Serialize;
+
+use crate::escape;
 use crate::score::ScoredRecord;
 
 /// The `--format` argument.
@@ -94,18 +111,23 @@ impl RecordFormat {
     /// Appends one record, with its line ending.
     pub fn write(self, record: &ScoredRecord, out: &mut Vec<u8>) -> io::Result<()> {
         match self {
-            RecordFormat::Json => record.write_json_line(out),
+            RecordFormat::Json => {
+                let start = out.len();
+                record.write_json_line(out)?;
+                escape::json_in_place(out, start);
+                Ok(())
+            }
             RecordFormat::Tsv => {
                 let fields = fields(record, "-", |f| {
                     f.iter()
-                        .map(|(name, share)| zeek_escape(&format!("{name}:{share}"), true))
+                        .map(|(name, share)| escape::tsv_field(&format!("{name}:{share}"), true))
                         .collect::<Vec<_>>()
                         .join(",")
                 });
                 let line: Vec<String> = fields
                     .into_iter()
                     .map(|f| match f {
-                        Field::Text(t) => zeek_escape(&t, false),
+                        Field::Text(t) => escape::tsv_field(&t, false),
                         Field::Plain(p) => p,
                     })
                     .collect();
@@ -113,20 +135,41 @@ impl RecordFormat {
                 out.write_all(b"\n")
             }
             RecordFormat::Csv => {
-                let fields = fields(record, "", |f| {
-                    f.iter()
-                        .map(|(name, share)| format!("{name}:{share}"))
-                        .collect::<Vec<_>>()
-                        .join(";")
-                });
+                let fields = fields(record, "", csv_top_features);
+                let cells: Vec<std::borrow::Cow<'_, str>> = fields
+                    .iter()
+                    .map(|f| match f {
+                        Field::Text(t) => escape::csv_cell(t),
+                        Field::Plain(p) => p.into(),
+                    })
+                    .collect();
                 let mut w = csv::Writer::from_writer(out);
-                w.write_record(fields.iter().map(|f| match f {
-                    Field::Text(t) | Field::Plain(t) => t.as_bytes(),
-                }))?;
+                w.write_record(cells.iter().map(|c| c.as_bytes()))?;
                 w.flush()
             }
         }
     }
+}
+
+/// One element of CSV's `top_features` list: the JSON output's shape.
+#[derive(Serialize)]
+struct TopFeature<'a> {
+    feature: &'a str,
+    share: f64,
+}
+
+/// CSV's `top_features` cell: a JSON list, unambiguous whatever the
+/// learned values hold, with no raw control, C1 or bidi character.
+fn csv_top_features(top: &[(&str, f64)]) -> String {
+    let list: Vec<TopFeature<'_>> = top
+        .iter()
+        .map(|&(feature, share)| TopFeature { feature, share })
+        .collect();
+    let mut bytes = Vec::new();
+    // Serializing strings and finite numbers to a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut bytes, &list);
+    escape::json_in_place(&mut bytes, 0);
+    String::from_utf8(bytes).unwrap_or_default()
 }
 
 enum Field {
@@ -183,27 +226,6 @@ fn fields(
             Field::Plain(features(&top))
         },
     ]
-}
-
-/// Zeek's TSV escaping: the separators, backslash and non-printable bytes
-/// as `\xHH`; in a set element also the set separator. A value that reads
-/// as the unset or empty marker is escaped too.
-fn zeek_escape(s: &str, in_set: bool) -> String {
-    if s == "-" || s == "(empty)" {
-        return s.bytes().map(|b| format!("\\x{b:02x}")).collect();
-    }
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '\\' | '\t' | '\n' | '\r' => out.push_str(&format!("\\x{:02x}", c as u32)),
-            ',' if in_set => out.push_str("\\x2c"),
-            c if c.is_control() && (c as u32) < 0x80 => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -296,10 +318,92 @@ mod tests {
         assert_eq!(&rows[0][10], "true");
         assert_eq!(
             &rows[0][11],
-            "user_agent=Mozilla/5.0 (X11, Linux)\tx:0.75;rcode=3:0.25"
+            r#"[{"feature":"user_agent=Mozilla/5.0 (X11, Linux)\tx","share":0.75},{"feature":"rcode=3","share":0.25}]"#
         );
         assert_eq!(&rows[1][10], "false");
         assert_eq!(&rows[1][11], "");
+    }
+
+    /// A record whose every free text is hostile: uid and proto (a JSON
+    /// log can hold anything there) and the learned values in its top
+    /// features.
+    fn hostile_record() -> ScoredRecord {
+        let mut r = record(true);
+        r.uid = Some("=cmd|' /C calc'!A0".into());
+        r.proto = Some("\x1b[2J\x07".into());
+        r.top_features = Some(
+            crate::escape::tests::HOSTILE
+                .iter()
+                .map(|v| Contribution {
+                    feature: format!("user_agent={v}"),
+                    share: 0.1,
+                })
+                .collect(),
+        );
+        r
+    }
+
+    /// Every format: no raw control, C1 or bidi byte anywhere but the line
+    /// ends (and TSV's tab separators), one record per line.
+    fn assert_lines(format: RecordFormat, header_lines: usize) -> Vec<u8> {
+        let mut bytes = format.header();
+        for _ in 0..3 {
+            format.write(&hostile_record(), &mut bytes).unwrap();
+        }
+        let text = std::str::from_utf8(&bytes).unwrap();
+        let separator = if format == RecordFormat::Tsv {
+            "\t"
+        } else {
+            ""
+        };
+        let cells = text.replace('\n', "");
+        crate::escape::tests::assert_inert(&cells.replace(separator, ""));
+        assert_eq!(text.lines().count(), header_lines + 3, "{text}");
+        bytes
+    }
+
+    #[test]
+    fn hostile_text_stays_inert_in_json() {
+        let bytes = assert_lines(RecordFormat::Json, 0);
+        let first = bytes.split(|b| *b == b'\n').next().unwrap();
+        let back: ScoredRecord = serde_json::from_slice(first).unwrap();
+        assert_eq!(back, hostile_record());
+    }
+
+    #[test]
+    fn hostile_text_stays_inert_in_tsv() {
+        let bytes = assert_lines(RecordFormat::Tsv, 7);
+        let mut parser = LineParser::new("scores.log", Some("azw_scores"));
+        let mut records = Vec::new();
+        for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
+            if let Parsed::Record(r) = parser.parse_line(line, i as u64 + 1).unwrap() {
+                records.push(r);
+            }
+        }
+        assert_eq!(records.len(), 3);
+        let want = hostile_record();
+        assert_eq!(records[0].get("uid").as_str(), want.uid.as_deref());
+        assert_eq!(records[0].get("proto").as_str(), want.proto.as_deref());
+    }
+
+    #[test]
+    fn hostile_text_stays_inert_in_csv() {
+        let bytes = assert_lines(RecordFormat::Csv, 1);
+        let mut reader = csv::Reader::from_reader(&bytes[..]);
+        for row in reader.records() {
+            let row = row.unwrap();
+            assert_eq!(row.len(), COLUMNS.len());
+            for cell in row.iter() {
+                assert!(
+                    !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                    "formula: {cell:?}"
+                );
+            }
+            // The top features are a JSON list: values with `;`, `,` and
+            // `"` come back whole.
+            let top: Vec<Contribution> = serde_json::from_str(&row[11]).unwrap();
+            assert_eq!(Some(top), hostile_record().top_features);
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@
 mod util;
 
 mod eval_cli;
+mod hostile_output;
 mod hostile_pipeline;
 mod infer_live;
 #[cfg(feature = "kafka")]

@@ -201,7 +201,7 @@ fn damaged_or_newer_models_are_refused_clearly() {
     let newer = models.path().join("newer.model.json");
     std::fs::write(
         &newer,
-        good.replacen("\"format_version\": 1", "\"format_version\": 99", 1),
+        good.replacen("\"format_version\": 2", "\"format_version\": 99", 1),
     )
     .unwrap();
     let e = Model::load(&newer).unwrap_err().to_string();
