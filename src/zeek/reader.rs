@@ -94,7 +94,7 @@ impl LineParser {
         match format {
             Format::Tsv => {
                 if is_header_line(line) {
-                    if let Directive::Path(found) = self.tsv.apply(line) {
+                    if let Directive::Path(found) = self.tsv.apply(line).map_err(skip)? {
                         self.check_path(&found)?;
                     }
                     return Ok(Parsed::Nothing);
@@ -409,5 +409,31 @@ mod tests {
         let mut r = reader(b"");
         assert!(r.next().is_none());
         assert_eq!(r.format(), None);
+    }
+
+    /// An empty `#set_separator` cannot split a set: the header line is a
+    /// skip and the previous separator stays (it used to panic).
+    #[test]
+    fn an_empty_set_separator_is_a_skip_not_a_panic() {
+        let mut p = LineParser::new("mem.log", None);
+        let header = [
+            "#separator \\x09",
+            "#set_separator\t",
+            "#fields\tts\ttunnel_parents",
+            "#types\ttime\tset[string]",
+        ];
+        let results: Vec<_> = header
+            .iter()
+            .zip(1..)
+            .map(|(l, n)| p.parse_line(l.as_bytes(), n).map(|_| ()))
+            .collect();
+        let Parsed::Record(r) = p.parse_line(b"1.0\ta,b", 5).unwrap() else {
+            panic!("not a record");
+        };
+        assert_eq!(r.get("tunnel_parents").as_list().map(<[_]>::len), Some(2));
+        let err = results[1].as_ref().unwrap_err();
+        assert!(err.is_skip());
+        assert!(err.to_string().starts_with("mem.log:2: "), "{err}");
+        assert!(err.to_string().contains("#set_separator"), "{err}");
     }
 }
