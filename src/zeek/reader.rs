@@ -8,7 +8,6 @@
 //! the cap set with `with_max_line`): a longer one is read past and skipped,
 //! so a line without end (a gzip bomb of zeros) costs time, never memory.
 
-use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
@@ -18,6 +17,7 @@ use super::error::ReadError;
 use super::json::JsonState;
 use super::record::Record;
 use super::tsv::{is_header_line, Directive, TsvHeader};
+use crate::safe_fs;
 
 /// The longest line read by default, 1 MiB. Zeek's own lines are a few
 /// KiB at most (a long URI, many DNS answers); a longer line is damage or
@@ -261,8 +261,9 @@ pub struct LogReader {
 }
 
 impl LogReader {
-    /// Opens a file. Fails only if it cannot be opened; what it holds is
-    /// found out while reading.
+    /// Opens a file. Fails only if it cannot be opened or is not a regular
+    /// file (a FIFO would block, a device such as `/dev/zero` never ends);
+    /// what it holds is found out while reading.
     pub fn open(
         path: impl AsRef<Path>,
         expected_path: Option<&str>,
@@ -272,7 +273,7 @@ impl LogReader {
             file: path.to_owned(),
             source,
         };
-        let file = File::open(path).map_err(io_err)?;
+        let file = safe_fs::open_regular(path).map_err(io_err)?;
         LogReader::from_reader(path, file, expected_path).map_err(io_err)
     }
 
@@ -424,7 +425,7 @@ impl Iterator for LogReader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::zeek::testutil::{peak_heap, Repeat};
+    use crate::zeek::testutil::{mkfifo, peak_heap, within, Repeat};
     use std::io::Write;
 
     fn reader(bytes: &[u8]) -> LogReader {
@@ -558,6 +559,27 @@ mod tests {
         assert!(peak < 4 << 20, "{peak} bytes of heap for a gzip bomb");
         assert_eq!(items.len(), 1, "{items:?}");
         assert!(skip_reason(&items[0]).starts_with("line longer than"));
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("conn.log");
+        mkfifo(&fifo);
+        let msg = within(10, move || match LogReader::open(&fifo, Some("conn")) {
+            Ok(_) => None,
+            Err(e) => Some(e.to_string()),
+        });
+        let msg = msg.expect("a FIFO is refused");
+        assert!(msg.contains("a FIFO"), "{msg}");
+    }
+
+    #[test]
+    fn a_device_is_refused() {
+        match LogReader::open("/dev/zero", None) {
+            Ok(_) => panic!("/dev/zero was opened as a log"),
+            Err(e) => assert!(e.to_string().contains("character device"), "{e}"),
+        }
     }
 
     proptest::proptest! {

@@ -1,10 +1,13 @@
-//! Helpers for the reader's unit tests: hostile inputs made on the fly, and
-//! a per-thread count of heap bytes, so "bounded memory" is checked rather
-//! than hoped for.
+//! Helpers for the reader's unit tests: hostile inputs made on the fly, a
+//! guard against tests that would hang, and a per-thread count of heap
+//! bytes, so "bounded memory" is checked rather than hoped for.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::io::{self, Read};
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::Duration;
 
 /// `len` bytes of `fill`, then `tail`: an input of any size that never
 /// exists in memory (a huge line, a stream of zeros).
@@ -36,6 +39,25 @@ impl Read for Repeat {
         self.left -= n as u64;
         Ok(n)
     }
+}
+
+/// Runs `f` on its own thread and fails the test if it takes longer than
+/// `secs`: a regression that blocks (a FIFO opened for reading) then fails
+/// instead of hanging the whole test run.
+pub(crate) fn within<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(secs))
+        .unwrap_or_else(|_| panic!("did not finish within {secs} s: it blocks"))
+}
+
+/// Makes a FIFO at `path`.
+pub(crate) fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
 }
 
 thread_local! {
