@@ -7,6 +7,7 @@
 mod util;
 
 mod eval_cli;
+mod hostile_reader;
 mod infer_live;
 #[cfg(feature = "kafka")]
 mod kafka;
