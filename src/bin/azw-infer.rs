@@ -260,7 +260,7 @@ fn replay(args: &Args, modules: &[Module], controls: &Controls) -> anyhow::Resul
         .iter()
         .map(|&m| {
             Lane::load(m, &args.model_dir, &lane_opts)
-                .map_err(|source| pipeline::RunError::Model { module: m, source })
+                .map_err(|error| pipeline::RunError::Model { module: m, error })
         })
         .collect::<Result<Vec<_>, _>>()?;
     let opts = SinkOptions {

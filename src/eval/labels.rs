@@ -162,9 +162,10 @@ struct Layout {
     keep: Vec<usize>,
 }
 
-/// Opens a file, plain or gzip (found from the content).
+/// Opens a file, plain or gzip (found from the content). Only a regular
+/// file: a FIFO would block and a device never end.
 pub fn open(path: &Path) -> std::io::Result<Box<dyn BufRead>> {
-    let mut file = BufReader::new(std::fs::File::open(path)?);
+    let mut file = BufReader::new(crate::safe_fs::open_regular(path)?);
     let gz = file.fill_buf()?.starts_with(&[0x1f, 0x8b]);
     Ok(if gz {
         Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(file)))
@@ -617,5 +618,26 @@ mod tests {
         assert_eq!(m["C4"], (Class::Malicious, "DDoS".to_owned()));
         let bad = write("C1\n");
         assert!(read_labels_file(bad.path()).is_err());
+    }
+
+    /// A FIFO or a device given as a labeled log or a labels file is
+    /// refused at once: it would block or never end.
+    #[test]
+    fn special_files_are_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("conn.log.labeled");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send((is_labeled(&fifo).is_err(), read_labels_file(&fifo).is_err()));
+        });
+        let refused = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("opening a FIFO blocks");
+        assert_eq!(refused, (true, true));
+        let err = read_labels_file(Path::new("/dev/zero")).unwrap_err();
+        assert!(err.to_string().contains("character device"), "{err}");
     }
 }

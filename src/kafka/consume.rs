@@ -266,7 +266,7 @@ pub fn run_kafka(opts: &KafkaOptions, controls: &Controls) -> Result<KafkaStats,
     let mut lanes: HashMap<Module, Route> = HashMap::new();
     for &module in &opts.modules {
         let lane = Lane::load(module, &opts.model_dir, &lane_opts)
-            .map_err(|source| RunError::Model { module, source })?;
+            .map_err(|error| RunError::Model { module, error })?;
         let parser = LineParser::new("kafka", Some(module.log_path()));
         lanes.insert(module, Route { lane, parser });
     }

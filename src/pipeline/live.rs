@@ -77,7 +77,7 @@ pub fn run_live(
     let mut lanes = Vec::new();
     for &module in &opts.modules {
         let lane = Lane::load(module, &opts.model_dir, &lane_opts)
-            .map_err(|source| RunError::Model { module, source })?;
+            .map_err(|error| RunError::Model { module, error })?;
         lanes.push(lane);
     }
     let output_name = opts.output.to_string();

@@ -39,12 +39,10 @@ pub struct Controls {
 /// Why a run stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("{module}: {source}; train a model first (azw-train --modules {module})")]
-    Model {
-        module: Module,
-        #[source]
-        source: ModelError,
-    },
+    /// (The model error is shown in the message, not chained, so it is
+    /// printed once.)
+    #[error("{module}: {error}; train a model first (azw-train --modules {module})")]
+    Model { module: Module, error: ModelError },
     #[error(transparent)]
     Sink(#[from] SinkError),
     #[error(transparent)]

@@ -288,7 +288,10 @@ impl<'de> Visitor<'de> for RawSeed {
         Ok(Raw::Value(Value::Unset))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Raw, A::Error> {
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(4));
+        // No room reserved without a hint (serde_json gives none): a line
+        // of empty arrays (`[[],[],...]`) then costs a few bytes each, not a
+        // 4-value allocation each.
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
         while let Some(item) = seq.next_element_seed(RawSeed { pinned: None })? {
             items.push(match item {
                 Raw::Value(v) => v,
@@ -534,5 +537,70 @@ mod tests {
         assert!(parse(r#"{"id.orig_h":"nope","ts":1"#)
             .unwrap_err()
             .starts_with("invalid JSON"));
+    }
+
+    /// Nesting is bounded by serde_json's recursion limit (128): deeper
+    /// arrays or `id` objects are a skipped line, not a stack overflow,
+    /// even on a thread with a small stack.
+    #[test]
+    fn deep_nesting_is_a_skip() {
+        let outcomes = std::thread::Builder::new()
+            .stack_size(512 << 10)
+            .spawn(|| {
+                let mut outcomes = Vec::new();
+                for depth in [100, 126, 127, 128, 129, 10_000, 200_000] {
+                    let arrays = format!("{{\"a\":{}1{}}}", "[".repeat(depth), "]".repeat(depth));
+                    let objects = format!(
+                        "{{{}\"orig_p\":1{}}}",
+                        "\"id\":{".repeat(depth),
+                        "}".repeat(depth)
+                    );
+                    outcomes.push((depth, parse(&arrays).is_ok(), parse(&objects).is_ok()));
+                }
+                outcomes
+            })
+            .unwrap()
+            .join()
+            .expect("no stack overflow or panic");
+        for (depth, arrays, objects) in outcomes {
+            // The line's own object is one level of the 128.
+            assert_eq!(arrays, depth < 127, "arrays {depth} deep");
+            assert_eq!(objects, depth < 127, "objects {depth} deep");
+        }
+        let err = parse(&format!("{{\"a\":{}", "[".repeat(1000))).unwrap_err();
+        assert!(err.contains("recursion limit exceeded"), "{err}");
+    }
+
+    /// Numbers beyond any type, odd escapes and times: a value or a skip.
+    #[test]
+    fn extreme_values_never_panic() {
+        let r =
+            parse(r#"{"a":123456789012345678901234567890,"b":-9223372036854775809,"c":1e-400}"#)
+                .unwrap()
+                .record;
+        assert_eq!(r.get("a"), &Value::Real(1.2345678901234568e29));
+        assert!(matches!(r.get("b"), Value::Real(_)));
+        assert_eq!(r.get("c"), &Value::Real(0.0));
+        assert!(parse(r#"{"a":1e400}"#)
+            .unwrap_err()
+            .starts_with("invalid JSON"));
+        assert!(parse(r#"{"ts":1e308,"id.orig_p":1e300}"#)
+            .unwrap_err()
+            .contains("invalid port"));
+        assert!(parse(r#"{"a":"\ud800"}"#)
+            .unwrap_err()
+            .starts_with("invalid JSON"));
+        for line in [
+            r#"{"ts":"99999999999-01-01T00:00:00Z"}"#,
+            r#"{"ts":"-inf"}"#,
+            r#"{"ts":"NaN"}"#,
+            r#"{"ts":true}"#,
+            r#"{"id.orig_h":"\\xff\\x00"}"#,
+            r#"{"a":"\\x","b":"\\xZZ","c":"\u0000"}"#,
+            r#"{"id":{"orig_h":{"x":[{"y":null}]}},"id.orig_h":"::1"}"#,
+            r#"{"id":1,"id":{"orig_p":2},"":3,"":{}}"#,
+        ] {
+            let _ = parse(line);
+        }
     }
 }

@@ -5,6 +5,10 @@
 //! the files being written now. Training reads the history and never
 //! `current/`. A flat folder of logs (`conn.log`, `dns.log.gz`, ...) and a
 //! single file are accepted too, because that is how captures are shared.
+//!
+//! Only regular files are logs: a FIFO among them would block the reader and
+//! a device (a link to `/dev/zero`) would never end, so in a folder they are
+//! skipped with a warning, and named directly they are an error.
 
 use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
@@ -43,6 +47,8 @@ impl DateRange {
 pub enum LayoutError {
     #[error("{}: no such file or directory (give the folder that holds Zeek's dated log folders, a folder of logs, or one log file)", .0.display())]
     Missing(PathBuf),
+    #[error("{}: {kind}, not a log file or a folder (only regular files are read)", path.display())]
+    NotAFile { path: PathBuf, kind: &'static str },
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -115,6 +121,12 @@ pub fn discover(
             interval: None,
         }]);
     }
+    if !meta.is_dir() {
+        return Err(LayoutError::NotAFile {
+            path: root.to_owned(),
+            kind: describe(&meta.file_type()),
+        });
+    }
     let mut found = Vec::new();
     for entry in read_dir_sorted(root)? {
         let name = entry
@@ -144,23 +156,51 @@ fn collect(
     out: &mut Vec<LogFile>,
 ) -> Result<(), LayoutError> {
     for entry in read_dir_sorted(dir)? {
-        if entry.is_file() {
+        if !entry.is_dir() {
             collect_file(&entry, log_path, day, out);
         }
     }
     Ok(())
 }
 
+/// Adds `path` if it is named as a log of `log_path` and is a regular file;
+/// one so named that is not is skipped with a warning.
 fn collect_file(path: &Path, log_path: &str, day: Option<NaiveDate>, out: &mut Vec<LogFile>) {
     let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
         return;
     };
-    if let Some(parsed) = parse_log_name(name).filter(|n| n.log_path == log_path) {
-        out.push(LogFile {
+    let Some(parsed) = parse_log_name(name).filter(|n| n.log_path == log_path) else {
+        return;
+    };
+    // `metadata` follows links, as opening the file would.
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => out.push(LogFile {
             path: path.to_owned(),
             date: day,
             interval: parsed.interval.map(str::to_owned),
-        });
+        }),
+        Ok(meta) => tracing::warn!(
+            "{}: skipped: {}, not a regular file",
+            path.display(),
+            describe(&meta.file_type())
+        ),
+        Err(e) => tracing::warn!("{}: skipped: {e}", path.display()),
+    }
+}
+
+/// What a file that is not a regular one is, for messages.
+fn describe(kind: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "a special file"
     }
 }
 
@@ -181,6 +221,7 @@ fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, LayoutError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::zeek::testutil::mkfifo;
 
     #[test]
     fn names_match_the_log_path_exactly() {
@@ -270,5 +311,39 @@ mod tests {
         assert_eq!(single.len(), 1, "a single file is taken as given");
         let err = discover(&dir.path().join("nope"), "conn", DateRange::default()).unwrap_err();
         assert!(err.to_string().contains("no such file or directory"));
+    }
+
+    /// A FIFO or a link to a device among the logs would block or never
+    /// end: it is left out, in a flat folder and in a dated one.
+    #[test]
+    fn special_files_in_folders_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        touch(root, "conn.log");
+        touch(root, "2024-04-19/conn.00:00:00-01:00:00.log.gz");
+        mkfifo(&root.join("conn.01_00_00-02_00_00.log"));
+        mkfifo(&root.join("2024-04-19/conn.01:00:00-02:00:00.log"));
+        std::os::unix::fs::symlink("/dev/zero", root.join("conn.02_00_00-03_00_00.log")).unwrap();
+        let found: Vec<String> = discover(root, "conn", DateRange::default())
+            .unwrap()
+            .iter()
+            .map(|f| f.path.strip_prefix(root).unwrap().display().to_string())
+            .collect();
+        assert_eq!(
+            found,
+            ["conn.log", "2024-04-19/conn.00:00:00-01:00:00.log.gz"]
+        );
+    }
+
+    /// A special file named directly is an error that says what it is.
+    #[test]
+    fn a_special_file_named_directly_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("conn.log");
+        mkfifo(&fifo);
+        let err = discover(&fifo, "conn", DateRange::default()).unwrap_err();
+        assert!(err.to_string().contains("a FIFO"), "{err}");
+        let err = discover(Path::new("/dev/zero"), "conn", DateRange::default()).unwrap_err();
+        assert!(err.to_string().contains("a character device"), "{err}");
     }
 }

@@ -14,11 +14,13 @@ pub mod layout;
 mod reader;
 mod record;
 mod stream;
+#[cfg(test)]
+mod testutil;
 mod tsv;
 mod value;
 
 pub use error::ReadError;
-pub use reader::{Format, LineParser, LogReader, Parsed, ReadStats};
+pub use reader::{Format, LineParser, LogReader, Parsed, ReadStats, DEFAULT_MAX_LINE};
 pub(crate) use record::NameMap;
 pub use record::{Record, Schema};
 pub use stream::{Records, StreamTotals};

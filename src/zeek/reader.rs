@@ -4,9 +4,10 @@
 //! feed it lines as Zeek writes them. [`LogReader`] puts a file behind it:
 //! gzip is recognised by its magic bytes and the format by the first line,
 //! never by the file name; lines are streamed, so memory stays flat whatever
-//! the file size.
+//! the file size. A line is held only up to [`DEFAULT_MAX_LINE`] bytes (or
+//! the cap set with `with_max_line`): a longer one is read past and skipped,
+//! so a line without end (a gzip bomb of zeros) costs time, never memory.
 
-use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
@@ -16,6 +17,17 @@ use super::error::ReadError;
 use super::json::JsonState;
 use super::record::Record;
 use super::tsv::{is_header_line, Directive, TsvHeader};
+use crate::safe_fs;
+
+/// The longest line read by default, 1 MiB. Zeek's own lines are a few
+/// KiB at most (a long URI, many DNS answers); a longer line is damage or
+/// an attack, and holding it would let one line take the process's memory.
+pub const DEFAULT_MAX_LINE: usize = 1 << 20;
+
+/// Why a line over the cap is skipped.
+fn too_long(max: usize) -> String {
+    format!("line longer than {max} bytes")
+}
 
 /// The format of a log, as found in its content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +53,7 @@ pub struct LineParser {
     tsv: TsvHeader,
     json: JsonState,
     expected_path: Option<String>,
+    max_line: usize,
 }
 
 impl LineParser {
@@ -53,7 +66,22 @@ impl LineParser {
             tsv: TsvHeader::default(),
             json: JsonState::default(),
             expected_path: expected_path.map(str::to_owned),
+            max_line: DEFAULT_MAX_LINE,
         }
+    }
+
+    /// Skips lines longer than `max` bytes (without their line ending) as
+    /// malformed; the default is [`DEFAULT_MAX_LINE`]. The parser only sees
+    /// lines already read: whoever reads them should stop at the same cap
+    /// ([`LogReader`] does).
+    pub fn with_max_line(mut self, max: usize) -> LineParser {
+        self.max_line = max;
+        self
+    }
+
+    /// The longest line parsed, in bytes.
+    pub fn max_line(&self) -> usize {
+        self.max_line
     }
 
     /// The format, once the first non-blank line has been seen.
@@ -74,6 +102,9 @@ impl LineParser {
     /// dropped). `Err` with [`ReadError::is_skip`] is a malformed line; any
     /// other error means the stream is not a log of the expected kind.
     pub fn parse_line(&mut self, line: &[u8], line_no: u64) -> Result<Parsed, ReadError> {
+        if line.len() > self.max_line {
+            return Err(self.malformed(line_no, too_long(self.max_line)));
+        }
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.trim_ascii().is_empty() {
             return Ok(Parsed::Nothing);
@@ -94,7 +125,7 @@ impl LineParser {
         match format {
             Format::Tsv => {
                 if is_header_line(line) {
-                    if let Directive::Path(found) = self.tsv.apply(line) {
+                    if let Directive::Path(found) = self.tsv.apply(line).map_err(skip)? {
                         self.check_path(&found)?;
                     }
                     return Ok(Parsed::Nothing);
@@ -113,6 +144,14 @@ impl LineParser {
                 }
                 Ok(Parsed::Record(parsed.record))
             }
+        }
+    }
+
+    fn malformed(&self, line: u64, reason: String) -> ReadError {
+        ReadError::Malformed {
+            file: self.file.clone(),
+            line,
+            reason,
         }
     }
 
@@ -162,6 +201,49 @@ pub struct ReadStats {
 /// counted and summed up at the end, so a broken file cannot flood the log.
 const LOGGED_SKIPS_PER_FILE: u64 = 10;
 
+/// The line buffer's usual size; it grows for longer lines (up to the cap)
+/// and shrinks back after a line over the cap.
+const LINE_CAPACITY: usize = 1024;
+
+/// What [`read_line_capped`] found.
+#[derive(Debug, PartialEq, Eq)]
+enum LineRead {
+    /// The end of the input.
+    End,
+    /// A line is in the buffer: `bytes` long, its newline (if any) included.
+    Line { bytes: usize },
+    /// A line over the cap was read past and thrown away: `bytes` long, its
+    /// newline (if any) included. The buffer is empty.
+    TooLong { bytes: u64 },
+}
+
+/// Reads one line into `buf`, holding at most `max` bytes of it plus the
+/// newline: the rest of a longer line is consumed in `input`'s own buffer
+/// and dropped (`skip_until`), so memory stays bounded however long it is.
+fn read_line_capped(
+    input: &mut dyn BufRead,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> io::Result<LineRead> {
+    buf.clear();
+    // The content may be `max` bytes, plus the newline.
+    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+    let bytes = (&mut *input).take(limit).read_until(b'\n', buf)?;
+    if bytes == 0 {
+        return Ok(LineRead::End);
+    }
+    // Shorter than the limit without a newline: the input ended mid-line.
+    if buf.ends_with(b"\n") || (bytes as u64) < limit {
+        return Ok(LineRead::Line { bytes });
+    }
+    let rest = input.skip_until(b'\n')?;
+    buf.clear();
+    buf.shrink_to(LINE_CAPACITY);
+    Ok(LineRead::TooLong {
+        bytes: bytes as u64 + rest as u64,
+    })
+}
+
 /// Streams the records of one log file (plain or gzip, TSV or JSON).
 ///
 /// As an iterator it yields records and skipped lines (errors with
@@ -179,8 +261,9 @@ pub struct LogReader {
 }
 
 impl LogReader {
-    /// Opens a file. Fails only if it cannot be opened; what it holds is
-    /// found out while reading.
+    /// Opens a file. Fails only if it cannot be opened or is not a regular
+    /// file (a FIFO would block, a device such as `/dev/zero` never ends);
+    /// what it holds is found out while reading.
     pub fn open(
         path: impl AsRef<Path>,
         expected_path: Option<&str>,
@@ -190,7 +273,7 @@ impl LogReader {
             file: path.to_owned(),
             source,
         };
-        let file = File::open(path).map_err(io_err)?;
+        let file = safe_fs::open_regular(path).map_err(io_err)?;
         LogReader::from_reader(path, file, expected_path).map_err(io_err)
     }
 
@@ -210,12 +293,19 @@ impl LogReader {
         Ok(LogReader {
             input,
             parser: LineParser::new(name, expected_path),
-            line: Vec::with_capacity(1024),
+            line: Vec::with_capacity(LINE_CAPACITY),
             stats: ReadStats::default(),
             finished: false,
             gzip,
             log_skips: true,
         })
+    }
+
+    /// Skips lines longer than `max` bytes (without their newline), holding
+    /// no more than `max` bytes of one; the default is [`DEFAULT_MAX_LINE`].
+    pub fn with_max_line(mut self, max: usize) -> LogReader {
+        self.parser = self.parser.with_max_line(max);
+        self
     }
 
     /// Do not log skipped lines (for a second pass over a file whose
@@ -258,6 +348,15 @@ impl LogReader {
         }
     }
 
+    /// Counts a skipped line, and logs the first few of a file.
+    fn skipped(&mut self, e: ReadError) -> ReadError {
+        self.stats.malformed += 1;
+        if self.log_skips && self.stats.malformed <= LOGGED_SKIPS_PER_FILE {
+            tracing::warn!("{e}");
+        }
+        e
+    }
+
     fn read_error(&self, source: io::Error) -> ReadError {
         let file = self.file().to_owned();
         match source.kind() {
@@ -282,13 +381,19 @@ impl Iterator for LogReader {
 
     fn next(&mut self) -> Option<Self::Item> {
         while !self.finished {
-            self.line.clear();
-            let n = match self.input.read_until(b'\n', &mut self.line) {
-                Ok(0) => {
+            let max = self.parser.max_line();
+            let n = match read_line_capped(self.input.as_mut(), &mut self.line, max) {
+                Ok(LineRead::End) => {
                     self.finish();
                     return None;
                 }
-                Ok(n) => n,
+                Ok(LineRead::Line { bytes }) => bytes,
+                Ok(LineRead::TooLong { bytes }) => {
+                    self.stats.lines += 1;
+                    self.stats.bytes += bytes;
+                    let e = self.parser.malformed(self.stats.lines, too_long(max));
+                    return Some(Err(self.skipped(e)));
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     let err = self.read_error(e);
@@ -306,13 +411,7 @@ impl Iterator for LogReader {
                     self.stats.records += 1;
                     return Some(Ok(r));
                 }
-                Err(e) if e.is_skip() => {
-                    self.stats.malformed += 1;
-                    if self.log_skips && self.stats.malformed <= LOGGED_SKIPS_PER_FILE {
-                        tracing::warn!("{e}");
-                    }
-                    return Some(Err(e));
-                }
+                Err(e) if e.is_skip() => return Some(Err(self.skipped(e))),
                 Err(e) => {
                     self.finish();
                     return Some(Err(e));
@@ -326,6 +425,7 @@ impl Iterator for LogReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::zeek::testutil::{mkfifo, peak_heap, within, Repeat};
     use std::io::Write;
 
     fn reader(bytes: &[u8]) -> LogReader {
@@ -409,5 +509,172 @@ mod tests {
         let mut r = reader(b"");
         assert!(r.next().is_none());
         assert_eq!(r.format(), None);
+    }
+
+    const CONN_HEADER: &[u8] =
+        b"#separator \\x09\n#path\tconn\n#fields\tts\tuid\n#types\ttime\tstring\n";
+
+    fn skip_reason(item: &Result<Record, ReadError>) -> String {
+        match item {
+            Err(e @ ReadError::Malformed { reason, .. }) if e.is_skip() => reason.clone(),
+            other => panic!("expected a skipped line, got {other:?}"),
+        }
+    }
+
+    /// A 50 MB line is skipped without ever being held: the reader's heap
+    /// stays near the 1 MiB cap, and the record after it is read.
+    #[test]
+    fn a_huge_line_is_skipped_in_bounded_memory() {
+        let huge = Repeat::new(b'x', 50 << 20, b"\n3.0\tC\n");
+        let source = io::Cursor::new(CONN_HEADER).chain(huge);
+        let ((stats, items), peak) = peak_heap(|| {
+            let mut r = LogReader::from_reader("huge.log", source, Some("conn")).unwrap();
+            let items: Vec<_> = r.by_ref().collect();
+            (r.stats(), items)
+        });
+        assert!(peak < 4 << 20, "{peak} bytes of heap for a 50 MB line");
+        assert_eq!(items.len(), 2, "{items:?}");
+        assert_eq!(skip_reason(&items[0]), "line longer than 1048576 bytes");
+        assert!(items[0]
+            .as_ref()
+            .unwrap_err()
+            .to_string()
+            .starts_with("huge.log:5: "));
+        assert_eq!(items[1].as_ref().unwrap().get("uid").as_str(), Some("C"));
+        assert_eq!((stats.records, stats.malformed, stats.lines), (1, 1, 6));
+        assert_eq!(stats.bytes, CONN_HEADER.len() as u64 + (50 << 20) + 1 + 6);
+    }
+
+    /// Zeros without a newline, gzipped on the fly (a gzip bomb): one
+    /// skipped line, read in bounded memory, not a fatal error.
+    #[test]
+    fn a_gzip_bomb_of_zeros_is_one_skipped_line() {
+        let zeros = Repeat::new(0, 16 << 20, b"");
+        let bomb = flate2::read::GzEncoder::new(zeros, flate2::Compression::fast());
+        let (items, peak) = peak_heap(|| {
+            LogReader::from_reader("bomb.log.gz", bomb, None)
+                .unwrap()
+                .collect::<Vec<_>>()
+        });
+        assert!(peak < 4 << 20, "{peak} bytes of heap for a gzip bomb");
+        assert_eq!(items.len(), 1, "{items:?}");
+        assert!(skip_reason(&items[0]).starts_with("line longer than"));
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("conn.log");
+        mkfifo(&fifo);
+        let msg = within(10, move || match LogReader::open(&fifo, Some("conn")) {
+            Ok(_) => None,
+            Err(e) => Some(e.to_string()),
+        });
+        let msg = msg.expect("a FIFO is refused");
+        assert!(msg.contains("a FIFO"), "{msg}");
+    }
+
+    #[test]
+    fn a_device_is_refused() {
+        match LogReader::open("/dev/zero", None) {
+            Ok(_) => panic!("/dev/zero was opened as a log"),
+            Err(e) => assert!(e.to_string().contains("character device"), "{e}"),
+        }
+    }
+
+    proptest::proptest! {
+        /// Any bytes after a TSV header or a JSON line, plain or gzipped,
+        /// with any line cap: no panic; every line is a record, a skip or
+        /// nothing; nothing ends the file early (unless the cap is below
+        /// the header's lines, when the body may be found not to be a log);
+        /// and the counts add up.
+        #[test]
+        fn any_bytes_read_to_the_end(
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600),
+            json in proptest::prelude::any::<bool>(),
+            gz in proptest::prelude::any::<bool>(),
+            max in 0usize..80,
+        ) {
+            let mut text = if json { b"{\"ts\":1}\n".to_vec() } else { CONN_HEADER.to_vec() };
+            text.extend_from_slice(&body);
+            let input = if gz { gzip(&text) } else { text.clone() };
+            let mut r = LogReader::from_reader("any.log", io::Cursor::new(input), None)
+                .unwrap()
+                .with_max_line(max);
+            let (mut records, mut skips, mut fatal) = (0, 0, false);
+            for item in r.by_ref() {
+                match item {
+                    Ok(_) => records += 1,
+                    Err(e) if e.is_skip() => skips += 1,
+                    Err(ReadError::NotALog { .. }) if max < 20 => fatal = true,
+                    Err(e) => proptest::prop_assert!(false, "fatal: {}", e),
+                }
+            }
+            let stats = r.stats();
+            proptest::prop_assert_eq!((stats.records, stats.malformed), (records, skips));
+            if fatal {
+                return Ok(());
+            }
+            proptest::prop_assert_eq!(stats.bytes, text.len() as u64);
+            let lines = text.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count() as u64;
+            proptest::prop_assert!(stats.lines >= lines && records + skips <= stats.lines);
+        }
+    }
+
+    /// A line of exactly the cap is read; one byte more is skipped.
+    #[test]
+    fn the_cap_is_inclusive() {
+        let text = b"{\"ts\":1}\n{\"a\":12}\n{\"a\":123}\n{\"a\":12}";
+        let r = reader(text).with_max_line(8);
+        let items: Vec<_> = r.collect();
+        assert_eq!(items.len(), 4);
+        assert!(items[0].is_ok() && items[1].is_ok() && items[3].is_ok());
+        assert_eq!(
+            items[2].as_ref().unwrap_err().to_string(),
+            "mem.log:3: skipped malformed line: line longer than 8 bytes"
+        );
+        let mut p = LineParser::new("p.log", None).with_max_line(8);
+        assert!(p.parse_line(b"{\"a\":12}", 1).is_ok());
+        assert!(p.parse_line(b"{\"a\":123}", 2).unwrap_err().is_skip());
+    }
+
+    /// `Records` passes its cap to every file.
+    #[test]
+    fn records_cap_every_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("conn.log");
+        let mut text = CONN_HEADER.to_vec();
+        text.extend_from_slice(b"1.0\tA\n2.0\tBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB\n3.0\tC\n");
+        std::fs::write(&path, text).unwrap();
+        let mut records =
+            super::super::Records::new(vec![path], Some("conn"), true).with_max_line(24);
+        assert_eq!(records.by_ref().count(), 2);
+        assert_eq!(records.totals().malformed, 1);
+    }
+
+    /// An empty `#set_separator` cannot split a set: the header line is a
+    /// skip and the previous separator stays (it used to panic).
+    #[test]
+    fn an_empty_set_separator_is_a_skip_not_a_panic() {
+        let mut p = LineParser::new("mem.log", None);
+        let header = [
+            "#separator \\x09",
+            "#set_separator\t",
+            "#fields\tts\ttunnel_parents",
+            "#types\ttime\tset[string]",
+        ];
+        let results: Vec<_> = header
+            .iter()
+            .zip(1..)
+            .map(|(l, n)| p.parse_line(l.as_bytes(), n).map(|_| ()))
+            .collect();
+        let Parsed::Record(r) = p.parse_line(b"1.0\ta,b", 5).unwrap() else {
+            panic!("not a record");
+        };
+        assert_eq!(r.get("tunnel_parents").as_list().map(<[_]>::len), Some(2));
+        let err = results[1].as_ref().unwrap_err();
+        assert!(err.is_skip());
+        assert!(err.to_string().starts_with("mem.log:2: "), "{err}");
+        assert!(err.to_string().contains("#set_separator"), "{err}");
     }
 }

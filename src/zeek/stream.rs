@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::reader::{LogReader, ReadStats};
+use super::reader::{LogReader, ReadStats, DEFAULT_MAX_LINE};
 use super::record::Record;
 
 /// Totals over the files of a stream.
@@ -24,6 +24,7 @@ pub struct Records {
     current: Option<LogReader>,
     log_path: Option<String>,
     quiet: bool,
+    max_line: usize,
     totals: StreamTotals,
 }
 
@@ -37,8 +38,16 @@ impl Records {
             current: None,
             log_path: log_path.map(str::to_owned),
             quiet,
+            max_line: DEFAULT_MAX_LINE,
             totals: StreamTotals::default(),
         }
+    }
+
+    /// Skips lines longer than `max` bytes in every file, holding no more
+    /// than `max` bytes of one (see [`LogReader::with_max_line`]).
+    pub fn with_max_line(mut self, max: usize) -> Records {
+        self.max_line = max;
+        self
     }
 
     pub fn totals(&self) -> &StreamTotals {
@@ -82,7 +91,10 @@ impl Iterator for Records {
             }
             let path = self.files.next()?;
             match LogReader::open(&path, self.log_path.as_deref()) {
-                Ok(r) => self.current = Some(if self.quiet { r.quiet() } else { r }),
+                Ok(r) => {
+                    let r = r.with_max_line(self.max_line);
+                    self.current = Some(if self.quiet { r.quiet() } else { r });
+                }
                 Err(e) => self.fail(path, e.to_string()),
             }
         }

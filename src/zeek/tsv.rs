@@ -54,32 +54,41 @@ pub(crate) fn is_header_line(line: &[u8]) -> bool {
     line.trim_ascii_start().first() == Some(&b'#')
 }
 
+/// The longest separator or set separator accepted. Zeek writes one byte;
+/// a few more are fine, but finding a separator costs up to its length at
+/// every byte of a line, so a hostile header must not make splitting a line
+/// quadratic.
+const MAX_SEPARATOR: usize = 16;
+
 impl TsvHeader {
-    /// Applies one `#` line.
-    pub(crate) fn apply(&mut self, line: &[u8]) -> Directive {
+    /// Applies one `#` line. `Err` says why a directive cannot be used (an
+    /// empty or overlong separator): the line is then a malformed one and
+    /// the value before it stays, so the lines after it still parse.
+    pub(crate) fn apply(&mut self, line: &[u8]) -> Result<Directive, String> {
         let line = line.trim_ascii_start();
         if let Some(rest) = line.strip_prefix(b"#separator") {
             // `#separator \x09`: the value follows a space, not the separator
             // (which is not known yet).
-            let value = rest.trim_ascii();
-            self.separator = unescape_directive(value);
-            if self.separator.is_empty() {
-                self.separator = b"\t".to_vec();
-            }
-            return Directive::Other;
+            let value = unescape_directive(rest.trim_ascii());
+            self.separator = checked_separator("#separator", value, &self.separator)?;
+            return Ok(Directive::Other);
         }
         let mut parts = split(line, &self.separator);
         let key = parts.next().unwrap_or_default();
         let values: Vec<&[u8]> = parts.collect();
         let first = values.first().copied().unwrap_or_default();
         match key {
-            b"#set_separator" => self.set_separator = unescape_directive(first),
+            b"#set_separator" => {
+                let value = unescape_directive(first);
+                self.set_separator =
+                    checked_separator("#set_separator", value, &self.set_separator)?;
+            }
             b"#empty_field" => self.empty_field = first.to_vec(),
             b"#unset_field" => self.unset_field = first.to_vec(),
             b"#path" => {
                 let path = String::from_utf8_lossy(first).into_owned();
                 self.path = Some(path.clone());
-                return Directive::Path(path);
+                return Ok(Directive::Path(path));
             }
             b"#fields" => {
                 let mut names: Vec<String> = values
@@ -104,7 +113,7 @@ impl TsvHeader {
             // `#open`, `#close` and comments carry nothing a record needs.
             _ => {}
         }
-        Directive::Other
+        Ok(Directive::Other)
     }
 
     /// Parses one data line into a record, or says why it cannot.
@@ -171,7 +180,25 @@ impl TsvHeader {
     }
 }
 
-/// Splits on a separator of one or more bytes.
+/// A separator from a header, if it can split lines: not empty (there is
+/// nothing to find) and at most [`MAX_SEPARATOR`] bytes. Otherwise the
+/// reason, naming the `current` separator that stays.
+fn checked_separator(directive: &str, value: Vec<u8>, current: &[u8]) -> Result<Vec<u8>, String> {
+    let problem = if value.is_empty() {
+        "is empty".to_owned()
+    } else if value.len() > MAX_SEPARATOR {
+        format!("is longer than {MAX_SEPARATOR} bytes")
+    } else {
+        return Ok(value);
+    };
+    Err(format!(
+        "`{directive}` {problem}; keeping `{}`",
+        current.escape_ascii()
+    ))
+}
+
+/// Splits on a separator of one or more bytes (never empty: see
+/// [`checked_separator`]).
 fn split<'a>(line: &'a [u8], sep: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
     let mut rest = Some(line);
     std::iter::from_fn(move || {
@@ -192,6 +219,9 @@ fn split<'a>(line: &'a [u8], sep: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     match needle {
         [b] => haystack.iter().position(|c| c == b),
+        // Unreachable through a header; an empty needle must not reach
+        // `windows`, which panics on 0.
+        [] => None,
         _ => haystack.windows(needle.len()).position(|w| w == needle),
     }
 }
@@ -204,6 +234,11 @@ pub(crate) fn unescape(raw: &[u8]) -> Cow<'_, str> {
         // The line was checked to be UTF-8 before it was split.
         return String::from_utf8_lossy(raw);
     }
+    Cow::Owned(String::from_utf8_lossy(&unescape_bytes(raw)).into_owned())
+}
+
+/// The bytes `\xHH` escapes stand for; anything else is kept as it is.
+fn unescape_bytes(raw: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
     while i < raw.len() {
@@ -217,15 +252,16 @@ pub(crate) fn unescape(raw: &[u8]) -> Cow<'_, str> {
         out.push(raw[i]);
         i += 1;
     }
-    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+    out
 }
 
 /// A directive value: `\xHH` escapes plus the C-style `\t` that some tools
-/// write for the tab.
+/// write for the tab. Kept as bytes: a separator is matched byte for byte,
+/// and a lossy decoding would turn `\xff` into a different, three-byte one.
 fn unescape_directive(raw: &[u8]) -> Vec<u8> {
     match raw {
         b"\\t" => b"\t".to_vec(),
-        _ => unescape(raw).into_owned().into_bytes(),
+        _ => unescape_bytes(raw),
     }
 }
 
@@ -241,7 +277,7 @@ mod tests {
     fn header(lines: &[&str]) -> TsvHeader {
         let mut h = TsvHeader::default();
         for l in lines {
-            h.apply(l.as_bytes());
+            h.apply(l.as_bytes()).unwrap();
         }
         h
     }
@@ -328,11 +364,65 @@ mod tests {
             .contains("before any #fields"));
     }
 
+    /// A separator that cannot split a line is refused, naming the one
+    /// that stays; the header keeps working with it.
+    #[test]
+    fn unusable_separators_are_refused() {
+        let mut h = header(CONN);
+        assert_eq!(
+            h.apply(b"#set_separator\t").unwrap_err(),
+            "`#set_separator` is empty; keeping `,`"
+        );
+        assert_eq!(
+            h.apply(b"#separator ").unwrap_err(),
+            "`#separator` is empty; keeping `\\t`"
+        );
+        let long = format!("#separator {}", "\\x2c".repeat(17));
+        assert_eq!(
+            h.apply(long.as_bytes()).unwrap_err(),
+            "`#separator` is longer than 16 bytes; keeping `\\t`"
+        );
+        let r = h.parse(b"1\tC\t::1\t1\t0.5\tF\ta,b\tx", 1).unwrap();
+        assert_eq!(r.get("tunnel_parents").as_list().map(<[_]>::len), Some(2));
+    }
+
+    /// Multi-byte separators split; a non-UTF-8 one is kept as its bytes.
+    #[test]
+    fn multi_byte_separators() {
+        let mut h = header(&[
+            "#separator \\xe2\\x80\\xa8",
+            "#set_separator\u{2028}::",
+            "#fields\u{2028}a\u{2028}b",
+            "#types\u{2028}count\u{2028}set[count]",
+        ]);
+        let r = h.parse("7\u{2028}1::2::3".as_bytes(), 1).unwrap();
+        assert_eq!(r.get("a"), &Value::Count(7));
+        assert_eq!(r.get("b").as_list().map(<[_]>::len), Some(3));
+        h.apply(b"#separator \\xff").unwrap();
+        assert_eq!(h.separator, b"\xff");
+    }
+
+    /// Empty markers are taken literally: an empty column is then unset.
+    #[test]
+    fn empty_markers() {
+        let mut h = header(&[
+            "#separator \\x09",
+            "#empty_field\t",
+            "#unset_field\t",
+            "#fields\ta\tb",
+            "#types\tset[string]\tstring",
+        ]);
+        let r = h.parse(b"\t", 1).unwrap();
+        assert!(r.get("a").is_unset() && r.get("b").is_unset());
+        let r = h.parse(b"x,y\tz", 2).unwrap();
+        assert_eq!(r.get("a").as_list().map(<[_]>::len), Some(2));
+    }
+
     #[test]
     fn repeated_header_switches_schema() {
         let mut h = header(CONN);
-        h.apply(b"#fields\tts\textra");
-        h.apply(b"#types\ttime\tcount");
+        h.apply(b"#fields\tts\textra").unwrap();
+        h.apply(b"#types\ttime\tcount").unwrap();
         let r = h.parse(b"2\t3", 20).unwrap();
         assert_eq!(r.get("extra"), &Value::Count(3));
         assert!(r.get("uid").is_unset());

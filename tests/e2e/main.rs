@@ -9,6 +9,7 @@ mod util;
 mod eval_cli;
 mod hostile_output;
 mod hostile_pipeline;
+mod hostile_reader;
 mod infer_live;
 #[cfg(feature = "kafka")]
 mod kafka;

@@ -216,7 +216,131 @@ fn parse_lines(parser: &mut LineParser, text: &[u8]) -> (usize, usize) {
     (ok, skipped)
 }
 
+/// A header directive as the reader knows it, or garbled.
+fn directive() -> impl Strategy<Value = &'static str> {
+    prop_oneof![
+        Just("#separator "),
+        Just("#separator\t"),
+        Just(" \t#separator "),
+        Just("#set_separator\t"),
+        Just("#empty_field\t"),
+        Just("#unset_field\t"),
+        Just("#fields\t"),
+        Just("#types\t"),
+        Just("#path\t"),
+        Just("#open\t"),
+        Just("#close\t"),
+        Just("#"),
+    ]
+}
+
+/// A separator or marker value, including the empty, escaped, broken,
+/// multi-byte and non-UTF-8 ones a hostile header could declare.
+fn separator() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => Just(String::new()),
+        2 => Just("\t".to_owned()),
+        2 => Just(",".to_owned()),
+        1 => Just("\\x09".to_owned()),
+        1 => Just("\\t".to_owned()),
+        1 => Just("\\x".to_owned()),
+        1 => Just("\\x0".to_owned()),
+        1 => Just("\\xff".to_owned()),
+        1 => Just("\\xe2\\x80\\xa8".to_owned()),
+        1 => Just("::".to_owned()),
+        1 => Just("é".to_owned()),
+        1 => Just("-".to_owned()),
+        1 => Just("(empty)".to_owned()),
+        1 => "[ -~]{0,40}",
+        1 => "\\PC{0,6}",
+    ]
+}
+
+/// A column name.
+fn name() -> impl Strategy<Value = String> {
+    "(ts|uid|id\\.orig_h|id\\.orig_p|duration|tunnel_parents|x|)"
+}
+
+/// A column type, containers often.
+fn zeek_type() -> impl Strategy<Value = String> {
+    "(time|string|addr|port|interval|bool|count|int|set\\[string\\]|set\\[count\\]|vector\\[addr\\]|vector\\[interval\\]|set\\[|\\]|)"
+}
+
+/// A field value: typed-looking, lists in any separator, markers, noise.
+fn value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[-0-9a-f.:,()\\\\xT]{0,12}",
+        "(1|-|\\(empty\\)|a,b|1,2|::1,10\\.0\\.0\\.1|a::b|aéb|1\\.5)",
+        "\\PC{0,6}",
+    ]
+}
+
+/// Items joined by a separator, most often the tab: a data line, or the
+/// list of a `#fields` or `#types` line.
+fn joined(item: impl Strategy<Value = String>) -> impl Strategy<Value = String> {
+    let sep = prop_oneof![3 => Just("\t".to_owned()), 1 => separator()];
+    (proptest::collection::vec(item, 0..5), sep).prop_map(|(items, sep)| items.join(&sep))
+}
+
+/// One line of a hostile TSV log: a directive with a random value, a
+/// `#fields` or `#types` list, or a data line.
+fn tsv_line() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => (directive(), separator()).prop_map(|(d, v)| format!("{d}{v}")),
+        2 => joined(name()).prop_map(|v| format!("#fields\t{v}")),
+        2 => joined(zeek_type()).prop_map(|v| format!("#types\t{v}")),
+        1 => (directive(), joined(value())).prop_map(|(d, v)| format!("{d}{v}")),
+        6 => joined(value()),
+    ]
+}
+
+/// What a line is, by the reader's rules: blank, a header, or data.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Blank,
+    Header,
+    Data,
+}
+
+fn kind(line: &[u8]) -> Kind {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    match line.trim_ascii_start().first() {
+        None => Kind::Blank,
+        Some(b'#') => Kind::Header,
+        Some(_) => Kind::Data,
+    }
+}
+
 proptest! {
+    /// Random header lines (any separator, set separator, empty and unset
+    /// marker, field list, type list, path) between data lines: the parser
+    /// never panics, every data line is a record or a skip, a header line
+    /// is taken or skipped, nothing ends the stream, and the reader counts
+    /// exactly those records and skips.
+    #[test]
+    fn hostile_tsv_headers_never_panic(lines in proptest::collection::vec(tsv_line(), 0..40)) {
+        let text = format!("#separator \\x09\n{}\n", lines.join("\n"));
+        let mut parser = LineParser::new("prop.log", None);
+        let (mut records, mut skips) = (0u64, 0u64);
+        for (i, line) in text.as_bytes().split(|b| *b == b'\n').enumerate() {
+            let result = parser.parse_line(line, i as u64 + 1);
+            match (kind(line), &result) {
+                (Kind::Data, Ok(Parsed::Record(_))) => records += 1,
+                (Kind::Data | Kind::Header, Err(e)) if e.is_skip() => {
+                    let msg = e.to_string();
+                    let at = format!("prop.log:{}: ", i + 1);
+                    prop_assert!(msg.starts_with(&at), "{}", msg);
+                    skips += 1;
+                }
+                (Kind::Header | Kind::Blank, Ok(Parsed::Nothing)) => {}
+                (k, r) => prop_assert!(false, "line {}: {:?} gave {:?}", i + 1, k, r),
+            }
+        }
+        let mut reader = LogReader::from_reader("prop.log", std::io::Cursor::new(text.into_bytes()), None).unwrap();
+        prop_assert!(reader.by_ref().all(|r| r.as_ref().map_or_else(ReadError::is_skip, |_| true)));
+        prop_assert_eq!((reader.stats().records, reader.stats().malformed), (records, skips));
+    }
+
     /// Whatever follows a valid TSV header, the parser never panics and
     /// every data line is either a record or a counted skip.
     #[test]
