@@ -53,6 +53,10 @@ pub struct LineParser {
     tsv: TsvHeader,
     json: JsonState,
     expected_path: Option<String>,
+    /// The other log type a `#path` header declared, until a header names
+    /// the expected one again: the lines in between are not ours to score
+    /// (a live file can be replaced by another log's).
+    foreign_path: Option<String>,
     max_line: usize,
 }
 
@@ -66,6 +70,7 @@ impl LineParser {
             tsv: TsvHeader::default(),
             json: JsonState::default(),
             expected_path: expected_path.map(str::to_owned),
+            foreign_path: None,
             max_line: DEFAULT_MAX_LINE,
         }
     }
@@ -126,9 +131,19 @@ impl LineParser {
             Format::Tsv => {
                 if is_header_line(line) {
                     if let Directive::Path(found) = self.tsv.apply(line).map_err(skip)? {
-                        self.check_path(&found)?;
+                        self.foreign_path = None;
+                        if let Err(e) = self.check_path(&found) {
+                            self.foreign_path = Some(found);
+                            return Err(e);
+                        }
                     }
                     return Ok(Parsed::Nothing);
+                }
+                if let Some(found) = &self.foreign_path {
+                    return Err(skip(format!(
+                        "a `{found}` record (the file's `#path`), not scored as `{}`",
+                        self.expected_path.as_deref().unwrap_or_default()
+                    )));
                 }
                 self.tsv
                     .parse(line, line_no)
@@ -474,6 +489,37 @@ mod tests {
         assert_eq!(err.len(), 1);
         let msg = err[0].as_ref().unwrap_err().to_string();
         assert!(msg.starts_with("mem.log: damaged after line"), "{msg}");
+    }
+
+    /// A live file whose header names another log type: its records are
+    /// skipped (never scored by this model) until a header names ours.
+    #[test]
+    fn lines_under_a_foreign_path_are_skipped_until_ours_returns() {
+        let mut p = LineParser::new("current/conn.log", Some("conn"));
+        let lines: [&[u8]; 7] = [
+            b"#separator \\x09",
+            b"#path\tdns",
+            b"#fields\tts\tuid",
+            b"1.5\tCdns",
+            b"#path\tconn",
+            b"#fields\tts\tuid",
+            b"2.5\tCconn",
+        ];
+        let got: Vec<_> = lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| p.parse_line(l, i as u64 + 1))
+            .collect();
+        assert!(matches!(got[1], Err(ReadError::WrongPath { .. })));
+        assert!(
+            got[3].as_ref().is_err_and(ReadError::is_skip),
+            "{:?}",
+            got[3]
+        );
+        match &got[6] {
+            Ok(Parsed::Record(r)) => assert_eq!(r.get("uid").as_str(), Some("Cconn")),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
