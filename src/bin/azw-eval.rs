@@ -43,6 +43,9 @@ use cli::ModelArgs;
 #[derive(Parser, Debug)]
 #[command(version, verbatim_doc_comment)]
 struct Args {
+    #[command(flatten)]
+    read: cli::ReadArgs,
+
     /// Labeled logs for the default protocol (plain or gzip).
     #[arg(value_name = "LABELED_LOG", conflicts_with_all = ["train", "test", "scores"])]
     logs: Vec<PathBuf>,
@@ -131,6 +134,7 @@ fn module_of(path: &Path, log_path: Option<&str>, asked: &[Module]) -> anyhow::R
 }
 
 fn run(args: Args) -> anyhow::Result<ExitCode> {
+    args.read.apply();
     let all = args.modules.iter().any(|m| m.eq_ignore_ascii_case("all"));
     let asked = Module::parse_list(&args.modules)?;
     let asked_one: Vec<Module> = if all { Vec::new() } else { asked.clone() };

@@ -48,6 +48,9 @@ use clap::Parser;
 #[derive(Parser, Debug)]
 #[command(version, verbatim_doc_comment)]
 struct Args {
+    #[command(flatten)]
+    read: cli::ReadArgs,
+
     /// Zeek's log directory; its `current/` folder is followed.
     #[arg(long, env = "AZW_LOG_DIR", required_unless_present_any = ["replay", "topics"])]
     log_dir: Option<PathBuf>,
@@ -199,6 +202,7 @@ fn modules(args: &Args) -> anyhow::Result<Vec<Module>> {
 }
 
 fn run(args: Args, controls: &Controls) -> anyhow::Result<ExitCode> {
+    args.read.apply();
     let modules = modules(&args)?;
     if args.source == SourceKind::Kafka {
         kafka(&args, modules, controls)?;

@@ -38,6 +38,9 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 #[derive(Parser, Debug)]
 #[command(version, verbatim_doc_comment)]
 struct Args {
+    #[command(flatten)]
+    read: cli::ReadArgs,
+
     /// Zeek's log directory (dated folders), a folder of logs, or one file.
     #[arg(long, env = "AZW_LOG_DIR", required_unless_present_any = ["inspect", "list_features"])]
     log_dir: Option<PathBuf>,
@@ -103,6 +106,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
+    args.read.apply();
     if !args.inspect.is_empty() {
         return inspect(&args.inspect);
     }

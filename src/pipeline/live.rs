@@ -278,10 +278,13 @@ fn follow_guarded(
     tx: SyncSender<Message>,
 ) {
     let module = lane.module();
-    let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        follow(lane, resume, opts, controls, &tx);
-    }));
-    let last = match result {
+    guarded(module, &tx, || follow(lane, resume, opts, controls, &tx));
+}
+
+/// Runs `body`, then tells the writer how it ended: [`Message::Done`], or
+/// [`Message::Failed`] with the panic's message.
+fn guarded(module: Module, tx: &SyncSender<Message>, body: impl FnOnce()) {
+    let last = match std::panic::catch_unwind(AssertUnwindSafe(body)) {
         Ok(()) => Message::Done(module),
         Err(panic) => {
             let what = panic
@@ -372,5 +375,32 @@ impl Wake {
             }
             None => std::thread::sleep(poll),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_thread_is_reported_as_a_failure() {
+        let (tx, rx) = mpsc::sync_channel(4);
+        guarded(Module::Dns, &tx, || panic!("boom at line 7"));
+        guarded(Module::Conn, &tx, || {});
+        match rx.recv().unwrap() {
+            Message::Failed(Module::Dns, why) => assert!(why.contains("boom at line 7"), "{why}"),
+            _ => panic!("expected a failure"),
+        }
+        assert!(matches!(rx.recv().unwrap(), Message::Done(Module::Conn)));
+    }
+
+    #[test]
+    fn the_state_folder_admits_one_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = lock_state_dir(dir.path()).unwrap();
+        let second = lock_state_dir(dir.path()).unwrap_err();
+        assert!(second.to_string().contains("another azw-infer"), "{second}");
+        drop(first);
+        assert!(lock_state_dir(dir.path()).is_ok());
     }
 }

@@ -20,7 +20,9 @@ mod tsv;
 mod value;
 
 pub use error::ReadError;
-pub use reader::{Format, LineParser, LogReader, Parsed, ReadStats, DEFAULT_MAX_LINE};
+pub use reader::{
+    max_line, set_max_line, Format, LineParser, LogReader, Parsed, ReadStats, DEFAULT_MAX_LINE,
+};
 pub(crate) use record::NameMap;
 pub use record::{Record, Schema};
 pub use stream::{Records, StreamTotals};

@@ -10,6 +10,7 @@
 
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use flate2::read::MultiGzDecoder;
 
@@ -23,6 +24,24 @@ use crate::safe_fs;
 /// KiB at most (a long URI, many DNS answers); a longer line is damage or
 /// an attack, and holding it would let one line take the process's memory.
 pub const DEFAULT_MAX_LINE: usize = 1 << 20;
+
+/// The cap every parser starts with: [`DEFAULT_MAX_LINE`] unless the
+/// binaries' `--max-line-bytes` set another at start. Process-wide on
+/// purpose: it is a safety limit like an rlimit, the same for replay,
+/// training, live following and Kafka, and it spares every reader's
+/// constructor a parameter.
+static MAX_LINE: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_LINE);
+
+/// Sets the line cap of parsers made from now on (at least 1 KiB, so a
+/// typo cannot make every record "too long").
+pub fn set_max_line(bytes: usize) {
+    MAX_LINE.store(bytes.max(1024), Ordering::Relaxed);
+}
+
+/// The line cap new parsers get.
+pub fn max_line() -> usize {
+    MAX_LINE.load(Ordering::Relaxed)
+}
 
 /// Why a line over the cap is skipped.
 fn too_long(max: usize) -> String {
@@ -71,7 +90,7 @@ impl LineParser {
             json: JsonState::default(),
             expected_path: expected_path.map(str::to_owned),
             foreign_path: None,
-            max_line: DEFAULT_MAX_LINE,
+            max_line: max_line(),
         }
     }
 

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::reader::{LogReader, ReadStats, DEFAULT_MAX_LINE};
+use super::reader::{max_line, LogReader, ReadStats};
 use super::record::Record;
 
 /// Totals over the files of a stream.
@@ -38,7 +38,7 @@ impl Records {
             current: None,
             log_path: log_path.map(str::to_owned),
             quiet,
-            max_line: DEFAULT_MAX_LINE,
+            max_line: max_line(),
             totals: StreamTotals::default(),
         }
     }

@@ -239,3 +239,28 @@ fn run_with_timeout(cmd: &mut Command) -> Output {
     }
     child.wait_with_output().unwrap()
 }
+
+#[test]
+fn lines_over_the_cap_are_skipped_and_counted() {
+    let dir = tempdir("cap");
+    let text = fs::read_to_string(example("conn.log")).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let first_data = lines.iter().position(|l| !l.starts_with('#')).unwrap();
+    let records = lines.iter().filter(|l| !l.starts_with('#')).count();
+    lines[first_data].push_str(&"x".repeat(5000));
+    fs::write(dir.join("conn.log"), lines.join("\n") + "\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+        .args(["--model-dir", models().to_str().unwrap()])
+        .args(["--replay", dir.join("conn.log").to_str().unwrap()])
+        .args(["--max-line-bytes", "4096"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().count(),
+        records - 1
+    );
+    assert!(err.contains("longer than 4096 bytes"), "{err}");
+    assert!(err.contains("1 skipped"), "{err}");
+}

@@ -148,6 +148,23 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
+/// How logs are read, for all three tools.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ReadArgs {
+    /// The longest log line read, in bytes: a longer one is skipped and
+    /// counted without being held in memory (a line an attacker made huge,
+    /// a file of zeros), in every mode.
+    #[arg(long, default_value_t = autozeekwatch::zeek::DEFAULT_MAX_LINE, env = "AZW_MAX_LINE_BYTES")]
+    pub max_line_bytes: usize,
+}
+
+impl ReadArgs {
+    /// Applies the settings to every reader made from now on.
+    pub fn apply(&self) {
+        autozeekwatch::zeek::set_max_line(self.max_line_bytes);
+    }
+}
+
 /// The model settings `azw-train` and `azw-eval` share (flattened into
 /// both command lines), checked once into [`TrainOptions`].
 #[derive(clap::Args, Debug, Clone)]
