@@ -65,7 +65,8 @@ pub fn is_regular(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file())
 }
 
-fn describe(kind: &std::fs::FileType) -> &'static str {
+/// What a file that is not a regular one is, for messages.
+pub(crate) fn describe(kind: &std::fs::FileType) -> &'static str {
     use std::os::unix::fs::FileTypeExt;
     if kind.is_dir() {
         "a folder"

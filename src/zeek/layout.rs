@@ -124,7 +124,7 @@ pub fn discover(
     if !meta.is_dir() {
         return Err(LayoutError::NotAFile {
             path: root.to_owned(),
-            kind: describe(&meta.file_type()),
+            kind: crate::safe_fs::describe(&meta.file_type()),
         });
     }
     let mut found = Vec::new();
@@ -182,25 +182,9 @@ fn collect_file(path: &Path, log_path: &str, day: Option<NaiveDate>, out: &mut V
         Ok(meta) => tracing::warn!(
             "{}: skipped: {}, not a regular file",
             path.display(),
-            describe(&meta.file_type())
+            crate::safe_fs::describe(&meta.file_type())
         ),
         Err(e) => tracing::warn!("{}: skipped: {e}", path.display()),
-    }
-}
-
-/// What a file that is not a regular one is, for messages.
-fn describe(kind: &std::fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    if kind.is_fifo() {
-        "a FIFO"
-    } else if kind.is_char_device() {
-        "a character device"
-    } else if kind.is_block_device() {
-        "a block device"
-    } else if kind.is_socket() {
-        "a socket"
-    } else {
-        "a special file"
     }
 }
 

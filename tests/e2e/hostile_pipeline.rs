@@ -54,16 +54,7 @@ fn a_file_named_directly_is_scored_by_its_own_model_only() {
 #[test]
 fn training_on_one_file_writes_only_its_model() {
     let dir = tempdir("one-file");
-    let out = Command::new(env!("CARGO_BIN_EXE_azw-train"))
-        .args(["--log-dir", &example("conn.json.gz"), "-q"])
-        .args(["--model-dir", dir.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::util::train_from(Path::new(&example("conn.json.gz")), &dir, "ALL", &[]);
     let mut written: Vec<String> = fs::read_dir(&*dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

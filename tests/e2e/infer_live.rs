@@ -145,37 +145,7 @@ fn wait_ready(infer: &Infer) {
 }
 
 fn start(dir: &Path, models: &Path, run: u32) -> Infer {
-    let log = dir.join(format!("infer-{run}.log"));
-    let child = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
-        .args([
-            "--log-dir",
-            dir.to_str().unwrap(),
-            "--modules",
-            "conn",
-            "--model-dir",
-            models.to_str().unwrap(),
-        ])
-        .args([
-            "--output",
-            dir.join("scores.json").to_str().unwrap(),
-            "--state-dir",
-            dir.join("state").to_str().unwrap(),
-        ])
-        .args([
-            "--poll-ms",
-            "50",
-            "--checkpoint-ms",
-            "100",
-            "--stats-secs",
-            "3600",
-        ])
-        .stdout(Stdio::null())
-        .stderr(File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let infer = Infer { child, log };
-    wait_ready(&infer);
-    infer
+    start_in(dir, models, run, &["--checkpoint-ms", "100"])
 }
 
 /// uid -> how many times it is in the output.
@@ -600,16 +570,7 @@ fn a_second_process_on_the_same_state_dir_is_refused() {
     let infer = start(dir.path(), crate::util::models(), 0);
     zeek.write(&data[..5]);
     wait_for(dir.path(), 5);
-    let second = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
-        .args([
-            "--log-dir",
-            dir.path().to_str().unwrap(),
-            "--modules",
-            "conn",
-        ])
-        .args(["--model-dir", crate::util::models().to_str().unwrap()])
-        .args(["--output", dir.path().join("other.json").to_str().unwrap()])
-        .args(["--state-dir", dir.path().join("state").to_str().unwrap()])
+    let second = infer_command(dir.path(), crate::util::models(), "other.json")
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&second.stderr);
@@ -630,16 +591,7 @@ fn a_first_start_never_cuts_an_existing_file() {
     let mut zeek = SimZeek::new(dir.path(), header);
     let foreign = "#separator \\x09\n#path\tconn\nsomebody's data\n";
     fs::write(dir.path().join("scores.json"), foreign).unwrap();
-    let refused = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
-        .args([
-            "--log-dir",
-            dir.path().to_str().unwrap(),
-            "--modules",
-            "conn",
-        ])
-        .args(["--model-dir", crate::util::models().to_str().unwrap()])
-        .args(["--output", dir.path().join("scores.json").to_str().unwrap()])
-        .args(["--state-dir", dir.path().join("state").to_str().unwrap()])
+    let refused = infer_command(dir.path(), crate::util::models(), "scores.json")
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&refused.stderr);
@@ -667,13 +619,16 @@ fn a_first_start_never_cuts_an_existing_file() {
     assert!(after.starts_with(&before), "the earlier records were cut");
 }
 
+/// `start` with the shared model and `extra` flags.
 fn start_with(dir: &Path, run: u32, extra: &[&str]) -> Infer {
+    start_in(dir, crate::util::models(), run, extra)
+}
+
+/// Starts `azw-infer` on `dir` (its output `scores.json`, its state in
+/// `state/`) with `extra` flags, and waits until it runs.
+fn start_in(dir: &Path, models: &Path, run: u32, extra: &[&str]) -> Infer {
     let log = dir.join(format!("infer-{run}.log"));
-    let child = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
-        .args(["--log-dir", dir.to_str().unwrap(), "--modules", "conn"])
-        .args(["--model-dir", crate::util::models().to_str().unwrap()])
-        .args(["--output", dir.join("scores.json").to_str().unwrap()])
-        .args(["--state-dir", dir.join("state").to_str().unwrap()])
+    let child = infer_command(dir, models, "scores.json")
         .args(["--poll-ms", "50", "--stats-secs", "3600"])
         .args(extra)
         .stdout(Stdio::null())
@@ -685,57 +640,13 @@ fn start_with(dir: &Path, run: u32, extra: &[&str]) -> Infer {
     infer
 }
 
-/// The output deleted under the running process: later records go to a
-/// new file at the path, not to the deleted inode.
-#[test]
-fn a_deleted_output_is_written_anew() {
-    let dir = tempfile::tempdir().unwrap();
-    let (header, data) = conn_tsv();
-    let mut zeek = SimZeek::new(dir.path(), header);
-    let infer = start(dir.path(), crate::util::models(), 0);
-    zeek.write(&data[..10]);
-    wait_for(dir.path(), 10);
-    fs::remove_file(dir.path().join("scores.json")).unwrap();
-    zeek.write(&data[10..25]);
-    wait_for(dir.path(), 15);
-    let log = infer.terminate();
-    assert!(log.contains("deleted or replaced"), "{log}");
-    assert_exactly_once(dir.path(), &uids(&data[10..25]));
-}
-
-/// Another log type's file at `current/conn.log` (its `#path` says dns):
-/// its records are counted as skipped, never scored by the conn model.
-#[test]
-fn a_foreign_log_at_the_live_path_is_not_scored() {
-    let dir = tempfile::tempdir().unwrap();
-    let (header, data) = conn_tsv();
-    let foreign: Vec<String> = header
-        .iter()
-        .map(|l| {
-            if l.starts_with("#path") {
-                "#path\tdns".to_owned()
-            } else {
-                l.clone()
-            }
-        })
-        .collect();
-    let mut zeek = SimZeek::new(dir.path(), foreign);
-    let infer = start(dir.path(), crate::util::models(), 0);
-    zeek.write(&data[..10]);
-    let started = Instant::now();
-    while !infer.log().contains("holds `dns` records") {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{}",
-            infer.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // Zeek rotates and writes a real conn log again: that one is scored.
-    zeek.rotate();
-    zeek.header = conn_tsv().0;
-    zeek.write(&data[10..20]);
-    wait_for(dir.path(), 10);
-    infer.terminate();
-    assert_exactly_once(dir.path(), &uids(&data[10..20]));
+/// `azw-infer` following `dir` with the CONN model in `models`, into `output`
+/// (in `dir`), its state in `dir/state`.
+fn infer_command(dir: &Path, models: &Path, output: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_azw-infer"));
+    cmd.args(["--log-dir", dir.to_str().unwrap(), "--modules", "conn"])
+        .args(["--model-dir", models.to_str().unwrap()])
+        .args(["--output", dir.join(output).to_str().unwrap()])
+        .args(["--state-dir", dir.join("state").to_str().unwrap()]);
+    cmd
 }

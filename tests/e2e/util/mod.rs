@@ -77,8 +77,13 @@ pub fn shared_data() -> PathBuf {
 /// Trains `modules` (comma-separated) on the example logs into `dir` with
 /// the real `azw-train`.
 pub fn train(dir: &Path, modules: &str, extra: &[&str]) {
+    train_from(&root().join("examples/logs"), dir, modules, extra);
+}
+
+/// Trains `modules` on the logs at `logs` (a folder or one file) into `dir`.
+pub fn train_from(logs: &Path, dir: &Path, modules: &str, extra: &[&str]) {
     let out = Command::new(env!("CARGO_BIN_EXE_azw-train"))
-        .args(["--log-dir", root().join("examples/logs").to_str().unwrap()])
+        .args(["--log-dir", logs.to_str().unwrap()])
         .args([
             "--modules",
             modules,
