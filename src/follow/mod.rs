@@ -17,3 +17,6 @@ pub use checkpoint::{Checkpoint, CheckpointError, Position};
 pub use follower::{Follower, Step};
 pub use pipeline::{run_live, Controls, LiveOptions, ModuleStats};
 pub use source::{Line, Source};
+
+#[cfg(test)]
+mod tests;

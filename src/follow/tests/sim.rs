@@ -1,0 +1,191 @@
+//! A stand-in for Zeek and its archiver in a temp folder, for the
+//! follower's tests: JSON conn lines numbered by a counter (so every line is
+//! unique and says where it belongs), rotation by rename, gzip into dated
+//! folders, truncation, copytruncate and a moving `current` symlink. Every
+//! operation is done in-process and completes before the follower looks.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::follow::{Follower, Line, Position, Step};
+use crate::module::Module;
+use crate::zeek::Parsed;
+
+/// The text of line `n` (without its newline); `ts` is its record time.
+pub fn line_text(n: u64, ts: f64) -> String {
+    format!(r#"{{"_path":"conn","ts":{ts:.6},"uid":"L{n:06}","id.orig_h":"10.0.0.1"}}"#)
+}
+
+/// The number of a line that came out, or `None` for a skipped one.
+pub fn number(line: &Line) -> Option<u64> {
+    match &line.parsed {
+        Ok(Parsed::Record(r)) => r.get("uid").as_str()?.strip_prefix('L')?.parse().ok(),
+        _ => None,
+    }
+}
+
+/// A log folder with `current/` (a symlink to a spool folder) and dated
+/// archive folders.
+pub struct Zeek {
+    _tmp: tempfile::TempDir,
+    pub root: PathBuf,
+    /// The next line number.
+    pub next: u64,
+    /// The fake clock, in hours since 2024-04-19 00:00, for rotation names.
+    pub hour: u32,
+}
+
+impl Zeek {
+    pub fn new() -> Zeek {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_owned();
+        fs::create_dir_all(root.join("spool0")).unwrap();
+        std::os::unix::fs::symlink(root.join("spool0"), root.join("current")).unwrap();
+        Zeek {
+            _tmp: tmp,
+            root,
+            next: 0,
+            hour: 0,
+        }
+    }
+
+    pub fn live(&self) -> PathBuf {
+        self.root.join("current/conn.log")
+    }
+
+    pub fn follower(&self, resume: Option<Position>) -> Follower {
+        Follower::new(Module::Conn, &self.root, resume)
+    }
+
+    /// Appends raw bytes to the live file (created if missing).
+    pub fn append_bytes(&self, bytes: &[u8]) {
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.live())
+            .unwrap()
+            .write_all(bytes)
+            .unwrap();
+    }
+
+    /// Appends `n` complete lines; returns their numbers.
+    pub fn append(&mut self, n: u64) -> Vec<u64> {
+        self.append_with_ts(n, 1_713_484_800.0)
+    }
+
+    pub fn append_with_ts(&mut self, n: u64, ts: f64) -> Vec<u64> {
+        let mut text = String::new();
+        let first = self.next;
+        for i in 0..n {
+            text.push_str(&line_text(first + i, ts + (first + i) as f64));
+            text.push('\n');
+        }
+        self.next += n;
+        self.append_bytes(text.as_bytes());
+        (first..first + n).collect()
+    }
+
+    /// `(day folder, rotation stamp)` of the fake clock's hour, then the
+    /// clock moves on.
+    fn tick(&mut self) -> (String, String, u32) {
+        let day = 19 + self.hour / 24;
+        let h = self.hour % 24;
+        self.hour += 1;
+        (format!("2024-04-{day:02}"), format!("{day:02}-{h:02}"), h)
+    }
+
+    /// Zeek's rotation: the live file renamed in `current/`; a new live
+    /// file appears with the next append. Returns the renamed path.
+    pub fn rotate(&mut self) -> PathBuf {
+        let (_, stamp, _) = self.tick();
+        let renamed = self
+            .root
+            .join(format!("current/conn.2024-04-{stamp}-00-00.log"));
+        if self.live().exists() {
+            fs::rename(self.live(), &renamed).unwrap();
+        }
+        renamed
+    }
+
+    /// The archiver: gzips a renamed file into its dated folder and removes
+    /// it. Returns the archive.
+    pub fn archive(&self, renamed: &Path) -> PathBuf {
+        let gz = self.archive_path(renamed);
+        write_gzip(&gz, &fs::read(renamed).unwrap());
+        fs::remove_file(renamed).unwrap();
+        gz
+    }
+
+    /// Where the archiver puts a renamed file: `current/conn.2024-04-19-05-00-00.log`
+    /// goes to `2024-04-19/conn.05:00:00-06:00:00.log.gz`.
+    pub fn archive_path(&self, renamed: &Path) -> PathBuf {
+        let name = renamed.file_name().unwrap().to_str().unwrap();
+        let stamp = &name["conn.".len().."conn.2024-04-19-05".len()];
+        let (day, h) = (&stamp[..10], stamp[11..].parse::<u32>().unwrap());
+        let dir = self.root.join(day);
+        fs::create_dir_all(&dir).unwrap();
+        dir.join(format!(
+            "conn.{h:02}:00:00-{:02}:00:00.log.gz",
+            (h + 1) % 24
+        ))
+    }
+
+    /// A writer restart: the live file cut to nothing in place.
+    pub fn truncate(&self) {
+        if self.live().exists() {
+            File::create(self.live()).unwrap();
+        }
+    }
+
+    /// logrotate's copytruncate: the live file copied to a rotated name,
+    /// then cut to nothing in place. Returns the copy.
+    pub fn copytruncate(&mut self) -> PathBuf {
+        let (_, stamp, _) = self.tick();
+        let copy = self
+            .root
+            .join(format!("current/conn.2024-04-{stamp}-00-00.log"));
+        fs::copy(self.live(), &copy).unwrap();
+        self.truncate();
+        copy
+    }
+}
+
+pub fn write_gzip(path: &Path, bytes: &[u8]) {
+    let mut enc =
+        flate2::write::GzEncoder::new(File::create(path).unwrap(), flate2::Compression::fast());
+    enc.write_all(bytes).unwrap();
+    enc.finish().unwrap();
+}
+
+/// What a follower handed out over several steps.
+#[derive(Default)]
+pub struct Collected {
+    /// Numbers of the records, in order.
+    pub numbers: Vec<u64>,
+    /// Lines that were errors (malformed, damaged files), as messages.
+    pub errors: Vec<String>,
+    /// The last position handed out.
+    pub position: Option<Position>,
+}
+
+impl Collected {
+    pub fn take(&mut self, step: Step) -> bool {
+        for line in &step.lines {
+            match (&line.parsed, number(line)) {
+                (_, Some(n)) => self.numbers.push(n),
+                (Err(e), None) => self.errors.push(e.to_string()),
+                (Ok(_), None) => {}
+            }
+        }
+        if step.position.is_some() {
+            self.position = step.position;
+        }
+        step.idle
+    }
+
+    /// Steps until an idle step; `false` if `max` steps were not enough.
+    pub fn drain(&mut self, f: &mut Follower, max: usize) -> bool {
+        (0..max).any(|_| self.take(f.step()))
+    }
+}
