@@ -34,6 +34,7 @@ pub struct Zeek {
     pub next: u64,
     /// The fake clock, in hours since 2024-04-19 00:00, for rotation names.
     pub hour: u32,
+    spools: u32,
 }
 
 impl Zeek {
@@ -47,6 +48,7 @@ impl Zeek {
             root,
             next: 0,
             hour: 0,
+            spools: 1,
         }
     }
 
@@ -131,6 +133,17 @@ impl Zeek {
         ))
     }
 
+    /// Renamed files still in `current/`, oldest first.
+    pub fn renamed(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = fs::read_dir(self.root.join("current"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().unwrap() != "conn.log")
+            .collect();
+        v.sort();
+        v
+    }
+
     /// A writer restart: the live file cut to nothing in place.
     pub fn truncate(&self) {
         if self.live().exists() {
@@ -148,6 +161,37 @@ impl Zeek {
         fs::copy(self.live(), &copy).unwrap();
         self.truncate();
         copy
+    }
+
+    /// ZeekControl restarting Zeek in a new spool: the old live file is
+    /// rotated, everything rotated in the old spool is archived, then
+    /// `current` points to a new, empty folder.
+    pub fn swap_current(&mut self) {
+        if self.live().exists() {
+            self.rotate();
+        }
+        for renamed in self.renamed() {
+            self.archive(&renamed);
+        }
+        let spool = self.root.join(format!("spool{}", self.spools));
+        self.spools += 1;
+        fs::create_dir_all(&spool).unwrap();
+        let tmp = self.root.join("current.new");
+        std::os::unix::fs::symlink(&spool, &tmp).unwrap();
+        fs::rename(&tmp, self.root.join("current")).unwrap();
+    }
+}
+
+impl Zeek {
+    /// Whether a file the follower can reach (the live one, renamed ones,
+    /// archives) still holds the content a position was taken in.
+    pub fn holds(&self, position: &Position) -> bool {
+        let current = self.root.join("current");
+        let mut files = crate::follow::identity::rotated_files(&self.root, &current, "conn", None);
+        files.push(self.live());
+        files
+            .iter()
+            .any(|p| crate::follow::identity::matches(p, position.fingerprint))
     }
 }
 
