@@ -299,6 +299,7 @@ impl Source {
                 let line = &self.pending[self.start..end];
                 let raw = match self.skipping.take() {
                     Some(dropped) => Raw::TooLong(dropped + line.len() as u64),
+                    None if line.len() > self.max_line + 1 => Raw::TooLong(line.len() as u64),
                     None => Raw::Line(line.to_vec()),
                 };
                 (self.start, self.scanned) = (end, end);
@@ -440,6 +441,23 @@ mod tests {
         );
         assert!(lines[1].parsed.is_ok());
         assert_eq!(lines[1].end, std::fs::metadata(&path).unwrap().len());
+    }
+
+    /// The cap is exact: a line one byte over it is skipped even when its
+    /// newline comes in the same read.
+    #[test]
+    fn the_cap_is_exact() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("conn.log");
+        let cap = 100;
+        let fits = format!("{{\"uid\":\"{}\"}}", "a".repeat(cap - 10));
+        assert_eq!(fits.len(), cap);
+        append(&path, format!("{fits}\n{fits}b\n").as_bytes());
+        let mut s = Source::open_capped(&path, "conn", 0, cap).unwrap();
+        let lines = s.read(10).unwrap();
+        assert!(lines[0].parsed.is_ok());
+        let err = lines[1].parsed.as_ref().unwrap_err().to_string();
+        assert!(err.contains("longer than 100 bytes (102 bytes)"), "{err}");
     }
 
     /// An unterminated overlong last line of a rotated file is one
