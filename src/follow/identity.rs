@@ -237,6 +237,25 @@ mod tests {
         assert_eq!(rotation_key(Path::new("/logs/current/conn.log")), None);
     }
 
+    /// The renamed file and its archive have the same rotation time; the
+    /// renamed one, complete, comes first (the archive may be half written).
+    #[test]
+    fn a_renamed_file_comes_before_its_archive() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for rel in [
+            "2024-04-19/conn.05:00:00-06:00:00.log.gz",
+            "current/conn.2024-04-19-05-00-00.log",
+        ] {
+            let p = root.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, b"x").unwrap();
+        }
+        let files = rotated_files(root, &root.join("current"), "conn", None);
+        assert!(files[0].starts_with(root.join("current")), "{files:?}");
+        assert_eq!(files.len(), 2);
+    }
+
     #[test]
     fn rotated_files_lists_spool_and_archives_in_order() {
         let dir = tempfile::tempdir().unwrap();
