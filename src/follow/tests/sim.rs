@@ -17,6 +17,19 @@ pub fn line_text(n: u64, ts: f64) -> String {
     format!(r#"{{"_path":"conn","ts":{ts:.6},"uid":"L{n:06}","id.orig_h":"10.0.0.1"}}"#)
 }
 
+/// The same line in Zeek's TSV format.
+pub fn tsv_line_text(n: u64, ts: f64) -> String {
+    format!("{ts:.6}\tL{n:06}\t10.0.0.1")
+}
+
+/// A TSV header as Zeek writes it at the top of each file; `open` makes it
+/// unique, as Zeek's `#open` time does.
+fn tsv_header(open: u32) -> String {
+    format!(
+        "#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\tconn\n#open\t2024-04-19-{open:08}\n#fields\tts\tuid\tid.orig_h\n#types\ttime\tstring\taddr\n"
+    )
+}
+
 /// The number of a line that came out, or `None` for a skipped one.
 pub fn number(line: &Line) -> Option<u64> {
     match &line.parsed {
@@ -34,6 +47,10 @@ pub struct Zeek {
     pub next: u64,
     /// The fake clock, in hours since 2024-04-19 00:00, for rotation names.
     pub hour: u32,
+    /// Zeek's TSV format (a header at the top of every file) instead of JSON.
+    pub tsv: bool,
+    /// Files started, for unique `#open` lines.
+    opened: u32,
     spools: u32,
 }
 
@@ -48,6 +65,8 @@ impl Zeek {
             root,
             next: 0,
             hour: 0,
+            tsv: false,
+            opened: 0,
             spools: 1,
         }
     }
@@ -58,6 +77,25 @@ impl Zeek {
 
     pub fn follower(&self, resume: Option<Position>) -> Follower {
         Follower::new(Module::Conn, &self.root, resume)
+    }
+
+    /// The text of line `n` in this log's format.
+    pub fn line(&self, n: u64) -> String {
+        let ts = 1_713_484_800.0 + n as f64;
+        if self.tsv {
+            tsv_line_text(n, ts)
+        } else {
+            line_text(n, ts)
+        }
+    }
+
+    /// A TSV writer starts every file with its header.
+    pub fn start_file_if_new(&mut self) {
+        let empty = std::fs::metadata(self.live()).map_or(true, |m| m.len() == 0);
+        if self.tsv && empty {
+            self.opened += 1;
+            self.append_bytes(tsv_header(self.opened).as_bytes());
+        }
     }
 
     /// Appends raw bytes to the live file (created if missing).
@@ -77,10 +115,17 @@ impl Zeek {
     }
 
     pub fn append_with_ts(&mut self, n: u64, ts: f64) -> Vec<u64> {
+        self.start_file_if_new();
         let mut text = String::new();
         let first = self.next;
         for i in 0..n {
-            text.push_str(&line_text(first + i, ts + (first + i) as f64));
+            let ts = ts + (first + i) as f64;
+            let line = if self.tsv {
+                tsv_line_text(first + i, ts)
+            } else {
+                line_text(first + i, ts)
+            };
+            text.push_str(&line);
             text.push('\n');
         }
         self.next += n;
