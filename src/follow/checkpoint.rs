@@ -30,7 +30,9 @@ pub struct Position {
     pub path: PathBuf,
     /// Decompressed bytes consumed, up to the end of the last scored line.
     pub offset: u64,
-    /// The day the file's records start, to limit the archive search.
+    /// A day no later than the file's rotation day, taken from rotation
+    /// names (never from record times, which a clock or a forged record can
+    /// put years ahead), to start the archive search there.
     pub day: Option<NaiveDate>,
 }
 

@@ -7,20 +7,37 @@
 //! ordered by their rotation time) and reads those before the new live
 //! file. After a restart it finds the checkpointed file the same way, even
 //! once gzipped, and finishes it first.
+//!
+//! What it promises (the model test in `tests/model.rs` checks exactly
+//! this): every complete line comes out at most once, in file order, and
+//! every line of a file that Zeek rotates (renamed, gzipped, or copied away
+//! by copytruncate) comes out, across restarts from any checkpoint it
+//! handed out. What a live file held past the last line read when it was
+//! cut in place without a copy (a writer restart) is gone, and so is the
+//! rest of a damaged archive after the damage (reported as a skipped line).
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
+use chrono::NaiveDate;
+
 use super::checkpoint::Position;
-use super::identity::{matches, rotated_files, Fingerprint, FingerprintCache};
-use super::source::{path_id, Line, Source};
+use super::identity::{matches, rotated_files, rotation_key, Fingerprint, FingerprintCache};
+use super::source::{may_be_unfinished, path_id, Line, Source};
 use crate::module::Module;
+use crate::zeek::ReadError;
 
 /// Lines handed out per step, so one busy module cannot starve the writer.
 const MAX_LINES_PER_STEP: usize = 5_000;
-/// How often a rotated file that fails to read (an archive still being
-/// written) is tried again before it is given up.
-const MAX_RETRIES: u32 = 20;
+/// How often a rotated file whose gzip stream ends short (an archive still
+/// being written) is tried again, each time from where it stopped, before
+/// what could be read is all there is. Counted over the file's whole
+/// reading and never reset, so a broken archive cannot hold the files after
+/// it back for ever (one try per idle step: about 10 s at a 250 ms poll).
+const MAX_RETRIES: u32 = 40;
+/// Decisions (open, finish, skip a file) in one step before it returns
+/// anyway: a guard against a state that would make no progress.
+const MAX_TURNS: usize = 1_000;
 
 /// What a step produced.
 pub struct Step {
@@ -35,10 +52,51 @@ pub struct Step {
 }
 
 enum Reading {
-    /// A rotated file from the queue.
-    Rotated(Source),
+    /// A rotated file, and how often it was tried already.
+    Rotated {
+        source: Source,
+        tries: u32,
+    },
     Live(Source),
     Nothing,
+}
+
+/// A rotated file waiting to be read.
+struct Queued {
+    path: PathBuf,
+    /// Where to start: 0, or a checkpointed or reached offset.
+    offset: u64,
+    /// Failed tries so far (an archive still being written).
+    tries: u32,
+    /// Its identity, when known, to find it again if it moves before it
+    /// is opened (a renamed file gzipped meanwhile).
+    fingerprint: Option<Fingerprint>,
+}
+
+impl Queued {
+    fn new(path: PathBuf) -> Queued {
+        Queued {
+            path,
+            offset: 0,
+            tries: 0,
+            fingerprint: None,
+        }
+    }
+}
+
+/// The last file read to its end.
+#[derive(Clone, Copy)]
+struct Finished {
+    fingerprint: Fingerprint,
+    /// A day no later than its rotation day, from rotation names: files
+    /// rotated after it are in this day's folder or later ones.
+    day: Option<NaiveDate>,
+}
+
+/// What a decision led to: decide again, or hand this step out.
+enum Next {
+    Again,
+    Give(Step),
 }
 
 pub struct Follower {
@@ -48,7 +106,7 @@ pub struct Follower {
     live_path: PathBuf,
     reading: Reading,
     /// Rotated files to read before the live one, oldest first.
-    queue: VecDeque<(PathBuf, u32)>,
+    queue: VecDeque<Queued>,
     /// A live file opened while rotated files are still queued.
     waiting_live: Option<Source>,
     /// The last position handed out (kept while nothing is open).
@@ -56,13 +114,16 @@ pub struct Follower {
     /// Fingerprints of the rotated files read lately, so a file seen both
     /// renamed and archived is read once.
     done: Vec<Fingerprint>,
-    /// The last file read to its end: files rotated after it are read
-    /// before the live one.
-    finished: Option<Fingerprint>,
+    /// Files rotated after it are read before the live one.
+    finished: Option<Finished>,
     /// The rotated files at the last look, to skip looking again when
     /// nothing changed.
     last_listing: Vec<PathBuf>,
     fingerprints: FingerprintCache,
+    /// Rotated files given up as damaged.
+    damaged: u64,
+    /// The last problem with the live path, so a poll does not repeat it.
+    live_problem: Option<String>,
 }
 
 impl Follower {
@@ -84,6 +145,8 @@ impl Follower {
             finished: None,
             last_listing: Vec::new(),
             fingerprints: FingerprintCache::default(),
+            damaged: 0,
+            live_problem: None,
         };
         if let Some(pos) = resume {
             f.resume(pos);
@@ -93,6 +156,12 @@ impl Follower {
 
     pub fn live_path(&self) -> &Path {
         &self.live_path
+    }
+
+    /// Rotated files given up as damaged so far (each was also handed out
+    /// as a skipped line naming the file and how far it was read).
+    pub fn damaged_files(&self) -> u64 {
+        self.damaged
     }
 
     /// Finds the checkpointed file: the live one, a renamed one or an
@@ -118,10 +187,16 @@ impl Follower {
             }
             return;
         }
-        let since = pos.day.and_then(|d| d.pred_opt());
-        let rotated = rotated_files(&self.log_dir, &self.current_dir, log, since);
-        match rotated.iter().position(|p| matches(p, pos.fingerprint)) {
-            Some(i) => {
+        // The day only narrows the first look, and only if it is not in the
+        // future: a checkpoint written by an older version took it from a
+        // record time, which can be anything.
+        let tomorrow = chrono::Local::now().date_naive().succ_opt();
+        let hint = pos.day.filter(|d| Some(*d) <= tomorrow);
+        let found = self
+            .find_rotated(pos.fingerprint, hint)
+            .or_else(|| self.find_rotated(pos.fingerprint, None));
+        match found {
+            Some((rotated, i)) => {
                 tracing::info!(
                     "{}: the checkpointed file was rotated while stopped; finishing {} from byte {}, then {} later rotated files, then the live file",
                     self.module,
@@ -129,172 +204,373 @@ impl Follower {
                     pos.offset,
                     rotated.len() - i - 1
                 );
-                match Source::open(&rotated[i], log, pos.offset) {
-                    Ok(s) => self.reading = Reading::Rotated(s),
-                    Err(e) => tracing::error!("{}: cannot read {}: {e}", self.module, rotated[i].display()),
-                }
-                self.queue.extend(rotated[i + 1..].iter().map(|p| (p.clone(), 0)));
+                self.queue_from(rotated, i, pos.offset, pos.fingerprint);
             }
-            None => tracing::warn!(
-                "{}: the checkpointed file ({}, byte {}) is neither the live file nor among the rotated ones; records written to it after the checkpoint may be missing. Continuing with the live file",
-                self.module,
-                pos.path.display(),
-                pos.offset
-            ),
+            None => {
+                tracing::warn!(
+                    "{}: the checkpointed file ({}, byte {}) is neither the live file nor among the rotated ones; records written to it after the checkpoint may be missing. Continuing with the live file",
+                    self.module,
+                    pos.path.display(),
+                    pos.offset
+                );
+                // Held from now, so a rotation before the first step still
+                // finds it through the handle.
+                if let Ok(live) = Source::open(&self.live_path, log, 0) {
+                    self.reading = Reading::Live(live);
+                }
+            }
         }
     }
 
-    /// Reads what is available now.
+    /// The rotated files (from `since` on) and the index of the newest one
+    /// that starts with the fingerprinted bytes. Newest first, so the look
+    /// costs what was rotated since, not the whole history.
+    fn find_rotated(
+        &self,
+        fp: Fingerprint,
+        since: Option<NaiveDate>,
+    ) -> Option<(Vec<PathBuf>, usize)> {
+        let since = since.and_then(|d| d.pred_opt());
+        let rotated = rotated_files(
+            &self.log_dir,
+            &self.current_dir,
+            self.module.log_path(),
+            since,
+        );
+        let i = rotated.iter().rposition(|p| matches(p, fp))?;
+        Some((rotated, i))
+    }
+
+    /// Queues `rotated[i]` from `offset` and every file rotated after it.
+    fn queue_from(&mut self, rotated: Vec<PathBuf>, i: usize, offset: u64, fp: Fingerprint) {
+        self.queue.clear();
+        let mut files = rotated.into_iter().skip(i);
+        if let Some(path) = files.next() {
+            self.queue.push_back(Queued {
+                offset,
+                fingerprint: Some(fp),
+                ..Queued::new(path)
+            });
+        }
+        self.queue.extend(files.map(Queued::new));
+    }
+
+    /// Reads what is available now: lines of one file, with the position
+    /// after them.
     pub fn step(&mut self) -> Step {
-        let log = self.module.log_path();
-        loop {
-            match std::mem::replace(&mut self.reading, Reading::Nothing) {
-                Reading::Nothing => {
-                    if let Some((path, tries)) = self.queue.pop_front() {
-                        // A file seen both renamed and archived is read once.
-                        let fp = self.fingerprints.get(&path);
-                        if fp.is_some_and(|fp| self.done.contains(&fp)) {
-                            continue;
-                        }
-                        match Source::open(&path, log, 0) {
-                            Ok(s) => {
-                                tracing::info!(
-                                    "{}: reading rotated file {}",
-                                    self.module,
-                                    path.display()
-                                );
-                                self.reading = Reading::Rotated(s);
-                            }
-                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                                // Moved on (a renamed file archived): look again.
-                                tracing::debug!(
-                                    "{}: {} moved; looking for it again",
-                                    self.module,
-                                    path.display()
-                                );
-                                self.queue.clear();
-                                self.last_listing.clear();
-                                if let Some(fp) = self.finished {
-                                    self.catch_up(fp);
-                                }
-                            }
-                            Err(e) => {
-                                self.retry(path, tries, &e.to_string());
-                                return self.idle(0);
-                            }
-                        }
-                        continue;
-                    }
-                    if let Some(live) = self.waiting_live.take() {
-                        self.reading = Reading::Live(live);
-                        continue;
-                    }
-                    if let Some(fp) = self.finished {
-                        // Files may have come and gone while none was open.
-                        self.catch_up(fp);
-                        if self.queue.is_empty() && self.waiting_live.is_none() {
-                            return self.idle(0);
-                        }
-                        continue;
-                    }
-                    match Source::open(&self.live_path, log, 0) {
-                        Ok(s) => {
-                            tracing::info!(
-                                "{}: following {}",
-                                self.module,
-                                self.live_path.display()
-                            );
-                            self.reading = Reading::Live(s);
-                            continue;
-                        }
-                        Err(_) => return self.idle(0),
-                    }
+        for _ in 0..MAX_TURNS {
+            let next = match std::mem::replace(&mut self.reading, Reading::Nothing) {
+                Reading::Nothing => self.open_next(),
+                Reading::Rotated { source, tries } => self.read_rotated(source, tries),
+                Reading::Live(source) => self.read_live(source),
+            };
+            if let Next::Give(step) = next {
+                return step;
+            }
+        }
+        self.idle(0)
+    }
+
+    /// Nothing is open: the next queued rotated file, else a last look for
+    /// files rotated after the last one finished (while the queue was read,
+    /// Zeek may have rotated again, or logrotate copied the live file away),
+    /// else the live file.
+    fn open_next(&mut self) -> Next {
+        if let Some(queued) = self.queue.pop_front() {
+            return self.open_queued(queued);
+        }
+        let Some(finished) = self.finished else {
+            return self.open_live();
+        };
+        self.catch_up(finished);
+        if !self.queue.is_empty() {
+            return Next::Again;
+        }
+        match self.waiting_live.take() {
+            Some(live) => {
+                self.reading = Reading::Live(live);
+                Next::Again
+            }
+            None => Next::Give(self.idle(0)),
+        }
+    }
+
+    /// Opens the live file from its start; idle while there is none (or it
+    /// is not a regular file, which is said once).
+    fn open_live(&mut self) -> Next {
+        match Source::open(&self.live_path, self.module.log_path(), 0) {
+            Ok(s) => {
+                tracing::info!("{}: following {}", self.module, self.live_path.display());
+                self.live_problem = None;
+                self.reading = Reading::Live(s);
+                Next::Again
+            }
+            Err(e) => {
+                let problem = e.to_string();
+                if e.kind() != std::io::ErrorKind::NotFound
+                    && self.live_problem.as_ref() != Some(&problem)
+                {
+                    tracing::warn!("{}: {}: {problem}", self.module, self.live_path.display());
                 }
-                Reading::Rotated(mut s) => match s.read(MAX_LINES_PER_STEP) {
-                    Ok(mut lines) => {
-                        if s.at_eof() && lines.len() < MAX_LINES_PER_STEP {
-                            lines.extend(s.finish());
-                            self.done.extend(s.fingerprint());
-                            self.finished = s.fingerprint().or(self.finished);
-                            let position = self.position_of(&s);
-                            return self.produce(lines, position, 0);
-                        }
-                        let position = self.position_of(&s);
-                        self.reading = Reading::Rotated(s);
-                        return self.produce(lines, position, 0);
-                    }
-                    Err(e) => {
-                        // A damaged or unfinished archive: try again later.
-                        let path = s.path().to_owned();
-                        tracing::warn!("{}: {}: {e}", self.module, path.display());
-                        self.retry(path, 0, &e.to_string());
-                        return self.idle(0);
-                    }
-                },
-                Reading::Live(mut s) => {
-                    let lines = match s.read(MAX_LINES_PER_STEP) {
-                        Ok(l) => l,
-                        Err(e) => {
-                            tracing::warn!("{}: {}: {e}", self.module, s.path().display());
-                            Vec::new()
-                        }
-                    };
-                    if !lines.is_empty() || !s.at_eof() {
-                        let position = self.position_of(&s);
-                        let lag = s.size().saturating_sub(s.offset());
-                        self.reading = Reading::Live(s);
-                        return self.produce(lines, position, lag);
-                    }
-                    // At the end of the live file: has Zeek rotated it, or
-                    // cut it short?
-                    let now = path_id(&self.live_path);
-                    if now.is_some() && now == s.id() {
-                        if s.size() < s.offset() {
-                            tracing::warn!(
-                                "{}: {} was truncated; reading it again from the start",
-                                self.module,
-                                s.path().display()
-                            );
-                            self.reading = Reading::Nothing;
-                            continue;
-                        }
-                        self.reading = Reading::Live(s);
-                        return self.idle(0);
-                    }
-                    // Rotated: the old handle still reads the renamed file.
-                    let mut lines = s.read(usize::MAX).unwrap_or_default();
-                    lines.extend(s.finish());
-                    tracing::info!(
-                        "{}: {} was rotated; finished it at byte {}",
-                        self.module,
-                        s.path().display(),
-                        s.offset()
-                    );
-                    let position = self.position_of(&s);
-                    if let Some(fp) = s.fingerprint() {
-                        self.done.push(fp);
-                        self.finished = Some(fp);
-                        self.last_listing.clear();
-                        self.catch_up(fp);
-                    }
-                    return self.produce(lines, position, 0);
+                self.live_problem = Some(problem);
+                Next::Give(self.idle(0))
+            }
+        }
+    }
+
+    /// A queued rotated file: skipped if it was read under another name,
+    /// looked for again if it moved, tried again later if it is an archive
+    /// still being written.
+    fn open_queued(&mut self, q: Queued) -> Next {
+        let fp = self.fingerprints.get(&q.path);
+        if q.offset == 0 && fp.is_some_and(|fp| self.done.contains(&fp)) {
+            return Next::Again;
+        }
+        match Source::open(&q.path, self.module.log_path(), q.offset) {
+            Ok(source) => {
+                tracing::info!(
+                    "{}: reading rotated file {} from byte {}",
+                    self.module,
+                    q.path.display(),
+                    q.offset
+                );
+                self.reading = Reading::Rotated {
+                    source,
+                    tries: q.tries,
+                };
+                Next::Again
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                tracing::debug!(
+                    "{}: {} moved; looking for it again",
+                    self.module,
+                    q.path.display()
+                );
+                self.look_again(&q);
+                Next::Again
+            }
+            Err(e) if may_be_unfinished(&e) && q.tries < MAX_RETRIES => self.retry(q, &e),
+            Err(e) => {
+                let error = ReadError::Io {
+                    file: q.path.clone(),
+                    source: e,
+                };
+                tracing::error!("{}: giving up on a rotated file: {error}", self.module);
+                self.damaged += 1;
+                if let Some(fp) = fp {
+                    self.mark_finished(fp, &q.path);
+                }
+                Next::Give(self.produce(vec![error_line(error, q.offset)], None, 0))
+            }
+        }
+    }
+
+    /// A queued file moved before it was opened (a renamed file archived):
+    /// find it again by its fingerprint, or list again from the last file
+    /// finished.
+    fn look_again(&mut self, q: &Queued) {
+        self.queue.clear();
+        self.last_listing.clear();
+        match q.fingerprint {
+            Some(fp) => match self.find_rotated(fp, None) {
+                Some((rotated, i)) => self.queue_from(rotated, i, q.offset, fp),
+                None => tracing::warn!(
+                    "{}: {} vanished before it was read from byte {}",
+                    self.module,
+                    q.path.display(),
+                    q.offset
+                ),
+            },
+            None => {
+                if let Some(finished) = self.finished {
+                    self.catch_up(finished);
                 }
             }
         }
     }
 
-    /// After the file `fp` was read to its end: open the live file first,
-    /// then list the rotated files, so every file rotated before the live
-    /// one was created is seen; those rotated after `fp` are queued.
-    fn catch_up(&mut self, fp: Fingerprint) {
+    /// An archive that ends short may still be being written: it is tried
+    /// again on a later step, from the offset reached.
+    fn retry(&mut self, q: Queued, e: &std::io::Error) -> Next {
+        tracing::debug!(
+            "{}: {} ends short ({e}); trying again from byte {} (try {} of {MAX_RETRIES})",
+            self.module,
+            q.path.display(),
+            q.offset,
+            q.tries + 1
+        );
+        self.queue.push_front(Queued {
+            tries: q.tries + 1,
+            ..q
+        });
+        Next::Give(self.idle(0))
+    }
+
+    /// A rotated file: bounded batches until its end, then it is finished.
+    fn read_rotated(&mut self, mut source: Source, tries: u32) -> Next {
+        let mut lines = match source.read(MAX_LINES_PER_STEP) {
+            Ok(lines) => lines,
+            Err(e) => return self.rotated_failed(source, tries, e),
+        };
+        if !source.at_eof() || lines.len() == MAX_LINES_PER_STEP {
+            let position = self.position_of(&source);
+            self.reading = Reading::Rotated { source, tries };
+            return Next::Give(self.produce(lines, position, 0));
+        }
+        lines.extend(source.finish());
+        let position = self.position_of(&source);
+        if let Some(fp) = source.fingerprint() {
+            self.mark_finished(fp, source.path());
+        }
+        if lines.is_empty() {
+            return Next::Again;
+        }
+        Next::Give(self.produce(lines, position, 0))
+    }
+
+    /// A rotated file failed after the lines already handed out: an archive
+    /// cut short is tried again from there (a bounded number of times);
+    /// anything else, or too many tries, gives the rest of it up, and the
+    /// damage is handed out as a skipped line that says how far it got.
+    fn rotated_failed(&mut self, source: Source, tries: u32, e: std::io::Error) -> Next {
+        let path = source.path().to_owned();
+        if may_be_unfinished(&e) && tries < MAX_RETRIES {
+            let queued = Queued {
+                path,
+                offset: source.offset(),
+                tries,
+                fingerprint: source.fingerprint(),
+            };
+            return self.retry(queued, &e);
+        }
+        self.damaged += 1;
+        tracing::error!(
+            "{}: {} is damaged after line {} (byte {} of its content); the lines before were read, the rest is lost: {e}",
+            self.module,
+            path.display(),
+            source.line_no(),
+            source.offset()
+        );
+        let position = self.position_of(&source);
+        if let Some(fp) = source.fingerprint() {
+            self.mark_finished(fp, &path);
+        }
+        let error = ReadError::Corrupt {
+            file: path,
+            line: source.line_no(),
+            source: e,
+        };
+        Next::Give(self.produce(vec![error_line(error, source.offset())], position, 0))
+    }
+
+    /// The live file: its new lines, unless it was cut in place; at its
+    /// end, whether Zeek renamed it away.
+    fn read_live(&mut self, mut source: Source) -> Next {
+        if source.fingerprint().is_none() && self.rotated_before_first_byte() {
+            return Next::Again;
+        }
+        if source.replaced_in_place() {
+            let (offset, fp) = (source.offset(), source.fingerprint());
+            return self.cut_in_place(source, offset, fp);
+        }
+        let before = (source.offset(), source.fingerprint());
+        let lines = source.read(MAX_LINES_PER_STEP).unwrap_or_else(|e| {
+            tracing::warn!("{}: {}: {e}", self.module, source.path().display());
+            Vec::new()
+        });
+        if !lines.is_empty() && source.replaced_in_place() {
+            // Cut while reading: these lines may be the new content seen
+            // from the old offset.
+            return self.cut_in_place(source, before.0, before.1);
+        }
+        if !lines.is_empty() || !source.at_eof() {
+            let position = self.position_of(&source);
+            let lag = source.size().saturating_sub(source.offset());
+            self.reading = Reading::Live(source);
+            return Next::Give(self.produce(lines, position, lag));
+        }
+        if self.still_live(&source) {
+            self.reading = Reading::Live(source);
+            return Next::Give(self.idle(0));
+        }
+        // Renamed away: the old handle still reads it; finish it as a
+        // rotated file, then look for what was rotated after it.
+        tracing::info!(
+            "{}: {} was rotated; finishing it from byte {}",
+            self.module,
+            source.path().display(),
+            source.offset()
+        );
+        self.last_listing.clear();
+        self.reading = Reading::Rotated { source, tries: 0 };
+        Next::Again
+    }
+
+    /// Before the first byte of a live file is read, files rotated after
+    /// the last one finished come first: nothing identifies the live
+    /// file's content yet, so a copytruncate (or a rename) now could not be
+    /// told apart from new lines later. True if some were queued (the live
+    /// file is opened again after them).
+    fn rotated_before_first_byte(&mut self) -> bool {
+        let Some(finished) = self.finished else {
+            return false;
+        };
+        self.catch_up(finished);
+        self.waiting_live = None;
+        !self.queue.is_empty()
+    }
+
+    /// Does the live path still name this file?
+    fn still_live(&self, source: &Source) -> bool {
+        let now = path_id(&self.live_path);
+        now.is_some() && now == source.id()
+    }
+
+    /// The live file was cut in place, at `offset` into the content
+    /// fingerprinted `fp`. With copytruncate that content lives on in a
+    /// copy among the rotated files: it is finished from `offset`, then the
+    /// files rotated after it and the live file from its start. Without a
+    /// copy (a writer restart) what was not read yet is gone, and the same
+    /// file is read again from its start (through its handle, in case it
+    /// was renamed away meanwhile).
+    fn cut_in_place(&mut self, mut source: Source, offset: u64, fp: Option<Fingerprint>) -> Next {
+        // The copy was made after the last file finished: no earlier day.
+        let since = self.finished.and_then(|f| f.day);
+        let copy = fp.and_then(|fp| self.find_rotated(fp, since).map(|found| (found, fp)));
+        match copy {
+            Some(((rotated, i), fp)) => {
+                tracing::warn!(
+                    "{}: {} was truncated in place; finishing its copy {} from byte {}, then reading it again from the start",
+                    self.module,
+                    self.live_path.display(),
+                    rotated[i].display(),
+                    offset
+                );
+                self.queue_from(rotated, i, offset, fp);
+            }
+            None => {
+                tracing::warn!(
+                    "{}: {} was truncated in place (no copy found; whatever it held past byte {offset} is lost); reading it again from the start",
+                    self.module,
+                    self.live_path.display()
+                );
+                match source.rewind() {
+                    Ok(()) => self.reading = Reading::Live(source),
+                    Err(e) => tracing::error!("{}: {}: {e}", self.module, self.live_path.display()),
+                }
+            }
+        }
+        Next::Again
+    }
+
+    /// After the file `finished` was read to its end: open the live file
+    /// first, then list the rotated files, so every file rotated before the
+    /// live one was created is seen; those rotated after it are queued.
+    fn catch_up(&mut self, finished: Finished) {
         let log = self.module.log_path();
         self.waiting_live = Source::open(&self.live_path, log, 0).ok();
         let live_id = self.waiting_live.as_ref().and_then(Source::id);
-        let since = self
-            .last_position
-            .as_ref()
-            .and_then(|p| p.day)
-            .and_then(|d| d.pred_opt());
+        let since = finished.day.and_then(|d| d.pred_opt());
         let rotated = rotated_files(&self.log_dir, &self.current_dir, log, since);
         if rotated == self.last_listing {
             return;
@@ -302,43 +578,53 @@ impl Follower {
         self.last_listing = rotated.clone();
         let Some(i) = rotated
             .iter()
-            .position(|p| self.fingerprints.get(p) == Some(fp))
+            .rposition(|p| self.fingerprints.get(p) == Some(finished.fingerprint))
         else {
             return;
         };
+        if let Some((day, _)) = rotation_key(&rotated[i]) {
+            self.finished = Some(Finished {
+                day: Some(day),
+                ..finished
+            });
+        }
         for p in &rotated[i + 1..] {
             if live_id.is_some() && path_id(p) == live_id {
                 continue;
             }
-            self.queue.push_back((p.clone(), 0));
-        }
-        if self.done.len() > 1000 {
-            self.done.drain(..500);
+            self.queue.push_back(Queued::new(p.clone()));
         }
     }
 
-    fn retry(&mut self, path: PathBuf, tries: u32, why: &str) {
-        if tries < MAX_RETRIES {
-            self.queue.push_front((path, tries + 1));
-        } else {
-            tracing::error!(
-                "{}: giving up on {} after {MAX_RETRIES} tries: {why}",
-                self.module,
-                path.display()
-            );
+    /// Remembers a file read to its end (or given up), so it is not read
+    /// again under another name and files rotated after it come next.
+    fn mark_finished(&mut self, fp: Fingerprint, path: &Path) {
+        if self.done.len() > 1000 {
+            self.done.drain(..500);
         }
+        self.done.push(fp);
+        self.finished = Some(Finished {
+            fingerprint: fp,
+            day: self.rotation_day(path),
+        });
+    }
+
+    /// A day no later than the file's rotation day: from its rotation name,
+    /// or (the live file) that of the file finished before it. Never from a
+    /// record time.
+    fn rotation_day(&self, path: &Path) -> Option<NaiveDate> {
+        rotation_key(path)
+            .map(|(day, _)| day)
+            .or(self.finished.and_then(|f| f.day))
     }
 
     fn position_of(&mut self, s: &Source) -> Option<Position> {
         let fp = s.fingerprint()?;
-        let day = s
-            .day()
-            .or_else(|| self.last_position.as_ref().and_then(|p| p.day));
         let pos = Position {
             fingerprint: fp,
             path: s.path().to_owned(),
             offset: s.offset(),
-            day,
+            day: self.rotation_day(s.path()),
         };
         self.last_position = Some(pos.clone());
         Some(pos)
@@ -360,5 +646,14 @@ impl Follower {
             idle: true,
             lag_bytes,
         }
+    }
+}
+
+/// A file's failure, handed out like a malformed line so it is counted and
+/// logged with the rest.
+fn error_line(error: ReadError, end: u64) -> Line {
+    Line {
+        parsed: Err(error),
+        end,
     }
 }

@@ -8,7 +8,6 @@
 //! which reach into the records (whose `uid`s are random) as soon as the
 //! file has any.
 
-use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
@@ -16,6 +15,7 @@ use chrono::{NaiveDate, NaiveTime};
 use flate2::read::MultiGzDecoder;
 use serde::{Deserialize, Serialize};
 
+use crate::safe_fs::open_regular;
 use crate::zeek::layout::parse_log_name;
 
 /// How much of a file's start the fingerprint covers.
@@ -29,18 +29,19 @@ pub struct Fingerprint {
     pub crc: u32,
 }
 
-/// Whether a file is gzip, by its magic bytes.
+/// Whether a file is gzip, by its magic bytes. Only a regular file is
+/// opened: a FIFO or a device in the log folder is an error, never a hang.
 pub fn is_gzip(path: &Path) -> io::Result<bool> {
     let mut magic = [0u8; 2];
-    let n = read_full(&mut File::open(path)?, &mut magic)?;
+    let n = read_full(&mut open_regular(path)?, &mut magic)?;
     Ok(n == 2 && magic == [0x1f, 0x8b])
 }
 
-/// Opens a file for reading its decompressed content (gzip is recognised by
-/// its magic bytes).
+/// Opens a regular file for reading its decompressed content (gzip is
+/// recognised by its magic bytes).
 pub fn open_decompressed(path: &Path) -> io::Result<Box<dyn Read + Send>> {
     let gzip = is_gzip(path)?;
-    let file = File::open(path)?;
+    let file = open_regular(path)?;
     Ok(if gzip {
         Box::new(MultiGzDecoder::new(file))
     } else {
@@ -135,14 +136,18 @@ pub fn rotation_key(path: &Path) -> Option<(NaiveDate, NaiveTime)> {
 }
 
 /// The rotated files of a log path, oldest first: renamed files in the live
-/// folder and archives in the dated folders from `since` on.
+/// folder and archives in the dated folders from `since` on. `since` must
+/// come from rotation names (never from record times, which a sensor's
+/// clock or a forged record can put anywhere). A renamed file comes before
+/// an archive with the same rotation time: it is complete, while the
+/// archive may still be being written.
 pub fn rotated_files(
     log_dir: &Path,
     current: &Path,
     log_path: &str,
     since: Option<NaiveDate>,
 ) -> Vec<PathBuf> {
-    let mut found: Vec<((NaiveDate, NaiveTime), PathBuf)> = Vec::new();
+    let mut found: Vec<((NaiveDate, NaiveTime), bool, PathBuf)> = Vec::new();
     let mut consider = |p: PathBuf| {
         let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
             return;
@@ -154,7 +159,8 @@ pub fn rotated_files(
             return;
         }
         if let Some(key) = rotation_key(&p) {
-            found.push((key, p));
+            let archived = !p.starts_with(current);
+            found.push((key, archived, p));
         }
     };
     for entry in read_dir(current) {
@@ -176,7 +182,7 @@ pub fn rotated_files(
         }
     }
     found.sort();
-    found.into_iter().map(|(_, p)| p).collect()
+    found.into_iter().map(|(_, _, p)| p).collect()
 }
 
 fn read_dir(dir: &Path) -> Vec<PathBuf> {
@@ -190,6 +196,7 @@ fn read_dir(dir: &Path) -> Vec<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::File;
     use std::io::Write;
 
     #[test]
@@ -228,6 +235,25 @@ mod tests {
         let c = rotation_key(Path::new("/logs/2024-04-20/conn.01:00:00-02:00:00.log.gz")).unwrap();
         assert!(a < b && b < c);
         assert_eq!(rotation_key(Path::new("/logs/current/conn.log")), None);
+    }
+
+    /// The renamed file and its archive have the same rotation time; the
+    /// renamed one, complete, comes first (the archive may be half written).
+    #[test]
+    fn a_renamed_file_comes_before_its_archive() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for rel in [
+            "2024-04-19/conn.05:00:00-06:00:00.log.gz",
+            "current/conn.2024-04-19-05-00-00.log",
+        ] {
+            let p = root.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, b"x").unwrap();
+        }
+        let files = rotated_files(root, &root.join("current"), "conn", None);
+        assert!(files[0].starts_with(root.join("current")), "{files:?}");
+        assert_eq!(files.len(), 2);
     }
 
     #[test]

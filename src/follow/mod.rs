@@ -16,3 +16,6 @@ mod source;
 pub use checkpoint::{Checkpoint, CheckpointError, Position, CHECKPOINT_VERSION};
 pub use follower::{Follower, Step};
 pub use source::{Line, Source};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,295 @@
+//! One test per way the follower was seen to lose or double lines.
+
+use std::fs;
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use super::sim::{write_gzip, Collected, Zeek};
+
+/// Steps enough to wait out every retry of an unfinished archive.
+const PATIENCE: usize = 200;
+
+/// Asserts every line came out once, in order.
+fn assert_once_in_order(numbers: &[u64], expected: &[u64]) {
+    assert_eq!(
+        numbers,
+        expected,
+        "expected {} lines, got {}",
+        expected.len(),
+        numbers.len()
+    );
+}
+
+/// Archives a renamed file damaged at a line boundary about 60% in: a
+/// first gzip member with the lines before, then a member whose header is
+/// broken, which the decoder refuses as soon as it gets there. (Bit rot
+/// inside a deflate stream is found only some bytes later, after it
+/// decoded garbage, so it would not say where the damage starts.)
+fn archive_damaged(zeek: &Zeek, renamed: &Path) {
+    let text = fs::read(renamed).unwrap();
+    let cut = text[..text.len() * 6 / 10]
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .unwrap()
+        + 1;
+    let gz = zeek.archive_path(renamed);
+    write_gzip(&gz, &text[..cut]);
+    let tail = gz.with_extension("tail");
+    write_gzip(&tail, &text[cut..]);
+    let mut bytes = fs::read(&gz).unwrap();
+    let mut broken = fs::read(&tail).unwrap();
+    broken[..4].copy_from_slice(b"junk");
+    bytes.extend(broken);
+    fs::write(&gz, bytes).unwrap();
+    fs::remove_file(tail).unwrap();
+    fs::remove_file(renamed).unwrap();
+}
+
+/// The follower read `read` lines, was killed, and meanwhile Zeek wrote
+/// `more`, rotated, and the archive came out damaged in its middle; the new
+/// live file has 20 lines. Returns what the restarted follower read and the
+/// line numbers involved.
+fn restart_onto_damaged_archive(read: u64, more: u64) -> (Collected, Vec<u64>, Vec<u64>) {
+    let mut zeek = Zeek::new();
+    let first = zeek.append(read);
+    let mut out = Collected::default();
+    let mut f = zeek.follower(None);
+    assert!(out.drain(&mut f, PATIENCE));
+    assert_once_in_order(&out.numbers, &first);
+    drop(f);
+    let rest = zeek.append(more);
+    let renamed = zeek.rotate();
+    archive_damaged(&zeek, &renamed);
+    let live = zeek.append(20);
+    let mut out2 = Collected::default();
+    let mut f = zeek.follower(out.position.clone());
+    for _ in 0..PATIENCE {
+        out2.take(f.step());
+    }
+    (out2, rest, live)
+}
+
+/// Checks what came out of a damaged archive: a prefix of its unread lines,
+/// each once, the damage reported once, then the whole live file.
+fn assert_damage_handled(out: &Collected, rest: &[u64], live: &[u64]) {
+    let from_archive: Vec<u64> = out
+        .numbers
+        .iter()
+        .copied()
+        .filter(|n| rest.contains(n))
+        .collect();
+    assert!(
+        !from_archive.is_empty() && rest.starts_with(&from_archive),
+        "not a prefix of the archive's unread lines, each once: {} lines from {:?} to {:?}; errors {:?}",
+        from_archive.len(),
+        from_archive.first(),
+        from_archive.last(),
+        out.errors
+    );
+    assert!(from_archive.len() < rest.len(), "read past the damage?");
+    let damaged: Vec<_> = out
+        .errors
+        .iter()
+        .filter(|e| e.contains("damaged"))
+        .collect();
+    assert_eq!(
+        damaged.len(),
+        1,
+        "the damage is reported once: {:?}",
+        out.errors
+    );
+    let expected: Vec<u64> = from_archive.iter().chain(live).copied().collect();
+    assert_once_in_order(&out.numbers, &expected);
+}
+
+/// A damaged archive found after a restart: what precedes the damage is
+/// read once (from the checkpointed offset), the damage is reported, and
+/// the live file is read.
+#[test]
+fn damaged_archive_after_restart_is_read_up_to_the_damage() {
+    let (out, rest, live) = restart_onto_damaged_archive(100, 450);
+    assert_damage_handled(&out, &rest, &live);
+}
+
+/// The same with an archive bigger than one step's lines: nothing is read
+/// twice.
+#[test]
+fn big_damaged_archive_is_not_read_again() {
+    let (out, rest, live) = restart_onto_damaged_archive(100, 30_000);
+    assert_damage_handled(&out, &rest, &live);
+}
+
+/// An archive still being written (its gzip stream cut short) is read as
+/// far as it goes, tried again from there, and finished once complete.
+#[test]
+fn unfinished_archive_is_continued_from_where_it_stopped() {
+    let mut zeek = Zeek::new();
+    let first = zeek.append(10);
+    let mut out = Collected::default();
+    let mut f = zeek.follower(None);
+    assert!(out.drain(&mut f, PATIENCE));
+    drop(f);
+    let rest = zeek.append(3000);
+    let renamed = zeek.rotate();
+    let gz = zeek.archive_path(&renamed);
+    let full = {
+        write_gzip(&gz, &fs::read(&renamed).unwrap());
+        fs::read(&gz).unwrap()
+    };
+    fs::remove_file(&renamed).unwrap();
+    fs::write(&gz, &full[..full.len() / 2]).unwrap();
+    let live = zeek.append(5);
+    let mut f = zeek.follower(out.position.clone());
+    for _ in 0..5 {
+        out.take(f.step());
+    }
+    assert!(
+        out.numbers.len() > first.len(),
+        "nothing read of the archive"
+    );
+    fs::write(&gz, &full).unwrap();
+    assert!(out.drain(&mut f, PATIENCE));
+    let expected: Vec<u64> = first.iter().chain(&rest).chain(&live).copied().collect();
+    assert_once_in_order(&out.numbers, &expected);
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+}
+
+/// An archive that stays cut short is given up after a bounded number of
+/// tries: its readable lines once, the damage reported, then the live file.
+#[test]
+fn archive_that_stays_cut_short_is_given_up() {
+    let mut zeek = Zeek::new();
+    zeek.append(10);
+    let mut out = Collected::default();
+    let mut f = zeek.follower(None);
+    assert!(out.drain(&mut f, PATIENCE));
+    drop(f);
+    let rest = zeek.append(3000);
+    let renamed = zeek.rotate();
+    let gz = zeek.archive(&renamed);
+    let full = fs::read(&gz).unwrap();
+    fs::write(&gz, &full[..full.len() / 2]).unwrap();
+    let live = zeek.append(5);
+    let mut out2 = Collected::default();
+    let mut f = zeek.follower(out.position.clone());
+    for _ in 0..PATIENCE {
+        out2.take(f.step());
+    }
+    assert_damage_handled(&out2, &rest, &live);
+}
+
+/// logrotate's copytruncate: the live file is copied away and cut in place,
+/// and grows past the old offset before the follower looks. The lines the
+/// follower had not read yet come from the copy, then the new content from
+/// its start.
+#[test]
+fn copytruncate_is_detected_when_the_file_regrew_past_the_offset() {
+    let mut zeek = Zeek::new();
+    let mut expected = zeek.append(100);
+    let mut out = Collected::default();
+    let mut f = zeek.follower(None);
+    assert!(out.drain(&mut f, PATIENCE));
+    expected.extend(zeek.append(50));
+    zeek.copytruncate();
+    expected.extend(zeek.append(250));
+    assert!(out.drain(&mut f, PATIENCE));
+    assert_once_in_order(&out.numbers, &expected);
+}
+
+/// The same when the follower had read everything before the copy.
+#[test]
+fn copytruncate_after_reading_everything() {
+    let mut zeek = Zeek::new();
+    let mut expected = zeek.append(100);
+    let mut out = Collected::default();
+    let mut f = zeek.follower(None);
+    assert!(out.drain(&mut f, PATIENCE));
+    zeek.copytruncate();
+    expected.extend(zeek.append(250));
+    assert!(out.drain(&mut f, PATIENCE));
+    assert_once_in_order(&out.numbers, &expected);
+}
+
+/// A record stamped ten years ahead opens the live file; the follower is
+/// killed, Zeek rotates and archives meanwhile (into today's folder, as the
+/// clock says). After the restart the rest of the old file is found.
+#[test]
+fn a_record_from_the_future_does_not_hide_the_archives() {
+    let mut zeek = Zeek::new();
+    let ten_years = 10.0 * 365.0 * 86_400.0;
+    let mut expected = zeek.append_with_ts(1, 1_713_484_800.0 + ten_years);
+    expected.extend(zeek.append(9));
+    let mut out = Collected::default();
+    let mut f = zeek.follower(None);
+    assert!(out.drain(&mut f, PATIENCE));
+    drop(f);
+    expected.extend(zeek.append(70));
+    let renamed = zeek.rotate();
+    zeek.archive(&renamed);
+    expected.extend(zeek.append(5));
+    let mut f = zeek.follower(out.position.clone());
+    assert!(out.drain(&mut f, PATIENCE));
+    assert_once_in_order(&out.numbers, &expected);
+}
+
+/// Runs `step()` on another thread; fails if it does not return in time.
+fn step_returns_in_time(zeek: &Zeek) -> Collected {
+    let follower = zeek.follower(None);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut f = follower;
+        let mut out = Collected::default();
+        for _ in 0..3 {
+            out.take(f.step());
+        }
+        let _ = tx.send(out);
+    });
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("step() blocked on a file that is not a regular file")
+}
+
+#[test]
+fn a_fifo_as_the_live_file_does_not_block() {
+    let zeek = Zeek::new();
+    let c = std::ffi::CString::new(zeek.live().as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let out = step_returns_in_time(&zeek);
+    assert!(out.numbers.is_empty() && out.position.is_none());
+}
+
+#[test]
+fn dev_zero_as_the_live_file_is_refused() {
+    let zeek = Zeek::new();
+    std::os::unix::fs::symlink("/dev/zero", zeek.live()).unwrap();
+    let out = step_returns_in_time(&zeek);
+    assert!(out.numbers.is_empty() && out.errors.is_empty() && out.position.is_none());
+}
+
+/// A line far longer than the cap, written in pieces between steps, is
+/// handed out as one malformed line naming its line number; the lines after
+/// it come out.
+#[test]
+fn an_overlong_line_is_skipped_and_later_lines_come_out() {
+    let mut zeek = Zeek::new();
+    let mut expected = zeek.append(3);
+    let mut out = Collected::default();
+    let mut f = zeek.follower(None);
+    assert!(out.drain(&mut f, PATIENCE));
+    let piece = vec![b'x'; 256 * 1024];
+    for _ in 0..12 {
+        zeek.append_bytes(&piece);
+        out.take(f.step());
+    }
+    zeek.append_bytes(b"\n");
+    expected.extend(zeek.append(2));
+    assert!(out.drain(&mut f, PATIENCE));
+    assert_once_in_order(&out.numbers, &expected);
+    assert_eq!(out.errors.len(), 1, "{:?}", out.errors);
+    assert!(
+        out.errors[0].contains(":4:") && out.errors[0].contains("longer than"),
+        "{}",
+        out.errors[0]
+    );
+}
