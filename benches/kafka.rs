@@ -15,18 +15,17 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use autozeekwatch::features::LocalNets;
 use autozeekwatch::kafka::{run_kafka, KafkaOptions};
 use autozeekwatch::kitnet::KitNetParams;
-use autozeekwatch::model::{self, Model};
 use autozeekwatch::pipeline::Controls;
-use autozeekwatch::score::Scorer;
-use autozeekwatch::sink::{OutputSpec, RecordFormat};
+use autozeekwatch::pipeline::{self, Lane, LaneOptions};
+use autozeekwatch::sink::{FileSink, OutputSpec, RecordFormat, Sink};
 use autozeekwatch::train::{self, TrainOptions};
 use autozeekwatch::zeek::layout::DateRange;
-use autozeekwatch::zeek::Records;
 use autozeekwatch::Module;
 
 #[path = "../tests/e2e/util/broker.rs"]
@@ -106,19 +105,14 @@ fn main() {
             writeln!(f, "{l}").unwrap();
         }
     }
-    let (m, encoder) = Model::load(&models.join(model::file_name(Module::Conn))).unwrap();
-    let mut scorer = Scorer::new(m, encoder);
+    let mut lanes = [Lane::load(Module::Conn, &models, &LaneOptions::default()).unwrap()];
     let mut out =
-        std::io::BufWriter::new(std::fs::File::create(dir.path().join("replay.json")).unwrap());
+        FileSink::open(&dir.path().join("replay.json"), None, RecordFormat::Json).unwrap();
     let started = Instant::now();
-    let mut scored = 0usize;
-    for r in Records::new(vec![file], Some("conn"), false) {
-        scorer.score(&r).unwrap().write_json_line(&mut out).unwrap();
-        scored += 1;
-    }
-    out.flush().unwrap();
+    let report = pipeline::replay(&[file], &mut lanes, &mut out, &AtomicBool::new(false)).unwrap();
+    out.sync().unwrap();
     let replay = started.elapsed();
-    assert_eq!(scored, n);
+    assert_eq!(report.lanes[0].1.scored as usize, n);
 
     // Through the broker.
     let broker = broker::Broker::start();
