@@ -26,7 +26,7 @@ use autozeekwatch::pipeline::{self, Lane, LaneOptions};
 use autozeekwatch::sink::{FileSink, OutputSpec, RecordFormat, Sink};
 use autozeekwatch::train::{self, TrainOptions};
 use autozeekwatch::zeek::layout::DateRange;
-use autozeekwatch::Module;
+use autozeekwatch::LogKind;
 
 #[path = "../tests/e2e/util/broker.rs"]
 mod broker;
@@ -69,9 +69,9 @@ fn train(models: &Path) {
         threshold_fpr: 0.001,
         holdout_every: 10,
     };
-    let files = train::find_files(Module::Conn, &opts).unwrap();
+    let files = train::find_files(LogKind::Conn, &opts).unwrap();
     let model = train::train_module(
-        Module::Conn,
+        LogKind::Conn,
         &files,
         &opts,
         &autozeekwatch::train::NoProgress,
@@ -105,7 +105,7 @@ fn main() {
             writeln!(f, "{l}").unwrap();
         }
     }
-    let mut lanes = [Lane::load(Module::Conn, &models, &LaneOptions::default()).unwrap()];
+    let mut lanes = [Lane::load(LogKind::Conn, &models, &LaneOptions::default()).unwrap()];
     let mut out =
         FileSink::open(&dir.path().join("replay.json"), None, RecordFormat::Json).unwrap();
     let started = Instant::now();
@@ -130,7 +130,7 @@ fn main() {
         brokers: broker.addr.clone(),
         topics: vec!["zeek-conn".into()],
         group: "azw-bench".into(),
-        modules: vec![Module::Conn],
+        modules: vec![LogKind::Conn],
         model_dir: models.clone(),
         output: OutputSpec::File(output.clone()),
         format: RecordFormat::Json,

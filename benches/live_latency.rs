@@ -18,7 +18,7 @@ use autozeekwatch::pipeline::{run_live, Controls, LiveOptions};
 use autozeekwatch::sink::{OutputSpec, RecordFormat};
 use autozeekwatch::train::{self, TrainOptions};
 use autozeekwatch::zeek::layout::DateRange;
-use autozeekwatch::Module;
+use autozeekwatch::LogKind;
 
 fn main() {
     let tmp = tempfile::tempdir().unwrap();
@@ -35,15 +35,15 @@ fn main() {
         threshold_fpr: 0.001,
         holdout_every: 10,
     };
-    let files = train::find_files(Module::Conn, &opts).unwrap();
+    let files = train::find_files(LogKind::Conn, &opts).unwrap();
     let model = train::train_module(
-        Module::Conn,
+        LogKind::Conn,
         &files,
         &opts,
         &autozeekwatch::train::NoProgress,
     )
     .unwrap();
-    model.save(&models.join(file_name(Module::Conn))).unwrap();
+    model.save(&models.join(file_name(LogKind::Conn))).unwrap();
 
     let text = std::fs::read_to_string(root.join("examples/logs/conn.log")).unwrap();
     let header: Vec<&str> = text
@@ -63,7 +63,7 @@ fn main() {
 
     let live_opts = LiveOptions {
         log_dir: zeek.clone(),
-        modules: vec![Module::Conn],
+        modules: vec![LogKind::Conn],
         model_dir: models,
         output: OutputSpec::File(output.clone()),
         format: RecordFormat::Json,

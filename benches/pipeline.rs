@@ -18,7 +18,7 @@ use autozeekwatch::score::Scorer;
 use autozeekwatch::sink::{FileSink, RecordFormat};
 use autozeekwatch::train::{self, NoProgress, TrainOptions};
 use autozeekwatch::zeek::layout::DateRange;
-use autozeekwatch::Module;
+use autozeekwatch::LogKind;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 const RECORDS: usize = 20_000;
@@ -100,9 +100,9 @@ fn bench(c: &mut Criterion) {
     group.sample_size(10);
     for (kind, dir) in &dirs {
         let opts = options(dir);
-        let files = train::find_files(Module::Conn, &opts).unwrap();
+        let files = train::find_files(LogKind::Conn, &opts).unwrap();
         group.bench_function(format!("conn_{kind}_1_epoch"), |b| {
-            b.iter(|| train::train_module(Module::Conn, &files, &opts, &NoProgress).unwrap())
+            b.iter(|| train::train_module(LogKind::Conn, &files, &opts, &NoProgress).unwrap())
         });
     }
     group.finish();
@@ -112,8 +112,8 @@ fn bench(c: &mut Criterion) {
     group.sample_size(10);
     for (kind, dir) in &dirs {
         let opts = options(dir);
-        let files = train::find_files(Module::Conn, &opts).unwrap();
-        let model = train::train_module(Module::Conn, &files, &opts, &NoProgress).unwrap();
+        let files = train::find_files(LogKind::Conn, &opts).unwrap();
+        let model = train::train_module(LogKind::Conn, &files, &opts, &NoProgress).unwrap();
         let encoder = model.check().unwrap();
         let scorer = Scorer::new(model, encoder);
         let out = dir.join("scores.json");

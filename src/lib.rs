@@ -12,8 +12,8 @@ pub mod features;
 pub mod follow;
 pub mod kafka;
 pub mod kitnet;
+pub mod log_kind;
 pub mod model;
-pub mod module;
 pub mod pipeline;
 pub mod reload;
 pub mod route;
@@ -23,4 +23,4 @@ pub mod sink;
 pub mod train;
 pub mod zeek;
 
-pub use module::Module;
+pub use log_kind::LogKind;

@@ -40,7 +40,7 @@ use serde::{Deserialize, Serialize};
 use crate::escape;
 use crate::features::{Encoder, FeatureSet};
 use crate::kitnet::{KitNet, Mode, PRODUCT_SCORE_BOUND};
-use crate::module::Module;
+use crate::log_kind::LogKind;
 use crate::safe_fs;
 
 /// Written in every model file; a file without it is not ours.
@@ -66,7 +66,7 @@ const SEAL_DIGITS: usize = 8;
 const SEAL_LEN: usize = SEAL_HEAD.len() + SEAL_DIGITS + SEAL_TAIL.len();
 
 /// The file name of a module's model in a model folder.
-pub fn file_name(module: Module) -> String {
+pub fn file_name(module: LogKind) -> String {
     format!("{}.model.json", module.log_path())
 }
 
@@ -77,7 +77,7 @@ pub struct Model {
     pub format_version: u32,
     /// The autozeekwatch version that trained it.
     pub crate_version: String,
-    pub module: Module,
+    pub module: LogKind,
     /// When it was trained (RFC 3339, UTC).
     pub created: String,
     pub threshold: Threshold,
@@ -138,8 +138,8 @@ pub enum ModelError {
     #[error("{}: is the {found} model, but the {expected} model was expected here (a misnamed or misplaced file?)", path.display())]
     WrongModule {
         path: PathBuf,
-        found: Module,
-        expected: Module,
+        found: LogKind,
+        expected: LogKind,
     },
     #[error("{}: damaged or edited (checksum {found:08x} where the file says {stored:08x}); retrain, or restore the file as azw-train wrote it", path.display())]
     Checksum {
@@ -194,7 +194,7 @@ impl Model {
     /// Reads and checks the model of `module`: a model of another module
     /// (a DNS model saved as `conn.model.json`) is refused. What scoring
     /// should call.
-    pub fn load_for(path: &Path, module: Module) -> Result<(Model, Encoder), ModelError> {
+    pub fn load_for(path: &Path, module: LogKind) -> Result<(Model, Encoder), ModelError> {
         let (model, encoder) = Model::load(path)?;
         if model.module != module {
             return Err(ModelError::WrongModule {
@@ -589,8 +589,8 @@ pub(crate) mod tests {
                 threshold_fpr: 0.001,
                 holdout_every: 10,
             };
-            let files = train::find_files(Module::Ssh, &opts).unwrap();
-            train::train_module(Module::Ssh, &files, &opts, &train::NoProgress).unwrap()
+            let files = train::find_files(LogKind::Ssh, &opts).unwrap();
+            train::train_module(LogKind::Ssh, &files, &opts, &train::NoProgress).unwrap()
         })
     }
 
@@ -606,7 +606,7 @@ pub(crate) mod tests {
     }
 
     /// The error of a load that must fail (without printing the model).
-    fn load_err(path: &Path, module: Module) -> String {
+    fn load_err(path: &Path, module: LogKind) -> String {
         match Model::load_for(path, module) {
             Ok(_) => panic!("{} was accepted", path.display()),
             Err(e) => e.to_string(),
@@ -623,12 +623,12 @@ pub(crate) mod tests {
     fn a_model_of_another_module_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = saved(dir.path(), "conn.model.json", ssh_model());
-        let err = load_err(&path, Module::Conn);
+        let err = load_err(&path, LogKind::Conn);
         assert!(
             err.contains("conn.model.json") && err.contains("SSH") && err.contains("CONN"),
             "{err}"
         );
-        assert!(Model::load_for(&path, Module::Ssh).is_ok());
+        assert!(Model::load_for(&path, LogKind::Ssh).is_ok());
     }
 
     #[test]
@@ -638,7 +638,7 @@ pub(crate) mod tests {
             let mut model = ssh_model().clone();
             model.threshold.value = bad;
             let path = saved(dir.path(), "ssh.model.json", &model);
-            let err = load_err(&path, Module::Ssh);
+            let err = load_err(&path, LogKind::Ssh);
             assert!(
                 err.contains("ssh.model.json") && err.contains("threshold.value"),
                 "{bad}: {err}"
@@ -658,7 +658,7 @@ pub(crate) mod tests {
         let path = saved(dir.path(), "ssh.model.json", ssh_model());
         let good = std::fs::read(&path).unwrap();
         let records = ssh_records();
-        let (m, e) = Model::load_for(&path, Module::Ssh).unwrap();
+        let (m, e) = Model::load_for(&path, LogKind::Ssh).unwrap();
         let want = scores(m, e, &records);
         let mut state = 0x2545_f491_4f6c_dd1d_u64;
         let mut silent = Vec::new();
@@ -671,7 +671,7 @@ pub(crate) mod tests {
             let mut bytes = good.clone();
             bytes[bit / 8] ^= 1 << (bit % 8);
             std::fs::write(&path, &bytes).unwrap();
-            if let Ok((m, e)) = Model::load_for(&path, Module::Ssh) {
+            if let Ok((m, e)) = Model::load_for(&path, LogKind::Ssh) {
                 if scores(m, e, &records) != want {
                     silent.push(bit);
                 }
@@ -695,7 +695,7 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ssh.model.json");
         std::fs::write(&path, seal(serde_json::to_vec_pretty(&json).unwrap())).unwrap();
-        let err = load_err(&path, Module::Ssh);
+        let err = load_err(&path, LogKind::Ssh);
         assert!(
             err.contains("ssh.model.json") && err.contains("`min` exceeds `max`"),
             "{err}"
@@ -713,7 +713,7 @@ pub(crate) mod tests {
         let mut unsealed = content.to_vec();
         unsealed.extend_from_slice(b"\n}\n");
         std::fs::write(&path, &unsealed).unwrap();
-        let err = load_err(&path, Module::Ssh);
+        let err = load_err(&path, LogKind::Ssh);
         assert!(err.contains("checksum"), "{err}");
         let v1 = String::from_utf8(unsealed).unwrap().replacen(
             "\"format_version\": 2",
@@ -721,11 +721,11 @@ pub(crate) mod tests {
             1,
         );
         std::fs::write(&path, v1).unwrap();
-        let (model, _) = Model::load_for(&path, Module::Ssh).unwrap();
+        let (model, _) = Model::load_for(&path, LogKind::Ssh).unwrap();
         assert_eq!(model.threshold, ssh_model().threshold);
         // Saving it again writes the current format, sealed.
         model.save(&path).unwrap();
-        let (again, _) = Model::load_for(&path, Module::Ssh).unwrap();
+        let (again, _) = Model::load_for(&path, LogKind::Ssh).unwrap();
         assert_eq!(again.format_version, FORMAT_VERSION);
     }
 
@@ -759,7 +759,7 @@ pub(crate) mod tests {
             let p = path.clone();
             std::thread::spawn(move || {
                 let _ = tx.send(
-                    Model::load_for(&p, Module::Conn)
+                    Model::load_for(&p, LogKind::Conn)
                         .err()
                         .map(|e| e.to_string()),
                 );

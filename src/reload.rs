@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::log_kind::LogKind;
 use crate::model::Model;
-use crate::module::Module;
 use crate::score::Scorer;
 
 /// Watches one model file (by modification time and length).
@@ -33,7 +33,7 @@ impl Reloader {
         &self.path
     }
 
-    pub fn check(&mut self, module: Module, every: Duration) -> Option<Scorer> {
+    pub fn check(&mut self, module: LogKind, every: Duration) -> Option<Scorer> {
         if self.last_check.elapsed() < every {
             return None;
         }
@@ -83,22 +83,22 @@ mod tests {
         save(ssh_model(), &path);
         let mut reload = Reloader::new(path.clone());
         assert!(
-            reload.check(Module::Ssh, Duration::ZERO).is_none(),
+            reload.check(LogKind::Ssh, Duration::ZERO).is_none(),
             "unchanged"
         );
 
         // Damaged (half copied): refused, and not tried again until it changes.
         std::fs::write(&path, b"{\"format\": \"autozeekwatch-model\"").unwrap();
-        assert!(reload.check(Module::Ssh, Duration::ZERO).is_none());
+        assert!(reload.check(LogKind::Ssh, Duration::ZERO).is_none());
         assert_eq!(reload.refused, stamp(&path));
 
         // Another log type's model: refused.
         let mut other = ssh_model().clone();
-        other.module = Module::Dns;
-        other.features.module = Module::Dns;
+        other.module = LogKind::Dns;
+        other.features.module = LogKind::Dns;
         std::thread::sleep(Duration::from_millis(10));
         save(&other, &path);
-        assert!(reload.check(Module::Ssh, Duration::ZERO).is_none());
+        assert!(reload.check(LogKind::Ssh, Duration::ZERO).is_none());
 
         // A good one: taken.
         let mut newer = ssh_model().clone();
@@ -106,11 +106,11 @@ mod tests {
         std::thread::sleep(Duration::from_millis(10));
         save(&newer, &path);
         let scorer = reload
-            .check(Module::Ssh, Duration::ZERO)
+            .check(LogKind::Ssh, Duration::ZERO)
             .expect("the new model");
         assert_eq!(scorer.model().threshold.value, newer.threshold.value);
         assert!(
-            reload.check(Module::Ssh, Duration::ZERO).is_none(),
+            reload.check(LogKind::Ssh, Duration::ZERO).is_none(),
             "taken once"
         );
     }
@@ -126,8 +126,8 @@ mod tests {
         std::thread::sleep(Duration::from_millis(10));
         save(&newer, &path);
         assert!(reload
-            .check(Module::Ssh, Duration::from_secs(3600))
+            .check(LogKind::Ssh, Duration::from_secs(3600))
             .is_none());
-        assert!(reload.check(Module::Ssh, Duration::ZERO).is_some());
+        assert!(reload.check(LogKind::Ssh, Duration::ZERO).is_some());
     }
 }

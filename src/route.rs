@@ -10,7 +10,7 @@
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
-use crate::module::Module;
+use crate::log_kind::LogKind;
 use crate::zeek::layout::{self, DateRange, LayoutError, LogFile};
 
 /// How much of a file's (decompressed) start is looked at.
@@ -27,7 +27,7 @@ pub fn log_type_of_file(path: &Path) -> Option<String> {
 /// directly only if it holds that log type.
 pub fn files_of(
     root: &Path,
-    module: Module,
+    module: LogKind,
     range: DateRange,
 ) -> Result<Vec<LogFile>, LayoutError> {
     let files = layout::discover(root, module.log_path(), range)?;
@@ -136,9 +136,9 @@ mod tests {
     fn a_file_named_directly_goes_to_its_own_type_only() {
         let dir = tempfile::tempdir().unwrap();
         let p = write(dir.path(), "conn.json.gz", "{\"ts\":1}\n", true);
-        for m in Module::ALL {
+        for m in LogKind::ALL {
             let got = files_of(&p, m, DateRange::default()).unwrap();
-            assert_eq!(got.len(), usize::from(m == Module::Conn), "{m}");
+            assert_eq!(got.len(), usize::from(m == LogKind::Conn), "{m}");
         }
     }
 }

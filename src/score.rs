@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::features::{Encoder, FieldCache};
 use crate::kitnet::{KitNetError, Scratch};
+use crate::log_kind::LogKind;
 use crate::model::Model;
-use crate::module::Module;
 use crate::zeek::{Record, Value};
 
 /// How many features an anomaly's explanation names.
@@ -23,7 +23,7 @@ pub struct ScoredRecord {
     pub ts: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uid: Option<String>,
-    pub module: Module,
+    pub module: LogKind,
     #[serde(rename = "id.orig_h", skip_serializing_if = "Option::is_none")]
     pub orig_h: Option<IpAddr>,
     #[serde(rename = "id.orig_p", skip_serializing_if = "Option::is_none")]
@@ -85,7 +85,7 @@ impl Scorer {
         &self.model
     }
 
-    pub fn module(&self) -> Module {
+    pub fn module(&self) -> LogKind {
         self.model.module
     }
 

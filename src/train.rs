@@ -17,8 +17,8 @@ use std::time::Instant;
 
 use crate::features::{Encoder, LocalNets, VocabLearner};
 use crate::kitnet::{KitNet, KitNetError, KitNetParams};
+use crate::log_kind::LogKind;
 use crate::model::{self, Model, Threshold, TrainingInfo, FORMAT_VERSION, MAGIC};
-use crate::module::Module;
 use crate::zeek::layout::{self, DateRange, LogFile};
 use crate::zeek::{Records, StreamTotals};
 
@@ -64,20 +64,20 @@ pub enum TrainError {
     Layout(#[from] layout::LayoutError),
     #[error("{module}: no `{log}` logs under {} (looked for {log}.log, {log}.*.log.gz and dated folders YYYY-MM-DD/{log}.*; `current/` is never used for training){range}", dir.display())]
     NoFiles {
-        module: Module,
+        module: LogKind,
         log: &'static str,
         dir: PathBuf,
         range: String,
     },
     #[error("{module}: only {records} usable records in {files} files; at least {MIN_TRAINING_RECORDS} are needed to learn what normal looks like (add more days of history, or leave {module} out of --modules)")]
     TooFewRecords {
-        module: Module,
+        module: LogKind,
         records: u64,
         files: usize,
     },
     #[error("{module}: {source}")]
     KitNet {
-        module: Module,
+        module: LogKind,
         #[source]
         source: KitNetError,
     },
@@ -86,7 +86,7 @@ pub enum TrainError {
 }
 
 /// The historical files of a module, oldest first.
-pub fn find_files(module: Module, opts: &TrainOptions) -> Result<Vec<LogFile>, TrainError> {
+pub fn find_files(module: LogKind, opts: &TrainOptions) -> Result<Vec<LogFile>, TrainError> {
     let files = crate::route::files_of(&opts.log_dir, module, opts.range)?;
     if files.is_empty() {
         let range = if opts.range.is_open() {
@@ -113,7 +113,7 @@ pub fn find_files(module: Module, opts: &TrainOptions) -> Result<Vec<LogFile>, T
 }
 
 /// Counts the records of each file, for `--dry-run`.
-pub fn count(module: Module, files: &[LogFile]) -> StreamTotals {
+pub fn count(module: LogKind, files: &[LogFile]) -> StreamTotals {
     let mut records = Records::new(paths(files), Some(module.log_path()), false);
     records.by_ref().for_each(drop);
     records.totals().clone()
@@ -131,7 +131,7 @@ struct Survey {
     last_ts: Option<f64>,
 }
 
-fn survey(module: Module, files: &[LogFile], opts: &TrainOptions, bar: &dyn Progress) -> Survey {
+fn survey(module: LogKind, files: &[LogFile], opts: &TrainOptions, bar: &dyn Progress) -> Survey {
     let mut learner = VocabLearner::new(module);
     let mut records = Records::new(paths(files), Some(module.log_path()), false);
     let (mut first_ts, mut last_ts) = (None::<f64>, None::<f64>);
@@ -163,7 +163,7 @@ fn is_held_out(index: u64, every: u64) -> bool {
 
 /// Trains one module's model from its files.
 pub fn train_module(
-    module: Module,
+    module: LogKind,
     files: &[LogFile],
     opts: &TrainOptions,
     bar: &dyn Progress,

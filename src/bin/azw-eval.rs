@@ -11,7 +11,7 @@ use autozeekwatch::eval::labels::{self, LabeledLog};
 use autozeekwatch::eval::{self, metrics, plot, ModelSummary, Report, Truth, UidScores};
 use autozeekwatch::train::TrainOptions;
 use autozeekwatch::zeek::layout::{self, DateRange};
-use autozeekwatch::Module;
+use autozeekwatch::LogKind;
 use clap::Parser;
 use cli::ModelArgs;
 
@@ -116,11 +116,11 @@ fn main() -> ExitCode {
 }
 
 /// The module a file holds: its `#path`, else its name.
-fn module_of(path: &Path, log_path: Option<&str>, asked: &[Module]) -> anyhow::Result<Module> {
+fn module_of(path: &Path, log_path: Option<&str>, asked: &[LogKind]) -> anyhow::Result<LogKind> {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
     let from_name = layout::parse_log_name(name).map(|n| n.log_path);
     for candidate in [log_path, from_name].into_iter().flatten() {
-        if let Ok(m) = candidate.parse::<Module>() {
+        if let Ok(m) = candidate.parse::<LogKind>() {
             return Ok(m);
         }
     }
@@ -136,8 +136,8 @@ fn module_of(path: &Path, log_path: Option<&str>, asked: &[Module]) -> anyhow::R
 fn run(args: Args) -> anyhow::Result<ExitCode> {
     args.read.apply();
     let all = args.modules.iter().any(|m| m.eq_ignore_ascii_case("all"));
-    let asked = Module::parse_list(&args.modules)?;
-    let asked_one: Vec<Module> = if all { Vec::new() } else { asked.clone() };
+    let asked = LogKind::parse_list(&args.modules)?;
+    let asked_one: Vec<LogKind> = if all { Vec::new() } else { asked.clone() };
     if !(args.train_share > 0.0 && args.train_share < 1.0) {
         bail!("--train-share must be between 0 and 1 (0.5: the first half is history)");
     }
@@ -223,7 +223,7 @@ impl Workdir {
     }
 }
 
-fn plot_path(plot: &Path, module: Module, several: bool) -> PathBuf {
+fn plot_path(plot: &Path, module: LogKind, several: bool) -> PathBuf {
     if !several {
         return plot.to_owned();
     }
@@ -242,7 +242,7 @@ fn train_options(args: &Args) -> anyhow::Result<TrainOptions> {
 
 /// One module's evaluation, ready to run.
 struct Job {
-    module: Module,
+    module: LogKind,
     protocol: String,
     inputs: Vec<String>,
     kind: JobKind,
@@ -262,7 +262,7 @@ enum JobKind {
     Scores { scores: UidScores, truth: Truth },
 }
 
-fn wanted(module: Module, asked: &[Module], all: bool) -> bool {
+fn wanted(module: LogKind, asked: &[LogKind], all: bool) -> bool {
     all || asked.contains(&module)
 }
 
@@ -303,12 +303,12 @@ fn write_labels(path: &Path, truth: &Truth) -> anyhow::Result<()> {
 
 fn default_jobs(
     args: &Args,
-    asked_one: &[Module],
+    asked_one: &[LogKind],
     all: bool,
-    asked: &[Module],
+    asked: &[LogKind],
     work: &Path,
 ) -> anyhow::Result<Vec<Job>> {
-    let mut by_module: BTreeMap<Module, Vec<LabeledLog>> = BTreeMap::new();
+    let mut by_module: BTreeMap<LogKind, Vec<LabeledLog>> = BTreeMap::new();
     for path in &args.logs {
         let log = read_labeled(path)?;
         let module = module_of(path, log.log_path.as_deref(), asked_one)?;
@@ -357,15 +357,15 @@ fn default_jobs(
 /// module's logs; files are taken as they are.
 fn expand(
     paths: &[PathBuf],
-    asked_one: &[Module],
+    asked_one: &[LogKind],
     all: bool,
-    asked: &[Module],
-) -> anyhow::Result<BTreeMap<Module, Vec<PathBuf>>> {
-    let mut out: BTreeMap<Module, Vec<PathBuf>> = BTreeMap::new();
+    asked: &[LogKind],
+) -> anyhow::Result<BTreeMap<LogKind, Vec<PathBuf>>> {
+    let mut out: BTreeMap<LogKind, Vec<PathBuf>> = BTreeMap::new();
     for p in paths {
         if p.is_dir() {
-            let modules: Vec<Module> = if all {
-                Module::ALL.to_vec()
+            let modules: Vec<LogKind> = if all {
+                LogKind::ALL.to_vec()
             } else {
                 asked.to_vec()
             };
@@ -394,9 +394,9 @@ fn expand(
 
 fn explicit_jobs(
     args: &Args,
-    asked_one: &[Module],
+    asked_one: &[LogKind],
     all: bool,
-    asked: &[Module],
+    asked: &[LogKind],
     work: &Path,
 ) -> anyhow::Result<Vec<Job>> {
     let train = expand(&args.train, asked_one, all, asked)?;
@@ -505,13 +505,13 @@ fn explicit_jobs(
 fn scores_jobs(
     args: &Args,
     scores: &Path,
-    asked: &[Module],
+    asked: &[LogKind],
     all: bool,
 ) -> anyhow::Result<Vec<Job>> {
     let labels_path = args.labels.as_ref().context("--scores needs --labels")?;
     let truth = labels::read_labels_file(labels_path)?;
-    let modules: Vec<Module> = if all {
-        Module::ALL.to_vec()
+    let modules: Vec<LogKind> = if all {
+        LogKind::ALL.to_vec()
     } else {
         asked.to_vec()
     };

@@ -12,7 +12,7 @@ use autozeekwatch::model;
 use autozeekwatch::pipeline::{self, run_live, Controls, Lane, LaneOptions, LiveOptions};
 use autozeekwatch::score::ScoredRecord;
 use autozeekwatch::sink::{self, OutputSpec, RecordFormat, Sink, SinkOptions};
-use autozeekwatch::Module;
+use autozeekwatch::LogKind;
 use clap::Parser;
 
 /// Score Zeek logs with the models `azw-train` wrote: one line per log
@@ -185,9 +185,9 @@ fn main() -> ExitCode {
 }
 
 /// The modules to run: those asked for, or under ALL those with a model.
-fn modules(args: &Args) -> anyhow::Result<Vec<Module>> {
+fn modules(args: &Args) -> anyhow::Result<Vec<LogKind>> {
     let all = args.modules.iter().any(|m| m.eq_ignore_ascii_case("all"));
-    let mut modules = Module::parse_list(&args.modules)?;
+    let mut modules = LogKind::parse_list(&args.modules)?;
     if all {
         modules.retain(|m| args.model_dir.join(model::file_name(*m)).exists());
     }
@@ -255,7 +255,7 @@ fn run(args: Args, controls: &Controls) -> anyhow::Result<ExitCode> {
 /// it and renamed into place at the end, so it is never seen half-written;
 /// an existing file is replaced only if it is an output of ours, never an
 /// input, a link or anything that is not a regular file.
-fn replay(args: &Args, modules: &[Module], controls: &Controls) -> anyhow::Result<ExitCode> {
+fn replay(args: &Args, modules: &[LogKind], controls: &Controls) -> anyhow::Result<ExitCode> {
     let lane_opts = LaneOptions {
         only_anomalies: args.only_anomalies,
         reload_every: None,
@@ -385,7 +385,7 @@ fn print_top(top: &[ScoredRecord]) {
 }
 
 #[cfg(feature = "kafka")]
-fn kafka(args: &Args, modules: Vec<Module>, controls: &Controls) -> anyhow::Result<()> {
+fn kafka(args: &Args, modules: Vec<LogKind>, controls: &Controls) -> anyhow::Result<()> {
     use autozeekwatch::kafka::{run_kafka, KafkaOptions};
     let opts = KafkaOptions {
         brokers: args
@@ -425,6 +425,6 @@ fn kafka(args: &Args, modules: Vec<Module>, controls: &Controls) -> anyhow::Resu
 }
 
 #[cfg(not(feature = "kafka"))]
-fn kafka(_: &Args, _: Vec<Module>, _: &Controls) -> anyhow::Result<()> {
+fn kafka(_: &Args, _: Vec<LogKind>, _: &Controls) -> anyhow::Result<()> {
     bail!("this azw-infer was built without Kafka support; build it with `cargo build --release --features kafka`")
 }

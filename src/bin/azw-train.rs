@@ -14,7 +14,7 @@ use autozeekwatch::features::{table, DEFAULT_LOCAL_NETS};
 use autozeekwatch::model::Model;
 use autozeekwatch::train::{self, TrainError};
 use autozeekwatch::zeek::layout::DateRange;
-use autozeekwatch::Module;
+use autozeekwatch::LogKind;
 use chrono::NaiveDate;
 use clap::Parser;
 use cli::ModelArgs;
@@ -111,13 +111,13 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
         return inspect(&args.inspect);
     }
     if let Some(name) = &args.list_features {
-        let module: Module = name.parse()?;
+        let module: LogKind = name.parse()?;
         list_features(module)?;
         return Ok(ExitCode::SUCCESS);
     }
     let log_dir = args.log_dir.clone().context("--log-dir is required")?;
     let all = args.modules.iter().any(|m| m.eq_ignore_ascii_case("all"));
-    let modules = Module::parse_list(&args.modules)?;
+    let modules = LogKind::parse_list(&args.modules)?;
     if modules.is_empty() {
         bail!("--modules names no module: choose from CONN, DNS, HTTP, SSH, SSL or ALL");
     }
@@ -261,7 +261,7 @@ fn inspect(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn list_features(module: Module) -> std::io::Result<()> {
+fn list_features(module: LogKind) -> std::io::Result<()> {
     cli::outln!("{module} features")?;
     cli::outln!("  {:<37} {:<24} transform", "name", "field")?;
     for def in table(module) {

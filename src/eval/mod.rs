@@ -30,8 +30,8 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::features::Encoder;
+use crate::log_kind::LogKind;
 use crate::model::Model;
-use crate::module::Module;
 use crate::pipeline::{replay, Lane, LaneOptions, RunError, TopAnomalies};
 use crate::score::{ScoredRecord, Scorer};
 use crate::sink::{Sink, SinkError};
@@ -118,7 +118,7 @@ pub fn truth_of(logs: &[LabeledLog], rows: &[(usize, usize)]) -> (Truth, usize) 
 
 /// Trains a module's model on the given files, like `azw-train`.
 pub fn train(
-    module: Module,
+    module: LogKind,
     files: &[PathBuf],
     opts: &TrainOptions,
     bar: &dyn crate::train::Progress,
@@ -147,7 +147,7 @@ pub struct UidScores {
 /// Scores the records of `files` with a model, through the same lane and
 /// file loop as `azw-infer --replay`, keeping each uid's highest score.
 pub fn score_files(
-    module: Module,
+    module: LogKind,
     model: Model,
     encoder: Encoder,
     files: &[PathBuf],
@@ -211,7 +211,7 @@ pub enum ScoresError {
 
 /// Scores from an `azw-infer` output (JSON lines with `uid`, `score`,
 /// `threshold`, `module`), for one module, by uid.
-pub fn read_scores(path: &Path, module: Module) -> Result<UidScores, ScoresError> {
+pub fn read_scores(path: &Path, module: LogKind) -> Result<UidScores, ScoresError> {
     use std::io::BufRead;
     let io = |source| ScoresError::Io {
         path: path.to_owned(),
@@ -237,7 +237,7 @@ pub fn read_scores(path: &Path, module: Module) -> Result<UidScores, ScoresError
         let m = v
             .get("module")
             .and_then(|m| m.as_str())
-            .and_then(|m| m.parse::<Module>().ok());
+            .and_then(|m| m.parse::<LogKind>().ok());
         if m.is_some_and(|m| m != module) {
             continue;
         }
@@ -310,7 +310,7 @@ impl ModelSummary {
 /// What `azw-eval` reports for one module.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    pub module: Module,
+    pub module: LogKind,
     /// How train and test were chosen, in words.
     pub protocol: String,
     pub inputs: Vec<String>,
@@ -496,7 +496,7 @@ mod tests {
             let flipped = dir.path().join("flipped.conn.log");
             std::fs::write(&flipped, flipped_text + "\n").unwrap();
 
-            let mut learner = VocabLearner::new(Module::Conn);
+            let mut learner = VocabLearner::new(LogKind::Conn);
             for r in LogReader::open(&stripped, Some("conn")).unwrap() {
                 learner.observe(&r.unwrap());
             }

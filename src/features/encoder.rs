@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::net::{is_broadcast, Direction, LocalNets};
 use super::spec::{table, FeatureDef, Transform};
 use super::vocab::{bounded_key, VocabCounter, Vocabulary};
-use crate::module::Module;
+use crate::log_kind::LogKind;
 use std::sync::Arc;
 
 use crate::zeek::{NameMap, Record, Schema, Value};
@@ -18,7 +18,7 @@ use crate::zeek::{NameMap, Record, Schema, Value};
 /// This is what the model file stores.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FeatureSet {
-    pub module: Module,
+    pub module: LogKind,
     pub features: Vec<FeatureDef>,
     /// By feature name, for every [`Transform::Category`] feature.
     pub vocabularies: BTreeMap<String, Vocabulary>,
@@ -75,18 +75,18 @@ fn category_slot(index: &NameMap<usize>, value: &Value) -> Option<usize> {
 /// training records.
 #[derive(Debug)]
 pub struct VocabLearner {
-    module: Module,
+    module: LogKind,
     features: Vec<FeatureDef>,
     counters: Vec<Option<VocabCounter>>,
 }
 
 impl VocabLearner {
     /// With the module's declared table.
-    pub fn new(module: Module) -> VocabLearner {
+    pub fn new(module: LogKind) -> VocabLearner {
         VocabLearner::with_features(module, table(module))
     }
 
-    pub fn with_features(module: Module, features: Vec<FeatureDef>) -> VocabLearner {
+    pub fn with_features(module: LogKind, features: Vec<FeatureDef>) -> VocabLearner {
         let counters = features
             .iter()
             .map(|d| matches!(d.transform, Transform::Category { .. }).then(VocabCounter::default))
@@ -456,7 +456,7 @@ mod tests {
     }
 
     fn encoder() -> Encoder {
-        let mut learner = VocabLearner::new(Module::Conn);
+        let mut learner = VocabLearner::new(LogKind::Conn);
         for _ in 0..10 {
             learner.observe(&conn("tcp", Some("ShADadFf"), "10.0.0.1", "8.8.8.8"));
             learner.observe(&conn("udp", None, "10.0.0.1", "10.0.0.2"));
@@ -563,7 +563,7 @@ mod tests {
     fn long_category_values_match_by_bounded_key() {
         let long = |tail: &str| format!("Mozilla/5.0 {}{tail}", "x".repeat(600));
         let http = |ua: &str| record(&[("user_agent", Value::Str(ua.into()))]);
-        let mut learner = VocabLearner::new(Module::Http);
+        let mut learner = VocabLearner::new(LogKind::Http);
         for _ in 0..10 {
             learner.observe(&http(&long("a")));
         }
@@ -595,7 +595,7 @@ mod tests {
 
     #[test]
     fn missing_vocabulary_is_an_error() {
-        let mut set = VocabLearner::new(Module::Dns).finish(LocalNets::default());
+        let mut set = VocabLearner::new(LogKind::Dns).finish(LocalNets::default());
         set.vocabularies.remove("qtype");
         assert_eq!(
             Encoder::new(set).unwrap_err().to_string(),

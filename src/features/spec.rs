@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::module::Module;
+use crate::log_kind::LogKind;
 
 /// What a field becomes. Every transform maps an unset or absent field to a
 /// defined value, because every field is missing in some Zeek version.
@@ -124,10 +124,10 @@ fn endpoint_features() -> Vec<FeatureDef> {
 }
 
 /// The declared table of a module.
-pub fn table(module: Module) -> Vec<FeatureDef> {
+pub fn table(module: LogKind) -> Vec<FeatureDef> {
     use Transform::*;
     let mut t = match module {
-        Module::Conn => vec![
+        LogKind::Conn => vec![
             field("proto", category(8)),
             field("service", category(16)),
             field("conn_state", category(16)),
@@ -144,7 +144,7 @@ pub fn table(module: Module) -> Vec<FeatureDef> {
             field("history", chars(CONN_HISTORY)),
             def("history_len", "history", Length),
         ],
-        Module::Dns => vec![
+        LogKind::Dns => vec![
             field("proto", category(4)),
             field("rtt", Log1p),
             def("rtt_present", "rtt", Present),
@@ -164,7 +164,7 @@ pub fn table(module: Module) -> Vec<FeatureDef> {
             def("query_entropy", "query", Entropy),
             def("answers", "answers", Length),
         ],
-        Module::Http => vec![
+        LogKind::Http => vec![
             field("trans_depth", Log1p),
             field("request_body_len", Log1p),
             field("response_body_len", Log1p),
@@ -182,7 +182,7 @@ pub fn table(module: Module) -> Vec<FeatureDef> {
             field("resp_mime_types", category(16)),
             field("orig_mime_types", category(8)),
         ],
-        Module::Ssh => vec![
+        LogKind::Ssh => vec![
             field("auth_success", Flag),
             field("auth_attempts", Log1p),
             field("direction", category(4)),
@@ -195,7 +195,7 @@ pub fn table(module: Module) -> Vec<FeatureDef> {
             field("host_key_alg", category(8)),
             field("compression_alg", category(4)),
         ],
-        Module::Ssl => vec![
+        LogKind::Ssl => vec![
             field("version", category(8)),
             field("cipher", category(24)),
             field("curve", category(8)),
@@ -247,13 +247,13 @@ mod tests {
             "history",
             "id.resp_p",
         ] {
-            assert!(has(Module::Conn, f), "conn {f}");
+            assert!(has(LogKind::Conn, f), "conn {f}");
         }
         for f in [
             "rtt", "AA", "TC", "RD", "RA", "rejected", "qclass", "qtype", "rcode", "proto",
             "query", "answers",
         ] {
-            assert!(has(Module::Dns, f), "dns {f}");
+            assert!(has(LogKind::Dns, f), "dns {f}");
         }
         for f in [
             "trans_depth",
@@ -266,7 +266,7 @@ mod tests {
             "uri",
             "user_agent",
         ] {
-            assert!(has(Module::Http, f), "http {f}");
+            assert!(has(LogKind::Http, f), "http {f}");
         }
         for f in [
             "auth_success",
@@ -276,7 +276,7 @@ mod tests {
             "client",
             "server",
         ] {
-            assert!(has(Module::Ssh, f), "ssh {f}");
+            assert!(has(LogKind::Ssh, f), "ssh {f}");
         }
         for f in [
             "resumed",
@@ -289,9 +289,9 @@ mod tests {
             "server_name",
             "ssl_history",
         ] {
-            assert!(has(Module::Ssl, f), "ssl {f}");
+            assert!(has(LogKind::Ssl, f), "ssl {f}");
         }
-        for m in Module::ALL {
+        for m in LogKind::ALL {
             let t = table(m);
             assert!(
                 t.iter().any(|d| d.transform == Transform::Direction),

@@ -362,7 +362,7 @@ mod examples {
 
     use super::Vocabulary;
     use crate::features::{LocalNets, VocabLearner};
-    use crate::module::Module;
+    use crate::log_kind::LogKind;
     use crate::zeek::layout::{self, DateRange};
     use crate::zeek::Records;
 
@@ -373,7 +373,7 @@ mod examples {
     fn learn_examples() -> Learned {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/logs");
         let mut all = BTreeMap::new();
-        for module in Module::ALL {
+        for module in LogKind::ALL {
             let files = layout::discover(&dir, module.log_path(), DateRange::default()).unwrap();
             let paths = files.into_iter().map(|f| f.path).collect();
             let mut learner = VocabLearner::new(module);

@@ -16,7 +16,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use super::identity::Fingerprint;
-use crate::module::Module;
+use crate::log_kind::LogKind;
 
 pub const CHECKPOINT_VERSION: u32 = 1;
 
@@ -45,7 +45,7 @@ pub struct Checkpoint {
     /// another output does not cut that one back to this length.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,
-    pub modules: BTreeMap<Module, Position>,
+    pub modules: BTreeMap<LogKind, Position>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -121,7 +121,7 @@ mod tests {
             ..Checkpoint::default()
         };
         cp.modules.insert(
-            Module::Conn,
+            LogKind::Conn,
             Position {
                 fingerprint: Fingerprint { len: 4096, crc: 7 },
                 path: "current/conn.log".into(),

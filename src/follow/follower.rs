@@ -24,7 +24,7 @@ use chrono::NaiveDate;
 use super::checkpoint::Position;
 use super::identity::{matches, rotated_files, rotation_key, Fingerprint, FingerprintCache};
 use super::source::{may_be_unfinished, path_id, Line, Source};
-use crate::module::Module;
+use crate::log_kind::LogKind;
 use crate::zeek::ReadError;
 
 /// Lines handed out per step, so one busy module cannot starve the writer.
@@ -100,7 +100,7 @@ enum Next {
 }
 
 pub struct Follower {
-    module: Module,
+    module: LogKind,
     log_dir: PathBuf,
     current_dir: PathBuf,
     live_path: PathBuf,
@@ -129,7 +129,7 @@ pub struct Follower {
 impl Follower {
     /// `resume`: the module's checkpointed position, if any. Without one,
     /// the live file is read from its start.
-    pub fn new(module: Module, log_dir: &Path, resume: Option<Position>) -> Follower {
+    pub fn new(module: LogKind, log_dir: &Path, resume: Option<Position>) -> Follower {
         let current_dir = log_dir.join("current");
         let live_path = current_dir.join(format!("{}.log", module.log_path()));
         let mut f = Follower {

@@ -22,7 +22,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::route::{self, module_of_log, module_of_topic};
-use crate::module::Module;
+use crate::log_kind::LogKind;
 use crate::pipeline::{Controls, Lane, LaneOptions, LaneStats, RunError, Throttle};
 use crate::sink::{self, sync_then, OutputSpec, RecordFormat, Sink, SinkOptions};
 use crate::zeek::{LineParser, Parsed, ReadError, Record};
@@ -36,7 +36,7 @@ pub struct KafkaOptions {
     /// The consumer group: processes with the same group share the
     /// partitions.
     pub group: String,
-    pub modules: Vec<Module>,
+    pub modules: Vec<LogKind>,
     pub model_dir: PathBuf,
     pub output: OutputSpec,
     pub format: RecordFormat,
@@ -54,7 +54,7 @@ pub struct KafkaOptions {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KafkaStats {
     /// Per module; `lines` counts messages.
-    pub modules: BTreeMap<Module, LaneStats>,
+    pub modules: BTreeMap<LogKind, LaneStats>,
     /// Messages of log types not scored here (`files`, `weird`, a module
     /// without a model), by log type.
     pub ignored: BTreeMap<String, u64>,
@@ -263,7 +263,7 @@ pub fn run_kafka(opts: &KafkaOptions, controls: &Controls) -> Result<KafkaStats,
         only_anomalies: opts.only_anomalies,
         reload_every: Some(opts.reload_every),
     };
-    let mut lanes: HashMap<Module, Route> = HashMap::new();
+    let mut lanes: HashMap<LogKind, Route> = HashMap::new();
     for &module in &opts.modules {
         let lane = Lane::load(module, &opts.model_dir, &lane_opts)
             .map_err(|error| RunError::Model { module, error })?;
@@ -390,7 +390,7 @@ fn connect(
 
 struct Run<'a> {
     opts: &'a KafkaOptions,
-    lanes: HashMap<Module, Route>,
+    lanes: HashMap<LogKind, Route>,
     untyped: LineParser,
     stats: KafkaStats,
     /// Warnings about messages no lane took.

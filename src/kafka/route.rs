@@ -12,18 +12,18 @@ use std::collections::BTreeMap;
 
 use serde_json::value::RawValue;
 
-use crate::module::Module;
+use crate::log_kind::LogKind;
 
 /// The module whose log type is `name` (`conn`, `dns`, ...).
-pub fn module_of_log(name: &str) -> Option<Module> {
-    Module::ALL.into_iter().find(|m| m.log_path() == name)
+pub fn module_of_log(name: &str) -> Option<LogKind> {
+    LogKind::ALL.into_iter().find(|m| m.log_path() == name)
 }
 
 /// The module a topic carries, if its name says: one of its words
 /// (separated by anything not a letter or digit) is a log type, as in
 /// `zeek-conn`, `zeek_dns`, `sensor1.http` or `conn`. `zeek` alone says
 /// nothing.
-pub fn module_of_topic(topic: &str) -> Option<Module> {
+pub fn module_of_topic(topic: &str) -> Option<LogKind> {
     topic
         .split(|c: char| !c.is_ascii_alphanumeric())
         .find_map(|word| module_of_log(&word.to_ascii_lowercase()))
@@ -100,10 +100,10 @@ mod tests {
 
     #[test]
     fn topics_name_their_module() {
-        assert_eq!(module_of_topic("zeek-conn"), Some(Module::Conn));
-        assert_eq!(module_of_topic("zeek_DNS"), Some(Module::Dns));
-        assert_eq!(module_of_topic("sensor1.http.v2"), Some(Module::Http));
-        assert_eq!(module_of_topic("ssl"), Some(Module::Ssl));
+        assert_eq!(module_of_topic("zeek-conn"), Some(LogKind::Conn));
+        assert_eq!(module_of_topic("zeek_DNS"), Some(LogKind::Dns));
+        assert_eq!(module_of_topic("sensor1.http.v2"), Some(LogKind::Http));
+        assert_eq!(module_of_topic("ssl"), Some(LogKind::Ssl));
         assert_eq!(module_of_topic("zeek"), None);
         // A word must match whole: `connections` is not `conn`.
         assert_eq!(module_of_topic("connections"), None);

@@ -10,8 +10,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::log_kind::LogKind;
 use crate::model::{self, Model, ModelError};
-use crate::module::Module;
 use crate::reload::Reloader;
 use crate::score::{ScoredRecord, Scorer};
 use crate::zeek::{Parsed, ReadError, Record};
@@ -54,7 +54,7 @@ pub struct Lane {
 impl Lane {
     /// Loads `<model_dir>/<module>.model.json`; a model of another log
     /// type, a damaged or out-of-range one is refused.
-    pub fn load(module: Module, model_dir: &Path, opts: &LaneOptions) -> Result<Lane, ModelError> {
+    pub fn load(module: LogKind, model_dir: &Path, opts: &LaneOptions) -> Result<Lane, ModelError> {
         let path = model_dir.join(model::file_name(module));
         let (model, encoder) = Model::load_for(&path, module)?;
         let mut lane = Lane::new(Scorer::new(model, encoder), opts);
@@ -76,7 +76,7 @@ impl Lane {
         }
     }
 
-    pub fn module(&self) -> Module {
+    pub fn module(&self) -> LogKind {
         self.scorer.module()
     }
 

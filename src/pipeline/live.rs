@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use super::{Controls, Lane, LaneOptions, LaneStats, RunError};
 use crate::follow::{Checkpoint, Follower, Position, CHECKPOINT_VERSION};
-use crate::module::Module;
+use crate::log_kind::LogKind;
 use crate::score::ScoredRecord;
 use crate::sink::{self, sync_then, OutputSpec, RecordFormat, Sink, SinkOptions};
 
@@ -30,7 +30,7 @@ pub const LOCK_FILE: &str = "lock";
 #[derive(Debug, Clone)]
 pub struct LiveOptions {
     pub log_dir: PathBuf,
-    pub modules: Vec<Module>,
+    pub modules: Vec<LogKind>,
     pub model_dir: PathBuf,
     pub output: OutputSpec,
     pub format: RecordFormat,
@@ -48,7 +48,7 @@ pub struct LiveOptions {
 }
 
 struct Batch {
-    module: Module,
+    module: LogKind,
     records: Vec<ScoredRecord>,
     position: Option<Position>,
     stats: LaneStats,
@@ -57,17 +57,17 @@ struct Batch {
 
 enum Message {
     Batch(Batch),
-    Done(Module),
+    Done(LogKind),
     /// A log type's thread failed or panicked: the run stops with an error
     /// and saves nothing more.
-    Failed(Module, String),
+    Failed(LogKind, String),
 }
 
 /// Runs until [`Controls::stop`] is set; returns each log type's counters.
 pub fn run_live(
     opts: &LiveOptions,
     controls: &Controls,
-) -> Result<BTreeMap<Module, LaneStats>, RunError> {
+) -> Result<BTreeMap<LogKind, LaneStats>, RunError> {
     let _lock = lock_state_dir(&opts.state_dir)?;
     let checkpoint = Checkpoint::load(&opts.state_dir)?;
     let lane_opts = LaneOptions {
@@ -127,7 +127,7 @@ pub fn run_live(
             stats: BTreeMap::new(),
         };
         let result = writer.run(rx, controls);
-        // Module threads notice a closed channel only when they next send;
+        // LogKind threads notice a closed channel only when they next send;
         // an idle one would keep the scope, and the process, alive.
         controls.stop.store(true, Ordering::SeqCst);
         result
@@ -164,8 +164,8 @@ fn lock_state_dir(dir: &Path) -> Result<File, RunError> {
 struct Writer<'a> {
     opts: &'a LiveOptions,
     output: &'a mut dyn Sink,
-    positions: BTreeMap<Module, Position>,
-    stats: BTreeMap<Module, (LaneStats, String)>,
+    positions: BTreeMap<LogKind, Position>,
+    stats: BTreeMap<LogKind, (LaneStats, String)>,
 }
 
 impl Writer<'_> {
@@ -173,7 +173,7 @@ impl Writer<'_> {
         &mut self,
         rx: Receiver<Message>,
         controls: &Controls,
-    ) -> Result<BTreeMap<Module, LaneStats>, RunError> {
+    ) -> Result<BTreeMap<LogKind, LaneStats>, RunError> {
         let mut running = self.opts.modules.len();
         let mut dirty = false;
         let mut last_checkpoint = Instant::now();
@@ -283,7 +283,7 @@ fn follow_guarded(
 
 /// Runs `body`, then tells the writer how it ended: [`Message::Done`], or
 /// [`Message::Failed`] with the panic's message.
-fn guarded(module: Module, tx: &SyncSender<Message>, body: impl FnOnce()) {
+fn guarded(module: LogKind, tx: &SyncSender<Message>, body: impl FnOnce()) {
     let last = match std::panic::catch_unwind(AssertUnwindSafe(body)) {
         Ok(()) => Message::Done(module),
         Err(panic) => {
@@ -385,13 +385,13 @@ mod tests {
     #[test]
     fn a_panicking_thread_is_reported_as_a_failure() {
         let (tx, rx) = mpsc::sync_channel(4);
-        guarded(Module::Dns, &tx, || panic!("boom at line 7"));
-        guarded(Module::Conn, &tx, || {});
+        guarded(LogKind::Dns, &tx, || panic!("boom at line 7"));
+        guarded(LogKind::Conn, &tx, || {});
         match rx.recv().unwrap() {
-            Message::Failed(Module::Dns, why) => assert!(why.contains("boom at line 7"), "{why}"),
+            Message::Failed(LogKind::Dns, why) => assert!(why.contains("boom at line 7"), "{why}"),
             _ => panic!("expected a failure"),
         }
-        assert!(matches!(rx.recv().unwrap(), Message::Done(Module::Conn)));
+        assert!(matches!(rx.recv().unwrap(), Message::Done(LogKind::Conn)));
     }
 
     #[test]

@@ -24,8 +24,8 @@ pub use live::{run_live, LiveOptions};
 pub use replay::{replay, ReplayReport, TopAnomalies};
 
 use crate::follow::CheckpointError;
+use crate::log_kind::LogKind;
 use crate::model::ModelError;
-use crate::module::Module;
 use crate::sink::SinkError;
 use crate::zeek::layout::LayoutError;
 
@@ -42,7 +42,7 @@ pub enum RunError {
     /// (The model error is shown in the message, not chained, so it is
     /// printed once.)
     #[error("{module}: {error}; train a model first (azw-train --modules {module})")]
-    Model { module: Module, error: ModelError },
+    Model { module: LogKind, error: ModelError },
     #[error(transparent)]
     Sink(#[from] SinkError),
     #[error(transparent)]
@@ -61,7 +61,7 @@ pub enum RunError {
     /// A log type's thread failed or panicked; the run stops so a
     /// supervisor restarts it from the last checkpoint.
     #[error("{module}: {reason}")]
-    LaneFailed { module: Module, reason: String },
+    LaneFailed { module: LogKind, reason: String },
     /// The output did not take the records; nothing past the last durable
     /// point was recorded.
     #[error("{0}; stopped without recording progress past the last checkpoint")]

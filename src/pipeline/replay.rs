@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{Lane, LaneStats, RunError};
-use crate::module::Module;
+use crate::log_kind::LogKind;
 use crate::route;
 use crate::score::ScoredRecord;
 use crate::sink::Sink;
@@ -16,7 +16,7 @@ use crate::zeek::LogReader;
 #[derive(Debug, Default)]
 pub struct ReplayReport {
     /// Per log type, in the order scored.
-    pub lanes: Vec<(Module, LaneStats)>,
+    pub lanes: Vec<(LogKind, LaneStats)>,
     /// Files read (to the end or to the damage).
     pub files: u64,
     /// Files that could not be read, or broke off (damaged, not a log of

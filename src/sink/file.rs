@@ -264,13 +264,13 @@ fn is_our_output(file: &mut File, format: RecordFormat) -> io::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::module::Module;
+    use crate::log_kind::LogKind;
 
     fn record(uid: &str) -> ScoredRecord {
         ScoredRecord {
             ts: Some(1.5),
             uid: Some(uid.into()),
-            module: Module::Conn,
+            module: LogKind::Conn,
             orig_h: None,
             orig_p: None,
             resp_h: None,

@@ -233,13 +233,13 @@ mod tests {
     use super::*;
     use crate::score::Contribution;
     use crate::zeek::{LineParser, Parsed};
-    use crate::Module;
+    use crate::LogKind;
 
     fn record(anomaly: bool) -> ScoredRecord {
         ScoredRecord {
             ts: Some(1521911851.136272),
             uid: Some("C0FSyu33TMaXqq4vR8".into()),
-            module: Module::Dns,
+            module: LogKind::Dns,
             orig_h: Some("10.164.94.120".parse().unwrap()),
             orig_p: Some(39489),
             resp_h: Some("10.47.3.142".parse().unwrap()),

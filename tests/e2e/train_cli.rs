@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use autozeekwatch::model::{self, Model};
-use autozeekwatch::Module;
+use autozeekwatch::LogKind;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -39,7 +39,7 @@ fn trains_all_five_modules_on_the_examples_and_inspects_them() {
         models.path().to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", text(&out));
-    for module in Module::ALL {
+    for module in LogKind::ALL {
         let path = models.path().join(model::file_name(module));
         let (model, encoder) = Model::load(&path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(model.module, module);
@@ -255,7 +255,7 @@ fn date_range_selects_days_of_rita_missing_host() {
     ]);
     assert!(out.status.success(), "{}", text(&out));
     let s = text(&out);
-    for module in Module::ALL {
+    for module in LogKind::ALL {
         let log = module.log_path();
         let expected = corpus_records(|p| {
             p.starts_with("rita-activecm/missing_host/2024-04-2")
@@ -297,7 +297,7 @@ fn trains_every_module_present_in_rita_missing_host() {
         "1",
     ]);
     assert!(out.status.success(), "{}", text(&out));
-    for module in Module::ALL {
+    for module in LogKind::ALL {
         let (model, _) = Model::load(&models.path().join(model::file_name(module))).unwrap();
         let expected = corpus_records(|p| {
             p.starts_with("rita-activecm/missing_host/")

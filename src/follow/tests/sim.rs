@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::follow::{Follower, Line, Position, Step};
-use crate::module::Module;
+use crate::log_kind::LogKind;
 use crate::zeek::Parsed;
 
 /// The text of line `n` (without its newline); `ts` is its record time.
@@ -76,7 +76,7 @@ impl Zeek {
     }
 
     pub fn follower(&self, resume: Option<Position>) -> Follower {
-        Follower::new(Module::Conn, &self.root, resume)
+        Follower::new(LogKind::Conn, &self.root, resume)
     }
 
     /// The text of line `n` in this log's format.

@@ -1,4 +1,5 @@
-//! The Zeek logs autozeekwatch models, one model per module.
+//! The kinds of Zeek log autozeekwatch models, one model each. The CLI
+//! calls them modules (`--modules CONN,DNS`), as the Python tool does.
 
 use std::fmt;
 use std::str::FromStr;
@@ -8,7 +9,7 @@ use serde::{Deserialize, Serialize};
 /// A kind of Zeek log with its own feature table and model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
-pub enum Module {
+pub enum LogKind {
     Conn,
     Dns,
     Http,
@@ -16,29 +17,29 @@ pub enum Module {
     Ssl,
 }
 
-impl Module {
-    pub const ALL: [Module; 5] = [
-        Module::Conn,
-        Module::Dns,
-        Module::Http,
-        Module::Ssh,
-        Module::Ssl,
+impl LogKind {
+    pub const ALL: [LogKind; 5] = [
+        LogKind::Conn,
+        LogKind::Dns,
+        LogKind::Http,
+        LogKind::Ssh,
+        LogKind::Ssl,
     ];
 
     /// The Zeek log path (`conn` for `conn.log`).
     pub fn log_path(self) -> &'static str {
         match self {
-            Module::Conn => "conn",
-            Module::Dns => "dns",
-            Module::Http => "http",
-            Module::Ssh => "ssh",
-            Module::Ssl => "ssl",
+            LogKind::Conn => "conn",
+            LogKind::Dns => "dns",
+            LogKind::Http => "http",
+            LogKind::Ssh => "ssh",
+            LogKind::Ssl => "ssl",
         }
     }
 
     /// Parses a `--modules` value: names separated by commas or given one by
     /// one, in any case, or `ALL`. Duplicates are dropped; order is kept.
-    pub fn parse_list<S: AsRef<str>>(items: &[S]) -> Result<Vec<Module>, UnknownModule> {
+    pub fn parse_list<S: AsRef<str>>(items: &[S]) -> Result<Vec<LogKind>, UnknownLogKind> {
         let mut out = Vec::new();
         for item in items {
             for name in item
@@ -47,8 +48,8 @@ impl Module {
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
             {
-                let add: Vec<Module> = if name.eq_ignore_ascii_case("all") {
-                    Module::ALL.to_vec()
+                let add: Vec<LogKind> = if name.eq_ignore_ascii_case("all") {
+                    LogKind::ALL.to_vec()
                 } else {
                     vec![name.parse()?]
                 };
@@ -63,30 +64,30 @@ impl Module {
     }
 }
 
-impl fmt::Display for Module {
+impl fmt::Display for LogKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Module::Conn => "CONN",
-            Module::Dns => "DNS",
-            Module::Http => "HTTP",
-            Module::Ssh => "SSH",
-            Module::Ssl => "SSL",
+            LogKind::Conn => "CONN",
+            LogKind::Dns => "DNS",
+            LogKind::Http => "HTTP",
+            LogKind::Ssh => "SSH",
+            LogKind::Ssl => "SSL",
         })
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown module `{0}`: choose from CONN, DNS, HTTP, SSH, SSL or ALL")]
-pub struct UnknownModule(pub String);
+pub struct UnknownLogKind(pub String);
 
-impl FromStr for Module {
-    type Err = UnknownModule;
+impl FromStr for LogKind {
+    type Err = UnknownLogKind;
 
-    fn from_str(s: &str) -> Result<Module, UnknownModule> {
-        Module::ALL
+    fn from_str(s: &str) -> Result<LogKind, UnknownLogKind> {
+        LogKind::ALL
             .into_iter()
             .find(|m| m.log_path().eq_ignore_ascii_case(s.trim()))
-            .ok_or_else(|| UnknownModule(s.to_owned()))
+            .ok_or_else(|| UnknownLogKind(s.to_owned()))
     }
 }
 
@@ -97,15 +98,15 @@ mod tests {
     #[test]
     fn module_lists_parse_like_the_cli_promises() {
         assert_eq!(
-            Module::parse_list(&["CONN,dns"]).unwrap(),
-            [Module::Conn, Module::Dns]
+            LogKind::parse_list(&["CONN,dns"]).unwrap(),
+            [LogKind::Conn, LogKind::Dns]
         );
         assert_eq!(
-            Module::parse_list(&["conn", "DNS", "conn"]).unwrap(),
-            [Module::Conn, Module::Dns]
+            LogKind::parse_list(&["conn", "DNS", "conn"]).unwrap(),
+            [LogKind::Conn, LogKind::Dns]
         );
-        assert_eq!(Module::parse_list(&["all"]).unwrap(), Module::ALL);
-        let err = Module::parse_list(&["conn,smtp"]).unwrap_err();
+        assert_eq!(LogKind::parse_list(&["all"]).unwrap(), LogKind::ALL);
+        let err = LogKind::parse_list(&["conn,smtp"]).unwrap_err();
         assert_eq!(
             err.to_string(),
             "unknown module `smtp`: choose from CONN, DNS, HTTP, SSH, SSL or ALL"
