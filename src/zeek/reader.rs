@@ -253,28 +253,54 @@ enum LineRead {
 
 /// Reads one line into `buf`, holding at most `max` bytes of it plus the
 /// newline: the rest of a longer line is consumed in `input`'s own buffer
-/// and dropped (`skip_until`), so memory stays bounded however long it is.
+/// and dropped, so memory stays bounded however long it is. Looks at each
+/// buffered chunk once (memchr), with one `fill_buf`/`consume` pair per
+/// chunk, as `read_until` does.
 fn read_line_capped(
     input: &mut dyn BufRead,
     buf: &mut Vec<u8>,
     max: usize,
 ) -> io::Result<LineRead> {
     buf.clear();
-    // The content may be `max` bytes, plus the newline.
-    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
-    let bytes = (&mut *input).take(limit).read_until(b'\n', buf)?;
-    if bytes == 0 {
-        return Ok(LineRead::End);
+    let mut total: u64 = 0;
+    let mut too_long = false;
+    loop {
+        let chunk = match input.fill_buf() {
+            Ok(chunk) => chunk,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if chunk.is_empty() {
+            break;
+        }
+        let (used, ended) = match memchr::memchr(b'\n', chunk) {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        if !too_long {
+            let content = buf.len() + used - usize::from(ended);
+            if content > max {
+                too_long = true;
+                buf.clear();
+            } else {
+                buf.extend_from_slice(&chunk[..used]);
+            }
+        }
+        input.consume(used);
+        total += used as u64;
+        if ended {
+            break;
+        }
     }
-    // Shorter than the limit without a newline: the input ended mid-line.
-    if buf.ends_with(b"\n") || (bytes as u64) < limit {
-        return Ok(LineRead::Line { bytes });
-    }
-    let rest = input.skip_until(b'\n')?;
-    buf.clear();
-    buf.shrink_to(LINE_CAPACITY);
-    Ok(LineRead::TooLong {
-        bytes: bytes as u64 + rest as u64,
+    Ok(match (total, too_long) {
+        (0, _) => LineRead::End,
+        (bytes, true) => {
+            buf.shrink_to(LINE_CAPACITY);
+            LineRead::TooLong { bytes }
+        }
+        (bytes, false) => LineRead::Line {
+            bytes: bytes as usize,
+        },
     })
 }
 
