@@ -414,8 +414,9 @@ impl Follower {
         };
         if !source.at_eof() || lines.len() == MAX_LINES_PER_STEP {
             let position = self.position_of(&source);
+            let more = !source.at_eof();
             self.reading = Reading::Rotated { source, tries };
-            return Next::Give(self.produce(lines, position, 0));
+            return Next::Give(self.produce_more(lines, position, 0, more));
         }
         lines.extend(source.finish());
         let position = self.position_of(&source);
@@ -486,8 +487,9 @@ impl Follower {
         if !lines.is_empty() || !source.at_eof() {
             let position = self.position_of(&source);
             let lag = source.size().saturating_sub(source.offset());
+            let more = !source.at_eof();
             self.reading = Reading::Live(source);
-            return Next::Give(self.produce(lines, position, lag));
+            return Next::Give(self.produce_more(lines, position, lag, more));
         }
         if self.still_live(&source) {
             self.reading = Reading::Live(source);
@@ -630,9 +632,22 @@ impl Follower {
         Some(pos)
     }
 
+    /// A step with `lines`; idle (wait before the next) only if there are
+    /// none and none are waiting to be read (`more`: the read stopped at
+    /// its byte budget, not at the end of the input).
     fn produce(&mut self, lines: Vec<Line>, position: Option<Position>, lag_bytes: u64) -> Step {
+        self.produce_more(lines, position, lag_bytes, false)
+    }
+
+    fn produce_more(
+        &mut self,
+        lines: Vec<Line>,
+        position: Option<Position>,
+        lag_bytes: u64,
+        more: bool,
+    ) -> Step {
         Step {
-            idle: lines.is_empty(),
+            idle: lines.is_empty() && !more,
             lines,
             position: position.or_else(|| self.last_position.clone()),
             lag_bytes,

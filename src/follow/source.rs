@@ -11,6 +11,10 @@ use crate::zeek::{LineParser, Parsed, ReadError};
 
 /// Bytes read from the file per call.
 const CHUNK: usize = 1 << 16;
+/// Bytes read in one [`Source::read`] at most, so that a step returns
+/// (and a stop is noticed) within a fraction of a second even while a
+/// gigabyte-long line is being read past.
+const MAX_BYTES_PER_READ: u64 = 32 << 20;
 
 /// A line read from a source: what it parsed to, and the offset just after it.
 pub struct Line {
@@ -148,7 +152,7 @@ impl Source {
     /// its state; records are dropped: they were scored before).
     fn skip_to(&mut self, offset: u64) -> io::Result<()> {
         while self.offset < offset {
-            match self.next_line()? {
+            match self.next_line(u64::MAX)? {
                 Some(Raw::Line(line)) if self.offset + line.len() as u64 > offset => {
                     // The offset is not at a line end: not the file the
                     // checkpoint was taken on. Start the line here.
@@ -256,8 +260,9 @@ impl Source {
             return Err(e);
         }
         let mut out = Vec::new();
+        let budget = self.read_total.saturating_add(MAX_BYTES_PER_READ);
         while out.len() < max {
-            match self.next_line() {
+            match self.next_line(budget) {
                 Ok(Some(raw)) => {
                     self.offset += raw_len(&raw);
                     out.push(self.parse(raw));
@@ -289,9 +294,11 @@ impl Source {
     }
 
     /// The next complete line, reading more input as needed; `None` when
-    /// the input has no complete line now. Each byte is scanned for a
-    /// newline once, and no more than the cap is held.
-    fn next_line(&mut self) -> io::Result<Option<Raw>> {
+    /// the input has no complete line now, or when `budget` (a total of
+    /// bytes read) is reached first ([`Source::at_eof`] tells them apart).
+    /// Each byte is scanned for a newline once, and no more than the cap is
+    /// held.
+    fn next_line(&mut self, budget: u64) -> io::Result<Option<Raw>> {
         loop {
             if let Some(i) = memchr_newline(&self.pending[self.scanned..]) {
                 let end = self.scanned + i + 1;
@@ -306,7 +313,7 @@ impl Source {
             }
             self.scanned = self.pending.len();
             self.drop_overlong();
-            if !self.fill()? {
+            if self.read_total >= budget || !self.fill()? {
                 return Ok(None);
             }
         }
@@ -391,7 +398,7 @@ fn raw_len(raw: &Raw) -> u64 {
 }
 
 fn memchr_newline(bytes: &[u8]) -> Option<usize> {
-    bytes.iter().position(|b| *b == b'\n')
+    memchr::memchr(b'\n', bytes)
 }
 
 #[cfg(test)]

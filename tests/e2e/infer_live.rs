@@ -650,3 +650,29 @@ fn infer_command(dir: &Path, models: &Path, output: &str) -> Command {
         .args(["--state-dir", dir.join("state").to_str().unwrap()]);
     cmd
 }
+
+/// A live file that is one endless line (8 GiB of zeros, sparse on disk):
+/// SIGTERM is still honoured at once, since a step reads a bounded amount.
+#[test]
+fn sigterm_is_honoured_while_a_huge_line_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let (header, _) = conn_tsv();
+    let zeek = SimZeek::new(dir.path(), header.clone());
+    fs::write(zeek.live(), header.join("\n") + "\n").unwrap();
+    File::options()
+        .append(true)
+        .open(zeek.live())
+        .unwrap()
+        .set_len(8 << 30)
+        .unwrap();
+    let mut infer = start(dir.path(), crate::util::models(), 0);
+    std::thread::sleep(Duration::from_millis(500));
+    let asked = Instant::now();
+    let status = infer.sigterm();
+    let took = asked.elapsed();
+    assert!(status.success(), "{}", infer.log());
+    assert!(
+        took < Duration::from_secs(2),
+        "stopped {took:?} after SIGTERM"
+    );
+}
