@@ -122,7 +122,9 @@ pub fn json_in_place(out: &mut Vec<u8>, from: usize) {
     let left_raw = |c: char| c >= '\x7f' && is_hostile(c);
     // Every hostile character left raw is DEL or starts with a byte of
     // 0x80 or more: plain ASCII output (nearly every record) is untouched.
-    if out[from..].iter().all(|b| *b < 0x7f) {
+    // Word-at-a-time ASCII check and memchr: this runs for every record.
+    let tail = &out[from..];
+    if tail.is_ascii() && memchr::memchr(0x7f, tail).is_none() {
         return;
     }
     let Ok(tail) = std::str::from_utf8(&out[from..]) else {
