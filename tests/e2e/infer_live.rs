@@ -127,6 +127,15 @@ impl SimZeek {
     }
 }
 
+/// A temporary Zeek log folder with a simulated Zeek writing the example
+/// conn lines (returned) into it.
+fn simulated_zeek() -> (tempfile::TempDir, Vec<String>, SimZeek) {
+    let dir = tempfile::tempdir().unwrap();
+    let (header, data) = conn_tsv();
+    let zeek = SimZeek::new(dir.path(), header);
+    (dir, data, zeek)
+}
+
 /// Waits until the process has opened its output (and cut it back to the
 /// checkpoint), so what the output holds from now on is its doing.
 fn wait_ready(infer: &Infer) {
@@ -236,9 +245,7 @@ impl Lcg {
 
 #[test]
 fn twenty_rotations_lose_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let (header, data) = conn_tsv();
-    let mut zeek = SimZeek::new(dir.path(), header);
+    let (dir, data, mut zeek) = simulated_zeek();
     let infer = start(dir.path(), crate::util::models(), 0);
     for (i, chunk) in data.chunks(18).enumerate() {
         for pair in chunk.chunks(3) {
@@ -347,9 +354,7 @@ fn model_replaced_mid_run_and_a_bad_one_refused() {
 
 #[test]
 fn malformed_live_lines_are_counted_and_scoring_goes_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let (header, data) = conn_tsv();
-    let mut zeek = SimZeek::new(dir.path(), header);
+    let (dir, data, mut zeek) = simulated_zeek();
     let infer = start(dir.path(), crate::util::models(), 0);
     zeek.write(&data[..10]);
     zeek.write(&["this is not a conn record".to_owned()]);
@@ -444,9 +449,7 @@ fn current_symlink_that_moves() {
 /// again from its start.
 #[test]
 fn truncated_live_file_is_read_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let (header, data) = conn_tsv();
-    let mut zeek = SimZeek::new(dir.path(), header);
+    let (dir, data, mut zeek) = simulated_zeek();
     let infer = start(dir.path(), crate::util::models(), 0);
     zeek.write(&data[..15]);
     wait_for(dir.path(), 15);
@@ -462,9 +465,7 @@ fn truncated_live_file_is_read_again() {
 /// a new file at the same path, and none is lost or doubled across the two.
 #[test]
 fn sighup_reopens_the_output() {
-    let dir = tempfile::tempdir().unwrap();
-    let (header, data) = conn_tsv();
-    let mut zeek = SimZeek::new(dir.path(), header);
+    let (dir, data, mut zeek) = simulated_zeek();
     let infer = start(dir.path(), crate::util::models(), 0);
     zeek.write(&data[..10]);
     wait_for(dir.path(), 10);
@@ -507,9 +508,7 @@ fn sighup_reopens_the_output() {
 /// records already in the rotated file nor leave a broken line.
 #[test]
 fn sighup_then_kill_9_repeats_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let (header, data) = conn_tsv();
-    let mut zeek = SimZeek::new(dir.path(), header);
+    let (dir, data, mut zeek) = simulated_zeek();
     let mut infer = start_with(dir.path(), 0, &["--checkpoint-ms", "600000"]);
     zeek.write(&data[..30]);
     wait_for(dir.path(), 30);
@@ -564,9 +563,7 @@ fn sighup_then_kill_9_repeats_nothing() {
 /// the second is refused with a message that says why.
 #[test]
 fn a_second_process_on_the_same_state_dir_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let (header, data) = conn_tsv();
-    let mut zeek = SimZeek::new(dir.path(), header);
+    let (dir, data, mut zeek) = simulated_zeek();
     let infer = start(dir.path(), crate::util::models(), 0);
     zeek.write(&data[..5]);
     wait_for(dir.path(), 5);
@@ -586,9 +583,7 @@ fn a_second_process_on_the_same_state_dir_is_refused() {
 /// ours is appended to, anything else is refused and left as it was.
 #[test]
 fn a_first_start_never_cuts_an_existing_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let (header, data) = conn_tsv();
-    let mut zeek = SimZeek::new(dir.path(), header);
+    let (dir, data, mut zeek) = simulated_zeek();
     let foreign = "#separator \\x09\n#path\tconn\nsomebody's data\n";
     fs::write(dir.path().join("scores.json"), foreign).unwrap();
     let refused = infer_command(dir.path(), crate::util::models(), "scores.json")
