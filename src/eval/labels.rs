@@ -18,7 +18,9 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
+
+use crate::zeek::CappedLines;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -177,10 +179,14 @@ pub fn open(path: &Path) -> std::io::Result<Box<dyn BufRead>> {
 /// Does the file look like a labeled log (a `label` column in `#fields`)?
 /// Reads only its header.
 pub fn is_labeled(path: &Path) -> std::io::Result<bool> {
-    let reader = open(path)?;
-    for line in reader.split(b'\n').take(64) {
-        let line = line?;
-        let text = String::from_utf8_lossy(&line);
+    let mut lines = CappedLines::new(open(path)?);
+    for _ in 0..64 {
+        let line = match lines.next_line()? {
+            None => break,
+            Some(Err(_)) => return Ok(false),
+            Some(Ok(line)) => line,
+        };
+        let text = String::from_utf8_lossy(line);
         let text = text.trim_start_matches('\t').trim_end_matches(['\r', '\n']);
         if let Some(rest) = text.strip_prefix("#fields") {
             return Ok(expand(rest.trim_start_matches(['\t', ' ']).split('\t'))
@@ -242,7 +248,7 @@ impl LabeledLog {
             path: path.to_owned(),
             source,
         };
-        let reader = open(path).map_err(io)?;
+        let mut lines = CappedLines::new(open(path).map_err(io)?);
         let mut log = LabeledLog {
             path: path.to_owned(),
             log_path: None,
@@ -258,10 +264,24 @@ impl LabeledLog {
         let mut raw_types: Vec<String> = Vec::new();
         let mut layout: Option<Layout> = None;
         let mut line_no = 0u64;
-        for line in reader.split(b'\n') {
-            let line = line.map_err(io)?;
+        while let Some(line) = lines.next_line().map_err(io)? {
             line_no += 1;
-            let text = String::from_utf8_lossy(&line);
+            let line = match line {
+                Ok(line) => line,
+                Err(bytes) => {
+                    // Held in memory only up to the cap, then skipped.
+                    log.skipped += 1;
+                    if log.skip_reasons.len() < 5 {
+                        log.skip_reasons.push(format!(
+                            "{}:{line_no}: line of {bytes} bytes, longer than {} (--max-line-bytes)",
+                            path.display(),
+                            crate::zeek::max_line()
+                        ));
+                    }
+                    continue;
+                }
+            };
+            let text = String::from_utf8_lossy(line);
             let text = text.trim_end_matches(['\r', '\n']);
             if text.is_empty() {
                 continue;
@@ -464,14 +484,15 @@ pub fn read_labels_file(path: &Path) -> Result<HashMap<String, (Class, String)>,
         path: path.to_owned(),
         source,
     };
-    let mut text = String::new();
-    open(path)
-        .map_err(io)?
-        .read_to_string(&mut text)
-        .map_err(io)?;
+    let mut lines = CappedLines::new(open(path).map_err(io)?);
     let mut out: HashMap<String, (Class, String)> = HashMap::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim_end_matches('\r');
+    let mut i = 0usize;
+    while let Some(line) = lines.next_line().map_err(io)? {
+        i += 1;
+        // A line over the cap holds no label we could use.
+        let Ok(line) = line else { continue };
+        let text = String::from_utf8_lossy(line);
+        let line = text.trim_end_matches('\r');
         if line.trim().is_empty() || line.starts_with('#') {
             continue;
         }
@@ -480,7 +501,7 @@ pub fn read_labels_file(path: &Path) -> Result<HashMap<String, (Class, String)>,
         let Some(label) = parts.next() else {
             return Err(LabelError::Labels {
                 path: path.to_owned(),
-                line: i as u64 + 1,
+                line: i as u64,
                 reason: "expected `uid<TAB>label[<TAB>detail]`".into(),
             });
         };

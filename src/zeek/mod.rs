@@ -21,7 +21,8 @@ mod value;
 
 pub use error::ReadError;
 pub use reader::{
-    max_line, set_max_line, Format, LineParser, LogReader, Parsed, ReadStats, DEFAULT_MAX_LINE,
+    max_line, set_max_line, CappedLines, Format, LineParser, LogReader, Parsed, ReadStats,
+    DEFAULT_MAX_LINE,
 };
 pub(crate) use record::NameMap;
 pub use record::{Record, Schema};

@@ -304,6 +304,44 @@ fn read_line_capped(
     })
 }
 
+/// The lines of any input under a cap, for readers of log-like files that
+/// are not records (labeled logs, label files): a line longer than `max`
+/// is read past in bounded memory and reported by its length.
+pub struct CappedLines<R> {
+    input: R,
+    line: Vec<u8>,
+    max: usize,
+}
+
+impl<R: BufRead> CappedLines<R> {
+    /// With the readers' cap ([`max_line`]).
+    pub fn new(input: R) -> CappedLines<R> {
+        CappedLines {
+            input,
+            line: Vec::with_capacity(LINE_CAPACITY),
+            max: max_line(),
+        }
+    }
+
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// The next line without its newline (`Ok(Some(Ok(line)))`), the length
+    /// of one over the cap (`Ok(Some(Err(bytes)))`), or the end.
+    pub fn next_line(&mut self) -> io::Result<Option<Result<&[u8], u64>>> {
+        Ok(
+            match read_line_capped(&mut self.input, &mut self.line, self.max)? {
+                LineRead::End => None,
+                LineRead::TooLong { bytes } => Some(Err(bytes)),
+                LineRead::Line { .. } => {
+                    Some(Ok(self.line.strip_suffix(b"\n").unwrap_or(&self.line)))
+                }
+            },
+        )
+    }
+}
+
 /// Streams the records of one log file (plain or gzip, TSV or JSON).
 ///
 /// As an iterator it yields records and skipped lines (errors with

@@ -254,3 +254,45 @@ fn a_gzip_bomb_streams_through_replay_and_training_in_bounded_memory() {
         run.max_rss_kib
     );
 }
+
+/// azw-eval reads labeled logs with its own reader: a line of zeros there
+/// (a gzip bomb) is skipped in bounded memory too, and the evaluation runs
+/// on the rest.
+#[test]
+fn a_gzip_bomb_in_a_labeled_log_is_skipped_by_azw_eval() {
+    let dir = tempdir("eval-bomb");
+    let labeled =
+        std::fs::read_to_string(crate::util::root().join("tests/data/eval/ctu4-conn.log.labeled"))
+            .unwrap();
+    let path = dir.join("conn.log.labeled.gz");
+    let mut file = File::create(&path).unwrap();
+    let (head, rows): (Vec<&str>, Vec<&str>) = labeled
+        .lines()
+        .filter(|l| !l.starts_with("#close"))
+        .partition(|l| l.starts_with('#'));
+    let half = rows.len() / 2;
+    let text = |lines: &[&str]| lines.iter().map(|l| format!("{l}\n")).collect::<String>();
+    file.write_all(&gzip_member(text(&head).as_bytes()))
+        .unwrap();
+    file.write_all(&gzip_member(text(&rows[..half]).as_bytes()))
+        .unwrap();
+    let zeros = gzip_member(&vec![0u8; 1 << 20]);
+    for _ in 0..BOMB_MIB {
+        file.write_all(&zeros).unwrap();
+    }
+    file.write_all(&gzip_member(
+        format!("\n{}", text(&rows[half..])).as_bytes(),
+    ))
+    .unwrap();
+    drop(file);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_azw-eval"));
+    cmd.arg(&path).args(["--modules", "conn", "--json"]);
+    cmd.current_dir(&*dir);
+    let run = run_guarded(cmd, 300);
+    assert!(run.status.success(), "{}", run.stderr);
+    assert!(
+        run.max_rss_kib < MAX_RSS_KIB,
+        "azw-eval peaked at {} KiB for a {BOMB_MIB} MiB line",
+        run.max_rss_kib
+    );
+}
