@@ -109,7 +109,13 @@ fn main() {
     let mut out =
         FileSink::open(&dir.path().join("replay.json"), None, RecordFormat::Json).unwrap();
     let started = Instant::now();
-    let report = pipeline::replay(&[file], &mut lanes, &mut out, &AtomicBool::new(false)).unwrap();
+    let report = pipeline::replay(
+        &[file],
+        &mut lanes,
+        &mut out,
+        &std::sync::Arc::new(AtomicBool::new(false)),
+    )
+    .unwrap();
     out.sync().unwrap();
     let replay = started.elapsed();
     assert_eq!(report.lanes[0].1.scored as usize, n);

@@ -117,7 +117,7 @@ fn bench(c: &mut Criterion) {
         let encoder = model.check().unwrap();
         let scorer = Scorer::new(model, encoder);
         let out = dir.join("scores.json");
-        let stop = AtomicBool::new(false);
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
         group.bench_function(format!("conn_{kind}"), |b| {
             b.iter(|| {
                 let _ = std::fs::remove_file(&out);

@@ -188,7 +188,8 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
             Err(e) => {
                 failed = true;
-                eprintln!("error: {module}: {e:#}");
+                let e = format!("{e:#}");
+                eprintln!("error: {module}: {}", autozeekwatch::escape::terminal(&e));
             }
         }
     }

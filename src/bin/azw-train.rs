@@ -237,7 +237,7 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
             }
             Err(e) => {
                 failed += 1;
-                eprintln!("error: {e}");
+                eprintln!("error: {}", escape::terminal(&e.to_string()));
             }
         }
     }

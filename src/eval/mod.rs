@@ -158,7 +158,7 @@ pub fn score_files(
     let mut lane = Lane::new(Scorer::new(model, encoder), &LaneOptions::default());
     let mut sink = UidMax::default();
     let mut top = TopAnomalies::new(0);
-    let stop = AtomicBool::new(false);
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
     for (path, why) in replay::score_files(files, &mut lane, &mut sink, &mut top, &stop)? {
         tracing::warn!("{}: {why}", path.display());
     }

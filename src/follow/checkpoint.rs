@@ -45,6 +45,11 @@ pub struct Checkpoint {
     /// another output does not cut that one back to this length.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,
+    /// The output file's device and inode when the positions were taken:
+    /// only that very file is cut back to `output_len` (a file at the same
+    /// path that replaced it is appended to instead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_id: Option<(u64, u64)>,
     pub modules: BTreeMap<LogKind, Position>,
 }
 

@@ -223,8 +223,9 @@ impl Follower {
     }
 
     /// The rotated files (from `since` on) and the index of the newest one
-    /// that starts with the fingerprinted bytes. Newest first, so the look
-    /// costs what was rotated since, not the whole history.
+    /// that starts with the fingerprinted bytes (of its renamed and archived
+    /// forms, the first). Searched from the newest, so the look costs what
+    /// was rotated since, not the whole history.
     fn find_rotated(
         &self,
         fp: Fingerprint,
@@ -237,7 +238,12 @@ impl Follower {
             self.module.log_path(),
             since,
         );
-        let i = rotated.iter().rposition(|p| matches(p, fp))?;
+        let mut i = rotated.iter().rposition(|p| matches(p, fp))?;
+        // The same file both renamed and being archived: the renamed copy
+        // (listed just before) is complete, the archive may not be yet.
+        while i > 0 && matches(&rotated[i - 1], fp) {
+            i -= 1;
+        }
         Some((rotated, i))
     }
 

@@ -63,6 +63,26 @@ pub struct KafkaStats {
     pub commits: u64,
 }
 
+/// Distinct log types counted by name in [`KafkaStats::ignored`]; the
+/// names come from producers, so the rest are counted under one key.
+const IGNORED_NAMES: usize = 64;
+
+/// The key the log types past [`IGNORED_NAMES`] are counted under.
+const OTHER_NAMES: &str = "(other log types)";
+
+impl KafkaStats {
+    fn ignore(&mut self, log: &str) {
+        let name = crate::escape::terminal(log);
+        let key = if self.ignored.contains_key(name.as_ref()) || self.ignored.len() < IGNORED_NAMES
+        {
+            name.into_owned()
+        } else {
+            OTHER_NAMES.to_owned()
+        };
+        *self.ignored.entry(key).or_default() += 1;
+    }
+}
+
 /// The consumer's context: logs partition assignments (so an operator, and
 /// the tests, see the group share and take over partitions), and commits a
 /// partition's progress just before it is handed to another member, so a
@@ -75,8 +95,15 @@ struct GroupContext {
 }
 
 impl GroupContext {
+    /// The progress. If a thread panicked while holding it, what it holds
+    /// may be ahead of the output: it is poisoned, so nothing more is
+    /// committed (not even by the revoke that leaving the group runs).
     fn progress(&self) -> MutexGuard<'_, Progress> {
-        self.progress.lock().unwrap_or_else(|p| p.into_inner())
+        self.progress.lock().unwrap_or_else(|p| {
+            let mut progress = p.into_inner();
+            progress.poison();
+            progress
+        })
     }
 }
 
@@ -473,7 +500,7 @@ impl Run<'_> {
             Some(log) => match module_of_log(log) {
                 Some(m) => Some(m),
                 None => {
-                    *self.stats.ignored.entry(log.to_string()).or_default() += 1;
+                    self.stats.ignore(log);
                     return Ok(());
                 }
             },
@@ -512,7 +539,7 @@ impl Run<'_> {
                             untyped_record = Some(r);
                         }
                         Some((p, None)) => {
-                            *self.stats.ignored.entry(p.to_owned()).or_default() += 1;
+                            self.stats.ignore(p);
                             return Ok(());
                         }
                         None => {
@@ -538,11 +565,7 @@ impl Run<'_> {
         }
         let module = module.expect("routed above");
         let Some(Route { lane, parser }) = self.lanes.get_mut(&module) else {
-            *self
-                .stats
-                .ignored
-                .entry(module.log_path().to_owned())
-                .or_default() += 1;
+            self.stats.ignore(module.log_path());
             return Ok(());
         };
         let parsed = match untyped_record {
@@ -624,5 +647,23 @@ fn reason(e: &ReadError) -> String {
 fn warn(throttle: &mut Throttle, message: std::fmt::Arguments<'_>) {
     if throttle.allow() {
         tracing::warn!("{message}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_types_named_by_producers_are_counted_in_bounded_memory() {
+        let mut stats = KafkaStats::default();
+        for i in 0..10_000 {
+            stats.ignore(&format!("made-up-{i}\u{1b}[2J"));
+        }
+        stats.ignore("made-up-0\u{1b}[2J");
+        assert_eq!(stats.ignored.len(), IGNORED_NAMES + 1);
+        assert_eq!(stats.ignored[OTHER_NAMES], 10_000 - IGNORED_NAMES as u64);
+        assert_eq!(stats.ignored["made-up-0\\x1b[2J"], 2);
+        assert!(stats.ignored.keys().all(|k| !k.contains('\u{1b}')));
     }
 }

@@ -29,7 +29,8 @@ pub struct LaneOptions {
 /// Counters of one lane.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LaneStats {
-    /// Lines (or messages) that reached the lane, headers included.
+    /// Data lines (or messages) that reached the lane: records and
+    /// malformed lines, not headers. The same count in every mode.
     pub lines: u64,
     pub scored: u64,
     /// Malformed lines and records that could not be scored.
@@ -105,15 +106,19 @@ impl Lane {
         }
     }
 
-    /// Takes one parsed line: a record is scored, a header passes, a
+    /// Takes one parsed line: a record is scored, a header passes (not
+    /// counted), a
     /// malformed line is counted and logged (the first hundred, then one in
     /// a thousand). Returns the scored record if it goes to the output.
     pub fn line(&mut self, parsed: Result<Parsed, ReadError>) -> Option<ScoredRecord> {
-        self.stats.lines += 1;
         match parsed {
-            Ok(Parsed::Record(r)) => self.record(&r),
+            Ok(Parsed::Record(r)) => {
+                self.stats.lines += 1;
+                self.record(&r)
+            }
             Ok(Parsed::Nothing) => None,
             Err(e) => {
+                self.stats.lines += 1;
                 self.skip(format_args!("{e}"));
                 None
             }

@@ -82,7 +82,15 @@ pub fn run_live(
     }
     let output_name = opts.output.to_string();
     let cut_to = match &checkpoint {
-        Some(c) if c.output.as_deref() == Some(&output_name) => Some(c.output_len),
+        Some(c) if c.output.as_deref() == Some(&output_name) && !replaced(c, &opts.output) => {
+            Some(c.output_len)
+        }
+        Some(c) if c.output.as_deref() == Some(&output_name) => {
+            tracing::warn!(
+                "{output_name} is not the file the checkpoint measured (deleted or replaced since): appending without cutting anything"
+            );
+            None
+        }
         Some(c) => {
             tracing::warn!(
                 "the checkpoint was taken with the output {}, now it is {output_name}: appending without cutting anything",
@@ -120,11 +128,13 @@ pub fn run_live(
             scope.spawn(move || follow_guarded(lane, resume, opts, controls, tx));
         }
         drop(tx);
+        let saved_identity = output.identity();
         let mut writer = Writer {
             opts,
             output: output.as_mut(),
             positions: positions.clone(),
             stats: BTreeMap::new(),
+            saved_identity,
         };
         let result = writer.run(rx, controls);
         // LogKind threads notice a closed channel only when they next send;
@@ -132,6 +142,16 @@ pub fn run_live(
         controls.stop.store(true, Ordering::SeqCst);
         result
     })
+}
+
+/// True if the checkpoint names the output file by identity and the file
+/// now at the output's path is another one (or none).
+fn replaced(checkpoint: &Checkpoint, output: &OutputSpec) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let (Some(id), Some(path)) = (checkpoint.output_id, output.file()) else {
+        return false;
+    };
+    std::fs::metadata(path).map(|m| (m.dev(), m.ino())).ok() != Some(id)
 }
 
 /// Holds an exclusive lock on `<state_dir>/lock` while the run lasts.
@@ -166,6 +186,8 @@ struct Writer<'a> {
     output: &'a mut dyn Sink,
     positions: BTreeMap<LogKind, Position>,
     stats: BTreeMap<LogKind, (LaneStats, String)>,
+    /// The output's identity at the last checkpoint.
+    saved_identity: Option<(u64, u64)>,
 }
 
 impl Writer<'_> {
@@ -232,12 +254,16 @@ impl Writer<'_> {
             self.output.write(r).map_err(RunError::Output)?;
         }
         self.output.flush().map_err(RunError::Output)?;
-        if let Some(p) = b.position {
-            // A log type's first position is saved at once: until it is, a
-            // restart would start over from the live file.
-            if self.positions.insert(b.module, p).is_none() {
-                self.save()?;
-            }
+        // A log type's first position is saved at once: until it is, a
+        // restart would start over from the live file.
+        let first = b
+            .position
+            .is_some_and(|p| self.positions.insert(b.module, p).is_none());
+        // So is a new output file (the old one deleted or replaced): a
+        // crash before the next checkpoint would cut the new file to the
+        // old one's length, or score its records twice.
+        if first || self.output.identity() != self.saved_identity {
+            self.save()?;
         }
         self.stats.insert(b.module, (b.stats, b.stats_line));
         Ok(())
@@ -245,11 +271,13 @@ impl Writer<'_> {
 
     fn save(&mut self) -> Result<(), RunError> {
         let (opts, positions) = (self.opts, &self.positions);
+        let output_id = self.output.identity();
         sync_then(self.output, |len| {
             Checkpoint {
                 version: CHECKPOINT_VERSION,
                 output_len: len.unwrap_or(0),
                 output: Some(opts.output.to_string()),
+                output_id,
                 modules: positions.clone(),
             }
             .save(&opts.state_dir)
@@ -258,7 +286,9 @@ impl Writer<'_> {
         .map_err(|e| match e {
             RunError::Sink(s) => RunError::Output(s),
             other => other,
-        })
+        })?;
+        self.saved_identity = output_id;
+        Ok(())
     }
 
     fn log_stats(&self) {
@@ -312,6 +342,7 @@ fn follow(
     let module = lane.module();
     let mut follower = Follower::new(module, &opts.log_dir, resume);
     let wake = Wake::new(follower.live_path().parent().unwrap_or(Path::new(".")));
+    let mut sent: Option<Position> = None;
     while !controls.stop.load(Ordering::SeqCst) {
         lane.check_model();
         let step = follower.step();
@@ -321,7 +352,11 @@ fn follow(
             .filter_map(|line| lane.line(line.parsed))
             .collect();
         lane.set_lag(step.lag_bytes);
-        if !records.is_empty() || step.position.is_some() {
+        // An idle step that moved nothing sends nothing: the writer would
+        // only sync and checkpoint the same state again.
+        let moved = step.position.is_some() && step.position != sent;
+        if !records.is_empty() || moved {
+            sent.clone_from(&step.position);
             let batch = Batch {
                 module,
                 records,

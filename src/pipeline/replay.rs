@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use super::{Lane, LaneStats, RunError};
 use crate::log_kind::LogKind;
@@ -39,7 +40,7 @@ pub fn replay(
     inputs: &[PathBuf],
     lanes: &mut [Lane],
     sink: &mut dyn Sink,
-    stop: &AtomicBool,
+    stop: &Arc<AtomicBool>,
 ) -> Result<ReplayReport, RunError> {
     let mut report = ReplayReport::default();
     for lane in lanes.iter_mut() {
@@ -76,7 +77,7 @@ pub fn score_files(
     lane: &mut Lane,
     sink: &mut dyn Sink,
     top: &mut TopAnomalies,
-    stop: &AtomicBool,
+    stop: &Arc<AtomicBool>,
 ) -> Result<Vec<(PathBuf, String)>, RunError> {
     let mut failed = Vec::new();
     for path in files {
@@ -96,10 +97,10 @@ fn score_file(
     lane: &mut Lane,
     sink: &mut dyn Sink,
     top: &mut TopAnomalies,
-    stop: &AtomicBool,
+    stop: &Arc<AtomicBool>,
 ) -> Result<Option<String>, RunError> {
     let reader = match LogReader::open(path, Some(lane.module().log_path())) {
-        Ok(r) => r.quiet(),
+        Ok(r) => r.quiet().with_stop(Arc::clone(stop)),
         Err(e) => return Ok(Some(e.to_string())),
     };
     for item in reader {

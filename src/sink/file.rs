@@ -187,6 +187,12 @@ impl FileSink {
             "{}: the output file was deleted or replaced; writing to a new file at its path",
             o.path.display()
         );
+        // What went to the old file before it was deleted or moved is made
+        // durable there: a checkpoint taken after this covers it.
+        o.file.sync_data().map_err(|source| SinkError::Io {
+            target: o.path.display().to_string(),
+            source,
+        })?;
         let path = o.path.clone();
         let pending = std::mem::take(&mut self.pending);
         *self = FileSink::open(&path, None, self.format)?;
@@ -236,6 +242,10 @@ impl Sink for FileSink {
 
     fn size(&self) -> Option<u64> {
         self.output.as_ref().map(|_| self.len)
+    }
+
+    fn identity(&self) -> Option<(u64, u64)> {
+        self.output.as_ref().map(|o| o.id)
     }
 }
 

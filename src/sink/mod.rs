@@ -136,6 +136,14 @@ pub trait Sink: Send {
     fn size(&self) -> Option<u64> {
         None
     }
+
+    /// Which file the output is (device, inode), for a sink that can be
+    /// cut back: a checkpoint records it, so that only the very file it
+    /// measured is ever cut, and a change (the file deleted or replaced)
+    /// is checkpointed at once.
+    fn identity(&self) -> Option<(u64, u64)> {
+        None
+    }
 }
 
 /// The one progress rule: makes `sink` durable, then records progress

@@ -10,7 +10,8 @@
 
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use flate2::read::MultiGzDecoder;
 
@@ -260,6 +261,7 @@ fn read_line_capped(
     input: &mut dyn BufRead,
     buf: &mut Vec<u8>,
     max: usize,
+    stop: Option<&AtomicBool>,
 ) -> io::Result<LineRead> {
     buf.clear();
     let mut total: u64 = 0;
@@ -290,6 +292,13 @@ fn read_line_capped(
         total += used as u64;
         if ended {
             break;
+        }
+        // Reading past a line of gigabytes takes seconds: a stop asked for
+        // meanwhile is honoured now, not at its end.
+        if too_long && stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+            return Err(io::Error::other(
+                "stopped while reading past an overlong line",
+            ));
         }
     }
     Ok(match (total, too_long) {
@@ -331,7 +340,7 @@ impl<R: BufRead> CappedLines<R> {
     /// of one over the cap (`Ok(Some(Err(bytes)))`), or the end.
     pub fn next_line(&mut self) -> io::Result<Option<Result<&[u8], u64>>> {
         Ok(
-            match read_line_capped(&mut self.input, &mut self.line, self.max)? {
+            match read_line_capped(&mut self.input, &mut self.line, self.max, None)? {
                 LineRead::End => None,
                 LineRead::TooLong { bytes } => Some(Err(bytes)),
                 LineRead::Line { .. } => {
@@ -356,6 +365,8 @@ pub struct LogReader {
     finished: bool,
     gzip: bool,
     log_skips: bool,
+    /// Set from outside to end the reading early (a signal).
+    stop: Option<Arc<AtomicBool>>,
 }
 
 impl LogReader {
@@ -396,6 +407,7 @@ impl LogReader {
             finished: false,
             gzip,
             log_skips: true,
+            stop: None,
         })
     }
 
@@ -410,6 +422,13 @@ impl LogReader {
     /// problems were already reported).
     pub fn quiet(mut self) -> LogReader {
         self.log_skips = false;
+        self
+    }
+
+    /// Ends the reading with an error as soon as `stop` is set, even in
+    /// the middle of an overlong line (records are checked by the caller).
+    pub fn with_stop(mut self, stop: Arc<AtomicBool>) -> LogReader {
+        self.stop = Some(stop);
         self
     }
 
@@ -480,7 +499,8 @@ impl Iterator for LogReader {
     fn next(&mut self) -> Option<Self::Item> {
         while !self.finished {
             let max = self.parser.max_line();
-            let n = match read_line_capped(self.input.as_mut(), &mut self.line, max) {
+            let stop = self.stop.as_deref();
+            let n = match read_line_capped(self.input.as_mut(), &mut self.line, max, stop) {
                 Ok(LineRead::End) => {
                     self.finish();
                     return None;

@@ -255,3 +255,55 @@ fn lines_over_the_cap_are_skipped_and_counted() {
     assert!(err.contains("longer than 4096 bytes"), "{err}");
     assert!(err.contains("1 skipped"), "{err}");
 }
+
+/// Replay reading past one endless line (64 GiB of zeros, sparse on disk)
+/// stops at once on SIGTERM and leaves the output as it was.
+#[test]
+fn replay_honours_sigterm_inside_a_huge_line() {
+    let dir = tempdir("replay-term");
+    let log = dir.join("conn.log");
+    fs::write(&log, "#separator \\x09\n#path\tconn\n").unwrap();
+    fs::File::options()
+        .append(true)
+        .open(&log)
+        .unwrap()
+        .set_len(64 << 30)
+        .unwrap();
+    let out = dir.join("scores.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+        .args([
+            "--model-dir",
+            models().to_str().unwrap(),
+            "--modules",
+            "conn",
+        ])
+        .args(["--replay", log.to_str().unwrap()])
+        .args(["--output", out.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let asked = std::time::Instant::now();
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    while child.try_wait().unwrap().is_none() {
+        if asked.elapsed() > std::time::Duration::from_secs(20) {
+            child.kill().unwrap();
+            panic!("replay did not stop within 20 s of SIGTERM");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let took = asked.elapsed();
+    let output = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        took < std::time::Duration::from_secs(2),
+        "took {took:?}: {err}"
+    );
+    assert!(!output.status.success(), "{err}");
+    assert!(err.contains("stopped before the end"), "{err}");
+    assert!(!out.exists(), "a half output was left");
+}

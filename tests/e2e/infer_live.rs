@@ -671,3 +671,76 @@ fn sigterm_is_honoured_while_a_huge_line_is_read() {
         "stopped {took:?} after SIGTERM"
     );
 }
+
+/// The output deleted under the running process: later records go to a
+/// new file at the path, not to the deleted inode.
+#[test]
+fn a_deleted_output_is_written_anew() {
+    let (dir, data, mut zeek) = simulated_zeek();
+    let infer = start(dir.path(), crate::util::models(), 0);
+    zeek.write(&data[..10]);
+    wait_for(dir.path(), 10);
+    fs::remove_file(dir.path().join("scores.json")).unwrap();
+    zeek.write(&data[10..25]);
+    wait_for(dir.path(), 15);
+    let log = infer.terminate();
+    assert!(log.contains("deleted or replaced"), "{log}");
+    assert_exactly_once(dir.path(), &uids(&data[10..25]));
+}
+
+/// Another log type's file at `current/conn.log` (its `#path` says dns):
+/// its records are counted as skipped, never scored by the conn model.
+#[test]
+fn a_foreign_log_at_the_live_path_is_not_scored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (header, data) = conn_tsv();
+    let foreign: Vec<String> = header
+        .iter()
+        .map(|l| {
+            if l.starts_with("#path") {
+                "#path\tdns".to_owned()
+            } else {
+                l.clone()
+            }
+        })
+        .collect();
+    let mut zeek = SimZeek::new(dir.path(), foreign);
+    let infer = start(dir.path(), crate::util::models(), 0);
+    zeek.write(&data[..10]);
+    let started = Instant::now();
+    while !infer.log().contains("holds `dns` records") {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{}",
+            infer.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Zeek rotates and writes a real conn log again: that one is scored.
+    zeek.rotate();
+    zeek.header = conn_tsv().0;
+    zeek.write(&data[10..20]);
+    wait_for(dir.path(), 10);
+    infer.terminate();
+    assert_exactly_once(dir.path(), &uids(&data[10..20]));
+}
+
+/// The output deleted, the next records written to a new file, and the
+/// process killed before its next timed checkpoint: the restart neither
+/// cuts the new file mid-record nor writes its records twice.
+#[test]
+fn a_deleted_output_then_kill_9_repeats_nothing() {
+    let (dir, data, mut zeek) = simulated_zeek();
+    let mut infer = start_with(dir.path(), 0, &["--checkpoint-ms", "600000"]);
+    zeek.write(&data[..30]);
+    wait_for(dir.path(), 30);
+    fs::remove_file(dir.path().join("scores.json")).unwrap();
+    zeek.write(&data[30..35]);
+    wait_for(dir.path(), 5);
+    infer.kill9();
+    zeek.write(&data[35..40]);
+    let infer = start_with(dir.path(), 1, &[]);
+    wait_for(dir.path(), 10);
+    infer.terminate();
+    assert_exactly_once(dir.path(), &uids(&data[30..40]));
+}

@@ -179,6 +179,31 @@ fn archive_that_stays_cut_short_is_given_up() {
     assert_damage_handled(&out2, &rest, &live);
 }
 
+/// Restarted while the archiver gzips the renamed file straight into its
+/// final name: the complete renamed copy is read, not the half-written
+/// archive (which would be given up after its tries, losing the rest).
+#[test]
+fn a_renamed_file_is_preferred_to_its_unfinished_archive() {
+    let mut zeek = Zeek::new();
+    let first = zeek.append(10);
+    let mut out = Collected::default();
+    let mut f = zeek.follower(None);
+    assert!(out.drain(&mut f, PATIENCE));
+    drop(f);
+    let rest = zeek.append(3000);
+    let renamed = zeek.rotate();
+    let gz = zeek.archive_path(&renamed);
+    write_gzip(&gz, &fs::read(&renamed).unwrap());
+    let full = fs::read(&gz).unwrap();
+    fs::write(&gz, &full[..full.len() / 2]).unwrap();
+    let live = zeek.append(5);
+    let mut f = zeek.follower(out.position.clone());
+    assert!(out.drain(&mut f, PATIENCE));
+    let expected: Vec<u64> = first.iter().chain(&rest).chain(&live).copied().collect();
+    assert_once_in_order(&out.numbers, &expected);
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+}
+
 /// logrotate's copytruncate: the live file is copied away and cut in place,
 /// and grows past the old offset before the follower looks. The lines the
 /// follower had not read yet come from the copy, then the new content from
