@@ -37,14 +37,15 @@ impl LogKind {
         }
     }
 
-    /// Parses a `--modules` value: names separated by commas or given one by
-    /// one, in any case, or `ALL`. Duplicates are dropped; order is kept.
+    /// Parses a `--modules` value: names separated by commas or spaces
+    /// (`AZW_MODULES="CONN DNS"`) or given one by one, in any case, or
+    /// `ALL`. Duplicates are dropped; order is kept.
     pub fn parse_list<S: AsRef<str>>(items: &[S]) -> Result<Vec<LogKind>, UnknownLogKind> {
         let mut out = Vec::new();
         for item in items {
             for name in item
                 .as_ref()
-                .split(',')
+                .split(|c: char| c == ',' || c.is_whitespace())
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
             {
@@ -106,6 +107,10 @@ mod tests {
             [LogKind::Conn, LogKind::Dns]
         );
         assert_eq!(LogKind::parse_list(&["all"]).unwrap(), LogKind::ALL);
+        assert_eq!(
+            LogKind::parse_list(&["CONN DNS", " ssl ,http"]).unwrap(),
+            [LogKind::Conn, LogKind::Dns, LogKind::Ssl, LogKind::Http]
+        );
         let err = LogKind::parse_list(&["conn,smtp"]).unwrap_err();
         assert_eq!(
             err.to_string(),

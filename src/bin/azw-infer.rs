@@ -221,6 +221,18 @@ fn run(args: Args, controls: &Controls) -> anyhow::Result<ExitCode> {
             log_dir.display()
         );
     }
+    if cli::is_zeek_current(&log_dir) {
+        bail!(
+            "{}: this is Zeek's live folder itself; give its parent, Zeek's log directory (azw-infer follows <log-dir>/current/<log>.log)",
+            log_dir.display()
+        );
+    }
+    if !log_dir.join("current").is_dir() {
+        bail!(
+            "{}: no current/ folder here, so there is no live log to follow; give Zeek's log directory (the one that holds current/ and the dated folders), or score files with --replay",
+            log_dir.display()
+        );
+    }
     let opts = LiveOptions {
         log_dir,
         modules,

@@ -116,6 +116,12 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let log_dir = args.log_dir.clone().context("--log-dir is required")?;
+    if cli::is_zeek_current(&log_dir) {
+        bail!(
+            "{}: this is Zeek's live folder, whose files are still being written; azw-train learns from the rotated history: give its parent, Zeek's log directory",
+            log_dir.display()
+        );
+    }
     let all = args.modules.iter().any(|m| m.eq_ignore_ascii_case("all"));
     let modules = LogKind::parse_list(&args.modules)?;
     if modules.is_empty() {

@@ -41,7 +41,7 @@ pub struct Controls {
 pub enum RunError {
     /// (The model error is shown in the message, not chained, so it is
     /// printed once.)
-    #[error("{module}: {error}; train a model first (azw-train --modules {module})")]
+    #[error("{module}: {error}{}", train_hint(.module, .error))]
     Model { module: LogKind, error: ModelError },
     #[error(transparent)]
     Sink(#[from] SinkError),
@@ -68,6 +68,18 @@ pub enum RunError {
     Output(SinkError),
     #[error("{0}")]
     Kafka(String),
+}
+
+/// "Train a model first" is the advice only where there is no model file:
+/// an unreadable, damaged or foreign one needs something else (its own
+/// message says what).
+fn train_hint(module: &LogKind, error: &ModelError) -> String {
+    match error {
+        ModelError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            format!("; train a model first (azw-train --modules {module})")
+        }
+        _ => String::new(),
+    }
 }
 
 impl RunError {

@@ -18,3 +18,4 @@ mod reader;
 mod replay_cli;
 mod shared_data;
 mod train_cli;
+mod traps;

@@ -50,6 +50,19 @@ macro_rules! out {
 #[allow(unused_imports)]
 pub(crate) use out;
 
+/// True if `dir` is Zeek's live folder: a folder named `current`, or a
+/// link named so or pointing to one (Zeek's `current` is often a link to
+/// the spool).
+pub fn is_zeek_current(dir: &std::path::Path) -> bool {
+    let named = dir
+        .canonicalize()
+        .ok()
+        .and_then(|c| c.file_name().map(|n| n == "current"))
+        .unwrap_or(false)
+        || dir.file_name().is_some_and(|n| n == "current");
+    named && dir.is_dir()
+}
+
 /// A progress bar as the library's [`Progress`].
 pub struct Bar(pub ProgressBar);
 
