@@ -363,6 +363,16 @@ impl Model {
         std::fs::create_dir_all(dir).map_err(err)?;
         let bytes = self.sealed().map_err(|e| err(e.into()))?;
         let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
+        // Readable by all, as a file written with the usual umask would be:
+        // a temporary file is 0600, and a model trained by root would stay
+        // unreadable to the service account that scores with it. A model
+        // describes normal traffic; it holds no secret.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            tmp.as_file()
+                .set_permissions(std::fs::Permissions::from_mode(0o644))
+                .map_err(err)?;
+        }
         tmp.as_file_mut().write_all(&bytes).map_err(err)?;
         tmp.as_file().sync_all().map_err(err)?;
         tmp.persist(path).map_err(|e| err(e.error))?;
@@ -617,6 +627,15 @@ pub(crate) mod tests {
         let path = dir.join(name);
         model.save(&path).unwrap();
         path
+    }
+
+    #[test]
+    fn saved_models_are_readable_by_the_service_account() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = saved(dir.path(), "ssh.model.json", ssh_model());
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644, "{mode:o}");
     }
 
     #[test]
