@@ -70,6 +70,21 @@ fn restart_onto_damaged_archive(read: u64, more: u64) -> (Collected, Vec<u64>, V
     (out2, rest, live)
 }
 
+/// A follower reads 10 lines and stops; Zeek writes `more` and rotates.
+/// Returns the log, what was read (with its position), the line numbers
+/// read and written after, and the renamed file.
+fn stop_then_rotate(more: u64) -> (Zeek, Collected, Vec<u64>, Vec<u64>, std::path::PathBuf) {
+    let mut zeek = Zeek::new();
+    let first = zeek.append(10);
+    let mut out = Collected::default();
+    let mut f = zeek.follower(None);
+    assert!(out.drain(&mut f, PATIENCE));
+    drop(f);
+    let rest = zeek.append(more);
+    let renamed = zeek.rotate();
+    (zeek, out, first, rest, renamed)
+}
+
 /// Checks what came out of a damaged archive: a prefix of its unread lines,
 /// each once, the damage reported once, then the whole live file.
 fn assert_damage_handled(out: &Collected, rest: &[u64], live: &[u64]) {
@@ -124,14 +139,7 @@ fn big_damaged_archive_is_not_read_again() {
 /// far as it goes, tried again from there, and finished once complete.
 #[test]
 fn unfinished_archive_is_continued_from_where_it_stopped() {
-    let mut zeek = Zeek::new();
-    let first = zeek.append(10);
-    let mut out = Collected::default();
-    let mut f = zeek.follower(None);
-    assert!(out.drain(&mut f, PATIENCE));
-    drop(f);
-    let rest = zeek.append(3000);
-    let renamed = zeek.rotate();
+    let (mut zeek, mut out, first, rest, renamed) = stop_then_rotate(3000);
     let gz = zeek.archive_path(&renamed);
     let full = {
         write_gzip(&gz, &fs::read(&renamed).unwrap());
@@ -184,14 +192,7 @@ fn archive_that_stays_cut_short_is_given_up() {
 /// archive (which would be given up after its tries, losing the rest).
 #[test]
 fn a_renamed_file_is_preferred_to_its_unfinished_archive() {
-    let mut zeek = Zeek::new();
-    let first = zeek.append(10);
-    let mut out = Collected::default();
-    let mut f = zeek.follower(None);
-    assert!(out.drain(&mut f, PATIENCE));
-    drop(f);
-    let rest = zeek.append(3000);
-    let renamed = zeek.rotate();
+    let (mut zeek, mut out, first, rest, renamed) = stop_then_rotate(3000);
     let gz = zeek.archive_path(&renamed);
     write_gzip(&gz, &fs::read(&renamed).unwrap());
     let full = fs::read(&gz).unwrap();
