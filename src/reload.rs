@@ -29,10 +29,6 @@ impl Reloader {
         }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     pub fn check(&mut self, module: LogKind, every: Duration) -> Option<Scorer> {
         if self.last_check.elapsed() < every {
             return None;

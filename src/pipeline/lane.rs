@@ -7,7 +7,7 @@
 //! everything a record goes through between being parsed and being handed
 //! to a [`crate::sink::Sink`] is here, once.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use crate::log_kind::LogKind;
@@ -85,15 +85,6 @@ impl Lane {
         &self.stats
     }
 
-    /// The model file this lane reloads from, if it does.
-    pub fn model_path(&self) -> Option<PathBuf> {
-        self.reload.as_ref().map(|(r, _)| r.path().to_owned())
-    }
-
-    pub fn threshold(&self) -> f64 {
-        self.scorer.model().threshold.value
-    }
-
     /// Switches to a replaced model file, if it is time to look and it
     /// loads; a bad one is refused (and logged) and the running one stays.
     pub fn check_model(&mut self) {
@@ -107,9 +98,9 @@ impl Lane {
     }
 
     /// Takes one parsed line: a record is scored, a header passes (not
-    /// counted), a
-    /// malformed line is counted and logged (the first hundred, then one in
-    /// a thousand). Returns the scored record if it goes to the output.
+    /// counted), a malformed line is counted and logged (the first hundred,
+    /// then one in a thousand). Returns the scored record if it goes to the
+    /// output.
     pub fn line(&mut self, parsed: Result<Parsed, ReadError>) -> Option<ScoredRecord> {
         match parsed {
             Ok(Parsed::Record(r)) => {

@@ -11,7 +11,7 @@ use crate::route;
 use crate::score::ScoredRecord;
 use crate::sink::Sink;
 use crate::zeek::layout::DateRange;
-use crate::zeek::LogReader;
+use crate::zeek::{LogReader, Parsed};
 
 /// What a replay did.
 #[derive(Debug, Default)]
@@ -105,18 +105,13 @@ fn score_file(
     };
     for item in reader {
         match item {
-            Ok(record) => {
-                lane.count_line();
-                if let Some(s) = lane.record(&record) {
+            Err(e) if !e.is_skip() => return Ok(Some(e.to_string())),
+            item => {
+                if let Some(s) = lane.line(item.map(Parsed::Record)) {
                     top.offer(&s);
                     sink.write(&s)?;
                 }
             }
-            Err(e) if e.is_skip() => {
-                lane.count_line();
-                lane.skip(format_args!("{e}"));
-            }
-            Err(e) => return Ok(Some(e.to_string())),
         }
         if stop.load(Ordering::Relaxed) {
             break;

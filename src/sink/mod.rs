@@ -199,29 +199,6 @@ pub fn open(spec: &OutputSpec, opts: &SinkOptions) -> Result<Box<dyn Sink>, Sink
     }
 }
 
-/// A sink that keeps what it is given, for tests and benchmarks that
-/// look at the records rather than at their bytes.
-#[derive(Debug, Default)]
-pub struct MemorySink {
-    pub records: Vec<ScoredRecord>,
-    /// How many times [`Sink::sync`] was called.
-    pub syncs: u64,
-}
-
-impl Sink for MemorySink {
-    fn write(&mut self, record: &ScoredRecord) -> Result<(), SinkError> {
-        self.records.push(record.clone());
-        Ok(())
-    }
-    fn flush(&mut self) -> Result<(), SinkError> {
-        Ok(())
-    }
-    fn sync(&mut self) -> Result<(), SinkError> {
-        self.syncs += 1;
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
