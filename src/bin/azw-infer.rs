@@ -348,16 +348,11 @@ fn check_replay_target(
             bail!("--output {shown} is one of the inputs of --replay; write the scores elsewhere");
         }
     }
-    // Opening appends nothing; it checks that the file is an output of ours.
-    let probe = sink::open(
-        &OutputSpec::File(target.to_owned()),
-        &SinkOptions {
-            format,
-            ..SinkOptions::default()
-        },
-    );
-    if let Err(e) = probe {
-        bail!("--output: {e} (replay replaces only its own outputs)");
+    if !sink::is_replaceable_output(target, format)? {
+        bail!(
+            "--output {shown}: exists and is not an autozeekwatch {} output; it is left as it is (replay replaces only its own outputs): choose another --output, or move it away",
+            format.name()
+        );
     }
     Ok(())
 }

@@ -249,6 +249,13 @@ impl Sink for FileSink {
     }
 }
 
+/// True if `path` is a regular file that is empty or already an
+/// autozeekwatch output of `format`: one an output may replace or append to.
+pub fn is_replaceable_output(path: &Path, format: RecordFormat) -> io::Result<bool> {
+    let mut file = crate::safe_fs::open_regular(path)?;
+    Ok(file.metadata()?.len() == 0 || is_our_output(&mut file, format)?)
+}
+
 /// True if the file starts the way an autozeekwatch output of `format`
 /// does: the TSV or CSV header, or a JSON scored record.
 fn is_our_output(file: &mut File, format: RecordFormat) -> io::Result<bool> {

@@ -15,7 +15,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-pub use file::FileSink;
+pub use file::{is_replaceable_output, FileSink};
 pub use format::RecordFormat;
 #[cfg(feature = "kafka")]
 pub use kafka::KafkaSink;
