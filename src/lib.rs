@@ -20,6 +20,7 @@ pub mod route;
 pub mod safe_fs;
 pub mod score;
 pub mod sink;
+pub mod tail;
 pub mod train;
 pub mod zeek;
 

@@ -97,6 +97,19 @@ pub struct Threshold {
     pub method: String,
     /// The false-positive rate on normal traffic it was chosen for.
     pub target_fpr: f64,
+    /// How many normal scores it rests on (held-out records, or all
+    /// records when too few were held out).
+    #[serde(default)]
+    pub scores: u64,
+    /// The share of normal traffic it is expected to flag: the target
+    /// when the tail fit or the scores can resolve it, else the best the
+    /// scores can tell (`1 / scores` for their maximum).
+    #[serde(default)]
+    pub expected_fpr: Option<f64>,
+    /// The generalised Pareto fit of the normal scores' tail, when there
+    /// were enough of them (see [`crate::tail`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tail: Option<crate::tail::TailFit>,
 }
 
 /// Where the training data came from and what it looked like.
@@ -456,6 +469,19 @@ impl Model {
             self.threshold.value,
             shown(&self.threshold.method)
         );
+        let th = &self.threshold;
+        let _ = writeln!(
+            s,
+            "expected FPR:    {} on normal traffic (target {}), resting on {} normal scores{}",
+            th.expected_fpr
+                .map_or("unknown".to_owned(), |e| format!("{:.3}%", e * 100.0)),
+            format_args!("{:.3}%", th.target_fpr * 100.0),
+            th.scores,
+            th.tail.map_or(String::new(), |t| format!(
+                "; tail: {} scores above {:.6}, generalised Pareto sigma {:.4} xi {:.3}",
+                t.excesses, t.level, t.sigma, t.xi
+            ))
+        );
         let quantiles: Vec<String> = t
             .score_quantiles
             .iter()
@@ -487,6 +513,34 @@ impl Model {
                 shown(name),
                 vocab.values.len(),
                 values.join(", ")
+            );
+        }
+        for (name, f) in &self.features.frequencies {
+            const SHOWN: usize = 8;
+            let values: Vec<_> = f
+                .values
+                .iter()
+                .take(SHOWN)
+                .map(|(v, n)| format!("{} {n}", shown(v)))
+                .collect();
+            let more = f.values.len().saturating_sub(SHOWN);
+            let _ = writeln!(
+                s,
+                "  {}: rarity over {} training records, {} values kept{}: {}{}",
+                shown(name),
+                f.total,
+                f.values.len(),
+                if f.contexts.is_empty() {
+                    String::new()
+                } else {
+                    format!(" in {} contexts", f.contexts.len())
+                },
+                values.join(", "),
+                if more > 0 {
+                    format!(", ... {more} more")
+                } else {
+                    String::new()
+                }
             );
         }
         s
@@ -754,7 +808,10 @@ pub(crate) mod tests {
     fn describe_escapes_learned_values() {
         let mut model = ssh_model().clone();
         let plain_lines = model.describe().lines().count();
-        let vocab = model.features.vocabularies.get_mut("client").unwrap();
+        let freq = model.features.frequencies.get_mut("client").unwrap();
+        freq.values
+            .extend(crate::escape::tests::HOSTILE.map(|h| (h.to_owned(), 1)));
+        let vocab = model.features.vocabularies.get_mut("version").unwrap();
         vocab
             .values
             .extend(crate::escape::tests::HOSTILE.map(String::from));

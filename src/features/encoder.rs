@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::net::{is_broadcast, Direction, LocalNets};
+use super::rarity::{Frequencies, RarityIndex, RarityLearner, MAX_GIVEN};
 use super::spec::{table, FeatureDef, Transform};
 use super::vocab::{bounded_key, VocabCounter, Vocabulary};
 use crate::log_kind::LogKind;
@@ -22,6 +23,9 @@ pub struct FeatureSet {
     pub features: Vec<FeatureDef>,
     /// By feature name, for every [`Transform::Category`] feature.
     pub vocabularies: BTreeMap<String, Vocabulary>,
+    /// By feature name, for every [`Transform::Rarity`] feature.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub frequencies: BTreeMap<String, Frequencies>,
     pub local_nets: LocalNets,
 }
 
@@ -31,11 +35,15 @@ pub enum FeatureError {
     MissingVocabulary(String),
     #[error("feature `{0}` appears twice in the table")]
     Duplicate(String),
+    #[error("feature `{0}` is a rarity but the model has no training frequencies for it")]
+    MissingFrequencies(String),
+    #[error("feature `{0}`: a rarity can be given at most {MAX_GIVEN} fields")]
+    TooManyGiven(String),
 }
 
 /// The value a category feature sees: text as it is, numbers as written,
 /// a list's first element, and `-` (Zeek's own mark) for unset.
-fn category_value(value: &Value) -> Cow<'_, str> {
+pub(super) fn category_value(value: &Value) -> Cow<'_, str> {
     match value {
         Value::Unset => Cow::Borrowed("-"),
         Value::Str(s) => Cow::Borrowed(s),
@@ -78,6 +86,7 @@ pub struct VocabLearner {
     module: LogKind,
     features: Vec<FeatureDef>,
     counters: Vec<Option<VocabCounter>>,
+    rarities: Vec<Option<RarityLearner>>,
 }
 
 impl VocabLearner {
@@ -91,10 +100,18 @@ impl VocabLearner {
             .iter()
             .map(|d| matches!(d.transform, Transform::Category { .. }).then(VocabCounter::default))
             .collect();
+        let rarities = features
+            .iter()
+            .map(|d| match &d.transform {
+                Transform::Rarity { given } => Some(RarityLearner::new(!given.is_empty())),
+                _ => None,
+            })
+            .collect();
         VocabLearner {
             module,
             features,
             counters,
+            rarities,
         }
     }
 
@@ -102,6 +119,12 @@ impl VocabLearner {
         for (def, counter) in self.features.iter().zip(&mut self.counters) {
             if let Some(c) = counter {
                 c.add(&category_value(record.get(&def.field)));
+            }
+        }
+        for (def, learner) in self.features.iter().zip(&mut self.rarities) {
+            if let (Some(l), Transform::Rarity { given }) = (learner, &def.transform) {
+                let given: Vec<&Value> = given.iter().map(|g| record.get(g)).collect();
+                l.add(record.get(&def.field), &given);
             }
         }
     }
@@ -113,14 +136,24 @@ impl VocabLearner {
                 vocabularies.insert(def.name.clone(), c.finish(*max_values));
             }
         }
+        let frequencies = self
+            .features
+            .iter()
+            .zip(&self.rarities)
+            .filter_map(|(d, l)| Some((d.name.clone(), l.as_ref()?.finish())))
+            .collect();
         FeatureSet {
             module: self.module,
             features: self.features,
             vocabularies,
+            frequencies,
             local_nets,
         }
     }
 }
+
+/// The columns of [`Transform::TextState`], in order.
+const TEXT_STATES: [&str; 3] = ["unset", "empty", "set"];
 
 /// How one feature fills its columns, resolved once.
 #[derive(Debug, Clone)]
@@ -130,6 +163,8 @@ enum Plan {
     Category(NameMap<usize>, usize),
     PortClass,
     Direction,
+    Rarity(Box<RarityIndex>),
+    TextState,
 }
 
 /// The characters of a [`Transform::Chars`] feature. Whether an ASCII
@@ -186,6 +221,8 @@ pub struct FieldCache {
 struct SchemaColumns {
     schema: Arc<Schema>,
     columns: Vec<Option<usize>>,
+    /// Per feature, the columns of its `given` fields (rarities only).
+    given: Vec<Vec<Option<usize>>>,
     orig_h: Option<usize>,
     resp_h: Option<usize>,
 }
@@ -264,6 +301,21 @@ impl Encoder {
                     columns.extend(Direction::ALL.map(|d| format!("{name}={}", d.name())));
                     Plan::Direction
                 }
+                Transform::Rarity { given } => {
+                    if given.len() > MAX_GIVEN {
+                        return Err(FeatureError::TooManyGiven(name.clone()));
+                    }
+                    let f = set
+                        .frequencies
+                        .get(name)
+                        .ok_or_else(|| FeatureError::MissingFrequencies(name.clone()))?;
+                    columns.push(name.clone());
+                    Plan::Rarity(Box::new(RarityIndex::new(f, given.len())))
+                }
+                Transform::TextState => {
+                    columns.extend(TEXT_STATES.map(|c| format!("{name}={c}")));
+                    Plan::TextState
+                }
                 scalar => {
                     columns.push(name.clone());
                     Plan::Scalar(scalar.clone())
@@ -316,15 +368,44 @@ impl Encoder {
                 .iter()
                 .map(|d| schema.index_of(&d.field))
                 .collect(),
+            given: self
+                .set
+                .features
+                .iter()
+                .map(|d| match &d.transform {
+                    Transform::Rarity { given } => {
+                        given.iter().map(|g| schema.index_of(g)).collect()
+                    }
+                    _ => Vec::new(),
+                })
+                .collect(),
             orig_h: schema.index_of("id.orig_h"),
             resp_h: schema.index_of("id.resp_h"),
         });
         let at_column = |c: Option<usize>| c.map_or(&Value::Unset, |i| record.at(i));
         out.fill(0.0);
         let mut at = 0;
-        for (plan, column) in self.plans.iter().zip(&cache.columns) {
+        for ((plan, column), given) in self.plans.iter().zip(&cache.columns).zip(&cache.given) {
             let value = at_column(*column);
             match plan {
+                Plan::Rarity(index) => {
+                    let mut values = [&Value::Unset; MAX_GIVEN];
+                    for (slot, c) in values.iter_mut().zip(given) {
+                        *slot = at_column(*c);
+                    }
+                    out[at] = index.rarity(value, &values[..given.len()]);
+                    at += 1;
+                }
+                Plan::TextState => {
+                    let slot = match value {
+                        Value::Unset => 0,
+                        Value::Str(s) if s.is_empty() => 1,
+                        Value::List(l) if l.is_empty() => 1,
+                        _ => 2,
+                    };
+                    out[at + slot] = 1.0;
+                    at += 3;
+                }
                 Plan::Scalar(t) => {
                     out[at] = scalar(t, value);
                     at += 1;
@@ -396,6 +477,9 @@ fn scalar(t: &Transform, value: &Value) -> f64 {
         Transform::Broadcast => value
             .as_addr()
             .map_or(0.0, |a| f64::from(u8::from(is_broadcast(a)))),
+        Transform::WellKnownPort => value
+            .as_f64()
+            .map_or(0.0, |p| f64::from(u8::from(p < 1024.0))),
         // Multi-column transforms never reach here.
         _ => 0.0,
     };
@@ -497,9 +581,20 @@ mod tests {
         assert_eq!(col(&enc, &v, "history:R"), 1.0);
         assert_eq!(col(&enc, &v, "history:r"), 0.0);
         assert_eq!(col(&enc, &v, "traffic_direction=outbound"), 1.0);
-        assert_eq!(col(&enc, &v, "resp_p=443"), 1.0);
+        // Port 443 was every training record's: not rare at all.
+        assert!(
+            col(&enc, &v, "resp_p") < 0.05,
+            "{}",
+            col(&enc, &v, "resp_p")
+        );
         assert_eq!(col(&enc, &v, "resp_p_class=well_known"), 1.0);
-        assert_eq!(col(&enc, &v, "orig_p_class=dynamic"), 1.0);
+        assert!(
+            !enc.feature_set()
+                .features
+                .iter()
+                .any(|d| d.field == "id.orig_p"),
+            "nothing of the source port alone: its range tells the OS"
+        );
         assert!((col(&enc, &v, "orig_bytes") - 1001f64.ln()).abs() < 1e-12);
     }
 
@@ -557,30 +652,58 @@ mod tests {
     }
 
     /// A value longer than the cap is learned and scored under one bounded
-    /// key: the same long value matches its column, another one with the
-    /// same first bytes does not.
+    /// key: the same long value is as common as it was, another one with
+    /// the same first bytes is unseen.
     #[test]
-    fn long_category_values_match_by_bounded_key() {
+    fn long_values_match_by_bounded_key() {
         let long = |tail: &str| format!("Mozilla/5.0 {}{tail}", "x".repeat(600));
         let http = |ua: &str| record(&[("user_agent", Value::Str(ua.into()))]);
         let mut learner = VocabLearner::new(LogKind::Http);
         for _ in 0..10 {
             learner.observe(&http(&long("a")));
         }
-        let enc = Encoder::new(learner.finish(LocalNets::default())).unwrap();
-        let ua = enc
-            .columns()
-            .iter()
-            .find(|c| c.starts_with("user_agent=Mozilla"))
-            .unwrap()
-            .clone();
-        assert!(ua.len() <= "user_agent=".len() + MAX_VALUE_BYTES, "{ua}");
+        let set = learner.finish(LocalNets::default());
+        let kept = &set.frequencies["user_agent"].values;
+        assert!(
+            kept.iter().all(|(v, _)| v.len() <= MAX_VALUE_BYTES),
+            "{kept:?}"
+        );
+        let enc = Encoder::new(set).unwrap();
         let mut v = enc.vector();
         enc.encode(&http(&long("a")), &mut v);
-        assert_eq!(col(&enc, &v, &ua), 1.0);
+        let same = col(&enc, &v, "user_agent");
         enc.encode(&http(&long("b")), &mut v);
-        assert_eq!(col(&enc, &v, &ua), 0.0);
-        assert_eq!(col(&enc, &v, "user_agent=<other>"), 1.0);
+        let other = col(&enc, &v, "user_agent");
+        assert!(same < 0.1 && other > 2.0, "{same} {other}");
+    }
+
+    /// Unset, empty and set are three different things.
+    #[test]
+    fn text_state_tells_empty_from_unset() {
+        let enc =
+            Encoder::new(VocabLearner::new(LogKind::Http).finish(LocalNets::default())).unwrap();
+        let mut v = enc.vector();
+        for (value, want) in [
+            (Value::Unset, "host_state=unset"),
+            (Value::Str(String::new()), "host_state=empty"),
+            (Value::Str("example.com".into()), "host_state=set"),
+        ] {
+            enc.encode(&record(&[("host", value)]), &mut v);
+            for state in ["unset", "empty", "set"] {
+                let c = format!("host_state={state}");
+                assert_eq!(col(&enc, &v, &c), f64::from(u8::from(c == want)), "{c}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_rarity_without_frequencies_is_an_error() {
+        let mut set = VocabLearner::new(LogKind::Http).finish(LocalNets::default());
+        set.frequencies.remove("user_agent");
+        assert_eq!(
+            Encoder::new(set).unwrap_err().to_string(),
+            "feature `user_agent` is a rarity but the model has no training frequencies for it"
+        );
     }
 
     #[test]

@@ -9,10 +9,12 @@
 
 mod encoder;
 mod net;
+mod rarity;
 pub mod spec;
 mod vocab;
 
 pub use encoder::{Encoder, FeatureError, FeatureSet, FieldCache, VocabLearner};
 pub use net::{is_broadcast, Direction, LocalNets, DEFAULT_LOCAL_NETS};
+pub use rarity::{ContextCounts, Frequencies};
 pub use spec::{table, FeatureDef, Transform};
 pub use vocab::{VocabCounter, Vocabulary};

@@ -139,6 +139,25 @@ impl VocabCounter {
         }
     }
 
+    /// Values counted, with repeats.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// The `n` most counted values with their guaranteed counts (`count -
+    /// error`, never more than seen), most frequent first, ties by value.
+    pub fn top(&self, n: usize) -> Vec<(String, u64)> {
+        let mut kept: Vec<(&str, u64)> = self
+            .slots
+            .iter()
+            .map(|s| (s.key.as_ref(), s.count - s.error))
+            .filter(|(_, c)| *c > 0)
+            .collect();
+        kept.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        kept.truncate(n);
+        kept.into_iter().map(|(v, c)| (v.to_owned(), c)).collect()
+    }
+
     /// Values tracked now (at most the capacity).
     pub fn tracked(&self) -> usize {
         self.slots.len()
@@ -361,14 +380,15 @@ mod examples {
     use std::path::Path;
 
     use super::Vocabulary;
-    use crate::features::{LocalNets, VocabLearner};
+    use crate::features::{Frequencies, LocalNets, VocabLearner};
     use crate::log_kind::LogKind;
     use crate::zeek::layout::{self, DateRange};
     use crate::zeek::Records;
 
     const PINNED: &str = include_str!("example_vocabularies.json");
 
-    type Learned = BTreeMap<String, BTreeMap<String, Vocabulary>>;
+    /// Per module, its vocabularies and its rarities' frequencies.
+    type Learned = BTreeMap<String, (BTreeMap<String, Vocabulary>, BTreeMap<String, Frequencies>)>;
 
     fn learn_examples() -> Learned {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/logs");
@@ -381,7 +401,7 @@ mod examples {
                 learner.observe(&record);
             }
             let set = learner.finish(LocalNets::default());
-            all.insert(module.to_string(), set.vocabularies);
+            all.insert(module.to_string(), (set.vocabularies, set.frequencies));
         }
         all
     }

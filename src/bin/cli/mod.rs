@@ -219,12 +219,17 @@ pub struct ModelArgs {
     pub kitnet_mode: KitMode,
 
     /// Share of normal records the threshold may flag: the threshold is the
-    /// score quantile 1 - FPR of held-out training records.
+    /// score quantile 1 - FPR of held-out training records, extrapolated
+    /// from a fit of their tail when they are too few to measure it
+    /// (`--inspect` says how many it rests on and what rate it expects).
     #[arg(long, default_value_t = 0.001)]
     pub threshold_fpr: f64,
 
-    /// Hold every n-th record out of training to set the threshold
-    /// (1: no holdout, the threshold comes from training scores).
+    /// Hold every n-th hour of history out of training to set the
+    /// threshold (records without a time: every n-th record). Whole hours,
+    /// so the held-out traffic has its own new hosts and values, as
+    /// tomorrow's will (1: no holdout, the threshold comes from training
+    /// scores).
     #[arg(long, default_value_t = 10)]
     pub holdout_every: u64,
 

@@ -1,0 +1,363 @@
+//! How rare a value is, learned from the training frequencies: one column
+//! per field, however many values the field has.
+//!
+//! A one-hot category moves two columns for a value never seen in training
+//! (its usual value's column off, `<other>` on) and a port moves its class
+//! columns too, so a field with many values outvotes one with few: on a
+//! held-out conn day twenty benign records on unseen ports outscored 1,521
+//! inbound probes. A rarity column makes every field speak once, on one
+//! scale: the negative log of the value's smoothed training frequency, in
+//! nats, with an unseen value the rarest of all.
+//!
+//! A rarity can be conditional: the reply state given the destination port
+//! and protocol, the status given the method. An analyst reads it directly
+//! ("unanswered, from a port whose training traffic was answered 6,083
+//! times out of 6,101"), and it catches what no marginal sees: a common
+//! state on a port where it never happens.
+//!
+//! Counting is bounded like the vocabularies' (Space-Saving, bounded keys),
+//! because whoever sends traffic chooses the values; the stored table keeps
+//! the most frequent values, contexts and pairs only.
+
+use std::collections::HashMap;
+
+use rustc_hash::FxBuildHasher;
+use serde::{Deserialize, Serialize};
+
+use super::vocab::{bounded_key, VocabCounter};
+use crate::zeek::{NameMap, Value};
+
+/// Values kept per field in a model (the rest count as unseen: rarer than
+/// one in the training records, or never seen).
+pub const MAX_VALUES: usize = 2048;
+/// Contexts kept per conditional field.
+pub const MAX_CONTEXTS: usize = 1024;
+/// (context, value) pairs kept per conditional field.
+pub const MAX_PAIRS: usize = 4096;
+/// At most this many fields condition a rarity (their values are packed
+/// into one 64-bit key).
+pub const MAX_GIVEN: usize = 2;
+
+/// Prior weight of the marginal frequency in a conditional one: a context
+/// seen `n` times, never with this value, gives it `p / (n + 1)`; a context
+/// never seen gives the marginal `p`.
+const PRIOR: f64 = 1.0;
+
+/// Separates the parts of a counted (context, value) key. A value that
+/// contains it can only be miscounted, never crash or grow anything.
+const SEP: char = '\u{1f}';
+
+/// The training frequencies a rarity column is computed from, stored in
+/// the model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Frequencies {
+    /// Training records counted.
+    pub total: u64,
+    /// The most frequent values and their counts.
+    pub values: Vec<(String, u64)>,
+    /// For a conditional rarity: the most frequent contexts (the given
+    /// fields' values, in the table's order), each with its count and the
+    /// counts of the values seen with it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contexts: Vec<ContextCounts>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContextCounts {
+    pub context: Vec<String>,
+    pub total: u64,
+    pub values: Vec<(String, u64)>,
+}
+
+/// The text a value is counted under: Zeek's own `-` for unset, a list's
+/// first element, numbers as written; long values by their bounded key.
+pub(super) fn spelled(value: &Value) -> String {
+    super::encoder::category_value(value).into_owned()
+}
+
+/// Counts one rarity feature's values (and contexts) during training.
+#[derive(Debug, Clone)]
+pub struct RarityLearner {
+    values: VocabCounter,
+    contexts: VocabCounter,
+    pairs: VocabCounter,
+    conditional: bool,
+}
+
+impl RarityLearner {
+    pub fn new(conditional: bool) -> RarityLearner {
+        RarityLearner {
+            values: VocabCounter::default(),
+            contexts: VocabCounter::default(),
+            pairs: VocabCounter::default(),
+            conditional,
+        }
+    }
+
+    /// Counts one record's value and, for a conditional rarity, its
+    /// context (the given fields' values).
+    pub fn add(&mut self, value: &Value, given: &[&Value]) {
+        let v = spelled(value);
+        self.values.add(&v);
+        if self.conditional {
+            let context = context_key(given);
+            self.pairs
+                .add(&format!("{context}{SEP}{}", bounded_key(&v)));
+            self.contexts.add(&context);
+        }
+    }
+
+    pub fn finish(&self) -> Frequencies {
+        let values = self.values.top(MAX_VALUES);
+        let mut contexts = Vec::new();
+        if self.conditional {
+            let kept: Vec<(String, u64)> = self.contexts.top(MAX_CONTEXTS);
+            let index: HashMap<&str, usize> = kept
+                .iter()
+                .enumerate()
+                .map(|(i, (c, _))| (c.as_str(), i))
+                .collect();
+            contexts = kept
+                .iter()
+                .map(|(c, n)| ContextCounts {
+                    context: c.split(SEP).map(str::to_owned).collect(),
+                    total: *n,
+                    values: Vec::new(),
+                })
+                .collect();
+            for (pair, n) in self.pairs.top(MAX_PAIRS) {
+                let Some((context, value)) = pair.rsplit_once(SEP) else {
+                    continue;
+                };
+                if let Some(&i) = index.get(context) {
+                    contexts[i].values.push((value.to_owned(), n));
+                }
+            }
+        }
+        Frequencies {
+            total: self.values.total(),
+            values,
+            contexts,
+        }
+    }
+}
+
+/// The counted key of a context: its fields' bounded values, separated.
+fn context_key(given: &[&Value]) -> String {
+    let mut key = String::new();
+    for (i, v) in given.iter().enumerate() {
+        if i > 0 {
+            key.push(SEP);
+        }
+        key.push_str(&bounded_key(&spelled(v)));
+    }
+    key
+}
+
+/// A [`Frequencies`] table made ready for lookups while encoding: values
+/// and context parts become small integers, so a record costs a few hash
+/// lookups and no allocation.
+#[derive(Debug, Clone)]
+pub struct RarityIndex {
+    /// Value to (id, count).
+    values: NameMap<(u32, u64)>,
+    /// Per given field: its values to ids.
+    parts: Vec<NameMap<u32>>,
+    /// Packed context to its count.
+    contexts: HashMap<u64, u64, FxBuildHasher>,
+    /// (packed context, value id) to count.
+    pairs: HashMap<(u64, u32), u64, FxBuildHasher>,
+    /// `ln` of the smoothed total, and of the count an unseen value gets.
+    ln_total: f64,
+}
+
+/// Count given to a value never seen: half a record, below every seen one.
+const UNSEEN: f64 = 0.5;
+
+impl RarityIndex {
+    pub fn new(f: &Frequencies, given: usize) -> RarityIndex {
+        let mut values: NameMap<(u32, u64)> = NameMap::default();
+        fn id_of(v: &str, n: u64, values: &mut NameMap<(u32, u64)>) -> u32 {
+            let next = values.len() as u32;
+            let e = values.entry(v.to_owned()).or_insert((next, 0));
+            e.1 += n;
+            e.0
+        }
+        for (v, n) in &f.values {
+            id_of(v, *n, &mut values);
+        }
+        let mut parts: Vec<NameMap<u32>> = vec![NameMap::default(); given];
+        let mut contexts = HashMap::default();
+        let mut pairs = HashMap::default();
+        for c in &f.contexts {
+            if c.context.len() != given {
+                continue;
+            }
+            let mut packed = 0u64;
+            for (i, (part, ids)) in c.context.iter().zip(&mut parts).enumerate() {
+                let next = ids.len() as u32;
+                let id = *ids.entry(part.clone()).or_insert(next);
+                packed |= u64::from(id) << (32 * i);
+            }
+            contexts.insert(packed, c.total);
+            for (v, n) in &c.values {
+                let id = id_of(v, 0, &mut values);
+                pairs.insert((packed, id), *n);
+            }
+        }
+        RarityIndex {
+            values,
+            parts,
+            contexts,
+            pairs,
+            ln_total: (f.total as f64 + 1.0).ln(),
+        }
+    }
+
+    /// `-ln` of the value's smoothed frequency, given its context when the
+    /// rarity is conditional.
+    pub fn rarity(&self, value: &Value, given: &[&Value]) -> f64 {
+        let found = lookup(&self.values, value);
+        let count = found.map_or(UNSEEN, |(_, n)| (*n as f64).max(UNSEEN));
+        // ln p = ln((count + 0.5) / (total + 1)): unseen is the rarest.
+        let ln_p = (count + UNSEEN).ln() - self.ln_total;
+        if self.parts.is_empty() {
+            return -ln_p;
+        }
+        let mut packed = 0u64;
+        for (i, (v, ids)) in given.iter().zip(&self.parts).enumerate() {
+            match lookup(ids, v) {
+                Some(id) => packed |= u64::from(*id) << (32 * i),
+                // A context never seen says nothing beyond the marginal.
+                None => return -ln_p,
+            }
+        }
+        let Some(&in_context) = self.contexts.get(&packed) else {
+            return -ln_p;
+        };
+        let with = found
+            .and_then(|(id, _)| self.pairs.get(&(packed, *id)))
+            .copied()
+            .unwrap_or(0);
+        let p = (with as f64 + PRIOR * ln_p.exp()) / (in_context as f64 + PRIOR);
+        -p.ln()
+    }
+}
+
+/// A value's entry, spelled as it was counted (numbers on the stack).
+fn lookup<'a, V>(map: &'a NameMap<V>, value: &Value) -> Option<&'a V> {
+    match value {
+        Value::Count(c) => map.get(itoa_buf(*c).as_str()),
+        _ => {
+            let v = super::encoder::category_value(value);
+            map.get(bounded_key(&v).as_ref())
+        }
+    }
+}
+
+/// A count spelled in decimal without allocating.
+struct Digits {
+    bytes: [u8; 20],
+    at: usize,
+}
+
+impl Digits {
+    fn as_str(&self) -> &str {
+        // ASCII digits only, so always UTF-8.
+        std::str::from_utf8(&self.bytes[self.at..]).unwrap_or_default()
+    }
+}
+
+fn itoa_buf(mut c: u64) -> Digits {
+    let mut d = Digits {
+        bytes: [0; 20],
+        at: 20,
+    };
+    loop {
+        d.at -= 1;
+        d.bytes[d.at] = b'0' + (c % 10) as u8;
+        c /= 10;
+        if c == 0 {
+            break;
+        }
+    }
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &str) -> Value {
+        Value::Str(v.into())
+    }
+
+    #[test]
+    fn rarer_values_score_higher_and_unseen_is_the_rarest() {
+        let mut l = RarityLearner::new(false);
+        for _ in 0..90 {
+            l.add(&s("tcp"), &[]);
+        }
+        for _ in 0..9 {
+            l.add(&s("udp"), &[]);
+        }
+        l.add(&s("icmp"), &[]);
+        let idx = RarityIndex::new(&l.finish(), 0);
+        let r = |v: &str| idx.rarity(&s(v), &[]);
+        assert!(r("tcp") < r("udp") && r("udp") < r("icmp") && r("icmp") < r("sctp"));
+        assert!(r("tcp") >= 0.0);
+        // ln((total + 1) / (count + 0.5)), unseen counting 0.5.
+        assert!((r("sctp") - 101f64.ln()).abs() < 1e-12);
+        assert!((r("icmp") - (101f64 / 1.5).ln()).abs() < 1e-12);
+        assert_eq!(
+            r("sctp"),
+            idx.rarity(&Value::Unset, &[]),
+            "unset `-` unseen too"
+        );
+    }
+
+    /// The dev set's case: a port whose traffic was nearly always answered.
+    #[test]
+    fn conditional_rarity_sees_a_common_state_on_the_wrong_port() {
+        let mut l = RarityLearner::new(true);
+        let (p53, p80, udp, tcp) = (Value::Count(53), Value::Count(80), s("udp"), s("tcp"));
+        for _ in 0..6083 {
+            l.add(&s("SF"), &[&p53, &udp]);
+        }
+        for _ in 0..18 {
+            l.add(&s("S0"), &[&p53, &udp]);
+        }
+        for _ in 0..3000 {
+            l.add(&s("S0"), &[&p80, &tcp]);
+        }
+        let idx = RarityIndex::new(&l.finish(), 2);
+        let s0_on_53 = idx.rarity(&s("S0"), &[&p53, &udp]);
+        let s0_on_80 = idx.rarity(&s("S0"), &[&p80, &tcp]);
+        let sf_on_53 = idx.rarity(&s("SF"), &[&p53, &udp]);
+        assert!(s0_on_53 > 5.0, "{s0_on_53}");
+        assert!(s0_on_80 < 0.01 && sf_on_53 < 0.01, "{s0_on_80} {sf_on_53}");
+        // An unseen context falls back to the marginal.
+        let marginal = idx.rarity(&s("S0"), &[&Value::Count(9999), &udp]);
+        assert_eq!(
+            marginal,
+            RarityIndex::new(&l.finish(), 0).rarity(&s("S0"), &[])
+        );
+        assert!(marginal < s0_on_53);
+    }
+
+    #[test]
+    fn stored_tables_are_bounded() {
+        let mut l = RarityLearner::new(true);
+        for i in 0..50_000u64 {
+            l.add(&Value::Count(i), &[&Value::Count(i % 3000)]);
+        }
+        let f = l.finish();
+        assert!(f.values.len() <= MAX_VALUES);
+        assert!(f.contexts.len() <= MAX_CONTEXTS);
+        assert!(f.contexts.iter().map(|c| c.values.len()).sum::<usize>() <= MAX_PAIRS);
+        let idx = RarityIndex::new(&f, 1);
+        assert!(idx
+            .rarity(&Value::Count(7), &[&Value::Count(7)])
+            .is_finite());
+    }
+}
