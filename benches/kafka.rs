@@ -66,6 +66,7 @@ fn train(models: &Path) {
         range: DateRange::default(),
         params: KitNetParams::default(),
         local_nets: LocalNets::default(),
+        local_nets_origin: Default::default(),
         threshold_fpr: 0.001,
         holdout_every: 10,
     };

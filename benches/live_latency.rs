@@ -32,6 +32,7 @@ fn main() {
             ..KitNetParams::default()
         },
         local_nets: LocalNets::default(),
+        local_nets_origin: Default::default(),
         threshold_fpr: 0.001,
         holdout_every: 10,
     };

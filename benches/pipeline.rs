@@ -79,6 +79,7 @@ fn options(dir: &Path) -> TrainOptions {
             ..KitNetParams::default()
         },
         local_nets: LocalNets::default(),
+        local_nets_origin: Default::default(),
         threshold_fpr: 0.001,
         holdout_every: 10,
     }

@@ -499,6 +499,7 @@ impl Model {
                 .collect::<Vec<_>>()
                 .join(" ")
         );
+        let _ = writeln!(s, "  from:          {}", self.features.local_nets_origin);
         let _ = writeln!(
             s,
             "features:        {} columns from {} fields",
@@ -650,6 +651,7 @@ pub(crate) mod tests {
                     ..KitNetParams::default()
                 },
                 local_nets: LocalNets::default(),
+                local_nets_origin: Default::default(),
                 threshold_fpr: 0.001,
                 holdout_every: 10,
             };

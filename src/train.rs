@@ -15,7 +15,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::features::{Encoder, LocalNets, VocabLearner};
+use crate::features::{DirectionSurvey, Encoder, LocalNets, NetsOrigin, SiteLearner, VocabLearner};
 use crate::kitnet::{KitNet, KitNetError, KitNetParams};
 use crate::log_kind::LogKind;
 use crate::model::{self, Model, Threshold, TrainingInfo, FORMAT_VERSION, MAGIC};
@@ -53,6 +53,9 @@ pub struct TrainOptions {
     pub range: DateRange,
     pub params: KitNetParams,
     pub local_nets: LocalNets,
+    /// Where `local_nets` came from: [`learn_site`] replaces the defaults
+    /// with the networks Zeek marks local.
+    pub local_nets_origin: NetsOrigin,
     /// Share of normal records the threshold may flag (0.001: 0.1%).
     pub threshold_fpr: f64,
     /// Every n-th record is held out of training to set the threshold.
@@ -113,6 +116,59 @@ pub fn find_files(module: LogKind, opts: &TrainOptions) -> Result<Vec<LogFile>, 
     Ok(files)
 }
 
+/// Conn records read at most to learn the site's networks (the newest).
+pub const SITE_SURVEY_RECORDS: u64 = 2_000_000;
+
+/// Learns the site's local networks from the conn history's `local_orig`
+/// / `local_resp` marks (Zeek's `Site::local_nets`), for every module:
+/// dns, http, ssl and ssh logs carry no marks. Replaces the defaults when
+/// Zeek marked anything local; with networks given, warns about local
+/// addresses they miss. Reads the newest conn files first, at most
+/// [`SITE_SURVEY_RECORDS`] records. Without conn logs, nothing changes.
+pub fn learn_site(opts: &mut TrainOptions) -> Result<(), TrainError> {
+    let mut files = crate::route::files_of(&opts.log_dir, LogKind::Conn, opts.range)?;
+    if files.is_empty() {
+        return Ok(());
+    }
+    files.reverse();
+    let mut learner = SiteLearner::default();
+    let records = Records::new(paths(&files), Some(LogKind::Conn.log_path()), true);
+    for r in records.take(SITE_SURVEY_RECORDS as usize) {
+        learner.observe(
+            r.get("id.orig_h").as_addr(),
+            r.get("id.resp_h").as_addr(),
+            r.get("local_orig").as_bool(),
+            r.get("local_resp").as_bool(),
+        );
+    }
+    match (&opts.local_nets_origin, learner.finish()) {
+        (NetsOrigin::Defaults, Some((nets, origin))) => {
+            tracing::info!(
+                "local networks {origin}: {}",
+                nets.nets()
+                    .iter()
+                    .map(|n| n.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+            opts.local_nets = nets;
+            opts.local_nets_origin = origin;
+        }
+        (NetsOrigin::Given, Some(_)) => {
+            let (outside, n) = learner.local_outside(&opts.local_nets, 5);
+            if n > 0 {
+                let shown: Vec<String> = outside.iter().map(|a| a.to_string()).collect();
+                tracing::warn!(
+                    "Zeek marks {n} addresses local (local_orig/local_resp) that --local-nets does not hold, e.g. {}: their traffic counts as external; add their networks, or leave --local-nets out to learn them from Zeek",
+                    shown.join(", ")
+                );
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 /// Counts the records of each file, for `--dry-run`.
 pub fn count(module: LogKind, files: &[LogFile]) -> StreamTotals {
     let mut records = Records::new(paths(files), Some(module.log_path()), false);
@@ -141,6 +197,7 @@ fn survey(module: LogKind, files: &[LogFile], opts: &TrainOptions, bar: &dyn Pro
     // history have too few whole hours to hold out.
     let mut learners = [VocabLearner::new(module), VocabLearner::new(module)];
     let mut held_out = [0u64; 2];
+    let mut direction = DirectionSurvey::default();
     let mut records = Records::new(paths(files), Some(module.log_path()), false);
     let (mut first_ts, mut last_ts) = (None::<f64>, None::<f64>);
     for (i, r) in records.by_ref().enumerate() {
@@ -148,6 +205,11 @@ fn survey(module: LogKind, files: &[LogFile], opts: &TrainOptions, bar: &dyn Pro
             first_ts = Some(first_ts.map_or(ts, |t| t.min(ts)));
             last_ts = Some(last_ts.map_or(ts, |t| t.max(ts)));
         }
+        direction.observe(
+            &opts.local_nets,
+            r.get("id.orig_h").as_addr(),
+            r.get("id.resp_h").as_addr(),
+        );
         // The vocabularies come from the training records only, like
         // everything else the model learns.
         for (k, holdout) in Holdout::BOTH.iter().enumerate() {
@@ -164,8 +226,12 @@ fn survey(module: LogKind, files: &[LogFile], opts: &TrainOptions, bar: &dyn Pro
     let holdout = Holdout::BOTH[k];
     let [hours, by_record] = learners;
     let learner = if k == 0 { hours } else { by_record };
-    let set = learner.finish(opts.local_nets.clone());
+    let mut set = learner.finish(opts.local_nets.clone());
+    set.local_nets_origin = opts.local_nets_origin.clone();
     let encoder = Encoder::new(set).expect("a learned feature set has every vocabulary");
+    if let Some(warning) = direction.warning(&opts.local_nets_origin) {
+        tracing::warn!("{module}: {warning}");
+    }
     Survey {
         encoder,
         holdout,
@@ -417,7 +483,10 @@ fn choose_threshold(sorted: &[f64], fpr: f64, which: &str) -> Cut {
                     "quantile {q} of a generalised Pareto fit of the top {} scores of {which}",
                     fit.excesses
                 ),
-                expected_fpr: Some(fit.exceedance(value).min(fpr).max(0.0)),
+                // The fit's rate, unless the scores themselves say more:
+                // a threshold at their maximum is exceeded by about one
+                // normal record in n + 1, whatever a light fitted tail says.
+                expected_fpr: Some(fit.exceedance(value).max(empirical_exceedance(sorted, value))),
                 tail,
                 warning: (n as f64 * fpr < 1.0).then(|| {
                     format!(
@@ -438,6 +507,13 @@ fn choose_threshold(sorted: &[f64], fpr: f64, which: &str) -> Cut {
             )),
         },
     }
+}
+
+/// The share of normal scores at or above `value`, as an estimate for
+/// the next one: `k / (n + 1)`.
+fn empirical_exceedance(sorted: &[f64], value: f64) -> f64 {
+    let at_or_above = sorted.len() - sorted.partition_point(|s| *s < value);
+    at_or_above as f64 / (sorted.len() + 1) as f64
 }
 
 /// The nearest-rank quantile of sorted scores.
@@ -502,6 +578,33 @@ mod tests {
         assert_eq!(quantile(&s, 0.5), 500.0);
         assert_eq!(quantile(&s[..1], 0.999), 1.0);
         assert!(quantile(&[], 0.5).is_nan());
+    }
+
+    #[test]
+    fn thresholds_and_the_rate_they_promise() {
+        let scores: Vec<f64> = (1..=100_000).map(|i| f64::from(i) / 1e5).collect();
+        let cut = choose_threshold(&scores, 0.001, "test");
+        assert_eq!(cut.value, quantile(&scores, 0.999), "measurable: empirical");
+        assert_eq!(cut.expected_fpr, Some(0.001));
+        assert!(cut.warning.is_none());
+
+        // 900 scores for a 0.1% target: extrapolated, never below their
+        // maximum's rank, and never promising less than the target.
+        let few: Vec<f64> = (1..=900).map(|i| (f64::from(i) / 900.0).powi(4)).collect();
+        let cut = choose_threshold(&few, 0.001, "test");
+        assert!(cut.value >= quantile(&few, 0.999));
+        assert!(cut.tail.is_some());
+        let e = cut.expected_fpr.unwrap();
+        assert!((0.000_999..0.01).contains(&e), "{e}");
+        if cut.value == few[few.len() - 1] {
+            assert!(e >= 1.0 / 901.0, "at their maximum: one in n + 1");
+        }
+        assert!(cut.warning.unwrap().contains("rests on 900 normal scores"));
+
+        let tiny = [0.1, 0.2, 0.3];
+        let cut = choose_threshold(&tiny, 0.001, "test");
+        assert_eq!(cut.value, 0.3, "too few to fit: their maximum");
+        assert!(cut.warning.unwrap().contains("only 3 normal scores"));
     }
 
     #[test]

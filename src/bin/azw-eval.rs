@@ -75,6 +75,11 @@ struct Args {
     #[arg(long, requires = "labels")]
     scores: Option<PathBuf>,
 
+    /// The model that made the --scores: its expected false-positive rate
+    /// is then printed beside the measured one.
+    #[arg(long, requires = "scores", value_name = "FILE")]
+    model: Option<PathBuf>,
+
     /// Share of the rows (in time order) that is history in the default
     /// protocol.
     #[arg(long, default_value_t = 0.5)]
@@ -99,7 +104,7 @@ struct Args {
     keep: Option<PathBuf>,
 
     #[command(flatten)]
-    model: ModelArgs,
+    train_args: ModelArgs,
 
     /// Only warnings and errors.
     #[arg(short, long)]
@@ -237,7 +242,7 @@ fn plot_path(plot: &Path, module: LogKind, several: bool) -> PathBuf {
 }
 
 fn train_options(args: &Args) -> anyhow::Result<TrainOptions> {
-    args.model
+    args.train_args
         .train_options(PathBuf::new(), DateRange::default())
 }
 
@@ -260,7 +265,12 @@ enum JobKind {
         rows_without_uid: usize,
     },
     /// Compare existing scores with `truth`.
-    Scores { scores: UidScores, truth: Truth },
+    Scores {
+        scores: UidScores,
+        truth: Truth,
+        /// The model that made them, when --model names it.
+        model: Option<ModelSummary>,
+    },
 }
 
 fn wanted(module: LogKind, asked: &[LogKind], all: bool) -> bool {
@@ -516,6 +526,12 @@ fn scores_jobs(
     } else {
         asked.to_vec()
     };
+    let made_by = match &args.model {
+        Some(path) => Some(ModelSummary::of(
+            &autozeekwatch::model::Model::load(path)?.0,
+        )),
+        None => None,
+    };
     let mut jobs = Vec::new();
     for module in modules {
         let mut s = eval::read_scores(scores, module)?;
@@ -546,6 +562,7 @@ fn scores_jobs(
             kind: JobKind::Scores {
                 scores: s,
                 truth: truth.clone(),
+                model: made_by.clone(),
             },
         });
     }
@@ -559,7 +576,11 @@ fn evaluate(
 ) -> anyhow::Result<(Report, Vec<metrics::Scored>)> {
     let module = job.module;
     let (scores, truth, model, train_rows, test_rows, rows_without_uid) = match job.kind {
-        JobKind::Scores { scores, truth } => (scores, truth, None, 0, 0, 0),
+        JobKind::Scores {
+            scores,
+            truth,
+            model,
+        } => (scores, truth, model, 0, 0, 0),
         JobKind::Model {
             train,
             train_rows,

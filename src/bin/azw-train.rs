@@ -136,7 +136,7 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
             bail!("--start-date {s} is after --end-date {e}");
         }
     }
-    let opts = args.model.train_options(log_dir, range)?;
+    let mut opts = args.model.train_options(log_dir, range)?;
 
     // Which files each module will read.
     let mut jobs = Vec::new();
@@ -154,6 +154,10 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
             "no logs of any module under {} (expected dated folders YYYY-MM-DD/conn.*.log.gz, or conn.log, dns.log ... in the folder)",
             opts.log_dir.display()
         );
+    }
+
+    if !args.dry_run {
+        train::learn_site(&mut opts)?;
     }
 
     if args.dry_run {
@@ -215,13 +219,15 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
     });
 
     cli::outln!(
-        "{:<6} {:>6} {:>10} {:>10} {:>8} {:>11} {:>8}  model",
+        "{:<6} {:>6} {:>10} {:>10} {:>8} {:>11} {:>9} {:>8} {:>8}  model",
         "module",
         "files",
         "records",
         "trained",
         "skipped",
         "threshold",
+        "held-out",
+        "exp.FPR",
         "seconds"
     )?;
     let mut failed = 0;
@@ -230,13 +236,17 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
             Ok((m, path)) => {
                 let t = &m.training;
                 cli::outln!(
-                    "{:<6} {:>6} {:>10} {:>10} {:>8} {:>11.6} {:>8.1}  {}",
+                    "{:<6} {:>6} {:>10} {:>10} {:>8} {:>11.6} {:>9} {:>8} {:>8.1}  {}",
                     module.to_string(),
                     t.files.len(),
                     t.records,
                     t.trained_records,
                     t.skipped_lines,
                     m.threshold.value,
+                    m.threshold.scores,
+                    m.threshold
+                        .expected_fpr
+                        .map_or("?".to_owned(), |e| format!("{:.3}%", e * 100.0)),
                     t.seconds,
                     path.display()
                 )?;

@@ -283,6 +283,12 @@ pub fn join(scores: &HashMap<String, f64>, truth: &Truth) -> (Vec<Scored>, usize
 pub struct ModelSummary {
     pub threshold: f64,
     pub threshold_method: String,
+    /// The false-positive rate the threshold was set for, the one the
+    /// model expects on normal traffic, and how many normal scores that
+    /// rests on: shown beside the rate measured on the benign test uids.
+    pub target_fpr: f64,
+    pub expected_fpr: Option<f64>,
+    pub threshold_scores: u64,
     pub trained_records: u64,
     pub held_out_records: u64,
     pub epochs: usize,
@@ -297,6 +303,9 @@ impl ModelSummary {
         ModelSummary {
             threshold: model.threshold.value,
             threshold_method: model.threshold.method.clone(),
+            target_fpr: model.threshold.target_fpr,
+            expected_fpr: model.threshold.expected_fpr,
+            threshold_scores: model.threshold.scores,
             trained_records: model.training.trained_records,
             held_out_records: model.training.held_out_records,
             epochs: model.training.epochs,
@@ -394,6 +403,22 @@ impl Report {
             "  false-positive rate",
             pct(t.false_positive_rate)
         );
+        if let Some(x) = &self.model {
+            let _ = writeln!(
+                s,
+                "  {:<34} {:>10}  (target {}, from {} normal scores; measured/expected {})",
+                "  expected by the model",
+                x.expected_fpr.map_or("unknown".into(), pct),
+                pct(x.target_fpr),
+                x.threshold_scores,
+                x.expected_fpr
+                    .filter(|e| *e > 0.0)
+                    .map_or("n/a".into(), |e| format!(
+                        "{:.2}x",
+                        t.false_positive_rate / e
+                    ))
+            );
+        }
         let _ = writeln!(
             s,
             "  {:<34} {:>10}",

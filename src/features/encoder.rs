@@ -27,6 +27,9 @@ pub struct FeatureSet {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub frequencies: BTreeMap<String, Frequencies>,
     pub local_nets: LocalNets,
+    /// Where `local_nets` came from, for `--inspect`.
+    #[serde(default)]
+    pub local_nets_origin: super::NetsOrigin,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -148,6 +151,7 @@ impl VocabLearner {
             vocabularies,
             frequencies,
             local_nets,
+            local_nets_origin: super::NetsOrigin::default(),
         }
     }
 }

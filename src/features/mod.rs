@@ -5,16 +5,19 @@
 //!   the training records.
 //! - [`Encoder`]: applies a table and its vocabularies to records; unseen
 //!   categories land in an "other" column.
-//! - [`LocalNets`]: which addresses are local, for traffic direction.
+//! - [`LocalNets`]: which addresses are local, for traffic direction;
+//!   [`SiteLearner`] learns them from Zeek's own marks.
 
 mod encoder;
 mod net;
 mod rarity;
+mod site;
 pub mod spec;
 mod vocab;
 
 pub use encoder::{Encoder, FeatureError, FeatureSet, FieldCache, VocabLearner};
 pub use net::{is_broadcast, Direction, LocalNets, DEFAULT_LOCAL_NETS};
 pub use rarity::{ContextCounts, Frequencies};
+pub use site::{DirectionSurvey, NetsOrigin, SiteLearner};
 pub use spec::{table, FeatureDef, Transform};
 pub use vocab::{VocabCounter, Vocabulary};

@@ -50,6 +50,11 @@ impl LocalNets {
             .map(LocalNets)
     }
 
+    /// These networks, as they are.
+    pub fn from_nets(nets: Vec<IpNet>) -> LocalNets {
+        LocalNets(nets)
+    }
+
     pub fn nets(&self) -> &[IpNet] {
         &self.0
     }

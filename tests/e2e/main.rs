@@ -17,5 +17,6 @@ mod kitnet_reference;
 mod reader;
 mod replay_cli;
 mod shared_data;
+mod site;
 mod train_cli;
 mod traps;

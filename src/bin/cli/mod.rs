@@ -19,7 +19,7 @@ use indicatif::{MultiProgress, ProgressBar};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
-use autozeekwatch::features::LocalNets;
+use autozeekwatch::features::{LocalNets, NetsOrigin};
 use autozeekwatch::kitnet::{KitNetParams, Mode};
 use autozeekwatch::train::{Progress, TrainOptions};
 use autozeekwatch::zeek::layout::DateRange;
@@ -234,8 +234,10 @@ pub struct ModelArgs {
     pub holdout_every: u64,
 
     /// Local networks for traffic direction (like Zeek's Site::local_nets),
-    /// comma-separated CIDR blocks. Default: private, CGNAT, link-local and
-    /// loopback ranges of IPv4 and IPv6.
+    /// comma-separated CIDR blocks. Default: learned from the conn
+    /// history's local_orig/local_resp (what Zeek's Site::local_nets marks
+    /// local), else the private, CGNAT, link-local and loopback ranges of
+    /// IPv4 and IPv6. `--inspect` shows which.
     #[arg(long, value_delimiter = ',')]
     pub local_nets: Vec<String>,
 }
@@ -261,12 +263,13 @@ impl ModelArgs {
         if self.holdout_every == 0 {
             anyhow::bail!("--holdout-every must be at least 1");
         }
-        let local_nets = if self.local_nets.is_empty() {
-            LocalNets::default()
+        let (local_nets, local_nets_origin) = if self.local_nets.is_empty() {
+            (LocalNets::default(), NetsOrigin::Defaults)
         } else {
-            LocalNets::parse(&self.local_nets)
+            let nets = LocalNets::parse(&self.local_nets)
                 .map_err(anyhow::Error::msg)
-                .context("--local-nets")?
+                .context("--local-nets")?;
+            (nets, NetsOrigin::Given)
         };
         let params = KitNetParams {
             max_autoencoder_size: self.max_size_ae,
@@ -287,6 +290,7 @@ impl ModelArgs {
             range,
             params,
             local_nets,
+            local_nets_origin,
             threshold_fpr: self.threshold_fpr,
             holdout_every: self.holdout_every,
         })
