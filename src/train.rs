@@ -127,12 +127,18 @@ pub const SITE_SURVEY_RECORDS: u64 = 2_000_000;
 /// [`SITE_SURVEY_RECORDS`] records. Without conn logs, nothing changes.
 pub fn learn_site(opts: &mut TrainOptions) -> Result<(), TrainError> {
     let mut files = crate::route::files_of(&opts.log_dir, LogKind::Conn, opts.range)?;
-    if files.is_empty() {
-        return Ok(());
-    }
     files.reverse();
+    learn_site_from(&paths(&files), opts);
+    Ok(())
+}
+
+/// [`learn_site`] from these conn files (read in this order).
+pub fn learn_site_from(conn_files: &[PathBuf], opts: &mut TrainOptions) {
+    if conn_files.is_empty() {
+        return;
+    }
     let mut learner = SiteLearner::default();
-    let records = Records::new(paths(&files), Some(LogKind::Conn.log_path()), true);
+    let records = Records::new(conn_files.to_vec(), Some(LogKind::Conn.log_path()), true);
     for r in records.take(SITE_SURVEY_RECORDS as usize) {
         learner.observe(
             r.get("id.orig_h").as_addr(),
@@ -166,7 +172,6 @@ pub fn learn_site(opts: &mut TrainOptions) -> Result<(), TrainError> {
         }
         _ => {}
     }
-    Ok(())
 }
 
 /// Counts the records of each file, for `--dry-run`.

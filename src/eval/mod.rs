@@ -131,7 +131,16 @@ pub fn train(
             interval: None,
         })
         .collect();
-    train::train_module(module, &files, opts, bar)
+    // The site, as azw-train learns it: from the conn history's marks.
+    let mut opts = opts.clone();
+    if module == LogKind::Conn {
+        train::learn_site_from(&paths_of(&files), &mut opts);
+    }
+    train::train_module(module, &files, &opts, bar)
+}
+
+fn paths_of(files: &[LogFile]) -> Vec<PathBuf> {
+    files.iter().map(|f| f.path.clone()).collect()
 }
 
 /// Scores of a replay, by uid (the highest of a uid's records).
