@@ -6,6 +6,7 @@
 //! come from files, followed live ([`follow`]) or replayed, or from Kafka
 //! topics ([`kafka`]).
 
+pub mod detect;
 pub mod escape;
 pub mod eval;
 pub mod features;

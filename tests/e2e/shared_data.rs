@@ -78,3 +78,50 @@ fn every_log_in_the_shared_corpus_reads_completely() {
         failures.join("\n")
     );
 }
+
+/// Our RITA score of the planted beacon in `missing_host` over RITA's own
+/// window agrees with RITA's integration test (0.963, 331 connections).
+#[test]
+#[cfg_attr(
+    not(shared_data),
+    ignore = "needs ../shared/data beside the repository"
+)]
+fn rita_score_of_the_planted_beacon_matches_ritas() {
+    use autozeekwatch::detect::rita;
+    let dir = crate::util::shared_data().join("rita-activecm/missing_host");
+    let mut files: Vec<std::path::PathBuf> = Vec::new();
+    for day in ["2024-04-20", "2024-04-21"] {
+        for e in std::fs::read_dir(dir.join(day)).unwrap() {
+            let p = e.unwrap().path();
+            if p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("conn.")
+            {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    let (win_min, win_max) = (1_713_657_591u32, 1_713_743_991u32);
+    // RITA reads from the start of the window's first hour.
+    let from = win_min - win_min % 3600;
+    let (mut ts, mut bytes) = (Vec::new(), Vec::new());
+    for r in autozeekwatch::zeek::Records::new(files, Some("conn"), true) {
+        let (Some(o), Some(d)) = (r.get("id.orig_h").as_addr(), r.get("id.resp_h").as_addr())
+        else {
+            continue;
+        };
+        let t = r.ts().unwrap() as u32;
+        if (o.to_string(), d.to_string()) == ("73.54.23.243".into(), "64.225.56.201".into())
+            && (from..=win_max).contains(&t)
+        {
+            ts.push(t);
+            bytes.push(r.get("orig_ip_bytes").as_f64().unwrap());
+        }
+    }
+    assert_eq!(ts.len(), 331);
+    let s = rita::score(&mut ts, &mut bytes, win_min, win_max).unwrap();
+    assert_eq!(s.score, 0.963, "{s:?}");
+}

@@ -1,0 +1,289 @@
+//! Beacons, streaming: per (source, destination) pair, RITA's score over
+//! the last 24 hours of event time, updated as conn records arrive.
+//!
+//! What differs from RITA, and why:
+//! - **Answered connections only.** A beacon talks to something that
+//!   answers. On an internet-facing sensor, RITA's 90 pairs at 0.7 or more
+//!   are nearly all scanners whose connections were refused (REJ, no
+//!   payload back), regular because scanners are. Only connections whose
+//!   responder sent payload (`resp_bytes > 0`) count here; a beacon whose
+//!   server is down is missed until it answers again.
+//! - **Known beacons.** Periodic pairs of the training history (NTP, update
+//!   checks) are the site's normal: the model carries them, and they are
+//!   not reported again.
+//! - **Streaming.** The window ends at the newest record's time (event
+//!   time, never the clock) and starts 24 hours before, or at the first
+//!   record when there is less history; a pair is rescored when a record
+//!   of it arrives and [`BeaconParams::rescore_seconds`] of event time have
+//!   passed since its last score. Records arrive out of time order (conn
+//!   records are written when connections close); the score sorts.
+//!
+//! Memory is bounded: at most [`BeaconParams::max_pairs`] pairs (the
+//! least recently seen is dropped first) of at most
+//! [`BeaconParams::max_events`] connections each (the oldest go first).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use super::rita::{self, BeaconScore};
+
+/// Settings of the beacon detector, with the defaults documented in the
+/// README.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BeaconParams {
+    /// The sliding window, in seconds of event time (RITA: 24 h).
+    pub window_seconds: u32,
+    /// A pair is a beacon at this score or above (RITA's "high" band
+    /// starts at 0.9 in its installed configuration).
+    pub threshold: f64,
+    /// Connections needed before a pair is scored (RITA: 4).
+    pub min_connections: usize,
+    /// Event time between two scores of one pair.
+    pub rescore_seconds: u32,
+    pub max_pairs: usize,
+    pub max_events: usize,
+}
+
+impl Default for BeaconParams {
+    fn default() -> Self {
+        BeaconParams {
+            window_seconds: 86_400,
+            threshold: 0.9,
+            min_connections: 4,
+            rescore_seconds: 300,
+            max_pairs: 200_000,
+            max_events: 8_192,
+        }
+    }
+}
+
+/// A pair reported as a beacon, with the evidence an analyst checks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BeaconDetection {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub parts: BeaconScore,
+    /// Answered connections in the window, and their first and last time.
+    pub connections: usize,
+    pub first_ts: u32,
+    pub last_ts: u32,
+    /// The window the score is over.
+    pub window_start: u32,
+    pub window_end: u32,
+}
+
+#[derive(Debug, Default)]
+struct Pair {
+    /// (whole-second time, bytes sent), in arrival order.
+    events: VecDeque<(u32, f64)>,
+    last_scored: Option<u32>,
+    /// The score last reported, so an unchanged beacon is not repeated.
+    reported: Option<f64>,
+    last_seen: u64,
+}
+
+/// The streaming beacon detector over conn records.
+#[derive(Debug)]
+pub struct BeaconDetector {
+    params: BeaconParams,
+    pairs: HashMap<(IpAddr, IpAddr), Pair>,
+    known: HashSet<(IpAddr, IpAddr)>,
+    first_ts: Option<u32>,
+    newest_ts: u32,
+    /// Arrival counter, for least-recently-seen eviction.
+    tick: u64,
+    evicted: u64,
+}
+
+impl BeaconDetector {
+    pub fn new(params: BeaconParams) -> BeaconDetector {
+        BeaconDetector {
+            params,
+            pairs: HashMap::new(),
+            known: HashSet::new(),
+            first_ts: None,
+            newest_ts: 0,
+            tick: 0,
+            evicted: 0,
+        }
+    }
+
+    /// Pairs that beaconed in training: not reported.
+    pub fn with_known(mut self, known: impl IntoIterator<Item = (IpAddr, IpAddr)>) -> Self {
+        self.known.extend(known);
+        self
+    }
+
+    pub fn params(&self) -> &BeaconParams {
+        &self.params
+    }
+
+    /// Pairs tracked now, and dropped for room so far.
+    pub fn tracked(&self) -> (usize, u64) {
+        (self.pairs.len(), self.evicted)
+    }
+
+    /// One conn record. `answered`: the responder sent payload. Returns a
+    /// detection when the pair's score reaches the threshold for the first
+    /// time, or rises by a tenth since it was last reported.
+    pub fn observe(
+        &mut self,
+        src: IpAddr,
+        dst: IpAddr,
+        ts: f64,
+        bytes: f64,
+        answered: bool,
+    ) -> Option<BeaconDetection> {
+        if !answered || !ts.is_finite() || ts < 0.0 || ts > f64::from(u32::MAX) {
+            return None;
+        }
+        let t = ts as u32;
+        self.first_ts = Some(self.first_ts.map_or(t, |f| f.min(t)));
+        self.newest_ts = self.newest_ts.max(t);
+        self.tick += 1;
+        if !self.pairs.contains_key(&(src, dst)) && self.pairs.len() >= self.params.max_pairs {
+            self.evict();
+        }
+        let window_end = self.newest_ts;
+        let window_start = window_end
+            .saturating_sub(self.params.window_seconds)
+            .max(self.first_ts.unwrap_or(0));
+        let p = &self.params;
+        let pair = self.pairs.entry((src, dst)).or_default();
+        pair.last_seen = self.tick;
+        pair.events.push_back((
+            t,
+            if bytes.is_finite() {
+                bytes.max(0.0)
+            } else {
+                0.0
+            },
+        ));
+        if pair.events.len() > p.max_events {
+            pair.events.pop_front();
+        }
+        if pair.events.len() < p.min_connections
+            || pair
+                .last_scored
+                .is_some_and(|s| t < s.saturating_add(p.rescore_seconds))
+        {
+            return None;
+        }
+        pair.last_scored = Some(t);
+        pair.events.retain(|(e, _)| *e >= window_start);
+        if pair.events.len() < p.min_connections || self.known.contains(&(src, dst)) {
+            return None;
+        }
+        let mut ts: Vec<u32> = pair.events.iter().map(|e| e.0).collect();
+        let mut sizes: Vec<f64> = pair.events.iter().map(|e| e.1).collect();
+        let parts = rita::score(&mut ts, &mut sizes, window_start, window_end)?;
+        if parts.score < p.threshold || pair.reported.is_some_and(|r| parts.score < r + 0.1) {
+            return None;
+        }
+        pair.reported = Some(parts.score);
+        Some(BeaconDetection {
+            src,
+            dst,
+            parts,
+            connections: ts.len(),
+            first_ts: ts[0],
+            last_ts: ts[ts.len() - 1],
+            window_start,
+            window_end,
+        })
+    }
+
+    /// Drops the least recently seen pair.
+    fn evict(&mut self) {
+        if let Some(key) = self
+            .pairs
+            .iter()
+            .min_by_key(|(_, p)| p.last_seen)
+            .map(|(k, _)| *k)
+        {
+            self.pairs.remove(&key);
+            self.evicted += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    /// A jittered beacon among random traffic is detected within hours,
+    /// once; refused scanner connections never are.
+    #[test]
+    fn a_beacon_is_found_and_scanners_are_not() {
+        let mut d = BeaconDetector::new(BeaconParams::default());
+        let start = 1_713_571_200.0;
+        let (bot, c2) = (ip("10.0.0.5"), ip("203.0.113.7"));
+        let mut state = 7u64;
+        let mut rnd = |m: u64| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+            (state >> 33) % m
+        };
+        let mut found = Vec::new();
+        let mut t = start;
+        while t < start + 2.0 * 86_400.0 {
+            if let Some(det) = d.observe(bot, c2, t, 1049.0 + rnd(5) as f64, true) {
+                found.push((t - start, det));
+            }
+            // A scanner every 60 s, refused; a browsing host at random.
+            for k in 0..5 {
+                let s = t + f64::from(k) * 60.0;
+                assert!(d.observe(ip("45.1.2.3"), bot, s, 60.0, false).is_none());
+                let web = ip(&format!("198.51.100.{}", rnd(200)));
+                d.observe(
+                    ip("10.0.0.9"),
+                    web,
+                    s + rnd(60) as f64,
+                    rnd(50_000) as f64,
+                    true,
+                );
+            }
+            t += 200.0 + rnd(151) as f64;
+        }
+        assert!(!found.is_empty());
+        let (after, first) = &found[0];
+        assert_eq!((first.src, first.dst), (bot, c2));
+        assert!(*after <= 2.0 * 3600.0, "found after {after} s");
+        assert!(
+            found.iter().all(|(_, f)| (f.src, f.dst) == (bot, c2)),
+            "{found:?}"
+        );
+        assert!(
+            found.len() <= 3,
+            "reported once, and again only when stronger"
+        );
+    }
+
+    #[test]
+    fn known_beacons_are_not_reported_and_memory_is_capped() {
+        let params = BeaconParams {
+            max_pairs: 10,
+            ..BeaconParams::default()
+        };
+        let (ntp_client, ntp) = (ip("10.0.0.1"), ip("91.189.91.157"));
+        let mut d = BeaconDetector::new(params).with_known([(ntp_client, ntp)]);
+        for i in 0..1000 {
+            let t = 1_700_000_000.0 + f64::from(i) * 1024.0;
+            assert!(d.observe(ntp_client, ntp, t, 76.0, true).is_none());
+            d.observe(
+                ip(&format!("10.1.{}.{}", i / 250, i % 250)),
+                ntp,
+                t,
+                1.0,
+                true,
+            );
+        }
+        let (pairs, evicted) = d.tracked();
+        assert!(pairs <= 10 && evicted > 900, "{pairs} {evicted}");
+    }
+}
