@@ -8,9 +8,13 @@
 //!   payload back), regular because scanners are. Only connections whose
 //!   responder sent payload (`resp_bytes > 0`) count here; a beacon whose
 //!   server is down is missed until it answers again.
-//! - **Known beacons.** Periodic pairs of the training history (NTP, update
-//!   checks) are the site's normal: the model carries them, and they are
-//!   not reported again.
+//! - **Known pairs.** Pairs that talked again and again in the training
+//!   history (at least [`BeaconParams::min_connections`] answered
+//!   connections: NTP, update checks, the regulars of an internet-facing
+//!   sensor) are the site's normal: the model carries them
+//!   ([`BaselineLearner`]) and they are not scored. A beacon is news when
+//!   the pair is; like every detector trained on history, one already
+//!   beaconing during training is learned as normal.
 //! - **Streaming.** The window ends at the newest record's time (event
 //!   time, never the clock) and starts 24 hours before, or at the first
 //!   record when there is less history; a pair is rescored when a record
@@ -79,8 +83,9 @@ struct Pair {
     /// (whole-second time, bytes sent), in arrival order.
     events: VecDeque<(u32, f64)>,
     last_scored: Option<u32>,
-    /// The score last reported, so an unchanged beacon is not repeated.
-    reported: Option<f64>,
+    /// The score last reported and when, so an unchanged beacon is not
+    /// repeated: an update needs a higher score and an hour.
+    reported: Option<(f64, u32)>,
     last_seen: u64,
 }
 
@@ -126,8 +131,9 @@ impl BeaconDetector {
     }
 
     /// One conn record. `answered`: the responder sent payload. Returns a
-    /// detection when the pair's score reaches the threshold for the first
-    /// time, or rises by a tenth since it was last reported.
+    /// detection when the pair's score reaches the threshold, and an
+    /// update when it has risen since it was last reported, at most one an
+    /// hour of event time.
     pub fn observe(
         &mut self,
         src: IpAddr,
@@ -136,7 +142,12 @@ impl BeaconDetector {
         bytes: f64,
         answered: bool,
     ) -> Option<BeaconDetection> {
-        if !answered || !ts.is_finite() || ts < 0.0 || ts > f64::from(u32::MAX) {
+        if !answered
+            || !ts.is_finite()
+            || ts < 0.0
+            || ts > f64::from(u32::MAX)
+            || self.known.contains(&(src, dst))
+        {
             return None;
         }
         let t = ts as u32;
@@ -173,16 +184,17 @@ impl BeaconDetector {
         }
         pair.last_scored = Some(t);
         pair.events.retain(|(e, _)| *e >= window_start);
-        if pair.events.len() < p.min_connections || self.known.contains(&(src, dst)) {
+        if pair.events.len() < p.min_connections {
             return None;
         }
         let mut ts: Vec<u32> = pair.events.iter().map(|e| e.0).collect();
         let mut sizes: Vec<f64> = pair.events.iter().map(|e| e.1).collect();
         let parts = rita::score(&mut ts, &mut sizes, window_start, window_end)?;
-        if parts.score < p.threshold || pair.reported.is_some_and(|r| parts.score < r + 0.1) {
+        let stale = |(score, at): (f64, u32)| parts.score > score && t >= at.saturating_add(3600);
+        if parts.score < p.threshold || pair.reported.is_some_and(|r| !stale(r)) {
             return None;
         }
-        pair.reported = Some(parts.score);
+        pair.reported = Some((parts.score, t));
         Some(BeaconDetection {
             src,
             dst,
@@ -206,6 +218,45 @@ impl BeaconDetector {
             self.pairs.remove(&key);
             self.evicted += 1;
         }
+    }
+}
+
+/// Learns the known pairs from the training history: those with at least
+/// `min_connections` answered connections. Bounded: at most
+/// [`BaselineLearner::MAX_COUNTED`] pairs are counted and
+/// [`BaselineLearner::MAX_KNOWN`] kept (the most frequent).
+#[derive(Debug, Default)]
+pub struct BaselineLearner {
+    counts: HashMap<(IpAddr, IpAddr), u64>,
+}
+
+impl BaselineLearner {
+    pub const MAX_COUNTED: usize = 1 << 20;
+    pub const MAX_KNOWN: usize = 100_000;
+
+    pub fn observe(&mut self, src: IpAddr, dst: IpAddr, answered: bool) {
+        if !answered {
+            return;
+        }
+        if let Some(c) = self.counts.get_mut(&(src, dst)) {
+            *c += 1;
+        } else if self.counts.len() < Self::MAX_COUNTED {
+            self.counts.insert((src, dst), 1);
+        }
+    }
+
+    /// The known pairs, most frequent first (ties by address, so the same
+    /// history gives the same list).
+    pub fn finish(&self, params: &BeaconParams) -> Vec<(IpAddr, IpAddr)> {
+        let mut known: Vec<_> = self
+            .counts
+            .iter()
+            .filter(|(_, c)| **c >= params.min_connections as u64)
+            .map(|(k, c)| (*c, *k))
+            .collect();
+        known.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        known.truncate(Self::MAX_KNOWN);
+        known.into_iter().map(|(_, k)| k).collect()
     }
 }
 
@@ -259,8 +310,15 @@ mod tests {
             "{found:?}"
         );
         assert!(
-            found.len() <= 3,
-            "reported once, and again only when stronger"
+            found.len() <= 48,
+            "at most one report an hour: {}",
+            found.len()
+        );
+        assert!(
+            found
+                .windows(2)
+                .all(|w| w[1].1.parts.score > w[0].1.parts.score && w[1].0 >= w[0].0 + 3600.0),
+            "updates only when stronger, an hour apart"
         );
     }
 

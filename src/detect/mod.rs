@@ -7,4 +7,4 @@
 pub mod beacon;
 pub mod rita;
 
-pub use beacon::{BeaconDetection, BeaconDetector, BeaconParams};
+pub use beacon::{BaselineLearner, BeaconDetection, BeaconDetector, BeaconParams};

@@ -58,7 +58,7 @@ fn median(sorted: &[f64]) -> f64 {
     if n == 0 {
         return f64::NAN;
     }
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
     } else {
         sorted[n / 2]
@@ -70,7 +70,7 @@ fn median(sorted: &[f64]) -> f64 {
 /// both for odd lengths.
 fn quartiles(sorted: &[f64]) -> (f64, f64, f64) {
     let n = sorted.len();
-    let (lo_end, hi_start) = if n % 2 == 0 {
+    let (lo_end, hi_start) = if n.is_multiple_of(2) {
         (n / 2, n / 2)
     } else {
         ((n - 1) / 2, (n - 1) / 2 + 1)

@@ -125,3 +125,90 @@ fn rita_score_of_the_planted_beacon_matches_ritas() {
     let s = rita::score(&mut ts, &mut bytes, win_min, win_max).unwrap();
     assert_eq!(s.score, 0.963, "{s:?}");
 }
+
+/// The streaming beacon detector on `missing_host`: known pairs from
+/// 2024-04-19 (without the planted pair's records), then 04-20 and 04-21
+/// as Zeek wrote them.
+#[test]
+#[cfg_attr(
+    not(shared_data),
+    ignore = "needs ../shared/data beside the repository"
+)]
+fn the_planted_beacon_is_the_top_detection_within_two_hours() {
+    use autozeekwatch::detect::{BeaconDetector, BeaconParams};
+    let dir = crate::util::shared_data().join("rita-activecm/missing_host");
+    let conn = |day: &str| {
+        let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir.join(day))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .starts_with("conn.")
+            })
+            .collect();
+        files.sort();
+        autozeekwatch::zeek::Records::new(files, Some("conn"), true)
+    };
+    let planted = (
+        "73.54.23.243".parse().unwrap(),
+        "64.225.56.201".parse().unwrap(),
+    );
+    let feed = |d: &mut BeaconDetector, r: &autozeekwatch::zeek::Record| {
+        let (Some(o), Some(t)) = (r.get("id.orig_h").as_addr(), r.get("id.resp_h").as_addr())
+        else {
+            return None;
+        };
+        let answered = r.get("resp_bytes").as_f64().unwrap_or(0.0) > 0.0;
+        let bytes = r.get("orig_ip_bytes").as_f64().unwrap_or(0.0);
+        d.observe(o, t, r.ts()?, bytes, answered)
+            .map(|x| (r.ts().unwrap(), x))
+    };
+    let mut baseline = autozeekwatch::detect::BaselineLearner::default();
+    for r in conn("2024-04-19") {
+        let (Some(o), Some(t)) = (r.get("id.orig_h").as_addr(), r.get("id.resp_h").as_addr())
+        else {
+            continue;
+        };
+        if (o, t) != planted {
+            baseline.observe(o, t, r.get("resp_bytes").as_f64().unwrap_or(0.0) > 0.0);
+        }
+    }
+    let known = baseline.finish(&BeaconParams::default());
+    let mut live = BeaconDetector::new(BeaconParams::default()).with_known(known.clone());
+    let mut first_planted = None;
+    let mut found: Vec<(f64, autozeekwatch::detect::BeaconDetection)> = Vec::new();
+    for r in conn("2024-04-20").chain(conn("2024-04-21")) {
+        let pair = (r.get("id.orig_h").as_addr(), r.get("id.resp_h").as_addr());
+        if pair == (Some(planted.0), Some(planted.1)) && first_planted.is_none() {
+            first_planted = r.ts();
+        }
+        if let Some(x) = feed(&mut live, &r) {
+            found.push(x);
+        }
+    }
+    let mut best: std::collections::BTreeMap<(String, String), f64> = Default::default();
+    for (_, d) in &found {
+        let e = best
+            .entry((d.src.to_string(), d.dst.to_string()))
+            .or_default();
+        *e = e.max(d.parts.score);
+    }
+    eprintln!(
+        "{} known pairs from training; detected: {best:?}",
+        known.len()
+    );
+    let planted_key = (planted.0.to_string(), planted.1.to_string());
+    let top = best.iter().max_by(|a, b| a.1.total_cmp(b.1)).unwrap();
+    assert_eq!(top.0, &planted_key, "{best:?}");
+    assert!(best.len() <= 6, "at most 5 other pairs: {best:?}");
+    let (at, _) = found
+        .iter()
+        .find(|(_, d)| (d.src, d.dst) == planted)
+        .unwrap();
+    let after = at - first_planted.unwrap();
+    eprintln!("planted pair detected {after:.0} s after its first record");
+    assert!(after <= 7200.0, "{after} s");
+}
