@@ -15,6 +15,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::detect::{BaselineLearner, BeaconParams};
 use crate::features::{DirectionSurvey, Encoder, LocalNets, NetsOrigin, SiteLearner, VocabLearner};
 use crate::kitnet::{KitNet, KitNetError, KitNetParams};
 use crate::log_kind::LogKind;
@@ -188,6 +189,8 @@ fn paths(files: &[LogFile]) -> Vec<PathBuf> {
 /// What the first pass found.
 struct Survey {
     encoder: Encoder,
+    /// The beacon detector's known pairs (conn).
+    beacon: Option<crate::model::BeaconBaseline>,
     /// How records are held out of training, and how many were.
     holdout: Holdout,
     held_out: u64,
@@ -203,6 +206,7 @@ fn survey(module: LogKind, files: &[LogFile], opts: &TrainOptions, bar: &dyn Pro
     let mut learners = [VocabLearner::new(module), VocabLearner::new(module)];
     let mut held_out = [0u64; 2];
     let mut direction = DirectionSurvey::default();
+    let mut beacons = (module == LogKind::Conn).then(BaselineLearner::default);
     let mut records = Records::new(paths(files), Some(module.log_path()), false);
     let (mut first_ts, mut last_ts) = (None::<f64>, None::<f64>);
     for (i, r) in records.by_ref().enumerate() {
@@ -210,11 +214,11 @@ fn survey(module: LogKind, files: &[LogFile], opts: &TrainOptions, bar: &dyn Pro
             first_ts = Some(first_ts.map_or(ts, |t| t.min(ts)));
             last_ts = Some(last_ts.map_or(ts, |t| t.max(ts)));
         }
-        direction.observe(
-            &opts.local_nets,
-            r.get("id.orig_h").as_addr(),
-            r.get("id.resp_h").as_addr(),
-        );
+        let (orig, resp) = (r.get("id.orig_h").as_addr(), r.get("id.resp_h").as_addr());
+        direction.observe(&opts.local_nets, orig, resp);
+        if let (Some(b), Some(o), Some(d)) = (&mut beacons, orig, resp) {
+            b.observe(o, d, crate::detect::beacon::answered(&r));
+        }
         // The vocabularies come from the training records only, like
         // everything else the model learns.
         for (k, holdout) in Holdout::BOTH.iter().enumerate() {
@@ -237,8 +241,13 @@ fn survey(module: LogKind, files: &[LogFile], opts: &TrainOptions, bar: &dyn Pro
     if let Some(warning) = direction.warning(&opts.local_nets_origin) {
         tracing::warn!("{module}: {warning}");
     }
+    let params = BeaconParams::default();
     Survey {
         encoder,
+        beacon: beacons.map(|b| crate::model::BeaconBaseline {
+            known: b.finish(&params),
+            params,
+        }),
         holdout,
         held_out: held_out[k],
         totals: records.totals().clone(),
@@ -433,6 +442,7 @@ pub fn train_module(
         columns: encoder.columns().to_vec(),
         features: encoder.feature_set().clone(),
         kitnet,
+        beacon: survey.beacon,
     };
     Ok(model)
 }

@@ -33,6 +33,12 @@ use serde::{Deserialize, Serialize};
 
 use super::rita::{self, BeaconScore};
 
+/// Whether a conn record's responder sent payload: what makes a
+/// connection count for beacons.
+pub fn answered(record: &crate::zeek::Record) -> bool {
+    record.get("resp_bytes").as_f64().is_some_and(|b| b > 0.0)
+}
+
 /// Settings of the beacon detector, with the defaults documented in the
 /// README.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
