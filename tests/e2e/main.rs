@@ -20,3 +20,4 @@ mod shared_data;
 mod site;
 mod train_cli;
 mod traps;
+mod tables;
