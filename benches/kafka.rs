@@ -69,10 +69,11 @@ fn train(models: &Path) {
         local_nets_origin: Default::default(),
         threshold_fpr: 0.001,
         holdout_every: 10,
+        tables: autozeekwatch::tables::Tables::built_in().clone(),
     };
-    let files = train::find_files(LogKind::Conn, &opts).unwrap();
+    let files = train::find_files(LogKind::CONN, &opts).unwrap();
     let model = train::train_module(
-        LogKind::Conn,
+        LogKind::CONN,
         &files,
         &opts,
         &autozeekwatch::train::NoProgress,
@@ -106,7 +107,7 @@ fn main() {
             writeln!(f, "{l}").unwrap();
         }
     }
-    let mut lanes = [Lane::load(LogKind::Conn, &models, &LaneOptions::default()).unwrap()];
+    let mut lanes = [Lane::load(LogKind::CONN, &models, &LaneOptions::default()).unwrap()];
     let mut out =
         FileSink::open(&dir.path().join("replay.json"), None, RecordFormat::Json).unwrap();
     let started = Instant::now();
@@ -137,7 +138,7 @@ fn main() {
         brokers: broker.addr.clone(),
         topics: vec!["zeek-conn".into()],
         group: "azw-bench".into(),
-        modules: vec![LogKind::Conn],
+        modules: vec![LogKind::CONN],
         model_dir: models.clone(),
         output: OutputSpec::File(output.clone()),
         format: RecordFormat::Json,

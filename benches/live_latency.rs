@@ -35,16 +35,17 @@ fn main() {
         local_nets_origin: Default::default(),
         threshold_fpr: 0.001,
         holdout_every: 10,
+        tables: autozeekwatch::tables::Tables::built_in().clone(),
     };
-    let files = train::find_files(LogKind::Conn, &opts).unwrap();
+    let files = train::find_files(LogKind::CONN, &opts).unwrap();
     let model = train::train_module(
-        LogKind::Conn,
+        LogKind::CONN,
         &files,
         &opts,
         &autozeekwatch::train::NoProgress,
     )
     .unwrap();
-    model.save(&models.join(file_name(LogKind::Conn))).unwrap();
+    model.save(&models.join(file_name(LogKind::CONN))).unwrap();
 
     let text = std::fs::read_to_string(root.join("examples/logs/conn.log")).unwrap();
     let header: Vec<&str> = text
@@ -64,7 +65,7 @@ fn main() {
 
     let live_opts = LiveOptions {
         log_dir: zeek.clone(),
-        modules: vec![LogKind::Conn],
+        modules: vec![LogKind::CONN],
         model_dir: models,
         output: OutputSpec::File(output.clone()),
         format: RecordFormat::Json,

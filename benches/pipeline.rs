@@ -82,6 +82,7 @@ fn options(dir: &Path) -> TrainOptions {
         local_nets_origin: Default::default(),
         threshold_fpr: 0.001,
         holdout_every: 10,
+        tables: autozeekwatch::tables::Tables::built_in().clone(),
     }
 }
 
@@ -101,9 +102,9 @@ fn bench(c: &mut Criterion) {
     group.sample_size(10);
     for (kind, dir) in &dirs {
         let opts = options(dir);
-        let files = train::find_files(LogKind::Conn, &opts).unwrap();
+        let files = train::find_files(LogKind::CONN, &opts).unwrap();
         group.bench_function(format!("conn_{kind}_1_epoch"), |b| {
-            b.iter(|| train::train_module(LogKind::Conn, &files, &opts, &NoProgress).unwrap())
+            b.iter(|| train::train_module(LogKind::CONN, &files, &opts, &NoProgress).unwrap())
         });
     }
     group.finish();
@@ -113,8 +114,8 @@ fn bench(c: &mut Criterion) {
     group.sample_size(10);
     for (kind, dir) in &dirs {
         let opts = options(dir);
-        let files = train::find_files(LogKind::Conn, &opts).unwrap();
-        let model = train::train_module(LogKind::Conn, &files, &opts, &NoProgress).unwrap();
+        let files = train::find_files(LogKind::CONN, &opts).unwrap();
+        let model = train::train_module(LogKind::CONN, &files, &opts, &NoProgress).unwrap();
         let encoder = model.check().unwrap();
         let scorer = Scorer::new(model, encoder);
         let out = dir.join("scores.json");

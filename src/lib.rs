@@ -21,6 +21,7 @@ pub mod route;
 pub mod safe_fs;
 pub mod score;
 pub mod sink;
+pub mod tables;
 pub mod tail;
 pub mod train;
 pub mod zeek;

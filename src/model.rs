@@ -70,6 +70,23 @@ pub fn file_name(module: LogKind) -> String {
     format!("{}.model.json", module.log_path())
 }
 
+/// The modules with a model file in `dir` (`<log>.model.json`), in name
+/// order; nothing if `dir` cannot be read.
+pub fn modules_in(dir: &Path) -> Vec<LogKind> {
+    let mut found: Vec<LogKind> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.ok()?.file_name();
+            let log = name.to_str()?.strip_suffix(".model.json")?;
+            LogKind::new(log).ok().filter(|k| k.log_path() == log)
+        })
+        .collect();
+    found.sort();
+    found.dedup();
+    found
+}
+
 /// The model of one module.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Model {
@@ -551,6 +568,16 @@ impl Model {
             self.columns.len(),
             self.features.features.len()
         );
+        let _ = writeln!(
+            s,
+            "feature table:   {}",
+            shown(
+                self.features
+                    .table_origin
+                    .as_deref()
+                    .unwrap_or("not recorded (a model from before tables were files)")
+            )
+        );
         for (name, vocab) in &self.features.vocabularies {
             let values: Vec<_> = vocab.values.iter().map(|v| shown(v)).collect();
             let _ = writeln!(
@@ -699,9 +726,10 @@ pub(crate) mod tests {
                 local_nets_origin: Default::default(),
                 threshold_fpr: 0.001,
                 holdout_every: 10,
+                tables: crate::tables::Tables::built_in().clone(),
             };
-            let files = train::find_files(LogKind::Ssh, &opts).unwrap();
-            train::train_module(LogKind::Ssh, &files, &opts, &train::NoProgress).unwrap()
+            let files = train::find_files(LogKind::SSH, &opts).unwrap();
+            train::train_module(LogKind::SSH, &files, &opts, &train::NoProgress).unwrap()
         })
     }
 
@@ -743,12 +771,12 @@ pub(crate) mod tests {
     fn a_model_of_another_module_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = saved(dir.path(), "conn.model.json", ssh_model());
-        let err = load_err(&path, LogKind::Conn);
+        let err = load_err(&path, LogKind::CONN);
         assert!(
             err.contains("conn.model.json") && err.contains("SSH") && err.contains("CONN"),
             "{err}"
         );
-        assert!(Model::load_for(&path, LogKind::Ssh).is_ok());
+        assert!(Model::load_for(&path, LogKind::SSH).is_ok());
     }
 
     #[test]
@@ -758,7 +786,7 @@ pub(crate) mod tests {
             let mut model = ssh_model().clone();
             model.threshold.value = bad;
             let path = saved(dir.path(), "ssh.model.json", &model);
-            let err = load_err(&path, LogKind::Ssh);
+            let err = load_err(&path, LogKind::SSH);
             assert!(
                 err.contains("ssh.model.json") && err.contains("threshold.value"),
                 "{bad}: {err}"
@@ -778,7 +806,7 @@ pub(crate) mod tests {
         let path = saved(dir.path(), "ssh.model.json", ssh_model());
         let good = std::fs::read(&path).unwrap();
         let records = ssh_records();
-        let (m, e) = Model::load_for(&path, LogKind::Ssh).unwrap();
+        let (m, e) = Model::load_for(&path, LogKind::SSH).unwrap();
         let want = scores(m, e, &records);
         let mut state = 0x2545_f491_4f6c_dd1d_u64;
         let mut silent = Vec::new();
@@ -791,7 +819,7 @@ pub(crate) mod tests {
             let mut bytes = good.clone();
             bytes[bit / 8] ^= 1 << (bit % 8);
             std::fs::write(&path, &bytes).unwrap();
-            if let Ok((m, e)) = Model::load_for(&path, LogKind::Ssh) {
+            if let Ok((m, e)) = Model::load_for(&path, LogKind::SSH) {
                 if scores(m, e, &records) != want {
                     silent.push(bit);
                 }
@@ -815,7 +843,7 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ssh.model.json");
         std::fs::write(&path, seal(serde_json::to_vec_pretty(&json).unwrap())).unwrap();
-        let err = load_err(&path, LogKind::Ssh);
+        let err = load_err(&path, LogKind::SSH);
         assert!(
             err.contains("ssh.model.json") && err.contains("`min` exceeds `max`"),
             "{err}"
@@ -833,7 +861,7 @@ pub(crate) mod tests {
         let mut unsealed = content.to_vec();
         unsealed.extend_from_slice(b"\n}\n");
         std::fs::write(&path, &unsealed).unwrap();
-        let err = load_err(&path, LogKind::Ssh);
+        let err = load_err(&path, LogKind::SSH);
         assert!(err.contains("checksum"), "{err}");
         let v1 = String::from_utf8(unsealed).unwrap().replacen(
             "\"format_version\": 2",
@@ -841,11 +869,11 @@ pub(crate) mod tests {
             1,
         );
         std::fs::write(&path, v1).unwrap();
-        let (model, _) = Model::load_for(&path, LogKind::Ssh).unwrap();
+        let (model, _) = Model::load_for(&path, LogKind::SSH).unwrap();
         assert_eq!(model.threshold, ssh_model().threshold);
         // Saving it again writes the current format, sealed.
         model.save(&path).unwrap();
-        let (again, _) = Model::load_for(&path, LogKind::Ssh).unwrap();
+        let (again, _) = Model::load_for(&path, LogKind::SSH).unwrap();
         assert_eq!(again.format_version, FORMAT_VERSION);
     }
 
@@ -882,7 +910,7 @@ pub(crate) mod tests {
             let p = path.clone();
             std::thread::spawn(move || {
                 let _ = tx.send(
-                    Model::load_for(&p, LogKind::Conn)
+                    Model::load_for(&p, LogKind::CONN)
                         .err()
                         .map(|e| e.to_string()),
                 );

@@ -79,22 +79,22 @@ mod tests {
         save(ssh_model(), &path);
         let mut reload = Reloader::new(path.clone());
         assert!(
-            reload.check(LogKind::Ssh, Duration::ZERO).is_none(),
+            reload.check(LogKind::SSH, Duration::ZERO).is_none(),
             "unchanged"
         );
 
         // Damaged (half copied): refused, and not tried again until it changes.
         std::fs::write(&path, b"{\"format\": \"autozeekwatch-model\"").unwrap();
-        assert!(reload.check(LogKind::Ssh, Duration::ZERO).is_none());
+        assert!(reload.check(LogKind::SSH, Duration::ZERO).is_none());
         assert_eq!(reload.refused, stamp(&path));
 
         // Another log type's model: refused.
         let mut other = ssh_model().clone();
-        other.module = LogKind::Dns;
-        other.features.module = LogKind::Dns;
+        other.module = LogKind::DNS;
+        other.features.module = LogKind::DNS;
         std::thread::sleep(Duration::from_millis(10));
         save(&other, &path);
-        assert!(reload.check(LogKind::Ssh, Duration::ZERO).is_none());
+        assert!(reload.check(LogKind::SSH, Duration::ZERO).is_none());
 
         // A good one: taken.
         let mut newer = ssh_model().clone();
@@ -102,11 +102,11 @@ mod tests {
         std::thread::sleep(Duration::from_millis(10));
         save(&newer, &path);
         let scorer = reload
-            .check(LogKind::Ssh, Duration::ZERO)
+            .check(LogKind::SSH, Duration::ZERO)
             .expect("the new model");
         assert_eq!(scorer.model().threshold.value, newer.threshold.value);
         assert!(
-            reload.check(LogKind::Ssh, Duration::ZERO).is_none(),
+            reload.check(LogKind::SSH, Duration::ZERO).is_none(),
             "taken once"
         );
     }
@@ -122,8 +122,8 @@ mod tests {
         std::thread::sleep(Duration::from_millis(10));
         save(&newer, &path);
         assert!(reload
-            .check(LogKind::Ssh, Duration::from_secs(3600))
+            .check(LogKind::SSH, Duration::from_secs(3600))
             .is_none());
-        assert!(reload.check(LogKind::Ssh, Duration::ZERO).is_some());
+        assert!(reload.check(LogKind::SSH, Duration::ZERO).is_some());
     }
 }

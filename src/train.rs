@@ -20,6 +20,7 @@ use crate::features::{DirectionSurvey, Encoder, LocalNets, NetsOrigin, SiteLearn
 use crate::kitnet::{KitNet, KitNetError, KitNetParams};
 use crate::log_kind::LogKind;
 use crate::model::{self, Model, Threshold, TrainingInfo, FORMAT_VERSION, MAGIC};
+use crate::tables::{Table, Tables};
 use crate::tail::{self, TailFit};
 use crate::zeek::layout::{self, DateRange, LogFile};
 use crate::zeek::{Records, StreamTotals};
@@ -61,6 +62,9 @@ pub struct TrainOptions {
     pub threshold_fpr: f64,
     /// Every n-th record is held out of training to set the threshold.
     pub holdout_every: u64,
+    /// The feature tables: the built-in ones, or with a site's own
+    /// (`--tables`).
+    pub tables: Tables,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +92,8 @@ pub enum TrainError {
     },
     #[error(transparent)]
     Model(#[from] model::ModelError),
+    #[error("{module}: no feature table for this log type (add one with --tables DIR holding {log}.toml)")]
+    NoTable { module: LogKind, log: &'static str },
 }
 
 /// The historical files of a module, oldest first.
@@ -127,7 +133,7 @@ pub const SITE_SURVEY_RECORDS: u64 = 2_000_000;
 /// addresses they miss. Reads the newest conn files first, at most
 /// [`SITE_SURVEY_RECORDS`] records. Without conn logs, nothing changes.
 pub fn learn_site(opts: &mut TrainOptions) -> Result<(), TrainError> {
-    let mut files = crate::route::files_of(&opts.log_dir, LogKind::Conn, opts.range)?;
+    let mut files = crate::route::files_of(&opts.log_dir, LogKind::CONN, opts.range)?;
     files.reverse();
     learn_site_from(&paths(&files), opts);
     Ok(())
@@ -139,7 +145,7 @@ pub fn learn_site_from(conn_files: &[PathBuf], opts: &mut TrainOptions) {
         return;
     }
     let mut learner = SiteLearner::default();
-    let records = Records::new(conn_files.to_vec(), Some(LogKind::Conn.log_path()), true);
+    let records = Records::new(conn_files.to_vec(), Some(LogKind::CONN.log_path()), true);
     for r in records.take(SITE_SURVEY_RECORDS as usize) {
         learner.observe(
             r.get("id.orig_h").as_addr(),
@@ -199,14 +205,15 @@ struct Survey {
     last_ts: Option<f64>,
 }
 
-fn survey(module: LogKind, files: &[LogFile], opts: &TrainOptions, bar: &dyn Progress) -> Survey {
+fn survey(table: &Table, files: &[LogFile], opts: &TrainOptions, bar: &dyn Progress) -> Survey {
+    let module = table.log;
     // Both holdouts are counted, and the vocabularies learned for both,
     // because which one fits is known only at the end: a few hours of
     // history have too few whole hours to hold out.
-    let mut learners = [VocabLearner::new(module), VocabLearner::new(module)];
+    let mut learners = [VocabLearner::new(table), VocabLearner::new(table)];
     let mut held_out = [0u64; 2];
     let mut direction = DirectionSurvey::default();
-    let mut beacons = (module == LogKind::Conn).then(BaselineLearner::default);
+    let mut beacons = (module == LogKind::CONN).then(BaselineLearner::default);
     let mut records = Records::new(paths(files), Some(module.log_path()), false);
     let (mut first_ts, mut last_ts) = (None::<f64>, None::<f64>);
     for (i, r) in records.by_ref().enumerate() {
@@ -319,8 +326,12 @@ pub fn train_module(
 ) -> Result<Model, TrainError> {
     let started = Instant::now();
     let log_path = module.log_path();
+    let table = opts.tables.get(module).ok_or(TrainError::NoTable {
+        module,
+        log: log_path,
+    })?;
     bar.set_message(format!("{module}: reading"));
-    let survey = survey(module, files, opts, bar);
+    let survey = survey(table, files, opts, bar);
     let total = survey.totals.records;
     let held_out = survey.held_out;
     let holdout = survey.holdout;

@@ -121,15 +121,22 @@ fn main() -> ExitCode {
 }
 
 /// The module a file holds: its `#path`, else its name.
-fn module_of(path: &Path, log_path: Option<&str>, asked: &[LogKind]) -> anyhow::Result<LogKind> {
+/// Only log types in `asked` (every table under ALL) are recognised; a file
+/// that says nothing goes to `asked_one`'s only module, if there is one.
+fn module_of(
+    path: &Path,
+    log_path: Option<&str>,
+    asked: &[LogKind],
+    asked_one: &[LogKind],
+) -> anyhow::Result<LogKind> {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
     let from_name = layout::parse_log_name(name).map(|n| n.log_path);
     for candidate in [log_path, from_name].into_iter().flatten() {
-        if let Ok(m) = candidate.parse::<LogKind>() {
-            return Ok(m);
+        if let Some(m) = asked.iter().find(|m| m.is_path(candidate)) {
+            return Ok(*m);
         }
     }
-    if let [only] = asked {
+    if let [only] = asked_one {
         return Ok(*only);
     }
     bail!(
@@ -141,7 +148,7 @@ fn module_of(path: &Path, log_path: Option<&str>, asked: &[LogKind]) -> anyhow::
 fn run(args: Args) -> anyhow::Result<ExitCode> {
     args.read.apply();
     let all = args.modules.iter().any(|m| m.eq_ignore_ascii_case("all"));
-    let asked = LogKind::parse_list(&args.modules)?;
+    let asked = args.train_args.tables()?.parse_modules(&args.modules)?;
     let asked_one: Vec<LogKind> = if all { Vec::new() } else { asked.clone() };
     if !(args.train_share > 0.0 && args.train_share < 1.0) {
         bail!("--train-share must be between 0 and 1 (0.5: the first half is history)");
@@ -322,7 +329,7 @@ fn default_jobs(
     let mut by_module: BTreeMap<LogKind, Vec<LabeledLog>> = BTreeMap::new();
     for path in &args.logs {
         let log = read_labeled(path)?;
-        let module = module_of(path, log.log_path.as_deref(), asked_one)?;
+        let module = module_of(path, log.log_path.as_deref(), asked, asked_one)?;
         by_module.entry(module).or_default().push(log);
     }
     let mut jobs = Vec::new();
@@ -369,18 +376,13 @@ fn default_jobs(
 fn expand(
     paths: &[PathBuf],
     asked_one: &[LogKind],
-    all: bool,
     asked: &[LogKind],
 ) -> anyhow::Result<BTreeMap<LogKind, Vec<PathBuf>>> {
     let mut out: BTreeMap<LogKind, Vec<PathBuf>> = BTreeMap::new();
     for p in paths {
         if p.is_dir() {
-            let modules: Vec<LogKind> = if all {
-                LogKind::ALL.to_vec()
-            } else {
-                asked.to_vec()
-            };
-            for m in modules {
+            // Under ALL, `asked` is every table.
+            for m in asked.iter().copied() {
                 let files = layout::discover(p, m.log_path(), DateRange::default())?;
                 out.entry(m)
                     .or_default()
@@ -395,7 +397,7 @@ fn expand(
             } else {
                 None
             };
-            let m = module_of(p, log_path.as_deref(), asked_one)?;
+            let m = module_of(p, log_path.as_deref(), asked, asked_one)?;
             out.entry(m).or_default().push(p.clone());
         }
     }
@@ -410,8 +412,8 @@ fn explicit_jobs(
     asked: &[LogKind],
     work: &Path,
 ) -> anyhow::Result<Vec<Job>> {
-    let train = expand(&args.train, asked_one, all, asked)?;
-    let test = expand(&args.test, asked_one, all, asked)?;
+    let train = expand(&args.train, asked_one, asked)?;
+    let test = expand(&args.test, asked_one, asked)?;
     let labels_file = args
         .labels
         .as_ref()
@@ -521,11 +523,8 @@ fn scores_jobs(
 ) -> anyhow::Result<Vec<Job>> {
     let labels_path = args.labels.as_ref().context("--scores needs --labels")?;
     let truth = labels::read_labels_file(labels_path)?;
-    let modules: Vec<LogKind> = if all {
-        LogKind::ALL.to_vec()
-    } else {
-        asked.to_vec()
-    };
+    // Under ALL, `asked` is every table.
+    let modules: Vec<LogKind> = asked.to_vec();
     let made_by = match &args.model {
         Some(path) => Some(ModelSummary::of(
             &autozeekwatch::model::Model::load(path)?.0,

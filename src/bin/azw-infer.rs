@@ -85,8 +85,9 @@ struct Args {
     #[arg(long = "kafka-config", value_parser = key_value)]
     kafka_config: Vec<(String, String)>,
 
-    /// Modules to score: CONN, DNS, HTTP, SSH, SSL or ALL (the modules that
-    /// have a model), comma-separated or repeated, any case.
+    /// Modules to score: log types with a model (CONN, DNS, FILES, X509, a
+    /// site's own ...) or ALL (every model in --model-dir), comma-separated
+    /// or repeated, any case.
     #[arg(long, value_delimiter = ',', num_args = 1.., default_value = "ALL", env = "AZW_MODULES")]
     modules: Vec<String>,
 
@@ -184,10 +185,12 @@ fn main() -> ExitCode {
     }
 }
 
-/// The modules to run: those asked for, or under ALL those with a model.
+/// The modules to run: those asked for, or under ALL those with a model
+/// (a model carries its table, so any log type with a model can be scored).
 fn modules(args: &Args) -> anyhow::Result<Vec<LogKind>> {
     let all = args.modules.iter().any(|m| m.eq_ignore_ascii_case("all"));
-    let mut modules = LogKind::parse_list(&args.modules)?;
+    let with_model = model::modules_in(&args.model_dir);
+    let mut modules = LogKind::parse_list(&args.modules, &with_model)?;
     if all {
         modules.retain(|m| args.model_dir.join(model::file_name(*m)).exists());
     }

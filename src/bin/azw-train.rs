@@ -10,8 +10,9 @@ mod cli;
 
 use anyhow::{bail, Context};
 use autozeekwatch::escape;
-use autozeekwatch::features::{table, DEFAULT_LOCAL_NETS};
+use autozeekwatch::features::DEFAULT_LOCAL_NETS;
 use autozeekwatch::model::Model;
+use autozeekwatch::tables::{Table, Tables};
 use autozeekwatch::train::{self, TrainError};
 use autozeekwatch::zeek::layout::DateRange;
 use autozeekwatch::LogKind;
@@ -21,7 +22,9 @@ use cli::ModelArgs;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// Learn what normal traffic looks like from Zeek's historical logs and
-/// write one model per module (CONN, DNS, HTTP, SSH, SSL).
+/// write one model per module: per Zeek log type with a feature table
+/// (conn, dns, http, ssh, ssl, files, weird, x509, notice ... built in;
+/// your own with --tables).
 ///
 /// Reads Zeek's log directory: dated folders
 /// `YYYY-MM-DD/conn.HH:MM:SS-HH:MM:SS.log.gz` (never `current/`), or a flat
@@ -45,8 +48,10 @@ struct Args {
     #[arg(long, env = "AZW_LOG_DIR", required_unless_present_any = ["inspect", "list_features"])]
     log_dir: Option<PathBuf>,
 
-    /// Modules to train: CONN, DNS, HTTP, SSH, SSL or ALL, comma-separated
-    /// or repeated, any case. With ALL, modules without logs are skipped.
+    /// Modules to train: log types with a table (CONN, DNS, HTTP, FILES,
+    /// X509, a --tables one ...; `--list-features` lists them) or ALL,
+    /// comma-separated or repeated, any case. With ALL, modules without
+    /// logs are skipped.
     #[arg(long, value_delimiter = ',', num_args = 1.., default_value = "ALL", env = "AZW_MODULES")]
     modules: Vec<String>,
 
@@ -74,8 +79,9 @@ struct Args {
     #[arg(long, num_args = 1.., value_name = "MODEL")]
     inspect: Vec<PathBuf>,
 
-    /// Print a module's feature table and stop.
-    #[arg(long, value_name = "MODULE")]
+    /// Print a module's feature table and where it came from (built in,
+    /// or a --tables file), and stop; without a module, list the tables.
+    #[arg(long, value_name = "MODULE", num_args = 0..=1, default_missing_value = "")]
     list_features: Option<String>,
 
     /// Only warnings and errors.
@@ -110,9 +116,17 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
     if !args.inspect.is_empty() {
         return inspect(&args.inspect);
     }
+    let tables = args.model.tables()?;
     if let Some(name) = &args.list_features {
-        let module: LogKind = name.parse()?;
-        list_features(module)?;
+        if name.trim().is_empty() {
+            list_tables(&tables)?;
+        } else {
+            let [module] = tables.parse_modules(&[name])?[..] else {
+                bail!("--list-features takes one module");
+            };
+            let table = tables.get(module).context("no table")?;
+            list_features(table)?;
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let log_dir = args.log_dir.clone().context("--log-dir is required")?;
@@ -123,9 +137,9 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
         );
     }
     let all = args.modules.iter().any(|m| m.eq_ignore_ascii_case("all"));
-    let modules = LogKind::parse_list(&args.modules)?;
+    let modules: Vec<LogKind> = tables.parse_modules(&args.modules)?;
     if modules.is_empty() {
-        bail!("--modules names no module: choose from CONN, DNS, HTTP, SSH, SSL or ALL");
+        bail!("--modules names no module: name log types with a table (azw-train --list-features lists them) or ALL");
     }
     let range = DateRange {
         start: args.start_date,
@@ -277,14 +291,34 @@ fn inspect(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn list_features(module: LogKind) -> std::io::Result<()> {
-    cli::outln!("{module} features")?;
+fn list_tables(tables: &Tables) -> std::io::Result<()> {
+    cli::outln!("{:<16} {:<40} table", "module", "one record is")?;
+    for kind in tables.kinds() {
+        let Some(t) = tables.get(kind) else { continue };
+        cli::outln!(
+            "{:<16} {:<40} {}",
+            kind.to_string(),
+            escape::terminal(&t.description),
+            escape::terminal(&t.origin.to_string())
+        )?;
+    }
+    Ok(())
+}
+
+fn list_features(table: &Table) -> std::io::Result<()> {
+    cli::outln!(
+        "{} features ({} log: {})",
+        table.log,
+        table.log.log_path(),
+        escape::terminal(&table.description)
+    )?;
+    cli::outln!("table: {}", escape::terminal(&table.origin.to_string()))?;
     cli::outln!("  {:<37} {:<24} transform", "name", "field")?;
-    for def in table(module) {
+    for def in &table.features {
         cli::outln!(
             "  {:<37} {:<24} {}",
-            def.name,
-            def.field,
+            escape::terminal(&def.name),
+            escape::terminal(&def.field),
             def.transform.describe()
         )?;
     }

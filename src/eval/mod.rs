@@ -133,7 +133,7 @@ pub fn train(
         .collect();
     // The site, as azw-train learns it: from the conn history's marks.
     let mut opts = opts.clone();
-    if module == LogKind::Conn {
+    if module == LogKind::CONN {
         train::learn_site_from(&paths_of(&files), &mut opts);
     }
     train::train_module(module, &files, &opts, bar)
@@ -530,7 +530,7 @@ mod tests {
             let flipped = dir.path().join("flipped.conn.log");
             std::fs::write(&flipped, flipped_text + "\n").unwrap();
 
-            let mut learner = VocabLearner::new(LogKind::Conn);
+            let mut learner = VocabLearner::new(crate::tables::built_in(LogKind::CONN));
             for r in LogReader::open(&stripped, Some("conn")).unwrap() {
                 learner.observe(&r.unwrap());
             }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::net::{is_broadcast, Direction, LocalNets};
 use super::rarity::{Frequencies, RarityIndex, RarityLearner, MAX_GIVEN};
-use super::spec::{table, FeatureDef, Transform};
+use super::spec::{FeatureDef, Transform};
 use super::vocab::{bounded_key, VocabCounter, Vocabulary};
 use crate::log_kind::LogKind;
 use std::sync::Arc;
@@ -30,6 +30,10 @@ pub struct FeatureSet {
     /// Where `local_nets` came from, for `--inspect`.
     #[serde(default)]
     pub local_nets_origin: super::NetsOrigin,
+    /// Where `features` came from (`built-in`, or a table file), for
+    /// `--inspect`; unset in models from before tables were files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table_origin: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,14 +92,17 @@ fn category_slot(index: &NameMap<usize>, value: &Value) -> Option<usize> {
 pub struct VocabLearner {
     module: LogKind,
     features: Vec<FeatureDef>,
+    table_origin: Option<String>,
     counters: Vec<Option<VocabCounter>>,
     rarities: Vec<Option<RarityLearner>>,
 }
 
 impl VocabLearner {
-    /// With the module's declared table.
-    pub fn new(module: LogKind) -> VocabLearner {
-        VocabLearner::with_features(module, table(module))
+    /// With a log type's table.
+    pub fn new(table: &crate::tables::Table) -> VocabLearner {
+        let mut learner = VocabLearner::with_features(table.log, table.features.clone());
+        learner.table_origin = Some(table.origin_text());
+        learner
     }
 
     pub fn with_features(module: LogKind, features: Vec<FeatureDef>) -> VocabLearner {
@@ -113,6 +120,7 @@ impl VocabLearner {
         VocabLearner {
             module,
             features,
+            table_origin: None,
             counters,
             rarities,
         }
@@ -152,6 +160,7 @@ impl VocabLearner {
             frequencies,
             local_nets,
             local_nets_origin: super::NetsOrigin::default(),
+            table_origin: self.table_origin,
         }
     }
 }
@@ -544,7 +553,7 @@ mod tests {
     }
 
     fn encoder() -> Encoder {
-        let mut learner = VocabLearner::new(LogKind::Conn);
+        let mut learner = VocabLearner::new(crate::tables::built_in(LogKind::CONN));
         for _ in 0..10 {
             learner.observe(&conn("tcp", Some("ShADadFf"), "10.0.0.1", "8.8.8.8"));
             learner.observe(&conn("udp", None, "10.0.0.1", "10.0.0.2"));
@@ -662,7 +671,7 @@ mod tests {
     fn long_values_match_by_bounded_key() {
         let long = |tail: &str| format!("Mozilla/5.0 {}{tail}", "x".repeat(600));
         let http = |ua: &str| record(&[("user_agent", Value::Str(ua.into()))]);
-        let mut learner = VocabLearner::new(LogKind::Http);
+        let mut learner = VocabLearner::new(crate::tables::built_in(LogKind::HTTP));
         for _ in 0..10 {
             learner.observe(&http(&long("a")));
         }
@@ -684,8 +693,10 @@ mod tests {
     /// Unset, empty and set are three different things.
     #[test]
     fn text_state_tells_empty_from_unset() {
-        let enc =
-            Encoder::new(VocabLearner::new(LogKind::Http).finish(LocalNets::default())).unwrap();
+        let enc = Encoder::new(
+            VocabLearner::new(crate::tables::built_in(LogKind::HTTP)).finish(LocalNets::default()),
+        )
+        .unwrap();
         let mut v = enc.vector();
         for (value, want) in [
             (Value::Unset, "host_state=unset"),
@@ -702,7 +713,8 @@ mod tests {
 
     #[test]
     fn a_rarity_without_frequencies_is_an_error() {
-        let mut set = VocabLearner::new(LogKind::Http).finish(LocalNets::default());
+        let mut set =
+            VocabLearner::new(crate::tables::built_in(LogKind::HTTP)).finish(LocalNets::default());
         set.frequencies.remove("user_agent");
         assert_eq!(
             Encoder::new(set).unwrap_err().to_string(),
@@ -722,7 +734,8 @@ mod tests {
 
     #[test]
     fn missing_vocabulary_is_an_error() {
-        let mut set = VocabLearner::new(LogKind::Dns).finish(LocalNets::default());
+        let mut set =
+            VocabLearner::new(crate::tables::built_in(LogKind::DNS)).finish(LocalNets::default());
         set.vocabularies.remove("qtype");
         assert_eq!(
             Encoder::new(set).unwrap_err().to_string(),

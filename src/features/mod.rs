@@ -1,6 +1,7 @@
 //! Records to feature vectors, per module.
 //!
-//! - [`spec`]: the declared table of each module (field, transform).
+//! - [`spec`]: what a feature table declares (field, transform); the
+//!   tables themselves are data, read by [`crate::tables`].
 //! - [`VocabLearner`]: learns the vocabularies of categorical features from
 //!   the training records.
 //! - [`Encoder`]: applies a table and its vocabularies to records; unseen
@@ -17,7 +18,7 @@ mod vocab;
 
 pub use encoder::{Encoder, FeatureError, FeatureSet, FieldCache, VocabLearner};
 pub use net::{is_broadcast, Direction, LocalNets, DEFAULT_LOCAL_NETS};
-pub use rarity::{ContextCounts, Frequencies};
+pub use rarity::{ContextCounts, Frequencies, MAX_GIVEN};
 pub use site::{DirectionSurvey, NetsOrigin, SiteLearner};
-pub use spec::{table, FeatureDef, Transform};
+pub use spec::{FeatureDef, Transform, TransformParams};
 pub use vocab::{VocabCounter, Vocabulary};

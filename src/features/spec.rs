@@ -1,13 +1,14 @@
-//! The declared feature tables: for each module, which field becomes which
-//! columns. Adding a module (`files`, `x509`, `smtp`) is a new table here,
-//! not a new code path.
+//! What a feature table declares: for each feature, which field becomes
+//! which columns. The tables themselves are data (`tables/*.toml`, read by
+//! [`crate::tables`]); adding a log type is a new file, not a new code path.
+//! Adding a transform is a new variant here, its name in
+//! [`Transform::NAMES`] and [`Transform::from_parts`], and its plan in the
+//! encoder.
 //!
 //! A trained model stores the table it was trained with, so a model keeps
-//! working after the tables in the code change.
+//! working after the tables change.
 
 use serde::{Deserialize, Serialize};
-
-use crate::log_kind::LogKind;
 
 /// What a field becomes. Every transform maps an unset or absent field to a
 /// defined value, because every field is missing in some Zeek version.
@@ -67,7 +68,119 @@ pub enum Transform {
     WellKnownPort,
 }
 
+/// The parameters a table may give a transform (`max_values = 8`).
+#[derive(Debug, Clone, Default)]
+pub struct TransformParams {
+    pub max_values: Option<usize>,
+    pub chars: Option<String>,
+    pub given: Option<Vec<String>>,
+}
+
+/// The most values a category keeps columns for.
+pub const MAX_CATEGORY_VALUES: usize = 1000;
+
 impl Transform {
+    /// The transforms' names in a table, as serialized in a model.
+    pub const NAMES: [&'static str; 15] = [
+        "number",
+        "log1p",
+        "flag",
+        "present",
+        "length",
+        "entropy",
+        "labels",
+        "chars",
+        "category",
+        "port_class",
+        "direction",
+        "broadcast",
+        "rarity",
+        "text_state",
+        "well_known_port",
+    ];
+
+    /// The transform `name` with its parameters; the error names the
+    /// parameter (`max_values`) and says what is wrong with it, or names
+    /// the transforms there are.
+    pub fn from_parts(name: &str, p: TransformParams) -> Result<Transform, (&'static str, String)> {
+        let t = match name {
+            "number" => Transform::Number,
+            "log1p" => Transform::Log1p,
+            "flag" => Transform::Flag,
+            "present" => Transform::Present,
+            "length" => Transform::Length,
+            "entropy" => Transform::Entropy,
+            "labels" => Transform::Labels,
+            "port_class" => Transform::PortClass,
+            "direction" => Transform::Direction,
+            "broadcast" => Transform::Broadcast,
+            "text_state" => Transform::TextState,
+            "well_known_port" => Transform::WellKnownPort,
+            "chars" => {
+                let chars = p.chars.clone().ok_or((
+                    "chars",
+                    "is required by `chars`: the characters, one column each".to_owned(),
+                ))?;
+                let mut seen = std::collections::BTreeSet::new();
+                if chars.is_empty()
+                    || !chars.chars().all(|c| seen.insert(c))
+                    || chars.chars().count() > 128
+                {
+                    return Err(("chars", "must be 1 to 128 different characters".to_owned()));
+                }
+                Transform::Chars { chars }
+            }
+            "category" => {
+                let max_values = p.max_values.ok_or((
+                    "max_values",
+                    "is required by `category`: how many learned values get a column".to_owned(),
+                ))?;
+                if !(1..=MAX_CATEGORY_VALUES).contains(&max_values) {
+                    return Err(("max_values", format!("must be 1 to {MAX_CATEGORY_VALUES}")));
+                }
+                Transform::Category { max_values }
+            }
+            "rarity" => {
+                let given = p.given.clone().unwrap_or_default();
+                if given.len() > crate::features::MAX_GIVEN {
+                    return Err((
+                        "given",
+                        format!("names at most {} fields", crate::features::MAX_GIVEN),
+                    ));
+                }
+                if given.iter().any(|g| g.trim().is_empty()) {
+                    return Err(("given", "names an empty field".to_owned()));
+                }
+                Transform::Rarity { given }
+            }
+            other => {
+                return Err((
+                    "transform",
+                    format!(
+                        "unknown transform `{other}`: choose from {}",
+                        Transform::NAMES.join(", ")
+                    ),
+                ))
+            }
+        };
+        let allowed = |key: &'static str| match key {
+            "max_values" => name == "category",
+            "chars" => name == "chars",
+            "given" => name == "rarity",
+            _ => false,
+        };
+        for (key, set) in [
+            ("max_values", p.max_values.is_some()),
+            ("chars", p.chars.is_some()),
+            ("given", p.given.is_some()),
+        ] {
+            if set && !allowed(key) {
+                return Err((key, format!("does not apply to `{name}`")));
+            }
+        }
+        Ok(t)
+    }
+
     /// In words, for `azw-train --list-features`.
     pub fn describe(&self) -> String {
         match self {
@@ -110,276 +223,4 @@ pub struct FeatureDef {
     /// [`Transform::Direction`]).
     pub field: String,
     pub transform: Transform,
-}
-
-fn def(name: &str, field: &str, transform: Transform) -> FeatureDef {
-    FeatureDef {
-        name: name.to_owned(),
-        field: field.to_owned(),
-        transform,
-    }
-}
-
-/// A feature named after its field.
-fn field(field: &str, transform: Transform) -> FeatureDef {
-    def(field, field, transform)
-}
-
-fn category(max_values: usize) -> Transform {
-    Transform::Category { max_values }
-}
-
-/// Rarity of the value itself.
-fn rarity() -> Transform {
-    Transform::Rarity { given: Vec::new() }
-}
-
-/// Rarity of the value among training records with the same `given`
-/// values.
-fn rarity_given(given: &[&str]) -> Transform {
-    Transform::Rarity {
-        given: given.iter().map(|g| (*g).to_owned()).collect(),
-    }
-}
-
-fn chars(chars: &str) -> Transform {
-    Transform::Chars {
-        chars: chars.to_owned(),
-    }
-}
-
-/// Zeek's conn `history` letters (upper case: the originator did it).
-pub const CONN_HISTORY: &str = "ShADadFfRrCcGgTtWwIiQq^";
-/// Zeek's `ssl_history` letters for the messages that matter in practice
-/// (upper case: from the client).
-pub const SSL_HISTORY: &str = "CcSsVvTtXxKkRrNnYyGgFfIiDdLl";
-
-/// Features every module with a connection id has.
-///
-/// Nothing of the source port on its own: its range tells the client's
-/// operating system (Windows 49152 and up, Linux 32768 and up), and a model
-/// trained on one flagged half the benign records of the other. What the
-/// source port says about the traffic is in conn's `conn_state` given it.
-fn endpoint_features() -> Vec<FeatureDef> {
-    use Transform::*;
-    vec![
-        def("traffic_direction", "id.resp_h", Direction),
-        def("broadcast", "id.resp_h", Broadcast),
-        def("resp_p", "id.resp_p", rarity()),
-        def("resp_p_class", "id.resp_p", PortClass),
-    ]
-}
-
-/// The declared table of a module.
-///
-/// Categories over small closed sets (protocol, connection state, method,
-/// DNS codes, versions) stay one column per value: their values carry
-/// structure the autoencoders learn. Open sets (ports, user agents, MIME
-/// types, ciphers, software) are one rarity column each, so a value never
-/// seen moves one column, not three. Text that can be absent, empty or set
-/// is a three-state category (see [`Transform::TextState`]).
-pub fn table(module: LogKind) -> Vec<FeatureDef> {
-    use Transform::*;
-    let mut t = match module {
-        LogKind::Conn => vec![
-            field("proto", category(8)),
-            field("service", category(16)),
-            field("conn_state", category(16)),
-            field("duration", Log1p),
-            field("orig_bytes", Log1p),
-            field("resp_bytes", Log1p),
-            field("missed_bytes", Log1p),
-            field("orig_pkts", Log1p),
-            field("orig_ip_bytes", Log1p),
-            field("resp_pkts", Log1p),
-            field("resp_ip_bytes", Log1p),
-            field("local_orig", Flag),
-            field("local_resp", Flag),
-            field("history", chars(CONN_HISTORY)),
-            def("history_len", "history", Length),
-            // Whether the reply is what this port and protocol get: on the
-            // dev set, most malicious records are unanswered UDP from a
-            // port whose training traffic was answered 6,083 of 6,101 times.
-            def(
-                "conn_state_given_resp_p",
-                "conn_state",
-                rarity_given(&["id.resp_p", "proto"]),
-            ),
-            def(
-                "conn_state_given_orig_p",
-                "conn_state",
-                rarity_given(&["id.orig_p", "proto"]),
-            ),
-            def(
-                "service_given_resp_p",
-                "service",
-                rarity_given(&["id.resp_p", "proto"]),
-            ),
-        ],
-        LogKind::Dns => vec![
-            field("proto", category(4)),
-            field("rtt", Log1p),
-            def("rtt_present", "rtt", Present),
-            field("AA", Flag),
-            field("TC", Flag),
-            field("RD", Flag),
-            field("RA", Flag),
-            field("rejected", Flag),
-            field("qclass", category(4)),
-            def("qclass_present", "qclass", Present),
-            field("qtype", category(16)),
-            def("qtype_present", "qtype", Present),
-            field("rcode", category(8)),
-            def("rcode_present", "rcode", Present),
-            def("rcode_given_qtype", "rcode", rarity_given(&["qtype"])),
-            def("query_state", "query", TextState),
-            def("query_len", "query", Length),
-            def("query_labels", "query", Labels),
-            def("query_entropy", "query", Entropy),
-            def("answers", "answers", Length),
-        ],
-        LogKind::Http => vec![
-            field("trans_depth", Log1p),
-            field("request_body_len", Log1p),
-            field("response_body_len", Log1p),
-            def("host_state", "host", TextState),
-            def("host_len", "host", Length),
-            field("method", category(12)),
-            field("status_code", rarity()),
-            def(
-                "status_given_method",
-                "status_code",
-                rarity_given(&["method"]),
-            ),
-            field("version", category(6)),
-            def("uri_len", "uri", Length),
-            def("uri_entropy", "uri", Entropy),
-            def("referrer_state", "referrer", TextState),
-            field("user_agent", rarity()),
-            def("user_agent_len", "user_agent", Length),
-            def("user_agent_state", "user_agent", TextState),
-            field("resp_mime_types", rarity()),
-            field("orig_mime_types", rarity()),
-        ],
-        LogKind::Ssh => vec![
-            field("auth_success", Flag),
-            field("auth_attempts", Log1p),
-            field("direction", category(4)),
-            field("version", category(4)),
-            field("client", rarity()),
-            field("server", rarity()),
-            field("cipher_alg", rarity()),
-            field("mac_alg", rarity()),
-            field("kex_alg", rarity()),
-            field("host_key_alg", rarity()),
-            field("compression_alg", rarity()),
-        ],
-        LogKind::Ssl => vec![
-            field("version", category(8)),
-            field("cipher", rarity()),
-            field("curve", rarity()),
-            field("resumed", Flag),
-            field("established", Flag),
-            def("server_name_state", "server_name", TextState),
-            def("server_name_len", "server_name", Length),
-            def("server_name_entropy", "server_name", Entropy),
-            field("sni_matches_cert", Flag),
-            def("cert_chain_len", "cert_chain_fps", Length),
-            def("cert_chain_fuids_len", "cert_chain_fuids", Length),
-            def("client_cert_chain_len", "client_cert_chain_fps", Length),
-            def(
-                "client_cert_chain_fuids_len",
-                "client_cert_chain_fuids",
-                Length,
-            ),
-            def("subject_state", "subject", TextState),
-            def("issuer_state", "issuer", TextState),
-            field("validation_status", rarity()),
-            field("next_protocol", rarity()),
-            field("last_alert", rarity()),
-            field("ssl_history", chars(SSL_HISTORY)),
-        ],
-    };
-    t.extend(endpoint_features());
-    t
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_module_covers_what_the_python_tool_used() {
-        let has = |m, f: &str| table(m).iter().any(|d| d.field == f);
-        for f in [
-            "conn_state",
-            "proto",
-            "service",
-            "local_orig",
-            "local_resp",
-            "missed_bytes",
-            "orig_pkts",
-            "orig_ip_bytes",
-            "resp_pkts",
-            "resp_ip_bytes",
-            "duration",
-            "history",
-            "id.resp_p",
-        ] {
-            assert!(has(LogKind::Conn, f), "conn {f}");
-        }
-        for f in [
-            "rtt", "AA", "TC", "RD", "RA", "rejected", "qclass", "qtype", "rcode", "proto",
-            "query", "answers",
-        ] {
-            assert!(has(LogKind::Dns, f), "dns {f}");
-        }
-        for f in [
-            "trans_depth",
-            "request_body_len",
-            "response_body_len",
-            "host",
-            "method",
-            "status_code",
-            "version",
-            "uri",
-            "user_agent",
-        ] {
-            assert!(has(LogKind::Http, f), "http {f}");
-        }
-        for f in [
-            "auth_success",
-            "auth_attempts",
-            "direction",
-            "version",
-            "client",
-            "server",
-        ] {
-            assert!(has(LogKind::Ssh, f), "ssh {f}");
-        }
-        for f in [
-            "resumed",
-            "established",
-            "cert_chain_fps",
-            "sni_matches_cert",
-            "version",
-            "cipher",
-            "curve",
-            "server_name",
-            "ssl_history",
-        ] {
-            assert!(has(LogKind::Ssl, f), "ssl {f}");
-        }
-        for m in LogKind::ALL {
-            let t = table(m);
-            assert!(
-                t.iter().any(|d| d.transform == Transform::Direction),
-                "{m} direction"
-            );
-            let mut names: Vec<_> = t.iter().map(|d| &d.name).collect();
-            names.sort();
-            names.dedup();
-            assert_eq!(names.len(), t.len(), "{m}: feature names are unique");
-        }
-    }
 }

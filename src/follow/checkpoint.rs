@@ -126,7 +126,7 @@ mod tests {
             ..Checkpoint::default()
         };
         cp.modules.insert(
-            LogKind::Conn,
+            LogKind::CONN,
             Position {
                 fingerprint: Fingerprint { len: 4096, crc: 7 },
                 path: "current/conn.log".into(),

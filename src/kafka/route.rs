@@ -16,7 +16,7 @@ use crate::log_kind::LogKind;
 
 /// The module whose log type is `name` (`conn`, `dns`, ...).
 pub fn module_of_log(name: &str) -> Option<LogKind> {
-    LogKind::ALL.into_iter().find(|m| m.log_path() == name)
+    LogKind::CLASSIC.into_iter().find(|m| m.log_path() == name)
 }
 
 /// The module a topic carries, if its name says: one of its words
@@ -100,10 +100,10 @@ mod tests {
 
     #[test]
     fn topics_name_their_module() {
-        assert_eq!(module_of_topic("zeek-conn"), Some(LogKind::Conn));
-        assert_eq!(module_of_topic("zeek_DNS"), Some(LogKind::Dns));
-        assert_eq!(module_of_topic("sensor1.http.v2"), Some(LogKind::Http));
-        assert_eq!(module_of_topic("ssl"), Some(LogKind::Ssl));
+        assert_eq!(module_of_topic("zeek-conn"), Some(LogKind::CONN));
+        assert_eq!(module_of_topic("zeek_DNS"), Some(LogKind::DNS));
+        assert_eq!(module_of_topic("sensor1.http.v2"), Some(LogKind::HTTP));
+        assert_eq!(module_of_topic("ssl"), Some(LogKind::SSL));
         assert_eq!(module_of_topic("zeek"), None);
         // A word must match whole: `connections` is not `conn`.
         assert_eq!(module_of_topic("connections"), None);

@@ -420,13 +420,13 @@ mod tests {
     #[test]
     fn a_panicking_thread_is_reported_as_a_failure() {
         let (tx, rx) = mpsc::sync_channel(4);
-        guarded(LogKind::Dns, &tx, || panic!("boom at line 7"));
-        guarded(LogKind::Conn, &tx, || {});
+        guarded(LogKind::DNS, &tx, || panic!("boom at line 7"));
+        guarded(LogKind::CONN, &tx, || {});
         match rx.recv().unwrap() {
-            Message::Failed(LogKind::Dns, why) => assert!(why.contains("boom at line 7"), "{why}"),
+            Message::Failed(LogKind::DNS, why) => assert!(why.contains("boom at line 7"), "{why}"),
             _ => panic!("expected a failure"),
         }
-        assert!(matches!(rx.recv().unwrap(), Message::Done(LogKind::Conn)));
+        assert!(matches!(rx.recv().unwrap(), Message::Done(LogKind::CONN)));
     }
 
     #[test]

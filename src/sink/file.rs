@@ -287,7 +287,7 @@ mod tests {
         ScoredRecord {
             ts: Some(1.5),
             uid: Some(uid.into()),
-            module: LogKind::Conn,
+            module: LogKind::CONN,
             orig_h: None,
             orig_p: None,
             resp_h: None,

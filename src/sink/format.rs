@@ -239,7 +239,7 @@ mod tests {
         ScoredRecord {
             ts: Some(1521911851.136272),
             uid: Some("C0FSyu33TMaXqq4vR8".into()),
-            module: LogKind::Dns,
+            module: LogKind::DNS,
             orig_h: Some("10.164.94.120".parse().unwrap()),
             orig_p: Some(39489),
             resp_h: Some("10.47.3.142".parse().unwrap()),

@@ -173,7 +173,7 @@ impl LineParser {
             Format::Json => {
                 let parsed = self.json.parse(line, line_no).map_err(skip)?;
                 if let (Some(found), Some(expected)) = (&parsed.path, &self.expected_path) {
-                    if found != expected {
+                    if !found.eq_ignore_ascii_case(expected) {
                         return Err(skip(format!("`_path` is `{found}`, expected `{expected}`")));
                     }
                 }
@@ -208,7 +208,7 @@ impl LineParser {
 
     fn check_path(&self, found: &str) -> Result<(), ReadError> {
         match &self.expected_path {
-            Some(expected) if expected != found => Err(ReadError::WrongPath {
+            Some(expected) if !expected.eq_ignore_ascii_case(found) => Err(ReadError::WrongPath {
                 file: self.file.clone(),
                 expected: expected.clone(),
                 found: found.to_owned(),

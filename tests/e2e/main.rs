@@ -18,6 +18,6 @@ mod reader;
 mod replay_cli;
 mod shared_data;
 mod site;
+mod tables;
 mod train_cli;
 mod traps;
-mod tables;

@@ -23,7 +23,10 @@ fn model_fingerprint(path: &Path) -> u32 {
     for k in ["seconds", "log_dir", "files"] {
         t.remove(k);
     }
-    o["features"].as_object_mut().unwrap().remove("table_origin");
+    o["features"]
+        .as_object_mut()
+        .unwrap()
+        .remove("table_origin");
     crc32fast::hash(serde_json::to_string(&v).unwrap().as_bytes())
 }
 
@@ -45,7 +48,11 @@ fn built_in_tables_reproduce_the_models_and_scores_of_the_code_tables() {
         .args(["--output", scores.to_str().unwrap(), "-q"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = std::fs::read(&scores).unwrap();
     got.push(("scores", crc32fast::hash(&text)));
     let pinned: [(&str, u32); 6] = PINNED;

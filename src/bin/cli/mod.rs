@@ -21,6 +21,7 @@ use tracing_subscriber::EnvFilter;
 
 use autozeekwatch::features::{LocalNets, NetsOrigin};
 use autozeekwatch::kitnet::{KitNetParams, Mode};
+use autozeekwatch::tables::Tables;
 use autozeekwatch::train::{Progress, TrainOptions};
 use autozeekwatch::zeek::layout::DateRange;
 
@@ -240,6 +241,13 @@ pub struct ModelArgs {
     /// IPv4 and IPv6. `--inspect` shows which.
     #[arg(long, value_delimiter = ',')]
     pub local_nets: Vec<String>,
+
+    /// Feature tables of your own: a folder of `<log path>.toml` files (or
+    /// one such file) that add log types (`myapp.toml` for `myapp.log`) or
+    /// replace built-in tables of the same name. See the README's "Adding
+    /// a log type"; `azw-train --list-features NAME` shows a table.
+    #[arg(long, value_name = "DIR", env = "AZW_TABLES")]
+    pub tables: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -249,6 +257,14 @@ pub enum KitMode {
 }
 
 impl ModelArgs {
+    /// The built-in tables, with those of `--tables`.
+    pub fn tables(&self) -> anyhow::Result<Tables> {
+        match &self.tables {
+            None => Ok(Tables::built_in().clone()),
+            Some(dir) => Ok(Tables::with_dir(dir).context("--tables")?),
+        }
+    }
+
     /// Checks the settings; `log_dir` and `range` say where the history is.
     pub fn train_options(
         &self,
@@ -293,6 +309,7 @@ impl ModelArgs {
             local_nets_origin,
             threshold_fpr: self.threshold_fpr,
             holdout_every: self.holdout_every,
+            tables: self.tables()?,
         })
     }
 }

@@ -76,7 +76,7 @@ impl Zeek {
     }
 
     pub fn follower(&self, resume: Option<Position>) -> Follower {
-        Follower::new(LogKind::Conn, &self.root, resume)
+        Follower::new(LogKind::CONN, &self.root, resume)
     }
 
     /// The text of line `n` in this log's format.

@@ -1,0 +1,231 @@
+use super::*;
+
+fn parse(text: &str) -> Result<Table, TableError> {
+    Table::parse(
+        LogKind::new("myapp").unwrap(),
+        text,
+        Path::new("/etc/azw/myapp.toml"),
+        TableOrigin::BuiltIn,
+    )
+}
+
+fn err(text: &str) -> String {
+    parse(text).unwrap_err().to_string()
+}
+
+#[test]
+fn every_built_in_table_reads_and_covers_what_the_python_tool_used() {
+    let tables = Tables::built_in();
+    let has = |m, f: &str| built_in(m).features.iter().any(|d| d.field == f);
+    for f in [
+        "conn_state",
+        "proto",
+        "service",
+        "local_orig",
+        "local_resp",
+        "missed_bytes",
+        "orig_pkts",
+        "orig_ip_bytes",
+        "resp_pkts",
+        "resp_ip_bytes",
+        "duration",
+        "history",
+        "id.resp_p",
+    ] {
+        assert!(has(LogKind::CONN, f), "conn {f}");
+    }
+    for f in [
+        "rtt", "AA", "TC", "RD", "RA", "rejected", "qclass", "qtype", "rcode", "proto", "query",
+        "answers",
+    ] {
+        assert!(has(LogKind::DNS, f), "dns {f}");
+    }
+    for f in [
+        "trans_depth",
+        "request_body_len",
+        "response_body_len",
+        "host",
+        "method",
+        "status_code",
+        "version",
+        "uri",
+        "user_agent",
+    ] {
+        assert!(has(LogKind::HTTP, f), "http {f}");
+    }
+    for f in [
+        "auth_success",
+        "auth_attempts",
+        "direction",
+        "version",
+        "client",
+        "server",
+    ] {
+        assert!(has(LogKind::SSH, f), "ssh {f}");
+    }
+    for f in [
+        "resumed",
+        "established",
+        "cert_chain_fps",
+        "sni_matches_cert",
+        "version",
+        "cipher",
+        "curve",
+        "server_name",
+        "ssl_history",
+    ] {
+        assert!(has(LogKind::SSL, f), "ssl {f}");
+    }
+    for m in tables.kinds() {
+        let t = tables.get(m).unwrap();
+        assert_eq!(t.origin, TableOrigin::BuiltIn);
+        assert!(!t.description.is_empty(), "{m} has a description");
+        let mut names: Vec<_> = t.features.iter().map(|d| &d.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(
+            names.len(),
+            t.features.len(),
+            "{m}: feature names are unique"
+        );
+    }
+    for m in LogKind::CLASSIC {
+        assert!(
+            built_in(m)
+                .features
+                .iter()
+                .any(|d| d.transform == Transform::Direction),
+            "{m} direction"
+        );
+    }
+}
+
+#[test]
+fn a_table_reads_every_transform_and_defaults_the_name_to_the_field() {
+    let t = parse(
+        r#"
+description = "a login"
+features = [
+  { field = "user", transform = "rarity" },
+  { name = "user_given_host", field = "user", transform = "rarity", given = ["id.orig_h"] },
+  { field = "bytes", transform = "log1p" },
+  { field = "method", transform = "category", max_values = 8 },
+  { field = "flags", transform = "chars", chars = "ABC" },
+]
+"#,
+    )
+    .unwrap();
+    assert_eq!(t.description, "a login");
+    assert_eq!(t.features[0].name, "user");
+    assert_eq!(
+        t.features[1].transform,
+        Transform::Rarity {
+            given: vec!["id.orig_h".into()]
+        }
+    );
+    assert_eq!(
+        t.features[3].transform,
+        Transform::Category { max_values: 8 }
+    );
+    for name in Transform::NAMES {
+        let extra = match name {
+            "chars" => ", chars = \"x\"",
+            "category" => ", max_values = 3",
+            _ => "",
+        };
+        let text = format!("features = [{{ field = \"f\", transform = \"{name}\"{extra} }}]");
+        parse(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
+
+#[test]
+fn errors_name_the_file_the_line_and_the_key() {
+    let e = err("description = \"x\"\nfeatures = [\n  { field = \"a\", transform = \"log1p\" },\n  { field = \"b\", transform = \"logarithm\" },\n]\n");
+    assert!(
+        e.starts_with("/etc/azw/myapp.toml:4: `features[1].transform` unknown transform `logarithm`: choose from number, log1p"),
+        "{e}"
+    );
+    let e = err("features = [\n  { field = \"a\", transform = \"category\" },\n]\n");
+    assert!(
+        e.contains(":2: `features[0].max_values` is required by `category`"),
+        "{e}"
+    );
+    let e = err("features = [\n  { field = \"a\", transform = \"log1p\",\n max_values = 3 },\n]\n");
+    assert!(
+        e.contains(":3: `features[0].max_values` does not apply to `log1p`"),
+        "{e}"
+    );
+    let e = err("features = [\n  { field = \"a\", transform = \"log1p\", kind = \"x\" },\n]\n");
+    assert!(
+        e.contains("myapp.toml:2: ") && e.contains("unknown field `kind`"),
+        "{e}"
+    );
+    let e = err("features = [\n  { field = \"a\", transform = \"log1p\" },\n  { field = \"a\", transform = \"flag\" },\n]\n");
+    assert!(
+        e.contains(":3: `features[1].name` `a` is already the name of the feature on line 2"),
+        "{e}"
+    );
+    let e = err("features = []\n");
+    assert!(e.contains(":1: `features` is empty"), "{e}");
+    let e = err("features = [\n  { field = \"a\", transform = \"rarity\", given = [\"x\", \"y\", \"z\"] },\n]\n");
+    assert!(
+        e.contains("`features[0].given` names at most 2 fields"),
+        "{e}"
+    );
+    let e = err("features = [ { field = \"a\", transform = 3 } ]\n");
+    assert!(e.contains("myapp.toml:1: "), "{e}");
+    let e =
+        err("description = \"x\"\nfeatures = [\n  { field = \"a\" transform = \"log1p\" },\n]\n");
+    assert!(e.contains("myapp.toml:3: "), "{e}");
+}
+
+#[test]
+fn a_folder_adds_and_replaces_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("myapp.toml"),
+        "features = [{ field = \"user\", transform = \"rarity\" }]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("dns.toml"),
+        "features = [{ field = \"query\", transform = \"length\" }]\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("README.md"), "not a table").unwrap();
+    let t = Tables::with_dir(dir.path()).unwrap();
+    let myapp = LogKind::new("myapp").unwrap();
+    assert_eq!(t.get(myapp).unwrap().features.len(), 1);
+    let dns = t.get(LogKind::DNS).unwrap();
+    assert_eq!(dns.features.len(), 1);
+    assert!(dns
+        .origin
+        .to_string()
+        .ends_with("dns.toml (replaces the built-in table)"));
+    assert_eq!(t.get(LogKind::CONN), built_in_opt(LogKind::CONN));
+    assert_eq!(
+        t.parse_modules(&["MyApp,conn"]).unwrap(),
+        [myapp, LogKind::CONN]
+    );
+    assert!(t.parse_modules(&["all"]).unwrap().contains(&myapp));
+    let e = Tables::built_in()
+        .parse_modules(&["myapp"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("unknown module `myapp`: choose from CONN, DNS"),
+        "{e}"
+    );
+
+    std::fs::write(dir.path().join("bad name.toml"), "features = []").unwrap();
+    let e = Tables::with_dir(dir.path()).unwrap_err().to_string();
+    assert!(
+        e.contains("bad name.toml: the file name must be the log's path"),
+        "{e}"
+    );
+    assert!(Tables::with_dir(&dir.path().join("missing")).is_err());
+}
+
+fn built_in_opt(log: LogKind) -> Option<&'static Table> {
+    Tables::built_in().get(log)
+}
