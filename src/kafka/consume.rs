@@ -497,14 +497,14 @@ impl Run<'_> {
         };
         let unwrapped = route::unwrap(payload);
         let mut module = match &unwrapped.log {
-            Some(log) => match module_of_log(log) {
+            Some(log) => match module_of_log(log, &self.opts.modules) {
                 Some(m) => Some(m),
                 None => {
                     self.stats.ignore(log);
                     return Ok(());
                 }
             },
-            None => module_of_topic(topic),
+            None => module_of_topic(topic, &self.opts.modules),
         };
         if !unwrapped.body.trim_ascii_start().starts_with(b"{") {
             // Checked here, not left to the parser: a parser takes its
@@ -533,7 +533,10 @@ impl Run<'_> {
             match self.untyped.parse_line(unwrapped.body, offset as u64) {
                 Ok(Parsed::Record(r)) => {
                     let path = r.get("_path").as_str().map(str::to_owned);
-                    match path.as_deref().map(|p| (p, module_of_log(p))) {
+                    match path
+                        .as_deref()
+                        .map(|p| (p, module_of_log(p, &self.opts.modules)))
+                    {
                         Some((_, Some(m))) => {
                             module = Some(m);
                             untyped_record = Some(r);

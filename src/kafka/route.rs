@@ -14,19 +14,31 @@ use serde_json::value::RawValue;
 
 use crate::log_kind::LogKind;
 
-/// The module whose log type is `name` (`conn`, `dns`, ...).
-pub fn module_of_log(name: &str) -> Option<LogKind> {
-    LogKind::CLASSIC.into_iter().find(|m| m.log_path() == name)
+/// The module of `known` whose log type is `name` (`conn`, `x509`, ...).
+pub fn module_of_log(name: &str, known: &[LogKind]) -> Option<LogKind> {
+    known.iter().copied().find(|m| m.is_path(name))
 }
 
-/// The module a topic carries, if its name says: one of its words
-/// (separated by anything not a letter or digit) is a log type, as in
-/// `zeek-conn`, `zeek_dns`, `sensor1.http` or `conn`. `zeek` alone says
-/// nothing.
-pub fn module_of_topic(topic: &str) -> Option<LogKind> {
-    topic
-        .split(|c: char| !c.is_ascii_alphanumeric())
-        .find_map(|word| module_of_log(&word.to_ascii_lowercase()))
+/// The module of `known` a topic carries, if its name says: a log type
+/// stands in it between characters that are not letters or digits (or
+/// the ends), as in `zeek-conn`, `zeek_dns`, `sensor1.http`, `conn` or
+/// `zeek-known_services`; the longest wins (`zeek_smb_files` is smb_files,
+/// not files). `zeek` alone says nothing.
+pub fn module_of_topic(topic: &str, known: &[LogKind]) -> Option<LogKind> {
+    let topic = topic.to_ascii_lowercase();
+    let bytes = topic.as_bytes();
+    let boundary = |i: Option<&u8>| i.is_none_or(|b| !b.is_ascii_alphanumeric());
+    known
+        .iter()
+        .copied()
+        .filter(|m| {
+            let name = m.log_path();
+            topic.match_indices(name).any(|(at, _)| {
+                boundary(at.checked_sub(1).and_then(|i| bytes.get(i)))
+                    && boundary(bytes.get(at + name.len()))
+            })
+        })
+        .max_by_key(|m| m.log_path().len())
 }
 
 /// A message's payload, unwrapped.
@@ -100,14 +112,27 @@ mod tests {
 
     #[test]
     fn topics_name_their_module() {
-        assert_eq!(module_of_topic("zeek-conn"), Some(LogKind::CONN));
-        assert_eq!(module_of_topic("zeek_DNS"), Some(LogKind::DNS));
-        assert_eq!(module_of_topic("sensor1.http.v2"), Some(LogKind::HTTP));
-        assert_eq!(module_of_topic("ssl"), Some(LogKind::SSL));
-        assert_eq!(module_of_topic("zeek"), None);
+        let known = LogKind::CLASSIC;
+        let of = |t| module_of_topic(t, &known);
+        assert_eq!(of("zeek-conn"), Some(LogKind::CONN));
+        assert_eq!(of("zeek_DNS"), Some(LogKind::DNS));
+        assert_eq!(of("sensor1.http.v2"), Some(LogKind::HTTP));
+        assert_eq!(of("ssl"), Some(LogKind::SSL));
+        assert_eq!(of("zeek"), None);
         // A word must match whole: `connections` is not `conn`.
-        assert_eq!(module_of_topic("connections"), None);
-        assert_eq!(module_of_topic("zeek-files"), None);
+        assert_eq!(of("connections"), None);
+        assert_eq!(of("zeek-files"), None);
+        // Any log type with a model, underscores and all.
+        let k = |n| LogKind::new(n).unwrap();
+        let known = [k("files"), k("smb_files"), k("known_services"), k("x509")];
+        let of = |t| module_of_topic(t, &known);
+        assert_eq!(of("zeek-files"), Some(k("files")));
+        assert_eq!(of("zeek_smb_files"), Some(k("smb_files")));
+        assert_eq!(of("site1.known_services"), Some(k("known_services")));
+        assert_eq!(of("zeek-X509-v2"), Some(k("x509")));
+        assert_eq!(of("zeek-services"), None);
+        assert_eq!(module_of_log("X509", &known), Some(k("x509")));
+        assert_eq!(module_of_log("conn", &known), None);
     }
 
     #[test]

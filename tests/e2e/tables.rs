@@ -67,3 +67,243 @@ const PINNED: [(&str, u32); 6] = [
     ("ssl", 0xd69d_f39d),
     ("scores", 0x43e0_3547),
 ];
+
+const MYAPP_TABLE: &str = r#"# myapp.log, written by our own Zeek script: one record per request.
+description = "one record per request to our app"
+features = [
+  { field = "user", transform = "rarity" },
+  { field = "action", transform = "category", max_values = 8 },
+  { name = "action_given_user", field = "action", transform = "rarity", given = ["user"] },
+  { field = "bytes", transform = "log1p" },
+  { field = "ok", transform = "flag" },
+  { name = "traffic_direction", field = "id.resp_h", transform = "direction" },
+]
+"#;
+
+/// A made-up `myapp.log` (TSV, as Zeek writes a custom script's log):
+/// `n` ordinary requests, 36 s apart, plus `extra` lines.
+fn myapp_log(n: usize, start: f64, extra: &[&str]) -> String {
+    let mut s = String::from(
+        "#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\tmyapp\n#open\t2024-04-19-00-00-00\n\
+         #fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tuser\taction\tbytes\tok\n\
+         #types\ttime\tstring\taddr\tport\taddr\tport\tstring\tenum\tcount\tbool\n",
+    );
+    let users = ["alice", "bob", "carol", "dave", "erin"];
+    let actions = ["login", "read", "read", "write"];
+    for i in 0..n {
+        let user = users[i % users.len()];
+        let action = actions[(i / 5) % actions.len()];
+        let bytes = 1000 + (i * 7919) % 4000;
+        s.push_str(&format!(
+            "{:.6}\tC{i:06}\t10.0.0.{}\t{}\t10.0.1.5\t8443\t{user}\t{action}\t{bytes}\tT\n",
+            start + i as f64 * 36.0,
+            10 + i % users.len(),
+            40000 + i % 20000,
+        ));
+    }
+    for line in extra {
+        s.push_str(line);
+        s.push('\n');
+    }
+    s.push_str("#close\t2024-04-20-00-00-00\n");
+    s
+}
+
+fn run(bin: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(bin).args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const TRAIN: &str = env!("CARGO_BIN_EXE_azw-train");
+const INFER: &str = env!("CARGO_BIN_EXE_azw-infer");
+
+/// A site's own log: its table in a folder of its own, trained and scored
+/// through the real binaries; the model carries the table, so scoring
+/// needs no --tables.
+#[test]
+fn a_table_for_a_custom_log_trains_and_scores_through_the_binaries() {
+    let dir = tempdir("myapp");
+    let (tables, history, today, models) = (
+        dir.join("tables"),
+        dir.join("history"),
+        dir.join("today"),
+        dir.join("models"),
+    );
+    for d in [&tables, &history, &today] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::write(tables.join("myapp.toml"), MYAPP_TABLE).unwrap();
+    std::fs::write(
+        history.join("myapp.log"),
+        myapp_log(2000, 1713484800.0, &[]),
+    )
+    .unwrap();
+    let evil = "1713600000.000000\tCEVIL1\t10.0.0.99\t50000\t10.0.1.5\t8443\tmallory\tdelete_all\t900000000\tF";
+    std::fs::write(
+        today.join("myapp.log"),
+        myapp_log(300, 1713590000.0, &[evil]),
+    )
+    .unwrap();
+    let s = |p: &Path| p.to_str().unwrap().to_owned();
+
+    // Without the table the name is unknown, and the error says how to add it.
+    let (ok, _, err) = run(
+        TRAIN,
+        &[
+            "--log-dir",
+            &s(&history),
+            "--modules",
+            "myapp",
+            "--model-dir",
+            &s(&models),
+        ],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("unknown module `myapp`") && err.contains("--tables DIR"),
+        "{err}"
+    );
+
+    let (ok, out, err) = run(
+        TRAIN,
+        &["--tables", &s(&tables), "--list-features", "MyApp"],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("MYAPP features (myapp log: one record per request to our app)"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("table: {}", s(&tables.join("myapp.toml")))),
+        "{out}"
+    );
+    assert!(out.contains("action_given_user"), "{out}");
+    let (ok, out, _) = run(TRAIN, &["--tables", &s(&tables), "--list-features"]);
+    assert!(ok);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("MYAPP") && l.ends_with("myapp.toml")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("CONN") && l.ends_with("built-in")),
+        "{out}"
+    );
+
+    let (ok, out, err) = run(
+        TRAIN,
+        &[
+            "--log-dir",
+            &s(&history),
+            "--tables",
+            &s(&tables),
+            "--modules",
+            "myapp",
+            "--model-dir",
+            &s(&models),
+            "-q",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("MYAPP"), "{out}");
+    let model = models.join("myapp.model.json");
+    let (ok, out, err) = run(TRAIN, &["--inspect", &s(&model)]);
+    assert!(ok, "{err}");
+    assert!(out.contains("module:          MYAPP"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "feature table:   {}",
+            s(&tables.join("myapp.toml"))
+        )),
+        "{out}"
+    );
+    assert!(out.contains("records:"), "{out}");
+
+    // Scored by log path, with no --tables: the model holds its table.
+    let scores = dir.join("scores.json");
+    let (ok, _, err) = run(
+        INFER,
+        &[
+            "--replay",
+            &s(&today),
+            "--model-dir",
+            &s(&models),
+            "--output",
+            &s(&scores),
+            "-q",
+        ],
+    );
+    assert!(ok, "{err}");
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&scores)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 301);
+    assert!(lines.iter().all(|v| v["module"] == "MYAPP"));
+    let top = lines
+        .iter()
+        .max_by(|a, b| {
+            a["score"]
+                .as_f64()
+                .partial_cmp(&b["score"].as_f64())
+                .unwrap()
+        })
+        .unwrap();
+    assert_eq!(top["uid"], "CEVIL1", "{top}");
+    assert_eq!(top["anomaly"], true, "{top}");
+    let flagged = lines.iter().filter(|v| v["anomaly"] == true).count();
+    assert!(flagged <= 5, "{flagged} of 300 ordinary records flagged");
+}
+
+/// A table with an unknown transform, or an unknown key (a field type
+/// the format does not have), is refused before anything is read, with
+/// the file, line and key.
+#[test]
+fn a_broken_table_is_refused_with_its_file_line_and_key() {
+    let dir = tempdir("bad-table");
+    std::fs::create_dir_all(dir.join("tables")).unwrap();
+    let table = dir.join("tables/myapp.toml");
+    let s = |p: &Path| p.to_str().unwrap().to_owned();
+    let cases = [
+        (
+            "features = [\n  { field = \"user\", transform = \"rarity\" },\n  { field = \"bytes\", transform = \"log2\" },\n]\n",
+            "myapp.toml:3: `features[1].transform` unknown transform `log2`: choose from number, log1p, flag,",
+        ),
+        (
+            "features = [\n  { field = \"user\", transform = \"rarity\" },\n  { field = \"bytes\", type = \"count\", transform = \"log1p\" },\n]\n",
+            "myapp.toml:3: unknown field `type`, expected one of",
+        ),
+        (
+            "features = [\n  { field = \"action\", transform = \"category\" },\n]\n",
+            "myapp.toml:2: `features[0].max_values` is required by `category`",
+        ),
+    ];
+    for (text, expected) in cases {
+        std::fs::write(&table, text).unwrap();
+        let (ok, _, err) = run(
+            TRAIN,
+            &[
+                "--log-dir",
+                &s(&dir),
+                "--tables",
+                &s(&dir.join("tables")),
+                "--modules",
+                "myapp",
+                "--model-dir",
+                &s(&dir.join("models")),
+            ],
+        );
+        assert!(!ok);
+        assert!(
+            err.contains(&format!("error: --tables: {}", s(&table))),
+            "{err}"
+        );
+        assert!(err.contains(expected), "`{expected}` not in:\n{err}");
+    }
+}
