@@ -403,7 +403,18 @@ pub fn train_module(
             holdout.describe(every)
         )
     };
-    let cut = choose_threshold(&scores, opts.threshold_fpr, &which);
+    let mut cut = choose_threshold(&scores, opts.threshold_fpr, &which);
+    // A tail fit of few scores can extrapolate past the largest score
+    // product mode gives, which the model's range check refuses.
+    if opts.params.mode == crate::kitnet::Mode::Product
+        && cut.value > crate::kitnet::PRODUCT_SCORE_BOUND
+    {
+        cut.value = crate::kitnet::PRODUCT_SCORE_BOUND;
+        cut.method.push_str(&format!(
+            ", capped at product mode's largest score {}",
+            crate::kitnet::PRODUCT_SCORE_BOUND
+        ));
+    }
     if let Some(warning) = &cut.warning {
         tracing::warn!("{module}: {warning}");
     }

@@ -38,6 +38,16 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("http", include_str!("../../tables/http.toml")),
     ("ssh", include_str!("../../tables/ssh.toml")),
     ("ssl", include_str!("../../tables/ssl.toml")),
+    ("dhcp", include_str!("../../tables/dhcp.toml")),
+    ("dpd", include_str!("../../tables/dpd.toml")),
+    ("files", include_str!("../../tables/files.toml")),
+    ("kerberos", include_str!("../../tables/kerberos.toml")),
+    ("notice", include_str!("../../tables/notice.toml")),
+    ("ntp", include_str!("../../tables/ntp.toml")),
+    ("sip", include_str!("../../tables/sip.toml")),
+    ("smtp", include_str!("../../tables/smtp.toml")),
+    ("weird", include_str!("../../tables/weird.toml")),
+    ("x509", include_str!("../../tables/x509.toml")),
 ];
 
 /// The largest table file read.

@@ -307,3 +307,138 @@ fn a_broken_table_is_refused_with_its_file_line_and_key() {
         assert!(err.contains(expected), "`{expected}` not in:\n{err}");
     }
 }
+
+/// Every file of the corpus whose log type has a built-in table is read
+/// and encoded with that table (vocabularies and frequencies learned from
+/// the file itself): every record gives a finite vector, whatever the Zeek
+/// version's fields. Fields a version lacks are unset, never an error.
+#[test]
+#[cfg_attr(
+    not(shared_data),
+    ignore = "needs ../shared/data beside the repository"
+)]
+fn every_corpus_file_of_a_log_type_with_a_table_encodes() {
+    use autozeekwatch::features::{Encoder, LocalNets, VocabLearner};
+    use autozeekwatch::tables::Tables;
+    use autozeekwatch::zeek::LogReader;
+    use autozeekwatch::LogKind;
+
+    let dir = crate::util::shared_data();
+    let index = std::fs::read_to_string(dir.join("FILES.tsv")).unwrap();
+    let mut lines = index.lines();
+    let header: Vec<&str> = lines.next().unwrap().split('\t').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let (c_path, c_format, c_log) = (col("path"), col("format"), col("log_path"));
+    let tables = Tables::built_in();
+    let mut per_log: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+    for row in lines {
+        let cells: Vec<&str> = row.split('\t').collect();
+        if cells[c_format] == "non-log/malformed" {
+            continue;
+        }
+        let Some(table) = LogKind::new(cells[c_log]).ok().and_then(|k| tables.get(k)) else {
+            continue;
+        };
+        let path = dir.join(cells[c_path]);
+        let records: Vec<_> = LogReader::open(&path, Some(table.log.log_path()))
+            .unwrap()
+            .quiet()
+            .filter_map(Result::ok)
+            .collect();
+        let mut learner = VocabLearner::new(table);
+        records.iter().for_each(|r| learner.observe(r));
+        let encoder = Encoder::new(learner.finish(LocalNets::default())).unwrap();
+        let mut v = encoder.vector();
+        for r in &records {
+            encoder.encode(r, &mut v);
+            assert!(
+                v.iter().all(|x| x.is_finite()),
+                "{}: a record encodes to {v:?}",
+                cells[c_path]
+            );
+        }
+        let e = per_log.entry(table.log.log_path().to_owned()).or_default();
+        e.0 += 1;
+        e.1 += records.len() as u64;
+    }
+    eprintln!("{per_log:?}");
+    for log in [
+        "conn", "dns", "http", "ssh", "ssl", "files", "weird", "x509", "notice", "dhcp", "ntp",
+        "dpd", "sip", "smtp", "kerberos",
+    ] {
+        assert!(
+            per_log.get(log).is_some_and(|(_, n)| *n > 0),
+            "no {log} records read: {per_log:?}"
+        );
+    }
+}
+
+/// The acceptance runs: azw-train on the corpus for the new log
+/// types, and a replay that scores every record of them.
+#[test]
+#[cfg_attr(
+    not(shared_data),
+    ignore = "needs ../shared/data beside the repository"
+)]
+fn new_log_types_train_and_replay_on_the_corpus() {
+    let data = crate::util::shared_data();
+    let s = |p: &Path| p.to_str().unwrap().to_owned();
+    for (source, modules, expected) in [
+        (
+            "zed-sample-data/zeek-default",
+            "weird,x509,notice",
+            &[("WEIRD", 24_202u64), ("X509", 348), ("NOTICE", 207)][..],
+        ),
+        (
+            "rita-activecm/missing_host",
+            "files,ntp,sip,dpd",
+            &[("FILES", 18_619), ("NTP", 279), ("SIP", 154), ("DPD", 37)][..],
+        ),
+        (
+            "stratosphere-idps-comparison-tool/2023-02-20/zeek_labeled",
+            "dhcp,ntp,files",
+            &[("DHCP", 288), ("NTP", 4_027), ("FILES", 924)][..],
+        ),
+    ] {
+        let dir = tempdir("corpus-tables");
+        let logs = data.join(source);
+        let (ok, out, err) = run(
+            TRAIN,
+            &[
+                "--log-dir",
+                &s(&logs),
+                "--modules",
+                modules,
+                "--model-dir",
+                &s(&dir),
+                "-q",
+            ],
+        );
+        assert!(ok, "{source}: {err}");
+        let scores = dir.join("scores.json");
+        let (ok, _, err) = run(
+            INFER,
+            &[
+                "--replay",
+                &s(&logs),
+                "--model-dir",
+                &s(&dir),
+                "--output",
+                &s(&scores),
+                "-q",
+            ],
+        );
+        assert!(ok, "{source}: {err}\n{out}");
+        let mut counts: std::collections::BTreeMap<String, u64> = Default::default();
+        for line in std::fs::read_to_string(&scores).unwrap().lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert!(v["score"].as_f64().unwrap().is_finite());
+            *counts
+                .entry(v["module"].as_str().unwrap().to_owned())
+                .or_default() += 1;
+        }
+        for (module, n) in expected {
+            assert_eq!(counts.get(*module), Some(n), "{source}: {counts:?}");
+        }
+    }
+}
