@@ -259,6 +259,49 @@ fn a_table_for_a_custom_log_trains_and_scores_through_the_binaries() {
     assert_eq!(top["anomaly"], true, "{top}");
     let flagged = lines.iter().filter(|v| v["anomaly"] == true).count();
     assert!(flagged <= 5, "{flagged} of 300 ordinary records flagged");
+
+    // Live: azw-infer follows current/myapp.log, the log type's own path.
+    let zeek = dir.join("zeek");
+    std::fs::create_dir_all(zeek.join("current")).unwrap();
+    std::fs::copy(today.join("myapp.log"), zeek.join("current/myapp.log")).unwrap();
+    let live = dir.join("live.json");
+    let log = dir.join("infer.log");
+    let child = Command::new(INFER)
+        .args([
+            "--log-dir",
+            &s(&zeek),
+            "--model-dir",
+            &s(&models),
+            "--modules",
+            "MYAPP",
+        ])
+        .args(["--output", &s(&live), "--state-dir", &s(&dir.join("state"))])
+        .args(["--poll-ms", "50", "--checkpoint-ms", "100"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let infer = crate::util::Infer { child, log };
+    let started = std::time::Instant::now();
+    while std::fs::read_to_string(&live)
+        .unwrap_or_default()
+        .lines()
+        .count()
+        < 301
+    {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "live scoring of current/myapp.log timed out:\n{}",
+            infer.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    infer.terminate();
+    let text = std::fs::read_to_string(&live).unwrap();
+    assert_eq!(text.lines().count(), 301);
+    assert!(text
+        .lines()
+        .any(|l| l.contains("\"uid\":\"CEVIL1\"") && l.contains("\"anomaly\":true")));
 }
 
 /// A table with an unknown transform, or an unknown key (a field type
