@@ -510,6 +510,57 @@ fn a_wrapped_topic_is_scored_into_a_kafka_topic() {
     assert!(log.contains("skipped malformed record"), "{log}");
 }
 
+/// A log type with a model from a site's own table is routed like the
+/// built-in ones: by a topic that names it (`site1.myapp`) and by a wrapper
+/// key (`{"myapp": {...}}` on the shared `zeek` topic).
+#[test]
+fn a_site_log_type_is_routed_by_topic_and_by_wrapper() {
+    let broker = Broker::start();
+    broker.create_topic("site1.myapp", 1);
+    broker.create_topic("zeek", 1);
+    let dir = tempdir("kafka-myapp");
+    let models = crate::tables::train_myapp(&dir);
+    let record = |i: usize| {
+        format!(
+            r#"{{"ts":{}.5,"uid":"CK{i}","id.orig_h":"10.0.0.10","id.orig_p":40000,"id.resp_h":"10.0.1.5","id.resp_p":8443,"user":"alice","action":"read","bytes":2000,"ok":true}}"#,
+            1_713_590_000 + i
+        )
+    };
+    let plain: Vec<_> = (0..10).map(|i| (None, record(i).into_bytes())).collect();
+    let wrapped: Vec<_> = (10..20)
+        .map(|i| (None, format!("{{\"myapp\": {}}}", record(i)).into_bytes()))
+        .collect();
+    let scores = dir.join("scores.json");
+    let infer = consume(
+        &broker,
+        &dir,
+        "infer",
+        Some(&models),
+        &[
+            "--topics",
+            "site1.myapp,zeek",
+            "--group",
+            "azw-myapp",
+            "--output",
+            scores.to_str().unwrap(),
+        ],
+    );
+    broker.produce("site1.myapp", &plain);
+    broker.produce("zeek", &wrapped);
+    wait_for(
+        "20 MYAPP records",
+        Duration::from_secs(60),
+        || scored_uids(&scores).len() == 20,
+        || infer.log(),
+    );
+    infer.terminate();
+    let text = fs::read_to_string(&scores).unwrap();
+    assert!(
+        text.lines().all(|l| l.contains("\"module\":\"MYAPP\"")),
+        "{text}"
+    );
+}
+
 /// Live file mode can publish to Kafka too: the records of a live conn log
 /// appear in the scores topic, keyed by uid, and the checkpoint follows.
 #[test]

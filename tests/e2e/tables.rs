@@ -118,6 +118,39 @@ fn run(bin: &str, args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// Trains a MYAPP model with its table on 2,000 ordinary records into
+/// `dir/models` (for the Kafka test); returns the model folder.
+#[cfg_attr(not(feature = "kafka"), allow(dead_code))]
+pub fn train_myapp(dir: &Path) -> std::path::PathBuf {
+    let (tables, history, models) = (dir.join("tables"), dir.join("history"), dir.join("models"));
+    for d in [&tables, &history] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::write(tables.join("myapp.toml"), MYAPP_TABLE).unwrap();
+    std::fs::write(
+        history.join("myapp.log"),
+        myapp_log(2000, 1713484800.0, &[]),
+    )
+    .unwrap();
+    let s = |p: &Path| p.to_str().unwrap().to_owned();
+    let (ok, _, err) = run(
+        TRAIN,
+        &[
+            "--log-dir",
+            &s(&history),
+            "--tables",
+            &s(&tables),
+            "--modules",
+            "myapp",
+            "--model-dir",
+            &s(&models),
+            "-q",
+        ],
+    );
+    assert!(ok, "{err}");
+    models
+}
+
 const TRAIN: &str = env!("CARGO_BIN_EXE_azw-train");
 const INFER: &str = env!("CARGO_BIN_EXE_azw-infer");
 
