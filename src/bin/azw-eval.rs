@@ -50,9 +50,9 @@ struct Args {
     #[arg(value_name = "LABELED_LOG", conflicts_with_all = ["train", "test", "scores"])]
     logs: Vec<PathBuf>,
 
-    /// Modules to evaluate: CONN, DNS, HTTP, SSH, SSL or ALL (every module
-    /// the inputs hold). An input's module comes from its `#path` header or
-    /// its file name.
+    /// Modules to evaluate: log types with a table (CONN, DNS, HTTP, FILES,
+    /// a --tables one ...) or ALL (every module the inputs hold). An
+    /// input's module comes from its `#path` header or its file name.
     #[arg(long, value_delimiter = ',', default_value = "ALL")]
     modules: Vec<String>,
 

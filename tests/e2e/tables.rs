@@ -518,3 +518,53 @@ fn new_log_types_train_and_replay_on_the_corpus() {
         }
     }
 }
+
+/// azw-eval routes a labeled log of a --tables log type by its `#path`,
+/// trains on its benign history with that table and measures the rest.
+#[test]
+fn azw_eval_measures_a_labeled_log_of_a_site_log_type() {
+    let dir = tempdir("eval-myapp");
+    let tables = dir.join("tables");
+    std::fs::create_dir_all(&tables).unwrap();
+    std::fs::write(tables.join("myapp.toml"), MYAPP_TABLE).unwrap();
+    let evil: Vec<String> = (0..20)
+        .map(|i| {
+            format!(
+                "{:.6}\tCEVIL{i}\t10.0.0.99\t50000\t10.0.1.5\t8443\tmallory\tdelete_all\t900000000\tF",
+                1713484800.0 + 1500.0 * 36.0 + i as f64 * 100.0
+            )
+        })
+        .collect();
+    let evil: Vec<&str> = evil.iter().map(String::as_str).collect();
+    // Label columns: benign for the ordinary rows, malicious for mallory's.
+    let labeled: String = myapp_log(2000, 1713484800.0, &evil)
+        .lines()
+        .map(|l| match l {
+            l if l.starts_with("#fields") => format!("{l}\tlabel\tdetailedlabel\n"),
+            l if l.starts_with("#types") => format!("{l}\tstring\tstring\n"),
+            l if l.starts_with('#') => format!("{l}\n"),
+            l if l.contains("mallory") => format!("{l}\tMalicious\tmallory\n"),
+            l => format!("{l}\tBenign\t-\n"),
+        })
+        .collect();
+    let log = dir.join("capture.log.labeled");
+    std::fs::write(&log, labeled).unwrap();
+    let s = |p: &Path| p.to_str().unwrap().to_owned();
+    let (ok, out, err) = run(
+        env!("CARGO_BIN_EXE_azw-eval"),
+        &[
+            &s(&log),
+            "--tables",
+            &s(&tables),
+            "--json",
+            "--no-plot",
+            "-q",
+        ],
+    );
+    assert!(ok, "{err}\n{out}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let m = &report[0];
+    assert_eq!(m["module"], "MYAPP", "{out}");
+    assert_eq!(m["metrics"]["malicious"], 20, "{out}");
+    assert!(m["metrics"]["roc_auc"].as_f64().unwrap() > 0.99, "{out}");
+}
