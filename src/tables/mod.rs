@@ -48,6 +48,16 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("smtp", include_str!("../../tables/smtp.toml")),
     ("weird", include_str!("../../tables/weird.toml")),
     ("x509", include_str!("../../tables/x509.toml")),
+    ("ftp", include_str!("../../tables/ftp.toml")),
+    (
+        "known_services",
+        include_str!("../../tables/known_services.toml"),
+    ),
+    ("pe", include_str!("../../tables/pe.toml")),
+    ("radius", include_str!("../../tables/radius.toml")),
+    ("snmp", include_str!("../../tables/snmp.toml")),
+    ("software", include_str!("../../tables/software.toml")),
+    ("tunnel", include_str!("../../tables/tunnel.toml")),
 ];
 
 /// The largest table file read.
