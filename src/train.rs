@@ -15,7 +15,6 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::detect::{BaselineLearner, BeaconParams};
 use crate::features::{DirectionSurvey, Encoder, LocalNets, NetsOrigin, SiteLearner, VocabLearner};
 use crate::kitnet::{KitNet, KitNetError, KitNetParams};
 use crate::log_kind::LogKind;
@@ -195,8 +194,8 @@ fn paths(files: &[LogFile]) -> Vec<PathBuf> {
 /// What the first pass found.
 struct Survey {
     encoder: Encoder,
-    /// The beacon detector's known pairs (conn).
-    beacon: Option<crate::model::BeaconBaseline>,
+    /// What the detectors learned (conn, dns).
+    detectors: crate::detect::Baseline,
     /// How records are held out of training, and how many were.
     holdout: Holdout,
     held_out: u64,
@@ -213,7 +212,7 @@ fn survey(table: &Table, files: &[LogFile], opts: &TrainOptions, bar: &dyn Progr
     let mut learners = [VocabLearner::new(table), VocabLearner::new(table)];
     let mut held_out = [0u64; 2];
     let mut direction = DirectionSurvey::default();
-    let mut beacons = (module == LogKind::CONN).then(BaselineLearner::default);
+    let mut detectors = crate::detect::baseline::Learner::new(module);
     let mut records = Records::new(paths(files), Some(module.log_path()), false);
     let (mut first_ts, mut last_ts) = (None::<f64>, None::<f64>);
     for (i, r) in records.by_ref().enumerate() {
@@ -223,9 +222,7 @@ fn survey(table: &Table, files: &[LogFile], opts: &TrainOptions, bar: &dyn Progr
         }
         let (orig, resp) = (r.get("id.orig_h").as_addr(), r.get("id.resp_h").as_addr());
         direction.observe(&opts.local_nets, orig, resp);
-        if let (Some(b), Some(o), Some(d)) = (&mut beacons, orig, resp) {
-            b.observe(o, d, crate::detect::beacon::answered(&r));
-        }
+        detectors.observe(&r);
         // The vocabularies come from the training records only, like
         // everything else the model learns.
         for (k, holdout) in Holdout::BOTH.iter().enumerate() {
@@ -248,13 +245,9 @@ fn survey(table: &Table, files: &[LogFile], opts: &TrainOptions, bar: &dyn Progr
     if let Some(warning) = direction.warning(&opts.local_nets_origin) {
         tracing::warn!("{module}: {warning}");
     }
-    let params = BeaconParams::default();
     Survey {
         encoder,
-        beacon: beacons.map(|b| crate::model::BeaconBaseline {
-            known: b.finish(&params),
-            params,
-        }),
+        detectors: detectors.finish(),
         holdout,
         held_out: held_out[k],
         totals: records.totals().clone(),
@@ -464,7 +457,7 @@ pub fn train_module(
         columns: encoder.columns().to_vec(),
         features: encoder.feature_set().clone(),
         kitnet,
-        beacon: survey.beacon,
+        detectors: survey.detectors,
     };
     Ok(model)
 }

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use autozeekwatch::detect::DetectOptions;
 use autozeekwatch::escape::terminal;
 use autozeekwatch::model;
 use autozeekwatch::pipeline::{self, run_live, Controls, Lane, LaneOptions, LiveOptions};
@@ -112,9 +113,25 @@ struct Args {
     #[arg(long, default_value = "azw-state", env = "AZW_STATE_DIR")]
     state_dir: PathBuf,
 
-    /// Write only the records flagged as anomalies.
+    /// Write only the records flagged as anomalies (detections are
+    /// always written).
     #[arg(long)]
     only_anomalies: bool,
+
+    /// The detectors that watch behaviour over time and write detections
+    /// beside the scored records: all (default), none, or a list of
+    /// beacon, long_connection, host_sweep, port_scan (scan: both),
+    /// dns_tunnel, nxdomain_burst. Their settings and the entities normal
+    /// at this site come from the models (`azw-train --inspect` shows
+    /// them).
+    #[arg(long, default_value = "all", value_parser = DetectOptions::parse, env = "AZW_DETECTORS")]
+    detectors: DetectOptions,
+
+    /// Report scans by sources outside the site's networks too (by default
+    /// only local sources: scans from the internet are an exposed
+    /// sensor's weather).
+    #[arg(long, env = "AZW_SCAN_EXTERNAL")]
+    scan_external: bool,
 
     /// How often an idle module checks its file, in milliseconds (file
     /// events wake it sooner).
@@ -137,6 +154,15 @@ struct Args {
     /// Debug logging.
     #[arg(short, long)]
     verbose: bool,
+}
+
+impl Args {
+    fn detect_options(&self) -> DetectOptions {
+        DetectOptions {
+            scan_external: self.scan_external,
+            ..self.detectors.clone()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -249,6 +275,7 @@ fn run(args: Args, controls: &Controls) -> anyhow::Result<ExitCode> {
         checkpoint_every: Duration::from_millis(args.checkpoint_ms),
         stats_every: Duration::from_secs(args.stats_secs.max(1)),
         reload_every: Duration::from_secs(1),
+        detect: args.detect_options(),
     };
     tracing::info!(
         "following {} for {} (output {}, checkpoint in {})",
@@ -303,7 +330,14 @@ fn replay(args: &Args, modules: &[LogKind], controls: &Controls) -> anyhow::Resu
             (sink::open(&spec, &opts)?, Some(tmp))
         }
     };
-    let report = pipeline::replay(&args.replay, &mut lanes, out.as_mut(), &controls.stop)?;
+    let mut emitter = pipeline::Emitter::for_lanes(lanes.iter_mut(), &args.detect_options());
+    let report = pipeline::replay(
+        &args.replay,
+        &mut lanes,
+        &mut emitter,
+        out.as_mut(),
+        &controls.stop,
+    )?;
     out.sync()?;
     drop(out);
     if report.stopped {
@@ -318,6 +352,7 @@ fn replay(args: &Args, modules: &[LogKind], controls: &Controls) -> anyhow::Resu
         );
     }
     print_top(report.top.records());
+    print_detections(&emitter);
     if report.failed.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
@@ -358,6 +393,40 @@ fn check_replay_target(
         );
     }
     Ok(())
+}
+
+/// The detections of a replay: counts by detector, then the first ones.
+fn print_detections(emitter: &pipeline::Emitter) {
+    let stage = emitter.stage();
+    if !stage.is_active() {
+        return;
+    }
+    eprintln!("{}", stage.found_line());
+    let first = emitter.first_detections();
+    let total: u64 = stage.found().values().sum();
+    if !first.is_empty() {
+        eprintln!(
+            "{} (score / threshold, detector, entity, first seen .. last seen, uids):",
+            if total as usize > first.len() {
+                format!("the first {}", first.len())
+            } else {
+                "all".into()
+            }
+        );
+    }
+    for d in first {
+        let line = format!(
+            "  {:.3} / {}  {} {} {:.0}..{:.0} {}",
+            d.score,
+            d.threshold,
+            d.detection,
+            d.entity(),
+            d.first_ts,
+            d.last_ts,
+            d.uids.join(",")
+        );
+        eprintln!("{}", terminal(&line));
+    }
 }
 
 fn print_top(top: &[ScoredRecord]) {
@@ -413,6 +482,7 @@ fn kafka(args: &Args, modules: Vec<LogKind>, controls: &Controls) -> anyhow::Res
         stats_every: Duration::from_secs(args.stats_secs.max(1)),
         reload_every: Duration::from_secs(1),
         config: args.kafka_config.clone(),
+        detect: args.detect_options(),
     };
     tracing::info!(
         "consuming {} from {} in group {} for {} (output {})",

@@ -31,8 +31,10 @@ fn model_fingerprint(path: &Path) -> u32 {
 }
 
 /// The models and replay scores of the five classic modules on the example
-/// logs are those of the tables that were Rust code (pinned on main at
-/// 8824ebf before the tables became files).
+/// logs are those of the tables that were Rust code: pinned with main's
+/// code at 8824ebf before the tables became files, and again at 48fc0fd,
+/// whose detector baselines changed the conn and dns models and whose
+/// detections joined the scores (http, ssh and ssl unchanged).
 #[test]
 fn built_in_tables_reproduce_the_models_and_scores_of_the_code_tables() {
     let dir = tempdir("pinned");
@@ -60,12 +62,12 @@ fn built_in_tables_reproduce_the_models_and_scores_of_the_code_tables() {
 }
 
 const PINNED: [(&str, u32); 6] = [
-    ("conn", 0x4b3e_ca85),
-    ("dns", 0x280c_7d10),
+    ("conn", 0x97ef_4f04),
+    ("dns", 0x9269_75b2),
     ("http", 0x297b_36a0),
     ("ssh", 0xbfb0_92fa),
     ("ssl", 0xd69d_f39d),
-    ("scores", 0x43e0_3547),
+    ("scores", 0xd06e_14e0),
 ];
 
 const MYAPP_TABLE: &str = r#"# myapp.log, written by our own Zeek script: one record per request.
