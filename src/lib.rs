@@ -1,7 +1,8 @@
 //! autozeekwatch: unsupervised anomaly detection for Zeek logs.
 //!
 //! Data flows one way, and each stage is a module:
-//! log files ([`zeek`]) -> records -> feature vectors ([`features`]) ->
+//! log files ([`zeek`]) -> records -> feature vectors ([`features`], by
+//! the log type's table: [`tables`]) ->
 //! [`kitnet`] -> scored records ([`score`]) -> sinks ([`sink`]). Records
 //! come from files, followed live ([`follow`]) or replayed, or from Kafka
 //! topics ([`kafka`]).
