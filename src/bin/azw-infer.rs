@@ -127,6 +127,13 @@ struct Args {
     #[arg(long, default_value = "all", value_parser = DetectOptions::parse, env = "AZW_DETECTORS")]
     detectors: DetectOptions,
 
+    /// On a live start without a checkpoint, the detectors first read this
+    /// many hours of the rotated history (by the rotation times in the
+    /// file names), so a beacon that began yesterday is known at once; 0
+    /// starts them empty.
+    #[arg(long, default_value_t = 24, env = "AZW_WARM_HOURS")]
+    warm_hours: u32,
+
     /// Report scans by sources outside the site's networks too (by default
     /// only local sources: scans from the internet are an exposed
     /// sensor's weather).
@@ -276,6 +283,7 @@ fn run(args: Args, controls: &Controls) -> anyhow::Result<ExitCode> {
         stats_every: Duration::from_secs(args.stats_secs.max(1)),
         reload_every: Duration::from_secs(1),
         detect: args.detect_options(),
+        warm_hours: args.warm_hours,
     };
     tracing::info!(
         "following {} for {} (output {}, checkpoint in {})",
