@@ -178,6 +178,8 @@ enum Plan {
     Direction,
     Rarity(Box<RarityIndex>),
     TextState,
+    /// Seconds from the field to the first `given` column's time.
+    Interval,
 }
 
 /// The characters of a [`Transform::Chars`] feature. Whether an ASCII
@@ -329,6 +331,10 @@ impl Encoder {
                     columns.extend(TEXT_STATES.map(|c| format!("{name}={c}")));
                     Plan::TextState
                 }
+                Transform::Interval { .. } => {
+                    columns.push(name.clone());
+                    Plan::Interval
+                }
                 scalar => {
                     columns.push(name.clone());
                     Plan::Scalar(scalar.clone())
@@ -389,6 +395,7 @@ impl Encoder {
                     Transform::Rarity { given } => {
                         given.iter().map(|g| schema.index_of(g)).collect()
                     }
+                    Transform::Interval { to } => vec![schema.index_of(to)],
                     _ => Vec::new(),
                 })
                 .collect(),
@@ -421,6 +428,15 @@ impl Encoder {
                 }
                 Plan::Scalar(t) => {
                     out[at] = scalar(t, value);
+                    at += 1;
+                }
+                Plan::Interval => {
+                    let to = given.first().map_or(&Value::Unset, |c| at_column(*c));
+                    let span = match (value.as_f64(), to.as_f64()) {
+                        (Some(from), Some(to)) if to > from => (to - from).ln_1p(),
+                        _ => 0.0,
+                    };
+                    out[at] = if span.is_finite() { span } else { 0.0 };
                     at += 1;
                 }
                 Plan::Chars(chars) => {
@@ -720,6 +736,42 @@ mod tests {
             Encoder::new(set).unwrap_err().to_string(),
             "feature `user_agent` is a rarity but the model has no training frequencies for it"
         );
+    }
+
+    #[test]
+    fn an_interval_is_the_log_seconds_from_one_time_to_another() {
+        let defs = vec![FeatureDef {
+            name: "validity".into(),
+            field: "not_before".into(),
+            transform: Transform::Interval {
+                to: "not_after".into(),
+            },
+        }];
+        let enc = Encoder::new(
+            VocabLearner::with_features(LogKind::new("x509").unwrap(), defs)
+                .finish(LocalNets::default()),
+        )
+        .unwrap();
+        let mut v = enc.vector();
+        let day = 86_400.0;
+        for (before, after, want) in [
+            (
+                Value::Real(1e9),
+                Value::Real(1e9 + 90.0 * day),
+                (90.0 * day).ln_1p(),
+            ),
+            (Value::Real(1e9), Value::Real(1e9 - day), 0.0),
+            (Value::Unset, Value::Real(1e9), 0.0),
+            (Value::Real(1e9), Value::Str("not a time".into()), 0.0),
+        ] {
+            enc.encode(
+                &record(&[("not_before", before), ("not_after", after)]),
+                &mut v,
+            );
+            assert_eq!(v, [want]);
+        }
+        enc.encode(&record(&[("not_before", Value::Real(1.0))]), &mut v);
+        assert_eq!(v, [0.0], "the later field missing from the log");
     }
 
     #[test]

@@ -61,6 +61,10 @@ pub enum Transform {
     /// planted beacon) is rare where both "no header" and "a host" are
     /// common.
     TextState,
+    /// `ln(1 + seconds)` from the field's time to the time in field `to`
+    /// (a certificate's validity from `not_valid_before` to
+    /// `not_valid_after`); 0 when either is unset or `to` is earlier.
+    Interval { to: String },
     /// 1 when a port is below 1024. For the source port this is what does
     /// not depend on the client's operating system: Windows picks
     /// ephemeral ports from 49152, Linux from 32768, so a class boundary
@@ -74,6 +78,7 @@ pub struct TransformParams {
     pub max_values: Option<usize>,
     pub chars: Option<String>,
     pub given: Option<Vec<String>>,
+    pub to: Option<String>,
 }
 
 /// The most values a category keeps columns for.
@@ -81,7 +86,7 @@ pub const MAX_CATEGORY_VALUES: usize = 1000;
 
 impl Transform {
     /// The transforms' names in a table, as serialized in a model.
-    pub const NAMES: [&'static str; 15] = [
+    pub const NAMES: [&'static str; 16] = [
         "number",
         "log1p",
         "flag",
@@ -97,6 +102,7 @@ impl Transform {
         "rarity",
         "text_state",
         "well_known_port",
+        "interval",
     ];
 
     /// The transform `name` with its parameters; the error names the
@@ -140,6 +146,18 @@ impl Transform {
                 }
                 Transform::Category { max_values }
             }
+            "interval" => {
+                let to = p.to.clone().unwrap_or_default();
+                if to.trim().is_empty() {
+                    return Err((
+                        "to",
+                        "is required by `interval`: the field of the later time".to_owned(),
+                    ));
+                }
+                Transform::Interval {
+                    to: to.trim().to_owned(),
+                }
+            }
             "rarity" => {
                 let given = p.given.clone().unwrap_or_default();
                 if given.len() > crate::features::MAX_GIVEN {
@@ -167,12 +185,14 @@ impl Transform {
             "max_values" => name == "category",
             "chars" => name == "chars",
             "given" => name == "rarity",
+            "to" => name == "interval",
             _ => false,
         };
         for (key, set) in [
             ("max_values", p.max_values.is_some()),
             ("chars", p.chars.is_some()),
             ("given", p.given.is_some()),
+            ("to", p.to.is_some()),
         ] {
             if set && !allowed(key) {
                 return Err((key, format!("does not apply to `{name}`")));
@@ -210,6 +230,7 @@ impl Transform {
             }
             Transform::TextState => "unset, empty or set".into(),
             Transform::WellKnownPort => "1 if the port is below 1024".into(),
+            Transform::Interval { to } => format!("ln(1 + seconds until `{to}`) (unset: 0)"),
         }
     }
 }

@@ -140,6 +140,7 @@ struct RawFeature {
     max_values: Option<Spanned<usize>>,
     chars: Option<Spanned<String>>,
     given: Option<Spanned<Vec<String>>>,
+    to: Option<Spanned<String>>,
 }
 
 /// The 1-based line of byte `offset` in `text`.
@@ -209,6 +210,7 @@ impl Table {
                 max_values: f.max_values.as_ref().map(|v| *v.get_ref()),
                 chars: f.chars.as_ref().map(|v| v.get_ref().clone()),
                 given: f.given.as_ref().map(|v| v.get_ref().clone()),
+                to: f.to.as_ref().map(|v| v.get_ref().clone()),
             };
             let transform = Transform::from_parts(f.transform.get_ref().trim(), params).map_err(
                 |(k, why)| {
@@ -216,6 +218,7 @@ impl Table {
                         "max_values" => f.max_values.as_ref().map(|v| v.span().start),
                         "chars" => f.chars.as_ref().map(|v| v.span().start),
                         "given" => f.given.as_ref().map(|v| v.span().start),
+                        "to" => f.to.as_ref().map(|v| v.span().start),
                         _ => None,
                     };
                     let offset = offset.unwrap_or(if k == "transform" {

@@ -131,6 +131,7 @@ features = [
         let extra = match name {
             "chars" => ", chars = \"x\"",
             "category" => ", max_values = 3",
+            "interval" => ", to = \"g\"",
             _ => "",
         };
         let text = format!("features = [{{ field = \"f\", transform = \"{name}\"{extra} }}]");
