@@ -32,7 +32,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use super::bounded::BoundedMap;
-use super::detection::{Detection, DetectorKind, RecentUids};
+use super::detection::{Detection, DetectorKind, SampleUids};
 use super::observation::ConnFacts;
 use super::rita;
 use crate::log_kind::LogKind;
@@ -75,13 +75,14 @@ impl Default for BeaconParams {
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 struct Pair {
-    /// (whole-second time, bytes sent), in arrival order.
-    events: VecDeque<(u32, f64)>,
+    /// (whole-second time, bytes sent), in arrival order; bytes saturate
+    /// at 4 GiB, far above a beacon's.
+    events: VecDeque<(u32, u32)>,
     last_scored: Option<u32>,
     /// The score last reported and when, so an unchanged beacon is not
     /// repeated: an update needs a higher score and an hour.
     reported: Option<(f64, u32)>,
-    uids: RecentUids,
+    uids: SampleUids,
 }
 
 /// The streaming beacon detector over conn records.
@@ -146,7 +147,8 @@ impl BeaconDetector {
             .max(self.first_ts.unwrap_or(0));
         let p = &self.params;
         let pair = self.pairs.touch((c.src, c.dst), Pair::default);
-        pair.events.push_back((t, c.orig_ip_bytes));
+        pair.events
+            .push_back((t, c.orig_ip_bytes.min(f64::from(u32::MAX)) as u32));
         pair.uids.push(c.uid.as_deref());
         if pair.events.len() > p.max_events {
             pair.events.pop_front();
@@ -164,7 +166,7 @@ impl BeaconDetector {
             return None;
         }
         let mut ts: Vec<u32> = pair.events.iter().map(|e| e.0).collect();
-        let mut sizes: Vec<f64> = pair.events.iter().map(|e| e.1).collect();
+        let mut sizes: Vec<f64> = pair.events.iter().map(|e| f64::from(e.1)).collect();
         let parts = rita::score(&mut ts, &mut sizes, window_start, window_end)?;
         let stale = |(score, at): (f64, u32)| parts.score > score && t >= at.saturating_add(3600);
         if parts.score < p.threshold || pair.reported.is_some_and(|r| !stale(r)) {
@@ -190,7 +192,7 @@ impl BeaconDetector {
             threshold: p.threshold,
             first_ts: f64::from(ts[0]),
             last_ts: f64::from(ts[ts.len() - 1]),
-            uids: pair.uids.to_vec(),
+            uids: pair.uids.with_latest(c.uid.as_deref()),
             evidence,
         })
     }

@@ -4,6 +4,7 @@
 
 use std::net::IpAddr;
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use crate::log_kind::LogKind;
@@ -96,24 +97,30 @@ impl Detection {
     }
 }
 
-/// A handful of recent uids, for the analyst's pivot: at most `N`, the
-/// oldest dropped first.
+/// The uids an analyst pivots on: the first record of the evidence, kept
+/// inline (Zeek's uids fit a `CompactString` without a heap allocation),
+/// and the record that completed it, known when the detection is made.
+/// One inline uid per key keeps a million keys cheap.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct RecentUids(Vec<Box<str>>);
+pub struct SampleUids {
+    first: Option<CompactString>,
+}
 
-impl RecentUids {
-    pub const N: usize = 3;
-
+impl SampleUids {
     pub fn push(&mut self, uid: Option<&str>) {
-        if let Some(u) = uid {
-            if self.0.len() == Self::N {
-                self.0.remove(0);
-            }
-            self.0.push(u.into());
+        if self.first.is_none() {
+            self.first = uid.map(CompactString::from);
         }
     }
 
-    pub fn to_vec(&self) -> Vec<String> {
-        self.0.iter().map(|u| u.to_string()).collect()
+    /// The first uid and `latest` (the record at hand), without repeats.
+    pub fn with_latest(&self, latest: Option<&str>) -> Vec<String> {
+        let mut out: Vec<String> = self.first.iter().map(|u| u.to_string()).collect();
+        if let Some(l) = latest {
+            if out.first().map(String::as_str) != Some(l) {
+                out.push(l.to_owned());
+            }
+        }
+        out
     }
 }

@@ -13,11 +13,12 @@
 use std::collections::HashSet;
 use std::net::IpAddr;
 
+use compact_str::CompactString;
 use rustc_hash::FxHashSet;
 use serde::{Deserialize, Serialize};
 
 use super::bounded::BoundedMap;
-use super::detection::{Detection, DetectorKind, RecentUids};
+use super::detection::{Detection, DetectorKind, SampleUids};
 use super::observation::DnsFacts;
 use crate::log_kind::LogKind;
 
@@ -54,13 +55,13 @@ impl Default for DnsTunnelParams {
 struct Domain {
     window_start: Option<f64>,
     /// Hashes of the distinct names (the part left of the domain), up to
-    /// the threshold.
-    names: FxHashSet<u64>,
+    /// the threshold; a set once there are more than a few.
+    names: Names,
     name_bytes: u64,
-    sources: FxHashSet<IpAddr>,
-    example: Option<Box<str>>,
+    first_source: Option<IpAddr>,
+    more_sources: bool,
     reported: bool,
-    uids: RecentUids,
+    uids: SampleUids,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -68,14 +69,14 @@ struct Source {
     window_start: Option<f64>,
     nxdomains: u64,
     reported: bool,
-    uids: RecentUids,
+    uids: SampleUids,
 }
 
 /// The streaming DNS tunnel and NXDOMAIN burst detector over dns records.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DnsTunnelDetector {
     params: DnsTunnelParams,
-    domains: BoundedMap<Box<str>, Domain>,
+    domains: BoundedMap<CompactString, Domain>,
     sources: BoundedMap<IpAddr, Source>,
     /// From the model, not the checkpoint.
     #[serde(skip)]
@@ -92,6 +93,49 @@ pub fn split_registered(query: &str) -> Option<(&str, &str)> {
     let domain = psl::domain_str(query)?;
     let sub = query[..query.len() - domain.len()].trim_end_matches('.');
     Some((domain, sub))
+}
+
+/// Distinct name hashes: a short list while there are few (most domains
+/// see a handful of names), a set beyond.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum Names {
+    Few(Vec<u64>),
+    Many(FxHashSet<u64>),
+}
+
+impl Default for Names {
+    fn default() -> Self {
+        Names::Few(Vec::new())
+    }
+}
+
+impl Names {
+    const FEW: usize = 16;
+
+    fn len(&self) -> usize {
+        match self {
+            Names::Few(v) => v.len(),
+            Names::Many(s) => s.len(),
+        }
+    }
+
+    /// True if `h` is new.
+    fn insert(&mut self, h: u64) -> bool {
+        match self {
+            Names::Few(v) if v.contains(&h) => false,
+            Names::Few(v) if v.len() < Self::FEW => {
+                v.push(h);
+                true
+            }
+            Names::Few(v) => {
+                let mut set: FxHashSet<u64> = v.drain(..).collect();
+                set.insert(h);
+                *self = Names::Many(set);
+                true
+            }
+            Names::Many(s) => s.insert(h),
+        }
+    }
 }
 
 /// A stable hash of a name: FxHash is the same in every run and build,
@@ -140,7 +184,9 @@ impl DnsTunnelDetector {
             return None;
         }
         let p = &self.params;
-        let e = self.domains.touch(domain.into(), Domain::default);
+        let e = self
+            .domains
+            .touch(CompactString::from(domain), Domain::default);
         let start = match e.window_start {
             Some(s) if d.ts < s + f64::from(p.window_seconds) => s,
             _ => {
@@ -154,12 +200,11 @@ impl DnsTunnelDetector {
         e.uids.push(d.uid.as_deref());
         if e.names.len() < p.distinct_names && e.names.insert(name_hash(sub)) {
             e.name_bytes += sub.len() as u64;
-            if e.example.is_none() {
-                e.example = Some(query.into());
-            }
         }
-        if e.sources.len() < 16 {
-            e.sources.insert(d.src);
+        match e.first_source {
+            None => e.first_source = Some(d.src),
+            Some(s) if s != d.src => e.more_sources = true,
+            Some(_) => {}
         }
         if e.reported || e.names.len() < p.distinct_names {
             return None;
@@ -167,14 +212,15 @@ impl DnsTunnelDetector {
         e.reported = true;
         let mut evidence = serde_json::Map::new();
         evidence.insert("window_seconds".into(), p.window_seconds.into());
-        evidence.insert("sources".into(), e.sources.len().into());
+        evidence.insert(
+            "sources".into(),
+            if e.more_sources { "several" } else { "one" }.into(),
+        );
         evidence.insert(
             "mean_name_length".into(),
             (e.name_bytes as f64 / e.names.len() as f64).into(),
         );
-        if let Some(x) = &e.example {
-            evidence.insert("example".into(), x.to_string().into());
-        }
+        evidence.insert("example".into(), query.into());
         Some(Detection {
             ts: d.ts,
             detection: DetectorKind::DnsTunnel,
@@ -187,7 +233,7 @@ impl DnsTunnelDetector {
             threshold: p.distinct_names as f64,
             first_ts: start,
             last_ts: d.ts,
-            uids: e.uids.to_vec(),
+            uids: e.uids.with_latest(d.uid.as_deref()),
             evidence,
         })
     }
@@ -231,7 +277,7 @@ impl DnsTunnelDetector {
             threshold: p.nxdomain_answers as f64,
             first_ts: start,
             last_ts: d.ts,
-            uids: s.uids.to_vec(),
+            uids: s.uids.with_latest(d.uid.as_deref()),
             evidence,
         })
     }

@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use super::bounded::BoundedMap;
-use super::detection::{Detection, DetectorKind, RecentUids};
+use super::detection::{Detection, DetectorKind, SampleUids};
 use super::observation::ConnFacts;
 use crate::log_kind::LogKind;
 
@@ -48,7 +48,7 @@ struct Pair {
     bytes: f64,
     first_ts: f64,
     reported: bool,
-    uids: RecentUids,
+    uids: SampleUids,
 }
 
 /// The streaming long-connection detector over conn records.
@@ -125,7 +125,7 @@ impl LongConnDetector {
             threshold: p.threshold_seconds,
             first_ts: pair.first_ts,
             last_ts: end,
-            uids: pair.uids.to_vec(),
+            uids: pair.uids.with_latest(c.uid.as_deref()),
             evidence,
         })
     }

@@ -10,11 +10,10 @@
 
 use std::net::IpAddr;
 
-use rustc_hash::FxHashSet;
 use serde::{Deserialize, Serialize};
 
 use super::bounded::BoundedMap;
-use super::detection::{Detection, DetectorKind, RecentUids};
+use super::detection::{Detection, DetectorKind, SampleUids};
 use super::observation::ConnFacts;
 use crate::features::{is_broadcast, LocalNets};
 use crate::log_kind::LogKind;
@@ -45,17 +44,24 @@ impl Default for ScanParams {
     }
 }
 
-/// What one source tried in its current window. The sets stop growing at
-/// the threshold: that is all the evidence needed.
+/// The most distinct (host, port) attempts kept per source and window:
+/// enough for a sweep and a port scan at the default thresholds many
+/// times over, and a bound on what one scanner costs (40 KiB).
+const MAX_ATTEMPTS: usize = 2048;
+
+/// What one source tried in its current window: its distinct (host, port)
+/// attempts in one short list, searched linearly (a list costs far less
+/// memory per source than hash sets; scanners are few, and their list is
+/// capped).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Source {
     window_start: Option<f64>,
-    hosts: FxHashSet<IpAddr>,
-    /// Ports per host, for the hosts seen in this window (bounded too).
-    ports: Vec<(IpAddr, FxHashSet<u16>)>,
+    /// Distinct (host, port) attempts; port 0 for ICMP.
+    attempts: Vec<(IpAddr, u16)>,
+    hosts: u32,
     swept: bool,
     scanned: bool,
-    uids: RecentUids,
+    uids: SampleUids,
 }
 
 /// The streaming scan detector over conn records.
@@ -105,28 +111,17 @@ impl ScanDetector {
             }
         };
         s.uids.push(c.uid.as_deref());
-        if s.hosts.len() < p.sweep_hosts {
-            s.hosts.insert(c.dst);
-        }
-        let mut ports_of_dst = 0;
         // An ICMP "port" is a message code: never a port scan.
-        if let Some(port) = c.resp_p.filter(|_| !c.icmp) {
-            let i = match s.ports.iter().position(|(h, _)| *h == c.dst) {
-                Some(i) => Some(i),
-                // At most as many hosts' port sets as a sweep needs.
-                None if s.ports.len() < p.sweep_hosts => {
-                    s.ports.push((c.dst, FxHashSet::default()));
-                    Some(s.ports.len() - 1)
-                }
-                None => None,
-            };
-            if let Some(i) = i {
-                let ports = &mut s.ports[i].1;
-                if ports.len() < p.scan_ports {
-                    ports.insert(port);
-                }
-                ports_of_dst = ports.len();
+        let port = if c.icmp { 0 } else { c.resp_p.unwrap_or(0) };
+        let mut ports_of_dst = 0;
+        if !s.attempts.contains(&(c.dst, port)) && s.attempts.len() < MAX_ATTEMPTS {
+            if !s.attempts.iter().any(|(h, _)| *h == c.dst) {
+                s.hosts += 1;
             }
+            s.attempts.push((c.dst, port));
+        }
+        if !c.icmp && c.resp_p.is_some() {
+            ports_of_dst = s.attempts.iter().filter(|(h, _)| *h == c.dst).count();
         }
         let (kind, score, threshold, dst) = if !s.scanned && ports_of_dst >= p.scan_ports {
             s.scanned = true;
@@ -136,15 +131,20 @@ impl ScanDetector {
                 p.scan_ports,
                 Some(c.dst),
             )
-        } else if !s.swept && s.hosts.len() >= p.sweep_hosts {
+        } else if !s.swept && s.hosts as usize >= p.sweep_hosts {
             s.swept = true;
-            (DetectorKind::HostSweep, s.hosts.len(), p.sweep_hosts, None)
+            (
+                DetectorKind::HostSweep,
+                s.hosts as usize,
+                p.sweep_hosts,
+                None,
+            )
         } else {
             return None;
         };
         let mut evidence = serde_json::Map::new();
         evidence.insert("window_seconds".into(), p.window_seconds.into());
-        evidence.insert("distinct_hosts".into(), s.hosts.len().into());
+        evidence.insert("distinct_hosts".into(), s.hosts.into());
         if let Some(port) = c.resp_p {
             evidence.insert("last_port".into(), port.into());
         }
@@ -160,7 +160,7 @@ impl ScanDetector {
             threshold: threshold as f64,
             first_ts: window_start,
             last_ts: c.ts,
-            uids: s.uids.to_vec(),
+            uids: s.uids.with_latest(c.uid.as_deref()),
             evidence,
         })
     }
