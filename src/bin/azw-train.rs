@@ -15,90 +15,16 @@ use autozeekwatch::model::Model;
 use autozeekwatch::train::{self, TrainError};
 use autozeekwatch::zeek::layout::DateRange;
 use autozeekwatch::LogKind;
-use chrono::NaiveDate;
-use clap::Parser;
-use cli::ModelArgs;
+use cli::args::train::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-/// Learn what normal traffic looks like from Zeek's historical logs and
-/// write one model per module (CONN, DNS, HTTP, SSH, SSL).
-///
-/// Reads Zeek's log directory: dated folders
-/// `YYYY-MM-DD/conn.HH:MM:SS-HH:MM:SS.log.gz` (never `current/`), or a flat
-/// folder of logs, or one log file; TSV or JSON, plain or gzip. Every record
-/// is used (streamed several times, never held in memory). Models go to
-/// `<model-dir>/<module>.model.json`, replaced atomically, so a nightly cron
-/// job can retrain while `azw-infer` runs.
-///
-/// Examples:
-///   azw-train --log-dir /opt/zeek/logs --modules CONN,DNS
-///   azw-train --log-dir /opt/zeek/logs --modules ALL --start-date 2024-04-20 --dry-run
-///   azw-train --inspect models/conn.model.json
-///   azw-train --list-features DNS
-#[derive(Parser, Debug)]
-#[command(version, verbatim_doc_comment)]
-struct Args {
-    #[command(flatten)]
-    read: cli::ReadArgs,
-
-    /// Zeek's log directory (dated folders), a folder of logs, or one file.
-    #[arg(long, env = "AZW_LOG_DIR", required_unless_present_any = ["inspect", "list_features"])]
-    log_dir: Option<PathBuf>,
-
-    /// Modules to train: CONN, DNS, HTTP, SSH, SSL or ALL, comma-separated
-    /// or repeated, any case. With ALL, modules without logs are skipped.
-    #[arg(long, value_delimiter = ',', num_args = 1.., default_value = "ALL", env = "AZW_MODULES")]
-    modules: Vec<String>,
-
-    /// Where to write the models.
-    #[arg(long, default_value = "models", env = "AZW_MODEL_DIR")]
-    model_dir: PathBuf,
-
-    /// First day of history to use (YYYY-MM-DD, inclusive).
-    #[arg(long, value_parser = parse_date)]
-    start_date: Option<NaiveDate>,
-
-    /// Last day of history to use (YYYY-MM-DD, inclusive).
-    #[arg(long, value_parser = parse_date)]
-    end_date: Option<NaiveDate>,
-
-    #[command(flatten)]
-    model: ModelArgs,
-
-    /// List the files and record counts per module that would be used, then
-    /// stop.
-    #[arg(long)]
-    dry_run: bool,
-
-    /// Print the metadata of model files and stop.
-    #[arg(long, num_args = 1.., value_name = "MODEL")]
-    inspect: Vec<PathBuf>,
-
-    /// Print a module's feature table and stop.
-    #[arg(long, value_name = "MODULE")]
-    list_features: Option<String>,
-
-    /// Only warnings and errors.
-    #[arg(short, long)]
-    quiet: bool,
-
-    /// Debug logging.
-    #[arg(short, long)]
-    verbose: bool,
-}
-
-fn parse_date(s: &str) -> Result<NaiveDate, String> {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .map_err(|_| format!("`{s}` is not a date: write it as YYYY-MM-DD, e.g. 2024-04-20"))
-}
-
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args: Args = cli::config::parse("azw-train");
     let bars = MultiProgress::new();
-    if !std::io::stderr().is_terminal() || args.quiet {
+    if !std::io::stderr().is_terminal() || args.log.quiet {
         bars.set_draw_target(ProgressDrawTarget::hidden());
     }
-    cli::init_logging(args.quiet, args.verbose, Some(bars.clone()));
+    cli::init_logging(&args.log, Some(bars.clone()));
     match run(args, &bars) {
         Ok(code) => code,
         Err(e) => cli::report(&e),
