@@ -44,11 +44,15 @@ fn main() -> ExitCode {
     }
 }
 
+/// True if `--modules` asks for ALL: the modules that have a model.
+fn all_modules(args: &Args) -> bool {
+    args.modules.iter().any(|m| m.eq_ignore_ascii_case("all"))
+}
+
 /// The modules to run: those asked for, or under ALL those with a model.
 fn modules(args: &Args) -> anyhow::Result<Vec<LogKind>> {
-    let all = args.modules.iter().any(|m| m.eq_ignore_ascii_case("all"));
     let mut modules = LogKind::parse_list(&args.modules)?;
-    if all {
+    if all_modules(args) {
         modules.retain(|m| args.model_dir.join(model::file_name(*m)).exists());
     }
     if modules.is_empty() {
@@ -61,9 +65,69 @@ fn modules(args: &Args) -> anyhow::Result<Vec<LogKind>> {
     Ok(modules)
 }
 
+/// The fewest records a model should rest on (azw-train's default
+/// --min-records): a model below it is used, with a warning.
+const FEW_RECORDS: u64 = 1000;
+
+/// Tells the metrics which models are in use, and warns about models
+/// trained on too few records. (Loading errors are left to the lanes,
+/// which report them.)
+fn note_models(args: &Args, modules: &[LogKind]) {
+    for &module in modules {
+        let path = args.model_dir.join(model::file_name(module));
+        let Ok((m, _)) = model::Model::load_for(&path, module) else {
+            continue;
+        };
+        autozeekwatch::metrics::global().model_loaded(module, m.threshold.value, &m.created);
+        autozeekwatch::metrics::global().publish(module, &Default::default());
+        if m.training.trained_records < FEW_RECORDS {
+            tracing::warn!(
+                "{module}: the model {} was trained on only {} records (fewer than {FEW_RECORDS}): expect many false alarms; retrain on more history (azw-train --min-records)",
+                path.display(),
+                m.training.trained_records
+            );
+        }
+    }
+}
+
+/// Tells systemd (Type=notify) that the service is ready once the live
+/// run's loop goes round, and feeds its watchdog (WatchdogSec=) as long as
+/// the loop keeps going round; without NOTIFY_SOCKET it does nothing.
+fn notify_systemd() {
+    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+        return;
+    }
+    let watchdog = sd_notify::watchdog_enabled();
+    let every = watchdog.map_or(Duration::from_secs(1), |w| (w / 2).min(Duration::from_secs(1)));
+    let fresh = watchdog.unwrap_or(Duration::from_secs(10));
+    let _ = std::thread::Builder::new()
+        .name("systemd".into())
+        .spawn(move || {
+            let mut ready = false;
+            loop {
+                let alive = autozeekwatch::metrics::global()
+                    .last_heartbeat()
+                    .is_some_and(|t| t.elapsed() < fresh);
+                if alive && !ready {
+                    ready = sd_notify::notify(&[sd_notify::NotifyState::Ready]).is_ok();
+                }
+                if alive && watchdog.is_some() {
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                }
+                std::thread::sleep(every);
+            }
+        });
+}
+
 fn run(args: Args, controls: &Controls) -> anyhow::Result<ExitCode> {
     args.read.apply();
     let modules = modules(&args)?;
+    if let Some(addr) = args.metrics_listen {
+        let bound = autozeekwatch::metrics::serve(addr)
+            .with_context(|| format!("--metrics-listen {addr}: cannot listen"))?;
+        tracing::info!("metrics at http://{bound}/metrics");
+    }
+    note_models(&args, &modules);
     if args.source == SourceKind::Kafka {
         kafka(&args, modules, controls)?;
         return Ok(ExitCode::SUCCESS);
@@ -93,34 +157,105 @@ fn run(args: Args, controls: &Controls) -> anyhow::Result<ExitCode> {
             log_dir.display()
         );
     }
-    let opts = LiveOptions {
-        log_dir,
-        modules,
-        model_dir: args.model_dir.clone(),
-        output: args.output.clone(),
-        format: args.format,
-        kafka_config: args.kafka_config.clone(),
-        state_dir: args.state_dir.clone(),
-        only_anomalies: args.only_anomalies,
-        poll: Duration::from_millis(args.poll_ms.max(10)),
-        checkpoint_every: Duration::from_millis(args.checkpoint_ms),
-        stats_every: Duration::from_secs(args.stats_secs.max(1)),
-        reload_every: Duration::from_secs(1),
-    };
-    tracing::info!(
-        "following {} for {} (output {}, checkpoint in {})",
-        opts.log_dir.join("current").display(),
-        opts.modules
-            .iter()
-            .map(|m| m.to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
-        args.output,
-        opts.state_dir.display()
-    );
-    run_live(&opts, controls)?;
+    notify_systemd();
+    let mut modules = modules;
+    loop {
+        let opts = LiveOptions {
+            log_dir: log_dir.clone(),
+            modules: modules.clone(),
+            model_dir: args.model_dir.clone(),
+            output: args.output.clone(),
+            format: args.format,
+            kafka_config: args.kafka_config.clone(),
+            state_dir: args.state_dir.clone(),
+            only_anomalies: args.only_anomalies,
+            poll: Duration::from_millis(args.poll_ms.max(10)),
+            checkpoint_every: Duration::from_millis(args.checkpoint_ms),
+            stats_every: Duration::from_secs(args.stats_secs.max(1)),
+            reload_every: Duration::from_secs(1),
+        };
+        tracing::info!(
+            "following {} for {} (output {}, checkpoint in {})",
+            opts.log_dir.join("current").display(),
+            opts.modules
+                .iter()
+                .map(|m| m.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            args.output,
+            opts.state_dir.display()
+        );
+        // Under ALL, a model that appears for a module not followed yet
+        // (its first training) stops this run cleanly and starts one with
+        // it, from the checkpoint: nothing lost, nothing repeated.
+        let run = Controls {
+            stop: Default::default(),
+            reopen: controls.reopen.clone(),
+        };
+        let added = std::sync::Mutex::new(Vec::new());
+        let result = std::thread::scope(|scope| {
+            let watch = scope.spawn(|| watch_new_models(&args, &modules, controls, &run, &added));
+            let result = run_live(&opts, &run);
+            run.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            let _ = watch.join();
+            result
+        });
+        result?;
+        let added = added.into_inner().unwrap_or_default();
+        if controls.stop.load(std::sync::atomic::Ordering::SeqCst) || added.is_empty() {
+            break;
+        }
+        for m in &added {
+            tracing::info!(
+                "{m}: a model appeared in {}; following {m} too",
+                args.model_dir.display()
+            );
+        }
+        note_models(&args, &added);
+        modules.extend(added);
+        modules.sort();
+    }
     tracing::info!("stopped; checkpoint written");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Until `run` stops: passes a stop signal on to the run, and under ALL
+/// stops it when a model appears for a module that is not followed (noted
+/// in `added`).
+fn watch_new_models(
+    args: &Args,
+    running: &[LogKind],
+    controls: &Controls,
+    run: &Controls,
+    added: &std::sync::Mutex<Vec<LogKind>>,
+) {
+    use std::sync::atomic::Ordering;
+    let all = all_modules(args);
+    let mut last_look = std::time::Instant::now();
+    while !run.stop.load(Ordering::SeqCst) {
+        if controls.stop.load(Ordering::SeqCst) {
+            run.stop.store(true, Ordering::SeqCst);
+            return;
+        }
+        if all && last_look.elapsed() >= Duration::from_secs(1) {
+            last_look = std::time::Instant::now();
+            let new: Vec<LogKind> = LogKind::ALL
+                .iter()
+                .copied()
+                .filter(|m| !running.contains(m))
+                .filter(|m| {
+                    let path = args.model_dir.join(model::file_name(*m));
+                    path.exists() && model::Model::load_for(&path, *m).is_ok()
+                })
+                .collect();
+            if !new.is_empty() {
+                *added.lock().unwrap_or_else(|p| p.into_inner()) = new;
+                run.stop.store(true, Ordering::SeqCst);
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Scores files once. A file output is written to a temporary file beside

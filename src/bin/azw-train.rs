@@ -11,7 +11,7 @@ mod cli;
 use anyhow::{bail, Context};
 use autozeekwatch::escape;
 use autozeekwatch::features::{table, DEFAULT_LOCAL_NETS};
-use autozeekwatch::model::Model;
+use autozeekwatch::model::{self, Model};
 use autozeekwatch::train::{self, TrainError};
 use autozeekwatch::zeek::layout::DateRange;
 use autozeekwatch::LogKind;
@@ -49,12 +49,36 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
         );
     }
     let all = args.modules.iter().any(|m| m.eq_ignore_ascii_case("all"));
-    let modules = LogKind::parse_list(&args.modules)?;
+    let mut modules = LogKind::parse_list(&args.modules)?;
     if modules.is_empty() {
         bail!("--modules names no module: choose from CONN, DNS, HTTP, SSH, SSL or ALL");
     }
+    if args.only_missing {
+        let (have, missing): (Vec<LogKind>, Vec<LogKind>) = modules
+            .iter()
+            .partition(|m| args.model_dir.join(model::file_name(**m)).exists());
+        for m in &have {
+            tracing::info!(
+                "{m}: has a model in {}, skipped (--only-missing)",
+                args.model_dir.display()
+            );
+        }
+        if missing.is_empty() {
+            cli::outln!(
+                "every module asked for has a model in {}; nothing to train",
+                args.model_dir.display()
+            )?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        modules = missing;
+    }
+    let start_date = match args.last_days {
+        Some(0) => bail!("--last-days must be at least 1"),
+        Some(n) => Some(chrono::Local::now().date_naive() - chrono::Days::new(u64::from(n) - 1)),
+        None => args.start_date,
+    };
     let range = DateRange {
-        start: args.start_date,
+        start: start_date,
         end: args.end_date,
     };
     if let (Some(s), Some(e)) = (range.start, range.end) {
@@ -66,19 +90,23 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
 
     // Which files each module will read.
     let mut jobs = Vec::new();
-    for module in modules {
+    for &module in &modules {
         match train::find_files(module, &opts) {
             Ok(files) => jobs.push((module, files)),
             Err(TrainError::NoFiles { .. }) if all => {
                 tracing::info!("{module}: no logs, skipped");
+            }
+            Err(e @ TrainError::NoFiles { .. }) => {
+                bail!("{e}{}", history_found(&opts, &[module]))
             }
             Err(e) => return Err(e.into()),
         }
     }
     if jobs.is_empty() {
         bail!(
-            "no logs of any module under {} (expected dated folders YYYY-MM-DD/conn.*.log.gz, or conn.log, dns.log ... in the folder)",
-            opts.log_dir.display()
+            "no logs of any module under {}{} (expected dated folders YYYY-MM-DD/conn.*.log.gz, or conn.log, dns.log ... in the folder)",
+            opts.log_dir.display(),
+            history_found(&opts, &modules)
         );
     }
 
@@ -129,10 +157,20 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
                 bar.0.enable_steady_tick(Duration::from_millis(200));
                 let opts = &opts;
                 let model_dir = &args.model_dir;
+                let min_records = args.min_records;
                 scope.spawn(move || {
                     tracing::info!("{module}: training on {} files", files.len());
                     let result = train::train_module(*module, files, opts, &bar)
-                        .and_then(|model| train::save(&model, model_dir).map(|path| (model, path)));
+                        .map_err(anyhow::Error::from)
+                        .and_then(|model| {
+                            let n = model.training.trained_records;
+                            if n < min_records {
+                                return Err(anyhow::Error::new(TooFewRecords(format!(
+                                    "{module}: trained on only {n} records, fewer than --min-records {min_records}: a model of so few records flags much of tomorrow's normal traffic, so it is not written (add more days of history, leave {module} out of --modules, or lower --min-records)"
+                                ))));
+                            }
+                            Ok(train::save(&model, model_dir).map(|path| (model, path))?)
+                        });
                     bar.0.finish_and_clear();
                     (*module, result)
                 })
@@ -157,6 +195,7 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
         "seconds"
     )?;
     let mut failed = 0;
+    let mut trained = 0;
     for (module, result) in results {
         match result {
             Ok((m, path)) => {
@@ -176,18 +215,67 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
                     t.seconds,
                     path.display()
                 )?;
+                trained += 1;
+            }
+            Err(e) if all && e.downcast_ref::<TooFewRecords>().is_some() => {
+                // Under ALL a module with too little traffic is left out,
+                // as one without logs is, and said so.
+                tracing::warn!("{}", e);
             }
             Err(e) => {
                 failed += 1;
-                eprintln!("error: {}", escape::terminal(&e.to_string()));
+                eprintln!("error: {}", escape::terminal(&format!("{e:#}")));
             }
         }
+    }
+    if failed == 0 && trained == 0 {
+        eprintln!("error: no module had enough records for a model (--min-records {})", args.min_records);
+        return Ok(ExitCode::FAILURE);
     }
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// A module whose model would rest on fewer than --min-records records.
+#[derive(Debug)]
+struct TooFewRecords(String);
+
+impl std::fmt::Display for TooFewRecords {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TooFewRecords {}
+
+/// The days of history there are, for a message about a date range that
+/// holds none: " (the history under DIR spans 2024-04-19 to 2024-04-21)".
+fn history_found(opts: &train::TrainOptions, modules: &[LogKind]) -> String {
+    if opts.range.is_open() {
+        return String::new();
+    }
+    let mut open = opts.clone();
+    open.range = DateRange::default();
+    let days: Vec<chrono::NaiveDate> = modules
+        .iter()
+        .filter_map(|m| train::find_files(*m, &open).ok())
+        .flatten()
+        .filter_map(|f| f.date)
+        .collect();
+    match (days.iter().min(), days.iter().max()) {
+        (Some(first), Some(last)) => format!(
+            "; the history there spans {first} to {last}, outside {} to {}",
+            opts.range.start.map_or("the first day".into(), |d| d.to_string()),
+            opts.range.end.map_or("the last day".into(), |d| d.to_string())
+        ),
+        _ if modules.iter().any(|m| train::find_files(*m, &open).is_ok()) => {
+            "; the logs there are not in dated folders, so no date range applies to them (leave out --start-date/--end-date/--last-days)".to_owned()
+        }
+        _ => String::new(),
+    }
 }
 
 fn inspect(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {

@@ -201,6 +201,7 @@ impl Writer<'_> {
         let mut last_checkpoint = Instant::now();
         let mut last_stats = Instant::now();
         while running > 0 {
+            crate::metrics::global().heartbeat();
             match rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(Message::Batch(b)) => {
                     if let Err(e) = self.take(b) {
@@ -265,6 +266,7 @@ impl Writer<'_> {
         if first || self.output.identity() != self.saved_identity {
             self.save()?;
         }
+        crate::metrics::global().publish(b.module, &b.stats);
         self.stats.insert(b.module, (b.stats, b.stats_line));
         Ok(())
     }
@@ -288,6 +290,7 @@ impl Writer<'_> {
             other => other,
         })?;
         self.saved_identity = output_id;
+        crate::metrics::global().checkpoint_saved();
         Ok(())
     }
 

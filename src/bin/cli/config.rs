@@ -76,7 +76,7 @@ pub fn command<T: CommandFactory>(tool: &'static str) -> Command {
         let Some(long) = arg.get_long() else {
             return arg;
         };
-        if arg.get_env().is_some() {
+        if arg.get_env().is_some() || OWN.contains(&arg.get_id().as_str()) {
             return arg;
         }
         let name = env_name(long);
