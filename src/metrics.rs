@@ -291,7 +291,10 @@ mod tests {
         };
         let ok = ask(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
         assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
-        assert!(ok.contains("azw_lines_read_total{module=\"SSH\"} 0"), "{ok}");
+        assert!(
+            ok.contains("azw_lines_read_total{module=\"SSH\"} 0"),
+            "{ok}"
+        );
         assert!(ask(b"GET /nope HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
         assert!(ask(b"POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405"));
         // A request without an end is read only up to the bound.

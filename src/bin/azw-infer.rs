@@ -98,7 +98,9 @@ fn notify_systemd() {
         return;
     }
     let watchdog = sd_notify::watchdog_enabled();
-    let every = watchdog.map_or(Duration::from_secs(1), |w| (w / 2).min(Duration::from_secs(1)));
+    let every = watchdog.map_or(Duration::from_secs(1), |w| {
+        (w / 2).min(Duration::from_secs(1))
+    });
     let fresh = watchdog.unwrap_or(Duration::from_secs(10));
     let _ = std::thread::Builder::new()
         .name("systemd".into())
@@ -122,12 +124,16 @@ fn notify_systemd() {
 fn run(args: Args, controls: &Controls) -> anyhow::Result<ExitCode> {
     args.read.apply();
     let modules = modules(&args)?;
-    if let Some(addr) = args.metrics_listen {
-        let bound = autozeekwatch::metrics::serve(addr)
-            .with_context(|| format!("--metrics-listen {addr}: cannot listen"))?;
-        tracing::info!("metrics at http://{bound}/metrics");
-    }
     note_models(&args, &modules);
+    // Metrics are for the long runs (live, Kafka), not a replay, which
+    // would otherwise fight the service for the config file's port.
+    if args.replay.is_empty() {
+        if let Some(addr) = args.metrics_listen {
+            let bound = autozeekwatch::metrics::serve(addr)
+                .with_context(|| format!("--metrics-listen {addr}: cannot listen"))?;
+            tracing::info!("metrics at http://{bound}/metrics");
+        }
+    }
     if args.source == SourceKind::Kafka {
         kafka(&args, modules, controls)?;
         return Ok(ExitCode::SUCCESS);
@@ -285,6 +291,7 @@ fn replay(args: &Args, modules: &[LogKind], controls: &Controls) -> anyhow::Resu
         }
         OutputSpec::File(target) => {
             check_replay_target(target, &args.replay, args.format)?;
+            check_not_live_output(target, &args.state_dir)?;
             let dir = target
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
@@ -347,6 +354,30 @@ fn check_replay_target(
         bail!(
             "--output {shown}: exists and is not an autozeekwatch {} output; it is left as it is (replay replaces only its own outputs): choose another --output, or move it away",
             format.name()
+        );
+    }
+    Ok(())
+}
+
+/// Refuses a replay output that is the output of the live run whose
+/// checkpoint is in `state_dir` (a shared config file names both): replay
+/// would replace the live scores.
+fn check_not_live_output(target: &Path, state_dir: &Path) -> anyhow::Result<()> {
+    let Ok(Some(checkpoint)) = autozeekwatch::follow::Checkpoint::load(state_dir) else {
+        return Ok(());
+    };
+    let Some(live) = checkpoint.output.as_deref().map(Path::new) else {
+        return Ok(());
+    };
+    let same = match (std::fs::canonicalize(live), std::fs::canonicalize(target)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => live == target,
+    };
+    if same {
+        bail!(
+            "--output {}: this is the live run's output (its checkpoint is in {}); replay would replace it: give --replay another --output, or - for standard output",
+            terminal(&target.display().to_string()),
+            terminal(&state_dir.display().to_string())
         );
     }
     Ok(())

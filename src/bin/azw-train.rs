@@ -229,7 +229,10 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
         }
     }
     if failed == 0 && trained == 0 {
-        eprintln!("error: no module had enough records for a model (--min-records {})", args.min_records);
+        eprintln!(
+            "error: no module had enough records for a model (--min-records {})",
+            args.min_records
+        );
         return Ok(ExitCode::FAILURE);
     }
     Ok(if failed == 0 {

@@ -49,10 +49,7 @@ fn assert_inert(what: &str, bytes: &[u8]) {
 }
 
 fn run(args: &[&str]) -> Output {
-    crate::util::azw_train()
-        .args(args)
-        .output()
-        .unwrap()
+    crate::util::azw_train().args(args).output().unwrap()
 }
 
 #[test]

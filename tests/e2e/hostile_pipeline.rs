@@ -160,11 +160,7 @@ fn a_closed_standard_output_is_a_quiet_success() {
             .args(["--model-dir", models().to_str().unwrap(), "-q"])
             .args(["--replay", logs, "--output", "-"]),
     );
-    closed_pipe(crate::util::azw_train().args([
-        "--log-dir",
-        logs,
-        "--dry-run",
-    ]));
+    closed_pipe(crate::util::azw_train().args(["--log-dir", logs, "--dry-run"]));
     closed_pipe(
         crate::util::azw_train()
             .arg("--inspect")

@@ -203,11 +203,16 @@ fn a_config_file_alone_runs_live_scoring_and_the_metrics_count_the_records() {
         Some(threshold)
     );
     assert_eq!(
-        records[0]["threshold"].as_f64().map(|t| (t - threshold).abs() < 1e-3),
+        records[0]["threshold"]
+            .as_f64()
+            .map(|t| (t - threshold).abs() < 1e-3),
         Some(true),
         "the output's threshold is the model's"
     );
-    assert!(sample(&m, "azw_last_checkpoint_age_seconds").is_some(), "{m}");
+    assert!(
+        sample(&m, "azw_last_checkpoint_age_seconds").is_some(),
+        "{m}"
+    );
     assert!(sample(&m, "azw_model_age_seconds{module=\"CONN\"}").is_some());
     assert!(m.contains("# TYPE azw_lines_read_total counter"));
     // Anything but GET /metrics is refused.
@@ -221,7 +226,9 @@ fn a_config_file_alone_runs_live_scoring_and_the_metrics_count_the_records() {
     // Every log line is a JSON object (--log-format json from the file).
     let messages = json_messages(&log_text);
     assert!(
-        messages.iter().any(|m| m.contains("stopped; checkpoint written")),
+        messages
+            .iter()
+            .any(|m| m.contains("stopped; checkpoint written")),
         "{log_text}"
     );
 }
@@ -254,15 +261,28 @@ fn flags_win_over_variables_over_the_file_over_defaults() {
     )
     .unwrap();
     let text = print_config(
-        &["--config", config.to_str().unwrap(), "--replay", "x", "--stats-secs", "9"],
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--replay",
+            "x",
+            "--stats-secs",
+            "9",
+        ],
         &[("AZW_CHECKPOINT_MS", "30"), ("AZW_STATS_SECS", "70")],
     );
-    assert_eq!(setting(&text, "poll-ms"), "poll-ms = 100  # config file line 7");
+    assert_eq!(
+        setting(&text, "poll-ms"),
+        "poll-ms = 100  # config file line 7"
+    );
     assert_eq!(
         setting(&text, "checkpoint-ms"),
         "checkpoint-ms = 30  # AZW_CHECKPOINT_MS"
     );
-    assert_eq!(setting(&text, "stats-secs"), "stats-secs = 9  # command line");
+    assert_eq!(
+        setting(&text, "stats-secs"),
+        "stats-secs = 9  # command line"
+    );
     assert_eq!(setting(&text, "format"), "format = \"json\"  # default");
     assert_eq!(
         setting(&text, "only-anomalies"),
@@ -275,7 +295,10 @@ fn flags_win_over_variables_over_the_file_over_defaults() {
     assert!(back.contains("checkpoint-ms = 30  # config file"), "{back}");
 
     // AZW_CONFIG names the file too; an empty one reads none.
-    let text = print_config(&["--replay", "x"], &[("AZW_CONFIG", config.to_str().unwrap())]);
+    let text = print_config(
+        &["--replay", "x"],
+        &[("AZW_CONFIG", config.to_str().unwrap())],
+    );
     assert!(text.contains("poll-ms = 100"), "{text}");
     let text = print_config(&["--replay", "x"], &[("AZW_CONFIG", "")]);
     assert!(text.contains("# config file: none") && text.contains("poll-ms = 250  # default"));
@@ -283,7 +306,10 @@ fn flags_win_over_variables_over_the_file_over_defaults() {
     // A file's log-dir gives way to a --replay given on the command line
     // (they conflict), instead of failing.
     fs::write(&config, format!("log-dir = {:?}\n", dir.to_str().unwrap())).unwrap();
-    let text = print_config(&["--config", config.to_str().unwrap(), "--replay", "x"], &[]);
+    let text = print_config(
+        &["--config", config.to_str().unwrap(), "--replay", "x"],
+        &[],
+    );
     assert!(text.contains("# log-dir = (not set)"), "{text}");
 }
 
@@ -295,7 +321,11 @@ fn unknown_keys_and_bad_values_are_refused_with_file_and_line() {
         fs::write(&config, text).unwrap();
         let out = Command::new(bin)
             .args(["--config", config.to_str().unwrap(), "--print-config"])
-            .args(["--replay", "x", "--inspect", "x"].iter().take(if bin == INFER { 2 } else { 0 }))
+            .args(
+                ["--replay", "x", "--inspect", "x"]
+                    .iter()
+                    .take(if bin == INFER { 2 } else { 0 }),
+            )
             .output()
             .unwrap();
         assert!(!out.status.success(), "accepted:\n{text}");
@@ -322,7 +352,12 @@ fn unknown_keys_and_bad_values_are_refused_with_file_and_line() {
     assert!(err.contains("line 2"), "{err}");
     // A --config that does not exist is an error, not silence.
     let out = Command::new(INFER)
-        .args(["--config", dir.join("nope.toml").to_str().unwrap(), "--replay", "x"])
+        .args([
+            "--config",
+            dir.join("nope.toml").to_str().unwrap(),
+            "--replay",
+            "x",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success() && stderr(&out).contains("nope.toml"));
@@ -359,7 +394,10 @@ fn every_flag_has_an_environment_twin() {
             .collect();
         assert!(flags.len() > 15, "{bin}: {flags:?}");
         for (long, text) in flags {
-            assert!(text.contains("[env: AZW_"), "{bin} {long} has no AZW_ variable: {text}");
+            assert!(
+                text.contains("[env: AZW_"),
+                "{bin} {long} has no AZW_ variable: {text}"
+            );
         }
     }
 }
@@ -371,19 +409,31 @@ fn man_pages_and_completions_are_made_from_the_command_lines() {
         (INFER, "azw-infer", "metrics-listen"),
         (EVAL, "azw-eval", "train-share"),
     ] {
-        let man = Command::new(bin).args(["--generate", "man"]).output().unwrap();
+        let man = Command::new(bin)
+            .args(["--generate", "man"])
+            .output()
+            .unwrap();
         assert!(man.status.success());
         let text = stdout(&man);
         assert!(text.starts_with(".ie") || text.contains(".TH"), "{text}");
         assert!(text.contains(&format!(".TH {name}")), "{}", &text[..200]);
-        assert!(text.contains(&flag.replace('-', "\\-")), "{name}: no {flag}");
+        assert!(
+            text.contains(&flag.replace('-', "\\-")),
+            "{name}: no {flag}"
+        );
         for shell in ["bash", "zsh", "fish"] {
-            let out = Command::new(bin).args(["--generate", shell]).output().unwrap();
+            let out = Command::new(bin)
+                .args(["--generate", shell])
+                .output()
+                .unwrap();
             assert!(out.status.success());
             assert!(stdout(&out).contains(flag), "{name} {shell}");
         }
     }
-    let out = Command::new(INFER).args(["--generate", "tcsh"]).output().unwrap();
+    let out = Command::new(INFER)
+        .args(["--generate", "tcsh"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
 }
 
@@ -411,7 +461,9 @@ fn systemd_hears_ready_and_the_watchdog_from_a_live_run() {
     let infer = Infer { child, log };
     let mut heard = Vec::new();
     let mut buf = [0u8; 256];
-    while !(heard.iter().any(|m| m == "READY=1") && heard.iter().filter(|m| *m == "WATCHDOG=1").count() >= 2) {
+    while !(heard.iter().any(|m| m == "READY=1")
+        && heard.iter().filter(|m| *m == "WATCHDOG=1").count() >= 2)
+    {
         let n = match socket.recv(&mut buf) {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -430,7 +482,13 @@ fn trained_ssh(dir: &TestDir, extra: &[&str]) -> Output {
     Command::new(TRAIN)
         .env_remove("AZW_MIN_RECORDS")
         .args(["--log-dir", root().join("examples/logs").to_str().unwrap()])
-        .args(["--modules", "SSH", "--model-dir", dir.to_str().unwrap(), "-q"])
+        .args([
+            "--modules",
+            "SSH",
+            "--model-dir",
+            dir.to_str().unwrap(),
+            "-q",
+        ])
         .args(extra)
         .output()
         .unwrap()
@@ -451,7 +509,10 @@ fn a_model_of_too_few_records_is_refused_unless_asked_for_and_then_warned_about(
     let out = trained_ssh(&dir, &["--min-records", "40"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let replay = Command::new(INFER)
-        .args(["--replay", root().join("examples/logs/ssh.log.gz").to_str().unwrap()])
+        .args([
+            "--replay",
+            root().join("examples/logs/ssh.log.gz").to_str().unwrap(),
+        ])
         .args(["--modules", "SSH", "--model-dir", dir.to_str().unwrap()])
         .args(["--output", dir.join("scores.json").to_str().unwrap()])
         .output()
@@ -479,7 +540,11 @@ fn a_model_of_too_few_records_is_refused_unless_asked_for_and_then_warned_about(
         .collect();
     have.sort();
     assert_eq!(have, ["dns.model.json", "ssl.model.json"]);
-    assert!(stderr(&out).contains("HTTP: trained on only"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("HTTP: trained on only"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -488,13 +553,22 @@ fn only_missing_trains_the_modules_without_a_model() {
     let train = |extra: &[&str]| {
         crate::util::azw_train()
             .args(["--log-dir", root().join("examples/logs").to_str().unwrap()])
-            .args(["--modules", "CONN,SSH", "--model-dir", dir.to_str().unwrap()])
+            .args([
+                "--modules",
+                "CONN,SSH",
+                "--model-dir",
+                dir.to_str().unwrap(),
+            ])
             .arg("--only-missing")
             .args(extra)
             .output()
             .unwrap()
     };
-    fs::copy(models().join("conn.model.json"), dir.join("conn.model.json")).unwrap();
+    fs::copy(
+        models().join("conn.model.json"),
+        dir.join("conn.model.json"),
+    )
+    .unwrap();
     let before = fs::read(dir.join("conn.model.json")).unwrap();
     let out = train(&[]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -502,7 +576,11 @@ fn only_missing_trains_the_modules_without_a_model() {
     assert_eq!(fs::read(dir.join("conn.model.json")).unwrap(), before);
     let out = train(&[]);
     assert!(out.status.success());
-    assert!(stdout(&out).contains("nothing to train"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("nothing to train"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]
@@ -540,8 +618,17 @@ fn a_start_date_after_the_history_names_the_history_found() {
 fn all_modules_on_one_file_trains_the_module_it_holds() {
     let dir = tempdir("ops-one-file");
     let out = crate::util::azw_train()
-        .args(["--log-dir", root().join("examples/logs/conn.log").to_str().unwrap()])
-        .args(["--modules", "ALL", "--model-dir", dir.to_str().unwrap(), "-q"])
+        .args([
+            "--log-dir",
+            root().join("examples/logs/conn.log").to_str().unwrap(),
+        ])
+        .args([
+            "--modules",
+            "ALL",
+            "--model-dir",
+            dir.to_str().unwrap(),
+            "-q",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
@@ -560,7 +647,11 @@ fn a_model_for_a_new_module_is_picked_up_without_a_restart() {
     let model_dir = dir.join("models");
     fs::create_dir_all(dir.join("current")).unwrap();
     fs::create_dir_all(&model_dir).unwrap();
-    fs::copy(models().join("conn.model.json"), model_dir.join("conn.model.json")).unwrap();
+    fs::copy(
+        models().join("conn.model.json"),
+        model_dir.join("conn.model.json"),
+    )
+    .unwrap();
     let output = dir.join("scores.json");
     let log = dir.join("infer.log");
     let child = Command::new(INFER)
@@ -573,14 +664,24 @@ fn a_model_for_a_new_module_is_picked_up_without_a_restart() {
         .stderr(File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let infer = Infer { child, log: log.clone() };
-    wait_until("the start", &log, || infer.log().contains("no checkpoint in"));
+    let infer = Infer {
+        child,
+        log: log.clone(),
+    };
+    wait_until("the start", &log, || {
+        infer.log().contains("no checkpoint in")
+    });
     let (header, data) = conn_lines();
-    append(&dir.join("current/conn.log"), &format!("{header}{}\n", data.join("\n")));
+    append(
+        &dir.join("current/conn.log"),
+        &format!("{header}{}\n", data.join("\n")),
+    );
     let dns = example_text("dns.log.gz");
     let dns_records = dns.lines().filter(|l| !l.starts_with('#')).count();
     append(&dir.join("current/dns.log"), &dns);
-    wait_until("the conn records", &log, || output_records(&output).len() == data.len());
+    wait_until("the conn records", &log, || {
+        output_records(&output).len() == data.len()
+    });
     // The first training of DNS writes its model (atomically).
     let tmp = model_dir.join(".dns.tmp");
     fs::copy(models().join("dns.model.json"), &tmp).unwrap();
@@ -596,4 +697,72 @@ fn a_model_for_a_new_module_is_picked_up_without_a_restart() {
     assert_eq!(conn_out, data.len());
     let text = infer.terminate();
     assert!(text.contains("DNS: a model appeared"), "{text}");
+}
+
+/// The service's config file names its output; a replay run by hand with
+/// that file must not replace the live scores with its own.
+#[test]
+fn a_replay_with_the_services_config_leaves_the_live_output_alone() {
+    let dir = tempdir("ops-replay-live");
+    fs::create_dir_all(dir.join("current")).unwrap();
+    let output = dir.join("scores.json");
+    let config = dir.join("azw.toml");
+    fs::write(
+        &config,
+        format!(
+            "log-dir = {:?}\nmodel-dir = {:?}\n[azw-infer]\nmodules = [\"CONN\"]\nstate-dir = {:?}\noutput = {:?}\npoll-ms = 50\nmetrics-listen = \"127.0.0.1:0\"\n",
+            dir.to_str().unwrap(),
+            models().to_str().unwrap(),
+            dir.join("state").to_str().unwrap(),
+            output.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let log = dir.join("infer.log");
+    let child = Command::new(INFER)
+        .env("AZW_CONFIG", &config)
+        .stdout(Stdio::null())
+        .stderr(File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let infer = Infer {
+        child,
+        log: log.clone(),
+    };
+    wait_until("the start", &log, || {
+        infer.log().contains("no checkpoint in")
+    });
+    let (header, data) = conn_lines();
+    append(
+        &dir.join("current/conn.log"),
+        &format!("{header}{}\n", data.join("\n")),
+    );
+    wait_until("the records", &log, || {
+        output_records(&output).len() == data.len()
+    });
+    infer.terminate();
+    let live = fs::read(&output).unwrap();
+
+    let conn = root().join("examples/logs/conn.log");
+    let replay = Command::new(INFER)
+        .env("AZW_CONFIG", &config)
+        .args(["--replay", conn.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!replay.status.success());
+    assert!(
+        stderr(&replay).contains("the live run's output"),
+        "{}",
+        stderr(&replay)
+    );
+    assert_eq!(fs::read(&output).unwrap(), live);
+    // To standard output it runs (and needs no metrics port).
+    let replay = Command::new(INFER)
+        .env("AZW_CONFIG", &config)
+        .args(["--replay", conn.to_str().unwrap(), "--output", "-"])
+        .output()
+        .unwrap();
+    assert!(replay.status.success(), "{}", stderr(&replay));
+    assert_eq!(stdout(&replay).lines().count(), data.len());
+    assert!(!stderr(&replay).contains("metrics at"));
 }

@@ -563,7 +563,10 @@ mod tests {
     #[test]
     fn an_unknown_table_is_refused_with_its_line() {
         let e = ConfigFile::parse(Path::new("x.toml"), "a = 1\n[azw-infr]\nb = 2\n").unwrap_err();
-        assert!(e.contains("x.toml line 2") && e.contains("[azw-infr]"), "{e}");
+        assert!(
+            e.contains("x.toml line 2") && e.contains("[azw-infr]"),
+            "{e}"
+        );
     }
 
     #[test]

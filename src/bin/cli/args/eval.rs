@@ -101,4 +101,3 @@ pub struct Args {
     #[command(flatten)]
     pub log: LogArgs,
 }
-

@@ -150,4 +150,3 @@ pub fn key_value(s: &str) -> Result<(String, String), String> {
         _ => Err(format!("`{s}`: expected KEY=VALUE")),
     }
 }
-

@@ -85,11 +85,9 @@ pub struct Args {
 
     #[command(flatten)]
     pub log: LogArgs,
-
 }
 
 pub fn parse_date(s: &str) -> Result<NaiveDate, String> {
     NaiveDate::parse_from_str(s, "%Y-%m-%d")
         .map_err(|_| format!("`{s}` is not a date: write it as YYYY-MM-DD, e.g. 2024-04-20"))
 }
-
