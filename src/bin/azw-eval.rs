@@ -97,7 +97,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             Err(e) => {
                 failed = true;
                 let e = format!("{e:#}");
-                eprintln!("error: {module}: {}", autozeekwatch::escape::terminal(&e));
+                cli::error_line(&format!("{module}: {e}"));
             }
         }
     }

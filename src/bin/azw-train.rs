@@ -224,15 +224,15 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
             }
             Err(e) => {
                 failed += 1;
-                eprintln!("error: {}", escape::terminal(&format!("{e:#}")));
+                cli::error_line(&format!("{e:#}"));
             }
         }
     }
     if failed == 0 && trained == 0 {
-        eprintln!(
-            "error: no module had enough records for a model (--min-records {})",
+        cli::error_line(&format!(
+            "no module had enough records for a model (--min-records {})",
             args.min_records
-        );
+        ));
         return Ok(ExitCode::FAILURE);
     }
     Ok(if failed == 0 {

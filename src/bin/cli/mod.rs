@@ -147,6 +147,20 @@ pub enum LogFormat {
     Json,
 }
 
+/// Set when the logs are JSON: errors then go through the log too, so a
+/// shipper sees every line as JSON.
+static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Prints an error line: `error: ...` on standard error, or a JSON log
+/// event at level ERROR under `--log-format json`.
+pub fn error_line(message: &str) {
+    if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
+        tracing::error!("{message}");
+    } else {
+        eprintln!("error: {}", autozeekwatch::escape::terminal(message));
+    }
+}
+
 /// Logs at `info` (or `warn` with `quiet`, `debug` with `verbose`); the
 /// `RUST_LOG` variable overrides.
 pub fn init_logging(log: &LogArgs, bars: Option<MultiProgress>) {
@@ -167,6 +181,10 @@ pub fn init_logging(log: &LogArgs, bars: Option<MultiProgress>) {
         .with_target(false)
         // Colours are escape sequences, which the writer escapes.
         .with_ansi(false);
+    JSON_LOGS.store(
+        log.log_format == LogFormat::Json,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let _ = match log.log_format {
         LogFormat::Text => builder.try_init(),
         // JSON escapes control characters itself; the writer's escaping
@@ -201,8 +219,7 @@ pub fn report(err: &anyhow::Error) -> std::process::ExitCode {
     if is_broken_pipe(err) {
         return std::process::ExitCode::SUCCESS;
     }
-    let text = format!("{err:#}");
-    eprintln!("error: {}", autozeekwatch::escape::terminal(&text));
+    error_line(&format!("{err:#}"));
     std::process::ExitCode::FAILURE
 }
 
