@@ -113,6 +113,7 @@ fn main() {
     let report = pipeline::replay(
         &[file],
         &mut lanes,
+        &mut pipeline::Emitter::records_only(),
         &mut out,
         &std::sync::Arc::new(AtomicBool::new(false)),
     )
@@ -152,6 +153,8 @@ fn main() {
             .filter_map(|kv| kv.split_once('='))
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect(),
+        // As the replay above: records only.
+        detect: autozeekwatch::detect::DetectOptions::none(),
     };
     let controls = Controls::default();
     let started = Instant::now();

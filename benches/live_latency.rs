@@ -75,6 +75,7 @@ fn main() {
         checkpoint_every: Duration::from_secs(1),
         stats_every: Duration::from_secs(3600),
         reload_every: Duration::from_secs(1),
+        detect: Default::default(),
     };
     let controls = Controls::default();
     let mut latencies = Vec::new();

@@ -11,9 +11,10 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
+use autozeekwatch::detect::DetectOptions;
 use autozeekwatch::features::LocalNets;
 use autozeekwatch::kitnet::KitNetParams;
-use autozeekwatch::pipeline::{self, Lane, LaneOptions};
+use autozeekwatch::pipeline::{self, Emitter, Lane, LaneOptions};
 use autozeekwatch::score::Scorer;
 use autozeekwatch::sink::{FileSink, RecordFormat};
 use autozeekwatch::train::{self, NoProgress, TrainOptions};
@@ -119,18 +120,29 @@ fn bench(c: &mut Criterion) {
         let scorer = Scorer::new(model, encoder);
         let out = dir.join("scores.json");
         let stop = std::sync::Arc::new(AtomicBool::new(false));
-        group.bench_function(format!("conn_{kind}"), |b| {
-            b.iter(|| {
-                let _ = std::fs::remove_file(&out);
-                let mut lanes = [Lane::new(scorer.clone(), &LaneOptions::default())];
-                let mut sink = FileSink::open(&out, None, RecordFormat::Json).unwrap();
-                let report =
-                    pipeline::replay(&[dir.join("conn.log")], &mut lanes, &mut sink, &stop)
-                        .unwrap();
-                assert_eq!(report.lanes[0].1.scored, RECORDS as u64);
-                report.files
-            })
-        });
+        // Without and with the detectors (beacon, long connections,
+        // scans): the ratio of the two is the cost of watching behaviour.
+        for detect in [DetectOptions::none(), DetectOptions::default()] {
+            let name = if detect.any() { "detectors" } else { "plain" };
+            group.bench_function(format!("conn_{kind}_{name}"), |b| {
+                b.iter(|| {
+                    let _ = std::fs::remove_file(&out);
+                    let mut lanes = [Lane::new(scorer.clone(), &LaneOptions::default())];
+                    let mut emitter = Emitter::for_lanes(lanes.iter_mut(), &detect);
+                    let mut sink = FileSink::open(&out, None, RecordFormat::Json).unwrap();
+                    let report = pipeline::replay(
+                        &[dir.join("conn.log")],
+                        &mut lanes,
+                        &mut emitter,
+                        &mut sink,
+                        &stop,
+                    )
+                    .unwrap();
+                    assert_eq!(report.lanes[0].1.scored, RECORDS as u64);
+                    report.files
+                })
+            });
+        }
     }
     group.finish();
 }

@@ -3,7 +3,7 @@
 //!
 //! The lanes' own counters ([`LaneStats`]) are what is published, so the
 //! stats log line and the metrics always agree: the live writer publishes
-//! each module's counters with every batch, the model reloader its loads
+//! each module's counters and the detect stage's counts with every batch, the model reloader its loads
 //! and refusals, the checkpoint its saves. One registry per process
 //! ([`global`]); nothing is recorded where no one publishes.
 //!
@@ -40,6 +40,8 @@ struct Module {
 #[derive(Debug, Default)]
 struct State {
     modules: BTreeMap<LogKind, Module>,
+    /// Detections written, per detector.
+    detections: BTreeMap<String, u64>,
     last_checkpoint: Option<SystemTime>,
     heartbeat: Option<Instant>,
 }
@@ -83,6 +85,14 @@ impl Registry {
             m.model_threshold = Some(threshold);
             m.model_created = created;
         });
+    }
+
+    /// The detections written so far, per detector (the detect stage's
+    /// counts).
+    pub fn detections<K: std::fmt::Display>(&self, found: impl IntoIterator<Item = (K, u64)>) {
+        let found: BTreeMap<String, u64> =
+            found.into_iter().map(|(k, n)| (k.to_string(), n)).collect();
+        self.with(|s| s.detections = found);
     }
 
     /// A replaced model file that was refused (the running model stays).
@@ -139,6 +149,13 @@ fn render(s: &State, now: SystemTime) -> String {
                 let _ = writeln!(out, "{name}{{module=\"{module}\"}} {v}");
             }
         }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP azw_detections_total Detections written (behaviour over time: beacons, scans, tunnels...), per detector.\n# TYPE azw_detections_total counter"
+    );
+    for (detector, n) in &s.detections {
+        let _ = writeln!(out, "azw_detections_total{{detector=\"{detector}\"}} {n}");
     }
     let _ = writeln!(
         out,
@@ -265,6 +282,7 @@ mod tests {
         r.publish(LogKind::Conn, &stats);
         r.model_loaded(LogKind::Conn, 0.25, "2026-12-01T10:00:00Z");
         r.model_refused(LogKind::Dns);
+        r.detections([("beacon", 2u64)]);
         let text = r.render();
         for line in [
             "azw_lines_read_total{module=\"CONN\"} 12",
@@ -275,6 +293,7 @@ mod tests {
             "azw_model_threshold{module=\"CONN\"} 0.25",
             "azw_model_created_timestamp_seconds{module=\"CONN\"} 1796119200",
             "azw_model_refusals_total{module=\"DNS\"} 1",
+            "azw_detections_total{detector=\"beacon\"} 2",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }

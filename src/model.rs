@@ -86,20 +86,10 @@ pub struct Model {
     pub columns: Vec<String>,
     pub features: FeatureSet,
     pub kitnet: KitNet,
-    /// What the beacon detector learned from the training history (conn
-    /// models only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub beacon: Option<BeaconBaseline>,
-}
-
-/// The beacon detector's settings and the pairs it knows from training
-/// (see [`crate::detect::beacon`]).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BeaconBaseline {
-    pub params: crate::detect::BeaconParams,
-    /// Pairs with at least `params.min_connections` answered connections
-    /// in training, most frequent first.
-    pub known: Vec<(std::net::IpAddr, std::net::IpAddr)>,
+    /// What the detectors learned from the training history: their
+    /// settings and the entities normal here (conn and dns models).
+    #[serde(default, skip_serializing_if = "crate::detect::Baseline::is_empty")]
+    pub detectors: crate::detect::Baseline,
 }
 
 /// The score above which a record is flagged.
@@ -315,27 +305,8 @@ impl Model {
             return Err(field_error("kitnet", "holds a model that is not trained"));
         }
         self.check_threshold()?;
-        if let Some(b) = &self.beacon {
-            if b.known.len() > crate::detect::BaselineLearner::MAX_KNOWN {
-                return Err(field_error(
-                    "beacon.known",
-                    format!(
-                        "holds {} pairs, more than the {} training keeps",
-                        b.known.len(),
-                        crate::detect::BaselineLearner::MAX_KNOWN
-                    ),
-                ));
-            }
-            let p = &b.params;
-            if !(0.0..=1.0).contains(&p.threshold) || p.window_seconds == 0 || p.min_connections < 4
-            {
-                return Err(field_error(
-                    "beacon.params",
-                    String::from(
-                        "out of range (threshold in [0, 1], a window, at least 4 connections)",
-                    ),
-                ));
-            }
+        if let Err((field, why)) = self.detectors.check() {
+            return Err(field_error(field, why));
         }
         Ok(encoder)
     }
@@ -536,14 +507,8 @@ impl Model {
                 .join(" ")
         );
         let _ = writeln!(s, "  from:          {}", self.features.local_nets_origin);
-        if let Some(b) = &self.beacon {
-            let _ = writeln!(
-                s,
-                "beacons:         {} pairs known from training (not reported); a beacon scores {} or more over {} h of answered connections",
-                b.known.len(),
-                b.params.threshold,
-                b.params.window_seconds / 3600
-            );
+        for line in self.detectors.describe() {
+            let _ = writeln!(s, "detector:        {line}");
         }
         let _ = writeln!(
             s,

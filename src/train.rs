@@ -15,7 +15,6 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::detect::{BaselineLearner, BeaconParams};
 use crate::features::{DirectionSurvey, Encoder, LocalNets, NetsOrigin, SiteLearner, VocabLearner};
 use crate::kitnet::{KitNet, KitNetError, KitNetParams};
 use crate::log_kind::LogKind;
@@ -189,8 +188,8 @@ fn paths(files: &[LogFile]) -> Vec<PathBuf> {
 /// What the first pass found.
 struct Survey {
     encoder: Encoder,
-    /// The beacon detector's known pairs (conn).
-    beacon: Option<crate::model::BeaconBaseline>,
+    /// What the detectors learned (conn, dns).
+    detectors: crate::detect::Baseline,
     /// How records are held out of training, and how many were.
     holdout: Holdout,
     held_out: u64,
@@ -206,7 +205,7 @@ fn survey(module: LogKind, files: &[LogFile], opts: &TrainOptions, bar: &dyn Pro
     let mut learners = [VocabLearner::new(module), VocabLearner::new(module)];
     let mut held_out = [0u64; 2];
     let mut direction = DirectionSurvey::default();
-    let mut beacons = (module == LogKind::Conn).then(BaselineLearner::default);
+    let mut detectors = crate::detect::baseline::Learner::new(module);
     let mut records = Records::new(paths(files), Some(module.log_path()), false);
     let (mut first_ts, mut last_ts) = (None::<f64>, None::<f64>);
     for (i, r) in records.by_ref().enumerate() {
@@ -216,9 +215,7 @@ fn survey(module: LogKind, files: &[LogFile], opts: &TrainOptions, bar: &dyn Pro
         }
         let (orig, resp) = (r.get("id.orig_h").as_addr(), r.get("id.resp_h").as_addr());
         direction.observe(&opts.local_nets, orig, resp);
-        if let (Some(b), Some(o), Some(d)) = (&mut beacons, orig, resp) {
-            b.observe(o, d, crate::detect::beacon::answered(&r));
-        }
+        detectors.observe(&r);
         // The vocabularies come from the training records only, like
         // everything else the model learns.
         for (k, holdout) in Holdout::BOTH.iter().enumerate() {
@@ -241,13 +238,9 @@ fn survey(module: LogKind, files: &[LogFile], opts: &TrainOptions, bar: &dyn Pro
     if let Some(warning) = direction.warning(&opts.local_nets_origin) {
         tracing::warn!("{module}: {warning}");
     }
-    let params = BeaconParams::default();
     Survey {
         encoder,
-        beacon: beacons.map(|b| crate::model::BeaconBaseline {
-            known: b.finish(&params),
-            params,
-        }),
+        detectors: detectors.finish(),
         holdout,
         held_out: held_out[k],
         totals: records.totals().clone(),
@@ -442,7 +435,7 @@ pub fn train_module(
         columns: encoder.columns().to_vec(),
         features: encoder.feature_set().clone(),
         kitnet,
-        beacon: survey.beacon,
+        detectors: survey.detectors,
     };
     Ok(model)
 }

@@ -179,6 +179,7 @@ fn run(args: Args, controls: &Controls) -> anyhow::Result<ExitCode> {
             checkpoint_every: Duration::from_millis(args.checkpoint_ms),
             stats_every: Duration::from_secs(args.stats_secs.max(1)),
             reload_every: Duration::from_secs(1),
+            detect: args.detect_options(),
         };
         tracing::info!(
             "following {} for {} (output {}, checkpoint in {})",
@@ -302,7 +303,14 @@ fn replay(args: &Args, modules: &[LogKind], controls: &Controls) -> anyhow::Resu
             (sink::open(&spec, &opts)?, Some(tmp))
         }
     };
-    let report = pipeline::replay(&args.replay, &mut lanes, out.as_mut(), &controls.stop)?;
+    let mut emitter = pipeline::Emitter::for_lanes(lanes.iter_mut(), &args.detect_options());
+    let report = pipeline::replay(
+        &args.replay,
+        &mut lanes,
+        &mut emitter,
+        out.as_mut(),
+        &controls.stop,
+    )?;
     out.sync()?;
     drop(out);
     if report.stopped {
@@ -317,6 +325,7 @@ fn replay(args: &Args, modules: &[LogKind], controls: &Controls) -> anyhow::Resu
         );
     }
     print_top(report.top.records());
+    print_detections(&emitter);
     if report.failed.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
@@ -383,6 +392,40 @@ fn check_not_live_output(target: &Path, state_dir: &Path) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// The detections of a replay: counts by detector, then the first ones.
+fn print_detections(emitter: &pipeline::Emitter) {
+    let stage = emitter.stage();
+    if !stage.is_active() {
+        return;
+    }
+    eprintln!("{}", stage.found_line());
+    let first = emitter.first_detections();
+    let total: u64 = stage.found().values().sum();
+    if !first.is_empty() {
+        eprintln!(
+            "{} (score / threshold, detector, entity, first seen .. last seen, uids):",
+            if total as usize > first.len() {
+                format!("the first {}", first.len())
+            } else {
+                "all".into()
+            }
+        );
+    }
+    for d in first {
+        let line = format!(
+            "  {:.3} / {}  {} {} {:.0}..{:.0} {}",
+            d.score,
+            d.threshold,
+            d.detection,
+            d.entity(),
+            d.first_ts,
+            d.last_ts,
+            d.uids.join(",")
+        );
+        eprintln!("{}", terminal(&line));
+    }
+}
+
 fn print_top(top: &[ScoredRecord]) {
     if top.is_empty() {
         eprintln!("no anomalies above the models' thresholds");
@@ -436,6 +479,7 @@ fn kafka(args: &Args, modules: Vec<LogKind>, controls: &Controls) -> anyhow::Res
         stats_every: Duration::from_secs(args.stats_secs.max(1)),
         reload_every: Duration::from_secs(1),
         config: args.kafka_config.clone(),
+        detect: args.detect_options(),
     };
     tracing::info!(
         "consuming {} from {} in group {} for {} (output {})",

@@ -23,7 +23,7 @@
 //!   records are written when connections close); the score sorts.
 //!
 //! Memory is bounded: at most [`BeaconParams::max_pairs`] pairs (the
-//! least recently seen is dropped first) of at most
+//! least recently seen are dropped first) of at most
 //! [`BeaconParams::max_events`] connections each (the oldest go first).
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -31,7 +31,11 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use super::rita::{self, BeaconScore};
+use super::bounded::BoundedMap;
+use super::detection::{Detection, DetectorKind, RecentUids};
+use super::observation::ConnFacts;
+use super::rita;
+use crate::log_kind::LogKind;
 
 /// Whether a conn record's responder sent payload: what makes a
 /// connection count for beacons.
@@ -69,22 +73,7 @@ impl Default for BeaconParams {
     }
 }
 
-/// A pair reported as a beacon, with the evidence an analyst checks.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BeaconDetection {
-    pub src: IpAddr,
-    pub dst: IpAddr,
-    pub parts: BeaconScore,
-    /// Answered connections in the window, and their first and last time.
-    pub connections: usize,
-    pub first_ts: u32,
-    pub last_ts: u32,
-    /// The window the score is over.
-    pub window_start: u32,
-    pub window_end: u32,
-}
-
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 struct Pair {
     /// (whole-second time, bytes sent), in arrival order.
     events: VecDeque<(u32, f64)>,
@@ -92,32 +81,29 @@ struct Pair {
     /// The score last reported and when, so an unchanged beacon is not
     /// repeated: an update needs a higher score and an hour.
     reported: Option<(f64, u32)>,
-    last_seen: u64,
+    uids: RecentUids,
 }
 
 /// The streaming beacon detector over conn records.
-#[derive(Debug)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BeaconDetector {
     params: BeaconParams,
-    pairs: HashMap<(IpAddr, IpAddr), Pair>,
+    pairs: BoundedMap<(IpAddr, IpAddr), Pair>,
+    /// From the model, not the checkpoint.
+    #[serde(skip)]
     known: HashSet<(IpAddr, IpAddr)>,
     first_ts: Option<u32>,
     newest_ts: u32,
-    /// Arrival counter, for least-recently-seen eviction.
-    tick: u64,
-    evicted: u64,
 }
 
 impl BeaconDetector {
     pub fn new(params: BeaconParams) -> BeaconDetector {
         BeaconDetector {
+            pairs: BoundedMap::new(params.max_pairs),
             params,
-            pairs: HashMap::new(),
             known: HashSet::new(),
             first_ts: None,
             newest_ts: 0,
-            tick: 0,
-            evicted: 0,
         }
     }
 
@@ -127,57 +113,41 @@ impl BeaconDetector {
         self
     }
 
+    /// Takes the settings and known entities of a freshly built detector
+    /// (from the model now in use), keeping this one's state.
+    pub fn take_baseline(&mut self, fresh: Self) {
+        self.params = fresh.params;
+        self.known = fresh.known;
+    }
+
     pub fn params(&self) -> &BeaconParams {
         &self.params
     }
 
     /// Pairs tracked now, and dropped for room so far.
     pub fn tracked(&self) -> (usize, u64) {
-        (self.pairs.len(), self.evicted)
+        (self.pairs.len(), self.pairs.evicted())
     }
 
-    /// One conn record. `answered`: the responder sent payload. Returns a
-    /// detection when the pair's score reaches the threshold, and an
-    /// update when it has risen since it was last reported, at most one an
-    /// hour of event time.
-    pub fn observe(
-        &mut self,
-        src: IpAddr,
-        dst: IpAddr,
-        ts: f64,
-        bytes: f64,
-        answered: bool,
-    ) -> Option<BeaconDetection> {
-        if !answered
-            || !ts.is_finite()
-            || ts < 0.0
-            || ts > f64::from(u32::MAX)
-            || self.known.contains(&(src, dst))
-        {
+    /// One conn record. Returns a detection when the pair's score reaches
+    /// the threshold, and an update when it has risen since it was last
+    /// reported, at most one an hour of event time.
+    pub fn observe(&mut self, c: &ConnFacts) -> Option<Detection> {
+        let answered = c.resp_bytes > 0.0;
+        if !answered || c.ts > f64::from(u32::MAX) || self.known.contains(&(c.src, c.dst)) {
             return None;
         }
-        let t = ts as u32;
+        let t = c.ts as u32;
         self.first_ts = Some(self.first_ts.map_or(t, |f| f.min(t)));
         self.newest_ts = self.newest_ts.max(t);
-        self.tick += 1;
-        if !self.pairs.contains_key(&(src, dst)) && self.pairs.len() >= self.params.max_pairs {
-            self.evict();
-        }
         let window_end = self.newest_ts;
         let window_start = window_end
             .saturating_sub(self.params.window_seconds)
             .max(self.first_ts.unwrap_or(0));
         let p = &self.params;
-        let pair = self.pairs.entry((src, dst)).or_default();
-        pair.last_seen = self.tick;
-        pair.events.push_back((
-            t,
-            if bytes.is_finite() {
-                bytes.max(0.0)
-            } else {
-                0.0
-            },
-        ));
+        let pair = self.pairs.touch((c.src, c.dst), Pair::default);
+        pair.events.push_back((t, c.orig_ip_bytes));
+        pair.uids.push(c.uid.as_deref());
         if pair.events.len() > p.max_events {
             pair.events.pop_front();
         }
@@ -201,36 +171,35 @@ impl BeaconDetector {
             return None;
         }
         pair.reported = Some((parts.score, t));
-        Some(BeaconDetection {
-            src,
-            dst,
-            parts,
-            connections: ts.len(),
-            first_ts: ts[0],
-            last_ts: ts[ts.len() - 1],
-            window_start,
-            window_end,
-        })
-    }
-
-    /// Drops the least recently seen pair.
-    fn evict(&mut self) {
-        if let Some(key) = self
-            .pairs
-            .iter()
-            .min_by_key(|(_, p)| p.last_seen)
-            .map(|(k, _)| *k)
-        {
-            self.pairs.remove(&key);
-            self.evicted += 1;
+        let mut evidence = serde_json::Map::new();
+        evidence.insert("connections".into(), ts.len().into());
+        evidence.insert("window_start".into(), window_start.into());
+        evidence.insert("window_end".into(), window_end.into());
+        if let Ok(serde_json::Value::Object(parts)) = serde_json::to_value(&parts) {
+            evidence.extend(parts.into_iter().filter(|(k, _)| k != "score"));
         }
+        Some(Detection {
+            ts: c.ts,
+            detection: DetectorKind::Beacon,
+            module: LogKind::Conn,
+            src: c.src,
+            dst: Some(c.dst),
+            resp_p: None,
+            domain: None,
+            score: parts.score,
+            threshold: p.threshold,
+            first_ts: f64::from(ts[0]),
+            last_ts: f64::from(ts[ts.len() - 1]),
+            uids: pair.uids.to_vec(),
+            evidence,
+        })
     }
 }
 
 /// Learns the known pairs from the training history: those with at least
 /// `min_connections` answered connections. Bounded: at most
 /// [`BaselineLearner::MAX_COUNTED`] pairs are counted and
-/// [`BaselineLearner::MAX_KNOWN`] kept (the most frequent).
+/// [`super::baseline::MAX_KNOWN`] kept (the most frequent).
 #[derive(Debug, Default)]
 pub struct BaselineLearner {
     counts: HashMap<(IpAddr, IpAddr), u64>,
@@ -238,7 +207,6 @@ pub struct BaselineLearner {
 
 impl BaselineLearner {
     pub const MAX_COUNTED: usize = 1 << 20;
-    pub const MAX_KNOWN: usize = 100_000;
 
     pub fn observe(&mut self, src: IpAddr, dst: IpAddr, answered: bool) {
         if !answered {
@@ -261,7 +229,7 @@ impl BaselineLearner {
             .map(|(k, c)| (*c, *k))
             .collect();
         known.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-        known.truncate(Self::MAX_KNOWN);
+        known.truncate(super::baseline::MAX_KNOWN);
         known.into_iter().map(|(_, k)| k).collect()
     }
 }
@@ -269,10 +237,7 @@ impl BaselineLearner {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap()
-    }
+    use crate::detect::testkit::{conn, ip};
 
     /// A jittered beacon among random traffic is detected within hours,
     /// once; refused scanner connections never are.
@@ -289,30 +254,32 @@ mod tests {
         let mut found = Vec::new();
         let mut t = start;
         while t < start + 2.0 * 86_400.0 {
-            if let Some(det) = d.observe(bot, c2, t, 1049.0 + rnd(5) as f64, true) {
+            if let Some(det) = d.observe(&conn(bot, c2, t, 1049.0 + rnd(5) as f64, true)) {
                 found.push((t - start, det));
             }
             // A scanner every 60 s, refused; a browsing host at random.
             for k in 0..5 {
                 let s = t + f64::from(k) * 60.0;
-                assert!(d.observe(ip("45.1.2.3"), bot, s, 60.0, false).is_none());
+                assert!(d
+                    .observe(&conn(ip("45.1.2.3"), bot, s, 60.0, false))
+                    .is_none());
                 let web = ip(&format!("198.51.100.{}", rnd(200)));
-                d.observe(
+                d.observe(&conn(
                     ip("10.0.0.9"),
                     web,
                     s + rnd(60) as f64,
                     rnd(50_000) as f64,
                     true,
-                );
+                ));
             }
             t += 200.0 + rnd(151) as f64;
         }
         assert!(!found.is_empty());
         let (after, first) = &found[0];
-        assert_eq!((first.src, first.dst), (bot, c2));
+        assert_eq!((first.src, first.dst), (bot, Some(c2)));
         assert!(*after <= 2.0 * 3600.0, "found after {after} s");
         assert!(
-            found.iter().all(|(_, f)| (f.src, f.dst) == (bot, c2)),
+            found.iter().all(|(_, f)| (f.src, f.dst) == (bot, Some(c2))),
             "{found:?}"
         );
         assert!(
@@ -323,7 +290,7 @@ mod tests {
         assert!(
             found
                 .windows(2)
-                .all(|w| w[1].1.parts.score > w[0].1.parts.score && w[1].0 >= w[0].0 + 3600.0),
+                .all(|w| w[1].1.score > w[0].1.score && w[1].0 >= w[0].0 + 3600.0),
             "updates only when stronger, an hour apart"
         );
     }
@@ -338,14 +305,14 @@ mod tests {
         let mut d = BeaconDetector::new(params).with_known([(ntp_client, ntp)]);
         for i in 0..1000 {
             let t = 1_700_000_000.0 + f64::from(i) * 1024.0;
-            assert!(d.observe(ntp_client, ntp, t, 76.0, true).is_none());
-            d.observe(
+            assert!(d.observe(&conn(ntp_client, ntp, t, 76.0, true)).is_none());
+            d.observe(&conn(
                 ip(&format!("10.1.{}.{}", i / 250, i % 250)),
                 ntp,
                 t,
                 1.0,
                 true,
-            );
+            ));
         }
         let (pairs, evicted) = d.tracked();
         assert!(pairs <= 10 && evicted > 900, "{pairs} {evicted}");

@@ -1,10 +1,55 @@
 //! Detectors over entities: what only shows over time, in many records of
-//! the same hosts (beacons), found as the records stream by.
+//! the same hosts (beacons, long connections, scans, DNS tunnels), found as
+//! the records stream by, in event time, with bounded memory.
 //!
+//! - [`observation`]: the few fields of a record the detectors use.
 //! - [`rita`]: RITA v5's beacon score of one pair over one window.
-//! - [`beacon`]: the streaming beacon detector over conn records.
+//! - [`beacon`], [`long_conn`], [`scan`], [`dns_tunnel`]: the detectors.
+//! - [`baseline`]: what they learn from training (the site's normal).
+//! - [`stage`]: all of them as one pipeline stage, with serialisable state.
+//! - [`detection`]: what they report.
 
+pub mod baseline;
 pub mod beacon;
+mod bounded;
+pub mod detection;
+pub mod dns_tunnel;
+pub mod long_conn;
+pub mod observation;
 pub mod rita;
+pub mod scan;
+pub mod stage;
 
-pub use beacon::{BaselineLearner, BeaconDetection, BeaconDetector, BeaconParams};
+pub use baseline::Baseline;
+pub use beacon::{BaselineLearner, BeaconDetector, BeaconParams};
+pub use detection::{Detection, DetectorKind};
+pub use observation::Observation;
+pub use stage::{DetectOptions, DetectStage, ModuleDetectors};
+
+#[cfg(test)]
+pub(crate) mod testkit {
+    use std::net::IpAddr;
+
+    use super::observation::ConnFacts;
+
+    pub fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    /// A conn record's facts: `bytes` sent by the originator; answered
+    /// means the responder sent payload back.
+    pub fn conn(src: IpAddr, dst: IpAddr, ts: f64, bytes: f64, answered: bool) -> ConnFacts {
+        ConnFacts {
+            ts,
+            uid: None,
+            src,
+            dst,
+            resp_p: Some(80),
+            duration: 1.0,
+            orig_bytes: bytes,
+            orig_ip_bytes: bytes,
+            resp_bytes: if answered { 100.0 } else { 0.0 },
+            unanswered: !answered,
+        }
+    }
+}

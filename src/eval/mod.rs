@@ -168,7 +168,14 @@ pub fn score_files(
     let mut sink = UidMax::default();
     let mut top = TopAnomalies::new(0);
     let stop = std::sync::Arc::new(AtomicBool::new(false));
-    for (path, why) in replay::score_files(files, &mut lane, &mut sink, &mut top, &stop)? {
+    for (path, why) in replay::score_files(
+        files,
+        &mut lane,
+        &mut crate::pipeline::Emitter::records_only(),
+        &mut sink,
+        &mut top,
+        &stop,
+    )? {
         tracing::warn!("{}: {why}", path.display());
     }
     let stats = lane.stats();
@@ -186,6 +193,10 @@ pub fn score_files(
 struct UidMax(HashMap<String, f64>);
 
 impl Sink for UidMax {
+    /// Evaluation measures records; it runs no detectors.
+    fn write_detection(&mut self, _: &crate::detect::Detection) -> Result<(), SinkError> {
+        Ok(())
+    }
     fn write(&mut self, record: &ScoredRecord) -> Result<(), SinkError> {
         if let Some(uid) = &record.uid {
             let e = self.0.entry(uid.clone()).or_insert(f64::NEG_INFINITY);

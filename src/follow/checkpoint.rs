@@ -51,6 +51,41 @@ pub struct Checkpoint {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_id: Option<(u64, u64)>,
     pub modules: BTreeMap<LogKind, Position>,
+    /// The detection stage's state at these positions
+    /// ([`crate::detect::DetectStage`]), so that after a restart the
+    /// detectors continue exactly where the output stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detectors: Option<SavedState>,
+}
+
+/// Serialised state kept as the JSON text it was written as: serialised
+/// once when saving, parsed by whoever owns its type when loading.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SavedState(Box<serde_json::value::RawValue>);
+
+impl SavedState {
+    pub fn of<T: Serialize>(state: &T) -> Result<SavedState, serde_json::Error> {
+        serde_json::value::to_raw_value(state).map(SavedState)
+    }
+
+    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(self.0.get())
+    }
+
+    /// The size of the saved text, in bytes.
+    pub fn len(&self) -> usize {
+        self.0.get().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.get().is_empty()
+    }
+}
+
+impl PartialEq for SavedState {
+    fn eq(&self, other: &SavedState) -> bool {
+        self.0.get() == other.0.get()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

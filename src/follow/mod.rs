@@ -13,7 +13,7 @@ mod follower;
 pub mod identity;
 mod source;
 
-pub use checkpoint::{Checkpoint, CheckpointError, Position, CHECKPOINT_VERSION};
+pub use checkpoint::{Checkpoint, CheckpointError, Position, SavedState, CHECKPOINT_VERSION};
 pub use follower::{Follower, Step};
 pub use source::{Line, Source};
 

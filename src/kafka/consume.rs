@@ -22,8 +22,11 @@ use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::route::{self, module_of_log, module_of_topic};
+use crate::detect::DetectOptions;
 use crate::log_kind::LogKind;
-use crate::pipeline::{Controls, Lane, LaneOptions, LaneStats, RunError, Throttle};
+use crate::pipeline::{
+    Controls, Emitter, Lane, LaneOptions, LaneStats, Output, RunError, Throttle,
+};
 use crate::sink::{self, sync_then, OutputSpec, RecordFormat, Sink, SinkOptions};
 use crate::zeek::{LineParser, Parsed, ReadError, Record};
 
@@ -48,6 +51,10 @@ pub struct KafkaOptions {
     /// Extra librdkafka settings (`key=value`), for the consumer and a
     /// Kafka output alike (security, timeouts).
     pub config: Vec<(String, String)>,
+    /// The detectors that run. Their state lives in this member: a host's
+    /// records must all reach it (input keyed by host, or one member);
+    /// it starts from the models' baselines at each start.
+    pub detect: DetectOptions,
 }
 
 /// Counters of a Kafka run.
@@ -297,6 +304,7 @@ pub fn run_kafka(opts: &KafkaOptions, controls: &Controls) -> Result<KafkaStats,
         let parser = LineParser::new("kafka", Some(module.log_path()));
         lanes.insert(module, Route { lane, parser });
     }
+    let emitter = Emitter::for_lanes(lanes.values_mut().map(|r| &mut r.lane), &opts.detect);
     let sink = sink::open(
         &opts.output,
         &SinkOptions {
@@ -309,6 +317,8 @@ pub fn run_kafka(opts: &KafkaOptions, controls: &Controls) -> Result<KafkaStats,
     let mut run = Run {
         opts,
         lanes,
+        emitter,
+        outputs: Vec::new(),
         // Reads `_path` of records that neither topic nor wrapper place.
         untyped: LineParser::new("kafka", None),
         stats: KafkaStats::default(),
@@ -418,6 +428,8 @@ fn connect(
 struct Run<'a> {
     opts: &'a KafkaOptions,
     lanes: HashMap<LogKind, Route>,
+    emitter: Emitter,
+    outputs: Vec<Output>,
     untyped: LineParser,
     stats: KafkaStats,
     /// Warnings about messages no lane took.
@@ -441,6 +453,8 @@ impl Run<'_> {
                 for (module, route) in &self.lanes {
                     crate::metrics::global().publish(*module, route.lane.stats());
                 }
+                crate::metrics::global()
+                    .detections(self.emitter.stage().found().iter().map(|(k, n)| (k, *n)));
                 last_publish = Instant::now();
             }
             self.check_models();
@@ -593,15 +607,19 @@ impl Run<'_> {
                 return Ok(());
             }
         };
-        if let Some(s) = lane.record(&record) {
-            progress.sink.write(&s).map_err(RunError::Output)?;
-        }
+        lane.record(&record, &mut self.outputs);
+        self.emitter
+            .emit(&mut self.outputs, progress.sink.as_mut(), None)
+            .map_err(RunError::Output)?;
         Ok(())
     }
 
     fn log_stats(&self) {
         for route in self.lanes.values() {
             tracing::info!("{}", route.lane.stats_line());
+        }
+        if self.emitter.stage().is_active() {
+            tracing::info!("{}", self.emitter.stage().found_line());
         }
         if !self.stats.ignored.is_empty() || self.stats.unrouted > 0 {
             let ignored: Vec<String> = self

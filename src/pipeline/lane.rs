@@ -10,6 +10,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use crate::detect::{Baseline, DetectOptions, ModuleDetectors, Observation};
 use crate::log_kind::LogKind;
 use crate::model::{self, Model, ModelError};
 use crate::reload::Reloader;
@@ -43,11 +44,24 @@ pub struct LaneStats {
     pub lag_bytes: u64,
 }
 
+/// What a lane hands on for one record, in this order: the scored record
+/// (when it goes to the output), then what the detectors take from it
+/// (when some detector watches this log type). Sources pass outputs to
+/// [`super::Emitter`] in input order, which writes the records and runs
+/// the detectors.
+#[derive(Debug, Clone)]
+pub enum Output {
+    Scored(ScoredRecord),
+    Observed(Observation),
+}
+
 /// One log type's scoring stage.
 pub struct Lane {
     scorer: Scorer,
     reload: Option<(Reloader, Duration)>,
     only_anomalies: bool,
+    /// Copy out observations for the detectors.
+    observe: bool,
     stats: LaneStats,
     warnings: Throttle,
 }
@@ -72,6 +86,7 @@ impl Lane {
             scorer,
             reload: None,
             only_anomalies: opts.only_anomalies,
+            observe: false,
             stats: LaneStats::default(),
             warnings: Throttle::default(),
         }
@@ -79,6 +94,31 @@ impl Lane {
 
     pub fn module(&self) -> LogKind {
         self.scorer.module()
+    }
+
+    /// The detectors this lane's model describes (its training baseline,
+    /// or the defaults for a model trained before detectors existed), and
+    /// from now on the lane copies out observations for them. `None` when
+    /// no selected detector watches this log type.
+    pub fn detectors(&mut self, opts: &DetectOptions) -> Option<ModuleDetectors> {
+        let model = self.scorer.model();
+        let baseline = if model.detectors.is_empty() {
+            Baseline::defaults_for(model.module)
+        } else {
+            model.detectors.clone()
+        };
+        let d = ModuleDetectors::new(&baseline, &model.features.local_nets, opts);
+        if d.is_empty() {
+            return None;
+        }
+        if model.detectors.is_empty() {
+            tracing::info!(
+                "{}: the model has no detector baseline (trained by an older azw-train): detectors run with their defaults and know nothing of this site; retrain to teach them",
+                model.module
+            );
+        }
+        self.observe = true;
+        Some(d)
     }
 
     pub fn stats(&self) -> &LaneStats {
@@ -99,34 +139,35 @@ impl Lane {
 
     /// Takes one parsed line: a record is scored, a header passes (not
     /// counted), a malformed line is counted and logged (the first hundred,
-    /// then one in a thousand). Returns the scored record if it goes to the
-    /// output.
-    pub fn line(&mut self, parsed: Result<Parsed, ReadError>) -> Option<ScoredRecord> {
+    /// then one in a thousand). What goes on is appended to `out`.
+    pub fn line(&mut self, parsed: Result<Parsed, ReadError>, out: &mut Vec<Output>) {
         match parsed {
             Ok(Parsed::Record(r)) => {
                 self.stats.lines += 1;
-                self.record(&r)
+                self.record(&r, out);
             }
-            Ok(Parsed::Nothing) => None,
+            Ok(Parsed::Nothing) => {}
             Err(e) => {
                 self.stats.lines += 1;
                 self.skip(format_args!("{e}"));
-                None
             }
         }
     }
 
-    /// Scores one record that was counted as a line by its source.
-    pub fn record(&mut self, record: &Record) -> Option<ScoredRecord> {
+    /// Scores one record that was counted as a line by its source,
+    /// appending what goes on to `out`. A record that cannot be scored is
+    /// skipped, and not observed either: every mode skips the same ones.
+    pub fn record(&mut self, record: &Record, out: &mut Vec<Output>) {
         match self.scorer.score(record) {
             Ok(s) => {
                 self.stats.scored += 1;
                 self.stats.anomalies += u64::from(s.anomaly);
                 if s.anomaly || !self.only_anomalies {
                     self.stats.written += 1;
-                    Some(s)
-                } else {
-                    None
+                    out.push(Output::Scored(s));
+                }
+                if self.observe {
+                    out.extend(Observation::of(self.module(), record).map(Output::Observed));
                 }
             }
             Err(e) => {
@@ -135,7 +176,6 @@ impl Lane {
                     "{module}: line {}: cannot score: {e}",
                     record.line()
                 ));
-                None
             }
         }
     }

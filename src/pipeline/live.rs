@@ -17,10 +17,10 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant};
 
-use super::{Controls, Lane, LaneOptions, LaneStats, RunError};
-use crate::follow::{Checkpoint, Follower, Position, CHECKPOINT_VERSION};
+use super::{Controls, Emitter, Lane, LaneOptions, LaneStats, Output, RunError};
+use crate::detect::{DetectOptions, DetectStage};
+use crate::follow::{Checkpoint, Follower, Position, SavedState, CHECKPOINT_VERSION};
 use crate::log_kind::LogKind;
-use crate::score::ScoredRecord;
 use crate::sink::{self, sync_then, OutputSpec, RecordFormat, Sink, SinkOptions};
 
 /// The lock file in the state folder.
@@ -45,11 +45,13 @@ pub struct LiveOptions {
     pub stats_every: Duration,
     /// How often a model file is checked for replacement.
     pub reload_every: Duration,
+    /// The detectors that run.
+    pub detect: DetectOptions,
 }
 
 struct Batch {
     module: LogKind,
-    records: Vec<ScoredRecord>,
+    records: Vec<Output>,
     position: Option<Position>,
     stats: LaneStats,
     stats_line: String,
@@ -80,6 +82,29 @@ pub fn run_live(
             .map_err(|error| RunError::Model { module, error })?;
         lanes.push(lane);
     }
+    let fresh = Emitter::for_lanes(lanes.iter_mut(), &opts.detect);
+    let saved = checkpoint.as_ref().and_then(|c| c.detectors.as_ref());
+    let emitter = match saved.map(|s| (s.len(), s.parse::<DetectStage>())) {
+        Some((bytes, Ok(stage))) => match stage.resume(fresh.stage().clone()) {
+            Some(stage) => {
+                tracing::info!("the detectors resume from the checkpoint ({bytes} bytes of state)");
+                Emitter::with_stage(stage)
+            }
+            None => {
+                tracing::warn!(
+                    "the checkpoint's detectors ran with other --detectors settings: they start afresh"
+                );
+                fresh
+            }
+        },
+        Some((_, Err(e))) => {
+            tracing::warn!(
+                "the checkpoint's detector state cannot be read ({e}): the detectors start afresh"
+            );
+            fresh
+        }
+        None => fresh,
+    };
     let output_name = opts.output.to_string();
     let cut_to = match &checkpoint {
         Some(c) if c.output.as_deref() == Some(&output_name) && !replaced(c, &opts.output) => {
@@ -135,6 +160,7 @@ pub fn run_live(
             positions: positions.clone(),
             stats: BTreeMap::new(),
             saved_identity,
+            emitter,
         };
         let result = writer.run(rx, controls);
         // LogKind threads notice a closed channel only when they next send;
@@ -188,6 +214,9 @@ struct Writer<'a> {
     stats: BTreeMap<LogKind, (LaneStats, String)>,
     /// The output's identity at the last checkpoint.
     saved_identity: Option<(u64, u64)>,
+    /// The detection stage: here, beside the sink and the checkpoint, so
+    /// its state is saved with the positions it belongs to.
+    emitter: Emitter,
 }
 
 impl Writer<'_> {
@@ -250,10 +279,10 @@ impl Writer<'_> {
     }
 
     /// Writes a batch's records, then records its position.
-    fn take(&mut self, b: Batch) -> Result<(), RunError> {
-        for r in &b.records {
-            self.output.write(r).map_err(RunError::Output)?;
-        }
+    fn take(&mut self, mut b: Batch) -> Result<(), RunError> {
+        self.emitter
+            .emit(&mut b.records, self.output, None)
+            .map_err(RunError::Output)?;
         self.output.flush().map_err(RunError::Output)?;
         // A log type's first position is saved at once: until it is, a
         // restart would start over from the live file.
@@ -267,6 +296,8 @@ impl Writer<'_> {
             self.save()?;
         }
         crate::metrics::global().publish(b.module, &b.stats);
+        crate::metrics::global()
+            .detections(self.emitter.stage().found().iter().map(|(k, n)| (k, *n)));
         self.stats.insert(b.module, (b.stats, b.stats_line));
         Ok(())
     }
@@ -274,6 +305,15 @@ impl Writer<'_> {
     fn save(&mut self) -> Result<(), RunError> {
         let (opts, positions) = (self.opts, &self.positions);
         let output_id = self.output.identity();
+        let stage = self.emitter.stage();
+        let detectors = if stage.is_active() {
+            Some(SavedState::of(stage).map_err(|e| RunError::Io {
+                path: Checkpoint::file(&opts.state_dir),
+                source: e.into(),
+            })?)
+        } else {
+            None
+        };
         sync_then(self.output, |len| {
             Checkpoint {
                 version: CHECKPOINT_VERSION,
@@ -281,6 +321,7 @@ impl Writer<'_> {
                 output: Some(opts.output.to_string()),
                 output_id,
                 modules: positions.clone(),
+                detectors,
             }
             .save(&opts.state_dir)
             .map_err(RunError::from)
@@ -297,6 +338,9 @@ impl Writer<'_> {
     fn log_stats(&self) {
         for (_, line) in self.stats.values() {
             tracing::info!("{line}");
+        }
+        if self.emitter.stage().is_active() {
+            tracing::info!("{}", self.emitter.stage().found_line());
         }
     }
 }
@@ -349,11 +393,10 @@ fn follow(
     while !controls.stop.load(Ordering::SeqCst) {
         lane.check_model();
         let step = follower.step();
-        let records: Vec<ScoredRecord> = step
-            .lines
-            .into_iter()
-            .filter_map(|line| lane.line(line.parsed))
-            .collect();
+        let mut records = Vec::new();
+        for line in step.lines {
+            lane.line(line.parsed, &mut records);
+        }
         lane.set_lag(step.lag_bytes);
         // An idle step that moved nothing sends nothing: the writer would
         // only sync and checkpoint the same state again.

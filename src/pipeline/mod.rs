@@ -3,6 +3,8 @@
 //! [`Sink`](crate::sink::Sink) they go to.
 //!
 //! - [`lane`]: scorer, model reloader, output filter and counters.
+//! - [`emit`]: the lanes' outputs to the sink, through the detectors
+//!   ([`crate::detect`]).
 //! - [`replay`]: historical files scored once, in order.
 //! - [`live`]: Zeek's live logs followed through rotations and restarts.
 //! - Kafka consumption lives in [`crate::kafka`] and uses the same lanes.
@@ -11,6 +13,7 @@
 //! sink is made durable first, then the source's position (a checkpoint,
 //! committed offsets) is recorded.
 
+pub mod emit;
 pub mod lane;
 pub mod live;
 pub mod replay;
@@ -19,7 +22,8 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-pub use lane::{Lane, LaneOptions, LaneStats, Throttle};
+pub use emit::Emitter;
+pub use lane::{Lane, LaneOptions, LaneStats, Output, Throttle};
 pub use live::{run_live, LiveOptions};
 pub use replay::{replay, ReplayReport, TopAnomalies};
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use super::{Lane, LaneStats, RunError};
+use super::{Emitter, Lane, LaneStats, RunError};
 use crate::log_kind::LogKind;
 use crate::route;
 use crate::score::ScoredRecord;
@@ -39,6 +39,7 @@ pub struct ReplayReport {
 pub fn replay(
     inputs: &[PathBuf],
     lanes: &mut [Lane],
+    emitter: &mut Emitter,
     sink: &mut dyn Sink,
     stop: &Arc<AtomicBool>,
 ) -> Result<ReplayReport, RunError> {
@@ -54,7 +55,7 @@ pub fn replay(
             );
         }
         report.files += files.len() as u64;
-        for (path, why) in score_files(&files, lane, sink, &mut report.top, stop)? {
+        for (path, why) in score_files(&files, lane, emitter, sink, &mut report.top, stop)? {
             tracing::warn!("{why}");
             report.failed.push((path, why));
         }
@@ -75,6 +76,7 @@ pub fn replay(
 pub fn score_files(
     files: &[PathBuf],
     lane: &mut Lane,
+    emitter: &mut Emitter,
     sink: &mut dyn Sink,
     top: &mut TopAnomalies,
     stop: &Arc<AtomicBool>,
@@ -84,7 +86,7 @@ pub fn score_files(
         if stop.load(Ordering::Relaxed) {
             break;
         }
-        if let Some(why) = score_file(path, lane, sink, top, stop)? {
+        if let Some(why) = score_file(path, lane, emitter, sink, top, stop)? {
             failed.push((path.clone(), why));
         }
     }
@@ -95,6 +97,7 @@ pub fn score_files(
 fn score_file(
     path: &std::path::Path,
     lane: &mut Lane,
+    emitter: &mut Emitter,
     sink: &mut dyn Sink,
     top: &mut TopAnomalies,
     stop: &Arc<AtomicBool>,
@@ -103,14 +106,13 @@ fn score_file(
         Ok(r) => r.quiet().with_stop(Arc::clone(stop)),
         Err(e) => return Ok(Some(e.to_string())),
     };
+    let mut outputs = Vec::new();
     for item in reader {
         match item {
             Err(e) if !e.is_skip() => return Ok(Some(e.to_string())),
             item => {
-                if let Some(s) = lane.line(item.map(Parsed::Record)) {
-                    top.offer(&s);
-                    sink.write(&s)?;
-                }
+                lane.line(item.map(Parsed::Record), &mut outputs);
+                emitter.emit(&mut outputs, sink, Some(top))?;
             }
         }
         if stop.load(Ordering::Relaxed) {

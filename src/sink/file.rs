@@ -14,6 +14,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::{RecordFormat, Sink, SinkError};
+use crate::detect::Detection;
 use crate::score::ScoredRecord;
 
 /// Bytes gathered before they are handed to the OS.
@@ -208,6 +209,17 @@ impl Sink for FileSink {
         let before = self.pending.len();
         // Writing to a Vec cannot fail.
         let _ = self.format.write(record, &mut self.pending);
+        self.len += (self.pending.len() - before) as u64;
+        if self.pending.len() >= BUFFER {
+            self.write_pending(false)?;
+        }
+        Ok(())
+    }
+
+    fn write_detection(&mut self, detection: &Detection) -> Result<(), SinkError> {
+        let before = self.pending.len();
+        // Writing to a Vec cannot fail.
+        let _ = self.format.write_detection(detection, &mut self.pending);
         self.len += (self.pending.len() - before) as u64;
         if self.pending.len() >= BUFFER {
             self.write_pending(false)?;

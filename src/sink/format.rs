@@ -21,8 +21,9 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
+use crate::detect::Detection;
 use crate::escape;
-use crate::score::ScoredRecord;
+use crate::score::{Contribution, ScoredRecord};
 
 /// The `--format` argument.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -106,6 +107,53 @@ impl RecordFormat {
                 out
             }
         }
+    }
+
+    /// Appends one detection, with its line ending. JSON has the whole
+    /// detection; TSV and CSV keep their columns: the entity's hosts, the
+    /// score and threshold, `anomaly` true, the first uid, and in
+    /// `top_features` the detector's name (`detection=beacon`) then the
+    /// evidence as `name=value` items (their share column is 0).
+    pub fn write_detection(self, d: &Detection, out: &mut Vec<u8>) -> io::Result<()> {
+        if self == RecordFormat::Json {
+            let start = out.len();
+            serde_json::to_writer(&mut *out, d)?;
+            out.push(b'\n');
+            escape::json_in_place(out, start);
+            return Ok(());
+        }
+        let mut top = vec![Contribution {
+            feature: format!("detection={}", d.detection),
+            share: 1.0,
+        }];
+        if let Some(domain) = &d.domain {
+            top.push(Contribution {
+                feature: format!("domain={domain}"),
+                share: 0.0,
+            });
+        }
+        top.extend(d.evidence.iter().map(|(k, v)| Contribution {
+            feature: format!(
+                "{k}={}",
+                v.as_str().map_or_else(|| v.to_string(), str::to_owned)
+            ),
+            share: 0.0,
+        }));
+        let row = ScoredRecord {
+            ts: Some(d.ts),
+            uid: d.uids.first().cloned(),
+            module: d.module,
+            orig_h: Some(d.src),
+            orig_p: None,
+            resp_h: d.dst,
+            resp_p: d.resp_p,
+            proto: None,
+            score: d.score,
+            threshold: d.threshold,
+            anomaly: true,
+            top_features: Some(top),
+        };
+        self.write(&row, out)
     }
 
     /// Appends one record, with its line ending.

@@ -12,6 +12,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
 
 use super::{Sink, SinkError};
+use crate::detect::Detection;
 use crate::score::ScoredRecord;
 
 /// How long a flush waits for the broker before the run gives up (and its
@@ -157,6 +158,18 @@ impl Sink for KafkaSink {
         // Writing to a Vec cannot fail.
         let _ = serde_json::to_writer(&mut line, record);
         let result = self.publish(key(record).as_deref(), &line);
+        self.line = line;
+        result
+    }
+
+    /// Keyed by the source host, so one host's detections stay in order.
+    fn write_detection(&mut self, detection: &Detection) -> Result<(), SinkError> {
+        let mut line = std::mem::take(&mut self.line);
+        line.clear();
+        // Writing to a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut line, detection);
+        crate::escape::json_in_place(&mut line, 0);
+        let result = self.publish(Some(detection.src.to_string().as_str()), &line);
         self.line = line;
         result
     }

@@ -20,6 +20,7 @@ pub use format::RecordFormat;
 #[cfg(feature = "kafka")]
 pub use kafka::KafkaSink;
 
+use crate::detect::Detection;
 use crate::score::ScoredRecord;
 
 /// The `--output` argument: `-`, a file path, or `kafka://HOST:PORT/TOPIC`.
@@ -116,6 +117,9 @@ impl SinkError {
 pub trait Sink: Send {
     /// Queues one record (it may sit in a buffer until [`Sink::flush`]).
     fn write(&mut self, record: &ScoredRecord) -> Result<(), SinkError>;
+
+    /// Queues one detection, beside the records, the same way.
+    fn write_detection(&mut self, detection: &Detection) -> Result<(), SinkError>;
 
     /// Hands what was written to the reader side (the OS, the producer):
     /// someone tailing the output sees it. Not yet durable.
@@ -235,6 +239,9 @@ mod tests {
     }
 
     impl Sink for Flaky {
+        fn write_detection(&mut self, _: &Detection) -> Result<(), SinkError> {
+            Ok(())
+        }
         fn write(&mut self, _: &ScoredRecord) -> Result<(), SinkError> {
             self.calls.push("write");
             Ok(())

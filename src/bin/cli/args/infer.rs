@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use autozeekwatch::detect::DetectOptions;
 use autozeekwatch::sink::{OutputSpec, RecordFormat};
 use clap::Parser;
 
@@ -104,9 +105,25 @@ pub struct Args {
     #[arg(long, default_value = "azw-state", env = "AZW_STATE_DIR")]
     pub state_dir: PathBuf,
 
-    /// Write only the records flagged as anomalies.
+    /// Write only the records flagged as anomalies (detections are
+    /// always written).
     #[arg(long)]
     pub only_anomalies: bool,
+
+    /// The detectors that watch behaviour over time and write detections
+    /// beside the scored records: all (default), none, or a list of
+    /// beacon, long_connection, host_sweep, port_scan (scan: both),
+    /// dns_tunnel, nxdomain_burst. Their settings and the entities normal
+    /// at this site come from the models (`azw-train --inspect` shows
+    /// them).
+    #[arg(long, default_value = "all", value_parser = DetectOptions::parse, env = "AZW_DETECTORS")]
+    pub detectors: DetectOptions,
+
+    /// Report scans by sources outside the site's networks too (by default
+    /// only local sources: scans from the internet are an exposed
+    /// sensor's weather).
+    #[arg(long, env = "AZW_SCAN_EXTERNAL")]
+    pub scan_external: bool,
 
     /// How often an idle module checks its file, in milliseconds (file
     /// events wake it sooner).
@@ -132,6 +149,15 @@ pub struct Args {
 
     #[command(flatten)]
     pub log: LogArgs,
+}
+
+impl Args {
+    pub fn detect_options(&self) -> DetectOptions {
+        DetectOptions {
+            scan_external: self.scan_external,
+            ..self.detectors.clone()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

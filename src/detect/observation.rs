@@ -1,0 +1,190 @@
+//! What the detectors take from a record: a few typed fields, copied out
+//! when the record is scored, so that detection can run apart from
+//! scoring (in live mode, on the writer's thread, beside the checkpoint)
+//! and every mode feeds the detectors the same values in the same order.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::log_kind::LogKind;
+use crate::zeek::Record;
+
+/// The longest query name kept (DNS names are at most 253 bytes; a JSON
+/// log can carry anything).
+const MAX_QUERY: usize = 255;
+/// The longest uid kept (Zeek's are 18 characters).
+const MAX_UID: usize = 64;
+
+/// One record, as the detectors see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Observation {
+    Conn(ConnFacts),
+    Dns(DnsFacts),
+}
+
+/// A conn record's facts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConnFacts {
+    pub ts: f64,
+    pub uid: Option<Box<str>>,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub resp_p: Option<u16>,
+    /// Seconds; 0 when Zeek left it unset.
+    pub duration: f64,
+    pub orig_bytes: f64,
+    /// What the originator sent with IP headers (RITA's beacon sizes).
+    pub orig_ip_bytes: f64,
+    pub resp_bytes: f64,
+    /// Zeek's `conn_state`, when it is one of the states that mean the
+    /// responder never took part (a refused or unanswered attempt).
+    pub unanswered: bool,
+}
+
+/// A dns record's facts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DnsFacts {
+    pub ts: f64,
+    pub uid: Option<Box<str>>,
+    pub src: IpAddr,
+    /// Lower case, without a trailing dot, at most 255 bytes.
+    pub query: Option<Box<str>>,
+    pub rcode: Option<u16>,
+}
+
+impl Observation {
+    /// The facts of `record` for the detectors of `module`, or `None` when
+    /// no detector looks at this log type or the record lacks what they
+    /// need (a time and the hosts).
+    pub fn of(module: LogKind, record: &Record) -> Option<Observation> {
+        let ts = record.ts().filter(|t| t.is_finite() && *t >= 0.0)?;
+        let uid = record
+            .get("uid")
+            .as_str()
+            .map(|u| truncate(u, MAX_UID).into());
+        let src = record.get("id.orig_h").as_addr()?;
+        match module {
+            LogKind::Conn => {
+                let num = |name: &str| {
+                    record
+                        .get(name)
+                        .as_f64()
+                        .filter(|v| v.is_finite() && *v >= 0.0)
+                        .unwrap_or(0.0)
+                };
+                let resp_bytes = num("resp_bytes");
+                let state = record.get("conn_state").as_str().unwrap_or("");
+                Some(Observation::Conn(ConnFacts {
+                    ts,
+                    uid,
+                    src,
+                    dst: record.get("id.resp_h").as_addr()?,
+                    resp_p: port(record.get("id.resp_p").as_f64()),
+                    duration: num("duration"),
+                    orig_bytes: num("orig_bytes"),
+                    orig_ip_bytes: num("orig_ip_bytes"),
+                    resp_bytes,
+                    unanswered: resp_bytes == 0.0 && UNANSWERED.contains(&state),
+                }))
+            }
+            LogKind::Dns => Some(Observation::Dns(DnsFacts {
+                ts,
+                uid,
+                src,
+                query: record.get("query").as_str().map(|q| {
+                    let q = truncate(q.trim_end_matches('.'), MAX_QUERY);
+                    q.to_ascii_lowercase().into()
+                }),
+                rcode: port(record.get("rcode").as_f64()),
+            })),
+            _ => None,
+        }
+    }
+
+    /// The log type the observation came from.
+    pub fn module(&self) -> LogKind {
+        match self {
+            Observation::Conn(_) => LogKind::Conn,
+            Observation::Dns(_) => LogKind::Dns,
+        }
+    }
+
+    pub fn ts(&self) -> f64 {
+        match self {
+            Observation::Conn(c) => c.ts,
+            Observation::Dns(d) => d.ts,
+        }
+    }
+}
+
+/// Conn states in which the responder never answered: no handshake
+/// (S0), refused (REJ), reset before answering (RSTOS0, RSTRH), or only
+/// one side seen (SH, SHR, OTH).
+const UNANSWERED: [&str; 7] = ["S0", "REJ", "RSTOS0", "RSTRH", "SH", "SHR", "OTH"];
+
+fn port(v: Option<f64>) -> Option<u16> {
+    v.filter(|p| p.fract() == 0.0 && (0.0..=65535.0).contains(p))
+        .map(|p| p as u16)
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a
+/// character boundary.
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::zeek::{Schema, Value};
+    use std::sync::Arc;
+
+    fn record(fields: &[(&str, Value)]) -> Record {
+        let schema = Arc::new(Schema::new(
+            fields.iter().map(|(n, _)| n.to_string()).collect(),
+        ));
+        Record::new(schema, fields.iter().map(|(_, v)| v.clone()).collect(), 1)
+    }
+
+    #[test]
+    fn conn_facts_read_states_and_hostile_values() {
+        let r = record(&[
+            ("ts", Value::Real(10.0)),
+            ("uid", Value::Str("C".repeat(500))),
+            ("id.orig_h", Value::Addr("10.0.0.1".parse().unwrap())),
+            ("id.resp_h", Value::Addr("10.0.0.2".parse().unwrap())),
+            ("id.resp_p", Value::Count(70_000)),
+            ("duration", Value::Real(f64::NAN)),
+            ("conn_state", Value::Str("REJ".into())),
+        ]);
+        let Some(Observation::Conn(c)) = Observation::of(LogKind::Conn, &r) else {
+            panic!("no facts");
+        };
+        assert_eq!(c.uid.as_deref().map(str::len), Some(MAX_UID));
+        assert_eq!((c.resp_p, c.duration, c.unanswered), (None, 0.0, true));
+        assert!(Observation::of(LogKind::Http, &r).is_none());
+    }
+
+    #[test]
+    fn dns_queries_are_lower_case_without_the_root_dot() {
+        let r = record(&[
+            ("ts", Value::Real(10.0)),
+            ("id.orig_h", Value::Addr("10.0.0.1".parse().unwrap())),
+            ("query", Value::Str("WWW.Example.COM.".into())),
+            ("rcode", Value::Count(3)),
+        ]);
+        let Some(Observation::Dns(d)) = Observation::of(LogKind::Dns, &r) else {
+            panic!("no facts");
+        };
+        assert_eq!(d.query.as_deref(), Some("www.example.com"));
+        assert_eq!(d.rcode, Some(3));
+    }
+}

@@ -1,0 +1,245 @@
+//! Scans: a source that tries many hosts (a sweep) or many ports of one
+//! host (a port scan) within minutes, counted over unanswered attempts
+//! only (refused, never answered, half open), so a busy client that talks
+//! to hundreds of servers is not a scanner.
+//!
+//! By default only sources inside the site's networks are watched: an
+//! internal host scanning is reconnaissance or a worm, while scans from
+//! the internet hitting an exposed sensor are its weather (RITA's
+//! `missing_host` has dozens a day). `scan_external` watches all.
+
+use std::net::IpAddr;
+
+use rustc_hash::FxHashSet;
+use serde::{Deserialize, Serialize};
+
+use super::bounded::BoundedMap;
+use super::detection::{Detection, DetectorKind, RecentUids};
+use super::observation::ConnFacts;
+use crate::features::LocalNets;
+use crate::log_kind::LogKind;
+
+/// Settings, with the defaults documented in the README.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScanParams {
+    /// The tumbling window per source, in seconds of event time.
+    pub window_seconds: u32,
+    /// Distinct hosts tried without answer in a window that make a sweep.
+    pub sweep_hosts: usize,
+    /// Distinct ports of one host tried without answer that make a scan.
+    pub scan_ports: usize,
+    /// Watch sources outside the site's networks too.
+    pub scan_external: bool,
+    pub max_sources: usize,
+}
+
+impl Default for ScanParams {
+    fn default() -> Self {
+        ScanParams {
+            window_seconds: 300,
+            sweep_hosts: 64,
+            scan_ports: 64,
+            scan_external: false,
+            max_sources: 100_000,
+        }
+    }
+}
+
+/// What one source tried in its current window. The sets stop growing at
+/// the threshold: that is all the evidence needed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Source {
+    window_start: Option<f64>,
+    hosts: FxHashSet<IpAddr>,
+    /// Ports per host, for the hosts seen in this window (bounded too).
+    ports: Vec<(IpAddr, FxHashSet<u16>)>,
+    swept: bool,
+    scanned: bool,
+    uids: RecentUids,
+}
+
+/// The streaming scan detector over conn records.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScanDetector {
+    params: ScanParams,
+    local: LocalNets,
+    sources: BoundedMap<IpAddr, Source>,
+}
+
+impl ScanDetector {
+    pub fn new(params: ScanParams, local: LocalNets) -> ScanDetector {
+        ScanDetector {
+            sources: BoundedMap::new(params.max_sources),
+            params,
+            local,
+        }
+    }
+
+    /// Takes the settings and site of a freshly built detector, keeping
+    /// this one's state.
+    pub fn take_baseline(&mut self, fresh: Self) {
+        self.params = fresh.params;
+        self.local = fresh.local;
+    }
+
+    /// One conn record; each source is reported at most once per window
+    /// and kind.
+    pub fn observe(&mut self, c: &ConnFacts) -> Option<Detection> {
+        if !c.unanswered || !(self.params.scan_external || self.local.contains(c.src)) {
+            return None;
+        }
+        let p = &self.params;
+        let s = self.sources.touch(c.src, Source::default);
+        let window_start = match s.window_start {
+            Some(start) if c.ts < start + f64::from(p.window_seconds) => start,
+            _ => {
+                *s = Source {
+                    window_start: Some(c.ts),
+                    ..Source::default()
+                };
+                c.ts
+            }
+        };
+        s.uids.push(c.uid.as_deref());
+        if s.hosts.len() < p.sweep_hosts {
+            s.hosts.insert(c.dst);
+        }
+        let mut ports_of_dst = 0;
+        if let Some(port) = c.resp_p {
+            let i = match s.ports.iter().position(|(h, _)| *h == c.dst) {
+                Some(i) => Some(i),
+                // At most as many hosts' port sets as a sweep needs.
+                None if s.ports.len() < p.sweep_hosts => {
+                    s.ports.push((c.dst, FxHashSet::default()));
+                    Some(s.ports.len() - 1)
+                }
+                None => None,
+            };
+            if let Some(i) = i {
+                let ports = &mut s.ports[i].1;
+                if ports.len() < p.scan_ports {
+                    ports.insert(port);
+                }
+                ports_of_dst = ports.len();
+            }
+        }
+        let (kind, score, threshold, dst) = if !s.scanned && ports_of_dst >= p.scan_ports {
+            s.scanned = true;
+            (
+                DetectorKind::PortScan,
+                ports_of_dst,
+                p.scan_ports,
+                Some(c.dst),
+            )
+        } else if !s.swept && s.hosts.len() >= p.sweep_hosts {
+            s.swept = true;
+            (DetectorKind::HostSweep, s.hosts.len(), p.sweep_hosts, None)
+        } else {
+            return None;
+        };
+        let mut evidence = serde_json::Map::new();
+        evidence.insert("window_seconds".into(), p.window_seconds.into());
+        evidence.insert("distinct_hosts".into(), s.hosts.len().into());
+        if let Some(port) = c.resp_p {
+            evidence.insert("last_port".into(), port.into());
+        }
+        Some(Detection {
+            ts: c.ts,
+            detection: kind,
+            module: LogKind::Conn,
+            src: c.src,
+            dst,
+            resp_p: None,
+            domain: None,
+            score: score as f64,
+            threshold: threshold as f64,
+            first_ts: window_start,
+            last_ts: c.ts,
+            uids: s.uids.to_vec(),
+            evidence,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::testkit::{conn, ip};
+
+    fn refused(src: &str, dst: &str, port: u16, ts: f64) -> ConnFacts {
+        let mut c = conn(ip(src), ip(dst), ts, 60.0, false);
+        c.resp_p = Some(port);
+        c.unanswered = true;
+        c
+    }
+
+    fn site() -> LocalNets {
+        LocalNets::parse(&["10.0.0.0/8"]).unwrap()
+    }
+
+    #[test]
+    fn a_port_scan_and_a_sweep_by_a_local_host_are_found_once() {
+        let mut d = ScanDetector::new(ScanParams::default(), site());
+        let t = 1_700_000_000.0;
+        let scan: Vec<_> = (0..1000u16)
+            .filter_map(|p| d.observe(&refused("10.0.0.66", "10.0.0.1", p, t + f64::from(p) * 0.1)))
+            .collect();
+        assert_eq!(scan.len(), 1, "{scan:?}");
+        assert_eq!(scan[0].detection, DetectorKind::PortScan);
+        assert_eq!((scan[0].score, scan[0].dst), (64.0, Some(ip("10.0.0.1"))));
+        let sweep: Vec<_> = (0..250u8)
+            .filter_map(|h| d.observe(&refused("10.0.0.77", &format!("10.0.5.{h}"), 445, t)))
+            .collect();
+        assert_eq!(sweep.len(), 1);
+        assert_eq!(sweep[0].detection, DetectorKind::HostSweep);
+    }
+
+    #[test]
+    fn busy_clients_and_internet_scanners_are_not_scans() {
+        let mut d = ScanDetector::new(ScanParams::default(), site());
+        let t = 1_700_000_000.0;
+        for h in 0..250u8 {
+            // Answered: a busy client.
+            let mut c = conn(
+                ip("10.0.0.8"),
+                ip(&format!("198.51.100.{h}")),
+                t,
+                500.0,
+                true,
+            );
+            c.resp_p = Some(443);
+            assert!(d.observe(&c).is_none());
+            // Refused, but from the internet.
+            assert!(d
+                .observe(&refused("45.1.2.3", "10.0.0.1", u16::from(h), t))
+                .is_none());
+        }
+        let mut all = ScanDetector::new(
+            ScanParams {
+                scan_external: true,
+                ..ScanParams::default()
+            },
+            site(),
+        );
+        let n = (0..250u16)
+            .filter_map(|p| all.observe(&refused("45.1.2.3", "10.0.0.1", p, t)))
+            .count();
+        assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn a_slow_scan_spread_over_windows_is_not_reported() {
+        let mut d = ScanDetector::new(ScanParams::default(), site());
+        let found = (0..1000u16)
+            .filter_map(|p| {
+                d.observe(&refused(
+                    "10.0.0.66",
+                    "10.0.0.1",
+                    p,
+                    1e9 + f64::from(p) * 10.0,
+                ))
+            })
+            .count();
+        assert_eq!(found, 0, "30 ports per 5-minute window stay under 64");
+    }
+}

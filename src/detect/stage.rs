@@ -1,0 +1,273 @@
+//! The detection stage: every module's detectors, fed the observations
+//! of scored records in input order, in every mode. Its whole state
+//! serialises, so live mode checkpoints it with the offsets and a restart
+//! continues exactly where the output stopped.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::baseline::Baseline;
+use super::beacon::BeaconDetector;
+use super::detection::{Detection, DetectorKind};
+use super::dns_tunnel::DnsTunnelDetector;
+use super::long_conn::LongConnDetector;
+use super::observation::Observation;
+use super::scan::ScanDetector;
+use crate::features::LocalNets;
+use crate::log_kind::LogKind;
+
+/// Which detectors run and the overrides of the model's settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DetectOptions {
+    /// The detectors that run (default all).
+    pub enabled: Vec<DetectorKind>,
+    /// Watch scans by sources outside the site's networks too.
+    pub scan_external: bool,
+}
+
+impl Default for DetectOptions {
+    fn default() -> Self {
+        let mut enabled = DetectorKind::ALL.to_vec();
+        enabled.sort();
+        DetectOptions {
+            enabled,
+            scan_external: false,
+        }
+    }
+}
+
+impl DetectOptions {
+    /// Nothing runs (`--detectors none`).
+    pub fn none() -> DetectOptions {
+        DetectOptions {
+            enabled: Vec::new(),
+            scan_external: false,
+        }
+    }
+
+    /// Parses `--detectors`: `all`, `none`, or names separated by commas
+    /// (`beacon,dns_tunnel`; `scan` means both host_sweep and port_scan).
+    pub fn parse(list: &str) -> Result<DetectOptions, String> {
+        let mut enabled = Vec::new();
+        for name in list
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            let add: Vec<DetectorKind> = match name.to_ascii_lowercase().as_str() {
+                "all" => DetectorKind::ALL.to_vec(),
+                "none" => Vec::new(),
+                "scan" => vec![DetectorKind::HostSweep, DetectorKind::PortScan],
+                other => match DetectorKind::ALL.into_iter().find(|k| k.name() == other) {
+                    Some(k) => vec![k],
+                    None => {
+                        let names: Vec<&str> = DetectorKind::ALL.iter().map(|k| k.name()).collect();
+                        return Err(format!(
+                            "unknown detector `{name}`: choose all, none, scan or some of {}",
+                            names.join(", ")
+                        ));
+                    }
+                },
+            };
+            for k in add {
+                if !enabled.contains(&k) {
+                    enabled.push(k);
+                }
+            }
+        }
+        enabled.sort();
+        Ok(DetectOptions {
+            enabled,
+            scan_external: false,
+        })
+    }
+
+    pub fn any(&self) -> bool {
+        !self.enabled.is_empty()
+    }
+
+    fn on(&self, kind: DetectorKind) -> bool {
+        self.enabled.contains(&kind)
+    }
+}
+
+/// One module's detectors.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ModuleDetectors {
+    beacon: Option<BeaconDetector>,
+    long_connection: Option<LongConnDetector>,
+    scan: Option<ScanDetector>,
+    dns_tunnel: Option<DnsTunnelDetector>,
+}
+
+impl ModuleDetectors {
+    /// The detectors a model's baseline describes, as `opts` selects them.
+    pub fn new(baseline: &Baseline, local: &LocalNets, opts: &DetectOptions) -> ModuleDetectors {
+        ModuleDetectors {
+            beacon: baseline
+                .beacon
+                .as_ref()
+                .filter(|_| opts.on(DetectorKind::Beacon))
+                .map(|b| BeaconDetector::new(b.params.clone()).with_known(b.known.iter().copied())),
+            long_connection: baseline
+                .long_connection
+                .as_ref()
+                .filter(|_| opts.on(DetectorKind::LongConnection))
+                .map(|l| {
+                    LongConnDetector::new(l.params.clone()).with_known(l.known.iter().copied())
+                }),
+            scan: baseline
+                .scan
+                .as_ref()
+                .filter(|_| opts.on(DetectorKind::HostSweep) || opts.on(DetectorKind::PortScan))
+                .map(|s| {
+                    let mut params = s.clone();
+                    params.scan_external |= opts.scan_external;
+                    ScanDetector::new(params, local.clone())
+                }),
+            dns_tunnel: baseline
+                .dns_tunnel
+                .as_ref()
+                .filter(|_| {
+                    opts.on(DetectorKind::DnsTunnel) || opts.on(DetectorKind::NxdomainBurst)
+                })
+                .map(|d| {
+                    DnsTunnelDetector::new(d.params.clone()).with_known(d.known.iter().cloned())
+                }),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.beacon.is_none()
+            && self.long_connection.is_none()
+            && self.scan.is_none()
+            && self.dns_tunnel.is_none()
+    }
+
+    /// Keeps this state for the detectors `fresh` has, with `fresh`'s
+    /// settings and known entities; detectors only `fresh` has start
+    /// empty, those it lacks are dropped.
+    fn resume(&mut self, fresh: ModuleDetectors) {
+        fn keep<D>(saved: &mut Option<D>, fresh: Option<D>, take: impl FnOnce(&mut D, D)) {
+            *saved = match (saved.take(), fresh) {
+                (Some(mut s), Some(f)) => {
+                    take(&mut s, f);
+                    Some(s)
+                }
+                (_, f) => f,
+            };
+        }
+        keep(
+            &mut self.beacon,
+            fresh.beacon,
+            BeaconDetector::take_baseline,
+        );
+        keep(
+            &mut self.long_connection,
+            fresh.long_connection,
+            LongConnDetector::take_baseline,
+        );
+        keep(&mut self.scan, fresh.scan, ScanDetector::take_baseline);
+        keep(
+            &mut self.dns_tunnel,
+            fresh.dns_tunnel,
+            DnsTunnelDetector::take_baseline,
+        );
+    }
+
+    fn observe(&mut self, o: &Observation, out: &mut Vec<Detection>) {
+        match o {
+            Observation::Conn(c) => {
+                out.extend(self.beacon.as_mut().and_then(|d| d.observe(c)));
+                out.extend(self.long_connection.as_mut().and_then(|d| d.observe(c)));
+                out.extend(self.scan.as_mut().and_then(|d| d.observe(c)));
+            }
+            Observation::Dns(d) => {
+                if let Some(det) = &mut self.dns_tunnel {
+                    out.extend(det.observe(d));
+                }
+            }
+        }
+    }
+}
+
+/// Every module's detectors, and what they found.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DetectStage {
+    modules: BTreeMap<LogKind, ModuleDetectors>,
+    /// The selection the stage was built with, so a checkpoint taken with
+    /// other settings is not resumed as if it matched.
+    options: Option<DetectOptions>,
+    found: BTreeMap<DetectorKind, u64>,
+}
+
+impl DetectStage {
+    pub fn new(opts: &DetectOptions) -> DetectStage {
+        DetectStage {
+            options: Some(opts.clone()),
+            ..DetectStage::default()
+        }
+    }
+
+    /// Adds a module's detectors (from its model's baseline); a module
+    /// without any is left out.
+    pub fn add(&mut self, module: LogKind, detectors: ModuleDetectors) {
+        if !detectors.is_empty() {
+            self.modules.insert(module, detectors);
+        }
+    }
+
+    /// True when some module has detectors (a stage worth saving).
+    pub fn is_active(&self) -> bool {
+        !self.modules.is_empty()
+    }
+
+    /// A saved stage continued with the detectors of `fresh` (built from
+    /// the models now in use): the state of each module `fresh` has is
+    /// kept, with `fresh`'s settings and known entities. `None` when the
+    /// saved stage ran with other detector options.
+    pub fn resume(mut self, fresh: DetectStage) -> Option<DetectStage> {
+        if self.options != fresh.options {
+            return None;
+        }
+        let mut modules = BTreeMap::new();
+        for (module, f) in fresh.modules {
+            let mut d = self.modules.remove(&module).unwrap_or_default();
+            d.resume(f);
+            modules.insert(module, d);
+        }
+        self.modules = modules;
+        Some(self)
+    }
+
+    pub fn options(&self) -> Option<&DetectOptions> {
+        self.options.as_ref()
+    }
+
+    /// Runs the module's detectors on one observation, appending what they
+    /// find to `out`.
+    pub fn observe(&mut self, o: &Observation, out: &mut Vec<Detection>) {
+        if let Some(d) = self.modules.get_mut(&o.module()) {
+            let before = out.len();
+            d.observe(o, out);
+            for found in &out[before..] {
+                *self.found.entry(found.detection).or_default() += 1;
+            }
+        }
+    }
+
+    /// Detections so far, by detector.
+    pub fn found(&self) -> &BTreeMap<DetectorKind, u64> {
+        &self.found
+    }
+
+    /// The counts as one log line (`detections: 2 beacon, 1 port_scan`).
+    pub fn found_line(&self) -> String {
+        if self.found.is_empty() {
+            return "detections: none".into();
+        }
+        let parts: Vec<String> = self.found.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        format!("detections: {}", parts.join(", "))
+    }
+}

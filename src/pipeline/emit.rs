@@ -1,0 +1,103 @@
+//! The last stage before the sink, the same in every mode: the lanes'
+//! outputs in input order, scored records written as they come, and the
+//! observations run through the detection stage, whose detections are
+//! written right after the record that completed them.
+
+use crate::detect::{DetectOptions, DetectStage, Detection};
+use crate::sink::{Sink, SinkError};
+
+use super::lane::{Lane, Output, Throttle};
+use super::replay::TopAnomalies;
+
+/// Runs the detection stage between the lanes and the sink.
+#[derive(Debug, Default)]
+pub struct Emitter {
+    detect: DetectStage,
+    found: Vec<Detection>,
+    logged: Throttle,
+    /// The first detections, for a summary at the end of a replay.
+    first: Vec<Detection>,
+}
+
+impl Emitter {
+    /// An emitter with the detectors of `lanes`' models that `opts`
+    /// selects; the lanes start copying out observations for them.
+    pub fn for_lanes<'a>(
+        lanes: impl IntoIterator<Item = &'a mut Lane>,
+        opts: &DetectOptions,
+    ) -> Emitter {
+        let mut detect = DetectStage::new(opts);
+        for lane in lanes {
+            if let Some(d) = lane.detectors(opts) {
+                detect.add(lane.module(), d);
+            }
+        }
+        Emitter::with_stage(detect)
+    }
+
+    /// An emitter resuming a saved stage (a checkpoint's).
+    pub fn with_stage(detect: DetectStage) -> Emitter {
+        Emitter {
+            detect,
+            found: Vec::new(),
+            logged: Throttle::default(),
+            first: Vec::new(),
+        }
+    }
+
+    /// No detectors: only records are written (evaluation).
+    pub fn records_only() -> Emitter {
+        Emitter::default()
+    }
+
+    pub fn stage(&self) -> &DetectStage {
+        &self.detect
+    }
+
+    /// The first [`Emitter::KEPT`] detections, in the order found.
+    pub fn first_detections(&self) -> &[Detection] {
+        &self.first
+    }
+
+    pub const KEPT: usize = 20;
+
+    /// Writes `outputs` (drained) to `sink` in order, offering scored
+    /// records to `top` and running observations through the detectors.
+    pub fn emit(
+        &mut self,
+        outputs: &mut Vec<Output>,
+        sink: &mut dyn Sink,
+        mut top: Option<&mut TopAnomalies>,
+    ) -> Result<(), SinkError> {
+        for output in outputs.drain(..) {
+            match output {
+                Output::Scored(s) => {
+                    if let Some(top) = top.as_deref_mut() {
+                        top.offer(&s);
+                    }
+                    sink.write(&s)?;
+                }
+                Output::Observed(o) => {
+                    self.detect.observe(&o, &mut self.found);
+                    for d in self.found.drain(..) {
+                        if self.logged.allow() {
+                            tracing::info!(
+                                "{}: {} {} (score {:.3}, threshold {})",
+                                d.module,
+                                d.detection,
+                                crate::escape::terminal(&d.entity()),
+                                d.score,
+                                d.threshold
+                            );
+                        }
+                        sink.write_detection(&d)?;
+                        if self.first.len() < Self::KEPT {
+                            self.first.push(d);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
