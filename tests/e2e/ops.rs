@@ -766,3 +766,31 @@ fn a_replay_with_the_services_config_leaves_the_live_output_alone() {
     assert_eq!(stdout(&replay).lines().count(), data.len());
     assert!(!stderr(&replay).contains("metrics at"));
 }
+
+/// Models trained by root under a strict umask stay readable by the
+/// service's own user (0644), so it is never told to "train a model
+/// first" about a model it cannot read.
+#[test]
+fn models_are_written_readable_by_the_service_user() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempdir("ops-umask");
+    let out = Command::new("sh")
+        .args(["-c", "umask 077; exec \"$0\" \"$@\"", TRAIN])
+        .env("AZW_MIN_RECORDS", crate::util::TEST_MIN_RECORDS)
+        .args(["--log-dir", root().join("examples/logs").to_str().unwrap()])
+        .args([
+            "--modules",
+            "SSH",
+            "--model-dir",
+            dir.to_str().unwrap(),
+            "-q",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mode = fs::metadata(dir.join("ssh.model.json"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o644, "{mode:o}");
+}
