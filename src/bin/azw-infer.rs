@@ -91,8 +91,9 @@ fn note_models(args: &Args, modules: &[LogKind]) {
 }
 
 /// Tells systemd (Type=notify) that the service is ready once the live
-/// run's loop goes round, and feeds its watchdog (WatchdogSec=) as long as
-/// the loop keeps going round; without NOTIFY_SOCKET it does nothing.
+/// run's (or the Kafka consumer's) loop goes round, and feeds its watchdog
+/// (WatchdogSec=) as long as the loop keeps going round; without
+/// NOTIFY_SOCKET it does nothing.
 fn notify_systemd() {
     if std::env::var_os("NOTIFY_SOCKET").is_none() {
         return;
@@ -135,6 +136,8 @@ fn run(args: Args, controls: &Controls) -> anyhow::Result<ExitCode> {
         }
     }
     if args.source == SourceKind::Kafka {
+        // Ready (and the watchdog fed) once the consumer loop goes round.
+        notify_systemd();
         kafka(&args, modules, controls)?;
         return Ok(ExitCode::SUCCESS);
     }
