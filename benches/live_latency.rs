@@ -76,6 +76,7 @@ fn main() {
         stats_every: Duration::from_secs(3600),
         reload_every: Duration::from_secs(1),
         detect: Default::default(),
+        warm_hours: 0,
     };
     let controls = Controls::default();
     let mut latencies = Vec::new();

@@ -183,6 +183,7 @@ fn run(args: Args, controls: &Controls) -> anyhow::Result<ExitCode> {
             stats_every: Duration::from_secs(args.stats_secs.max(1)),
             reload_every: Duration::from_secs(1),
             detect: args.detect_options(),
+            warm_hours: args.warm_hours,
         };
         tracing::info!(
             "following {} for {} (output {}, checkpoint in {})",

@@ -30,7 +30,10 @@ pub struct ConnFacts {
     pub uid: Option<Box<str>>,
     pub src: IpAddr,
     pub dst: IpAddr,
+    /// For ICMP, Zeek's orig_p is the message type and resp_p the code.
+    pub orig_p: Option<u16>,
     pub resp_p: Option<u16>,
+    pub icmp: bool,
     /// Seconds; 0 when Zeek left it unset.
     pub duration: f64,
     pub orig_bytes: f64,
@@ -80,7 +83,12 @@ impl Observation {
                     uid,
                     src,
                     dst: record.get("id.resp_h").as_addr()?,
+                    orig_p: port(record.get("id.orig_p").as_f64()),
                     resp_p: port(record.get("id.resp_p").as_f64()),
+                    icmp: record
+                        .get("proto")
+                        .as_str()
+                        .is_some_and(|p| p.eq_ignore_ascii_case("icmp")),
                     duration: num("duration"),
                     orig_bytes: num("orig_bytes"),
                     orig_ip_bytes: num("orig_ip_bytes"),

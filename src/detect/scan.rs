@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::bounded::BoundedMap;
 use super::detection::{Detection, DetectorKind, RecentUids};
 use super::observation::ConnFacts;
-use crate::features::LocalNets;
+use crate::features::{is_broadcast, LocalNets};
 use crate::log_kind::LogKind;
 
 /// Settings, with the defaults documented in the README.
@@ -85,7 +85,11 @@ impl ScanDetector {
     /// One conn record; each source is reported at most once per window
     /// and kind.
     pub fn observe(&mut self, c: &ConnFacts) -> Option<Detection> {
-        if !c.unanswered || !(self.params.scan_external || self.local.contains(c.src)) {
+        if !c.unanswered
+            || !(self.params.scan_external || self.local.contains(c.src))
+            || is_broadcast(c.dst)
+            || c.icmp && !is_echo_request(c.orig_p)
+        {
             return None;
         }
         let p = &self.params;
@@ -105,7 +109,8 @@ impl ScanDetector {
             s.hosts.insert(c.dst);
         }
         let mut ports_of_dst = 0;
-        if let Some(port) = c.resp_p {
+        // An ICMP "port" is a message code: never a port scan.
+        if let Some(port) = c.resp_p.filter(|_| !c.icmp) {
             let i = match s.ports.iter().position(|(h, _)| *h == c.dst) {
                 Some(i) => Some(i),
                 // At most as many hosts' port sets as a sweep needs.
@@ -159,6 +164,13 @@ impl ScanDetector {
             evidence,
         })
     }
+}
+
+/// An ICMP echo request (ping) of IPv4 (type 8) or IPv6 (128): the only
+/// ICMP a sweep is made of. Neighbour discovery (IPv6 types 133-137)
+/// reaches every host of a link by design.
+fn is_echo_request(icmp_type: Option<u16>) -> bool {
+    matches!(icmp_type, Some(8 | 128))
 }
 
 #[cfg(test)]
@@ -225,6 +237,24 @@ mod tests {
             .filter_map(|p| all.observe(&refused("45.1.2.3", "10.0.0.1", p, t)))
             .count();
         assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn neighbour_discovery_and_multicast_are_not_sweeps_but_pings_are() {
+        let mut d = ScanDetector::new(ScanParams::default(), site());
+        let icmp = |t: u16, h: u8| {
+            let mut c = refused("10.0.0.1", &format!("10.0.7.{h}"), 0, 1e9);
+            (c.icmp, c.orig_p) = (true, Some(t));
+            c
+        };
+        let nd = (0..250u8).filter_map(|h| d.observe(&icmp(135, h))).count();
+        let mcast = (0..250u16)
+            .filter_map(|p| d.observe(&refused("10.0.0.2", "224.0.0.251", p, 1e9)))
+            .count();
+        assert_eq!((nd, mcast), (0, 0));
+        let pings: Vec<_> = (0..250u8).filter_map(|h| d.observe(&icmp(8, h))).collect();
+        assert_eq!(pings.len(), 1);
+        assert_eq!(pings[0].detection, DetectorKind::HostSweep);
     }
 
     #[test]

@@ -218,6 +218,11 @@ impl DetectStage {
         }
     }
 
+    /// True when `module` has detectors.
+    pub fn watches(&self, module: LogKind) -> bool {
+        self.modules.contains_key(&module)
+    }
+
     /// True when some module has detectors (a stage worth saving).
     pub fn is_active(&self) -> bool {
         !self.modules.is_empty()

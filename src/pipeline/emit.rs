@@ -3,7 +3,7 @@
 //! observations run through the detection stage, whose detections are
 //! written right after the record that completed them.
 
-use crate::detect::{DetectOptions, DetectStage, Detection};
+use crate::detect::{DetectOptions, DetectStage, Detection, Observation};
 use crate::sink::{Sink, SinkError};
 
 use super::lane::{Lane, Output, Throttle};
@@ -60,6 +60,15 @@ impl Emitter {
     }
 
     pub const KEPT: usize = 20;
+
+    /// Runs the detectors on an observation from history (a warm-up):
+    /// nothing is written; returns how many detections it completed.
+    pub fn absorb(&mut self, o: &Observation) -> usize {
+        self.detect.observe(o, &mut self.found);
+        let n = self.found.len();
+        self.found.clear();
+        n
+    }
 
     /// Writes `outputs` (drained) to `sink` in order, offering scored
     /// records to `top` and running observations through the detectors.

@@ -47,6 +47,9 @@ pub struct LiveOptions {
     pub reload_every: Duration,
     /// The detectors that run.
     pub detect: DetectOptions,
+    /// On a start without saved detector state, the hours of rotated
+    /// history the detectors read first (0: none).
+    pub warm_hours: u32,
 }
 
 struct Batch {

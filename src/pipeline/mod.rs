@@ -17,6 +17,7 @@ pub mod emit;
 pub mod lane;
 pub mod live;
 pub mod replay;
+pub mod warm;
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;

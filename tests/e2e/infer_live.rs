@@ -744,3 +744,212 @@ fn a_deleted_output_then_kill_9_repeats_nothing() {
     infer.terminate();
     assert_exactly_once(dir.path(), &uids(&data[30..40]));
 }
+
+/// A conn line in the example log's columns.
+#[allow(clippy::too_many_arguments)]
+fn conn_line(
+    ts: f64,
+    uid: &str,
+    (src, sport): (&str, u16),
+    (dst, dport): (&str, u16),
+    state: &str,
+    duration: f64,
+    orig_bytes: u64,
+    resp_bytes: u64,
+) -> String {
+    format!(
+        "{ts:.6}\t{uid}\t{src}\t{sport}\t{dst}\t{dport}\ttcp\t-\t{duration:.6}\t{orig_bytes}\t{resp_bytes}\t{state}\t-\t0\tShADadFf\t6\t{}\t5\t{}\t(empty)",
+        orig_bytes + 300,
+        resp_bytes + 260
+    )
+}
+
+/// The example conn lines with three behaviours added, in time order: a
+/// host beaconing every 300 s (with jitter) for six hours, a port scan and
+/// a six-hour connection.
+pub(crate) fn conn_with_behaviours() -> (Vec<String>, Vec<String>) {
+    let (header, data) = conn_tsv();
+    let mut rng = Lcg(7);
+    let base = 1_379_288_667.0;
+    let mut lines: Vec<(f64, String)> = data
+        .into_iter()
+        .map(|l| (l.split('\t').next().unwrap().parse().unwrap(), l))
+        .collect();
+    for i in 0..72 {
+        let ts = base + 600.0 + f64::from(i) * 300.0 + rng.below(40) as f64;
+        let line = conn_line(
+            ts,
+            &format!("CBeacon{i:04}"),
+            ("192.168.33.77", 40_000 + i as u16),
+            ("203.0.113.7", 443),
+            "SF",
+            0.3,
+            517,
+            1_200,
+        );
+        lines.push((ts, line));
+    }
+    for port in 1..=100u16 {
+        let ts = base + 900.0 + f64::from(port) * 0.05;
+        let line = conn_line(
+            ts,
+            &format!("CScan{port:04}"),
+            ("192.168.33.66", 50_000),
+            ("192.168.33.1", port),
+            "REJ",
+            0.0,
+            0,
+            0,
+        );
+        lines.push((ts, line));
+    }
+    lines.push((
+        base + 1200.0,
+        conn_line(
+            base + 1200.0,
+            "CLongSession1",
+            ("192.168.33.10", 51_000),
+            ("198.51.100.20", 22),
+            "SF",
+            6.0 * 3600.0,
+            90_000,
+            2_000_000,
+        ),
+    ));
+    lines.sort_by(|a, b| a.0.total_cmp(&b.0));
+    (header, lines.into_iter().map(|(_, l)| l).collect())
+}
+
+/// The output's lines (complete ones only).
+fn output_lines(dir: &Path) -> Vec<String> {
+    let text = fs::read_to_string(dir.join("scores.json")).unwrap_or_default();
+    let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+    complete.lines().map(str::to_owned).collect()
+}
+
+/// Waits until every line of `uids` has been scored into the output.
+fn wait_for_all(dir: &Path, uids: &[String]) {
+    let start = Instant::now();
+    loop {
+        let seen: std::collections::HashSet<String> = output_lines(dir)
+            .iter()
+            .filter_map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["uid"].as_str().map(str::to_owned)
+            })
+            .collect();
+        if uids.iter().all(|u| seen.contains(u)) {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "timed out: {} of {} records\n{}",
+            seen.len(),
+            uids.len(),
+            logs(dir)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The detectors' state is part of the checkpoint: a run killed with
+/// `kill -9` five times (rotations while it is down) writes, byte for
+/// byte, the output of a run never interrupted, detections included; and
+/// `--replay` of the same lines writes it too.
+#[test]
+fn detections_after_kill_9_are_byte_identical_to_an_uninterrupted_run_and_to_replay() {
+    let (header, data) = conn_with_behaviours();
+    let uids = uids(&data);
+    let flags = ["--checkpoint-ms", "100", "--scan-external"];
+
+    // Uninterrupted.
+    let calm = tempfile::tempdir().unwrap();
+    let mut zeek = SimZeek::new(calm.path(), header.clone());
+    let infer = start_with(calm.path(), 0, &flags);
+    for (i, chunk) in data.chunks(40).enumerate() {
+        zeek.write(chunk);
+        if i % 3 == 2 {
+            zeek.rotate();
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    wait_for_all(calm.path(), &uids);
+    infer.terminate();
+    let expected = output_lines(calm.path());
+
+    // Killed and restarted.
+    let rough = tempfile::tempdir().unwrap();
+    let mut zeek = SimZeek::new(rough.path(), header.clone());
+    let mut rng = Lcg(99);
+    let mut next = 0;
+    for run in 0..5 {
+        let mut infer = start_with(rough.path(), run, &flags);
+        if run == 0 {
+            // A first start follows whatever file is live when it looks:
+            // let it see the first file before the stress begins.
+            zeek.write(&data[..5]);
+            next = 5;
+            wait_for_all(rough.path(), &uids[..5]);
+        }
+        let end = (next + 60 + rng.below(60) as usize).min(data.len());
+        while next < end {
+            let k = (1 + rng.below(12) as usize).min(end - next);
+            zeek.write(&data[next..next + k]);
+            next += k;
+            if rng.below(6) == 0 {
+                zeek.rotate();
+            }
+            std::thread::sleep(Duration::from_millis(rng.below(10)));
+        }
+        std::thread::sleep(Duration::from_millis(rng.below(300)));
+        infer.kill9();
+        let end = (next + 10).min(data.len());
+        zeek.write(&data[next..end]);
+        next = end;
+        zeek.rotate();
+    }
+    let infer = start_with(rough.path(), 9, &flags);
+    zeek.write(&data[next..]);
+    wait_for_all(rough.path(), &uids);
+    infer.terminate();
+    let got = output_lines(rough.path());
+
+    let kinds = |lines: &[String]| -> Vec<String> {
+        lines
+            .iter()
+            .filter_map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["detection"].as_str().map(str::to_owned)
+            })
+            .collect()
+    };
+    let found = kinds(&expected);
+    eprintln!("detections: {found:?}");
+    for kind in ["beacon", "port_scan", "long_connection"] {
+        assert!(found.iter().any(|k| k == kind), "no {kind}: {found:?}");
+    }
+    assert_eq!(expected.len(), got.len(), "{}", logs(rough.path()));
+    for (i, (e, g)) in expected.iter().zip(&got).enumerate() {
+        assert_eq!(e, g, "line {i} differs\n{}", logs(rough.path()));
+    }
+
+    // Replay of the same lines.
+    let file = calm.path().join("all.log");
+    fs::write(&file, header.join("\n") + "\n" + &data.join("\n") + "\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+        .args(["--modules", "conn", "--scan-external", "--model-dir"])
+        .arg(crate::util::models())
+        .arg("--replay")
+        .arg(&file)
+        .arg("--output")
+        .arg(calm.path().join("replay.json"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replayed = fs::read_to_string(calm.path().join("replay.json")).unwrap();
+    assert_eq!(replayed.lines().collect::<Vec<_>>(), expected);
+}

@@ -178,3 +178,92 @@ fn replay_refuses_a_kafka_output_clearly() {
         "{stderr}"
     );
 }
+
+/// Detections in every format: in JSON a line with a `detection` key, in
+/// TSV (a Zeek log our own reader reads) and CSV a row of the same columns
+/// with the detector's name first in `top_features`; `--detectors none`
+/// writes none.
+#[test]
+fn detections_are_written_in_every_format() {
+    let dir = tempdir("detect-formats");
+    let (header, data) = crate::infer_live::conn_with_behaviours();
+    let log = dir.join("conn.log");
+    fs::write(&log, header.join("\n") + "\n" + &data.join("\n") + "\n").unwrap();
+    let run = |format: &str, out: &str, extra: &[&str]| {
+        let out = dir.join(out);
+        let status = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+            .args(["--replay", log.to_str().unwrap(), "--scan-external", "-q"])
+            .args(["--model-dir", crate::util::models().to_str().unwrap()])
+            .args(["--modules", "conn", "--format", format, "--output"])
+            .arg(&out)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            status.status.success(),
+            "{}",
+            String::from_utf8_lossy(&status.stderr)
+        );
+        out
+    };
+    let kinds = ["beacon", "long_connection", "port_scan"];
+
+    let json = fs::read_to_string(run("json", "d.json", &[])).unwrap();
+    let mut found: Vec<String> = Vec::new();
+    for line in json.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        if let Some(k) = v["detection"].as_str() {
+            found.push(k.to_owned());
+            assert!(v["score"].as_f64().unwrap() >= v["threshold"].as_f64().unwrap());
+            assert!(!v["uids"].as_array().unwrap().is_empty(), "{line}");
+        }
+    }
+    for k in kinds {
+        assert!(found.iter().any(|f| f == k), "{k} missing: {found:?}");
+    }
+
+    let tsv = run("tsv", "d.log", &[]);
+    let mut reader = LogReader::open(&tsv, Some("azw_scores")).unwrap();
+    let mut tsv_found = Vec::new();
+    let mut records = 0;
+    for r in reader.by_ref() {
+        let r = r.unwrap();
+        let first = r
+            .get("top_features")
+            .as_list()
+            .and_then(|l| l.first())
+            .and_then(|v| v.as_str().map(str::to_owned));
+        match first.as_deref().and_then(|f| f.strip_prefix("detection=")) {
+            Some(kind) => tsv_found.push(kind.split(':').next().unwrap().to_owned()),
+            None => records += 1,
+        }
+    }
+    assert_eq!(reader.stats().malformed, 0);
+    assert_eq!(records, data.len());
+    assert_eq!(tsv_found, found);
+
+    let csv_out = run("csv", "d.csv", &[]);
+    let mut reader = csv::Reader::from_path(&csv_out).unwrap();
+    let col = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .position(|h| h == "top_features")
+        .unwrap();
+    let csv_found: Vec<String> = reader
+        .records()
+        .filter_map(|row| {
+            let cell = row.unwrap()[col].to_owned();
+            let v: serde_json::Value = serde_json::from_str(&cell).ok()?;
+            v[0]["feature"]
+                .as_str()?
+                .strip_prefix("detection=")
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(csv_found, found);
+
+    let none = fs::read_to_string(run("json", "n.json", &["--detectors", "none"])).unwrap();
+    assert_eq!(none.lines().count(), data.len());
+    assert!(!none.contains("\"detection\""));
+}

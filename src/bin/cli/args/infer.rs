@@ -119,6 +119,13 @@ pub struct Args {
     #[arg(long, default_value = "all", value_parser = DetectOptions::parse, env = "AZW_DETECTORS")]
     pub detectors: DetectOptions,
 
+    /// On a live start without a checkpoint, the detectors first read this
+    /// many hours of the rotated history (by the rotation times in the
+    /// file names), so a beacon that began yesterday is known at once; 0
+    /// starts them empty.
+    #[arg(long, default_value_t = 24, env = "AZW_WARM_HOURS")]
+    pub warm_hours: u32,
+
     /// Report scans by sources outside the site's networks too (by default
     /// only local sources: scans from the internet are an exposed
     /// sensor's weather).

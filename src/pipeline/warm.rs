@@ -1,0 +1,80 @@
+//! Warm start: on a first live start (no checkpoint), the detectors read
+//! the last hours of Zeek's rotated history before following the live
+//! files, so the first hour after a start does not look like a new
+//! network (a beacon that began yesterday is still a beacon at 00:05).
+//!
+//! Only the detectors see these records: nothing is scored or written, and
+//! what they would have reported from history is counted, not repeated.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use chrono::{NaiveDateTime, NaiveTime};
+
+use super::Emitter;
+use crate::detect::Observation;
+use crate::log_kind::LogKind;
+use crate::route;
+use crate::zeek::layout::{DateRange, LogFile};
+use crate::zeek::Records;
+
+/// What a warm-up read.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct WarmReport {
+    pub files: usize,
+    pub records: u64,
+    /// Detections the history held (not written).
+    pub detections: u64,
+}
+
+/// When a rotated file's interval started, from its folder and name.
+fn start_of(f: &LogFile) -> Option<NaiveDateTime> {
+    let time = NaiveTime::parse_from_str(f.interval.as_deref()?, "%H:%M:%S").ok()?;
+    Some(f.date?.and_time(time))
+}
+
+/// The rotated files of `module` under `log_dir` that began within
+/// `hours` of the newest one, oldest first.
+pub fn recent_files(log_dir: &Path, module: LogKind, hours: u32) -> Vec<LogFile> {
+    let Ok(files) = route::files_of(log_dir, module, DateRange::default()) else {
+        return Vec::new();
+    };
+    let Some(newest) = files.iter().filter_map(start_of).max() else {
+        return Vec::new();
+    };
+    let since = newest - chrono::Duration::hours(i64::from(hours));
+    files
+        .into_iter()
+        .filter(|f| start_of(f).is_some_and(|s| s >= since))
+        .collect()
+}
+
+/// Feeds the detectors of `emitter` the last `hours` of history of each
+/// module that has detectors.
+pub fn warm_up(
+    emitter: &mut Emitter,
+    log_dir: &Path,
+    modules: &[LogKind],
+    hours: u32,
+    stop: &AtomicBool,
+) -> WarmReport {
+    let mut report = WarmReport::default();
+    for &module in modules {
+        if !emitter.stage().watches(module) {
+            continue;
+        }
+        let files = recent_files(log_dir, module, hours);
+        report.files += files.len();
+        let paths = files.into_iter().map(|f| f.path).collect();
+        for record in Records::new(paths, Some(module.log_path()), false) {
+            if stop.load(Ordering::Relaxed) {
+                return report;
+            }
+            report.records += 1;
+            if let Some(o) = Observation::of(module, &record) {
+                report.detections += emitter.absorb(&o) as u64;
+            }
+        }
+    }
+    report
+}
