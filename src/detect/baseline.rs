@@ -89,7 +89,7 @@ impl Baseline {
         if let Some(l) = &self.long_connection {
             let p = &l.params;
             if too_many(l.known.len())
-                || !(p.threshold_seconds > 0.0)
+                || p.threshold_seconds.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater)
                 || p.window_seconds == 0
                 || p.max_pairs == 0
             {

@@ -177,7 +177,7 @@ impl BeaconDetector {
         evidence.insert("connections".into(), ts.len().into());
         evidence.insert("window_start".into(), window_start.into());
         evidence.insert("window_end".into(), window_end.into());
-        if let Ok(serde_json::Value::Object(parts)) = serde_json::to_value(&parts) {
+        if let Ok(serde_json::Value::Object(parts)) = serde_json::to_value(parts) {
             evidence.extend(parts.into_iter().filter(|(k, _)| k != "score"));
         }
         Some(Detection {
