@@ -130,10 +130,12 @@ fn render(s: &State, now: SystemTime) -> String {
         env!("CARGO_PKG_VERSION")
     );
     type Get = fn(&Module) -> Option<f64>;
-    let families: [(&str, &str, &str, Get); 10] = [
+    let families: [(&str, &str, &str, Get); 12] = [
         ("azw_lines_read_total", "counter", "Data lines (records and malformed lines) read.", |m| Some(m.stats.lines as f64)),
         ("azw_records_scored_total", "counter", "Records scored.", |m| Some(m.stats.scored as f64)),
         ("azw_lines_skipped_total", "counter", "Lines skipped: malformed, over the line cap, or not scorable (each logged, throttled).", |m| Some(m.stats.skipped as f64)),
+        ("azw_lines_malformed_total", "counter", "Of the skipped lines: not a record of this log type (cut, bad values, over the line cap).", |m| Some(m.stats.malformed as f64)),
+        ("azw_records_unscorable_total", "counter", "Of the skipped lines: records the model could not score.", |m| Some(m.stats.unscorable as f64)),
         ("azw_anomalies_total", "counter", "Records scored above the model's threshold (alerts).", |m| Some(m.stats.anomalies as f64)),
         ("azw_records_written_total", "counter", "Scored records handed to the output.", |m| Some(m.stats.written as f64)),
         ("azw_model_reloads_total", "counter", "Replaced model files taken without a restart.", |m| Some(m.stats.model_reloads as f64)),
@@ -156,6 +158,19 @@ fn render(s: &State, now: SystemTime) -> String {
     );
     for (detector, n) in &s.detections {
         let _ = writeln!(out, "azw_detections_total{{detector=\"{detector}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP azw_behind_seconds Seconds between now and the newest record time read (event time: how late the stream is, including Zeek's own delay in writing a connection).\n# TYPE azw_behind_seconds gauge"
+    );
+    for (module, m) in &s.modules {
+        if m.stats.newest_ts > 0 {
+            let _ = writeln!(
+                out,
+                "azw_behind_seconds{{module=\"{module}\"}} {}",
+                (unix(now) - m.stats.newest_ts as f64).max(0.0)
+            );
+        }
     }
     let _ = writeln!(
         out,
@@ -273,6 +288,9 @@ mod tests {
             lines: 12,
             scored: 10,
             skipped: 2,
+            malformed: 1,
+            unscorable: 1,
+            newest_ts: 1_000_000_000,
             anomalies: 3,
             written: 10,
             model_reloads: 1,
@@ -288,6 +306,8 @@ mod tests {
             "azw_lines_read_total{module=\"CONN\"} 12",
             "azw_records_scored_total{module=\"CONN\"} 10",
             "azw_lines_skipped_total{module=\"CONN\"} 2",
+            "azw_lines_malformed_total{module=\"CONN\"} 1",
+            "azw_records_unscorable_total{module=\"CONN\"} 1",
             "azw_anomalies_total{module=\"CONN\"} 3",
             "azw_behind_bytes{module=\"CONN\"} 77",
             "azw_model_threshold{module=\"CONN\"} 0.25",
@@ -298,6 +318,16 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }
         assert!(!text.contains("azw_model_threshold{module=\"DNS\"}"));
+        let behind: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("azw_behind_seconds{module=\"CONN\"} "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            behind > 700_000_000.0,
+            "records of 2001 are years behind: {behind}"
+        );
     }
 
     #[test]

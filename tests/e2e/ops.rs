@@ -191,6 +191,13 @@ fn a_config_file_alone_runs_live_scoring_and_the_metrics_count_the_records() {
         Some(0.0)
     );
     assert_eq!(
+        sample(&m, "azw_lines_malformed_total{module=\"CONN\"}"),
+        Some(0.0)
+    );
+    // The example records are of 2013: years behind real time.
+    let behind = sample(&m, "azw_behind_seconds{module=\"CONN\"}").unwrap();
+    assert!(behind > 3e8, "{m}");
+    assert_eq!(
         sample(&m, "azw_records_written_total{module=\"CONN\"}"),
         Some(records.len() as f64)
     );
