@@ -15,6 +15,7 @@ pub mod follow;
 pub mod kafka;
 pub mod kitnet;
 pub mod log_kind;
+pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod reload;

@@ -47,11 +47,17 @@ impl Reloader {
                     model.threshold.value
                 );
                 self.loaded = Some(now);
+                crate::metrics::global().model_loaded(
+                    module,
+                    model.threshold.value,
+                    &model.created,
+                );
                 Some(Scorer::new(model, encoder))
             }
             Err(e) => {
                 tracing::error!("{module}: refused the new model: {e}; keeping the running one");
                 self.refused = Some(now);
+                crate::metrics::global().model_refused(module);
                 None
             }
         }

@@ -12,108 +12,11 @@ use autozeekwatch::eval::{self, metrics, plot, ModelSummary, Report, Truth, UidS
 use autozeekwatch::train::TrainOptions;
 use autozeekwatch::zeek::layout::{self, DateRange};
 use autozeekwatch::LogKind;
-use clap::Parser;
-use cli::ModelArgs;
-
-/// Measure how well autozeekwatch finds the malicious records of labeled
-/// Zeek logs: ROC-AUC, average precision, precision/recall/F1 and
-/// false-positive rate at the model's threshold, recall at 0.1% and 1%
-/// false positives, recall per detailed label, and a plot of the curves.
-///
-/// Labeled logs are Zeek TSV with label columns, as published: Stratosphere's
-/// `label` and `detailedlabel` tab columns, or IoT-23's last column
-/// `tunnel_parents   label   detailed-label` (three values joined by three
-/// spaces). Labels are read in any case; rows labeled `Background`,
-/// `Unknown` or `(empty)` are left out. Label columns never reach the
-/// features: they are taken out before the model sees a row.
-///
-/// Default protocol (LABELED_LOG... alone; the same as the team's
-/// make_eval_set.py): all rows ordered by ts; the first half (--train-share)
-/// is history, the rest live traffic. The model trains on the benign rows
-/// of the history only, exactly as azw-train trains; every benign or
-/// malicious row of the rest is scored. Scores and labels are compared per
-/// uid: a uid scores the highest of its records and is malicious if any of
-/// its rows is.
-///
-/// Examples:
-///   azw-eval conn.log.labeled --modules CONN
-///   azw-eval --train history/ --test capture.conn.log.labeled --json
-///   azw-eval --scores scored.json --labels labels.tsv --modules CONN
-///   azw-eval conn.log.labeled --learning-rate 0.1 --epochs 3 --plot roc.svg
-#[derive(Parser, Debug)]
-#[command(version, verbatim_doc_comment)]
-struct Args {
-    #[command(flatten)]
-    read: cli::ReadArgs,
-
-    /// Labeled logs for the default protocol (plain or gzip).
-    #[arg(value_name = "LABELED_LOG", conflicts_with_all = ["train", "test", "scores"])]
-    logs: Vec<PathBuf>,
-
-    /// Modules to evaluate: log types with a table (CONN, DNS, HTTP, FILES,
-    /// a --tables one ...) or ALL (every module the inputs hold). An
-    /// input's module comes from its `#path` header or its file name.
-    #[arg(long, value_delimiter = ',', default_value = "ALL")]
-    modules: Vec<String>,
-
-    /// Train on these logs instead (files or folders). In a labeled log only
-    /// the benign rows are used; an unlabeled log is taken as normal.
-    #[arg(long, num_args = 1.., requires = "test")]
-    train: Vec<PathBuf>,
-
-    /// Score these logs: labeled logs, or unlabeled ones with --labels.
-    #[arg(long, num_args = 1.., requires = "train")]
-    test: Vec<PathBuf>,
-
-    /// Ground truth by uid for unlabeled --test logs or for --scores:
-    /// `uid<TAB>label[<TAB>detailed label]`, label 0/1 or a label word.
-    #[arg(long)]
-    labels: Option<PathBuf>,
-
-    /// Measure an existing scored output (azw-infer's JSON lines) against
-    /// --labels instead of training a model.
-    #[arg(long, requires = "labels")]
-    scores: Option<PathBuf>,
-
-    /// The model that made the --scores: its expected false-positive rate
-    /// is then printed beside the measured one.
-    #[arg(long, requires = "scores", value_name = "FILE")]
-    model: Option<PathBuf>,
-
-    /// Share of the rows (in time order) that is history in the default
-    /// protocol.
-    #[arg(long, default_value_t = 0.5)]
-    train_share: f64,
-
-    /// Print the report as JSON (an array, one object per module).
-    #[arg(long)]
-    json: bool,
-
-    /// Where to write the SVG of the curves and score distributions (with
-    /// several modules, the module's name is added before `.svg`).
-    #[arg(long, default_value = "azw-eval.svg")]
-    plot: PathBuf,
-
-    /// Write no plot.
-    #[arg(long)]
-    no_plot: bool,
-
-    /// Keep the split and the model in this folder (`train/`, `test/`,
-    /// `labels.tsv`, `<module>.model.json`) instead of a temporary one.
-    #[arg(long, value_name = "DIR")]
-    keep: Option<PathBuf>,
-
-    #[command(flatten)]
-    train_args: ModelArgs,
-
-    /// Only warnings and errors.
-    #[arg(short, long)]
-    quiet: bool,
-}
+use cli::args::eval::Args;
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    cli::init_logging(args.quiet, false, None);
+    let args: Args = cli::config::parse("azw-eval");
+    cli::init_logging(&args.log, None);
     match run(args) {
         Ok(code) => code,
         Err(e) => cli::report(&e),
@@ -201,7 +104,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             Err(e) => {
                 failed = true;
                 let e = format!("{e:#}");
-                eprintln!("error: {module}: {}", autozeekwatch::escape::terminal(&e));
+                cli::error_line(&format!("{module}: {e}"));
             }
         }
     }

@@ -7,187 +7,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use autozeekwatch::detect::DetectOptions;
 use autozeekwatch::escape::terminal;
 use autozeekwatch::model;
 use autozeekwatch::pipeline::{self, run_live, Controls, Lane, LaneOptions, LiveOptions};
 use autozeekwatch::score::ScoredRecord;
 use autozeekwatch::sink::{self, OutputSpec, RecordFormat, Sink, SinkOptions};
 use autozeekwatch::LogKind;
-use clap::Parser;
-
-/// Score Zeek logs with the models `azw-train` wrote: one line per log
-/// record (JSON; or Zeek TSV or CSV with --format) with its anomaly score, the threshold verdict, Zeek's `uid` and
-/// `ts`, the connection 5-tuple and, for anomalies, the features that
-/// contributed most.
-///
-/// Live (default): follows `<log-dir>/current/<module>.log` as Zeek writes
-/// it, through hourly rotations (the old file is finished to its last line
-/// first) and restarts (a checkpoint in --state-dir records what was
-/// written; after `kill -9` the output is cut back to it and scoring
-/// resumes: no record lost, none written twice, even if Zeek rotated while
-/// azw-infer was down). SIGINT/SIGTERM: finish, flush, checkpoint, exit 0.
-/// SIGHUP: reopen the output (for logrotate). A replaced model file (the
-/// nightly retraining) is picked up without a restart; a bad one is refused
-/// and the running model stays.
-///
-/// Replay (--replay): scores historical files or folders once, in order.
-///
-/// Kafka (--source kafka, in builds with the `kafka` feature): consumes the
-/// JSON records Zeek's loggers publish (one topic per log type, or one topic
-/// with records wrapped as {"conn": {...}}) in a consumer group: start more
-/// processes with the same --group to share the partitions. Offsets are
-/// committed after the scored records are durable, and as partitions are
-/// handed to another member (at-least-once: after a crash some records may
-/// be scored twice; `uid` tells them).
-///
-/// Examples:
-///   azw-infer --log-dir /opt/zeek/logs --modules CONN,DNS --output /var/log/azw/scores.json
-///   azw-infer --replay /opt/zeek/logs/2024-04-19 --modules CONN --only-anomalies
-///   azw-infer --source kafka --brokers kafka1:9092 --topics zeek-conn,zeek-dns --group azw \
-///             --output kafka://kafka1:9092/azw-scores
-#[derive(Parser, Debug)]
-#[command(version, verbatim_doc_comment)]
-struct Args {
-    #[command(flatten)]
-    read: cli::ReadArgs,
-
-    /// Zeek's log directory; its `current/` folder is followed.
-    #[arg(long, env = "AZW_LOG_DIR", required_unless_present_any = ["replay", "topics"])]
-    log_dir: Option<PathBuf>,
-
-    /// Score these historical files or folders once, in order, and exit.
-    #[arg(long, num_args = 1.., conflicts_with = "log_dir")]
-    replay: Vec<PathBuf>,
-
-    /// Where records come from: `file` (Zeek's log directory, or --replay)
-    /// or `kafka` (--brokers, --topics, --group).
-    #[arg(long, value_enum, default_value_t = SourceKind::File, env = "AZW_SOURCE")]
-    source: SourceKind,
-
-    /// Kafka: the brokers to bootstrap from, HOST:PORT[,HOST:PORT...].
-    #[arg(long, env = "AZW_KAFKA_BROKERS", required_if_eq("source", "kafka"))]
-    brokers: Option<String>,
-
-    /// Kafka: the topics to consume, comma-separated. The module of a
-    /// record comes from its wrapper key ({"conn": {...}}), else a log type
-    /// named in the topic (zeek-conn, zeek_dns), else its `_path`.
-    #[arg(long, value_delimiter = ',', num_args = 1.., env = "AZW_KAFKA_TOPICS", required_if_eq("source", "kafka"))]
-    topics: Vec<String>,
-
-    /// Kafka: the consumer group; processes in one group share the
-    /// partitions.
-    #[arg(long, default_value = "azw-infer", env = "AZW_KAFKA_GROUP")]
-    group: String,
-
-    /// Kafka: an extra librdkafka setting for the consumer and a Kafka
-    /// output, KEY=VALUE, repeatable (security.protocol=ssl,
-    /// session.timeout.ms=10000, auto.offset.reset=latest, ...).
-    #[arg(long = "kafka-config", value_parser = key_value)]
-    kafka_config: Vec<(String, String)>,
-
-    /// Modules to score: log types with a model (CONN, DNS, FILES, X509, a
-    /// site's own ...) or ALL (every model in --model-dir), comma-separated
-    /// or repeated, any case.
-    #[arg(long, value_delimiter = ',', num_args = 1.., default_value = "ALL", env = "AZW_MODULES")]
-    modules: Vec<String>,
-
-    /// Where the models are (`<module>.model.json`).
-    #[arg(long, default_value = "models", env = "AZW_MODEL_DIR")]
-    model_dir: PathBuf,
-
-    /// Where the scored records go: a file, `-` for standard output, or
-    /// kafka://HOST:PORT/TOPIC (keyed by `uid`, so one connection's records
-    /// stay in order). Exactly-once across restarts of the live file mode
-    /// needs a file; the others are at-least-once.
-    #[arg(long, default_value = "-", env = "AZW_OUTPUT")]
-    output: OutputSpec,
-
-    /// How each scored record is written: json (one object per line),
-    /// tsv (a Zeek log, `#path azw_scores`, which Zeek tools read) or csv
-    /// (with a header row). Kafka outputs are JSON.
-    #[arg(long, default_value = "json", value_parser = parse_format, env = "AZW_FORMAT")]
-    format: RecordFormat,
-
-    /// Where live mode keeps its checkpoint (`checkpoint.json`).
-    #[arg(long, default_value = "azw-state", env = "AZW_STATE_DIR")]
-    state_dir: PathBuf,
-
-    /// Write only the records flagged as anomalies (detections are
-    /// always written).
-    #[arg(long)]
-    only_anomalies: bool,
-
-    /// The detectors that watch behaviour over time and write detections
-    /// beside the scored records: all (default), none, or a list of
-    /// beacon, long_connection, host_sweep, port_scan (scan: both),
-    /// dns_tunnel, nxdomain_burst. Their settings and the entities normal
-    /// at this site come from the models (`azw-train --inspect` shows
-    /// them).
-    #[arg(long, default_value = "all", value_parser = DetectOptions::parse, env = "AZW_DETECTORS")]
-    detectors: DetectOptions,
-
-    /// On a live start without a checkpoint, the detectors first read this
-    /// many hours of the rotated history (by the rotation times in the
-    /// file names), so a beacon that began yesterday is known at once; 0
-    /// starts them empty.
-    #[arg(long, default_value_t = 24, env = "AZW_WARM_HOURS")]
-    warm_hours: u32,
-
-    /// Report scans by sources outside the site's networks too (by default
-    /// only local sources: scans from the internet are an exposed
-    /// sensor's weather).
-    #[arg(long, env = "AZW_SCAN_EXTERNAL")]
-    scan_external: bool,
-
-    /// How often an idle module checks its file, in milliseconds (file
-    /// events wake it sooner).
-    #[arg(long, default_value_t = 250)]
-    poll_ms: u64,
-
-    /// How often the output is synced and the checkpoint (or the Kafka
-    /// offsets) written, in milliseconds.
-    #[arg(long, default_value_t = 1000)]
-    checkpoint_ms: u64,
-
-    /// How often each module's counters are logged, in seconds.
-    #[arg(long, default_value_t = 60)]
-    stats_secs: u64,
-
-    /// Only warnings and errors.
-    #[arg(short, long)]
-    quiet: bool,
-
-    /// Debug logging.
-    #[arg(short, long)]
-    verbose: bool,
-}
-
-impl Args {
-    fn detect_options(&self) -> DetectOptions {
-        DetectOptions {
-            scan_external: self.scan_external,
-            ..self.detectors.clone()
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum SourceKind {
-    File,
-    Kafka,
-}
-
-fn parse_format(s: &str) -> Result<RecordFormat, String> {
-    s.parse()
-}
-
-fn key_value(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
-        _ => Err(format!("`{s}`: expected KEY=VALUE")),
-    }
-}
+use cli::args::infer::{Args, SourceKind};
 
 fn main() -> ExitCode {
     // Signals first, so a stop during start-up is a clean stop too.
@@ -207,8 +33,8 @@ fn main() -> ExitCode {
             controls.reopen.clone(),
         )))
         .collect::<Result<Vec<_>, _>>();
-    let args = Args::parse();
-    cli::init_logging(args.quiet, args.verbose, None);
+    let args: Args = cli::config::parse("azw-infer");
+    cli::init_logging(&args.log, None);
     if let Err(e) = registered {
         return cli::report(&anyhow::Error::new(e).context("cannot install signal handlers"));
     }
@@ -218,13 +44,17 @@ fn main() -> ExitCode {
     }
 }
 
+/// True if `--modules` asks for ALL: the modules that have a model.
+fn all_modules(args: &Args) -> bool {
+    args.modules.iter().any(|m| m.eq_ignore_ascii_case("all"))
+}
+
 /// The modules to run: those asked for, or under ALL those with a model
 /// (a model carries its table, so any log type with a model can be scored).
 fn modules(args: &Args) -> anyhow::Result<Vec<LogKind>> {
-    let all = args.modules.iter().any(|m| m.eq_ignore_ascii_case("all"));
     let with_model = model::modules_in(&args.model_dir);
     let mut modules = LogKind::parse_list(&args.modules, &with_model)?;
-    if all {
+    if all_modules(args) {
         modules.retain(|m| args.model_dir.join(model::file_name(*m)).exists());
     }
     if modules.is_empty() {
@@ -237,10 +67,79 @@ fn modules(args: &Args) -> anyhow::Result<Vec<LogKind>> {
     Ok(modules)
 }
 
+/// The fewest records a model should rest on (azw-train's default
+/// --min-records): a model below it is used, with a warning.
+const FEW_RECORDS: u64 = 1000;
+
+/// Tells the metrics which models are in use, and warns about models
+/// trained on too few records. (Loading errors are left to the lanes,
+/// which report them.)
+fn note_models(args: &Args, modules: &[LogKind]) {
+    for &module in modules {
+        let path = args.model_dir.join(model::file_name(module));
+        let Ok((m, _)) = model::Model::load_for(&path, module) else {
+            continue;
+        };
+        autozeekwatch::metrics::global().model_loaded(module, m.threshold.value, &m.created);
+        autozeekwatch::metrics::global().publish(module, &Default::default());
+        if m.training.trained_records < FEW_RECORDS {
+            tracing::warn!(
+                "{module}: the model {} was trained on only {} records (fewer than {FEW_RECORDS}): expect many false alarms; retrain on more history (azw-train --min-records)",
+                path.display(),
+                m.training.trained_records
+            );
+        }
+    }
+}
+
+/// Tells systemd (Type=notify) that the service is ready once the live
+/// run's (or the Kafka consumer's) loop goes round, and feeds its watchdog
+/// (WatchdogSec=) as long as the loop keeps going round; without
+/// NOTIFY_SOCKET it does nothing.
+fn notify_systemd() {
+    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+        return;
+    }
+    let watchdog = sd_notify::watchdog_enabled();
+    let every = watchdog.map_or(Duration::from_secs(1), |w| {
+        (w / 2).min(Duration::from_secs(1))
+    });
+    let fresh = watchdog.unwrap_or(Duration::from_secs(10));
+    let _ = std::thread::Builder::new()
+        .name("systemd".into())
+        .spawn(move || {
+            let mut ready = false;
+            loop {
+                let alive = autozeekwatch::metrics::global()
+                    .last_heartbeat()
+                    .is_some_and(|t| t.elapsed() < fresh);
+                if alive && !ready {
+                    ready = sd_notify::notify(&[sd_notify::NotifyState::Ready]).is_ok();
+                }
+                if alive && watchdog.is_some() {
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                }
+                std::thread::sleep(every);
+            }
+        });
+}
+
 fn run(args: Args, controls: &Controls) -> anyhow::Result<ExitCode> {
     args.read.apply();
     let modules = modules(&args)?;
+    note_models(&args, &modules);
+    // Metrics are for the long runs (live, Kafka), not a replay, which
+    // would otherwise fight the service for the config file's port.
+    if args.replay.is_empty() {
+        if let Some(addr) = args.metrics_listen {
+            let bound = autozeekwatch::metrics::serve(addr)
+                .with_context(|| format!("--metrics-listen {addr}: cannot listen"))?;
+            tracing::info!("metrics at http://{bound}/metrics");
+        }
+    }
     if args.source == SourceKind::Kafka {
+        // Ready (and the watchdog fed) once the consumer loop goes round.
+        notify_systemd();
         kafka(&args, modules, controls)?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -269,36 +168,106 @@ fn run(args: Args, controls: &Controls) -> anyhow::Result<ExitCode> {
             log_dir.display()
         );
     }
-    let opts = LiveOptions {
-        log_dir,
-        modules,
-        model_dir: args.model_dir.clone(),
-        output: args.output.clone(),
-        format: args.format,
-        kafka_config: args.kafka_config.clone(),
-        state_dir: args.state_dir.clone(),
-        only_anomalies: args.only_anomalies,
-        poll: Duration::from_millis(args.poll_ms.max(10)),
-        checkpoint_every: Duration::from_millis(args.checkpoint_ms),
-        stats_every: Duration::from_secs(args.stats_secs.max(1)),
-        reload_every: Duration::from_secs(1),
-        detect: args.detect_options(),
-        warm_hours: args.warm_hours,
-    };
-    tracing::info!(
-        "following {} for {} (output {}, checkpoint in {})",
-        opts.log_dir.join("current").display(),
-        opts.modules
-            .iter()
-            .map(|m| m.to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
-        args.output,
-        opts.state_dir.display()
-    );
-    run_live(&opts, controls)?;
+    notify_systemd();
+    let mut modules = modules;
+    loop {
+        let opts = LiveOptions {
+            log_dir: log_dir.clone(),
+            modules: modules.clone(),
+            model_dir: args.model_dir.clone(),
+            output: args.output.clone(),
+            format: args.format,
+            kafka_config: args.kafka_config.clone(),
+            state_dir: args.state_dir.clone(),
+            only_anomalies: args.only_anomalies,
+            poll: Duration::from_millis(args.poll_ms.max(10)),
+            checkpoint_every: Duration::from_millis(args.checkpoint_ms),
+            stats_every: Duration::from_secs(args.stats_secs.max(1)),
+            reload_every: Duration::from_secs(1),
+            detect: args.detect_options(),
+            warm_hours: args.warm_hours,
+        };
+        tracing::info!(
+            "following {} for {} (output {}, checkpoint in {})",
+            opts.log_dir.join("current").display(),
+            opts.modules
+                .iter()
+                .map(|m| m.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            args.output,
+            opts.state_dir.display()
+        );
+        // Under ALL, a model that appears for a module not followed yet
+        // (its first training) stops this run cleanly and starts one with
+        // it, from the checkpoint: nothing lost, nothing repeated.
+        let run = Controls {
+            stop: Default::default(),
+            reopen: controls.reopen.clone(),
+        };
+        let added = std::sync::Mutex::new(Vec::new());
+        let result = std::thread::scope(|scope| {
+            let watch = scope.spawn(|| watch_new_models(&args, &modules, controls, &run, &added));
+            let result = run_live(&opts, &run);
+            run.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            let _ = watch.join();
+            result
+        });
+        result?;
+        let added = added.into_inner().unwrap_or_default();
+        if controls.stop.load(std::sync::atomic::Ordering::SeqCst) || added.is_empty() {
+            break;
+        }
+        for m in &added {
+            tracing::info!(
+                "{m}: a model appeared in {}; following {m} too",
+                args.model_dir.display()
+            );
+        }
+        note_models(&args, &added);
+        modules.extend(added);
+        modules.sort();
+    }
     tracing::info!("stopped; checkpoint written");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Until `run` stops: passes a stop signal on to the run, and under ALL
+/// stops it when a model appears for a module that is not followed (noted
+/// in `added`).
+fn watch_new_models(
+    args: &Args,
+    running: &[LogKind],
+    controls: &Controls,
+    run: &Controls,
+    added: &std::sync::Mutex<Vec<LogKind>>,
+) {
+    use std::sync::atomic::Ordering;
+    let all = all_modules(args);
+    let mut last_look = std::time::Instant::now();
+    while !run.stop.load(Ordering::SeqCst) {
+        if controls.stop.load(Ordering::SeqCst) {
+            run.stop.store(true, Ordering::SeqCst);
+            return;
+        }
+        if all && last_look.elapsed() >= Duration::from_secs(1) {
+            last_look = std::time::Instant::now();
+            let new: Vec<LogKind> = model::modules_in(&args.model_dir)
+                .into_iter()
+                .filter(|m| !running.contains(m))
+                .filter(|m| {
+                    let path = args.model_dir.join(model::file_name(*m));
+                    path.exists() && model::Model::load_for(&path, *m).is_ok()
+                })
+                .collect();
+            if !new.is_empty() {
+                *added.lock().unwrap_or_else(|p| p.into_inner()) = new;
+                run.stop.store(true, Ordering::SeqCst);
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Scores files once. A file output is written to a temporary file beside
@@ -328,6 +297,7 @@ fn replay(args: &Args, modules: &[LogKind], controls: &Controls) -> anyhow::Resu
         }
         OutputSpec::File(target) => {
             check_replay_target(target, &args.replay, args.format)?;
+            check_not_live_output(target, &args.state_dir)?;
             let dir = target
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
@@ -398,6 +368,30 @@ fn check_replay_target(
         bail!(
             "--output {shown}: exists and is not an autozeekwatch {} output; it is left as it is (replay replaces only its own outputs): choose another --output, or move it away",
             format.name()
+        );
+    }
+    Ok(())
+}
+
+/// Refuses a replay output that is the output of the live run whose
+/// checkpoint is in `state_dir` (a shared config file names both): replay
+/// would replace the live scores.
+fn check_not_live_output(target: &Path, state_dir: &Path) -> anyhow::Result<()> {
+    let Ok(Some(checkpoint)) = autozeekwatch::follow::Checkpoint::load(state_dir) else {
+        return Ok(());
+    };
+    let Some(live) = checkpoint.output.as_deref().map(Path::new) else {
+        return Ok(());
+    };
+    let same = match (std::fs::canonicalize(live), std::fs::canonicalize(target)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => live == target,
+    };
+    if same {
+        bail!(
+            "--output {}: this is the live run's output (its checkpoint is in {}); replay would replace it: give --replay another --output, or - for standard output",
+            terminal(&target.display().to_string()),
+            terminal(&state_dir.display().to_string())
         );
     }
     Ok(())

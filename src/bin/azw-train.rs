@@ -11,100 +11,21 @@ mod cli;
 use anyhow::{bail, Context};
 use autozeekwatch::escape;
 use autozeekwatch::features::DEFAULT_LOCAL_NETS;
-use autozeekwatch::model::Model;
+use autozeekwatch::model::{self, Model};
 use autozeekwatch::tables::{Table, Tables};
 use autozeekwatch::train::{self, TrainError};
 use autozeekwatch::zeek::layout::DateRange;
 use autozeekwatch::LogKind;
-use chrono::NaiveDate;
-use clap::Parser;
-use cli::ModelArgs;
+use cli::args::train::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-/// Learn what normal traffic looks like from Zeek's historical logs and
-/// write one model per module: per Zeek log type with a feature table
-/// (conn, dns, http, ssh, ssl, files, weird, x509, notice ... built in;
-/// your own with --tables).
-///
-/// Reads Zeek's log directory: dated folders
-/// `YYYY-MM-DD/conn.HH:MM:SS-HH:MM:SS.log.gz` (never `current/`), or a flat
-/// folder of logs, or one log file; TSV or JSON, plain or gzip. Every record
-/// is used (streamed several times, never held in memory). Models go to
-/// `<model-dir>/<module>.model.json`, replaced atomically, so a nightly cron
-/// job can retrain while `azw-infer` runs.
-///
-/// Examples:
-///   azw-train --log-dir /opt/zeek/logs --modules CONN,DNS
-///   azw-train --log-dir /opt/zeek/logs --modules ALL --start-date 2024-04-20 --dry-run
-///   azw-train --inspect models/conn.model.json
-///   azw-train --list-features DNS
-#[derive(Parser, Debug)]
-#[command(version, verbatim_doc_comment)]
-struct Args {
-    #[command(flatten)]
-    read: cli::ReadArgs,
-
-    /// Zeek's log directory (dated folders), a folder of logs, or one file.
-    #[arg(long, env = "AZW_LOG_DIR", required_unless_present_any = ["inspect", "list_features"])]
-    log_dir: Option<PathBuf>,
-
-    /// Modules to train: log types with a table (CONN, DNS, HTTP, FILES,
-    /// X509, a --tables one ...; `--list-features` lists them) or ALL,
-    /// comma-separated or repeated, any case. With ALL, modules without
-    /// logs, or with too few records to learn from, are skipped.
-    #[arg(long, value_delimiter = ',', num_args = 1.., default_value = "ALL", env = "AZW_MODULES")]
-    modules: Vec<String>,
-
-    /// Where to write the models.
-    #[arg(long, default_value = "models", env = "AZW_MODEL_DIR")]
-    model_dir: PathBuf,
-
-    /// First day of history to use (YYYY-MM-DD, inclusive).
-    #[arg(long, value_parser = parse_date)]
-    start_date: Option<NaiveDate>,
-
-    /// Last day of history to use (YYYY-MM-DD, inclusive).
-    #[arg(long, value_parser = parse_date)]
-    end_date: Option<NaiveDate>,
-
-    #[command(flatten)]
-    model: ModelArgs,
-
-    /// List the files and record counts per module that would be used, then
-    /// stop.
-    #[arg(long)]
-    dry_run: bool,
-
-    /// Print the metadata of model files and stop.
-    #[arg(long, num_args = 1.., value_name = "MODEL")]
-    inspect: Vec<PathBuf>,
-
-    /// Print a module's feature table and where it came from (built in,
-    /// or a --tables file), and stop; without a module, list the tables.
-    #[arg(long, value_name = "MODULE", num_args = 0..=1, default_missing_value = "")]
-    list_features: Option<String>,
-
-    /// Only warnings and errors.
-    #[arg(short, long)]
-    quiet: bool,
-
-    /// Debug logging.
-    #[arg(short, long)]
-    verbose: bool,
-}
-
-fn parse_date(s: &str) -> Result<NaiveDate, String> {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .map_err(|_| format!("`{s}` is not a date: write it as YYYY-MM-DD, e.g. 2024-04-20"))
-}
-
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args: Args = cli::config::parse("azw-train");
     let bars = MultiProgress::new();
-    if !std::io::stderr().is_terminal() || args.quiet {
+    if !std::io::stderr().is_terminal() || args.log.quiet {
         bars.set_draw_target(ProgressDrawTarget::hidden());
     }
-    cli::init_logging(args.quiet, args.verbose, Some(bars.clone()));
+    cli::init_logging(&args.log, Some(bars.clone()));
     match run(args, &bars) {
         Ok(code) => code,
         Err(e) => cli::report(&e),
@@ -137,12 +58,36 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
         );
     }
     let all = args.modules.iter().any(|m| m.eq_ignore_ascii_case("all"));
-    let modules: Vec<LogKind> = tables.parse_modules(&args.modules)?;
+    let mut modules: Vec<LogKind> = tables.parse_modules(&args.modules)?;
     if modules.is_empty() {
         bail!("--modules names no module: name log types with a table (azw-train --list-features lists them) or ALL");
     }
+    if args.only_missing {
+        let (have, missing): (Vec<LogKind>, Vec<LogKind>) = modules
+            .iter()
+            .partition(|m| args.model_dir.join(model::file_name(**m)).exists());
+        for m in &have {
+            tracing::info!(
+                "{m}: has a model in {}, skipped (--only-missing)",
+                args.model_dir.display()
+            );
+        }
+        if missing.is_empty() {
+            cli::outln!(
+                "every module asked for has a model in {}; nothing to train",
+                args.model_dir.display()
+            )?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        modules = missing;
+    }
+    let start_date = match args.last_days {
+        Some(0) => bail!("--last-days must be at least 1"),
+        Some(n) => Some(chrono::Local::now().date_naive() - chrono::Days::new(u64::from(n) - 1)),
+        None => args.start_date,
+    };
     let range = DateRange {
-        start: args.start_date,
+        start: start_date,
         end: args.end_date,
     };
     if let (Some(s), Some(e)) = (range.start, range.end) {
@@ -154,19 +99,23 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
 
     // Which files each module will read.
     let mut jobs = Vec::new();
-    for module in modules {
+    for &module in &modules {
         match train::find_files(module, &opts) {
             Ok(files) => jobs.push((module, files)),
             Err(TrainError::NoFiles { .. }) if all => {
                 tracing::info!("{module}: no logs, skipped");
+            }
+            Err(e @ TrainError::NoFiles { .. }) => {
+                bail!("{e}{}", history_found(&opts, &[module]))
             }
             Err(e) => return Err(e.into()),
         }
     }
     if jobs.is_empty() {
         bail!(
-            "no logs of any module under {} (expected dated folders YYYY-MM-DD/conn.*.log.gz, or conn.log, dns.log ... in the folder)",
-            opts.log_dir.display()
+            "no logs of any module under {}{} (expected dated folders YYYY-MM-DD/conn.*.log.gz, or conn.log, dns.log ... in the folder)",
+            opts.log_dir.display(),
+            history_found(&opts, &modules)
         );
     }
 
@@ -217,10 +166,20 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
                 bar.0.enable_steady_tick(Duration::from_millis(200));
                 let opts = &opts;
                 let model_dir = &args.model_dir;
+                let min_records = args.min_records;
                 scope.spawn(move || {
                     tracing::info!("{module}: training on {} files", files.len());
                     let result = train::train_module(*module, files, opts, &bar)
-                        .and_then(|model| train::save(&model, model_dir).map(|path| (model, path)));
+                        .map_err(anyhow::Error::from)
+                        .and_then(|model| {
+                            let n = model.training.trained_records;
+                            if n < min_records {
+                                return Err(anyhow::Error::new(TooFewRecords(format!(
+                                    "{module}: trained on only {n} records, fewer than --min-records {min_records}: a model of so few records flags much of tomorrow's normal traffic, so it is not written (add more days of history, leave {module} out of --modules, or lower --min-records)"
+                                ))));
+                            }
+                            Ok(train::save(&model, model_dir).map(|path| (model, path))?)
+                        });
                     bar.0.finish_and_clear();
                     (*module, result)
                 })
@@ -245,6 +204,7 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
         "seconds"
     )?;
     let mut failed = 0;
+    let mut trained = 0;
     for (module, result) in results {
         match result {
             Ok((m, path)) => {
@@ -264,23 +224,79 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
                     t.seconds,
                     path.display()
                 )?;
+                trained += 1;
             }
-            // Under ALL, a log type with a table but little history (a
-            // handful of kerberos or smtp records) is passed over.
-            Err(e @ TrainError::TooFewRecords { .. }) if all => {
+            // Under ALL a module with too little traffic (fewer than
+            // --min-records, or too few to learn from at all: a handful of
+            // kerberos or smtp records) is left out, as one without logs
+            // is, and said so.
+            Err(e)
+                if all
+                    && (e.downcast_ref::<TooFewRecords>().is_some()
+                        || matches!(
+                            e.downcast_ref::<TrainError>(),
+                            Some(TrainError::TooFewRecords { .. })
+                        )) =>
+            {
                 tracing::warn!("{}; skipped", escape::terminal(&e.to_string()));
             }
             Err(e) => {
                 failed += 1;
-                eprintln!("error: {}", escape::terminal(&e.to_string()));
+                cli::error_line(&format!("{e:#}"));
             }
         }
+    }
+    if failed == 0 && trained == 0 {
+        cli::error_line(&format!(
+            "no module had enough records for a model (--min-records {})",
+            args.min_records
+        ));
+        return Ok(ExitCode::FAILURE);
     }
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// A module whose model would rest on fewer than --min-records records.
+#[derive(Debug)]
+struct TooFewRecords(String);
+
+impl std::fmt::Display for TooFewRecords {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TooFewRecords {}
+
+/// The days of history there are, for a message about a date range that
+/// holds none: " (the history under DIR spans 2024-04-19 to 2024-04-21)".
+fn history_found(opts: &train::TrainOptions, modules: &[LogKind]) -> String {
+    if opts.range.is_open() {
+        return String::new();
+    }
+    let mut open = opts.clone();
+    open.range = DateRange::default();
+    let days: Vec<chrono::NaiveDate> = modules
+        .iter()
+        .filter_map(|m| train::find_files(*m, &open).ok())
+        .flatten()
+        .filter_map(|f| f.date)
+        .collect();
+    match (days.iter().min(), days.iter().max()) {
+        (Some(first), Some(last)) => format!(
+            "; the history there spans {first} to {last}, outside {} to {}",
+            opts.range.start.map_or("the first day".into(), |d| d.to_string()),
+            opts.range.end.map_or("the last day".into(), |d| d.to_string())
+        ),
+        _ if modules.iter().any(|m| train::find_files(*m, &open).is_ok()) => {
+            "; the logs there are not in dated folders, so no date range applies to them (leave out --start-date/--end-date/--last-days)".to_owned()
+        }
+        _ => String::new(),
+    }
 }
 
 fn inspect(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {

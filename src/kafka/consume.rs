@@ -446,7 +446,17 @@ impl Run<'_> {
         let opts = self.opts;
         let mut last_commit = Instant::now();
         let mut last_stats = Instant::now();
+        let mut last_publish = Instant::now();
         while !controls.stop.load(Ordering::SeqCst) {
+            crate::metrics::global().heartbeat();
+            if last_publish.elapsed() >= Duration::from_secs(1) {
+                for (module, route) in &self.lanes {
+                    crate::metrics::global().publish(*module, route.lane.stats());
+                }
+                crate::metrics::global()
+                    .detections(self.emitter.stage().found().iter().map(|(k, n)| (k, *n)));
+                last_publish = Instant::now();
+            }
             self.check_models();
             let polled = consumer.poll(Duration::from_millis(100));
             let mut progress = consumer.context().progress();
@@ -467,6 +477,7 @@ impl Run<'_> {
             drop(progress);
             if due {
                 commit_all(consumer)?;
+                crate::metrics::global().checkpoint_saved();
                 last_commit = Instant::now();
             }
             if controls.reopen.swap(false, Ordering::SeqCst) {

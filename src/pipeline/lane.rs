@@ -36,6 +36,14 @@ pub struct LaneStats {
     pub scored: u64,
     /// Malformed lines and records that could not be scored.
     pub skipped: u64,
+    /// Of `skipped`: lines (messages) that are not a record of this log
+    /// type (cut, bad values, over the line cap).
+    pub malformed: u64,
+    /// Of `skipped`: records the model could not score.
+    pub unscorable: u64,
+    /// The newest record time read, in whole seconds (0 before the
+    /// first): how far behind real time the stream is.
+    pub newest_ts: u64,
     pub anomalies: u64,
     /// Records handed out for the output.
     pub written: u64,
@@ -158,6 +166,9 @@ impl Lane {
     /// appending what goes on to `out`. A record that cannot be scored is
     /// skipped, and not observed either: every mode skips the same ones.
     pub fn record(&mut self, record: &Record, out: &mut Vec<Output>) {
+        if let Some(ts) = record.ts().filter(|t| t.is_finite() && *t >= 0.0) {
+            self.stats.newest_ts = self.stats.newest_ts.max(ts as u64);
+        }
         match self.scorer.score(record) {
             Ok(s) => {
                 self.stats.scored += 1;
@@ -172,10 +183,11 @@ impl Lane {
             }
             Err(e) => {
                 let module = self.module();
-                self.skip(format_args!(
-                    "{module}: line {}: cannot score: {e}",
-                    record.line()
-                ));
+                self.stats.unscorable += 1;
+                self.stats.skipped += 1;
+                if self.warnings.allow() {
+                    tracing::warn!("{module}: line {}: cannot score: {e}", record.line());
+                }
             }
         }
     }
@@ -184,6 +196,7 @@ impl Lane {
     /// (a malformed message), logging `why` within the throttle.
     pub fn skip(&mut self, why: std::fmt::Arguments<'_>) {
         self.stats.skipped += 1;
+        self.stats.malformed += 1;
         if self.warnings.allow() {
             tracing::warn!("{why}");
         }

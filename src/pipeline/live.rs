@@ -233,6 +233,7 @@ impl Writer<'_> {
         let mut last_checkpoint = Instant::now();
         let mut last_stats = Instant::now();
         while running > 0 {
+            crate::metrics::global().heartbeat();
             match rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(Message::Batch(b)) => {
                     if let Err(e) = self.take(b) {
@@ -297,6 +298,9 @@ impl Writer<'_> {
         if first || self.output.identity() != self.saved_identity {
             self.save()?;
         }
+        crate::metrics::global().publish(b.module, &b.stats);
+        crate::metrics::global()
+            .detections(self.emitter.stage().found().iter().map(|(k, n)| (k, *n)));
         self.stats.insert(b.module, (b.stats, b.stats_line));
         Ok(())
     }
@@ -330,6 +334,7 @@ impl Writer<'_> {
             other => other,
         })?;
         self.saved_identity = output_id;
+        crate::metrics::global().checkpoint_saved();
         Ok(())
     }
 

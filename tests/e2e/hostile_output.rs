@@ -4,7 +4,7 @@
 //! escapes, never as raw control bytes or an extra line.
 
 use std::fs;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use crate::util::{example_text, tempdir};
 
@@ -49,10 +49,7 @@ fn assert_inert(what: &str, bytes: &[u8]) {
 }
 
 fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_azw-train"))
-        .args(args)
-        .output()
-        .unwrap()
+    crate::util::azw_train().args(args).output().unwrap()
 }
 
 #[test]

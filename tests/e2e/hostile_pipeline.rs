@@ -160,13 +160,9 @@ fn a_closed_standard_output_is_a_quiet_success() {
             .args(["--model-dir", models().to_str().unwrap(), "-q"])
             .args(["--replay", logs, "--output", "-"]),
     );
-    closed_pipe(Command::new(env!("CARGO_BIN_EXE_azw-train")).args([
-        "--log-dir",
-        logs,
-        "--dry-run",
-    ]));
+    closed_pipe(crate::util::azw_train().args(["--log-dir", logs, "--dry-run"]));
     closed_pipe(
-        Command::new(env!("CARGO_BIN_EXE_azw-train"))
+        crate::util::azw_train()
             .arg("--inspect")
             .arg(models().join("conn.model.json")),
     );

@@ -95,7 +95,7 @@ fn replay(input: &Path, output: &Path) -> Command {
 }
 
 fn train(log_dir: &Path, model_dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_azw-train"));
+    let mut cmd = crate::util::azw_train();
     cmd.arg("--log-dir")
         .arg(log_dir)
         .args(["--modules", "CONN", "--model-dir"])

@@ -14,6 +14,7 @@ mod infer_live;
 #[cfg(feature = "kafka")]
 mod kafka;
 mod kitnet_reference;
+mod ops;
 mod reader;
 mod replay_cli;
 mod shared_data;

@@ -5,7 +5,7 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use autozeekwatch::model::Model;
 
@@ -63,7 +63,7 @@ fn history(dir: &Path, unmark: bool) {
 }
 
 fn train(logs: &Path, models: &Path, extra: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_azw-train"))
+    let out = crate::util::azw_train()
         .args(["--log-dir", logs.to_str().unwrap()])
         .args(["--modules", "CONN,HTTP", "--model-dir"])
         .arg(models)
@@ -79,7 +79,7 @@ fn train(logs: &Path, models: &Path, extra: &[&str]) -> Output {
 }
 
 fn inspect(path: &Path) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_azw-train"))
+    let out = crate::util::azw_train()
         .arg("--inspect")
         .arg(path)
         .output()

@@ -111,8 +111,13 @@ fn myapp_log(n: usize, start: f64, extra: &[&str]) -> String {
     s
 }
 
+/// Runs a binary; azw-train with the tests' `--min-records`.
 fn run(bin: &str, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(bin).args(args).output().unwrap();
+    let out = Command::new(bin)
+        .env("AZW_MIN_RECORDS", crate::util::TEST_MIN_RECORDS)
+        .args(args)
+        .output()
+        .unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

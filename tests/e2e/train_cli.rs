@@ -2,7 +2,7 @@
 //! logs (and on RITA's three-day capture when `../shared` is present).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use autozeekwatch::model::{self, Model};
 use autozeekwatch::LogKind;
@@ -12,7 +12,7 @@ fn root() -> PathBuf {
 }
 
 fn train(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_azw-train"))
+    crate::util::azw_train()
         .args(args)
         .output()
         .expect("azw-train runs")

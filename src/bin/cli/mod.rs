@@ -10,6 +10,9 @@
 
 #![allow(dead_code)] // each binary uses its own part
 
+pub mod args;
+pub mod config;
+
 use std::io::{self, Write};
 use std::path::PathBuf;
 
@@ -80,9 +83,12 @@ impl Progress for Bar {
 }
 
 /// Sends log lines to stderr, pausing the progress bars while a line is
-/// written so the two never interleave.
+/// written so the two never interleave; `json` for JSON lines.
 #[derive(Clone)]
-pub struct LogWriter(Option<MultiProgress>);
+pub struct LogWriter {
+    bars: Option<MultiProgress>,
+    json: bool,
+}
 
 impl Write for LogWriter {
     /// One call is one formatted event. Control characters inside it (a
@@ -95,8 +101,12 @@ impl Write for LogWriter {
             None => (buf, ""),
         };
         let text = String::from_utf8_lossy(body);
-        let line = format!("{}{end}", autozeekwatch::escape::terminal(&text));
-        match &self.0 {
+        let line = if self.json {
+            format!("{}{end}", json_safe(&text))
+        } else {
+            format!("{}{end}", autozeekwatch::escape::terminal(&text))
+        };
+        match &self.bars {
             Some(bars) => bars.suspend(|| io::stderr().write_all(line.as_bytes()))?,
             None => io::stderr().write_all(line.as_bytes())?,
         }
@@ -115,24 +125,93 @@ impl<'a> MakeWriter<'a> for LogWriter {
     }
 }
 
+/// How the tools log (to standard error).
+#[derive(clap::Args, Debug, Clone)]
+pub struct LogArgs {
+    /// Only warnings and errors.
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// Debug logging.
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    /// `text` (one line per event) or `json` (one JSON object per event,
+    /// with `timestamp`, `level` and `fields.message`, for log shippers).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Set when the logs are JSON: errors then go through the log too, so a
+/// shipper sees every line as JSON.
+static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Prints an error line: `error: ...` on standard error, or a JSON log
+/// event at level ERROR under `--log-format json`.
+pub fn error_line(message: &str) {
+    if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
+        tracing::error!("{message}");
+    } else {
+        eprintln!("error: {}", autozeekwatch::escape::terminal(message));
+    }
+}
+
 /// Logs at `info` (or `warn` with `quiet`, `debug` with `verbose`); the
 /// `RUST_LOG` variable overrides.
-pub fn init_logging(quiet: bool, verbose: bool, bars: Option<MultiProgress>) {
-    let level = if quiet {
+pub fn init_logging(log: &LogArgs, bars: Option<MultiProgress>) {
+    let level = if log.quiet {
         "warn"
-    } else if verbose {
+    } else if log.verbose {
         "debug"
     } else {
         "info"
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(LogWriter(bars))
+        .with_writer(LogWriter {
+            bars,
+            json: log.log_format == LogFormat::Json,
+        })
         .with_target(false)
         // Colours are escape sequences, which the writer escapes.
-        .with_ansi(false)
-        .try_init();
+        .with_ansi(false);
+    JSON_LOGS.store(
+        log.log_format == LogFormat::Json,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    let _ = match log.log_format {
+        LogFormat::Text => builder.try_init(),
+        // JSON escapes control characters itself; the writer's escaping
+        // then leaves the line as it is (it holds none).
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// A JSON line with the characters a terminal or viewer would act on
+/// (which JSON allows raw: C1 controls, bidirectional overrides, line
+/// separators) written as `\uXXXX` escapes: the same JSON value, safe to
+/// show. (JSON already escapes the ASCII controls.)
+fn json_safe(line: &str) -> std::borrow::Cow<'_, str> {
+    use std::fmt::Write as _;
+    if !line.chars().any(autozeekwatch::escape::is_hostile) {
+        return std::borrow::Cow::Borrowed(line);
+    }
+    let mut out = String::with_capacity(line.len() + 8);
+    for c in line.chars() {
+        if autozeekwatch::escape::is_hostile(c) {
+            let _ = write!(out, "\\u{:04x}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Prints an error with its causes and returns the failure exit code; a
@@ -141,8 +220,7 @@ pub fn report(err: &anyhow::Error) -> std::process::ExitCode {
     if is_broken_pipe(err) {
         return std::process::ExitCode::SUCCESS;
     }
-    let text = format!("{err:#}");
-    eprintln!("error: {}", autozeekwatch::escape::terminal(&text));
+    error_line(&format!("{err:#}"));
     std::process::ExitCode::FAILURE
 }
 

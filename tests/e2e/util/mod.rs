@@ -44,6 +44,18 @@ impl AsRef<Path> for TestDir {
     }
 }
 
+/// The fewest records the tests' models are trained on: the example logs
+/// are small (44 SSH records), so the tests lower azw-train's default
+/// `--min-records` (1000) to this; `ops.rs` checks the default itself.
+pub const TEST_MIN_RECORDS: &str = "20";
+
+/// The real `azw-train`, with [`TEST_MIN_RECORDS`].
+pub fn azw_train() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_azw-train"));
+    cmd.env("AZW_MIN_RECORDS", TEST_MIN_RECORDS);
+    cmd
+}
+
 /// CONN and DNS models trained once per test process on the examples, in
 /// the build's own scratch folder (`target/tmp`).
 pub fn models() -> &'static Path {
@@ -82,7 +94,7 @@ pub fn train(dir: &Path, modules: &str, extra: &[&str]) {
 
 /// Trains `modules` on the logs at `logs` (a folder or one file) into `dir`.
 pub fn train_from(logs: &Path, dir: &Path, modules: &str, extra: &[&str]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_azw-train"))
+    let out = crate::util::azw_train()
         .args(["--log-dir", logs.to_str().unwrap()])
         .args([
             "--modules",

@@ -1,0 +1,186 @@
+//! `azw-infer`'s command line (every flag also an `AZW_` variable and a
+//! config-file key, see [`super::super::config`]).
+
+use std::path::PathBuf;
+
+use autozeekwatch::detect::DetectOptions;
+use autozeekwatch::sink::{OutputSpec, RecordFormat};
+use clap::Parser;
+
+use super::super::{LogArgs, ReadArgs};
+
+/// Score Zeek logs with the models `azw-train` wrote: one line per log
+/// record (JSON; or Zeek TSV or CSV with --format) with its anomaly score, the threshold verdict, Zeek's `uid` and
+/// `ts`, the connection 5-tuple and, for anomalies, the features that
+/// contributed most.
+///
+/// Live (default): follows `<log-dir>/current/<module>.log` as Zeek writes
+/// it, through hourly rotations (the old file is finished to its last line
+/// first) and restarts (a checkpoint in --state-dir records what was
+/// written; after `kill -9` the output is cut back to it and scoring
+/// resumes: no record lost, none written twice, even if Zeek rotated while
+/// azw-infer was down). SIGINT/SIGTERM: finish, flush, checkpoint, exit 0.
+/// SIGHUP: reopen the output (for logrotate). A replaced model file (the
+/// nightly retraining) is picked up without a restart; a bad one is refused
+/// and the running model stays.
+///
+/// Replay (--replay): scores historical files or folders once, in order.
+///
+/// Kafka (--source kafka, in builds with the `kafka` feature): consumes the
+/// JSON records Zeek's loggers publish (one topic per log type, or one topic
+/// with records wrapped as {"conn": {...}}) in a consumer group: start more
+/// processes with the same --group to share the partitions. Offsets are
+/// committed after the scored records are durable, and as partitions are
+/// handed to another member (at-least-once: after a crash some records may
+/// be scored twice; `uid` tells them).
+///
+/// Examples:
+///   azw-infer --log-dir /opt/zeek/logs --modules CONN,DNS --output /var/log/azw/scores.json
+///   azw-infer --replay /opt/zeek/logs/2024-04-19 --modules CONN --only-anomalies
+///   azw-infer --source kafka --brokers kafka1:9092 --topics zeek-conn,zeek-dns --group azw \
+///             --output kafka://kafka1:9092/azw-scores
+#[derive(Parser, Debug)]
+#[command(version, verbatim_doc_comment)]
+pub struct Args {
+    #[command(flatten)]
+    pub read: ReadArgs,
+
+    /// Zeek's log directory; its `current/` folder is followed.
+    #[arg(long, env = "AZW_LOG_DIR", required_unless_present_any = ["replay", "topics"])]
+    pub log_dir: Option<PathBuf>,
+
+    /// Score these historical files or folders once, in order, and exit.
+    #[arg(long, num_args = 1.., conflicts_with = "log_dir")]
+    pub replay: Vec<PathBuf>,
+
+    /// Where records come from: `file` (Zeek's log directory, or --replay)
+    /// or `kafka` (--brokers, --topics, --group).
+    #[arg(long, value_enum, default_value_t = SourceKind::File, env = "AZW_SOURCE")]
+    pub source: SourceKind,
+
+    /// Kafka: the brokers to bootstrap from, HOST:PORT[,HOST:PORT...].
+    #[arg(long, env = "AZW_KAFKA_BROKERS", required_if_eq("source", "kafka"))]
+    pub brokers: Option<String>,
+
+    /// Kafka: the topics to consume, comma-separated. The module of a
+    /// record comes from its wrapper key ({"conn": {...}}), else a log type
+    /// named in the topic (zeek-conn, zeek_dns), else its `_path`.
+    #[arg(long, value_delimiter = ',', num_args = 1.., env = "AZW_KAFKA_TOPICS", required_if_eq("source", "kafka"))]
+    pub topics: Vec<String>,
+
+    /// Kafka: the consumer group; processes in one group share the
+    /// partitions.
+    #[arg(long, default_value = "azw-infer", env = "AZW_KAFKA_GROUP")]
+    pub group: String,
+
+    /// Kafka: an extra librdkafka setting for the consumer and a Kafka
+    /// output, KEY=VALUE, repeatable (security.protocol=ssl,
+    /// session.timeout.ms=10000, auto.offset.reset=latest, ...).
+    #[arg(long = "kafka-config", value_parser = key_value)]
+    pub kafka_config: Vec<(String, String)>,
+
+    /// Modules to score: log types with a model (CONN, DNS, FILES, X509, a
+    /// site's own ...) or ALL (every model in --model-dir), comma-separated
+    /// or repeated, any case.
+    #[arg(long, value_delimiter = ',', num_args = 1.., default_value = "ALL", env = "AZW_MODULES")]
+    pub modules: Vec<String>,
+
+    /// Where the models are (`<module>.model.json`).
+    #[arg(long, default_value = "models", env = "AZW_MODEL_DIR")]
+    pub model_dir: PathBuf,
+
+    /// Where the scored records go: a file, `-` for standard output, or
+    /// kafka://HOST:PORT/TOPIC (keyed by `uid`, so one connection's records
+    /// stay in order). Exactly-once across restarts of the live file mode
+    /// needs a file; the others are at-least-once.
+    #[arg(long, default_value = "-", env = "AZW_OUTPUT")]
+    pub output: OutputSpec,
+
+    /// How each scored record is written: json (one object per line),
+    /// tsv (a Zeek log, `#path azw_scores`, which Zeek tools read) or csv
+    /// (with a header row). Kafka outputs are JSON.
+    #[arg(long, default_value = "json", value_parser = parse_format, env = "AZW_FORMAT")]
+    pub format: RecordFormat,
+
+    /// Where live mode keeps its checkpoint (`checkpoint.json`).
+    #[arg(long, default_value = "azw-state", env = "AZW_STATE_DIR")]
+    pub state_dir: PathBuf,
+
+    /// Write only the records flagged as anomalies (detections are
+    /// always written).
+    #[arg(long)]
+    pub only_anomalies: bool,
+
+    /// The detectors that watch behaviour over time and write detections
+    /// beside the scored records: all (default), none, or a list of
+    /// beacon, long_connection, host_sweep, port_scan (scan: both),
+    /// dns_tunnel, nxdomain_burst. Their settings and the entities normal
+    /// at this site come from the models (`azw-train --inspect` shows
+    /// them).
+    #[arg(long, default_value = "all", value_parser = DetectOptions::parse, env = "AZW_DETECTORS")]
+    pub detectors: DetectOptions,
+
+    /// On a live start without a checkpoint, the detectors first read this
+    /// many hours of the rotated history (by the rotation times in the
+    /// file names), so a beacon that began yesterday is known at once; 0
+    /// starts them empty.
+    #[arg(long, default_value_t = 24, env = "AZW_WARM_HOURS")]
+    pub warm_hours: u32,
+
+    /// Report scans by sources outside the site's networks too (by default
+    /// only local sources: scans from the internet are an exposed
+    /// sensor's weather).
+    #[arg(long, env = "AZW_SCAN_EXTERNAL")]
+    pub scan_external: bool,
+
+    /// How often an idle module checks its file, in milliseconds (file
+    /// events wake it sooner).
+    #[arg(long, default_value_t = 250)]
+    pub poll_ms: u64,
+
+    /// How often the output is synced and the checkpoint (or the Kafka
+    /// offsets) written, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub checkpoint_ms: u64,
+
+    /// How often each module's counters are logged, in seconds.
+    #[arg(long, default_value_t = 60)]
+    pub stats_secs: u64,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics (per module:
+    /// lines read, scored, skipped, anomalies, records written, bytes
+    /// behind the live file, model threshold and age, reloads and
+    /// refusals; the last checkpoint's age). Off by default; e.g.
+    /// 127.0.0.1:9911.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+impl Args {
+    pub fn detect_options(&self) -> DetectOptions {
+        DetectOptions {
+            scan_external: self.scan_external,
+            ..self.detectors.clone()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SourceKind {
+    File,
+    Kafka,
+}
+
+pub fn parse_format(s: &str) -> Result<RecordFormat, String> {
+    s.parse()
+}
+
+pub fn key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
+        _ => Err(format!("`{s}`: expected KEY=VALUE")),
+    }
+}
