@@ -297,6 +297,63 @@ mod tests {
         );
     }
 
+    /// Conn records arrive out of time order (written when connections
+    /// close): a beacon whose records arrive minutes out of order is found
+    /// within a quarter hour of the in-order run and scores as high, and a saved and restored detector
+    /// continues exactly as one that never stopped.
+    #[test]
+    fn reordering_within_minutes_and_a_restore_change_nothing() {
+        let (bot, c2) = (ip("10.0.0.5"), ip("203.0.113.7"));
+        let mut events: Vec<f64> = (0..400)
+            .map(|i| 1_700_000_000.0 + f64::from(i) * 300.0 + f64::from(i * 37 % 41))
+            .collect();
+        let run = |events: &[f64]| -> Vec<(f64, f64)> {
+            let mut d = BeaconDetector::new(BeaconParams::default());
+            events
+                .iter()
+                .filter_map(|&t| d.observe(&conn(bot, c2, t, 700.0, true)))
+                .map(|x| (x.ts, x.score))
+                .collect()
+        };
+        let in_order = run(&events);
+        // Every third record arrives 400 s late (its connection closed
+        // later): records come in out of time order.
+        let mut arrival: Vec<(f64, f64)> = events
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| (if i % 3 == 0 { t + 400.0 } else { t }, t))
+            .collect();
+        arrival.sort_by(|a, b| a.0.total_cmp(&b.0));
+        events = arrival.into_iter().map(|(_, t)| t).collect();
+        let shuffled = run(&events);
+        assert!(!in_order.is_empty() && !shuffled.is_empty());
+        let best = |v: &[(f64, f64)]| v.iter().map(|x| x.1).fold(0.0, f64::max);
+        assert!(
+            (best(&in_order) - best(&shuffled)).abs() < 0.01,
+            "{in_order:?} {shuffled:?}"
+        );
+        assert!((shuffled[0].0 - in_order[0].0).abs() <= 900.0);
+
+        // Save halfway, restore, go on: the same detections as without.
+        let mut whole = BeaconDetector::new(BeaconParams::default());
+        let mut first = BeaconDetector::new(BeaconParams::default());
+        let (a, b) = events.split_at(events.len() / 2);
+        let mut expected = Vec::new();
+        for &t in a.iter().chain(b) {
+            expected.extend(whole.observe(&conn(bot, c2, t, 700.0, true)));
+        }
+        let mut got = Vec::new();
+        for &t in a {
+            got.extend(first.observe(&conn(bot, c2, t, 700.0, true)));
+        }
+        let saved = serde_json::to_string(&first).unwrap();
+        let mut restored: BeaconDetector = serde_json::from_str(&saved).unwrap();
+        for &t in b {
+            got.extend(restored.observe(&conn(bot, c2, t, 700.0, true)));
+        }
+        assert_eq!(got, expected);
+    }
+
     #[test]
     fn known_beacons_are_not_reported_and_memory_is_capped() {
         let params = BeaconParams {

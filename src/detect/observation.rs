@@ -152,15 +152,8 @@ fn truncate(s: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::zeek::{Schema, Value};
-    use std::sync::Arc;
-
-    fn record(fields: &[(&str, Value)]) -> Record {
-        let schema = Arc::new(Schema::new(
-            fields.iter().map(|(n, _)| n.to_string()).collect(),
-        ));
-        Record::new(schema, fields.iter().map(|(_, v)| v.clone()).collect(), 1)
-    }
+    use crate::zeek::testutil::record;
+    use crate::zeek::Value;
 
     #[test]
     fn conn_facts_read_states_and_hostile_values() {

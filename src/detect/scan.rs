@@ -257,6 +257,31 @@ mod tests {
         assert_eq!(pings[0].detection, DetectorKind::HostSweep);
     }
 
+    /// A flood of spoofed scanners (a million sources) holds at most the
+    /// cap's worth of memory.
+    #[test]
+    fn a_flood_of_sources_is_held_to_the_cap() {
+        let params = ScanParams {
+            max_sources: 10_000,
+            ..ScanParams::default()
+        };
+        let mut d = ScanDetector::new(params, site());
+        let ((), peak) = crate::zeek::testutil::peak_heap(|| {
+            for i in 0..1_000_000u32 {
+                let src = std::net::Ipv4Addr::from(0x0a00_0000 | (i & 0xff_ffff));
+                d.observe(&refused(
+                    &src.to_string(),
+                    "10.0.0.1",
+                    445,
+                    1e9 + f64::from(i),
+                ));
+            }
+        });
+        // About 300 bytes per source (benches/detect_memory.rs), and the
+        // table's headroom: well under 8 MiB for 10,000.
+        assert!(peak < 8 << 20, "{peak} bytes");
+    }
+
     #[test]
     fn a_slow_scan_spread_over_windows_is_not_reported() {
         let mut d = ScanDetector::new(ScanParams::default(), site());

@@ -24,6 +24,50 @@ pub struct DetectOptions {
     pub enabled: Vec<DetectorKind>,
     /// Watch scans by sources outside the site's networks too.
     pub scan_external: bool,
+    /// Overrides of the thresholds and windows the models carry.
+    #[serde(default)]
+    pub overrides: Overrides,
+}
+
+/// Thresholds and windows that replace the model's, at scoring time
+/// (`azw-infer --beacon-threshold` and the like); `None` keeps the
+/// model's.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Overrides {
+    pub beacon_threshold: Option<f64>,
+    pub long_connection_seconds: Option<f64>,
+    pub scan_window_seconds: Option<u32>,
+    pub sweep_hosts: Option<usize>,
+    pub scan_ports: Option<usize>,
+    pub dns_tunnel_names: Option<usize>,
+    pub nxdomain_answers: Option<u64>,
+}
+
+impl Overrides {
+    /// The baseline with these settings in place, checked like a model's.
+    pub fn apply(&self, baseline: &Baseline) -> Result<Baseline, String> {
+        let mut b = baseline.clone();
+        if let Some(k) = &mut b.beacon {
+            k.params.threshold = self.beacon_threshold.unwrap_or(k.params.threshold);
+        }
+        if let Some(k) = &mut b.long_connection {
+            let p = &mut k.params;
+            p.threshold_seconds = self.long_connection_seconds.unwrap_or(p.threshold_seconds);
+        }
+        if let Some(p) = &mut b.scan {
+            p.window_seconds = self.scan_window_seconds.unwrap_or(p.window_seconds);
+            p.sweep_hosts = self.sweep_hosts.unwrap_or(p.sweep_hosts);
+            p.scan_ports = self.scan_ports.unwrap_or(p.scan_ports);
+        }
+        if let Some(k) = &mut b.dns_tunnel {
+            let p = &mut k.params;
+            p.distinct_names = self.dns_tunnel_names.unwrap_or(p.distinct_names);
+            p.nxdomain_answers = self.nxdomain_answers.unwrap_or(p.nxdomain_answers);
+        }
+        b.check()
+            .map_err(|(field, why)| format!("{field}: {why}"))?;
+        Ok(b)
+    }
 }
 
 impl Default for DetectOptions {
@@ -33,6 +77,7 @@ impl Default for DetectOptions {
         DetectOptions {
             enabled,
             scan_external: false,
+            overrides: Overrides::default(),
         }
     }
 }
@@ -43,6 +88,7 @@ impl DetectOptions {
         DetectOptions {
             enabled: Vec::new(),
             scan_external: false,
+            overrides: Overrides::default(),
         }
     }
 
@@ -79,7 +125,7 @@ impl DetectOptions {
         enabled.sort();
         Ok(DetectOptions {
             enabled,
-            scan_external: false,
+            ..DetectOptions::none()
         })
     }
 

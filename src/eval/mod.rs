@@ -254,6 +254,11 @@ pub fn read_scores(path: &Path, module: LogKind) -> Result<UidScores, ScoresErro
         }
         let v: serde_json::Value =
             serde_json::from_str(&line).map_err(|_| bad(i + 1, "not a JSON line of scores"))?;
+        // A detection (beacon, scan...) is about an entity, not a record:
+        // its score and threshold are in the detector's unit.
+        if v.get("detection").is_some() {
+            continue;
+        }
         let m = v
             .get("module")
             .and_then(|m| m.as_str())
@@ -606,6 +611,25 @@ mod tests {
         let (truth, no_uid) = truth_of(&logs, &test);
         assert_eq!(no_uid, 0);
         assert!(truth.values().any(|(c, _)| c.is_malicious()));
+    }
+
+    #[test]
+    fn detections_in_a_scores_file_are_not_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("scores.json");
+        std::fs::write(
+            &path,
+            concat!(
+                r#"{"uid":"C1","module":"CONN","score":0.5,"threshold":0.25,"anomaly":true}"#,
+                "\n",
+                r#"{"ts":1.0,"detection":"beacon","module":"CONN","id.orig_h":"10.0.0.1","score":0.95,"threshold":0.9,"first_ts":0.0,"last_ts":1.0,"uids":["C1"],"evidence":{}}"#,
+                "\n",
+            ),
+        )
+        .unwrap();
+        let s = read_scores(&path, LogKind::CONN).unwrap();
+        assert_eq!((s.records, s.threshold), (1, 0.25));
+        assert_eq!(s.scores["C1"], 0.5);
     }
 
     #[test]

@@ -546,12 +546,7 @@ mod tests {
     use super::super::vocab::MAX_VALUE_BYTES;
     use super::*;
 
-    fn record(fields: &[(&str, Value)]) -> Record {
-        let schema = Arc::new(Schema::new(
-            fields.iter().map(|(n, _)| n.to_string()).collect(),
-        ));
-        Record::new(schema, fields.iter().map(|(_, v)| v.clone()).collect(), 1)
-    }
+    use crate::zeek::testutil::record;
 
     fn conn(proto: &str, history: Option<&str>, orig: &str, resp: &str) -> Record {
         record(&[

@@ -115,6 +115,15 @@ impl Lane {
         } else {
             model.detectors.clone()
         };
+        // Overrides are checked when parsed; one out of range for this
+        // model keeps the model's settings (and says so).
+        let baseline = opts.overrides.apply(&baseline).unwrap_or_else(|why| {
+            tracing::warn!(
+                "{}: detector settings not applied ({why}): the model's stay",
+                model.module
+            );
+            baseline
+        });
         let d = ModuleDetectors::new(&baseline, &model.features.local_nets, opts);
         if d.is_empty() {
             return None;

@@ -15,7 +15,7 @@ mod reader;
 mod record;
 mod stream;
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 mod tsv;
 mod value;
 

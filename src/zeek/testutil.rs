@@ -126,3 +126,11 @@ pub(crate) fn peak_heap<T>(f: impl FnOnce() -> T) -> (T, usize) {
     let peak = PEAK.with(Cell::get) - start;
     (out, usize::try_from(peak).unwrap_or(0))
 }
+
+/// A record of `fields` (name, value), in that column order.
+pub(crate) fn record(fields: &[(&str, super::Value)]) -> super::Record {
+    let schema = std::sync::Arc::new(super::Schema::new(
+        fields.iter().map(|(n, _)| n.to_string()).collect(),
+    ));
+    super::Record::new(schema, fields.iter().map(|(_, v)| v.clone()).collect(), 1)
+}

@@ -263,6 +263,24 @@ fn detections_are_written_in_every_format() {
         .collect();
     assert_eq!(csv_found, found);
 
+    // Thresholds from the command line replace the model's.
+    let low = fs::read_to_string(run("json", "low.json", &["--scan-ports", "8"])).unwrap();
+    let scan: serde_json::Value = low
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["detection"] == "port_scan")
+        .unwrap();
+    assert_eq!(
+        (scan["score"].as_f64(), scan["threshold"].as_f64()),
+        (Some(8.0), Some(8.0))
+    );
+    let bad = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+        .args(["--replay", log.to_str().unwrap(), "--beacon-threshold", "2"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("from 0 to 1"));
+
     let none = fs::read_to_string(run("json", "n.json", &["--detectors", "none"])).unwrap();
     assert_eq!(none.lines().count(), data.len());
     assert!(!none.contains("\"detection\""));

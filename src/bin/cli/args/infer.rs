@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use autozeekwatch::detect::stage::Overrides;
 use autozeekwatch::detect::DetectOptions;
 use autozeekwatch::sink::{OutputSpec, RecordFormat};
 use clap::Parser;
@@ -133,6 +134,40 @@ pub struct Args {
     #[arg(long, env = "AZW_SCAN_EXTERNAL")]
     pub scan_external: bool,
 
+    /// A pair is a beacon at this RITA score or above (0 to 1; the model's,
+    /// 0.9 by default).
+    #[arg(long, value_name = "SCORE", value_parser = unit_interval, env = "AZW_BEACON_THRESHOLD")]
+    pub beacon_threshold: Option<f64>,
+
+    /// A pair is a long connection when its connections add up to this
+    /// many hours within a day (the model's, 4 by default).
+    #[arg(long, value_name = "HOURS", value_parser = positive_hours, env = "AZW_LONG_CONNECTION_HOURS")]
+    pub long_connection_hours: Option<f64>,
+
+    /// The window of the scan detectors, in seconds (the model's, 300).
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(1..), env = "AZW_SCAN_WINDOW")]
+    pub scan_window: Option<u32>,
+
+    /// Hosts tried without answer within the window that make a sweep
+    /// (the model's, 64).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(2..100_000), env = "AZW_SWEEP_HOSTS")]
+    pub sweep_hosts: Option<u64>,
+
+    /// Ports of one host tried without answer within the window that make
+    /// a port scan (the model's, 64).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(2..=65_536), env = "AZW_SCAN_PORTS")]
+    pub scan_ports: Option<u64>,
+
+    /// Distinct names under one registered domain within an hour that make
+    /// a DNS tunnel (the model's, 200).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(2..1_000_000), env = "AZW_DNS_TUNNEL_NAMES")]
+    pub dns_tunnel_names: Option<u64>,
+
+    /// NXDOMAIN answers to one host within 5 minutes that make a burst (the
+    /// model's, 100).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(2..), env = "AZW_NXDOMAIN_ANSWERS")]
+    pub nxdomain_answers: Option<u64>,
+
     /// How often an idle module checks its file, in milliseconds (file
     /// events wake it sooner).
     #[arg(long, default_value_t = 250)]
@@ -163,6 +198,15 @@ impl Args {
     pub fn detect_options(&self) -> DetectOptions {
         DetectOptions {
             scan_external: self.scan_external,
+            overrides: Overrides {
+                beacon_threshold: self.beacon_threshold,
+                long_connection_seconds: self.long_connection_hours.map(|h| h * 3600.0),
+                scan_window_seconds: self.scan_window,
+                sweep_hosts: self.sweep_hosts.map(|n| n as usize),
+                scan_ports: self.scan_ports.map(|n| n as usize),
+                dns_tunnel_names: self.dns_tunnel_names.map(|n| n as usize),
+                nxdomain_answers: self.nxdomain_answers,
+            },
             ..self.detectors.clone()
         }
     }
@@ -182,5 +226,21 @@ pub fn key_value(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
         _ => Err(format!("`{s}`: expected KEY=VALUE")),
+    }
+}
+
+/// A value in [0, 1].
+fn unit_interval(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("`{s}`: give a number from 0 to 1")),
+    }
+}
+
+/// A positive, finite number of hours.
+fn positive_hours(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 24.0 * 365.0 => Ok(v),
+        _ => Err(format!("`{s}`: give a positive number of hours")),
     }
 }
