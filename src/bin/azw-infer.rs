@@ -69,7 +69,7 @@ fn modules(args: &Args) -> anyhow::Result<Vec<LogKind>> {
 
 /// The fewest records a model should rest on (azw-train's default
 /// --min-records): a model below it is used, with a warning.
-const FEW_RECORDS: u64 = 1000;
+const FEW_RECORDS: u64 = 100;
 
 /// Tells the metrics which models are in use, and warns about models
 /// trained on too few records. (Loading errors are left to the lanes,

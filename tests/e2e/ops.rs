@@ -508,7 +508,7 @@ fn a_model_of_too_few_records_is_refused_unless_asked_for_and_then_warned_about(
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(
-        err.contains("SSH: trained on only 40 records, fewer than --min-records 1000"),
+        err.contains("SSH: trained on only 40 records, fewer than --min-records 100"),
         "{err}"
     );
     assert!(!dir.join("ssh.model.json").exists());

@@ -46,7 +46,7 @@ impl AsRef<Path> for TestDir {
 
 /// The fewest records the tests' models are trained on: the example logs
 /// are small (44 SSH records), so the tests lower azw-train's default
-/// `--min-records` (1000) to this; `ops.rs` checks the default itself.
+/// `--min-records` (100) to this; `ops.rs` checks the default itself.
 pub const TEST_MIN_RECORDS: &str = "20";
 
 /// The real `azw-train`, with [`TEST_MIN_RECORDS`].

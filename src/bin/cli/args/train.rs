@@ -62,8 +62,10 @@ pub struct Args {
 
     /// The fewest records a module's model may be trained on: below it
     /// training refuses (a model of a handful of records flags most of
-    /// tomorrow's traffic). Lower it only for tests and demos.
-    #[arg(long, default_value_t = 1000, value_name = "N")]
+    /// tomorrow's traffic; between 100 and a few thousand its threshold is
+    /// extrapolated, and azw-train says so). Lower it only for tests and
+    /// demos.
+    #[arg(long, default_value_t = 100, value_name = "N")]
     pub min_records: u64,
 
     /// Train only the modules that have no model in --model-dir yet, and
