@@ -526,7 +526,7 @@ fn a_model_of_too_few_records_is_refused_unless_asked_for_and_then_warned_about(
         .unwrap();
     assert!(replay.status.success(), "{}", stderr(&replay));
     assert!(
-        stderr(&replay).contains("trained on only 40 records (fewer than 1000)"),
+        stderr(&replay).contains("trained on only 40 records (fewer than 100)"),
         "{}",
         stderr(&replay)
     );
@@ -546,9 +546,17 @@ fn a_model_of_too_few_records_is_refused_unless_asked_for_and_then_warned_about(
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     have.sort();
-    assert_eq!(have, ["dns.model.json", "ssl.model.json"]);
+    assert_eq!(
+        have,
+        [
+            "conn.model.json",
+            "dns.model.json",
+            "http.model.json",
+            "ssl.model.json"
+        ]
+    );
     assert!(
-        stderr(&out).contains("HTTP: trained on only"),
+        stderr(&out).contains("SSH: trained on only"),
         "{}",
         stderr(&out)
     );
