@@ -91,7 +91,9 @@ pub fn split_registered(query: &str) -> Option<(&str, &str)> {
         return None;
     }
     let domain = psl::domain_str(query)?;
-    let sub = query[..query.len() - domain.len()].trim_end_matches('.');
+    // The list may hand back the domain without a dot the query ends
+    // with: split on what the query really ends with, never by index.
+    let sub = query.strip_suffix(domain)?.trim_end_matches('.');
     Some((domain, sub))
 }
 

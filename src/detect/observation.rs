@@ -15,6 +15,10 @@ use crate::zeek::Record;
 const MAX_QUERY: usize = 255;
 /// The longest uid kept (Zeek's are 18 characters).
 const MAX_UID: usize = 64;
+/// The largest duration (a year, in seconds) and byte count (a petabyte)
+/// taken from a record.
+const MAX_DURATION: f64 = 365.0 * 86_400.0;
+const MAX_BYTES: f64 = 1e15;
 
 /// One record, as the detectors see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,14 +73,16 @@ impl Observation {
         let src = record.get("id.orig_h").as_addr()?;
         match module {
             LogKind::CONN => {
-                let num = |name: &str| {
+                // Bounded, so sums over many records stay finite (and
+                // serialisable): a year of duration, a petabyte.
+                let num = |name: &str, max: f64| {
                     record
                         .get(name)
                         .as_f64()
                         .filter(|v| v.is_finite() && *v >= 0.0)
-                        .unwrap_or(0.0)
+                        .map_or(0.0, |v| v.min(max))
                 };
-                let resp_bytes = num("resp_bytes");
+                let resp_bytes = num("resp_bytes", MAX_BYTES);
                 let state = record.get("conn_state").as_str().unwrap_or("");
                 Some(Observation::Conn(ConnFacts {
                     ts,
@@ -89,9 +95,9 @@ impl Observation {
                         .get("proto")
                         .as_str()
                         .is_some_and(|p| p.eq_ignore_ascii_case("icmp")),
-                    duration: num("duration"),
-                    orig_bytes: num("orig_bytes"),
-                    orig_ip_bytes: num("orig_ip_bytes"),
+                    duration: num("duration", MAX_DURATION),
+                    orig_bytes: num("orig_bytes", MAX_BYTES),
+                    orig_ip_bytes: num("orig_ip_bytes", MAX_BYTES),
                     resp_bytes,
                     unanswered: resp_bytes == 0.0 && UNANSWERED.contains(&state),
                 }))
@@ -100,8 +106,9 @@ impl Observation {
                 ts,
                 uid,
                 src,
+                // Cut first, then trim: a cut name never ends in a dot.
                 query: record.get("query").as_str().map(|q| {
-                    let q = truncate(q.trim_end_matches('.'), MAX_QUERY);
+                    let q = truncate(q, MAX_QUERY).trim_end_matches('.');
                     q.to_ascii_lowercase().into()
                 }),
                 rcode: port(record.get("rcode").as_f64()),
@@ -172,6 +179,33 @@ mod tests {
         assert_eq!(c.uid.as_deref().map(str::len), Some(MAX_UID));
         assert_eq!((c.resp_p, c.duration, c.unanswered), (None, 0.0, true));
         assert!(Observation::of(LogKind::HTTP, &r).is_none());
+    }
+
+    #[test]
+    fn huge_numbers_are_capped_and_a_cut_query_ends_without_a_dot() {
+        let r = record(&[
+            ("ts", Value::Real(10.0)),
+            ("id.orig_h", Value::Addr("10.0.0.1".parse().unwrap())),
+            ("id.resp_h", Value::Addr("10.0.0.2".parse().unwrap())),
+            ("duration", Value::Real(1e308)),
+            ("orig_bytes", Value::Real(1e308)),
+        ]);
+        let Some(Observation::Conn(c)) = Observation::of(LogKind::CONN, &r) else {
+            panic!("no facts");
+        };
+        assert_eq!((c.duration, c.orig_bytes), (MAX_DURATION, MAX_BYTES));
+        let q = format!("{}.{}.éxample.com.zzz", "x".repeat(240), "é");
+        let r = record(&[
+            ("ts", Value::Real(10.0)),
+            ("id.orig_h", Value::Addr("10.0.0.1".parse().unwrap())),
+            ("query", Value::Str(q)),
+        ]);
+        let Some(Observation::Dns(d)) = Observation::of(LogKind::DNS, &r) else {
+            panic!("no facts");
+        };
+        let query = d.query.unwrap();
+        assert!(query.len() <= MAX_QUERY && !query.ends_with('.'), "{query}");
+        assert!(crate::detect::dns_tunnel::split_registered(&query).is_some());
     }
 
     #[test]

@@ -302,6 +302,18 @@ impl DetectStage {
         if let Some(d) = self.modules.get_mut(&o.module()) {
             let before = out.len();
             d.observe(o, out);
+            // One detector finds two kinds (sweeps and port scans, tunnels
+            // and NXDOMAIN bursts): only the kinds asked for are reported.
+            if let Some(opts) = &self.options {
+                let mut i = before;
+                while i < out.len() {
+                    if opts.on(out[i].detection) {
+                        i += 1;
+                    } else {
+                        out.remove(i);
+                    }
+                }
+            }
             for found in &out[before..] {
                 *self.found.entry(found.detection).or_default() += 1;
             }

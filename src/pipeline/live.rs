@@ -87,26 +87,49 @@ pub fn run_live(
     }
     let fresh = Emitter::for_lanes(lanes.iter_mut(), &opts.detect);
     let saved = checkpoint.as_ref().and_then(|c| c.detectors.as_ref());
-    let emitter = match saved.map(|s| (s.len(), s.parse::<DetectStage>())) {
+    let resumed = match saved.map(|s| (s.len(), s.parse::<DetectStage>())) {
         Some((bytes, Ok(stage))) => match stage.resume(fresh.stage().clone()) {
             Some(stage) => {
                 tracing::info!("the detectors resume from the checkpoint ({bytes} bytes of state)");
-                Emitter::with_stage(stage)
+                Some(Emitter::with_stage(stage))
             }
             None => {
                 tracing::warn!(
                     "the checkpoint's detectors ran with other --detectors settings: they start afresh"
                 );
-                fresh
+                None
             }
         },
         Some((_, Err(e))) => {
             tracing::warn!(
                 "the checkpoint's detector state cannot be read ({e}): the detectors start afresh"
             );
-            fresh
+            None
         }
-        None => fresh,
+        None => None,
+    };
+    let emitter = match resumed {
+        Some(e) => e,
+        None => {
+            let mut e = fresh;
+            if opts.warm_hours > 0 && e.stage().is_active() {
+                let r = super::warm::warm_up(
+                    &mut e,
+                    &opts.log_dir,
+                    &opts.modules,
+                    opts.warm_hours,
+                    &controls.stop,
+                );
+                tracing::info!(
+                    "the detectors read the last {} h of history first: {} records in {} files ({} detections there, not written)",
+                    opts.warm_hours,
+                    r.records,
+                    r.files,
+                    r.detections
+                );
+            }
+            e
+        }
     };
     let output_name = opts.output.to_string();
     let cut_to = match &checkpoint {

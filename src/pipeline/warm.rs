@@ -27,9 +27,11 @@ pub struct WarmReport {
     pub detections: u64,
 }
 
-/// When a rotated file's interval started, from its folder and name.
+/// When a rotated file's interval started, from its folder and name
+/// (`conn.00:00:00-01:00:00.log.gz`, or with `_` for `:`).
 fn start_of(f: &LogFile) -> Option<NaiveDateTime> {
-    let time = NaiveTime::parse_from_str(f.interval.as_deref()?, "%H:%M:%S").ok()?;
+    let start = f.interval.as_deref()?.split('-').next()?.replace('_', ":");
+    let time = NaiveTime::parse_from_str(&start, "%H:%M:%S").ok()?;
     Some(f.date?.and_time(time))
 }
 
@@ -42,7 +44,9 @@ pub fn recent_files(log_dir: &Path, module: LogKind, hours: u32) -> Vec<LogFile>
     let Some(newest) = files.iter().filter_map(start_of).max() else {
         return Vec::new();
     };
-    let since = newest - chrono::Duration::hours(i64::from(hours));
+    let since = chrono::Duration::try_hours(i64::from(hours))
+        .and_then(|d| newest.checked_sub_signed(d))
+        .unwrap_or(NaiveDateTime::MIN);
     files
         .into_iter()
         .filter(|f| start_of(f).is_some_and(|s| s >= since))
@@ -77,4 +81,26 @@ pub fn warm_up(
         }
     }
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotation_names_give_the_start_of_their_interval() {
+        let file = |interval: &str| LogFile {
+            path: "x".into(),
+            date: chrono::NaiveDate::from_ymd_opt(2024, 4, 19),
+            interval: Some(interval.into()),
+        };
+        let at = |h, m| {
+            chrono::NaiveDate::from_ymd_opt(2024, 4, 19)
+                .unwrap()
+                .and_hms_opt(h, m, 0)
+        };
+        assert_eq!(start_of(&file("13:00:00-14:00:00")), at(13, 0));
+        assert_eq!(start_of(&file("17_32_00-18_00_00")), at(17, 32));
+        assert_eq!(start_of(&file("garbage")), None);
+    }
 }

@@ -953,3 +953,46 @@ fn detections_after_kill_9_are_byte_identical_to_an_uninterrupted_run_and_to_rep
     let replayed = fs::read_to_string(calm.path().join("replay.json")).unwrap();
     assert_eq!(replayed.lines().collect::<Vec<_>>(), expected);
 }
+
+/// Warm start: with no checkpoint, the detectors first read the last hours
+/// of rotated history (here a beacon's first 68 connections, found there
+/// and not written again); with `--warm-hours 0` they start empty.
+#[test]
+fn a_first_start_warms_the_detectors_from_the_rotated_history() {
+    let (header, data) = conn_with_behaviours();
+    let beacon: Vec<String> = data
+        .iter()
+        .filter(|l| l.contains("CBeacon"))
+        .cloned()
+        .collect();
+    let (old, new) = beacon.split_at(beacon.len() - 4);
+    let run = |warm: &str| -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let mut zeek = SimZeek::new(dir.path(), header.clone());
+        for chunk in old.chunks(12) {
+            zeek.write(chunk);
+            zeek.rotate();
+        }
+        let infer = start_with(
+            dir.path(),
+            0,
+            &["--checkpoint-ms", "100", "--warm-hours", warm],
+        );
+        zeek.write(new);
+        wait_for_all(dir.path(), &uids(new));
+        infer.terminate()
+    };
+    let warm = run("24");
+    let line = warm
+        .lines()
+        .find(|l| l.contains("read the last 24 h of history first"))
+        .unwrap_or_else(|| panic!("no warm-up:\n{warm}"));
+    assert!(line.contains(": 68 records in 6 files"), "{line}");
+    let found: u32 = line
+        .rsplit_once('(')
+        .and_then(|(_, r)| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(found >= 1, "the beacon is found in the history: {line}");
+    assert!(!run("0").contains("history first"));
+}

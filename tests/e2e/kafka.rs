@@ -690,3 +690,114 @@ fn live_files_stop_when_the_kafka_output_fails() {
         first_text.len()
     );
 }
+
+/// A TSV line of `header`'s columns as a Zeek JSON record.
+fn tsv_to_json(header: &[String], line: &str) -> String {
+    let row = |tag: &str| -> Vec<String> {
+        header
+            .iter()
+            .find_map(|h| h.strip_prefix(tag))
+            .unwrap()
+            .split('\t')
+            .map(str::to_owned)
+            .collect()
+    };
+    let (names, types) = (row("#fields\t"), row("#types\t"));
+    let mut obj = serde_json::Map::new();
+    for ((name, ty), value) in names.iter().zip(&types).zip(line.split('\t')) {
+        if value == "-" || value == "(empty)" {
+            continue;
+        }
+        let v = match ty.as_str() {
+            "time" | "interval" | "double" | "count" | "port" | "int" => {
+                serde_json::Value::Number(value.parse().unwrap())
+            }
+            "bool" => serde_json::Value::Bool(value == "T"),
+            _ => serde_json::Value::String(value.to_owned()),
+        };
+        obj.insert(name.clone(), v);
+    }
+    serde_json::Value::Object(obj).to_string()
+}
+
+/// The detectors run the same through Kafka as in replay: the same input
+/// (a beacon, a port scan and a six-hour connection among the example
+/// conn records, on one partition) gives the same detections, in order.
+#[test]
+fn detections_through_kafka_are_those_of_replay() {
+    let broker = Broker::start();
+    broker.create_topic("zeek-conn", 1);
+    let (header, data) = crate::infer_live::conn_with_behaviours();
+    let json: Vec<String> = data.iter().map(|l| tsv_to_json(&header, l)).collect();
+    let dir = tempdir("kafka-detect");
+    let file = dir.join("conn.json");
+    fs::write(&file, json.join("\n") + "\n").unwrap();
+    let detections = |path: &Path| -> Vec<serde_json::Value> {
+        fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v.get("detection").is_some())
+            .collect()
+    };
+    let replay = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+        .args([
+            "--replay",
+            file.to_str().unwrap(),
+            "--modules",
+            "conn",
+            "--scan-external",
+        ])
+        .args(["--model-dir", crate::util::models().to_str().unwrap()])
+        .args(["--output", dir.join("replay.json").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        replay.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
+    let expected = detections(&dir.join("replay.json"));
+    let kinds: BTreeSet<&str> = expected
+        .iter()
+        .map(|v| v["detection"].as_str().unwrap())
+        .collect();
+    for kind in ["beacon", "long_connection", "port_scan"] {
+        assert!(kinds.contains(kind), "{kinds:?}");
+    }
+
+    let out = dir.join("kafka.json");
+    let infer = consume(
+        &broker,
+        &dir,
+        "infer",
+        None,
+        &[
+            "--topics",
+            "zeek-conn",
+            "--group",
+            "azw-detect",
+            "--modules",
+            "conn",
+            "--scan-external",
+            "--output",
+            out.to_str().unwrap(),
+        ],
+    );
+    broker.produce("zeek-conn", &keyed_by_uid(&json));
+    wait_for(
+        "every record scored",
+        Duration::from_secs(90),
+        || {
+            fs::read_to_string(&out)
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.contains("\"uid\":"))
+                .count()
+                >= json.len()
+        },
+        || infer.log(),
+    );
+    infer.terminate();
+    assert_eq!(detections(&out), expected);
+}

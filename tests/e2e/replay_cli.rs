@@ -263,6 +263,20 @@ fn detections_are_written_in_every_format() {
         .collect();
     assert_eq!(csv_found, found);
 
+    // Only the kinds asked for, though one detector finds two.
+    let only = fs::read_to_string(run("json", "only.json", &["--detectors", "port_scan"])).unwrap();
+    let only: Vec<String> = only
+        .lines()
+        .filter_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["detection"].as_str().map(str::to_owned)
+        })
+        .collect();
+    assert!(
+        !only.is_empty() && only.iter().all(|k| k == "port_scan"),
+        "{only:?}"
+    );
+
     // Thresholds from the command line replace the model's.
     let low = fs::read_to_string(run("json", "low.json", &["--scan-ports", "8"])).unwrap();
     let scan: serde_json::Value = low

@@ -125,7 +125,7 @@ pub struct Args {
     /// many hours of the rotated history (by the rotation times in the
     /// file names), so a beacon that began yesterday is known at once; 0
     /// starts them empty.
-    #[arg(long, default_value_t = 24, env = "AZW_WARM_HOURS")]
+    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u32).range(0..=8760), env = "AZW_WARM_HOURS")]
     pub warm_hours: u32,
 
     /// Report scans by sources outside the site's networks too (by default
