@@ -166,6 +166,8 @@ fn a_closed_standard_output_is_a_quiet_success() {
             .arg("--inspect")
             .arg(models().join("conn.model.json")),
     );
+    closed_pipe(Command::new(env!("CARGO_BIN_EXE_azw-infer")).args(["--generate", "man"]));
+    closed_pipe(crate::util::azw_train().args(["--generate", "bash"]));
 }
 
 /// A FIFO where a log or a model should be: refused, no hang.

@@ -510,21 +510,20 @@ fn typed(text: &str) -> toml::Value {
     }
 }
 
-/// Prints the man page or a shell's completions.
+/// Prints the man page or a shell's completions. They are made in memory
+/// first, then written: a reader that goes away (`| head`) ends the run
+/// quietly instead of failing the writer mid-way.
 fn generate(mut cmd: Command, tool: &str, what: &str) -> Result<(), String> {
     use clap_complete::Shell;
-    let mut out = std::io::stdout().lock();
+    use std::io::Write as _;
+    let mut text = Vec::new();
     let shell = match what {
-        "man" => {
-            return clap_mangen::Man::new(cmd)
-                .render(&mut out)
-                .map_err(|e| format!("cannot write the man page: {e}"));
-        }
-        "bash" => Shell::Bash,
-        "zsh" => Shell::Zsh,
-        "fish" => Shell::Fish,
-        "elvish" => Shell::Elvish,
-        "powershell" => Shell::PowerShell,
+        "man" => None,
+        "bash" => Some(Shell::Bash),
+        "zsh" => Some(Shell::Zsh),
+        "fish" => Some(Shell::Fish),
+        "elvish" => Some(Shell::Elvish),
+        "powershell" => Some(Shell::PowerShell),
         other => {
             return Err(format!(
                 "--generate {other}: choose one of {}",
@@ -532,8 +531,18 @@ fn generate(mut cmd: Command, tool: &str, what: &str) -> Result<(), String> {
             ))
         }
     };
-    clap_complete::generate(shell, &mut cmd, tool, &mut out);
-    Ok(())
+    match shell {
+        None => clap_mangen::Man::new(cmd)
+            .render(&mut text)
+            .map_err(|e| format!("cannot make the man page: {e}"))?,
+        Some(shell) => clap_complete::generate(shell, &mut cmd, tool, &mut text),
+    }
+    match std::io::stdout().lock().write_all(&text) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(format!("cannot write the {what} output: {e}"))
+        }
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
