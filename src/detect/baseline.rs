@@ -195,7 +195,7 @@ impl Learner {
         match Observation::of(self.module, record) {
             Some(Observation::Conn(c)) => {
                 if let Some(b) = &mut self.beacon {
-                    b.observe(c.src, c.dst, c.resp_bytes > 0.0);
+                    b.observe(c.src, c.dst, c.answered());
                 }
                 if let Some(l) = &mut self.long {
                     l.observe(&c);

@@ -37,12 +37,6 @@ use super::observation::ConnFacts;
 use super::rita;
 use crate::log_kind::LogKind;
 
-/// Whether a conn record's responder sent payload: what makes a
-/// connection count for beacons.
-pub fn answered(record: &crate::zeek::Record) -> bool {
-    record.get("resp_bytes").as_f64().is_some_and(|b| b > 0.0)
-}
-
 /// Settings of the beacon detector, with the defaults documented in the
 /// README.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -134,8 +128,7 @@ impl BeaconDetector {
     /// the threshold, and an update when it has risen since it was last
     /// reported, at most one an hour of event time.
     pub fn observe(&mut self, c: &ConnFacts) -> Option<Detection> {
-        let answered = c.resp_bytes > 0.0;
-        if !answered || c.ts > f64::from(u32::MAX) || self.known.contains(&(c.src, c.dst)) {
+        if !c.answered() || c.ts > f64::from(u32::MAX) || self.known.contains(&(c.src, c.dst)) {
             return None;
         }
         let t = c.ts as u32;

@@ -49,6 +49,14 @@ pub struct ConnFacts {
     pub unanswered: bool,
 }
 
+impl ConnFacts {
+    /// Whether the responder sent payload: what makes a connection count
+    /// for beacons (a refused scanner's does not).
+    pub fn answered(&self) -> bool {
+        self.resp_bytes > 0.0
+    }
+}
+
 /// A dns record's facts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DnsFacts {
@@ -122,13 +130,6 @@ impl Observation {
         match self {
             Observation::Conn(_) => LogKind::CONN,
             Observation::Dns(_) => LogKind::DNS,
-        }
-    }
-
-    pub fn ts(&self) -> f64 {
-        match self {
-            Observation::Conn(c) => c.ts,
-            Observation::Dns(d) => d.ts,
         }
     }
 }
