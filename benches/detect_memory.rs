@@ -5,6 +5,9 @@
 //! the allocator keeps from an earlier detector). Run with
 //! `cargo bench --bench detect_memory`.
 //!
+//! The context features' state is measured the same way, per statistic
+//! (a key per record, three half-lives where the statistic takes them).
+//!
 //! The target (#13): 1,000,000 keys in at most 256 MiB.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -17,7 +20,9 @@ use autozeekwatch::detect::dns_tunnel::{DnsTunnelDetector, DnsTunnelParams};
 use autozeekwatch::detect::long_conn::{LongConnDetector, LongConnParams};
 use autozeekwatch::detect::observation::{ConnFacts, DnsFacts};
 use autozeekwatch::detect::scan::{ScanDetector, ScanParams};
+use autozeekwatch::features::context::{ContextDef, ContextStat, FeatureState};
 use autozeekwatch::features::LocalNets;
+use autozeekwatch::zeek::Value;
 
 const KEYS: u32 = 1_000_000;
 
@@ -148,4 +153,34 @@ fn main() {
             });
         },
     );
+    for stat in [
+        ContextStat::Damped,
+        ContextStat::Gap,
+        ContextStat::Distinct,
+        ContextStat::FirstSeen,
+    ] {
+        let def = ContextDef {
+            stat,
+            by: vec!["id.orig_h".into()],
+            half_lives: vec![60, 3600, 86_400],
+            domain: false,
+            max_keys: KEYS as usize,
+        };
+        let mut out = vec![0.0; def.column_suffixes().len()];
+        measure(
+            &format!("context {}", stat.name()),
+            || FeatureState::new(&def),
+            |s, i| {
+                let key = u64::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                let value = Value::Count(u64::from(i % 1000));
+                s.apply(
+                    &def,
+                    Some(key),
+                    &value,
+                    Some(1_700_000_000.0 + f64::from(i)),
+                    &mut out,
+                );
+            },
+        );
+    }
 }

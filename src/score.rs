@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::features::{Encoder, FieldCache};
+use crate::features::{ContextState, Encoder, FieldCache};
 use crate::kitnet::{KitNetError, Scratch};
 use crate::log_kind::LogKind;
 use crate::model::Model;
@@ -58,7 +58,9 @@ pub struct Contribution {
     pub share: f64,
 }
 
-/// Applies one model. Cheap to clone per thread (the model is shared).
+/// Applies one model to one stream of records. The model is shared; the
+/// context state (what the stream's hosts and pairs did before) is the
+/// stream's own, so a clone is a second stream starting where this one is.
 #[derive(Clone)]
 pub struct Scorer {
     model: Arc<Model>,
@@ -66,19 +68,44 @@ pub struct Scorer {
     scratch: Scratch,
     vector: Vec<f64>,
     fields: FieldCache,
+    context: ContextState,
 }
 
 impl Scorer {
     pub fn new(model: Model, encoder: Encoder) -> Scorer {
         let scratch = model.kitnet.scratch();
         let vector = encoder.vector();
+        let context = encoder.context();
         Scorer {
             model: Arc::new(model),
             encoder: Arc::new(encoder),
             scratch,
             vector,
             fields: FieldCache::default(),
+            context,
         }
+    }
+
+    /// The stream's context state, for the checkpoint.
+    pub fn context(&self) -> &ContextState {
+        &self.context
+    }
+
+    /// Continues from a saved or running context state, if it was made for
+    /// this model's context features; false (and nothing changed) if not.
+    pub fn resume_context(&mut self, state: ContextState) -> bool {
+        let fits = state.fits(&self.context);
+        if fits {
+            self.context = state;
+        }
+        fits
+    }
+
+    /// Hands the context state over to `next` (a reloaded model), so a new
+    /// model does not see the network as new; false when `next` has other
+    /// context features and starts afresh.
+    pub fn hand_over_context(self, next: &mut Scorer) -> bool {
+        next.resume_context(self.context)
     }
 
     pub fn model(&self) -> &Model {
@@ -89,11 +116,27 @@ impl Scorer {
         self.model.module
     }
 
+    /// Updates the context with a record of history, scoring nothing.
+    pub fn warm(&mut self, record: &Record) {
+        if !self.context.is_empty() {
+            self.encoder.encode_with(
+                record,
+                &mut self.fields,
+                &mut self.context,
+                &mut self.vector,
+            );
+        }
+    }
+
     /// Scores one record. Only a record whose features are not finite
     /// fails, which the encoder rules out; the error is kept for safety.
     pub fn score(&mut self, record: &Record) -> Result<ScoredRecord, KitNetError> {
-        self.encoder
-            .encode_with(record, &mut self.fields, &mut self.vector);
+        self.encoder.encode_with(
+            record,
+            &mut self.fields,
+            &mut self.context,
+            &mut self.vector,
+        );
         let kitnet = &self.model.kitnet;
         let score = kitnet.execute_with(&self.vector, &mut self.scratch)?;
         let threshold = self.model.threshold.value;

@@ -339,6 +339,7 @@ pub fn train_module(
     let encoder = &survey.encoder;
     let kit_err = |source| TrainError::KitNet { module, source };
     let mut kitnet = KitNet::new(encoder.len(), opts.params.clone()).map_err(kit_err)?;
+    kitnet.set_feature_groups(encoder.column_groups().to_vec());
     let every = opts.holdout_every;
     let file_paths = paths(files);
     let passes = opts.params.epochs as u64;
@@ -354,15 +355,19 @@ pub fn train_module(
             } else {
                 format!("{module}: epoch {}/{passes}", p - 1)
             });
+            // Every pass streams the history from its start with a fresh
+            // context, and held-out records update it too: each record sees
+            // the context it will see when scored.
+            let mut context = encoder.context();
             Records::new(file_paths.clone(), Some(log_path), true)
                 .enumerate()
-                .filter(move |(i, r)| !holdout.holds_out(*i as u64, r.ts(), every))
-                .map(move |(_, r)| {
+                .map(move |(i, r)| {
                     bar.inc(1);
                     let mut v = encoder.vector();
-                    encoder.encode(&r, &mut v);
-                    v
+                    encoder.encode(&r, &mut context, &mut v);
+                    (holdout.holds_out(i as u64, r.ts(), every), v)
                 })
+                .filter_map(|(held_out, v)| (!held_out).then_some(v))
         })
         .map_err(kit_err)?;
     if report.feature_map_from_short_history {
@@ -376,23 +381,61 @@ pub fn train_module(
     // Threshold: scores of records the model never trained on.
     bar.set_message(format!("{module}: threshold"));
     let use_all = held_out < MIN_HELD_OUT;
-    let mut scores = Reservoir::new(MAX_KEPT_SCORES);
+    // The first stretch of the history has no context yet (every pair is
+    // new): its scores say how a cold start looks, not how the network
+    // does, and would set the threshold for a warm run too high. They are
+    // left out when enough scores remain (a short history keeps them).
+    let mut warm_scores = Reservoir::new(MAX_KEPT_SCORES);
+    let mut all_scores = Reservoir::new(MAX_KEPT_SCORES);
     let mut scratch = kitnet.scratch();
     let mut v = encoder.vector();
+    let mut context = encoder.context();
+    let warm_up = encoder.context_warm_up();
+    let warm_until = survey.first_ts.map_or(f64::NEG_INFINITY, |t| t + warm_up);
     for (i, r) in Records::new(file_paths.clone(), Some(log_path), true).enumerate() {
         bar.inc(1);
-        if use_all || holdout.holds_out(i as u64, r.ts(), every) {
-            encoder.encode(&r, &mut v);
-            scores.push(kitnet.execute_with(&v, &mut scratch).map_err(kit_err)?);
+        // Without context features only the scored records need encoding.
+        let scored = use_all || holdout.holds_out(i as u64, r.ts(), every);
+        if scored || !context.is_empty() {
+            encoder.encode(&r, &mut context, &mut v);
+        }
+        if scored {
+            let score = kitnet.execute_with(&v, &mut scratch).map_err(kit_err)?;
+            all_scores.push(score);
+            if r.ts().is_none_or(|t| t >= warm_until) {
+                warm_scores.push(score);
+            }
         }
     }
+    let cold = all_scores.seen - warm_scores.seen;
+    let warm_enough = warm_scores.seen >= MIN_HELD_OUT.max(all_scores.seen / 2);
+    let (scores, skipped) = if cold > 0 && warm_enough {
+        (warm_scores, cold)
+    } else {
+        (all_scores, 0)
+    };
     let scored = scores.seen;
     let mut scores = scores.into_sorted();
+    if scores.is_empty() {
+        return Err(TrainError::TooFewRecords {
+            module,
+            records: total,
+            files: files.len(),
+        });
+    }
+    let after = if skipped > 0 {
+        format!(
+            ", after the first {} of context warm-up",
+            crate::features::context::span_text(warm_up)
+        )
+    } else {
+        String::new()
+    };
     let which = if use_all {
-        format!("all {scored} training records (only {held_out} held out)")
+        format!("all {scored} training records (only {held_out} held out){after}")
     } else {
         format!(
-            "{scored} held-out training records ({})",
+            "{scored} held-out training records ({}){after}",
             holdout.describe(every)
         )
     };

@@ -340,7 +340,7 @@ fn list_features(table: &Table) -> std::io::Result<()> {
             "  {:<37} {:<24} {}",
             escape::terminal(&def.name),
             escape::terminal(&def.field),
-            def.transform.describe()
+            def.describe()
         )?;
     }
     cli::outln!(

@@ -497,12 +497,13 @@ mod tests {
     }
 
     fn encode_all(path: &Path, encoder: &Encoder) -> Vec<Vec<f64>> {
+        let mut context = encoder.context();
         LogReader::open(path, Some("conn"))
             .unwrap()
             .map(|r| {
                 let r = r.unwrap();
                 let mut v = encoder.vector();
-                encoder.encode(&r, &mut v);
+                encoder.encode(&r, &mut context, &mut v);
                 v
             })
             .collect()

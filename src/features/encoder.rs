@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::context::{ContextDef, FeatureState};
 use super::net::{is_broadcast, Direction, LocalNets};
 use super::rarity::{Frequencies, RarityIndex, RarityLearner, MAX_GIVEN};
 use super::spec::{FeatureDef, Transform};
@@ -180,6 +181,42 @@ enum Plan {
     TextState,
     /// Seconds from the field to the first `given` column's time.
     Interval,
+    /// State over time: the feature's definition, its slot in the
+    /// [`ContextState`] and its number of columns. The key's columns are
+    /// in `given`.
+    Context(Box<ContextDef>, usize, usize),
+}
+
+/// The state of a module's context features, in table order: what the
+/// encoder reads and updates record by record. One per stream of records
+/// (a training pass, a scoring lane); saved in the live checkpoint.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ContextState {
+    /// The definitions the state was made for, with their fields, so that a
+    /// state is never applied to other features.
+    defs: Vec<(String, ContextDef)>,
+    features: Vec<FeatureState>,
+}
+
+impl ContextState {
+    /// True when the encoder has no context features.
+    pub fn is_empty(&self) -> bool {
+        self.features.is_empty()
+    }
+
+    /// Whether this state belongs to `other`'s features (the same
+    /// definitions): a reloaded model keeps the running state only then.
+    pub fn fits(&self, other: &ContextState) -> bool {
+        self.defs == other.defs
+    }
+
+    /// Keys tracked now and dropped for room so far, over all features.
+    pub fn keys(&self) -> (usize, u64) {
+        self.features
+            .iter()
+            .map(FeatureState::keys)
+            .fold((0, 0), |(a, b), (c, d)| (a + c, b + d))
+    }
 }
 
 /// The characters of a [`Transform::Chars`] feature. Whether an ASCII
@@ -272,12 +309,15 @@ pub struct Encoder {
     set: FeatureSet,
     plans: Vec<Plan>,
     columns: Vec<String>,
+    /// Per column: 1 for context, 0 for the record's own.
+    groups: Vec<u8>,
 }
 
 impl Encoder {
     pub fn new(set: FeatureSet) -> Result<Encoder, FeatureError> {
         let mut plans = Vec::with_capacity(set.features.len());
         let mut columns = Vec::new();
+        let mut groups = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for def in &set.features {
             if !seen.insert(def.name.as_str()) {
@@ -335,17 +375,29 @@ impl Encoder {
                     columns.push(name.clone());
                     Plan::Interval
                 }
+                Transform::Context(c) => {
+                    let suffixes = c.column_suffixes();
+                    columns.extend(suffixes.iter().map(|x| format!("{name}{x}")));
+                    let slot = plans
+                        .iter()
+                        .filter(|p| matches!(p, Plan::Context(..)))
+                        .count();
+                    Plan::Context(Box::new(c.clone()), slot, suffixes.len())
+                }
                 scalar => {
                     columns.push(name.clone());
                     Plan::Scalar(scalar.clone())
                 }
             };
+            let g = u8::from(matches!(plan, Plan::Context(..)));
+            groups.resize(columns.len(), g);
             plans.push(plan);
         }
         Ok(Encoder {
             set,
             plans,
             columns,
+            groups,
         })
     }
 
@@ -359,6 +411,15 @@ impl Encoder {
         &self.columns
     }
 
+    /// Per column, 1 for a context column and 0 for one of the record
+    /// itself: KitNET's feature map keeps the two apart
+    /// ([`crate::kitnet::KitNet::set_feature_groups`]), so a record's own
+    /// oddity is not averaged away among context columns, nor the
+    /// reverse.
+    pub fn column_groups(&self) -> &[u8] {
+        &self.groups
+    }
+
     pub fn len(&self) -> usize {
         self.columns.len()
     }
@@ -367,16 +428,51 @@ impl Encoder {
         self.columns.is_empty()
     }
 
-    /// Fills `out` (of [`Encoder::len`] values) from one record. Every value
-    /// is finite.
-    pub fn encode(&self, record: &Record, out: &mut [f64]) {
-        self.encode_with(record, &mut FieldCache::default(), out);
+    /// Seconds of history the context needs before it describes the
+    /// network rather than a cold start: the longest half-life of the
+    /// table's context features (0 without any).
+    pub fn context_warm_up(&self) -> f64 {
+        self.set
+            .features
+            .iter()
+            .filter_map(|d| match &d.transform {
+                Transform::Context(c) => c.half_lives.iter().max().copied(),
+                _ => None,
+            })
+            .max()
+            .map_or(0.0, f64::from)
+    }
+
+    /// A fresh state for this encoder's context features (empty when it
+    /// has none).
+    pub fn context(&self) -> ContextState {
+        let mut state = ContextState::default();
+        for def in &self.set.features {
+            if let Transform::Context(c) = &def.transform {
+                state.defs.push((def.field.clone(), c.clone()));
+                state.features.push(FeatureState::new(c));
+            }
+        }
+        state
+    }
+
+    /// Fills `out` (of [`Encoder::len`] values) from one record, reading
+    /// and then updating the stream's context state (made by
+    /// [`Encoder::context`]). Every value is finite.
+    pub fn encode(&self, record: &Record, context: &mut ContextState, out: &mut [f64]) {
+        self.encode_with(record, &mut FieldCache::default(), context, out);
     }
 
     /// [`Encoder::encode`] for a stream of records: the column of each field
     /// is looked up once per schema (records of one file share theirs), not
     /// once per record.
-    pub fn encode_with(&self, record: &Record, cache: &mut FieldCache, out: &mut [f64]) {
+    pub fn encode_with(
+        &self,
+        record: &Record,
+        cache: &mut FieldCache,
+        context: &mut ContextState,
+        out: &mut [f64],
+    ) {
         debug_assert_eq!(out.len(), self.columns.len());
         let schema = record.schema();
         let cache = cache.get(schema, || SchemaColumns {
@@ -396,6 +492,9 @@ impl Encoder {
                         given.iter().map(|g| schema.index_of(g)).collect()
                     }
                     Transform::Interval { to } => vec![schema.index_of(to)],
+                    Transform::Context(c) => {
+                        c.key_fields(&d.field).map(|f| schema.index_of(f)).collect()
+                    }
                     _ => Vec::new(),
                 })
                 .collect(),
@@ -439,6 +538,13 @@ impl Encoder {
                     out[at] = if span.is_finite() { span } else { 0.0 };
                     at += 1;
                 }
+                Plan::Context(def, slot, n) => {
+                    let key = context_key(def, given.iter().map(|c| at_column(*c)));
+                    if let Some(state) = context.features.get_mut(*slot) {
+                        state.apply(def, key, value, record.ts(), &mut out[at..at + n]);
+                    }
+                    at += n;
+                }
                 Plan::Chars(chars) => {
                     if let Some(text) = value.as_str() {
                         chars.mark(text, &mut out[at..at + chars.chars.len()]);
@@ -481,6 +587,23 @@ impl Encoder {
     pub fn vector(&self) -> Vec<f64> {
         vec![0.0; self.columns.len()]
     }
+}
+
+/// The hash of a context key's values; `None` when one is unset. With
+/// `domain`, the last is keyed by its registered domain.
+fn context_key<'a>(
+    def: &ContextDef,
+    values: impl ExactSizeIterator<Item = &'a Value>,
+) -> Option<u64> {
+    use std::hash::Hasher;
+    let mut h = rustc_hash::FxHasher::default();
+    let n = values.len();
+    for (i, v) in values.enumerate() {
+        if !super::context::hash_value(&mut h, v, def.domain && i + 1 == n) {
+            return None;
+        }
+    }
+    Some(h.finish())
 }
 
 fn scalar(t: &Transform, value: &Value) -> f64 {
@@ -584,10 +707,18 @@ mod tests {
     fn learned_categories_and_other() {
         let enc = encoder();
         let mut v = enc.vector();
-        enc.encode(&conn("tcp", Some("S"), "10.0.0.1", "8.8.8.8"), &mut v);
+        enc.encode(
+            &conn("tcp", Some("S"), "10.0.0.1", "8.8.8.8"),
+            &mut enc.context(),
+            &mut v,
+        );
         assert_eq!(col(&enc, &v, "proto=tcp"), 1.0);
         assert_eq!(col(&enc, &v, "proto=<other>"), 0.0);
-        enc.encode(&conn("icmp", Some("S"), "10.0.0.1", "8.8.8.8"), &mut v);
+        enc.encode(
+            &conn("icmp", Some("S"), "10.0.0.1", "8.8.8.8"),
+            &mut enc.context(),
+            &mut v,
+        );
         assert_eq!(col(&enc, &v, "proto=tcp"), 0.0);
         assert_eq!(
             col(&enc, &v, "proto=<other>"),
@@ -600,7 +731,11 @@ mod tests {
     fn history_flags_direction_and_ports() {
         let enc = encoder();
         let mut v = enc.vector();
-        enc.encode(&conn("tcp", Some("ShAR"), "10.0.0.1", "8.8.8.8"), &mut v);
+        enc.encode(
+            &conn("tcp", Some("ShAR"), "10.0.0.1", "8.8.8.8"),
+            &mut enc.context(),
+            &mut v,
+        );
         assert_eq!(col(&enc, &v, "history:S"), 1.0);
         assert_eq!(col(&enc, &v, "history:R"), 1.0);
         assert_eq!(col(&enc, &v, "history:r"), 0.0);
@@ -626,7 +761,7 @@ mod tests {
     fn absent_fields_are_defined_values_not_crashes() {
         let enc = encoder();
         let mut v = enc.vector();
-        enc.encode(&record(&[]), &mut v);
+        enc.encode(&record(&[]), &mut enc.context(), &mut v);
         assert!(v.iter().all(|x| x.is_finite()));
         assert_eq!(
             col(&enc, &v, "local_orig"),
@@ -694,9 +829,9 @@ mod tests {
         );
         let enc = Encoder::new(set).unwrap();
         let mut v = enc.vector();
-        enc.encode(&http(&long("a")), &mut v);
+        enc.encode(&http(&long("a")), &mut enc.context(), &mut v);
         let same = col(&enc, &v, "user_agent");
-        enc.encode(&http(&long("b")), &mut v);
+        enc.encode(&http(&long("b")), &mut enc.context(), &mut v);
         let other = col(&enc, &v, "user_agent");
         assert!(same < 0.1 && other > 2.0, "{same} {other}");
     }
@@ -714,7 +849,7 @@ mod tests {
             (Value::Str(String::new()), "host_state=empty"),
             (Value::Str("example.com".into()), "host_state=set"),
         ] {
-            enc.encode(&record(&[("host", value)]), &mut v);
+            enc.encode(&record(&[("host", value)]), &mut enc.context(), &mut v);
             for state in ["unset", "empty", "set"] {
                 let c = format!("host_state={state}");
                 assert_eq!(col(&enc, &v, &c), f64::from(u8::from(c == want)), "{c}");
@@ -761,11 +896,16 @@ mod tests {
         ] {
             enc.encode(
                 &record(&[("not_before", before), ("not_after", after)]),
+                &mut enc.context(),
                 &mut v,
             );
             assert_eq!(v, [want]);
         }
-        enc.encode(&record(&[("not_before", Value::Real(1.0))]), &mut v);
+        enc.encode(
+            &record(&[("not_before", Value::Real(1.0))]),
+            &mut enc.context(),
+            &mut v,
+        );
         assert_eq!(v, [0.0], "the later field missing from the log");
     }
 

@@ -9,6 +9,7 @@
 //! - [`LocalNets`]: which addresses are local, for traffic direction;
 //!   [`SiteLearner`] learns them from Zeek's own marks.
 
+pub mod context;
 mod encoder;
 mod net;
 mod rarity;
@@ -16,7 +17,7 @@ mod site;
 pub mod spec;
 mod vocab;
 
-pub use encoder::{Encoder, FeatureError, FeatureSet, FieldCache, VocabLearner};
+pub use encoder::{ContextState, Encoder, FeatureError, FeatureSet, FieldCache, VocabLearner};
 pub use net::{is_broadcast, Direction, LocalNets, DEFAULT_LOCAL_NETS};
 pub use rarity::{ContextCounts, Frequencies, MAX_GIVEN};
 pub use site::{DirectionSurvey, NetsOrigin, SiteLearner};

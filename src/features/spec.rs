@@ -10,6 +10,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::context::{self, ContextDef, ContextStat};
+
 /// What a field becomes. Every transform maps an unset or absent field to a
 /// defined value, because every field is missing in some Zeek version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,6 +72,11 @@ pub enum Transform {
     /// ephemeral ports from 49152, Linux from 32768, so a class boundary
     /// at 49152 tells the OS, not the traffic.
     WellKnownPort,
+    /// State over time per key, read before the record updates it: damped
+    /// statistics, gaps, fan-out, first sight (see [`super::context`]).
+    /// The transform's name in a table is the statistic's
+    /// (`damped`, `gap`, `distinct`, `first_seen`).
+    Context(ContextDef),
 }
 
 /// The parameters a table may give a transform (`max_values = 8`).
@@ -79,6 +86,10 @@ pub struct TransformParams {
     pub chars: Option<String>,
     pub given: Option<Vec<String>>,
     pub to: Option<String>,
+    pub by: Option<Vec<String>>,
+    pub half_lives: Option<Vec<u32>>,
+    pub domain: Option<bool>,
+    pub max_keys: Option<usize>,
 }
 
 /// The most values a category keeps columns for.
@@ -86,7 +97,7 @@ pub const MAX_CATEGORY_VALUES: usize = 1000;
 
 impl Transform {
     /// The transforms' names in a table, as serialized in a model.
-    pub const NAMES: [&'static str; 16] = [
+    pub const NAMES: [&'static str; 20] = [
         "number",
         "log1p",
         "flag",
@@ -103,6 +114,10 @@ impl Transform {
         "text_state",
         "well_known_port",
         "interval",
+        "damped",
+        "gap",
+        "distinct",
+        "first_seen",
     ];
 
     /// The transform `name` with its parameters; the error names the
@@ -158,6 +173,9 @@ impl Transform {
                     to: to.trim().to_owned(),
                 }
             }
+            stat if ContextStat::from_name(stat).is_some() => {
+                Transform::Context(context_def(stat, &p)?)
+            }
             "rarity" => {
                 let given = p.given.clone().unwrap_or_default();
                 if given.len() > crate::features::MAX_GIVEN {
@@ -186,6 +204,7 @@ impl Transform {
             "chars" => name == "chars",
             "given" => name == "rarity",
             "to" => name == "interval",
+            "by" | "half_lives" | "domain" | "max_keys" => ContextStat::from_name(name).is_some(),
             _ => false,
         };
         for (key, set) in [
@@ -193,6 +212,10 @@ impl Transform {
             ("chars", p.chars.is_some()),
             ("given", p.given.is_some()),
             ("to", p.to.is_some()),
+            ("by", p.by.is_some()),
+            ("half_lives", p.half_lives.is_some()),
+            ("domain", p.domain.is_some()),
+            ("max_keys", p.max_keys.is_some()),
         ] {
             if set && !allowed(key) {
                 return Err((key, format!("does not apply to `{name}`")));
@@ -231,8 +254,59 @@ impl Transform {
             Transform::TextState => "unset, empty or set".into(),
             Transform::WellKnownPort => "1 if the port is below 1024".into(),
             Transform::Interval { to } => format!("ln(1 + seconds until `{to}`) (unset: 0)"),
+            // Needs the field: see [`FeatureDef::describe`].
+            Transform::Context(c) => c.describe("the field"),
         }
     }
+}
+
+/// Checks a context transform's parameters.
+fn context_def(name: &str, p: &TransformParams) -> Result<ContextDef, (&'static str, String)> {
+    let stat = ContextStat::from_name(name).unwrap_or(ContextStat::Damped);
+    let by: Vec<String> =
+        p.by.clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|f| f.trim().to_owned())
+            .collect();
+    let key_len = by.len() + usize::from(stat.field_in_key());
+    if key_len == 0 || by.len() > context::MAX_BY || by.iter().any(String::is_empty) {
+        return Err((
+            "by",
+            format!(
+                "names the key's fields (1 to {}), e.g. by = [\"id.orig_h\"]",
+                context::MAX_BY
+            ),
+        ));
+    }
+    let half_lives = p.half_lives.clone().unwrap_or_default();
+    let optional = matches!(stat, ContextStat::FirstSeen);
+    if (!optional && half_lives.is_empty()) || half_lives.len() > context::MAX_HALF_LIVES {
+        return Err((
+            "half_lives",
+            format!(
+                "takes 1 to {} half-lives in seconds, e.g. [60, 3600, 86400] (only `first_seen` may take none)",
+                context::MAX_HALF_LIVES
+            ),
+        ));
+    }
+    if half_lives.iter().any(|h| *h == 0 || *h > 366 * 86_400) {
+        return Err(("half_lives", "must be 1 s to a year each".to_owned()));
+    }
+    let max_keys = p.max_keys.unwrap_or(context::DEFAULT_MAX_KEYS);
+    if !(8..=context::MAX_MAX_KEYS).contains(&max_keys) {
+        return Err((
+            "max_keys",
+            format!("must be 8 to {}", context::MAX_MAX_KEYS),
+        ));
+    }
+    Ok(ContextDef {
+        stat,
+        by,
+        half_lives,
+        domain: p.domain.unwrap_or(false),
+        max_keys,
+    })
 }
 
 /// One row of a module's table.
@@ -244,4 +318,14 @@ pub struct FeatureDef {
     /// [`Transform::Direction`]).
     pub field: String,
     pub transform: Transform,
+}
+
+impl FeatureDef {
+    /// The transform in words, for `azw-train --list-features`.
+    pub fn describe(&self) -> String {
+        match &self.transform {
+            Transform::Context(c) => c.describe(&self.field),
+            t => t.describe(),
+        }
+    }
 }

@@ -56,6 +56,11 @@ pub struct Checkpoint {
     /// detectors continue exactly where the output stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detectors: Option<SavedState>,
+    /// Each log type's context state at these positions
+    /// ([`crate::features::ContextState`]): the context features of the
+    /// next record after a restart are those of an uninterrupted run.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub context: BTreeMap<LogKind, SavedState>,
 }
 
 /// Serialised state kept as the JSON text it was written as: serialised

@@ -278,9 +278,81 @@ pub(crate) fn feature_map(
     Ok(split_dendrogram(stats.n, &merges, max_size))
 }
 
+/// [`feature_map`] within groups: features of different groups never share
+/// an autoencoder (product mode keeps a table's context columns apart from
+/// its per-record ones, so neither dilutes the other's reconstruction
+/// error). Groups are taken in order of first appearance; one group is
+/// exactly [`feature_map`].
+pub(crate) fn feature_map_grouped(
+    stats: &CorrelationStats,
+    max_size: usize,
+    mode: Mode,
+    groups: &[u8],
+) -> Result<Vec<Vec<usize>>, KitNetError> {
+    let n = stats.n;
+    let mut order: Vec<u8> = Vec::new();
+    for g in groups.iter().take(n) {
+        if !order.contains(g) {
+            order.push(*g);
+        }
+    }
+    if groups.len() != n || order.len() < 2 {
+        return feature_map(stats, max_size, mode);
+    }
+    let d = stats.distances(mode)?;
+    let mut map = Vec::new();
+    for g in order {
+        let members: Vec<usize> = (0..n).filter(|&i| groups[i] == g).collect();
+        let m = members.len();
+        let mut sub = Vec::with_capacity(m * m.saturating_sub(1) / 2);
+        for (a, &i) in members.iter().enumerate() {
+            for &j in &members[a + 1..] {
+                sub.push(d[condensed_index(n, i, j)]);
+            }
+        }
+        let merges = single_linkage(m, &sub);
+        map.extend(
+            split_dendrogram(m, &merges, max_size)
+                .into_iter()
+                .map(|c| c.into_iter().map(|k| members[k]).collect::<Vec<_>>()),
+        );
+    }
+    Ok(map)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn groups_never_share_a_cluster_and_one_group_is_the_plain_map() {
+        let mut stats = CorrelationStats::new(6);
+        for k in 0..50u32 {
+            let t = f64::from(k);
+            // Features 0 and 3 move together, as do 1 and 4.
+            stats.update(&[
+                t,
+                (t * 0.7).sin(),
+                t % 3.0,
+                2.0 * t + 1.0,
+                (t * 0.7).sin() * 3.0,
+                1.0,
+            ]);
+        }
+        let plain = feature_map(&stats, 3, Mode::Product).unwrap();
+        assert_eq!(
+            feature_map_grouped(&stats, 3, Mode::Product, &[0; 6]).unwrap(),
+            plain
+        );
+        let groups = [0, 0, 0, 1, 1, 1];
+        let grouped = feature_map_grouped(&stats, 3, Mode::Product, &groups).unwrap();
+        for c in &grouped {
+            assert!(c.iter().all(|&i| groups[i] == groups[c[0]]), "{grouped:?}");
+        }
+        let mut all: Vec<usize> = grouped.concat();
+        all.sort_unstable();
+        assert_eq!(all, (0..6).collect::<Vec<_>>());
+    }
 
     #[test]
     fn condensed_index_is_row_major_upper_triangle() {

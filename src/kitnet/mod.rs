@@ -414,6 +414,11 @@ pub struct KitNet {
     /// training, so neither allocates per record.
     #[serde(skip)]
     own: Scratch,
+    /// Product mode: a group per feature; the feature map clusters within
+    /// groups only (see [`KitNet::set_feature_groups`]). Used once, when
+    /// the map is built; the map itself is what the model keeps.
+    #[serde(skip)]
+    groups: Vec<u8>,
 }
 
 #[derive(Deserialize)]
@@ -473,6 +478,7 @@ impl TryFrom<KitNetState> for KitNet {
             n_detector_updates: s.n_detector_updates,
             training_finished: s.training_finished,
             own: Scratch::default(),
+            groups: Vec::new(),
         })
     }
 }
@@ -529,6 +535,7 @@ impl KitNet {
             n_detector_updates: 0,
             training_finished: false,
             own: Scratch::default(),
+            groups: Vec::new(),
         })
     }
 
@@ -676,9 +683,21 @@ impl KitNet {
                 needed,
             });
         }
-        let map = mapper::feature_map(stats, self.params.max_autoencoder_size, self.params.mode)?;
+        let (size, mode) = (self.params.max_autoencoder_size, self.params.mode);
+        let map = match mode {
+            Mode::Product => mapper::feature_map_grouped(stats, size, mode, &self.groups)?,
+            Mode::Reference => mapper::feature_map(stats, size, mode)?,
+        };
         self.install_map(map);
         Ok(self.feature_map.as_deref().unwrap_or(&[]))
+    }
+
+    /// Product mode: features of different groups (one per feature, e.g.
+    /// per-record and context columns) are never put in one autoencoder
+    /// when the map is built. Reference mode ignores it (the reference
+    /// clusters all features together).
+    pub fn set_feature_groups(&mut self, groups: Vec<u8>) {
+        self.groups = groups;
     }
 
     /// Use a feature map from elsewhere (the reference's `feature_map`

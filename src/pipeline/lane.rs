@@ -142,13 +142,35 @@ impl Lane {
         &self.stats
     }
 
+    /// The context state of the records so far (for the checkpoint).
+    pub fn context(&self) -> &crate::features::ContextState {
+        self.scorer.context()
+    }
+
+    /// Continues from a saved context state; false if it was made for other
+    /// context features (the lane's stays as it was).
+    pub fn resume_context(&mut self, state: crate::features::ContextState) -> bool {
+        self.scorer.resume_context(state)
+    }
+
+    /// Lets a record of history update the context, without scoring or
+    /// counting it (warm start).
+    pub fn warm(&mut self, record: &Record) {
+        self.scorer.warm(record);
+    }
+
     /// Switches to a replaced model file, if it is time to look and it
     /// loads; a bad one is refused (and logged) and the running one stays.
     pub fn check_model(&mut self) {
         let module = self.module();
         if let Some((reload, every)) = &mut self.reload {
             if let Some(new) = reload.check(module, *every) {
-                self.scorer = new;
+                let old = std::mem::replace(&mut self.scorer, new);
+                if !old.hand_over_context(&mut self.scorer) && !self.scorer.context().is_empty() {
+                    tracing::info!(
+                        "{module}: the new model's context features differ from the old one's: their state starts afresh"
+                    );
+                }
                 self.stats.model_reloads += 1;
             }
         }

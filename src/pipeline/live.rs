@@ -1,11 +1,13 @@
-//! Live scoring: one thread per log type follows its log and scores
-//! records through its [`Lane`]; one writer hands them to the sink and
-//! checkpoints.
+//! Live scoring: one thread per log type follows its log and parses it;
+//! one writer scores the records through their log type's [`Lane`], runs
+//! the detectors, hands the output to the sink and checkpoints.
 //!
-//! Only the writer touches the sink and the checkpoint, so "the output
-//! holds everything before these positions" is true by construction: a
-//! batch's position is recorded after its records are written, and the
-//! checkpoint is saved only after the sink is durable ([`sync_then`]).
+//! Only the writer touches the lanes, the sink and the checkpoint, so "the
+//! output holds everything before these positions" is true by
+//! construction, and so is "the context and detector state is that of
+//! these positions": a batch's position is recorded after its records are
+//! scored and written, and the checkpoint, state included, is saved only
+//! after the sink is durable ([`sync_then`]).
 //! The state folder is locked for the whole run, so a second process on the
 //! same checkpoint is refused instead of corrupting the output.
 
@@ -17,9 +19,10 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant};
 
-use super::{Controls, Emitter, Lane, LaneOptions, LaneStats, Output, RunError};
+use super::{Controls, Emitter, Lane, LaneOptions, LaneStats, RunError};
 use crate::detect::{DetectOptions, DetectStage};
-use crate::follow::{Checkpoint, Follower, Position, SavedState, CHECKPOINT_VERSION};
+use crate::features::ContextState;
+use crate::follow::{Checkpoint, Follower, Line, Position, SavedState, CHECKPOINT_VERSION};
 use crate::log_kind::LogKind;
 use crate::sink::{self, sync_then, OutputSpec, RecordFormat, Sink, SinkOptions};
 
@@ -52,12 +55,12 @@ pub struct LiveOptions {
     pub warm_hours: u32,
 }
 
+/// A log type's parsed lines and where its reading stands after them.
 struct Batch {
     module: LogKind,
-    records: Vec<Output>,
+    lines: Vec<Line>,
     position: Option<Position>,
-    stats: LaneStats,
-    stats_line: String,
+    lag_bytes: u64,
 }
 
 enum Message {
@@ -85,6 +88,16 @@ pub fn run_live(
             .map_err(|error| RunError::Model { module, error })?;
         lanes.push(lane);
     }
+    let saved_context = checkpoint
+        .as_ref()
+        .map(|c| c.context.clone())
+        .unwrap_or_default();
+    let mut cold = Vec::new();
+    for lane in &mut lanes {
+        if resume_context(lane, saved_context.get(&lane.module())) {
+            cold.push(lane.module());
+        }
+    }
     let fresh = Emitter::for_lanes(lanes.iter_mut(), &opts.detect);
     let saved = checkpoint.as_ref().and_then(|c| c.detectors.as_ref());
     let resumed = match saved.map(|s| (s.len(), s.parse::<DetectStage>())) {
@@ -108,29 +121,30 @@ pub fn run_live(
         }
         None => None,
     };
-    let emitter = match resumed {
-        Some(e) => e,
-        None => {
-            let mut e = fresh;
-            if opts.warm_hours > 0 && e.stage().is_active() {
-                let r = super::warm::warm_up(
-                    &mut e,
-                    &opts.log_dir,
-                    &opts.modules,
-                    opts.warm_hours,
-                    &controls.stop,
-                );
-                tracing::info!(
-                    "the detectors read the last {} h of history first: {} records in {} files ({} detections there, not written)",
-                    opts.warm_hours,
-                    r.records,
-                    r.files,
-                    r.detections
-                );
-            }
-            e
-        }
-    };
+    let warm_detectors = resumed.is_none();
+    let mut emitter = resumed.unwrap_or(fresh);
+    if opts.warm_hours > 0 && (warm_detectors && emitter.stage().is_active() || !cold.is_empty()) {
+        let r = super::warm::warm_up(
+            &mut super::warm::Warming {
+                emitter: warm_detectors.then_some(&mut emitter),
+                lanes: lanes
+                    .iter_mut()
+                    .filter(|l| cold.contains(&l.module()))
+                    .collect(),
+            },
+            &opts.log_dir,
+            &opts.modules,
+            opts.warm_hours,
+            &controls.stop,
+        );
+        tracing::info!(
+            "the context and detectors read the last {} h of history first: {} records in {} files ({} detections there, not written)",
+            opts.warm_hours,
+            r.records,
+            r.files,
+            r.detections
+        );
+    }
     let output_name = opts.output.to_string();
     let cut_to = match &checkpoint {
         Some(c) if c.output.as_deref() == Some(&output_name) && !replaced(c, &opts.output) => {
@@ -173,10 +187,11 @@ pub fn run_live(
     }
     let (tx, rx) = mpsc::sync_channel::<Message>(64);
     std::thread::scope(|scope| {
-        for lane in lanes {
+        for lane in &lanes {
             let tx = tx.clone();
-            let resume = positions.get(&lane.module()).cloned();
-            scope.spawn(move || follow_guarded(lane, resume, opts, controls, tx));
+            let module = lane.module();
+            let resume = positions.get(&module).cloned();
+            scope.spawn(move || follow_guarded(module, resume, opts, controls, tx));
         }
         drop(tx);
         let saved_identity = output.identity();
@@ -184,7 +199,7 @@ pub fn run_live(
             opts,
             output: output.as_mut(),
             positions: positions.clone(),
-            stats: BTreeMap::new(),
+            lanes: lanes.into_iter().map(|l| (l.module(), l)).collect(),
             saved_identity,
             emitter,
         };
@@ -194,6 +209,36 @@ pub fn run_live(
         controls.stop.store(true, Ordering::SeqCst);
         result
     })
+}
+
+/// Continues `lane`'s context from the checkpoint's; true when it starts
+/// cold (nothing saved, or saved for other features) and has context
+/// features to warm.
+fn resume_context(lane: &mut Lane, saved: Option<&SavedState>) -> bool {
+    let module = lane.module();
+    if lane.context().is_empty() {
+        return false;
+    }
+    match saved.map(|s| (s.len(), s.parse::<ContextState>())) {
+        Some((bytes, Ok(state))) => {
+            if lane.resume_context(state) {
+                tracing::info!(
+                    "{module}: the context resumes from the checkpoint ({bytes} bytes of state)"
+                );
+                return false;
+            }
+            tracing::warn!(
+                "{module}: the checkpoint's context was kept for other context features: it starts afresh"
+            );
+        }
+        Some((_, Err(e))) => {
+            tracing::warn!(
+                "{module}: the checkpoint's context cannot be read ({e}): it starts afresh"
+            );
+        }
+        None => {}
+    }
+    true
 }
 
 /// True if the checkpoint names the output file by identity and the file
@@ -232,12 +277,15 @@ fn lock_state_dir(dir: &Path) -> Result<File, RunError> {
     }
 }
 
-/// The writer: hands batches to the sink, checkpoints, logs stats.
+/// The writer: scores batches, hands them to the sink, checkpoints, logs
+/// stats.
 struct Writer<'a> {
     opts: &'a LiveOptions,
     output: &'a mut dyn Sink,
     positions: BTreeMap<LogKind, Position>,
-    stats: BTreeMap<LogKind, (LaneStats, String)>,
+    /// Each log type's scoring stage: here, so that its context state is
+    /// saved with the positions it belongs to.
+    lanes: BTreeMap<LogKind, Lane>,
     /// The output's identity at the last checkpoint.
     saved_identity: Option<(u64, u64)>,
     /// The detection stage: here, beside the sink and the checkpoint, so
@@ -257,6 +305,7 @@ impl Writer<'_> {
         let mut last_stats = Instant::now();
         while running > 0 {
             crate::metrics::global().heartbeat();
+            self.lanes.values_mut().for_each(Lane::check_model);
             match rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(Message::Batch(b)) => {
                     if let Err(e) = self.take(b) {
@@ -301,13 +350,25 @@ impl Writer<'_> {
         }
         self.save()?;
         self.log_stats();
-        Ok(self.stats.iter().map(|(m, (s, _))| (*m, *s)).collect())
+        Ok(self.lanes.iter().map(|(m, l)| (*m, *l.stats())).collect())
     }
 
-    /// Writes a batch's records, then records its position.
-    fn take(&mut self, mut b: Batch) -> Result<(), RunError> {
+    /// Scores a batch's lines and writes what comes out, then records its
+    /// position.
+    fn take(&mut self, b: Batch) -> Result<(), RunError> {
+        let mut records = Vec::new();
+        let stats = match self.lanes.get_mut(&b.module) {
+            Some(lane) => {
+                for line in b.lines {
+                    lane.line(line.parsed, &mut records);
+                }
+                lane.set_lag(b.lag_bytes);
+                *lane.stats()
+            }
+            None => LaneStats::default(),
+        };
         self.emitter
-            .emit(&mut b.records, self.output, None)
+            .emit(&mut records, self.output, None)
             .map_err(RunError::Output)?;
         self.output.flush().map_err(RunError::Output)?;
         // A log type's first position is saved at once: until it is, a
@@ -321,10 +382,9 @@ impl Writer<'_> {
         if first || self.output.identity() != self.saved_identity {
             self.save()?;
         }
-        crate::metrics::global().publish(b.module, &b.stats);
+        crate::metrics::global().publish(b.module, &stats);
         crate::metrics::global()
             .detections(self.emitter.stage().found().iter().map(|(k, n)| (k, *n)));
-        self.stats.insert(b.module, (b.stats, b.stats_line));
         Ok(())
     }
 
@@ -332,14 +392,21 @@ impl Writer<'_> {
         let (opts, positions) = (self.opts, &self.positions);
         let output_id = self.output.identity();
         let stage = self.emitter.stage();
+        let unsaveable = |e: serde_json::Error| RunError::Io {
+            path: Checkpoint::file(&opts.state_dir),
+            source: e.into(),
+        };
         let detectors = if stage.is_active() {
-            Some(SavedState::of(stage).map_err(|e| RunError::Io {
-                path: Checkpoint::file(&opts.state_dir),
-                source: e.into(),
-            })?)
+            Some(SavedState::of(stage).map_err(unsaveable)?)
         } else {
             None
         };
+        let mut context = BTreeMap::new();
+        for (module, lane) in &self.lanes {
+            if !lane.context().is_empty() {
+                context.insert(*module, SavedState::of(lane.context()).map_err(unsaveable)?);
+            }
+        }
         sync_then(self.output, |len| {
             Checkpoint {
                 version: CHECKPOINT_VERSION,
@@ -348,6 +415,7 @@ impl Writer<'_> {
                 output_id,
                 modules: positions.clone(),
                 detectors,
+                context: context.clone(),
             }
             .save(&opts.state_dir)
             .map_err(RunError::from)
@@ -362,8 +430,8 @@ impl Writer<'_> {
     }
 
     fn log_stats(&self) {
-        for (_, line) in self.stats.values() {
-            tracing::info!("{line}");
+        for lane in self.lanes.values() {
+            tracing::info!("{}", lane.stats_line());
         }
         if self.emitter.stage().is_active() {
             tracing::info!("{}", self.emitter.stage().found_line());
@@ -374,14 +442,13 @@ impl Writer<'_> {
 /// Runs a log type's thread; a panic becomes a failure of the run, never a
 /// silently dead thread.
 fn follow_guarded(
-    lane: Lane,
+    module: LogKind,
     resume: Option<Position>,
     opts: &LiveOptions,
     controls: &Controls,
     tx: SyncSender<Message>,
 ) {
-    let module = lane.module();
-    guarded(module, &tx, || follow(lane, resume, opts, controls, &tx));
+    guarded(module, &tx, || follow(module, resume, opts, controls, &tx));
 }
 
 /// Runs `body`, then tells the writer how it ended: [`Message::Done`], or
@@ -404,37 +471,29 @@ fn guarded(module: LogKind, tx: &SyncSender<Message>, body: impl FnOnce()) {
     let _ = tx.send(last);
 }
 
-/// Follows, scores, hands batches to the writer.
+/// Follows and parses, hands batches to the writer.
 fn follow(
-    mut lane: Lane,
+    module: LogKind,
     resume: Option<Position>,
     opts: &LiveOptions,
     controls: &Controls,
     tx: &SyncSender<Message>,
 ) {
-    let module = lane.module();
     let mut follower = Follower::new(module, &opts.log_dir, resume);
     let wake = Wake::new(follower.live_path().parent().unwrap_or(Path::new(".")));
     let mut sent: Option<Position> = None;
     while !controls.stop.load(Ordering::SeqCst) {
-        lane.check_model();
         let step = follower.step();
-        let mut records = Vec::new();
-        for line in step.lines {
-            lane.line(line.parsed, &mut records);
-        }
-        lane.set_lag(step.lag_bytes);
         // An idle step that moved nothing sends nothing: the writer would
         // only sync and checkpoint the same state again.
         let moved = step.position.is_some() && step.position != sent;
-        if !records.is_empty() || moved {
+        if !step.lines.is_empty() || moved {
             sent.clone_from(&step.position);
             let batch = Batch {
                 module,
-                records,
+                lines: step.lines,
                 position: step.position,
-                stats: *lane.stats(),
-                stats_line: lane.stats_line(),
+                lag_bytes: step.lag_bytes,
             };
             if tx.send(Message::Batch(batch)).is_err() {
                 return;

@@ -1,17 +1,18 @@
-//! Warm start: on a first live start (no checkpoint), the detectors read
-//! the last hours of Zeek's rotated history before following the live
-//! files, so the first hour after a start does not look like a new
-//! network (a beacon that began yesterday is still a beacon at 00:05).
+//! Warm start: on a first live start (no checkpoint), the context features
+//! and the detectors read the last hours of Zeek's rotated history before
+//! following the live files, so the first hour after a start does not look
+//! like a new network (a beacon that began yesterday is still a beacon at
+//! 00:05, and a host's usual peers are not all "first seen").
 //!
-//! Only the detectors see these records: nothing is scored or written, and
-//! what they would have reported from history is counted, not repeated.
+//! Nothing of these records is scored or written, and what the detectors
+//! would have reported from history is counted, not repeated.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{NaiveDateTime, NaiveTime};
 
-use super::Emitter;
+use super::{Emitter, Lane};
 use crate::detect::Observation;
 use crate::log_kind::LogKind;
 use crate::route;
@@ -53,10 +54,16 @@ pub fn recent_files(log_dir: &Path, module: LogKind, hours: u32) -> Vec<LogFile>
         .collect()
 }
 
-/// Feeds the detectors of `emitter` the last `hours` of history of each
-/// module that has detectors.
+/// What reads the history: the detectors (when they start cold) and the
+/// lanes whose context starts cold.
+pub struct Warming<'a> {
+    pub emitter: Option<&'a mut Emitter>,
+    pub lanes: Vec<&'a mut Lane>,
+}
+
+/// Feeds the last `hours` of history of each module to what warms on it.
 pub fn warm_up(
-    emitter: &mut Emitter,
+    warming: &mut Warming<'_>,
     log_dir: &Path,
     modules: &[LogKind],
     hours: u32,
@@ -64,7 +71,12 @@ pub fn warm_up(
 ) -> WarmReport {
     let mut report = WarmReport::default();
     for &module in modules {
-        if !emitter.stage().watches(module) {
+        let mut lane = warming.lanes.iter_mut().find(|l| l.module() == module);
+        let mut emitter = warming
+            .emitter
+            .as_deref_mut()
+            .filter(|e| e.stage().watches(module));
+        if lane.is_none() && emitter.is_none() {
             continue;
         }
         let files = recent_files(log_dir, module, hours);
@@ -75,8 +87,11 @@ pub fn warm_up(
                 return report;
             }
             report.records += 1;
-            if let Some(o) = Observation::of(module, &record) {
-                report.detections += emitter.absorb(&o) as u64;
+            if let Some(l) = lane.as_deref_mut() {
+                l.warm(&record);
+            }
+            if let (Some(e), Some(o)) = (emitter.as_deref_mut(), Observation::of(module, &record)) {
+                report.detections += e.absorb(&o) as u64;
             }
         }
     }

@@ -141,6 +141,10 @@ struct RawFeature {
     chars: Option<Spanned<String>>,
     given: Option<Spanned<Vec<String>>>,
     to: Option<Spanned<String>>,
+    by: Option<Spanned<Vec<String>>>,
+    half_lives: Option<Spanned<Vec<u32>>>,
+    domain: Option<Spanned<bool>>,
+    max_keys: Option<Spanned<usize>>,
 }
 
 /// The 1-based line of byte `offset` in `text`.
@@ -211,6 +215,10 @@ impl Table {
                 chars: f.chars.as_ref().map(|v| v.get_ref().clone()),
                 given: f.given.as_ref().map(|v| v.get_ref().clone()),
                 to: f.to.as_ref().map(|v| v.get_ref().clone()),
+                by: f.by.as_ref().map(|v| v.get_ref().clone()),
+                half_lives: f.half_lives.as_ref().map(|v| v.get_ref().clone()),
+                domain: f.domain.as_ref().map(|v| *v.get_ref()),
+                max_keys: f.max_keys.as_ref().map(|v| *v.get_ref()),
             };
             let transform = Transform::from_parts(f.transform.get_ref().trim(), params).map_err(
                 |(k, why)| {
@@ -219,6 +227,10 @@ impl Table {
                         "chars" => f.chars.as_ref().map(|v| v.span().start),
                         "given" => f.given.as_ref().map(|v| v.span().start),
                         "to" => f.to.as_ref().map(|v| v.span().start),
+                        "by" => f.by.as_ref().map(|v| v.span().start),
+                        "half_lives" => f.half_lives.as_ref().map(|v| v.span().start),
+                        "domain" => f.domain.as_ref().map(|v| v.span().start),
+                        "max_keys" => f.max_keys.as_ref().map(|v| v.span().start),
                         _ => None,
                     };
                     let offset = offset.unwrap_or(if k == "transform" {

@@ -132,10 +132,75 @@ features = [
             "chars" => ", chars = \"x\"",
             "category" => ", max_values = 3",
             "interval" => ", to = \"g\"",
+            "damped" | "gap" | "distinct" => ", by = [\"id.orig_h\"], half_lives = [60]",
+            "first_seen" => ", by = [\"id.orig_h\"]",
             _ => "",
         };
         let text = format!("features = [{{ field = \"f\", transform = \"{name}\"{extra} }}]");
         parse(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
+
+#[test]
+fn context_transforms_read_their_key_and_half_lives_and_say_what_is_wrong() {
+    let t = parse(
+        r#"features = [
+  { name = "pair_gap", field = "id.resp_h", transform = "gap", by = ["id.orig_h"], half_lives = [600, 3600], max_keys = 5000 },
+  { name = "domain_new", field = "query", transform = "first_seen", by = ["id.orig_h"], domain = true },
+]"#,
+    )
+    .unwrap();
+    let Transform::Context(c) = &t.features[0].transform else {
+        panic!("{:?}", t.features[0].transform)
+    };
+    assert_eq!(c.by, ["id.orig_h"]);
+    assert_eq!(c.half_lives, [600, 3600]);
+    assert_eq!(c.max_keys, 5000);
+    assert_eq!(
+        c.column_suffixes(),
+        [
+            ":gap",
+            "@10m:weight",
+            "@10m:mean",
+            "@10m:cv",
+            "@1h:weight",
+            "@1h:mean",
+            "@1h:cv"
+        ]
+    );
+    let Transform::Context(c) = &t.features[1].transform else {
+        panic!()
+    };
+    assert!(c.domain);
+    assert_eq!(
+        c.key_fields("query").collect::<Vec<_>>(),
+        ["id.orig_h", "query"]
+    );
+    for (line, want) in [
+        (
+            r#"{ field = "orig_bytes", transform = "damped", half_lives = [60] }"#,
+            "`features[0].by` names the key's fields (1 to 3)",
+        ),
+        (
+            r#"{ field = "orig_bytes", transform = "damped", by = ["id.orig_h"] }"#,
+            "`features[0].half_lives` takes 1 to 3 half-lives in seconds",
+        ),
+        (
+            r#"{ field = "x", transform = "gap", by = ["a"], half_lives = [0] }"#,
+            "must be 1 s to a year each",
+        ),
+        (
+            r#"{ field = "x", transform = "gap", by = ["a"], half_lives = [60], max_keys = 1 }"#,
+            "`features[0].max_keys` must be 8 to",
+        ),
+        (
+            r#"{ field = "x", transform = "log1p", by = ["a"] }"#,
+            "`features[0].by` does not apply to `log1p`",
+        ),
+    ] {
+        let e = err(&format!("features = [\n  {line},\n]\n"));
+        assert!(e.contains(want), "{line}: {e}");
+        assert!(e.starts_with("/etc/azw/myapp.toml:2:"), "{e}");
     }
 }
 
