@@ -17,6 +17,7 @@ use autozeekwatch::kitnet::KitNetParams;
 use autozeekwatch::pipeline::{self, Emitter, Lane, LaneOptions};
 use autozeekwatch::score::Scorer;
 use autozeekwatch::sink::{FileSink, RecordFormat};
+use autozeekwatch::tables::Tables;
 use autozeekwatch::train::{self, NoProgress, TrainOptions};
 use autozeekwatch::zeek::layout::DateRange;
 use autozeekwatch::LogKind;
@@ -110,39 +111,59 @@ fn bench(c: &mut Criterion) {
     }
     group.finish();
 
+    // The conn table without its context columns: the ratio of the two
+    // is the cost of the context features.
+    let plain_tables = tmp.path().join("tables");
+    std::fs::create_dir_all(&plain_tables).unwrap();
+    let conn_table = include_str!("../tables/conn.toml");
+    let without: Vec<&str> = conn_table
+        .lines()
+        .filter(|l| !l.contains("by = ["))
+        .collect();
+    std::fs::write(plain_tables.join("conn.toml"), without.join("\n")).unwrap();
+    let tables = [
+        ("no_context", Tables::with_dir(&plain_tables).unwrap()),
+        ("context", Tables::built_in().clone()),
+    ];
+
     let mut group = c.benchmark_group("replay");
     group.throughput(Throughput::Elements(RECORDS as u64));
     group.sample_size(10);
     for (kind, dir) in &dirs {
-        let opts = options(dir);
-        let files = train::find_files(LogKind::CONN, &opts).unwrap();
-        let model = train::train_module(LogKind::CONN, &files, &opts, &NoProgress).unwrap();
-        let encoder = model.check().unwrap();
-        let scorer = Scorer::new(model, encoder);
-        let out = dir.join("scores.json");
-        let stop = std::sync::Arc::new(AtomicBool::new(false));
-        // Without and with the detectors (beacon, long connections,
-        // scans): the ratio of the two is the cost of watching behaviour.
-        for detect in [DetectOptions::none(), DetectOptions::default()] {
-            let name = if detect.any() { "detectors" } else { "plain" };
-            group.bench_function(format!("conn_{kind}_{name}"), |b| {
-                b.iter(|| {
-                    let _ = std::fs::remove_file(&out);
-                    let mut lanes = [Lane::new(scorer.clone(), &LaneOptions::default())];
-                    let mut emitter = Emitter::for_lanes(lanes.iter_mut(), &detect);
-                    let mut sink = FileSink::open(&out, None, RecordFormat::Json).unwrap();
-                    let report = pipeline::replay(
-                        &[dir.join("conn.log")],
-                        &mut lanes,
-                        &mut emitter,
-                        &mut sink,
-                        &stop,
-                    )
-                    .unwrap();
-                    assert_eq!(report.lanes[0].1.scored, RECORDS as u64);
-                    report.files
-                })
-            });
+        for (table_name, table) in &tables {
+            let opts = TrainOptions {
+                tables: table.clone(),
+                ..options(dir)
+            };
+            let files = train::find_files(LogKind::CONN, &opts).unwrap();
+            let model = train::train_module(LogKind::CONN, &files, &opts, &NoProgress).unwrap();
+            let encoder = model.check().unwrap();
+            let scorer = Scorer::new(model, encoder);
+            let out = dir.join("scores.json");
+            let stop = std::sync::Arc::new(AtomicBool::new(false));
+            // Without and with the detectors (beacon, long connections,
+            // scans): the ratio of the two is the cost of watching behaviour.
+            for detect in [DetectOptions::none(), DetectOptions::default()] {
+                let name = if detect.any() { "detectors" } else { "plain" };
+                group.bench_function(format!("conn_{kind}_{table_name}_{name}"), |b| {
+                    b.iter(|| {
+                        let _ = std::fs::remove_file(&out);
+                        let mut lanes = [Lane::new(scorer.clone(), &LaneOptions::default())];
+                        let mut emitter = Emitter::for_lanes(lanes.iter_mut(), &detect);
+                        let mut sink = FileSink::open(&out, None, RecordFormat::Json).unwrap();
+                        let report = pipeline::replay(
+                            &[dir.join("conn.log")],
+                            &mut lanes,
+                            &mut emitter,
+                            &mut sink,
+                            &stop,
+                        )
+                        .unwrap();
+                        assert_eq!(report.lanes[0].1.scored, RECORDS as u64);
+                        report.files
+                    })
+                });
+            }
         }
     }
     group.finish();
