@@ -7,6 +7,7 @@
 //! come from files, followed live ([`follow`]) or replayed, or from Kafka
 //! topics ([`kafka`]).
 
+pub mod community_id;
 pub mod detect;
 pub mod escape;
 pub mod eval;
