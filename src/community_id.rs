@@ -349,13 +349,29 @@ mod tests {
             for_zeek(0, Some(v6a), Some(135), Some(v6b), Some(0), Some("icmp")).as_deref(),
             Some("1:dGHyGvjMfljg6Bppwm3bg0LO8TY=")
         );
-        assert_eq!(for_zeek(0, Some(a), Some(1), Some(v6a), Some(2), Some("tcp")), None);
         assert_eq!(
-            for_zeek(0, Some(a), Some(1), Some(b), Some(2), Some("unknown_transport")),
+            for_zeek(0, Some(a), Some(1), Some(v6a), Some(2), Some("tcp")),
             None
         );
-        assert_eq!(for_zeek(0, None, Some(1), Some(b), Some(2), Some("tcp")), None);
-        assert_eq!(for_zeek(0, Some(a), None, Some(b), Some(2), Some("tcp")), None);
+        assert_eq!(
+            for_zeek(
+                0,
+                Some(a),
+                Some(1),
+                Some(b),
+                Some(2),
+                Some("unknown_transport")
+            ),
+            None
+        );
+        assert_eq!(
+            for_zeek(0, None, Some(1), Some(b), Some(2), Some("tcp")),
+            None
+        );
+        assert_eq!(
+            for_zeek(0, Some(a), None, Some(b), Some(2), Some("tcp")),
+            None
+        );
     }
 
     /// The spec README's own example: TCP 1.2.3.4:1122 -> 5.6.7.8:3344.

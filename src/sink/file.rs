@@ -13,7 +13,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::{RecordFormat, Sink, SinkError};
+use super::{RecordFormat, Sink, SinkError, Stamp};
 use crate::detect::Detection;
 use crate::score::ScoredRecord;
 
@@ -37,6 +37,8 @@ pub struct FileSink {
     /// Bytes in the file, pending ones included.
     len: u64,
     format: RecordFormat,
+    /// The sensor name every record carries.
+    stamp: Stamp,
 }
 
 impl FileSink {
@@ -47,6 +49,7 @@ impl FileSink {
             pending: Vec::with_capacity(BUFFER),
             len: 0,
             format,
+            stamp: Stamp::default(),
         };
         sink.pending.extend_from_slice(&format.header());
         Ok(sink)
@@ -126,6 +129,7 @@ impl FileSink {
             pending: Vec::with_capacity(BUFFER),
             len,
             format,
+            stamp: Stamp::default(),
         };
         if len == 0 {
             sink.append(&format.header());
@@ -135,6 +139,12 @@ impl FileSink {
 
     pub fn format(&self) -> RecordFormat {
         self.format
+    }
+
+    /// The same sink, stamping records with `stamp` (the sensor name).
+    pub fn with_stamp(mut self, stamp: Stamp) -> FileSink {
+        self.stamp = stamp;
+        self
     }
 
     fn target(&self) -> String {
@@ -196,7 +206,8 @@ impl FileSink {
         })?;
         let path = o.path.clone();
         let pending = std::mem::take(&mut self.pending);
-        *self = FileSink::open(&path, None, self.format)?;
+        let stamp = std::mem::take(&mut self.stamp);
+        *self = FileSink::open(&path, None, self.format)?.with_stamp(stamp);
         // The new file's length: its header, then the records not yet
         // written anywhere.
         self.append(&pending[..]);
@@ -208,7 +219,7 @@ impl Sink for FileSink {
     fn write(&mut self, record: &ScoredRecord) -> Result<(), SinkError> {
         let before = self.pending.len();
         // Writing to a Vec cannot fail.
-        let _ = self.format.write(record, &mut self.pending);
+        let _ = self.format.write(record, &self.stamp, &mut self.pending);
         self.len += (self.pending.len() - before) as u64;
         if self.pending.len() >= BUFFER {
             self.write_pending(false)?;
@@ -219,7 +230,9 @@ impl Sink for FileSink {
     fn write_detection(&mut self, detection: &Detection) -> Result<(), SinkError> {
         let before = self.pending.len();
         // Writing to a Vec cannot fail.
-        let _ = self.format.write_detection(detection, &mut self.pending);
+        let _ = self
+            .format
+            .write_detection(detection, &self.stamp, &mut self.pending);
         self.len += (self.pending.len() - before) as u64;
         if self.pending.len() >= BUFFER {
             self.write_pending(false)?;
@@ -248,7 +261,8 @@ impl Sink for FileSink {
         };
         self.write_pending(true)?;
         self.sync()?;
-        *self = FileSink::open(&path, None, self.format)?;
+        let stamp = std::mem::take(&mut self.stamp);
+        *self = FileSink::open(&path, None, self.format)?.with_stamp(stamp);
         Ok(())
     }
 
@@ -305,10 +319,16 @@ mod tests {
             resp_h: None,
             resp_p: None,
             proto: None,
+            trans_depth: None,
+            trans_id: None,
+            community_id: None,
+            direction: None,
             score: 0.25,
             threshold: 0.5,
             anomaly: false,
             top_features: None,
+            context: Default::default(),
+            model: None,
         }
     }
 
