@@ -518,7 +518,11 @@ impl Explainer {
                     names: &model.columns
                         [at.min(model.columns.len())..(at + n).min(model.columns.len())],
                 };
-                let (observed, expected) = describe(set, def, value, &columns);
+                let given: Vec<&Value> = match &def.transform {
+                    Transform::Rarity { given } => given.iter().map(|g| record.get(g)).collect(),
+                    _ => Vec::new(),
+                };
+                let (observed, expected) = describe(set, def, value, &given, &columns);
                 Contribution {
                     feature: def.name.clone(),
                     share: round(share),
@@ -591,6 +595,7 @@ fn describe(
     set: &crate::features::FeatureSet,
     def: &crate::features::FeatureDef,
     value: &Value,
+    given_values: &[&Value],
     c: &Columns<'_>,
 ) -> (Option<String>, Option<String>) {
     let never = "never seen in training".to_owned();
@@ -627,8 +632,28 @@ fn describe(
                 None if listed >= f.total => never,
                 None => "not among the values frequent in training".into(),
             };
-            if !given.is_empty() {
-                expected.push_str(&format!("; rare with this {}", given.join(" and ")));
+            if !given.is_empty() && given_values.len() == given.len() {
+                // The value's frequency among the training records with
+                // the same values of the given fields.
+                let context: Vec<String> = given_values.iter().map(|v| spelled(v)).collect();
+                let with = given
+                    .iter()
+                    .zip(&context)
+                    .map(|(g, v)| format!("{g}={}", bounded(v, 32)))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let part = match f.contexts.iter().find(|c| c.context == context) {
+                    Some(c) => match c.values.iter().find(|(v, _)| *v == observed) {
+                        Some((_, n)) => {
+                            format!("{} of training records with {with}", percent(*n, c.total))
+                        }
+                        None => {
+                            format!("never with {with} in training ({} records had it)", c.total)
+                        }
+                    },
+                    None => format!("{with} not among the contexts frequent in training"),
+                };
+                expected = format!("{part}; overall {expected}");
             }
             (Some(observed), Some(expected))
         }
@@ -824,6 +849,7 @@ mod tests {
             &set,
             &set.features[0],
             &Value::Count(445),
+            &[],
             &columns(&x, &ranges, &names),
         );
         assert_eq!(observed.as_deref(), Some("445"));
@@ -834,6 +860,7 @@ mod tests {
             &set,
             &set.features[0],
             &Value::Count(22),
+            &[],
             &columns(&x, &ranges, &names),
         );
         assert_eq!(observed.as_deref(), Some("22"));
@@ -863,10 +890,52 @@ mod tests {
             &set,
             &set.features[0],
             &Value::Count(445),
+            &[],
             &columns(&x, &ranges, &names),
         );
         assert_eq!(observed.as_deref(), Some("445"));
         assert_eq!(expected.as_deref(), Some("never seen in training"));
+    }
+
+    /// A conditional rarity says how the value fared with the record's
+    /// own context (conn_state given the port and protocol).
+    #[test]
+    fn a_conditional_rarity_names_the_context() {
+        let mut set = empty_set();
+        set.features.push(FeatureDef {
+            name: "conn_state_given_resp_p".into(),
+            field: "conn_state".into(),
+            transform: Transform::Rarity {
+                given: vec!["id.resp_p".into(), "proto".into()],
+            },
+        });
+        set.frequencies.insert(
+            "conn_state_given_resp_p".into(),
+            crate::features::Frequencies {
+                total: 1000,
+                values: vec![("SF".into(), 900), ("S0".into(), 100)],
+                contexts: vec![crate::features::ContextCounts {
+                    context: vec!["53".into(), "udp".into()],
+                    total: 600,
+                    values: vec![("SF".into(), 600)],
+                }],
+            },
+        );
+        let names = vec!["conn_state_given_resp_p".to_owned()];
+        let (x, ranges) = ([5.0], [Some((0.0, 2.0))]);
+        let port = Value::Count(53);
+        let udp = Value::Str("udp".into());
+        let (_, expected) = describe(
+            &set,
+            &set.features[0],
+            &Value::Str("S0".into()),
+            &[&port, &udp],
+            &columns(&x, &ranges, &names),
+        );
+        assert_eq!(
+            expected.as_deref(),
+            Some("never with id.resp_p=53 proto=udp in training (600 records had it); overall 10% of training records")
+        );
     }
 
     #[test]
@@ -884,6 +953,7 @@ mod tests {
             &set,
             &def,
             &Value::Count(1_200_000),
+            &[],
             &columns(&x, &ranges, &names),
         );
         assert_eq!(observed.as_deref(), Some("1.2 MB"));
@@ -912,10 +982,50 @@ mod tests {
             &set,
             &def,
             &Value::Str("SR".into()),
+            &[],
             &columns(&x, &ranges, &names),
         );
         assert_eq!(observed.as_deref(), Some("SR"));
         assert_eq!(expected.as_deref(), Some("R never seen in training"));
+    }
+
+    /// On a real model: the explainer's spans cover the encoder's columns
+    /// exactly, and an anomaly is explained by features of the table,
+    /// each with what was seen.
+    #[test]
+    fn a_real_model_is_explained_per_feature() {
+        let mut model = crate::model::tests::ssh_model().clone();
+        let encoder = model.validate().unwrap();
+        let explainer = Explainer::new(&model, &encoder);
+        assert_eq!(explainer.spans.len(), encoder.feature_set().features.len());
+        let (at, n) = *explainer.spans.last().unwrap();
+        assert_eq!(at + n, encoder.len());
+        let names: Vec<String> = encoder
+            .feature_set()
+            .features
+            .iter()
+            .map(|d| d.name.clone())
+            .collect();
+        model.threshold.value = -1.0;
+        let mut scorer = Scorer::new(model, encoder);
+        let text = crate::model::tests::ssh_log_text();
+        let mut parser = crate::zeek::LineParser::new("ssh.log", Some("ssh"));
+        let mut explained = 0;
+        for (i, line) in text.lines().enumerate() {
+            if let Ok(crate::zeek::Parsed::Record(r)) =
+                parser.parse_line(line.as_bytes(), i as u64 + 1)
+            {
+                let s = scorer.score(&r).unwrap();
+                assert!(s.anomaly);
+                for c in s.top_features.unwrap() {
+                    assert!(names.contains(&c.feature), "{c:?}");
+                    assert!(c.observed.is_some(), "{c:?}");
+                }
+                assert!(s.context.contains_key("client") || s.context.contains_key("server"));
+                explained += 1;
+            }
+        }
+        assert!(explained > 10);
     }
 
     #[test]

@@ -206,13 +206,13 @@ fn reason(r: &ScoredRecord, d: Option<&Detection>) -> String {
         ),
         None if r.anomaly => format!(
             "{} anomaly: score {} above the model's threshold {}: {why}",
-            r.module,
+            r.module.log_path(),
             short(r.score),
             short(r.threshold)
         ),
         None => format!(
             "{} record: score {}, threshold {}",
-            r.module,
+            r.module.log_path(),
             short(r.score),
             short(r.threshold)
         ),
@@ -487,7 +487,7 @@ fn eve(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Value {
     }
     let signature = match d {
         Some(d) => format!("AutoZeekWatch {} {}", d.detection, d.entity()),
-        None => format!("AutoZeekWatch {} anomaly", r.module),
+        None => format!("AutoZeekWatch {} anomaly", r.module.log_path()),
     };
     // Suricata's classification names.
     let category = match d.map(|d| d.detection) {
@@ -619,7 +619,7 @@ fn notice_values(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Vec<
         ),
         None => format!(
             "{} anomaly: score {} above the model's threshold {}",
-            r.module,
+            r.module.log_path(),
             short(r.score),
             short(r.threshold)
         ),
