@@ -120,7 +120,8 @@ pub struct Contribution {
 }
 
 impl std::fmt::Display for Contribution {
-    /// `resp_p=445: never seen in training (45%)`.
+    /// `resp_p=445: never seen in training (45%)`; without a share (a
+    /// detection's evidence) `connections=72`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.feature)?;
         if let Some(o) = &self.observed {
@@ -129,7 +130,10 @@ impl std::fmt::Display for Contribution {
         if let Some(e) = &self.expected {
             write!(f, ": {e}")?;
         }
-        write!(f, " ({:.0}%)", self.share * 100.0)
+        if self.share > 0.0 {
+            write!(f, " ({:.0}%)", self.share * 100.0)?;
+        }
+        Ok(())
     }
 }
 

@@ -295,13 +295,17 @@ fn is_our_output(file: &mut File, format: RecordFormat) -> io::Result<bool> {
         return Ok(head[..n] == header[..n]);
     }
     let first = head.split(|b| *b == b'\n').next().unwrap_or_default();
-    #[derive(serde::Deserialize)]
-    struct Probe {
-        module: serde_json::Value,
-        score: f64,
-    }
-    Ok(serde_json::from_slice::<Probe>(first)
-        .is_ok_and(|p| p.module.is_string() && p.score.is_finite()))
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(first) else {
+        return Ok(false);
+    };
+    let text = |v: &serde_json::Value| v.as_str().map(str::to_owned).unwrap_or_default();
+    // Each JSON format is told by what its first line must hold.
+    Ok(match format {
+        RecordFormat::Ecs => text(&v["event"]["module"]) == "autozeekwatch",
+        RecordFormat::Eve => text(&v["alert"]["signature"]).starts_with("AutoZeekWatch "),
+        RecordFormat::NoticeJson => text(&v["note"]).starts_with("AutoZeekWatch::"),
+        _ => v["module"].is_string() && v["score"].as_f64().is_some_and(f64::is_finite),
+    })
 }
 
 #[cfg(test)]
@@ -390,6 +394,37 @@ mod tests {
         let text = std::fs::read_to_string(&q).unwrap();
         assert_eq!(text.matches("#fields").count(), 1, "{text}");
         assert!(text.contains("\ta\t") && text.contains("\tb\t"), "{text}");
+    }
+
+    /// Every JSON format recognises its own output (live mode appends to
+    /// it after a restart) and refuses the others'.
+    #[test]
+    fn each_json_format_knows_its_own_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut anomaly = record("a");
+        anomaly.anomaly = true;
+        let formats = [
+            RecordFormat::Json,
+            RecordFormat::Ecs,
+            RecordFormat::Eve,
+            RecordFormat::NoticeJson,
+        ];
+        for f in formats {
+            let p = dir.path().join(f.name());
+            let mut s = FileSink::open(&p, None, f).unwrap();
+            s.write(&anomaly).unwrap();
+            s.sync().unwrap();
+            drop(s);
+            for g in formats {
+                assert_eq!(
+                    FileSink::open(&p, None, g).is_ok(),
+                    f == g,
+                    "{} output opened as {}",
+                    f.name(),
+                    g.name()
+                );
+            }
+        }
     }
 
     #[test]

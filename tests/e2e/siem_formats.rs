@@ -403,3 +403,59 @@ for n in df['note']:
     let theirs: Vec<&str> = lines.collect();
     assert_eq!(theirs, ours);
 }
+
+/// Live mode writes what replay writes, in a SIEM format too: the same
+/// conn log, followed as Zeek's live file, gives the same ECS documents
+/// and the same notice log, line for line.
+#[test]
+fn live_mode_writes_the_formats_as_replay_does() {
+    let dir = tempdir("siem-live");
+    let log = behaviours_log(&dir);
+    for (format, name) in [("ecs", "scores.ecs"), ("notice", "notice.log")] {
+        let expected = replay(&dir, &log, format, &[]);
+        let logs = dir.join(format!("zeek-{format}"));
+        fs::create_dir_all(logs.join("current")).unwrap();
+        fs::copy(&log, logs.join("current/conn.log")).unwrap();
+        let out = logs.join(name);
+        let stderr = logs.join("infer.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+            .args(["--log-dir", logs.to_str().unwrap(), "--modules", "conn"])
+            .args(["--model-dir", models().to_str().unwrap()])
+            .args(["--state-dir", logs.join("state").to_str().unwrap()])
+            .args([
+                "--scan-external",
+                "--sensor",
+                "sensor-7",
+                "--format",
+                format,
+            ])
+            .args([
+                "--poll-ms",
+                "50",
+                "--checkpoint-ms",
+                "100",
+                "--warm-hours",
+                "0",
+            ])
+            .arg("--output")
+            .arg(&out)
+            .stdout(std::process::Stdio::null())
+            .stderr(fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let infer = crate::util::Infer { child, log: stderr };
+        let started = std::time::Instant::now();
+        while fs::read_to_string(&out).unwrap_or_default().lines().count()
+            < expected.lines().count()
+        {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(60),
+                "{format}: live output incomplete\n{}",
+                infer.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        infer.terminate();
+        assert_eq!(fs::read_to_string(&out).unwrap(), expected, "{format}");
+    }
+}
