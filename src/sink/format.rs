@@ -428,7 +428,7 @@ fn fields(r: &ScoredRecord, detection: Option<&str>, stamp: &Stamp, unset: &str)
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::score::Contribution;
     use crate::zeek::{LineParser, Parsed};

@@ -279,7 +279,13 @@ const ECS_CONTEXT: [(&str, &str, &str); 13] = [
 fn ecs(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Value {
     let mut doc = Map::new();
     let alert = r.anomaly || d.is_some();
-    let severity = Severity::of(r.score, r.threshold);
+    // An alert is low at least (a detection at exactly its threshold);
+    // anything else is info, whatever the numbers.
+    let severity = if alert {
+        Severity::of(r.score, r.threshold).max(Severity::Low)
+    } else {
+        Severity::Info
+    };
     doc.insert("@timestamp".into(), Value::String(iso8601(r.ts, false)));
     put(&mut doc, "ecs.version", json!(ECS_VERSION));
     put(&mut doc, "message", Value::String(reason(r, d)));
@@ -737,5 +743,119 @@ pub(super) fn write_detection(
             Ok(())
         }
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::zeek::{LineParser, Parsed};
+
+    #[test]
+    fn severity_and_risk_follow_the_ratio_to_the_threshold() {
+        assert_eq!(Severity::of(0.1, 0.2), Severity::Info);
+        assert_eq!(Severity::of(0.3, 0.2), Severity::Low);
+        assert_eq!(Severity::of(0.8, 0.2), Severity::Medium);
+        assert_eq!(Severity::of(2.0, 0.2), Severity::High);
+        assert_eq!(Severity::of(f64::NAN, 0.2), Severity::Info);
+        assert_eq!(risk_score(0.2, 0.2), 50.0);
+        assert_eq!(risk_score(0.0, 0.2), 0.0);
+        assert_eq!(risk_score(2.0, 0.2), 90.91);
+        assert_eq!(risk_score(1.0, 0.0), 100.0);
+        assert_eq!(risk_score(f64::NAN, 0.2), 0.0);
+        assert!(risk_score(1e300, 1e-300) <= 100.0);
+    }
+
+    #[test]
+    fn timestamps_are_iso8601() {
+        assert_eq!(
+            iso8601(Some(1521911851.136272), false),
+            "2018-03-24T17:17:31.136272Z"
+        );
+        assert_eq!(iso8601(Some(0.0), true), "1970-01-01T00:00:00.000000+0000");
+        // Out of range: the current time, never a panic.
+        assert!(iso8601(Some(1e300), false).ends_with('Z'));
+        assert!(iso8601(Some(-1e300), false).ends_with('Z'));
+    }
+
+    /// The notice log is a Zeek log our own reader reads, with the
+    /// anomaly's note and Zeek's types.
+    #[test]
+    fn notice_reads_back_as_a_zeek_log() {
+        let stamp = Stamp {
+            sensor: "s1".into(),
+        };
+        let mut bytes = RecordFormat::Notice.header();
+        let anomaly = crate::sink::format::tests::record(true);
+        RecordFormat::Notice
+            .write(&anomaly, &stamp, &mut bytes)
+            .unwrap();
+        // Not an anomaly: no notice.
+        RecordFormat::Notice
+            .write(
+                &crate::sink::format::tests::record(false),
+                &stamp,
+                &mut bytes,
+            )
+            .unwrap();
+        let mut parser = LineParser::new("notice.log", Some("notice"));
+        let mut records = Vec::new();
+        for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
+            if let Parsed::Record(r) = parser.parse_line(line, i as u64 + 1).unwrap() {
+                records.push(r);
+            }
+        }
+        assert_eq!(records.len(), 1);
+        let r = &records[0];
+        assert_eq!(r.get("note").as_str(), Some("AutoZeekWatch::Anomaly"));
+        assert_eq!(r.get("uid").as_str(), anomaly.uid.as_deref());
+        assert_eq!(r.get("src").as_addr(), anomaly.orig_h);
+        assert_eq!(r.get("p").as_f64(), Some(53.0));
+        assert_eq!(r.get("peer_descr").as_str(), Some("s1"));
+        assert_eq!(r.get("suppress_for").as_f64(), Some(3600.0));
+        assert!(r
+            .get("sub")
+            .as_str()
+            .unwrap()
+            .starts_with("user_agent=Mozilla/5.0 (X11, Linux)\tx: never seen in training (75%)"));
+    }
+
+    #[test]
+    fn ecs_names_the_model_and_maps_the_context() {
+        let mut r = crate::sink::format::tests::record(true);
+        r.model = Some(std::sync::Arc::new(crate::score::ModelRef {
+            module: r.module,
+            created: "2026-01-02T03:04:05Z".into(),
+        }));
+        let doc = ecs(&r, None, &Stamp::default());
+        assert_eq!(doc["rule"]["id"], "autozeekwatch-dns");
+        assert_eq!(doc["rule"]["version"], "2026-01-02T03:04:05Z");
+        assert_eq!(doc["event"]["kind"], "alert");
+        assert_eq!(doc["dns"]["question"]["name"], "example.com");
+        assert_eq!(doc["dns"]["id"], "4711");
+        assert_eq!(doc["network"]["transport"], "udp");
+        assert_eq!(doc["network"]["protocol"], "dns");
+        assert_eq!(doc["zeek"]["dns"]["answers"][1], "a,b");
+        assert!(doc.get("observer").unwrap().get("name").is_none());
+        let mut normal = crate::sink::format::tests::record(false);
+        normal.orig_h = Some("fe80::1".parse().unwrap());
+        normal.proto = Some("icmp".into());
+        let doc = ecs(&normal, None, &Stamp::default());
+        assert_eq!(doc["event"]["kind"], "event");
+        assert_eq!(doc["event"]["severity"], 0);
+        assert_eq!(doc["network"]["transport"], "ipv6-icmp");
+        assert!(doc["event"].get("reason").is_none());
+    }
+
+    #[test]
+    fn signature_ids_are_stable_and_in_range() {
+        let r = crate::sink::format::tests::record(true);
+        assert_eq!(signature_id(Some(&r), None), 1_947_002);
+        assert_eq!(signature_id(None, Some(DetectorKind::Beacon)), 1_947_100);
+        let mut site = r.clone();
+        site.module = crate::LogKind::new("weird").unwrap();
+        let id = signature_id(Some(&site), None);
+        assert!((1_947_200..1_948_000).contains(&id));
+        assert_eq!(id, signature_id(Some(&site), None));
     }
 }
