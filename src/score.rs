@@ -710,8 +710,19 @@ fn describe(
                 }
                 _ => shown(x),
             };
+            let two_valued = matches!(
+                t,
+                Transform::Flag
+                    | Transform::Present
+                    | Transform::Broadcast
+                    | Transform::WellKnownPort
+            );
             let expected = c.ranges.first().copied().flatten().map(|(lo, hi)| {
-                if x > hi {
+                if two_valued && lo < hi {
+                    format!("both {} and {} seen in training", shown(lo), shown(hi))
+                } else if two_valued {
+                    format!("always {} in training", shown(lo))
+                } else if x > hi {
                     format!("above the training maximum of {}", shown(hi))
                 } else if x < lo {
                     format!("below the training minimum of {}", shown(lo))
@@ -964,6 +975,38 @@ mod tests {
         assert_eq!(
             expected.as_deref(),
             Some("above the training maximum of 40 kB")
+        );
+    }
+
+    #[test]
+    fn a_flag_says_what_training_saw() {
+        let set = empty_set();
+        let def = FeatureDef {
+            name: "broadcast".into(),
+            field: "id.resp_h".into(),
+            transform: Transform::Broadcast,
+        };
+        let names = vec!["broadcast".to_owned()];
+        let describe_with = |x: f64, range: (f64, f64)| {
+            let (xs, ranges) = ([x], [Some(range)]);
+            describe(
+                &set,
+                &def,
+                &Value::Unset,
+                &[],
+                &columns(&xs, &ranges, &names),
+            )
+        };
+        assert_eq!(
+            describe_with(0.0, (0.0, 1.0)),
+            (
+                Some("F".into()),
+                Some("both F and T seen in training".into())
+            )
+        );
+        assert_eq!(
+            describe_with(1.0, (0.0, 0.0)),
+            (Some("T".into()), Some("always F in training".into()))
         );
     }
 
