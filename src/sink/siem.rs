@@ -188,6 +188,8 @@ fn reason(r: &ScoredRecord, d: Option<&Detection>) -> String {
         .as_deref()
         .unwrap_or_default()
         .iter()
+        // A detection's row names the detector first; the text has it.
+        .filter(|c| c.feature != "detection")
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("; ");
@@ -635,6 +637,8 @@ fn notice_values(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Vec<
         .as_deref()
         .unwrap_or_default()
         .iter()
+        // A detection's row names the detector first; the text has it.
+        .filter(|c| c.feature != "detection")
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("; ");
