@@ -459,3 +459,84 @@ fn live_mode_writes_the_formats_as_replay_does() {
         assert_eq!(fs::read_to_string(&out).unwrap(), expected, "{format}");
     }
 }
+
+/// A user agent full of terminal escapes, a forged line and a bidi
+/// override reaches every format's context as inert text, and the JSON
+/// formats give it back unchanged.
+#[test]
+fn a_hostile_user_agent_is_inert_in_every_format() {
+    let dir = tempdir("siem-hostile");
+    let logs = dir.join("logs");
+    fs::create_dir_all(&logs).unwrap();
+    fs::write(
+        logs.join("http.log"),
+        crate::hostile_output::hostile_http_log(),
+    )
+    .unwrap();
+    let models = dir.join("models");
+    crate::util::train_from(&logs, &models, "http", &[]);
+    let raw = autozeekwatch::zeek::LogReader::open(logs.join("http.log"), Some("http"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .find_map(|r| {
+            r.get("user_agent")
+                .as_str()
+                .filter(|ua| ua.contains('\x1b'))
+                .map(str::to_owned)
+        })
+        .unwrap();
+    for format in ["json", "tsv", "csv", "ecs", "eve", "notice", "notice-json"] {
+        let out = dir.join(format!("out.{format}"));
+        let run = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+            .args([
+                "--replay",
+                logs.to_str().unwrap(),
+                "--modules",
+                "http",
+                "-q",
+            ])
+            .args(["--model-dir", models.to_str().unwrap(), "--format", format])
+            .args(["--sensor", "s1", "--output", out.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let bytes = fs::read(&out).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        let cells = if matches!(format, "tsv" | "notice") {
+            text.replace('\t', " ")
+        } else {
+            text.to_string()
+        };
+        crate::hostile_output::assert_inert(format, cells.as_bytes());
+        let back = |v: &Value| -> Vec<String> {
+            let mut all = Vec::new();
+            leaves("", v, &mut all);
+            all.into_iter()
+                .filter_map(|(_, v)| v.as_str().map(str::to_owned))
+                .collect()
+        };
+        match format {
+            "json" | "ecs" => {
+                let found = json_lines(&text).iter().flat_map(back).any(|s| s == raw);
+                assert!(found, "{format}: the user agent does not come back whole");
+            }
+            "tsv" => {
+                let mut reader = LogReader::open(&out, Some("azw_scores")).unwrap();
+                let found = reader.by_ref().filter_map(Result::ok).any(|r| {
+                    r.get("context")
+                        .as_list()
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|v| v.as_str() == Some(&format!("user_agent={raw}")))
+                });
+                assert!(found, "tsv: the user agent does not read back");
+                assert_eq!(reader.stats().malformed, 0);
+            }
+            _ => {}
+        }
+    }
+}
