@@ -257,6 +257,7 @@ impl RecordFormat {
             .map(|f| match f {
                 Field::Text(t) => escape::csv_cell(t),
                 Field::Plain(p) => p.into(),
+                // `fields` builds CSV's lists as JSON cells, never as lists.
                 Field::List(_) => "".into(),
                 Field::Json(j) => json_cell(j).into(),
             })
