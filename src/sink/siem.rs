@@ -290,7 +290,11 @@ fn ecs(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Value {
     };
     doc.insert("@timestamp".into(), Value::String(iso8601(r.ts, false)));
     put(&mut doc, "ecs.version", json!(ECS_VERSION));
-    put(&mut doc, "message", Value::String(reason(r, d)));
+    // The text an analyst reads first; an ordinary record has nothing to
+    // say beyond its fields (and a million of them would say it again).
+    if alert {
+        put(&mut doc, "message", Value::String(reason(r, d)));
+    }
     put(
         &mut doc,
         "event.kind",
