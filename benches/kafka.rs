@@ -143,6 +143,8 @@ fn main() {
         model_dir: models.clone(),
         output: OutputSpec::File(output.clone()),
         format: RecordFormat::Json,
+        stamp: Default::default(),
+        record: Default::default(),
         only_anomalies: false,
         commit_every: Duration::from_secs(1),
         stats_every: Duration::from_secs(3600),

@@ -69,6 +69,8 @@ fn main() {
         model_dir: models,
         output: OutputSpec::File(output.clone()),
         format: RecordFormat::Json,
+        stamp: Default::default(),
+        record: Default::default(),
         kafka_config: Vec::new(),
         state_dir: tmp.path().join("state"),
         only_anomalies: false,

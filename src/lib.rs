@@ -3,10 +3,12 @@
 //! Data flows one way, and each stage is a module:
 //! log files ([`zeek`]) -> records -> feature vectors ([`features`], by
 //! the log type's table: [`tables`]) ->
-//! [`kitnet`] -> scored records ([`score`]) -> sinks ([`sink`]). Records
-//! come from files, followed live ([`follow`]) or replayed, or from Kafka
-//! topics ([`kafka`]).
+//! [`kitnet`] -> scored records ([`score`], with their context and
+//! [`community_id`]) -> sinks ([`sink`], in JSON, TSV, CSV or a SIEM's
+//! format). Records come from files, followed live ([`follow`]) or
+//! replayed, or from Kafka topics ([`kafka`]).
 
+pub mod community_id;
 pub mod detect;
 pub mod escape;
 pub mod eval;

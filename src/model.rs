@@ -698,6 +698,17 @@ pub(crate) mod tests {
         })
     }
 
+    /// The example SSH log's text (decompressed).
+    pub(crate) fn ssh_log_text() -> String {
+        use std::io::Read;
+        let raw = std::fs::read(examples().join("ssh.log.gz")).unwrap();
+        let mut text = String::new();
+        flate2::read::MultiGzDecoder::new(&raw[..])
+            .read_to_string(&mut text)
+            .unwrap();
+        text
+    }
+
     fn ssh_records() -> Vec<Record> {
         let files = layout::discover(&examples(), "ssh", DateRange::default()).unwrap();
         let paths = files.into_iter().map(|f| f.path).collect();

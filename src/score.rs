@@ -1,11 +1,20 @@
 //! Records to scored records: a loaded model applied to one record at a time.
+//!
+//! A scored record carries what an analyst needs before opening the Zeek
+//! log: the 5-tuple and its Community ID (to pivot to other tools), the
+//! fields of its log type an analyst looks at first (`context`), what
+//! tells it apart from other records of its uid (`trans_depth`,
+//! `trans_id`), and for an anomaly which features made the score, each
+//! with the value seen and what training saw.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
-use crate::features::{ContextState, Encoder, FieldCache};
+use crate::features::{ContextState, Encoder, FieldCache, Transform};
 use crate::kitnet::{KitNetError, Scratch};
 use crate::log_kind::LogKind;
 use crate::model::Model;
@@ -13,6 +22,16 @@ use crate::zeek::{Record, Value};
 
 /// How many features an anomaly's explanation names.
 pub const TOP_FEATURES: usize = 5;
+
+/// The longest text a context value keeps, in characters: the values are
+/// the sender's (a URI, a user agent), so one record cannot blow up a line.
+pub const MAX_CONTEXT_CHARS: usize = 512;
+/// The most elements a list context value keeps (DNS answers).
+pub const MAX_CONTEXT_ITEMS: usize = 16;
+/// The most context fields one log type can select.
+pub const MAX_CONTEXT_FIELDS: usize = 32;
+/// The longest observed value an explanation quotes, in characters.
+const MAX_OBSERVED_CHARS: usize = 96;
 
 /// One scored log record, with Zeek's key names so it joins back to the log
 /// by `uid` (and `ts`). Fields the record's log type does not have are left
@@ -34,13 +53,35 @@ pub struct ScoredRecord {
     pub resp_p: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proto: Option<String>,
+    /// HTTP: which request of the connection (Zeek's `trans_depth`); two
+    /// requests of one connection share the uid, not this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trans_depth: Option<u64>,
+    /// DNS: the query's transaction id (Zeek's `trans_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trans_id: Option<u64>,
+    /// Community ID v1 of the 5-tuple ([`crate::community_id`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub community_id: Option<String>,
+    /// The traffic's direction against the model's local networks:
+    /// internal, outbound, inbound or external.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<CompactString>,
     pub score: f64,
     pub threshold: f64,
     pub anomaly: bool,
-    /// For anomalies: the columns that contributed most to the
-    /// reconstruction error, with their share of it.
+    /// For anomalies: the features that contributed most to the
+    /// reconstruction error, with their share of it, the value seen and
+    /// what training saw.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub top_features: Option<Vec<Contribution>>,
+    /// The selected fields of the record (`--context-fields`), as Zeek
+    /// logged them, bounded ([`MAX_CONTEXT_CHARS`], [`MAX_CONTEXT_ITEMS`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub context: BTreeMap<String, serde_json::Value>,
+    /// The model that scored it (named by SIEM formats as the rule).
+    #[serde(skip)]
+    pub model: Option<Arc<ModelRef>>,
 }
 
 impl ScoredRecord {
@@ -52,10 +93,168 @@ impl ScoredRecord {
     }
 }
 
+/// Which model scored a record: SIEM formats name it as the rule that
+/// fired, with the training time as its version (a retrained model is a
+/// new version of the rule).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelRef {
+    pub module: LogKind,
+    /// When it was trained (RFC 3339).
+    pub created: String,
+}
+
+/// One feature's part in an anomaly's score.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Contribution {
+    /// The feature (a table's name: `resp_p`, `orig_bytes`, `history`).
     pub feature: String,
+    /// Its share of the reconstruction error, 0 to 1.
     pub share: f64,
+    /// The record's value, as the feature read it (bounded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed: Option<String>,
+    /// What training saw of it (`never seen in training`, `above the
+    /// training maximum of 40 kB`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected: Option<String>,
+}
+
+impl std::fmt::Display for Contribution {
+    /// `resp_p=445: never seen in training (45%)`; without a share (a
+    /// detection's evidence) `connections=72`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.feature)?;
+        if let Some(o) = &self.observed {
+            write!(f, "={o}")?;
+        }
+        if let Some(e) = &self.expected {
+            write!(f, ": {e}")?;
+        }
+        if self.share > 0.0 {
+            write!(f, " ({:.0}%)", self.share * 100.0)?;
+        }
+        Ok(())
+    }
+}
+
+/// The fields each log type's records carry as context when
+/// `--context-fields` is not given.
+pub fn default_context(module: LogKind) -> &'static [&'static str] {
+    match module.log_path() {
+        "conn" => &[
+            "service",
+            "duration",
+            "orig_bytes",
+            "resp_bytes",
+            "conn_state",
+            "history",
+        ],
+        "dns" => &["query", "qtype_name", "rcode_name", "answers"],
+        "http" => &["method", "host", "uri", "status_code", "user_agent"],
+        "ssl" => &["version", "server_name", "ja3", "ja3s", "ja4", "ja4s"],
+        "ssh" => &["client", "server", "auth_success"],
+        _ => &[],
+    }
+}
+
+/// The `--context-fields` setting: the per-log-type defaults
+/// ([`default_context`]), none, or a list of `module.field` (with
+/// `default` in the list: the defaults and these).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContextFields {
+    defaults: bool,
+    extra: Vec<(String, String)>,
+}
+
+impl Default for ContextFields {
+    fn default() -> ContextFields {
+        ContextFields {
+            defaults: true,
+            extra: Vec::new(),
+        }
+    }
+}
+
+impl ContextFields {
+    /// No context at all.
+    pub fn none() -> ContextFields {
+        ContextFields {
+            defaults: false,
+            extra: Vec::new(),
+        }
+    }
+
+    /// Parses `default`, `none`, or `module.field,...` (optionally with
+    /// `default` among them).
+    pub fn parse(s: &str) -> Result<ContextFields, String> {
+        let mut out = ContextFields::none();
+        let items: Vec<&str> = s
+            .split(',')
+            .map(str::trim)
+            .filter(|i| !i.is_empty())
+            .collect();
+        if items.is_empty() {
+            return Err("empty: give default, none, or module.field,...".into());
+        }
+        for item in items {
+            match item.to_ascii_lowercase().as_str() {
+                "default" => out.defaults = true,
+                "none" => {}
+                _ => {
+                    let Some((module, field)) = item.split_once('.') else {
+                        return Err(format!(
+                            "`{item}`: a context field is module.field (http.referrer, conn.local_orig), or default, or none"
+                        ));
+                    };
+                    let module = LogKind::new(module).map_err(|e| format!("`{item}`: {e}"))?;
+                    let field = field.trim();
+                    let valid = !field.is_empty()
+                        && field.len() <= 64
+                        && field
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
+                    if !valid {
+                        return Err(format!("`{item}`: not a Zeek field name"));
+                    }
+                    let key = (module.log_path().to_owned(), field.to_owned());
+                    if !out.extra.contains(&key) {
+                        out.extra.push(key);
+                    }
+                }
+            }
+        }
+        if s.split(',').any(|i| i.trim().eq_ignore_ascii_case("none"))
+            && (out.defaults || !out.extra.is_empty())
+        {
+            return Err("`none` cannot be combined with other context fields".into());
+        }
+        Ok(out)
+    }
+
+    /// The fields `module`'s records carry, in order, at most
+    /// [`MAX_CONTEXT_FIELDS`].
+    pub fn for_module(&self, module: LogKind) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        if self.defaults {
+            out.extend(default_context(module).iter().map(|f| (*f).to_owned()));
+        }
+        for (m, f) in &self.extra {
+            if m == module.log_path() && !out.contains(f) {
+                out.push(f.clone());
+            }
+        }
+        out.truncate(MAX_CONTEXT_FIELDS);
+        out
+    }
+}
+
+/// What a scorer adds to each record beyond the score.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordOptions {
+    pub context: ContextFields,
+    /// The Community ID seed (0 unless the site uses another one
+    /// everywhere).
+    pub community_id_seed: u16,
 }
 
 /// Applies one model to one stream of records. The model is shared; the
@@ -69,6 +268,11 @@ pub struct Scorer {
     vector: Vec<f64>,
     fields: FieldCache,
     context: ContextState,
+    explainer: Arc<Explainer>,
+    /// The record's own fields that go with it to the output.
+    context_fields: Arc<[String]>,
+    community_id_seed: u16,
+    model_ref: Arc<ModelRef>,
 }
 
 impl Scorer {
@@ -76,6 +280,12 @@ impl Scorer {
         let scratch = model.kitnet.scratch();
         let vector = encoder.vector();
         let context = encoder.context();
+        let explainer = Arc::new(Explainer::new(&model, &encoder));
+        let model_ref = Arc::new(ModelRef {
+            module: model.module,
+            created: model.created.clone(),
+        });
+        let context_fields = ContextFields::default().for_module(model.module).into();
         Scorer {
             model: Arc::new(model),
             encoder: Arc::new(encoder),
@@ -83,7 +293,19 @@ impl Scorer {
             vector,
             fields: FieldCache::default(),
             context,
+            explainer,
+            context_fields,
+            community_id_seed: 0,
+            model_ref,
         }
+    }
+
+    /// The same scorer with other record options (context fields,
+    /// Community ID seed).
+    pub fn with_options(mut self, opts: &RecordOptions) -> Scorer {
+        self.context_fields = opts.context.for_module(self.model.module).into();
+        self.community_id_seed = opts.community_id_seed;
+        self
     }
 
     /// The stream's context state, for the checkpoint.
@@ -143,38 +365,60 @@ impl Scorer {
         let anomaly = score > threshold;
         let top_features = if anomaly {
             let explanation = kitnet.explain(&self.vector)?;
-            Some(
-                explanation
-                    .top(TOP_FEATURES)
-                    .into_iter()
-                    .filter(|(_, share)| *share > 0.0)
-                    .map(|(i, share)| Contribution {
-                        feature: self
-                            .model
-                            .columns
-                            .get(i)
-                            .cloned()
-                            .unwrap_or_else(|| format!("#{i}")),
-                        share: (share * 1e4).round() / 1e4,
-                    })
-                    .collect(),
-            )
+            Some(self.explainer.explain(
+                &self.model,
+                &self.encoder,
+                record,
+                &self.vector,
+                &explanation.contributions,
+            ))
         } else {
             None
         };
+        let orig_h = record.get("id.orig_h").as_addr();
+        let resp_h = record.get("id.resp_h").as_addr();
+        let orig_p = port(record.get("id.orig_p"));
+        let resp_p = port(record.get("id.resp_p"));
+        let proto = record.get("proto").as_str().map(str::to_owned);
+        let community_id = crate::community_id::for_zeek(
+            self.community_id_seed,
+            orig_h,
+            orig_p,
+            resp_h,
+            resp_p,
+            proto.as_deref(),
+        );
+        let direction = match (orig_h, resp_h) {
+            (Some(o), Some(r)) => Some(CompactString::const_new(
+                self.model.features.local_nets.direction(o, r).name(),
+            )),
+            _ => None,
+        };
+        let mut context = BTreeMap::new();
+        for field in self.context_fields.iter() {
+            if let Some(v) = context_value(record.get(field)) {
+                context.insert(field.clone(), v);
+            }
+        }
         Ok(ScoredRecord {
             ts: record.ts(),
             uid: record.get("uid").as_str().map(str::to_owned),
             module: self.model.module,
-            orig_h: record.get("id.orig_h").as_addr(),
-            orig_p: port(record.get("id.orig_p")),
-            resp_h: record.get("id.resp_h").as_addr(),
-            resp_p: port(record.get("id.resp_p")),
-            proto: record.get("proto").as_str().map(str::to_owned),
+            orig_h,
+            orig_p,
+            resp_h,
+            resp_p,
+            proto,
+            trans_depth: count(record.get("trans_depth")),
+            trans_id: count(record.get("trans_id")),
+            community_id,
+            direction,
             score,
             threshold,
             anomaly,
             top_features,
+            context,
+            model: Some(self.model_ref.clone()),
         })
     }
 }
@@ -183,4 +427,797 @@ fn port(v: &Value) -> Option<u16> {
     v.as_f64()
         .filter(|p| (0.0..=65535.0).contains(p))
         .map(|p| p as u16)
+}
+
+fn count(v: &Value) -> Option<u64> {
+    match v {
+        Value::Count(c) => Some(*c),
+        Value::Int(i) => u64::try_from(*i).ok(),
+        Value::Real(r) if *r >= 0.0 && *r < 1e18 && r.fract() == 0.0 => Some(*r as u64),
+        _ => None,
+    }
+}
+
+/// `text` cut to `max` characters, with `…` where it was cut.
+pub fn bounded(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_owned(),
+        Some((end, _)) => format!("{}…", &text[..end]),
+    }
+}
+
+/// A context value as JSON, bounded; `None` for an unset field (left out,
+/// never invented) or a number that is not finite.
+fn context_value(v: &Value) -> Option<serde_json::Value> {
+    use serde_json::Value as J;
+    Some(match v {
+        Value::Unset => return None,
+        Value::Bool(b) => J::Bool(*b),
+        Value::Count(c) => J::from(*c),
+        Value::Int(i) => J::from(*i),
+        Value::Real(r) => J::from(serde_json::Number::from_f64(*r)?),
+        Value::Addr(a) => J::String(a.to_string()),
+        Value::Str(s) => J::String(bounded(s, MAX_CONTEXT_CHARS)),
+        Value::List(l) => J::Array(
+            l.iter()
+                .take(MAX_CONTEXT_ITEMS)
+                .map(|e| match e {
+                    Value::List(_) => J::String(bounded(&e.to_string(), MAX_CONTEXT_CHARS)),
+                    e => context_value(e).unwrap_or(J::Null),
+                })
+                .collect(),
+        ),
+    })
+}
+
+/// Which columns each feature of a model fills, so an anomaly is
+/// explained per feature (with the record's own value) rather than per
+/// column: the column with the largest error is often a value the record
+/// does not have. A connection to port 445, in a model whose `resp_p` was
+/// one column per learned port, was explained as `resp_p=2222 45%`: the
+/// model expected the dominant port 2222 (an SSH honeypot's) and saw 0 in
+/// that column; the record's own port fell in `resp_p=<other>`.
+struct Explainer {
+    /// Per feature of the table, in order: its first column and width.
+    spans: Vec<(usize, usize)>,
+    /// Per column, the training minimum and maximum (KitNET's
+    /// normalisation range).
+    ranges: Vec<Option<(f64, f64)>>,
+}
+
+impl Explainer {
+    fn new(model: &Model, encoder: &Encoder) -> Explainer {
+        let set = encoder.feature_set();
+        let mut spans = Vec::with_capacity(set.features.len());
+        let mut at = 0;
+        for def in &set.features {
+            let width = match &def.transform {
+                Transform::Chars { chars } => chars.chars().count(),
+                Transform::Category { .. } => set
+                    .vocabularies
+                    .get(&def.name)
+                    .map_or(1, |v| v.values.len() + 1),
+                Transform::PortClass | Transform::TextState => 3,
+                Transform::Direction => 4,
+                Transform::Context(c) => c.column_suffixes().len(),
+                _ => 1,
+            };
+            spans.push((at, width));
+            at += width;
+        }
+        if at != encoder.len() {
+            // The layout is the encoder's; should it ever differ, columns
+            // are explained one by one rather than mislabelled.
+            spans.clear();
+        }
+        Explainer {
+            spans,
+            ranges: model.kitnet.input_ranges(),
+        }
+    }
+
+    /// The [`TOP_FEATURES`] features with the largest shares.
+    fn explain(
+        &self,
+        model: &Model,
+        encoder: &Encoder,
+        record: &Record,
+        vector: &[f64],
+        shares: &[f64],
+    ) -> Vec<Contribution> {
+        let round = |s: f64| (s * 1e4).round() / 1e4;
+        if self.spans.is_empty() {
+            let mut v: Vec<(usize, f64)> = shares.iter().copied().enumerate().collect();
+            v.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            return v
+                .into_iter()
+                .take(TOP_FEATURES)
+                .filter(|(_, s)| *s > 0.0)
+                .map(|(i, share)| Contribution {
+                    feature: model
+                        .columns
+                        .get(i)
+                        .cloned()
+                        .unwrap_or_else(|| format!("#{i}")),
+                    share: round(share),
+                    observed: None,
+                    expected: None,
+                })
+                .collect();
+        }
+        let mut per: Vec<(usize, f64)> = self
+            .spans
+            .iter()
+            .enumerate()
+            .map(|(f, &(at, n))| (f, shares.get(at..at + n).map_or(0.0, |s| s.iter().sum())))
+            .collect();
+        per.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let set = encoder.feature_set();
+        per.into_iter()
+            .take(TOP_FEATURES)
+            .filter(|(_, s)| *s > 0.0)
+            .map(|(f, share)| {
+                let def = &set.features[f];
+                let (at, n) = self.spans[f];
+                let value = record.get(&def.field);
+                let columns = Columns {
+                    x: &vector[at..at + n],
+                    ranges: &self.ranges
+                        [at.min(self.ranges.len())..(at + n).min(self.ranges.len())],
+                    names: &model.columns
+                        [at.min(model.columns.len())..(at + n).min(model.columns.len())],
+                };
+                let given: Vec<&Value> = match &def.transform {
+                    Transform::Rarity { given } => given.iter().map(|g| record.get(g)).collect(),
+                    _ => Vec::new(),
+                };
+                let (observed, expected) = describe(set, def, value, &given, &columns);
+                Contribution {
+                    feature: def.name.clone(),
+                    share: round(share),
+                    observed: observed.map(|o| bounded(&o, MAX_OBSERVED_CHARS)),
+                    expected,
+                }
+            })
+            .collect()
+    }
+}
+
+/// One feature's columns: the record's encoded values, their training
+/// ranges and names.
+struct Columns<'a> {
+    x: &'a [f64],
+    ranges: &'a [Option<(f64, f64)>],
+    names: &'a [String],
+}
+
+impl Columns<'_> {
+    /// Whether column `i` was ever above 0 in training (`None`: unknown).
+    fn ever_set(&self, i: usize) -> Option<bool> {
+        self.ranges
+            .get(i)
+            .copied()
+            .flatten()
+            .map(|(_, hi)| hi > 0.0)
+    }
+
+    /// Whether column `i` was always above 0 in training.
+    fn always_set(&self, i: usize) -> Option<bool> {
+        self.ranges
+            .get(i)
+            .copied()
+            .flatten()
+            .map(|(lo, _)| lo > 0.0)
+    }
+
+    /// The name of column `i` after the feature's own (`history:S` -> `S`).
+    fn label(&self, i: usize) -> &str {
+        let name = self.names.get(i).map_or("", String::as_str);
+        name.split_once(['=', ':']).map_or(name, |(_, l)| l)
+    }
+}
+
+/// The text a category or rarity counted a value under.
+fn spelled(value: &Value) -> String {
+    match value {
+        Value::Unset => "-".into(),
+        Value::Str(s) => s.clone(),
+        Value::List(l) => l.first().map_or_else(|| "-".into(), spelled),
+        other => other.to_string(),
+    }
+}
+
+fn percent(n: u64, total: u64) -> String {
+    if total == 0 {
+        return "0%".into();
+    }
+    let p = n as f64 * 100.0 / total as f64;
+    if p >= 1.0 {
+        format!("{p:.0}%")
+    } else {
+        format!("{p:.2}%")
+    }
+}
+
+/// What the record had and what training saw, for one feature.
+fn describe(
+    set: &crate::features::FeatureSet,
+    def: &crate::features::FeatureDef,
+    value: &Value,
+    given_values: &[&Value],
+    c: &Columns<'_>,
+) -> (Option<String>, Option<String>) {
+    let never = "never seen in training".to_owned();
+    match &def.transform {
+        Transform::Category { .. } => {
+            let observed = spelled(value);
+            let Some(vocab) = set.vocabularies.get(&def.name) else {
+                return (Some(observed), None);
+            };
+            let total = vocab.counts.iter().sum::<u64>() + vocab.other;
+            let expected = match vocab.values.iter().position(|v| *v == observed) {
+                Some(i) => format!(
+                    "{} of training records",
+                    percent(vocab.counts.get(i).copied().unwrap_or(0), total)
+                ),
+                None if vocab.other == 0 => never,
+                None => format!(
+                    "not among the {} values learned in training (the others together: {} of records)",
+                    vocab.values.len(),
+                    percent(vocab.other, total)
+                ),
+            };
+            (Some(observed), Some(expected))
+        }
+        Transform::Rarity { given } => {
+            let observed = spelled(value);
+            let Some(f) = set.frequencies.get(&def.name) else {
+                return (Some(observed), None);
+            };
+            let found = f.values.iter().find(|(v, _)| *v == observed);
+            let listed: u64 = f.values.iter().map(|(_, n)| n).sum();
+            let mut expected = match found {
+                Some((_, n)) => format!("{} of training records", percent(*n, f.total)),
+                None if listed >= f.total => never,
+                None => "not among the values frequent in training".into(),
+            };
+            if !given.is_empty() && given_values.len() == given.len() {
+                // The value's frequency among the training records with
+                // the same values of the given fields.
+                let context: Vec<String> = given_values.iter().map(|v| spelled(v)).collect();
+                let with = given
+                    .iter()
+                    .zip(&context)
+                    .map(|(g, v)| format!("{g}={}", bounded(v, 32)))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let part = match f.contexts.iter().find(|c| c.context == context) {
+                    Some(c) => match c.values.iter().find(|(v, _)| *v == observed) {
+                        Some((_, n)) => {
+                            format!("{} of training records with {with}", percent(*n, c.total))
+                        }
+                        None => {
+                            format!("never with {with} in training ({} records had it)", c.total)
+                        }
+                    },
+                    None => format!("{with} not among the contexts frequent in training"),
+                };
+                expected = format!("{part}; overall {expected}");
+            }
+            (Some(observed), Some(expected))
+        }
+        Transform::Chars { .. } => {
+            let observed = value.as_str().map(str::to_owned);
+            let unseen: Vec<&str> = (0..c.x.len())
+                .filter(|&i| c.x[i] > 0.0 && c.ever_set(i) == Some(false))
+                .map(|i| c.label(i))
+                .collect();
+            let missing: Vec<&str> = (0..c.x.len())
+                .filter(|&i| c.x[i] == 0.0 && c.always_set(i) == Some(true))
+                .map(|i| c.label(i))
+                .collect();
+            let expected = if !unseen.is_empty() {
+                format!("{} never seen in training", unseen.join(" "))
+            } else if !missing.is_empty() {
+                format!("{} always present in training", missing.join(" "))
+            } else {
+                "a combination unusual in training".into()
+            };
+            (observed, Some(expected))
+        }
+        Transform::Context(_) => {
+            // The column furthest outside what training saw, in units of
+            // its training range (the first one when all are inside).
+            let excursion = |i: usize| {
+                let x = c.x[i];
+                c.ranges.get(i).copied().flatten().map_or(0.0, |(lo, hi)| {
+                    (x - hi).max(lo - x).max(0.0) / (hi - lo).max(1e-9)
+                })
+            };
+            let i = (0..c.x.len())
+                .max_by(|a, b| excursion(*a).total_cmp(&excursion(*b)).then(b.cmp(a)))
+                .unwrap_or(0);
+            let Some(&x) = c.x.get(i) else {
+                return (None, None);
+            };
+            let name = c.names.get(i).map_or("", String::as_str);
+            let label = name.strip_prefix(def.name.as_str()).unwrap_or(name);
+            let observed = format!("{label} {}", number(x));
+            let expected = c.ranges.get(i).copied().flatten().map(|(lo, hi)| {
+                if x > hi {
+                    format!("above the training maximum of {}", number(hi))
+                } else if x < lo {
+                    format!("below the training minimum of {}", number(lo))
+                } else {
+                    format!(
+                        "within the training range {} to {}, unusual with the rest of the record",
+                        number(lo),
+                        number(hi)
+                    )
+                }
+            });
+            (Some(observed), expected)
+        }
+        Transform::PortClass | Transform::Direction | Transform::TextState => {
+            let Some(i) = c.x.iter().position(|v| *v > 0.0) else {
+                return (Some("-".into()), None);
+            };
+            let observed = c.label(i).to_owned();
+            let expected = match c.ever_set(i) {
+                Some(false) => never,
+                Some(true) => "seen in training, unusual with the rest of the record".into(),
+                None => return (Some(observed), None),
+            };
+            (Some(observed), Some(expected))
+        }
+        t => {
+            let Some(&x) = c.x.first() else {
+                return (None, None);
+            };
+            let shown = |v: f64| quantity(&def.name, t, v);
+            let observed = match t {
+                Transform::Flag
+                | Transform::Present
+                | Transform::Broadcast
+                | Transform::WellKnownPort => {
+                    if value.is_unset() && matches!(t, Transform::Flag) {
+                        "-".to_owned()
+                    } else {
+                        shown(x)
+                    }
+                }
+                _ => shown(x),
+            };
+            let two_valued = matches!(
+                t,
+                Transform::Flag
+                    | Transform::Present
+                    | Transform::Broadcast
+                    | Transform::WellKnownPort
+            );
+            let expected = c.ranges.first().copied().flatten().map(|(lo, hi)| {
+                if two_valued && lo < hi {
+                    format!("both {} and {} seen in training", shown(lo), shown(hi))
+                } else if two_valued {
+                    format!("always {} in training", shown(lo))
+                } else if x > hi {
+                    format!("above the training maximum of {}", shown(hi))
+                } else if x < lo {
+                    format!("below the training minimum of {}", shown(lo))
+                } else if lo == hi {
+                    format!("always {} in training", shown(lo))
+                } else {
+                    format!(
+                        "within the training range {} to {}, unusual with the rest of the record",
+                        shown(lo),
+                        shown(hi)
+                    )
+                }
+            });
+            (Some(observed), expected)
+        }
+    }
+}
+
+/// An encoded value back in the field's units: log-scaled counts undone,
+/// bytes in kB/MB, durations in seconds, flags as T/F.
+fn quantity(name: &str, t: &Transform, v: f64) -> String {
+    let raw = match t {
+        Transform::Log1p | Transform::Length | Transform::Labels | Transform::Interval { .. } => {
+            v.exp_m1()
+        }
+        _ => v,
+    };
+    match t {
+        Transform::Flag | Transform::Broadcast | Transform::WellKnownPort => {
+            if v >= 0.75 {
+                "T".into()
+            } else if v <= 0.25 {
+                "F".into()
+            } else {
+                "-".into()
+            }
+        }
+        Transform::Present => if v > 0.5 { "set" } else { "unset" }.into(),
+        Transform::Length => format!("{} long", number(raw.round())),
+        Transform::Labels => format!("{} labels", number(raw.round())),
+        Transform::Entropy => format!("{} bits per character", number(raw)),
+        Transform::Interval { .. } => seconds(raw),
+        _ if name.contains("bytes") => bytes(raw),
+        _ if name.contains("duration") => seconds(raw),
+        _ => number(raw),
+    }
+}
+
+/// Up to three significant digits, no trailing zeros.
+fn number(v: f64) -> String {
+    if !v.is_finite() {
+        return "-".into();
+    }
+    if v == v.trunc() && v.abs() < 1e15 {
+        return format!("{}", v as i64);
+    }
+    let digits = (2 - v.abs().log10().floor() as i32).clamp(0, 6) as usize;
+    let s = format!("{v:.digits$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        s
+    }
+}
+
+fn bytes(v: f64) -> String {
+    let v = v.max(0.0).round();
+    for (unit, scale) in [("GB", 1e9), ("MB", 1e6), ("kB", 1e3)] {
+        if v >= scale {
+            return format!("{} {unit}", number(v / scale));
+        }
+    }
+    format!("{} B", number(v))
+}
+
+fn seconds(v: f64) -> String {
+    format!("{} s", number(v.max(0.0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::features::{FeatureDef, FeatureSet, Vocabulary};
+    use crate::zeek::Schema;
+
+    fn record(fields: &[(&str, Value)]) -> Record {
+        let schema = Arc::new(Schema::new(
+            fields.iter().map(|(n, _)| (*n).to_owned()).collect(),
+        ));
+        Record::new(schema, fields.iter().map(|(_, v)| v.clone()).collect(), 1)
+    }
+
+    fn empty_set() -> FeatureSet {
+        FeatureSet {
+            module: LogKind::CONN,
+            features: Vec::new(),
+            vocabularies: BTreeMap::new(),
+            frequencies: BTreeMap::new(),
+            local_nets: crate::features::LocalNets::default(),
+            local_nets_origin: Default::default(),
+            table_origin: None,
+        }
+    }
+
+    fn columns<'a>(
+        x: &'a [f64],
+        ranges: &'a [Option<(f64, f64)>],
+        names: &'a [String],
+    ) -> Columns<'a> {
+        Columns { x, ranges, names }
+    }
+
+    /// The case: a port the model never saw, in a one-hot
+    /// feature whose largest column error is the dominant port's. The
+    /// explanation names the record's own port and says it is new.
+    #[test]
+    fn a_one_hot_feature_is_explained_by_the_records_own_value() {
+        let mut set = empty_set();
+        set.features.push(FeatureDef {
+            name: "resp_p".into(),
+            field: "id.resp_p".into(),
+            transform: Transform::Category { max_values: 8 },
+        });
+        set.vocabularies.insert(
+            "resp_p".into(),
+            Vocabulary {
+                values: vec!["2222".into(), "22".into()],
+                counts: vec![900, 100],
+                other: 0,
+            },
+        );
+        let names: Vec<String> = ["resp_p=2222", "resp_p=22", "resp_p=<other>"]
+            .map(String::from)
+            .to_vec();
+        // The encoded record: port 445 is in <other>.
+        let x = [0.0, 0.0, 1.0];
+        let ranges = [Some((0.0, 1.0)), Some((0.0, 1.0)), Some((0.0, 0.0))];
+        let (observed, expected) = describe(
+            &set,
+            &set.features[0],
+            &Value::Count(445),
+            &[],
+            &columns(&x, &ranges, &names),
+        );
+        assert_eq!(observed.as_deref(), Some("445"));
+        assert_eq!(expected.as_deref(), Some("never seen in training"));
+        // A learned value says how common it was.
+        let x = [0.0, 1.0, 0.0];
+        let (observed, expected) = describe(
+            &set,
+            &set.features[0],
+            &Value::Count(22),
+            &[],
+            &columns(&x, &ranges, &names),
+        );
+        assert_eq!(observed.as_deref(), Some("22"));
+        assert_eq!(expected.as_deref(), Some("10% of training records"));
+    }
+
+    #[test]
+    fn a_rarity_says_whether_the_value_was_seen() {
+        let mut set = empty_set();
+        set.features.push(FeatureDef {
+            name: "resp_p".into(),
+            field: "id.resp_p".into(),
+            transform: Transform::Rarity { given: Vec::new() },
+        });
+        set.frequencies.insert(
+            "resp_p".into(),
+            crate::features::Frequencies {
+                total: 1000,
+                values: vec![("2222".into(), 900), ("22".into(), 100)],
+                contexts: Vec::new(),
+            },
+        );
+        let names = vec!["resp_p".to_owned()];
+        let x = [7.6];
+        let ranges = [Some((0.1, 2.3))];
+        let (observed, expected) = describe(
+            &set,
+            &set.features[0],
+            &Value::Count(445),
+            &[],
+            &columns(&x, &ranges, &names),
+        );
+        assert_eq!(observed.as_deref(), Some("445"));
+        assert_eq!(expected.as_deref(), Some("never seen in training"));
+    }
+
+    /// A conditional rarity says how the value fared with the record's
+    /// own context (conn_state given the port and protocol).
+    #[test]
+    fn a_conditional_rarity_names_the_context() {
+        let mut set = empty_set();
+        set.features.push(FeatureDef {
+            name: "conn_state_given_resp_p".into(),
+            field: "conn_state".into(),
+            transform: Transform::Rarity {
+                given: vec!["id.resp_p".into(), "proto".into()],
+            },
+        });
+        set.frequencies.insert(
+            "conn_state_given_resp_p".into(),
+            crate::features::Frequencies {
+                total: 1000,
+                values: vec![("SF".into(), 900), ("S0".into(), 100)],
+                contexts: vec![crate::features::ContextCounts {
+                    context: vec!["53".into(), "udp".into()],
+                    total: 600,
+                    values: vec![("SF".into(), 600)],
+                }],
+            },
+        );
+        let names = vec!["conn_state_given_resp_p".to_owned()];
+        let (x, ranges) = ([5.0], [Some((0.0, 2.0))]);
+        let port = Value::Count(53);
+        let udp = Value::Str("udp".into());
+        let (_, expected) = describe(
+            &set,
+            &set.features[0],
+            &Value::Str("S0".into()),
+            &[&port, &udp],
+            &columns(&x, &ranges, &names),
+        );
+        assert_eq!(
+            expected.as_deref(),
+            Some("never with id.resp_p=53 proto=udp in training (600 records had it); overall 10% of training records")
+        );
+    }
+
+    #[test]
+    fn a_size_is_compared_with_the_training_range_in_its_units() {
+        let set = empty_set();
+        let def = FeatureDef {
+            name: "orig_bytes".into(),
+            field: "orig_bytes".into(),
+            transform: Transform::Log1p,
+        };
+        let names = vec!["orig_bytes".to_owned()];
+        let x = [1_200_000f64.ln_1p()];
+        let ranges = [Some((0.0, 40_000f64.ln_1p()))];
+        let (observed, expected) = describe(
+            &set,
+            &def,
+            &Value::Count(1_200_000),
+            &[],
+            &columns(&x, &ranges, &names),
+        );
+        assert_eq!(observed.as_deref(), Some("1.2 MB"));
+        assert_eq!(
+            expected.as_deref(),
+            Some("above the training maximum of 40 kB")
+        );
+    }
+
+    #[test]
+    fn a_flag_says_what_training_saw() {
+        let set = empty_set();
+        let def = FeatureDef {
+            name: "broadcast".into(),
+            field: "id.resp_h".into(),
+            transform: Transform::Broadcast,
+        };
+        let names = vec!["broadcast".to_owned()];
+        let describe_with = |x: f64, range: (f64, f64)| {
+            let (xs, ranges) = ([x], [Some(range)]);
+            describe(
+                &set,
+                &def,
+                &Value::Unset,
+                &[],
+                &columns(&xs, &ranges, &names),
+            )
+        };
+        assert_eq!(
+            describe_with(0.0, (0.0, 1.0)),
+            (
+                Some("F".into()),
+                Some("both F and T seen in training".into())
+            )
+        );
+        assert_eq!(
+            describe_with(1.0, (0.0, 0.0)),
+            (Some("T".into()), Some("always F in training".into()))
+        );
+    }
+
+    #[test]
+    fn history_letters_never_seen_are_named() {
+        let set = empty_set();
+        let def = FeatureDef {
+            name: "history".into(),
+            field: "history".into(),
+            transform: Transform::Chars {
+                chars: "ShR".into(),
+            },
+        };
+        let names: Vec<String> = ["history:S", "history:h", "history:R"]
+            .map(String::from)
+            .to_vec();
+        let x = [1.0, 0.0, 1.0];
+        let ranges = [Some((1.0, 1.0)), Some((0.0, 1.0)), Some((0.0, 0.0))];
+        let (observed, expected) = describe(
+            &set,
+            &def,
+            &Value::Str("SR".into()),
+            &[],
+            &columns(&x, &ranges, &names),
+        );
+        assert_eq!(observed.as_deref(), Some("SR"));
+        assert_eq!(expected.as_deref(), Some("R never seen in training"));
+    }
+
+    /// On a real model: the explainer's spans cover the encoder's columns
+    /// exactly, and an anomaly is explained by features of the table,
+    /// each with what was seen.
+    #[test]
+    fn a_real_model_is_explained_per_feature() {
+        let mut model = crate::model::tests::ssh_model().clone();
+        let encoder = model.validate().unwrap();
+        let explainer = Explainer::new(&model, &encoder);
+        assert_eq!(explainer.spans.len(), encoder.feature_set().features.len());
+        let (at, n) = *explainer.spans.last().unwrap();
+        assert_eq!(at + n, encoder.len());
+        let names: Vec<String> = encoder
+            .feature_set()
+            .features
+            .iter()
+            .map(|d| d.name.clone())
+            .collect();
+        model.threshold.value = -1.0;
+        let mut scorer = Scorer::new(model, encoder);
+        let text = crate::model::tests::ssh_log_text();
+        let mut parser = crate::zeek::LineParser::new("ssh.log", Some("ssh"));
+        let mut explained = 0;
+        for (i, line) in text.lines().enumerate() {
+            if let Ok(crate::zeek::Parsed::Record(r)) =
+                parser.parse_line(line.as_bytes(), i as u64 + 1)
+            {
+                let s = scorer.score(&r).unwrap();
+                assert!(s.anomaly);
+                for c in s.top_features.unwrap() {
+                    assert!(names.contains(&c.feature), "{c:?}");
+                    assert!(c.observed.is_some(), "{c:?}");
+                }
+                assert!(s.context.contains_key("client") || s.context.contains_key("server"));
+                explained += 1;
+            }
+        }
+        assert!(explained > 10);
+    }
+
+    #[test]
+    fn numbers_read_well() {
+        assert_eq!(bytes(40_000.0), "40 kB");
+        assert_eq!(bytes(512.0), "512 B");
+        assert_eq!(bytes(1_234_567.0), "1.23 MB");
+        assert_eq!(seconds(0.0123), "0.0123 s");
+        assert_eq!(number(f64::NAN), "-");
+        assert_eq!(
+            Contribution {
+                feature: "resp_p".into(),
+                share: 0.45,
+                observed: Some("445".into()),
+                expected: Some("never seen in training".into()),
+            }
+            .to_string(),
+            "resp_p=445: never seen in training (45%)"
+        );
+    }
+
+    #[test]
+    fn context_fields_parse() {
+        let d = ContextFields::parse("default").unwrap();
+        assert_eq!(d, ContextFields::default());
+        assert_eq!(
+            d.for_module(LogKind::DNS),
+            ["query", "qtype_name", "rcode_name", "answers"]
+        );
+        let none = ContextFields::parse("none").unwrap();
+        assert!(none.for_module(LogKind::HTTP).is_empty());
+        let some = ContextFields::parse("http.referrer, HTTP.host,conn.local_orig").unwrap();
+        assert_eq!(some.for_module(LogKind::HTTP), ["referrer", "host"]);
+        assert_eq!(some.for_module(LogKind::CONN), ["local_orig"]);
+        assert!(some.for_module(LogKind::DNS).is_empty());
+        let plus = ContextFields::parse("default,http.referrer").unwrap();
+        assert_eq!(plus.for_module(LogKind::HTTP).last().unwrap(), "referrer");
+        for bad in [
+            "",
+            "referrer",
+            "http.",
+            "http.a b",
+            "none,http.host",
+            "ht tp.host",
+        ] {
+            assert!(ContextFields::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// Hostile context values are kept bounded (escaping is the formats').
+    #[test]
+    fn context_values_are_bounded() {
+        let long = "A".repeat(10_000);
+        let v = context_value(&Value::Str(long)).unwrap();
+        assert_eq!(v.as_str().unwrap().chars().count(), MAX_CONTEXT_CHARS + 1);
+        let list = Value::List((0..100).map(|i| Value::Str(format!("a{i}"))).collect());
+        assert_eq!(
+            context_value(&list).unwrap().as_array().unwrap().len(),
+            MAX_CONTEXT_ITEMS
+        );
+        assert_eq!(context_value(&Value::Unset), None);
+        assert_eq!(context_value(&Value::Real(f64::INFINITY)), None);
+        let r = record(&[
+            ("trans_depth", Value::Count(2)),
+            ("trans_id", Value::Int(-1)),
+        ]);
+        assert_eq!(count(r.get("trans_depth")), Some(2));
+        assert_eq!(count(r.get("trans_id")), None);
+    }
 }

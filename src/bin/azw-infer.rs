@@ -177,6 +177,8 @@ fn run(args: Args, controls: &Controls) -> anyhow::Result<ExitCode> {
             model_dir: args.model_dir.clone(),
             output: args.output.clone(),
             format: args.format,
+            stamp: args.stamp(),
+            record: args.record_options(),
             kafka_config: args.kafka_config.clone(),
             state_dir: args.state_dir.clone(),
             only_anomalies: args.only_anomalies,
@@ -278,6 +280,7 @@ fn replay(args: &Args, modules: &[LogKind], controls: &Controls) -> anyhow::Resu
     let lane_opts = LaneOptions {
         only_anomalies: args.only_anomalies,
         reload_every: None,
+        record: args.record_options(),
     };
     let mut lanes = modules
         .iter()
@@ -288,6 +291,7 @@ fn replay(args: &Args, modules: &[LogKind], controls: &Controls) -> anyhow::Resu
         .collect::<Result<Vec<_>, _>>()?;
     let opts = SinkOptions {
         format: args.format,
+        stamp: args.stamp(),
         ..SinkOptions::default()
     };
     let (mut out, tmp): (Box<dyn Sink>, Option<tempfile::NamedTempFile>) = match &args.output {
@@ -445,7 +449,7 @@ fn print_top(top: &[ScoredRecord]) {
             .unwrap_or_default()
             .iter()
             .take(3)
-            .map(|c| format!("{} {:.0}%", c.feature, c.share * 100.0))
+            .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join(", ");
         let line = format!(
@@ -479,6 +483,8 @@ fn kafka(args: &Args, modules: Vec<LogKind>, controls: &Controls) -> anyhow::Res
         model_dir: args.model_dir.clone(),
         output: args.output.clone(),
         format: args.format,
+        stamp: args.stamp(),
+        record: args.record_options(),
         only_anomalies: args.only_anomalies,
         commit_every: Duration::from_millis(args.checkpoint_ms),
         stats_every: Duration::from_secs(args.stats_secs.max(1)),

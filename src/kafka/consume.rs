@@ -27,7 +27,8 @@ use crate::log_kind::LogKind;
 use crate::pipeline::{
     Controls, Emitter, Lane, LaneOptions, LaneStats, Output, RunError, Throttle,
 };
-use crate::sink::{self, sync_then, OutputSpec, RecordFormat, Sink, SinkOptions};
+use crate::score::RecordOptions;
+use crate::sink::{self, sync_then, OutputSpec, RecordFormat, Sink, SinkOptions, Stamp};
 use crate::zeek::{LineParser, Parsed, ReadError, Record};
 
 /// Settings of a Kafka run.
@@ -43,6 +44,10 @@ pub struct KafkaOptions {
     pub model_dir: PathBuf,
     pub output: OutputSpec,
     pub format: RecordFormat,
+    /// The sensor name every output line carries.
+    pub stamp: Stamp,
+    /// What each scored record carries besides its score.
+    pub record: RecordOptions,
     pub only_anomalies: bool,
     /// How often the output is synced and the offsets committed.
     pub commit_every: Duration,
@@ -296,6 +301,7 @@ pub fn run_kafka(opts: &KafkaOptions, controls: &Controls) -> Result<KafkaStats,
     let lane_opts = LaneOptions {
         only_anomalies: opts.only_anomalies,
         reload_every: Some(opts.reload_every),
+        record: opts.record.clone(),
     };
     let mut lanes: HashMap<LogKind, Route> = HashMap::new();
     for &module in &opts.modules {
@@ -309,6 +315,7 @@ pub fn run_kafka(opts: &KafkaOptions, controls: &Controls) -> Result<KafkaStats,
         &opts.output,
         &SinkOptions {
             format: opts.format,
+            stamp: opts.stamp.clone(),
             cut_to: None,
             kafka_config: opts.config.clone(),
         },

@@ -346,6 +346,14 @@ impl Autoencoder {
         self.n_visible
     }
 
+    /// The training minimum and maximum of input `i`, once trained.
+    pub(crate) fn input_range(&self, i: usize) -> Option<(f64, f64)> {
+        if self.n_trained == 0 {
+            return None;
+        }
+        Some((*self.min.get(i)?, *self.max.get(i)?))
+    }
+
     pub(crate) fn n_hidden(&self) -> usize {
         self.n_hidden
     }

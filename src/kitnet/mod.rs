@@ -556,6 +556,26 @@ impl KitNet {
         self.feature_map.as_deref()
     }
 
+    /// The smallest and largest value each input feature took in
+    /// training (what its autoencoder normalised by), `None` before
+    /// training or for a feature outside the map. Explanations compare a
+    /// record's value with it.
+    pub fn input_ranges(&self) -> Vec<Option<(f64, f64)>> {
+        let mut out = vec![None; self.n_features];
+        if let Some(map) = &self.feature_map {
+            for (ae, cluster) in self.ensemble.iter().zip(map) {
+                for (i, &f) in cluster.iter().enumerate() {
+                    if let Some(slot) = out.get_mut(f) {
+                        *slot = ae
+                            .input_range(i)
+                            .filter(|(lo, hi)| lo.is_finite() && hi.is_finite());
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// Records given to training so far (feature mapper and ensemble).
     pub fn n_trained(&self) -> u64 {
         self.n_trained

@@ -14,7 +14,7 @@ use crate::detect::{Baseline, DetectOptions, ModuleDetectors, Observation};
 use crate::log_kind::LogKind;
 use crate::model::{self, Model, ModelError};
 use crate::reload::Reloader;
-use crate::score::{ScoredRecord, Scorer};
+use crate::score::{RecordOptions, ScoredRecord, Scorer};
 use crate::zeek::{Parsed, ReadError, Record};
 
 /// How a lane filters and reloads.
@@ -25,6 +25,9 @@ pub struct LaneOptions {
     /// How often the model file is checked for a replacement; `None`
     /// never reloads (replay, evaluation).
     pub reload_every: Option<Duration>,
+    /// What each scored record carries besides its score (context
+    /// fields, Community ID seed).
+    pub record: RecordOptions,
 }
 
 /// Counters of one lane.
@@ -67,6 +70,8 @@ pub enum Output {
 pub struct Lane {
     scorer: Scorer,
     reload: Option<(Reloader, Duration)>,
+    /// Applied to a reloaded model's scorer too.
+    record: RecordOptions,
     only_anomalies: bool,
     /// Copy out observations for the detectors.
     observe: bool,
@@ -91,8 +96,9 @@ impl Lane {
     /// never reloads.
     pub fn new(scorer: Scorer, opts: &LaneOptions) -> Lane {
         Lane {
-            scorer,
+            scorer: scorer.with_options(&opts.record),
             reload: None,
+            record: opts.record.clone(),
             only_anomalies: opts.only_anomalies,
             observe: false,
             stats: LaneStats::default(),
@@ -165,7 +171,7 @@ impl Lane {
         let module = self.module();
         if let Some((reload, every)) = &mut self.reload {
             if let Some(new) = reload.check(module, *every) {
-                let old = std::mem::replace(&mut self.scorer, new);
+                let old = std::mem::replace(&mut self.scorer, new.with_options(&self.record));
                 if !old.hand_over_context(&mut self.scorer) && !self.scorer.context().is_empty() {
                     tracing::info!(
                         "{module}: the new model's context features differ from the old one's: their state starts afresh"

@@ -24,7 +24,8 @@ use crate::detect::{DetectOptions, DetectStage};
 use crate::features::ContextState;
 use crate::follow::{Checkpoint, Follower, Line, Position, SavedState, CHECKPOINT_VERSION};
 use crate::log_kind::LogKind;
-use crate::sink::{self, sync_then, OutputSpec, RecordFormat, Sink, SinkOptions};
+use crate::score::RecordOptions;
+use crate::sink::{self, sync_then, OutputSpec, RecordFormat, Sink, SinkOptions, Stamp};
 
 /// The lock file in the state folder.
 pub const LOCK_FILE: &str = "lock";
@@ -37,6 +38,10 @@ pub struct LiveOptions {
     pub model_dir: PathBuf,
     pub output: OutputSpec,
     pub format: RecordFormat,
+    /// The sensor name every output line carries.
+    pub stamp: Stamp,
+    /// What each scored record carries besides its score.
+    pub record: RecordOptions,
     /// Extra librdkafka settings for a Kafka output.
     pub kafka_config: Vec<(String, String)>,
     pub state_dir: PathBuf,
@@ -81,6 +86,7 @@ pub fn run_live(
     let lane_opts = LaneOptions {
         only_anomalies: opts.only_anomalies,
         reload_every: Some(opts.reload_every),
+        record: opts.record.clone(),
     };
     let mut lanes = Vec::new();
     for &module in &opts.modules {
@@ -169,6 +175,7 @@ pub fn run_live(
         &opts.output,
         &SinkOptions {
             format: opts.format,
+            stamp: opts.stamp.clone(),
             cut_to,
             kafka_config: opts.kafka_config.clone(),
         },

@@ -13,7 +13,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::{RecordFormat, Sink, SinkError};
+use super::{RecordFormat, Sink, SinkError, Stamp};
 use crate::detect::Detection;
 use crate::score::ScoredRecord;
 
@@ -37,6 +37,8 @@ pub struct FileSink {
     /// Bytes in the file, pending ones included.
     len: u64,
     format: RecordFormat,
+    /// The sensor name every record carries.
+    stamp: Stamp,
 }
 
 impl FileSink {
@@ -47,6 +49,7 @@ impl FileSink {
             pending: Vec::with_capacity(BUFFER),
             len: 0,
             format,
+            stamp: Stamp::default(),
         };
         sink.pending.extend_from_slice(&format.header());
         Ok(sink)
@@ -126,6 +129,7 @@ impl FileSink {
             pending: Vec::with_capacity(BUFFER),
             len,
             format,
+            stamp: Stamp::default(),
         };
         if len == 0 {
             sink.append(&format.header());
@@ -135,6 +139,12 @@ impl FileSink {
 
     pub fn format(&self) -> RecordFormat {
         self.format
+    }
+
+    /// The same sink, stamping records with `stamp` (the sensor name).
+    pub fn with_stamp(mut self, stamp: Stamp) -> FileSink {
+        self.stamp = stamp;
+        self
     }
 
     fn target(&self) -> String {
@@ -196,7 +206,8 @@ impl FileSink {
         })?;
         let path = o.path.clone();
         let pending = std::mem::take(&mut self.pending);
-        *self = FileSink::open(&path, None, self.format)?;
+        let stamp = std::mem::take(&mut self.stamp);
+        *self = FileSink::open(&path, None, self.format)?.with_stamp(stamp);
         // The new file's length: its header, then the records not yet
         // written anywhere.
         self.append(&pending[..]);
@@ -208,7 +219,7 @@ impl Sink for FileSink {
     fn write(&mut self, record: &ScoredRecord) -> Result<(), SinkError> {
         let before = self.pending.len();
         // Writing to a Vec cannot fail.
-        let _ = self.format.write(record, &mut self.pending);
+        let _ = self.format.write(record, &self.stamp, &mut self.pending);
         self.len += (self.pending.len() - before) as u64;
         if self.pending.len() >= BUFFER {
             self.write_pending(false)?;
@@ -219,7 +230,9 @@ impl Sink for FileSink {
     fn write_detection(&mut self, detection: &Detection) -> Result<(), SinkError> {
         let before = self.pending.len();
         // Writing to a Vec cannot fail.
-        let _ = self.format.write_detection(detection, &mut self.pending);
+        let _ = self
+            .format
+            .write_detection(detection, &self.stamp, &mut self.pending);
         self.len += (self.pending.len() - before) as u64;
         if self.pending.len() >= BUFFER {
             self.write_pending(false)?;
@@ -248,7 +261,8 @@ impl Sink for FileSink {
         };
         self.write_pending(true)?;
         self.sync()?;
-        *self = FileSink::open(&path, None, self.format)?;
+        let stamp = std::mem::take(&mut self.stamp);
+        *self = FileSink::open(&path, None, self.format)?.with_stamp(stamp);
         Ok(())
     }
 
@@ -281,13 +295,17 @@ fn is_our_output(file: &mut File, format: RecordFormat) -> io::Result<bool> {
         return Ok(head[..n] == header[..n]);
     }
     let first = head.split(|b| *b == b'\n').next().unwrap_or_default();
-    #[derive(serde::Deserialize)]
-    struct Probe {
-        module: serde_json::Value,
-        score: f64,
-    }
-    Ok(serde_json::from_slice::<Probe>(first)
-        .is_ok_and(|p| p.module.is_string() && p.score.is_finite()))
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(first) else {
+        return Ok(false);
+    };
+    let text = |v: &serde_json::Value| v.as_str().map(str::to_owned).unwrap_or_default();
+    // Each JSON format is told by what its first line must hold.
+    Ok(match format {
+        RecordFormat::Ecs => text(&v["event"]["module"]) == "autozeekwatch",
+        RecordFormat::Eve => text(&v["alert"]["signature"]).starts_with("AutoZeekWatch "),
+        RecordFormat::NoticeJson => text(&v["note"]).starts_with("AutoZeekWatch::"),
+        _ => v["module"].is_string() && v["score"].as_f64().is_some_and(f64::is_finite),
+    })
 }
 
 #[cfg(test)]
@@ -305,10 +323,16 @@ mod tests {
             resp_h: None,
             resp_p: None,
             proto: None,
+            trans_depth: None,
+            trans_id: None,
+            community_id: None,
+            direction: None,
             score: 0.25,
             threshold: 0.5,
             anomaly: false,
             top_features: None,
+            context: Default::default(),
+            model: None,
         }
     }
 
@@ -370,6 +394,37 @@ mod tests {
         let text = std::fs::read_to_string(&q).unwrap();
         assert_eq!(text.matches("#fields").count(), 1, "{text}");
         assert!(text.contains("\ta\t") && text.contains("\tb\t"), "{text}");
+    }
+
+    /// Every JSON format recognises its own output (live mode appends to
+    /// it after a restart) and refuses the others'.
+    #[test]
+    fn each_json_format_knows_its_own_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut anomaly = record("a");
+        anomaly.anomaly = true;
+        let formats = [
+            RecordFormat::Json,
+            RecordFormat::Ecs,
+            RecordFormat::Eve,
+            RecordFormat::NoticeJson,
+        ];
+        for f in formats {
+            let p = dir.path().join(f.name());
+            let mut s = FileSink::open(&p, None, f).unwrap();
+            s.write(&anomaly).unwrap();
+            s.sync().unwrap();
+            drop(s);
+            for g in formats {
+                assert_eq!(
+                    FileSink::open(&p, None, g).is_ok(),
+                    f == g,
+                    "{} output opened as {}",
+                    f.name(),
+                    g.name()
+                );
+            }
+        }
     }
 
     #[test]

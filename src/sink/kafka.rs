@@ -11,7 +11,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
 
-use super::{Sink, SinkError};
+use super::{RecordFormat, Sink, SinkError, Stamp};
 use crate::detect::Detection;
 use crate::score::ScoredRecord;
 
@@ -47,6 +47,10 @@ pub struct KafkaSink {
     brokers: Arc<str>,
     /// The record's JSON line, reused.
     line: Vec<u8>,
+    /// A JSON-lines format ([`RecordFormat::is_json_lines`]): one
+    /// document per message.
+    format: RecordFormat,
+    stamp: Stamp,
 }
 
 impl KafkaSink {
@@ -57,6 +61,8 @@ impl KafkaSink {
         brokers: &str,
         topic: &str,
         config: &[(String, String)],
+        format: RecordFormat,
+        stamp: Stamp,
     ) -> Result<KafkaSink, SinkError> {
         let mut cc = ClientConfig::new();
         cc.set("bootstrap.servers", brokers)
@@ -95,6 +101,8 @@ impl KafkaSink {
             topic: topic.into(),
             brokers: brokers.into(),
             line: Vec::new(),
+            format,
+            stamp,
         })
     }
 
@@ -156,8 +164,12 @@ impl Sink for KafkaSink {
         let mut line = std::mem::take(&mut self.line);
         line.clear();
         // Writing to a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut line, record);
-        let result = self.publish(key(record).as_deref(), &line);
+        let _ = self.format.write(record, &self.stamp, &mut line);
+        let result = match line.strip_suffix(b"\n") {
+            // An alert format skips records that are not anomalies.
+            None | Some([]) => Ok(()),
+            Some(payload) => self.publish(key(record).as_deref(), payload),
+        };
         self.line = line;
         result
     }
@@ -167,9 +179,13 @@ impl Sink for KafkaSink {
         let mut line = std::mem::take(&mut self.line);
         line.clear();
         // Writing to a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut line, detection);
-        crate::escape::json_in_place(&mut line, 0);
-        let result = self.publish(Some(detection.src.to_string().as_str()), &line);
+        let _ = self
+            .format
+            .write_detection(detection, &self.stamp, &mut line);
+        let result = match line.strip_suffix(b"\n") {
+            None | Some([]) => Ok(()),
+            Some(payload) => self.publish(Some(detection.src.to_string().as_str()), payload),
+        };
         self.line = line;
         result
     }

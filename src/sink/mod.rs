@@ -10,15 +10,17 @@ mod file;
 mod format;
 #[cfg(feature = "kafka")]
 mod kafka;
+mod siem;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 pub use file::{is_replaceable_output, FileSink};
-pub use format::RecordFormat;
+pub use format::{RecordFormat, Stamp};
 #[cfg(feature = "kafka")]
 pub use kafka::KafkaSink;
+pub use siem::{risk_score, Severity};
 
 use crate::detect::Detection;
 use crate::score::ScoredRecord;
@@ -166,6 +168,8 @@ pub fn sync_then<T, E: From<SinkError>>(
 #[derive(Debug, Clone, Default)]
 pub struct SinkOptions {
     pub format: RecordFormat,
+    /// What every record and detection is stamped with (the sensor name).
+    pub stamp: Stamp,
     /// A file's length at the last checkpoint of the run writing it: what
     /// lies beyond was written by a run that died before its checkpoint
     /// and will be derived again, so it is cut. `None`: append, cut nothing.
@@ -179,13 +183,16 @@ pub struct SinkOptions {
 /// the same format is refused, never overwritten or mixed into.
 pub fn open(spec: &OutputSpec, opts: &SinkOptions) -> Result<Box<dyn Sink>, SinkError> {
     match spec {
-        OutputSpec::Stdout => Ok(Box::new(FileSink::stdout(opts.format)?)),
-        OutputSpec::File(p) => Ok(Box::new(FileSink::open(p, opts.cut_to, opts.format)?)),
-        #[cfg(feature = "kafka")]
-        OutputSpec::Kafka { .. } if opts.format != RecordFormat::Json => Err(SinkError::Refused {
+        OutputSpec::Stdout => Ok(Box::new(
+            FileSink::stdout(opts.format)?.with_stamp(opts.stamp.clone()),
+        )),
+        OutputSpec::File(p) => Ok(Box::new(
+            FileSink::open(p, opts.cut_to, opts.format)?.with_stamp(opts.stamp.clone()),
+        )),
+        OutputSpec::Kafka { .. } if !opts.format.is_json_lines() => Err(SinkError::Refused {
             target: spec.to_string(),
             reason: format!(
-                "Kafka outputs carry JSON records; drop --format {}",
+                "a Kafka message carries one JSON document: use --format json, ecs, eve or notice-json, not {}",
                 opts.format.name()
             ),
         }),
@@ -194,6 +201,8 @@ pub fn open(spec: &OutputSpec, opts: &SinkOptions) -> Result<Box<dyn Sink>, Sink
             brokers,
             topic,
             &opts.kafka_config,
+            opts.format,
+            opts.stamp.clone(),
         )?)),
         #[cfg(not(feature = "kafka"))]
         OutputSpec::Kafka { .. } => Err(SinkError::Refused {

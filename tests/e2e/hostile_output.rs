@@ -15,7 +15,7 @@ const HOSTILE_UA: &str =
     r"\x1b[2J\x1b]0;pwned\x07Mozilla\xc2\x9b31m\x0aforged: line\xe2\x80\xaeexe.txt";
 
 /// The example HTTP log with the user agent of every other record replaced.
-fn hostile_http_log() -> String {
+pub(crate) fn hostile_http_log() -> String {
     let mut column = None;
     let mut out = String::new();
     for (i, line) in example_text("http.log").lines().enumerate() {
@@ -35,7 +35,7 @@ fn hostile_http_log() -> String {
 }
 
 /// No ESC, BEL, other C0 control but newline, DEL, C1 or bidi character.
-fn assert_inert(what: &str, bytes: &[u8]) {
+pub(crate) fn assert_inert(what: &str, bytes: &[u8]) {
     let text = String::from_utf8_lossy(bytes);
     let raw: Vec<char> = text
         .chars()

@@ -801,3 +801,101 @@ fn detections_through_kafka_are_those_of_replay() {
     infer.terminate();
     assert_eq!(detections(&out), expected);
 }
+
+/// The SIEM formats through Kafka are those of replay: the same input
+/// scored by replay into an ECS file and by a Kafka consumer into an ECS
+/// topic gives the same documents (records and detections) in the same
+/// order, each one message; and an alert format (notice-json) carries the
+/// same notices. A non-JSON format is refused for a Kafka output.
+#[test]
+fn siem_formats_through_kafka_are_those_of_replay() {
+    let broker = Broker::start();
+    broker.create_topic("zeek-conn", 1);
+    broker.create_topic("azw-ecs", 1);
+    broker.create_topic("azw-notice", 1);
+    let (header, data) = crate::infer_live::conn_with_behaviours();
+    let json: Vec<String> = data.iter().map(|l| tsv_to_json(&header, l)).collect();
+    let dir = tempdir("kafka-siem");
+    let file = dir.join("conn.json");
+    fs::write(&file, json.join("\n") + "\n").unwrap();
+    let replay = |format: &str| -> Vec<serde_json::Value> {
+        let out = dir.join(format!("replay.{format}"));
+        let run = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+            .args(["--replay", file.to_str().unwrap(), "--modules", "conn"])
+            .args(["--scan-external", "--sensor", "s1", "--format", format])
+            .args(["--model-dir", crate::util::models().to_str().unwrap()])
+            .args(["--output", out.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        fs::read_to_string(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let ecs = replay("ecs");
+    let notices = replay("notice-json");
+    assert!(ecs.len() > json.len(), "records and detections");
+    assert!(!notices.is_empty());
+
+    let refused = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+        .args([
+            "--source",
+            "kafka",
+            "--brokers",
+            &broker.addr,
+            "--topics",
+            "zeek-conn",
+        ])
+        .args(["--model-dir", crate::util::models().to_str().unwrap()])
+        .args(["--modules", "conn", "--format", "notice"])
+        .args(["--output", &format!("kafka://{}/azw-notice", broker.addr)])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("one JSON document"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    broker.produce("zeek-conn", &keyed_by_uid(&json));
+    for (topic, format, group, want) in [
+        ("azw-ecs", "ecs", "azw-siem-ecs", &ecs),
+        ("azw-notice", "notice-json", "azw-siem-notice", &notices),
+    ] {
+        let infer = consume(
+            &broker,
+            &dir,
+            group,
+            None,
+            &[
+                "--topics",
+                "zeek-conn",
+                "--group",
+                group,
+                "--modules",
+                "conn",
+                "--scan-external",
+                "--sensor",
+                "s1",
+                "--format",
+                format,
+                "--output",
+                &format!("kafka://{}/{topic}", broker.addr),
+            ],
+        );
+        let got = broker.read_all(topic, 1, want.len());
+        infer.terminate();
+        let got: Vec<serde_json::Value> = got
+            .iter()
+            .map(|(_, m)| serde_json::from_str(m).unwrap())
+            .collect();
+        assert_eq!(&got, want, "{format}");
+    }
+}

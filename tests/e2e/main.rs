@@ -18,6 +18,7 @@ mod ops;
 mod reader;
 mod replay_cli;
 mod shared_data;
+mod siem_formats;
 mod site;
 mod tables;
 mod train_cli;

@@ -233,8 +233,11 @@ fn detections_are_written_in_every_format() {
             .as_list()
             .and_then(|l| l.first())
             .and_then(|v| v.as_str().map(str::to_owned));
-        match first.as_deref().and_then(|f| f.strip_prefix("detection=")) {
-            Some(kind) => tsv_found.push(kind.split(':').next().unwrap().to_owned()),
+        match r.get("detection").as_str() {
+            Some(kind) => {
+                assert_eq!(first, Some(format!("detection={kind}")));
+                tsv_found.push(kind.to_owned());
+            }
             None => records += 1,
         }
     }
@@ -255,10 +258,7 @@ fn detections_are_written_in_every_format() {
         .filter_map(|row| {
             let cell = row.unwrap()[col].to_owned();
             let v: serde_json::Value = serde_json::from_str(&cell).ok()?;
-            v[0]["feature"]
-                .as_str()?
-                .strip_prefix("detection=")
-                .map(str::to_owned)
+            (v[0]["feature"] == "detection").then(|| v[0]["observed"].as_str().unwrap().to_owned())
         })
         .collect();
     assert_eq!(csv_found, found);

@@ -5,15 +5,20 @@ use std::path::PathBuf;
 
 use autozeekwatch::detect::stage::Overrides;
 use autozeekwatch::detect::DetectOptions;
-use autozeekwatch::sink::{OutputSpec, RecordFormat};
+use autozeekwatch::score::{ContextFields, RecordOptions};
+use autozeekwatch::sink::{OutputSpec, RecordFormat, Stamp};
 use clap::Parser;
 
 use super::super::{LogArgs, ReadArgs};
 
 /// Score Zeek logs with the models `azw-train` wrote: one line per log
-/// record (JSON; or Zeek TSV or CSV with --format) with its anomaly score, the threshold verdict, Zeek's `uid` and
-/// `ts`, the connection 5-tuple and, for anomalies, the features that
-/// contributed most.
+/// record with its anomaly score, the threshold verdict, Zeek's `uid` and
+/// `ts`, the connection 5-tuple and its Community ID, the fields an analyst
+/// looks at first (--context-fields), the sensor's name and, for
+/// anomalies, the features that contributed most, each with the value seen
+/// and what training saw (`resp_p=445: never seen in training (45%)`).
+/// --format chooses JSON (default), Zeek TSV, CSV, or a SIEM's own: ECS,
+/// Suricata EVE alerts, a Zeek notice.log.
 ///
 /// Live (default): follows `<log-dir>/current/<module>.log` as Zeek writes
 /// it, through hourly rotations (the old file is finished to its last line
@@ -97,11 +102,48 @@ pub struct Args {
     #[arg(long, default_value = "-", env = "AZW_OUTPUT")]
     pub output: OutputSpec,
 
-    /// How each scored record is written: json (one object per line),
-    /// tsv (a Zeek log, `#path azw_scores`, which Zeek tools read) or csv
-    /// (with a header row). Kafka outputs are JSON.
-    #[arg(long, default_value = "json", value_parser = parse_format, env = "AZW_FORMAT")]
+    /// How each scored record and detection is written:
+    ///   json         one object per line, Zeek's key names (default)
+    ///   tsv          a Zeek log (`#path azw_scores`) that Zeek tools read
+    ///   csv          the same columns, with a header row
+    ///   ecs          Elastic Common Schema documents (event.kind alert for
+    ///                anomalies and detections, event otherwise)
+    ///   eve          Suricata EVE `alert` events
+    ///   notice       a Zeek notice.log (TSV), note AutoZeekWatch::Anomaly,
+    ///                AutoZeekWatch::Beacon, ...
+    ///   notice-json  the same notices as JSON lines
+    /// eve, notice and notice-json are alert formats: only anomalies and
+    /// detections are written. Kafka outputs take the JSON ones.
+    #[arg(long, default_value = "json", value_parser = parse_format, env = "AZW_FORMAT", verbatim_doc_comment)]
     pub format: RecordFormat,
+
+    /// The sensor's name, in every output line (ECS observer.name, EVE
+    /// host, notice peer_descr); the host name by default.
+    #[arg(long, value_name = "NAME", value_parser = sensor_name, env = "AZW_SENSOR")]
+    pub sensor: Option<String>,
+
+    /// The fields of each log type every record carries as context:
+    /// `default` (conn service, duration, orig_bytes, resp_bytes,
+    /// conn_state, history; dns query, qtype_name, rcode_name, answers;
+    /// http method, host, uri, status_code, user_agent; ssl version,
+    /// server_name, ja3, ja3s, ja4, ja4s; ssh client, server,
+    /// auth_success), `none`, or a list of module.field
+    /// (`default,http.referrer` adds to the defaults). Values are cut at
+    /// 512 characters and 16 list elements. HTTP's trans_depth and DNS's
+    /// trans_id are always written.
+    #[arg(long, value_name = "FIELDS", default_value = "default", value_parser = ContextFields::parse, env = "AZW_CONTEXT_FIELDS")]
+    pub context_fields: ContextFields,
+
+    /// The Community ID seed (0 unless every tool of the site uses
+    /// another); the same flow gets the same ID in Zeek, Suricata and here
+    /// only with the same seed.
+    #[arg(
+        long,
+        value_name = "SEED",
+        default_value_t = 0,
+        env = "AZW_COMMUNITY_ID_SEED"
+    )]
+    pub community_id_seed: u16,
 
     /// Where live mode keeps its checkpoint (`checkpoint.json`).
     #[arg(long, default_value = "azw-state", env = "AZW_STATE_DIR")]
@@ -195,6 +237,21 @@ pub struct Args {
 }
 
 impl Args {
+    /// What every output line is stamped with.
+    pub fn stamp(&self) -> Stamp {
+        Stamp {
+            sensor: self.sensor.clone().unwrap_or_else(hostname),
+        }
+    }
+
+    /// What each scored record carries besides its score.
+    pub fn record_options(&self) -> RecordOptions {
+        RecordOptions {
+            context: self.context_fields.clone(),
+            community_id_seed: self.community_id_seed,
+        }
+    }
+
     pub fn detect_options(&self) -> DetectOptions {
         DetectOptions {
             scan_external: self.scan_external,
@@ -242,5 +299,31 @@ fn positive_hours(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 && v <= 24.0 * 365.0 => Ok(v),
         _ => Err(format!("`{s}`: give a positive number of hours")),
+    }
+}
+
+/// A sensor name: printable text, at most 255 bytes (it is written into
+/// every line of every format).
+fn sensor_name(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.is_empty() || s.len() > 255 || s.chars().any(autozeekwatch::escape::is_hostile) {
+        return Err(format!(
+            "`{}`: a sensor name is 1 to 255 bytes of printable text",
+            autozeekwatch::escape::terminal(s)
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+/// This machine's host name (the default sensor name), or `unknown`.
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at
+    // most that many bytes.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    match std::str::from_utf8(&buf[..end]) {
+        Ok(name) if rc == 0 && sensor_name(name).is_ok() => name.to_owned(),
+        _ => "unknown".into(),
     }
 }

@@ -1,0 +1,869 @@
+//! The formats a SIEM takes as they are: Elastic Common Schema (`ecs`),
+//! Suricata's EVE alerts (`eve`) and a Zeek `notice.log` (`notice`, TSV;
+//! `notice-json`). Elastic's, Corelight's and Security Onion's Zeek and
+//! Suricata pipelines already turn the last two into alerts.
+//!
+//! One severity scale serves all of them ([`Severity::of`]): the score's
+//! ratio to the threshold it was judged by, so records of different
+//! models and detections (each with its own unit) compare. It is a plain
+//! mapping, documented in the README, not a calibrated probability.
+//!
+//! The rule that fired is the model (`autozeekwatch-conn`, versioned by
+//! its training time) or the detector (`autozeekwatch-beacon`, versioned
+//! by this program's version).
+
+use std::io;
+use std::net::IpAddr;
+
+use serde_json::{json, Map, Value};
+
+use super::format::{context_text, detection_row, tsv_header, RecordFormat, Stamp};
+use crate::detect::{Detection, DetectorKind};
+use crate::escape;
+use crate::score::ScoredRecord;
+
+/// The ECS version the documents follow.
+pub const ECS_VERSION: &str = "8.11.0";
+
+/// How far above its threshold a score is, in four levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// Not above the threshold (a record that is no anomaly).
+    Info,
+    /// Above the threshold, up to twice it.
+    Low,
+    /// Twice to five times the threshold.
+    Medium,
+    /// More than five times the threshold.
+    High,
+}
+
+impl Severity {
+    pub fn of(score: f64, threshold: f64) -> Severity {
+        let r = ratio(score, threshold);
+        if r <= 1.0 {
+            Severity::Info
+        } else if r <= 2.0 {
+            Severity::Low
+        } else if r <= 5.0 {
+            Severity::Medium
+        } else {
+            Severity::High
+        }
+    }
+
+    /// ECS `event.severity`: 0 (info) to 3 (high).
+    fn ecs(self) -> u8 {
+        self as u8
+    }
+
+    /// Suricata's `alert.severity`: 1 is the most severe, 3 the least.
+    fn eve(self) -> u8 {
+        match self {
+            Severity::High => 1,
+            Severity::Medium => 2,
+            Severity::Low | Severity::Info => 3,
+        }
+    }
+}
+
+/// `score / threshold`, 0 for a score or threshold that makes no ratio.
+fn ratio(score: f64, threshold: f64) -> f64 {
+    let r = if threshold > 0.0 {
+        score / threshold
+    } else if score > threshold {
+        f64::INFINITY
+    } else {
+        0.0
+    };
+    if r.is_nan() {
+        0.0
+    } else {
+        r.max(0.0)
+    }
+}
+
+/// The 0-100 risk score: `100 r / (1 + r)` for the ratio `r` of score to
+/// threshold. The threshold is 50, twice it 67, ten times it 91; it never
+/// reaches 100, and keeps ordering records however far above they are.
+pub fn risk_score(score: f64, threshold: f64) -> f64 {
+    let r = ratio(score, threshold);
+    let risk = if r.is_infinite() {
+        100.0
+    } else {
+        100.0 * r / (1.0 + r)
+    };
+    (risk * 100.0).round() / 100.0
+}
+
+/// ISO-8601 UTC with microseconds: `2018-03-24T17:17:31.136272Z`
+/// (`suricata`: `+0000` instead of `Z`, as EVE writes it). A missing or
+/// out-of-range time is the current time: every document needs one.
+fn iso8601(ts: Option<f64>, suricata: bool) -> String {
+    let at = ts
+        .filter(|t| t.is_finite())
+        .and_then(|t| {
+            let secs = t.floor();
+            let micros = ((t - secs) * 1e6).round().min(999_999.0) as u32;
+            chrono::DateTime::from_timestamp(secs as i64, micros * 1000)
+        })
+        .unwrap_or_else(chrono::Utc::now);
+    let base = at.format("%Y-%m-%dT%H:%M:%S%.6f");
+    if suricata {
+        format!("{base}+0000")
+    } else {
+        format!("{base}Z")
+    }
+}
+
+/// ECS's `network.transport` and EVE's `proto`: the IANA keyword, in
+/// lower case for ECS (`ipv6-icmp` for ICMP over IPv6).
+fn transport(proto: Option<&str>, v6: bool) -> Option<String> {
+    let p = proto?.to_ascii_lowercase();
+    Some(match p.as_str() {
+        "icmp" if v6 => "ipv6-icmp".into(),
+        _ => p,
+    })
+}
+
+/// The application protocol: conn's `service` (its first guess), else
+/// what the log type is about.
+fn app_protocol(r: &ScoredRecord) -> Option<String> {
+    if let Some(s) = r.context.get("service").and_then(Value::as_str) {
+        let first = s.split(',').next().unwrap_or_default().trim();
+        if !first.is_empty() {
+            return Some(first.to_ascii_lowercase());
+        }
+    }
+    match r.module.log_path() {
+        "dns" => Some("dns".into()),
+        "http" => Some("http".into()),
+        "ssl" => Some("tls".into()),
+        "ssh" => Some("ssh".into()),
+        _ => None,
+    }
+}
+
+/// Suricata's signature ids are ours in one range (1,947,000 + n), stable
+/// across versions: the classic log types' anomalies, then the detectors,
+/// then a site's own log types by a hash of their name.
+fn signature_id(r: Option<&ScoredRecord>, d: Option<DetectorKind>) -> u64 {
+    const BASE: u64 = 1_947_000;
+    if let Some(d) = d {
+        return BASE + 100 + DetectorKind::ALL.iter().position(|k| *k == d).unwrap_or(0) as u64;
+    }
+    let module = r.map_or("", |r| r.module.log_path());
+    match crate::log_kind::LogKind::CLASSIC
+        .iter()
+        .position(|k| k.log_path() == module)
+    {
+        Some(i) => BASE + 1 + i as u64,
+        None => {
+            // FNV-1a of the name, into 800 ids after the detectors'.
+            let h = module.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+            });
+            BASE + 200 + h % 800
+        }
+    }
+}
+
+/// Zeek's note name of a detector: `AutoZeekWatch::Port_Scan`.
+pub fn note(d: Option<DetectorKind>) -> &'static str {
+    match d {
+        None => "AutoZeekWatch::Anomaly",
+        Some(DetectorKind::Beacon) => "AutoZeekWatch::Beacon",
+        Some(DetectorKind::LongConnection) => "AutoZeekWatch::Long_Connection",
+        Some(DetectorKind::HostSweep) => "AutoZeekWatch::Host_Sweep",
+        Some(DetectorKind::PortScan) => "AutoZeekWatch::Port_Scan",
+        Some(DetectorKind::DnsTunnel) => "AutoZeekWatch::DNS_Tunnel",
+        Some(DetectorKind::NxdomainBurst) => "AutoZeekWatch::NXDOMAIN_Burst",
+    }
+}
+
+/// One line of text for a person: why the record or detection fired.
+fn reason(r: &ScoredRecord, d: Option<&Detection>) -> String {
+    let why = r
+        .top_features
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        // A detection's row names the detector first; the text has it.
+        .filter(|c| c.feature != "detection")
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
+    match d {
+        Some(d) => format!(
+            "{} {}: score {} at or above {}{}",
+            d.detection,
+            d.entity(),
+            short(d.score),
+            short(d.threshold),
+            if why.is_empty() {
+                String::new()
+            } else {
+                format!(" ({why})")
+            }
+        ),
+        None if r.anomaly => format!(
+            "{} anomaly: score {} above the model's threshold {}: {why}",
+            r.module.log_path(),
+            short(r.score),
+            short(r.threshold)
+        ),
+        None => format!(
+            "{} record: score {}, threshold {}",
+            r.module.log_path(),
+            short(r.score),
+            short(r.threshold)
+        ),
+    }
+}
+
+fn short(v: f64) -> String {
+    if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
+/// Inserts `value` at a dotted `path` of nested objects.
+fn put(doc: &mut Map<String, Value>, path: &str, value: Value) {
+    let mut parts = path.split('.').peekable();
+    let mut at = doc;
+    while let Some(part) = parts.next() {
+        if parts.peek().is_none() {
+            at.insert(part.to_owned(), value);
+            return;
+        }
+        let next = at
+            .entry(part.to_owned())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !next.is_object() {
+            *next = Value::Object(Map::new());
+        }
+        let Value::Object(m) = next else { return };
+        at = m;
+    }
+}
+
+/// A finite number as JSON (a non-finite one is left out).
+fn num(v: f64) -> Option<Value> {
+    serde_json::Number::from_f64(v).map(Value::Number)
+}
+
+fn ip(a: Option<IpAddr>) -> Option<Value> {
+    a.map(|a| Value::String(a.to_string()))
+}
+
+/// The context fields that have an ECS home: (Zeek field of a log type,
+/// ECS field).
+const ECS_CONTEXT: [(&str, &str, &str); 13] = [
+    ("conn", "orig_bytes", "source.bytes"),
+    ("conn", "resp_bytes", "destination.bytes"),
+    ("dns", "query", "dns.question.name"),
+    ("dns", "qtype_name", "dns.question.type"),
+    ("dns", "rcode_name", "dns.response_code"),
+    ("http", "method", "http.request.method"),
+    ("http", "uri", "url.original"),
+    ("http", "status_code", "http.response.status_code"),
+    ("http", "user_agent", "user_agent.original"),
+    ("ssl", "server_name", "tls.client.server_name"),
+    ("ssl", "ja3", "tls.client.ja3"),
+    ("ssl", "version", "tls.version"),
+    ("ssh", "client", "user_agent.original"),
+];
+
+/// An ECS document for a record, or for a detection (`d`) made into a
+/// row first.
+fn ecs(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Value {
+    let mut doc = Map::new();
+    let alert = r.anomaly || d.is_some();
+    // An alert is low at least (a detection at exactly its threshold);
+    // anything else is info, whatever the numbers.
+    let severity = if alert {
+        Severity::of(r.score, r.threshold).max(Severity::Low)
+    } else {
+        Severity::Info
+    };
+    doc.insert("@timestamp".into(), Value::String(iso8601(r.ts, false)));
+    put(&mut doc, "ecs.version", json!(ECS_VERSION));
+    // The text an analyst reads first; an ordinary record has nothing to
+    // say beyond its fields (and a million of them would say it again).
+    if alert {
+        put(&mut doc, "message", Value::String(reason(r, d)));
+    }
+    put(
+        &mut doc,
+        "event.kind",
+        json!(if alert { "alert" } else { "event" }),
+    );
+    put(
+        &mut doc,
+        "event.category",
+        json!(["network", "intrusion_detection"]),
+    );
+    put(&mut doc, "event.type", json!(["info"]));
+    put(&mut doc, "event.module", json!("autozeekwatch"));
+    put(
+        &mut doc,
+        "event.dataset",
+        json!(format!("autozeekwatch.{}", r.module.log_path())),
+    );
+    put(&mut doc, "event.severity", json!(severity.ecs()));
+    let risk = risk_score(r.score, r.threshold);
+    put(&mut doc, "event.risk_score", json!(risk));
+    put(&mut doc, "event.risk_score_norm", json!(risk));
+    if alert {
+        put(&mut doc, "event.reason", Value::String(reason(r, d)));
+    }
+    if let Some(dur) = r.context.get("duration").and_then(Value::as_f64) {
+        if (0.0..1e9).contains(&dur) {
+            put(
+                &mut doc,
+                "event.duration",
+                json!((dur * 1e9).round() as u64),
+            );
+        }
+    }
+    match d {
+        Some(d) => {
+            put(
+                &mut doc,
+                "rule.name",
+                json!(format!("autozeekwatch {} detector", d.detection)),
+            );
+            put(
+                &mut doc,
+                "rule.id",
+                json!(format!("autozeekwatch-{}", d.detection)),
+            );
+            put(&mut doc, "rule.version", json!(env!("CARGO_PKG_VERSION")));
+            put(&mut doc, "rule.category", json!("behaviour"));
+        }
+        None => {
+            let module = r.module.log_path();
+            put(
+                &mut doc,
+                "rule.name",
+                json!(format!("autozeekwatch {module} model")),
+            );
+            put(
+                &mut doc,
+                "rule.id",
+                json!(format!("autozeekwatch-{module}")),
+            );
+            if let Some(m) = &r.model {
+                put(&mut doc, "rule.version", json!(m.created));
+            }
+            put(&mut doc, "rule.category", json!("anomaly"));
+        }
+    }
+    put(&mut doc, "rule.ruleset", json!("autozeekwatch"));
+    if let Some(v) = ip(r.orig_h) {
+        put(&mut doc, "source.ip", v);
+    }
+    if let Some(p) = r.orig_p {
+        put(&mut doc, "source.port", json!(p));
+    }
+    if let Some(v) = ip(r.resp_h) {
+        put(&mut doc, "destination.ip", v);
+    }
+    if let Some(p) = r.resp_p {
+        put(&mut doc, "destination.port", json!(p));
+    }
+    let v6 = r.orig_h.is_some_and(|a| a.is_ipv6());
+    if let Some(t) = transport(r.proto.as_deref(), v6) {
+        put(&mut doc, "network.transport", json!(t));
+    }
+    if let Some(p) = app_protocol(r) {
+        put(&mut doc, "network.protocol", json!(p));
+    }
+    if let Some(dir) = &r.direction {
+        put(&mut doc, "network.direction", json!(dir.as_str()));
+    }
+    if let Some(c) = &r.community_id {
+        put(&mut doc, "network.community_id", json!(c));
+    }
+    if !stamp.sensor.is_empty() {
+        put(&mut doc, "observer.name", json!(stamp.sensor));
+    }
+    put(&mut doc, "observer.type", json!("ids"));
+    put(&mut doc, "observer.vendor", json!("autozeekwatch"));
+    put(&mut doc, "observer.product", json!("autozeekwatch"));
+    if let Some(uid) = &r.uid {
+        put(&mut doc, "zeek.session_id", json!(uid));
+        put(&mut doc, "log.id.uid", json!(uid));
+    }
+    for (module, field, path) in ECS_CONTEXT {
+        if r.module.log_path() != module {
+            continue;
+        }
+        let Some(v) = r.context.get(field) else {
+            continue;
+        };
+        let v = match path {
+            "source.bytes" | "destination.bytes" | "http.response.status_code" => {
+                match v.as_u64() {
+                    Some(n) => json!(n),
+                    None => continue,
+                }
+            }
+            _ => json!(context_text(v)),
+        };
+        put(&mut doc, path, v);
+    }
+    if let Some(id) = r.trans_id {
+        put(&mut doc, "dns.id", json!(id.to_string()));
+    }
+    // Everything else of ours, under our own names: the Zeek fields under
+    // `zeek.<log type>` (as Elastic's Zeek integration has them), the
+    // score under `autozeekwatch`.
+    let module = r.module.log_path();
+    for (k, v) in &r.context {
+        put(
+            &mut doc,
+            &format!("zeek.{module}.{}", k.replace('.', "_")),
+            v.clone(),
+        );
+    }
+    if let Some(t) = r.trans_depth {
+        put(&mut doc, &format!("zeek.{module}.trans_depth"), json!(t));
+    }
+    let mut ours = Map::new();
+    if let Some(s) = num(r.score) {
+        ours.insert("score".into(), s);
+    }
+    if let Some(t) = num(r.threshold) {
+        ours.insert("threshold".into(), t);
+    }
+    ours.insert("anomaly".into(), json!(r.anomaly));
+    match d {
+        Some(d) => {
+            ours.insert("detection".into(), json!(d.detection.name()));
+            ours.insert("entity".into(), json!(d.entity()));
+            ours.insert("uids".into(), json!(d.uids));
+            ours.insert("evidence".into(), Value::Object(d.evidence.clone()));
+            if let Some(dom) = &d.domain {
+                ours.insert("domain".into(), json!(dom));
+            }
+        }
+        None => {
+            if let Some(top) = &r.top_features {
+                ours.insert(
+                    "top_features".into(),
+                    serde_json::to_value(top).unwrap_or_default(),
+                );
+            }
+        }
+    }
+    doc.insert("autozeekwatch".into(), Value::Object(ours));
+    Value::Object(doc)
+}
+
+/// A Suricata EVE `alert` event.
+fn eve(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Value {
+    let mut doc = Map::new();
+    doc.insert("timestamp".into(), json!(iso8601(r.ts, true)));
+    doc.insert("event_type".into(), json!("alert"));
+    if let Some(a) = ip(r.orig_h) {
+        doc.insert("src_ip".into(), a);
+    }
+    if let Some(p) = r.orig_p {
+        doc.insert("src_port".into(), json!(p));
+    }
+    if let Some(a) = ip(r.resp_h) {
+        doc.insert("dest_ip".into(), a);
+    }
+    if let Some(p) = r.resp_p {
+        doc.insert("dest_port".into(), json!(p));
+    }
+    let v6 = r.orig_h.is_some_and(|a| a.is_ipv6());
+    if let Some(p) = transport(r.proto.as_deref(), v6) {
+        let p = match p.as_str() {
+            "ipv6-icmp" => "IPv6-ICMP".to_owned(),
+            other => other.to_ascii_uppercase(),
+        };
+        doc.insert("proto".into(), json!(p));
+    }
+    if let Some(c) = &r.community_id {
+        doc.insert("community_id".into(), json!(c));
+    }
+    if let Some(p) = app_protocol(r) {
+        doc.insert("app_proto".into(), json!(p));
+    }
+    if !stamp.sensor.is_empty() {
+        doc.insert("host".into(), json!(stamp.sensor));
+    }
+    let signature = match d {
+        Some(d) => format!("AutoZeekWatch {} {}", d.detection, d.entity()),
+        None => format!("AutoZeekWatch {} anomaly", r.module.log_path()),
+    };
+    // Suricata's classification names.
+    let category = match d.map(|d| d.detection) {
+        Some(DetectorKind::HostSweep | DetectorKind::PortScan) => "Detection of a Network Scan",
+        _ => "Potentially Bad Traffic",
+    };
+    let mut metadata = Map::new();
+    metadata.insert("score".into(), json!([short(r.score)]));
+    metadata.insert("threshold".into(), json!([short(r.threshold)]));
+    metadata.insert("reason".into(), json!([reason(r, d)]));
+    if let Some(uid) = &r.uid {
+        metadata.insert("uid".into(), json!([uid]));
+    }
+    if let Some(d) = d {
+        metadata.insert("uids".into(), json!(d.uids));
+    }
+    doc.insert(
+        "alert".into(),
+        json!({
+            "action": "allowed",
+            "gid": 1,
+            "signature_id": signature_id(Some(r), d.map(|d| d.detection)),
+            "rev": 1,
+            "signature": signature,
+            "category": category,
+            "severity": Severity::of(r.score, r.threshold).max(Severity::Low).eve(),
+            "metadata": Value::Object(metadata),
+        }),
+    );
+    // EVE's own protocol objects where a context field has a home.
+    let ctx = |f: &str| r.context.get(f).map(context_text);
+    match r.module.log_path() {
+        "http" => {
+            let mut h = Map::new();
+            for (field, key) in [
+                ("host", "hostname"),
+                ("uri", "url"),
+                ("user_agent", "http_user_agent"),
+                ("method", "http_method"),
+            ] {
+                if let Some(v) = ctx(field) {
+                    h.insert(key.into(), json!(v));
+                }
+            }
+            if let Some(s) = r.context.get("status_code").and_then(Value::as_u64) {
+                h.insert("status".into(), json!(s));
+            }
+            if !h.is_empty() {
+                doc.insert("http".into(), Value::Object(h));
+            }
+        }
+        "ssl" => {
+            let mut t = Map::new();
+            if let Some(v) = ctx("server_name") {
+                t.insert("sni".into(), json!(v));
+            }
+            if let Some(v) = ctx("version") {
+                t.insert("version".into(), json!(v));
+            }
+            if let Some(v) = ctx("ja3") {
+                t.insert("ja3".into(), json!({ "hash": v }));
+            }
+            if !t.is_empty() {
+                doc.insert("tls".into(), Value::Object(t));
+            }
+        }
+        "dns" => {
+            if let Some(q) = ctx("query") {
+                let mut dns = Map::new();
+                dns.insert("rrname".into(), json!(q));
+                if let Some(t) = ctx("qtype_name") {
+                    dns.insert("rrtype".into(), json!(t));
+                }
+                if let Some(id) = r.trans_id {
+                    dns.insert("id".into(), json!(id));
+                }
+                doc.insert("dns".into(), json!({ "query": [Value::Object(dns)] }));
+            }
+        }
+        _ => {}
+    }
+    let mut zeek = Map::new();
+    zeek.insert("module".into(), json!(r.module.log_path()));
+    if let Some(uid) = &r.uid {
+        zeek.insert("uid".into(), json!(uid));
+    }
+    for (k, v) in &r.context {
+        zeek.insert(k.clone(), v.clone());
+    }
+    doc.insert("zeek".into(), Value::Object(zeek));
+    Value::Object(doc)
+}
+
+/// The columns of our `notice.log`: Zeek's `Notice::Info` fields that
+/// apply (with `community_id`, which Zeek's community-id policy adds).
+const NOTICE_COLUMNS: [(&str, &str); 17] = [
+    ("ts", "time"),
+    ("uid", "string"),
+    ("id.orig_h", "addr"),
+    ("id.orig_p", "port"),
+    ("id.resp_h", "addr"),
+    ("id.resp_p", "port"),
+    ("proto", "enum"),
+    ("note", "enum"),
+    ("msg", "string"),
+    ("sub", "string"),
+    ("src", "addr"),
+    ("dst", "addr"),
+    ("p", "port"),
+    ("peer_descr", "string"),
+    ("actions", "set[enum]"),
+    ("suppress_for", "interval"),
+    ("community_id", "string"),
+];
+
+pub(super) fn notice_header() -> Vec<u8> {
+    tsv_header("notice", &NOTICE_COLUMNS)
+}
+
+/// A notice's values, in [`NOTICE_COLUMNS`] order.
+fn notice_values(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Vec<Value> {
+    let msg = match d {
+        Some(d) => format!(
+            "{} {}: score {} at or above {}",
+            d.detection,
+            d.entity(),
+            short(d.score),
+            short(d.threshold)
+        ),
+        None => format!(
+            "{} anomaly: score {} above the model's threshold {}",
+            r.module.log_path(),
+            short(r.score),
+            short(r.threshold)
+        ),
+    };
+    let sub = r
+        .top_features
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        // A detection's row names the detector first; the text has it.
+        .filter(|c| c.feature != "detection")
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
+    let opt_str = |v: Option<&str>| v.map_or(Value::Null, |s| json!(s));
+    vec![
+        r.ts.and_then(num).unwrap_or(Value::Null),
+        opt_str(r.uid.as_deref()),
+        ip(r.orig_h).unwrap_or(Value::Null),
+        r.orig_p.map_or(Value::Null, |p| json!(p)),
+        ip(r.resp_h).unwrap_or(Value::Null),
+        r.resp_p.map_or(Value::Null, |p| json!(p)),
+        opt_str(r.proto.as_deref()),
+        json!(note(d.map(|d| d.detection))),
+        json!(msg),
+        if sub.is_empty() {
+            Value::Null
+        } else {
+            json!(sub)
+        },
+        ip(r.orig_h).unwrap_or(Value::Null),
+        ip(r.resp_h).unwrap_or(Value::Null),
+        r.resp_p.map_or(Value::Null, |p| json!(p)),
+        opt_str(Some(stamp.sensor.as_str()).filter(|s| !s.is_empty())),
+        json!(["Notice::ACTION_LOG"]),
+        json!(3600.0),
+        opt_str(r.community_id.as_deref()),
+    ]
+}
+
+fn notice_json(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Value {
+    let mut doc = Map::new();
+    for ((name, _), v) in NOTICE_COLUMNS.iter().zip(notice_values(r, d, stamp)) {
+        if !v.is_null() {
+            doc.insert((*name).to_owned(), v);
+        }
+    }
+    Value::Object(doc)
+}
+
+fn notice_tsv(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp, out: &mut Vec<u8>) {
+    let cells: Vec<String> = NOTICE_COLUMNS
+        .iter()
+        .zip(notice_values(r, d, stamp))
+        .map(|((_, ty), v)| match v {
+            Value::Null => "-".to_owned(),
+            Value::String(s) if *ty == "addr" || *ty == "port" => s,
+            Value::String(s) => escape::tsv_field(&s, false),
+            Value::Array(items) => items
+                .iter()
+                .map(|i| escape::tsv_field(&context_text(i), true))
+                .collect::<Vec<_>>()
+                .join(","),
+            Value::Number(n) if *ty == "time" || *ty == "interval" => {
+                format!("{:.6}", n.as_f64().unwrap_or(0.0))
+            }
+            other => other.to_string(),
+        })
+        .collect();
+    out.extend_from_slice(cells.join("\t").as_bytes());
+    out.push(b'\n');
+}
+
+fn json_line(v: &Value, out: &mut Vec<u8>) -> io::Result<()> {
+    let start = out.len();
+    serde_json::to_writer(&mut *out, v)?;
+    out.push(b'\n');
+    escape::json_in_place(out, start);
+    Ok(())
+}
+
+/// A record in a SIEM format; EVE and notice carry only anomalies.
+pub(super) fn write_record(
+    format: RecordFormat,
+    r: &ScoredRecord,
+    stamp: &Stamp,
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
+    match format {
+        RecordFormat::Ecs => json_line(&ecs(r, None, stamp), out),
+        _ if !r.anomaly => Ok(()),
+        RecordFormat::Eve => json_line(&eve(r, None, stamp), out),
+        RecordFormat::NoticeJson => json_line(&notice_json(r, None, stamp), out),
+        RecordFormat::Notice => {
+            notice_tsv(r, None, stamp, out);
+            Ok(())
+        }
+        // The plain formats are written by the caller.
+        _ => Ok(()),
+    }
+}
+
+/// A detection in a SIEM format.
+pub(super) fn write_detection(
+    format: RecordFormat,
+    d: &Detection,
+    stamp: &Stamp,
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
+    let r = detection_row(d);
+    match format {
+        RecordFormat::Ecs => json_line(&ecs(&r, Some(d), stamp), out),
+        RecordFormat::Eve => json_line(&eve(&r, Some(d), stamp), out),
+        RecordFormat::NoticeJson => json_line(&notice_json(&r, Some(d), stamp), out),
+        RecordFormat::Notice => {
+            notice_tsv(&r, Some(d), stamp, out);
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::zeek::{LineParser, Parsed};
+
+    #[test]
+    fn severity_and_risk_follow_the_ratio_to_the_threshold() {
+        assert_eq!(Severity::of(0.1, 0.2), Severity::Info);
+        assert_eq!(Severity::of(0.3, 0.2), Severity::Low);
+        assert_eq!(Severity::of(0.8, 0.2), Severity::Medium);
+        assert_eq!(Severity::of(2.0, 0.2), Severity::High);
+        assert_eq!(Severity::of(f64::NAN, 0.2), Severity::Info);
+        assert_eq!(risk_score(0.2, 0.2), 50.0);
+        assert_eq!(risk_score(0.0, 0.2), 0.0);
+        assert_eq!(risk_score(2.0, 0.2), 90.91);
+        assert_eq!(risk_score(1.0, 0.0), 100.0);
+        assert_eq!(risk_score(f64::NAN, 0.2), 0.0);
+        assert!(risk_score(1e300, 1e-300) <= 100.0);
+    }
+
+    #[test]
+    fn timestamps_are_iso8601() {
+        assert_eq!(
+            iso8601(Some(1521911851.136272), false),
+            "2018-03-24T17:17:31.136272Z"
+        );
+        assert_eq!(iso8601(Some(0.0), true), "1970-01-01T00:00:00.000000+0000");
+        // Out of range: the current time, never a panic.
+        assert!(iso8601(Some(1e300), false).ends_with('Z'));
+        assert!(iso8601(Some(-1e300), false).ends_with('Z'));
+    }
+
+    /// The notice log is a Zeek log our own reader reads, with the
+    /// anomaly's note and Zeek's types.
+    #[test]
+    fn notice_reads_back_as_a_zeek_log() {
+        let stamp = Stamp {
+            sensor: "s1".into(),
+        };
+        let mut bytes = RecordFormat::Notice.header();
+        let anomaly = crate::sink::format::tests::record(true);
+        RecordFormat::Notice
+            .write(&anomaly, &stamp, &mut bytes)
+            .unwrap();
+        // Not an anomaly: no notice.
+        RecordFormat::Notice
+            .write(
+                &crate::sink::format::tests::record(false),
+                &stamp,
+                &mut bytes,
+            )
+            .unwrap();
+        let mut parser = LineParser::new("notice.log", Some("notice"));
+        let mut records = Vec::new();
+        for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
+            if let Parsed::Record(r) = parser.parse_line(line, i as u64 + 1).unwrap() {
+                records.push(r);
+            }
+        }
+        assert_eq!(records.len(), 1);
+        let r = &records[0];
+        assert_eq!(r.get("note").as_str(), Some("AutoZeekWatch::Anomaly"));
+        assert_eq!(r.get("uid").as_str(), anomaly.uid.as_deref());
+        assert_eq!(r.get("src").as_addr(), anomaly.orig_h);
+        assert_eq!(r.get("p").as_f64(), Some(53.0));
+        assert_eq!(r.get("peer_descr").as_str(), Some("s1"));
+        assert_eq!(r.get("suppress_for").as_f64(), Some(3600.0));
+        assert!(r
+            .get("sub")
+            .as_str()
+            .unwrap()
+            .starts_with("user_agent=Mozilla/5.0 (X11, Linux)\tx: never seen in training (75%)"));
+    }
+
+    #[test]
+    fn ecs_names_the_model_and_maps_the_context() {
+        let mut r = crate::sink::format::tests::record(true);
+        r.model = Some(std::sync::Arc::new(crate::score::ModelRef {
+            module: r.module,
+            created: "2026-01-02T03:04:05Z".into(),
+        }));
+        let doc = ecs(&r, None, &Stamp::default());
+        assert_eq!(doc["rule"]["id"], "autozeekwatch-dns");
+        assert_eq!(doc["rule"]["version"], "2026-01-02T03:04:05Z");
+        assert_eq!(doc["event"]["kind"], "alert");
+        assert_eq!(doc["dns"]["question"]["name"], "example.com");
+        assert_eq!(doc["dns"]["id"], "4711");
+        assert_eq!(doc["network"]["transport"], "udp");
+        assert_eq!(doc["network"]["protocol"], "dns");
+        assert_eq!(doc["zeek"]["dns"]["answers"][1], "a,b");
+        assert!(doc.get("observer").unwrap().get("name").is_none());
+        let mut normal = crate::sink::format::tests::record(false);
+        normal.orig_h = Some("fe80::1".parse().unwrap());
+        normal.proto = Some("icmp".into());
+        let doc = ecs(&normal, None, &Stamp::default());
+        assert_eq!(doc["event"]["kind"], "event");
+        assert_eq!(doc["event"]["severity"], 0);
+        assert_eq!(doc["network"]["transport"], "ipv6-icmp");
+        assert!(doc["event"].get("reason").is_none());
+    }
+
+    #[test]
+    fn signature_ids_are_stable_and_in_range() {
+        let r = crate::sink::format::tests::record(true);
+        assert_eq!(signature_id(Some(&r), None), 1_947_002);
+        assert_eq!(signature_id(None, Some(DetectorKind::Beacon)), 1_947_100);
+        let mut site = r.clone();
+        site.module = crate::LogKind::new("weird").unwrap();
+        let id = signature_id(Some(&site), None);
+        assert!((1_947_200..1_948_000).contains(&id));
+        assert_eq!(id, signature_id(Some(&site), None));
+    }
+}

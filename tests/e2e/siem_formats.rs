@@ -1,0 +1,542 @@
+//! The SIEM formats through the real `azw-infer`, on the example conn log
+//! with a beacon, a port scan and a long session added: ECS documents
+//! checked field by field against the ECS definitions, the notice log read
+//! back by our own Zeek reader (and by zat when it is installed), EVE
+//! alerts, and what every record carries (Community ID, context, sensor,
+//! explanations with observed and expected values).
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use autozeekwatch::zeek::LogReader;
+use serde_json::Value;
+
+use crate::util::{models, root, tempdir, TestDir};
+
+/// The conn log with behaviours, written into `dir`.
+fn behaviours_log(dir: &Path) -> PathBuf {
+    let (header, data) = crate::infer_live::conn_with_behaviours();
+    let log = dir.join("conn.log");
+    fs::write(&log, header.join("\n") + "\n" + &data.join("\n") + "\n").unwrap();
+    log
+}
+
+/// Replays `log` with `--format format` and `extra`; the output's text.
+fn replay(dir: &TestDir, log: &Path, format: &str, extra: &[&str]) -> String {
+    let out = dir.join(format!("out-{format}-{}", extra.len()));
+    let run = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+        .args(["--replay", log.to_str().unwrap(), "--scan-external", "-q"])
+        .args(["--model-dir", models().to_str().unwrap()])
+        .args([
+            "--modules",
+            "conn",
+            "--sensor",
+            "sensor-7",
+            "--format",
+            format,
+        ])
+        .arg("--output")
+        .arg(&out)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    fs::read_to_string(out).unwrap()
+}
+
+fn json_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// (records, anomalies, detections) of the JSON output.
+fn counts(json: &[Value]) -> (usize, usize, usize) {
+    let detections = json.iter().filter(|v| v.get("detection").is_some()).count();
+    let anomalies = json.iter().filter(|v| v["anomaly"] == true).count();
+    (json.len() - detections, anomalies, detections)
+}
+
+#[test]
+fn json_records_carry_context_community_id_and_explanations() {
+    let dir = tempdir("siem-json");
+    let log = behaviours_log(&dir);
+    let json = json_lines(&replay(&dir, &log, "json", &[]));
+    let (records, anomalies, detections) = counts(&json);
+    assert!(anomalies > 0 && detections > 0, "{anomalies} {detections}");
+    let mut explained = 0;
+    for v in &json {
+        assert_eq!(v["sensor"], "sensor-7", "{v}");
+        if v.get("detection").is_some() {
+            continue;
+        }
+        // The Community ID is the spec's, computed from the 5-tuple.
+        let addr = |k: &str| v[k].as_str().and_then(|a| a.parse::<IpAddr>().ok());
+        let port = |k: &str| v[k].as_u64().map(|p| p as u16);
+        let want = autozeekwatch::community_id::for_zeek(
+            0,
+            addr("id.orig_h"),
+            port("id.orig_p"),
+            addr("id.resp_h"),
+            port("id.resp_p"),
+            v["proto"].as_str(),
+        );
+        assert_eq!(v["community_id"].as_str(), want.as_deref(), "{v}");
+        assert!(want.is_some(), "{v}");
+        // The conn defaults, as far as the record has them.
+        let ctx = v["context"].as_object().unwrap();
+        assert!(ctx.contains_key("conn_state"), "{v}");
+        assert!(ctx.keys().all(|k| [
+            "service",
+            "duration",
+            "orig_bytes",
+            "resp_bytes",
+            "conn_state",
+            "history"
+        ]
+        .contains(&k.as_str())));
+        if v["anomaly"] == true {
+            let top = v["top_features"].as_array().unwrap();
+            assert!(!top.is_empty());
+            // Features, not columns: no `name=value` or `name:c` names.
+            for t in top {
+                let f = t["feature"].as_str().unwrap();
+                assert!(!f.contains('=') && !f.contains(':'), "{t}");
+            }
+            if top
+                .iter()
+                .any(|t| t.get("observed").is_some() && t.get("expected").is_some())
+            {
+                explained += 1;
+            }
+        }
+    }
+    assert_eq!(records, crate::infer_live::conn_with_behaviours().1.len());
+    assert_eq!(
+        explained, anomalies,
+        "every anomaly says what was seen and expected"
+    );
+
+    // Selected context: one field, or none.
+    let one = json_lines(&replay(
+        &dir,
+        &log,
+        "json",
+        &["--context-fields", "conn.history"],
+    ));
+    assert!(one
+        .iter()
+        .filter(|v| v.get("context").is_some())
+        .all(|v| v["context"].as_object().unwrap().keys().eq(["history"])));
+    let none = replay(
+        &dir,
+        &log,
+        "json",
+        &["--context-fields", "none", "--community-id-seed", "1"],
+    );
+    assert!(!none.contains("\"context\""));
+    assert!(!none.contains(json[0]["community_id"].as_str().unwrap()));
+}
+
+/// The ECS definitions of the fields we write (a copy of the entries of
+/// elastic/ecs `generated/ecs/ecs_flat.yml`, Apache-2.0; see
+/// tests/data/ecs/README.md).
+fn ecs_fields() -> serde_json::Map<String, Value> {
+    let text = fs::read_to_string(root().join("tests/data/ecs/ecs_fields_used.json")).unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    v["fields"].as_object().unwrap().clone()
+}
+
+/// Every leaf of a document, by dotted path.
+fn leaves<'a>(prefix: &str, v: &'a Value, out: &mut Vec<(String, &'a Value)>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                leaves(&path, v, out);
+            }
+        }
+        _ => out.push((prefix.to_owned(), v)),
+    }
+}
+
+/// Checks one ECS value against its definition; `Err` says why not.
+fn check_ecs(path: &str, def: &Value, v: &Value) -> Result<(), String> {
+    let array_ok = def["normalize"]
+        .as_array()
+        .is_some_and(|n| n.iter().any(|x| x == "array"));
+    let items: Vec<&Value> = match v {
+        Value::Array(a) if array_ok => a.iter().collect(),
+        Value::Array(_) => return Err(format!("{path}: an array, but ECS has one value")),
+        v => vec![v],
+    };
+    let ty = def["type"].as_str().unwrap();
+    for item in items {
+        let ok = match ty {
+            "keyword" | "constant_keyword" | "wildcard" | "text" | "match_only_text" => {
+                item.is_string()
+            }
+            "long" => item.is_i64() || item.is_u64(),
+            "float" | "double" | "scaled_float" | "half_float" => item.is_number(),
+            "ip" => item.as_str().is_some_and(|s| s.parse::<IpAddr>().is_ok()),
+            "date" => item
+                .as_str()
+                .is_some_and(|s| chrono::DateTime::parse_from_rfc3339(s).is_ok()),
+            other => return Err(format!("{path}: type {other} not handled by this test")),
+        };
+        if !ok {
+            return Err(format!("{path}: {item} is not a {ty}"));
+        }
+        for key in ["allowed_values", "expected_values"] {
+            if let Some(allowed) = def[key].as_array() {
+                if !allowed.contains(item) {
+                    return Err(format!("{path}: {item} is not among {allowed:?}"));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn ecs_documents_follow_the_ecs_definitions() {
+    let dir = tempdir("siem-ecs");
+    let log = behaviours_log(&dir);
+    let json = json_lines(&replay(&dir, &log, "json", &[]));
+    let (records, anomalies, detections) = counts(&json);
+    let ecs = json_lines(&replay(&dir, &log, "ecs", &[]));
+    assert_eq!(ecs.len(), records + detections);
+    let fields = ecs_fields();
+    let mut kinds = BTreeSet::new();
+    let mut rules = BTreeSet::new();
+    let mut used = BTreeSet::new();
+    for doc in &ecs {
+        let mut all = Vec::new();
+        leaves("", doc, &mut all);
+        for (path, v) in all {
+            match fields.get(&path) {
+                Some(def) => {
+                    check_ecs(&path, def, v).unwrap_or_else(|e| panic!("{e}\n{doc}"));
+                    used.insert(path);
+                }
+                // Not ECS: Elastic's Zeek integration's names, and ours.
+                None => assert!(
+                    path == "log.id.uid"
+                        || path.starts_with("zeek.")
+                        || path.starts_with("autozeekwatch."),
+                    "{path} is neither an ECS field nor in our namespaces"
+                ),
+            }
+        }
+        let risk = doc["event"]["risk_score_norm"].as_f64().unwrap();
+        assert!((0.0..=100.0).contains(&risk), "{doc}");
+        assert_eq!(doc["observer"]["name"], "sensor-7");
+        kinds.insert(doc["event"]["kind"].as_str().unwrap().to_owned());
+        rules.insert(doc["rule"]["id"].as_str().unwrap().to_owned());
+        let alert = doc["event"]["kind"] == "alert";
+        assert_eq!(
+            alert,
+            doc["autozeekwatch"]["anomaly"] == true
+                || doc["autozeekwatch"].get("detection").is_some(),
+            "{doc}"
+        );
+        if alert {
+            assert!(doc["event"]["reason"]
+                .as_str()
+                .is_some_and(|r| !r.is_empty()));
+            assert!(risk > 50.0 || doc["autozeekwatch"].get("detection").is_some());
+        }
+    }
+    assert_eq!(
+        ecs.iter().filter(|d| d["event"]["kind"] == "alert").count(),
+        anomalies + detections
+    );
+    assert_eq!(
+        kinds,
+        BTreeSet::from(["alert".to_owned(), "event".to_owned()])
+    );
+    for rule in [
+        "autozeekwatch-conn",
+        "autozeekwatch-port_scan",
+        "autozeekwatch-beacon",
+    ] {
+        assert!(rules.contains(rule), "{rule} missing: {rules:?}");
+    }
+    for f in [
+        "@timestamp",
+        "event.kind",
+        "event.category",
+        "event.dataset",
+        "event.severity",
+        "event.risk_score",
+        "event.risk_score_norm",
+        "event.reason",
+        "rule.name",
+        "rule.id",
+        "rule.version",
+        "source.ip",
+        "source.port",
+        "destination.ip",
+        "destination.port",
+        "network.transport",
+        "network.direction",
+        "network.community_id",
+        "observer.name",
+    ] {
+        assert!(used.contains(f), "{f} never written");
+    }
+}
+
+/// The notes of a notice log read by our own Zeek reader, in order.
+fn notes_of(path: &Path) -> Vec<String> {
+    let mut reader = LogReader::open(path, Some("notice")).unwrap();
+    let mut notes = Vec::new();
+    for r in reader.by_ref() {
+        let r = r.unwrap();
+        assert!(r.get("msg").as_str().is_some_and(|m| !m.is_empty()));
+        assert_eq!(r.get("peer_descr").as_str(), Some("sensor-7"));
+        assert!(r.ts().is_some());
+        notes.push(r.get("note").as_str().unwrap().to_owned());
+    }
+    assert_eq!(reader.stats().malformed, 0);
+    notes
+}
+
+#[test]
+fn notice_log_reads_back_and_matches_its_json_twin() {
+    let dir = tempdir("siem-notice");
+    let log = behaviours_log(&dir);
+    let json = json_lines(&replay(&dir, &log, "json", &[]));
+    let (_, anomalies, detections) = counts(&json);
+    replay(&dir, &log, "notice", &[]);
+    let notes = notes_of(&dir.join("out-notice-0"));
+    assert_eq!(notes.len(), anomalies + detections);
+    for n in [
+        "AutoZeekWatch::Anomaly",
+        "AutoZeekWatch::Port_Scan",
+        "AutoZeekWatch::Beacon",
+    ] {
+        assert!(notes.iter().any(|x| x == n), "{n} missing: {notes:?}");
+    }
+    let twin = json_lines(&replay(&dir, &log, "notice-json", &[]));
+    let twin_notes: Vec<String> = twin
+        .iter()
+        .map(|v| v["note"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(twin_notes, notes);
+    assert!(twin
+        .iter()
+        .all(|v| v["actions"] == serde_json::json!(["Notice::ACTION_LOG"])));
+}
+
+#[test]
+fn eve_alerts_for_anomalies_and_detections() {
+    let dir = tempdir("siem-eve");
+    let log = behaviours_log(&dir);
+    let json = json_lines(&replay(&dir, &log, "json", &[]));
+    let (_, anomalies, detections) = counts(&json);
+    let eve = json_lines(&replay(&dir, &log, "eve", &[]));
+    assert_eq!(eve.len(), anomalies + detections);
+    for e in &eve {
+        assert_eq!(e["event_type"], "alert");
+        assert_eq!(e["host"], "sensor-7");
+        let ts = e["timestamp"].as_str().unwrap();
+        assert!(
+            chrono::DateTime::parse_from_str(ts, "%Y-%m-%dT%H:%M:%S%.6f%z").is_ok(),
+            "{ts}"
+        );
+        let a = &e["alert"];
+        assert!((1..=3).contains(&a["severity"].as_u64().unwrap()), "{e}");
+        assert!((1_947_000..1_948_000).contains(&a["signature_id"].as_u64().unwrap()));
+        assert!(a["signature"]
+            .as_str()
+            .unwrap()
+            .starts_with("AutoZeekWatch "));
+    }
+    assert!(eve.iter().any(|e| e.get("community_id").is_some()));
+}
+
+/// zat (a Python package that reads Zeek logs into pandas) reads our
+/// notice log. Reported as ignored where zat is not installed (build.rs
+/// looks for it; `python3 -m pip install zat`, then rebuild).
+#[test]
+#[cfg_attr(not(zat), ignore = "zat is not installed (python3 -m pip install zat)")]
+fn zat_reads_the_notice_log() {
+    let dir = tempdir("siem-zat");
+    let log = behaviours_log(&dir);
+    replay(&dir, &log, "notice", &[]);
+    let path = dir.join("out-notice-0");
+    let ours = notes_of(&path);
+    let script = r#"
+import sys
+from zat.log_to_dataframe import LogToDataFrame
+df = LogToDataFrame().create_dataframe(sys.argv[1])
+print(len(df))
+for n in df['note']:
+    print(n)
+"#;
+    let python = std::env::var("AZW_PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = Command::new(python)
+        .args(["-c", script])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next().unwrap().parse::<usize>().unwrap(), ours.len());
+    let theirs: Vec<&str> = lines.collect();
+    assert_eq!(theirs, ours);
+}
+
+/// Live mode writes what replay writes, in a SIEM format too: the same
+/// conn log, followed as Zeek's live file, gives the same ECS documents
+/// and the same notice log, line for line.
+#[test]
+fn live_mode_writes_the_formats_as_replay_does() {
+    let dir = tempdir("siem-live");
+    let log = behaviours_log(&dir);
+    for (format, name) in [("ecs", "scores.ecs"), ("notice", "notice.log")] {
+        let expected = replay(&dir, &log, format, &[]);
+        let logs = dir.join(format!("zeek-{format}"));
+        fs::create_dir_all(logs.join("current")).unwrap();
+        fs::copy(&log, logs.join("current/conn.log")).unwrap();
+        let out = logs.join(name);
+        let stderr = logs.join("infer.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+            .args(["--log-dir", logs.to_str().unwrap(), "--modules", "conn"])
+            .args(["--model-dir", models().to_str().unwrap()])
+            .args(["--state-dir", logs.join("state").to_str().unwrap()])
+            .args([
+                "--scan-external",
+                "--sensor",
+                "sensor-7",
+                "--format",
+                format,
+            ])
+            .args([
+                "--poll-ms",
+                "50",
+                "--checkpoint-ms",
+                "100",
+                "--warm-hours",
+                "0",
+            ])
+            .arg("--output")
+            .arg(&out)
+            .stdout(std::process::Stdio::null())
+            .stderr(fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let infer = crate::util::Infer { child, log: stderr };
+        let started = std::time::Instant::now();
+        while fs::read_to_string(&out).unwrap_or_default().lines().count()
+            < expected.lines().count()
+        {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(60),
+                "{format}: live output incomplete\n{}",
+                infer.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        infer.terminate();
+        assert_eq!(fs::read_to_string(&out).unwrap(), expected, "{format}");
+    }
+}
+
+/// A user agent full of terminal escapes, a forged line and a bidi
+/// override reaches every format's context as inert text, and the JSON
+/// formats give it back unchanged.
+#[test]
+fn a_hostile_user_agent_is_inert_in_every_format() {
+    let dir = tempdir("siem-hostile");
+    let logs = dir.join("logs");
+    fs::create_dir_all(&logs).unwrap();
+    fs::write(
+        logs.join("http.log"),
+        crate::hostile_output::hostile_http_log(),
+    )
+    .unwrap();
+    let models = dir.join("models");
+    crate::util::train_from(&logs, &models, "http", &[]);
+    let raw = autozeekwatch::zeek::LogReader::open(logs.join("http.log"), Some("http"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .find_map(|r| {
+            r.get("user_agent")
+                .as_str()
+                .filter(|ua| ua.contains('\x1b'))
+                .map(str::to_owned)
+        })
+        .unwrap();
+    for format in ["json", "tsv", "csv", "ecs", "eve", "notice", "notice-json"] {
+        let out = dir.join(format!("out.{format}"));
+        let run = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+            .args([
+                "--replay",
+                logs.to_str().unwrap(),
+                "--modules",
+                "http",
+                "-q",
+            ])
+            .args(["--model-dir", models.to_str().unwrap(), "--format", format])
+            .args(["--sensor", "s1", "--output", out.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let bytes = fs::read(&out).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        let cells = if matches!(format, "tsv" | "notice") {
+            text.replace('\t', " ")
+        } else {
+            text.to_string()
+        };
+        crate::hostile_output::assert_inert(format, cells.as_bytes());
+        let back = |v: &Value| -> Vec<String> {
+            let mut all = Vec::new();
+            leaves("", v, &mut all);
+            all.into_iter()
+                .filter_map(|(_, v)| v.as_str().map(str::to_owned))
+                .collect()
+        };
+        match format {
+            "json" | "ecs" => {
+                let found = json_lines(&text).iter().flat_map(back).any(|s| s == raw);
+                assert!(found, "{format}: the user agent does not come back whole");
+            }
+            "tsv" => {
+                let mut reader = LogReader::open(&out, Some("azw_scores")).unwrap();
+                let found = reader.by_ref().filter_map(Result::ok).any(|r| {
+                    r.get("context")
+                        .as_list()
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|v| v.as_str() == Some(&format!("user_agent={raw}")))
+                });
+                assert!(found, "tsv: the user agent does not read back");
+                assert_eq!(reader.stats().malformed, 0);
+            }
+            _ => {}
+        }
+    }
+}
