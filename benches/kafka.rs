@@ -145,6 +145,7 @@ fn main() {
         format: RecordFormat::Json,
         stamp: Default::default(),
         record: Default::default(),
+        allowlist: None,
         only_anomalies: false,
         commit_every: Duration::from_secs(1),
         stats_every: Duration::from_secs(3600),

@@ -71,6 +71,7 @@ fn main() {
         format: RecordFormat::Json,
         stamp: Default::default(),
         record: Default::default(),
+        allowlist: None,
         kafka_config: Vec::new(),
         state_dir: tmp.path().join("state"),
         only_anomalies: false,

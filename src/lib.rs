@@ -8,6 +8,7 @@
 //! format). Records come from files, followed live ([`follow`]) or
 //! replayed, or from Kafka topics ([`kafka`]).
 
+pub mod allow;
 pub mod community_id;
 pub mod detect;
 pub mod escape;

@@ -130,7 +130,7 @@ fn render(s: &State, now: SystemTime) -> String {
         env!("CARGO_PKG_VERSION")
     );
     type Get = fn(&Module) -> Option<f64>;
-    let families: [(&str, &str, &str, Get); 12] = [
+    let families: [(&str, &str, &str, Get); 14] = [
         ("azw_lines_read_total", "counter", "Data lines (records and malformed lines) read.", |m| Some(m.stats.lines as f64)),
         ("azw_records_scored_total", "counter", "Records scored.", |m| Some(m.stats.scored as f64)),
         ("azw_lines_skipped_total", "counter", "Lines skipped: malformed, over the line cap, or not scorable (each logged, throttled).", |m| Some(m.stats.skipped as f64)),
@@ -138,6 +138,8 @@ fn render(s: &State, now: SystemTime) -> String {
         ("azw_records_unscorable_total", "counter", "Of the skipped lines: records the model could not score.", |m| Some(m.stats.unscorable as f64)),
         ("azw_anomalies_total", "counter", "Records scored above the model's threshold (alerts).", |m| Some(m.stats.anomalies as f64)),
         ("azw_records_written_total", "counter", "Scored records handed to the output.", |m| Some(m.stats.written as f64)),
+        ("azw_allowlist_dropped_total", "counter", "Records an allowlist rule dropped before scoring.", |m| Some(m.stats.dropped as f64)),
+        ("azw_allowlist_unalerted_total", "counter", "Anomalies an allowlist rule kept from alerting.", |m| Some(m.stats.unalerted as f64)),
         ("azw_model_reloads_total", "counter", "Replaced model files taken without a restart.", |m| Some(m.stats.model_reloads as f64)),
         ("azw_model_refusals_total", "counter", "Replaced model files refused (damaged, foreign, incompatible); the running model stayed.", |m| Some(m.model_refusals as f64)),
         ("azw_behind_bytes", "gauge", "Bytes of the live file not read yet.", |m| Some(m.stats.lag_bytes as f64)),

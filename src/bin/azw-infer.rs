@@ -128,6 +128,13 @@ fn run(args: Args, controls: &Controls) -> anyhow::Result<ExitCode> {
     args.read.apply();
     let modules = modules(&args)?;
     note_models(&args, &modules);
+    if let Some(path) = &args.allowlist {
+        // Checked before anything runs: a typo in a rule is an error to
+        // fix, not a run that silently suppresses nothing.
+        let rules = autozeekwatch::allow::Rules::load(path)
+            .with_context(|| "--allowlist: fix the file, or leave the flag out")?;
+        tracing::info!("allowlist {}: {} rules", path.display(), rules.len());
+    }
     // Metrics are for the long runs (live, Kafka), not a replay, which
     // would otherwise fight the service for the config file's port.
     if args.replay.is_empty() {
@@ -179,6 +186,7 @@ fn run(args: Args, controls: &Controls) -> anyhow::Result<ExitCode> {
             format: args.format,
             stamp: args.stamp(),
             record: args.record_options(),
+            allowlist: args.allowlist.clone(),
             kafka_config: args.kafka_config.clone(),
             state_dir: args.state_dir.clone(),
             only_anomalies: args.only_anomalies,
@@ -281,6 +289,7 @@ fn replay(args: &Args, modules: &[LogKind], controls: &Controls) -> anyhow::Resu
         only_anomalies: args.only_anomalies,
         reload_every: None,
         record: args.record_options(),
+        allowlist: args.allowlist.clone(),
     };
     let mut lanes = modules
         .iter()
@@ -485,6 +494,7 @@ fn kafka(args: &Args, modules: Vec<LogKind>, controls: &Controls) -> anyhow::Res
         format: args.format,
         stamp: args.stamp(),
         record: args.record_options(),
+        allowlist: args.allowlist.clone(),
         only_anomalies: args.only_anomalies,
         commit_every: Duration::from_millis(args.checkpoint_ms),
         stats_every: Duration::from_secs(args.stats_secs.max(1)),

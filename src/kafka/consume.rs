@@ -48,6 +48,8 @@ pub struct KafkaOptions {
     pub stamp: Stamp,
     /// What each scored record carries besides its score.
     pub record: RecordOptions,
+    /// The allowlist file ([`crate::allow`]).
+    pub allowlist: Option<std::path::PathBuf>,
     pub only_anomalies: bool,
     /// How often the output is synced and the offsets committed.
     pub commit_every: Duration,
@@ -302,6 +304,7 @@ pub fn run_kafka(opts: &KafkaOptions, controls: &Controls) -> Result<KafkaStats,
         only_anomalies: opts.only_anomalies,
         reload_every: Some(opts.reload_every),
         record: opts.record.clone(),
+        allowlist: opts.allowlist.clone(),
     };
     let mut lanes: HashMap<LogKind, Route> = HashMap::new();
     for &module in &opts.modules {

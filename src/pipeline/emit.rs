@@ -3,6 +3,7 @@
 //! observations run through the detection stage, whose detections are
 //! written right after the record that completed them.
 
+use crate::allow::Allowlist;
 use crate::detect::{DetectOptions, DetectStage, Detection, Observation};
 use crate::sink::{Sink, SinkError};
 
@@ -10,13 +11,17 @@ use super::lane::{Lane, Output, Throttle};
 use super::replay::TopAnomalies;
 
 /// Runs the detection stage between the lanes and the sink.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Emitter {
     detect: DetectStage,
     found: Vec<Detection>,
     logged: Throttle,
     /// The first detections, for a summary at the end of a replay.
     first: Vec<Detection>,
+    /// The lanes' allowlist: matching detections are not written.
+    allow: Option<Allowlist>,
+    /// Detections the allowlist kept out.
+    suppressed: u64,
 }
 
 impl Emitter {
@@ -27,12 +32,29 @@ impl Emitter {
         opts: &DetectOptions,
     ) -> Emitter {
         let mut detect = DetectStage::new(opts);
+        let mut allow = None;
         for lane in lanes {
             if let Some(d) = lane.detectors(opts) {
                 detect.add(lane.module(), d);
             }
+            if allow.is_none() {
+                allow = lane.allowlist_path().and_then(super::lane::open_allowlist);
+            }
         }
-        Emitter::with_stage(detect)
+        let mut e = Emitter::with_stage(detect);
+        e.allow = allow;
+        e
+    }
+
+    /// Moves `other`'s allowlist here (a resumed emitter takes the fresh
+    /// one's).
+    pub fn take_allowlist(&mut self, other: &mut Emitter) {
+        self.allow = other.allow.take();
+    }
+
+    /// Detections an allowlist rule kept from the output.
+    pub fn suppressed(&self) -> u64 {
+        self.suppressed
     }
 
     /// An emitter resuming a saved stage (a checkpoint's).
@@ -42,6 +64,8 @@ impl Emitter {
             found: Vec::new(),
             logged: Throttle::default(),
             first: Vec::new(),
+            allow: None,
+            suppressed: 0,
         }
     }
 
@@ -88,6 +112,12 @@ impl Emitter {
                 }
                 Output::Observed(o) => {
                     self.detect.observe(&o, &mut self.found);
+                    if let Some(allow) = &mut self.allow {
+                        allow.check();
+                        let before = self.found.len();
+                        self.found.retain(|d| !allow.silences_detection(d));
+                        self.suppressed += (before - self.found.len()) as u64;
+                    }
                     for d in self.found.drain(..) {
                         if self.logged.allow() {
                             tracing::info!(

@@ -7,8 +7,10 @@
 //! everything a record goes through between being parsed and being handed
 //! to a [`crate::sink::Sink`] is here, once.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use crate::allow::{Action, Allowlist};
 
 use crate::detect::{Baseline, DetectOptions, ModuleDetectors, Observation};
 use crate::log_kind::LogKind;
@@ -25,6 +27,9 @@ pub struct LaneOptions {
     /// How often the model file is checked for a replacement; `None`
     /// never reloads (replay, evaluation).
     pub reload_every: Option<Duration>,
+    /// Rules that drop records or keep them from alerting, re-read when
+    /// the file changes ([`crate::allow`]).
+    pub allowlist: Option<PathBuf>,
     /// What each scored record carries besides its score (context
     /// fields, Community ID seed).
     pub record: RecordOptions,
@@ -51,6 +56,11 @@ pub struct LaneStats {
     /// Records handed out for the output.
     pub written: u64,
     pub model_reloads: u64,
+    /// Records an allowlist rule dropped before scoring.
+    pub dropped: u64,
+    /// Anomalies an allowlist rule kept from alerting (written as normal
+    /// records, not counted in `anomalies`).
+    pub unalerted: u64,
     /// How many bytes the live file has beyond what was read (live mode).
     pub lag_bytes: u64,
 }
@@ -77,6 +87,7 @@ pub struct Lane {
     observe: bool,
     stats: LaneStats,
     warnings: Throttle,
+    allow: Option<Allowlist>,
 }
 
 impl Lane {
@@ -103,11 +114,17 @@ impl Lane {
             observe: false,
             stats: LaneStats::default(),
             warnings: Throttle::default(),
+            allow: opts.allowlist.as_deref().and_then(open_allowlist),
         }
     }
 
     pub fn module(&self) -> LogKind {
         self.scorer.module()
+    }
+
+    /// The allowlist file this lane applies, if any.
+    pub fn allowlist_path(&self) -> Option<&Path> {
+        self.allow.as_ref().map(Allowlist::path)
     }
 
     /// The detectors this lane's model describes (its training baseline,
@@ -167,7 +184,12 @@ impl Lane {
 
     /// Switches to a replaced model file, if it is time to look and it
     /// loads; a bad one is refused (and logged) and the running one stays.
+    /// The allowlist is looked at too, so a changed rule is in force (and
+    /// logged) even before the next record comes.
     pub fn check_model(&mut self) {
+        if let Some(allow) = &mut self.allow {
+            allow.check();
+        }
         let module = self.module();
         if let Some((reload, every)) = &mut self.reload {
             if let Some(new) = reload.check(module, *every) {
@@ -206,8 +228,19 @@ impl Lane {
         if let Some(ts) = record.ts().filter(|t| t.is_finite() && *t >= 0.0) {
             self.stats.newest_ts = self.stats.newest_ts.max(ts as u64);
         }
+        if let Some(allow) = &mut self.allow {
+            allow.check();
+            if allow.before_scoring(self.scorer.module(), record) == Some(Action::Drop) {
+                self.stats.dropped += 1;
+                return;
+            }
+        }
         match self.scorer.score(record) {
-            Ok(s) => {
+            Ok(mut s) => {
+                if s.anomaly && self.allow.as_ref().is_some_and(|a| a.silences(&s, record)) {
+                    s.anomaly = false;
+                    self.stats.unalerted += 1;
+                }
                 self.stats.scored += 1;
                 self.stats.anomalies += u64::from(s.anomaly);
                 if s.anomaly || !self.only_anomalies {
@@ -252,7 +285,7 @@ impl Lane {
     pub fn stats_line(&self) -> String {
         let s = &self.stats;
         format!(
-            "{}: {} lines read, {} scored, {} skipped, {} anomalies, {} written, {} model reloads, {} bytes behind the live file",
+            "{}: {} lines read, {} scored, {} skipped, {} anomalies, {} written, {} model reloads, {} bytes behind the live file{}",
             self.module(),
             s.lines,
             s.scored,
@@ -260,8 +293,29 @@ impl Lane {
             s.anomalies,
             s.written,
             s.model_reloads,
-            s.lag_bytes
+            s.lag_bytes,
+            if self.allow.is_some() {
+                format!(
+                    "; allowlist: {} dropped, {} anomalies kept from alerting",
+                    s.dropped, s.unalerted
+                )
+            } else {
+                String::new()
+            }
         )
+    }
+}
+
+/// Opens an allowlist for a lane; the tools check the file before a run
+/// starts, so a failure here (the file changed in between) is logged and
+/// the lane runs without it until the file loads.
+pub(crate) fn open_allowlist(path: &Path) -> Option<Allowlist> {
+    match Allowlist::open(path, crate::allow::CHECK_EVERY) {
+        Ok(a) => Some(a),
+        Err(e) => {
+            tracing::error!("the allowlist is not applied: {e}");
+            None
+        }
     }
 }
 

@@ -42,6 +42,8 @@ pub struct LiveOptions {
     pub stamp: Stamp,
     /// What each scored record carries besides its score.
     pub record: RecordOptions,
+    /// The allowlist file ([`crate::allow`]).
+    pub allowlist: Option<PathBuf>,
     /// Extra librdkafka settings for a Kafka output.
     pub kafka_config: Vec<(String, String)>,
     pub state_dir: PathBuf,
@@ -87,6 +89,7 @@ pub fn run_live(
         only_anomalies: opts.only_anomalies,
         reload_every: Some(opts.reload_every),
         record: opts.record.clone(),
+        allowlist: opts.allowlist.clone(),
     };
     let mut lanes = Vec::new();
     for &module in &opts.modules {
@@ -128,7 +131,14 @@ pub fn run_live(
         None => None,
     };
     let warm_detectors = resumed.is_none();
-    let mut emitter = resumed.unwrap_or(fresh);
+    let mut fresh = fresh;
+    let mut emitter = match resumed {
+        Some(mut e) => {
+            e.take_allowlist(&mut fresh);
+            e
+        }
+        None => fresh,
+    };
     if opts.warm_hours > 0 && (warm_detectors && emitter.stage().is_active() || !cold.is_empty()) {
         let r = super::warm::warm_up(
             &mut super::warm::Warming {

@@ -996,3 +996,121 @@ fn a_first_start_warms_the_detectors_from_the_rotated_history() {
     assert!(found >= 1, "the beacon is found in the history: {line}");
     assert!(!run("0").contains("history first"));
 }
+
+/// Allowlists apply at scoring time and are re-read while azw-infer runs:
+/// a rule written mid-run drops one source's records and keeps another's
+/// anomalies from alerting within seconds, with nothing reprocessed, and
+/// the stats line counts both.
+#[test]
+fn an_allowlist_changed_mid_run_suppresses_within_seconds() {
+    let (header, data) = conn_tsv();
+    let base: f64 = data
+        .last()
+        .and_then(|l| l.split('\t').next())
+        .and_then(|t| t.parse().ok())
+        .unwrap();
+    // Refused connections to ports nobody uses, from two hosts.
+    let probes = |src: &str, tag: &str, at: f64| -> Vec<String> {
+        (0..30u16)
+            .map(|i| {
+                conn_line(
+                    at + f64::from(i),
+                    &format!("C{tag}{i:04}"),
+                    (src, 41_000 + i),
+                    ("192.168.33.1", 31_000 + 7 * i),
+                    "REJ",
+                    0.0,
+                    0,
+                    0,
+                )
+            })
+            .collect()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let allow = dir.path().join("allow.toml");
+    fs::write(
+        &allow,
+        "# nothing of ours yet\n[[rule]]\ndomain = \"example.invalid\"\naction = \"drop\"\n",
+    )
+    .unwrap();
+
+    // Without a rule, both hosts' probes are scored and are anomalies.
+    let mut zeek = SimZeek::new(dir.path(), header.clone());
+    let infer = start_with(
+        dir.path(),
+        0,
+        &[
+            "--checkpoint-ms",
+            "100",
+            "--allowlist",
+            allow.to_str().unwrap(),
+        ],
+    );
+    let before: Vec<String> = data
+        .iter()
+        .cloned()
+        .chain(probes("192.168.33.66", "Drop", base + 10.0))
+        .chain(probes("192.168.33.67", "Quiet", base + 50.0))
+        .collect();
+    zeek.write(&before);
+    wait_for_all(dir.path(), &uids(&before));
+    let anomalous = |prefix: &str| -> (usize, usize) {
+        let lines = output_lines(dir.path());
+        let of: Vec<serde_json::Value> = lines
+            .iter()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|v| v["uid"].as_str().is_some_and(|u| u.starts_with(prefix)))
+            .collect();
+        let flagged = of.iter().filter(|v| v["anomaly"] == true).count();
+        (of.len(), flagged)
+    };
+    let (n, flagged) = anomalous("CDrop");
+    assert_eq!(n, 30);
+    assert!(flagged > 0, "the probes are anomalies without a rule");
+    let (_, quiet_flagged) = anomalous("CQuiet");
+    assert!(quiet_flagged > 0, "the probes are anomalies without a rule");
+
+    // The rules change while it runs.
+    fs::write(
+        &allow,
+        "[[rule]]\ncomment = \"a scanner we run\"\nsource = \"192.168.33.66\"\naction = \"drop\"\n\n\
+         [[rule]]\ncomment = \"a host we watch elsewhere\"\nsource = \"192.168.33.67/32\"\naction = \"no_alert\"\nexpires = \"2999-01-01\"\n",
+    )
+    .unwrap();
+    let start = Instant::now();
+    loop {
+        let log = fs::read_to_string(dir.path().join("infer-0.log")).unwrap_or_default();
+        if log.contains("2 rules in force") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the changed allowlist was not taken within 10 s:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let dropped = probes("192.168.33.66", "Drop2", base + 100.0);
+    let quiet = probes("192.168.33.67", "Quiet2", base + 150.0);
+    zeek.write(&dropped);
+    zeek.write(&quiet);
+    wait_for_all(dir.path(), &uids(&quiet));
+    let log = infer.terminate();
+    assert_eq!(
+        anomalous("CDrop2"),
+        (0, 0),
+        "dropped records are not written"
+    );
+    assert_eq!(anomalous("CQuiet2"), (30, 0), "written, none an anomaly");
+    // What was written before the change stays as it was.
+    assert_eq!(anomalous("CDrop").1, flagged);
+    assert!(
+        log.contains("allowlist: 30 dropped"),
+        "the stats count the dropped records:\n{log}"
+    );
+    let kept: u64 = log
+        .rsplit_once("dropped, ")
+        .and_then(|(_, r)| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count of silenced anomalies:\n{log}"));
+    assert!(kept > 0, "{log}");
+}

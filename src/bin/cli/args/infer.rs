@@ -154,6 +154,18 @@ pub struct Args {
     #[arg(long)]
     pub only_anomalies: bool,
 
+    /// Allowlist: a TOML file of rules applied at scoring time, re-read
+    /// within seconds when it changes (no restart, no reprocessing). Each
+    /// `[[rule]]` names any of source, destination (address or CIDR), port,
+    /// domain (and its subdomains), module, feature (an anomaly explained by
+    /// that column), detector (beacon, port_scan, ...), an optional expires
+    /// (2027-01-31) and comment, and an action: "drop" (not scored, written
+    /// or watched) or "no_alert" (written, but not an anomaly, and matching
+    /// detections not written). Counted in the stats line and /metrics.
+    /// See the README's "Allowlists".
+    #[arg(long, value_name = "FILE")]
+    pub allowlist: Option<PathBuf>,
+
     /// The detectors that watch behaviour over time and write detections
     /// beside the scored records: all (default), none, or a list of
     /// beacon, long_connection, host_sweep, port_scan (scan: both),
