@@ -152,7 +152,7 @@ mod rng;
 
 use serde::{Deserialize, Serialize};
 
-use autoencoder::{Autoencoder, Buffers};
+use autoencoder::{Autoencoder, Buffers, Lanes, LANES};
 use mapper::CorrelationStats;
 
 /// Product-mode scores lie in `[0, PRODUCT_SCORE_BOUND]`: every normalised
@@ -351,6 +351,34 @@ impl Scratch {
             },
             &mut self.s,
         )
+    }
+}
+
+/// Caller-owned buffers for [`KitNet::execute_block`], from
+/// [`KitNet::block_scratch`] (or `default()`: grown on first use).
+#[derive(Clone, Debug, Default)]
+pub struct BlockScratch {
+    xn: Vec<Lanes>,
+    y: Vec<Lanes>,
+    z: Vec<Lanes>,
+    s: Vec<Lanes>,
+}
+
+impl BlockScratch {
+    /// Grow (never shrink) to the largest autoencoder's `n_visible` and
+    /// `n_hidden` and the ensemble size: the block pass runs one
+    /// autoencoder at a time over all the block's records.
+    fn fit(&mut self, (nv, nh, ne): (usize, usize, usize)) {
+        for (v, n) in [
+            (&mut self.xn, nv),
+            (&mut self.z, nv),
+            (&mut self.y, nh),
+            (&mut self.s, ne),
+        ] {
+            if v.len() < n {
+                v.resize(n, [0.0; LANES]);
+            }
+        }
     }
 }
 
@@ -894,6 +922,126 @@ impl KitNet {
             Mode::Reference
         };
         output.forward(|i| s[i], mode, Buffers { xn, y, z }, |_, _| {})
+    }
+
+    /// Buffers for [`KitNet::execute_block`].
+    pub fn block_scratch(&self) -> BlockScratch {
+        let mut scratch = BlockScratch::default();
+        scratch.fit(self.block_scratch_sizes());
+        scratch
+    }
+
+    /// Score many records at once: `xs` holds `scores.len()` records of
+    /// [`KitNet::n_features`] values one after the other, and `scores`
+    /// receives their scores, bit for bit those of
+    /// [`KitNet::execute_with`]. Fails as `execute_with` fails, on the first
+    /// record that it would refuse, before scoring any.
+    ///
+    /// Why: replay and other bulk scoring run each autoencoder over eight
+    /// records side by side, which the compiler turns into SIMD (using AVX2
+    /// where the processor has it, detected at run time); one record at a
+    /// time leaves most of the vector units idle. Live mode keeps the
+    /// one-record path, which scores a record as soon as it arrives.
+    pub fn execute_block(
+        &self,
+        xs: &[f64],
+        scores: &mut [f64],
+        scratch: &mut BlockScratch,
+    ) -> Result<()> {
+        self.ensure_trained()?;
+        let nf = self.n_features;
+        let expected = scores.len().saturating_mul(nf);
+        if xs.len() != expected {
+            return Err(KitNetError::LengthMismatch {
+                expected,
+                got: xs.len(),
+            });
+        }
+        for x in xs.chunks_exact(nf) {
+            self.check_input(x)?;
+        }
+        let (Some(map), Some(output)) = (self.feature_map.as_ref(), self.output.as_ref()) else {
+            return Err(KitNetError::NotTrained("no feature map".into()));
+        };
+        scratch.fit(self.block_scratch_sizes());
+        let product = self.params.mode == Mode::Product;
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the processor has AVX2 (checked just above), the one
+            // requirement of a `target_feature(enable = "avx2")` function.
+            unsafe { self.execute_blocks_avx2(xs, scores, map, output, scratch, product) };
+            return Ok(());
+        }
+        if product {
+            self.execute_blocks::<true>(xs, scores, map, output, scratch);
+        } else {
+            self.execute_blocks::<false>(xs, scores, map, output, scratch);
+        }
+        Ok(())
+    }
+
+    /// [`KitNet::execute_blocks`] compiled for AVX2: the same source, so
+    /// the same operations in the same order, in wider registers (without
+    /// FMA, which would round differently: Rust never fuses a multiply and
+    /// an add unless asked to).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn execute_blocks_avx2(
+        &self,
+        xs: &[f64],
+        scores: &mut [f64],
+        map: &[Vec<usize>],
+        output: &Autoencoder,
+        scratch: &mut BlockScratch,
+        product: bool,
+    ) {
+        if product {
+            self.execute_blocks::<true>(xs, scores, map, output, scratch);
+        } else {
+            self.execute_blocks::<false>(xs, scores, map, output, scratch);
+        }
+    }
+
+    /// The block pass, inputs checked: [`LANES`] records at a time, the
+    /// last block padded with zeros (whose scores are dropped).
+    #[inline(always)]
+    fn execute_blocks<const PRODUCT: bool>(
+        &self,
+        xs: &[f64],
+        scores: &mut [f64],
+        map: &[Vec<usize>],
+        output: &Autoencoder,
+        scratch: &mut BlockScratch,
+    ) {
+        let nf = self.n_features;
+        let BlockScratch { xn, y, z, s } = scratch;
+        for (rows, out) in xs.chunks(LANES * nf).zip(scores.chunks_mut(LANES)) {
+            for ((ae, cluster), si) in self.ensemble.iter().zip(map).zip(s.iter_mut()) {
+                let get = |i: usize| {
+                    let f = cluster[i];
+                    let mut lane = [0.0; LANES];
+                    for (v, row) in lane.iter_mut().zip(rows.chunks_exact(nf)) {
+                        *v = row[f];
+                    }
+                    lane
+                };
+                *si = ae.forward_lanes::<PRODUCT>(get, xn, y, z);
+            }
+            let s = &s[..self.ensemble.len()];
+            let rmse = output.forward_lanes::<PRODUCT>(|i| s[i], xn, y, z);
+            out.copy_from_slice(&rmse[..out.len()]);
+        }
+    }
+
+    /// The largest autoencoder's visible and hidden units, and the
+    /// ensemble size.
+    fn block_scratch_sizes(&self) -> (usize, usize, usize) {
+        self.ensemble
+            .iter()
+            .chain(self.output.as_ref())
+            .fold((0, 0, self.ensemble.len()), |(v, h, n), a| {
+                (v.max(a.n_visible()), h.max(a.n_hidden()), n)
+            })
     }
 
     /// Scratch sizes: the visible and hidden units of the whole ensemble

@@ -449,3 +449,103 @@ fn layered_execution_matches_one_autoencoder_at_a_time() {
         }
     }
 }
+
+/// Scores of `rows` by [`KitNet::execute_block`] and by the portable block
+/// pass (no AVX2), next to those of `execute_with`: all must be the same
+/// bits.
+fn assert_block_matches(m: &KitNet, rows: &[Vec<f64>]) {
+    let xs: Vec<f64> = rows.concat();
+    let mut scratch = m.scratch();
+    let want: Vec<u64> = rows
+        .iter()
+        .map(|x| m.execute_with(x, &mut scratch).unwrap().to_bits())
+        .collect();
+    let mut block = m.block_scratch();
+    let mut got = vec![f64::NAN; rows.len()];
+    m.execute_block(&xs, &mut got, &mut block).unwrap();
+    let got: Vec<u64> = got.iter().map(|s| s.to_bits()).collect();
+    assert_eq!(got, want, "execute_block");
+    let (map, output) = (m.feature_map().unwrap(), m.output.as_ref().unwrap());
+    let mut portable = vec![f64::NAN; rows.len()];
+    let mut fresh = BlockScratch::default();
+    fresh.fit(m.block_scratch_sizes());
+    match m.mode() {
+        Mode::Product => m.execute_blocks::<true>(&xs, &mut portable, map, output, &mut fresh),
+        Mode::Reference => m.execute_blocks::<false>(&xs, &mut portable, map, output, &mut fresh),
+    }
+    let portable: Vec<u64> = portable.iter().map(|s| s.to_bits()).collect();
+    assert_eq!(portable, want, "portable block pass");
+}
+
+#[test]
+fn block_matches_per_record() {
+    for mode in [Mode::Product, Mode::Reference] {
+        let m = trained(mode);
+        // 203 records: full blocks and a partial one; then far outside the
+        // training range, and a block of one.
+        let mut rows = stream(31, 203);
+        rows.push(vec![
+            1e300, -1e300, 0.0, 5e-324, 1e9, -7.0, 1.0, 1.0, 1.0, 1.0, -5.0,
+        ]);
+        assert_block_matches(&m, &rows);
+        assert_block_matches(&m, &rows[..1]);
+        assert_block_matches(&m, &[]);
+    }
+}
+
+#[test]
+fn block_refuses_what_execute_with_refuses() {
+    let m = trained(Mode::Product);
+    let mut block = m.block_scratch();
+    let mut rows = stream(5, 9);
+    let mut scores = vec![0.0; 9];
+    let short = rows.concat();
+    assert!(matches!(
+        m.execute_block(&short[1..], &mut scores, &mut block),
+        Err(KitNetError::LengthMismatch { .. })
+    ));
+    rows[7][3] = f64::INFINITY;
+    let want = m.execute(&rows[7]).unwrap_err();
+    assert_eq!(
+        m.execute_block(&rows.concat(), &mut scores, &mut block),
+        Err(want)
+    );
+    let untrained = KitNet::new(N, params(Mode::Product)).unwrap();
+    assert!(matches!(
+        untrained.execute_block(&[], &mut [], &mut BlockScratch::default()),
+        Err(KitNetError::NotTrained(_))
+    ));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Random models (autoencoders of up to 9 inputs and 7 hidden units, so
+    /// every branch of the four-row and four-accumulator loops runs) and
+    /// random blocks, in both modes: the block pass gives the bits of the
+    /// one-record pass.
+    #[test]
+    fn block_scores_are_bit_identical(
+        train in prop::collection::vec(prop::collection::vec(value(), 9), 3..30),
+        probe in prop::collection::vec(prop::collection::vec(value(), 9), 0..30),
+        max_ae in 1usize..10,
+        ratio in 0.2..0.8f64,
+        reference in any::<bool>(),
+    ) {
+        let p = KitNetParams {
+            max_autoencoder_size: max_ae,
+            fm_grace: 2,
+            ad_grace: 10,
+            learning_rate: 0.1,
+            hidden_ratio: ratio,
+            mode: if reference { Mode::Reference } else { Mode::Product },
+            seed: 7,
+            epochs: 1,
+        };
+        let mut m = KitNet::new(9, p).unwrap();
+        if m.fit(|| train.iter()).is_ok() {
+            let rows: Vec<Vec<f64>> = probe.iter().chain(train.iter()).cloned().collect();
+            assert_block_matches(&m, &rows);
+        }
+    }
+}
