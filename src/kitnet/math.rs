@@ -36,9 +36,10 @@ pub(crate) fn sigmoid_product(t: f64) -> f64 {
 /// `1.5 * 2^52`: adding it rounds a number below 2^51 to an integer, which
 /// then sits in the low bits of the sum.
 const ROUND: f64 = 6_755_399_441_055_744.0;
-/// `ln 2` split so that `k * LN2_HI` is exact for `|k| < 2^11`.
-const LN2_HI: f64 = 6.931_471_803_691_238_164_90e-1;
-const LN2_LO: f64 = 1.908_214_929_270_587_700_02e-10;
+/// `ln 2` split (fdlibm's constants, given by their bits) so that
+/// `k * LN2_HI` is exact for `|k| < 2^20`.
+const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
+const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
 
 /// `e^x` for `x` in `[EXP_MIN, EXP_MAX]` (the caller clamps), within about
 /// one unit in the last place: `x = k ln 2 + r` with `|r| <= ln 2 / 2`,

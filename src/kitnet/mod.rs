@@ -938,8 +938,9 @@ impl KitNet {
     /// record that it would refuse, before scoring any.
     ///
     /// Why: replay and other bulk scoring run each autoencoder over eight
-    /// records side by side, which the compiler turns into SIMD (using AVX2
-    /// where the processor has it, detected at run time); one record at a
+    /// records side by side, which the compiler turns into SIMD (using
+    /// AVX2 where the processor has it, detected at run time; an AVX-512
+    /// build was measured no faster); one record at a
     /// time leaves most of the vector units idle. Live mode keeps the
     /// one-record path, which scores a record as soon as it arrives.
     pub fn execute_block(

@@ -475,6 +475,15 @@ fn assert_block_matches(m: &KitNet, rows: &[Vec<f64>]) {
     }
     let portable: Vec<u64> = portable.iter().map(|s| s.to_bits()).collect();
     assert_eq!(portable, want, "portable block pass");
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        let mut avx2 = vec![f64::NAN; rows.len()];
+        let product = m.mode() == Mode::Product;
+        // SAFETY: the processor has AVX2.
+        unsafe { m.execute_blocks_avx2(&xs, &mut avx2, map, output, &mut fresh, product) };
+        let avx2: Vec<u64> = avx2.iter().map(|s| s.to_bits()).collect();
+        assert_eq!(avx2, want, "AVX2 block pass");
+    }
 }
 
 #[test]

@@ -32,9 +32,12 @@ fn model_fingerprint(path: &Path) -> u32 {
 
 /// The models and replay scores of the five classic modules on the example
 /// logs are those of the tables that were Rust code: pinned with main's
-/// code at 8824ebf before the tables became files, and again at ada4e11,
+/// code at 8824ebf before the tables became files, again at ada4e11,
 /// whose detector baselines changed the conn and dns models (http, ssh,
-/// ssl and the scores unchanged).
+/// ssl and the scores unchanged), and again on the `perf` branch, whose
+/// product-mode `exp` (`kitnet/math.rs`) changes the last bits of training
+/// and scoring (checked there: with libm's `exp` put back, the previous
+/// pins held).
 #[test]
 fn built_in_tables_reproduce_the_models_and_scores_of_the_code_tables() {
     let dir = tempdir("pinned");
@@ -62,12 +65,12 @@ fn built_in_tables_reproduce_the_models_and_scores_of_the_code_tables() {
 }
 
 const PINNED: [(&str, u32); 6] = [
-    ("conn", 0x97ef_4f04),
-    ("dns", 0x9269_75b2),
-    ("http", 0x297b_36a0),
-    ("ssh", 0xbfb0_92fa),
-    ("ssl", 0xd69d_f39d),
-    ("scores", 0x43e0_3547),
+    ("conn", 0x0dcf_d5e5),
+    ("dns", 0xb73e_fa2a),
+    ("http", 0xa494_93db),
+    ("ssh", 0x274a_15ce),
+    ("ssl", 0x6880_2463),
+    ("scores", 0x4974_b730),
 ];
 
 const MYAPP_TABLE: &str = r#"# myapp.log, written by our own Zeek script: one record per request.
