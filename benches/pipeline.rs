@@ -123,9 +123,14 @@ fn bench(c: &mut Criterion) {
         let stop = std::sync::Arc::new(AtomicBool::new(false));
         // Without and with the detectors (beacon, long connections,
         // scans): the ratio of the two is the cost of watching behaviour.
-        for detect in [DetectOptions::none(), DetectOptions::default()] {
+        // On one scoring thread and on two (reading has one more).
+        for (detect, threads) in [
+            (DetectOptions::none(), 1),
+            (DetectOptions::default(), 1),
+            (DetectOptions::default(), 2),
+        ] {
             let name = if detect.any() { "detectors" } else { "plain" };
-            group.bench_function(format!("conn_{kind}_{name}"), |b| {
+            group.bench_function(format!("conn_{kind}_{name}_threads{threads}"), |b| {
                 b.iter(|| {
                     let _ = std::fs::remove_file(&out);
                     let mut lanes = [Lane::new(scorer.clone(), &LaneOptions::default())];
@@ -137,6 +142,7 @@ fn bench(c: &mut Criterion) {
                         &mut emitter,
                         &mut sink,
                         &stop,
+                        threads,
                     )
                     .unwrap();
                     assert_eq!(report.lanes[0].1.scored, RECORDS as u64);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::features::{Encoder, FieldCache};
-use crate::kitnet::{KitNetError, Scratch};
+use crate::kitnet::{BlockScratch, KitNetError, Scratch};
 use crate::log_kind::LogKind;
 use crate::model::Model;
 use crate::zeek::{Record, Value};
@@ -66,6 +66,11 @@ pub struct Scorer {
     scratch: Scratch,
     vector: Vec<f64>,
     fields: FieldCache,
+    /// For [`Scorer::score_block`]: the block's feature vectors, one after
+    /// the other, and their scores.
+    block: Vec<f64>,
+    block_scores: Vec<f64>,
+    block_scratch: BlockScratch,
 }
 
 impl Scorer {
@@ -78,6 +83,9 @@ impl Scorer {
             scratch,
             vector,
             fields: FieldCache::default(),
+            block: Vec::new(),
+            block_scores: Vec::new(),
+            block_scratch: BlockScratch::default(),
         }
     }
 
@@ -94,46 +102,89 @@ impl Scorer {
     pub fn score(&mut self, record: &Record) -> Result<ScoredRecord, KitNetError> {
         self.encoder
             .encode_with(record, &mut self.fields, &mut self.vector);
-        let kitnet = &self.model.kitnet;
-        let score = kitnet.execute_with(&self.vector, &mut self.scratch)?;
-        let threshold = self.model.threshold.value;
-        let anomaly = score > threshold;
-        let top_features = if anomaly {
-            let explanation = kitnet.explain(&self.vector)?;
-            Some(
-                explanation
-                    .top(TOP_FEATURES)
-                    .into_iter()
-                    .filter(|(_, share)| *share > 0.0)
-                    .map(|(i, share)| Contribution {
-                        feature: self
-                            .model
-                            .columns
-                            .get(i)
-                            .cloned()
-                            .unwrap_or_else(|| format!("#{i}")),
-                        share: (share * 1e4).round() / 1e4,
-                    })
-                    .collect(),
-            )
-        } else {
-            None
-        };
-        Ok(ScoredRecord {
-            ts: record.ts(),
-            uid: record.get("uid").as_str().map(str::to_owned),
-            module: self.model.module,
-            orig_h: record.get("id.orig_h").as_addr(),
-            orig_p: port(record.get("id.orig_p")),
-            resp_h: record.get("id.resp_h").as_addr(),
-            resp_p: port(record.get("id.resp_p")),
-            proto: record.get("proto").as_str().map(str::to_owned),
-            score,
-            threshold,
-            anomaly,
-            top_features,
-        })
+        let score = self
+            .model
+            .kitnet
+            .execute_with(&self.vector, &mut self.scratch)?;
+        finish(&self.model, record, &self.vector, score)
     }
+
+    /// [`Scorer::score`] of each of `records`, appended to `out` in order,
+    /// with the same results: the feature vectors are scored together by
+    /// `KitNet::execute_block` (bit-identical scores, several times the
+    /// throughput), for replay. Should the block refuse a vector (only a
+    /// non-finite feature, which the encoder rules out), each record is
+    /// scored alone so that only that one fails.
+    pub fn score_block(
+        &mut self,
+        records: &[&Record],
+        out: &mut Vec<Result<ScoredRecord, KitNetError>>,
+    ) {
+        let n = self.vector.len();
+        self.block.resize(records.len() * n, 0.0);
+        for (record, v) in records.iter().zip(self.block.chunks_exact_mut(n.max(1))) {
+            self.encoder.encode_with(record, &mut self.fields, v);
+        }
+        self.block_scores.resize(records.len(), 0.0);
+        let kitnet = &self.model.kitnet;
+        match kitnet.execute_block(&self.block, &mut self.block_scores, &mut self.block_scratch) {
+            Ok(()) => out.extend(
+                records
+                    .iter()
+                    .zip(self.block.chunks_exact(n.max(1)))
+                    .zip(&self.block_scores)
+                    .map(|((record, v), &score)| finish(&self.model, record, v, score)),
+            ),
+            Err(_) => out.extend(records.iter().map(|r| self.score(r))),
+        }
+    }
+}
+
+/// The scored record of `record`, whose feature vector `vector` scored
+/// `score`; an anomaly is explained.
+fn finish(
+    model: &Model,
+    record: &Record,
+    vector: &[f64],
+    score: f64,
+) -> Result<ScoredRecord, KitNetError> {
+    let kitnet = &model.kitnet;
+    let threshold = model.threshold.value;
+    let anomaly = score > threshold;
+    let top_features = if anomaly {
+        let explanation = kitnet.explain(vector)?;
+        Some(
+            explanation
+                .top(TOP_FEATURES)
+                .into_iter()
+                .filter(|(_, share)| *share > 0.0)
+                .map(|(i, share)| Contribution {
+                    feature: model
+                        .columns
+                        .get(i)
+                        .cloned()
+                        .unwrap_or_else(|| format!("#{i}")),
+                    share: (share * 1e4).round() / 1e4,
+                })
+                .collect(),
+        )
+    } else {
+        None
+    };
+    Ok(ScoredRecord {
+        ts: record.ts(),
+        uid: record.get("uid").as_str().map(str::to_owned),
+        module: model.module,
+        orig_h: record.get("id.orig_h").as_addr(),
+        orig_p: port(record.get("id.orig_p")),
+        resp_h: record.get("id.resp_h").as_addr(),
+        resp_p: port(record.get("id.resp_p")),
+        proto: record.get("proto").as_str().map(str::to_owned),
+        score,
+        threshold,
+        anomaly,
+        top_features,
+    })
 }
 
 fn port(v: &Value) -> Option<u16> {

@@ -112,6 +112,12 @@ pub struct Args {
     #[arg(long)]
     pub only_anomalies: bool,
 
+    /// Replay: threads that score (reading has one more, writing is on the
+    /// main thread); default: one per processor. The output is the same,
+    /// byte for byte, whatever the number.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024), env = "AZW_THREADS")]
+    pub threads: Option<u16>,
+
     /// The detectors that watch behaviour over time and write detections
     /// beside the scored records: all (default), none, or a list of
     /// beacon, long_connection, host_sweep, port_scan (scan: both),
