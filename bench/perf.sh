@@ -45,23 +45,28 @@ if [[ ! -s $work/models/conn.model.json ]]; then
     "$BIN/azw-train" --log-dir "$days" --modules CONN --model-dir "$work/models" -q >/dev/null
 fi
 
-# Seconds of wall time of one run of "$@".
+# "wall cpu": seconds of wall time and of processor time (user + system,
+# all threads) of one run of "$@". Processor time does not depend on what
+# else the machine runs; wall time does.
 seconds() {
-    local t0 t1
+    local t0 t1 cpu
     t0=$(date +%s.%N)
-    "$@" >/dev/null 2>&1
+    cpu=$( { TIMEFORMAT='%U %S'; time "$@" >/dev/null 2>&1; } 2>&1 )
     t1=$(date +%s.%N)
-    awk "BEGIN { print $t1 - $t0 }"
+    awk -v a="$t0" -v b="$t1" -v c="$cpu" 'BEGIN { split(c, u, " "); print b - a, u[1] + u[2] }'
 }
 rate() { awk "BEGIN { printf \"%.0f\", $records / $1 }"; }
 
-declare -A best
-note() { # keep the best (shortest) time of each case
-    local name=$1 s=$2
-    if [[ -z ${best[$name]:-} ]] || awk "BEGIN { exit !($s < ${best[$name]}) }"; then
-        best[$name]=$s
+declare -A best cpu
+note() { # name "wall cpu": keep the best (shortest) time of each case
+    local name=$1 w c
+    read -r w c <<<"$2"
+    if [[ -z ${best[$name]:-} ]] || awk "BEGIN { exit !($w < ${best[$name]}) }"; then
+        best[$name]=$w
+        cpu[$name]=$c
     fi
-    printf '  %-22s %6.2f s  %9s records/s\n' "$name" "$s" "$(rate "$s")"
+    printf '  %-22s %6.2f s  %9s records/s   cpu %5.2f s  %9s records/cpu-s\n' \
+        "$name" "$w" "$(rate "$w")" "$c" "$(rate "$c")"
 }
 replay() { # binary-dir output [args...]
     local bin=$1 out=$2
@@ -82,9 +87,9 @@ for round in $(seq "$rounds"); do
 done
 cmp -s "$work/t1.json" "$work/t2.json" || { echo "outputs of 1 and 2 threads differ" >&2; exit 1; }
 
-echo "best of $rounds (records/s):"
+echo "best of $rounds (records/s of wall time; of processor time):"
 for k in "reader only" "base replay" "replay, 1 thread" "replay, 2 threads"; do
-    [[ -n ${best[$k]:-} ]] && printf '  %-22s %9s\n' "$k" "$(rate "${best[$k]}")"
+    [[ -n ${best[$k]:-} ]] && printf '  %-22s %9s  %9s\n' "$k" "$(rate "${best[$k]}")" "$(rate "${cpu[$k]}")"
 done
 ratio() { awk "BEGIN { printf \"%.2f\", ${best[$2]} / ${best[$1]} }"; }
 echo "ratios:"
