@@ -165,6 +165,11 @@ use serde::{Deserialize, Serialize};
 use autoencoder::{Autoencoder, Buffers, Lanes, LANES};
 use mapper::CorrelationStats;
 
+/// Records per block handed from the reading thread to the training
+/// thread in [`KitNet::fit`]: enough that a hand-over costs nothing next to
+/// training them, few enough to stay in cache.
+const TRAIN_BLOCK: usize = 256;
+
 /// Product-mode scores lie in `[0, PRODUCT_SCORE_BOUND]`: every normalised
 /// input lies in `[-3, 4]` and every reconstruction in `[0, 1]`.
 pub const PRODUCT_SCORE_BOUND: f64 = 1.0 + autoencoder::EXCURSION;
@@ -810,14 +815,7 @@ impl KitNet {
             if epoch > 0 {
                 self.start_epoch();
             }
-            let mut n = 0u64;
-            for x in pass() {
-                let x = x.as_ref();
-                self.check_input(x)?;
-                self.train_detector(x);
-                self.n_trained += 1;
-                n += 1;
-            }
+            let n = self.train_pass(pass())?;
             if n == 0 {
                 return Err(KitNetError::TooFewRecords {
                     what: "training the autoencoders",
@@ -834,6 +832,84 @@ impl KitNet {
             records_per_epoch,
             epochs: self.params.epochs,
             fewer_records_than_ad_grace: records_per_epoch < self.params.ad_grace,
+        })
+    }
+
+    /// One epoch of [`KitNet::fit`]: every record of `records` trains the
+    /// ensemble and the output layer, in order; returns how many.
+    ///
+    /// The records are produced (read, parsed, encoded by the caller's
+    /// iterator) on this thread while another trains on the ones before, in
+    /// blocks of [`TRAIN_BLOCK`]: the same training steps in the same order
+    /// on one thread, so the model is the same bits as training record by
+    /// record, with the reading overlapped. The first record that cannot be
+    /// learned (wrong length, not finite) ends the pass with its error,
+    /// every record before it learned.
+    fn train_pass<I, R>(&mut self, records: I) -> Result<u64>
+    where
+        I: IntoIterator<Item = R>,
+        R: AsRef<[f64]>,
+    {
+        let nf = self.n_features;
+        std::thread::scope(|scope| {
+            let (to_trainer, blocks) = std::sync::mpsc::sync_channel::<Vec<f64>>(2);
+            let (spent, recycled) = std::sync::mpsc::channel::<Vec<f64>>();
+            let trainer = scope.spawn(move || -> Result<u64> {
+                let mut n = 0u64;
+                for block in blocks {
+                    for x in block.chunks_exact(nf) {
+                        self.check_input(x)?;
+                        self.train_detector(x);
+                        self.n_trained += 1;
+                        n += 1;
+                    }
+                    let _ = spent.send(block);
+                }
+                Ok(n)
+            });
+            let fresh = || Vec::with_capacity(TRAIN_BLOCK * nf);
+            let mut block = fresh();
+            let mut refused = None;
+            for x in records {
+                let x = x.as_ref();
+                if x.len() != nf {
+                    refused = Some(KitNetError::LengthMismatch {
+                        expected: nf,
+                        got: x.len(),
+                    });
+                    break;
+                }
+                block.extend_from_slice(x);
+                if block.len() == TRAIN_BLOCK * nf {
+                    let next = recycled.try_recv().map_or_else(
+                        |_| fresh(),
+                        |mut b| {
+                            b.clear();
+                            b
+                        },
+                    );
+                    // A closed channel: the trainer stopped on an error.
+                    if to_trainer
+                        .send(std::mem::replace(&mut block, next))
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            }
+            if !block.is_empty() {
+                let _ = to_trainer.send(block);
+            }
+            drop(to_trainer);
+            let trained = match trainer.join() {
+                Ok(r) => r,
+                Err(panic) => std::panic::resume_unwind(panic),
+            };
+            let n = trained?;
+            match refused {
+                Some(e) => Err(e),
+                None => Ok(n),
+            }
         })
     }
 

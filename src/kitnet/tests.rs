@@ -558,3 +558,51 @@ proptest! {
         }
     }
 }
+
+/// `fit` trains on a thread of its own while the records are produced:
+/// the model is the same bits as one trained record by record (every
+/// weight, both modes, a history of several blocks and a partial one).
+#[test]
+fn fit_trains_the_same_bits_as_record_by_record() {
+    for mode in [Mode::Product, Mode::Reference] {
+        let rows = stream(12, 3 * TRAIN_BLOCK + 77);
+        let mut a = KitNet::new(N, params(mode)).unwrap();
+        a.fit(|| rows.iter()).unwrap();
+        let mut b = KitNet::new(N, params(mode)).unwrap();
+        b.learn_feature_map(&rows[..201]).unwrap();
+        for epoch in 0..3 {
+            if epoch > 0 {
+                b.start_epoch();
+            }
+            for x in &rows {
+                b.train(x).unwrap();
+            }
+        }
+        b.finish_training().unwrap();
+        let (a, b) = (
+            serde_json::to_string(&a).unwrap(),
+            serde_json::to_string(&b).unwrap(),
+        );
+        assert!(a == b, "{mode:?}: the models differ");
+    }
+}
+
+/// A record `fit` cannot learn, deep in a pass, is its error, whether the
+/// reading side (wrong length) or the training side (not finite) finds it.
+#[test]
+fn fit_reports_a_bad_record_in_the_middle_of_a_pass() {
+    let mut rows = stream(13, 2 * TRAIN_BLOCK + 10);
+    rows[TRAIN_BLOCK + 3][2] = f64::NAN;
+    let mut m = KitNet::new(N, params(Mode::Product)).unwrap();
+    assert!(matches!(
+        m.fit(|| rows.iter()),
+        Err(KitNetError::NonFiniteInput { index: 2, .. })
+    ));
+    rows[TRAIN_BLOCK + 3][2] = 0.0;
+    rows[TRAIN_BLOCK + 5].pop();
+    let mut m = KitNet::new(N, params(Mode::Product)).unwrap();
+    assert!(matches!(
+        m.fit(|| rows.iter()),
+        Err(KitNetError::LengthMismatch { got, .. }) if got == N - 1
+    ));
+}
