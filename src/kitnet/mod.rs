@@ -838,38 +838,115 @@ impl KitNet {
     /// One epoch of [`KitNet::fit`]: every record of `records` trains the
     /// ensemble and the output layer, in order; returns how many.
     ///
-    /// The records are produced (read, parsed, encoded by the caller's
-    /// iterator) on this thread while another trains on the ones before, in
-    /// blocks of [`TRAIN_BLOCK`]: the same training steps in the same order
-    /// on one thread, so the model is the same bits as training record by
-    /// record, with the reading overlapped. The first record that cannot be
-    /// learned (wrong length, not finite) ends the pass with its error,
-    /// every record before it learned.
+    /// Three threads share the work. This one produces the records (the
+    /// caller's iterator reads, parses and encodes), checks them and hands
+    /// them on in blocks of [`TRAIN_BLOCK`]; the ensemble's autoencoders,
+    /// independent of each other given the feature map, are split in two
+    /// groups of about equal cost, one trained by each of two threads; the
+    /// second thread also trains the output layer on each record's RMSEs
+    /// once both groups have them, while the first goes on with the next
+    /// block. Every autoencoder still learns from the records in order, one
+    /// step at a time, with the same arithmetic: the model is the same bits
+    /// as training record by record (`fit_trains_the_same_bits_as_record_by_record`).
+    /// The first record that cannot be learned (wrong length, not finite)
+    /// ends the pass with its error, every record before it learned.
     fn train_pass<I, R>(&mut self, records: I) -> Result<u64>
     where
         I: IntoIterator<Item = R>,
         R: AsRef<[f64]>,
     {
+        use std::sync::mpsc::sync_channel;
+        use std::sync::Arc;
+
         let nf = self.n_features;
-        std::thread::scope(|scope| {
-            let (to_trainer, blocks) = std::sync::mpsc::sync_channel::<Vec<f64>>(2);
-            let (spent, recycled) = std::sync::mpsc::channel::<Vec<f64>>();
-            let trainer = scope.spawn(move || -> Result<u64> {
+        let (mode, lr) = (self.params.mode, self.params.learning_rate);
+        let KitNet {
+            ensemble,
+            feature_map,
+            output,
+            ..
+        } = self;
+        let (Some(map), Some(output)) = (feature_map.as_ref(), output.as_mut()) else {
+            return Err(KitNetError::NotTrained("no feature map".into()));
+        };
+        let ne = ensemble.len();
+        // Cost of a training step ~ the weights; the output layer's counts
+        // on the second thread's side from the start.
+        let cost = |ae: &Autoencoder| ae.n_visible() * ae.n_hidden() + ae.n_visible();
+        let mut order: Vec<usize> = (0..ne).collect();
+        order.sort_by_key(|&a| std::cmp::Reverse(cost(&ensemble[a])));
+        let mut load = [0, cost(output)];
+        let mut second = vec![false; ne];
+        for a in order {
+            let g = usize::from(load[0] > load[1]);
+            second[a] = g == 1;
+            load[g] += cost(&ensemble[a]);
+        }
+        type Group<'a> = Vec<(usize, &'a mut Autoencoder, &'a [usize])>;
+        let (mut first, mut other): (Group<'_>, Group<'_>) = (Vec::new(), Vec::new());
+        for (a, (ae, cluster)) in ensemble.iter_mut().zip(map).enumerate() {
+            if second[a] {
+                other.push((a, ae, cluster));
+            } else {
+                first.push((a, ae, cluster));
+            }
+        }
+        // RMSEs of one group for one block, autoencoder by autoencoder.
+        let train_group = move |group: &mut Group<'_>, block: &[f64], rmse: &mut Vec<f64>| {
+            rmse.clear();
+            for (_, ae, cluster) in group.iter_mut() {
+                for x in block.chunks_exact(nf) {
+                    rmse.push(ae.train(|i| x[cluster[i]], mode, lr));
+                }
+            }
+        };
+
+        let first_ids: Vec<usize> = first.iter().map(|(a, _, _)| *a).collect();
+        let (n, refused) = std::thread::scope(|scope| {
+            let (to_first, first_blocks) = sync_channel::<Arc<Vec<f64>>>(2);
+            let (to_other, other_blocks) = sync_channel::<Arc<Vec<f64>>>(2);
+            let (first_done, first_rmse) = sync_channel::<Vec<f64>>(4);
+            scope.spawn(move || {
+                let mut group = first;
+                for block in first_blocks {
+                    let mut rmse = Vec::new();
+                    train_group(&mut group, &block, &mut rmse);
+                    if first_done.send(rmse).is_err() {
+                        break;
+                    }
+                }
+            });
+            let trainer = scope.spawn(move || -> u64 {
+                let mut group = other;
+                let mut mine = Vec::new();
+                let mut s = vec![0.0; ne];
                 let mut n = 0u64;
-                for block in blocks {
-                    for x in block.chunks_exact(nf) {
-                        self.check_input(x)?;
-                        self.train_detector(x);
-                        self.n_trained += 1;
+                for block in other_blocks {
+                    train_group(&mut group, &block, &mut mine);
+                    let Ok(theirs) = first_rmse.recv() else {
+                        break;
+                    };
+                    let records = block.len() / nf;
+                    for r in 0..records {
+                        for (k, &a) in first_ids.iter().enumerate() {
+                            s[a] = theirs[k * records + r];
+                        }
+                        for (k, (a, _, _)) in group.iter().enumerate() {
+                            s[*a] = mine[k * records + r];
+                        }
+                        output.train(|i| s[i], mode, lr);
                         n += 1;
                     }
-                    let _ = spent.send(block);
                 }
-                Ok(n)
+                n
             });
-            let fresh = || Vec::with_capacity(TRAIN_BLOCK * nf);
-            let mut block = fresh();
+            let mut block = Vec::with_capacity(TRAIN_BLOCK * nf);
             let mut refused = None;
+            // Dropping `send` closes both channels: the threads finish.
+            let send = move |block: Vec<f64>| {
+                let block = Arc::new(block);
+                to_first.send(Arc::clone(&block)).is_ok() && to_other.send(block).is_ok()
+            };
             for x in records {
                 let x = x.as_ref();
                 if x.len() != nf {
@@ -879,38 +956,34 @@ impl KitNet {
                     });
                     break;
                 }
+                if let Some((index, &value)) = x.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+                    refused = Some(KitNetError::NonFiniteInput { index, value });
+                    break;
+                }
                 block.extend_from_slice(x);
                 if block.len() == TRAIN_BLOCK * nf {
-                    let next = recycled.try_recv().map_or_else(
-                        |_| fresh(),
-                        |mut b| {
-                            b.clear();
-                            b
-                        },
-                    );
-                    // A closed channel: the trainer stopped on an error.
-                    if to_trainer
-                        .send(std::mem::replace(&mut block, next))
-                        .is_err()
-                    {
+                    let full = std::mem::replace(&mut block, Vec::with_capacity(TRAIN_BLOCK * nf));
+                    if !send(full) {
                         break;
                     }
                 }
             }
             if !block.is_empty() {
-                let _ = to_trainer.send(block);
+                send(block);
             }
-            drop(to_trainer);
-            let trained = match trainer.join() {
-                Ok(r) => r,
+            drop(send);
+            let n = match trainer.join() {
+                Ok(n) => n,
                 Err(panic) => std::panic::resume_unwind(panic),
             };
-            let n = trained?;
-            match refused {
-                Some(e) => Err(e),
-                None => Ok(n),
-            }
-        })
+            (n, refused)
+        });
+        self.n_trained += n;
+        self.n_detector_updates += n;
+        match refused {
+            Some(e) => Err(e),
+            None => Ok(n),
+        }
     }
 
     /// Call before every pass over the history after the first, when

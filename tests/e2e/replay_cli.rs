@@ -350,8 +350,11 @@ fn replay_output_is_byte_identical_whatever_the_number_of_threads() {
         // lines and the output's name.
         let summary: Vec<String> = stderr
             .lines()
-            .map(|l| l.split_once('Z').map_or(l, |(_, rest)| rest))
             .map(|l| l.replace(out.to_str().unwrap(), "OUT"))
+            .map(|l| match l.split_once("Z ") {
+                Some((ts, rest)) if ts.starts_with(|c: char| c.is_ascii_digit()) => rest.to_owned(),
+                _ => l,
+            })
             .collect();
         (fs::read(out).unwrap(), summary)
     };
