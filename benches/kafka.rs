@@ -117,6 +117,7 @@ fn main() {
         &mut pipeline::Emitter::records_only(),
         &mut out,
         &std::sync::Arc::new(AtomicBool::new(false)),
+        1,
     )
     .unwrap();
     out.sync().unwrap();

@@ -123,6 +123,26 @@ fn bench(c: &mut Criterion) {
                     model.execute_with(black_box(x), &mut scratch).unwrap()
                 })
             });
+            // The block pass: 64 records per call, figures per record.
+            let block: Vec<f64> = case
+                .test
+                .iter()
+                .cycle()
+                .take(64)
+                .flatten()
+                .copied()
+                .collect();
+            let mut scores = vec![0.0; 64];
+            let mut block_scratch = model.block_scratch();
+            group.throughput(Throughput::Elements(64));
+            group.bench_function(format!("execute_block64/{label}"), |b| {
+                b.iter(|| {
+                    model
+                        .execute_block(black_box(&block), &mut scores, &mut block_scratch)
+                        .unwrap()
+                })
+            });
+            group.throughput(Throughput::Elements(1));
             let mut learner = model.clone();
             let mut i = 0;
             group.bench_function(format!("train/{label}"), |b| {

@@ -142,27 +142,38 @@ fn bench(c: &mut Criterion) {
             let out = dir.join("scores.json");
             let stop = std::sync::Arc::new(AtomicBool::new(false));
             // Without and with the detectors (beacon, long connections,
-            // scans): the ratio of the two is the cost of watching behaviour.
-            for detect in [DetectOptions::none(), DetectOptions::default()] {
+            // scans): the ratio of the two is the cost of watching
+            // behaviour. On one scoring thread and on two (reading has one
+            // more); a model with context features scores on one whatever
+            // is asked.
+            for (detect, threads) in [
+                (DetectOptions::none(), 1),
+                (DetectOptions::default(), 1),
+                (DetectOptions::default(), 2),
+            ] {
                 let name = if detect.any() { "detectors" } else { "plain" };
-                group.bench_function(format!("conn_{kind}_{table_name}_{name}"), |b| {
-                    b.iter(|| {
-                        let _ = std::fs::remove_file(&out);
-                        let mut lanes = [Lane::new(scorer.clone(), &LaneOptions::default())];
-                        let mut emitter = Emitter::for_lanes(lanes.iter_mut(), &detect);
-                        let mut sink = FileSink::open(&out, None, RecordFormat::Json).unwrap();
-                        let report = pipeline::replay(
-                            &[dir.join("conn.log")],
-                            &mut lanes,
-                            &mut emitter,
-                            &mut sink,
-                            &stop,
-                        )
-                        .unwrap();
-                        assert_eq!(report.lanes[0].1.scored, RECORDS as u64);
-                        report.files
-                    })
-                });
+                group.bench_function(
+                    format!("conn_{kind}_{table_name}_{name}_threads{threads}"),
+                    |b| {
+                        b.iter(|| {
+                            let _ = std::fs::remove_file(&out);
+                            let mut lanes = [Lane::new(scorer.clone(), &LaneOptions::default())];
+                            let mut emitter = Emitter::for_lanes(lanes.iter_mut(), &detect);
+                            let mut sink = FileSink::open(&out, None, RecordFormat::Json).unwrap();
+                            let report = pipeline::replay(
+                                &[dir.join("conn.log")],
+                                &mut lanes,
+                                &mut emitter,
+                                &mut sink,
+                                &stop,
+                                threads,
+                            )
+                            .unwrap();
+                            assert_eq!(report.lanes[0].1.scored, RECORDS as u64);
+                            report.files
+                        })
+                    },
+                );
             }
         }
     }

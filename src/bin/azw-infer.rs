@@ -328,6 +328,8 @@ fn replay(args: &Args, modules: &[LogKind], controls: &Controls) -> anyhow::Resu
         &mut emitter,
         out.as_mut(),
         &controls.stop,
+        args.threads
+            .map_or_else(pipeline::parallel::default_threads, usize::from),
     )?;
     out.sync()?;
     drop(out);

@@ -175,6 +175,7 @@ pub fn score_files(
         &mut sink,
         &mut top,
         &stop,
+        crate::pipeline::parallel::default_threads(),
     )? {
         tracing::warn!("{}: {why}", path.display());
     }

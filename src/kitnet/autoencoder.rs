@@ -303,6 +303,21 @@ fn decode<const PRODUCT: bool>(w: &[f64], vbias: &[f64], y: &[f64], z: &mut [f64
     }
 }
 
+/// Records scored side by side by [`Autoencoder::forward_lanes`]: eight
+/// f64 fill one AVX-512 register, two AVX2 ones or four SSE2 ones.
+pub(crate) const LANES: usize = 8;
+
+/// One number per record of a block.
+pub(crate) type Lanes = [f64; LANES];
+
+/// The logistic of every lane, in place.
+#[inline(always)]
+fn sigmoid_lanes<const PRODUCT: bool>(v: &mut Lanes) {
+    for t in v.iter_mut() {
+        *t = sigmoid::<PRODUCT>(*t);
+    }
+}
+
 /// The logistic of every element, in place (its own loop, so the calls to
 /// `exp` are independent and overlap).
 #[inline(always)]
@@ -585,6 +600,120 @@ impl Autoencoder {
         for ((zi, row), &b) in z.iter_mut().zip(self.w.chunks_exact(nh)).zip(&self.vbias) {
             *zi = dot(row, y) + b;
         }
+    }
+
+    /// [`Autoencoder::forward`] of [`LANES`] records at once, each lane of
+    /// a `[f64; LANES]` one record: `get(i)` gives input `i` of every lane,
+    /// and the result is every lane's RMSE. The buffers hold at least
+    /// `n_visible` (`xn`, `z`) and `n_hidden` (`y`) lane arrays.
+    ///
+    /// Why lanes: one record's autoencoder is a handful of numbers, too few
+    /// for SIMD (and most of an ensemble is one-input autoencoders), while
+    /// the same operation on eight records side by side is a loop the
+    /// compiler vectorises. Each lane performs exactly the operations of
+    /// [`Autoencoder::forward`] on its record, in the same order (the same
+    /// four-row blocks of `accumulate_rows`, the same four accumulators of
+    /// `dot`, each sum started from zero), so every lane's result has the
+    /// same bits as the one-record pass; `block_matches_per_record` in
+    /// `kitnet/tests.rs` checks it.
+    #[inline(always)]
+    pub(crate) fn forward_lanes<const PRODUCT: bool>(
+        &self,
+        get: impl Fn(usize) -> Lanes,
+        xn: &mut [Lanes],
+        y: &mut [Lanes],
+        z: &mut [Lanes],
+    ) -> Lanes {
+        let (nv, nh) = (self.n_visible, self.n_hidden);
+        let (xn, y, z) = (&mut xn[..nv], &mut y[..nh], &mut z[..nv]);
+        for (i, (v, ((&lo, &hi), &inv))) in xn
+            .iter_mut()
+            .zip(self.min.iter().zip(&self.max).zip(&self.inv_range))
+            .enumerate()
+        {
+            let x = get(i);
+            for (vr, &xr) in v.iter_mut().zip(&x) {
+                *vr = if PRODUCT {
+                    product_normalise(xr, lo, inv)
+                } else {
+                    reference_normalise(xr, lo, hi)
+                };
+            }
+        }
+
+        // Encoding: `accumulate_rows`, lane by lane.
+        y.fill([0.0; LANES]);
+        let mut blocks = self.w.chunks_exact(4 * nh);
+        let mut rows = xn.chunks_exact(4);
+        for (block, c) in (&mut blocks).zip(&mut rows) {
+            let (r0, rest) = block.split_at(nh);
+            let (r1, rest) = rest.split_at(nh);
+            let (r2, r3) = rest.split_at(nh);
+            for ((((o, &a), &b), &cc), &d) in y.iter_mut().zip(r0).zip(r1).zip(r2).zip(r3) {
+                for r in 0..LANES {
+                    o[r] += ((c[0][r] * a + c[1][r] * b) + c[2][r] * cc) + c[3][r] * d;
+                }
+            }
+        }
+        for (ci, row) in rows
+            .remainder()
+            .iter()
+            .zip(blocks.remainder().chunks_exact(nh))
+        {
+            for (o, &wij) in y.iter_mut().zip(row) {
+                for r in 0..LANES {
+                    o[r] += ci[r] * wij;
+                }
+            }
+        }
+        for (yj, &b) in y.iter_mut().zip(&self.hbias) {
+            for v in yj.iter_mut() {
+                *v += b;
+            }
+        }
+        for yj in y.iter_mut() {
+            sigmoid_lanes::<PRODUCT>(yj);
+        }
+
+        // Decoding: `dot` with its four accumulators, lane by lane.
+        for ((zi, row), &b) in z.iter_mut().zip(self.w.chunks_exact(nh)).zip(&self.vbias) {
+            let mut acc = [[0.0f64; LANES]; 4];
+            let (wc, yc) = (row.chunks_exact(4), y.chunks_exact(4));
+            let (wr, yr) = (wc.remainder(), yc.remainder());
+            for (w4, y4) in wc.zip(yc) {
+                for k in 0..4 {
+                    for r in 0..LANES {
+                        acc[k][r] += w4[k] * y4[k][r];
+                    }
+                }
+            }
+            for r in 0..LANES {
+                zi[r] = (acc[0][r] + acc[1][r]) + (acc[2][r] + acc[3][r]);
+            }
+            for (&wk, yk) in wr.iter().zip(yr) {
+                for r in 0..LANES {
+                    zi[r] += wk * yk[r];
+                }
+            }
+            for v in zi.iter_mut() {
+                *v += b;
+            }
+            sigmoid_lanes::<PRODUCT>(zi);
+        }
+
+        // `rmse`, lane by lane.
+        let mut sse = [0.0f64; LANES];
+        for (xi, zi) in xn.iter().zip(z.iter()) {
+            for r in 0..LANES {
+                let e2 = (xi[r] - zi[r]) * (xi[r] - zi[r]);
+                sse[r] += e2;
+            }
+        }
+        let n = nv as f64;
+        for v in sse.iter_mut() {
+            *v = (*v / n).sqrt();
+        }
+        sse
     }
 
     #[cfg(test)]

@@ -449,3 +449,160 @@ fn layered_execution_matches_one_autoencoder_at_a_time() {
         }
     }
 }
+
+/// Scores of `rows` by [`KitNet::execute_block`] and by the portable block
+/// pass (no AVX2), next to those of `execute_with`: all must be the same
+/// bits.
+fn assert_block_matches(m: &KitNet, rows: &[Vec<f64>]) {
+    let xs: Vec<f64> = rows.concat();
+    let mut scratch = m.scratch();
+    let want: Vec<u64> = rows
+        .iter()
+        .map(|x| m.execute_with(x, &mut scratch).unwrap().to_bits())
+        .collect();
+    let mut block = m.block_scratch();
+    let mut got = vec![f64::NAN; rows.len()];
+    m.execute_block(&xs, &mut got, &mut block).unwrap();
+    let got: Vec<u64> = got.iter().map(|s| s.to_bits()).collect();
+    assert_eq!(got, want, "execute_block");
+    let (map, output) = (m.feature_map().unwrap(), m.output.as_ref().unwrap());
+    let mut portable = vec![f64::NAN; rows.len()];
+    let mut fresh = BlockScratch::default();
+    fresh.fit(m.block_scratch_sizes());
+    match m.mode() {
+        Mode::Product => m.execute_blocks::<true>(&xs, &mut portable, map, output, &mut fresh),
+        Mode::Reference => m.execute_blocks::<false>(&xs, &mut portable, map, output, &mut fresh),
+    }
+    let portable: Vec<u64> = portable.iter().map(|s| s.to_bits()).collect();
+    assert_eq!(portable, want, "portable block pass");
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        let mut avx2 = vec![f64::NAN; rows.len()];
+        let product = m.mode() == Mode::Product;
+        // SAFETY: the processor has AVX2.
+        unsafe { m.execute_blocks_avx2(&xs, &mut avx2, map, output, &mut fresh, product) };
+        let avx2: Vec<u64> = avx2.iter().map(|s| s.to_bits()).collect();
+        assert_eq!(avx2, want, "AVX2 block pass");
+    }
+}
+
+#[test]
+fn block_matches_per_record() {
+    for mode in [Mode::Product, Mode::Reference] {
+        let m = trained(mode);
+        // 203 records: full blocks and a partial one; then far outside the
+        // training range, and a block of one.
+        let mut rows = stream(31, 203);
+        rows.push(vec![
+            1e300, -1e300, 0.0, 5e-324, 1e9, -7.0, 1.0, 1.0, 1.0, 1.0, -5.0,
+        ]);
+        assert_block_matches(&m, &rows);
+        assert_block_matches(&m, &rows[..1]);
+        assert_block_matches(&m, &[]);
+    }
+}
+
+#[test]
+fn block_refuses_what_execute_with_refuses() {
+    let m = trained(Mode::Product);
+    let mut block = m.block_scratch();
+    let mut rows = stream(5, 9);
+    let mut scores = vec![0.0; 9];
+    let short = rows.concat();
+    assert!(matches!(
+        m.execute_block(&short[1..], &mut scores, &mut block),
+        Err(KitNetError::LengthMismatch { .. })
+    ));
+    rows[7][3] = f64::INFINITY;
+    let want = m.execute(&rows[7]).unwrap_err();
+    assert_eq!(
+        m.execute_block(&rows.concat(), &mut scores, &mut block),
+        Err(want)
+    );
+    let untrained = KitNet::new(N, params(Mode::Product)).unwrap();
+    assert!(matches!(
+        untrained.execute_block(&[], &mut [], &mut BlockScratch::default()),
+        Err(KitNetError::NotTrained(_))
+    ));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Random models (autoencoders of up to 9 inputs and 7 hidden units, so
+    /// every branch of the four-row and four-accumulator loops runs) and
+    /// random blocks, in both modes: the block pass gives the bits of the
+    /// one-record pass.
+    #[test]
+    fn block_scores_are_bit_identical(
+        train in prop::collection::vec(prop::collection::vec(value(), 9), 3..30),
+        probe in prop::collection::vec(prop::collection::vec(value(), 9), 0..30),
+        max_ae in 1usize..10,
+        ratio in 0.2..0.8f64,
+        reference in any::<bool>(),
+    ) {
+        let p = KitNetParams {
+            max_autoencoder_size: max_ae,
+            fm_grace: 2,
+            ad_grace: 10,
+            learning_rate: 0.1,
+            hidden_ratio: ratio,
+            mode: if reference { Mode::Reference } else { Mode::Product },
+            seed: 7,
+            epochs: 1,
+        };
+        let mut m = KitNet::new(9, p).unwrap();
+        if m.fit(|| train.iter()).is_ok() {
+            let rows: Vec<Vec<f64>> = probe.iter().chain(train.iter()).cloned().collect();
+            assert_block_matches(&m, &rows);
+        }
+    }
+}
+
+/// `fit` trains on a thread of its own while the records are produced:
+/// the model is the same bits as one trained record by record (every
+/// weight, both modes, a history of several blocks and a partial one).
+#[test]
+fn fit_trains_the_same_bits_as_record_by_record() {
+    for mode in [Mode::Product, Mode::Reference] {
+        let rows = stream(12, 3 * TRAIN_BLOCK + 77);
+        let mut a = KitNet::new(N, params(mode)).unwrap();
+        a.fit(|| rows.iter()).unwrap();
+        let mut b = KitNet::new(N, params(mode)).unwrap();
+        b.learn_feature_map(&rows[..201]).unwrap();
+        for epoch in 0..3 {
+            if epoch > 0 {
+                b.start_epoch();
+            }
+            for x in &rows {
+                b.train(x).unwrap();
+            }
+        }
+        b.finish_training().unwrap();
+        let (a, b) = (
+            serde_json::to_string(&a).unwrap(),
+            serde_json::to_string(&b).unwrap(),
+        );
+        assert!(a == b, "{mode:?}: the models differ");
+    }
+}
+
+/// A record `fit` cannot learn, deep in a pass, is its error, whether the
+/// reading side (wrong length) or the training side (not finite) finds it.
+#[test]
+fn fit_reports_a_bad_record_in_the_middle_of_a_pass() {
+    let mut rows = stream(13, 2 * TRAIN_BLOCK + 10);
+    rows[TRAIN_BLOCK + 3][2] = f64::NAN;
+    let mut m = KitNet::new(N, params(Mode::Product)).unwrap();
+    assert!(matches!(
+        m.fit(|| rows.iter()),
+        Err(KitNetError::NonFiniteInput { index: 2, .. })
+    ));
+    rows[TRAIN_BLOCK + 3][2] = 0.0;
+    rows[TRAIN_BLOCK + 5].pop();
+    let mut m = KitNet::new(N, params(Mode::Product)).unwrap();
+    assert!(matches!(
+        m.fit(|| rows.iter()),
+        Err(KitNetError::LengthMismatch { got, .. }) if got == N - 1
+    ));
+}

@@ -13,6 +13,7 @@ use std::time::Duration;
 use crate::allow::{Action, Allowlist};
 
 use crate::detect::{Baseline, DetectOptions, ModuleDetectors, Observation};
+use crate::kitnet::KitNetError;
 use crate::log_kind::LogKind;
 use crate::model::{self, Model, ModelError};
 use crate::reload::Reloader;
@@ -74,6 +75,81 @@ pub struct LaneStats {
 pub enum Output {
     Scored(ScoredRecord),
     Observed(Observation),
+}
+
+/// What a [`LaneWorker`] made of one line, for [`Lane::take`].
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // nearly every line is a record
+pub enum Scored {
+    /// A record: its time, line number, score (or why it has none) and,
+    /// when some detector watches this log type and it scored, what the
+    /// detectors take from it.
+    Record {
+        ts: Option<f64>,
+        line: u64,
+        result: Result<ScoredRecord, KitNetError>,
+        observation: Option<Observation>,
+    },
+    /// A line that is not a record of this log type, and why.
+    Malformed(String),
+}
+
+/// The stateless half of a lane: scoring with a trained model needs no
+/// state that another record changes, so several workers (threads) can
+/// score the lines of one stream, each a block at a time, while the
+/// [`Lane`] applies everything that depends on the order (counters,
+/// filtering, warnings) as it [`Lane::take`]s the results in input order.
+#[derive(Clone)]
+pub struct LaneWorker {
+    scorer: Scorer,
+    observe: bool,
+    results: Vec<Result<ScoredRecord, KitNetError>>,
+}
+
+impl LaneWorker {
+    /// Records scored together by [`Scorer::score_block`]: enough to fill
+    /// the block pass, few enough that their feature vectors stay in cache.
+    pub const BLOCK: usize = 64;
+
+    /// Scores `lines` (a reader's output, fatal errors left out), appending
+    /// one [`Scored`] per line to `out`, in order. The lines are only
+    /// borrowed, so that the thread that read them can free them:
+    /// allocator arenas are per thread, and freeing another thread's memory
+    /// in bulk was measured at a tenth of replay's time.
+    pub fn score(&mut self, lines: &[Result<Record, ReadError>], out: &mut Vec<Scored>) {
+        let module = self.scorer.module();
+        let records: Vec<&Record> = lines.iter().filter_map(|l| l.as_ref().ok()).collect();
+        self.results.clear();
+        for block in records.chunks(Self::BLOCK) {
+            self.scorer.score_block(block, &mut self.results);
+        }
+        drop(records);
+        let observe = self.observe;
+        let mut results = self.results.drain(..);
+        for line in lines {
+            out.push(match line {
+                Ok(record) => {
+                    // One result per record (`score_block`'s contract); a
+                    // missing one would be a bug, counted as unscorable.
+                    let result = results.next().unwrap_or_else(|| {
+                        Err(KitNetError::NotTrained("no result for this record".into()))
+                    });
+                    let observation = if observe && result.is_ok() {
+                        Observation::of(module, record)
+                    } else {
+                        None
+                    };
+                    Scored::Record {
+                        ts: record.ts(),
+                        line: record.line(),
+                        result,
+                        observation,
+                    }
+                }
+                Err(e) => Scored::Malformed(e.to_string()),
+            });
+        }
+    }
 }
 
 /// One log type's scoring stage.
@@ -225,38 +301,92 @@ impl Lane {
     /// appending what goes on to `out`. A record that cannot be scored is
     /// skipped, and not observed either: every mode skips the same ones.
     pub fn record(&mut self, record: &Record, out: &mut Vec<Output>) {
-        if let Some(ts) = record.ts().filter(|t| t.is_finite() && *t >= 0.0) {
-            self.stats.newest_ts = self.stats.newest_ts.max(ts as u64);
-        }
         if let Some(allow) = &mut self.allow {
             allow.check();
             if allow.before_scoring(self.scorer.module(), record) == Some(Action::Drop) {
+                if let Some(ts) = record.ts().filter(|t| t.is_finite() && *t >= 0.0) {
+                    self.stats.newest_ts = self.stats.newest_ts.max(ts as u64);
+                }
                 self.stats.dropped += 1;
                 return;
             }
         }
-        match self.scorer.score(record) {
-            Ok(mut s) => {
-                if s.anomaly && self.allow.as_ref().is_some_and(|a| a.silences(&s, record)) {
-                    s.anomaly = false;
-                    self.stats.unalerted += 1;
-                }
+        let result = self.scorer.score(record).map(|mut s| {
+            if s.anomaly && self.allow.as_ref().is_some_and(|a| a.silences(&s, record)) {
+                s.anomaly = false;
+                self.stats.unalerted += 1;
+            }
+            s
+        });
+        let observation = if self.observe && result.is_ok() {
+            Observation::of(self.module(), record)
+        } else {
+            None
+        };
+        self.count_record(record.ts(), record.line(), result, observation, out);
+    }
+
+    /// Whether this lane's records may be scored on other threads
+    /// ([`Lane::worker`]): not when its model has context features, whose
+    /// state must see the records in order, nor when an allowlist applies
+    /// (it decides before scoring).
+    pub fn scores_anywhere(&self) -> bool {
+        self.scorer.context().is_empty() && self.allow.is_none()
+    }
+
+    /// A worker scoring for this lane (its model, its detectors' needs),
+    /// for [`Lane::take`].
+    pub fn worker(&self) -> LaneWorker {
+        LaneWorker {
+            scorer: self.scorer.clone(),
+            observe: self.observe,
+            results: Vec::new(),
+        }
+    }
+
+    /// Takes what a [`LaneWorker`] made of one line, as [`Lane::line`]
+    /// takes the line itself: the same counters, filter and warnings, and
+    /// the same outputs appended to `out`. Called in input order.
+    pub fn take(&mut self, scored: Scored, out: &mut Vec<Output>) {
+        self.stats.lines += 1;
+        match scored {
+            Scored::Record {
+                ts,
+                line,
+                result,
+                observation,
+            } => self.count_record(ts, line, result, observation, out),
+            Scored::Malformed(why) => self.skip(format_args!("{why}")),
+        }
+    }
+
+    fn count_record(
+        &mut self,
+        ts: Option<f64>,
+        line: u64,
+        result: Result<ScoredRecord, KitNetError>,
+        observation: Option<Observation>,
+        out: &mut Vec<Output>,
+    ) {
+        if let Some(ts) = ts.filter(|t| t.is_finite() && *t >= 0.0) {
+            self.stats.newest_ts = self.stats.newest_ts.max(ts as u64);
+        }
+        match result {
+            Ok(s) => {
                 self.stats.scored += 1;
                 self.stats.anomalies += u64::from(s.anomaly);
                 if s.anomaly || !self.only_anomalies {
                     self.stats.written += 1;
                     out.push(Output::Scored(s));
                 }
-                if self.observe {
-                    out.extend(Observation::of(self.module(), record).map(Output::Observed));
-                }
+                out.extend(observation.map(Output::Observed));
             }
             Err(e) => {
                 let module = self.module();
                 self.stats.unscorable += 1;
                 self.stats.skipped += 1;
                 if self.warnings.allow() {
-                    tracing::warn!("{module}: line {}: cannot score: {e}", record.line());
+                    tracing::warn!("{module}: line {line}: cannot score: {e}");
                 }
             }
         }

@@ -6,6 +6,8 @@
 //! - [`emit`]: the lanes' outputs to the sink, through the detectors
 //!   ([`crate::detect`]).
 //! - [`replay`]: historical files scored once, in order.
+//! - [`parallel`]: a stream read on one thread, scored on several, taken
+//!   back in input order (replay).
 //! - [`live`]: Zeek's live logs followed through rotations and restarts.
 //! - Kafka consumption lives in [`crate::kafka`] and uses the same lanes.
 //!
@@ -16,6 +18,7 @@
 pub mod emit;
 pub mod lane;
 pub mod live;
+pub mod parallel;
 pub mod replay;
 pub mod warm;
 
@@ -24,7 +27,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 pub use emit::Emitter;
-pub use lane::{Lane, LaneOptions, LaneStats, Output, Throttle};
+pub use lane::{Lane, LaneOptions, LaneStats, LaneWorker, Output, Scored, Throttle};
 pub use live::{run_live, LiveOptions};
 pub use replay::{replay, ReplayReport, TopAnomalies};
 

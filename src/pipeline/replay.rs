@@ -5,13 +5,15 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use super::parallel::{score_parallel, End};
 use super::{Emitter, Lane, LaneStats, RunError};
 use crate::log_kind::LogKind;
 use crate::route;
 use crate::score::ScoredRecord;
 use crate::sink::Sink;
 use crate::zeek::layout::DateRange;
-use crate::zeek::{LogReader, Parsed};
+use crate::zeek::LogReader;
+use crate::zeek::Parsed;
 
 /// What a replay did.
 #[derive(Debug, Default)]
@@ -36,12 +38,17 @@ pub struct ReplayReport {
 /// the content does not say), never to another. Checks `stop` between
 /// records. The sink is flushed, not synced: the caller decides what
 /// durable means for its output.
+///
+/// Each file is read on a thread of its own and scored on `threads`
+/// more ([`super::parallel`]); the output is the same, byte for byte,
+/// whatever `threads` is.
 pub fn replay(
     inputs: &[PathBuf],
     lanes: &mut [Lane],
     emitter: &mut Emitter,
     sink: &mut dyn Sink,
     stop: &Arc<AtomicBool>,
+    threads: usize,
 ) -> Result<ReplayReport, RunError> {
     let mut report = ReplayReport::default();
     for lane in lanes.iter_mut() {
@@ -55,7 +62,8 @@ pub fn replay(
             );
         }
         report.files += files.len() as u64;
-        for (path, why) in score_files(&files, lane, emitter, sink, &mut report.top, stop)? {
+        let top = &mut report.top;
+        for (path, why) in score_files(&files, lane, emitter, sink, top, stop, threads)? {
             tracing::warn!("{why}");
             report.failed.push((path, why));
         }
@@ -71,8 +79,8 @@ pub fn replay(
 }
 
 /// Scores `files`, in order, with one lane (no routing: the caller chose
-/// them); returns the files that failed, with why. Stops early when `stop`
-/// is set.
+/// them) on `threads` scoring threads; returns the files that failed, with
+/// why. Stops early when `stop` is set.
 pub fn score_files(
     files: &[PathBuf],
     lane: &mut Lane,
@@ -80,13 +88,14 @@ pub fn score_files(
     sink: &mut dyn Sink,
     top: &mut TopAnomalies,
     stop: &Arc<AtomicBool>,
+    threads: usize,
 ) -> Result<Vec<(PathBuf, String)>, RunError> {
     let mut failed = Vec::new();
     for path in files {
         if stop.load(Ordering::Relaxed) {
             break;
         }
-        if let Some(why) = score_file(path, lane, emitter, sink, top, stop)? {
+        if let Some(why) = score_file(path, lane, emitter, sink, top, stop, threads)? {
             failed.push((path.clone(), why));
         }
     }
@@ -101,25 +110,39 @@ fn score_file(
     sink: &mut dyn Sink,
     top: &mut TopAnomalies,
     stop: &Arc<AtomicBool>,
+    threads: usize,
 ) -> Result<Option<String>, RunError> {
     let reader = match LogReader::open(path, Some(lane.module().log_path())) {
         Ok(r) => r.quiet().with_stop(Arc::clone(stop)),
         Err(e) => return Ok(Some(e.to_string())),
     };
     let mut outputs = Vec::new();
-    for item in reader {
-        match item {
-            Err(e) if !e.is_skip() => return Ok(Some(e.to_string())),
-            item => {
-                lane.line(item.map(Parsed::Record), &mut outputs);
-                emitter.emit(&mut outputs, sink, Some(top))?;
+    if !lane.scores_anywhere() {
+        // Context state and the allowlist see every record in order, on
+        // this thread.
+        for item in reader {
+            match item {
+                Err(e) if !e.is_skip() => return Ok(Some(e.to_string())),
+                item => {
+                    lane.line(item.map(Parsed::Record), &mut outputs);
+                    emitter.emit(&mut outputs, sink, Some(top))?;
+                }
+            }
+            if stop.load(Ordering::Relaxed) {
+                break;
             }
         }
-        if stop.load(Ordering::Relaxed) {
-            break;
-        }
+        return Ok(None);
     }
-    Ok(None)
+    let end = score_parallel(reader, threads, lane, |lane, scored| {
+        lane.take(scored, &mut outputs);
+        emitter.emit(&mut outputs, sink, Some(top))?;
+        Ok::<_, RunError>(!stop.load(Ordering::Relaxed))
+    })?;
+    Ok(match end {
+        End::Failed(why) => Some(why),
+        End::Done | End::Stopped => None,
+    })
 }
 
 /// The highest-scoring anomalies seen, best first.

@@ -299,3 +299,100 @@ fn detections_are_written_in_every_format() {
     assert_eq!(none.lines().count(), data.len());
     assert!(!none.contains("\"detection\""));
 }
+
+/// Scoring runs on `--threads` threads, reading on one more, and the
+/// records are taken back in input order: the output, the counts and the
+/// summary are the same bytes on one thread as on several, in every
+/// format, with and without `--only-anomalies`, and with malformed lines
+/// among the records (each file is many chunks of lines long).
+#[test]
+fn replay_output_is_byte_identical_whatever_the_number_of_threads() {
+    let dir = tempdir("replay-threads");
+    let logs = dir.join("logs");
+    fs::create_dir_all(&logs).unwrap();
+    // The example conn log three times over, with malformed lines between.
+    let text = fs::read_to_string(root().join("examples/logs/conn.log")).unwrap();
+    let (header, data): (Vec<&str>, Vec<&str>) = text
+        .lines()
+        .filter(|l| !l.starts_with("#close"))
+        .partition(|l| l.starts_with('#'));
+    let mut log = header.join("\n") + "\n";
+    for round in 0..3 {
+        for (i, line) in data.iter().enumerate() {
+            if i % 97 == round {
+                log.push_str("not\ta\tconn\trecord\n");
+            }
+            log.push_str(line);
+            log.push('\n');
+        }
+    }
+    fs::write(logs.join("conn.log"), log).unwrap();
+    // A conn model without the context columns, whose records score on
+    // the worker threads (a model with them scores on one thread, in
+    // order, whatever --threads says).
+    let tables = dir.join("tables");
+    fs::create_dir_all(&tables).unwrap();
+    let conn_table = fs::read_to_string(root().join("tables/conn.toml")).unwrap();
+    let plain: Vec<&str> = conn_table
+        .lines()
+        .filter(|l| !l.contains("by = ["))
+        .collect();
+    assert!(
+        plain.len() < conn_table.lines().count(),
+        "the table has context columns"
+    );
+    fs::write(tables.join("conn.toml"), plain.join("\n")).unwrap();
+    let models = dir.join("models");
+    crate::util::train(&models, "conn", &["--tables", tables.to_str().unwrap()]);
+    let run = |threads: &str, format: &str, extra: &[&str]| {
+        let out = dir.join(format!("scores-{threads}.{format}"));
+        let run = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+            .args(["--replay", logs.to_str().unwrap()])
+            .args(["--model-dir", models.to_str().unwrap()])
+            .args([
+                "--modules",
+                "conn",
+                "--format",
+                format,
+                "--threads",
+                threads,
+            ])
+            .args(["--output", out.to_str().unwrap()])
+            .args(extra)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
+        assert!(run.status.success(), "{stderr}");
+        // The summary on standard error, without the timestamps of log
+        // lines and the output's name.
+        let summary: Vec<String> = stderr
+            .lines()
+            .map(|l| l.replace(out.to_str().unwrap(), "OUT"))
+            .map(|l| match l.split_once("Z ") {
+                Some((ts, rest)) if ts.starts_with(|c: char| c.is_ascii_digit()) => rest.to_owned(),
+                _ => l,
+            })
+            .collect();
+        (fs::read(out).unwrap(), summary)
+    };
+    for (format, extra) in [
+        ("json", &[][..]),
+        ("tsv", &[][..]),
+        ("json", &["--only-anomalies"][..]),
+    ] {
+        let (one, one_summary) = run("1", format, extra);
+        assert!(
+            one.len() > 10_000 || !extra.is_empty(),
+            "{format}: {} bytes",
+            one.len()
+        );
+        for threads in ["2", "3"] {
+            let (many, summary) = run(threads, format, extra);
+            assert!(
+                one == many,
+                "{format}, {threads} threads: the output differs"
+            );
+            assert_eq!(one_summary, summary, "{format}, {threads} threads");
+        }
+    }
+}

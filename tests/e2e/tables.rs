@@ -34,8 +34,11 @@ fn model_fingerprint(path: &Path) -> u32 {
 /// logs are those of the tables that were Rust code: pinned with main's
 /// code at 8824ebf before the tables became files, again at ada4e11,
 /// whose detector baselines changed the conn and dns models (http, ssh,
-/// ssl and the scores unchanged), and again when conn, dns, ssh and ssl
-/// gained context columns (http and its scores unchanged).
+/// ssl and the scores unchanged), again when conn, dns, ssh and ssl
+/// gained context columns (http and its scores unchanged), and again for
+/// product mode's own `exp` (`kitnet/math.rs`), which changes the last bits
+/// of training and scoring (checked on the `perf` branch: with libm's
+/// `exp` put back, the previous pins held).
 #[test]
 fn built_in_tables_reproduce_the_models_and_scores_of_the_code_tables() {
     let dir = tempdir("pinned");
@@ -100,12 +103,12 @@ fn pinned_shape(text: &str) -> String {
 }
 
 const PINNED: [(&str, u32); 6] = [
-    ("conn", 0x2dc8_2be2),
-    ("dns", 0xa609_e6d9),
-    ("http", 0x297b_36a0),
-    ("ssh", 0x092c_d1d6),
-    ("ssl", 0x8f83_0587),
-    ("scores", 0xb6cd_b0b6),
+    ("conn", 0x3bee_178d),
+    ("dns", 0x31ce_0394),
+    ("http", 0xa494_93db),
+    ("ssh", 0xd379_590b),
+    ("ssl", 0x1ba8_93ac),
+    ("scores", 0x8da8_3017),
 ];
 
 const MYAPP_TABLE: &str = r#"# myapp.log, written by our own Zeek script: one record per request.

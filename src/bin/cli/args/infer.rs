@@ -166,6 +166,14 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub allowlist: Option<PathBuf>,
 
+    /// Replay: threads that score (reading has one more, writing is on the
+    /// main thread); default: one per processor. The output is the same,
+    /// byte for byte, whatever the number. Log types whose model has
+    /// context features, and any with --allowlist, score on one thread
+    /// (their state must see the records in order).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024), env = "AZW_THREADS")]
+    pub threads: Option<u16>,
+
     /// The detectors that watch behaviour over time and write detections
     /// beside the scored records: all (default), none, or a list of
     /// beacon, long_connection, host_sweep, port_scan (scan: both),

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Whole-process throughput on one million conn records, in records/s:
+# reading only (`azw-train --dry-run`), and `azw-infer --replay` with
+# --threads 1 and 2; with BASE=DIR (a folder holding another build's
+# azw-train and azw-infer, e.g. main's), that build's replay too, the runs
+# alternated in the same session so that the ratios compare like with like
+# on a shared machine.
+#
+# Data: the three days of rita-activecm/missing_host conn logs (105,918
+# records) concatenated ten times into one plain TSV with one header
+# (1,059,180 records), built once in $WORK; the model is trained on the
+# three days by this build's azw-train.
+#
+#   bash bench/perf.sh                       # this build only
+#   BASE=/tmp/main-bin ROUNDS=3 bash bench/perf.sh
+#
+# Env: AZW_SHARED (default ../shared/data), WORK (default
+# target/perf-data), ROUNDS (default 3), BIN (default target/release,
+# built by `cargo build --release` unless set).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+shared=${AZW_SHARED:-$root/../shared/data}
+work=${WORK:-$root/target/perf-data}
+rounds=${ROUNDS:-3}
+if [[ -z ${BIN:-} ]]; then
+    (cd "$root" && cargo build --release --quiet)
+    BIN=${CARGO_TARGET_DIR:-$root/target}/release
+fi
+days=$shared/rita-activecm/missing_host
+mkdir -p "$work/logs"
+log=$work/logs/conn.log
+if [[ ! -s $log ]]; then
+    first=$(ls "$days"/2024-04-19/conn.*.log.gz | head -1)
+    zcat "$first" | grep '^#' | grep -v '^#close' >"$work/header"
+    for d in "$days"/2024-04-{19,20,21}; do
+        for f in "$d"/conn.*.log.gz; do zcat "$f" | grep -v '^#'; done
+    done >"$work/body"
+    { cat "$work/header"; for _ in $(seq 10); do cat "$work/body"; done; } >"$log.tmp"
+    mv "$log.tmp" "$log"
+    rm -f "$work/body" "$work/header"
+fi
+records=$(grep -vc '^#' "$log")
+if [[ ! -s $work/models/conn.model.json ]]; then
+    "$BIN/azw-train" --log-dir "$days" --modules CONN --model-dir "$work/models" -q >/dev/null
+fi
+
+# "wall cpu": seconds of wall time and of processor time (user + system,
+# all threads) of one run of "$@". Processor time does not depend on what
+# else the machine runs; wall time does.
+seconds() {
+    local t0 t1 cpu
+    t0=$(date +%s.%N)
+    cpu=$( { TIMEFORMAT='%U %S'; time "$@" >/dev/null 2>&1; } 2>&1 )
+    t1=$(date +%s.%N)
+    awk -v a="$t0" -v b="$t1" -v c="$cpu" 'BEGIN { split(c, u, " "); print b - a, u[1] + u[2] }'
+}
+rate() { awk "BEGIN { printf \"%.0f\", $records / $1 }"; }
+
+declare -A best cpu
+note() { # name "wall cpu": keep the best (shortest) time of each case
+    local name=$1 w c
+    read -r w c <<<"$2"
+    if [[ -z ${best[$name]:-} ]] || awk "BEGIN { exit !($w < ${best[$name]}) }"; then
+        best[$name]=$w
+        cpu[$name]=$c
+    fi
+    printf '  %-22s %6.2f s  %9s records/s   cpu %5.2f s  %9s records/cpu-s\n' \
+        "$name" "$w" "$(rate "$w")" "$c" "$(rate "$c")"
+}
+replay() { # binary-dir output [args...]
+    local bin=$1 out=$2
+    shift 2
+    "$bin/azw-infer" --replay "$log" --modules CONN --model-dir "$work/models" \
+        --output "$out" -q "$@"
+}
+
+echo "$records records, $(nproc) processors, load $(cut -d' ' -f1-3 /proc/loadavg)"
+for round in $(seq "$rounds"); do
+    echo "round $round"
+    note "reader only" "$(seconds "$BIN/azw-train" --log-dir "$work/logs" --modules CONN --dry-run)"
+    if [[ -n ${BASE:-} ]]; then
+        note "base replay" "$(seconds replay "$BASE" "$work/base.json")"
+    fi
+    note "replay, 1 thread" "$(seconds replay "$BIN" "$work/t1.json" --threads 1)"
+    note "replay, 2 threads" "$(seconds replay "$BIN" "$work/t2.json" --threads 2)"
+done
+cmp -s "$work/t1.json" "$work/t2.json" || { echo "outputs of 1 and 2 threads differ" >&2; exit 1; }
+
+echo "best of $rounds (records/s of wall time; of processor time):"
+for k in "reader only" "base replay" "replay, 1 thread" "replay, 2 threads"; do
+    [[ -n ${best[$k]:-} ]] && printf '  %-22s %9s  %9s\n' "$k" "$(rate "${best[$k]}")" "$(rate "${cpu[$k]}")"
+done
+ratio() { awk "BEGIN { printf \"%.2f\", ${best[$2]} / ${best[$1]} }"; }
+echo "ratios:"
+echo "  2 threads / 1 thread:      $(ratio "replay, 2 threads" "replay, 1 thread")x"
+echo "  1 thread / reader only:    $(ratio "replay, 1 thread" "reader only")x"
+if [[ -n ${BASE:-} ]]; then
+    echo "  1 thread / base replay:    $(ratio "replay, 1 thread" "base replay")x"
+    echo "  2 threads / base replay:   $(ratio "replay, 2 threads" "base replay")x"
+fi
