@@ -386,18 +386,35 @@ impl Scorer {
         out: &mut Vec<Result<ScoredRecord, KitNetError>>,
     ) {
         let n = self.vector.len();
-        self.block.resize(records.len() * n, 0.0);
-        for (record, v) in records.iter().zip(self.block.chunks_exact_mut(n.max(1))) {
+        let mut block = std::mem::take(&mut self.block);
+        block.resize(records.len() * n, 0.0);
+        for (record, v) in records.iter().zip(block.chunks_exact_mut(n.max(1))) {
             self.encoder
                 .encode_with(record, &mut self.fields, &mut self.context, v);
         }
+        self.score_encoded(records, &block, out);
+        self.block = block;
+    }
+
+    /// [`Scorer::score_block`] of records whose feature vectors were made
+    /// elsewhere ([`Scorer::encoder`], one after the other in `block`): a
+    /// model with context features is encoded in order on one thread and
+    /// scored here, on any.
+    pub fn score_encoded(
+        &mut self,
+        records: &[&Record],
+        block: &[f64],
+        out: &mut Vec<Result<ScoredRecord, KitNetError>>,
+    ) {
+        let n = self.vector.len();
+        debug_assert_eq!(block.len(), records.len() * n);
         self.block_scores.resize(records.len(), 0.0);
         let kitnet = &self.model.kitnet;
-        match kitnet.execute_block(&self.block, &mut self.block_scores, &mut self.block_scratch) {
+        match kitnet.execute_block(block, &mut self.block_scores, &mut self.block_scratch) {
             Ok(()) => out.extend(
                 records
                     .iter()
-                    .zip(self.block.chunks_exact(n.max(1)))
+                    .zip(block.chunks_exact(n.max(1)))
                     .zip(&self.block_scores)
                     .map(|((record, v), &score)| self.finish(record, v, score)),
             ),
@@ -405,7 +422,10 @@ impl Scorer {
             // again would feed the context twice.
             Err(_) => {
                 for (i, record) in records.iter().enumerate() {
-                    let v = &self.block[i * n..(i + 1) * n];
+                    let Some(v) = block.get(i * n..(i + 1) * n) else {
+                        out.push(Err(KitNetError::NotTrained("no feature vector".into())));
+                        continue;
+                    };
                     let scored = self
                         .model
                         .kitnet
@@ -416,6 +436,19 @@ impl Scorer {
             }
         }
     }
+
+    /// The encoder, for encoding on another thread ([`Scorer::score_encoded`]).
+    pub fn encoder(&self) -> &Arc<Encoder> {
+        &self.encoder
+    }
+
+    /// Takes the context state out (for a thread that encodes in order);
+    /// [`Scorer::resume_context`] puts it back.
+    pub fn take_context(&mut self) -> ContextState {
+        let fresh = self.encoder.context();
+        std::mem::replace(&mut self.context, fresh)
+    }
+
     /// The scored record of `record`, whose feature vector `vector` scored
     /// `score`; an anomaly is explained.
     fn finish(

@@ -13,6 +13,7 @@ use std::time::Duration;
 use crate::allow::{Action, Allowlist};
 
 use crate::detect::{Baseline, DetectOptions, ModuleDetectors, Observation};
+use crate::features::ContextState;
 use crate::kitnet::KitNetError;
 use crate::log_kind::LogKind;
 use crate::model::{self, Model, ModelError};
@@ -116,12 +117,24 @@ impl LaneWorker {
     /// borrowed, so that the thread that read them can free them:
     /// allocator arenas are per thread, and freeing another thread's memory
     /// in bulk was measured at a tenth of replay's time.
-    pub fn score(&mut self, lines: &[Result<Record, ReadError>], out: &mut Vec<Scored>) {
+    /// `vectors`: the records' feature vectors, one after the other, when
+    /// they were made on the reading thread (a model with context features).
+    pub fn score(
+        &mut self,
+        lines: &[Result<Record, ReadError>],
+        vectors: Option<&[f64]>,
+        out: &mut Vec<Scored>,
+    ) {
         let module = self.scorer.module();
         let records: Vec<&Record> = lines.iter().filter_map(|l| l.as_ref().ok()).collect();
         self.results.clear();
-        for block in records.chunks(Self::BLOCK) {
-            self.scorer.score_block(block, &mut self.results);
+        let n = self.scorer.encoder().len();
+        for (b, block) in records.chunks(Self::BLOCK).enumerate() {
+            let at = b * Self::BLOCK * n;
+            match vectors.and_then(|v| v.get(at..at + block.len() * n)) {
+                Some(v) => self.scorer.score_encoded(block, v, &mut self.results),
+                None => self.scorer.score_block(block, &mut self.results),
+            }
         }
         drop(records);
         let observe = self.observe;
@@ -327,11 +340,23 @@ impl Lane {
     }
 
     /// Whether this lane's records may be scored on other threads
-    /// ([`Lane::worker`]): not when its model has context features, whose
-    /// state must see the records in order, nor when an allowlist applies
-    /// (it decides before scoring).
+    /// ([`Lane::worker`]): not when an allowlist applies (it decides
+    /// before scoring, in order).
     pub fn scores_anywhere(&self) -> bool {
-        self.scorer.context().is_empty() && self.allow.is_none()
+        self.allow.is_none()
+    }
+
+    /// For [`super::parallel`]: the encoder and the context state, taken
+    /// out to encode on the reading thread, in order; `None` when the
+    /// model has no context features (the workers encode).
+    pub fn take_encoding(
+        &mut self,
+    ) -> Option<(std::sync::Arc<crate::features::Encoder>, ContextState)> {
+        if self.scorer.context().is_empty() {
+            return None;
+        }
+        let encoder = self.scorer.encoder().clone();
+        Some((encoder, self.scorer.take_context()))
     }
 
     /// A worker scoring for this lane (its model, its detectors' needs),

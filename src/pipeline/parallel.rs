@@ -10,10 +10,16 @@
 //! order, with no reordering buffer, and applies them ([`Lane::take`]).
 //! Reading, scoring and writing overlap, and every channel is bounded, so
 //! memory stays flat however long the stream.
+//!
+//! A model with context features is encoded on the reading thread, in
+//! input order (its state must see every record in order); the workers
+//! then run KitNET and the output on the vectors made there.
 
 use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
 
 use super::lane::{Lane, LaneWorker, Scored};
+use crate::features::{ContextState, Encoder, FieldCache};
 use crate::zeek::{ReadError, Record};
 
 /// Lines per chunk: large enough that a channel message per chunk costs
@@ -44,6 +50,8 @@ type Lines = Vec<Result<Record, ReadError>>;
 
 struct Chunk {
     lines: Lines,
+    /// The records' feature vectors, when the reading thread encodes.
+    vectors: Option<Vec<f64>>,
     end: Option<String>,
 }
 
@@ -67,7 +75,8 @@ where
     I: Iterator<Item = Result<Record, ReadError>> + Send,
 {
     let workers: Vec<LaneWorker> = (0..threads.max(1)).map(|_| lane.worker()).collect();
-    std::thread::scope(|scope| {
+    let encoding = lane.take_encoding();
+    let (end, context) = std::thread::scope(|scope| {
         let mut to_workers: Vec<SyncSender<Chunk>> = Vec::new();
         let mut from_workers: Vec<Receiver<Results>> = Vec::new();
         // Scored lines go back to the reading thread to be freed there (see
@@ -80,7 +89,7 @@ where
             scope.spawn(move || {
                 for chunk in rx {
                     let mut scored = Vec::with_capacity(chunk.lines.len());
-                    worker.score(&chunk.lines, &mut scored);
+                    worker.score(&chunk.lines, chunk.vectors.as_deref(), &mut scored);
                     let _ = spent.send(chunk.lines);
                     let results = Results {
                         scored,
@@ -95,70 +104,107 @@ where
             from_workers.push(results_rx);
         }
         drop(spent_tx);
-        scope.spawn(move || deal(lines, &to_workers, &spent_rx));
-        // Results in the order the chunks were dealt. A worker's channel
-        // closes once the reader is done and it has sent all its results,
-        // so the first closed one in turn is the end of the stream.
-        for turn in (0..from_workers.len()).cycle() {
-            let Ok(results) = from_workers[turn].recv() else {
-                break;
-            };
-            for scored in results.scored {
-                if !take(lane, scored)? {
-                    return Ok(End::Stopped);
-                }
-            }
-            if let Some(why) = results.end {
-                return Ok(End::Failed(why));
+        let reader = scope.spawn(move || deal(lines, &to_workers, &spent_rx, encoding));
+        let end = take_in_turn(&from_workers, lane, &mut take);
+        // The reader stops once the workers' channels close (returning
+        // drops them); its context state goes back to the lane.
+        drop(from_workers);
+        let context = reader.join().ok().flatten();
+        (end, context)
+    });
+    if let Some(context) = context {
+        lane.resume_context(context);
+    }
+    end
+}
+
+/// The workers' results in the order the chunks were dealt, handed to
+/// `take`.
+fn take_in_turn<E>(
+    from_workers: &[Receiver<Results>],
+    lane: &mut Lane,
+    take: &mut impl FnMut(&mut Lane, Scored) -> Result<bool, E>,
+) -> Result<End, E> {
+    // Results in the order the chunks were dealt. A worker's channel
+    // closes once the reader is done and it has sent all its results,
+    // so the first closed one in turn is the end of the stream.
+    for turn in (0..from_workers.len()).cycle() {
+        let Ok(results) = from_workers[turn].recv() else {
+            break;
+        };
+        for scored in results.scored {
+            if !take(lane, scored)? {
+                return Ok(End::Stopped);
             }
         }
-        // Returning drops the receivers: workers still sending stop, and so
-        // does the reader after them.
-        Ok(End::Done)
-    })
+        if let Some(why) = results.end {
+            return Ok(End::Failed(why));
+        }
+    }
+    // Returning drops the receivers: workers still sending stop, and so
+    // does the reader after them.
+    Ok(End::Done)
 }
 
 /// The reading thread: chunks of lines dealt to the workers in turn; a
-/// fatal error ends the last chunk.
+/// fatal error ends the last chunk. With `encoding`, each record's feature
+/// vector is made here, in order, and the context state handed back.
 fn deal(
     lines: impl Iterator<Item = Result<Record, ReadError>>,
     to_workers: &[SyncSender<Chunk>],
     spent: &Receiver<Lines>,
-) {
+    mut encoding: Option<(Arc<Encoder>, ContextState)>,
+) -> Option<ContextState> {
+    let mut fields = FieldCache::default();
     let mut turn = (0..to_workers.len()).cycle();
-    let mut send = |chunk: Chunk| {
+    let mut vectors = |lines: &Lines| -> Option<Vec<f64>> {
+        let (encoder, context) = encoding.as_mut()?;
+        let n = encoder.len();
+        let records = lines.iter().filter(|l| l.is_ok()).count();
+        let mut block = vec![0.0; records * n];
+        for (record, v) in lines
+            .iter()
+            .filter_map(|l| l.as_ref().ok())
+            .zip(block.chunks_exact_mut(n.max(1)))
+        {
+            encoder.encode_with(record, &mut fields, context, v);
+        }
+        Some(block)
+    };
+    let mut send = |lines: Lines, end: Option<String>, vectors: Option<Vec<f64>>| {
         while let Ok(lines) = spent.try_recv() {
             drop(lines);
         }
         let worker = turn.next().unwrap_or(0);
-        to_workers[worker].send(chunk).is_ok()
+        to_workers[worker]
+            .send(Chunk {
+                lines,
+                vectors,
+                end,
+            })
+            .is_ok()
     };
     let mut chunk = Vec::with_capacity(CHUNK);
     for line in lines {
         match line {
             Err(e) if !e.is_skip() => {
-                send(Chunk {
-                    lines: chunk,
-                    end: Some(e.to_string()),
-                });
-                return;
+                let v = vectors(&chunk);
+                send(chunk, Some(e.to_string()), v);
+                return encoding.map(|(_, c)| c);
             }
             line => chunk.push(line),
         }
         if chunk.len() == CHUNK {
             let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
-            if !send(Chunk {
-                lines: full,
-                end: None,
-            }) {
-                return;
+            let v = vectors(&full);
+            if !send(full, None, v) {
+                return encoding.map(|(_, c)| c);
             }
         }
     }
     if !chunk.is_empty() {
-        send(Chunk {
-            lines: chunk,
-            end: None,
-        });
+        let v = vectors(&chunk);
+        send(chunk, None, v);
     }
+    encoding.map(|(_, c)| c)
 }

@@ -344,11 +344,18 @@ fn replay_output_is_byte_identical_whatever_the_number_of_threads() {
     fs::write(tables.join("conn.toml"), plain.join("\n")).unwrap();
     let models = dir.join("models");
     crate::util::train(&models, "conn", &["--tables", tables.to_str().unwrap()]);
-    let run = |threads: &str, format: &str, extra: &[&str]| {
+    let allow = dir.join("allow.toml");
+    fs::write(
+        &allow,
+        "[[rule]]\ndomain = \"example.invalid\"\naction = \"drop\"\n",
+    )
+    .unwrap();
+    let run = |models: &std::path::Path, threads: &str, format: &str, extra: &[&str]| {
         let out = dir.join(format!("scores-{threads}.{format}"));
         let run = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
             .args(["--replay", logs.to_str().unwrap()])
-            .args(["--model-dir", models.to_str().unwrap()])
+            .arg("--model-dir")
+            .arg(models)
             .args([
                 "--modules",
                 "conn",
@@ -380,14 +387,14 @@ fn replay_output_is_byte_identical_whatever_the_number_of_threads() {
         ("tsv", &[][..]),
         ("json", &["--only-anomalies"][..]),
     ] {
-        let (one, one_summary) = run("1", format, extra);
+        let (one, one_summary) = run(&models, "1", format, extra);
         assert!(
             one.len() > 10_000 || !extra.is_empty(),
             "{format}: {} bytes",
             one.len()
         );
         for threads in ["2", "3"] {
-            let (many, summary) = run(threads, format, extra);
+            let (many, summary) = run(&models, threads, format, extra);
             assert!(
                 one == many,
                 "{format}, {threads} threads: the output differs"
@@ -395,4 +402,25 @@ fn replay_output_is_byte_identical_whatever_the_number_of_threads() {
             assert_eq!(one_summary, summary, "{format}, {threads} threads");
         }
     }
+    // With the context columns (the built-in table) the reading thread
+    // encodes in order and the workers score: the same bytes on 1, 2 and 3
+    // threads, and as on the one-thread path an allowlist takes.
+    let context = crate::util::models();
+    let (one, _) = run(context, "1", "json", &[]);
+    for threads in ["2", "3"] {
+        assert!(
+            run(context, threads, "json", &[]).0 == one,
+            "{threads} threads, context"
+        );
+    }
+    let (in_order, _) = run(
+        context,
+        "2",
+        "json",
+        &["--allowlist", allow.to_str().unwrap()],
+    );
+    assert!(
+        in_order == one,
+        "the threaded context differs from the one-thread path"
+    );
 }

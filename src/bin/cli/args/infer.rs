@@ -168,9 +168,8 @@ pub struct Args {
 
     /// Replay: threads that score (reading has one more, writing is on the
     /// main thread); default: one per processor. The output is the same,
-    /// byte for byte, whatever the number. Log types whose model has
-    /// context features, and any with --allowlist, score on one thread
-    /// (their state must see the records in order).
+    /// byte for byte, whatever the number. With --allowlist, one thread
+    /// scores in order.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024), env = "AZW_THREADS")]
     pub threads: Option<u16>,
 
