@@ -8,7 +8,12 @@
 //! The context features' state is measured the same way, per statistic
 //! (a key per record, three half-lives where the statistic takes them).
 //!
-//! The target (#13): 1,000,000 keys in at most 256 MiB.
+//! The target (#13): 1,000,000 keys in at most 256 MiB. Measured
+//! 2026-12-05 (entries in a slot vector indexed by a table of u32, first
+//! allocations of one element): beacon 147.3 MiB (154 bytes per key),
+//! long_connection 132.1 MiB (138), scan 128.3 MiB (134), dns (2 maps)
+//! 233.6 MiB (244); before, with whole entries in the hash table: 304.5,
+//! 258.0, 286.3 and 482.5 MiB (319, 270, 300, 505 bytes per key).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::{IpAddr, Ipv4Addr};

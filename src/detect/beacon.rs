@@ -140,6 +140,12 @@ impl BeaconDetector {
             .max(self.first_ts.unwrap_or(0));
         let p = &self.params;
         let pair = self.pairs.touch((c.src, c.dst), Pair::default);
+        if pair.events.capacity() == 0 {
+            // Room for one event only: most pairs of a flood (or of a
+            // busy site) never see a second, and the default first
+            // allocation holds four (#13, memory per key).
+            pair.events.reserve_exact(1);
+        }
         pair.events
             .push_back((t, c.orig_ip_bytes.min(f64::from(u32::MAX)) as u32));
         pair.uids.push(c.uid.as_deref());

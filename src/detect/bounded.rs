@@ -5,37 +5,63 @@
 //! dropped at once: one O(n) selection per n/8 insertions keeps insertion
 //! amortised O(1), where dropping one entry at a time would scan the whole
 //! map for every new key of a flood.
+//!
+//! Memory (#13: a million keys in at most 256 MiB): the entries live in a
+//! dense vector of slots, and the hash table holds only their 4-byte
+//! indices. A table of whole entries doubles to 2^21 buckets past 917,504
+//! entries, so every byte of key and value counted twice at a million
+//! keys; here a slot is paid once (the vector grows no further than the
+//! cap) and the table costs about 10 bytes a key.
 
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 
-use rustc_hash::FxHashMap;
+use hashbrown::HashTable;
+use rustc_hash::FxBuildHasher;
 use serde::{Deserialize, Serialize};
+
+/// One entry: its key, when it was last touched, its value.
+#[derive(Debug, Clone)]
+struct Slot<K, V> {
+    key: K,
+    tick: u64,
+    value: V,
+}
 
 /// A map of at most `cap` keys; the least recently touched go first.
 ///
 /// Iteration order, eviction and serialisation depend only on the
-/// sequence of operations (a fixed hasher, ties broken by key), so the
-/// same input gives the same state in every mode.
+/// sequence of operations (slots in insertion order, ticks unique), so
+/// the same input gives the same state in every mode.
 #[derive(Debug, Clone)]
 pub struct BoundedMap<K, V> {
     cap: usize,
-    entries: FxHashMap<K, (u64, V)>,
+    /// Indices into `slots`, found by the hash of the slot's key.
+    index: HashTable<u32>,
+    slots: Vec<Slot<K, V>>,
     tick: u64,
     evicted: u64,
+}
+
+/// FxHash: fast, and the same in every run (only the table's layout
+/// depends on it, never what the map holds or how it is saved).
+fn hash_of<K: Hash>(key: &K) -> u64 {
+    FxBuildHasher.hash_one(key)
 }
 
 impl<K: Eq + Hash + Clone + Ord, V> BoundedMap<K, V> {
     pub fn new(cap: usize) -> BoundedMap<K, V> {
         BoundedMap {
-            cap: cap.max(1),
-            entries: FxHashMap::default(),
+            // Slots are numbered with u32.
+            cap: cap.clamp(1, u32::MAX as usize),
+            index: HashTable::new(),
+            slots: Vec::new(),
             tick: 0,
             evicted: 0,
         }
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.slots.len()
     }
 
     /// Keys dropped for room so far.
@@ -43,9 +69,16 @@ impl<K: Eq + Hash + Clone + Ord, V> BoundedMap<K, V> {
         self.evicted
     }
 
+    fn find(&self, hash: u64, key: &K) -> Option<usize> {
+        let slots = &self.slots;
+        self.index
+            .find(hash, |&i| slots[i as usize].key == *key)
+            .map(|&i| i as usize)
+    }
+
     #[cfg(test)]
     pub fn get(&self, key: &K) -> Option<&V> {
-        self.entries.get(key).map(|(_, v)| v)
+        self.find(hash_of(key), key).map(|i| &self.slots[i].value)
     }
 
     /// The entry for `key`, created with `make` (after making room) when
@@ -53,22 +86,52 @@ impl<K: Eq + Hash + Clone + Ord, V> BoundedMap<K, V> {
     pub fn touch(&mut self, key: K, make: impl FnOnce() -> V) -> &mut V {
         self.tick += 1;
         let tick = self.tick;
-        if !self.entries.contains_key(&key) && self.entries.len() >= self.cap {
+        let hash = hash_of(&key);
+        if let Some(i) = self.find(hash, &key) {
+            let slot = &mut self.slots[i];
+            slot.tick = tick;
+            return &mut slot.value;
+        }
+        if self.slots.len() >= self.cap {
             self.make_room();
         }
-        let e = self.entries.entry(key).or_insert_with(|| (tick, make()));
-        e.0 = tick;
-        &mut e.1
+        if self.slots.len() == self.slots.capacity() {
+            // Doubling, but never past the cap: at the cap, a doubled
+            // vector would leave up to half its slots unused for good.
+            let more = self.slots.capacity().max(4);
+            self.slots
+                .reserve_exact(more.min(self.cap - self.slots.len()));
+        }
+        let i = self.slots.len();
+        self.slots.push(Slot {
+            key,
+            tick,
+            value: make(),
+        });
+        let slots = &self.slots;
+        self.index
+            .insert_unique(hash, i as u32, |&j| hash_of(&slots[j as usize].key));
+        &mut self.slots[i].value
     }
 
     /// Drops the least recently touched eighth (at least one entry).
     fn make_room(&mut self) {
-        let drop = (self.entries.len() / 8).max(1);
-        let mut ticks: Vec<u64> = self.entries.values().map(|(t, _)| *t).collect();
-        let (_, nth, _) = ticks.select_nth_unstable(drop - 1);
-        let oldest_kept = *nth;
+        let drop = (self.slots.len() / 8).max(1);
+        let oldest_kept = {
+            let mut ticks: Vec<u64> = self.slots.iter().map(|s| s.tick).collect();
+            *ticks.select_nth_unstable(drop - 1).1
+        };
         // Ticks are unique, so exactly `drop` entries are at or below it.
-        self.entries.retain(|_, (t, _)| *t > oldest_kept);
+        self.slots.retain(|s| s.tick > oldest_kept);
+        // The kept slots moved: index them again (O(n) once per n/8
+        // insertions, like the selection).
+        self.index.clear();
+        let slots = &self.slots;
+        for (i, s) in slots.iter().enumerate() {
+            self.index.insert_unique(hash_of(&s.key), i as u32, |&j| {
+                hash_of(&slots[j as usize].key)
+            });
+        }
         self.evicted += drop as u64;
     }
 }
@@ -88,8 +151,11 @@ where
     V: Serialize,
 {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut entries: Vec<(&u64, &K, &V)> =
-            self.entries.iter().map(|(k, (t, v))| (t, k, v)).collect();
+        let mut entries: Vec<(&u64, &K, &V)> = self
+            .slots
+            .iter()
+            .map(|s| (&s.tick, &s.key, &s.value))
+            .collect();
         entries.sort_unstable_by_key(|e| *e.0);
         Saved {
             cap: self.cap,
@@ -160,5 +226,48 @@ mod tests {
             serde_json::to_string(&m).unwrap()
         );
         assert!(back.get(&1).is_none(), "the oldest went first");
+    }
+
+    /// The slots move when an eighth is dropped: every key kept must
+    /// still be found with its value, against a plain list kept in
+    /// recency order.
+    #[test]
+    fn after_many_evictions_every_kept_key_is_found() {
+        let mut m = BoundedMap::new(100);
+        let mut model: Vec<(u32, u32)> = Vec::new();
+        let mut state = 11u64;
+        for _ in 0..20_000 {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+            let k = ((state >> 33) % 400) as u32;
+            *m.touch(k, || 0) += 1;
+            match model.iter().position(|e| e.0 == k) {
+                Some(p) => {
+                    let mut e = model.remove(p);
+                    e.1 += 1;
+                    model.push(e);
+                }
+                None => {
+                    if model.len() >= 100 {
+                        model.drain(..model.len() / 8);
+                    }
+                    model.push((k, 1));
+                }
+            }
+            assert_eq!(m.len(), model.len());
+        }
+        for (k, v) in &model {
+            assert_eq!(m.get(k), Some(v));
+        }
+        assert!(m.evicted() > 0);
+    }
+
+    /// The saved form is the one checkpoints already hold: entries as
+    /// (key, value) pairs, oldest first.
+    #[test]
+    fn the_saved_form_is_unchanged() {
+        let json = r#"{"cap":8,"evicted":3,"entries":[[1,10],[7,70],[5,50]]}"#;
+        let m: BoundedMap<u32, u32> = serde_json::from_str(json).unwrap();
+        assert_eq!((m.len(), m.evicted(), m.get(&7)), (3, 3, Some(&70)));
+        assert_eq!(serde_json::to_string(&m).unwrap(), json);
     }
 }
