@@ -181,18 +181,22 @@ pub fn note(d: Option<DetectorKind>) -> &'static str {
     }
 }
 
-/// One line of text for a person: why the record or detection fired.
-fn reason(r: &ScoredRecord, d: Option<&Detection>) -> String {
-    let why = r
-        .top_features
+/// The explanation's features as text, `; `-separated (a detection's row
+/// names the detector first; the texts that use this name it already).
+fn features_text(r: &ScoredRecord) -> String {
+    r.top_features
         .as_deref()
         .unwrap_or_default()
         .iter()
-        // A detection's row names the detector first; the text has it.
         .filter(|c| c.feature != "detection")
         .map(ToString::to_string)
         .collect::<Vec<_>>()
-        .join("; ");
+        .join("; ")
+}
+
+/// One line of text for a person: why the record or detection fired.
+fn reason(r: &ScoredRecord, d: Option<&Detection>) -> String {
+    let why = features_text(r);
     match d {
         Some(d) => format!(
             "{} {}: score {} at or above {}{}",
@@ -636,16 +640,7 @@ fn notice_values(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Vec<
             short(r.threshold)
         ),
     };
-    let sub = r
-        .top_features
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        // A detection's row names the detector first; the text has it.
-        .filter(|c| c.feature != "detection")
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ");
+    let sub = features_text(r);
     let opt_str = |v: Option<&str>| v.map_or(Value::Null, |s| json!(s));
     vec![
         r.ts.and_then(num).unwrap_or(Value::Null),
