@@ -839,6 +839,7 @@ fn describe(
             };
             let name = c.names.get(i).map_or("", String::as_str);
             let label = name.strip_prefix(def.name.as_str()).unwrap_or(name);
+            let label = label.strip_prefix(':').unwrap_or(label);
             let observed = format!("{label} {}", number(x));
             let expected = c.ranges.get(i).copied().flatten().map(|(lo, hi)| {
                 if x > hi {
