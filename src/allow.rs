@@ -39,7 +39,9 @@ use serde::Deserialize;
 
 use crate::detect::Detection;
 use crate::log_kind::LogKind;
+use crate::reload::stamp;
 use crate::score::ScoredRecord;
+use crate::tables::line_of;
 use crate::zeek::Record;
 
 /// How often a running tool looks for a changed allowlist file.
@@ -136,14 +138,6 @@ fn parse_expiry(text: &str) -> Result<i64, String> {
     chrono::DateTime::parse_from_rfc3339(t)
         .map(|d| d.timestamp())
         .map_err(|_| format!("expires `{t}`: write a date (2027-01-31) or an RFC 3339 time"))
-}
-
-fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())]
-        .iter()
-        .filter(|b| **b == b'\n')
-        .count()
-        + 1
 }
 
 /// The rules of one file.
@@ -330,11 +324,6 @@ pub struct Allowlist {
     refused: Option<(SystemTime, u64)>,
     last_check: Instant,
     every: Duration,
-}
-
-fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.modified().ok()?, m.len()))
 }
 
 fn now() -> i64 {

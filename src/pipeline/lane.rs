@@ -317,9 +317,7 @@ impl Lane {
         if let Some(allow) = &mut self.allow {
             allow.check();
             if allow.before_scoring(self.scorer.module(), record) == Some(Action::Drop) {
-                if let Some(ts) = record.ts().filter(|t| t.is_finite() && *t >= 0.0) {
-                    self.stats.newest_ts = self.stats.newest_ts.max(ts as u64);
-                }
+                self.note_time(record.ts());
                 self.stats.dropped += 1;
                 return;
             }
@@ -393,9 +391,7 @@ impl Lane {
         observation: Option<Observation>,
         out: &mut Vec<Output>,
     ) {
-        if let Some(ts) = ts.filter(|t| t.is_finite() && *t >= 0.0) {
-            self.stats.newest_ts = self.stats.newest_ts.max(ts as u64);
-        }
+        self.note_time(ts);
         match result {
             Ok(s) => {
                 self.stats.scored += 1;
@@ -414,6 +410,13 @@ impl Lane {
                     tracing::warn!("{module}: line {line}: cannot score: {e}");
                 }
             }
+        }
+    }
+
+    /// Keeps the newest record time read (how far behind real time).
+    fn note_time(&mut self, ts: Option<f64>) {
+        if let Some(ts) = ts.filter(|t| t.is_finite() && *t >= 0.0) {
+            self.stats.newest_ts = self.stats.newest_ts.max(ts as u64);
         }
     }
 
