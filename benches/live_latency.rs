@@ -81,6 +81,7 @@ fn main() {
         reload_every: Duration::from_secs(1),
         detect: Default::default(),
         warm_hours: 0,
+        alerts: None,
     };
     let controls = Controls::default();
     let mut latencies = Vec::new();

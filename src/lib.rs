@@ -8,6 +8,7 @@
 //! format). Records come from files, followed live ([`follow`]) or
 //! replayed, or from Kafka topics ([`kafka`]).
 
+pub mod alert;
 pub mod allow;
 pub mod community_id;
 pub mod detect;
@@ -25,6 +26,7 @@ pub mod reload;
 pub mod route;
 pub mod safe_fs;
 pub mod score;
+pub mod severity;
 pub mod sink;
 pub mod tables;
 pub mod tail;

@@ -18,6 +18,7 @@ use crate::features::{ContextState, Encoder, FieldCache, Transform};
 use crate::kitnet::{BlockScratch, KitNetError, Scratch};
 use crate::log_kind::LogKind;
 use crate::model::Model;
+use crate::severity::{Judge, JudgeOptions, Severity};
 use crate::zeek::{Record, Value};
 
 /// How many features an anomaly's explanation names.
@@ -70,6 +71,14 @@ pub struct ScoredRecord {
     pub score: f64,
     pub threshold: f64,
     pub anomaly: bool,
+    /// For anomalies: how serious, from the probability below
+    /// ([`crate::severity`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<Severity>,
+    /// For anomalies: the probability that normal traffic scores this
+    /// high, by the model's calibration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p_normal: Option<f64>,
     /// For anomalies: the features that contributed most to the
     /// reconstruction error, with their share of it, the value seen and
     /// what training saw.
@@ -249,9 +258,11 @@ impl ContextFields {
 }
 
 /// What a scorer adds to each record beyond the score.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct RecordOptions {
     pub context: ContextFields,
+    /// The runtime threshold and the severity an anomaly must reach.
+    pub judge: JudgeOptions,
     /// The Community ID seed (0 unless the site uses another one
     /// everywhere).
     pub community_id_seed: u16,
@@ -273,6 +284,8 @@ pub struct Scorer {
     context_fields: Arc<[String]>,
     community_id_seed: u16,
     model_ref: Arc<ModelRef>,
+    /// Flags and grades scores: the model's threshold, or the runtime one.
+    judge: Arc<Judge>,
     /// For [`Scorer::score_block`]: the block's feature vectors, one after
     /// the other, and their scores.
     block: Vec<f64>,
@@ -291,6 +304,7 @@ impl Scorer {
             created: model.created.clone(),
         });
         let context_fields = ContextFields::default().for_module(model.module).into();
+        let judge = Arc::new(Judge::new(&model, &JudgeOptions::default()));
         Scorer {
             model: Arc::new(model),
             encoder: Arc::new(encoder),
@@ -302,6 +316,7 @@ impl Scorer {
             context_fields,
             community_id_seed: 0,
             model_ref,
+            judge,
             block: Vec::new(),
             block_scores: Vec::new(),
             block_scratch: BlockScratch::default(),
@@ -313,6 +328,7 @@ impl Scorer {
     pub fn with_options(mut self, opts: &RecordOptions) -> Scorer {
         self.context_fields = opts.context.for_module(self.model.module).into();
         self.community_id_seed = opts.community_id_seed;
+        self.judge = Arc::new(Judge::new(&self.model, &opts.judge));
         self
     }
 
@@ -458,8 +474,9 @@ impl Scorer {
         score: f64,
     ) -> Result<ScoredRecord, KitNetError> {
         let kitnet = &self.model.kitnet;
-        let threshold = self.model.threshold.value;
-        let anomaly = score > threshold;
+        let threshold = self.judge.threshold;
+        let judged = self.judge.judge(score);
+        let anomaly = judged.is_some();
         let top_features = if anomaly {
             let explanation = kitnet.explain(vector)?;
             Some(self.explainer.explain(
@@ -513,6 +530,8 @@ impl Scorer {
             score,
             threshold,
             anomaly,
+            severity: judged.map(|j| j.0),
+            p_normal: judged.map(|j| j.1),
             top_features,
             context,
             model: Some(self.model_ref.clone()),

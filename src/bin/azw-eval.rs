@@ -521,6 +521,10 @@ fn evaluate(
         tracing::warn!("{module}: {unscored} labeled uids got no score (lines the reader skipped, or missing from the scores); they are not measured");
     }
     let m = metrics::evaluate(&items, scores.threshold)?;
+    let hosts = scores
+        .alerts
+        .as_ref()
+        .map(|alerts| eval::hosts::host_level(&truth, &scores.hosts, alerts));
     let rate = (scores.seconds > 0.0).then(|| scores.records as f64 / scores.seconds);
     let report = Report {
         module,
@@ -535,6 +539,7 @@ fn evaluate(
         rows_without_uid,
         model,
         metrics: m,
+        hosts,
     };
     Ok((report, items))
 }

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use autozeekwatch::alert::{AlertSetup, AlertTarget};
 use autozeekwatch::escape::terminal;
 use autozeekwatch::model;
 use autozeekwatch::pipeline::{self, run_live, Controls, Lane, LaneOptions, LiveOptions};
@@ -196,6 +197,7 @@ fn run(args: Args, controls: &Controls) -> anyhow::Result<ExitCode> {
             reload_every: Duration::from_secs(1),
             detect: args.detect_options(),
             warm_hours: args.warm_hours,
+            alerts: args.alert_setup().map_err(anyhow::Error::msg)?,
         };
         tracing::info!(
             "following {} for {} (output {}, checkpoint in {})",
@@ -309,7 +311,7 @@ fn replay(args: &Args, modules: &[LogKind], controls: &Controls) -> anyhow::Resu
             bail!("--replay writes to a file or standard output; Kafka outputs are for --source kafka and live mode")
         }
         OutputSpec::File(target) => {
-            check_replay_target(target, &args.replay, args.format)?;
+            check_replay_target("--output", target, &args.replay, args.format)?;
             check_not_live_output(target, &args.state_dir)?;
             let dir = target
                 .parent()
@@ -322,6 +324,12 @@ fn replay(args: &Args, modules: &[LogKind], controls: &Controls) -> anyhow::Resu
         }
     };
     let mut emitter = pipeline::Emitter::for_lanes(lanes.iter_mut(), &args.detect_options());
+    let mut alerts_tmp = None;
+    if let Some(setup) = args.alert_setup().map_err(anyhow::Error::msg)? {
+        let (sink, tmp) = replay_alert_sink(args, &setup, &opts)?;
+        alerts_tmp = tmp;
+        emitter = emitter.with_alerts(setup.opts, modules, true, sink);
+    }
     let report = pipeline::replay(
         &args.replay,
         &mut lanes,
@@ -333,9 +341,23 @@ fn replay(args: &Args, modules: &[LogKind], controls: &Controls) -> anyhow::Resu
     )?;
     out.sync()?;
     drop(out);
+    if let Some(a) = emitter.alert_sink() {
+        a.sync()?;
+    }
     if report.stopped {
         bail!("stopped before the end; {} left as it was", args.output);
     }
+    if let (Some(tmp), Some(AlertTarget::Own(OutputSpec::File(target)))) =
+        (alerts_tmp, args.alerts.as_ref())
+    {
+        tmp.persist(target)
+            .with_context(|| format!("cannot write {}", target.display()))?;
+        eprintln!(
+            "alerts written to {}",
+            terminal(&target.display().to_string())
+        );
+    }
+    print_alerts(&emitter);
     if let (Some(tmp), Some(target)) = (tmp, args.output.file()) {
         tmp.persist(target)
             .with_context(|| format!("cannot write {}", target.display()))?;
@@ -357,10 +379,88 @@ fn replay(args: &Args, modules: &[LogKind], controls: &Controls) -> anyhow::Resu
     Ok(ExitCode::from(cli::EXIT_INPUT_FAILED))
 }
 
+/// A replay's output file while it is written, moved into place at the
+/// end.
+type TempOutput = tempfile::NamedTempFile;
+
+/// The alerts' own sink (none: beside the records) and, for a file, where
+/// it is written until the end.
+type AlertOutput = (Option<Box<dyn Sink>>, Option<TempOutput>);
+
+/// The alerts' own output in a replay: standard output as it is, a file
+/// written aside and moved into place at the end (as the records are).
+fn replay_alert_sink(
+    args: &Args,
+    setup: &AlertSetup,
+    opts: &SinkOptions,
+) -> anyhow::Result<AlertOutput> {
+    let AlertTarget::Own(spec) = &setup.target else {
+        return Ok((None, None));
+    };
+    let format = AlertSetup::format(args.format);
+    let opts = SinkOptions {
+        format,
+        ..opts.clone()
+    };
+    match spec {
+        OutputSpec::Stdout => Ok((Some(sink::open(spec, &opts)?), None)),
+        OutputSpec::Kafka { .. } => {
+            bail!("--replay writes alerts to a file or standard output; Kafka outputs are for --source kafka and live mode")
+        }
+        OutputSpec::File(target) => {
+            if args.output.file() == Some(target.as_path()) {
+                bail!("--alerts {}: this is --output too; give `--alerts output` to write them there, beside the records", terminal(&target.display().to_string()));
+            }
+            check_replay_target("--alerts", target, &args.replay, format)?;
+            let dir = target
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let tmp = tempfile::NamedTempFile::new_in(dir)
+                .with_context(|| format!("cannot write in {}", dir.display()))?;
+            let spec = OutputSpec::File(tmp.path().to_owned());
+            Ok((Some(sink::open(&spec, &opts)?), Some(tmp)))
+        }
+    }
+}
+
+/// The alerts of a replay, in brief.
+fn print_alerts(emitter: &pipeline::Emitter) {
+    let Some(a) = emitter.alerts() else {
+        return;
+    };
+    let s = a.stats();
+    eprintln!(
+        "alerts: {} opened from {} flagged records and detections ({} lines written: opened, updated, closed){}",
+        s.opened,
+        s.items,
+        s.written,
+        if s.late + s.forced + s.evicted > 0 {
+            format!(
+                "; {} arrived late, {} folded early (too many held), {} closed early (too many open)",
+                s.late, s.forced, s.evicted
+            )
+        } else {
+            String::new()
+        }
+    );
+    for a in emitter.top_alerts() {
+        let line = format!(
+            "  {:<8} {}  [{}]  {}",
+            a.severity.name(),
+            a.reason,
+            a.alert,
+            a.uids.join(",")
+        );
+        eprintln!("{}", terminal(&line));
+    }
+}
+
 /// Refuses a replay output that would destroy something not ours: one of
 /// the inputs, a symbolic link, a device, or a file that is not an output
 /// of this format.
 fn check_replay_target(
+    flag: &str,
     target: &Path,
     inputs: &[PathBuf],
     format: RecordFormat,
@@ -370,18 +470,20 @@ fn check_replay_target(
     };
     let shown = terminal(&target.display().to_string()).into_owned();
     if meta.file_type().is_symlink() || !meta.is_file() {
-        bail!("--output {shown}: not a regular file (a link, device or folder); give a plain file path");
+        bail!(
+            "{flag} {shown}: not a regular file (a link, device or folder); give a plain file path"
+        );
     }
     let canonical = std::fs::canonicalize(target)?;
     for input in inputs {
         let input = std::fs::canonicalize(input).unwrap_or_else(|_| input.clone());
         if canonical == input {
-            bail!("--output {shown} is one of the inputs of --replay; write the scores elsewhere");
+            bail!("{flag} {shown} is one of the inputs of --replay; write the scores elsewhere");
         }
     }
     if !sink::is_replaceable_output(target, format)? {
         bail!(
-            "--output {shown}: exists and is not an autozeekwatch {} output; it is left as it is (replay replaces only its own outputs): choose another --output, or move it away",
+            "{flag} {shown}: exists and is not an autozeekwatch {} output; it is left as it is (replay replaces only its own outputs): choose another {flag}, or move it away",
             format.name()
         );
     }
@@ -497,6 +599,7 @@ fn kafka(args: &Args, modules: Vec<LogKind>, controls: &Controls) -> anyhow::Res
         stamp: args.stamp(),
         record: args.record_options(),
         allowlist: args.allowlist.clone(),
+        alerts: args.alert_setup().map_err(anyhow::Error::msg)?,
         only_anomalies: args.only_anomalies,
         commit_every: Duration::from_millis(args.checkpoint_ms),
         stats_every: Duration::from_secs(args.stats_secs.max(1)),

@@ -189,6 +189,7 @@ impl BeaconDetector {
             domain: None,
             score: parts.score,
             threshold: p.threshold,
+            severity: crate::severity::Severity::Low,
             first_ts: f64::from(ts[0]),
             last_ts: f64::from(ts[ts.len() - 1]),
             uids: pair.uids.with_latest(c.uid.as_deref()),

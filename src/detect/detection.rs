@@ -8,6 +8,7 @@ use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use crate::log_kind::LogKind;
+use crate::severity::Severity;
 
 /// The detectors, by the name written in the `detection` field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -76,6 +77,9 @@ pub struct Detection {
     pub domain: Option<String>,
     pub score: f64,
     pub threshold: f64,
+    /// How serious ([`Detection::graded`]), set by the detection stage.
+    #[serde(default)]
+    pub severity: Severity,
     /// The time span of the evidence.
     pub first_ts: f64,
     pub last_ts: f64,
@@ -86,6 +90,24 @@ pub struct Detection {
 }
 
 impl Detection {
+    /// A detection's severity from how far past its threshold it is, in
+    /// its detector's unit: a beacon (RITA's score, 0 to 1, threshold 0.9
+    /// by default) is high from 0.95, the counting detectors (hosts,
+    /// ports, names, seconds) from four times their threshold; anything
+    /// else detected is medium. Detections are rarer than anomalies and
+    /// each rests on many records, so none is merely low.
+    pub fn graded(&self) -> Severity {
+        let high = match self.detection {
+            DetectorKind::Beacon => self.score >= 0.95_f64.max(self.threshold),
+            _ => self.threshold > 0.0 && self.score >= 4.0 * self.threshold,
+        };
+        if high {
+            Severity::High
+        } else {
+            Severity::Medium
+        }
+    }
+
     /// The entity as one string, for logs and summaries:
     /// `10.0.0.5 -> 203.0.113.7`, `10.0.0.5 -> example.com`, `10.0.0.5`.
     pub fn entity(&self) -> String {

@@ -123,6 +123,7 @@ impl LongConnDetector {
             domain: None,
             score: pair.total,
             threshold: p.threshold_seconds,
+            severity: crate::severity::Severity::Low,
             first_ts: pair.first_ts,
             last_ts: end,
             uids: pair.uids.with_latest(c.uid.as_deref()),

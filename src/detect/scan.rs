@@ -164,6 +164,7 @@ impl ScanDetector {
             domain: None,
             score: score as f64,
             threshold: threshold as f64,
+            severity: crate::severity::Severity::Low,
             first_ts: window_start,
             last_ts: c.ts,
             uids: s.uids.with_latest(c.uid.as_deref()),

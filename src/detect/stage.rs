@@ -314,7 +314,8 @@ impl DetectStage {
                     }
                 }
             }
-            for found in &out[before..] {
+            for found in &mut out[before..] {
+                found.severity = found.graded();
                 *self.found.entry(found.detection).or_default() += 1;
             }
         }

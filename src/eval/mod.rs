@@ -17,6 +17,7 @@
 //! item's score is the highest of its records, and it is malicious if any
 //! of its rows is.
 
+pub mod hosts;
 pub mod labels;
 pub mod metrics;
 pub mod plot;
@@ -147,6 +148,11 @@ fn paths_of(files: &[LogFile]) -> Vec<PathBuf> {
 #[derive(Debug, Clone, Default)]
 pub struct UidScores {
     pub scores: HashMap<String, f64>,
+    /// Each uid's alert host ([`crate::alert::Item::of_record`]'s rule).
+    pub hosts: HashMap<String, std::net::IpAddr>,
+    /// The closed alerts; `None` when the scores carried none (alerts
+    /// were not asked for).
+    pub alerts: Option<Vec<crate::alert::Alert>>,
     pub records: u64,
     pub malformed: u64,
     pub seconds: f64,
@@ -168,10 +174,16 @@ pub fn score_files(
     let mut sink = UidMax::default();
     let mut top = TopAnomalies::new(0);
     let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let mut emitter = crate::pipeline::Emitter::records_only().with_alerts(
+        crate::alert::AlertOptions::default(),
+        &[module],
+        true,
+        None,
+    );
     for (path, why) in replay::score_files(
         files,
         &mut lane,
-        &mut crate::pipeline::Emitter::records_only(),
+        &mut emitter,
         &mut sink,
         &mut top,
         &stop,
@@ -179,9 +191,12 @@ pub fn score_files(
     )? {
         tracing::warn!("{}: {why}", path.display());
     }
+    emitter.finish(&mut sink)?;
     let stats = lane.stats();
     Ok(UidScores {
-        scores: sink.0,
+        scores: sink.scores,
+        hosts: sink.hosts,
+        alerts: Some(sink.alerts),
         records: stats.scored,
         malformed: stats.skipped,
         seconds: started.elapsed().as_secs_f64(),
@@ -189,9 +204,27 @@ pub fn score_files(
     })
 }
 
-/// A sink that keeps the highest score of each uid.
+/// A sink that keeps the highest score of each uid, its host, and the
+/// closed alerts.
 #[derive(Default)]
-struct UidMax(HashMap<String, f64>);
+struct UidMax {
+    scores: HashMap<String, f64>,
+    hosts: HashMap<String, std::net::IpAddr>,
+    alerts: Vec<crate::alert::Alert>,
+}
+
+/// The host a record's alert would name: the source, or the local
+/// target of inbound traffic.
+fn alert_host(
+    orig: Option<std::net::IpAddr>,
+    resp: Option<std::net::IpAddr>,
+    direction: Option<&str>,
+) -> Option<std::net::IpAddr> {
+    match direction {
+        Some("inbound") => resp.or(orig),
+        _ => orig,
+    }
+}
 
 impl Sink for UidMax {
     /// Evaluation measures records; it runs no detectors.
@@ -200,8 +233,17 @@ impl Sink for UidMax {
     }
     fn write(&mut self, record: &ScoredRecord) -> Result<(), SinkError> {
         if let Some(uid) = &record.uid {
-            let e = self.0.entry(uid.clone()).or_insert(f64::NEG_INFINITY);
+            let e = self.scores.entry(uid.clone()).or_insert(f64::NEG_INFINITY);
             *e = e.max(record.score);
+            if let Some(h) = alert_host(record.orig_h, record.resp_h, record.direction.as_deref()) {
+                self.hosts.entry(uid.clone()).or_insert(h);
+            }
+        }
+        Ok(())
+    }
+    fn write_alert(&mut self, alert: &crate::alert::Alert) -> Result<(), SinkError> {
+        if alert.state == crate::alert::State::Closed {
+            self.alerts.push(alert.clone());
         }
         Ok(())
     }
@@ -260,6 +302,15 @@ pub fn read_scores(path: &Path, module: LogKind) -> Result<UidScores, ScoresErro
         if v.get("detection").is_some() {
             continue;
         }
+        // An alert is about a host; the closed ones are its final state.
+        if v.get("alert").is_some() {
+            if v.get("state").and_then(|s| s.as_str()) == Some("closed") {
+                let a: crate::alert::Alert = serde_json::from_value(v)
+                    .map_err(|e| bad(i + 1, &format!("not an alert: {e}")))?;
+                out.alerts.get_or_insert_with(Vec::new).push(a);
+            }
+            continue;
+        }
         let m = v
             .get("module")
             .and_then(|m| m.as_str())
@@ -281,6 +332,15 @@ pub fn read_scores(path: &Path, module: LogKind) -> Result<UidScores, ScoresErro
                 .entry(uid.to_owned())
                 .or_insert(f64::NEG_INFINITY);
             *e = e.max(score);
+            let addr = |k: &str| {
+                v.get(k)
+                    .and_then(|a| a.as_str())
+                    .and_then(|a| a.parse().ok())
+            };
+            let direction = v.get("direction").and_then(|d| d.as_str());
+            if let Some(h) = alert_host(addr("id.orig_h"), addr("id.resp_h"), direction) {
+                out.hosts.entry(uid.to_owned()).or_insert(h);
+            }
         }
     }
     Ok(out)
@@ -363,6 +423,8 @@ pub struct Report {
     pub rows_without_uid: usize,
     pub model: Option<ModelSummary>,
     pub metrics: Metrics,
+    /// Alert-level figures, when there were alerts to measure.
+    pub hosts: Option<hosts::HostLevel>,
 }
 
 fn pct(v: f64) -> String {
@@ -481,6 +543,10 @@ impl Report {
             );
         }
         let _ = writeln!(s, "  (share: recall for malicious labels, false-positive rate for benign ones, at the model threshold)");
+        if let Some(h) = &self.hosts {
+            let _ = writeln!(s);
+            s.push_str(&h.to_text());
+        }
         s
     }
 }

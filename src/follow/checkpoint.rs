@@ -61,6 +61,23 @@ pub struct Checkpoint {
     /// next record after a restart are those of an uninterrupted run.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub context: BTreeMap<LogKind, SavedState>,
+    /// The alert stage's state at these positions ([`crate::alert`]):
+    /// open alerts and the flagged records not yet folded in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<SavedState>,
+    /// The alerts' own output (`--alerts FILE`) at these positions, cut
+    /// back to it on a restart like the records' output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts_output: Option<OutputMark>,
+}
+
+/// An output file's name, length and identity at a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputMark {
+    pub name: String,
+    pub len: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<(u64, u64)>,
 }
 
 /// Serialised state kept as the JSON text it was written as: serialised

@@ -13,7 +13,9 @@ mod follower;
 pub mod identity;
 mod source;
 
-pub use checkpoint::{Checkpoint, CheckpointError, Position, SavedState, CHECKPOINT_VERSION};
+pub use checkpoint::{
+    Checkpoint, CheckpointError, OutputMark, Position, SavedState, CHECKPOINT_VERSION,
+};
 pub use follower::{Follower, Step};
 pub use source::{Line, Source};
 

@@ -50,6 +50,8 @@ pub struct KafkaOptions {
     pub record: RecordOptions,
     /// The allowlist file ([`crate::allow`]).
     pub allowlist: Option<std::path::PathBuf>,
+    /// Alerts per host, and where they go (`None`: no alerts).
+    pub alerts: Option<crate::alert::AlertSetup>,
     pub only_anomalies: bool,
     /// How often the output is synced and the offsets committed.
     pub commit_every: Duration,
@@ -313,16 +315,26 @@ pub fn run_kafka(opts: &KafkaOptions, controls: &Controls) -> Result<KafkaStats,
         let parser = LineParser::new("kafka", Some(module.log_path()));
         lanes.insert(module, Route { lane, parser });
     }
-    let emitter = Emitter::for_lanes(lanes.values_mut().map(|r| &mut r.lane), &opts.detect);
-    let sink = sink::open(
-        &opts.output,
-        &SinkOptions {
-            format: opts.format,
-            stamp: opts.stamp.clone(),
-            cut_to: None,
-            kafka_config: opts.config.clone(),
-        },
-    )?;
+    let mut emitter = Emitter::for_lanes(lanes.values_mut().map(|r| &mut r.lane), &opts.detect);
+    let sink_opts = SinkOptions {
+        format: opts.format,
+        stamp: opts.stamp.clone(),
+        cut_to: None,
+        kafka_config: opts.config.clone(),
+    };
+    let mut sink = sink::open(&opts.output, &sink_opts)?;
+    if let Some(setup) = &opts.alerts {
+        // Alerts of their own go through the same sink as the records
+        // (split inside), so both are durable before offsets are
+        // committed.
+        if let Some(alerts) = setup.open_sink(&sink_opts)? {
+            sink = Box::new(sink::Split {
+                records: sink,
+                alerts,
+            });
+        }
+        emitter = emitter.with_alerts(setup.opts, &opts.modules, false, None);
+    }
     let consumer = connect(opts, sink)?;
     let mut run = Run {
         opts,
@@ -621,8 +633,17 @@ impl Run<'_> {
             }
         };
         lane.record(&record, &mut self.outputs);
+        let newest = crate::pipeline::replay::newest(lane);
         self.emitter
             .emit(&mut self.outputs, progress.sink.as_mut(), None)
+            .map_err(RunError::Output)?;
+        self.emitter
+            .progress(
+                module,
+                newest,
+                crate::alert::Reading::CaughtUp,
+                progress.sink.as_mut(),
+            )
             .map_err(RunError::Output)?;
         Ok(())
     }

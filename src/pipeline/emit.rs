@@ -3,8 +3,10 @@
 //! observations run through the detection stage, whose detections are
 //! written right after the record that completed them.
 
+use crate::alert::{Alert, AlertOptions, AlertStage, Reading};
 use crate::allow::Allowlist;
 use crate::detect::{DetectOptions, DetectStage, Detection, Observation};
+use crate::log_kind::LogKind;
 use crate::sink::{Sink, SinkError};
 
 use super::lane::{Lane, Output, Throttle};
@@ -22,6 +24,15 @@ pub struct Emitter {
     allow: Option<Allowlist>,
     /// Detections the allowlist kept out.
     suppressed: u64,
+    /// Folds flagged records and detections into alerts per host.
+    alerts: Option<AlertStage>,
+    /// Where alerts go when not into the records' sink.
+    alert_sink: Option<Box<dyn Sink>>,
+    /// Alerts made, not yet written.
+    made: Vec<Alert>,
+    /// The most severe closed alerts, for a summary at the end of a
+    /// replay.
+    top_alerts: Vec<Alert>,
 }
 
 impl Emitter {
@@ -66,7 +77,92 @@ impl Emitter {
             first: Vec::new(),
             allow: None,
             suppressed: 0,
+            alerts: None,
+            alert_sink: None,
+            made: Vec::new(),
+            top_alerts: Vec::new(),
         }
+    }
+
+    /// Folds what this emitter writes into alerts per host
+    /// ([`crate::alert`]) for the log types `modules`, written to
+    /// `sink` (`None`: beside the records). `hold_unstarted`: the log
+    /// types are read one after the other (replay).
+    pub fn with_alerts(
+        mut self,
+        opts: AlertOptions,
+        modules: &[LogKind],
+        hold_unstarted: bool,
+        sink: Option<Box<dyn Sink>>,
+    ) -> Emitter {
+        self.alerts = Some(AlertStage::new(opts, modules, hold_unstarted));
+        self.alert_sink = sink;
+        self
+    }
+
+    /// Continues a saved alert stage (a checkpoint's).
+    pub fn resume_alerts(&mut self, saved: AlertStage, opts: AlertOptions, modules: &[LogKind]) {
+        self.alerts = Some(saved.resumed(opts, modules));
+    }
+
+    /// The most severe closed alerts so far (at most [`Emitter::KEPT`]),
+    /// most severe first.
+    pub fn top_alerts(&self) -> &[Alert] {
+        &self.top_alerts
+    }
+
+    /// The alert stage, for the checkpoint and the counters.
+    pub fn alerts(&self) -> Option<&AlertStage> {
+        self.alerts.as_ref()
+    }
+
+    /// The alerts' own output, to sync with the records'.
+    pub fn alert_sink(&mut self) -> Option<&mut (dyn Sink + 'static)> {
+        self.alert_sink.as_deref_mut()
+    }
+
+    /// Records how far `module` has been read, writing the alerts that
+    /// the progress completes.
+    pub fn progress(
+        &mut self,
+        module: LogKind,
+        newest: f64,
+        reading: Reading,
+        sink: &mut dyn Sink,
+    ) -> Result<(), SinkError> {
+        if let Some(a) = &mut self.alerts {
+            a.progress(module, newest, reading, &mut self.made);
+        }
+        self.write_alerts(sink)
+    }
+
+    /// The end of the input (replay, evaluation): every alert closes.
+    pub fn finish(&mut self, sink: &mut dyn Sink) -> Result<(), SinkError> {
+        if let Some(a) = &mut self.alerts {
+            a.finish(&mut self.made);
+        }
+        self.write_alerts(sink)?;
+        if let Some(s) = &mut self.alert_sink {
+            s.flush()?;
+        }
+        Ok(())
+    }
+
+    fn write_alerts(&mut self, sink: &mut dyn Sink) -> Result<(), SinkError> {
+        if self.made.is_empty() {
+            return Ok(());
+        }
+        let out: &mut dyn Sink = match &mut self.alert_sink {
+            Some(s) => s.as_mut(),
+            None => sink,
+        };
+        for a in self.made.drain(..) {
+            out.write_alert(&a)?;
+            if a.state == crate::alert::State::Closed {
+                keep_top(&mut self.top_alerts, a);
+            }
+        }
+        Ok(())
     }
 
     /// No detectors: only records are written (evaluation).
@@ -109,6 +205,9 @@ impl Emitter {
                         top.offer(&s);
                     }
                     sink.write(&s)?;
+                    if let Some(a) = &mut self.alerts {
+                        a.offer_record(&s, &mut self.made);
+                    }
                 }
                 Output::Observed(o) => {
                     self.detect.observe(&o, &mut self.found);
@@ -130,6 +229,9 @@ impl Emitter {
                             );
                         }
                         sink.write_detection(&d)?;
+                        if let Some(a) = &mut self.alerts {
+                            a.offer_detection(&d, &mut self.made);
+                        }
                         if self.first.len() < Self::KEPT {
                             self.first.push(d);
                         }
@@ -137,6 +239,22 @@ impl Emitter {
                 }
             }
         }
-        Ok(())
+        self.write_alerts(sink)
+    }
+}
+
+/// Keeps `a` among the [`Emitter::KEPT`] most severe (then largest, then
+/// first) alerts.
+fn keep_top(top: &mut Vec<Alert>, a: Alert) {
+    let key = |a: &Alert| {
+        (
+            std::cmp::Reverse(a.severity),
+            std::cmp::Reverse(a.records + a.detections),
+        )
+    };
+    let at = top.partition_point(|t| key(t) <= key(&a));
+    if at < Emitter::KEPT {
+        top.insert(at, a);
+        top.truncate(Emitter::KEPT);
     }
 }

@@ -20,9 +20,12 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant};
 
 use super::{Controls, Emitter, Lane, LaneOptions, LaneStats, RunError};
+use crate::alert::{AlertSetup, AlertStage, AlertTarget, Reading};
 use crate::detect::{DetectOptions, DetectStage};
 use crate::features::ContextState;
-use crate::follow::{Checkpoint, Follower, Line, Position, SavedState, CHECKPOINT_VERSION};
+use crate::follow::{
+    Checkpoint, Follower, Line, OutputMark, Position, SavedState, CHECKPOINT_VERSION,
+};
 use crate::log_kind::LogKind;
 use crate::score::RecordOptions;
 use crate::sink::{self, sync_then, OutputSpec, RecordFormat, Sink, SinkOptions, Stamp};
@@ -60,6 +63,8 @@ pub struct LiveOptions {
     /// On a start without saved detector state, the hours of rotated
     /// history the detectors read first (0: none).
     pub warm_hours: u32,
+    /// Alerts per host, and where they go (`None`: no alerts).
+    pub alerts: Option<AlertSetup>,
 }
 
 /// A log type's parsed lines and where its reading stands after them.
@@ -190,6 +195,9 @@ pub fn run_live(
             kafka_config: opts.kafka_config.clone(),
         },
     )?;
+    if let Some(setup) = &opts.alerts {
+        emitter = with_alerts(emitter, setup, opts, checkpoint.as_ref())?;
+    }
     let positions = checkpoint.map(|c| c.modules).unwrap_or_default();
     if positions.is_empty() {
         tracing::info!(
@@ -261,11 +269,56 @@ fn resume_context(lane: &mut Lane, saved: Option<&SavedState>) -> bool {
 /// True if the checkpoint names the output file by identity and the file
 /// now at the output's path is another one (or none).
 fn replaced(checkpoint: &Checkpoint, output: &OutputSpec) -> bool {
+    replaced_file(checkpoint.output_id, output)
+}
+
+fn replaced_file(id: Option<(u64, u64)>, output: &OutputSpec) -> bool {
     use std::os::unix::fs::MetadataExt;
-    let (Some(id), Some(path)) = (checkpoint.output_id, output.file()) else {
+    let (Some(id), Some(path)) = (id, output.file()) else {
         return false;
     };
     std::fs::metadata(path).map(|m| (m.dev(), m.ino())).ok() != Some(id)
+}
+
+/// Adds the alert stage to `emitter`: its own output opened (cut back to
+/// the checkpoint's length, as the records' output is), its state resumed
+/// from the checkpoint.
+fn with_alerts(
+    emitter: Emitter,
+    setup: &AlertSetup,
+    opts: &LiveOptions,
+    checkpoint: Option<&Checkpoint>,
+) -> Result<Emitter, RunError> {
+    let cut_to = match &setup.target {
+        AlertTarget::Own(spec) => checkpoint
+            .and_then(|c| c.alerts_output.as_ref())
+            .filter(|m| m.name == spec.to_string() && !replaced_file(m.id, spec))
+            .map(|m| m.len),
+        AlertTarget::Output => None,
+    };
+    let sink = setup.open_sink(&SinkOptions {
+        format: opts.format,
+        stamp: opts.stamp.clone(),
+        cut_to,
+        kafka_config: opts.kafka_config.clone(),
+    })?;
+    let mut emitter = emitter.with_alerts(setup.opts, &opts.modules, false, sink);
+    match checkpoint
+        .and_then(|c| c.alerts.as_ref())
+        .map(|s| (s.len(), s.parse::<AlertStage>()))
+    {
+        Some((bytes, Ok(stage))) => {
+            tracing::info!("the alerts resume from the checkpoint ({bytes} bytes of state)");
+            emitter.resume_alerts(stage, setup.opts, &opts.modules);
+        }
+        Some((_, Err(e))) => {
+            tracing::warn!(
+                "the checkpoint's alert state cannot be read ({e}): alerts start afresh"
+            );
+        }
+        None => {}
+    }
+    Ok(emitter)
 }
 
 /// Holds an exclusive lock on `<state_dir>/lock` while the run lasts.
@@ -348,6 +401,9 @@ impl Writer<'_> {
             if controls.reopen.swap(false, Ordering::SeqCst) {
                 self.save()?;
                 self.output.reopen()?;
+                if let Some(a) = self.emitter.alert_sink() {
+                    a.reopen()?;
+                }
                 // At once: a checkpoint still holding the old file's length
                 // would, after a crash, leave the new file uncut and its
                 // records scored twice.
@@ -374,19 +430,30 @@ impl Writer<'_> {
     /// position.
     fn take(&mut self, b: Batch) -> Result<(), RunError> {
         let mut records = Vec::new();
-        let stats = match self.lanes.get_mut(&b.module) {
+        let (stats, newest) = match self.lanes.get_mut(&b.module) {
             Some(lane) => {
                 for line in b.lines {
                     lane.line(line.parsed, &mut records);
                 }
                 lane.set_lag(b.lag_bytes);
-                *lane.stats()
+                (*lane.stats(), super::replay::newest(lane))
             }
-            None => LaneStats::default(),
+            None => (LaneStats::default(), f64::NEG_INFINITY),
         };
         self.emitter
             .emit(&mut records, self.output, None)
             .map_err(RunError::Output)?;
+        let reading = if b.lag_bytes > 0 {
+            Reading::Behind
+        } else {
+            Reading::CaughtUp
+        };
+        self.emitter
+            .progress(b.module, newest, reading, self.output)
+            .map_err(RunError::Output)?;
+        if let Some(a) = self.emitter.alert_sink() {
+            a.flush().map_err(RunError::Output)?;
+        }
         self.output.flush().map_err(RunError::Output)?;
         // A log type's first position is saved at once: until it is, a
         // restart would start over from the live file.
@@ -424,6 +491,24 @@ impl Writer<'_> {
                 context.insert(*module, SavedState::of(lane.context()).map_err(unsaveable)?);
             }
         }
+        let alerts = match self.emitter.alerts() {
+            Some(a) => Some(SavedState::of(a).map_err(unsaveable)?),
+            None => None,
+        };
+        // The alerts' own output is made durable first: the checkpoint
+        // names its length.
+        let alerts_name = opts.alerts.as_ref().and_then(AlertSetup::own_name);
+        let alerts_output = match (self.emitter.alert_sink(), alerts_name) {
+            (Some(a), Some(name)) => {
+                a.sync().map_err(RunError::Output)?;
+                Some(OutputMark {
+                    name,
+                    len: a.size().unwrap_or(0),
+                    id: a.identity(),
+                })
+            }
+            _ => None,
+        };
         sync_then(self.output, |len| {
             Checkpoint {
                 version: CHECKPOINT_VERSION,
@@ -433,6 +518,8 @@ impl Writer<'_> {
                 modules: positions.clone(),
                 detectors,
                 context: context.clone(),
+                alerts: alerts.clone(),
+                alerts_output: alerts_output.clone(),
             }
             .save(&opts.state_dir)
             .map_err(RunError::from)

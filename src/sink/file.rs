@@ -14,6 +14,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::{RecordFormat, Sink, SinkError, Stamp};
+use crate::alert::Alert;
 use crate::detect::Detection;
 use crate::score::ScoredRecord;
 
@@ -240,6 +241,19 @@ impl Sink for FileSink {
         Ok(())
     }
 
+    fn write_alert(&mut self, alert: &Alert) -> Result<(), SinkError> {
+        let before = self.pending.len();
+        // Writing to a Vec cannot fail.
+        let _ = self
+            .format
+            .write_alert(alert, &self.stamp, &mut self.pending);
+        self.len += (self.pending.len() - before) as u64;
+        if self.pending.len() >= BUFFER {
+            self.write_pending(false)?;
+        }
+        Ok(())
+    }
+
     fn flush(&mut self) -> Result<(), SinkError> {
         self.write_pending(false)
     }
@@ -304,7 +318,11 @@ fn is_our_output(file: &mut File, format: RecordFormat) -> io::Result<bool> {
         RecordFormat::Ecs => text(&v["event"]["module"]) == "autozeekwatch",
         RecordFormat::Eve => text(&v["alert"]["signature"]).starts_with("AutoZeekWatch "),
         RecordFormat::NoticeJson => text(&v["note"]).starts_with("AutoZeekWatch::"),
-        _ => v["module"].is_string() && v["score"].as_f64().is_some_and(f64::is_finite),
+        // A scored record, or an alert (`--alerts FILE`).
+        _ => {
+            v["module"].is_string() && v["score"].as_f64().is_some_and(f64::is_finite)
+                || text(&v["alert"]).starts_with("azw-") && v["entity"].is_string()
+        }
     })
 }
 
@@ -330,6 +348,8 @@ mod tests {
             score: 0.25,
             threshold: 0.5,
             anomaly: false,
+            severity: None,
+            p_normal: None,
             top_features: None,
             context: Default::default(),
             model: None,

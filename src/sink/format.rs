@@ -32,6 +32,7 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
+use crate::alert::Alert;
 use crate::detect::Detection;
 use crate::escape;
 use crate::score::{Contribution, ScoredRecord};
@@ -207,6 +208,30 @@ impl RecordFormat {
         }
     }
 
+    /// Appends one alert, with its line ending: JSON (the alert object)
+    /// for json, tsv and csv (whose columns are a record's: alerts go to
+    /// a file of their own there), the SIEM formats' alert documents
+    /// otherwise.
+    pub fn write_alert(self, a: &Alert, stamp: &Stamp, out: &mut Vec<u8>) -> io::Result<()> {
+        match self {
+            RecordFormat::Json | RecordFormat::Tsv | RecordFormat::Csv => {
+                let start = out.len();
+                serde_json::to_writer(&mut *out, a)?;
+                append_sensor(out, start, stamp);
+                out.push(b'\n');
+                escape::json_in_place(out, start);
+                Ok(())
+            }
+            _ => super::siem::write_alert(self, a, stamp, out),
+        }
+    }
+
+    /// True when alerts can share the records' output (the JSON formats;
+    /// TSV and CSV have a record's columns).
+    pub fn takes_alerts(self) -> bool {
+        !matches!(self, RecordFormat::Tsv | RecordFormat::Csv)
+    }
+
     /// Appends one record, with its line ending (nothing for a record an
     /// alert format does not carry).
     pub fn write(self, record: &ScoredRecord, stamp: &Stamp, out: &mut Vec<u8>) -> io::Result<()> {
@@ -324,6 +349,8 @@ pub(super) fn detection_row(d: &Detection) -> ScoredRecord {
         score: d.score,
         threshold: d.threshold,
         anomaly: true,
+        severity: Some(d.severity),
+        p_normal: None,
         top_features: Some(top),
         context: Default::default(),
         model: None,
@@ -462,6 +489,8 @@ pub(super) mod tests {
             score: 0.4641,
             threshold: 0.2618,
             anomaly,
+            severity: anomaly.then_some(crate::severity::Severity::Medium),
+            p_normal: anomaly.then_some(3e-5),
             top_features: anomaly.then(|| {
                 vec![
                     Contribution {

@@ -12,6 +12,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
 
 use super::{RecordFormat, Sink, SinkError, Stamp};
+use crate::alert::Alert;
 use crate::detect::Detection;
 use crate::score::ScoredRecord;
 
@@ -185,6 +186,20 @@ impl Sink for KafkaSink {
         let result = match line.strip_suffix(b"\n") {
             None | Some([]) => Ok(()),
             Some(payload) => self.publish(Some(detection.src.to_string().as_str()), payload),
+        };
+        self.line = line;
+        result
+    }
+
+    /// Keyed by the alert's host, so its updates stay in order.
+    fn write_alert(&mut self, alert: &Alert) -> Result<(), SinkError> {
+        let mut line = std::mem::take(&mut self.line);
+        line.clear();
+        // Writing to a Vec cannot fail.
+        let _ = self.format.write_alert(alert, &self.stamp, &mut line);
+        let result = match line.strip_suffix(b"\n") {
+            None | Some([]) => Ok(()),
+            Some(payload) => self.publish(Some(alert.entity.to_string().as_str()), payload),
         };
         self.line = line;
         result

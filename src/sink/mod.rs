@@ -20,8 +20,9 @@ pub use file::{is_replaceable_output, FileSink};
 pub use format::{RecordFormat, Stamp};
 #[cfg(feature = "kafka")]
 pub use kafka::KafkaSink;
-pub use siem::{risk_score, Severity};
+pub use siem::risk_score;
 
+use crate::alert::Alert;
 use crate::detect::Detection;
 use crate::score::ScoredRecord;
 
@@ -123,6 +124,9 @@ pub trait Sink: Send {
     /// Queues one detection, beside the records, the same way.
     fn write_detection(&mut self, detection: &Detection) -> Result<(), SinkError>;
 
+    /// Queues one alert (opened, updated or closed), the same way.
+    fn write_alert(&mut self, alert: &Alert) -> Result<(), SinkError>;
+
     /// Hands what was written to the reader side (the OS, the producer):
     /// someone tailing the output sees it. Not yet durable.
     fn flush(&mut self) -> Result<(), SinkError>;
@@ -149,6 +153,43 @@ pub trait Sink: Send {
     /// is checkpointed at once.
     fn identity(&self) -> Option<(u64, u64)> {
         None
+    }
+}
+
+/// Records and detections to one sink, alerts to another: one sink to
+/// whoever makes outputs durable before recording progress (the Kafka
+/// consumer), so both are synced before an offset is committed.
+pub struct Split {
+    pub records: Box<dyn Sink>,
+    pub alerts: Box<dyn Sink>,
+}
+
+impl Sink for Split {
+    fn write(&mut self, record: &ScoredRecord) -> Result<(), SinkError> {
+        self.records.write(record)
+    }
+
+    fn write_detection(&mut self, detection: &Detection) -> Result<(), SinkError> {
+        self.records.write_detection(detection)
+    }
+
+    fn write_alert(&mut self, alert: &Alert) -> Result<(), SinkError> {
+        self.alerts.write_alert(alert)
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.alerts.flush()?;
+        self.records.flush()
+    }
+
+    fn sync(&mut self) -> Result<(), SinkError> {
+        self.alerts.sync()?;
+        self.records.sync()
+    }
+
+    fn reopen(&mut self) -> Result<(), SinkError> {
+        self.alerts.reopen()?;
+        self.records.reopen()
     }
 }
 
@@ -248,6 +289,9 @@ mod tests {
     }
 
     impl Sink for Flaky {
+        fn write_alert(&mut self, _: &Alert) -> Result<(), SinkError> {
+            Ok(())
+        }
         fn write_detection(&mut self, _: &Detection) -> Result<(), SinkError> {
             Ok(())
         }

@@ -3,10 +3,11 @@
 //! `notice-json`). Elastic's, Corelight's and Security Onion's Zeek and
 //! Suricata pipelines already turn the last two into alerts.
 //!
-//! One severity scale serves all of them ([`Severity::of`]): the score's
-//! ratio to the threshold it was judged by, so records of different
-//! models and detections (each with its own unit) compare. It is a plain
-//! mapping, documented in the README, not a calibrated probability.
+//! One severity scale serves all of them ([`crate::severity`]): a
+//! record's from the probability of normal traffic scoring as high (the
+//! model's calibration), a detection's from how far past its threshold
+//! it is. The risk score (0-100) orders them by the score's ratio to its
+//! threshold.
 //!
 //! The rule that fired is the model (`autozeekwatch-conn`, versioned by
 //! its training time) or the detector (`autozeekwatch-beacon`, versioned
@@ -18,54 +19,14 @@ use std::net::IpAddr;
 use serde_json::{json, Map, Value};
 
 use super::format::{context_text, detection_row, tsv_header, RecordFormat, Stamp};
+use crate::alert::{Alert, Role, State};
 use crate::detect::{Detection, DetectorKind};
 use crate::escape;
 use crate::score::ScoredRecord;
+use crate::severity::Severity;
 
 /// The ECS version the documents follow.
 pub const ECS_VERSION: &str = "8.11.0";
-
-/// How far above its threshold a score is, in four levels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Severity {
-    /// Not above the threshold (a record that is no anomaly).
-    Info,
-    /// Above the threshold, up to twice it.
-    Low,
-    /// Twice to five times the threshold.
-    Medium,
-    /// More than five times the threshold.
-    High,
-}
-
-impl Severity {
-    pub fn of(score: f64, threshold: f64) -> Severity {
-        let r = ratio(score, threshold);
-        if r <= 1.0 {
-            Severity::Info
-        } else if r <= 2.0 {
-            Severity::Low
-        } else if r <= 5.0 {
-            Severity::Medium
-        } else {
-            Severity::High
-        }
-    }
-
-    /// ECS `event.severity`: 0 (info) to 3 (high).
-    fn ecs(self) -> u8 {
-        self as u8
-    }
-
-    /// Suricata's `alert.severity`: 1 is the most severe, 3 the least.
-    fn eve(self) -> u8 {
-        match self {
-            Severity::High => 1,
-            Severity::Medium => 2,
-            Severity::Low | Severity::Info => 3,
-        }
-    }
-}
 
 /// `score / threshold`, 0 for a score or threshold that makes no ratio.
 fn ratio(score: f64, threshold: f64) -> f64 {
@@ -288,7 +249,9 @@ fn ecs(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Value {
     // An alert is low at least (a detection at exactly its threshold);
     // anything else is info, whatever the numbers.
     let severity = if alert {
-        Severity::of(r.score, r.threshold).max(Severity::Low)
+        d.map_or(r.severity, |d| Some(d.severity))
+            .unwrap_or(Severity::Low)
+            .max(Severity::Low)
     } else {
         Severity::Info
     };
@@ -529,7 +492,7 @@ fn eve(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Value {
             "rev": 1,
             "signature": signature,
             "category": category,
-            "severity": Severity::of(r.score, r.threshold).max(Severity::Low).eve(),
+            "severity": r.severity.unwrap_or(Severity::Low).max(Severity::Low).eve(),
             "metadata": Value::Object(metadata),
         }),
     );
@@ -678,9 +641,14 @@ fn notice_json(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Value 
 }
 
 fn notice_tsv(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp, out: &mut Vec<u8>) {
+    notice_cells(notice_values(r, d, stamp), out);
+}
+
+/// A notice row from its values, in [`NOTICE_COLUMNS`] order.
+fn notice_cells(values: Vec<Value>, out: &mut Vec<u8>) {
     let cells: Vec<String> = NOTICE_COLUMNS
         .iter()
-        .zip(notice_values(r, d, stamp))
+        .zip(values)
         .map(|((_, ty), v)| match v {
             Value::Null => "-".to_owned(),
             Value::String(s) if *ty == "addr" || *ty == "port" => s,
@@ -749,18 +717,214 @@ pub(super) fn write_detection(
     }
 }
 
+/// The note of a host alert in `notice.log`.
+pub const ALERT_NOTE: &str = "AutoZeekWatch::Host_Alert";
+
+/// An alert's risk score (0-100): its severity's, a quarter apart from
+/// 40 (low) to 95 (critical): an alert has no single score to scale.
+fn alert_risk(s: Severity) -> f64 {
+    match s {
+        Severity::Info => 0.0,
+        Severity::Low => 40.0,
+        Severity::Medium => 60.0,
+        Severity::High => 80.0,
+        Severity::Critical => 95.0,
+    }
+}
+
+/// Our own fields of an alert (ECS `autozeekwatch`, EVE's object of the
+/// same name): the alert as the JSON format writes it.
+fn alert_fields(a: &Alert) -> Value {
+    serde_json::to_value(a).unwrap_or_default()
+}
+
+/// An alert in a SIEM format.
+pub(super) fn write_alert(
+    format: RecordFormat,
+    a: &Alert,
+    stamp: &Stamp,
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
+    match format {
+        RecordFormat::Ecs => json_line(&ecs_alert(a, stamp), out),
+        RecordFormat::Eve => json_line(&eve_alert(a, stamp), out),
+        RecordFormat::NoticeJson => {
+            let mut doc = Map::new();
+            for ((name, _), v) in NOTICE_COLUMNS.iter().zip(alert_notice_values(a, stamp)) {
+                if !v.is_null() {
+                    doc.insert((*name).to_owned(), v);
+                }
+            }
+            json_line(&Value::Object(doc), out)
+        }
+        RecordFormat::Notice => {
+            notice_cells(alert_notice_values(a, stamp), out);
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// An ECS document for an alert: `event.kind` alert, its id in
+/// `event.id` (an index keyed by it keeps the latest state of each
+/// alert), its span in `event.start`/`event.end`, the host as
+/// `source.ip` (or `destination.ip` when it was the target), it and its
+/// top peers in `related.ip`.
+fn ecs_alert(a: &Alert, stamp: &Stamp) -> Value {
+    let mut doc = Map::new();
+    doc.insert(
+        "@timestamp".into(),
+        Value::String(iso8601(Some(a.last_ts), false)),
+    );
+    put(&mut doc, "ecs.version", json!(ECS_VERSION));
+    put(&mut doc, "message", json!(a.reason));
+    put(&mut doc, "event.kind", json!("alert"));
+    put(&mut doc, "event.id", json!(a.alert));
+    put(
+        &mut doc,
+        "event.category",
+        json!(["network", "intrusion_detection"]),
+    );
+    put(&mut doc, "event.type", json!(["info"]));
+    put(&mut doc, "event.module", json!("autozeekwatch"));
+    put(&mut doc, "event.dataset", json!("autozeekwatch.alert"));
+    put(
+        &mut doc,
+        "event.action",
+        json!(format!("alert-{}", state_name(a.state))),
+    );
+    put(&mut doc, "event.severity", json!(a.severity.ecs()));
+    let risk = alert_risk(a.severity);
+    put(&mut doc, "event.risk_score", json!(risk));
+    put(&mut doc, "event.risk_score_norm", json!(risk));
+    put(&mut doc, "event.reason", json!(a.reason));
+    put(
+        &mut doc,
+        "event.start",
+        json!(iso8601(Some(a.first_ts), false)),
+    );
+    put(
+        &mut doc,
+        "event.end",
+        json!(iso8601(Some(a.last_ts), false)),
+    );
+    put(&mut doc, "rule.name", json!("autozeekwatch host alert"));
+    put(&mut doc, "rule.id", json!("autozeekwatch-alert"));
+    put(&mut doc, "rule.version", json!(env!("CARGO_PKG_VERSION")));
+    put(&mut doc, "rule.category", json!("alert"));
+    put(&mut doc, "rule.ruleset", json!("autozeekwatch"));
+    let host = json!(a.entity.to_string());
+    match a.role {
+        Role::Source => put(&mut doc, "source.ip", host),
+        Role::Target => put(&mut doc, "destination.ip", host),
+    }
+    let mut related: Vec<String> = vec![a.entity.to_string()];
+    related.extend(a.top_peers.iter().map(|p| p.ip.to_string()));
+    put(&mut doc, "related.ip", json!(related));
+    if !stamp.sensor.is_empty() {
+        put(&mut doc, "observer.name", json!(stamp.sensor));
+    }
+    put(&mut doc, "observer.type", json!("ids"));
+    put(&mut doc, "observer.vendor", json!("autozeekwatch"));
+    put(&mut doc, "observer.product", json!("autozeekwatch"));
+    doc.insert("autozeekwatch".into(), alert_fields(a));
+    Value::Object(doc)
+}
+
+fn state_name(s: State) -> &'static str {
+    match s {
+        State::Open => "open",
+        State::Update => "update",
+        State::Closed => "closed",
+    }
+}
+
+/// A Suricata EVE `alert` event for an alert.
+fn eve_alert(a: &Alert, stamp: &Stamp) -> Value {
+    let mut doc = Map::new();
+    doc.insert("timestamp".into(), json!(iso8601(Some(a.last_ts), true)));
+    doc.insert("event_type".into(), json!("alert"));
+    let (host_key, peer_key) = match a.role {
+        Role::Source => ("src_ip", "dest_ip"),
+        Role::Target => ("dest_ip", "src_ip"),
+    };
+    doc.insert(host_key.into(), json!(a.entity.to_string()));
+    if let Some(p) = a.top_peers.first() {
+        doc.insert(peer_key.into(), json!(p.ip.to_string()));
+    }
+    if !stamp.sensor.is_empty() {
+        doc.insert("host".into(), json!(stamp.sensor));
+    }
+    let mut metadata = Map::new();
+    metadata.insert("alert_id".into(), json!([a.alert]));
+    metadata.insert("state".into(), json!([state_name(a.state)]));
+    metadata.insert("reason".into(), json!([a.reason]));
+    metadata.insert("uids".into(), json!(a.uids));
+    doc.insert(
+        "alert".into(),
+        json!({
+            "action": "allowed",
+            "gid": 1,
+            "signature_id": 1_947_050,
+            "rev": 1,
+            "signature": format!("AutoZeekWatch host alert {}", a.entity),
+            "category": "Potentially Bad Traffic",
+            "severity": a.severity.eve(),
+            "metadata": Value::Object(metadata),
+        }),
+    );
+    doc.insert("autozeekwatch".into(), alert_fields(a));
+    Value::Object(doc)
+}
+
+/// An alert's notice: `AutoZeekWatch::Host_Alert`, the host as `src`
+/// (or `dst` when it was the target), the sentence as `msg`, the state,
+/// severity and uids in `sub`.
+fn alert_notice_values(a: &Alert, stamp: &Stamp) -> Vec<Value> {
+    let host = Value::String(a.entity.to_string());
+    let (src, dst) = match a.role {
+        Role::Source => (host, Value::Null),
+        Role::Target => (Value::Null, host),
+    };
+    let sub = format!(
+        "alert={} state={} severity={} uids={}",
+        a.alert,
+        state_name(a.state),
+        a.severity,
+        a.uids.join(",")
+    );
+    vec![
+        num(a.last_ts).unwrap_or(Value::Null),
+        a.uids.first().map_or(Value::Null, |u| json!(u)),
+        src.clone(),
+        Value::Null,
+        dst.clone(),
+        Value::Null,
+        Value::Null,
+        json!(ALERT_NOTE),
+        json!(a.reason),
+        json!(sub),
+        src,
+        dst,
+        Value::Null,
+        if stamp.sensor.is_empty() {
+            Value::Null
+        } else {
+            json!(stamp.sensor)
+        },
+        json!(["Notice::ACTION_LOG"]),
+        json!(3600.0),
+        Value::Null,
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::zeek::{LineParser, Parsed};
 
     #[test]
-    fn severity_and_risk_follow_the_ratio_to_the_threshold() {
-        assert_eq!(Severity::of(0.1, 0.2), Severity::Info);
-        assert_eq!(Severity::of(0.3, 0.2), Severity::Low);
-        assert_eq!(Severity::of(0.8, 0.2), Severity::Medium);
-        assert_eq!(Severity::of(2.0, 0.2), Severity::High);
-        assert_eq!(Severity::of(f64::NAN, 0.2), Severity::Info);
+    fn risk_follows_the_ratio_to_the_threshold() {
         assert_eq!(risk_score(0.2, 0.2), 50.0);
         assert_eq!(risk_score(0.0, 0.2), 0.0);
         assert_eq!(risk_score(2.0, 0.2), 90.91);

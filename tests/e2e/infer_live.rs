@@ -852,18 +852,29 @@ fn wait_for_all(dir: &Path, uids: &[String]) {
     }
 }
 
-/// The detectors' state is part of the checkpoint: a run killed with
-/// `kill -9` five times (rotations while it is down) writes, byte for
-/// byte, the output of a run never interrupted, detections included; and
-/// `--replay` of the same lines writes it too.
+/// The detectors' and the alerts' state is part of the checkpoint: a run
+/// killed with `kill -9` five times (rotations while it is down) writes,
+/// byte for byte, the output of a run never interrupted, detections
+/// included, and the same alerts (`--alerts FILE`, cut back on restart
+/// like the output); `--replay` of the same lines writes that output too,
+/// and the same alerts, closing at the end of its input those the live
+/// runs still hold open.
 #[test]
 fn detections_after_kill_9_are_byte_identical_to_an_uninterrupted_run_and_to_replay() {
     let (header, data) = conn_with_behaviours();
     let uids = uids(&data);
-    let flags = ["--checkpoint-ms", "100", "--scan-external"];
+    let flags_in = |dir: &Path| -> Vec<String> {
+        ["--checkpoint-ms", "100", "--scan-external", "--alerts"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([dir.join("alerts.json").to_str().unwrap().to_owned()])
+            .collect()
+    };
 
     // Uninterrupted.
     let calm = tempfile::tempdir().unwrap();
+    let calm_flags = flags_in(calm.path());
+    let flags: Vec<&str> = calm_flags.iter().map(String::as_str).collect();
     let mut zeek = SimZeek::new(calm.path(), header.clone());
     let infer = start_with(calm.path(), 0, &flags);
     for (i, chunk) in data.chunks(40).enumerate() {
@@ -879,6 +890,8 @@ fn detections_after_kill_9_are_byte_identical_to_an_uninterrupted_run_and_to_rep
 
     // Killed and restarted.
     let rough = tempfile::tempdir().unwrap();
+    let rough_flags = flags_in(rough.path());
+    let flags: Vec<&str> = rough_flags.iter().map(String::as_str).collect();
     let mut zeek = SimZeek::new(rough.path(), header.clone());
     let mut rng = Lcg(99);
     let mut next = 0;
@@ -952,6 +965,52 @@ fn detections_after_kill_9_are_byte_identical_to_an_uninterrupted_run_and_to_rep
     );
     let replayed = fs::read_to_string(calm.path().join("replay.json")).unwrap();
     assert_eq!(replayed.lines().collect::<Vec<_>>(), expected);
+
+    // The alerts: the same after kill -9, and those of replay.
+    let alerts = |dir: &Path, name: &str| -> Vec<String> {
+        fs::read_to_string(dir.join(name))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    };
+    let calm_alerts = alerts(calm.path(), "alerts.json");
+    let rough_alerts = alerts(rough.path(), "alerts.json");
+    assert!(
+        calm_alerts
+            .iter()
+            .any(|l| l.contains("\"detectors\":[\"beacon\"")),
+        "{calm_alerts:#?}"
+    );
+    assert_eq!(calm_alerts, rough_alerts, "{}", logs(rough.path()));
+    let out = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+        .args(["--modules", "conn", "--scan-external", "--model-dir"])
+        .arg(crate::util::models())
+        .arg("--replay")
+        .arg(&file)
+        .args(["--output", "-", "--alerts"])
+        .arg(calm.path().join("replay-alerts.json"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replay_alerts = alerts(calm.path(), "replay-alerts.json");
+    assert!(replay_alerts.len() > calm_alerts.len());
+    assert_eq!(replay_alerts[..calm_alerts.len()], calm_alerts[..]);
+    // Replay closes every alert it opened; live holds them open.
+    let states = |lines: &[String], state: &str| {
+        lines
+            .iter()
+            .filter(|l| l.contains(&format!("\"state\":\"{state}\"")))
+            .count()
+    };
+    assert_eq!(
+        states(&replay_alerts, "open"),
+        states(&replay_alerts, "closed")
+    );
 }
 
 /// Warm start: with no checkpoint, the detectors first read the last hours

@@ -3,9 +3,11 @@
 
 use std::path::PathBuf;
 
+use autozeekwatch::alert::{AlertOptions, AlertSetup, AlertTarget};
 use autozeekwatch::detect::stage::Overrides;
 use autozeekwatch::detect::DetectOptions;
 use autozeekwatch::score::{ContextFields, RecordOptions};
+use autozeekwatch::severity::{JudgeOptions, Levels, Severity, ThresholdOverride};
 use autozeekwatch::sink::{OutputSpec, RecordFormat, Stamp};
 use clap::Parser;
 
@@ -154,6 +156,54 @@ pub struct Args {
     #[arg(long)]
     pub only_anomalies: bool,
 
+    /// Flag records above this score instead of the model's threshold,
+    /// without retraining: a score for every model (0.25), a share of
+    /// normal traffic to flag, placed by each model's calibration
+    /// (rate:1e-4), or per log type (conn=0.25,dns=rate:1e-5). The
+    /// model's threshold is the default.
+    #[arg(long, value_name = "SPEC", value_parser = parse_threshold, env = "AZW_THRESHOLD")]
+    pub threshold: Option<ThresholdOverride>,
+
+    /// Flag only anomalies, detections and alerts of this severity or
+    /// above: low (everything above the threshold, the default), medium
+    /// (a score normal traffic reaches once in 10,000 records or less),
+    /// high (once in 100,000), critical (once in a million). Records carry
+    /// their `severity` and `p_normal` (that probability, from the
+    /// model's held-out scores and their tail fit).
+    #[arg(long, value_name = "LEVEL", default_value = "low", value_parser = parse_severity, env = "AZW_MIN_SEVERITY")]
+    pub min_severity: Severity,
+
+    /// Fold anomalies and detections into alerts per host and write them
+    /// here: a file, `-`, kafka://HOST:PORT/TOPIC, or `output` (into
+    /// --output, beside the records). An alert gathers a host's flagged
+    /// records and detections (all log types; an inbound anomaly counts
+    /// for the local host it reached) until --alert-quiet seconds pass
+    /// without one; it is written when opened, updated (same `alert` id)
+    /// when its severity rises or its count doubles, and closed. Off by
+    /// default. In --format json (or tsv/csv: alerts are then JSON lines
+    /// in their own file), ecs, eve, notice or notice-json.
+    #[arg(long, value_name = "TARGET", value_parser = parse_alerts, env = "AZW_ALERTS")]
+    pub alerts: Option<AlertTarget>,
+
+    /// An alert closes after this many seconds (event time) without a new
+    /// flagged record or detection of its host (default 12 h: an incident
+    /// per host and day, not per burst); one open for a week closes and
+    /// its host's next item opens another.
+    #[arg(long, value_name = "SECONDS", default_value_t = 43_200, value_parser = clap::value_parser!(u32).range(1..), env = "AZW_ALERT_QUIET")]
+    pub alert_quiet: u32,
+
+    /// Flagged records are put in time order across log types before they
+    /// fold into alerts, waiting this many seconds (event time) for the
+    /// slower log types; alerts are the same in replay, live and Kafka when
+    /// no log type lags more (Kafka: set it to the consumers' skew).
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 600,
+        env = "AZW_ALERT_LATENESS"
+    )]
+    pub alert_lateness: u32,
+
     /// Allowlist: a TOML file of rules applied at scoring time, re-read
     /// within seconds when it changes (no restart, no reprocessing). Each
     /// `[[rule]]` names any of source, destination (address or CIDR), port,
@@ -268,7 +318,35 @@ impl Args {
         RecordOptions {
             context: self.context_fields.clone(),
             community_id_seed: self.community_id_seed,
+            judge: JudgeOptions {
+                threshold: self.threshold.clone().unwrap_or_default(),
+                min_severity: self.min_severity,
+                levels: Levels::default(),
+            },
         }
+    }
+
+    /// `--alerts` and its settings; alerts beside TSV or CSV records
+    /// are refused (those columns are a record's).
+    pub fn alert_setup(&self) -> Result<Option<AlertSetup>, String> {
+        let Some(target) = &self.alerts else {
+            return Ok(None);
+        };
+        if *target == AlertTarget::Output && !self.format.takes_alerts() {
+            return Err(format!(
+                "--alerts output: a {} output has a record's columns; write the alerts to a file of their own (--alerts alerts.json)",
+                self.format.name()
+            ));
+        }
+        Ok(Some(AlertSetup {
+            target: target.clone(),
+            opts: AlertOptions {
+                quiet: f64::from(self.alert_quiet),
+                lateness: f64::from(self.alert_lateness),
+                min_severity: self.min_severity,
+                ..AlertOptions::default()
+            },
+        }))
     }
 
     pub fn detect_options(&self) -> DetectOptions {
@@ -295,6 +373,18 @@ pub enum SourceKind {
 }
 
 pub fn parse_format(s: &str) -> Result<RecordFormat, String> {
+    s.parse()
+}
+
+fn parse_threshold(s: &str) -> Result<ThresholdOverride, String> {
+    s.parse()
+}
+
+fn parse_severity(s: &str) -> Result<Severity, String> {
+    s.parse()
+}
+
+fn parse_alerts(s: &str) -> Result<AlertTarget, String> {
     s.parse()
 }
 

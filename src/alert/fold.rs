@@ -1,0 +1,461 @@
+//! One host's alert while it is open: what its flagged records and
+//! detections add up to, bounded however many there are, and the alert
+//! written from it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::detect::{Detection, DetectorKind};
+use crate::log_kind::LogKind;
+use crate::score::ScoredRecord;
+use crate::severity::Severity;
+
+/// Peers, features and uids an alert keeps: enough to pivot on, bounded
+/// against a host that talks to the whole internet.
+const MAX_PEERS: usize = 256;
+const MAX_FEATURES: usize = 64;
+const MAX_UIDS: usize = 5;
+/// What an alert shows of them.
+const SHOWN: usize = 5;
+/// A uid or feature name longer than this is cut (they come from logs).
+const MAX_TEXT: usize = 128;
+
+/// Which end of the traffic the alert's host was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// It sent the flagged traffic.
+    Source,
+    /// It was reached by it (an inbound anomaly: the local host hit from
+    /// outside).
+    Target,
+}
+
+/// What a flagged record or a detection brings to an alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Item {
+    pub ts: f64,
+    pub module: LogKind,
+    pub entity: IpAddr,
+    pub role: Role,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<IpAddr>,
+    pub severity: Severity,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p_normal: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detector: Option<DetectorKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    /// The top features' names and shares (records only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<(String, f64)>,
+    /// Tells apart items of equal time, from their content only, so that
+    /// the order (and so every alert) is the same whatever order the log
+    /// types arrived in.
+    pub tiebreak: u64,
+}
+
+impl Item {
+    /// A flagged record's item; `None` for a record not flagged or
+    /// without time or addresses. Its host is the source, except for
+    /// inbound traffic, whose host is the local one reached.
+    pub fn of_record(r: &ScoredRecord) -> Option<Item> {
+        if !r.anomaly {
+            return None;
+        }
+        let ts = r.ts.filter(|t| t.is_finite())?;
+        let inbound = r.direction.as_deref() == Some("inbound");
+        let (entity, peer, role) = match (r.orig_h, r.resp_h) {
+            (Some(o), Some(d)) if inbound => (d, Some(o), Role::Target),
+            (Some(o), d) => (o, d, Role::Source),
+            _ => return None,
+        };
+        let uid = r.uid.as_deref().map(|u| crate::score::bounded(u, MAX_TEXT));
+        let mut h = Fnv::new();
+        h.write(uid.as_deref().unwrap_or("").as_bytes());
+        h.write(&r.trans_depth.unwrap_or(0).to_le_bytes());
+        h.write(&r.trans_id.unwrap_or(0).to_le_bytes());
+        h.write(&r.score.to_bits().to_le_bytes());
+        Some(Item {
+            ts,
+            module: r.module,
+            entity,
+            role,
+            peer,
+            severity: r.severity.unwrap_or(Severity::Low),
+            p_normal: r.p_normal,
+            detector: None,
+            uid,
+            features: r
+                .top_features
+                .iter()
+                .flatten()
+                .take(SHOWN)
+                .map(|c| (crate::score::bounded(&c.feature, MAX_TEXT), c.share))
+                .collect(),
+            tiebreak: h.finish(),
+        })
+    }
+
+    /// A detection's item: its source host, its destination the peer.
+    pub fn of_detection(d: &Detection) -> Option<Item> {
+        let ts = Some(d.ts).filter(|t| t.is_finite())?;
+        let uid = d.uids.last().map(|u| crate::score::bounded(u, MAX_TEXT));
+        let mut h = Fnv::new();
+        h.write(d.detection.name().as_bytes());
+        h.write(d.entity().as_bytes());
+        h.write(&d.score.to_bits().to_le_bytes());
+        Some(Item {
+            ts,
+            module: d.module,
+            entity: d.src,
+            role: Role::Source,
+            peer: d.dst,
+            severity: d.severity,
+            p_normal: None,
+            detector: Some(d.detection),
+            uid,
+            features: Vec::new(),
+            // Detections after records of the same instant.
+            tiebreak: h.finish() | 1 << 63,
+        })
+    }
+
+    /// The order items fold in: time, then content.
+    pub fn order(&self, other: &Item) -> std::cmp::Ordering {
+        self.ts
+            .total_cmp(&other.ts)
+            .then_with(|| self.module.log_path().cmp(other.module.log_path()))
+            .then_with(|| self.tiebreak.cmp(&other.tiebreak))
+            .then_with(|| self.uid.cmp(&other.uid))
+    }
+}
+
+/// A host's alert while open.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Open {
+    pub id: String,
+    pub entity: IpAddr,
+    pub role: Role,
+    pub first_ts: f64,
+    pub last_ts: f64,
+    pub records: u64,
+    pub detections: u64,
+    /// Records and detections by peer, the first [`MAX_PEERS`] peers.
+    peers: BTreeMap<IpAddr, u64>,
+    /// Items whose peer found the list full.
+    peers_beyond: u64,
+    /// The most severe item's severity.
+    item_severity: Severity,
+    p_min: Option<f64>,
+    modules: BTreeSet<LogKind>,
+    detectors: BTreeSet<DetectorKind>,
+    /// Per feature: records it was among the top of, and its summed share.
+    features: BTreeMap<String, (u64, f64)>,
+    uids: Vec<String>,
+    last_uid: Option<String>,
+    /// The severity last written, and the count at which to write the
+    /// next update.
+    written: Option<Severity>,
+    next_update: u64,
+}
+
+/// What happened to an alert, as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Open,
+    Update,
+    Closed,
+}
+
+/// An alert as written: the whole picture at the time, so that a SIEM
+/// keeping the latest document per `alert` id has it all.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    /// Stable for the alert's life: `azw-` and 16 hex digits.
+    pub alert: String,
+    pub state: State,
+    pub entity: IpAddr,
+    pub role: Role,
+    pub severity: Severity,
+    pub first_ts: f64,
+    pub last_ts: f64,
+    /// Flagged records and detections folded in.
+    pub records: u64,
+    pub detections: u64,
+    /// Distinct peers (at least: counting stops at 256).
+    pub peers: u64,
+    pub top_peers: Vec<PeerCount>,
+    pub modules: Vec<LogKind>,
+    pub detectors: Vec<DetectorKind>,
+    /// The lowest probability of normal traffic scoring as high, over its
+    /// records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p_normal: Option<f64>,
+    pub top_features: Vec<FeatureCount>,
+    /// The first uids and the latest: what an analyst pivots on.
+    pub uids: Vec<String>,
+    /// One sentence for the analyst.
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerCount {
+    pub ip: IpAddr,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureCount {
+    pub feature: String,
+    /// Records it was among the top features of.
+    pub records: u64,
+    /// Its mean share of their scores.
+    pub share: f64,
+}
+
+impl Open {
+    /// A new alert with `item` in it.
+    pub fn new(item: &Item) -> Open {
+        let mut h = Fnv::new();
+        h.write(item.entity.to_string().as_bytes());
+        h.write(&item.ts.to_bits().to_le_bytes());
+        h.write(&item.tiebreak.to_le_bytes());
+        let mut open = Open {
+            id: format!("azw-{:016x}", h.finish()),
+            entity: item.entity,
+            role: item.role,
+            first_ts: item.ts,
+            last_ts: item.ts,
+            records: 0,
+            detections: 0,
+            peers: BTreeMap::new(),
+            peers_beyond: 0,
+            item_severity: item.severity,
+            p_min: None,
+            modules: BTreeSet::new(),
+            detectors: BTreeSet::new(),
+            features: BTreeMap::new(),
+            uids: Vec::new(),
+            last_uid: None,
+            written: None,
+            next_update: 2,
+        };
+        open.add(item);
+        open
+    }
+
+    pub fn add(&mut self, item: &Item) {
+        self.first_ts = self.first_ts.min(item.ts);
+        self.last_ts = self.last_ts.max(item.ts);
+        match item.detector {
+            Some(d) => {
+                self.detections += 1;
+                self.detectors.insert(d);
+            }
+            None => {
+                self.records += 1;
+                self.modules.insert(item.module);
+            }
+        }
+        if let Some(peer) = item.peer {
+            if let Some(n) = self.peers.get_mut(&peer) {
+                *n += 1;
+            } else if self.peers.len() < MAX_PEERS {
+                self.peers.insert(peer, 1);
+            } else {
+                self.peers_beyond += 1;
+            }
+        }
+        self.item_severity = self.item_severity.max(item.severity);
+        if let Some(p) = item.p_normal {
+            self.p_min = Some(self.p_min.map_or(p, |m| m.min(p)));
+        }
+        for (name, share) in &item.features {
+            if let Some(f) = self.features.get_mut(name) {
+                f.0 += 1;
+                f.1 += share;
+            } else if self.features.len() < MAX_FEATURES {
+                self.features.insert(name.clone(), (1, *share));
+            }
+        }
+        if let Some(uid) = &item.uid {
+            if self.uids.len() < MAX_UIDS {
+                if !self.uids.contains(uid) {
+                    self.uids.push(uid.clone());
+                }
+            } else {
+                self.last_uid = Some(uid.clone());
+            }
+        }
+    }
+
+    /// The alert's severity: its most severe item's, one level up when it
+    /// holds ten or more, and one more when more than one kind of evidence
+    /// (log types, detectors) agrees: a host flagged again and again, or
+    /// by both a model and a detector, is worth more than its worst line.
+    pub fn severity(&self) -> Severity {
+        let mut s = self.item_severity.max(Severity::Low);
+        if self.records + self.detections >= 10 {
+            s = s.raised();
+        }
+        if self.modules.len() + self.detectors.len() >= 2 {
+            s = s.raised();
+        }
+        s
+    }
+
+    /// Whether to write it now, and as what: the first time it reaches
+    /// `min`, then when its severity rises or its count doubles.
+    pub fn due(&mut self, min: Severity) -> Option<State> {
+        let severity = self.severity();
+        if severity < min {
+            return None;
+        }
+        let count = self.records + self.detections;
+        let state = match self.written {
+            None => State::Open,
+            Some(w) if severity > w || count >= self.next_update => State::Update,
+            Some(_) => return None,
+        };
+        self.written = Some(severity);
+        while self.next_update <= count {
+            self.next_update = self.next_update.saturating_mul(2);
+        }
+        Some(state)
+    }
+
+    /// Whether it was ever written (a closing is written only then).
+    pub fn was_written(&self) -> bool {
+        self.written.is_some()
+    }
+
+    pub fn alert(&self, state: State) -> Alert {
+        let mut top_peers: Vec<PeerCount> = self
+            .peers
+            .iter()
+            .map(|(ip, count)| PeerCount {
+                ip: *ip,
+                count: *count,
+            })
+            .collect();
+        top_peers.sort_by(|a, b| b.count.cmp(&a.count).then(a.ip.cmp(&b.ip)));
+        top_peers.truncate(SHOWN);
+        let mut top_features: Vec<FeatureCount> = self
+            .features
+            .iter()
+            .map(|(name, (n, sum))| FeatureCount {
+                feature: name.clone(),
+                records: *n,
+                share: ((sum / *n as f64) * 1000.0).round() / 1000.0,
+            })
+            .collect();
+        top_features.sort_by(|a, b| {
+            b.records
+                .cmp(&a.records)
+                .then(b.share.total_cmp(&a.share))
+                .then(a.feature.cmp(&b.feature))
+        });
+        top_features.truncate(SHOWN);
+        let mut uids = self.uids.clone();
+        uids.extend(self.last_uid.iter().cloned());
+        let mut alert = Alert {
+            alert: self.id.clone(),
+            state,
+            entity: self.entity,
+            role: self.role,
+            severity: self.severity(),
+            first_ts: self.first_ts,
+            last_ts: self.last_ts,
+            records: self.records,
+            detections: self.detections,
+            peers: self.peers.len() as u64,
+            top_peers,
+            modules: self.modules.iter().copied().collect(),
+            detectors: self.detectors.iter().copied().collect(),
+            p_normal: self.p_min,
+            top_features,
+            uids,
+            reason: String::new(),
+        };
+        alert.reason = reason(&alert, self.peers_beyond > 0);
+        alert
+    }
+}
+
+/// `10.0.0.5 (source): 12 flagged conn, http records and a beacon
+/// detection over 40 min, 3 peers; mostly resp_p, orig_bytes`.
+fn reason(a: &Alert, more_peers: bool) -> String {
+    let mut parts = Vec::new();
+    if a.records > 0 {
+        let modules: Vec<&str> = a.modules.iter().map(|m| m.log_path()).collect();
+        parts.push(format!(
+            "{} flagged {} record{}",
+            a.records,
+            modules.join(", "),
+            if a.records == 1 { "" } else { "s" }
+        ));
+    }
+    if a.detections > 0 {
+        let detectors: Vec<&str> = a.detectors.iter().map(|d| d.name()).collect();
+        parts.push(format!(
+            "{} {} detection{}",
+            a.detections,
+            detectors.join(", "),
+            if a.detections == 1 { "" } else { "s" }
+        ));
+    }
+    let span = a.last_ts - a.first_ts;
+    let span = if span >= 3600.0 {
+        format!("{:.1} h", span / 3600.0)
+    } else {
+        format!("{:.0} min", span / 60.0)
+    };
+    let mut s = format!(
+        "{} ({}): {} over {span}, {}{} peer{}",
+        a.entity,
+        match a.role {
+            Role::Source => "source",
+            Role::Target => "target",
+        },
+        parts.join(" and "),
+        a.peers,
+        if more_peers { "+" } else { "" },
+        if a.peers == 1 { "" } else { "s" }
+    );
+    if !a.top_features.is_empty() {
+        let names: Vec<&str> = a
+            .top_features
+            .iter()
+            .take(3)
+            .map(|f| f.feature.as_str())
+            .collect();
+        s.push_str("; mostly ");
+        s.push_str(&names.join(", "));
+    }
+    s
+}
+
+/// FNV-1a, 64 bits: ids and tie-breaks that are the same on every machine
+/// and in every version (std's hasher promises neither).
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}

@@ -1,0 +1,466 @@
+//! Alerts per host: a host's flagged records (every log type) and
+//! detections fold into one alert while they keep coming, so an analyst
+//! gets one line per incident instead of one per record.
+//!
+//! The stage sits after the scorer and the detectors, in the
+//! [`crate::pipeline::Emitter`], the same in replay, live following, Kafka
+//! and `azw-eval`. What makes the alerts the same in every mode:
+//!
+//! - **Event time.** An alert closes when `quiet` seconds of event time
+//!   pass without a new item of its host, never by the wall clock.
+//! - **One order.** Items are held and folded in time order (ties by
+//!   content, [`Item::order`]), not in arrival order: live mode reads the
+//!   log types on threads of their own, and replay one after the other.
+//!   They are released when the watermark passes them: the slowest log
+//!   type still reading, less `lateness` seconds (in replay a log type
+//!   not yet read holds everything back; one read to its end holds
+//!   nothing). An item older than the watermark when it arrives (a
+//!   connection logged hours after it began) still folds into its host's
+//!   alert, counted as late: only then can modes differ.
+//! - **Closing in order.** Before an item folds in, every alert whose
+//!   quiet period ended before it closes, in the order their periods
+//!   ended; so the sequence of written alerts is a function of the items.
+//! - **Exactly once.** The whole stage (held items, open alerts) is part
+//!   of live mode's checkpoint.
+//!
+//! Memory is bounded: at most [`AlertOptions::max_open`] open alerts (the
+//! one whose quiet period ends first is closed to make room) and
+//! [`AlertOptions::max_pending`] held items (the oldest is released
+//! early), each counted.
+
+pub mod fold;
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+pub use fold::{Alert, Item, Open, Role, State};
+
+use crate::detect::Detection;
+use crate::log_kind::LogKind;
+use crate::score::ScoredRecord;
+use crate::severity::Severity;
+use crate::sink::{OutputSpec, RecordFormat, SinkError, SinkOptions};
+
+/// `--alerts`: where alerts go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AlertTarget {
+    /// Into the scored records' output, beside them.
+    Output,
+    /// An output of their own.
+    Own(OutputSpec),
+}
+
+impl std::str::FromStr for AlertTarget {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<AlertTarget, String> {
+        if s == "output" {
+            return Ok(AlertTarget::Output);
+        }
+        s.parse().map(AlertTarget::Own)
+    }
+}
+
+/// `--alerts` and its settings, for a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertSetup {
+    pub target: AlertTarget,
+    pub opts: AlertOptions,
+}
+
+impl AlertSetup {
+    /// The alerts' format: the records' when it can carry them, else JSON
+    /// (TSV and CSV have a record's columns).
+    pub fn format(records: RecordFormat) -> RecordFormat {
+        if records.takes_alerts() {
+            records
+        } else {
+            RecordFormat::Json
+        }
+    }
+
+    /// The alerts' own output, opened as `sink::open` opens outputs
+    /// (`None` when they go beside the records).
+    pub fn open_sink(
+        &self,
+        opts: &SinkOptions,
+    ) -> Result<Option<Box<dyn crate::sink::Sink>>, SinkError> {
+        match &self.target {
+            AlertTarget::Output => Ok(None),
+            AlertTarget::Own(spec) => {
+                let opts = SinkOptions {
+                    format: AlertSetup::format(opts.format),
+                    ..opts.clone()
+                };
+                crate::sink::open(spec, &opts).map(Some)
+            }
+        }
+    }
+
+    /// The alerts' own output's name (`None` beside the records).
+    pub fn own_name(&self) -> Option<String> {
+        match &self.target {
+            AlertTarget::Output => None,
+            AlertTarget::Own(spec) => Some(spec.to_string()),
+        }
+    }
+}
+
+/// How alerts fold.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct AlertOptions {
+    /// Seconds without a new item after which an alert closes.
+    pub quiet: f64,
+    /// Seconds the watermark stays behind the log types' newest records.
+    pub lateness: f64,
+    /// An alert longer than this closes and its host's next item opens
+    /// another (a host anomalous all week is seven alerts, not one that
+    /// never closes).
+    pub max_span: f64,
+    /// Alerts below this are not written.
+    pub min_severity: Severity,
+    pub max_open: usize,
+    pub max_pending: usize,
+}
+
+impl Default for AlertOptions {
+    fn default() -> AlertOptions {
+        AlertOptions {
+            quiet: 12.0 * 3600.0,
+            lateness: 600.0,
+            max_span: 7.0 * 86_400.0,
+            min_severity: Severity::Low,
+            max_open: 100_000,
+            max_pending: 200_000,
+        }
+    }
+}
+
+/// How far a log type has been read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reading {
+    /// Not started (replay: a log type after the current one).
+    NotStarted,
+    /// Reading a backlog: its newest record bounds the watermark.
+    Behind,
+    /// Up with its live file: it holds nothing back (it would hold
+    /// everything while its log type is quiet).
+    CaughtUp,
+    /// Read to its end (replay).
+    Finished,
+}
+
+/// Counters of the stage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertStats {
+    pub items: u64,
+    /// Flagged records without time or addresses: no host to alert on.
+    pub unplaced: u64,
+    /// Items that arrived behind the watermark.
+    pub late: u64,
+    /// Items released before the watermark passed them (too many held).
+    pub forced: u64,
+    /// Alerts closed early to make room.
+    pub evicted: u64,
+    pub opened: u64,
+    pub written: u64,
+}
+
+/// Held items in time order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Held(Item);
+
+impl PartialEq for Held {
+    fn eq(&self, other: &Held) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Held {}
+impl PartialOrd for Held {
+    fn partial_cmp(&self, other: &Held) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Held {
+    fn cmp(&self, other: &Held) -> Ordering {
+        self.0.order(&other.0)
+    }
+}
+
+/// A deadline key: when an alert's quiet period ends, then its host.
+type Deadline = (u64, IpAddr);
+
+fn deadline_key(t: f64, entity: IpAddr) -> Deadline {
+    (ordered_bits(t), entity)
+}
+
+/// An f64's bits in an order that sorts like the number (finite values).
+fn ordered_bits(t: f64) -> u64 {
+    let b = t.to_bits();
+    if b >> 63 == 1 {
+        !b
+    } else {
+        b | 1 << 63
+    }
+}
+
+/// The alert stage.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AlertStage {
+    #[serde(skip)]
+    opts: AlertOptions,
+    /// Items not yet folded in, smallest first when popped.
+    pending: Vec<Held>,
+    /// Sorted flag of `pending` (sorted descending, popped from the end).
+    #[serde(skip)]
+    sorted: bool,
+    open: HashMap<IpAddr, Open>,
+    /// Open alerts by the end of their quiet period.
+    #[serde(skip)]
+    deadlines: BTreeSet<Deadline>,
+    reading: BTreeMap<LogKind, (f64, Reading)>,
+    /// The time of the last item folded in (or watermark reached).
+    clock: f64,
+    stats: AlertStats,
+}
+
+impl AlertStage {
+    /// A stage for the log types `modules`; `hold_unstarted`: a log type
+    /// not yet read holds every item back (replay reads them one after
+    /// the other).
+    pub fn new(opts: AlertOptions, modules: &[LogKind], hold_unstarted: bool) -> AlertStage {
+        let start = if hold_unstarted {
+            Reading::NotStarted
+        } else {
+            Reading::CaughtUp
+        };
+        AlertStage {
+            opts,
+            pending: Vec::new(),
+            sorted: true,
+            open: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            reading: modules
+                .iter()
+                .map(|m| (*m, (f64::NEG_INFINITY, start)))
+                .collect(),
+            clock: f64::NEG_INFINITY,
+            stats: AlertStats::default(),
+        }
+    }
+
+    /// A saved stage (a checkpoint's) with the options of this run.
+    pub fn resumed(mut self, opts: AlertOptions, modules: &[LogKind]) -> AlertStage {
+        self.opts = opts;
+        self.sorted = false;
+        self.deadlines = self
+            .open
+            .values()
+            .map(|o| deadline_key(o.last_ts + opts.quiet, o.entity))
+            .collect();
+        for m in modules {
+            self.reading
+                .entry(*m)
+                .or_insert((f64::NEG_INFINITY, Reading::CaughtUp));
+        }
+        self
+    }
+
+    pub fn stats(&self) -> &AlertStats {
+        &self.stats
+    }
+
+    pub fn open_alerts(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Takes a written record: a flagged one becomes an item.
+    pub fn offer_record(&mut self, r: &ScoredRecord, out: &mut Vec<Alert>) {
+        if !r.anomaly {
+            return;
+        }
+        match Item::of_record(r) {
+            Some(item) => self.hold(item, out),
+            None => self.stats.unplaced += 1,
+        }
+    }
+
+    pub fn offer_detection(&mut self, d: &Detection, out: &mut Vec<Alert>) {
+        if let Some(item) = Item::of_detection(d) {
+            self.hold(item, out);
+        }
+    }
+
+    fn hold(&mut self, item: Item, out: &mut Vec<Alert>) {
+        self.stats.items += 1;
+        if item.ts < self.clock {
+            self.stats.late += 1;
+        }
+        self.pending.push(Held(item));
+        self.sorted = false;
+        while self.pending.len() > self.opts.max_pending {
+            self.sort();
+            if let Some(Held(oldest)) = self.pending.pop() {
+                self.stats.forced += 1;
+                self.fold(oldest, out);
+            }
+        }
+    }
+
+    /// Records how far `module` has been read (its newest record's time)
+    /// and folds in what the watermark now passes.
+    pub fn progress(
+        &mut self,
+        module: LogKind,
+        newest: f64,
+        reading: Reading,
+        out: &mut Vec<Alert>,
+    ) {
+        let entry = self
+            .reading
+            .entry(module)
+            .or_insert((f64::NEG_INFINITY, reading));
+        if newest.is_finite() {
+            entry.0 = entry.0.max(newest);
+        }
+        entry.1 = reading;
+        let w = self.watermark();
+        self.release(w, out);
+    }
+
+    /// The end of the input (replay, evaluation): everything held folds
+    /// in and every alert closes.
+    pub fn finish(&mut self, out: &mut Vec<Alert>) {
+        self.release(f64::INFINITY, out);
+        let mut all: Vec<(Deadline, IpAddr)> = self
+            .open
+            .values()
+            .map(|o| {
+                (
+                    deadline_key(o.last_ts + self.opts.quiet, o.entity),
+                    o.entity,
+                )
+            })
+            .collect();
+        all.sort();
+        for (_, entity) in all {
+            self.close(entity, out);
+        }
+    }
+
+    /// Items up to here can fold: no log type still reading can bring an
+    /// older one (unless late).
+    fn watermark(&self) -> f64 {
+        let newest = self
+            .reading
+            .values()
+            .map(|(t, _)| *t)
+            .fold(f64::NEG_INFINITY, f64::max);
+        let bound = self
+            .reading
+            .values()
+            .map(|(t, r)| match r {
+                Reading::NotStarted => f64::NEG_INFINITY,
+                Reading::Behind => *t,
+                Reading::CaughtUp => newest,
+                Reading::Finished => f64::INFINITY,
+            })
+            .fold(f64::INFINITY, f64::min);
+        bound - self.opts.lateness
+    }
+
+    fn sort(&mut self) {
+        if !self.sorted {
+            // Descending: the smallest is popped from the end.
+            self.pending.sort_unstable_by(|a, b| b.cmp(a));
+            self.sorted = true;
+        }
+    }
+
+    fn release(&mut self, watermark: f64, out: &mut Vec<Alert>) {
+        if !self.pending.is_empty() {
+            self.sort();
+            while self.pending.last().is_some_and(|h| h.0.ts <= watermark) {
+                if let Some(Held(item)) = self.pending.pop() {
+                    self.fold(item, out);
+                }
+            }
+        }
+        if watermark.is_finite() && watermark > self.clock {
+            self.clock = watermark;
+            self.close_until(watermark, out);
+        }
+    }
+
+    /// Closes, in order, the alerts whose quiet period ended before `t`.
+    fn close_until(&mut self, t: f64, out: &mut Vec<Alert>) {
+        let limit = ordered_bits(t);
+        while let Some(&(d, entity)) = self.deadlines.first() {
+            if d >= limit {
+                break;
+            }
+            self.close(entity, out);
+        }
+    }
+
+    fn close(&mut self, entity: IpAddr, out: &mut Vec<Alert>) {
+        if let Some(open) = self.open.remove(&entity) {
+            self.deadlines
+                .remove(&deadline_key(open.last_ts + self.opts.quiet, entity));
+            if open.was_written() {
+                self.stats.written += 1;
+                out.push(open.alert(State::Closed));
+            }
+        }
+    }
+
+    fn fold(&mut self, item: Item, out: &mut Vec<Alert>) {
+        if item.ts > self.clock {
+            self.close_until(item.ts, out);
+            self.clock = item.ts;
+        }
+        let entity = item.entity;
+        let fits = self.open.get(&entity).map(|o| {
+            item.ts <= o.last_ts + self.opts.quiet
+                && item.ts >= o.first_ts - self.opts.quiet
+                && item.ts.max(o.last_ts) - item.ts.min(o.first_ts) <= self.opts.max_span
+        });
+        match fits {
+            Some(true) => {}
+            Some(false) => self.close(entity, out),
+            None => {}
+        }
+        if !self.open.contains_key(&entity) && self.open.len() >= self.opts.max_open {
+            if let Some(&(_, first)) = self.deadlines.first() {
+                self.stats.evicted += 1;
+                self.close(first, out);
+            }
+        }
+        let quiet = self.opts.quiet;
+        let min = self.opts.min_severity;
+        let open = match self.open.get_mut(&entity) {
+            Some(o) => {
+                self.deadlines
+                    .remove(&deadline_key(o.last_ts + quiet, entity));
+                o.add(&item);
+                o
+            }
+            None => {
+                self.stats.opened += 1;
+                self.open.entry(entity).or_insert_with(|| Open::new(&item))
+            }
+        };
+        self.deadlines
+            .insert(deadline_key(open.last_ts + quiet, entity));
+        if let Some(state) = open.due(min) {
+            self.stats.written += 1;
+            out.push(open.alert(state));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

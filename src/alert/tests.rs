@@ -1,0 +1,347 @@
+use super::*;
+use crate::score::Contribution;
+
+fn rec(
+    module: LogKind,
+    ts: f64,
+    src: &str,
+    dst: &str,
+    uid: &str,
+    severity: Severity,
+) -> ScoredRecord {
+    ScoredRecord {
+        ts: Some(ts),
+        uid: Some(uid.into()),
+        module,
+        orig_h: Some(src.parse().unwrap()),
+        orig_p: Some(40000),
+        resp_h: Some(dst.parse().unwrap()),
+        resp_p: Some(443),
+        proto: Some("tcp".into()),
+        trans_depth: None,
+        trans_id: None,
+        community_id: None,
+        direction: Some("outbound".into()),
+        score: 0.5,
+        threshold: 0.1,
+        anomaly: true,
+        severity: Some(severity),
+        p_normal: Some(1e-4),
+        top_features: Some(vec![Contribution {
+            feature: "resp_p".into(),
+            share: 0.5,
+            observed: None,
+            expected: None,
+        }]),
+        context: Default::default(),
+        model: None,
+    }
+}
+
+fn opts() -> AlertOptions {
+    AlertOptions {
+        quiet: 600.0,
+        lateness: 60.0,
+        ..AlertOptions::default()
+    }
+}
+
+const CONN: LogKind = LogKind::CONN;
+const DNS: LogKind = LogKind::DNS;
+
+/// A day of two log types: host .5 flagged in bursts, host .6 once.
+fn stream() -> Vec<ScoredRecord> {
+    let mut v = Vec::new();
+    for i in 0..12 {
+        v.push(rec(
+            CONN,
+            1000.0 + 60.0 * i as f64,
+            "10.0.0.5",
+            "203.0.113.7",
+            &format!("C{i}"),
+            Severity::Low,
+        ));
+    }
+    v.push(rec(
+        DNS,
+        1100.0,
+        "10.0.0.5",
+        "10.0.0.53",
+        "D1",
+        Severity::Medium,
+    ));
+    v.push(rec(
+        DNS,
+        5000.0,
+        "10.0.0.6",
+        "10.0.0.53",
+        "D2",
+        Severity::Low,
+    ));
+    v.push(rec(
+        CONN,
+        9000.0,
+        "10.0.0.5",
+        "203.0.113.8",
+        "C99",
+        Severity::High,
+    ));
+    v
+}
+
+fn run(stage: &mut AlertStage, batches: &[(LogKind, Vec<ScoredRecord>, Reading)]) -> Vec<Alert> {
+    let mut out = Vec::new();
+    for (module, records, reading) in batches {
+        let mut newest = f64::NEG_INFINITY;
+        for r in records {
+            stage.offer_record(r, &mut out);
+            newest = newest.max(r.ts.unwrap());
+        }
+        stage.progress(*module, newest, *reading, &mut out);
+    }
+    stage.finish(&mut out);
+    out
+}
+
+fn of(module: LogKind) -> Vec<ScoredRecord> {
+    stream()
+        .into_iter()
+        .filter(|r| r.module == module)
+        .collect()
+}
+
+#[test]
+fn a_hosts_records_fold_into_one_alert_opened_updated_and_closed() {
+    let mut stage = AlertStage::new(opts(), &[CONN, DNS], true);
+    let out = run(
+        &mut stage,
+        &[
+            (CONN, of(CONN), Reading::Finished),
+            (DNS, of(DNS), Reading::Finished),
+        ],
+    );
+    let first: Vec<&Alert> = out
+        .iter()
+        .filter(|a| a.entity.to_string() == "10.0.0.5")
+        .collect();
+    let id = &first[0].alert;
+    assert_eq!(first[0].state, State::Open);
+    let closed: Vec<&&Alert> = first.iter().filter(|a| a.state == State::Closed).collect();
+    assert_eq!(
+        closed.len(),
+        2,
+        "the burst and the lone record 2 h later: {first:#?}"
+    );
+    let burst = closed.iter().find(|a| &a.alert == id).unwrap();
+    assert_eq!(burst.records, 13);
+    assert_eq!(burst.modules, vec![CONN, DNS]);
+    // Medium at worst, raised for 13 records and for two log types.
+    assert_eq!(burst.severity, Severity::Critical);
+    assert_eq!(burst.peers, 2);
+    assert_eq!(burst.top_features[0].feature, "resp_p");
+    assert_eq!(burst.top_features[0].records, 13);
+    assert_eq!(
+        burst.uids.len(),
+        6,
+        "five first and the latest: {:?}",
+        burst.uids
+    );
+    // Updated, not repeated: opened once, updates when the count doubled
+    // or severity rose, closed once.
+    let updates = first
+        .iter()
+        .filter(|a| &a.alert == id && a.state == State::Update)
+        .count();
+    assert!((2..=6).contains(&updates), "{updates}");
+    assert!(
+        burst.reason.contains("13 flagged conn, dns records"),
+        "{}",
+        burst.reason
+    );
+    let other: Vec<&Alert> = out
+        .iter()
+        .filter(|a| a.entity.to_string() == "10.0.0.6")
+        .collect();
+    assert_eq!(other.len(), 2);
+    assert_eq!(other[1].severity, Severity::Low);
+}
+
+#[test]
+fn the_alerts_are_the_same_whatever_order_the_log_types_arrive_in() {
+    let replay = run(
+        &mut AlertStage::new(opts(), &[CONN, DNS], true),
+        &[
+            (CONN, of(CONN), Reading::Finished),
+            (DNS, of(DNS), Reading::Finished),
+        ],
+    );
+    // Live: both log types interleaved by small batches, caught up.
+    let mut live = AlertStage::new(opts(), &[CONN, DNS], false);
+    let mut by_time = stream();
+    by_time.sort_by(|a, b| a.ts.unwrap().total_cmp(&b.ts.unwrap()));
+    let batches: Vec<(LogKind, Vec<ScoredRecord>, Reading)> = by_time
+        .into_iter()
+        .map(|r| (r.module, vec![r], Reading::CaughtUp))
+        .collect();
+    let live_out = run(&mut live, &batches);
+    assert_eq!(replay, live_out);
+    // DNS read first this time.
+    let reversed = run(
+        &mut AlertStage::new(opts(), &[CONN, DNS], true),
+        &[
+            (DNS, of(DNS), Reading::Finished),
+            (CONN, of(CONN), Reading::Finished),
+        ],
+    );
+    assert_eq!(replay, reversed);
+}
+
+#[test]
+fn a_stage_saved_and_resumed_midway_writes_what_an_uninterrupted_one_does() {
+    let mut by_time = stream();
+    by_time.sort_by(|a, b| a.ts.unwrap().total_cmp(&b.ts.unwrap()));
+    let batches: Vec<(LogKind, Vec<ScoredRecord>, Reading)> = by_time
+        .into_iter()
+        .map(|r| (r.module, vec![r], Reading::CaughtUp))
+        .collect();
+    let whole = run(&mut AlertStage::new(opts(), &[CONN, DNS], false), &batches);
+    let (a, b) = batches.split_at(7);
+    let mut first = AlertStage::new(opts(), &[CONN, DNS], false);
+    let mut out = Vec::new();
+    for (module, records, reading) in a {
+        for r in records {
+            first.offer_record(r, &mut out);
+        }
+        first.progress(*module, records[0].ts.unwrap(), *reading, &mut out);
+    }
+    let saved = serde_json::to_string(&first).unwrap();
+    let mut second: AlertStage = serde_json::from_str(&saved).unwrap();
+    second = second.resumed(opts(), &[CONN, DNS]);
+    out.extend(run(&mut second, b));
+    assert_eq!(whole, out);
+}
+
+#[test]
+fn an_inbound_anomaly_is_the_local_hosts_alert() {
+    let mut r = rec(CONN, 10.0, "198.51.100.9", "10.0.0.5", "C1", Severity::Low);
+    r.direction = Some("inbound".into());
+    let mut stage = AlertStage::new(opts(), &[CONN], true);
+    let out = run(&mut stage, &[(CONN, vec![r], Reading::Finished)]);
+    assert_eq!(out[0].entity.to_string(), "10.0.0.5");
+    assert_eq!(out[0].role, Role::Target);
+    assert_eq!(out[0].top_peers[0].ip.to_string(), "198.51.100.9");
+}
+
+#[test]
+fn quiet_periods_and_long_spans_split_alerts() {
+    let mut v = Vec::new();
+    // Every 500 s for two days: never quiet for 600 s, so only the span
+    // (one day) splits it.
+    for i in 0..346 {
+        v.push(rec(
+            CONN,
+            500.0 * i as f64,
+            "10.0.0.5",
+            "203.0.113.7",
+            &format!("C{i}"),
+            Severity::Low,
+        ));
+    }
+    let o = AlertOptions {
+        max_span: 86_400.0,
+        ..opts()
+    };
+    let mut stage = AlertStage::new(o, &[CONN], true);
+    let out = run(&mut stage, &[(CONN, v, Reading::Finished)]);
+    let closed: Vec<&Alert> = out.iter().filter(|a| a.state == State::Closed).collect();
+    assert_eq!(closed.len(), 2, "{closed:#?}");
+    assert!(closed.iter().all(|a| a.last_ts - a.first_ts <= 86_400.0));
+    assert_eq!(closed.iter().map(|a| a.records).sum::<u64>(), 346);
+}
+
+#[test]
+fn minimum_severity_keeps_low_alerts_unwritten() {
+    let o = AlertOptions {
+        min_severity: Severity::Medium,
+        ..opts()
+    };
+    let mut stage = AlertStage::new(o, &[CONN], true);
+    let v = vec![
+        rec(CONN, 10.0, "10.0.0.6", "203.0.113.7", "C1", Severity::Low),
+        rec(
+            CONN,
+            20.0,
+            "10.0.0.7",
+            "203.0.113.7",
+            "C2",
+            Severity::Medium,
+        ),
+    ];
+    let out = run(&mut stage, &[(CONN, v, Reading::Finished)]);
+    assert!(
+        out.iter().all(|a| a.entity.to_string() == "10.0.0.7"),
+        "{out:#?}"
+    );
+    assert_eq!(out.len(), 2);
+}
+
+#[test]
+fn open_alerts_and_held_items_are_bounded() {
+    let o = AlertOptions {
+        max_open: 10,
+        max_pending: 50,
+        ..opts()
+    };
+    let mut stage = AlertStage::new(o, &[CONN, DNS], true);
+    let mut out = Vec::new();
+    for i in 0..1000u32 {
+        let src = format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255);
+        stage.offer_record(
+            &rec(CONN, i as f64, &src, "203.0.113.7", "C", Severity::Low),
+            &mut out,
+        );
+        assert!(stage.pending.len() <= 50);
+        assert!(stage.open_alerts() <= 10);
+    }
+    assert_eq!(stage.stats().forced, 950);
+    assert_eq!(stage.stats().evicted, 940);
+    stage.finish(&mut out);
+    assert_eq!(
+        out.iter().filter(|a| a.state == State::Closed).count(),
+        1000
+    );
+}
+
+#[test]
+fn a_detection_joins_its_source_hosts_alert_and_raises_it() {
+    let mut stage = AlertStage::new(opts(), &[CONN], true);
+    let mut out = Vec::new();
+    stage.offer_record(
+        &rec(CONN, 100.0, "10.0.0.5", "203.0.113.7", "C1", Severity::Low),
+        &mut out,
+    );
+    let d = Detection {
+        ts: 200.0,
+        detection: crate::detect::DetectorKind::Beacon,
+        module: CONN,
+        src: "10.0.0.5".parse().unwrap(),
+        dst: Some("203.0.113.7".parse().unwrap()),
+        resp_p: Some(443),
+        domain: None,
+        score: 0.97,
+        threshold: 0.9,
+        severity: Severity::High,
+        first_ts: 0.0,
+        last_ts: 200.0,
+        uids: vec!["C1".into()],
+        evidence: Default::default(),
+    };
+    stage.offer_detection(&d, &mut out);
+    stage.progress(CONN, 200.0, Reading::Finished, &mut out);
+    stage.finish(&mut out);
+    let closed = out.iter().find(|a| a.state == State::Closed).unwrap();
+    assert_eq!((closed.records, closed.detections), (1, 1));
+    assert_eq!(closed.detectors, vec![crate::detect::DetectorKind::Beacon]);
+    // High (the beacon), raised for a model and a detector agreeing.
+    assert_eq!(closed.severity, Severity::Critical);
+}
