@@ -147,6 +147,7 @@ fn main() {
         stamp: Default::default(),
         record: Default::default(),
         allowlist: None,
+        alerts: None,
         only_anomalies: false,
         commit_every: Duration::from_secs(1),
         stats_every: Duration::from_secs(3600),

@@ -720,9 +720,10 @@ fn tsv_to_json(header: &[String], line: &str) -> String {
     serde_json::Value::Object(obj).to_string()
 }
 
-/// The detectors run the same through Kafka as in replay: the same input
-/// (a beacon, a port scan and a six-hour connection among the example
-/// conn records, on one partition) gives the same detections, in order.
+/// The detectors and alerts run the same through Kafka as in replay: the
+/// same input (a beacon, a port scan and a six-hour connection among the
+/// example conn records, on one partition) gives the same detections, in
+/// order, and the same alerts (`--alerts output`).
 #[test]
 fn detections_through_kafka_are_those_of_replay() {
     let broker = Broker::start();
@@ -747,6 +748,8 @@ fn detections_through_kafka_are_those_of_replay() {
             "--modules",
             "conn",
             "--scan-external",
+            "--alerts",
+            "output",
         ])
         .args(["--model-dir", crate::util::models().to_str().unwrap()])
         .args(["--output", dir.join("replay.json").to_str().unwrap()])
@@ -780,6 +783,8 @@ fn detections_through_kafka_are_those_of_replay() {
             "--modules",
             "conn",
             "--scan-external",
+            "--alerts",
+            "output",
             "--output",
             out.to_str().unwrap(),
         ],
@@ -800,6 +805,20 @@ fn detections_through_kafka_are_those_of_replay() {
     );
     infer.terminate();
     assert_eq!(detections(&out), expected);
+    // The same alerts: those the consumer wrote are replay's first ones
+    // (replay closes the rest at the end of its input).
+    let alerts = |path: &Path| -> Vec<serde_json::Value> {
+        fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v.get("alert").is_some())
+            .collect()
+    };
+    let (replayed, consumed) = (alerts(&dir.join("replay.json")), alerts(&out));
+    assert!(!consumed.is_empty());
+    assert!(replayed.len() > consumed.len());
+    assert_eq!(replayed[..consumed.len()], consumed[..]);
 }
 
 /// The SIEM formats through Kafka are those of replay: the same input

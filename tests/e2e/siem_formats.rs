@@ -298,6 +298,77 @@ fn ecs_documents_follow_the_ecs_definitions() {
     }
 }
 
+/// Alerts (`--alerts output`) in every format beside the records: ECS
+/// alert documents valid against the ECS definitions (with `event.id`
+/// the alert's id, its span in `event.start`/`event.end`, the host and
+/// its peers in `related.ip`), EVE alerts, and notices
+/// (`AutoZeekWatch::Host_Alert`) that our reader reads back; as many of
+/// each as the JSON output has alert lines.
+#[test]
+fn alerts_in_every_format_follow_their_schemas() {
+    let dir = tempdir("siem-alerts");
+    let log = behaviours_log(&dir);
+    let with = ["--alerts", "output"];
+    let json = json_lines(&replay(&dir, &log, "json", &with));
+    let alerts: Vec<&Value> = json.iter().filter(|v| v.get("alert").is_some()).collect();
+    assert!(alerts.len() >= 3, "{alerts:#?}");
+    for a in &alerts {
+        assert!(a["alert"].as_str().unwrap().starts_with("azw-"));
+        assert!(["open", "update", "closed"].contains(&a["state"].as_str().unwrap()));
+        assert!(["low", "medium", "high", "critical"].contains(&a["severity"].as_str().unwrap()));
+        assert!(!a["reason"].as_str().unwrap().is_empty());
+        assert_eq!(a["sensor"], "sensor-7");
+    }
+    let ecs = json_lines(&replay(&dir, &log, "ecs", &with));
+    let docs: Vec<&Value> = ecs
+        .iter()
+        .filter(|d| d["event"]["dataset"] == "autozeekwatch.alert")
+        .collect();
+    assert_eq!(docs.len(), alerts.len());
+    let fields = ecs_fields();
+    for (doc, a) in docs.iter().zip(&alerts) {
+        let mut all = Vec::new();
+        leaves("", doc, &mut all);
+        for (path, v) in all {
+            match fields.get(&path) {
+                Some(def) => check_ecs(&path, def, v).unwrap_or_else(|e| panic!("{e}\n{doc}")),
+                None => assert!(path.starts_with("autozeekwatch."), "{path} is not ECS"),
+            }
+        }
+        assert_eq!(doc["event"]["kind"], "alert");
+        assert_eq!(doc["event"]["id"], a["alert"]);
+        assert!(doc["event"]["start"].is_string() && doc["event"]["end"].is_string());
+        assert!(doc["related"]["ip"].as_array().is_some_and(|ips| !ips.is_empty()));
+        let sev = doc["event"]["severity"].as_u64().unwrap();
+        assert!((1..=4).contains(&sev), "{doc}");
+    }
+    let eve = json_lines(&replay(&dir, &log, "eve", &with));
+    let eve_alerts = eve
+        .iter()
+        .filter(|e| {
+            e["alert"]["signature"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("AutoZeekWatch host alert "))
+        })
+        .count();
+    assert_eq!(eve_alerts, alerts.len());
+    replay(&dir, &log, "notice", &with);
+    let notes = notes_of(&dir.join("out-notice-2"));
+    assert_eq!(
+        notes.iter().filter(|n| *n == "AutoZeekWatch::Host_Alert").count(),
+        alerts.len()
+    );
+    // TSV has a record's columns: alerts go to a file of their own.
+    let refused = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+        .args(["--replay", log.to_str().unwrap(), "--modules", "conn"])
+        .args(["--model-dir", models().to_str().unwrap()])
+        .args(["--format", "tsv", "--alerts", "output", "--output", "-"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("a file of their own"));
+}
+
 /// The notes of a notice log read by our own Zeek reader, in order.
 fn notes_of(path: &Path) -> Vec<String> {
     let mut reader = LogReader::open(path, Some("notice")).unwrap();
@@ -368,16 +439,17 @@ fn eve_alerts_for_anomalies_and_detections() {
 }
 
 /// zat (a Python package that reads Zeek logs into pandas) reads our
-/// notice log. Reported as ignored where zat is not installed (build.rs
+/// notice log, alerts included. Reported as ignored where zat is not installed (build.rs
 /// looks for it; `python3 -m pip install zat`, then rebuild).
 #[test]
 #[cfg_attr(not(zat), ignore = "zat is not installed (python3 -m pip install zat)")]
 fn zat_reads_the_notice_log() {
     let dir = tempdir("siem-zat");
     let log = behaviours_log(&dir);
-    replay(&dir, &log, "notice", &[]);
-    let path = dir.join("out-notice-0");
+    replay(&dir, &log, "notice", &["--alerts", "output"]);
+    let path = dir.join("out-notice-2");
     let ours = notes_of(&path);
+    assert!(ours.iter().any(|n| n == "AutoZeekWatch::Host_Alert"));
     let script = r#"
 import sys
 from zat.log_to_dataframe import LogToDataFrame
