@@ -130,7 +130,7 @@ fn rita_score_of_the_planted_beacon_matches_ritas() {
 /// model trained on 2024-04-19 (without the planted pair's records), then
 /// 04-20 and 04-21 replayed as Zeek wrote them. The planted beacon is the
 /// top beacon detection, found within two hours of its first record, with
-/// at most five other pairs over the two days.
+/// at most five other pairs over the two days, and an alert of its own.
 #[test]
 #[cfg_attr(
     not(shared_data),
@@ -183,11 +183,36 @@ fn the_planted_beacon_is_the_top_detection_within_two_hours() {
         .arg(dir.join("2024-04-21"))
         .arg("--output")
         .arg(&scores)
+        .args(["--alerts", "output"])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     eprintln!("{stderr}");
+    // The planted beacon is an alert of its own: its source's, with the
+    // beacon detector in it.
+    let closed: Vec<serde_json::Value> = std::fs::read_to_string(&scores)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v.get("alert").is_some() && v["state"] == "closed")
+        .collect();
+    let planted_alert = closed
+        .iter()
+        .find(|a| a["entity"] == src)
+        .unwrap_or_else(|| panic!("no alert for {src}: {closed:#?}"));
+    assert!(
+        planted_alert["detectors"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("beacon")),
+        "{planted_alert}"
+    );
+    assert!(
+        planted_alert["top_peers"][0]["ip"] == dst,
+        "{planted_alert}"
+    );
+    eprintln!("{} alerts over the two days", closed.len());
     let mut best: std::collections::BTreeMap<(String, String), (f64, f64)> = Default::default();
     for line in std::fs::read_to_string(&scores).unwrap().lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
