@@ -220,11 +220,23 @@ impl Calibration {
                 return Some(t.quantile(p));
             }
         }
-        self.points
-            .iter()
-            .find(|(q, _)| *q <= p)
-            .or(self.points.last())
-            .map(|(_, s)| *s)
+        // The inverse of `p_normal`'s interpolation between the quantiles.
+        for w in self.points.windows(2) {
+            let ((p0, s0), (p1, s1)) = (w[0], w[1]);
+            if p <= p0 && p >= p1 {
+                if p0 <= p1 || s0 <= 0.0 || s1 <= 0.0 {
+                    return Some(s1);
+                }
+                let f = (p.ln() - p0.ln()) / (p1.ln() - p0.ln());
+                return Some((s0.ln() + f * (s1.ln() - s0.ln())).exp());
+            }
+        }
+        let first = self.points.first()?;
+        Some(if p > first.0 {
+            first.1
+        } else {
+            self.points.last()?.1
+        })
     }
 }
 
@@ -404,6 +416,17 @@ mod tests {
         assert!(far < 1e-4, "{far}");
         let q = c.score_at(1e-5).unwrap();
         assert!((c.p_normal(q) - 1e-5).abs() < 1e-7, "{}", c.p_normal(q));
+    }
+
+    #[test]
+    fn a_rate_between_the_quantiles_is_placed_between_them() {
+        let c = calibration(None);
+        let s = c.score_at(0.005).unwrap();
+        assert!(s > 0.05 && s < 0.1, "{s}");
+        assert!((c.p_normal(s) - 0.005).abs() < 1e-9, "{}", c.p_normal(s));
+        assert_eq!(c.score_at(0.9), Some(0.01));
+        assert_eq!(c.score_at(1e-9), Some(0.2));
+        assert_eq!(c.score_at(0.0), None);
     }
 
     #[test]

@@ -424,3 +424,83 @@ fn replay_output_is_byte_identical_whatever_the_number_of_threads() {
         "the threaded context differs from the one-thread path"
     );
 }
+
+/// A runtime threshold and a minimum severity change what is flagged
+/// without retraining: every anomaly carries its severity and the
+/// probability of normal traffic scoring as high (falling as the score
+/// rises); a rate flags more than the model's threshold, an
+/// unreachable score flags nothing, `--min-severity` keeps only the
+/// anomalies at or above it, and a bad value is refused with what to
+/// give.
+#[test]
+fn runtime_thresholds_and_minimum_severity_judge_without_retraining() {
+    let dir = tempdir("judge");
+    let run = |name: &str, extra: &[&str]| -> Vec<serde_json::Value> {
+        let path = dir.join(name);
+        replay_into("conn", "json", &path, extra);
+        fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|v| v.get("score").is_some() && v.get("detection").is_none())
+            .collect()
+    };
+    let flagged = |v: &[serde_json::Value]| v.iter().filter(|r| r["anomaly"] == true).count();
+    let model = run("model.json", &["--detectors", "none"]);
+    let base = flagged(&model);
+    assert!(base > 0);
+    let mut judged: Vec<(f64, f64)> = Vec::new();
+    for r in model.iter().filter(|r| r["anomaly"] == true) {
+        let s = r["severity"].as_str().unwrap();
+        assert!(["low", "medium", "high", "critical"].contains(&s), "{r}");
+        judged.push((
+            r["score"].as_f64().unwrap(),
+            r["p_normal"].as_f64().unwrap(),
+        ));
+    }
+    assert!(model
+        .iter()
+        .filter(|r| r["anomaly"] == false)
+        .all(|r| r.get("severity").is_none()));
+    judged.sort_by(|a, b| a.0.total_cmp(&b.0));
+    assert!(judged.windows(2).all(|w| w[1].1 <= w[0].1), "{judged:?}");
+
+    let loose = run(
+        "rate.json",
+        &["--detectors", "none", "--threshold", "rate:0.05"],
+    );
+    assert!(flagged(&loose) > base, "{} <= {base}", flagged(&loose));
+    let threshold = loose[0]["threshold"].as_f64().unwrap();
+    assert!(threshold < model[0]["threshold"].as_f64().unwrap());
+    let none = run(
+        "high.json",
+        &["--detectors", "none", "--threshold", "conn=1e9"],
+    );
+    assert_eq!(flagged(&none), 0);
+    assert_eq!(none.len(), model.len());
+
+    let severe = run(
+        "severe.json",
+        &[
+            "--detectors",
+            "none",
+            "--threshold",
+            "rate:0.05",
+            "--min-severity",
+            "medium",
+        ],
+    );
+    let kept: Vec<&serde_json::Value> = severe.iter().filter(|r| r["anomaly"] == true).collect();
+    assert!(kept.len() < flagged(&loose));
+    assert!(kept.iter().all(|r| r["severity"] != "low"), "{kept:?}");
+
+    for (flag, bad, says) in [
+        ("--threshold", "lots", "give a score"),
+        ("--threshold", "rate:2", "above 0 and below 1"),
+        ("--min-severity", "severe", "low, medium, high or critical"),
+    ] {
+        let (ok, stderr) = replay(&["--modules", "conn", "--output", "-", flag, bad]);
+        assert!(!ok);
+        assert!(stderr.contains(says), "{stderr}");
+    }
+}

@@ -338,7 +338,9 @@ fn alerts_in_every_format_follow_their_schemas() {
         assert_eq!(doc["event"]["kind"], "alert");
         assert_eq!(doc["event"]["id"], a["alert"]);
         assert!(doc["event"]["start"].is_string() && doc["event"]["end"].is_string());
-        assert!(doc["related"]["ip"].as_array().is_some_and(|ips| !ips.is_empty()));
+        assert!(doc["related"]["ip"]
+            .as_array()
+            .is_some_and(|ips| !ips.is_empty()));
         let sev = doc["event"]["severity"].as_u64().unwrap();
         assert!((1..=4).contains(&sev), "{doc}");
     }
@@ -355,7 +357,10 @@ fn alerts_in_every_format_follow_their_schemas() {
     replay(&dir, &log, "notice", &with);
     let notes = notes_of(&dir.join("out-notice-2"));
     assert_eq!(
-        notes.iter().filter(|n| *n == "AutoZeekWatch::Host_Alert").count(),
+        notes
+            .iter()
+            .filter(|n| *n == "AutoZeekWatch::Host_Alert")
+            .count(),
         alerts.len()
     );
     // TSV has a record's columns: alerts go to a file of their own.
