@@ -42,6 +42,8 @@ struct State {
     modules: BTreeMap<LogKind, Module>,
     /// Detections written, per detector.
     detections: BTreeMap<String, u64>,
+    /// The alert stage's counters and open alerts, when alerts are on.
+    alerts: Option<(crate::alert::AlertStats, usize)>,
     last_checkpoint: Option<SystemTime>,
     heartbeat: Option<Instant>,
 }
@@ -93,6 +95,11 @@ impl Registry {
         let found: BTreeMap<String, u64> =
             found.into_iter().map(|(k, n)| (k.to_string(), n)).collect();
         self.with(|s| s.detections = found);
+    }
+
+    /// The alert stage's counters and how many alerts are open.
+    pub fn alerts(&self, stats: &crate::alert::AlertStats, open: usize) {
+        self.with(|s| s.alerts = Some((*stats, open)));
     }
 
     /// A replaced model file that was refused (the running model stays).
@@ -160,6 +167,46 @@ fn render(s: &State, now: SystemTime) -> String {
     );
     for (detector, n) in &s.detections {
         let _ = writeln!(out, "azw_detections_total{{detector=\"{detector}\"}} {n}");
+    }
+    if let Some((a, open)) = &s.alerts {
+        for (name, kind, help, v) in [
+            (
+                "azw_alerts_opened_total",
+                "counter",
+                "Alerts opened (one per host and incident).",
+                a.opened as f64,
+            ),
+            (
+                "azw_alert_lines_total",
+                "counter",
+                "Alert lines written: opened, updated and closed.",
+                a.written as f64,
+            ),
+            ("azw_alerts_open", "gauge", "Alerts open now.", *open as f64),
+            (
+                "azw_alert_items_total",
+                "counter",
+                "Flagged records and detections folded into alerts.",
+                a.items as f64,
+            ),
+            (
+                "azw_alert_items_late_total",
+                "counter",
+                "Items that arrived behind the alert watermark (--alert-lateness).",
+                a.late as f64,
+            ),
+            (
+                "azw_alerts_evicted_total",
+                "counter",
+                "Alerts closed early to stay within the open-alert cap.",
+                a.evicted as f64,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            );
+        }
     }
     let _ = writeln!(
         out,
@@ -303,6 +350,15 @@ mod tests {
         r.model_loaded(LogKind::CONN, 0.25, "2026-12-01T10:00:00Z");
         r.model_refused(LogKind::DNS);
         r.detections([("beacon", 2u64)]);
+        assert!(!r.render().contains("azw_alerts_open"));
+        r.alerts(
+            &crate::alert::AlertStats {
+                opened: 4,
+                items: 9,
+                ..Default::default()
+            },
+            2,
+        );
         let text = r.render();
         for line in [
             "azw_lines_read_total{module=\"CONN\"} 12",
@@ -316,6 +372,9 @@ mod tests {
             "azw_model_created_timestamp_seconds{module=\"CONN\"} 1796119200",
             "azw_model_refusals_total{module=\"DNS\"} 1",
             "azw_detections_total{detector=\"beacon\"} 2",
+            "azw_alerts_opened_total 4",
+            "azw_alerts_open 2",
+            "azw_alert_items_total 9",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }

@@ -277,6 +277,22 @@ impl AlertStage {
         self.open.len()
     }
 
+    /// The counters as one log line.
+    pub fn stats_line(&self) -> String {
+        let s = &self.stats;
+        format!(
+            "alerts: {} open, {} opened, {} lines written, from {} items ({} late, {} folded early, {} closed early, {} without a host)",
+            self.open.len(),
+            s.opened,
+            s.written,
+            s.items,
+            s.late,
+            s.forced,
+            s.evicted,
+            s.unplaced
+        )
+    }
+
     /// Takes a written record: a flagged one becomes an item.
     pub fn offer_record(&mut self, r: &ScoredRecord, out: &mut Vec<Alert>) {
         if !r.anomaly {

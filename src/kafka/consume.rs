@@ -477,6 +477,9 @@ impl Run<'_> {
                 }
                 crate::metrics::global()
                     .detections(self.emitter.stage().found().iter().map(|(k, n)| (k, *n)));
+                if let Some(a) = self.emitter.alerts() {
+                    crate::metrics::global().alerts(a.stats(), a.open_alerts());
+                }
                 last_publish = Instant::now();
             }
             self.check_models();
@@ -654,6 +657,9 @@ impl Run<'_> {
         }
         if self.emitter.stage().is_active() {
             tracing::info!("{}", self.emitter.stage().found_line());
+        }
+        if let Some(a) = self.emitter.alerts() {
+            tracing::info!("{}", a.stats_line());
         }
         if !self.stats.ignored.is_empty() || self.stats.unrouted > 0 {
             let ignored: Vec<String> = self

@@ -469,6 +469,9 @@ impl Writer<'_> {
         crate::metrics::global().publish(b.module, &stats);
         crate::metrics::global()
             .detections(self.emitter.stage().found().iter().map(|(k, n)| (k, *n)));
+        if let Some(a) = self.emitter.alerts() {
+            crate::metrics::global().alerts(a.stats(), a.open_alerts());
+        }
         Ok(())
     }
 
@@ -539,6 +542,9 @@ impl Writer<'_> {
         }
         if self.emitter.stage().is_active() {
             tracing::info!("{}", self.emitter.stage().found_line());
+        }
+        if let Some(a) = self.emitter.alerts() {
+            tracing::info!("{}", a.stats_line());
         }
     }
 }
