@@ -52,6 +52,10 @@ pub struct Item {
     /// The top features' names and shares (records only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub features: Vec<(String, f64)>,
+    /// The record's context fields and how far above its threshold it
+    /// scored (records only): the alert shows its most anomalous record's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample: Option<Sample>,
     /// Tells apart items of equal time, from their content only, so that
     /// the order (and so every alert) is the same whatever order the log
     /// types arrived in.
@@ -74,6 +78,19 @@ impl Item {
             _ => return None,
         };
         let uid = r.uid.as_deref().map(|u| crate::score::bounded(u, MAX_TEXT));
+        let ratio = if r.threshold > 0.0 && r.score.is_finite() {
+            r.score / r.threshold
+        } else {
+            1.0
+        };
+        let sample = Sample {
+            module: r.module,
+            uid: uid.clone(),
+            peer,
+            resp_p: r.resp_p,
+            ratio: (ratio * 1000.0).round() / 1000.0,
+            context: r.context.clone(),
+        };
         let mut h = Fnv::new();
         h.write(uid.as_deref().unwrap_or("").as_bytes());
         h.write(&r.trans_depth.unwrap_or(0).to_le_bytes());
@@ -96,6 +113,7 @@ impl Item {
                 .take(SHOWN)
                 .map(|c| (crate::score::bounded(&c.feature, MAX_TEXT), c.share))
                 .collect(),
+            sample: Some(sample),
             tiebreak: h.finish(),
         })
     }
@@ -119,6 +137,7 @@ impl Item {
             detector: Some(d.detection),
             uid,
             features: Vec::new(),
+            sample: None,
             // Detections after records of the same instant.
             tiebreak: h.finish() | 1 << 63,
         })
@@ -132,6 +151,25 @@ impl Item {
             .then_with(|| self.tiebreak.cmp(&other.tiebreak))
             .then_with(|| self.uid.cmp(&other.uid))
     }
+}
+
+/// What an alert shows of its most anomalous record: what an analyst
+/// reads first (the DNS query, the HTTP host and user agent, the TLS
+/// server name), without opening the records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    pub module: LogKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<IpAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resp_p: Option<u16>,
+    /// Score over threshold.
+    pub ratio: f64,
+    /// The record's context fields (as bounded as the record's).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub context: BTreeMap<String, serde_json::Value>,
 }
 
 /// A host's alert while open.
@@ -157,6 +195,9 @@ pub struct Open {
     features: BTreeMap<String, (u64, f64)>,
     uids: Vec<String>,
     last_uid: Option<String>,
+    /// The most anomalous record's context.
+    #[serde(default)]
+    sample: Option<Sample>,
     /// The severity last written, and the count at which to write the
     /// next update.
     written: Option<Severity>,
@@ -199,6 +240,10 @@ pub struct Alert {
     pub top_features: Vec<FeatureCount>,
     /// The first uids and the latest: what an analyst pivots on.
     pub uids: Vec<String>,
+    /// Its most anomalous record: log type, uid, peer, port, score over
+    /// threshold and context fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample: Option<Sample>,
     /// One sentence for the analyst.
     pub reason: String,
 }
@@ -242,6 +287,7 @@ impl Open {
             features: BTreeMap::new(),
             uids: Vec::new(),
             last_uid: None,
+            sample: None,
             written: None,
             next_update: 2,
         };
@@ -281,6 +327,13 @@ impl Open {
                 f.1 += share;
             } else if self.features.len() < MAX_FEATURES {
                 self.features.insert(name.clone(), (1, *share));
+            }
+        }
+        if let Some(sample) = &item.sample {
+            // The highest ratio; the earlier of equals (items come in
+            // time order), so every mode keeps the same one.
+            if self.sample.as_ref().is_none_or(|s| sample.ratio > s.ratio) {
+                self.sample = Some(sample.clone());
             }
         }
         if let Some(uid) = &item.uid {
@@ -380,6 +433,7 @@ impl Open {
             p_normal: self.p_min,
             top_features,
             uids,
+            sample: self.sample.clone(),
             reason: String::new(),
         };
         alert.reason = reason(&alert, self.peers_beyond > 0);

@@ -62,14 +62,11 @@ fn stream() -> Vec<ScoredRecord> {
             Severity::Low,
         ));
     }
-    v.push(rec(
-        DNS,
-        1100.0,
-        "10.0.0.5",
-        "10.0.0.53",
-        "D1",
-        Severity::Medium,
-    ));
+    let mut dns = rec(DNS, 1100.0, "10.0.0.5", "10.0.0.53", "D1", Severity::Medium);
+    dns.score = 0.9;
+    dns.context
+        .insert("query".into(), serde_json::json!("x.example.com"));
+    v.push(dns);
     v.push(rec(
         DNS,
         5000.0,
@@ -158,6 +155,10 @@ fn a_hosts_records_fold_into_one_alert_opened_updated_and_closed() {
         "{}",
         burst.reason
     );
+    // It shows its most anomalous record, the DNS query.
+    let sample = burst.sample.as_ref().unwrap();
+    assert_eq!((sample.module, sample.uid.as_deref()), (DNS, Some("D1")));
+    assert_eq!(sample.context["query"], "x.example.com");
     let other: Vec<&Alert> = out
         .iter()
         .filter(|a| a.entity.to_string() == "10.0.0.6")

@@ -192,6 +192,7 @@ mod tests {
             p_normal: None,
             top_features: vec![],
             uids: vec![],
+            sample: None,
             reason: String::new(),
         }
     }
