@@ -3,10 +3,14 @@
 //! consumer group share the partitions and score them.
 //!
 //! - [`route`]: which module a message belongs to (topic name, wrapper key
-//!   or `_path`). Plain code, built and tested without the feature.
+//!   or `_path`), and the originator it is repartitioned by. Plain code,
+//!   built and tested without the feature.
+//! - [`reorder`]: records of the repartition topic held briefly and handed
+//!   out in event-time order. Plain code too.
 //! - `run_kafka` (feature `kafka`): the consumer loop, with offsets
 //!   committed only after the scored records are durable (at-least-once).
 
+pub mod reorder;
 pub mod route;
 
 #[cfg(feature = "kafka")]
