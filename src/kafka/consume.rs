@@ -70,7 +70,8 @@ pub struct KafkaOptions {
     /// Kafka output alike (security, timeouts).
     pub config: Vec<(String, String)>,
     /// The detectors that run. Their state lives in this member: a host's
-    /// records must all reach it (input keyed by host, or one member);
+    /// records must all reach it (input keyed by host, `repartition`, or
+    /// one member);
     /// it starts from the models' baselines at each start.
     pub detect: DetectOptions,
     /// Re-publish the input keyed by originator and score from there, for

@@ -32,8 +32,10 @@ use crate::sink::kafka::{acknowledged, producer, send_waiting, Deliveries};
 pub const TOPIC_HEADER: &str = "azw-topic";
 
 /// The key of records without an originator (not JSON, a log type without
-/// `id.orig_h`): one stable key, so their order is kept too.
-const NO_ORIGINATOR: &str = "";
+/// `id.orig_h`): one stable key, so their order is kept too. Zeek's mark
+/// of an unset field; not empty, since librdkafka's default partitioner
+/// scatters empty keys at random.
+const NO_ORIGINATOR: &str = "-";
 
 /// How records are repartitioned.
 #[derive(Debug, Clone)]

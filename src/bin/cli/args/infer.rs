@@ -38,7 +38,10 @@ use super::super::{LogArgs, ReadArgs};
 /// processes with the same --group to share the partitions. Offsets are
 /// committed after the scored records are durable, and as partitions are
 /// handed to another member (at-least-once: after a crash some records may
-/// be scored twice; `uid` tells them).
+/// be scored twice; `uid` tells them). Context features and detectors need
+/// all of a host's records in one member: for topics not keyed by host,
+/// --repartition-topic re-publishes records keyed by `id.orig_h` and
+/// scores from there.
 ///
 /// Examples:
 ///   azw-infer --log-dir /opt/zeek/logs --modules CONN,DNS --output /var/log/azw/scores.json
