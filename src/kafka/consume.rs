@@ -683,12 +683,6 @@ impl Run<'_> {
             return Ok(());
         };
         let unwrapped = route::unwrap(payload);
-        if !repartitioned {
-            if let Some(forwarder) = progress.forwarder.as_mut() {
-                // Stage one: to the repartition topic, scored from there.
-                return forwarder.forward(message, unwrapped.body);
-            }
-        }
         // A re-published record is routed by the topic it came from.
         let routing_topic = match repartitioned {
             true => repartition::input_topic(message).unwrap_or(topic),
@@ -698,12 +692,19 @@ impl Run<'_> {
             Some(log) => match module_of_log(log, &self.opts.modules) {
                 Some(m) => Some(m),
                 None => {
+                    // Not re-published either: no member would score it.
                     self.stats.ignore(log);
                     return Ok(());
                 }
             },
             None => module_of_topic(routing_topic, &self.opts.modules),
         };
+        if !repartitioned {
+            if let Some(forwarder) = progress.forwarder.as_mut() {
+                // Stage one: to the repartition topic, scored from there.
+                return forwarder.forward(message, unwrapped.body);
+            }
+        }
         if !unwrapped.body.trim_ascii_start().starts_with(b"{") {
             // Checked here, not left to the parser: a parser takes its
             // format from the first line it sees, and one stray `#` line
@@ -785,15 +786,30 @@ impl Run<'_> {
                 return Ok(());
             }
         };
-        let ts = record.ts().filter(|t| t.is_finite());
-        match ts {
-            Some(ts) if repartitioned && progress.held.holds() => {
+        match repartitioned {
+            true => self.hold(progress, module, record, (partition, offset, payload.len())),
+            false => self.score(module, &record, progress.sink.as_mut()),
+        }
+    }
+
+    /// Holds a record of the repartition topic to be scored in time order
+    /// (`at`: its partition, offset and size); one without a usable `ts`
+    /// has no place in that order and is scored at once.
+    fn hold(
+        &mut self,
+        progress: &mut Progress,
+        module: LogKind,
+        record: Record,
+        (partition, offset, bytes): (i32, i64, usize),
+    ) -> Result<(), RunError> {
+        match record.ts().filter(|t| t.is_finite()) {
+            Some(ts) if progress.held.holds() => {
                 let uid = record.get("uid").as_str().unwrap_or_default().to_owned();
-                let now = Instant::now();
                 let item = (module, record);
+                let now = Instant::now();
                 progress
                     .held
-                    .push(ts, uid, partition, offset, payload.len(), now, item);
+                    .push(ts, uid, partition, offset, bytes, now, item);
                 Ok(())
             }
             _ => self.score(module, &record, progress.sink.as_mut()),

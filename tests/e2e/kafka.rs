@@ -1148,3 +1148,71 @@ fn repartitioned_members_score_as_one_and_as_replay() {
         "without repartitioning the scores were replay's too"
     );
 }
+
+/// Repartitioning a wrapped `zeek` topic: conn records are re-published
+/// unchanged keyed by their `id.orig_h` and scored from the repartition
+/// topic; a record without an originator goes under the key `-`; a log type
+/// without a model is not re-published at all.
+#[test]
+fn a_wrapped_topic_is_repartitioned_by_originator() {
+    let broker = Broker::start();
+    broker.create_topic("zeek", 2);
+    let conn: Vec<String> = example_json("conn.json.gz").into_iter().take(40).collect();
+    let mut messages: Vec<(Option<String>, Vec<u8>)> = conn
+        .iter()
+        .map(|c| (Some(uid_of(c)), format!("{{\"conn\": {c}}}").into_bytes()))
+        .collect();
+    messages.push((None, br#"{"files": {"ts": 1.0, "fuid": "F1"}}"#.to_vec()));
+    let orphan = br#"{"conn": {"ts": 1.0, "uid": "Corphan", "proto": "tcp"}}"#;
+    messages.push((None, orphan.to_vec()));
+    let dir = tempdir("kafka-repartition-wrapped");
+    let out = dir.join("scores.json");
+    let infer = consume(
+        &broker,
+        &dir,
+        "infer",
+        None,
+        &[
+            "--topics",
+            "zeek",
+            "--group",
+            "azw-rewrapped",
+            "--modules",
+            "conn",
+            "--repartition-topic",
+            "azw-rp",
+            "--repartition-hold-secs",
+            "0",
+            "--output",
+            out.to_str().unwrap(),
+        ],
+    );
+    broker.produce("zeek", &messages);
+    wait_for(
+        "every conn record scored",
+        Duration::from_secs(90),
+        || scored_uids(&out).len() == conn.len() + 1,
+        || infer.log(),
+    );
+    let log = infer.terminate();
+    assert!(
+        log.contains("41 re-published to azw-rp (1 without id.orig_h)"),
+        "{log}"
+    );
+    assert!(log.contains("not scored here: files 1"), "{log}");
+    let republished = broker.read_all("azw-rp", 2, conn.len() + 1);
+    let mut want: BTreeSet<(Option<String>, String)> = conn
+        .iter()
+        .map(|c| {
+            let v: serde_json::Value = serde_json::from_str(c).unwrap();
+            let host = v["id.orig_h"].as_str().unwrap().to_owned();
+            (Some(host), format!("{{\"conn\": {c}}}"))
+        })
+        .collect();
+    want.insert((
+        Some("-".into()),
+        String::from_utf8(orphan.to_vec()).unwrap(),
+    ));
+    let got: BTreeSet<(Option<String>, String)> = republished.into_iter().collect();
+    assert_eq!(got, want);
+}
