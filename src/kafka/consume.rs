@@ -30,7 +30,7 @@ use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use super::reorder::{Held, Limits};
+use super::reorder::{Held, Limits, Origin};
 use super::repartition::{self, Forwarder, Repartition};
 use super::route::{self, module_of_log, module_of_topic};
 use crate::detect::DetectOptions;
@@ -787,29 +787,35 @@ impl Run<'_> {
             }
         };
         match repartitioned {
-            true => self.hold(progress, module, record, (partition, offset, payload.len())),
+            true => {
+                let bytes = payload.len();
+                let origin = Origin {
+                    partition,
+                    offset,
+                    bytes,
+                };
+                self.hold(progress, module, record, origin)
+            }
             false => self.score(module, &record, progress.sink.as_mut()),
         }
     }
 
-    /// Holds a record of the repartition topic to be scored in time order
-    /// (`at`: its partition, offset and size); one without a usable `ts`
-    /// has no place in that order and is scored at once.
+    /// Holds a record of the repartition topic to be scored in time order;
+    /// one without a usable `ts` has no place in that order and is scored
+    /// at once.
     fn hold(
         &mut self,
         progress: &mut Progress,
         module: LogKind,
         record: Record,
-        (partition, offset, bytes): (i32, i64, usize),
+        origin: Origin,
     ) -> Result<(), RunError> {
         match record.ts().filter(|t| t.is_finite()) {
             Some(ts) if progress.held.holds() => {
                 let uid = record.get("uid").as_str().unwrap_or_default().to_owned();
-                let item = (module, record);
-                let now = Instant::now();
                 progress
                     .held
-                    .push(ts, uid, partition, offset, bytes, now, item);
+                    .push((ts, uid), origin, Instant::now(), (module, record));
                 Ok(())
             }
             _ => self.score(module, &record, progress.sink.as_mut()),

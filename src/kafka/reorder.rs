@@ -21,6 +21,14 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
 use std::time::{Duration, Instant};
 
+/// Where a held record came from, and its size for the byte limit.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin {
+    pub partition: i32,
+    pub offset: i64,
+    pub bytes: usize,
+}
+
 /// One held record, with where it came from.
 #[derive(Debug)]
 pub struct Entry<T> {
@@ -120,20 +128,16 @@ impl<T> Held<T> {
         self.heap.is_empty()
     }
 
-    /// Holds a record. `ts` must be finite (the caller scores a record
-    /// without a usable time at once: it has no place in the order).
-    #[allow(clippy::too_many_arguments)]
-    pub fn push(
-        &mut self,
-        ts: f64,
-        tie: String,
-        partition: i32,
-        offset: i64,
-        bytes: usize,
-        now: Instant,
-        item: T,
-    ) {
+    /// Holds a record, ordered by `ts` then `tie`. `ts` must be finite
+    /// (the caller scores a record without a usable time at once: it has
+    /// no place in the order).
+    pub fn push(&mut self, (ts, tie): (f64, String), origin: Origin, now: Instant, item: T) {
         debug_assert!(ts.is_finite());
+        let Origin {
+            partition,
+            offset,
+            bytes,
+        } = origin;
         self.newest_ts = self.newest_ts.max(ts);
         self.bytes = self.bytes.saturating_add(bytes);
         self.seq += 1;
@@ -197,6 +201,14 @@ impl<T> Held<T> {
 mod tests {
     use super::*;
 
+    fn at(partition: i32, offset: i64, bytes: usize) -> Origin {
+        Origin {
+            partition,
+            offset,
+            bytes,
+        }
+    }
+
     fn limits(hold: u64) -> Limits {
         Limits::new(Duration::from_secs(hold))
     }
@@ -217,11 +229,11 @@ mod tests {
         ];
         let mut a = Held::new(limits(3600));
         for (i, (ts, uid)) in records.iter().enumerate() {
-            a.push(*ts, uid.to_string(), 0, i as i64, 10, now, *uid);
+            a.push((*ts, uid.to_string()), at(0, i as i64, 10), now, *uid);
         }
         let mut b = Held::new(limits(3600));
         for (i, (ts, uid)) in records.iter().enumerate().rev() {
-            b.push(*ts, uid.to_string(), 1, i as i64, 10, now, *uid);
+            b.push((*ts, uid.to_string()), at(1, i as i64, 10), now, *uid);
         }
         let want = ["Ca", "Cb", "C2", "C3", "C5"];
         assert_eq!(drain(&mut a), want);
@@ -232,10 +244,10 @@ mod tests {
     fn a_record_is_due_once_event_time_or_the_clock_passed_its_hold() {
         let now = Instant::now();
         let mut held = Held::new(limits(10));
-        held.push(100.0, "A".into(), 0, 0, 1, now, "A");
-        held.push(105.0, "B".into(), 0, 1, 1, now, "B");
+        held.push((100.0, "A".into()), at(0, 0, 1), now, "A");
+        held.push((105.0, "B".into()), at(0, 1, 1), now, "B");
         assert!(held.pop_due(now).is_none(), "nothing is 10 s old yet");
-        held.push(110.0, "C".into(), 0, 2, 1, now, "C");
+        held.push((110.0, "C".into()), at(0, 2, 1), now, "C");
         assert_eq!(held.pop_due(now).map(|e| e.item), Some("A"));
         assert!(held.pop_due(now).is_none());
         // A quiet stream: the wall clock lets the rest out.
@@ -254,13 +266,13 @@ mod tests {
             max_bytes: 1000,
         });
         for i in 0..3 {
-            held.push(i as f64, String::new(), 0, i, 10, now, i);
+            held.push((i as f64, String::new()), at(0, i, 10), now, i);
         }
         assert!(held.pop_due(now).is_none());
-        held.push(10.0, String::new(), 0, 3, 10, now, 3);
+        held.push((10.0, String::new()), at(0, 3, 10), now, 3);
         assert_eq!(held.pop_due(now).map(|e| e.item), Some(0));
         assert!(held.pop_due(now).is_none());
-        held.push(0.5, String::new(), 0, 4, 2000, now, 4);
+        held.push((0.5, String::new()), at(0, 4, 2000), now, 4);
         assert_eq!(held.pop_due(now).map(|e| e.item), Some(4));
         assert!(held.pop_due(now).is_none());
         assert_eq!(held.len(), 3);
@@ -270,8 +282,8 @@ mod tests {
     fn an_absurd_time_only_lets_the_others_out_sooner() {
         let now = Instant::now();
         let mut held = Held::new(limits(60));
-        held.push(1.0, "A".into(), 0, 0, 1, now, "A");
-        held.push(1e300, "X".into(), 0, 1, 1, now, "X");
+        held.push((1.0, "A".into()), at(0, 0, 1), now, "A");
+        held.push((1e300, "X".into()), at(0, 1, 1), now, "X");
         // Everything is due at once (the absurd one too: within a float's
         // precision it is past itself), in order.
         assert_eq!(held.pop_due(now).map(|e| e.item), Some("A"));
@@ -283,9 +295,9 @@ mod tests {
     fn offsets_are_held_back_to_the_lowest_held_per_partition() {
         let now = Instant::now();
         let mut held = Held::new(limits(3600));
-        held.push(3.0, String::new(), 0, 7, 1, now, ());
-        held.push(1.0, String::new(), 0, 9, 1, now, ());
-        held.push(2.0, String::new(), 2, 4, 1, now, ());
+        held.push((3.0, String::new()), at(0, 7, 1), now, ());
+        held.push((1.0, String::new()), at(0, 9, 1), now, ());
+        held.push((2.0, String::new()), at(2, 4, 1), now, ());
         assert_eq!(held.floors(), HashMap::from([(0, 7), (2, 4)]));
         held.retain_partitions(|p| p != 0);
         assert_eq!(held.floors(), HashMap::from([(2, 4)]));
