@@ -209,6 +209,10 @@ struct Progress {
     repartition_topic: Option<String>,
     /// Records of the repartition topic waiting to be scored in order.
     held: Held<(LogKind, Record)>,
+    /// Held records were scored since the last sync. Their offsets may no
+    /// longer be pending (their partition was revoked meanwhile), yet the
+    /// output must still be synced before the run ends.
+    unsynced: bool,
     /// Per partition of the repartition topic: the offset after the last
     /// message taken. After a rebalance that left a partition here, it is
     /// fetched again from its committed offset (at most the first record
@@ -272,7 +276,7 @@ impl Progress {
         consumer: &BaseConsumer<GroupContext>,
         partitions: &TopicPartitionList,
     ) -> Result<(), RunError> {
-        if self.pending.is_empty() || self.poisoned {
+        if (self.pending.is_empty() && !self.unsynced) || self.poisoned {
             return Ok(());
         }
         let pending = &mut self.pending;
@@ -299,6 +303,7 @@ impl Progress {
             Ok(()) => {}
         }
         self.uncommitted = self.pending.values().map(|p| p.len() as u64).sum();
+        self.unsynced = false;
         result
     }
 }
@@ -502,6 +507,7 @@ fn connect(
                 forwarder,
                 repartition_topic: opts.repartition.as_ref().map(|r| r.topic.clone()),
                 held: Held::new(Limits::new(hold)),
+                unsynced: false,
                 seen: HashMap::new(),
             }),
             lag: AtomicI64::new(-1),
@@ -593,7 +599,7 @@ impl Run<'_> {
             self.release(&mut progress, false)?;
             // Commit on time, or sooner under a heavy backlog so a crash
             // repeats little.
-            let due = progress.uncommitted > 0
+            let due = (progress.uncommitted > 0 || progress.unsynced)
                 && (last_commit.elapsed() >= opts.commit_every || progress.uncommitted >= 100_000);
             drop(progress);
             if due {
@@ -641,6 +647,7 @@ impl Run<'_> {
                 return Ok(());
             };
             let (module, record) = entry.item;
+            progress.unsynced = true;
             self.score(module, &record, progress.sink.as_mut())?;
         }
     }

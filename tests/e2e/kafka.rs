@@ -1080,8 +1080,11 @@ fn repartitioned_members_score_as_one_and_as_replay() {
     );
     assert_eq!(one, expected, "one member with repartitioning vs replay");
 
-    // (b) Two members of another group, through the same (now existing)
-    // repartition topic; both hold partitions before they read.
+    // (b) Two members of another group, through a repartition topic of
+    // four partitions. The second joins once the first holds every record:
+    // the first keeps the held records of the partitions it keeps (and
+    // skips them as they are fetched again from the committed offset), and
+    // the second reads the others from where nothing was committed.
     let repartition_b = [
         "--repartition-topic",
         "azw-repartition-b",
@@ -1091,7 +1094,23 @@ fn repartitioned_members_score_as_one_and_as_replay() {
         "3600",
     ];
     let (b1, out_b1) = member("b1", "azw-two", &repartition_b);
+    wait_for(
+        "the first member to hold every record",
+        Duration::from_secs(120),
+        || held(&[b1.log()]) == lines.len(),
+        || b1.log(),
+    );
     let (b2, out_b2) = member("b2", "azw-two", &repartition_b);
+    wait_for(
+        "the second member to be given part of the repartition topic",
+        Duration::from_secs(120),
+        || {
+            b2.log().lines().any(|l| {
+                l.contains("kafka: assigned partitions") && l.contains("azw-repartition-b[")
+            })
+        },
+        || format!("{}\n---\n{}", b1.log(), b2.log()),
+    );
     let both = scored_once_held(vec![b1, b2], &[&out_b1, &out_b2], lines.len());
     let (share1, share2) = (scores_by_uid(&out_b1).len(), scores_by_uid(&out_b2).len());
     assert!(
