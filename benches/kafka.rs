@@ -161,6 +161,7 @@ fn main() {
             .collect(),
         // As the replay above: records only.
         detect: autozeekwatch::detect::DetectOptions::none(),
+        repartition: None,
     };
     let controls = Controls::default();
     let started = Instant::now();

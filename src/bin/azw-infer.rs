@@ -151,8 +151,8 @@ fn run(args: Args, controls: &Controls) -> anyhow::Result<ExitCode> {
         kafka(&args, modules, controls)?;
         return Ok(ExitCode::SUCCESS);
     }
-    if !args.topics.is_empty() || args.brokers.is_some() {
-        bail!("--topics and --brokers are for --source kafka");
+    if !args.topics.is_empty() || args.brokers.is_some() || args.repartition_topic.is_some() {
+        bail!("--topics, --brokers and --repartition-topic are for --source kafka");
     }
     if !args.replay.is_empty() {
         return replay(&args, &modules, controls);
@@ -584,7 +584,7 @@ fn print_top(top: &[ScoredRecord]) {
 
 #[cfg(feature = "kafka")]
 fn kafka(args: &Args, modules: Vec<LogKind>, controls: &Controls) -> anyhow::Result<()> {
-    use autozeekwatch::kafka::{run_kafka, KafkaOptions};
+    use autozeekwatch::kafka::{run_kafka, KafkaOptions, Repartition};
     let opts = KafkaOptions {
         brokers: args
             .brokers
@@ -606,6 +606,11 @@ fn kafka(args: &Args, modules: Vec<LogKind>, controls: &Controls) -> anyhow::Res
         reload_every: Duration::from_secs(1),
         config: args.kafka_config.clone(),
         detect: args.detect_options(),
+        repartition: args.repartition_topic.clone().map(|topic| Repartition {
+            topic,
+            partitions: args.repartition_partitions.map(i32::from),
+            hold: Duration::from_secs(args.repartition_hold_secs),
+        }),
     };
     tracing::info!(
         "consuming {} from {} in group {} for {} (output {})",

@@ -8,6 +8,13 @@
 //! scored again by whoever consumes the partition next. A clean rebalance
 //! repeats nothing: partitions are committed as they are revoked. Zeek's
 //! `uid` (with the module) identifies duplicates downstream.
+//!
+//! With a repartition topic ([`super::repartition`]) the loop does two
+//! jobs for the partitions it holds: input records are re-published keyed
+//! by originator (their offsets committed once the brokers acknowledged
+//! them), and records of the repartition topic are scored, after being held
+//! briefly to be scored in event-time order ([`super::reorder`]; their
+//! offsets committed only up to the first one still held).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -16,11 +23,15 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol,
+};
 use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
+use super::reorder::{Held, Limits, Origin};
+use super::repartition::{self, Forwarder, Repartition};
 use super::route::{self, module_of_log, module_of_topic};
 use crate::detect::DetectOptions;
 use crate::log_kind::LogKind;
@@ -61,9 +72,13 @@ pub struct KafkaOptions {
     /// Kafka output alike (security, timeouts).
     pub config: Vec<(String, String)>,
     /// The detectors that run. Their state lives in this member: a host's
-    /// records must all reach it (input keyed by host, or one member);
+    /// records must all reach it (input keyed by host, `repartition`, or
+    /// one member);
     /// it starts from the models' baselines at each start.
     pub detect: DetectOptions,
+    /// Re-publish the input keyed by originator and score from there, for
+    /// input topics not keyed by host.
+    pub repartition: Option<Repartition>,
 }
 
 /// Counters of a Kafka run.
@@ -77,6 +92,10 @@ pub struct KafkaStats {
     /// Messages whose log type could not be told.
     pub unrouted: u64,
     pub commits: u64,
+    /// Input messages re-published to the repartition topic, and those
+    /// among them without an originator (all sent under one key).
+    pub forwarded: u64,
+    pub without_originator: u64,
 }
 
 /// Distinct log types counted by name in [`KafkaStats::ignored`]; the
@@ -147,7 +166,19 @@ impl ConsumerContext for GroupContext {
         }
     }
 
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let incremental = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        if matches!(rebalance, Rebalance::Assign(_))
+            || (incremental && matches!(rebalance, Rebalance::Revoke(_)))
+        {
+            // After an eager revoke nothing is assigned until the assign
+            // that follows: only then is it known what stays here.
+            let assigned = consumer.assignment().unwrap_or_default();
+            self.progress().keep_held(&assigned);
+        }
         match rebalance {
             Rebalance::Assign(tpl) => {
                 tracing::info!("kafka: assigned partitions {}", describe(tpl))
@@ -174,6 +205,21 @@ struct Progress {
     failed: Option<RunError>,
     /// Set when the run failed: from then on nothing is committed.
     poisoned: bool,
+    /// Re-publishes input records, when repartitioning.
+    forwarder: Option<Forwarder>,
+    /// The repartition topic, when repartitioning.
+    repartition_topic: Option<String>,
+    /// Records of the repartition topic waiting to be scored in order.
+    held: Held<(LogKind, Record)>,
+    /// Held records were scored since the last sync. Their offsets may no
+    /// longer be pending (their partition was revoked meanwhile), yet the
+    /// output must still be synced before the run ends.
+    unsynced: bool,
+    /// Per partition of the repartition topic: the offset after the last
+    /// message taken. After a rebalance that left a partition here, it is
+    /// fetched again from its committed offset (at most the first record
+    /// held); what comes before this was held or scored already.
+    seen: HashMap<i32, i64>,
 }
 
 impl Progress {
@@ -182,6 +228,30 @@ impl Progress {
         self.poisoned = true;
         self.pending.clear();
         self.uncommitted = 0;
+    }
+
+    /// Whether a message of the repartition topic is new here (false: it
+    /// was taken before a rebalance that kept its partition here).
+    fn first_time(&mut self, partition: i32, offset: i64) -> bool {
+        match self.seen.get(&partition) {
+            Some(&next) if offset < next => false,
+            _ => {
+                self.seen.insert(partition, offset + 1);
+                true
+            }
+        }
+    }
+
+    /// Forgets the held records (and what was seen) of the repartition
+    /// topic's partitions not in `assigned`: their next owner reads them
+    /// again from the committed offset.
+    fn keep_held(&mut self, assigned: &TopicPartitionList) {
+        let Some(topic) = self.repartition_topic.as_deref() else {
+            return;
+        };
+        let mine = |p: i32| assigned.find_partition(topic, p).is_some();
+        self.held.retain_partitions(mine);
+        self.seen.retain(|p, _| mine(*p));
     }
 
     fn handled(&mut self, topic: &str, partition: i32, offset: i64) {
@@ -208,42 +278,72 @@ impl Progress {
         consumer: &BaseConsumer<GroupContext>,
         partitions: &TopicPartitionList,
     ) -> Result<(), RunError> {
-        if self.pending.is_empty() || self.poisoned {
+        if (self.pending.is_empty() && !self.unsynced) || self.poisoned {
             return Ok(());
         }
         let pending = &mut self.pending;
         let commits = &mut self.commits;
+        let forwarder = self.forwarder.as_ref();
+        let floors = self
+            .repartition_topic
+            .as_deref()
+            .map(|t| (t, self.held.floors()));
         let result = sync_then(self.sink.as_mut(), |_| {
-            commit_pending(consumer, partitions, pending, commits)
+            // Input offsets only once what was re-published is in the
+            // repartition topic.
+            if let Some(f) = forwarder {
+                f.acknowledged()?;
+            }
+            commit_pending(consumer, partitions, pending, floors, commits)
         });
-        if let Err(RunError::Sink(e)) = result {
-            self.poison();
-            return Err(RunError::Output(e));
+        match result {
+            Err(RunError::Sink(e) | RunError::Output(e)) => {
+                self.poison();
+                return Err(RunError::Output(e));
+            }
+            Err(e) => return Err(e),
+            Ok(()) => {}
         }
         self.uncommitted = self.pending.values().map(|p| p.len() as u64).sum();
+        self.unsynced = false;
         result
     }
 }
 
 /// Commits the pending offsets of `partitions` and forgets them; what is
 /// pending for partitions not in the list and not assigned any more is
-/// dropped. Called only once the output is durable.
+/// dropped. Called only once the output is durable. `floors`: the
+/// repartition topic and, per partition, the first offset still held: a
+/// partition is committed up to it and stays pending.
 fn commit_pending(
     consumer: &BaseConsumer<GroupContext>,
     partitions: &TopicPartitionList,
     pending: &mut HashMap<String, HashMap<i32, i64>>,
+    floors: Option<(&str, HashMap<i32, i64>)>,
     commits: &mut u64,
 ) -> Result<(), RunError> {
     {
         let mut tpl = TopicPartitionList::new();
         for e in partitions.elements() {
-            if let Some(next) = pending
-                .get_mut(e.topic())
-                .and_then(|p| p.remove(&e.partition()))
-            {
-                tpl.add_partition_offset(e.topic(), e.partition(), Offset::Offset(next))
-                    .map_err(|e| RunError::Kafka(format!("kafka: {e}")))?;
-            }
+            let Some(parts) = pending.get_mut(e.topic()) else {
+                continue;
+            };
+            let Some(next) = parts.remove(&e.partition()) else {
+                continue;
+            };
+            let floor = floors
+                .as_ref()
+                .filter(|(t, _)| *t == e.topic())
+                .and_then(|(_, f)| f.get(&e.partition()).copied());
+            let at = match floor {
+                Some(f) if f < next => {
+                    parts.insert(e.partition(), next);
+                    f
+                }
+                _ => next,
+            };
+            tpl.add_partition_offset(e.topic(), e.partition(), Offset::Offset(at))
+                .map_err(|e| RunError::Kafka(format!("kafka: {e}")))?;
         }
         let assigned = consumer.assignment().unwrap_or_default();
         for (topic, parts) in pending.iter_mut() {
@@ -347,6 +447,10 @@ pub fn run_kafka(opts: &KafkaOptions, controls: &Controls) -> Result<KafkaStats,
         warnings: Throttle::default(),
     };
     let result = run.consume(&consumer, controls);
+    if let Some(f) = &consumer.context().progress().forwarder {
+        run.stats.forwarded = f.forwarded;
+        run.stats.without_originator = f.without_originator;
+    }
     if result.is_err() {
         // Nothing after the last good commit may be committed now, not even
         // by the revoke that leaving the group runs: those records may not
@@ -397,6 +501,12 @@ fn connect(
     for (k, v) in &opts.config {
         cc.set(k, v);
     }
+    let forwarder = opts
+        .repartition
+        .as_ref()
+        .map(|r| Forwarder::connect(r, &opts.brokers, &opts.config))
+        .transpose()?;
+    let hold = opts.repartition.as_ref().map_or(Duration::ZERO, |r| r.hold);
     let consumer: BaseConsumer<GroupContext> = cc
         .create_with_context(GroupContext {
             progress: Mutex::new(Progress {
@@ -406,6 +516,11 @@ fn connect(
                 commits: 0,
                 failed: None,
                 poisoned: false,
+                forwarder,
+                repartition_topic: opts.repartition.as_ref().map(|r| r.topic.clone()),
+                held: Held::new(Limits::new(hold)),
+                unsynced: false,
+                seen: HashMap::new(),
             }),
             lag: AtomicI64::new(-1),
         })
@@ -431,18 +546,19 @@ fn connect(
             );
         }
     }
-    let topics: Vec<&str> = opts.topics.iter().map(String::as_str).collect();
-    consumer.subscribe(&topics).map_err(|e| {
-        RunError::Kafka(format!(
-            "cannot subscribe to {}: {e}",
-            opts.topics.join(",")
-        ))
-    })?;
+    let mut topics: Vec<&str> = opts.topics.iter().map(String::as_str).collect();
+    if let Some(r) = &opts.repartition {
+        repartition::ensure_topic(r, &opts.topics, &opts.brokers, &opts.config, &metadata)?;
+        topics.push(&r.topic);
+    }
+    consumer
+        .subscribe(&topics)
+        .map_err(|e| RunError::Kafka(format!("cannot subscribe to {}: {e}", topics.join(","))))?;
     tracing::info!(
         "kafka: joining group {} on {} for topics {}",
         opts.group,
         opts.brokers,
-        opts.topics.join(",")
+        topics.join(",")
     );
     Ok(consumer)
 }
@@ -495,9 +611,10 @@ impl Run<'_> {
                 Some(Ok(message)) => self.handle(&message, &mut progress)?,
                 Some(Err(e)) => warn(&mut self.warnings, format_args!("kafka: {e}")),
             }
+            self.release(&mut progress, false)?;
             // Commit on time, or sooner under a heavy backlog so a crash
             // repeats little.
-            let due = progress.uncommitted > 0
+            let due = (progress.uncommitted > 0 || progress.unsynced)
                 && (last_commit.elapsed() >= opts.commit_every || progress.uncommitted >= 100_000);
             drop(progress);
             if due {
@@ -517,13 +634,57 @@ impl Run<'_> {
             }
             if last_stats.elapsed() >= opts.stats_every {
                 self.log_stats();
+                log_repartition(consumer);
                 log_lag(consumer);
                 last_stats = Instant::now();
             }
         }
+        // A clean stop scores what is held (in order) before the last
+        // commit, so nothing held is read again.
+        self.release(&mut consumer.context().progress(), true)?;
         commit_all(consumer)?;
         self.log_stats();
+        log_repartition(consumer);
         Ok(())
+    }
+
+    /// Scores the held records that are due (`all`: every one), earliest
+    /// first.
+    fn release(&mut self, progress: &mut Progress, all: bool) -> Result<(), RunError> {
+        let now = Instant::now();
+        loop {
+            let entry = if all {
+                progress.held.pop()
+            } else {
+                progress.held.pop_due(now)
+            };
+            let Some(entry) = entry else {
+                return Ok(());
+            };
+            let (module, record) = entry.item;
+            progress.unsynced = true;
+            self.score(module, &record, progress.sink.as_mut())?;
+        }
+    }
+
+    /// Scores one record in its module's lane and writes what came of it.
+    fn score(
+        &mut self,
+        module: LogKind,
+        record: &Record,
+        sink: &mut dyn Sink,
+    ) -> Result<(), RunError> {
+        let Some(route) = self.lanes.get_mut(&module) else {
+            return Ok(());
+        };
+        route.lane.record(record, &mut self.outputs);
+        let newest = crate::pipeline::replay::newest(&route.lane);
+        self.emitter
+            .emit(&mut self.outputs, sink, None)
+            .map_err(RunError::Output)?;
+        self.emitter
+            .progress(module, newest, crate::alert::Reading::CaughtUp, sink)
+            .map_err(RunError::Output)
     }
 
     fn check_models(&mut self) {
@@ -538,22 +699,38 @@ impl Run<'_> {
         progress: &mut Progress,
     ) -> Result<(), RunError> {
         let (topic, partition, offset) = (message.topic(), message.partition(), message.offset());
+        let repartitioned = progress.repartition_topic.as_deref() == Some(topic);
+        if repartitioned && !progress.first_time(partition, offset) {
+            return Ok(());
+        }
         progress.handled(topic, partition, offset);
         let Some(payload) = message.payload() else {
             // A tombstone or empty message carries no record.
             return Ok(());
         };
         let unwrapped = route::unwrap(payload);
+        // A re-published record is routed by the topic it came from.
+        let routing_topic = match repartitioned {
+            true => repartition::input_topic(message).unwrap_or(topic),
+            false => topic,
+        };
         let mut module = match &unwrapped.log {
             Some(log) => match module_of_log(log, &self.opts.modules) {
                 Some(m) => Some(m),
                 None => {
+                    // Not re-published either: no member would score it.
                     self.stats.ignore(log);
                     return Ok(());
                 }
             },
-            None => module_of_topic(topic, &self.opts.modules),
+            None => module_of_topic(routing_topic, &self.opts.modules),
         };
+        if !repartitioned {
+            if let Some(forwarder) = progress.forwarder.as_mut() {
+                // Stage one: to the repartition topic, scored from there.
+                return forwarder.forward(message, unwrapped.body);
+            }
+        }
         if !unwrapped.body.trim_ascii_start().starts_with(b"{") {
             // Checked here, not left to the parser: a parser takes its
             // format from the first line it sees, and one stray `#` line
@@ -635,20 +812,40 @@ impl Run<'_> {
                 return Ok(());
             }
         };
-        lane.record(&record, &mut self.outputs);
-        let newest = crate::pipeline::replay::newest(lane);
-        self.emitter
-            .emit(&mut self.outputs, progress.sink.as_mut(), None)
-            .map_err(RunError::Output)?;
-        self.emitter
-            .progress(
-                module,
-                newest,
-                crate::alert::Reading::CaughtUp,
-                progress.sink.as_mut(),
-            )
-            .map_err(RunError::Output)?;
-        Ok(())
+        match repartitioned {
+            true => {
+                let bytes = payload.len();
+                let origin = Origin {
+                    partition,
+                    offset,
+                    bytes,
+                };
+                self.hold(progress, module, record, origin)
+            }
+            false => self.score(module, &record, progress.sink.as_mut()),
+        }
+    }
+
+    /// Holds a record of the repartition topic to be scored in time order;
+    /// one without a usable `ts` has no place in that order and is scored
+    /// at once.
+    fn hold(
+        &mut self,
+        progress: &mut Progress,
+        module: LogKind,
+        record: Record,
+        origin: Origin,
+    ) -> Result<(), RunError> {
+        match record.ts().filter(|t| t.is_finite()) {
+            Some(ts) if progress.held.holds() => {
+                let uid = record.get("uid").as_str().unwrap_or_default().to_owned();
+                progress
+                    .held
+                    .push((ts, uid), origin, Instant::now(), (module, record));
+                Ok(())
+            }
+            _ => self.score(module, &record, progress.sink.as_mut()),
+        }
     }
 
     fn log_stats(&self) {
@@ -686,6 +883,20 @@ impl Run<'_> {
                 tracing::info!("{line}");
             }
         }
+    }
+}
+
+/// Logs what the repartitioning did: records re-published (and how many
+/// had no originator: all of those go to one partition) and held.
+fn log_repartition(consumer: &BaseConsumer<GroupContext>) {
+    let progress = consumer.context().progress();
+    if let (Some(f), Some(topic)) = (&progress.forwarder, &progress.repartition_topic) {
+        tracing::info!(
+            "kafka: repartition: {} re-published to {topic} ({} without id.orig_h), {} held for ordering",
+            f.forwarded,
+            f.without_originator,
+            progress.held.len()
+        );
     }
 }
 

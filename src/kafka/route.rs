@@ -77,6 +77,36 @@ pub fn unwrap(payload: &[u8]) -> Unwrapped<'_> {
     }
 }
 
+/// The longest originator address taken as a partitioning key: an IPv6
+/// address with a zone fits; anything longer is no address.
+const MAX_ORIGINATOR: usize = 64;
+
+/// The originator (`id.orig_h`) of a record's JSON object, to key it by
+/// when repartitioning: Zeek's flat `"id.orig_h"` or a converted record's
+/// nested `"id": {"orig_h": ...}`. Only these fields are kept while the
+/// object is read; `None` for anything else (not JSON, no such field, not
+/// a string, too long to be an address).
+pub fn originator(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Id<'a> {
+        #[serde(borrow, default)]
+        orig_h: Option<Cow<'a, str>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Keys<'a> {
+        #[serde(rename = "id.orig_h", borrow, default)]
+        flat: Option<Cow<'a, str>>,
+        /// Read apart, so that an `id` of another kind (x509's is a
+        /// string) does not hide a flat `id.orig_h`.
+        #[serde(borrow, default)]
+        id: Option<&'a RawValue>,
+    }
+    let Keys { flat, id } = serde_json::from_slice(body).ok()?;
+    let host = flat.or_else(|| serde_json::from_str::<Id<'_>>(id?.get()).ok()?.orig_h)?;
+    let host = host.trim();
+    (!host.is_empty() && host.len() <= MAX_ORIGINATOR).then(|| host.to_owned())
+}
+
 /// A cheap test that rules out nearly every plain record before a full
 /// parse: is the first key's value an object (`{"conn": {`)?
 fn first_value_is_object(payload: &[u8]) -> bool {
@@ -164,5 +194,49 @@ mod tests {
     fn escaped_keys_are_read() {
         let u = unwrap(br#"{"c\"onn" : {"a":1,"b":2}}"#);
         assert_eq!(u.log.as_deref(), Some("c\"onn"));
+    }
+
+    #[test]
+    fn originators_are_read_flat_or_nested() {
+        let of = |m: &[u8]| originator(m);
+        assert_eq!(
+            of(br#"{"ts":1.5,"id.orig_h":"10.0.0.1","id.resp_h":"10.0.0.2"}"#).as_deref(),
+            Some("10.0.0.1")
+        );
+        assert_eq!(
+            of(br#"{"id":{"orig_h":"fe80::1%eth0","resp_h":"x"},"ts":1}"#).as_deref(),
+            Some("fe80::1%eth0")
+        );
+        assert_eq!(
+            of(br#"{"id.orig_h":"10.0.0.\u0031"}"#).as_deref(),
+            Some("10.0.0.1")
+        );
+        assert_eq!(
+            of(br#"{"id":"FXaQ1","id.orig_h":"10.0.0.3"}"#).as_deref(),
+            Some("10.0.0.3")
+        );
+        // Hostile or foreign input: no key, never a panic.
+        let deep = "[".repeat(100_000);
+        let long = format!(r#"{{"id.orig_h":"{}"}}"#, "a".repeat(1000));
+        for m in [
+            &b"not json"[..],
+            b"",
+            br#"{"ts":1.5,"uid":"C1"}"#,
+            br#"{"id.orig_h":12}"#,
+            br#"{"id.orig_h":""}"#,
+            br#"{"id":"10.0.0.1"}"#,
+            br#"{"id":{"orig_h":["10.0.0.1"]}}"#,
+            br#"{"id.orig_h":"10.0.0.1""#,
+            br#"[1,2]"#,
+            deep.as_bytes(),
+            long.as_bytes(),
+        ] {
+            assert_eq!(
+                of(m),
+                None,
+                "{}",
+                String::from_utf8_lossy(&m[..m.len().min(80)])
+            );
+        }
     }
 }

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
@@ -20,9 +21,10 @@ use crate::score::ScoredRecord;
 /// offsets or checkpoint stay where they were, so nothing is lost).
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Counts the records the broker did not take, for [`KafkaSink::sync`].
+/// Counts the records the broker did not take, for [`KafkaSink::sync`]
+/// (and the repartitioning's producer, `crate::kafka`).
 #[derive(Default)]
-struct Deliveries {
+pub(crate) struct Deliveries {
     failed: AtomicU64,
     first_error: Mutex<Option<String>>,
 }
@@ -65,22 +67,7 @@ impl KafkaSink {
         format: RecordFormat,
         stamp: Stamp,
     ) -> Result<KafkaSink, SinkError> {
-        let mut cc = ClientConfig::new();
-        cc.set("bootstrap.servers", brokers)
-            // Records wait up to 5 ms to be sent in batches.
-            .set("linger.ms", "5")
-            // acks=all with retries that can neither reorder nor double a
-            // connection's records within its partition.
-            .set("enable.idempotence", "true");
-        // One --kafka-config list serves the consumer and this producer;
-        // the consumer's own settings would only draw warnings here.
-        for (k, v) in config.iter().filter(|(k, _)| !consumer_only(k)) {
-            cc.set(k, v);
-        }
-        let producer: ThreadedProducer<Deliveries> =
-            cc.create_with_context(Deliveries::default()).map_err(|e| {
-                SinkError::Kafka(format!("cannot create a Kafka producer for {brokers}: {e}"))
-            })?;
+        let producer = producer(brokers, config, &[])?;
         let metadata = producer
             .client()
             .fetch_metadata(Some(topic), Duration::from_secs(15))
@@ -110,25 +97,16 @@ impl KafkaSink {
     /// Queues one JSON line (without its newline) under `key`. Waits while
     /// the producer's queue is full rather than dropping.
     fn publish(&self, key: Option<&str>, line: &[u8]) -> Result<(), SinkError> {
-        let mut message = BaseRecord::<str, [u8]>::to(&self.topic).payload(line);
+        let mut message = BaseRecord::to(&self.topic).payload(line);
         if let Some(k) = key {
             message = message.key(k);
         }
-        loop {
-            match self.producer.send(message) {
-                Ok(()) => return Ok(()),
-                Err((e, back)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
-                    message = back;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err((e, _)) => {
-                    return Err(SinkError::Kafka(format!(
-                        "cannot publish to {}/{}: {e}",
-                        self.brokers, self.topic
-                    )))
-                }
-            }
-        }
+        send_waiting(&self.producer, message).map_err(|e| {
+            SinkError::Kafka(format!(
+                "cannot publish to {}/{}: {e}",
+                self.brokers, self.topic
+            ))
+        })
     }
 
     /// Returns once the broker has acknowledged every record published so
@@ -136,28 +114,83 @@ impl KafkaSink {
     /// past records that are not in the topic. A failure sticks: every
     /// later sync fails too, since the lost records are gone for good.
     fn acknowledged(&self) -> Result<(), SinkError> {
-        self.producer.flush(FLUSH_TIMEOUT).map_err(|e| {
-            SinkError::Kafka(format!(
-                "the Kafka brokers {} did not acknowledge the scored records in {FLUSH_TIMEOUT:?}: {e}",
-                self.brokers
-            ))
-        })?;
-        let context = self.producer.context();
-        let failed = context.failed.load(Ordering::SeqCst);
-        if failed > 0 {
-            let first = context
-                .first_error
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone()
-                .unwrap_or_default();
-            return Err(SinkError::Kafka(format!(
-                "{failed} scored records were refused by {}/{}: {first}",
-                self.brokers, self.topic
-            )));
-        }
-        Ok(())
+        acknowledged(&self.producer, "scored records", &self.brokers, &self.topic)
     }
+}
+
+/// An idempotent producer (`acks=all`, retries that can neither reorder
+/// nor double a key's records within its partition) for `brokers`, with
+/// `settings` and then the user's `config` (minus the consumer's own).
+pub(crate) fn producer(
+    brokers: &str,
+    config: &[(String, String)],
+    settings: &[(&str, &str)],
+) -> Result<ThreadedProducer<Deliveries>, SinkError> {
+    let mut cc = ClientConfig::new();
+    cc.set("bootstrap.servers", brokers)
+        // Records wait up to 5 ms to be sent in batches.
+        .set("linger.ms", "5")
+        .set("enable.idempotence", "true");
+    for (k, v) in settings {
+        cc.set(*k, *v);
+    }
+    // One --kafka-config list serves the consumer and the producers; the
+    // consumer's own settings would only draw warnings here.
+    for (k, v) in config.iter().filter(|(k, _)| !consumer_only(k)) {
+        cc.set(k, v);
+    }
+    cc.create_with_context(Deliveries::default())
+        .map_err(|e| SinkError::Kafka(format!("cannot create a Kafka producer for {brokers}: {e}")))
+}
+
+/// Queues a message, waiting while the producer's queue is full rather
+/// than dropping it (the queue bounds memory; waiting slows the reader).
+pub(crate) fn send_waiting(
+    producer: &ThreadedProducer<Deliveries>,
+    mut message: BaseRecord<'_, str, [u8]>,
+) -> Result<(), KafkaError> {
+    loop {
+        match producer.send(message) {
+            Ok(()) => return Ok(()),
+            Err((e, back)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
+                message = back;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}
+
+/// Returns once the brokers have acknowledged every message sent so far;
+/// fails if they refused any (`what` they were, for the message), so the
+/// caller records no progress past messages that are not in the topic. A
+/// failure sticks: every later call fails too, the lost messages being
+/// gone for good.
+pub(crate) fn acknowledged(
+    producer: &ThreadedProducer<Deliveries>,
+    what: &str,
+    brokers: &str,
+    topic: &str,
+) -> Result<(), SinkError> {
+    producer.flush(FLUSH_TIMEOUT).map_err(|e| {
+        SinkError::Kafka(format!(
+            "the Kafka brokers {brokers} did not acknowledge the {what} in {FLUSH_TIMEOUT:?}: {e}"
+        ))
+    })?;
+    let context = producer.context();
+    let failed = context.failed.load(Ordering::SeqCst);
+    if failed > 0 {
+        let first = context
+            .first_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or_default();
+        return Err(SinkError::Kafka(format!(
+            "{failed} {what} were refused by {brokers}/{topic}: {first}"
+        )));
+    }
+    Ok(())
 }
 
 impl Sink for KafkaSink {

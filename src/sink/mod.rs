@@ -9,7 +9,7 @@
 mod file;
 mod format;
 #[cfg(feature = "kafka")]
-mod kafka;
+pub(crate) mod kafka;
 mod siem;
 
 use std::fmt;

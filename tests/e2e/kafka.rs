@@ -54,7 +54,11 @@ fn consume(broker: &Broker, dir: &Path, name: &str, models: Option<&Path>, args:
         } else {
             &["--checkpoint-ms", "200"][..]
         })
-        .args(["--stats-secs", "5"])
+        .args(if args.contains(&"--stats-secs") {
+            &[][..]
+        } else {
+            &["--stats-secs", "5"][..]
+        })
         // Tansu declares a member dead after the session timeout; keep the
         // take-over quick.
         .args(["--kafka-config", "session.timeout.ms=6000"])
@@ -917,4 +921,336 @@ fn siem_formats_through_kafka_are_those_of_replay() {
             .collect();
         assert_eq!(&got, want, "{format}");
     }
+}
+
+/// The score of each uid in a scores file (complete lines).
+fn scores_by_uid(path: &Path) -> BTreeMap<String, Vec<serde_json::Value>> {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+    let mut out: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
+    for line in complete.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        if let Some(uid) = v["uid"].as_str() {
+            out.entry(uid.to_owned())
+                .or_default()
+                .push(v["score"].clone());
+        }
+    }
+    out
+}
+
+/// Stops members at once (SIGTERM to all, then waits), so that none sees
+/// another leave; each must exit 0. Returns their logs.
+fn stop_together(members: Vec<Infer>) -> Vec<String> {
+    for m in &members {
+        let pid = m.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+    }
+    members
+        .into_iter()
+        .map(|mut m| {
+            let status = m.child.wait().unwrap();
+            let log = m.log();
+            assert!(status.success(), "SIGTERM exits 0, got {status}:\n{log}");
+            log
+        })
+        .collect()
+}
+
+/// The records held for ordering, summed over `logs`' last stats lines.
+fn held(logs: &[String]) -> usize {
+    logs.iter()
+        .map(|l| {
+            l.lines()
+                .rev()
+                .find_map(|x| {
+                    let rest = x.split(" re-published to ").nth(1)?;
+                    let n = rest.split("), ").nth(1)?.split(' ').next()?;
+                    n.parse::<usize>().ok()
+                })
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+/// Waits until every member holds its share of the records and all of
+/// them are held (the figures, refreshed every second, stay at `want` for
+/// three seconds), then stops the members together and returns the
+/// scores written to `outputs`.
+fn scored_once_held(
+    members: Vec<Infer>,
+    outputs: &[&Path],
+    want: usize,
+) -> BTreeMap<String, Vec<serde_json::Value>> {
+    let logs = || members.iter().map(Infer::log).collect::<Vec<_>>();
+    let mut steady_since: Option<Instant> = None;
+    wait_for(
+        &format!("{want} records held for ordering"),
+        Duration::from_secs(120),
+        || {
+            if held(&logs()) != want {
+                steady_since = None;
+                return false;
+            }
+            steady_since.get_or_insert_with(Instant::now).elapsed() >= Duration::from_secs(3)
+        },
+        || logs().join("\n---\n"),
+    );
+    let logs = stop_together(members);
+    let mut scores: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
+    for out in outputs {
+        for (uid, s) in scores_by_uid(out) {
+            scores.entry(uid).or_default().extend(s);
+        }
+    }
+    assert!(
+        scores.values().all(|s| s.len() == 1),
+        "a uid scored twice:\n{}",
+        logs.join("\n---\n")
+    );
+    scores
+}
+
+/// Issue #13: a conn topic of three partitions keyed by uid (a host's
+/// records spread over all three), scored with conn's context features
+/// through a repartition topic keyed by `id.orig_h`: one member and two
+/// members of a group give every uid the same score, and the score a
+/// replay of the same records (in time order) gives. Without the
+/// repartition topic the group's scores differ from replay's, which shows
+/// that the comparison can fail.
+#[test]
+fn repartitioned_members_score_as_one_and_as_replay() {
+    let broker = Broker::start();
+    broker.create_topic("zeek-conn", 3);
+    let mut lines = example_json("conn.json.gz");
+    let time = |l: &String| serde_json::from_str::<serde_json::Value>(l).unwrap()["ts"].as_f64();
+    lines.sort_by(|a, b| {
+        time(a)
+            .unwrap()
+            .total_cmp(&time(b).unwrap())
+            .then_with(|| uid_of(a).cmp(&uid_of(b)))
+    });
+    let dir = tempdir("repartition");
+    let file = dir.join("conn.json");
+    fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let replay = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+        .args(["--replay", file.to_str().unwrap(), "--modules", "conn"])
+        .args(["--model-dir", crate::util::models().to_str().unwrap()])
+        .args(["--output", dir.join("replay.json").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        replay.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
+    let expected = scores_by_uid(&dir.join("replay.json"));
+    assert_eq!(expected.len(), lines.len());
+    let model: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(crate::util::models().join("conn.model.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        model.to_string().contains("first_seen"),
+        "the conn model has no context features"
+    );
+    broker.produce("zeek-conn", &keyed_by_uid(&lines));
+
+    let member = |name: &str, group: &str, extra: &[&str]| {
+        let out = dir.join(format!("{name}.json"));
+        let args = [
+            &[
+                "--topics",
+                "zeek-conn",
+                "--group",
+                group,
+                "--modules",
+                "conn",
+                "--stats-secs",
+                "1",
+                "--output",
+                out.to_str().unwrap(),
+            ][..],
+            extra,
+        ]
+        .concat();
+        (consume(&broker, &dir, name, None, &args), out)
+    };
+    // Held far longer than the records' 111 s span: each member scores its
+    // share in time order when stopped, however the input interleaved.
+    let repartition = [
+        "--repartition-topic",
+        "azw-repartition",
+        "--repartition-hold-secs",
+        "3600",
+    ];
+
+    // (a) One member.
+    let (a, out_a) = member("one", "azw-one", &repartition);
+    let one = scored_once_held(vec![a], &[&out_a], lines.len());
+    let log = fs::read_to_string(dir.join("one.log")).unwrap();
+    assert!(
+        log.contains("created the repartition topic azw-repartition with 3 partitions"),
+        "{log}"
+    );
+    assert_eq!(one, expected, "one member with repartitioning vs replay");
+
+    // (b) Two members of another group, through a repartition topic of
+    // four partitions. The second joins once the first holds every record:
+    // the first keeps the held records of the partitions it keeps (and
+    // skips them as they are fetched again from the committed offset), and
+    // the second reads the others from where nothing was committed.
+    let repartition_b = [
+        "--repartition-topic",
+        "azw-repartition-b",
+        "--repartition-partitions",
+        "4",
+        "--repartition-hold-secs",
+        "3600",
+    ];
+    let (b1, out_b1) = member("b1", "azw-two", &repartition_b);
+    wait_for(
+        "the first member to hold every record",
+        Duration::from_secs(120),
+        || held(&[b1.log()]) == lines.len(),
+        || b1.log(),
+    );
+    let (b2, out_b2) = member("b2", "azw-two", &repartition_b);
+    wait_for(
+        "the second member to be given part of the repartition topic",
+        Duration::from_secs(120),
+        || {
+            b2.log().lines().any(|l| {
+                l.contains("kafka: assigned partitions") && l.contains("azw-repartition-b[")
+            })
+        },
+        || format!("{}\n---\n{}", b1.log(), b2.log()),
+    );
+    let both = scored_once_held(vec![b1, b2], &[&out_b1, &out_b2], lines.len());
+    let (share1, share2) = (scores_by_uid(&out_b1).len(), scores_by_uid(&out_b2).len());
+    assert!(
+        share1 > 0 && share2 > 0,
+        "the two members did not share the work: {share1} and {share2}"
+    );
+    assert_eq!(both, expected, "two members with repartitioning vs replay");
+
+    // A repartition topic that cannot be right is refused, saying what to do.
+    for (topic, partitions, why) in [
+        (
+            "azw-repartition-b",
+            "2",
+            "has 4 partitions, not the 2 of --repartition-partitions: give --repartition-partitions 4",
+        ),
+        ("zeek-conn", "3", "is also one of --topics"),
+    ] {
+        let refused = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+            .args(["--source", "kafka", "--brokers", &broker.addr])
+            .args(["--topics", "zeek-conn", "--group", "azw-refused"])
+            .args(["--modules", "conn", "--model-dir"])
+            .arg(crate::util::models())
+            .args(["--repartition-topic", topic])
+            .args(["--repartition-partitions", partitions])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success() && stderr.contains(why), "{stderr}");
+    }
+
+    // (c) Without repartitioning, the group scores each record as its
+    // partition delivers it: some host's context differs from replay's.
+    let (c1, out_c1) = member("c1", "azw-plain", &[]);
+    let (c2, out_c2) = member("c2", "azw-plain", &[]);
+    wait_for(
+        "every record scored without repartitioning",
+        Duration::from_secs(120),
+        || {
+            let mut seen = scored_uids(&out_c1);
+            seen.extend(scored_uids(&out_c2));
+            seen.len() == lines.len()
+        },
+        || format!("{}\n---\n{}", c1.log(), c2.log()),
+    );
+    stop_together(vec![c1, c2]);
+    let mut plain = scores_by_uid(&out_c1);
+    plain.extend(scores_by_uid(&out_c2));
+    let differ = plain
+        .iter()
+        .filter(|(uid, s)| expected.get(*uid).is_none_or(|e| e[0] != s[0]))
+        .count();
+    assert!(
+        differ > 0,
+        "without repartitioning the scores were replay's too"
+    );
+}
+
+/// Repartitioning a wrapped `zeek` topic: conn records are re-published
+/// unchanged keyed by their `id.orig_h` and scored from the repartition
+/// topic; a record without an originator goes under the key `-`; a log type
+/// without a model is not re-published at all.
+#[test]
+fn a_wrapped_topic_is_repartitioned_by_originator() {
+    let broker = Broker::start();
+    broker.create_topic("zeek", 2);
+    let conn: Vec<String> = example_json("conn.json.gz").into_iter().take(40).collect();
+    let mut messages: Vec<(Option<String>, Vec<u8>)> = conn
+        .iter()
+        .map(|c| (Some(uid_of(c)), format!("{{\"conn\": {c}}}").into_bytes()))
+        .collect();
+    messages.push((None, br#"{"files": {"ts": 1.0, "fuid": "F1"}}"#.to_vec()));
+    let orphan = br#"{"conn": {"ts": 1.0, "uid": "Corphan", "proto": "tcp"}}"#;
+    messages.push((None, orphan.to_vec()));
+    let dir = tempdir("kafka-repartition-wrapped");
+    let out = dir.join("scores.json");
+    let infer = consume(
+        &broker,
+        &dir,
+        "infer",
+        None,
+        &[
+            "--topics",
+            "zeek",
+            "--group",
+            "azw-rewrapped",
+            "--modules",
+            "conn",
+            "--repartition-topic",
+            "azw-rp",
+            "--repartition-hold-secs",
+            "0",
+            "--output",
+            out.to_str().unwrap(),
+        ],
+    );
+    broker.produce("zeek", &messages);
+    wait_for(
+        "every conn record scored",
+        Duration::from_secs(90),
+        || scored_uids(&out).len() == conn.len() + 1,
+        || infer.log(),
+    );
+    let log = infer.terminate();
+    assert!(
+        log.contains("41 re-published to azw-rp (1 without id.orig_h)"),
+        "{log}"
+    );
+    assert!(log.contains("not scored here: files 1"), "{log}");
+    let republished = broker.read_all("azw-rp", 2, conn.len() + 1);
+    let mut want: BTreeSet<(Option<String>, String)> = conn
+        .iter()
+        .map(|c| {
+            let v: serde_json::Value = serde_json::from_str(c).unwrap();
+            let host = v["id.orig_h"].as_str().unwrap().to_owned();
+            (Some(host), format!("{{\"conn\": {c}}}"))
+        })
+        .collect();
+    want.insert((
+        Some("-".into()),
+        String::from_utf8(orphan.to_vec()).unwrap(),
+    ));
+    let got: BTreeSet<(Option<String>, String)> = republished.into_iter().collect();
+    assert_eq!(got, want);
 }

@@ -40,7 +40,10 @@ use super::super::{LogArgs, ReadArgs};
 /// processes with the same --group to share the partitions. Offsets are
 /// committed after the scored records are durable, and as partitions are
 /// handed to another member (at-least-once: after a crash some records may
-/// be scored twice; `uid` tells them).
+/// be scored twice; `uid` tells them). Context features and detectors need
+/// all of a host's records in one member: for topics not keyed by host,
+/// --repartition-topic re-publishes records keyed by `id.orig_h` and
+/// scores from there.
 ///
 /// Examples:
 ///   azw-infer --log-dir /opt/zeek/logs --modules CONN,DNS --output /var/log/azw/scores.json
@@ -80,6 +83,28 @@ pub struct Args {
     /// partitions.
     #[arg(long, default_value = "azw-infer", env = "AZW_KAFKA_GROUP")]
     pub group: String,
+
+    /// Kafka: re-publish every input record to this topic keyed by its
+    /// originator (`id.orig_h`) and score from there, so that all of a
+    /// host's records reach one member of the group, as context features
+    /// and detectors need. For input topics not keyed by host (zeek-kafka
+    /// keys by nothing); created when missing. Not one of --topics.
+    #[arg(long, value_name = "TOPIC", env = "AZW_KAFKA_REPARTITION_TOPIC")]
+    pub repartition_topic: Option<String>,
+
+    /// Kafka: the partitions of the repartition topic. It is created with
+    /// this many (default: as many as the input topic with the most); an
+    /// existing one with another count is refused.
+    #[arg(long, value_name = "N", requires = "repartition_topic", value_parser = clap::value_parser!(u16).range(1..), env = "AZW_KAFKA_REPARTITION_PARTITIONS")]
+    pub repartition_partitions: Option<u16>,
+
+    /// Kafka: how long records of the repartition topic are held so that
+    /// each member scores them in event-time order (the input partitions
+    /// interleave at random): until the newest `ts` seen, or the clock, is
+    /// this far past theirs, or 100,000 records are held. 0 scores them on
+    /// arrival.
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=86_400), env = "AZW_KAFKA_REPARTITION_HOLD_SECS")]
+    pub repartition_hold_secs: u64,
 
     /// Kafka: an extra librdkafka setting for the consumer and a Kafka
     /// output, KEY=VALUE, repeatable (security.protocol=ssl,
