@@ -574,6 +574,13 @@ fn a_hostile_user_agent_is_inert_in_every_format() {
             ])
             .args(["--model-dir", models.to_str().unwrap(), "--format", format])
             .args(["--sensor", "s1", "--output", out.to_str().unwrap()])
+            // Alerts beside the records (they carry the worst record's
+            // context, user agent included), where the format takes them;
+            // every record flagged, so there are some.
+            .args(match format {
+                "tsv" | "csv" => &[][..],
+                _ => &["--alerts", "output", "--threshold", "0"][..],
+            })
             .output()
             .unwrap();
         assert!(
@@ -589,6 +596,9 @@ fn a_hostile_user_agent_is_inert_in_every_format() {
             text.to_string()
         };
         crate::hostile_output::assert_inert(format, cells.as_bytes());
+        if format == "json" {
+            assert!(text.contains("\"alert\":\"azw-"), "no alert line");
+        }
         let back = |v: &Value| -> Vec<String> {
             let mut all = Vec::new();
             leaves("", v, &mut all);
