@@ -313,14 +313,8 @@ fn replay(args: &Args, modules: &[LogKind], controls: &Controls) -> anyhow::Resu
         OutputSpec::File(target) => {
             check_replay_target("--output", target, &args.replay, args.format)?;
             check_not_live_output(target, &args.state_dir)?;
-            let dir = target
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            let tmp = tempfile::NamedTempFile::new_in(dir)
-                .with_context(|| format!("cannot write in {}", dir.display()))?;
-            let spec = OutputSpec::File(tmp.path().to_owned());
-            (sink::open(&spec, &opts)?, Some(tmp))
+            let (sink, tmp) = open_aside(target, &opts)?;
+            (sink, Some(tmp))
         }
     };
     let mut emitter = pipeline::Emitter::for_lanes(lanes.iter_mut(), &args.detect_options());
@@ -379,6 +373,19 @@ fn replay(args: &Args, modules: &[LogKind], controls: &Controls) -> anyhow::Resu
     Ok(ExitCode::from(cli::EXIT_INPUT_FAILED))
 }
 
+/// Opens a temporary file beside `target` to write a replay's output
+/// into; it replaces `target` only when the replay is complete.
+fn open_aside(target: &Path, opts: &SinkOptions) -> anyhow::Result<(Box<dyn Sink>, TempOutput)> {
+    let dir = target
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot write in {}", dir.display()))?;
+    let spec = OutputSpec::File(tmp.path().to_owned());
+    Ok((sink::open(&spec, opts)?, tmp))
+}
+
 /// A replay's output file while it is written, moved into place at the
 /// end.
 type TempOutput = tempfile::NamedTempFile;
@@ -412,14 +419,8 @@ fn replay_alert_sink(
                 bail!("--alerts {}: this is --output too; give `--alerts output` to write them there, beside the records", terminal(&target.display().to_string()));
             }
             check_replay_target("--alerts", target, &args.replay, format)?;
-            let dir = target
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            let tmp = tempfile::NamedTempFile::new_in(dir)
-                .with_context(|| format!("cannot write in {}", dir.display()))?;
-            let spec = OutputSpec::File(tmp.path().to_owned());
-            Ok((Some(sink::open(&spec, &opts)?), Some(tmp)))
+            let (sink, tmp) = open_aside(target, &opts)?;
+            Ok((Some(sink), Some(tmp)))
         }
     }
 }
