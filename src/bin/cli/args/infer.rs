@@ -357,6 +357,19 @@ impl Args {
         let Some(target) = &self.alerts else {
             return Ok(None);
         };
+        // The records' own output named again: standard output is shared
+        // (two writers would interleave), anything else is refused.
+        let target = match target {
+            AlertTarget::Own(spec) if *spec == self.output => match spec {
+                OutputSpec::Stdout => &AlertTarget::Output,
+                _ => {
+                    return Err(format!(
+                        "--alerts {spec}: this is --output too; give `--alerts output` to write them there, beside the records, or another file"
+                    ))
+                }
+            },
+            t => t,
+        };
         if *target == AlertTarget::Output && !self.format.takes_alerts() {
             return Err(format!(
                 "--alerts output: a {} output has a record's columns; write the alerts to a file of their own (--alerts alerts.json)",
