@@ -437,6 +437,11 @@ fn scores_jobs(
     let mut jobs = Vec::new();
     for module in modules {
         let mut s = eval::read_scores(scores, module)?;
+        if let Some(path) = &args.alerts {
+            let mut alerts = eval::read_alerts(path)?;
+            alerts.extend(s.alerts.take().unwrap_or_default());
+            s.alerts = Some(alerts);
+        }
         if s.records == 0 {
             if !all {
                 bail!("{}: no {module} scores", scores.display());

@@ -346,6 +346,33 @@ pub fn read_scores(path: &Path, module: LogKind) -> Result<UidScores, ScoresErro
     Ok(out)
 }
 
+/// The closed alerts of an alerts file (`azw-infer --alerts FILE`, JSON
+/// lines); other lines are refused with their number.
+pub fn read_alerts(path: &Path) -> Result<Vec<crate::alert::Alert>, ScoresError> {
+    use std::io::BufRead;
+    let io = |source| ScoresError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut alerts = Vec::new();
+    for (i, line) in labels::open(path).map_err(io)?.lines().enumerate() {
+        let line = line.map_err(io)?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let a: crate::alert::Alert =
+            serde_json::from_str(&line).map_err(|e| ScoresError::Line {
+                path: path.to_owned(),
+                line: i + 1,
+                reason: format!("not an alert of azw-infer --alerts (JSON): {e}"),
+            })?;
+        if a.state == crate::alert::State::Closed {
+            alerts.push(a);
+        }
+    }
+    Ok(alerts)
+}
+
 /// Joins scores to the truth: the scored items, and how many labeled uids
 /// had no score (never scored: a line the reader skipped, or missing from
 /// the scores file).

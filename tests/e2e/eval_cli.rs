@@ -253,6 +253,98 @@ fn a_scored_output_is_measured_against_a_labels_file() {
     assert_eq!(f(t, &["recall"]), 0.5);
 }
 
+/// Alerts in a file of their own (`azw-infer --alerts FILE`) are measured
+/// per host: a host is malicious if a labeled uid of it is, alerted at a
+/// severity if an alert of it reaches it (inbound records count for the
+/// local host they reached). Without alerts there is no host table.
+#[test]
+fn alerts_are_measured_per_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = |uid: &str, src: &str, dst: &str, dir: &str, score: f64| {
+        format!("{{\"uid\":\"{uid}\",\"module\":\"CONN\",\"id.orig_h\":\"{src}\",\"id.resp_h\":\"{dst}\",\"direction\":\"{dir}\",\"score\":{score},\"threshold\":0.5,\"anomaly\":{}}}\n", score > 0.5)
+    };
+    let scores = [
+        rec("a", "10.0.0.1", "192.0.2.1", "outbound", 0.1),
+        rec("b", "10.0.0.1", "192.0.2.1", "outbound", 0.7),
+        rec("c", "10.0.0.2", "192.0.2.2", "outbound", 0.9),
+        rec("d", "198.51.100.7", "10.0.0.3", "inbound", 0.2),
+    ]
+    .concat();
+    std::fs::write(dir.path().join("scores.json"), scores).unwrap();
+    std::fs::write(dir.path().join("labels.tsv"), "a\t0\nb\t0\nc\t1\nd\t1\n").unwrap();
+    let alert = |host: &str, severity: &str, state: &str| {
+        format!("{{\"alert\":\"azw-{host}\",\"state\":\"{state}\",\"entity\":\"{host}\",\"role\":\"source\",\"severity\":\"{severity}\",\"first_ts\":1.0,\"last_ts\":2.0,\"records\":1,\"detections\":0,\"peers\":1,\"top_peers\":[],\"modules\":[\"CONN\"],\"detectors\":[],\"top_features\":[],\"uids\":[],\"reason\":\"r\"}}\n")
+    };
+    let alerts = [
+        alert("10.0.0.1", "low", "open"),
+        alert("10.0.0.1", "low", "closed"),
+        alert("10.0.0.2", "high", "closed"),
+    ]
+    .concat();
+    std::fs::write(dir.path().join("alerts.json"), alerts).unwrap();
+    let args = [
+        "--scores",
+        "scores.json",
+        "--labels",
+        "labels.tsv",
+        "--modules",
+        "CONN",
+        "--no-plot",
+    ];
+    let r = report(
+        &[&args[..], &["--alerts", "alerts.json"]].concat(),
+        dir.path(),
+    );
+    let h = &r["hosts"];
+    // 10.0.0.2 (c) and 10.0.0.3 (d, reached from outside) are malicious.
+    assert_eq!(
+        (h["malicious_hosts"].as_u64(), h["benign_hosts"].as_u64()),
+        (Some(2), Some(1)),
+        "{h}"
+    );
+    let low = &h["levels"][0];
+    assert_eq!(
+        (low["alerts"].as_u64(), low["alerted_hosts"].as_u64()),
+        (Some(2), Some(2)),
+        "{low}"
+    );
+    assert_eq!(
+        (f(low, &["precision"]), f(low, &["recall"])),
+        (0.5, 0.5),
+        "{low}"
+    );
+    let high = &h["levels"][2];
+    assert_eq!(
+        (f(high, &["precision"]), f(high, &["recall"])),
+        (1.0, 0.5),
+        "{high}"
+    );
+    let plain = report(&args, dir.path());
+    assert!(plain["hosts"].is_null(), "{plain}");
+    let text = text(&eval(
+        &[&args[..], &["--alerts", "alerts.json"]].concat(),
+        dir.path(),
+    ));
+    assert!(
+        text.contains("alerts per host: 2 malicious hosts, 1 benign"),
+        "{text}"
+    );
+    let bad = eval(
+        &[&args[..], &["--alerts", "scores.json"]].concat(),
+        dir.path(),
+    );
+    assert!(!bad.status.success());
+    assert!(
+        text_of_err(&bad).contains("scores.json:1: not an alert"),
+        "{}",
+        text_of_err(&bad)
+    );
+}
+
+fn text_of_err(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
 fn one_class_and_unlabeled_inputs_fail_with_a_reason() {
     let dir = tempfile::tempdir().unwrap();

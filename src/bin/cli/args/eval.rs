@@ -63,9 +63,16 @@ pub struct Args {
     pub labels: Option<PathBuf>,
 
     /// Measure an existing scored output (azw-infer's JSON lines) against
-    /// --labels instead of training a model.
+    /// --labels instead of training a model. Alert lines in it
+    /// (`azw-infer --alerts output`) are measured per host too.
     #[arg(long, requires = "labels")]
     pub scores: Option<PathBuf>,
+
+    /// The alerts of the --scores (`azw-infer --alerts FILE`, JSON), when
+    /// they were written to a file of their own: measured per host
+    /// (precision and recall over hosts, per minimum severity).
+    #[arg(long, requires = "scores", value_name = "FILE")]
+    pub alerts: Option<PathBuf>,
 
     /// The model that made the --scores: its expected false-positive rate
     /// is then printed beside the measured one.
