@@ -21,6 +21,8 @@ const MAX_UIDS: usize = 5;
 const SHOWN: usize = 5;
 /// A uid or feature name longer than this is cut (they come from logs).
 const MAX_TEXT: usize = 128;
+/// The most text of context fields a sample keeps.
+const MAX_SAMPLE_BYTES: usize = 2048;
 
 /// Which end of the traffic the alert's host was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -89,10 +91,14 @@ impl Item {
             peer,
             resp_p: r.resp_p,
             ratio: (ratio * 1000.0).round() / 1000.0,
-            context: r.context.clone(),
+            context: bounded_context(&r.context),
         };
         let mut h = Fnv::new();
         h.write(uid.as_deref().unwrap_or("").as_bytes());
+        h.write(entity.to_string().as_bytes());
+        h.write(peer.map(|p| p.to_string()).unwrap_or_default().as_bytes());
+        h.write(&r.orig_p.unwrap_or(0).to_le_bytes());
+        h.write(&r.resp_p.unwrap_or(0).to_le_bytes());
         h.write(&r.trans_depth.unwrap_or(0).to_le_bytes());
         h.write(&r.trans_id.unwrap_or(0).to_le_bytes());
         h.write(&r.score.to_bits().to_le_bytes());
@@ -138,8 +144,7 @@ impl Item {
             uid,
             features: Vec::new(),
             sample: None,
-            // Detections after records of the same instant.
-            tiebreak: h.finish() | 1 << 63,
+            tiebreak: h.finish(),
         })
     }
 
@@ -341,7 +346,7 @@ impl Open {
                 if !self.uids.contains(uid) {
                     self.uids.push(uid.clone());
                 }
-            } else {
+            } else if !self.uids.contains(uid) {
                 self.last_uid = Some(uid.clone());
             }
         }
@@ -492,6 +497,25 @@ fn reason(a: &Alert, more_peers: bool) -> String {
         s.push_str(&names.join(", "));
     }
     s
+}
+
+/// The context a sample keeps: the record's fields in order until
+/// [`MAX_SAMPLE_BYTES`] of their text (a held item or an open alert stays
+/// small whatever a record's DNS answers or user agent hold).
+fn bounded_context(
+    context: &BTreeMap<String, serde_json::Value>,
+) -> BTreeMap<String, serde_json::Value> {
+    let mut kept = BTreeMap::new();
+    let mut bytes = 0;
+    for (k, v) in context {
+        let size = k.len() + v.to_string().len();
+        if bytes + size > MAX_SAMPLE_BYTES {
+            break;
+        }
+        bytes += size;
+        kept.insert(k.clone(), v.clone());
+    }
+    kept
 }
 
 /// FNV-1a, 64 bits: ids and tie-breaks that are the same on every machine

@@ -31,7 +31,8 @@
 pub mod fold;
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
@@ -157,7 +158,8 @@ pub enum Reading {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AlertStats {
     pub items: u64,
-    /// Flagged records without time or addresses: no host to alert on.
+    /// Flagged records without time or addresses (no host to alert
+    /// on), and items timed more than a day past the wall clock.
     pub unplaced: u64,
     /// Items that arrived behind the watermark.
     pub late: u64,
@@ -190,6 +192,17 @@ impl Ord for Held {
     }
 }
 
+/// "No record yet": the lowest time there is, and unlike minus
+/// infinity, JSON can hold it (the stage is saved in checkpoints).
+const NO_TIME: f64 = f64::MIN;
+
+/// Record times later than a day past the wall clock are not believed.
+fn latest_plausible() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(f64::MAX, |d| d.as_secs_f64() + 86_400.0)
+}
+
 /// A deadline key: when an alert's quiet period ends, then its host.
 type Deadline = (u64, IpAddr);
 
@@ -212,11 +225,8 @@ fn ordered_bits(t: f64) -> u64 {
 pub struct AlertStage {
     #[serde(skip)]
     opts: AlertOptions,
-    /// Items not yet folded in, smallest first when popped.
-    pending: Vec<Held>,
-    /// Sorted flag of `pending` (sorted descending, popped from the end).
-    #[serde(skip)]
-    sorted: bool,
+    /// Items not yet folded in, the earliest on top.
+    pending: BinaryHeap<Reverse<Held>>,
     open: HashMap<IpAddr, Open>,
     /// Open alerts by the end of their quiet period.
     #[serde(skip)]
@@ -239,23 +249,24 @@ impl AlertStage {
         };
         AlertStage {
             opts,
-            pending: Vec::new(),
-            sorted: true,
+            pending: BinaryHeap::new(),
             open: HashMap::new(),
             deadlines: BTreeSet::new(),
-            reading: modules
-                .iter()
-                .map(|m| (*m, (f64::NEG_INFINITY, start)))
-                .collect(),
-            clock: f64::NEG_INFINITY,
+            reading: modules.iter().map(|m| (*m, (NO_TIME, start))).collect(),
+            clock: NO_TIME,
             stats: AlertStats::default(),
         }
     }
 
-    /// A saved stage (a checkpoint's) with the options of this run.
+    /// A saved stage (a checkpoint's) with the options of this run. Log
+    /// types no longer followed are forgotten (they would hold the
+    /// watermark for ever); the others report again as they read.
     pub fn resumed(mut self, opts: AlertOptions, modules: &[LogKind]) -> AlertStage {
         self.opts = opts;
-        self.sorted = false;
+        self.reading.retain(|m, _| modules.contains(m));
+        for r in self.reading.values_mut() {
+            r.1 = Reading::CaughtUp;
+        }
         self.deadlines = self
             .open
             .values()
@@ -264,7 +275,7 @@ impl AlertStage {
         for m in modules {
             self.reading
                 .entry(*m)
-                .or_insert((f64::NEG_INFINITY, Reading::CaughtUp));
+                .or_insert((NO_TIME, Reading::CaughtUp));
         }
         self
     }
@@ -311,15 +322,17 @@ impl AlertStage {
     }
 
     fn hold(&mut self, item: Item, out: &mut Vec<Alert>) {
+        if item.ts > latest_plausible() {
+            self.stats.unplaced += 1;
+            return;
+        }
         self.stats.items += 1;
         if item.ts < self.clock {
             self.stats.late += 1;
         }
-        self.pending.push(Held(item));
-        self.sorted = false;
+        self.pending.push(Reverse(Held(item)));
         while self.pending.len() > self.opts.max_pending {
-            self.sort();
-            if let Some(Held(oldest)) = self.pending.pop() {
+            if let Some(Reverse(Held(oldest))) = self.pending.pop() {
                 self.stats.forced += 1;
                 self.fold(oldest, out);
             }
@@ -335,11 +348,10 @@ impl AlertStage {
         reading: Reading,
         out: &mut Vec<Alert>,
     ) {
-        let entry = self
-            .reading
-            .entry(module)
-            .or_insert((f64::NEG_INFINITY, reading));
-        if newest.is_finite() {
+        let entry = self.reading.entry(module).or_insert((NO_TIME, reading));
+        // A record from the far future (a clock glitch, a forged line)
+        // would close every alert and make every later item late.
+        if newest.is_finite() && newest <= latest_plausible() {
             entry.0 = entry.0.max(newest);
         }
         entry.1 = reading;
@@ -388,21 +400,10 @@ impl AlertStage {
         bound - self.opts.lateness
     }
 
-    fn sort(&mut self) {
-        if !self.sorted {
-            // Descending: the smallest is popped from the end.
-            self.pending.sort_unstable_by(|a, b| b.cmp(a));
-            self.sorted = true;
-        }
-    }
-
     fn release(&mut self, watermark: f64, out: &mut Vec<Alert>) {
-        if !self.pending.is_empty() {
-            self.sort();
-            while self.pending.last().is_some_and(|h| h.0.ts <= watermark) {
-                if let Some(Held(item)) = self.pending.pop() {
-                    self.fold(item, out);
-                }
+        while self.pending.peek().is_some_and(|h| h.0 .0.ts <= watermark) {
+            if let Some(Reverse(Held(item))) = self.pending.pop() {
+                self.fold(item, out);
             }
         }
         if watermark.is_finite() && watermark > self.clock {

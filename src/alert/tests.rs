@@ -346,3 +346,42 @@ fn a_detection_joins_its_source_hosts_alert_and_raises_it() {
     // High (the beacon), raised for a model and a detector agreeing.
     assert_eq!(closed.severity, Severity::Critical);
 }
+
+#[test]
+fn a_stage_saved_before_any_record_reads_back() {
+    // A log type with no record yet (a sensor without SSH traffic) must
+    // not make the checkpoint's state unreadable.
+    let stage = AlertStage::new(opts(), &[CONN, DNS, LogKind::SSH], false);
+    let mut out = Vec::new();
+    let mut stage = stage;
+    stage.offer_record(
+        &rec(CONN, 100.0, "10.0.0.5", "203.0.113.7", "C1", Severity::Low),
+        &mut out,
+    );
+    stage.progress(CONN, 100.0, Reading::CaughtUp, &mut out);
+    let saved = serde_json::to_string(&stage).unwrap();
+    let back: AlertStage = serde_json::from_str(&saved).expect(&saved);
+    let mut back = back.resumed(opts(), &[CONN, DNS]);
+    assert!(!back.reading.contains_key(&LogKind::SSH));
+    back.finish(&mut out);
+    assert_eq!(out.iter().filter(|a| a.state == State::Closed).count(), 1);
+}
+
+#[test]
+fn a_record_from_the_far_future_is_not_believed() {
+    let mut stage = AlertStage::new(opts(), &[CONN], false);
+    let mut out = Vec::new();
+    stage.offer_record(
+        &rec(CONN, 100.0, "10.0.0.5", "203.0.113.7", "C1", Severity::Low),
+        &mut out,
+    );
+    stage.offer_record(
+        &rec(CONN, 1e12, "10.0.0.6", "203.0.113.7", "C2", Severity::Low),
+        &mut out,
+    );
+    stage.progress(CONN, 1e12, Reading::CaughtUp, &mut out);
+    // The first alert is not closed by the forged time; the forged record
+    // is counted, not folded.
+    assert!(out.iter().all(|a| a.state != State::Closed), "{out:#?}");
+    assert_eq!(stage.stats().unplaced, 1);
+}

@@ -438,9 +438,9 @@ fn scores_jobs(
     for module in modules {
         let mut s = eval::read_scores(scores, module)?;
         if let Some(path) = &args.alerts {
-            let mut alerts = eval::read_alerts(path)?;
-            alerts.extend(s.alerts.take().unwrap_or_default());
-            s.alerts = Some(alerts);
+            let mut alerts = s.alerts.take().unwrap_or_default();
+            alerts.extend(eval::read_alerts(path)?);
+            s.alerts = Some(eval::latest_states(alerts));
         }
         if s.records == 0 {
             if !all {

@@ -304,11 +304,9 @@ pub fn read_scores(path: &Path, module: LogKind) -> Result<UidScores, ScoresErro
         }
         // An alert is about a host; the closed ones are its final state.
         if v.get("alert").is_some() {
-            if v.get("state").and_then(|s| s.as_str()) == Some("closed") {
-                let a: crate::alert::Alert = serde_json::from_value(v)
-                    .map_err(|e| bad(i + 1, &format!("not an alert: {e}")))?;
-                out.alerts.get_or_insert_with(Vec::new).push(a);
-            }
+            let a: crate::alert::Alert =
+                serde_json::from_value(v).map_err(|e| bad(i + 1, &format!("not an alert: {e}")))?;
+            out.alerts.get_or_insert_with(Vec::new).push(a);
             continue;
         }
         let m = v
@@ -343,11 +341,30 @@ pub fn read_scores(path: &Path, module: LogKind) -> Result<UidScores, ScoresErro
             }
         }
     }
+    out.alerts = out.alerts.map(latest_states);
     Ok(out)
 }
 
-/// The closed alerts of an alerts file (`azw-infer --alerts FILE`, JSON
-/// lines); other lines are refused with their number.
+/// Each alert's last state (a live output ends with alerts still open:
+/// their latest update is what they are).
+pub fn latest_states(alerts: Vec<crate::alert::Alert>) -> Vec<crate::alert::Alert> {
+    let mut by_id: HashMap<String, usize> = HashMap::new();
+    let mut kept: Vec<crate::alert::Alert> = Vec::new();
+    for a in alerts {
+        match by_id.get(&a.alert) {
+            Some(&i) => kept[i] = a,
+            None => {
+                by_id.insert(a.alert.clone(), kept.len());
+                kept.push(a);
+            }
+        }
+    }
+    kept
+}
+
+/// The alerts of an alerts file (`azw-infer --alerts FILE`, JSON
+/// lines), each in its last state; other lines are refused with their
+/// number.
 pub fn read_alerts(path: &Path) -> Result<Vec<crate::alert::Alert>, ScoresError> {
     use std::io::BufRead;
     let io = |source| ScoresError::Io {
@@ -366,11 +383,9 @@ pub fn read_alerts(path: &Path) -> Result<Vec<crate::alert::Alert>, ScoresError>
                 line: i + 1,
                 reason: format!("not an alert of azw-infer --alerts (JSON): {e}"),
             })?;
-        if a.state == crate::alert::State::Closed {
-            alerts.push(a);
-        }
+        alerts.push(a);
     }
-    Ok(alerts)
+    Ok(latest_states(alerts))
 }
 
 /// Joins scores to the truth: the scored items, and how many labeled uids

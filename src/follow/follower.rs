@@ -49,6 +49,10 @@ pub struct Step {
     pub idle: bool,
     /// How many bytes the live file has beyond what was read.
     pub lag_bytes: u64,
+    /// True while rotated files are being read or wait to be: the module
+    /// is behind in time whatever `lag_bytes` says (it measures the live
+    /// file only).
+    pub backlog: bool,
 }
 
 enum Reading {
@@ -657,6 +661,7 @@ impl Follower {
             lines,
             position: position.or_else(|| self.last_position.clone()),
             lag_bytes,
+            backlog: self.in_backlog(),
         }
     }
 
@@ -666,7 +671,13 @@ impl Follower {
             position: self.last_position.clone(),
             idle: true,
             lag_bytes,
+            backlog: self.in_backlog(),
         }
+    }
+
+    /// Reading a rotated file, or some wait to be read.
+    fn in_backlog(&self) -> bool {
+        matches!(self.reading, Reading::Rotated { .. }) || !self.queue.is_empty()
     }
 }
 

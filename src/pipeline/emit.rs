@@ -30,6 +30,8 @@ pub struct Emitter {
     alert_sink: Option<Box<dyn Sink>>,
     /// Alerts made, not yet written.
     made: Vec<Alert>,
+    /// Detections below this are not written (`--min-severity`).
+    min_severity: crate::severity::Severity,
     /// The most severe closed alerts, for a summary at the end of a
     /// replay.
     top_alerts: Vec<Alert>,
@@ -44,6 +46,7 @@ impl Emitter {
     ) -> Emitter {
         let mut detect = DetectStage::new(opts);
         let mut allow = None;
+        let mut min_severity = crate::severity::Severity::Low;
         for lane in lanes {
             if let Some(d) = lane.detectors(opts) {
                 detect.add(lane.module(), d);
@@ -51,16 +54,19 @@ impl Emitter {
             if allow.is_none() {
                 allow = lane.allowlist_path().and_then(super::lane::open_allowlist);
             }
+            min_severity = lane.min_severity();
         }
         let mut e = Emitter::with_stage(detect);
         e.allow = allow;
+        e.min_severity = min_severity;
         e
     }
 
-    /// Moves `other`'s allowlist here (a resumed emitter takes the fresh
-    /// one's).
+    /// Moves `other`'s allowlist (and minimum severity) here (a resumed
+    /// emitter takes the fresh one's).
     pub fn take_allowlist(&mut self, other: &mut Emitter) {
         self.allow = other.allow.take();
+        self.min_severity = other.min_severity;
     }
 
     /// Detections an allowlist rule kept from the output.
@@ -80,6 +86,7 @@ impl Emitter {
             alerts: None,
             alert_sink: None,
             made: Vec::new(),
+            min_severity: crate::severity::Severity::Low,
             top_alerts: Vec::new(),
         }
     }
@@ -211,6 +218,10 @@ impl Emitter {
                 }
                 Output::Observed(o) => {
                     self.detect.observe(&o, &mut self.found);
+                    // `--min-severity`: detections below it are not
+                    // written (nor alerted on).
+                    let min = self.min_severity;
+                    self.found.retain(|d| d.severity >= min);
                     if let Some(allow) = &mut self.allow {
                         allow.check();
                         let before = self.found.len();

@@ -216,6 +216,12 @@ impl Lane {
         self.allow.as_ref().map(Allowlist::path)
     }
 
+    /// The severity a flag needs (`--min-severity`), for the detections
+    /// too.
+    pub fn min_severity(&self) -> crate::severity::Severity {
+        self.record.judge.min_severity
+    }
+
     /// The detectors this lane's model describes (its training baseline,
     /// or the defaults for a model trained before detectors existed), and
     /// from now on the lane copies out observations for them. `None` when

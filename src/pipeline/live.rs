@@ -73,6 +73,8 @@ struct Batch {
     lines: Vec<Line>,
     position: Option<Position>,
     lag_bytes: u64,
+    /// Rotated files are being read or wait to be.
+    backlog: bool,
 }
 
 enum Message {
@@ -443,7 +445,9 @@ impl Writer<'_> {
         self.emitter
             .emit(&mut records, self.output, None)
             .map_err(RunError::Output)?;
-        let reading = if b.lag_bytes > 0 {
+        // Behind in time: a backlog of rotated files (after downtime), or
+        // the live file ahead of what was read.
+        let reading = if b.lag_bytes > 0 || b.backlog {
             Reading::Behind
         } else {
             Reading::CaughtUp
@@ -604,6 +608,7 @@ fn follow(
                 lines: step.lines,
                 position: step.position,
                 lag_bytes: step.lag_bytes,
+                backlog: step.backlog,
             };
             if tx.send(Message::Batch(batch)).is_err() {
                 return;

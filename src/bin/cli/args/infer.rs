@@ -360,7 +360,7 @@ impl Args {
         // The records' own output named again: standard output is shared
         // (two writers would interleave), anything else is refused.
         let target = match target {
-            AlertTarget::Own(spec) if *spec == self.output => match spec {
+            AlertTarget::Own(spec) if same_output(spec, &self.output) => match spec {
                 OutputSpec::Stdout => &AlertTarget::Output,
                 _ => {
                     return Err(format!(
@@ -412,6 +412,22 @@ pub enum SourceKind {
 
 pub fn parse_format(s: &str) -> Result<RecordFormat, String> {
     s.parse()
+}
+
+/// Whether two outputs are one: equal, or files at one absolute path
+/// (`./out.json` and `out.json`).
+fn same_output(a: &OutputSpec, b: &OutputSpec) -> bool {
+    match (a.file(), b.file()) {
+        (Some(x), Some(y)) => {
+            let abs = |p: &std::path::Path| {
+                std::fs::canonicalize(p)
+                    .or_else(|_| std::path::absolute(p))
+                    .unwrap_or_else(|_| p.to_owned())
+            };
+            abs(x) == abs(y)
+        }
+        _ => a == b,
+    }
 }
 
 fn parse_threshold(s: &str) -> Result<ThresholdOverride, String> {
