@@ -24,6 +24,7 @@ pub mod pipeline;
 pub mod reload;
 pub mod route;
 pub mod safe_fs;
+pub mod sample;
 pub mod score;
 pub mod sink;
 pub mod tables;
