@@ -78,6 +78,7 @@ fn conn(i: u32) -> ConnFacts {
         orig_ip_bytes: 800.0,
         resp_bytes: 1500.0,
         unanswered: true,
+        open: false,
     }
 }
 

@@ -224,6 +224,12 @@ impl ModuleDetectors {
 
     fn observe(&mut self, o: &Observation, out: &mut Vec<Detection>) {
         match o {
+            // An interim report of an open connection is the same
+            // connection again: only the long-connection detector, which
+            // counts each uid once, may see it.
+            Observation::Conn(c) if c.open => {
+                out.extend(self.long_connection.as_mut().and_then(|d| d.observe(c)));
+            }
             Observation::Conn(c) => {
                 out.extend(self.beacon.as_mut().and_then(|d| d.observe(c)));
                 out.extend(self.long_connection.as_mut().and_then(|d| d.observe(c)));
