@@ -372,6 +372,12 @@ fn max_records_trains_on_a_sample_and_says_so() {
         (sample.sampled, sample.max_records, sample.seed),
         (1000, 1000, 1234)
     );
+    // The later passes select what the survey counted: the feature map
+    // (all of a sample smaller than its grace) and the threshold pass.
+    assert_eq!(
+        t.feature_map_records, t.trained_records,
+        "the feature map pass's sample"
+    );
     assert_eq!(
         model.threshold.scores, t.held_out_records,
         "scored: the sample's held-out records"
