@@ -21,7 +21,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::features::{DirectionSurvey, Encoder, LocalNets, NetsOrigin, SiteLearner, VocabLearner};
+use crate::features::{
+    DirectionSurvey, Encoder, FieldCache, LocalNets, NetsOrigin, SiteLearner, VocabLearner,
+};
 use crate::kitnet::{KitNet, KitNetError, KitNetParams};
 use crate::log_kind::LogKind;
 use crate::model::{self, Model, SampleInfo, Threshold, TrainingInfo, FORMAT_VERSION, MAGIC};
@@ -411,17 +413,19 @@ pub fn train_module(
             // context of them alone would call every pair new and every gap
             // long. Without context features they are only read.
             let mut context = encoder.context();
+            let mut cache = FieldCache::default();
+            let mut scratch = encoder.vector();
             Records::new(file_paths.clone(), Some(log_path), true)
                 .enumerate()
                 .filter_map(move |(i, r)| {
                     bar.inc(1);
-                    let kept = sample.keeps(i as u64);
-                    if !kept && context.is_empty() {
+                    if !sample.keeps(i as u64) {
+                        encoder.update_context(&r, &mut cache, &mut context, &mut scratch);
                         return None;
                     }
                     let mut v = encoder.vector();
-                    encoder.encode(&r, &mut context, &mut v);
-                    (kept && !holdout.holds_out(i as u64, r.ts(), every)).then_some(v)
+                    encoder.encode_with(&r, &mut cache, &mut context, &mut v);
+                    (!holdout.holds_out(i as u64, r.ts(), every)).then_some(v)
                 })
         })
         .map_err(kit_err)?;
@@ -447,13 +451,17 @@ pub fn train_module(
     let mut context = encoder.context();
     let warm_up = encoder.context_warm_up();
     let warm_until = survey.first_ts.map_or(f64::NEG_INFINITY, |t| t + warm_up);
+    let mut cache = FieldCache::default();
     for (i, r) in Records::new(file_paths.clone(), Some(log_path), true).enumerate() {
         bar.inc(1);
-        // Without context features only the scored records need encoding.
+        // The records not scored only update the context (nothing without
+        // context features).
         let scored =
             sample.keeps(i as u64) && (use_all || holdout.holds_out(i as u64, r.ts(), every));
-        if scored || !context.is_empty() {
-            encoder.encode(&r, &mut context, &mut v);
+        if scored {
+            encoder.encode_with(&r, &mut cache, &mut context, &mut v);
+        } else {
+            encoder.update_context(&r, &mut cache, &mut context, &mut v);
         }
         if scored {
             let score = kitnet.execute_with(&v, &mut scratch).map_err(kit_err)?;

@@ -473,6 +473,33 @@ impl Encoder {
         context: &mut ContextState,
         out: &mut [f64],
     ) {
+        self.encode_inner(record, cache, context, out, false);
+    }
+
+    /// Updates the context state with `record` as [`Encoder::encode_with`]
+    /// does, without computing its other features: for records that only
+    /// the context must see (those left out of a training sample). `scratch`
+    /// is a vector of [`Encoder::len`] values, left with no meaning.
+    pub fn update_context(
+        &self,
+        record: &Record,
+        cache: &mut FieldCache,
+        context: &mut ContextState,
+        scratch: &mut [f64],
+    ) {
+        if !context.is_empty() {
+            self.encode_inner(record, cache, context, scratch, true);
+        }
+    }
+
+    fn encode_inner(
+        &self,
+        record: &Record,
+        cache: &mut FieldCache,
+        context: &mut ContextState,
+        out: &mut [f64],
+        context_only: bool,
+    ) {
         debug_assert_eq!(out.len(), self.columns.len());
         let schema = record.schema();
         let cache = cache.get(schema, || SchemaColumns {
@@ -505,6 +532,11 @@ impl Encoder {
         out.fill(0.0);
         let mut at = 0;
         for ((plan, column), given) in self.plans.iter().zip(&cache.columns).zip(&cache.given) {
+            // Only the context's columns are computed: their offsets in
+            // `out` no longer matter, so each writes at the start.
+            if context_only && !matches!(plan, Plan::Context(..)) {
+                continue;
+            }
             let value = at_column(*column);
             match plan {
                 Plan::Rarity(index) => {
@@ -540,8 +572,9 @@ impl Encoder {
                 }
                 Plan::Context(def, slot, n) => {
                     let key = context_key(def, given.iter().map(|c| at_column(*c)));
+                    let from = if context_only { 0 } else { at };
                     if let Some(state) = context.features.get_mut(*slot) {
-                        state.apply(def, key, value, record.ts(), &mut out[at..at + n]);
+                        state.apply(def, key, value, record.ts(), &mut out[from..from + n]);
                     }
                     at += n;
                 }
