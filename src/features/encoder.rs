@@ -736,6 +736,44 @@ mod tests {
             .unwrap_or_else(|| panic!("no column {name}"))]
     }
 
+    /// A record that only updates the context leaves it as encoding it
+    /// would: what the records after it read is the same.
+    #[test]
+    fn updating_the_context_alone_matches_encoding() {
+        let enc = encoder();
+        assert!(
+            !enc.context().is_empty(),
+            "conn's table has context features"
+        );
+        let at = |r: Record, t: f64| {
+            let mut fields: Vec<(&str, Value)> = vec![("ts", Value::Real(t))];
+            for name in ["id.orig_h", "id.resp_h", "id.resp_p", "proto", "orig_bytes"] {
+                fields.push((name, r.get(name).clone()));
+            }
+            record(&fields)
+        };
+        let stream: Vec<Record> = (0..40)
+            .map(|i| {
+                let resp = if i % 3 == 0 { "8.8.8.8" } else { "10.0.0.2" };
+                at(
+                    conn("tcp", None, "10.0.0.1", resp),
+                    1e9 + f64::from(i) * 7.5,
+                )
+            })
+            .collect();
+        let (mut full, mut partly) = (enc.context(), enc.context());
+        let (mut cache, mut v, mut w) = (FieldCache::default(), enc.vector(), enc.vector());
+        for (i, r) in stream.iter().enumerate() {
+            enc.encode(r, &mut full, &mut v);
+            if i % 2 == 0 {
+                enc.update_context(r, &mut cache, &mut partly, &mut w);
+            } else {
+                enc.encode_with(r, &mut cache, &mut partly, &mut w);
+                assert_eq!(v, w, "record {i}");
+            }
+        }
+    }
+
     #[test]
     fn learned_categories_and_other() {
         let enc = encoder();
