@@ -14,7 +14,8 @@
 //! only the time since the one before, the final conn record only what the
 //! reports had not counted, and a report read after the final record (a
 //! replay reads conn.log before conn_long.log) adds nothing (final records
-//! of a minute or more are remembered for that).
+//! of a minute or more are remembered for that, when a conn_long lane
+//! feeds the detector).
 //!
 //! Pairs that were as long in the training history (a backup job, a VPN,
 //! an admin's SSH session) are the site's normal: the model carries them
@@ -96,6 +97,11 @@ pub struct LongConnDetector {
     /// From the model, not the checkpoint.
     #[serde(skip)]
     known: HashSet<(IpAddr, IpAddr)>,
+    /// Whether conn_long reports feed this detector (a CONN_LONG lane
+    /// runs beside conn's): only then are final records remembered
+    /// against reports read after them. From the run, not the checkpoint.
+    #[serde(skip)]
+    reports: bool,
 }
 
 impl LongConnDetector {
@@ -104,7 +110,13 @@ impl LongConnDetector {
             pairs: BoundedMap::new(params.max_pairs),
             params,
             known: HashSet::new(),
+            reports: false,
         }
+    }
+
+    /// conn_long reports feed this detector from now on.
+    pub fn expect_reports(&mut self) {
+        self.reports = true;
     }
 
     pub fn with_known(mut self, known: impl IntoIterator<Item = (IpAddr, IpAddr)>) -> Self {
@@ -117,6 +129,7 @@ impl LongConnDetector {
     pub fn take_baseline(&mut self, fresh: Self) {
         self.params = fresh.params;
         self.known = fresh.known;
+        self.reports = fresh.reports;
     }
 
     /// One conn record, or one interim report of an open connection
@@ -166,7 +179,7 @@ impl LongConnDetector {
                 // A final record is remembered too when reports of it may
                 // still be read (replay reads conn.log first), but only
                 // for connections long enough to have been reported.
-                let remember = c.open || c.duration >= REPORTABLE_SECONDS;
+                let remember = c.open || (self.reports && c.duration >= REPORTABLE_SECONDS);
                 if let (true, Some(u)) = (remember, uid) {
                     if pair.seen.len() >= REPORTED_PER_PAIR {
                         pair.seen.remove(0);
@@ -319,12 +332,17 @@ mod tests {
             .iter()
             .chain([&last])
             .all(|r| d.observe(r).is_none()));
-        let mut d = LongConnDetector::new(params);
+        let mut d = LongConnDetector::new(params.clone());
+        d.expect_reports();
         assert!([&last]
             .into_iter()
             .chain(&reports)
             .all(|r| d.observe(r).is_none()));
         assert_eq!(d.pairs.get(&(a, b)).unwrap().total, 6.0 * 3600.0);
+        // Without conn_long in the run, final records are not remembered.
+        let mut d = LongConnDetector::new(params);
+        assert!(d.observe(&last).is_none());
+        assert!(d.pairs.get(&(a, b)).unwrap().seen.is_empty());
 
         // A report without a uid cannot be deduplicated: left out.
         let mut d = LongConnDetector::new(LongConnParams::default());

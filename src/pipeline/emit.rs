@@ -46,7 +46,10 @@ impl Emitter {
         // feed conn's) copy out observations when that module has some.
         for lane in lanes {
             match crate::detect::observation::feeds(lane.module()) {
-                Some(m) if detect.watches(m) => lane.observe_for_others(),
+                Some(m) if detect.watches(m) => {
+                    lane.observe_for_others();
+                    detect.expect_reports(m);
+                }
                 Some(m) if opts.any() => tracing::warn!(
                     "{}: its records feed the {m} model's detectors, but {m} is not scored here: add {m} to --modules",
                     lane.module()
