@@ -14,6 +14,8 @@
 //! long_connection 132.1 MiB (138), scan 128.3 MiB (134), dns (2 maps)
 //! 233.6 MiB (244); before, with whole entries in the hash table: 304.5,
 //! 258.0, 286.3 and 482.5 MiB (319, 270, 300, 505 bytes per key).
+//! long_connection with its list of conn_long-reported connections (empty
+//! here, 24 bytes): 155.0 MiB (162 bytes per key).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::{IpAddr, Ipv4Addr};
@@ -78,6 +80,7 @@ fn conn(i: u32) -> ConnFacts {
         orig_ip_bytes: 800.0,
         resp_bytes: 1500.0,
         unanswered: true,
+        open: false,
     }
 }
 

@@ -70,6 +70,7 @@ fn train(models: &Path) {
         threshold_fpr: 0.001,
         holdout_every: 10,
         tables: autozeekwatch::tables::Tables::built_in().clone(),
+        max_records: None,
     };
     let files = train::find_files(LogKind::CONN, &opts).unwrap();
     let model = train::train_module(

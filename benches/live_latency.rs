@@ -36,6 +36,7 @@ fn main() {
         threshold_fpr: 0.001,
         holdout_every: 10,
         tables: autozeekwatch::tables::Tables::built_in().clone(),
+        max_records: None,
     };
     let files = train::find_files(LogKind::CONN, &opts).unwrap();
     let model = train::train_module(

@@ -85,6 +85,7 @@ fn options(dir: &Path) -> TrainOptions {
         threshold_fpr: 0.001,
         holdout_every: 10,
         tables: autozeekwatch::tables::Tables::built_in().clone(),
+        max_records: None,
     }
 }
 

@@ -25,6 +25,7 @@ pub mod pipeline;
 pub mod reload;
 pub mod route;
 pub mod safe_fs;
+pub mod sample;
 pub mod score;
 pub mod severity;
 pub mod sink;

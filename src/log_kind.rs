@@ -34,6 +34,9 @@ impl LogKind {
     pub const HTTP: LogKind = LogKind("http");
     pub const SSH: LogKind = LogKind("ssh");
     pub const SSL: LogKind = LogKind("ssl");
+    /// The zeek-long-connections package's log of still-open connections,
+    /// whose records also feed conn's long-connection detector.
+    pub const CONN_LONG: LogKind = LogKind("conn_long");
 
     /// The five modules of the first versions.
     pub const CLASSIC: [LogKind; 5] = [

@@ -155,6 +155,22 @@ pub struct TrainingInfo {
     /// Score quantiles of the held-out records: `(q, score)`.
     pub score_quantiles: Vec<(f64, f64)>,
     pub seconds: f64,
+    /// The sample KitNET learned from (`--max-records`), when the history
+    /// had more records than that; `trained_records` and
+    /// `held_out_records` then count the sample's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample: Option<SampleInfo>,
+}
+
+/// How a model's records were sampled from its history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SampleInfo {
+    /// `--max-records`.
+    pub max_records: u64,
+    /// The seed that chose the sample (`--seed`).
+    pub seed: u64,
+    /// Records in the sample, of the `records` read.
+    pub sampled: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -468,6 +484,13 @@ impl Model {
             "records:         {} read, {} trained on ({} epochs), {} held out for the threshold",
             t.records, t.trained_records, t.epochs, t.held_out_records
         );
+        if let Some(x) = &t.sample {
+            let _ = writeln!(
+                s,
+                "sample:          sampled {} of {} records (--max-records {}, seed {}): a uniform sample of the whole history; the vocabularies and detectors learned from every record",
+                x.sampled, t.records, x.max_records, x.seed
+            );
+        }
         let _ = writeln!(
             s,
             "skipped:         {} malformed lines, {} failed files",
@@ -692,6 +715,7 @@ pub(crate) mod tests {
                 threshold_fpr: 0.001,
                 holdout_every: 10,
                 tables: crate::tables::Tables::built_in().clone(),
+                max_records: None,
             };
             let files = train::find_files(LogKind::SSH, &opts).unwrap();
             train::train_module(LogKind::SSH, &files, &opts, &train::NoProgress).unwrap()

@@ -11,14 +11,23 @@
 //! 4. score the held-out records (every `holdout_every`-th hour, never
 //!    trained on) and set the threshold that flags `threshold_fpr` of them
 //!    (from a fit of their tail when they are too few to measure it).
+//!
+//! With `max_records` (`--max-records`), passes 2 to 4 use a uniform
+//! sample of that many records of the whole history, chosen in pass 1 and
+//! the same in every pass ([`crate::sample`]): their cost is then that of
+//! the sample (plus reading the history), and memory stays flat (16 bytes
+//! per sampled record during pass 1, nothing after).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::features::{DirectionSurvey, Encoder, LocalNets, NetsOrigin, SiteLearner, VocabLearner};
+use crate::features::{
+    DirectionSurvey, Encoder, FieldCache, LocalNets, NetsOrigin, SiteLearner, VocabLearner,
+};
 use crate::kitnet::{KitNet, KitNetError, KitNetParams};
 use crate::log_kind::LogKind;
-use crate::model::{self, Model, Threshold, TrainingInfo, FORMAT_VERSION, MAGIC};
+use crate::model::{self, Model, SampleInfo, Threshold, TrainingInfo, FORMAT_VERSION, MAGIC};
+use crate::sample::{BottomK, Sample};
 use crate::tables::{Table, Tables};
 use crate::tail::{self, TailFit};
 use crate::zeek::layout::{self, DateRange, LogFile};
@@ -64,6 +73,10 @@ pub struct TrainOptions {
     /// The feature tables: the built-in ones, or with a site's own
     /// (`--tables`).
     pub tables: Tables,
+    /// Use at most this many records of the history (`--max-records`): a
+    /// uniform sample of all of it, the same in every pass and for the same
+    /// seed (`params.seed`), see [`crate::sample`]. `None`: every record.
+    pub max_records: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +106,8 @@ pub enum TrainError {
     Model(#[from] model::ModelError),
     #[error("{module}: no feature table for this log type (add one with --tables DIR holding {log}.toml)")]
     NoTable { module: LogKind, log: &'static str },
+    #[error("--max-records {0}: the sample leaves fewer than {MIN_TRAINING_RECORDS} records to train on once the threshold's are held out; a useful model needs thousands")]
+    SampleTooSmall(u64),
 }
 
 /// The historical files of a module, oldest first.
@@ -196,9 +211,14 @@ struct Survey {
     encoder: Encoder,
     /// What the detectors learned (conn, dns).
     detectors: crate::detect::Baseline,
-    /// How records are held out of training, and how many were.
+    /// How records are held out of training, and how many were (of the
+    /// sample, when there is one).
     holdout: Holdout,
     held_out: u64,
+    /// The records the later passes use (every one without
+    /// `--max-records`), and how many that is.
+    sample: Sample,
+    sampled: u64,
     totals: StreamTotals,
     first_ts: Option<f64>,
     last_ts: Option<f64>,
@@ -213,6 +233,14 @@ fn survey(table: &Table, files: &[LogFile], opts: &TrainOptions, bar: &dyn Progr
     let mut held_out = [0u64; 2];
     let mut direction = DirectionSurvey::default();
     let mut detectors = crate::detect::baseline::Learner::new(module);
+    // The sample is chosen here, among all records, each tagged with the
+    // holdouts that would hold it out (bit k for `Holdout::BOTH[k]`), so
+    // that how many it trains on and holds out is known exactly at the end.
+    // The vocabularies and the detectors' baselines still learn from every
+    // record: they are counts, bounded by their own caps, and cost little
+    // next to KitNET, which is what sees only the sample.
+    let seed = u64::from(opts.params.seed);
+    let mut sampler = opts.max_records.map(|n| BottomK::new(n, seed));
     let mut records = Records::new(paths(files), Some(module.log_path()), false);
     let (mut first_ts, mut last_ts) = (None::<f64>, None::<f64>);
     for (i, r) in records.by_ref().enumerate() {
@@ -225,18 +253,32 @@ fn survey(table: &Table, files: &[LogFile], opts: &TrainOptions, bar: &dyn Progr
         detectors.observe(&r);
         // The vocabularies come from the training records only, like
         // everything else the model learns.
+        let mut tags = 0u8;
         for (k, holdout) in Holdout::BOTH.iter().enumerate() {
             if holdout.holds_out(i as u64, r.ts(), opts.holdout_every) {
                 held_out[k] += 1;
+                tags |= 1 << k;
             } else {
                 learners[k].observe(&r);
             }
         }
+        if let Some(s) = &mut sampler {
+            s.offer(i as u64, tags);
+        }
         bar.inc(1);
     }
     let total = records.totals().records;
+    // Whether whole hours can be held out is a question about the history,
+    // asked of all of it; the sample then holds out what falls in them.
     let k = usize::from(!Holdout::fits(held_out[0], total));
     let holdout = Holdout::BOTH[k];
+    let (sample, sampled, held_out) = match sampler {
+        Some(s) if s.offered() > s.len() => {
+            let (n, h) = (s.len(), s.count_tagged(1 << k));
+            (s.finish(), n, h)
+        }
+        _ => (Sample::all(seed), total, held_out[k]),
+    };
     let [hours, by_record] = learners;
     let learner = if k == 0 { hours } else { by_record };
     let mut set = learner.finish(opts.local_nets.clone());
@@ -249,7 +291,9 @@ fn survey(table: &Table, files: &[LogFile], opts: &TrainOptions, bar: &dyn Progr
         encoder,
         detectors: detectors.finish(),
         holdout,
-        held_out: held_out[k],
+        held_out,
+        sample,
+        sampled,
         totals: records.totals().clone(),
         first_ts,
         last_ts,
@@ -323,13 +367,20 @@ pub fn train_module(
         module,
         log: log_path,
     })?;
+    if let Some(n) = opts.max_records.filter(|n| *n < MIN_TRAINING_RECORDS) {
+        return Err(TrainError::SampleTooSmall(n));
+    }
     bar.set_message(format!("{module}: reading"));
     let survey = survey(table, files, opts, bar);
     let total = survey.totals.records;
     let held_out = survey.held_out;
     let holdout = survey.holdout;
-    let trained = total - held_out;
+    let sample = survey.sample;
+    let trained = survey.sampled - held_out;
     if trained < MIN_TRAINING_RECORDS {
+        if let (false, Some(n)) = (sample.is_all(), opts.max_records) {
+            return Err(TrainError::SampleTooSmall(n));
+        }
         return Err(TrainError::TooFewRecords {
             module,
             records: total,
@@ -357,17 +408,25 @@ pub fn train_module(
             });
             // Every pass streams the history from its start with a fresh
             // context, and held-out records update it too: each record sees
-            // the context it will see when scored.
+            // the context it will see when scored. So do the records left
+            // out of a sample: the records of a sample are far apart, and a
+            // context of them alone would call every pair new and every gap
+            // long. Without context features they are only read.
             let mut context = encoder.context();
+            let mut cache = FieldCache::default();
+            let mut scratch = encoder.vector();
             Records::new(file_paths.clone(), Some(log_path), true)
                 .enumerate()
-                .map(move |(i, r)| {
+                .filter_map(move |(i, r)| {
                     bar.inc(1);
+                    if !sample.keeps(i as u64) {
+                        encoder.update_context(&r, &mut cache, &mut context, &mut scratch);
+                        return None;
+                    }
                     let mut v = encoder.vector();
-                    encoder.encode(&r, &mut context, &mut v);
-                    (holdout.holds_out(i as u64, r.ts(), every), v)
+                    encoder.encode_with(&r, &mut cache, &mut context, &mut v);
+                    (!holdout.holds_out(i as u64, r.ts(), every)).then_some(v)
                 })
-                .filter_map(|(held_out, v)| (!held_out).then_some(v))
         })
         .map_err(kit_err)?;
     if report.feature_map_from_short_history {
@@ -392,12 +451,17 @@ pub fn train_module(
     let mut context = encoder.context();
     let warm_up = encoder.context_warm_up();
     let warm_until = survey.first_ts.map_or(f64::NEG_INFINITY, |t| t + warm_up);
+    let mut cache = FieldCache::default();
     for (i, r) in Records::new(file_paths.clone(), Some(log_path), true).enumerate() {
         bar.inc(1);
-        // Without context features only the scored records need encoding.
-        let scored = use_all || holdout.holds_out(i as u64, r.ts(), every);
-        if scored || !context.is_empty() {
-            encoder.encode(&r, &mut context, &mut v);
+        // The records not scored only update the context (nothing without
+        // context features).
+        let scored =
+            sample.keeps(i as u64) && (use_all || holdout.holds_out(i as u64, r.ts(), every));
+        if scored {
+            encoder.encode_with(&r, &mut cache, &mut context, &mut v);
+        } else {
+            encoder.update_context(&r, &mut cache, &mut context, &mut v);
         }
         if scored {
             let score = kitnet.execute_with(&v, &mut scratch).map_err(kit_err)?;
@@ -431,11 +495,16 @@ pub fn train_module(
     } else {
         String::new()
     };
+    let of_sample = if sample.is_all() {
+        String::new()
+    } else {
+        format!(", in a sample of {} of {total} records", survey.sampled)
+    };
     let which = if use_all {
-        format!("all {scored} training records (only {held_out} held out){after}")
+        format!("all {scored} training records (only {held_out} held out){of_sample}{after}")
     } else {
         format!(
-            "{scored} held-out training records ({}){after}",
+            "{scored} held-out training records ({}){of_sample}{after}",
             holdout.describe(every)
         )
     };
@@ -496,6 +565,11 @@ pub fn train_module(
             feature_map_records: report.feature_map_records,
             score_quantiles: quantiles,
             seconds: started.elapsed().as_secs_f64(),
+            sample: (!sample.is_all()).then(|| SampleInfo {
+                max_records: opts.max_records.unwrap_or(survey.sampled),
+                seed: u64::from(opts.params.seed),
+                sampled: survey.sampled,
+            }),
         },
         columns: encoder.columns().to_vec(),
         features: encoder.feature_set().clone(),

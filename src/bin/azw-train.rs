@@ -205,10 +205,23 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
     )?;
     let mut failed = 0;
     let mut trained = 0;
+    let mut sampled = Vec::new();
     for (module, result) in results {
         match result {
             Ok((m, path)) => {
                 let t = &m.training;
+                if let Some(n) = opts.max_records {
+                    sampled.push(match &t.sample {
+                        Some(x) => format!(
+                            "{module}: sampled {} of {} records (--max-records {n}, seed {}): {} trained on, {} held out",
+                            x.sampled, t.records, x.seed, t.trained_records, t.held_out_records
+                        ),
+                        None => format!(
+                            "{module}: sampled {0} of {0} records (all of them: no more than --max-records {n})",
+                            t.records
+                        ),
+                    });
+                }
                 cli::outln!(
                     "{:<6} {:>6} {:>10} {:>10} {:>8} {:>11.6} {:>9} {:>8} {:>8.1}  {}",
                     module.to_string(),
@@ -245,6 +258,9 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
                 cli::error_line(&format!("{e:#}"));
             }
         }
+    }
+    for line in &sampled {
+        cli::outln!("{line}")?;
     }
     if failed == 0 && trained == 0 {
         cli::error_line(&format!(

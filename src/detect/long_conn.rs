@@ -4,6 +4,19 @@
 //!
 //! Zeek writes a conn record when the connection ends, with its whole
 //! duration, so a connection open for six hours is seen once, at its end.
+//! Where the zeek-long-connections package runs, `conn_long.log` reports
+//! open connections at set durations (interim conn records, the duration
+//! so far, the same uid each time): those reports feed this detector too
+//! ([`super::observation::feeds`]), so a long connection is found while it
+//! is still open. A connection is counted once whatever the number of its
+//! reports: each pair remembers the uids of its last few reported
+//! connections and what was counted of them, so an interim report adds
+//! only the time since the one before, the final conn record only what the
+//! reports had not counted, and a report read after the final record (a
+//! replay reads conn.log before conn_long.log) adds nothing (final records
+//! of a minute or more are remembered for that, when a conn_long lane
+//! feeds the detector).
+//!
 //! Pairs that were as long in the training history (a backup job, a VPN,
 //! an admin's SSH session) are the site's normal: the model carries them
 //! and they are not reported.
@@ -39,6 +52,17 @@ impl Default for LongConnParams {
     }
 }
 
+/// Connections of one pair whose reports are remembered, at most: more
+/// open at once between two hosts is rare, and an older one forgotten is
+/// at worst counted again by its final record.
+pub const REPORTED_PER_PAIR: usize = 4;
+
+/// The shortest connection whose final record is remembered against
+/// reports read after it: the package reports at 10 minutes at the
+/// earliest by default; a minute leaves room for sites that report sooner,
+/// and keeps the many short connections out of the pairs' memory.
+pub const REPORTABLE_SECONDS: f64 = 60.0;
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Pair {
     window_start: f64,
@@ -49,6 +73,20 @@ struct Pair {
     first_ts: f64,
     reported: bool,
     uids: SampleUids,
+    /// Connections seen in `conn_long` reports, newest last: what of
+    /// them is counted in `total` and `bytes`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    seen: Vec<Counted>,
+}
+
+/// A reported connection and how much of it is counted.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Counted {
+    uid: Box<str>,
+    duration: f64,
+    bytes: f64,
+    /// Its final conn record was read: later reports add nothing.
+    closed: bool,
 }
 
 /// The streaming long-connection detector over conn records.
@@ -59,6 +97,11 @@ pub struct LongConnDetector {
     /// From the model, not the checkpoint.
     #[serde(skip)]
     known: HashSet<(IpAddr, IpAddr)>,
+    /// Whether conn_long reports feed this detector (a CONN_LONG lane
+    /// runs beside conn's): only then are final records remembered
+    /// against reports read after them. From the run, not the checkpoint.
+    #[serde(skip)]
+    reports: bool,
 }
 
 impl LongConnDetector {
@@ -67,7 +110,13 @@ impl LongConnDetector {
             pairs: BoundedMap::new(params.max_pairs),
             params,
             known: HashSet::new(),
+            reports: false,
         }
+    }
+
+    /// conn_long reports feed this detector from now on.
+    pub fn expect_reports(&mut self) {
+        self.reports = true;
     }
 
     pub fn with_known(mut self, known: impl IntoIterator<Item = (IpAddr, IpAddr)>) -> Self {
@@ -80,12 +129,17 @@ impl LongConnDetector {
     pub fn take_baseline(&mut self, fresh: Self) {
         self.params = fresh.params;
         self.known = fresh.known;
+        self.reports = fresh.reports;
     }
 
-    /// One conn record; a pair is reported once per window, when its total
-    /// first reaches the threshold.
+    /// One conn record, or one interim report of an open connection
+    /// (`c.open`, from `conn_long`); a pair is reported once per window,
+    /// when its total first reaches the threshold.
     pub fn observe(&mut self, c: &ConnFacts) -> Option<Detection> {
-        if c.duration <= 0.0 || self.known.contains(&(c.src, c.dst)) {
+        // A report without a uid cannot be told from the next one of the
+        // same connection: it is left out rather than counted twice.
+        if c.duration <= 0.0 || (c.open && c.uid.is_none()) || self.known.contains(&(c.src, c.dst))
+        {
             return None;
         }
         let p = &self.params;
@@ -93,18 +147,59 @@ impl LongConnDetector {
         let end = c.ts + c.duration;
         let pair = self.pairs.touch((c.src, c.dst), Pair::default);
         if pair.connections == 0 || c.ts >= pair.window_start + f64::from(p.window_seconds) {
+            // The reported connections stay: one still open is counted
+            // from where its reports got to.
+            let seen = std::mem::take(&mut pair.seen);
             *pair = Pair {
                 window_start: c.ts,
                 first_ts: c.ts,
+                seen,
                 ..Pair::default()
             };
         }
-        pair.total += c.duration;
-        pair.connections += 1;
+        let bytes = c.orig_bytes + c.resp_bytes;
+        let uid = c.uid.as_deref();
+        let at = uid.and_then(|u| pair.seen.iter().position(|s| &*s.uid == u));
+        let (duration, added_bytes) = match at {
+            Some(i) => {
+                let s = &mut pair.seen[i];
+                if s.closed {
+                    return None;
+                }
+                let added = (
+                    (c.duration - s.duration).max(0.0),
+                    (bytes - s.bytes).max(0.0),
+                );
+                s.duration = s.duration.max(c.duration);
+                s.bytes = s.bytes.max(bytes);
+                s.closed = !c.open;
+                added
+            }
+            None => {
+                // A final record is remembered too when reports of it may
+                // still be read (replay reads conn.log first), but only
+                // for connections long enough to have been reported.
+                let remember = c.open || (self.reports && c.duration >= REPORTABLE_SECONDS);
+                if let (true, Some(u)) = (remember, uid) {
+                    if pair.seen.len() >= REPORTED_PER_PAIR {
+                        pair.seen.remove(0);
+                    }
+                    pair.seen.push(Counted {
+                        uid: u.into(),
+                        duration: c.duration,
+                        bytes,
+                        closed: !c.open,
+                    });
+                }
+                pair.connections += 1;
+                pair.uids.push(uid);
+                (c.duration, bytes)
+            }
+        };
+        pair.total += duration;
         pair.longest = pair.longest.max(c.duration);
-        pair.bytes += c.orig_bytes + c.resp_bytes;
+        pair.bytes += added_bytes;
         pair.first_ts = pair.first_ts.min(c.ts);
-        pair.uids.push(c.uid.as_deref());
         if pair.reported || pair.total < p.threshold_seconds {
             return None;
         }
@@ -113,6 +208,10 @@ impl LongConnDetector {
         evidence.insert("connections".into(), pair.connections.into());
         evidence.insert("longest_seconds".into(), pair.longest.into());
         evidence.insert("bytes".into(), pair.bytes.into());
+        if c.open {
+            // Found from a conn_long report: the connection had not ended.
+            evidence.insert("still_open".into(), true.into());
+        }
         Some(Detection {
             ts: c.ts,
             detection: DetectorKind::LongConnection,
@@ -187,6 +286,87 @@ mod tests {
         let f = &found[0];
         assert_eq!((f.src, f.dst, f.score), (a, Some(b), 6.0 * 3600.0));
         assert_eq!(f.uids, ["CLong"]);
+    }
+
+    /// A 6 h connection reported open every hour (conn_long), then its
+    /// final conn record: found at the 4 h report, and its time counted
+    /// once, in either order of the logs.
+    #[test]
+    fn a_connection_reported_while_open_is_found_early_and_counted_once() {
+        let (a, b) = (ip("10.0.0.5"), ip("203.0.113.9"));
+        let start = 1_700_000_000.0;
+        let record = |hours: f64, open: bool| {
+            let mut c = conn(a, b, start, 300.0 * hours, true);
+            c.duration = hours * 3600.0;
+            c.uid = Some("CLong6h".into());
+            c.open = open;
+            c
+        };
+        let reports: Vec<ConnFacts> = (1..=5).map(|h| record(f64::from(h), true)).collect();
+        let last = record(6.0, false);
+
+        let mut d = LongConnDetector::new(LongConnParams::default());
+        let mut found = Vec::new();
+        for (i, r) in reports.iter().enumerate() {
+            if let Some(f) = d.observe(r) {
+                found.push((i + 1, f));
+            }
+        }
+        assert_eq!(found.len(), 1);
+        let (hour, f) = &found[0];
+        assert_eq!(*hour, 4, "found at the 4 h report, while still open");
+        assert_eq!(f.score, 4.0 * 3600.0, "not 1 + 2 + 3 + 4 hours");
+        assert_eq!(f.evidence["still_open"], true);
+        assert_eq!(f.evidence["connections"], 1);
+        assert!(d.observe(&last).is_none(), "reported once");
+        let pair = d.pairs.get(&(a, b)).unwrap();
+        assert_eq!((pair.total, pair.connections), (6.0 * 3600.0, 1));
+
+        // Summed, the reports and the record would pass 7 h; counted once
+        // the connection does not, whichever log is read first.
+        let params = LongConnParams {
+            threshold_seconds: 7.0 * 3600.0,
+            ..LongConnParams::default()
+        };
+        let mut d = LongConnDetector::new(params.clone());
+        assert!(reports
+            .iter()
+            .chain([&last])
+            .all(|r| d.observe(r).is_none()));
+        let mut d = LongConnDetector::new(params.clone());
+        d.expect_reports();
+        assert!([&last]
+            .into_iter()
+            .chain(&reports)
+            .all(|r| d.observe(r).is_none()));
+        assert_eq!(d.pairs.get(&(a, b)).unwrap().total, 6.0 * 3600.0);
+        // Without conn_long in the run, final records are not remembered.
+        let mut d = LongConnDetector::new(params);
+        assert!(d.observe(&last).is_none());
+        assert!(d.pairs.get(&(a, b)).unwrap().seen.is_empty());
+
+        // A report without a uid cannot be deduplicated: left out.
+        let mut d = LongConnDetector::new(LongConnParams::default());
+        let mut anonymous = record(5.0, true);
+        anonymous.uid = None;
+        assert!(d.observe(&anonymous).is_none());
+        assert!(d.pairs.get(&(a, b)).is_none());
+    }
+
+    #[test]
+    fn reported_connections_per_pair_are_bounded() {
+        let (a, b) = (ip("10.0.0.5"), ip("203.0.113.9"));
+        let mut d = LongConnDetector::new(LongConnParams::default());
+        for i in 0..100 {
+            let mut c = conn(a, b, 1_700_000_000.0 + f64::from(i), 10.0, true);
+            c.duration = 60.0;
+            c.uid = Some(format!("C{i}").into());
+            c.open = true;
+            d.observe(&c);
+        }
+        let pair = d.pairs.get(&(a, b)).unwrap();
+        assert_eq!(pair.seen.len(), REPORTED_PER_PAIR);
+        assert_eq!(pair.connections, 100);
     }
 
     #[test]

@@ -52,6 +52,7 @@ pub(crate) mod testkit {
             orig_ip_bytes: bytes,
             resp_bytes: if answered { 100.0 } else { 0.0 },
             unanswered: !answered,
+            open: false,
         }
     }
 }

@@ -47,6 +47,11 @@ pub struct ConnFacts {
     /// Zeek's `conn_state`, when it is one of the states that mean the
     /// responder never took part (a refused or unanswered attempt).
     pub unanswered: bool,
+    /// An interim record of a connection still open (`conn_long.log`):
+    /// its duration and bytes are those so far, and its uid comes back,
+    /// in later interim records and in the final conn record.
+    #[serde(default)]
+    pub open: bool,
 }
 
 impl ConnFacts {
@@ -80,7 +85,7 @@ impl Observation {
             .map(|u| truncate(u, MAX_UID).into());
         let src = record.get("id.orig_h").as_addr()?;
         match module {
-            LogKind::CONN => {
+            LogKind::CONN | LogKind::CONN_LONG => {
                 // Bounded, so sums over many records stay finite (and
                 // serialisable): a year of duration, a petabyte.
                 let num = |name: &str, max: f64| {
@@ -108,6 +113,7 @@ impl Observation {
                     orig_ip_bytes: num("orig_ip_bytes", MAX_BYTES),
                     resp_bytes,
                     unanswered: resp_bytes == 0.0 && UNANSWERED.contains(&state),
+                    open: module == LogKind::CONN_LONG,
                 }))
             }
             LogKind::DNS => Some(Observation::Dns(DnsFacts {
@@ -125,13 +131,23 @@ impl Observation {
         }
     }
 
-    /// The log type the observation came from.
+    /// The module whose detectors take the observation: the log type it
+    /// came from, but conn for `conn_long` (see [`feeds`]).
     pub fn module(&self) -> LogKind {
         match self {
             Observation::Conn(_) => LogKind::CONN,
             Observation::Dns(_) => LogKind::DNS,
         }
     }
+}
+
+/// The module whose detectors a log type's records feed when that is
+/// another module's: `conn_long` records (the zeek-long-connections
+/// package's interim reports of open connections) feed conn's
+/// long-connection detector, so that a long connection is found while it
+/// is still open, and counted once with its final conn record.
+pub fn feeds(module: LogKind) -> Option<LogKind> {
+    (module == LogKind::CONN_LONG).then_some(LogKind::CONN)
 }
 
 /// Conn states in which the responder never answered: no handshake

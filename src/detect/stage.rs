@@ -222,8 +222,22 @@ impl ModuleDetectors {
         );
     }
 
+    /// conn_long reports feed these detectors (see
+    /// [`LongConnDetector::expect_reports`]).
+    pub fn expect_reports(&mut self) {
+        if let Some(l) = &mut self.long_connection {
+            l.expect_reports();
+        }
+    }
+
     fn observe(&mut self, o: &Observation, out: &mut Vec<Detection>) {
         match o {
+            // An interim report of an open connection is the same
+            // connection again: only the long-connection detector, which
+            // counts each uid once, may see it.
+            Observation::Conn(c) if c.open => {
+                out.extend(self.long_connection.as_mut().and_then(|d| d.observe(c)));
+            }
             Observation::Conn(c) => {
                 out.extend(self.beacon.as_mut().and_then(|d| d.observe(c)));
                 out.extend(self.long_connection.as_mut().and_then(|d| d.observe(c)));
@@ -261,6 +275,14 @@ impl DetectStage {
     pub fn add(&mut self, module: LogKind, detectors: ModuleDetectors) {
         if !detectors.is_empty() {
             self.modules.insert(module, detectors);
+        }
+    }
+
+    /// Another lane's records feed `module`'s detectors (conn_long's,
+    /// conn's).
+    pub fn expect_reports(&mut self, module: LogKind) {
+        if let Some(d) = self.modules.get_mut(&module) {
+            d.expect_reports();
         }
     }
 

@@ -473,6 +473,33 @@ impl Encoder {
         context: &mut ContextState,
         out: &mut [f64],
     ) {
+        self.encode_inner(record, cache, context, out, false);
+    }
+
+    /// Updates the context state with `record` as [`Encoder::encode_with`]
+    /// does, without computing its other features: for records that only
+    /// the context must see (those left out of a training sample). `scratch`
+    /// is a vector of [`Encoder::len`] values, left with no meaning.
+    pub fn update_context(
+        &self,
+        record: &Record,
+        cache: &mut FieldCache,
+        context: &mut ContextState,
+        scratch: &mut [f64],
+    ) {
+        if !context.is_empty() {
+            self.encode_inner(record, cache, context, scratch, true);
+        }
+    }
+
+    fn encode_inner(
+        &self,
+        record: &Record,
+        cache: &mut FieldCache,
+        context: &mut ContextState,
+        out: &mut [f64],
+        context_only: bool,
+    ) {
         debug_assert_eq!(out.len(), self.columns.len());
         let schema = record.schema();
         let cache = cache.get(schema, || SchemaColumns {
@@ -505,6 +532,11 @@ impl Encoder {
         out.fill(0.0);
         let mut at = 0;
         for ((plan, column), given) in self.plans.iter().zip(&cache.columns).zip(&cache.given) {
+            // Only the context's columns are computed: their offsets in
+            // `out` no longer matter, so each writes at the start.
+            if context_only && !matches!(plan, Plan::Context(..)) {
+                continue;
+            }
             let value = at_column(*column);
             match plan {
                 Plan::Rarity(index) => {
@@ -540,8 +572,9 @@ impl Encoder {
                 }
                 Plan::Context(def, slot, n) => {
                     let key = context_key(def, given.iter().map(|c| at_column(*c)));
+                    let from = if context_only { 0 } else { at };
                     if let Some(state) = context.features.get_mut(*slot) {
-                        state.apply(def, key, value, record.ts(), &mut out[at..at + n]);
+                        state.apply(def, key, value, record.ts(), &mut out[from..from + n]);
                     }
                     at += n;
                 }
@@ -701,6 +734,44 @@ mod tests {
             .iter()
             .position(|c| c == name)
             .unwrap_or_else(|| panic!("no column {name}"))]
+    }
+
+    /// A record that only updates the context leaves it as encoding it
+    /// would: what the records after it read is the same.
+    #[test]
+    fn updating_the_context_alone_matches_encoding() {
+        let enc = encoder();
+        assert!(
+            !enc.context().is_empty(),
+            "conn's table has context features"
+        );
+        let at = |r: Record, t: f64| {
+            let mut fields: Vec<(&str, Value)> = vec![("ts", Value::Real(t))];
+            for name in ["id.orig_h", "id.resp_h", "id.resp_p", "proto", "orig_bytes"] {
+                fields.push((name, r.get(name).clone()));
+            }
+            record(&fields)
+        };
+        let stream: Vec<Record> = (0..40)
+            .map(|i| {
+                let resp = if i % 3 == 0 { "8.8.8.8" } else { "10.0.0.2" };
+                at(
+                    conn("tcp", None, "10.0.0.1", resp),
+                    1e9 + f64::from(i) * 7.5,
+                )
+            })
+            .collect();
+        let (mut full, mut partly) = (enc.context(), enc.context());
+        let (mut cache, mut v, mut w) = (FieldCache::default(), enc.vector(), enc.vector());
+        for (i, r) in stream.iter().enumerate() {
+            enc.encode(r, &mut full, &mut v);
+            if i % 2 == 0 {
+                enc.update_context(r, &mut cache, &mut partly, &mut w);
+            } else {
+                enc.encode_with(r, &mut cache, &mut partly, &mut w);
+                assert_eq!(v, w, "record {i}");
+            }
+        }
     }
 
     #[test]

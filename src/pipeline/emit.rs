@@ -47,7 +47,8 @@ impl Emitter {
         let mut detect = DetectStage::new(opts);
         let mut allow = None;
         let mut min_severity = crate::severity::Severity::Low;
-        for lane in lanes {
+        let mut lanes: Vec<&mut Lane> = lanes.into_iter().collect();
+        for lane in lanes.iter_mut() {
             if let Some(d) = lane.detectors(opts) {
                 detect.add(lane.module(), d);
             }
@@ -55,6 +56,21 @@ impl Emitter {
                 allow = lane.allowlist_path().and_then(super::lane::open_allowlist);
             }
             min_severity = lane.min_severity();
+        }
+        // Lanes whose records feed another module's detectors (conn_long's
+        // feed conn's) copy out observations when that module has some.
+        for lane in lanes {
+            match crate::detect::observation::feeds(lane.module()) {
+                Some(m) if detect.watches(m) => {
+                    lane.observe_for_others();
+                    detect.expect_reports(m);
+                }
+                Some(m) if opts.any() => tracing::warn!(
+                    "{}: its records feed the {m} model's detectors, but {m} is not scored here: add {m} to --modules",
+                    lane.module()
+                ),
+                _ => {}
+            }
         }
         let mut e = Emitter::with_stage(detect);
         e.allow = allow;

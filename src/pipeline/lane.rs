@@ -256,6 +256,12 @@ impl Lane {
         Some(d)
     }
 
+    /// From now on the lane copies out observations for another module's
+    /// detectors (see [`crate::detect::observation::feeds`]).
+    pub fn observe_for_others(&mut self) {
+        self.observe = true;
+    }
+
     pub fn stats(&self) -> &LaneStats {
         &self.stats
     }

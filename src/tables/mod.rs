@@ -34,6 +34,7 @@ use crate::log_kind::LogKind;
 /// The built-in tables: `(log path, TOML text)`.
 const BUILT_IN: &[(&str, &str)] = &[
     ("conn", include_str!("../../tables/conn.toml")),
+    ("conn_long", include_str!("../../tables/conn_long.toml")),
     ("dns", include_str!("../../tables/dns.toml")),
     ("http", include_str!("../../tables/http.toml")),
     ("ssh", include_str!("../../tables/ssh.toml")),

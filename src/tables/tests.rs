@@ -279,7 +279,7 @@ fn a_folder_adds_and_replaces_tables() {
         .unwrap_err()
         .to_string();
     assert!(
-        e.starts_with("unknown module `myapp`: choose from CONN, DHCP, DNS"),
+        e.starts_with("unknown module `myapp`: choose from CONN, CONN_LONG, DHCP, DNS"),
         "{e}"
     );
 

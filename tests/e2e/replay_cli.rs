@@ -504,3 +504,86 @@ fn runtime_thresholds_and_minimum_severity_judge_without_retraining() {
         assert!(stderr.contains(says), "{stderr}");
     }
 }
+
+/// `conn_long.log` (the zeek-long-connections package's reports of open
+/// connections, hand-made in tests/data/conn_long): a CONN_LONG model
+/// trains on its history like any log type, and its records feed the conn
+/// model's long-connection detector. A 6 h connection reported every hour
+/// is found at its 4 h report, before its conn record exists; with the
+/// record, it is still found once, and counted once: at a 7 h threshold
+/// the reports and the record (6 h counted once, 21 h summed) find nothing.
+#[test]
+fn conn_long_reports_find_a_long_connection_while_it_is_open() {
+    let data = root().join("tests/data/conn_long");
+    let dir = tempdir("conn-long");
+    crate::util::train(&dir, "conn", &[]);
+    crate::util::train_from(&data.join("train"), &dir, "conn_long", &[]);
+    let long = |folder: &str, modules: &str, extra: &[&str]| -> Vec<serde_json::Value> {
+        let out = dir.join(format!("{folder}-{}.json", modules.replace(',', "-")));
+        let run = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+            .args(["--replay", data.join(folder).to_str().unwrap()])
+            .args(["--model-dir", dir.to_str().unwrap(), "-q"])
+            .args(["--modules", modules, "--output", out.to_str().unwrap()])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let text = fs::read_to_string(&out).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let scored = lines
+            .iter()
+            .filter(|v| v.get("detection").is_none())
+            .count();
+        assert!(
+            scored > 0,
+            "the conn_long records are scored by their model"
+        );
+        lines
+            .into_iter()
+            .filter(|v| v["detection"] == "long_connection")
+            .collect()
+    };
+
+    // Still open: no conn record yet.
+    let found = long("open", "conn,conn_long", &[]);
+    assert_eq!(found.len(), 1, "{found:?}");
+    let d = &found[0];
+    assert_eq!(
+        (d["id.orig_h"].as_str(), d["id.resp_h"].as_str()),
+        (Some("10.0.1.66"), Some("198.51.100.7"))
+    );
+    assert_eq!(d["module"], "CONN", "the conn model's detector");
+    assert_eq!(
+        d["score"].as_f64(),
+        Some(14_400.25),
+        "found at the 4 h report: {d}"
+    );
+    assert_eq!(d["evidence"]["still_open"], true, "{d}");
+    assert_eq!(d["evidence"]["connections"], 1, "{d}");
+    assert_eq!(d["uids"], serde_json::json!(["CL6hrOpen0000001"]));
+
+    // Closed, in either order of the logs: found once.
+    for modules in ["conn_long,conn", "conn,conn_long"] {
+        let found = long("closed", modules, &[]);
+        assert_eq!(found.len(), 1, "{modules}: {found:?}");
+        assert_eq!(found[0]["id.resp_h"], "198.51.100.7");
+    }
+    // Without the reports the conn record alone finds it, at its end.
+    let found = long("closed", "conn", &[]);
+    assert_eq!(found.len(), 1);
+    assert!(found[0]["evidence"].get("still_open").is_none());
+    assert_eq!(found[0]["score"].as_f64(), Some(21_612.75));
+    // Counted once: 6 h < 7 h, where the sum of every report and the
+    // record (21 h) would pass.
+    for modules in ["conn_long,conn", "conn,conn_long"] {
+        let found = long("closed", modules, &["--long-connection-hours", "7"]);
+        assert!(found.is_empty(), "{modules}: {found:?}");
+    }
+}

@@ -314,3 +314,110 @@ fn trains_every_module_present_in_rita_missing_host() {
         );
     }
 }
+
+/// A model file without what differs between two runs on the same data
+/// and seed: when it was written, how long it took, and the checksum over
+/// both.
+fn model_without_times(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let o = v.as_object_mut().unwrap();
+    o.remove("created");
+    o.remove("checksum");
+    o["training"].as_object_mut().unwrap().remove("seconds");
+    v
+}
+
+/// `--max-records`: DNS has 5,300 example records; a sample of 1,000 is
+/// what KitNET trains on and the threshold rests on, the summary and
+/// `--inspect` say so, the same seed gives the same model, another seed
+/// another sample, and a bound above the history changes nothing.
+#[test]
+fn max_records_trains_on_a_sample_and_says_so() {
+    let logs = root().join("examples/logs");
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, extra: &[&str]| {
+        let models = dir.path().join(name);
+        let mut args = vec![
+            "--log-dir",
+            logs.to_str().unwrap(),
+            "--modules",
+            "dns",
+            "--model-dir",
+            models.to_str().unwrap(),
+            "--min-records",
+            "20",
+        ];
+        args.extend_from_slice(extra);
+        let out = train(&args);
+        assert!(out.status.success(), "{}", text(&out));
+        (models.join("dns.model.json"), text(&out))
+    };
+
+    let (a, said) = run("a", &["--max-records", "1000"]);
+    assert!(
+        said.contains("DNS: sampled 1000 of 5300 records (--max-records 1000, seed 1234)"),
+        "{said}"
+    );
+    let (model, _) = Model::load(&a).unwrap();
+    let t = &model.training;
+    assert_eq!(t.records, 5300, "every record read");
+    assert_eq!(t.trained_records + t.held_out_records, 1000, "the sample");
+    assert!(
+        t.held_out_records >= 50 && t.trained_records >= 800,
+        "{t:?}"
+    );
+    let sample = t.sample.as_ref().expect("the model records its sample");
+    assert_eq!(
+        (sample.sampled, sample.max_records, sample.seed),
+        (1000, 1000, 1234)
+    );
+    // The later passes select what the survey counted: the feature map
+    // (all of a sample smaller than its grace) and the threshold pass.
+    assert_eq!(
+        t.feature_map_records, t.trained_records,
+        "the feature map pass's sample"
+    );
+    assert_eq!(
+        model.threshold.scores, t.held_out_records,
+        "scored: the sample's held-out records"
+    );
+    assert!(model
+        .threshold
+        .method
+        .contains("in a sample of 1000 of 5300 records"));
+    let shown = text(&train(&["--inspect", a.to_str().unwrap()]));
+    assert!(shown.contains("sampled 1000 of 5300 records"), "{shown}");
+
+    let (b, _) = run("b", &["--max-records", "1000"]);
+    assert_eq!(
+        model_without_times(&a),
+        model_without_times(&b),
+        "same seed, same model"
+    );
+    let (c, _) = run("c", &["--max-records", "1000", "--seed", "99"]);
+    assert_ne!(
+        model_without_times(&a)["kitnet"],
+        model_without_times(&c)["kitnet"]
+    );
+
+    // A bound the history does not reach samples nothing: the model is the
+    // one trained without it.
+    let (full, _) = run("full", &[]);
+    let (over, said) = run("over", &["--max-records", "6000"]);
+    assert!(
+        said.contains("DNS: sampled 5300 of 5300 records (all of them"),
+        "{said}"
+    );
+    assert_eq!(model_without_times(&full), model_without_times(&over));
+    assert!(Model::load(&full).unwrap().0.training.sample.is_none());
+
+    let out = train(&["--log-dir", logs.to_str().unwrap(), "--max-records", "5"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("--max-records 5"), "{}", text(&out));
+    let help = text(&train(&["--help"]));
+    assert!(
+        help.contains("--max-records <N>") && help.contains("uniform sample"),
+        "{help}"
+    );
+}

@@ -320,6 +320,17 @@ pub struct ModelArgs {
     #[arg(long, value_delimiter = ',')]
     pub local_nets: Vec<String>,
 
+    /// Train on at most N records per module: a uniform sample of the whole
+    /// history (every day of the date range alike), chosen by --seed, the
+    /// same records in every pass, so the same history and seed give the
+    /// same model. The passes over KitNET then cost N records whatever
+    /// the history's size (each pass still reads all of it, and context
+    /// features still follow every record); memory stays flat (16 bytes
+    /// per sampled record while choosing). The summary says how many were
+    /// sampled. Default: every record.
+    #[arg(long, value_name = "N")]
+    pub max_records: Option<u64>,
+
     /// Feature tables of your own: a folder of `<log path>.toml` files (or
     /// one such file) that add log types (`myapp.toml` for `myapp.log`) or
     /// replace built-in tables of the same name. See the README's "Adding
@@ -352,6 +363,15 @@ impl ModelArgs {
         if !(self.threshold_fpr > 0.0 && self.threshold_fpr < 1.0) {
             anyhow::bail!(
                 "--threshold-fpr must be between 0 and 1 (0.001 flags 0.1% of normal traffic)"
+            );
+        }
+        if let Some(n) = self
+            .max_records
+            .filter(|n| *n < autozeekwatch::train::MIN_TRAINING_RECORDS)
+        {
+            anyhow::bail!(
+                "--max-records {n}: a model needs at least {} records (and thousands to be useful)",
+                autozeekwatch::train::MIN_TRAINING_RECORDS
             );
         }
         if self.holdout_every == 0 {
@@ -388,6 +408,7 @@ impl ModelArgs {
             threshold_fpr: self.threshold_fpr,
             holdout_every: self.holdout_every,
             tables: self.tables()?,
+            max_records: self.max_records,
         })
     }
 }

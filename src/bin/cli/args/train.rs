@@ -16,13 +16,16 @@ use super::super::{LogArgs, ModelArgs, ReadArgs};
 /// Reads Zeek's log directory: dated folders
 /// `YYYY-MM-DD/conn.HH:MM:SS-HH:MM:SS.log.gz` (never `current/`), or a flat
 /// folder of logs, or one log file; TSV or JSON, plain or gzip. Every record
-/// is used (streamed several times, never held in memory). Models go to
+/// is used (streamed several times, never held in memory), or a uniform
+/// sample of the whole history with --max-records. Models go to
 /// `<model-dir>/<module>.model.json`, replaced atomically, so a nightly cron
 /// job can retrain while `azw-infer` runs.
 ///
 /// Examples:
 ///   azw-train --log-dir /opt/zeek/logs --modules CONN,DNS
 ///   azw-train --log-dir /opt/zeek/logs --modules ALL --start-date 2024-04-20 --dry-run
+///   azw-train --log-dir /opt/zeek/logs --last-days 7 --max-records 20000000
+///   azw-train --log-dir /opt/zeek/logs --modules CONN,CONN_LONG
 ///   azw-train --inspect models/conn.model.json
 ///   azw-train --list-features DNS
 #[derive(Parser, Debug)]
