@@ -1059,7 +1059,8 @@ fn a_first_start_warms_the_detectors_from_the_rotated_history() {
 /// Allowlists apply at scoring time and are re-read while azw-infer runs:
 /// a rule written mid-run drops one source's records and keeps another's
 /// anomalies from alerting within seconds, with nothing reprocessed, and
-/// the stats line counts both.
+/// the stats line counts both; a rule for the scanners' target then keeps
+/// a new scanner from alerting (no anomaly, no alert).
 #[test]
 fn an_allowlist_changed_mid_run_suppresses_within_seconds() {
     let (header, data) = conn_tsv();
@@ -1095,6 +1096,7 @@ fn an_allowlist_changed_mid_run_suppresses_within_seconds() {
 
     // Without a rule, both hosts' probes are scored and are anomalies.
     let mut zeek = SimZeek::new(dir.path(), header.clone());
+    let alerts = dir.path().join("alerts.json");
     let infer = start_with(
         dir.path(),
         0,
@@ -1103,8 +1105,18 @@ fn an_allowlist_changed_mid_run_suppresses_within_seconds() {
             "100",
             "--allowlist",
             allow.to_str().unwrap(),
+            "--alerts",
+            alerts.to_str().unwrap(),
+            "--alert-lateness",
+            "0",
         ],
     );
+    let alerted = |host: &str| -> bool {
+        fs::read_to_string(&alerts)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.contains(&format!("\"entity\":\"{host}\"")))
+    };
     let before: Vec<String> = data
         .iter()
         .cloned()
@@ -1153,7 +1165,39 @@ fn an_allowlist_changed_mid_run_suppresses_within_seconds() {
     zeek.write(&dropped);
     zeek.write(&quiet);
     wait_for_all(dir.path(), &uids(&quiet));
+    assert!(
+        alerted("192.168.33.66"),
+        "the probes before the rule are an alert"
+    );
+
+    // A rule for the scanners' target: whoever probes it stops alerting.
+    fs::write(
+        &allow,
+        "[[rule]]\ncomment = \"the scanners' target\"\ndestination = \"192.168.33.1/32\"\naction = \"no_alert\"\n\n\
+         [[rule]]\nsource = \"192.168.33.66\"\naction = \"drop\"\n\n\
+         [[rule]]\nsource = \"192.168.33.67\"\naction = \"no_alert\"\n",
+    )
+    .unwrap();
+    let start = Instant::now();
+    while !fs::read_to_string(dir.path().join("infer-0.log"))
+        .unwrap_or_default()
+        .contains("3 rules in force")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the target's rule was not taken within 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let target = probes("192.168.33.68", "Target", base + 200.0);
+    zeek.write(&target);
+    wait_for_all(dir.path(), &uids(&target));
     let log = infer.terminate();
+    assert_eq!(anomalous("CTarget"), (30, 0), "written, none an anomaly");
+    assert!(
+        !alerted("192.168.33.68"),
+        "no alert for what probes the target"
+    );
     assert_eq!(
         anomalous("CDrop2"),
         (0, 0),
