@@ -45,8 +45,14 @@ use super::super::{LogArgs, ReadArgs};
 /// --repartition-topic re-publishes records keyed by `id.orig_h` and
 /// scores from there.
 ///
+/// Alerts (--alerts): a host's flagged records and detections, every log
+/// type, folded into one alert that opens, updates and closes, with a
+/// calibrated severity (--min-severity); --threshold changes what is
+/// flagged without retraining.
+///
 /// Examples:
 ///   azw-infer --log-dir /opt/zeek/logs --modules CONN,DNS --output /var/log/azw/scores.json
+///   azw-infer --log-dir /opt/zeek/logs --modules ALL --output scores.json --alerts alerts.json --min-severity medium
 ///   azw-infer --replay /opt/zeek/logs/2024-04-19 --modules CONN --only-anomalies
 ///   azw-infer --source kafka --brokers kafka1:9092 --topics zeek-conn,zeek-dns --group azw \
 ///             --output kafka://kafka1:9092/azw-scores
