@@ -257,9 +257,13 @@ impl Judge {
         let calibration = Calibration::of(model);
         let threshold = match opts.threshold.for_module(model.module.log_path()) {
             Some(ThresholdValue::Score(s)) => s,
-            Some(ThresholdValue::Rate(p)) => {
-                calibration.score_at(p).unwrap_or(model.threshold.value)
-            }
+            Some(ThresholdValue::Rate(p)) => calibration.score_at(p).unwrap_or_else(|| {
+                tracing::warn!(
+                    "{}: the model stores no held-out scores to place rate:{p}; its own threshold stays",
+                    model.module
+                );
+                model.threshold.value
+            }),
             None => model.threshold.value,
         };
         Judge {

@@ -336,7 +336,11 @@ impl Lane {
         }
         let result = self.scorer.score(record).map(|mut s| {
             if s.anomaly && self.allow.as_ref().is_some_and(|a| a.silences(&s, record)) {
+                // Written as an ordinary record: no severity either (a
+                // SIEM would still see one), the explanation kept.
                 s.anomaly = false;
+                s.severity = None;
+                s.p_normal = None;
                 self.stats.unalerted += 1;
             }
             s

@@ -1204,6 +1204,11 @@ fn an_allowlist_changed_mid_run_suppresses_within_seconds() {
         "dropped records are not written"
     );
     assert_eq!(anomalous("CQuiet2"), (30, 0), "written, none an anomaly");
+    // Written as ordinary records: no severity for a SIEM to alert on.
+    assert!(output_lines(dir.path())
+        .iter()
+        .filter(|l| l.contains("\"uid\":\"CQuiet2"))
+        .all(|l| !l.contains("\"severity\"")));
     // What was written before the change stays as it was.
     assert_eq!(anomalous("CDrop").1, flagged);
     assert!(
