@@ -216,42 +216,35 @@ impl FileSink {
     }
 }
 
-impl Sink for FileSink {
-    fn write(&mut self, record: &ScoredRecord) -> Result<(), SinkError> {
+impl FileSink {
+    /// Formats one line into the buffer (counting its length), writing
+    /// the buffer out once it is full.
+    fn queue(
+        &mut self,
+        fill: impl FnOnce(RecordFormat, &Stamp, &mut Vec<u8>) -> io::Result<()>,
+    ) -> Result<(), SinkError> {
         let before = self.pending.len();
         // Writing to a Vec cannot fail.
-        let _ = self.format.write(record, &self.stamp, &mut self.pending);
+        let _ = fill(self.format, &self.stamp, &mut self.pending);
         self.len += (self.pending.len() - before) as u64;
         if self.pending.len() >= BUFFER {
             self.write_pending(false)?;
         }
         Ok(())
+    }
+}
+
+impl Sink for FileSink {
+    fn write(&mut self, record: &ScoredRecord) -> Result<(), SinkError> {
+        self.queue(|f, stamp, out| f.write(record, stamp, out))
     }
 
     fn write_detection(&mut self, detection: &Detection) -> Result<(), SinkError> {
-        let before = self.pending.len();
-        // Writing to a Vec cannot fail.
-        let _ = self
-            .format
-            .write_detection(detection, &self.stamp, &mut self.pending);
-        self.len += (self.pending.len() - before) as u64;
-        if self.pending.len() >= BUFFER {
-            self.write_pending(false)?;
-        }
-        Ok(())
+        self.queue(|f, stamp, out| f.write_detection(detection, stamp, out))
     }
 
     fn write_alert(&mut self, alert: &Alert) -> Result<(), SinkError> {
-        let before = self.pending.len();
-        // Writing to a Vec cannot fail.
-        let _ = self
-            .format
-            .write_alert(alert, &self.stamp, &mut self.pending);
-        self.len += (self.pending.len() - before) as u64;
-        if self.pending.len() >= BUFFER {
-            self.write_pending(false)?;
-        }
-        Ok(())
+        self.queue(|f, stamp, out| f.write_alert(alert, stamp, out))
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {

@@ -193,49 +193,46 @@ pub(crate) fn acknowledged(
     Ok(())
 }
 
-impl Sink for KafkaSink {
-    fn write(&mut self, record: &ScoredRecord) -> Result<(), SinkError> {
+impl KafkaSink {
+    /// Formats one document and publishes it under `key`; an alert format
+    /// that skips the item (a record that is no anomaly) publishes
+    /// nothing.
+    fn publish_one(
+        &mut self,
+        key: Option<&str>,
+        fill: impl FnOnce(RecordFormat, &Stamp, &mut Vec<u8>) -> std::io::Result<()>,
+    ) -> Result<(), SinkError> {
         let mut line = std::mem::take(&mut self.line);
         line.clear();
         // Writing to a Vec cannot fail.
-        let _ = self.format.write(record, &self.stamp, &mut line);
+        let _ = fill(self.format, &self.stamp, &mut line);
         let result = match line.strip_suffix(b"\n") {
-            // An alert format skips records that are not anomalies.
             None | Some([]) => Ok(()),
-            Some(payload) => self.publish(key(record).as_deref(), payload),
+            Some(payload) => self.publish(key, payload),
         };
         self.line = line;
         result
+    }
+}
+
+impl Sink for KafkaSink {
+    fn write(&mut self, record: &ScoredRecord) -> Result<(), SinkError> {
+        let key = key(record);
+        self.publish_one(key.as_deref(), |f, stamp, out| f.write(record, stamp, out))
     }
 
     /// Keyed by the source host, so one host's detections stay in order.
     fn write_detection(&mut self, detection: &Detection) -> Result<(), SinkError> {
-        let mut line = std::mem::take(&mut self.line);
-        line.clear();
-        // Writing to a Vec cannot fail.
-        let _ = self
-            .format
-            .write_detection(detection, &self.stamp, &mut line);
-        let result = match line.strip_suffix(b"\n") {
-            None | Some([]) => Ok(()),
-            Some(payload) => self.publish(Some(detection.src.to_string().as_str()), payload),
-        };
-        self.line = line;
-        result
+        let key = detection.src.to_string();
+        self.publish_one(Some(&key), |f, stamp, out| {
+            f.write_detection(detection, stamp, out)
+        })
     }
 
     /// Keyed by the alert's host, so its updates stay in order.
     fn write_alert(&mut self, alert: &Alert) -> Result<(), SinkError> {
-        let mut line = std::mem::take(&mut self.line);
-        line.clear();
-        // Writing to a Vec cannot fail.
-        let _ = self.format.write_alert(alert, &self.stamp, &mut line);
-        let result = match line.strip_suffix(b"\n") {
-            None | Some([]) => Ok(()),
-            Some(payload) => self.publish(Some(alert.entity.to_string().as_str()), payload),
-        };
-        self.line = line;
-        result
+        let key = alert.entity.to_string();
+        self.publish_one(Some(&key), |f, stamp, out| f.write_alert(alert, stamp, out))
     }
 
     /// The producer sends on its own within `linger.ms`.
