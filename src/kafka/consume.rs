@@ -678,7 +678,7 @@ impl Run<'_> {
             return Ok(());
         };
         route.lane.record(record, &mut self.outputs);
-        let newest = crate::pipeline::replay::newest(&route.lane);
+        let newest = route.lane.newest_time();
         self.emitter
             .emit(&mut self.outputs, sink, None)
             .map_err(RunError::Output)?;

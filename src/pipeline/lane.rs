@@ -216,6 +216,15 @@ impl Lane {
         self.allow.as_ref().map(Allowlist::path)
     }
 
+    /// The time of the newest record read (minus infinity before the
+    /// first), for the alert stage's watermark.
+    pub fn newest_time(&self) -> f64 {
+        match self.stats.newest_ts {
+            0 => f64::NEG_INFINITY,
+            t => t as f64,
+        }
+    }
+
     /// The severity a flag needs (`--min-severity`), for the detections
     /// too.
     pub fn min_severity(&self) -> crate::severity::Severity {

@@ -438,7 +438,7 @@ impl Writer<'_> {
                     lane.line(line.parsed, &mut records);
                 }
                 lane.set_lag(b.lag_bytes);
-                (*lane.stats(), super::replay::newest(lane))
+                (*lane.stats(), lane.newest_time())
             }
             None => (LaneStats::default(), f64::NEG_INFINITY),
         };

@@ -103,7 +103,7 @@ pub fn score_files(
             failed.push((path.clone(), why));
         }
     }
-    emitter.progress(lane.module(), newest(lane), Reading::Finished, sink)?;
+    emitter.progress(lane.module(), lane.newest_time(), Reading::Finished, sink)?;
     Ok(failed)
 }
 
@@ -131,7 +131,7 @@ fn score_file(
                 item => {
                     lane.line(item.map(Parsed::Record), &mut outputs);
                     emitter.emit(&mut outputs, sink, Some(top))?;
-                    emitter.progress(lane.module(), newest(lane), Reading::Behind, sink)?;
+                    emitter.progress(lane.module(), lane.newest_time(), Reading::Behind, sink)?;
                 }
             }
             if stop.load(Ordering::Relaxed) {
@@ -143,22 +143,13 @@ fn score_file(
     let end = score_parallel(reader, threads, lane, |lane, scored| {
         lane.take(scored, &mut outputs);
         emitter.emit(&mut outputs, sink, Some(top))?;
-        emitter.progress(lane.module(), newest(lane), Reading::Behind, sink)?;
+        emitter.progress(lane.module(), lane.newest_time(), Reading::Behind, sink)?;
         Ok::<_, RunError>(!stop.load(Ordering::Relaxed))
     })?;
     Ok(match end {
         End::Failed(why) => Some(why),
         End::Done | End::Stopped => None,
     })
-}
-
-/// The time of the newest record `lane` read (minus infinity before
-/// the first), for the alert stage's watermark.
-pub(crate) fn newest(lane: &Lane) -> f64 {
-    match lane.stats().newest_ts {
-        0 => f64::NEG_INFINITY,
-        t => t as f64,
-    }
 }
 
 /// The highest-scoring anomalies seen, best first.
