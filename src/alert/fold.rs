@@ -35,6 +35,21 @@ pub enum Role {
     Target,
 }
 
+/// The host a record's alert names, its peer and its role: the source,
+/// except for inbound traffic, whose host is the local one reached.
+/// `None` without a source address.
+pub fn host_of(
+    orig: Option<IpAddr>,
+    resp: Option<IpAddr>,
+    direction: Option<&str>,
+) -> Option<(IpAddr, Option<IpAddr>, Role)> {
+    match (orig, resp) {
+        (Some(o), Some(d)) if direction == Some("inbound") => Some((d, Some(o), Role::Target)),
+        (Some(o), d) => Some((o, d, Role::Source)),
+        (None, _) => None,
+    }
+}
+
 /// What a flagged record or a detection brings to an alert.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Item {
@@ -73,12 +88,7 @@ impl Item {
             return None;
         }
         let ts = r.ts.filter(|t| t.is_finite())?;
-        let inbound = r.direction.as_deref() == Some("inbound");
-        let (entity, peer, role) = match (r.orig_h, r.resp_h) {
-            (Some(o), Some(d)) if inbound => (d, Some(o), Role::Target),
-            (Some(o), d) => (o, d, Role::Source),
-            _ => return None,
-        };
+        let (entity, peer, role) = host_of(r.orig_h, r.resp_h, r.direction.as_deref())?;
         let uid = r.uid.as_deref().map(|u| crate::score::bounded(u, MAX_TEXT));
         let ratio = if r.threshold > 0.0 && r.score.is_finite() {
             r.score / r.threshold

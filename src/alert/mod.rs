@@ -37,7 +37,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-pub use fold::{Alert, Item, Open, Role, Sample, State};
+pub use fold::{host_of, Alert, Item, Open, Role, Sample, State};
 
 use crate::detect::Detection;
 use crate::log_kind::LogKind;

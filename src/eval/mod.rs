@@ -213,19 +213,6 @@ struct UidMax {
     alerts: Vec<crate::alert::Alert>,
 }
 
-/// The host a record's alert would name: the source, or the local
-/// target of inbound traffic.
-fn alert_host(
-    orig: Option<std::net::IpAddr>,
-    resp: Option<std::net::IpAddr>,
-    direction: Option<&str>,
-) -> Option<std::net::IpAddr> {
-    match direction {
-        Some("inbound") => resp.or(orig),
-        _ => orig,
-    }
-}
-
 impl Sink for UidMax {
     /// Evaluation measures records; it runs no detectors.
     fn write_detection(&mut self, _: &crate::detect::Detection) -> Result<(), SinkError> {
@@ -235,7 +222,9 @@ impl Sink for UidMax {
         if let Some(uid) = &record.uid {
             let e = self.scores.entry(uid.clone()).or_insert(f64::NEG_INFINITY);
             *e = e.max(record.score);
-            if let Some(h) = alert_host(record.orig_h, record.resp_h, record.direction.as_deref()) {
+            if let Some((h, _, _)) =
+                crate::alert::host_of(record.orig_h, record.resp_h, record.direction.as_deref())
+            {
                 self.hosts.entry(uid.clone()).or_insert(h);
             }
         }
@@ -336,7 +325,9 @@ pub fn read_scores(path: &Path, module: LogKind) -> Result<UidScores, ScoresErro
                     .and_then(|a| a.parse().ok())
             };
             let direction = v.get("direction").and_then(|d| d.as_str());
-            if let Some(h) = alert_host(addr("id.orig_h"), addr("id.resp_h"), direction) {
+            if let Some((h, _, _)) =
+                crate::alert::host_of(addr("id.orig_h"), addr("id.resp_h"), direction)
+            {
                 out.hosts.entry(uid.to_owned()).or_insert(h);
             }
         }
