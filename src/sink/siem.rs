@@ -241,6 +241,29 @@ const ECS_CONTEXT: [(&str, &str, &str); 13] = [
     ("ssh", "client", "user_agent.original"),
 ];
 
+/// What every ECS document of ours says of its source: the sensor (when
+/// named) and the product.
+fn ecs_observer(doc: &mut Map<String, Value>, stamp: &Stamp) {
+    if !stamp.sensor.is_empty() {
+        put(doc, "observer.name", json!(stamp.sensor));
+    }
+    put(doc, "observer.type", json!("ids"));
+    put(doc, "observer.vendor", json!("autozeekwatch"));
+    put(doc, "observer.product", json!("autozeekwatch"));
+}
+
+/// The ECS categorisation of every document of ours: network traffic,
+/// judged by an intrusion detection system.
+fn ecs_classification(doc: &mut Map<String, Value>) {
+    put(
+        doc,
+        "event.category",
+        json!(["network", "intrusion_detection"]),
+    );
+    put(doc, "event.type", json!(["info"]));
+    put(doc, "event.module", json!("autozeekwatch"));
+}
+
 /// An ECS document for a record, or for a detection (`d`) made into a
 /// row first.
 fn ecs(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Value {
@@ -267,13 +290,7 @@ fn ecs(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Value {
         "event.kind",
         json!(if alert { "alert" } else { "event" }),
     );
-    put(
-        &mut doc,
-        "event.category",
-        json!(["network", "intrusion_detection"]),
-    );
-    put(&mut doc, "event.type", json!(["info"]));
-    put(&mut doc, "event.module", json!("autozeekwatch"));
+    ecs_classification(&mut doc);
     put(
         &mut doc,
         "event.dataset",
@@ -354,12 +371,7 @@ fn ecs(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Value {
     if let Some(c) = &r.community_id {
         put(&mut doc, "network.community_id", json!(c));
     }
-    if !stamp.sensor.is_empty() {
-        put(&mut doc, "observer.name", json!(stamp.sensor));
-    }
-    put(&mut doc, "observer.type", json!("ids"));
-    put(&mut doc, "observer.vendor", json!("autozeekwatch"));
-    put(&mut doc, "observer.product", json!("autozeekwatch"));
+    ecs_observer(&mut doc, stamp);
     if let Some(uid) = &r.uid {
         put(&mut doc, "zeek.session_id", json!(uid));
         put(&mut doc, "log.id.uid", json!(uid));
@@ -780,13 +792,7 @@ fn ecs_alert(a: &Alert, stamp: &Stamp) -> Value {
     put(&mut doc, "message", json!(a.reason));
     put(&mut doc, "event.kind", json!("alert"));
     put(&mut doc, "event.id", json!(a.alert));
-    put(
-        &mut doc,
-        "event.category",
-        json!(["network", "intrusion_detection"]),
-    );
-    put(&mut doc, "event.type", json!(["info"]));
-    put(&mut doc, "event.module", json!("autozeekwatch"));
+    ecs_classification(&mut doc);
     put(&mut doc, "event.dataset", json!("autozeekwatch.alert"));
     put(
         &mut doc,
@@ -821,12 +827,7 @@ fn ecs_alert(a: &Alert, stamp: &Stamp) -> Value {
     let mut related: Vec<String> = vec![a.entity.to_string()];
     related.extend(a.top_peers.iter().map(|p| p.ip.to_string()));
     put(&mut doc, "related.ip", json!(related));
-    if !stamp.sensor.is_empty() {
-        put(&mut doc, "observer.name", json!(stamp.sensor));
-    }
-    put(&mut doc, "observer.type", json!("ids"));
-    put(&mut doc, "observer.vendor", json!("autozeekwatch"));
-    put(&mut doc, "observer.product", json!("autozeekwatch"));
+    ecs_observer(&mut doc, stamp);
     doc.insert("autozeekwatch".into(), alert_fields(a));
     Value::Object(doc)
 }
