@@ -163,6 +163,7 @@ fn main() {
         // As the replay above: records only.
         detect: autozeekwatch::detect::DetectOptions::none(),
         repartition: None,
+        state_dir: None,
     };
     let controls = Controls::default();
     let started = Instant::now();

@@ -612,6 +612,7 @@ fn kafka(args: &Args, modules: Vec<LogKind>, controls: &Controls) -> anyhow::Res
             partitions: args.repartition_partitions.map(i32::from),
             hold: Duration::from_secs(args.repartition_hold_secs),
         }),
+        state_dir: args.kafka_state_dir.clone(),
     };
     tracing::info!(
         "consuming {} from {} in group {} for {} (output {})",

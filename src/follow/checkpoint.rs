@@ -151,22 +151,29 @@ impl Checkpoint {
 
     /// Temp file, fsync, rename, fsync of the folder.
     pub fn save(&self, state_dir: &Path) -> Result<(), CheckpointError> {
-        let path = Checkpoint::file(state_dir);
-        let io = |source| CheckpointError::Io {
-            path: path.clone(),
-            source,
-        };
-        std::fs::create_dir_all(state_dir).map_err(io)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(state_dir).map_err(io)?;
-        serde_json::to_writer_pretty(tmp.as_file_mut(), self).map_err(|e| io(e.into()))?;
-        tmp.as_file_mut().write_all(b"\n").map_err(io)?;
-        tmp.as_file().sync_all().map_err(io)?;
-        tmp.persist(&path).map_err(|e| io(e.error))?;
-        if let Ok(d) = std::fs::File::open(state_dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        save_json(state_dir, "checkpoint.json", self)
     }
+}
+
+/// Writes `value` as `dir/name`: whole to a temporary file beside it,
+/// synced, then renamed over the old one (and the folder synced), so a
+/// crash leaves the old file or the new, never half of one.
+pub fn save_json<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<(), CheckpointError> {
+    let path = dir.join(name);
+    let io = |source| CheckpointError::Io {
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    serde_json::to_writer_pretty(tmp.as_file_mut(), value).map_err(|e| io(e.into()))?;
+    tmp.as_file_mut().write_all(b"\n").map_err(io)?;
+    tmp.as_file().sync_all().map_err(io)?;
+    tmp.persist(&path).map_err(|e| io(e.error))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 #[cfg(test)]

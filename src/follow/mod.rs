@@ -14,7 +14,7 @@ pub mod identity;
 mod source;
 
 pub use checkpoint::{
-    Checkpoint, CheckpointError, OutputMark, Position, SavedState, CHECKPOINT_VERSION,
+    save_json, Checkpoint, CheckpointError, OutputMark, Position, SavedState, CHECKPOINT_VERSION,
 };
 pub use follower::{Follower, Step};
 pub use source::{Line, Source};

@@ -7,7 +7,10 @@
 //! the records scored after the last commit, when the process dies, are
 //! scored again by whoever consumes the partition next. A clean rebalance
 //! repeats nothing: partitions are committed as they are revoked. Zeek's
-//! `uid` (with the module) identifies duplicates downstream.
+//! `uid` (with the module) identifies duplicates downstream. With a state
+//! directory ([`super::state`]) a member that restarts over its own
+//! committed offsets resumes its state and cuts its file output back to
+//! them: exactly once while it keeps its partitions.
 //!
 //! With a repartition topic ([`super::repartition`]) the loop does two
 //! jobs for the partitions it holds: input records are re-published keyed
@@ -17,7 +20,7 @@
 //! offsets committed only up to the first one still held).
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -30,11 +33,16 @@ use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use super::reorder::{Held, Limits, Origin};
+use super::reorder::{Held, Limits, Origin, Taken};
 use super::repartition::{self, Forwarder, Repartition};
 use super::route::{self, module_of_log, module_of_topic};
+use super::state::{MemberState, VERSION};
+use crate::alert::{AlertSetup, AlertStage, AlertTarget};
 use crate::detect::DetectOptions;
+use crate::detect::DetectStage;
+use crate::follow::{OutputMark, SavedState};
 use crate::log_kind::LogKind;
+use crate::pipeline::live;
 use crate::pipeline::{
     Controls, Emitter, Lane, LaneOptions, LaneStats, Output, RunError, Throttle,
 };
@@ -73,12 +81,15 @@ pub struct KafkaOptions {
     pub config: Vec<(String, String)>,
     /// The detectors that run. Their state lives in this member: a host's
     /// records must all reach it (input keyed by host, `repartition`, or
-    /// one member);
-    /// it starts from the models' baselines at each start.
+    /// one member); it starts from the models' baselines, or from the
+    /// saved state (`state_dir`).
     pub detect: DetectOptions,
     /// Re-publish the input keyed by originator and score from there, for
     /// input topics not keyed by host.
     pub repartition: Option<Repartition>,
+    /// Where this member saves its state with each commit, and resumes it
+    /// from ([`super::state`]); `None`: every start is afresh.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Counters of a Kafka run.
@@ -163,6 +174,13 @@ impl ConsumerContext for GroupContext {
                 // Returned by the loop after the poll that ran this.
                 progress.failed = Some(e);
             }
+            // What the next owner commits is no longer this member's.
+            for e in tpl.elements() {
+                if let Some(parts) = progress.committed.get_mut(e.topic()) {
+                    parts.remove(&e.partition());
+                }
+            }
+            progress.committed.retain(|_, parts| !parts.is_empty());
         }
     }
 
@@ -205,6 +223,9 @@ struct Progress {
     failed: Option<RunError>,
     /// Set when the run failed: from then on nothing is committed.
     poisoned: bool,
+    /// The last commit was refused by the brokers: the state is not saved
+    /// until one succeeds (it would name offsets the group does not have).
+    commit_failed: bool,
     /// Re-publishes input records, when repartitioning.
     forwarder: Option<Forwarder>,
     /// The repartition topic, when repartitioning.
@@ -215,11 +236,12 @@ struct Progress {
     /// longer be pending (their partition was revoked meanwhile), yet the
     /// output must still be synced before the run ends.
     unsynced: bool,
-    /// Per partition of the repartition topic: the offset after the last
-    /// message taken. After a rebalance that left a partition here, it is
-    /// fetched again from its committed offset (at most the first record
-    /// held); what comes before this was held or scored already.
-    seen: HashMap<i32, i64>,
+    /// The messages of the repartition topic taken (held or scored)
+    /// already.
+    taken: Taken,
+    /// The offsets this member committed, per topic and partition, for
+    /// the partitions it still holds: what its saved state belongs to.
+    committed: BTreeMap<String, BTreeMap<i32, i64>>,
 }
 
 impl Progress {
@@ -233,25 +255,23 @@ impl Progress {
     /// Whether a message of the repartition topic is new here (false: it
     /// was taken before a rebalance that kept its partition here).
     fn first_time(&mut self, partition: i32, offset: i64) -> bool {
-        match self.seen.get(&partition) {
-            Some(&next) if offset < next => false,
-            _ => {
-                self.seen.insert(partition, offset + 1);
-                true
-            }
-        }
+        self.taken.first_time(partition, offset)
     }
 
     /// Forgets the held records (and what was seen) of the repartition
     /// topic's partitions not in `assigned`: their next owner reads them
     /// again from the committed offset.
     fn keep_held(&mut self, assigned: &TopicPartitionList) {
+        for (topic, parts) in self.committed.iter_mut() {
+            parts.retain(|p, _| assigned.find_partition(topic, *p).is_some());
+        }
+        self.committed.retain(|_, parts| !parts.is_empty());
         let Some(topic) = self.repartition_topic.as_deref() else {
             return;
         };
         let mine = |p: i32| assigned.find_partition(topic, p).is_some();
         self.held.retain_partitions(mine);
-        self.seen.retain(|p, _| mine(*p));
+        self.taken.retain_partitions(mine);
     }
 
     fn handled(&mut self, topic: &str, partition: i32, offset: i64) {
@@ -283,6 +303,8 @@ impl Progress {
         }
         let pending = &mut self.pending;
         let commits = &mut self.commits;
+        let committed = &mut self.committed;
+        let commit_failed = &mut self.commit_failed;
         let forwarder = self.forwarder.as_ref();
         let floors = self
             .repartition_topic
@@ -294,7 +316,15 @@ impl Progress {
             if let Some(f) = forwarder {
                 f.acknowledged()?;
             }
-            commit_pending(consumer, partitions, pending, floors, commits)
+            commit_pending(
+                consumer,
+                partitions,
+                pending,
+                floors,
+                commits,
+                committed,
+                commit_failed,
+            )
         });
         match result {
             Err(RunError::Sink(e) | RunError::Output(e)) => {
@@ -321,6 +351,8 @@ fn commit_pending(
     pending: &mut HashMap<String, HashMap<i32, i64>>,
     floors: Option<(&str, HashMap<i32, i64>)>,
     commits: &mut u64,
+    committed: &mut BTreeMap<String, BTreeMap<i32, i64>>,
+    commit_failed: &mut bool,
 ) -> Result<(), RunError> {
     {
         let mut tpl = TopicPartitionList::new();
@@ -356,10 +388,24 @@ fn commit_pending(
         // A failed commit is not fatal: the records are written, and the
         // worst outcome is that they are scored again.
         match consumer.commit(&tpl, CommitMode::Sync) {
-            Ok(()) => *commits += 1,
-            Err(e) => tracing::warn!(
-                "kafka: offsets not committed ({e}); the records since the last commit may be scored again"
-            ),
+            Ok(()) => {
+                *commits += 1;
+                *commit_failed = false;
+                for e in tpl.elements() {
+                    if let Offset::Offset(o) = e.offset() {
+                        committed
+                            .entry(e.topic().to_owned())
+                            .or_default()
+                            .insert(e.partition(), o);
+                    }
+                }
+            }
+            Err(e) => {
+                *commit_failed = true;
+                tracing::warn!(
+                    "kafka: offsets not committed ({e}); the records since the last commit may be scored again"
+                )
+            }
         }
         Ok(())
     }
@@ -408,18 +454,59 @@ pub fn run_kafka(opts: &KafkaOptions, controls: &Controls) -> Result<KafkaStats,
         record: opts.record.clone(),
         allowlist: opts.allowlist.clone(),
     };
+    // Held while the run lasts: one member per state directory.
+    let _lock = opts
+        .state_dir
+        .as_deref()
+        .map(crate::pipeline::live::lock_state_dir)
+        .transpose()?;
+    let resume = match &opts.state_dir {
+        Some(dir) => resumable(opts, dir)?,
+        None => None,
+    };
     let mut lanes: HashMap<LogKind, Route> = HashMap::new();
     for &module in &opts.modules {
-        let lane = Lane::load(module, &opts.model_dir, &lane_opts)
+        let mut lane = Lane::load(module, &opts.model_dir, &lane_opts)
             .map_err(|error| RunError::Model { module, error })?;
+        if let Some(saved) = &resume {
+            crate::pipeline::live::resume_context(&mut lane, saved.context.get(&module));
+        }
         let parser = LineParser::new("kafka", Some(module.log_path()));
         lanes.insert(module, Route { lane, parser });
     }
     let mut emitter = Emitter::for_lanes(lanes.values_mut().map(|r| &mut r.lane), &opts.detect);
+    if let Some(saved) = resume.as_ref().and_then(|s| s.detectors.as_ref()) {
+        match saved
+            .parse::<DetectStage>()
+            .map(|s| s.resume(emitter.stage().clone()))
+        {
+            Ok(Some(stage)) => {
+                tracing::info!("kafka: the detectors resume from the saved state");
+                let mut resumed = Emitter::with_stage(stage);
+                resumed.take_allowlist(&mut emitter);
+                emitter = resumed;
+            }
+            Ok(None) => tracing::warn!(
+                "kafka: the saved detectors ran with other --detectors settings: they start afresh"
+            ),
+            Err(e) => tracing::warn!(
+                "kafka: the saved detector state cannot be read ({e}): the detectors start afresh"
+            ),
+        }
+    }
+    // A resumed member cuts its file outputs back to the saved lengths:
+    // what lies beyond was written after the last commit and is consumed
+    // again.
+    let cut = |mark: Option<&OutputMark>, spec: &OutputSpec| {
+        mark.filter(|m| m.name == spec.to_string() && !live::replaced_file(m.id, spec))
+            .map(|m| m.len)
+    };
     let sink_opts = SinkOptions {
         format: opts.format,
         stamp: opts.stamp.clone(),
-        cut_to: None,
+        cut_to: resume
+            .as_ref()
+            .and_then(|s| cut(s.output.as_ref(), &opts.output)),
         kafka_config: opts.config.clone(),
     };
     let mut sink = sink::open(&opts.output, &sink_opts)?;
@@ -427,15 +514,44 @@ pub fn run_kafka(opts: &KafkaOptions, controls: &Controls) -> Result<KafkaStats,
         // Alerts of their own go through the same sink as the records
         // (split inside), so both are durable before offsets are
         // committed.
-        if let Some(alerts) = setup.open_sink(&sink_opts)? {
+        let alerts_cut = match &setup.target {
+            AlertTarget::Own(spec) => resume
+                .as_ref()
+                .and_then(|s| cut(s.alerts_output.as_ref(), spec)),
+            AlertTarget::Output => None,
+        };
+        let alert_opts = SinkOptions {
+            cut_to: alerts_cut,
+            ..sink_opts.clone()
+        };
+        if let Some(alerts) = setup.open_sink(&alert_opts)? {
             sink = Box::new(sink::Split {
                 records: sink,
                 alerts,
             });
         }
         emitter = emitter.with_alerts(setup.opts, &opts.modules, false, None);
+        match resume
+            .as_ref()
+            .and_then(|s| s.alerts.as_ref())
+            .map(|s| s.parse::<AlertStage>())
+        {
+            Some(Ok(stage)) => {
+                tracing::info!("kafka: the alerts resume from the saved state");
+                emitter.resume_alerts(stage, setup.opts, &opts.modules);
+            }
+            Some(Err(e)) => tracing::warn!(
+                "kafka: the saved alert state cannot be read ({e}): alerts start afresh"
+            ),
+            None => {}
+        }
     }
     let consumer = connect(opts, sink)?;
+    if let Some(saved) = resume {
+        let mut progress = consumer.context().progress();
+        progress.committed = saved.offsets;
+        progress.taken = Taken::resumed(saved.seen, saved.held);
+    }
     let mut run = Run {
         opts,
         lanes,
@@ -472,6 +588,78 @@ pub fn run_kafka(opts: &KafkaOptions, controls: &Controls) -> Result<KafkaStats,
 fn commit_all(consumer: &BaseConsumer<GroupContext>) -> Result<(), RunError> {
     let assigned = consumer.assignment().unwrap_or_default();
     consumer.context().progress().commit(consumer, &assigned)
+}
+
+/// The state saved in `dir`, if the group's committed offsets are still
+/// the ones it was saved at (see [`super::state`]); said either way.
+fn resumable(opts: &KafkaOptions, dir: &Path) -> Result<Option<MemberState>, RunError> {
+    let Some(saved) = MemberState::load(dir)? else {
+        tracing::info!(
+            "kafka: no saved state in {}: this member starts afresh",
+            dir.display()
+        );
+        return Ok(None);
+    };
+    let file = MemberState::file(dir);
+    let mut tpl = TopicPartitionList::new();
+    for (topic, parts) in &saved.offsets {
+        for &p in parts.keys() {
+            tpl.add_partition(topic, p);
+        }
+    }
+    let committed = if tpl.count() == 0 {
+        TopicPartitionList::new()
+    } else {
+        // A client of its own that joins no group: it only asks the
+        // group's coordinator for the committed offsets.
+        let mut cc = ClientConfig::new();
+        cc.set("bootstrap.servers", &opts.brokers)
+            .set("group.id", &opts.group)
+            .set("enable.auto.commit", "false");
+        for (k, v) in &opts.config {
+            cc.set(k, v);
+        }
+        let client: BaseConsumer = cc.create().map_err(|e| {
+            RunError::Kafka(format!(
+                "cannot create a Kafka client for {}: {e}",
+                opts.brokers
+            ))
+        })?;
+        client
+            .committed_offsets(tpl, Duration::from_secs(15))
+            .map_err(|e| {
+                RunError::Kafka(format!(
+                    "cannot read group {}'s committed offsets from {} (to check the state saved in {}): {e}",
+                    opts.group,
+                    opts.brokers,
+                    file.display()
+                ))
+            })?
+    };
+    let offset = |topic: &str, partition: i32| match committed
+        .find_partition(topic, partition)
+        .map(|e| e.offset())
+    {
+        Some(Offset::Offset(o)) => Some(o),
+        _ => None,
+    };
+    match saved.mismatch(&opts.group, offset) {
+        None => {
+            let partitions: usize = saved.offsets.values().map(BTreeMap::len).sum();
+            tracing::info!(
+                "kafka: resuming the state saved in {} with the offsets of {partitions} partitions",
+                file.display()
+            );
+            Ok(Some(saved))
+        }
+        Some(why) => {
+            tracing::warn!(
+                "kafka: the state saved in {} is not resumed: {why}; this member starts afresh (records since the group's last commit may be scored again)",
+                file.display()
+            );
+            Ok(None)
+        }
+    }
 }
 
 fn connect(
@@ -520,7 +708,9 @@ fn connect(
                 repartition_topic: opts.repartition.as_ref().map(|r| r.topic.clone()),
                 held: Held::new(Limits::new(hold)),
                 unsynced: false,
-                seen: HashMap::new(),
+                taken: Taken::default(),
+                committed: BTreeMap::new(),
+                commit_failed: false,
             }),
             lag: AtomicI64::new(-1),
         })
@@ -619,6 +809,7 @@ impl Run<'_> {
             drop(progress);
             if due {
                 commit_all(consumer)?;
+                self.save_state(consumer)?;
                 crate::metrics::global().checkpoint_saved();
                 last_commit = Instant::now();
             }
@@ -630,6 +821,8 @@ impl Run<'_> {
                     .sink
                     .reopen()
                     .map_err(RunError::Output)?;
+                // The saved output is the new file from now on.
+                self.save_state(consumer)?;
                 tracing::info!("output reopened (SIGHUP)");
             }
             if last_stats.elapsed() >= opts.stats_every {
@@ -643,9 +836,70 @@ impl Run<'_> {
         // commit, so nothing held is read again.
         self.release(&mut consumer.context().progress(), true)?;
         commit_all(consumer)?;
+        self.save_state(consumer)?;
         self.log_stats();
         log_repartition(consumer);
         Ok(())
+    }
+
+    /// Saves the member's state with the offsets just committed (with
+    /// `--kafka-state-dir`). Not after a failed commit: the state would name
+    /// offsets the group does not have, and a restart would apply the same
+    /// records twice.
+    fn save_state(&self, consumer: &BaseConsumer<GroupContext>) -> Result<(), RunError> {
+        let Some(dir) = self.opts.state_dir.as_deref() else {
+            return Ok(());
+        };
+        let progress = consumer.context().progress();
+        if progress.poisoned || progress.commit_failed {
+            return Ok(());
+        }
+        let unsaveable = |e: serde_json::Error| RunError::Io {
+            path: MemberState::file(dir),
+            source: e.into(),
+        };
+        let mark = |sink: &dyn Sink, name: String| {
+            sink.size().map(|len| OutputMark {
+                name,
+                len,
+                id: sink.identity(),
+            })
+        };
+        let own_alerts = self.opts.alerts.as_ref().and_then(AlertSetup::own_name);
+        let alerts_output = match (progress.sink.alert_part(), own_alerts) {
+            (Some(a), Some(name)) => mark(a, name),
+            _ => None,
+        };
+        let mut context = BTreeMap::new();
+        for (module, route) in &self.lanes {
+            if !route.lane.context().is_empty() {
+                let saved = SavedState::of(route.lane.context()).map_err(unsaveable)?;
+                context.insert(*module, saved);
+            }
+        }
+        let stage = self.emitter.stage();
+        let mut held: Vec<(i32, i64)> = progress.held.origins().collect();
+        held.sort_unstable();
+        MemberState {
+            version: VERSION,
+            group: self.opts.group.clone(),
+            offsets: progress.committed.clone(),
+            output: mark(progress.sink.as_ref(), self.opts.output.to_string()),
+            alerts_output,
+            context,
+            detectors: match stage.is_active() {
+                true => Some(SavedState::of(stage).map_err(unsaveable)?),
+                false => None,
+            },
+            alerts: match self.emitter.alerts() {
+                Some(a) => Some(SavedState::of(a).map_err(unsaveable)?),
+                None => None,
+            },
+            seen: progress.taken.seen(),
+            held,
+        }
+        .save(dir)
+        .map_err(RunError::from)
     }
 
     /// Scores the held records that are due (`all`: every one), earliest

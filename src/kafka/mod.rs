@@ -12,6 +12,9 @@
 //! - `repartition` (feature `kafka`): the repartition topic (created when
 //!   missing) and the producer that re-publishes records keyed by
 //!   originator.
+//! - `state` (feature `kafka`): a member's context, detector and alert
+//!   state, saved with the offsets it commits and resumed when they are
+//!   still the group's.
 
 pub mod reorder;
 pub mod route;
@@ -20,6 +23,8 @@ pub mod route;
 mod consume;
 #[cfg(feature = "kafka")]
 mod repartition;
+#[cfg(feature = "kafka")]
+pub mod state;
 
 #[cfg(feature = "kafka")]
 pub use consume::{run_kafka, KafkaOptions, KafkaStats};

@@ -241,7 +241,7 @@ pub fn run_live(
 /// Continues `lane`'s context from the checkpoint's; true when it starts
 /// cold (nothing saved, or saved for other features) and has context
 /// features to warm.
-fn resume_context(lane: &mut Lane, saved: Option<&SavedState>) -> bool {
+pub(crate) fn resume_context(lane: &mut Lane, saved: Option<&SavedState>) -> bool {
     let module = lane.module();
     if lane.context().is_empty() {
         return false;
@@ -274,7 +274,7 @@ fn replaced(checkpoint: &Checkpoint, output: &OutputSpec) -> bool {
     replaced_file(checkpoint.output_id, output)
 }
 
-fn replaced_file(id: Option<(u64, u64)>, output: &OutputSpec) -> bool {
+pub(crate) fn replaced_file(id: Option<(u64, u64)>, output: &OutputSpec) -> bool {
     use std::os::unix::fs::MetadataExt;
     let (Some(id), Some(path)) = (id, output.file()) else {
         return false;
@@ -324,7 +324,7 @@ fn with_alerts(
 }
 
 /// Holds an exclusive lock on `<state_dir>/lock` while the run lasts.
-fn lock_state_dir(dir: &Path) -> Result<File, RunError> {
+pub(crate) fn lock_state_dir(dir: &Path) -> Result<File, RunError> {
     let io = |source| RunError::Io {
         path: dir.to_owned(),
         source,

@@ -64,7 +64,7 @@ pub enum RunError {
         source: std::io::Error,
     },
     /// The state folder is in use by another running azw-infer.
-    #[error("{}: another azw-infer is running with this --state-dir (it holds the lock {}); stop it, or give each process its own --state-dir", dir.display(), dir.join(live::LOCK_FILE).display())]
+    #[error("{}: another azw-infer is running with this state directory (it holds the lock {}); stop it, or give each process its own (--state-dir, --kafka-state-dir)", dir.display(), dir.join(live::LOCK_FILE).display())]
     StateLocked { dir: PathBuf },
     /// A log type's thread failed or panicked; the run stops so a
     /// supervisor restarts it from the last checkpoint.

@@ -154,6 +154,12 @@ pub trait Sink: Send {
     fn identity(&self) -> Option<(u64, u64)> {
         None
     }
+
+    /// The alerts' own output, for a sink that writes them apart
+    /// ([`Split`]): its length and identity are checkpointed too.
+    fn alert_part(&self) -> Option<&dyn Sink> {
+        None
+    }
 }
 
 /// Records and detections to one sink, alerts to another: one sink to
@@ -190,6 +196,18 @@ impl Sink for Split {
     fn reopen(&mut self) -> Result<(), SinkError> {
         self.alerts.reopen()?;
         self.records.reopen()
+    }
+
+    fn size(&self) -> Option<u64> {
+        self.records.size()
+    }
+
+    fn identity(&self) -> Option<(u64, u64)> {
+        self.records.identity()
+    }
+
+    fn alert_part(&self) -> Option<&dyn Sink> {
+        Some(self.alerts.as_ref())
     }
 }
 

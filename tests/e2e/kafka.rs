@@ -1254,3 +1254,100 @@ fn a_wrapped_topic_is_repartitioned_by_originator() {
     let got: BTreeSet<(Option<String>, String)> = republished.into_iter().collect();
     assert_eq!(got, want);
 }
+
+/// Complete lines of a JSON output that are scored records (not
+/// detections, not alerts).
+fn records_written(path: &Path) -> usize {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+    complete
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v.get("alert").is_none() && v.get("detection").is_none())
+        .count()
+}
+
+/// A member killed with SIGKILL mid-stream and started again with its
+/// `--kafka-state-dir` writes what replay writes, line for line: its
+/// context (the conn model's pair gaps), detector and alert state resume
+/// with the offsets it committed, and its output is cut back to what was
+/// committed. (With the state left unread at the restart, the context
+/// starts cold and the first record after it differs: mutation tried.)
+#[test]
+fn a_member_killed_and_restarted_with_its_state_writes_what_replay_writes() {
+    let broker = Broker::start();
+    broker.create_topic("zeek-conn", 1);
+    let (header, data) = crate::infer_live::conn_with_behaviours();
+    let json: Vec<String> = data.iter().map(|l| tsv_to_json(&header, l)).collect();
+    let dir = tempdir("kafka-state");
+    let file = dir.join("conn.json");
+    fs::write(&file, json.join("\n") + "\n").unwrap();
+    let flags = ["--modules", "conn", "--scan-external", "--alerts", "output"];
+    let replay = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+        .args(["--replay", file.to_str().unwrap()])
+        .args(flags)
+        .args(["--model-dir", crate::util::models().to_str().unwrap()])
+        .args(["--output", dir.join("replay.json").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        replay.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
+    let lines = |path: &Path| -> (Vec<String>, Vec<String>) {
+        fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .partition(|l| !l.contains("\"alert\":"))
+    };
+    let (expected, expected_alerts) = lines(&dir.join("replay.json"));
+
+    let run = |name: &str, group: &str, state: &Path, out: &Path| {
+        let mut args = vec!["--topics", "zeek-conn", "--group", group];
+        args.extend(flags);
+        args.extend(["--output", out.to_str().unwrap()]);
+        args.extend(["--kafka-state-dir", state.to_str().unwrap()]);
+        consume(&broker, &dir, name, None, &args)
+    };
+    let third = json.len() / 3;
+    let (first, rest) = json.split_at(third);
+    let (second, last) = rest.split_at(third);
+    let (state, out) = (dir.join("state-a"), dir.join("kafka.json"));
+    broker.produce("zeek-conn", &keyed_by_uid(first));
+    let mut a = run("a1", "azw-state", &state, &out);
+    wait_for(
+        "the first third scored and its state saved",
+        Duration::from_secs(90),
+        || records_written(&out) >= third && state.join("kafka-checkpoint.json").exists(),
+        || a.log(),
+    );
+    // Killed while the second third streams in: past its last commit,
+    // maybe in the middle of a line.
+    broker.produce("zeek-conn", &keyed_by_uid(second));
+    wait_for(
+        "the second third being scored",
+        Duration::from_secs(90),
+        || records_written(&out) > third + 20,
+        || a.log(),
+    );
+    a.kill9();
+    broker.produce("zeek-conn", &keyed_by_uid(last));
+    let b = run("a2", "azw-state", &state, &out);
+    wait_for(
+        "every record scored after the restart",
+        Duration::from_secs(90),
+        || records_written(&out) >= json.len(),
+        || b.log(),
+    );
+    let log = b.terminate();
+    assert!(log.contains("resuming the state saved in"), "{log}");
+    let (got, alerts) = lines(&out);
+    assert_eq!(got.len(), expected.len(), "{log}");
+    for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+        assert_eq!(g, e, "line {} differs from replay's\n{log}", i + 1);
+    }
+    assert!(!alerts.is_empty());
+    assert_eq!(expected_alerts[..alerts.len()], alerts[..]);
+}

@@ -1,0 +1,183 @@
+//! A Kafka member's state, saved with the offsets it belongs to.
+//!
+//! Live mode keeps its context, detector and alert state in its checkpoint
+//! beside the file positions; a Kafka member's positions are the offsets
+//! its group commits, which live on the brokers. So the member writes its
+//! state to its own file (`--kafka-state-dir`) right after each commit,
+//! naming the offsets committed and the output's length then. At the next
+//! start the file is believed only if the group's committed offsets for
+//! those partitions are still exactly the saved ones: then nothing was
+//! consumed since by anyone, the state is resumed, and a file output is cut
+//! back to its saved length (what lies beyond was written after the last
+//! commit and is consumed again), so a restarted member writes what an
+//! uninterrupted one would have. Otherwise (another member took the
+//! partitions over, the process died between a commit and its save, the
+//! file is damaged or of another group) the member starts afresh and says
+//! why, delivering at least once as without the file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::follow::{save_json, CheckpointError, OutputMark, SavedState};
+use crate::log_kind::LogKind;
+
+/// The file in the state directory.
+pub const FILE: &str = "kafka-checkpoint.json";
+pub const VERSION: u32 = 1;
+
+/// What a member saves after a commit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberState {
+    pub version: u32,
+    /// The consumer group: another group's offsets say nothing of this
+    /// state.
+    pub group: String,
+    /// Per topic and partition, the offset committed: every message
+    /// before it is reflected in the state and in the output.
+    pub offsets: BTreeMap<String, BTreeMap<i32, i64>>,
+    /// The records' output (a file) and its length at the commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<OutputMark>,
+    /// The alerts' own output, likewise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts_output: Option<OutputMark>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub context: BTreeMap<LogKind, SavedState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detectors: Option<SavedState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<SavedState>,
+    /// Repartition topic, per partition: the offset after the last message
+    /// taken (held or scored).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub seen: BTreeMap<i32, i64>,
+    /// Repartition topic: messages held, not yet scored, at the commit
+    /// (partition, offset). They lie at or after the committed offset and
+    /// are taken again; the others before `seen` were scored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<(i32, i64)>,
+}
+
+impl MemberState {
+    pub fn file(dir: &Path) -> PathBuf {
+        dir.join(FILE)
+    }
+
+    /// The saved state, if any. A damaged file is an error (it is not
+    /// overwritten behind the operator's back).
+    pub fn load(dir: &Path) -> Result<Option<MemberState>, CheckpointError> {
+        let path = MemberState::file(dir);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(CheckpointError::Io { path, source }),
+        };
+        let state: MemberState =
+            serde_json::from_slice(&bytes).map_err(|e| CheckpointError::Corrupt {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+        if state.version > VERSION {
+            return Err(CheckpointError::Corrupt {
+                path,
+                reason: format!(
+                    "written by a newer autozeekwatch (version {})",
+                    state.version
+                ),
+            });
+        }
+        Ok(Some(state))
+    }
+
+    /// Written whole to a temporary file, synced and renamed over the old
+    /// one: a crash leaves the old state or the new, never half of one.
+    pub fn save(&self, dir: &Path) -> Result<(), CheckpointError> {
+        save_json(dir, FILE, self)
+    }
+
+    /// Why the state cannot be resumed, given the group's committed
+    /// offsets (`None` for a partition without one); `None` when it can.
+    pub fn mismatch(
+        &self,
+        group: &str,
+        committed: impl Fn(&str, i32) -> Option<i64>,
+    ) -> Option<String> {
+        if self.group != group {
+            return Some(format!(
+                "it was saved by a member of group {}, not {group}",
+                crate::escape::terminal(&self.group)
+            ));
+        }
+        for (topic, parts) in &self.offsets {
+            for (&partition, &saved) in parts {
+                let now = committed(topic, partition);
+                if now != Some(saved) {
+                    return Some(format!(
+                        "{}/{partition} was saved at offset {saved} and the group's committed offset is now {} (another member consumed it, or this one stopped between a commit and its save)",
+                        crate::escape::terminal(topic),
+                        now.map_or("none".to_owned(), |o| o.to_string())
+                    ));
+                }
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> MemberState {
+        MemberState {
+            version: VERSION,
+            group: "azw".into(),
+            offsets: BTreeMap::from([("zeek-conn".to_owned(), BTreeMap::from([(0, 120), (1, 7)]))]),
+            output: Some(OutputMark {
+                name: "out.json".into(),
+                len: 4096,
+                id: Some((1, 2)),
+            }),
+            alerts_output: None,
+            context: BTreeMap::new(),
+            detectors: Some(SavedState::of(&vec![1, 2, 3]).unwrap()),
+            alerts: None,
+            seen: BTreeMap::from([(3, 50)]),
+            held: vec![(3, 48)],
+        }
+    }
+
+    #[test]
+    fn saved_state_reads_back_and_a_damaged_one_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(MemberState::load(dir.path()).unwrap(), None);
+        state().save(dir.path()).unwrap();
+        assert_eq!(MemberState::load(dir.path()).unwrap(), Some(state()));
+        std::fs::write(MemberState::file(dir.path()), b"{\"version\":1,").unwrap();
+        let e = MemberState::load(dir.path()).unwrap_err().to_string();
+        assert!(e.contains(FILE) && e.contains("damaged"), "{e}");
+    }
+
+    #[test]
+    fn resumed_only_when_every_saved_offset_is_the_committed_one() {
+        let s = state();
+        let committed = |t: &str, p: i32| match (t, p) {
+            ("zeek-conn", 0) => Some(120),
+            ("zeek-conn", 1) => Some(7),
+            _ => None,
+        };
+        assert_eq!(s.mismatch("azw", committed), None);
+        let why = s.mismatch("other", committed).unwrap();
+        assert!(why.contains("group azw"), "{why}");
+        let advanced = |t: &str, p: i32| if p == 1 { Some(9) } else { committed(t, p) };
+        let why = s.mismatch("azw", advanced).unwrap();
+        assert!(
+            why.contains("zeek-conn/1") && why.contains("offset 7") && why.contains(" 9 "),
+            "{why}"
+        );
+        let why = s.mismatch("azw", |_, _| None).unwrap();
+        assert!(why.contains("is now none"), "{why}");
+    }
+}
