@@ -782,7 +782,7 @@ impl Run<'_> {
                     crate::metrics::global().publish(*module, route.lane.stats());
                 }
                 crate::metrics::global()
-                    .detections(self.emitter.stage().found().iter().map(|(k, n)| (k, *n)));
+                    .detections(self.emitter.written().iter().map(|(k, n)| (k, *n)));
                 if let Some(a) = self.emitter.alerts() {
                     crate::metrics::global().alerts(a.stats(), a.open_alerts());
                 }

@@ -24,6 +24,9 @@ pub struct Emitter {
     allow: Option<Allowlist>,
     /// Detections the allowlist kept out.
     suppressed: u64,
+    /// Detections written, per detector (the stage counts all it found,
+    /// `--min-severity` and the allowlist included).
+    written: std::collections::BTreeMap<crate::detect::DetectorKind, u64>,
     /// Folds flagged records and detections into alerts per host.
     alerts: Option<AlertStage>,
     /// Where alerts go when not into the records' sink.
@@ -90,6 +93,11 @@ impl Emitter {
         self.suppressed
     }
 
+    /// Detections written so far, per detector (what `/metrics` counts).
+    pub fn written(&self) -> &std::collections::BTreeMap<crate::detect::DetectorKind, u64> {
+        &self.written
+    }
+
     /// An emitter resuming a saved stage (a checkpoint's).
     pub fn with_stage(detect: DetectStage) -> Emitter {
         Emitter {
@@ -99,6 +107,7 @@ impl Emitter {
             first: Vec::new(),
             allow: None,
             suppressed: 0,
+            written: Default::default(),
             alerts: None,
             alert_sink: None,
             made: Vec::new(),
@@ -256,6 +265,7 @@ impl Emitter {
                             );
                         }
                         sink.write_detection(&d)?;
+                        *self.written.entry(d.detection).or_default() += 1;
                         if let Some(a) = &mut self.alerts {
                             a.offer_detection(&d, &mut self.made);
                         }

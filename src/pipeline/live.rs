@@ -471,8 +471,7 @@ impl Writer<'_> {
             self.save()?;
         }
         crate::metrics::global().publish(b.module, &stats);
-        crate::metrics::global()
-            .detections(self.emitter.stage().found().iter().map(|(k, n)| (k, *n)));
+        crate::metrics::global().detections(self.emitter.written().iter().map(|(k, n)| (k, *n)));
         if let Some(a) = self.emitter.alerts() {
             crate::metrics::global().alerts(a.stats(), a.open_alerts());
         }
