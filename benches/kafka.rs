@@ -83,10 +83,38 @@ fn train(models: &Path) {
     train::save(&model, models).unwrap();
 }
 
-fn lines_in(path: &Path) -> usize {
-    std::fs::read(path)
-        .map(|b| b.iter().filter(|c| **c == b'\n').count())
-        .unwrap_or(0)
+/// Counts the lines of a growing file, reading only what was added since
+/// the last call: re-reading the whole output every 20 ms (as this bench
+/// did until 2026-12-06) cost the consumer a core's share on a two-core
+/// machine and grew with the output.
+struct LineCounter<'a> {
+    path: &'a Path,
+    file: Option<std::fs::File>,
+    lines: usize,
+    buf: Vec<u8>,
+}
+
+impl LineCounter<'_> {
+    fn new(path: &Path) -> LineCounter<'_> {
+        LineCounter {
+            path,
+            file: None,
+            lines: 0,
+            buf: vec![0; 1 << 20],
+        }
+    }
+
+    fn lines(&mut self) -> usize {
+        if self.file.is_none() {
+            self.file = std::fs::File::open(self.path).ok();
+        }
+        if let Some(f) = &mut self.file {
+            while let Ok(n @ 1..) = f.read(&mut self.buf) {
+                self.lines += self.buf[..n].iter().filter(|c| **c == b'\n').count();
+            }
+        }
+        self.lines
+    }
 }
 
 fn main() {
@@ -170,8 +198,9 @@ fn main() {
     let (first, last) = std::thread::scope(|s| {
         let consumer = s.spawn(|| run_kafka(&opts, &controls));
         let mut first = None;
+        let mut counter = LineCounter::new(&output);
         loop {
-            let seen = lines_in(&output);
+            let seen = counter.lines();
             if seen > 0 && first.is_none() {
                 first = Some((Instant::now(), seen));
             }
