@@ -118,7 +118,7 @@ pub enum CheckpointError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{}: damaged checkpoint ({reason}); move it away to start from the live files", path.display())]
+    #[error("{}: damaged checkpoint ({reason}); move it away to start afresh (live mode: from the live files)", path.display())]
     Corrupt { path: PathBuf, reason: String },
 }
 
@@ -129,30 +129,51 @@ impl Checkpoint {
 
     /// The saved checkpoint, or `None` on a first start.
     pub fn load(state_dir: &Path) -> Result<Option<Checkpoint>, CheckpointError> {
-        let path = Checkpoint::file(state_dir);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(CheckpointError::Io { path, source }),
-        };
-        let cp: Checkpoint =
-            serde_json::from_slice(&bytes).map_err(|e| CheckpointError::Corrupt {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
-        if cp.version > CHECKPOINT_VERSION {
-            return Err(CheckpointError::Corrupt {
-                path,
-                reason: format!("written by a newer autozeekwatch (version {})", cp.version),
-            });
-        }
-        Ok(Some(cp))
+        load_json(
+            &Checkpoint::file(state_dir),
+            |cp: &Checkpoint| cp.version,
+            CHECKPOINT_VERSION,
+        )
     }
 
-    /// Temp file, fsync, rename, fsync of the folder.
     pub fn save(&self, state_dir: &Path) -> Result<(), CheckpointError> {
         save_json(state_dir, "checkpoint.json", self)
     }
+}
+
+/// Reads a state file written by [`save_json`]: `None` when there is
+/// none; damaged, or of a newer format than `current` (by `version`), an
+/// error that says to move it away (it is never overwritten behind the
+/// operator's back).
+pub fn load_json<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    version: impl Fn(&T) -> u32,
+    current: u32,
+) -> Result<Option<T>, CheckpointError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(CheckpointError::Io {
+                path: path.to_owned(),
+                source,
+            })
+        }
+    };
+    let value: T = serde_json::from_slice(&bytes).map_err(|e| CheckpointError::Corrupt {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    if version(&value) > current {
+        return Err(CheckpointError::Corrupt {
+            path: path.to_owned(),
+            reason: format!(
+                "written by a newer autozeekwatch (version {})",
+                version(&value)
+            ),
+        });
+    }
+    Ok(Some(value))
 }
 
 /// Writes `value` as `dir/name`: whole to a temporary file beside it,

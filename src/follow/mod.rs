@@ -14,7 +14,8 @@ pub mod identity;
 mod source;
 
 pub use checkpoint::{
-    save_json, Checkpoint, CheckpointError, OutputMark, Position, SavedState, CHECKPOINT_VERSION,
+    load_json, save_json, Checkpoint, CheckpointError, OutputMark, Position, SavedState,
+    CHECKPOINT_VERSION,
 };
 pub use follower::{Follower, Step};
 pub use source::{Line, Source};

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::follow::{save_json, CheckpointError, OutputMark, SavedState};
+use crate::follow::{load_json, save_json, CheckpointError, OutputMark, SavedState};
 use crate::log_kind::LogKind;
 
 /// The file in the state directory.
@@ -68,27 +68,11 @@ impl MemberState {
     /// The saved state, if any. A damaged file is an error (it is not
     /// overwritten behind the operator's back).
     pub fn load(dir: &Path) -> Result<Option<MemberState>, CheckpointError> {
-        let path = MemberState::file(dir);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(CheckpointError::Io { path, source }),
-        };
-        let state: MemberState =
-            serde_json::from_slice(&bytes).map_err(|e| CheckpointError::Corrupt {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
-        if state.version > VERSION {
-            return Err(CheckpointError::Corrupt {
-                path,
-                reason: format!(
-                    "written by a newer autozeekwatch (version {})",
-                    state.version
-                ),
-            });
-        }
-        Ok(Some(state))
+        load_json(
+            &MemberState::file(dir),
+            |s: &MemberState| s.version,
+            VERSION,
+        )
     }
 
     /// Written whole to a temporary file, synced and renamed over the old

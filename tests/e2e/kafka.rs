@@ -86,6 +86,35 @@ fn scored_uids(path: &Path) -> BTreeMap<String, usize> {
     out
 }
 
+/// Writes `lines` to `dir/conn.json` and replays them with the shared
+/// models and `args` into `dir/<out>`: what a Kafka consumer of the same
+/// records is compared with. Returns the input file and the output.
+fn replay_of(
+    dir: &Path,
+    lines: &[String],
+    args: &[&str],
+    out: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let file = dir.join("conn.json");
+    if !file.exists() {
+        fs::write(&file, lines.join("\n") + "\n").unwrap();
+    }
+    let output = dir.join(out);
+    let run = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+        .args(["--replay", file.to_str().unwrap(), "--modules", "conn"])
+        .args(args)
+        .args(["--model-dir", crate::util::models().to_str().unwrap()])
+        .args(["--output", output.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    (file, output)
+}
+
 fn wait_for(
     what: &str,
     timeout: Duration,
@@ -735,8 +764,6 @@ fn detections_through_kafka_are_those_of_replay() {
     let (header, data) = crate::infer_live::conn_with_behaviours();
     let json: Vec<String> = data.iter().map(|l| tsv_to_json(&header, l)).collect();
     let dir = tempdir("kafka-detect");
-    let file = dir.join("conn.json");
-    fs::write(&file, json.join("\n") + "\n").unwrap();
     let detections = |path: &Path| -> Vec<serde_json::Value> {
         fs::read_to_string(path)
             .unwrap_or_default()
@@ -745,25 +772,8 @@ fn detections_through_kafka_are_those_of_replay() {
             .filter(|v| v.get("detection").is_some())
             .collect()
     };
-    let replay = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
-        .args([
-            "--replay",
-            file.to_str().unwrap(),
-            "--modules",
-            "conn",
-            "--scan-external",
-            "--alerts",
-            "output",
-        ])
-        .args(["--model-dir", crate::util::models().to_str().unwrap()])
-        .args(["--output", dir.join("replay.json").to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        replay.status.success(),
-        "{}",
-        String::from_utf8_lossy(&replay.stderr)
-    );
+    let flags = ["--scan-external", "--alerts", "output"];
+    replay_of(&dir, &json, &flags, "replay.json");
     let expected = detections(&dir.join("replay.json"));
     let kinds: BTreeSet<&str> = expected
         .iter()
@@ -839,22 +849,9 @@ fn siem_formats_through_kafka_are_those_of_replay() {
     let (header, data) = crate::infer_live::conn_with_behaviours();
     let json: Vec<String> = data.iter().map(|l| tsv_to_json(&header, l)).collect();
     let dir = tempdir("kafka-siem");
-    let file = dir.join("conn.json");
-    fs::write(&file, json.join("\n") + "\n").unwrap();
     let replay = |format: &str| -> Vec<serde_json::Value> {
-        let out = dir.join(format!("replay.{format}"));
-        let run = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
-            .args(["--replay", file.to_str().unwrap(), "--modules", "conn"])
-            .args(["--scan-external", "--sensor", "s1", "--format", format])
-            .args(["--model-dir", crate::util::models().to_str().unwrap()])
-            .args(["--output", out.to_str().unwrap()])
-            .output()
-            .unwrap();
-        assert!(
-            run.status.success(),
-            "{}",
-            String::from_utf8_lossy(&run.stderr)
-        );
+        let flags = ["--scan-external", "--sensor", "s1", "--format", format];
+        let (_, out) = replay_of(&dir, &json, &flags, &format!("replay.{format}"));
         fs::read_to_string(out)
             .unwrap()
             .lines()
@@ -1035,19 +1032,7 @@ fn repartitioned_members_score_as_one_and_as_replay() {
             .then_with(|| uid_of(a).cmp(&uid_of(b)))
     });
     let dir = tempdir("repartition");
-    let file = dir.join("conn.json");
-    fs::write(&file, lines.join("\n") + "\n").unwrap();
-    let replay = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
-        .args(["--replay", file.to_str().unwrap(), "--modules", "conn"])
-        .args(["--model-dir", crate::util::models().to_str().unwrap()])
-        .args(["--output", dir.join("replay.json").to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        replay.status.success(),
-        "{}",
-        String::from_utf8_lossy(&replay.stderr)
-    );
+    replay_of(&dir, &lines, &[], "replay.json");
     let expected = scores_by_uid(&dir.join("replay.json"));
     assert_eq!(expected.len(), lines.len());
     let model: serde_json::Value = serde_json::from_str(
@@ -1280,21 +1265,8 @@ fn a_member_killed_and_restarted_with_its_state_writes_what_replay_writes() {
     let (header, data) = crate::infer_live::conn_with_behaviours();
     let json: Vec<String> = data.iter().map(|l| tsv_to_json(&header, l)).collect();
     let dir = tempdir("kafka-state");
-    let file = dir.join("conn.json");
-    fs::write(&file, json.join("\n") + "\n").unwrap();
-    let flags = ["--modules", "conn", "--scan-external", "--alerts", "output"];
-    let replay = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
-        .args(["--replay", file.to_str().unwrap()])
-        .args(flags)
-        .args(["--model-dir", crate::util::models().to_str().unwrap()])
-        .args(["--output", dir.join("replay.json").to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        replay.status.success(),
-        "{}",
-        String::from_utf8_lossy(&replay.stderr)
-    );
+    let flags = ["--scan-external", "--alerts", "output"];
+    replay_of(&dir, &json, &flags, "replay.json");
     let lines = |path: &Path| -> (Vec<String>, Vec<String>) {
         fs::read_to_string(path)
             .unwrap()
@@ -1305,7 +1277,14 @@ fn a_member_killed_and_restarted_with_its_state_writes_what_replay_writes() {
     let (expected, expected_alerts) = lines(&dir.join("replay.json"));
 
     let run = |name: &str, group: &str, state: &Path, out: &Path| {
-        let mut args = vec!["--topics", "zeek-conn", "--group", group];
+        let mut args = vec![
+            "--topics",
+            "zeek-conn",
+            "--group",
+            group,
+            "--modules",
+            "conn",
+        ];
         args.extend(flags);
         args.extend(["--output", out.to_str().unwrap()]);
         args.extend(["--kafka-state-dir", state.to_str().unwrap()]);
