@@ -141,6 +141,10 @@ impl Checkpoint {
     }
 }
 
+/// The largest state file read back (a context of 1,000,000 keys saves
+/// about 300 MB).
+pub const MAX_STATE_BYTES: u64 = 4 << 30;
+
 /// Reads a state file written by [`save_json`]: `None` when there is
 /// none; damaged, or of a newer format than `current` (by `version`), an
 /// error that says to move it away (it is never overwritten behind the
@@ -150,7 +154,9 @@ pub fn load_json<T: serde::de::DeserializeOwned>(
     version: impl Fn(&T) -> u32,
     current: u32,
 ) -> Result<Option<T>, CheckpointError> {
-    let bytes = match std::fs::read(path) {
+    // Opened without blocking (a FIFO put there is refused) and capped,
+    // so a hostile file can neither hang a start nor exhaust memory.
+    let bytes = match crate::safe_fs::read_capped(path, MAX_STATE_BYTES) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => {

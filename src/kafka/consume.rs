@@ -10,7 +10,7 @@
 //! `uid` (with the module) identifies duplicates downstream. With a state
 //! directory ([`super::state`]) a member that restarts over its own
 //! committed offsets resumes its state and cuts its file output back to
-//! them: exactly once while it keeps its partitions.
+//! them: exactly once into a file while it keeps its partitions.
 //!
 //! With a repartition topic ([`super::repartition`]) the loop does two
 //! jobs for the partitions it holds: input records are re-published keyed
@@ -170,6 +170,14 @@ impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
             let mut progress = self.progress();
+            // The saved state cannot be brought up to date from here (the
+            // loop holds it): it goes before this commit moves the offsets
+            // past it, and the loop saves it again.
+            if let Err(e) = progress.forget_saved_state() {
+                progress.failed = Some(e);
+                progress.poison();
+                return;
+            }
             if let Err(e) = progress.commit(consumer, tpl) {
                 // Returned by the loop after the poll that ran this.
                 progress.failed = Some(e);
@@ -223,9 +231,12 @@ struct Progress {
     failed: Option<RunError>,
     /// Set when the run failed: from then on nothing is committed.
     poisoned: bool,
-    /// The last commit was refused by the brokers: the state is not saved
-    /// until one succeeds (it would name offsets the group does not have).
-    commit_failed: bool,
+    /// With `--kafka-state-dir`: where the member's state is saved. A
+    /// commit the loop did not save the state for first (a revoke's)
+    /// removes the saved state before it commits, and sets `state_stale`
+    /// so the loop saves it again soon.
+    state_dir: Option<PathBuf>,
+    state_stale: bool,
     /// Re-publishes input records, when repartitioning.
     forwarder: Option<Forwarder>,
     /// The repartition topic, when repartitioning.
@@ -274,6 +285,41 @@ impl Progress {
         self.taken.retain_partitions(mine);
     }
 
+    /// Removes the saved state (with `--kafka-state-dir`), before a commit
+    /// it does not name: a restart then starts afresh rather than resume a
+    /// state older than the offsets, and cut output that was committed.
+    fn forget_saved_state(&mut self) -> Result<(), RunError> {
+        let Some(dir) = self.state_dir.as_deref() else {
+            return Ok(());
+        };
+        if self.pending.is_empty() && !self.unsynced {
+            return Ok(());
+        }
+        MemberState::forget(dir).map_err(RunError::from)?;
+        self.state_stale = true;
+        Ok(())
+    }
+
+    /// The offsets the member's state stands for once the pending ones of
+    /// `assigned` are committed: what a state saved before that commit
+    /// names.
+    fn to_commit(&self, assigned: &TopicPartitionList) -> BTreeMap<String, BTreeMap<i32, i64>> {
+        let mut offsets = self.committed.clone();
+        for e in assigned.elements() {
+            if let Some(next) = self
+                .pending
+                .get(e.topic())
+                .and_then(|p| p.get(&e.partition()))
+            {
+                offsets
+                    .entry(e.topic().to_owned())
+                    .or_default()
+                    .insert(e.partition(), *next);
+            }
+        }
+        offsets
+    }
+
     fn handled(&mut self, topic: &str, partition: i32, offset: i64) {
         match self.pending.get_mut(topic) {
             Some(p) => {
@@ -304,7 +350,6 @@ impl Progress {
         let pending = &mut self.pending;
         let commits = &mut self.commits;
         let committed = &mut self.committed;
-        let commit_failed = &mut self.commit_failed;
         let forwarder = self.forwarder.as_ref();
         let floors = self
             .repartition_topic
@@ -316,15 +361,7 @@ impl Progress {
             if let Some(f) = forwarder {
                 f.acknowledged()?;
             }
-            commit_pending(
-                consumer,
-                partitions,
-                pending,
-                floors,
-                commits,
-                committed,
-                commit_failed,
-            )
+            commit_pending(consumer, partitions, pending, floors, commits, committed)
         });
         match result {
             Err(RunError::Sink(e) | RunError::Output(e)) => {
@@ -352,7 +389,6 @@ fn commit_pending(
     floors: Option<(&str, HashMap<i32, i64>)>,
     commits: &mut u64,
     committed: &mut BTreeMap<String, BTreeMap<i32, i64>>,
-    commit_failed: &mut bool,
 ) -> Result<(), RunError> {
     {
         let mut tpl = TopicPartitionList::new();
@@ -390,7 +426,6 @@ fn commit_pending(
         match consumer.commit(&tpl, CommitMode::Sync) {
             Ok(()) => {
                 *commits += 1;
-                *commit_failed = false;
                 for e in tpl.elements() {
                     if let Offset::Offset(o) = e.offset() {
                         committed
@@ -401,7 +436,15 @@ fn commit_pending(
                 }
             }
             Err(e) => {
-                *commit_failed = true;
+                // Still to commit: the next commit tries again (and a
+                // saved state names them, not the older offsets).
+                for el in tpl.elements() {
+                    if let Offset::Offset(o) = el.offset() {
+                        let parts = pending.entry(el.topic().to_owned()).or_default();
+                        let next = parts.entry(el.partition()).or_insert(o);
+                        *next = (*next).max(o);
+                    }
+                }
                 tracing::warn!(
                     "kafka: offsets not committed ({e}); the records since the last commit may be scored again"
                 )
@@ -454,6 +497,11 @@ pub fn run_kafka(opts: &KafkaOptions, controls: &Controls) -> Result<KafkaStats,
         record: opts.record.clone(),
         allowlist: opts.allowlist.clone(),
     };
+    if opts.state_dir.is_some() && opts.repartition.is_some() {
+        return Err(RunError::Kafka(
+            "--kafka-state-dir cannot be used with --repartition-topic yet: after a restart the records re-published since the last save would be re-published and scored again; drop one of them (with a repartition topic every start is afresh)".into(),
+        ));
+    }
     // Held while the run lasts: one member per state directory.
     let _lock = opts
         .state_dir
@@ -548,9 +596,7 @@ pub fn run_kafka(opts: &KafkaOptions, controls: &Controls) -> Result<KafkaStats,
     }
     let consumer = connect(opts, sink)?;
     if let Some(saved) = resume {
-        let mut progress = consumer.context().progress();
-        progress.committed = saved.offsets;
-        progress.taken = Taken::resumed(saved.seen, saved.held);
+        consumer.context().progress().committed = saved.offsets;
     }
     let mut run = Run {
         opts,
@@ -657,6 +703,9 @@ fn resumable(opts: &KafkaOptions, dir: &Path) -> Result<Option<MemberState>, Run
                 "kafka: the state saved in {} is not resumed: {why}; this member starts afresh (records since the group's last commit may be scored again)",
                 file.display()
             );
+            // Gone now, so that it cannot come back later (after a switch
+            // of group and back) over output written since.
+            MemberState::forget(dir)?;
             Ok(None)
         }
     }
@@ -710,7 +759,8 @@ fn connect(
                 unsynced: false,
                 taken: Taken::default(),
                 committed: BTreeMap::new(),
-                commit_failed: false,
+                state_dir: opts.state_dir.clone(),
+                state_stale: false,
             }),
             lag: AtomicI64::new(-1),
         })
@@ -804,25 +854,26 @@ impl Run<'_> {
             self.release(&mut progress, false)?;
             // Commit on time, or sooner under a heavy backlog so a crash
             // repeats little.
-            let due = (progress.uncommitted > 0 || progress.unsynced)
+            let due = (progress.uncommitted > 0 || progress.unsynced || progress.state_stale)
                 && (last_commit.elapsed() >= opts.commit_every || progress.uncommitted >= 100_000);
             drop(progress);
             if due {
-                commit_all(consumer)?;
-                self.save_state(consumer)?;
+                self.checkpoint(consumer)?;
                 crate::metrics::global().checkpoint_saved();
                 last_commit = Instant::now();
             }
             if controls.reopen.swap(false, Ordering::SeqCst) {
-                commit_all(consumer)?;
+                self.checkpoint(consumer)?;
                 consumer
                     .context()
                     .progress()
                     .sink
                     .reopen()
                     .map_err(RunError::Output)?;
-                // The saved output is the new file from now on.
-                self.save_state(consumer)?;
+                // The saved output is the new file from now on (nothing was
+                // consumed since the commit: the same offsets).
+                let offsets = consumer.context().progress().committed.clone();
+                self.save_state(consumer, offsets)?;
                 tracing::info!("output reopened (SIGHUP)");
             }
             if last_stats.elapsed() >= opts.stats_every {
@@ -835,23 +886,49 @@ impl Run<'_> {
         // A clean stop scores what is held (in order) before the last
         // commit, so nothing held is read again.
         self.release(&mut consumer.context().progress(), true)?;
-        commit_all(consumer)?;
-        self.save_state(consumer)?;
+        self.checkpoint(consumer)?;
         self.log_stats();
         log_repartition(consumer);
         Ok(())
     }
 
-    /// Saves the member's state with the offsets just committed (with
-    /// `--kafka-state-dir`). Not after a failed commit: the state would name
-    /// offsets the group does not have, and a restart would apply the same
-    /// records twice.
-    fn save_state(&self, consumer: &BaseConsumer<GroupContext>) -> Result<(), RunError> {
+    /// Makes the output durable and commits the offsets; with
+    /// `--kafka-state-dir`, the state is saved in between, naming the
+    /// offsets about to be committed and the output's durable length. A
+    /// crash, or a failed commit, between the save and the commit leaves a
+    /// state whose offsets the group does not have: a restart starts
+    /// afresh (at least once), never resumes a state that counted records
+    /// it will read again.
+    fn checkpoint(&mut self, consumer: &BaseConsumer<GroupContext>) -> Result<(), RunError> {
+        if self.opts.state_dir.is_some() {
+            let assigned = consumer.assignment().unwrap_or_default();
+            let mut progress = consumer.context().progress();
+            if progress.poisoned {
+                return Ok(());
+            }
+            if let Err(e) = progress.sink.sync() {
+                progress.poison();
+                return Err(RunError::Output(e));
+            }
+            let offsets = progress.to_commit(&assigned);
+            drop(progress);
+            self.save_state(consumer, offsets)?;
+        }
+        commit_all(consumer)
+    }
+
+    /// Saves the member's state (with `--kafka-state-dir`) as standing for
+    /// `offsets`, with the outputs' lengths now (synced by the caller).
+    fn save_state(
+        &self,
+        consumer: &BaseConsumer<GroupContext>,
+        offsets: BTreeMap<String, BTreeMap<i32, i64>>,
+    ) -> Result<(), RunError> {
         let Some(dir) = self.opts.state_dir.as_deref() else {
             return Ok(());
         };
-        let progress = consumer.context().progress();
-        if progress.poisoned || progress.commit_failed {
+        let mut progress = consumer.context().progress();
+        if progress.poisoned {
             return Ok(());
         }
         let unsaveable = |e: serde_json::Error| RunError::Io {
@@ -878,12 +955,10 @@ impl Run<'_> {
             }
         }
         let stage = self.emitter.stage();
-        let mut held: Vec<(i32, i64)> = progress.held.origins().collect();
-        held.sort_unstable();
         MemberState {
             version: VERSION,
             group: self.opts.group.clone(),
-            offsets: progress.committed.clone(),
+            offsets,
             output: mark(progress.sink.as_ref(), self.opts.output.to_string()),
             alerts_output,
             context,
@@ -895,11 +970,11 @@ impl Run<'_> {
                 Some(a) => Some(SavedState::of(a).map_err(unsaveable)?),
                 None => None,
             },
-            seen: progress.taken.seen(),
-            held,
         }
         .save(dir)
-        .map_err(RunError::from)
+        .map_err(RunError::from)?;
+        progress.state_stale = false;
+        Ok(())
     }
 
     /// Scores the held records that are due (`all`: every one), earliest

@@ -18,7 +18,7 @@
 //! record still held.
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::collections::{BinaryHeap, HashMap};
 use std::time::{Duration, Instant};
 
 /// Where a held record came from, and its size for the byte limit.
@@ -191,11 +191,6 @@ impl<T> Held<T> {
 
     /// Forgets the records of partitions `keep` refuses (handed to another
     /// member, which reads them again from the committed offset).
-    /// Where each held record came from (partition, offset).
-    pub fn origins(&self) -> impl Iterator<Item = (i32, i64)> + '_ {
-        self.heap.iter().map(|Reverse(e)| (e.partition, e.offset))
-    }
-
     pub fn retain_partitions(&mut self, mut keep: impl FnMut(i32) -> bool) {
         self.heap.retain(|Reverse(e)| keep(e.partition));
         self.bytes = self.heap.iter().map(|Reverse(e)| e.bytes).sum();
@@ -203,34 +198,20 @@ impl<T> Held<T> {
 }
 
 /// Which messages of the repartition topic a member has taken (held or
-/// scored). After a rebalance that left a partition here, or a restart
-/// that resumed the saved state, the partition is fetched again from its
-/// committed offset (at most the first record held): what comes before
-/// the offset seen was taken already, except the records that were held
-/// when the state was saved, which are taken again.
+/// scored): after a rebalance that left a partition here, it is fetched
+/// again from its committed offset (at most the first record held), and
+/// what comes before the offset seen was taken already.
 #[derive(Debug, Default)]
 pub struct Taken {
     /// Per partition, the offset after the last message taken.
     seen: HashMap<i32, i64>,
-    retake: HashSet<(i32, i64)>,
 }
 
 impl Taken {
-    /// From a saved state: the offsets seen, and the records held then.
-    pub fn resumed(
-        seen: impl IntoIterator<Item = (i32, i64)>,
-        held: impl IntoIterator<Item = (i32, i64)>,
-    ) -> Taken {
-        Taken {
-            seen: seen.into_iter().collect(),
-            retake: held.into_iter().collect(),
-        }
-    }
-
     /// Whether this message is to be taken (false: it was before).
     pub fn first_time(&mut self, partition: i32, offset: i64) -> bool {
         match self.seen.get(&partition) {
-            Some(&next) if offset < next => self.retake.remove(&(partition, offset)),
+            Some(&next) if offset < next => false,
             _ => {
                 self.seen.insert(partition, offset + 1);
                 true
@@ -242,12 +223,6 @@ impl Taken {
     /// from the committed offset).
     pub fn retain_partitions(&mut self, keep: impl Fn(i32) -> bool) {
         self.seen.retain(|p, _| keep(*p));
-        self.retake.retain(|(p, _)| keep(*p));
-    }
-
-    /// The offsets seen, to save.
-    pub fn seen(&self) -> BTreeMap<i32, i64> {
-        self.seen.iter().map(|(p, o)| (*p, *o)).collect()
     }
 }
 
@@ -359,17 +334,14 @@ mod tests {
     }
 
     #[test]
-    fn a_resumed_member_takes_again_only_what_was_held() {
-        // Offsets 0-9 of partition 2 were taken; 4 and 7 were still held
-        // when the state was saved, so the partition is read again from 4.
-        let mut taken = Taken::resumed([(2, 10)], [(2, 4), (2, 7)]);
+    fn a_message_taken_before_a_rebalance_is_not_taken_again() {
+        let mut taken = Taken::default();
+        assert!((0..10).all(|o| taken.first_time(2, o)));
+        // The partition stayed here and is read again from offset 4.
         let again: Vec<i64> = (4..12).filter(|o| taken.first_time(2, *o)).collect();
-        assert_eq!(again, vec![4, 7, 10, 11]);
-        // Once each: a second rebalance reading them again skips them.
-        assert!(!(4..12).any(|o| taken.first_time(2, o)));
-        // Another partition starts where it is read.
-        assert!(taken.first_time(5, 0));
-        taken.retain_partitions(|p| p == 5);
-        assert_eq!(taken.seen(), BTreeMap::from([(5, 1)]));
+        assert_eq!(again, vec![10, 11]);
+        // Moved away and back: read as new.
+        taken.retain_partitions(|p| p != 2);
+        assert!(taken.first_time(2, 4));
     }
 }

@@ -2,18 +2,28 @@
 //!
 //! Live mode keeps its context, detector and alert state in its checkpoint
 //! beside the file positions; a Kafka member's positions are the offsets
-//! its group commits, which live on the brokers. So the member writes its
-//! state to its own file (`--kafka-state-dir`) right after each commit,
-//! naming the offsets committed and the output's length then. At the next
-//! start the file is believed only if the group's committed offsets for
-//! those partitions are still exactly the saved ones: then nothing was
-//! consumed since by anyone, the state is resumed, and a file output is cut
-//! back to its saved length (what lies beyond was written after the last
-//! commit and is consumed again), so a restarted member writes what an
-//! uninterrupted one would have. Otherwise (another member took the
-//! partitions over, the process died between a commit and its save, the
-//! file is damaged or of another group) the member starts afresh and says
-//! why, delivering at least once as without the file.
+//! its group commits, which live on the brokers. So the member keeps its
+//! state in a file of its own (`--kafka-state-dir`), and every commit goes
+//! in three steps: the outputs made durable; the state saved, naming the
+//! offsets about to be committed and the outputs' lengths; the commit. A
+//! commit the loop cannot save the state for first (a partition revoked in
+//! a rebalance, committed from inside the consumer's callback) removes the
+//! saved state before it commits.
+//!
+//! At the next start the file is believed only if the group's committed
+//! offsets for the partitions it names are exactly the saved ones: the
+//! state is resumed, and a file output is cut back to its saved length
+//! (what lies beyond was written after the save and is consumed again), so
+//! a restarted member writes what an uninterrupted one would have.
+//! Otherwise (another member consumed the partitions, the process died or
+//! the commit failed between the save and the commit, the group is
+//! another) the file is removed and the member starts afresh, saying why,
+//! delivering at least once as without the file. A commit never moves past
+//! a saved state that could be resumed, so a resumed state never counts a
+//! record twice and a cut never removes a committed record.
+//!
+//! Not with a repartition topic: records re-published after the last save
+//! would be re-published again after a restart, and taken twice.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -49,15 +59,6 @@ pub struct MemberState {
     pub detectors: Option<SavedState>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alerts: Option<SavedState>,
-    /// Repartition topic, per partition: the offset after the last message
-    /// taken (held or scored).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub seen: BTreeMap<i32, i64>,
-    /// Repartition topic: messages held, not yet scored, at the commit
-    /// (partition, offset). They lie at or after the committed offset and
-    /// are taken again; the others before `seen` were scored.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub held: Vec<(i32, i64)>,
 }
 
 impl MemberState {
@@ -68,11 +69,45 @@ impl MemberState {
     /// The saved state, if any. A damaged file is an error (it is not
     /// overwritten behind the operator's back).
     pub fn load(dir: &Path) -> Result<Option<MemberState>, CheckpointError> {
-        load_json(
-            &MemberState::file(dir),
-            |s: &MemberState| s.version,
-            VERSION,
-        )
+        let path = MemberState::file(dir);
+        let state = load_json(&path, |s: &MemberState| s.version, VERSION)?;
+        // Names as Kafka allows them (a name with a NUL byte would not
+        // even reach the brokers): anything else is damage, said as such.
+        let bad = state.as_ref().and_then(|s| {
+            s.offsets.keys().find(|t| {
+                t.is_empty()
+                    || t.len() > 249
+                    || !t
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            })
+        });
+        if let Some(topic) = bad {
+            return Err(CheckpointError::Corrupt {
+                path,
+                reason: format!(
+                    "{} is not a Kafka topic name",
+                    crate::escape::terminal(topic)
+                ),
+            });
+        }
+        Ok(state)
+    }
+
+    /// Removes the saved state (and makes the removal durable): done
+    /// before a commit it does not name, and when it is not resumed.
+    pub fn forget(dir: &Path) -> Result<(), CheckpointError> {
+        let path = MemberState::file(dir);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => return Err(CheckpointError::Io { path, source }),
+        }
+        if let Ok(d) = std::fs::File::open(dir) {
+            d.sync_all()
+                .map_err(|source| CheckpointError::Io { path, source })?;
+        }
+        Ok(())
     }
 
     /// Written whole to a temporary file, synced and renamed over the old
@@ -128,8 +163,6 @@ mod tests {
             context: BTreeMap::new(),
             detectors: Some(SavedState::of(&vec![1, 2, 3]).unwrap()),
             alerts: None,
-            seen: BTreeMap::from([(3, 50)]),
-            held: vec![(3, 48)],
         }
     }
 
@@ -142,6 +175,17 @@ mod tests {
         std::fs::write(MemberState::file(dir.path()), b"{\"version\":1,").unwrap();
         let e = MemberState::load(dir.path()).unwrap_err().to_string();
         assert!(e.contains(FILE) && e.contains("damaged"), "{e}");
+        // A topic name the brokers would not take (a NUL byte) is damage
+        // too, not a panic when the offsets are looked up.
+        let mut s = state();
+        s.offsets
+            .insert("zeek\u{0}conn".into(), BTreeMap::from([(0, 1)]));
+        s.save(dir.path()).unwrap();
+        let e = MemberState::load(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("not a Kafka topic name"), "{e}");
+        MemberState::forget(dir.path()).unwrap();
+        assert_eq!(MemberState::load(dir.path()).unwrap(), None);
+        MemberState::forget(dir.path()).unwrap();
     }
 
     #[test]

@@ -1330,3 +1330,27 @@ fn a_member_killed_and_restarted_with_its_state_writes_what_replay_writes() {
     assert!(!alerts.is_empty());
     assert_eq!(expected_alerts[..alerts.len()], alerts[..]);
 }
+
+/// `--kafka-state-dir` with a repartition topic is refused before anything
+/// is consumed, saying why (a restart would re-publish and score again
+/// what it re-published since the last save).
+#[test]
+fn a_state_dir_with_a_repartition_topic_is_refused() {
+    let dir = tempdir("kafka-state-refused");
+    let out = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+        .args(["--source", "kafka", "--brokers", "127.0.0.1:9"])
+        .args(["--topics", "zeek-conn", "--modules", "conn"])
+        .args(["--model-dir", crate::util::models().to_str().unwrap()])
+        .args(["--repartition-topic", "azw-by-host"])
+        .args(["--kafka-state-dir", dir.join("state").to_str().unwrap()])
+        .args(["--output", dir.join("out.json").to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("--kafka-state-dir cannot be used with --repartition-topic"),
+        "{err}"
+    );
+    assert!(!dir.join("out.json").exists());
+}

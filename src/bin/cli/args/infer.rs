@@ -112,16 +112,16 @@ pub struct Args {
     #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=86_400), env = "AZW_KAFKA_REPARTITION_HOLD_SECS")]
     pub repartition_hold_secs: u64,
 
-    /// Kafka: where this member saves its context, detector and alert
-    /// state (`kafka-checkpoint.json`) right after each commit. At the next
-    /// start it is resumed if the group's committed offsets are still the
-    /// saved ones, and a file output is cut back to its length then, so a
-    /// member restarted (even after kill -9) writes what it would have
-    /// written without stopping. Otherwise (another member consumed its
-    /// partitions meanwhile: use one member, or static membership with
-    /// --kafka-config group.instance.id=NAME) it starts afresh and says
-    /// why. One directory per member. Default: no state kept, every start
-    /// afresh.
+    /// Kafka: where this member keeps its context, detector and alert
+    /// state (`kafka-checkpoint.json`), saved at each commit with the
+    /// offsets committed. At the next start it is resumed if the group's
+    /// committed offsets are still the saved ones, and a file output is cut
+    /// back to its length then, so a member restarted (even after kill -9)
+    /// writes what it would have written without stopping. Otherwise
+    /// (another member consumed its partitions meanwhile: use one member,
+    /// or static membership with --kafka-config group.instance.id=NAME) it
+    /// starts afresh and says why. One directory per member; not with
+    /// --repartition-topic. Default: no state kept, every start afresh.
     #[arg(long, value_name = "DIR", env = "AZW_KAFKA_STATE_DIR")]
     pub kafka_state_dir: Option<PathBuf>,
 
