@@ -238,7 +238,7 @@ impl RecordFormat {
         match self {
             RecordFormat::Json => {
                 let start = out.len();
-                serde_json::to_writer(&mut *out, record)?;
+                record.write_json(out)?;
                 append_sensor(out, start, stamp);
                 out.push(b'\n');
                 escape::json_in_place(out, start);
@@ -406,11 +406,8 @@ fn fields(r: &ScoredRecord, detection: Option<&str>, stamp: &Stamp, unset: &str)
     } else {
         Field::Json(serde_json::to_value(top).unwrap_or_default())
     };
-    let context: serde_json::Map<String, serde_json::Value> = r
-        .context
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let context: serde_json::Map<String, serde_json::Value> =
+        r.context.to_map().into_iter().collect();
     let context_field = if context.is_empty() {
         plain(None)
     } else if tsv {
@@ -507,7 +504,7 @@ pub(super) mod tests {
                     },
                 ]
             }),
-            context,
+            context: context.into(),
             model: None,
         }
     }
