@@ -42,7 +42,7 @@ pub struct ScoredRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ts: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub uid: Option<String>,
+    pub uid: Option<CompactString>,
     pub module: LogKind,
     #[serde(rename = "id.orig_h", skip_serializing_if = "Option::is_none")]
     pub orig_h: Option<IpAddr>,
@@ -53,7 +53,7 @@ pub struct ScoredRecord {
     #[serde(rename = "id.resp_p", skip_serializing_if = "Option::is_none")]
     pub resp_p: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub proto: Option<String>,
+    pub proto: Option<CompactString>,
     /// HTTP: which request of the connection (Zeek's `trans_depth`); two
     /// requests of one connection share the uid, not this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -777,13 +777,13 @@ impl Scorer {
         };
         Ok(ScoredRecord {
             ts: at(record, c.ts).as_f64(),
-            uid: at(record, c.uid).as_str().map(str::to_owned),
+            uid: at(record, c.uid).as_str().map(CompactString::from),
             module: self.model.module,
             orig_h,
             orig_p,
             resp_h,
             resp_p,
-            proto: proto.map(str::to_owned),
+            proto: proto.map(CompactString::from),
             trans_depth: count(at(record, c.trans_depth)),
             trans_id: count(at(record, c.trans_id)),
             community_id,
@@ -1059,7 +1059,7 @@ impl Columns<'_> {
 fn spelled(value: &Value) -> String {
     match value {
         Value::Unset => "-".into(),
-        Value::Str(s) => s.clone(),
+        Value::Str(s) => s.to_string(),
         Value::List(l) => l.first().map_or_else(|| "-".into(), spelled),
         other => other.to_string(),
     }
@@ -1673,13 +1673,13 @@ mod tests {
             Value::Real(f64::INFINITY),
             Value::Addr("10.0.0.1".parse().unwrap()),
             Value::Addr("2001:db8::1".parse().unwrap()),
-            Value::Str(String::new()),
+            Value::Str("".into()),
             Value::Str("SF".into()),
             Value::Str("quote\" back\\slash \u{1}\n\t".into()),
-            Value::Str(crate::escape::tests::HOSTILE.concat()),
-            Value::Str(long.clone()),
-            Value::Str("é".repeat(MAX_CONTEXT_CHARS)),
-            Value::Str("é".repeat(MAX_CONTEXT_CHARS + 1)),
+            Value::Str(crate::escape::tests::HOSTILE.concat().into()),
+            Value::Str(long.as_str().into()),
+            Value::Str("é".repeat(MAX_CONTEXT_CHARS).into()),
+            Value::Str("é".repeat(MAX_CONTEXT_CHARS + 1).into()),
             Value::List(Vec::new()),
             Value::List(vec![
                 Value::Str("a".into()),
@@ -1806,9 +1806,13 @@ mod tests {
     #[test]
     fn context_values_are_bounded() {
         let long = "A".repeat(10_000);
-        let v = context_value(&Value::Str(long)).unwrap();
+        let v = context_value(&Value::Str(long.into())).unwrap();
         assert_eq!(v.as_str().unwrap().chars().count(), MAX_CONTEXT_CHARS + 1);
-        let list = Value::List((0..100).map(|i| Value::Str(format!("a{i}"))).collect());
+        let list = Value::List(
+            (0..100)
+                .map(|i| Value::Str(format!("a{i}").into()))
+                .collect(),
+        );
         assert_eq!(
             context_value(&list).unwrap().as_array().unwrap().len(),
             MAX_CONTEXT_ITEMS

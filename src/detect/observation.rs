@@ -183,7 +183,7 @@ mod tests {
     fn conn_facts_read_states_and_hostile_values() {
         let r = record(&[
             ("ts", Value::Real(10.0)),
-            ("uid", Value::Str("C".repeat(500))),
+            ("uid", Value::Str("C".repeat(500).into())),
             ("id.orig_h", Value::Addr("10.0.0.1".parse().unwrap())),
             ("id.resp_h", Value::Addr("10.0.0.2".parse().unwrap())),
             ("id.resp_p", Value::Count(70_000)),
@@ -215,7 +215,7 @@ mod tests {
         let r = record(&[
             ("ts", Value::Real(10.0)),
             ("id.orig_h", Value::Addr("10.0.0.1".parse().unwrap())),
-            ("query", Value::Str(q)),
+            ("query", Value::Str(q.into())),
         ]);
         let Some(Observation::Dns(d)) = Observation::of(LogKind::DNS, &r) else {
             panic!("no facts");

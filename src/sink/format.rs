@@ -30,6 +30,7 @@
 
 use std::io::{self, Write};
 
+use compact_str::CompactString;
 use serde::Serialize;
 
 use crate::alert::Alert;
@@ -335,7 +336,7 @@ pub(super) fn detection_row(d: &Detection) -> ScoredRecord {
     }));
     ScoredRecord {
         ts: Some(d.ts),
-        uid: d.uids.first().cloned(),
+        uid: d.uids.first().map(CompactString::from),
         module: d.module,
         orig_h: Some(d.src),
         orig_p: None,

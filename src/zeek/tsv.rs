@@ -171,7 +171,9 @@ impl TsvHeader {
                     .collect::<Result<Vec<_>, _>>()
                     .map(Value::List)
             }
-            ZeekType::Text if raw == self.empty_field.as_slice() => Ok(Value::Str(String::new())),
+            ZeekType::Text if raw == self.empty_field.as_slice() => {
+                Ok(Value::Str(Default::default()))
+            }
             scalar => scalar
                 .scalar()
                 .unwrap_or(ScalarType::Text)
@@ -308,7 +310,7 @@ mod tests {
         assert!(r.get("duration").is_unset());
         assert_eq!(r.get("local_orig"), &Value::Bool(true));
         assert_eq!(r.get("tunnel_parents"), &Value::List(vec![]));
-        assert_eq!(r.get("service"), &Value::Str(String::new()));
+        assert_eq!(r.get("service"), &Value::Str("".into()));
     }
 
     #[test]
