@@ -530,6 +530,9 @@ pub struct Scorer {
     context_fields: Arc<ContextKeys>,
     /// Where the fields [`Scorer::finish`] reads are in the last schema.
     columns: OutputColumns,
+    /// Only anomalies are written (`--only-anomalies`): a normal record's
+    /// scored record carries its score and time alone.
+    anomalies_only: bool,
     community_id_seed: u16,
     model_ref: Arc<ModelRef>,
     /// Flags and grades scores: the model's threshold, or the runtime one.
@@ -565,6 +568,7 @@ impl Scorer {
             explainer,
             context_fields,
             columns: OutputColumns::default(),
+            anomalies_only: false,
             community_id_seed: 0,
             model_ref,
             judge,
@@ -583,6 +587,15 @@ impl Scorer {
         self.columns = OutputColumns::default();
         self.community_id_seed = opts.community_id_seed;
         self.judge = Arc::new(Judge::new(&self.model, &opts.judge));
+        self
+    }
+
+    /// The same scorer for a stream of which only the anomalies are
+    /// written (`--only-anomalies`): the scored record of a normal one
+    /// is left without what only the output reads (addresses, Community
+    /// ID, context fields), which is most of the cost of making it.
+    pub fn anomalies_only(mut self, yes: bool) -> Scorer {
+        self.anomalies_only = yes;
         self
     }
 
@@ -756,6 +769,30 @@ impl Scorer {
         };
         self.columns.resolve(record, &self.context_fields);
         let c = &self.columns;
+        if self.anomalies_only && !anomaly {
+            return Ok(ScoredRecord {
+                ts: at(record, c.ts).as_f64(),
+                uid: None,
+                module: self.model.module,
+                orig_h: None,
+                orig_p: None,
+                resp_h: None,
+                resp_p: None,
+                proto: None,
+                trans_depth: None,
+                trans_id: None,
+                community_id: None,
+                direction: None,
+                score,
+                threshold,
+                anomaly,
+                severity: None,
+                p_normal: None,
+                top_features: None,
+                context: Context::default(),
+                model: Some(self.model_ref.clone()),
+            });
+        }
         let orig_h = at(record, c.orig_h).as_addr();
         let resp_h = at(record, c.resp_h).as_addr();
         let orig_p = port(at(record, c.orig_p));

@@ -196,7 +196,9 @@ impl Lane {
     /// never reloads.
     pub fn new(scorer: Scorer, opts: &LaneOptions) -> Lane {
         Lane {
-            scorer: scorer.with_options(&opts.record),
+            scorer: scorer
+                .with_options(&opts.record)
+                .anomalies_only(opts.only_anomalies),
             reload: None,
             record: opts.record.clone(),
             only_anomalies: opts.only_anomalies,
@@ -303,7 +305,10 @@ impl Lane {
         let module = self.module();
         if let Some((reload, every)) = &mut self.reload {
             if let Some(new) = reload.check(module, *every) {
-                let old = std::mem::replace(&mut self.scorer, new.with_options(&self.record));
+                let new = new
+                    .with_options(&self.record)
+                    .anomalies_only(self.only_anomalies);
+                let old = std::mem::replace(&mut self.scorer, new);
                 if !old.hand_over_context(&mut self.scorer) && !self.scorer.context().is_empty() {
                     tracing::info!(
                         "{module}: the new model's context features differ from the old one's: their state starts afresh"
