@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use crate::allow::{Action, Allowlist};
 
+use crate::detect::observation::ObservationColumns;
 use crate::detect::{Baseline, DetectOptions, ModuleDetectors, Observation};
 use crate::features::ContextState;
 use crate::kitnet::KitNetError;
@@ -104,6 +105,7 @@ pub enum Scored {
 pub struct LaneWorker {
     scorer: Scorer,
     observe: bool,
+    observe_columns: ObservationColumns,
     results: Vec<Result<ScoredRecord, KitNetError>>,
 }
 
@@ -148,7 +150,7 @@ impl LaneWorker {
                         Err(KitNetError::NotTrained("no result for this record".into()))
                     });
                     let observation = if observe && result.is_ok() {
-                        Observation::of(module, record)
+                        Observation::of_with(module, record, &mut self.observe_columns)
                     } else {
                         None
                     };
@@ -393,6 +395,7 @@ impl Lane {
         LaneWorker {
             scorer: self.scorer.clone(),
             observe: self.observe,
+            observe_columns: ObservationColumns::default(),
             results: Vec::new(),
         }
     }
