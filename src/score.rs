@@ -42,7 +42,7 @@ pub struct ScoredRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ts: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub uid: Option<String>,
+    pub uid: Option<CompactString>,
     pub module: LogKind,
     #[serde(rename = "id.orig_h", skip_serializing_if = "Option::is_none")]
     pub orig_h: Option<IpAddr>,
@@ -53,7 +53,7 @@ pub struct ScoredRecord {
     #[serde(rename = "id.resp_p", skip_serializing_if = "Option::is_none")]
     pub resp_p: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub proto: Option<String>,
+    pub proto: Option<CompactString>,
     /// HTTP: which request of the connection (Zeek's `trans_depth`); two
     /// requests of one connection share the uid, not this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -86,8 +86,8 @@ pub struct ScoredRecord {
     pub top_features: Option<Vec<Contribution>>,
     /// The selected fields of the record (`--context-fields`), as Zeek
     /// logged them, bounded ([`MAX_CONTEXT_CHARS`], [`MAX_CONTEXT_ITEMS`]).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub context: BTreeMap<String, serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Context::is_empty")]
+    pub context: Context,
     /// The model that scored it (named by SIEM formats as the rule).
     #[serde(skip)]
     pub model: Option<Arc<ModelRef>>,
@@ -97,8 +97,254 @@ impl ScoredRecord {
     /// Writes the record as one JSON line, the output format of live and
     /// replay mode alike.
     pub fn write_json_line(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
-        serde_json::to_writer(&mut *out, self)?;
-        out.write_all(b"\n")
+        let mut line = Vec::with_capacity(512);
+        self.write_json(&mut line)?;
+        line.push(b'\n');
+        out.write_all(&line)
+    }
+
+    /// Appends the record as one JSON object, the same bytes as
+    /// `serde_json::to_writer(out, self)` (tested), written field by field
+    /// into `out`: no serde map machinery, and the context, already JSON,
+    /// copied as it is. Replay writes a million of these a few seconds.
+    pub fn write_json(&self, out: &mut Vec<u8>) -> std::io::Result<()> {
+        let mut obj = JsonObject::start(out);
+        if let Some(ts) = self.ts {
+            obj.field("ts", &ts)?;
+        }
+        if let Some(uid) = &self.uid {
+            obj.field("uid", uid)?;
+        }
+        obj.field("module", &self.module)?;
+        if let Some(h) = &self.orig_h {
+            obj.field("id.orig_h", h)?;
+        }
+        if let Some(p) = &self.orig_p {
+            obj.field("id.orig_p", p)?;
+        }
+        if let Some(h) = &self.resp_h {
+            obj.field("id.resp_h", h)?;
+        }
+        if let Some(p) = &self.resp_p {
+            obj.field("id.resp_p", p)?;
+        }
+        if let Some(p) = &self.proto {
+            obj.field("proto", p)?;
+        }
+        if let Some(t) = &self.trans_depth {
+            obj.field("trans_depth", t)?;
+        }
+        if let Some(t) = &self.trans_id {
+            obj.field("trans_id", t)?;
+        }
+        if let Some(c) = &self.community_id {
+            obj.field("community_id", c)?;
+        }
+        if let Some(d) = &self.direction {
+            obj.field("direction", d)?;
+        }
+        obj.field("score", &self.score)?;
+        obj.field("threshold", &self.threshold)?;
+        obj.field("anomaly", &self.anomaly)?;
+        if let Some(s) = &self.severity {
+            obj.field("severity", s)?;
+        }
+        if let Some(p) = &self.p_normal {
+            obj.field("p_normal", p)?;
+        }
+        if let Some(t) = &self.top_features {
+            obj.field("top_features", t)?;
+        }
+        if !self.context.is_empty() {
+            obj.key("context");
+            obj.out.extend_from_slice(self.context.json.as_bytes());
+        }
+        obj.out.push(b'}');
+        Ok(())
+    }
+}
+
+/// A JSON object being written into a buffer, as serde_json writes one:
+/// `{"key":value,...}` with no spaces.
+struct JsonObject<'a> {
+    out: &'a mut Vec<u8>,
+    first: bool,
+}
+
+impl<'a> JsonObject<'a> {
+    fn start(out: &'a mut Vec<u8>) -> JsonObject<'a> {
+        out.push(b'{');
+        JsonObject { out, first: true }
+    }
+
+    /// `"key":` (keys here are plain names that need no escaping).
+    fn key(&mut self, key: &str) {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        self.out.push(b'"');
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.extend_from_slice(b"\":");
+    }
+
+    fn field(&mut self, key: &str, value: &(impl Serialize + ?Sized)) -> std::io::Result<()> {
+        self.key(key);
+        value.serialize(&mut serde_json::Serializer::new(&mut *self.out))?;
+        Ok(())
+    }
+}
+
+/// A record's context fields (`--context-fields`): one JSON object with
+/// the fields in name order, what a `BTreeMap<String, serde_json::Value>`
+/// of them serialises to, made by the scorer straight from the record
+/// (one string per record rather than a map of strings and values), and
+/// copied as it is into JSON output. Empty when the record has none.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Context {
+    json: String,
+}
+
+impl Context {
+    pub fn is_empty(&self) -> bool {
+        self.json.is_empty()
+    }
+
+    /// The JSON object (empty text when there are no fields).
+    pub fn as_json(&self) -> &str {
+        &self.json
+    }
+
+    /// The fields as a map (for the formats that pick fields out).
+    pub fn to_map(&self) -> BTreeMap<String, serde_json::Value> {
+        if self.json.is_empty() {
+            return BTreeMap::new();
+        }
+        // Our own serialisation of a map of JSON values: it reads back.
+        serde_json::from_str(&self.json).unwrap_or_default()
+    }
+
+    pub fn from_map(map: &BTreeMap<String, serde_json::Value>) -> Context {
+        if map.is_empty() {
+            return Context::default();
+        }
+        Context {
+            json: serde_json::to_string(map).unwrap_or_default(),
+        }
+    }
+
+    /// One field's value.
+    pub fn get(&self, key: &str) -> Option<serde_json::Value> {
+        if self.json.is_empty() {
+            return None;
+        }
+        self.to_map().remove(key)
+    }
+
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    pub fn insert(&mut self, key: String, value: serde_json::Value) {
+        let mut map = self.to_map();
+        map.insert(key, value);
+        *self = Context::from_map(&map);
+    }
+
+    pub fn clear(&mut self) {
+        self.json.clear();
+    }
+}
+
+impl From<BTreeMap<String, serde_json::Value>> for Context {
+    fn from(map: BTreeMap<String, serde_json::Value>) -> Context {
+        Context::from_map(&map)
+    }
+}
+
+impl Serialize for Context {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.to_map().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Context {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Context, D::Error> {
+        BTreeMap::<String, serde_json::Value>::deserialize(deserializer).map(Context::from)
+    }
+}
+
+/// The context fields of a scorer, in name order (the order of the JSON
+/// object), each with its key as written (`"service":`).
+struct ContextKeys {
+    names: Vec<String>,
+    keys: Vec<Vec<u8>>,
+}
+
+impl ContextKeys {
+    fn new(fields: &[String]) -> ContextKeys {
+        let mut names = fields.to_vec();
+        names.sort();
+        names.dedup();
+        let keys = names
+            .iter()
+            .map(|n| {
+                let mut k = serde_json::to_vec(n).unwrap_or_default();
+                k.push(b':');
+                k
+            })
+            .collect();
+        ContextKeys { names, keys }
+    }
+}
+
+/// The columns [`Scorer::finish`] reads, looked up once per schema.
+#[derive(Clone, Default)]
+struct OutputColumns {
+    schema: Option<Arc<crate::zeek::Schema>>,
+    ts: Option<usize>,
+    uid: Option<usize>,
+    orig_h: Option<usize>,
+    orig_p: Option<usize>,
+    resp_h: Option<usize>,
+    resp_p: Option<usize>,
+    proto: Option<usize>,
+    trans_depth: Option<usize>,
+    trans_id: Option<usize>,
+    /// Per [`ContextKeys`] name.
+    context: Vec<Option<usize>>,
+}
+
+impl OutputColumns {
+    fn resolve(&mut self, record: &Record, context: &ContextKeys) {
+        let schema = record.schema();
+        if self.schema.as_ref().is_some_and(|s| Arc::ptr_eq(s, schema)) {
+            return;
+        }
+        let at = |name: &str| schema.index_of(name);
+        *self = OutputColumns {
+            schema: Some(schema.clone()),
+            ts: at("ts"),
+            uid: at("uid"),
+            orig_h: at("id.orig_h"),
+            orig_p: at("id.orig_p"),
+            resp_h: at("id.resp_h"),
+            resp_p: at("id.resp_p"),
+            proto: at("proto"),
+            trans_depth: at("trans_depth"),
+            trans_id: at("trans_id"),
+            context: context.names.iter().map(|n| at(n)).collect(),
+        };
+    }
+}
+
+/// The value at a column looked up by [`OutputColumns`] (unset when the
+/// schema has no such field).
+fn at(record: &Record, column: Option<usize>) -> &Value {
+    static UNSET: Value = Value::Unset;
+    match column {
+        Some(i) => record.at(i),
+        None => &UNSET,
     }
 }
 
@@ -281,7 +527,12 @@ pub struct Scorer {
     context: ContextState,
     explainer: Arc<Explainer>,
     /// The record's own fields that go with it to the output.
-    context_fields: Arc<[String]>,
+    context_fields: Arc<ContextKeys>,
+    /// Where the fields [`Scorer::finish`] reads are in the last schema.
+    columns: OutputColumns,
+    /// Only anomalies are written (`--only-anomalies`): a normal record's
+    /// scored record carries its score and time alone.
+    anomalies_only: bool,
     community_id_seed: u16,
     model_ref: Arc<ModelRef>,
     /// Flags and grades scores: the model's threshold, or the runtime one.
@@ -303,7 +554,9 @@ impl Scorer {
             module: model.module,
             created: model.created.clone(),
         });
-        let context_fields = ContextFields::default().for_module(model.module).into();
+        let context_fields = Arc::new(ContextKeys::new(
+            &ContextFields::default().for_module(model.module),
+        ));
         let judge = Arc::new(Judge::new(&model, &JudgeOptions::default()));
         Scorer {
             model: Arc::new(model),
@@ -314,6 +567,8 @@ impl Scorer {
             context,
             explainer,
             context_fields,
+            columns: OutputColumns::default(),
+            anomalies_only: false,
             community_id_seed: 0,
             model_ref,
             judge,
@@ -326,9 +581,21 @@ impl Scorer {
     /// The same scorer with other record options (context fields,
     /// Community ID seed).
     pub fn with_options(mut self, opts: &RecordOptions) -> Scorer {
-        self.context_fields = opts.context.for_module(self.model.module).into();
+        self.context_fields = Arc::new(ContextKeys::new(
+            &opts.context.for_module(self.model.module),
+        ));
+        self.columns = OutputColumns::default();
         self.community_id_seed = opts.community_id_seed;
         self.judge = Arc::new(Judge::new(&self.model, &opts.judge));
+        self
+    }
+
+    /// The same scorer for a stream of which only the anomalies are
+    /// written (`--only-anomalies`): the scored record of a normal one
+    /// is left without what only the output reads (addresses, Community
+    /// ID, context fields), which is most of the cost of making it.
+    pub fn anomalies_only(mut self, yes: bool) -> Scorer {
+        self.anomalies_only = yes;
         self
     }
 
@@ -387,7 +654,10 @@ impl Scorer {
             .model
             .kitnet
             .execute_with(&self.vector, &mut self.scratch)?;
-        self.finish(record, &self.vector, score)
+        let vector = std::mem::take(&mut self.vector);
+        let scored = self.finish(record, &vector, score);
+        self.vector = vector;
+        scored
     }
 
     /// [`Scorer::score`] of each of `records`, appended to `out` in order,
@@ -424,16 +694,23 @@ impl Scorer {
     ) {
         let n = self.vector.len();
         debug_assert_eq!(block.len(), records.len() * n);
-        self.block_scores.resize(records.len(), 0.0);
-        let kitnet = &self.model.kitnet;
-        match kitnet.execute_block(block, &mut self.block_scores, &mut self.block_scratch) {
-            Ok(()) => out.extend(
-                records
+        let mut scores = std::mem::take(&mut self.block_scores);
+        scores.resize(records.len(), 0.0);
+        let model = Arc::clone(&self.model);
+        match model
+            .kitnet
+            .execute_block(block, &mut scores, &mut self.block_scratch)
+        {
+            Ok(()) => {
+                for ((record, v), &score) in records
                     .iter()
                     .zip(block.chunks_exact(n.max(1)))
-                    .zip(&self.block_scores)
-                    .map(|((record, v), &score)| self.finish(record, v, score)),
-            ),
+                    .zip(&scores)
+                {
+                    let scored = self.finish(record, v, score);
+                    out.push(scored);
+                }
+            }
             // Each record alone, from the vectors already made: encoding
             // again would feed the context twice.
             Err(_) => {
@@ -451,6 +728,7 @@ impl Scorer {
                 }
             }
         }
+        self.block_scores = scores;
     }
 
     /// The encoder, for encoding on another thread ([`Scorer::score_encoded`]).
@@ -468,7 +746,7 @@ impl Scorer {
     /// The scored record of `record`, whose feature vector `vector` scored
     /// `score`; an anomaly is explained.
     fn finish(
-        &self,
+        &mut self,
         record: &Record,
         vector: &[f64],
         score: f64,
@@ -489,18 +767,44 @@ impl Scorer {
         } else {
             None
         };
-        let orig_h = record.get("id.orig_h").as_addr();
-        let resp_h = record.get("id.resp_h").as_addr();
-        let orig_p = port(record.get("id.orig_p"));
-        let resp_p = port(record.get("id.resp_p"));
-        let proto = record.get("proto").as_str().map(str::to_owned);
+        self.columns.resolve(record, &self.context_fields);
+        let c = &self.columns;
+        if self.anomalies_only && !anomaly {
+            return Ok(ScoredRecord {
+                ts: at(record, c.ts).as_f64(),
+                uid: None,
+                module: self.model.module,
+                orig_h: None,
+                orig_p: None,
+                resp_h: None,
+                resp_p: None,
+                proto: None,
+                trans_depth: None,
+                trans_id: None,
+                community_id: None,
+                direction: None,
+                score,
+                threshold,
+                anomaly,
+                severity: None,
+                p_normal: None,
+                top_features: None,
+                context: Context::default(),
+                model: Some(self.model_ref.clone()),
+            });
+        }
+        let orig_h = at(record, c.orig_h).as_addr();
+        let resp_h = at(record, c.resp_h).as_addr();
+        let orig_p = port(at(record, c.orig_p));
+        let resp_p = port(at(record, c.resp_p));
+        let proto = at(record, c.proto).as_str();
         let community_id = crate::community_id::for_zeek(
             self.community_id_seed,
             orig_h,
             orig_p,
             resp_h,
             resp_p,
-            proto.as_deref(),
+            proto,
         );
         let direction = match (orig_h, resp_h) {
             (Some(o), Some(r)) => Some(CompactString::const_new(
@@ -508,23 +812,17 @@ impl Scorer {
             )),
             _ => None,
         };
-        let mut context = BTreeMap::new();
-        for field in self.context_fields.iter() {
-            if let Some(v) = context_value(record.get(field)) {
-                context.insert(field.clone(), v);
-            }
-        }
         Ok(ScoredRecord {
-            ts: record.ts(),
-            uid: record.get("uid").as_str().map(str::to_owned),
+            ts: at(record, c.ts).as_f64(),
+            uid: at(record, c.uid).as_str().map(CompactString::from),
             module: self.model.module,
             orig_h,
             orig_p,
             resp_h,
             resp_p,
-            proto,
-            trans_depth: count(record.get("trans_depth")),
-            trans_id: count(record.get("trans_id")),
+            proto: proto.map(CompactString::from),
+            trans_depth: count(at(record, c.trans_depth)),
+            trans_id: count(at(record, c.trans_id)),
             community_id,
             direction,
             score,
@@ -533,9 +831,38 @@ impl Scorer {
             severity: judged.map(|j| j.0),
             p_normal: judged.map(|j| j.1),
             top_features,
-            context,
+            context: self.context_of(record),
             model: Some(self.model_ref.clone()),
         })
+    }
+
+    /// The record's context fields, written as JSON straight from its
+    /// values (see [`Context`]).
+    fn context_of(&self, record: &Record) -> Context {
+        let keys = &self.context_fields;
+        if keys.names.is_empty() {
+            return Context::default();
+        }
+        let mut json = Vec::with_capacity(160);
+        json.push(b'{');
+        for (key, &column) in keys.keys.iter().zip(&self.columns.context) {
+            let before = json.len();
+            if before > 1 {
+                json.push(b',');
+            }
+            json.extend_from_slice(key);
+            if !write_context_value(at(record, column), &mut json) {
+                json.truncate(before);
+            }
+        }
+        if json.len() == 1 {
+            return Context::default();
+        }
+        json.push(b'}');
+        Context {
+            // serde_json writes UTF-8.
+            json: String::from_utf8(json).unwrap_or_default(),
+        }
     }
 }
 
@@ -556,10 +883,42 @@ fn count(v: &Value) -> Option<u64> {
 
 /// `text` cut to `max` characters, with `…` where it was cut.
 pub fn bounded(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        None => text.to_owned(),
-        Some((end, _)) => format!("{}…", &text[..end]),
+    bounded_cow(text, max).into_owned()
+}
+
+/// [`bounded`], borrowing `text` when it is short enough.
+fn bounded_cow(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    // Fewer bytes than `max` are fewer characters too.
+    if text.len() <= max {
+        return text.into();
     }
+    match text.char_indices().nth(max) {
+        None => text.into(),
+        Some((end, _)) => format!("{}…", &text[..end]).into(),
+    }
+}
+
+/// Appends `v` as JSON, the same bytes as `context_value(v)` serialised;
+/// false, with nothing appended, when it has no context value.
+fn write_context_value(v: &Value, out: &mut Vec<u8>) -> bool {
+    use serde::Serializer as _;
+    let mut ser = serde_json::Serializer::new(&mut *out);
+    let written = match v {
+        Value::Unset => return false,
+        Value::Bool(b) => ser.serialize_bool(*b),
+        Value::Count(c) => ser.serialize_u64(*c),
+        Value::Int(i) => ser.serialize_i64(*i),
+        Value::Real(r) if r.is_finite() => ser.serialize_f64(*r),
+        Value::Real(_) => return false,
+        // As text (`to_string`), as serde writes an address for JSON.
+        Value::Addr(a) => a.serialize(&mut ser),
+        Value::Str(s) => ser.serialize_str(&bounded_cow(s, MAX_CONTEXT_CHARS)),
+        Value::List(_) => match context_value(v) {
+            Some(j) => j.serialize(&mut ser),
+            None => return false,
+        },
+    };
+    written.is_ok()
 }
 
 /// A context value as JSON, bounded; `None` for an unset field (left out,
@@ -737,7 +1096,7 @@ impl Columns<'_> {
 fn spelled(value: &Value) -> String {
     match value {
         Value::Unset => "-".into(),
-        Value::Str(s) => s.clone(),
+        Value::Str(s) => s.to_string(),
         Value::List(l) => l.first().map_or_else(|| "-".into(), spelled),
         other => other.to_string(),
     }
@@ -1317,13 +1676,180 @@ mod tests {
         }
     }
 
+    /// The old construction of a record's context: a map of
+    /// [`context_value`]s, which the JSON output serialised.
+    fn context_map(record: &Record, fields: &[String]) -> BTreeMap<String, serde_json::Value> {
+        fields
+            .iter()
+            .filter_map(|f| Some((f.clone(), context_value(record.get(f))?)))
+            .collect()
+    }
+
+    /// The context written straight from the values is the serialisation
+    /// of the map of their JSON values, byte for byte, for every kind of
+    /// value; and reads back as that map.
+    #[test]
+    fn context_values_are_written_as_serde_json_writes_them() {
+        let long = format!("{}é{}", "x".repeat(500), "ü".repeat(40));
+        let values = [
+            Value::Unset,
+            Value::Bool(true),
+            Value::Bool(false),
+            Value::Count(0),
+            Value::Count(u64::MAX),
+            Value::Int(-42),
+            Value::Int(i64::MIN),
+            Value::Real(0.0),
+            Value::Real(-0.0),
+            Value::Real(1.0),
+            Value::Real(0.000064),
+            Value::Real(1713484795.943239),
+            Value::Real(1e300),
+            Value::Real(5e-324),
+            Value::Real(f64::NAN),
+            Value::Real(f64::INFINITY),
+            Value::Addr("10.0.0.1".parse().unwrap()),
+            Value::Addr("2001:db8::1".parse().unwrap()),
+            Value::Str("".into()),
+            Value::Str("SF".into()),
+            Value::Str("quote\" back\\slash \u{1}\n\t".into()),
+            Value::Str(crate::escape::tests::HOSTILE.concat().into()),
+            Value::Str(long.as_str().into()),
+            Value::Str("é".repeat(MAX_CONTEXT_CHARS).into()),
+            Value::Str("é".repeat(MAX_CONTEXT_CHARS + 1).into()),
+            Value::List(Vec::new()),
+            Value::List(vec![
+                Value::Str("a".into()),
+                Value::Unset,
+                Value::Real(f64::NAN),
+                Value::List(vec![Value::Count(1), Value::Count(2)]),
+            ]),
+            Value::List((0..40).map(Value::Count).collect()),
+        ];
+        for v in &values {
+            let mut fast = Vec::new();
+            let written = write_context_value(v, &mut fast);
+            match context_value(v) {
+                Some(j) => {
+                    assert!(written, "{v:?}");
+                    assert_eq!(fast, serde_json::to_vec(&j).unwrap(), "{v:?}");
+                }
+                None => assert!(!written && fast.is_empty(), "{v:?}"),
+            }
+        }
+        // Whole records: every value under its own field name, in
+        // another order than the names sort in.
+        let names: Vec<String> = (0..values.len()).rev().map(|i| format!("f{i}")).collect();
+        let fields: Vec<(&str, Value)> = names
+            .iter()
+            .map(String::as_str)
+            .zip(values.iter().rev().cloned())
+            .collect();
+        let r = record(&fields);
+        let model = crate::model::tests::ssh_model().clone();
+        let encoder = model.validate().unwrap();
+        let mut scorer = Scorer::new(model, encoder);
+        scorer.context_fields = Arc::new(ContextKeys::new(&names));
+        scorer.columns.resolve(&r, &scorer.context_fields);
+        let context = scorer.context_of(&r);
+        let map = context_map(&r, &names);
+        assert_eq!(context.as_json(), serde_json::to_string(&map).unwrap());
+        assert_eq!(context.to_map(), map);
+        assert_eq!(context, Context::from_map(&map));
+        // No field set: no context.
+        let r = record(&[("f1", Value::Unset), ("f2", Value::Real(f64::NAN))]);
+        scorer.columns.resolve(&r, &scorer.context_fields);
+        assert!(scorer.context_of(&r).is_empty());
+    }
+
+    /// The JSON writer writes what serde writes for the record, for
+    /// normal records, anomalies (with explanations) and records missing
+    /// fields; the context is the map the old construction made.
+    #[test]
+    fn records_are_written_as_serde_json_writes_them() {
+        let fields: Vec<String> = [
+            "client",
+            "server",
+            "auth_success",
+            "ts",
+            "uid",
+            "id.orig_h",
+            "id.resp_p",
+            "auth_attempts",
+            "direction",
+            "version",
+            "nope",
+        ]
+        .map(String::from)
+        .to_vec();
+        let spec = fields
+            .iter()
+            .map(|f| format!("ssh.{f}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let opts = RecordOptions {
+            context: ContextFields::parse(&spec).unwrap(),
+            ..RecordOptions::default()
+        };
+        let text = crate::model::tests::ssh_log_text();
+        let mut checked = 0;
+        for threshold in [None, Some(-1.0)] {
+            let mut model = crate::model::tests::ssh_model().clone();
+            let encoder = model.validate().unwrap();
+            if let Some(t) = threshold {
+                model.threshold.value = t;
+            }
+            let mut scorer = Scorer::new(model, encoder).with_options(&opts);
+            let mut parser = crate::zeek::LineParser::new("ssh.log", Some("ssh"));
+            for (i, line) in text.lines().enumerate() {
+                let Ok(crate::zeek::Parsed::Record(r)) =
+                    parser.parse_line(line.as_bytes(), i as u64 + 1)
+                else {
+                    continue;
+                };
+                let s = scorer.score(&r).unwrap();
+                assert_eq!(s.context.to_map(), context_map(&r, &fields));
+                let mut fast = Vec::new();
+                s.write_json(&mut fast).unwrap();
+                assert_eq!(
+                    String::from_utf8(fast).unwrap(),
+                    serde_json::to_string(&s).unwrap()
+                );
+                let mut bare = s.clone();
+                bare.ts = None;
+                bare.uid = None;
+                bare.orig_h = None;
+                bare.resp_p = None;
+                bare.proto = None;
+                bare.community_id = None;
+                bare.trans_depth = Some(3);
+                bare.trans_id = Some(0);
+                bare.score = f64::NAN;
+                bare.context.clear();
+                let mut fast = Vec::new();
+                bare.write_json(&mut fast).unwrap();
+                assert_eq!(fast, serde_json::to_vec(&bare).unwrap());
+                let mut line = Vec::new();
+                s.write_json(&mut line).unwrap();
+                let back: ScoredRecord = serde_json::from_slice(&line).unwrap();
+                assert_eq!(back.context, s.context);
+                checked += 1;
+            }
+        }
+        assert!(checked > 40);
+    }
+
     /// Hostile context values are kept bounded (escaping is the formats').
     #[test]
     fn context_values_are_bounded() {
         let long = "A".repeat(10_000);
-        let v = context_value(&Value::Str(long)).unwrap();
+        let v = context_value(&Value::Str(long.into())).unwrap();
         assert_eq!(v.as_str().unwrap().chars().count(), MAX_CONTEXT_CHARS + 1);
-        let list = Value::List((0..100).map(|i| Value::Str(format!("a{i}"))).collect());
+        let list = Value::List(
+            (0..100)
+                .map(|i| Value::Str(format!("a{i}").into()))
+                .collect(),
+        );
         assert_eq!(
             context_value(&list).unwrap().as_array().unwrap().len(),
             MAX_CONTEXT_ITEMS

@@ -101,7 +101,7 @@ impl Item {
             peer,
             resp_p: r.resp_p,
             ratio: (ratio * 1000.0).round() / 1000.0,
-            context: bounded_context(&r.context),
+            context: bounded_context(&r.context.to_map()),
         };
         let mut h = Fnv::new();
         h.write(uid.as_deref().unwrap_or("").as_bytes());

@@ -572,12 +572,12 @@ fn print_top(top: &[ScoredRecord]) {
             s.threshold,
             s.module,
             show(s.ts.map(|t| format!("{t:.6}"))),
-            show(s.uid.clone()),
+            show(s.uid.as_ref().map(ToString::to_string)),
             show(s.orig_h.map(|a| a.to_string())),
             show(s.orig_p.map(|p| p.to_string())),
             show(s.resp_h.map(|a| a.to_string())),
             show(s.resp_p.map(|p| p.to_string())),
-            show(s.proto.clone()),
+            show(s.proto.as_ref().map(ToString::to_string)),
         );
         eprintln!("{}", terminal(&line));
     }

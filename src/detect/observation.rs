@@ -7,8 +7,12 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
+use compact_str::CompactString;
+
 use crate::log_kind::LogKind;
-use crate::zeek::Record;
+use crate::zeek::{Record, Schema, Value};
 
 /// The longest query name kept (DNS names are at most 253 bytes; a JSON
 /// log can carry anything).
@@ -19,6 +23,61 @@ const MAX_UID: usize = 64;
 /// taken from a record.
 const MAX_DURATION: f64 = 365.0 * 86_400.0;
 const MAX_BYTES: f64 = 1e15;
+
+/// The fields an observation is made of, in [`FIELDS`] order.
+#[derive(Clone, Copy)]
+enum Field {
+    Ts,
+    Uid,
+    OrigH,
+    RespH,
+    OrigP,
+    RespP,
+    Proto,
+    Duration,
+    OrigBytes,
+    OrigIpBytes,
+    RespBytes,
+    ConnState,
+    Query,
+    Rcode,
+}
+
+const FIELDS: [&str; 14] = [
+    "ts",
+    "uid",
+    "id.orig_h",
+    "id.resp_h",
+    "id.orig_p",
+    "id.resp_p",
+    "proto",
+    "duration",
+    "orig_bytes",
+    "orig_ip_bytes",
+    "resp_bytes",
+    "conn_state",
+    "query",
+    "rcode",
+];
+
+/// The columns of [`FIELDS`] in the schema of the last record
+/// ([`Observation::of_with`]).
+#[derive(Debug, Clone, Default)]
+pub struct ObservationColumns {
+    schema: Option<Arc<Schema>>,
+    columns: [Option<usize>; FIELDS.len()],
+}
+
+impl ObservationColumns {
+    fn resolve(&mut self, record: &Record) {
+        let schema = record.schema();
+        if self.schema.as_ref().is_some_and(|s| Arc::ptr_eq(s, schema)) {
+            return;
+        }
+        self.columns = FIELDS.map(|f| schema.index_of(f));
+        self.schema = Some(schema.clone());
+    }
+}
 
 /// One record, as the detectors see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,7 +90,7 @@ pub enum Observation {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConnFacts {
     pub ts: f64,
-    pub uid: Option<Box<str>>,
+    pub uid: Option<CompactString>,
     pub src: IpAddr,
     pub dst: IpAddr,
     /// For ICMP, Zeek's orig_p is the message type and resp_p the code.
@@ -66,7 +125,7 @@ impl ConnFacts {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DnsFacts {
     pub ts: f64,
-    pub uid: Option<Box<str>>,
+    pub uid: Option<CompactString>,
     pub src: IpAddr,
     /// Lower case, without a trailing dot, at most 255 bytes.
     pub query: Option<Box<str>>,
@@ -78,39 +137,57 @@ impl Observation {
     /// no detector looks at this log type or the record lacks what they
     /// need (a time and the hosts).
     pub fn of(module: LogKind, record: &Record) -> Option<Observation> {
-        let ts = record.ts().filter(|t| t.is_finite() && *t >= 0.0)?;
-        let uid = record
-            .get("uid")
+        Observation::facts(module, |f| record.get(FIELDS[f as usize]))
+    }
+
+    /// [`Observation::of`] for a stream of records, the fields' columns
+    /// looked up once per schema (`columns` keeps them).
+    pub fn of_with(
+        module: LogKind,
+        record: &Record,
+        columns: &mut ObservationColumns,
+    ) -> Option<Observation> {
+        static UNSET: Value = Value::Unset;
+        columns.resolve(record);
+        Observation::facts(module, |f| match columns.columns[f as usize] {
+            Some(i) => record.at(i),
+            None => &UNSET,
+        })
+    }
+
+    fn facts<'r>(module: LogKind, get: impl Fn(Field) -> &'r Value) -> Option<Observation> {
+        let ts = get(Field::Ts)
+            .as_f64()
+            .filter(|t| t.is_finite() && *t >= 0.0)?;
+        let uid = get(Field::Uid)
             .as_str()
             .map(|u| truncate(u, MAX_UID).into());
-        let src = record.get("id.orig_h").as_addr()?;
+        let src = get(Field::OrigH).as_addr()?;
         match module {
             LogKind::CONN | LogKind::CONN_LONG => {
                 // Bounded, so sums over many records stay finite (and
                 // serialisable): a year of duration, a petabyte.
-                let num = |name: &str, max: f64| {
-                    record
-                        .get(name)
+                let num = |field: Field, max: f64| {
+                    get(field)
                         .as_f64()
                         .filter(|v| v.is_finite() && *v >= 0.0)
                         .map_or(0.0, |v| v.min(max))
                 };
-                let resp_bytes = num("resp_bytes", MAX_BYTES);
-                let state = record.get("conn_state").as_str().unwrap_or("");
+                let resp_bytes = num(Field::RespBytes, MAX_BYTES);
+                let state = get(Field::ConnState).as_str().unwrap_or("");
                 Some(Observation::Conn(ConnFacts {
                     ts,
                     uid,
                     src,
-                    dst: record.get("id.resp_h").as_addr()?,
-                    orig_p: port(record.get("id.orig_p").as_f64()),
-                    resp_p: port(record.get("id.resp_p").as_f64()),
-                    icmp: record
-                        .get("proto")
+                    dst: get(Field::RespH).as_addr()?,
+                    orig_p: port(get(Field::OrigP).as_f64()),
+                    resp_p: port(get(Field::RespP).as_f64()),
+                    icmp: get(Field::Proto)
                         .as_str()
                         .is_some_and(|p| p.eq_ignore_ascii_case("icmp")),
-                    duration: num("duration", MAX_DURATION),
-                    orig_bytes: num("orig_bytes", MAX_BYTES),
-                    orig_ip_bytes: num("orig_ip_bytes", MAX_BYTES),
+                    duration: num(Field::Duration, MAX_DURATION),
+                    orig_bytes: num(Field::OrigBytes, MAX_BYTES),
+                    orig_ip_bytes: num(Field::OrigIpBytes, MAX_BYTES),
                     resp_bytes,
                     unanswered: resp_bytes == 0.0 && UNANSWERED.contains(&state),
                     open: module == LogKind::CONN_LONG,
@@ -121,11 +198,11 @@ impl Observation {
                 uid,
                 src,
                 // Cut first, then trim: a cut name never ends in a dot.
-                query: record.get("query").as_str().map(|q| {
+                query: get(Field::Query).as_str().map(|q| {
                     let q = truncate(q, MAX_QUERY).trim_end_matches('.');
                     q.to_ascii_lowercase().into()
                 }),
-                rcode: port(record.get("rcode").as_f64()),
+                rcode: port(get(Field::Rcode).as_f64()),
             })),
             _ => None,
         }
@@ -183,7 +260,7 @@ mod tests {
     fn conn_facts_read_states_and_hostile_values() {
         let r = record(&[
             ("ts", Value::Real(10.0)),
-            ("uid", Value::Str("C".repeat(500))),
+            ("uid", Value::Str("C".repeat(500).into())),
             ("id.orig_h", Value::Addr("10.0.0.1".parse().unwrap())),
             ("id.resp_h", Value::Addr("10.0.0.2".parse().unwrap())),
             ("id.resp_p", Value::Count(70_000)),
@@ -215,7 +292,7 @@ mod tests {
         let r = record(&[
             ("ts", Value::Real(10.0)),
             ("id.orig_h", Value::Addr("10.0.0.1".parse().unwrap())),
-            ("query", Value::Str(q)),
+            ("query", Value::Str(q.into())),
         ]);
         let Some(Observation::Dns(d)) = Observation::of(LogKind::DNS, &r) else {
             panic!("no facts");

@@ -220,12 +220,15 @@ impl Sink for UidMax {
     }
     fn write(&mut self, record: &ScoredRecord) -> Result<(), SinkError> {
         if let Some(uid) = &record.uid {
-            let e = self.scores.entry(uid.clone()).or_insert(f64::NEG_INFINITY);
+            let e = self
+                .scores
+                .entry(uid.to_string())
+                .or_insert(f64::NEG_INFINITY);
             *e = e.max(record.score);
             if let Some((h, _, _)) =
                 crate::alert::host_of(record.orig_h, record.resp_h, record.direction.as_deref())
             {
-                self.hosts.entry(uid.clone()).or_insert(h);
+                self.hosts.entry(uid.to_string()).or_insert(h);
             }
         }
         Ok(())

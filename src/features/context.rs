@@ -372,21 +372,32 @@ impl FeatureState {
             return;
         };
         let hl = &def.half_lives;
-        let longest = f64::from(hl.iter().copied().max().unwrap_or(86_400));
-        if !self.keys.map.contains_key(&key) {
+        let longest_hl = hl.iter().copied().max().unwrap_or(86_400);
+        let longest = f64::from(longest_hl);
+        // One probe to tell a new key (making room for it), one to get
+        // its state: making room only drops other keys.
+        let fresh = !self.keys.map.contains_key(&key);
+        if fresh {
             self.keys.make_room(|s| s.weight_at(ts, longest));
         }
-        let fresh = !self.keys.map.contains_key(&key);
         let s = self.keys.map.entry(key).or_insert(KeyState {
             first: ts,
             last: ts,
             ..KeyState::default()
         });
         let dt = ts - s.last;
+        // The longest half-life's factor is one of the half-lives' (the
+        // same computation), unless there are none.
+        let mut longest_factor = None;
         for (m, h) in s.m.iter_mut().zip(hl) {
-            m.decay(decay(dt, f64::from(*h)));
+            let f = decay(dt, f64::from(*h));
+            if *h == longest_hl {
+                longest_factor = Some(f);
+            }
+            m.decay(f);
         }
-        s.weight = s.weight * decay(dt, longest) + 1.0;
+        let longest_factor = longest_factor.unwrap_or_else(|| decay(dt, longest));
+        s.weight = s.weight * longest_factor + 1.0;
         match def.stat {
             ContextStat::Damped => {
                 for (i, m) in s.m.iter().take(hl.len()).enumerate() {

@@ -917,7 +917,7 @@ mod tests {
         let mut v = enc.vector();
         for (value, want) in [
             (Value::Unset, "host_state=unset"),
-            (Value::Str(String::new()), "host_state=empty"),
+            (Value::Str("".into()), "host_state=empty"),
             (Value::Str("example.com".into()), "host_state=set"),
         ] {
             enc.encode(&record(&[("host", value)]), &mut enc.context(), &mut v);

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use crate::allow::{Action, Allowlist};
 
+use crate::detect::observation::ObservationColumns;
 use crate::detect::{Baseline, DetectOptions, ModuleDetectors, Observation};
 use crate::features::ContextState;
 use crate::kitnet::KitNetError;
@@ -104,6 +105,7 @@ pub enum Scored {
 pub struct LaneWorker {
     scorer: Scorer,
     observe: bool,
+    observe_columns: ObservationColumns,
     results: Vec<Result<ScoredRecord, KitNetError>>,
 }
 
@@ -148,7 +150,7 @@ impl LaneWorker {
                         Err(KitNetError::NotTrained("no result for this record".into()))
                     });
                     let observation = if observe && result.is_ok() {
-                        Observation::of(module, record)
+                        Observation::of_with(module, record, &mut self.observe_columns)
                     } else {
                         None
                     };
@@ -196,7 +198,9 @@ impl Lane {
     /// never reloads.
     pub fn new(scorer: Scorer, opts: &LaneOptions) -> Lane {
         Lane {
-            scorer: scorer.with_options(&opts.record),
+            scorer: scorer
+                .with_options(&opts.record)
+                .anomalies_only(opts.only_anomalies),
             reload: None,
             record: opts.record.clone(),
             only_anomalies: opts.only_anomalies,
@@ -303,7 +307,10 @@ impl Lane {
         let module = self.module();
         if let Some((reload, every)) = &mut self.reload {
             if let Some(new) = reload.check(module, *every) {
-                let old = std::mem::replace(&mut self.scorer, new.with_options(&self.record));
+                let new = new
+                    .with_options(&self.record)
+                    .anomalies_only(self.only_anomalies);
+                let old = std::mem::replace(&mut self.scorer, new);
                 if !old.hand_over_context(&mut self.scorer) && !self.scorer.context().is_empty() {
                     tracing::info!(
                         "{module}: the new model's context features differ from the old one's: their state starts afresh"
@@ -388,6 +395,7 @@ impl Lane {
         LaneWorker {
             scorer: self.scorer.clone(),
             observe: self.observe,
+            observe_columns: ObservationColumns::default(),
             results: Vec::new(),
         }
     }

@@ -30,6 +30,7 @@
 
 use std::io::{self, Write};
 
+use compact_str::CompactString;
 use serde::Serialize;
 
 use crate::alert::Alert;
@@ -238,7 +239,7 @@ impl RecordFormat {
         match self {
             RecordFormat::Json => {
                 let start = out.len();
-                serde_json::to_writer(&mut *out, record)?;
+                record.write_json(out)?;
                 append_sensor(out, start, stamp);
                 out.push(b'\n');
                 escape::json_in_place(out, start);
@@ -335,7 +336,7 @@ pub(super) fn detection_row(d: &Detection) -> ScoredRecord {
     }));
     ScoredRecord {
         ts: Some(d.ts),
-        uid: d.uids.first().cloned(),
+        uid: d.uids.first().map(CompactString::from),
         module: d.module,
         orig_h: Some(d.src),
         orig_p: None,
@@ -406,11 +407,8 @@ fn fields(r: &ScoredRecord, detection: Option<&str>, stamp: &Stamp, unset: &str)
     } else {
         Field::Json(serde_json::to_value(top).unwrap_or_default())
     };
-    let context: serde_json::Map<String, serde_json::Value> = r
-        .context
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let context: serde_json::Map<String, serde_json::Value> =
+        r.context.to_map().into_iter().collect();
     let context_field = if context.is_empty() {
         plain(None)
     } else if tsv {
@@ -507,7 +505,7 @@ pub(super) mod tests {
                     },
                 ]
             }),
-            context,
+            context: context.into(),
             model: None,
         }
     }

@@ -265,7 +265,7 @@ fn consumer_only(key: &str) -> bool {
 /// across log types); without one, the address pair.
 fn key(record: &ScoredRecord) -> Option<String> {
     if let Some(uid) = &record.uid {
-        return Some(uid.clone());
+        return Some(uid.to_string());
     }
     match (record.orig_h, record.resp_h) {
         (Some(a), Some(b)) => Some(format!("{a}-{b}")),

@@ -90,7 +90,7 @@ fn transport(proto: Option<&str>, v6: bool) -> Option<String> {
 /// The application protocol: conn's `service` (its first guess), else
 /// what the log type is about.
 fn app_protocol(r: &ScoredRecord) -> Option<String> {
-    if let Some(s) = r.context.get("service").and_then(Value::as_str) {
+    if let Some(s) = r.context.get("service").as_ref().and_then(Value::as_str) {
         let first = s.split(',').next().unwrap_or_default().trim();
         if !first.is_empty() {
             return Some(first.to_ascii_lowercase());
@@ -303,7 +303,7 @@ fn ecs(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Value {
     if alert {
         put(&mut doc, "event.reason", Value::String(reason(r, d)));
     }
-    if let Some(dur) = r.context.get("duration").and_then(Value::as_f64) {
+    if let Some(dur) = r.context.get("duration").as_ref().and_then(Value::as_f64) {
         if (0.0..1e9).contains(&dur) {
             put(
                 &mut doc,
@@ -376,11 +376,12 @@ fn ecs(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Value {
         put(&mut doc, "zeek.session_id", json!(uid));
         put(&mut doc, "log.id.uid", json!(uid));
     }
+    let context = r.context.to_map();
     for (module, field, path) in ECS_CONTEXT {
         if r.module.log_path() != module {
             continue;
         }
-        let Some(v) = r.context.get(field) else {
+        let Some(v) = context.get(field) else {
             continue;
         };
         let v = match path {
@@ -401,7 +402,7 @@ fn ecs(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Value {
     // `zeek.<log type>` (as Elastic's Zeek integration has them), the
     // score under `autozeekwatch`.
     let module = r.module.log_path();
-    for (k, v) in &r.context {
+    for (k, v) in &context {
         put(
             &mut doc,
             &format!("zeek.{module}.{}", k.replace('.', "_")),
@@ -509,7 +510,8 @@ fn eve(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Value {
         }),
     );
     // EVE's own protocol objects where a context field has a home.
-    let ctx = |f: &str| r.context.get(f).map(context_text);
+    let context = r.context.to_map();
+    let ctx = |f: &str| context.get(f).map(context_text);
     match r.module.log_path() {
         "http" => {
             let mut h = Map::new();
@@ -523,7 +525,7 @@ fn eve(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Value {
                     h.insert(key.into(), json!(v));
                 }
             }
-            if let Some(s) = r.context.get("status_code").and_then(Value::as_u64) {
+            if let Some(s) = context.get("status_code").and_then(Value::as_u64) {
                 h.insert("status".into(), json!(s));
             }
             if !h.is_empty() {
@@ -565,7 +567,7 @@ fn eve(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Value {
     if let Some(uid) = &r.uid {
         zeek.insert("uid".into(), json!(uid));
     }
-    for (k, v) in &r.context {
+    for (k, v) in &context {
         zeek.insert(k.clone(), v.clone());
     }
     doc.insert("zeek".into(), Value::Object(zeek));

@@ -282,7 +282,7 @@ impl<'de> Visitor<'de> for RawSeed {
             }
             // Not an address: kept as text, for `pin` to report.
         }
-        Ok(Raw::Value(Value::Str(text.into_owned())))
+        Ok(Raw::Value(Value::Str(text.into())))
     }
     fn visit_unit<E: de::Error>(self) -> Result<Raw, E> {
         Ok(Raw::Value(Value::Unset))
@@ -295,7 +295,7 @@ impl<'de> Visitor<'de> for RawSeed {
         while let Some(item) = seq.next_element_seed(RawSeed { pinned: None })? {
             items.push(match item {
                 Raw::Value(v) => v,
-                Raw::Object(o) => Value::Str(Json::Object(o).to_string()),
+                Raw::Object(o) => Value::Str(Json::Object(o).to_string().into()),
             });
         }
         Ok(Raw::Value(Value::List(items)))
@@ -404,9 +404,9 @@ fn infer(json: &Json) -> Value {
         }
         // Zeek's JSON writer, like its TSV writer, writes non-printable
         // bytes as `\xHH` text.
-        Json::String(s) => Value::Str(unescape(s.as_bytes()).into_owned()),
+        Json::String(s) => Value::Str(unescape(s.as_bytes()).into()),
         Json::Array(a) => Value::List(a.iter().map(infer).collect()),
-        Json::Object(o) => Value::Str(Json::Object(o.clone()).to_string()),
+        Json::Object(o) => Value::Str(Json::Object(o.clone()).to_string().into()),
     }
 }
 

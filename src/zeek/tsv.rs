@@ -24,6 +24,9 @@ pub(crate) struct TsvHeader {
     types: Vec<ZeekType>,
     /// Built from `fields` at the first data line after they change.
     schema: Option<Arc<Schema>>,
+    /// Where the columns of the line being parsed are (kept to reuse its
+    /// memory).
+    spans: Vec<(usize, usize)>,
 }
 
 impl Default for TsvHeader {
@@ -37,6 +40,7 @@ impl Default for TsvHeader {
             fields: Vec::new(),
             types: Vec::new(),
             schema: None,
+            spans: Vec::new(),
         }
     }
 }
@@ -121,37 +125,56 @@ impl TsvHeader {
         if self.fields.is_empty() {
             return Err("data line before any #fields header".into());
         }
-        if std::str::from_utf8(line).is_err() {
+        let Ok(text) = std::str::from_utf8(line) else {
             return Err("invalid UTF-8".into());
-        }
+        };
         let n = self.fields.len();
         let schema = self
             .schema
             .get_or_insert_with(|| Arc::new(Schema::new(self.fields.clone())))
             .clone();
-        // Count first, so a short line says so rather than failing on
-        // whichever value lands in the wrong column. Extra columns are
-        // tolerated only when empty (trailing tabs).
-        let columns = split(line, &self.separator).count();
-        if columns < n
-            || (columns > n && split(line, &self.separator).skip(n).any(|c| !c.is_empty()))
-        {
+        // One pass finds the columns: the first `n` are kept, and the
+        // count is checked first, so a short line says so rather than
+        // failing on whichever value lands in the wrong column. Extra
+        // columns are tolerated only when empty (trailing tabs).
+        let mut spans = std::mem::take(&mut self.spans);
+        spans.clear();
+        let mut columns = 0;
+        let mut extra = false;
+        for (start, end) in split_spans(line, &self.separator) {
+            if columns < n {
+                spans.push((start, end));
+            } else {
+                extra |= end > start;
+            }
+            columns += 1;
+        }
+        if columns < n || extra {
+            self.spans = spans;
             return Err(format!(
                 "{columns} columns, but the #fields header names {n}"
             ));
         }
         let mut values = Vec::with_capacity(n);
-        for (i, field) in split(line, &self.separator).take(n).enumerate() {
+        for (i, &(start, end)) in spans.iter().enumerate() {
             let ty = self.types.get(i).copied().unwrap_or(ZeekType::Text);
-            let value = self
-                .value(field, ty)
-                .map_err(|reason| format!("field `{}`: {reason}", self.fields[i]))?;
-            values.push(value);
+            // A column of a UTF-8 line is UTF-8 itself unless an odd
+            // separator cut a character (then it is decoded lossily).
+            match self.value(&line[start..end], text.get(start..end), ty) {
+                Ok(value) => values.push(value),
+                Err(reason) => {
+                    self.spans = spans;
+                    return Err(format!("field `{}`: {reason}", self.fields[i]));
+                }
+            }
         }
+        self.spans = spans;
         Ok(Record::new(schema, values, line_no))
     }
 
-    fn value(&self, raw: &[u8], ty: ZeekType) -> Result<Value, String> {
+    /// One column's value; `text`: the same bytes as text, when they are
+    /// UTF-8 (known from the line's check).
+    fn value(&self, raw: &[u8], text: Option<&str>, ty: ZeekType) -> Result<Value, String> {
         if raw == self.unset_field.as_slice() {
             return Ok(Value::Unset);
         }
@@ -171,11 +194,16 @@ impl TsvHeader {
                     .collect::<Result<Vec<_>, _>>()
                     .map(Value::List)
             }
-            ZeekType::Text if raw == self.empty_field.as_slice() => Ok(Value::Str(String::new())),
-            scalar => scalar
-                .scalar()
-                .unwrap_or(ScalarType::Text)
-                .parse_value(&unescape(raw)),
+            ZeekType::Text if raw == self.empty_field.as_slice() => {
+                Ok(Value::Str(Default::default()))
+            }
+            scalar => {
+                let scalar = scalar.scalar().unwrap_or(ScalarType::Text);
+                match text {
+                    Some(t) => scalar.parse_value(&unescape_str(t)),
+                    None => scalar.parse_value(&unescape(raw)),
+                }
+            }
         }
     }
 }
@@ -216,9 +244,27 @@ fn split<'a>(line: &'a [u8], sep: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 
     })
 }
 
+/// [`split`], as the byte ranges of the parts in `line`.
+fn split_spans<'a>(line: &'a [u8], sep: &'a [u8]) -> impl Iterator<Item = (usize, usize)> + 'a {
+    let mut from = Some(0);
+    std::iter::from_fn(move || {
+        let start = from?;
+        match find(&line[start..], sep) {
+            Some(at) => {
+                from = Some(start + at + sep.len());
+                Some((start, start + at))
+            }
+            None => {
+                from = None;
+                Some((start, line.len()))
+            }
+        }
+    })
+}
+
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     match needle {
-        [b] => haystack.iter().position(|c| c == b),
+        [b] => memchr::memchr(*b, haystack),
         // Unreachable through a header; an empty needle must not reach
         // `windows`, which panics on 0.
         [] => None,
@@ -235,6 +281,15 @@ pub(crate) fn unescape(raw: &[u8]) -> Cow<'_, str> {
         return String::from_utf8_lossy(raw);
     }
     Cow::Owned(String::from_utf8_lossy(&unescape_bytes(raw)).into_owned())
+}
+
+/// [`unescape`] of a value already known to be UTF-8: borrowed as it is
+/// when it has no escape (nearly every value).
+fn unescape_str(text: &str) -> Cow<'_, str> {
+    if memchr::memchr(b'\\', text.as_bytes()).is_none() {
+        return Cow::Borrowed(text);
+    }
+    unescape(text.as_bytes())
 }
 
 /// The bytes `\xHH` escapes stand for; anything else is kept as it is.
@@ -308,7 +363,7 @@ mod tests {
         assert!(r.get("duration").is_unset());
         assert_eq!(r.get("local_orig"), &Value::Bool(true));
         assert_eq!(r.get("tunnel_parents"), &Value::List(vec![]));
-        assert_eq!(r.get("service"), &Value::Str(String::new()));
+        assert_eq!(r.get("service"), &Value::Str("".into()));
     }
 
     #[test]

@@ -10,6 +10,8 @@
 use std::fmt;
 use std::net::IpAddr;
 
+use compact_str::CompactString;
+
 /// One field of one record.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
@@ -26,7 +28,7 @@ pub enum Value {
     Real(f64),
     Addr(IpAddr),
     /// `string`, `enum`, `subnet`, and values of types we do not model.
-    Str(String),
+    Str(CompactString),
     /// `set[T]` and `vector[T]`; `(empty)` is an empty list.
     List(Vec<Value>),
 }
@@ -189,7 +191,7 @@ impl ScalarType {
     /// message.
     pub(crate) fn parse_value(self, text: &str) -> Result<Value, String> {
         match self {
-            ScalarType::Text => Ok(Value::Str(text.to_owned())),
+            ScalarType::Text => Ok(Value::Str(text.into())),
             ScalarType::Bool => match text {
                 "T" => Ok(Value::Bool(true)),
                 "F" => Ok(Value::Bool(false)),
@@ -310,7 +312,7 @@ mod tests {
         assert!(!Value::Real(0.00087).same_as(&Value::Real(0.00088)));
         assert!(Value::Addr("10.0.0.1".parse().unwrap()).same_as(&Value::Str("10.0.0.1".into())));
         assert!(!Value::Count(1).same_as(&Value::Str("1".into())));
-        assert!(!Value::Unset.same_as(&Value::Str(String::new())));
+        assert!(!Value::Unset.same_as(&Value::Str("".into())));
     }
 
     #[test]
