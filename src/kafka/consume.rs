@@ -43,11 +43,12 @@ use crate::detect::DetectStage;
 use crate::follow::{OutputMark, SavedState};
 use crate::log_kind::LogKind;
 use crate::pipeline::live;
+use crate::pipeline::parallel::score_parallel;
 use crate::pipeline::{
     Controls, Emitter, Lane, LaneOptions, LaneStats, Output, RunError, Throttle,
 };
 use crate::score::RecordOptions;
-use crate::sink::{self, sync_then, OutputSpec, RecordFormat, Sink, SinkOptions, Stamp};
+use crate::sink::{self, sync_then, OutputSpec, RecordFormat, Sink, SinkError, SinkOptions, Stamp};
 use crate::zeek::{LineParser, Parsed, ReadError, Record};
 
 /// Settings of a Kafka run.
@@ -182,6 +183,11 @@ impl ConsumerContext for GroupContext {
                 // Returned by the loop after the poll that ran this.
                 progress.failed = Some(e);
             }
+            progress.revoked.extend(
+                tpl.elements()
+                    .iter()
+                    .map(|e| (e.topic().to_owned(), e.partition())),
+            );
             // What the next owner commits is no longer this member's.
             for e in tpl.elements() {
                 if let Some(parts) = progress.committed.get_mut(e.topic()) {
@@ -237,6 +243,9 @@ struct Progress {
     /// so the loop saves it again soon.
     state_dir: Option<PathBuf>,
     state_stale: bool,
+    /// Partitions revoked in a rebalance since the loop last looked: their
+    /// messages still in its batch are dropped.
+    revoked: Vec<(String, i32)>,
     /// Re-publishes input records, when repartitioning.
     forwarder: Option<Forwarder>,
     /// The repartition topic, when repartitioning.
@@ -607,6 +616,8 @@ pub fn run_kafka(opts: &KafkaOptions, controls: &Controls) -> Result<KafkaStats,
         untyped: LineParser::new("kafka", None),
         stats: KafkaStats::default(),
         warnings: Throttle::default(),
+        batch: Vec::new(),
+        threads: crate::pipeline::parallel::default_threads(),
     };
     let result = run.consume(&consumer, controls);
     if let Some(f) = &consumer.context().progress().forwarder {
@@ -761,6 +772,7 @@ fn connect(
                 committed: BTreeMap::new(),
                 state_dir: opts.state_dir.clone(),
                 state_stale: false,
+                revoked: Vec::new(),
             }),
             lag: AtomicI64::new(-1),
         })
@@ -812,7 +824,31 @@ struct Run<'a> {
     stats: KafkaStats,
     /// Warnings about messages no lane took.
     warnings: Throttle,
+    /// Messages taken from the consumer's queue and not yet scored
+    /// (without a repartition topic): scored together, on threads, and
+    /// only then counted as handled, so no commit passes them.
+    batch: Vec<Batched>,
+    /// Scoring threads for a batch's long runs of one log type.
+    threads: usize,
 }
+
+/// A message in a batch: where it came from, and its record if it has one
+/// to score.
+struct Batched {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    record: Option<(LogKind, Record)>,
+}
+
+/// Messages taken into one batch at most: what the consumer has already
+/// fetched, up to this.
+const BATCH: usize = 4096;
+
+/// Records of one log type in a row that are scored on threads
+/// ([`crate::pipeline::parallel`]); shorter runs (a topic mixing log types)
+/// are scored one by one, as starting threads would cost more.
+const PARALLEL_RUN: usize = 256;
 
 impl Run<'_> {
     /// The loop, until stopped (then a last commit) or an error.
@@ -840,17 +876,29 @@ impl Run<'_> {
             }
             self.check_models();
             let polled = consumer.poll(Duration::from_millis(100));
-            let mut progress = consumer.context().progress();
-            if let Some(e) = progress.failed.take() {
-                tracing::error!("kafka: failed while handing partitions over in a rebalance");
-                return Err(e);
-            }
+            let mut progress = self.after_poll(consumer)?;
             match polled {
                 // Idle: let readers of the output see what was written.
                 None => progress.sink.flush().map_err(RunError::Output)?,
                 Some(Ok(message)) => self.handle(&message, &mut progress)?,
                 Some(Err(e)) => warn(&mut self.warnings, format_args!("kafka: {e}")),
             }
+            drop(progress);
+            // What the consumer has fetched already joins the batch.
+            while !self.batch.is_empty() && self.batch.len() < BATCH {
+                let polled = consumer.poll(Duration::ZERO);
+                let mut progress = self.after_poll(consumer)?;
+                match polled {
+                    Some(Ok(message)) => self.handle(&message, &mut progress)?,
+                    Some(Err(e)) => {
+                        warn(&mut self.warnings, format_args!("kafka: {e}"));
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            let mut progress = consumer.context().progress();
+            self.score_batch(&mut progress)?;
             self.release(&mut progress, false)?;
             // Commit on time, or sooner under a heavy backlog so a crash
             // repeats little.
@@ -977,6 +1025,83 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// The progress after a poll: a failure in the rebalance callback is
+    /// returned; the batch's messages of partitions revoked in it are
+    /// dropped (not scored here, not committed: the next owner scores
+    /// them, so a clean rebalance still scores nothing twice).
+    fn after_poll<'c>(
+        &mut self,
+        consumer: &'c BaseConsumer<GroupContext>,
+    ) -> Result<MutexGuard<'c, Progress>, RunError> {
+        let mut progress = consumer.context().progress();
+        if let Some(e) = progress.failed.take() {
+            tracing::error!("kafka: failed while handing partitions over in a rebalance");
+            return Err(e);
+        }
+        if !progress.revoked.is_empty() {
+            let revoked = std::mem::take(&mut progress.revoked);
+            self.batch.retain(|b| {
+                !revoked
+                    .iter()
+                    .any(|(t, p)| *t == b.topic && *p == b.partition)
+            });
+        }
+        Ok(progress)
+    }
+
+    /// Scores the batch's records in order (long runs of one log type on
+    /// threads), writes what came of them, and only then counts its
+    /// messages as handled.
+    fn score_batch(&mut self, progress: &mut Progress) -> Result<(), RunError> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let mut batch = std::mem::take(&mut self.batch);
+        let mut records = batch.iter_mut().filter_map(|b| b.record.take()).peekable();
+        let sink = progress.sink.as_mut();
+        while let Some((module, first)) = records.next() {
+            let mut run = vec![first];
+            while let Some((_, r)) = records.next_if(|(m, _)| *m == module) {
+                run.push(r);
+            }
+            let Some(route) = self.lanes.get_mut(&module) else {
+                continue;
+            };
+            if run.len() < PARALLEL_RUN {
+                for record in &run {
+                    route.lane.count_line();
+                    route.lane.record(record, &mut self.outputs);
+                    let newest = route.lane.newest_time();
+                    self.emitter
+                        .emit(&mut self.outputs, sink, None)
+                        .map_err(RunError::Output)?;
+                    self.emitter
+                        .progress(module, newest, crate::alert::Reading::CaughtUp, sink)
+                        .map_err(RunError::Output)?;
+                }
+                continue;
+            }
+            let (outputs, emitter) = (&mut self.outputs, &mut self.emitter);
+            score_parallel(
+                run.into_iter().map(Ok),
+                self.threads,
+                &mut route.lane,
+                |lane, scored| {
+                    lane.take(scored, outputs);
+                    emitter.emit(outputs, sink, None)?;
+                    let newest = lane.newest_time();
+                    emitter.progress(module, newest, crate::alert::Reading::CaughtUp, sink)?;
+                    Ok::<_, SinkError>(true)
+                },
+            )
+            .map_err(RunError::Output)?;
+        }
+        for b in &batch {
+            progress.handled(&b.topic, b.partition, b.offset);
+        }
+        Ok(())
+    }
+
     /// Scores the held records that are due (`all`: every one), earliest
     /// first.
     fn release(&mut self, progress: &mut Progress, all: bool) -> Result<(), RunError> {
@@ -1032,7 +1157,19 @@ impl Run<'_> {
         if repartitioned && !progress.first_time(partition, offset) {
             return Ok(());
         }
-        progress.handled(topic, partition, offset);
+        // Without a repartition topic, messages are scored in batches and
+        // count as handled once scored (`score_batch`).
+        let batching = progress.repartition_topic.is_none();
+        if batching {
+            self.batch.push(Batched {
+                topic: topic.to_owned(),
+                partition,
+                offset,
+                record: None,
+            });
+        } else {
+            progress.handled(topic, partition, offset);
+        }
         let Some(payload) = message.payload() else {
             // A tombstone or empty message carries no record.
             return Ok(());
@@ -1129,11 +1266,14 @@ impl Run<'_> {
             Some(r) => Ok(Parsed::Record(r)),
             None => parser.parse_line(unwrapped.body, offset as u64),
         };
-        lane.count_line();
         let record: Record = match parsed {
             Ok(Parsed::Record(r)) => r,
-            Ok(Parsed::Nothing) => return Ok(()),
+            Ok(Parsed::Nothing) => {
+                lane.count_line();
+                return Ok(());
+            }
             Err(e) => {
+                lane.count_line();
                 let reason = reason(&e);
                 lane.skip(format_args!(
                     "{module}: {topic}/{partition} offset {offset}: skipped malformed record: {reason}"
@@ -1151,7 +1291,16 @@ impl Run<'_> {
                 };
                 self.hold(progress, module, record, origin)
             }
-            false => self.score(module, &record, progress.sink.as_mut()),
+            false if batching => {
+                if let Some(last) = self.batch.last_mut() {
+                    last.record = Some((module, record));
+                }
+                Ok(())
+            }
+            false => {
+                lane.count_line();
+                self.score(module, &record, progress.sink.as_mut())
+            }
         }
     }
 
