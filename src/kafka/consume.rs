@@ -1064,23 +1064,18 @@ impl Run<'_> {
             while let Some((_, r)) = records.next_if(|(m, _)| *m == module) {
                 run.push(r);
             }
-            let Some(route) = self.lanes.get_mut(&module) else {
-                continue;
-            };
             if run.len() < PARALLEL_RUN {
                 for record in &run {
-                    route.lane.count_line();
-                    route.lane.record(record, &mut self.outputs);
-                    let newest = route.lane.newest_time();
-                    self.emitter
-                        .emit(&mut self.outputs, sink, None)
-                        .map_err(RunError::Output)?;
-                    self.emitter
-                        .progress(module, newest, crate::alert::Reading::CaughtUp, sink)
-                        .map_err(RunError::Output)?;
+                    if let Some(route) = self.lanes.get_mut(&module) {
+                        route.lane.count_line();
+                    }
+                    self.score(module, record, sink)?;
                 }
                 continue;
             }
+            let Some(route) = self.lanes.get_mut(&module) else {
+                continue;
+            };
             let (outputs, emitter) = (&mut self.outputs, &mut self.emitter);
             score_parallel(
                 run.into_iter().map(Ok),
