@@ -617,6 +617,7 @@ pub fn run_kafka(opts: &KafkaOptions, controls: &Controls) -> Result<KafkaStats,
         stats: KafkaStats::default(),
         warnings: Throttle::default(),
         batch: Vec::new(),
+        batch_bytes: 0,
         threads: crate::pipeline::parallel::default_threads(),
     };
     let result = run.consume(&consumer, controls);
@@ -828,6 +829,8 @@ struct Run<'a> {
     /// (without a repartition topic): scored together, on threads, and
     /// only then counted as handled, so no commit passes them.
     batch: Vec<Batched>,
+    /// Bytes of the batch's messages.
+    batch_bytes: usize,
     /// Scoring threads for a batch's long runs of one log type.
     threads: usize,
 }
@@ -842,8 +845,10 @@ struct Batched {
 }
 
 /// Messages taken into one batch at most: what the consumer has already
-/// fetched, up to this.
+/// fetched, up to this many messages or bytes (a producer's megabyte
+/// records cannot make a batch hold gigabytes).
 const BATCH: usize = 4096;
+const BATCH_BYTES: usize = 32 << 20;
 
 /// Records of one log type in a row that are scored on threads
 /// ([`crate::pipeline::parallel`]); shorter runs (a topic mixing log types)
@@ -885,7 +890,10 @@ impl Run<'_> {
             }
             drop(progress);
             // What the consumer has fetched already joins the batch.
-            while !self.batch.is_empty() && self.batch.len() < BATCH {
+            while !self.batch.is_empty()
+                && self.batch.len() < BATCH
+                && self.batch_bytes < BATCH_BYTES
+            {
                 let polled = consumer.poll(Duration::ZERO);
                 let mut progress = self.after_poll(consumer)?;
                 match polled {
@@ -1057,6 +1065,7 @@ impl Run<'_> {
             return Ok(());
         }
         let mut batch = std::mem::take(&mut self.batch);
+        self.batch_bytes = 0;
         let mut records = batch.iter_mut().filter_map(|b| b.record.take()).peekable();
         let sink = progress.sink.as_mut();
         while let Some((module, first)) = records.next() {
@@ -1156,6 +1165,7 @@ impl Run<'_> {
         // count as handled once scored (`score_batch`).
         let batching = progress.repartition_topic.is_none();
         if batching {
+            self.batch_bytes += message.payload_len();
             self.batch.push(Batched {
                 topic: topic.to_owned(),
                 partition,
