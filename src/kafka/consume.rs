@@ -841,7 +841,37 @@ struct Batched {
     topic: String,
     partition: i32,
     offset: i64,
-    record: Option<(LogKind, Record)>,
+    record: Option<(LogKind, Pending)>,
+}
+
+/// A batched message's record: parsed already (its log type needed it),
+/// or its body, parsed where the batch is scored (on the reading thread of
+/// a long run, while the rest of the batch is scored and written).
+enum Pending {
+    Parsed(Record),
+    Raw(Vec<u8>),
+}
+
+/// The record of a batched message (`None`: a blank message); a message
+/// that is no record is a skip, said by topic, partition and offset as the
+/// message-by-message path says it.
+fn parse_pending(
+    parser: &mut LineParser,
+    pending: Pending,
+    (module, topic, partition, offset): (LogKind, &str, i32, i64),
+) -> Result<Option<Record>, String> {
+    let body = match pending {
+        Pending::Parsed(r) => return Ok(Some(r)),
+        Pending::Raw(body) => body,
+    };
+    match parser.parse_line(&body, offset as u64) {
+        Ok(Parsed::Record(r)) => Ok(Some(r)),
+        Ok(Parsed::Nothing) => Ok(None),
+        Err(e) => Err(format!(
+            "{module}: {topic}/{partition} offset {offset}: skipped malformed record: {}",
+            reason(&e)
+        )),
+    }
 }
 
 /// Messages taken into one batch at most: what the consumer has already
@@ -1066,39 +1096,66 @@ impl Run<'_> {
         }
         let mut batch = std::mem::take(&mut self.batch);
         self.batch_bytes = 0;
-        let mut records = batch.iter_mut().filter_map(|b| b.record.take()).peekable();
+        let mut records = batch
+            .iter_mut()
+            .filter_map(|b| {
+                let (module, pending) = b.record.take()?;
+                Some((module, pending, b.topic.clone(), b.partition, b.offset))
+            })
+            .peekable();
         let sink = progress.sink.as_mut();
-        while let Some((module, first)) = records.next() {
+        while let Some(first) = records.next() {
+            let module = first.0;
             let mut run = vec![first];
-            while let Some((_, r)) = records.next_if(|(m, _)| *m == module) {
-                run.push(r);
+            while let Some(next) = records.next_if(|r| r.0 == module) {
+                run.push(next);
             }
             if run.len() < PARALLEL_RUN {
-                for record in &run {
-                    if let Some(route) = self.lanes.get_mut(&module) {
-                        route.lane.count_line();
+                for (_, pending, topic, partition, offset) in run {
+                    let Some(route) = self.lanes.get_mut(&module) else {
+                        break;
+                    };
+                    route.lane.count_line();
+                    let at = (module, topic.as_str(), partition, offset);
+                    match parse_pending(&mut route.parser, pending, at) {
+                        Ok(Some(record)) => self.score(module, &record, sink)?,
+                        Ok(None) => {}
+                        Err(why) => route.lane.skip(format_args!("{why}")),
                     }
-                    self.score(module, record, sink)?;
                 }
                 continue;
             }
-            let Some(route) = self.lanes.get_mut(&module) else {
+            let Some(Route { lane, parser }) = self.lanes.get_mut(&module) else {
                 continue;
             };
+            // Messages that are no record are counted and said once the
+            // run is scored (the lane is the workers' until then).
+            let mut refused: Vec<String> = Vec::new();
+            let lines = run
+                .into_iter()
+                .filter_map(|(_, pending, topic, partition, offset)| {
+                    let at = (module, topic.as_str(), partition, offset);
+                    match parse_pending(parser, pending, at) {
+                        Ok(record) => record.map(Ok),
+                        Err(why) => {
+                            refused.push(why);
+                            None
+                        }
+                    }
+                });
             let (outputs, emitter) = (&mut self.outputs, &mut self.emitter);
-            score_parallel(
-                run.into_iter().map(Ok),
-                self.threads,
-                &mut route.lane,
-                |lane, scored| {
-                    lane.take(scored, outputs);
-                    emitter.emit(outputs, sink, None)?;
-                    let newest = lane.newest_time();
-                    emitter.progress(module, newest, crate::alert::Reading::CaughtUp, sink)?;
-                    Ok::<_, SinkError>(true)
-                },
-            )
+            score_parallel(lines, self.threads, lane, |lane, scored| {
+                lane.take(scored, outputs);
+                emitter.emit(outputs, sink, None)?;
+                let newest = lane.newest_time();
+                emitter.progress(module, newest, crate::alert::Reading::CaughtUp, sink)?;
+                Ok::<_, SinkError>(true)
+            })
             .map_err(RunError::Output)?;
+            for why in refused {
+                lane.count_line();
+                lane.skip(format_args!("{why}"));
+            }
         }
         for b in &batch {
             progress.handled(&b.topic, b.partition, b.offset);
@@ -1267,6 +1324,13 @@ impl Run<'_> {
             self.stats.ignore(module.log_path());
             return Ok(());
         };
+        if batching && !repartitioned && untyped_record.is_none() {
+            // Parsed where the batch is scored.
+            if let Some(last) = self.batch.last_mut() {
+                last.record = Some((module, Pending::Raw(unwrapped.body.to_vec())));
+            }
+            return Ok(());
+        }
         let parsed = match untyped_record {
             Some(r) => Ok(Parsed::Record(r)),
             None => parser.parse_line(unwrapped.body, offset as u64),
@@ -1298,7 +1362,7 @@ impl Run<'_> {
             }
             false if batching => {
                 if let Some(last) = self.batch.last_mut() {
-                    last.record = Some((module, record));
+                    last.record = Some((module, Pending::Parsed(record)));
                 }
                 Ok(())
             }
