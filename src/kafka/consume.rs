@@ -37,13 +37,12 @@ use super::reorder::{Held, Limits, Origin, Taken};
 use super::repartition::{self, Forwarder, Repartition};
 use super::route::{self, module_of_log, module_of_topic};
 use super::state::{MemberState, VERSION};
-use crate::alert::{AlertSetup, AlertStage, AlertTarget};
+use crate::alert::{AlertSetup, AlertTarget};
 use crate::detect::DetectOptions;
-use crate::detect::DetectStage;
-use crate::follow::{OutputMark, SavedState};
+use crate::follow::OutputMark;
 use crate::log_kind::LogKind;
-use crate::pipeline::live;
 use crate::pipeline::parallel::score_parallel;
+use crate::pipeline::resume::{self, StageState};
 use crate::pipeline::{
     Controls, Emitter, Lane, LaneOptions, LaneStats, Output, RunError, Throttle,
 };
@@ -189,12 +188,7 @@ impl ConsumerContext for GroupContext {
                     .map(|e| (e.topic().to_owned(), e.partition())),
             );
             // What the next owner commits is no longer this member's.
-            for e in tpl.elements() {
-                if let Some(parts) = progress.committed.get_mut(e.topic()) {
-                    parts.remove(&e.partition());
-                }
-            }
-            progress.committed.retain(|_, parts| !parts.is_empty());
+            progress.keep_committed(|topic, p| tpl.find_partition(topic, p).is_none());
         }
     }
 
@@ -282,16 +276,28 @@ impl Progress {
     /// topic's partitions not in `assigned`: their next owner reads them
     /// again from the committed offset.
     fn keep_held(&mut self, assigned: &TopicPartitionList) {
-        for (topic, parts) in self.committed.iter_mut() {
-            parts.retain(|p, _| assigned.find_partition(topic, *p).is_some());
-        }
-        self.committed.retain(|_, parts| !parts.is_empty());
+        self.keep_committed(|topic, p| assigned.find_partition(topic, p).is_some());
         let Some(topic) = self.repartition_topic.as_deref() else {
             return;
         };
         let mine = |p: i32| assigned.find_partition(topic, p).is_some();
         self.held.retain_partitions(mine);
         self.taken.retain_partitions(mine);
+    }
+
+    /// Nothing was written since the last commit: a commit would do
+    /// nothing.
+    fn nothing_to_commit(&self) -> bool {
+        self.pending.is_empty() && !self.unsynced
+    }
+
+    /// Forgets the committed offsets of the partitions `keep` refuses
+    /// (handed to another member): the saved state no longer names them.
+    fn keep_committed(&mut self, keep: impl Fn(&str, i32) -> bool) {
+        for (topic, parts) in self.committed.iter_mut() {
+            parts.retain(|p, _| keep(topic, *p));
+        }
+        self.committed.retain(|_, parts| !parts.is_empty());
     }
 
     /// Removes the saved state (with `--kafka-state-dir`), before a commit
@@ -301,7 +307,7 @@ impl Progress {
         let Some(dir) = self.state_dir.as_deref() else {
             return Ok(());
         };
-        if self.pending.is_empty() && !self.unsynced {
+        if self.nothing_to_commit() {
             return Ok(());
         }
         MemberState::forget(dir).map_err(RunError::from)?;
@@ -353,7 +359,7 @@ impl Progress {
         consumer: &BaseConsumer<GroupContext>,
         partitions: &TopicPartitionList,
     ) -> Result<(), RunError> {
-        if (self.pending.is_empty() && !self.unsynced) || self.poisoned {
+        if self.nothing_to_commit() || self.poisoned {
             return Ok(());
         }
         let pending = &mut self.pending;
@@ -526,44 +532,23 @@ pub fn run_kafka(opts: &KafkaOptions, controls: &Controls) -> Result<KafkaStats,
         let mut lane = Lane::load(module, &opts.model_dir, &lane_opts)
             .map_err(|error| RunError::Model { module, error })?;
         if let Some(saved) = &resume {
-            crate::pipeline::live::resume_context(&mut lane, saved.context.get(&module));
+            resume::resume_context(&mut lane, saved.context.get(&module));
         }
         let parser = LineParser::new("kafka", Some(module.log_path()));
         lanes.insert(module, Route { lane, parser });
     }
-    let mut emitter = Emitter::for_lanes(lanes.values_mut().map(|r| &mut r.lane), &opts.detect);
-    if let Some(saved) = resume.as_ref().and_then(|s| s.detectors.as_ref()) {
-        match saved
-            .parse::<DetectStage>()
-            .map(|s| s.resume(emitter.stage().clone()))
-        {
-            Ok(Some(stage)) => {
-                tracing::info!("kafka: the detectors resume from the saved state");
-                let mut resumed = Emitter::with_stage(stage);
-                resumed.take_allowlist(&mut emitter);
-                emitter = resumed;
-            }
-            Ok(None) => tracing::warn!(
-                "kafka: the saved detectors ran with other --detectors settings: they start afresh"
-            ),
-            Err(e) => tracing::warn!(
-                "kafka: the saved detector state cannot be read ({e}): the detectors start afresh"
-            ),
-        }
-    }
+    let fresh = Emitter::for_lanes(lanes.values_mut().map(|r| &mut r.lane), &opts.detect);
+    let saved = resume.as_ref().and_then(|s| s.detectors.as_ref());
+    let (mut emitter, _) = resume::resume_detectors(fresh, saved);
     // A resumed member cuts its file outputs back to the saved lengths:
-    // what lies beyond was written after the last commit and is consumed
+    // what lies beyond was written after the last save and is consumed
     // again.
-    let cut = |mark: Option<&OutputMark>, spec: &OutputSpec| {
-        mark.filter(|m| m.name == spec.to_string() && !live::replaced_file(m.id, spec))
-            .map(|m| m.len)
-    };
     let sink_opts = SinkOptions {
         format: opts.format,
         stamp: opts.stamp.clone(),
         cut_to: resume
             .as_ref()
-            .and_then(|s| cut(s.output.as_ref(), &opts.output)),
+            .and_then(|s| resume::cut_to(s.output.as_ref(), &opts.output)),
         kafka_config: opts.config.clone(),
     };
     let mut sink = sink::open(&opts.output, &sink_opts)?;
@@ -574,7 +559,7 @@ pub fn run_kafka(opts: &KafkaOptions, controls: &Controls) -> Result<KafkaStats,
         let alerts_cut = match &setup.target {
             AlertTarget::Own(spec) => resume
                 .as_ref()
-                .and_then(|s| cut(s.alerts_output.as_ref(), spec)),
+                .and_then(|s| resume::cut_to(s.alerts_output.as_ref(), spec)),
             AlertTarget::Output => None,
         };
         let alert_opts = SinkOptions {
@@ -588,20 +573,8 @@ pub fn run_kafka(opts: &KafkaOptions, controls: &Controls) -> Result<KafkaStats,
             });
         }
         emitter = emitter.with_alerts(setup.opts, &opts.modules, false, None);
-        match resume
-            .as_ref()
-            .and_then(|s| s.alerts.as_ref())
-            .map(|s| s.parse::<AlertStage>())
-        {
-            Some(Ok(stage)) => {
-                tracing::info!("kafka: the alerts resume from the saved state");
-                emitter.resume_alerts(stage, setup.opts, &opts.modules);
-            }
-            Some(Err(e)) => tracing::warn!(
-                "kafka: the saved alert state cannot be read ({e}): alerts start afresh"
-            ),
-            None => {}
-        }
+        let saved = resume.as_ref().and_then(|s| s.alerts.as_ref());
+        resume::resume_alerts(&mut emitter, saved, setup, &opts.modules);
     }
     let consumer = connect(opts, sink)?;
     if let Some(saved) = resume {
@@ -858,13 +831,19 @@ enum Pending {
 fn parse_pending(
     parser: &mut LineParser,
     pending: Pending,
-    (module, topic, partition, offset): (LogKind, &str, i32, i64),
+    (module, message): (LogKind, &Batched),
 ) -> Result<Option<Record>, String> {
+    let Batched {
+        topic,
+        partition,
+        offset,
+        ..
+    } = message;
     let body = match pending {
         Pending::Parsed(r) => return Ok(Some(r)),
         Pending::Raw(body) => body,
     };
-    match parser.parse_line(&body, offset as u64) {
+    match parser.parse_line(&body, *offset as u64) {
         Ok(Parsed::Record(r)) => Ok(Some(r)),
         Ok(Parsed::Nothing) => Ok(None),
         Err(e) => Err(format!(
@@ -1033,29 +1012,17 @@ impl Run<'_> {
             (Some(a), Some(name)) => mark(a, name),
             _ => None,
         };
-        let mut context = BTreeMap::new();
-        for (module, route) in &self.lanes {
-            if !route.lane.context().is_empty() {
-                let saved = SavedState::of(route.lane.context()).map_err(unsaveable)?;
-                context.insert(*module, saved);
-            }
-        }
-        let stage = self.emitter.stage();
+        let lanes = self.lanes.values().map(|r| &r.lane);
+        let state = StageState::capture(lanes, &self.emitter).map_err(unsaveable)?;
         MemberState {
             version: VERSION,
             group: self.opts.group.clone(),
             offsets,
             output: mark(progress.sink.as_ref(), self.opts.output.to_string()),
             alerts_output,
-            context,
-            detectors: match stage.is_active() {
-                true => Some(SavedState::of(stage).map_err(unsaveable)?),
-                false => None,
-            },
-            alerts: match self.emitter.alerts() {
-                Some(a) => Some(SavedState::of(a).map_err(unsaveable)?),
-                None => None,
-            },
+            context: state.context,
+            detectors: state.detectors,
+            alerts: state.alerts,
         }
         .save(dir)
         .map_err(RunError::from)?;
@@ -1096,13 +1063,15 @@ impl Run<'_> {
         }
         let mut batch = std::mem::take(&mut self.batch);
         self.batch_bytes = 0;
-        let mut records = batch
+        // The records, each with the index of its message (named only
+        // when it is no record).
+        let records: Vec<(LogKind, Pending, usize)> = batch
             .iter_mut()
-            .filter_map(|b| {
-                let (module, pending) = b.record.take()?;
-                Some((module, pending, b.topic.clone(), b.partition, b.offset))
-            })
-            .peekable();
+            .enumerate()
+            .filter_map(|(i, b)| b.record.take().map(|(m, p)| (m, p, i)))
+            .collect();
+        let mut records = records.into_iter().peekable();
+        let batch = &batch;
         let sink = progress.sink.as_mut();
         while let Some(first) = records.next() {
             let module = first.0;
@@ -1111,13 +1080,12 @@ impl Run<'_> {
                 run.push(next);
             }
             if run.len() < PARALLEL_RUN {
-                for (_, pending, topic, partition, offset) in run {
+                for (_, pending, i) in run {
                     let Some(route) = self.lanes.get_mut(&module) else {
                         break;
                     };
                     route.lane.count_line();
-                    let at = (module, topic.as_str(), partition, offset);
-                    match parse_pending(&mut route.parser, pending, at) {
+                    match parse_pending(&mut route.parser, pending, (module, &batch[i])) {
                         Ok(Some(record)) => self.score(module, &record, sink)?,
                         Ok(None) => {}
                         Err(why) => route.lane.skip(format_args!("{why}")),
@@ -1131,18 +1099,15 @@ impl Run<'_> {
             // Messages that are no record are counted and said once the
             // run is scored (the lane is the workers' until then).
             let mut refused: Vec<String> = Vec::new();
-            let lines = run
-                .into_iter()
-                .filter_map(|(_, pending, topic, partition, offset)| {
-                    let at = (module, topic.as_str(), partition, offset);
-                    match parse_pending(parser, pending, at) {
-                        Ok(record) => record.map(Ok),
-                        Err(why) => {
-                            refused.push(why);
-                            None
-                        }
+            let lines = run.into_iter().filter_map(|(_, pending, i)| {
+                match parse_pending(parser, pending, (module, &batch[i])) {
+                    Ok(record) => record.map(Ok),
+                    Err(why) => {
+                        refused.push(why);
+                        None
                     }
-                });
+                }
+            });
             let (outputs, emitter) = (&mut self.outputs, &mut self.emitter);
             score_parallel(lines, self.threads, lane, |lane, scored| {
                 lane.take(scored, outputs);
@@ -1157,7 +1122,7 @@ impl Run<'_> {
                 lane.skip(format_args!("{why}"));
             }
         }
-        for b in &batch {
+        for b in batch {
             progress.handled(&b.topic, b.partition, b.offset);
         }
         Ok(())

@@ -19,13 +19,11 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant};
 
+use super::resume::{self, StageState};
 use super::{Controls, Emitter, Lane, LaneOptions, LaneStats, RunError};
-use crate::alert::{AlertSetup, AlertStage, AlertTarget, Reading};
-use crate::detect::{DetectOptions, DetectStage};
-use crate::features::ContextState;
-use crate::follow::{
-    Checkpoint, Follower, Line, OutputMark, Position, SavedState, CHECKPOINT_VERSION,
-};
+use crate::alert::{AlertSetup, AlertTarget, Reading};
+use crate::detect::DetectOptions;
+use crate::follow::{Checkpoint, Follower, Line, OutputMark, Position, CHECKPOINT_VERSION};
 use crate::log_kind::LogKind;
 use crate::score::RecordOptions;
 use crate::sink::{self, sync_then, OutputSpec, RecordFormat, Sink, SinkOptions, Stamp};
@@ -110,42 +108,14 @@ pub fn run_live(
         .unwrap_or_default();
     let mut cold = Vec::new();
     for lane in &mut lanes {
-        if resume_context(lane, saved_context.get(&lane.module())) {
+        if resume::resume_context(lane, saved_context.get(&lane.module())) {
             cold.push(lane.module());
         }
     }
     let fresh = Emitter::for_lanes(lanes.iter_mut(), &opts.detect);
     let saved = checkpoint.as_ref().and_then(|c| c.detectors.as_ref());
-    let resumed = match saved.map(|s| (s.len(), s.parse::<DetectStage>())) {
-        Some((bytes, Ok(stage))) => match stage.resume(fresh.stage().clone()) {
-            Some(stage) => {
-                tracing::info!("the detectors resume from the checkpoint ({bytes} bytes of state)");
-                Some(Emitter::with_stage(stage))
-            }
-            None => {
-                tracing::warn!(
-                    "the checkpoint's detectors ran with other --detectors settings: they start afresh"
-                );
-                None
-            }
-        },
-        Some((_, Err(e))) => {
-            tracing::warn!(
-                "the checkpoint's detector state cannot be read ({e}): the detectors start afresh"
-            );
-            None
-        }
-        None => None,
-    };
-    let warm_detectors = resumed.is_none();
-    let mut fresh = fresh;
-    let mut emitter = match resumed {
-        Some(mut e) => {
-            e.take_allowlist(&mut fresh);
-            e
-        }
-        None => fresh,
-    };
+    let (mut emitter, resumed) = resume::resume_detectors(fresh, saved);
+    let warm_detectors = !resumed;
     if opts.warm_hours > 0 && (warm_detectors && emitter.stage().is_active() || !cold.is_empty()) {
         let r = super::warm::warm_up(
             &mut super::warm::Warming {
@@ -238,48 +208,10 @@ pub fn run_live(
     })
 }
 
-/// Continues `lane`'s context from the checkpoint's; true when it starts
-/// cold (nothing saved, or saved for other features) and has context
-/// features to warm.
-pub(crate) fn resume_context(lane: &mut Lane, saved: Option<&SavedState>) -> bool {
-    let module = lane.module();
-    if lane.context().is_empty() {
-        return false;
-    }
-    match saved.map(|s| (s.len(), s.parse::<ContextState>())) {
-        Some((bytes, Ok(state))) => {
-            if lane.resume_context(state) {
-                tracing::info!(
-                    "{module}: the context resumes from the checkpoint ({bytes} bytes of state)"
-                );
-                return false;
-            }
-            tracing::warn!(
-                "{module}: the checkpoint's context was kept for other context features: it starts afresh"
-            );
-        }
-        Some((_, Err(e))) => {
-            tracing::warn!(
-                "{module}: the checkpoint's context cannot be read ({e}): it starts afresh"
-            );
-        }
-        None => {}
-    }
-    true
-}
-
 /// True if the checkpoint names the output file by identity and the file
 /// now at the output's path is another one (or none).
 fn replaced(checkpoint: &Checkpoint, output: &OutputSpec) -> bool {
-    replaced_file(checkpoint.output_id, output)
-}
-
-pub(crate) fn replaced_file(id: Option<(u64, u64)>, output: &OutputSpec) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let (Some(id), Some(path)) = (id, output.file()) else {
-        return false;
-    };
-    std::fs::metadata(path).map(|m| (m.dev(), m.ino())).ok() != Some(id)
+    resume::replaced_file(checkpoint.output_id, output)
 }
 
 /// Adds the alert stage to `emitter`: its own output opened (cut back to
@@ -292,10 +224,9 @@ fn with_alerts(
     checkpoint: Option<&Checkpoint>,
 ) -> Result<Emitter, RunError> {
     let cut_to = match &setup.target {
-        AlertTarget::Own(spec) => checkpoint
-            .and_then(|c| c.alerts_output.as_ref())
-            .filter(|m| m.name == spec.to_string() && !replaced_file(m.id, spec))
-            .map(|m| m.len),
+        AlertTarget::Own(spec) => {
+            resume::cut_to(checkpoint.and_then(|c| c.alerts_output.as_ref()), spec)
+        }
         AlertTarget::Output => None,
     };
     let sink = setup.open_sink(&SinkOptions {
@@ -305,21 +236,8 @@ fn with_alerts(
         kafka_config: opts.kafka_config.clone(),
     })?;
     let mut emitter = emitter.with_alerts(setup.opts, &opts.modules, false, sink);
-    match checkpoint
-        .and_then(|c| c.alerts.as_ref())
-        .map(|s| (s.len(), s.parse::<AlertStage>()))
-    {
-        Some((bytes, Ok(stage))) => {
-            tracing::info!("the alerts resume from the checkpoint ({bytes} bytes of state)");
-            emitter.resume_alerts(stage, setup.opts, &opts.modules);
-        }
-        Some((_, Err(e))) => {
-            tracing::warn!(
-                "the checkpoint's alert state cannot be read ({e}): alerts start afresh"
-            );
-        }
-        None => {}
-    }
+    let saved = checkpoint.and_then(|c| c.alerts.as_ref());
+    resume::resume_alerts(&mut emitter, saved, setup, &opts.modules);
     Ok(emitter)
 }
 
@@ -481,26 +399,11 @@ impl Writer<'_> {
     fn save(&mut self) -> Result<(), RunError> {
         let (opts, positions) = (self.opts, &self.positions);
         let output_id = self.output.identity();
-        let stage = self.emitter.stage();
-        let unsaveable = |e: serde_json::Error| RunError::Io {
-            path: Checkpoint::file(&opts.state_dir),
-            source: e.into(),
-        };
-        let detectors = if stage.is_active() {
-            Some(SavedState::of(stage).map_err(unsaveable)?)
-        } else {
-            None
-        };
-        let mut context = BTreeMap::new();
-        for (module, lane) in &self.lanes {
-            if !lane.context().is_empty() {
-                context.insert(*module, SavedState::of(lane.context()).map_err(unsaveable)?);
-            }
-        }
-        let alerts = match self.emitter.alerts() {
-            Some(a) => Some(SavedState::of(a).map_err(unsaveable)?),
-            None => None,
-        };
+        let state =
+            StageState::capture(self.lanes.values(), &self.emitter).map_err(|e| RunError::Io {
+                path: Checkpoint::file(&opts.state_dir),
+                source: e.into(),
+            })?;
         // The alerts' own output is made durable first: the checkpoint
         // names its length.
         let alerts_name = opts.alerts.as_ref().and_then(AlertSetup::own_name);
@@ -522,9 +425,9 @@ impl Writer<'_> {
                 output: Some(opts.output.to_string()),
                 output_id,
                 modules: positions.clone(),
-                detectors,
-                context: context.clone(),
-                alerts: alerts.clone(),
+                detectors: state.detectors,
+                context: state.context,
+                alerts: state.alerts,
                 alerts_output: alerts_output.clone(),
             }
             .save(&opts.state_dir)

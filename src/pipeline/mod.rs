@@ -20,6 +20,7 @@ pub mod lane;
 pub mod live;
 pub mod parallel;
 pub mod replay;
+pub(crate) mod resume;
 pub mod warm;
 
 use std::path::PathBuf;
