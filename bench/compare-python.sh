@@ -142,5 +142,5 @@ python3 "$here/py_compare.py" table "$work"
 echo
 echo "Python: AutoZeekWatch's train.py with its defaults (learning rate 0.001; KitNET trains on the first"
 echo "feature-map + detector grace records only), replay = its score_json() per line; local_orig/local_resp"
-echo "filled with false for it where unset. Rust: azw-train (defaults: learning rate 0.1, 3 epochs),"
+echo "filled with false for it where unset. Rust: azw-train (defaults: learning rate 0.03, 3 epochs),"
 echo "azw-infer --replay, azw-eval --scores; both tools' ROC-AUC/AP from the same azw-eval code, per uid."
