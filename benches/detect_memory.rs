@@ -173,6 +173,7 @@ fn main() {
             half_lives: vec![60, 3600, 86_400],
             domain: false,
             max_keys: KEYS as usize,
+            min_gap: 0,
         };
         let mut out = vec![0.0; def.column_suffixes().len()];
         measure(

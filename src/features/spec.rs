@@ -90,6 +90,7 @@ pub struct TransformParams {
     pub half_lives: Option<Vec<u32>>,
     pub domain: Option<bool>,
     pub max_keys: Option<usize>,
+    pub min_gap: Option<u32>,
 }
 
 /// The most values a category keeps columns for.
@@ -205,6 +206,7 @@ impl Transform {
             "given" => name == "rarity",
             "to" => name == "interval",
             "by" | "half_lives" | "domain" | "max_keys" => ContextStat::from_name(name).is_some(),
+            "min_gap" => name == "gap",
             _ => false,
         };
         for (key, set) in [
@@ -216,6 +218,7 @@ impl Transform {
             ("half_lives", p.half_lives.is_some()),
             ("domain", p.domain.is_some()),
             ("max_keys", p.max_keys.is_some()),
+            ("min_gap", p.min_gap.is_some()),
         ] {
             if set && !allowed(key) {
                 return Err((key, format!("does not apply to `{name}`")));
@@ -300,12 +303,20 @@ fn context_def(name: &str, p: &TransformParams) -> Result<ContextDef, (&'static 
             format!("must be 8 to {}", context::MAX_MAX_KEYS),
         ));
     }
+    let min_gap = p.min_gap.unwrap_or(0);
+    if min_gap > 86_400 {
+        return Err((
+            "min_gap",
+            "must be 0 to 86400 seconds (a day): gaps shorter than it are one session".to_owned(),
+        ));
+    }
     Ok(ContextDef {
         stat,
         by,
         half_lives,
         domain: p.domain.unwrap_or(false),
         max_keys,
+        min_gap,
     })
 }
 

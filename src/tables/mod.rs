@@ -146,6 +146,7 @@ struct RawFeature {
     half_lives: Option<Spanned<Vec<u32>>>,
     domain: Option<Spanned<bool>>,
     max_keys: Option<Spanned<usize>>,
+    min_gap: Option<Spanned<u32>>,
 }
 
 /// The 1-based line of byte `offset` in `text`.
@@ -220,6 +221,7 @@ impl Table {
                 half_lives: f.half_lives.as_ref().map(|v| v.get_ref().clone()),
                 domain: f.domain.as_ref().map(|v| *v.get_ref()),
                 max_keys: f.max_keys.as_ref().map(|v| *v.get_ref()),
+                min_gap: f.min_gap.as_ref().map(|v| *v.get_ref()),
             };
             let transform = Transform::from_parts(f.transform.get_ref().trim(), params).map_err(
                 |(k, why)| {
@@ -232,6 +234,7 @@ impl Table {
                         "half_lives" => f.half_lives.as_ref().map(|v| v.span().start),
                         "domain" => f.domain.as_ref().map(|v| v.span().start),
                         "max_keys" => f.max_keys.as_ref().map(|v| v.span().start),
+                        "min_gap" => f.min_gap.as_ref().map(|v| v.span().start),
                         _ => None,
                     };
                     let offset = offset.unwrap_or(if k == "transform" {

@@ -145,7 +145,7 @@ features = [
 fn context_transforms_read_their_key_and_half_lives_and_say_what_is_wrong() {
     let t = parse(
         r#"features = [
-  { name = "pair_gap", field = "id.resp_h", transform = "gap", by = ["id.orig_h"], half_lives = [600, 3600], max_keys = 5000 },
+  { name = "pair_gap", field = "id.resp_h", transform = "gap", by = ["id.orig_h"], half_lives = [600, 3600], max_keys = 5000, min_gap = 60 },
   { name = "domain_new", field = "query", transform = "first_seen", by = ["id.orig_h"], domain = true },
 ]"#,
     )
@@ -156,6 +156,10 @@ fn context_transforms_read_their_key_and_half_lives_and_say_what_is_wrong() {
     assert_eq!(c.by, ["id.orig_h"]);
     assert_eq!(c.half_lives, [600, 3600]);
     assert_eq!(c.max_keys, 5000);
+    assert_eq!(c.min_gap, 60);
+    assert!(c
+        .describe("id.resp_h")
+        .contains("gaps of 1m or more (between sessions)"));
     assert_eq!(
         c.column_suffixes(),
         [
@@ -196,6 +200,14 @@ fn context_transforms_read_their_key_and_half_lives_and_say_what_is_wrong() {
         (
             r#"{ field = "x", transform = "log1p", by = ["a"] }"#,
             "`features[0].by` does not apply to `log1p`",
+        ),
+        (
+            r#"{ field = "x", transform = "damped", by = ["a"], half_lives = [60], min_gap = 60 }"#,
+            "`features[0].min_gap` does not apply to `damped`",
+        ),
+        (
+            r#"{ field = "x", transform = "gap", by = ["a"], half_lives = [60], min_gap = 90000 }"#,
+            "`features[0].min_gap` must be 0 to 86400 seconds",
         ),
     ] {
         let e = err(&format!("features = [\n  {line},\n]\n"));
