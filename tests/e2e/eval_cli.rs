@@ -454,8 +454,9 @@ fn assert_rate_as_expected(r: &Value) {
 }
 
 /// RITA's planted beacon, HTTP only (the team's `make_beacon_set.py`):
-/// its empty Host header gives it away, and the threshold keeps its
-/// promise on the next days' benign traffic.
+/// its empty Host header gives it away, the threshold keeps its promise
+/// on the next days' benign traffic, and the context columns find it on
+/// their own when the host header features are left out.
 #[test]
 #[cfg_attr(
     not(shared_data),
@@ -472,9 +473,99 @@ fn detection_on_the_beacon_http_dev_set() {
         .output()
         .expect("python3 runs the team's make_beacon_set.py");
     assert!(made.status.success(), "{}", text(&made));
-    let models = dir.path().join("models");
-    crate::util::train_from(&set.join("train"), &models, "HTTP", &[]);
-    let scores = dir.path().join("scores.json");
+
+    let r = beacon_http_report(&set, dir.path(), "default", None);
+    let (auc, ap) = auc_ap(&r);
+    eprintln!("beacon-http: ROC-AUC {auc:.4}, AP {ap:.4}");
+    assert!(auc >= 0.99, "ROC-AUC {auc}");
+    assert!(ap >= 0.90, "average precision {ap}");
+    // The threshold's promise, from above only: it rests on 891 held-out
+    // scores whose highest is one scanner's port-22 request, and that
+    // scanner's six test requests score within 0.02 of it, so whether 0, 3
+    // or 6 benign uids cross it is a matter of the fourth decimal (0 with
+    // the context columns, 3 without, at the default seed), while about 5
+    // are expected. botnet4-dev checks the rate from both sides.
+    let measured = f(&r["metrics"], &["at_threshold", "false_positive_rate"]);
+    let expected = f(&r["model"], &["expected_fpr"]);
+    assert!(
+        measured <= 3.0 * expected,
+        "FPR measured {measured}, expected {expected}"
+    );
+    // Alerts per host, read from the scores' alert lines: of the 3,000
+    // benign hosts, few are alerted. (The beacon's HTTP records rank high
+    // but stay under the model's threshold, so no record alert names its
+    // source: the conn beacon detector does, see shared_data.) A scores
+    // file without a single alert line has no per-host report: nothing
+    // was alerted.
+    let h = &r["hosts"];
+    eprintln!("beacon-http alerts per host: {h}");
+    if !h.is_null() {
+        assert!(h["benign_hosts"].as_u64().unwrap() > 3000, "{h}");
+        let low = &h["levels"][0];
+        assert!(low["benign_alerted"].as_u64().unwrap() <= 5, "{low}");
+    } else {
+        let lines = std::fs::read_to_string(dir.path().join("scores-default.json")).unwrap();
+        assert!(
+            !lines.contains(r#"{"alert":"#),
+            "alert lines, but no report"
+        );
+    }
+
+    // Without the host header features the record alone hardly tells the
+    // beacon (its user agent and status remain); the pair's and the
+    // name's gaps between sessions must find it (#13: ROC-AUC 0.97 and AP
+    // 0.70 at least).
+    let built_in = std::fs::read_to_string(crate::util::root().join("tables/http.toml")).unwrap();
+    let no_host = |keep_context: bool| {
+        built_in
+            .lines()
+            .filter(|l| {
+                !l.contains(r#"name = "host_state""#) && !l.contains(r#"name = "host_len""#)
+            })
+            .filter(|l| keep_context || !l.contains(r#"by = ["id.orig_h"]"#))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let tables = |name: &str, text: String| {
+        let d = dir.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("http.toml"), text).unwrap();
+        d
+    };
+    let with = tables("no-host", no_host(true));
+    let without = tables("no-host-no-context", no_host(false));
+    let (auc, ap) = auc_ap(&beacon_http_report(
+        &set,
+        dir.path(),
+        "no-host",
+        Some(&with),
+    ));
+    let (auc0, ap0) = auc_ap(&beacon_http_report(
+        &set,
+        dir.path(),
+        "no-host-no-context",
+        Some(&without),
+    ));
+    eprintln!(
+        "beacon-http without host features: context ROC-AUC {auc:.4}, AP {ap:.4}; no context {auc0:.4}, {ap0:.4}"
+    );
+    assert!(auc >= 0.97 && ap >= 0.70, "ROC-AUC {auc}, AP {ap}");
+    assert!(
+        ap >= ap0 + 0.1,
+        "the context adds little: AP {ap} against {ap0}"
+    );
+}
+
+/// Trains HTTP on the set's training day (with `tables`, or the built-in
+/// table), replays the test days with alerts and measures them.
+fn beacon_http_report(set: &Path, work: &Path, name: &str, tables: Option<&Path>) -> Value {
+    let models = work.join(format!("models-{name}"));
+    let extra: Vec<&str> = match tables {
+        Some(t) => vec!["--tables", t.to_str().unwrap()],
+        None => vec![],
+    };
+    crate::util::train_from(&set.join("train"), &models, "HTTP", &extra);
+    let scores = work.join(format!("scores-{name}.json"));
     let replay = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
         .args(["--replay", set.join("test").to_str().unwrap()])
         .args(["--modules", "HTTP", "--model-dir", models.to_str().unwrap()])
@@ -483,7 +574,7 @@ fn detection_on_the_beacon_http_dev_set() {
         .output()
         .unwrap();
     assert!(replay.status.success(), "{}", text(&replay));
-    let r = report(
+    report(
         &[
             "--scores",
             scores.to_str().unwrap(),
@@ -495,21 +586,11 @@ fn detection_on_the_beacon_http_dev_set() {
             "HTTP",
             "--no-plot",
         ],
-        dir.path(),
-    );
+        work,
+    )
+}
+
+fn auc_ap(r: &Value) -> (f64, f64) {
     let m = &r["metrics"];
-    let (auc, ap) = (f(m, &["roc_auc"]), f(m, &["average_precision"]));
-    eprintln!("beacon-http: ROC-AUC {auc:.4}, AP {ap:.4}");
-    assert!(auc >= 0.99, "ROC-AUC {auc}");
-    assert!(ap >= 0.90, "average precision {ap}");
-    assert_rate_as_expected(&r);
-    // Alerts per host, read from the scores' alert lines: of the 3,000
-    // benign hosts, few are alerted. (The beacon's HTTP records rank high
-    // but stay under the model's threshold, so no record alert names its
-    // source: the conn beacon detector does, see shared_data.)
-    let h = &r["hosts"];
-    eprintln!("beacon-http alerts per host: {h}");
-    assert!(h["benign_hosts"].as_u64().unwrap() > 3000, "{h}");
-    let low = &h["levels"][0];
-    assert!(low["benign_alerted"].as_u64().unwrap() <= 5, "{low}");
+    (f(m, &["roc_auc"]), f(m, &["average_precision"]))
 }
