@@ -233,7 +233,6 @@ fn survey(table: &Table, files: &[LogFile], opts: &TrainOptions, bar: &dyn Progr
     // Both holdouts are counted, and the vocabularies learned for both,
     // because which one fits is known only at the end: a few hours of
     // history have too few whole hours to hold out.
-    let mut hours_learner = VocabLearner::new(table);
     let mut held_out = [0u64; 2];
     let mut direction = DirectionSurvey::default();
     let mut detectors = crate::detect::baseline::Learner::new(module);
@@ -246,27 +245,34 @@ fn survey(table: &Table, files: &[LogFile], opts: &TrainOptions, bar: &dyn Progr
     let seed = u64::from(opts.params.seed);
     let mut sampler = opts.max_records.map(|n| BottomK::new(n, seed));
     let (mut first_ts, mut last_ts) = (None::<f64>, None::<f64>);
-    // Three threads share the pass (it is a fifth of training's work, and
+    // Four threads share the pass (it is a fifth of training's work, and
     // would otherwise leave the second core idle): one reads and parses,
-    // one learns the by-record holdout's vocabularies, and this one does
-    // the rest, the other holdout's vocabularies included. Each learner
-    // still sees every record in order, so the model is the same bits.
-    let (totals, by_record_learner) = std::thread::scope(|scope| {
-        let (mut batches, reader) = read_ahead(scope, paths(files), module.log_path(), false, 2);
-        let (Some(by_record_batches), Some(mine)) = (batches.pop(), batches.pop()) else {
-            unreachable!("read_ahead returns one receiver per consumer")
-        };
-        let by_record = scope.spawn(move || {
-            let mut learner = VocabLearner::new(table);
-            for (start, batch) in by_record_batches {
-                for (k, r) in (start..).zip(batch.iter()) {
-                    if !Holdout::Records.holds_out(k, r.ts(), every) {
-                        learner.observe(r);
+    // one per holdout learns its vocabularies (the costliest part), and
+    // this one does the rest. Each learner still sees every record in
+    // order, so the model is the same bits.
+    let (totals, [hours_learner, by_record_learner]) = std::thread::scope(|scope| {
+        let (batches, reader) = read_ahead(scope, paths(files), module.log_path(), false, 3);
+        let [mine, hours, by_record] = <[_; 3]>::try_from(batches)
+            .unwrap_or_else(|_| unreachable!("read_ahead returns one receiver per consumer"));
+        let learn = |holdout: Holdout, batches: Receiver<Batch>| {
+            scope.spawn(move || {
+                let mut learner = VocabLearner::new(table);
+                for (start, batch) in batches {
+                    for (i, r) in (start..).zip(batch.iter()) {
+                        // The vocabularies come from the training records
+                        // only, like everything else the model learns.
+                        if !holdout.holds_out(i, r.ts(), every) {
+                            learner.observe(r);
+                        }
                     }
                 }
-            }
-            learner
-        });
+                learner
+            })
+        };
+        let learners = [
+            learn(Holdout::Hours, hours),
+            learn(Holdout::Records, by_record),
+        ];
         for (start, batch) in mine {
             for (i, r) in (start..).zip(batch.iter()) {
                 if let Some(ts) = r.ts() {
@@ -276,15 +282,11 @@ fn survey(table: &Table, files: &[LogFile], opts: &TrainOptions, bar: &dyn Progr
                 let (orig, resp) = (r.get("id.orig_h").as_addr(), r.get("id.resp_h").as_addr());
                 direction.observe(&opts.local_nets, orig, resp);
                 detectors.observe(r);
-                // The vocabularies come from the training records only, like
-                // everything else the model learns.
                 let mut tags = 0u8;
                 for (k, holdout) in Holdout::BOTH.iter().enumerate() {
                     if holdout.holds_out(i, r.ts(), every) {
                         held_out[k] += 1;
                         tags |= 1 << k;
-                    } else if *holdout == Holdout::Hours {
-                        hours_learner.observe(r);
                     }
                 }
                 if let Some(s) = &mut sampler {
@@ -293,7 +295,7 @@ fn survey(table: &Table, files: &[LogFile], opts: &TrainOptions, bar: &dyn Progr
             }
             bar.inc(batch.len() as u64);
         }
-        (join(reader), join(by_record))
+        (join(reader), learners.map(join))
     });
     let total = totals.records;
     // Whether whole hours can be held out is a question about the history,
