@@ -920,6 +920,72 @@ mod tests {
         assert!(!Holdout::fits(600, 1000), "too few left to train");
     }
 
+    /// A log of `n` conn records whose `ts` is their position.
+    fn numbered_log(dir: &Path, n: u64) -> PathBuf {
+        let mut text =
+            String::from("#separator \\x09\n#path\tconn\n#fields\tts\tuid\n#types\ttime\tstring\n");
+        for i in 0..n {
+            text.push_str(&format!("{i}\tC{i}\n"));
+        }
+        let path = dir.join("conn.log");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn read_ahead_hands_every_consumer_every_record_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = 3 * READ_BATCH as u64 + 7;
+        let log = numbered_log(dir.path(), n);
+        let (seen, totals) = std::thread::scope(|scope| {
+            let (batches, reader) = read_ahead(scope, vec![log], "conn", true, 2);
+            let seen: Vec<Vec<(u64, f64)>> = batches
+                .into_iter()
+                .map(|rx| {
+                    scope.spawn(move || {
+                        rx.into_iter()
+                            .flat_map(|(start, b)| {
+                                (start..)
+                                    .zip(b.iter().map(|r| r.ts().unwrap()))
+                                    .collect::<Vec<_>>()
+                            })
+                            .collect()
+                    })
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(join)
+                .collect();
+            (seen, join(reader))
+        });
+        assert_eq!(totals.records, n);
+        for s in seen {
+            assert_eq!(s.len() as u64, n);
+            assert!(
+                s.iter().all(|&(i, ts)| ts == i as f64),
+                "positions and order kept"
+            );
+        }
+    }
+
+    #[test]
+    fn read_ahead_stops_when_its_consumers_hang_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = numbered_log(dir.path(), 20 * READ_BATCH as u64);
+        let totals = std::thread::scope(|scope| {
+            let (mut batches, reader) = read_ahead(scope, vec![log], "conn", true, 1);
+            let rx = batches.pop().unwrap();
+            assert_eq!(rx.recv().unwrap().0, 0);
+            drop(rx);
+            join(reader)
+        });
+        assert!(
+            totals.records < 20 * READ_BATCH as u64,
+            "read {} records",
+            totals.records
+        );
+    }
+
     #[test]
     fn reservoir_is_bounded_and_keeps_the_first_values_when_small() {
         let mut r = Reservoir::new(10);
