@@ -19,6 +19,9 @@
 //! per sampled record during pass 1, nothing after).
 
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
+use std::thread::ScopedJoinHandle;
 use std::time::Instant;
 
 use crate::features::{
@@ -31,7 +34,7 @@ use crate::sample::{BottomK, Sample};
 use crate::tables::{Table, Tables};
 use crate::tail::{self, TailFit};
 use crate::zeek::layout::{self, DateRange, LogFile};
-use crate::zeek::{Records, StreamTotals};
+use crate::zeek::{Record, Records, StreamTotals};
 
 /// Fewer training records than this make no useful model.
 pub const MIN_TRAINING_RECORDS: u64 = 20;
@@ -226,10 +229,10 @@ struct Survey {
 
 fn survey(table: &Table, files: &[LogFile], opts: &TrainOptions, bar: &dyn Progress) -> Survey {
     let module = table.log;
+    let every = opts.holdout_every;
     // Both holdouts are counted, and the vocabularies learned for both,
     // because which one fits is known only at the end: a few hours of
     // history have too few whole hours to hold out.
-    let mut learners = [VocabLearner::new(table), VocabLearner::new(table)];
     let mut held_out = [0u64; 2];
     let mut direction = DirectionSurvey::default();
     let mut detectors = crate::detect::baseline::Learner::new(module);
@@ -241,33 +244,60 @@ fn survey(table: &Table, files: &[LogFile], opts: &TrainOptions, bar: &dyn Progr
     // next to KitNET, which is what sees only the sample.
     let seed = u64::from(opts.params.seed);
     let mut sampler = opts.max_records.map(|n| BottomK::new(n, seed));
-    let mut records = Records::new(paths(files), Some(module.log_path()), false);
     let (mut first_ts, mut last_ts) = (None::<f64>, None::<f64>);
-    for (i, r) in records.by_ref().enumerate() {
-        if let Some(ts) = r.ts() {
-            first_ts = Some(first_ts.map_or(ts, |t| t.min(ts)));
-            last_ts = Some(last_ts.map_or(ts, |t| t.max(ts)));
-        }
-        let (orig, resp) = (r.get("id.orig_h").as_addr(), r.get("id.resp_h").as_addr());
-        direction.observe(&opts.local_nets, orig, resp);
-        detectors.observe(&r);
-        // The vocabularies come from the training records only, like
-        // everything else the model learns.
-        let mut tags = 0u8;
-        for (k, holdout) in Holdout::BOTH.iter().enumerate() {
-            if holdout.holds_out(i as u64, r.ts(), opts.holdout_every) {
-                held_out[k] += 1;
-                tags |= 1 << k;
-            } else {
-                learners[k].observe(&r);
+    // Four threads share the pass (it is a fifth of training's work, and
+    // would otherwise leave the second core idle): one reads and parses,
+    // one per holdout learns its vocabularies (the costliest part), and
+    // this one does the rest. Each learner still sees every record in
+    // order, so the model is the same bits.
+    let (totals, [hours_learner, by_record_learner]) = std::thread::scope(|scope| {
+        let (batches, reader) = read_ahead(scope, paths(files), module.log_path(), false, 3);
+        let [mine, hours, by_record] = <[_; 3]>::try_from(batches)
+            .unwrap_or_else(|_| unreachable!("read_ahead returns one receiver per consumer"));
+        let learn = |holdout: Holdout, batches: Receiver<Batch>| {
+            scope.spawn(move || {
+                let mut learner = VocabLearner::new(table);
+                for (start, batch) in batches {
+                    for (i, r) in (start..).zip(batch.iter()) {
+                        // The vocabularies come from the training records
+                        // only, like everything else the model learns.
+                        if !holdout.holds_out(i, r.ts(), every) {
+                            learner.observe(r);
+                        }
+                    }
+                }
+                learner
+            })
+        };
+        let learners = [
+            learn(Holdout::Hours, hours),
+            learn(Holdout::Records, by_record),
+        ];
+        for (start, batch) in mine {
+            for (i, r) in (start..).zip(batch.iter()) {
+                if let Some(ts) = r.ts() {
+                    first_ts = Some(first_ts.map_or(ts, |t| t.min(ts)));
+                    last_ts = Some(last_ts.map_or(ts, |t| t.max(ts)));
+                }
+                let (orig, resp) = (r.get("id.orig_h").as_addr(), r.get("id.resp_h").as_addr());
+                direction.observe(&opts.local_nets, orig, resp);
+                detectors.observe(r);
+                let mut tags = 0u8;
+                for (k, holdout) in Holdout::BOTH.iter().enumerate() {
+                    if holdout.holds_out(i, r.ts(), every) {
+                        held_out[k] += 1;
+                        tags |= 1 << k;
+                    }
+                }
+                if let Some(s) = &mut sampler {
+                    s.offer(i, tags);
+                }
             }
+            bar.inc(batch.len() as u64);
         }
-        if let Some(s) = &mut sampler {
-            s.offer(i as u64, tags);
-        }
-        bar.inc(1);
-    }
-    let total = records.totals().records;
+        (join(reader), learners.map(join))
+    });
+    let total = totals.records;
     // Whether whole hours can be held out is a question about the history,
     // asked of all of it; the sample then holds out what falls in them.
     let k = usize::from(!Holdout::fits(held_out[0], total));
@@ -279,8 +309,11 @@ fn survey(table: &Table, files: &[LogFile], opts: &TrainOptions, bar: &dyn Progr
         }
         _ => (Sample::all(seed), total, held_out[k]),
     };
-    let [hours, by_record] = learners;
-    let learner = if k == 0 { hours } else { by_record };
+    let learner = if k == 0 {
+        hours_learner
+    } else {
+        by_record_learner
+    };
     let mut set = learner.finish(opts.local_nets.clone());
     set.local_nets_origin = opts.local_nets_origin.clone();
     let encoder = Encoder::new(set).expect("a learned feature set has every vocabulary");
@@ -294,9 +327,68 @@ fn survey(table: &Table, files: &[LogFile], opts: &TrainOptions, bar: &dyn Progr
         held_out,
         sample,
         sampled,
-        totals: records.totals().clone(),
+        totals,
         first_ts,
         last_ts,
+    }
+}
+
+/// Records handed over at once from the reading thread of a pass
+/// ([`read_ahead`]): enough that a hand-over costs nothing next to parsing
+/// them, few enough that the batches in flight hold little memory.
+const READ_BATCH: usize = 1024;
+/// Batches in flight per consumer of [`read_ahead`] at most, so that
+/// memory stays bounded however far the reading runs ahead.
+const BATCHES_IN_FLIGHT: usize = 4;
+
+/// A batch of parsed records and the position of its first in the stream.
+type Batch = (u64, Arc<Vec<Record>>);
+
+/// Reads and parses `files` on a thread of its own, handing the records
+/// over in batches, in order, to each of `consumers` receivers (the same
+/// batches to each). Parsing is about a third of a pass that encodes or
+/// learns from every record; on a thread of its own it overlaps with that
+/// work. Reading stops early when every receiver is dropped. The thread
+/// returns the stream's totals.
+fn read_ahead<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    files: Vec<PathBuf>,
+    log_path: &'static str,
+    quiet: bool,
+    consumers: usize,
+) -> (Vec<Receiver<Batch>>, ScopedJoinHandle<'scope, StreamTotals>) {
+    let (senders, receivers): (Vec<SyncSender<Batch>>, Vec<Receiver<Batch>>) = (0..consumers)
+        .map(|_| sync_channel(BATCHES_IN_FLIGHT))
+        .unzip();
+    let reader = scope.spawn(move || {
+        let mut records = Records::new(files, Some(log_path), quiet);
+        let mut start = 0u64;
+        loop {
+            let batch: Vec<Record> = records.by_ref().take(READ_BATCH).collect();
+            if batch.is_empty() {
+                break;
+            }
+            let n = batch.len() as u64;
+            let batch = Arc::new(batch);
+            let mut delivered = false;
+            for s in &senders {
+                delivered |= s.send((start, Arc::clone(&batch))).is_ok();
+            }
+            if !delivered {
+                break;
+            }
+            start += n;
+        }
+        records.totals().clone()
+    });
+    (receivers, reader)
+}
+
+/// The value of a finished scoped thread, its panic passed on.
+fn join<T>(handle: ScopedJoinHandle<'_, T>) -> T {
+    match handle.join() {
+        Ok(v) => v,
+        Err(panic) => std::panic::resume_unwind(panic),
     }
 }
 
@@ -444,33 +536,81 @@ pub fn train_module(
     // new): its scores say how a cold start looks, not how the network
     // does, and would set the threshold for a warm run too high. They are
     // left out when enough scores remain (a short history keeps them).
-    let mut warm_scores = Reservoir::new(MAX_KEPT_SCORES);
-    let mut all_scores = Reservoir::new(MAX_KEPT_SCORES);
-    let mut scratch = kitnet.scratch();
-    let mut v = encoder.vector();
-    let mut context = encoder.context();
     let warm_up = encoder.context_warm_up();
     let warm_until = survey.first_ts.map_or(f64::NEG_INFINITY, |t| t + warm_up);
-    let mut cache = FieldCache::default();
-    for (i, r) in Records::new(file_paths.clone(), Some(log_path), true).enumerate() {
-        bar.inc(1);
-        // The records not scored only update the context (nothing without
-        // context features).
-        let scored =
-            sample.keeps(i as u64) && (use_all || holdout.holds_out(i as u64, r.ts(), every));
-        if scored {
-            encoder.encode_with(&r, &mut cache, &mut context, &mut v);
-        } else {
-            encoder.update_context(&r, &mut cache, &mut context, &mut v);
-        }
-        if scored {
-            let score = kitnet.execute_with(&v, &mut scratch).map_err(kit_err)?;
-            all_scores.push(score);
-            if r.ts().is_none_or(|t| t >= warm_until) {
-                warm_scores.push(score);
+    let n_features = encoder.len();
+    // Three threads share the pass: one reads and parses, this one encodes
+    // in order (the context is sequential) and hands the vectors of the
+    // scored records on in blocks, and the third scores them, in order,
+    // into the reservoirs (whose sampling depends on the order): the same
+    // scores in the same order as one thread's.
+    let (all_scores, warm_scores) = std::thread::scope(|scope| {
+        let (mut batches, reader) = read_ahead(scope, file_paths.clone(), log_path, true, 1);
+        let Some(batches) = batches.pop() else {
+            unreachable!("read_ahead returns one receiver per consumer")
+        };
+        // A block: the vectors of scored records back to back, and per
+        // record whether it is past the context's warm-up.
+        let (to_scorer, blocks) = sync_channel::<(Vec<f64>, Vec<bool>)>(BATCHES_IN_FLIGHT);
+        let kitnet = &kitnet;
+        let scorer = scope.spawn(move || -> Result<_, KitNetError> {
+            let mut warm_scores = Reservoir::new(MAX_KEPT_SCORES);
+            let mut all_scores = Reservoir::new(MAX_KEPT_SCORES);
+            let mut scratch = kitnet.scratch();
+            for (vectors, warm) in blocks {
+                for (v, warm) in vectors.chunks_exact(n_features).zip(warm) {
+                    let score = kitnet.execute_with(v, &mut scratch)?;
+                    all_scores.push(score);
+                    if warm {
+                        warm_scores.push(score);
+                    }
+                }
             }
+            Ok((all_scores, warm_scores))
+        });
+        let mut v = encoder.vector();
+        let mut context = encoder.context();
+        let mut cache = FieldCache::default();
+        let new_block = || {
+            (
+                Vec::with_capacity(READ_BATCH * n_features),
+                Vec::with_capacity(READ_BATCH),
+            )
+        };
+        let mut block = new_block();
+        'read: for (start, batch) in batches {
+            for (i, r) in (start..).zip(batch.iter()) {
+                // The records not scored only update the context (nothing
+                // without context features).
+                let scored = sample.keeps(i) && (use_all || holdout.holds_out(i, r.ts(), every));
+                if !scored {
+                    encoder.update_context(r, &mut cache, &mut context, &mut v);
+                    continue;
+                }
+                encoder.encode_with(r, &mut cache, &mut context, &mut v);
+                block.0.extend_from_slice(&v);
+                block.1.push(r.ts().is_none_or(|t| t >= warm_until));
+                // The scorer hangs up only on an error, which it returns.
+                if block.1.len() == READ_BATCH
+                    && to_scorer
+                        .send(std::mem::replace(&mut block, new_block()))
+                        .is_err()
+                {
+                    break 'read;
+                }
+            }
+            bar.inc(batch.len() as u64);
         }
-    }
+        if !block.1.is_empty() {
+            // An error is the scorer's to return.
+            let _ = to_scorer.send(block);
+        }
+        drop(to_scorer);
+        let scores = join(scorer);
+        join(reader);
+        scores
+    })
+    .map_err(kit_err)?;
     let cold = all_scores.seen - warm_scores.seen;
     let warm_enough = warm_scores.seen >= MIN_HELD_OUT.max(all_scores.seen / 2);
     let (scores, skipped) = if cold > 0 && warm_enough {
@@ -778,6 +918,72 @@ mod tests {
         assert!(Holdout::fits(100, 1000));
         assert!(!Holdout::fits(10, 1000), "too few held out");
         assert!(!Holdout::fits(600, 1000), "too few left to train");
+    }
+
+    /// A log of `n` conn records whose `ts` is their position.
+    fn numbered_log(dir: &Path, n: u64) -> PathBuf {
+        let mut text =
+            String::from("#separator \\x09\n#path\tconn\n#fields\tts\tuid\n#types\ttime\tstring\n");
+        for i in 0..n {
+            text.push_str(&format!("{i}\tC{i}\n"));
+        }
+        let path = dir.join("conn.log");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn read_ahead_hands_every_consumer_every_record_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = 3 * READ_BATCH as u64 + 7;
+        let log = numbered_log(dir.path(), n);
+        let (seen, totals) = std::thread::scope(|scope| {
+            let (batches, reader) = read_ahead(scope, vec![log], "conn", true, 2);
+            let seen: Vec<Vec<(u64, f64)>> = batches
+                .into_iter()
+                .map(|rx| {
+                    scope.spawn(move || {
+                        rx.into_iter()
+                            .flat_map(|(start, b)| {
+                                (start..)
+                                    .zip(b.iter().map(|r| r.ts().unwrap()))
+                                    .collect::<Vec<_>>()
+                            })
+                            .collect()
+                    })
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(join)
+                .collect();
+            (seen, join(reader))
+        });
+        assert_eq!(totals.records, n);
+        for s in seen {
+            assert_eq!(s.len() as u64, n);
+            assert!(
+                s.iter().all(|&(i, ts)| ts == i as f64),
+                "positions and order kept"
+            );
+        }
+    }
+
+    #[test]
+    fn read_ahead_stops_when_its_consumers_hang_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = numbered_log(dir.path(), 20 * READ_BATCH as u64);
+        let totals = std::thread::scope(|scope| {
+            let (mut batches, reader) = read_ahead(scope, vec![log], "conn", true, 1);
+            let rx = batches.pop().unwrap();
+            assert_eq!(rx.recv().unwrap().0, 0);
+            drop(rx);
+            join(reader)
+        });
+        assert!(
+            totals.records < 20 * READ_BATCH as u64,
+            "read {} records",
+            totals.records
+        );
     }
 
     #[test]
