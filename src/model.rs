@@ -47,7 +47,11 @@ use crate::safe_fs;
 pub const MAGIC: &str = "autozeekwatch-model";
 /// Bumped when the file's meaning changes; older readers refuse newer files.
 /// 2: a CRC-32 checksum ends the file (see the module documentation).
-pub const FORMAT_VERSION: u32 = 2;
+/// 3: a context feature may count only gaps between sessions (`min_gap`),
+/// which a format-2 reader would not know of and silently ignore, scoring
+/// with every gap counted. A model without it is still written as format 2
+/// ([`Model::needed_format`]), so older readers keep reading it.
+pub const FORMAT_VERSION: u32 = 3;
 /// The oldest format still read: format 1, without a checksum, with a
 /// warning.
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
@@ -436,12 +440,28 @@ impl Model {
         Ok(())
     }
 
-    /// The file's bytes: the pretty-printed model, always in the current
-    /// format, its closing brace replaced by the checksum member.
+    /// The oldest format that holds the model: 3 when a context feature
+    /// counts only gaps between sessions (which a format-2 reader would
+    /// ignore), else 2.
+    pub fn needed_format(&self) -> u32 {
+        let sessions = self.features.features.iter().any(
+            |f| matches!(&f.transform, crate::features::Transform::Context(c) if c.min_gap > 0),
+        );
+        if sessions {
+            3
+        } else {
+            2
+        }
+    }
+
+    /// The file's bytes: the pretty-printed model in the oldest current
+    /// format that holds it, its closing brace replaced by the checksum
+    /// member.
     fn sealed(&self) -> serde_json::Result<Vec<u8>> {
         let mut current = std::borrow::Cow::Borrowed(self);
-        if self.format_version != FORMAT_VERSION {
-            current.to_mut().format_version = FORMAT_VERSION;
+        let format = self.needed_format();
+        if self.format_version != format {
+            current.to_mut().format_version = format;
         }
         Ok(seal(serde_json::to_vec_pretty(&*current)?))
     }
@@ -871,10 +891,37 @@ pub(crate) mod tests {
         std::fs::write(&path, v1).unwrap();
         let (model, _) = Model::load_for(&path, LogKind::SSH).unwrap();
         assert_eq!(model.threshold, ssh_model().threshold);
-        // Saving it again writes the current format, sealed.
+        // Saving it again writes the oldest current format that holds it
+        // (no gaps between sessions: 2), sealed.
         model.save(&path).unwrap();
         let (again, _) = Model::load_for(&path, LogKind::SSH).unwrap();
-        assert_eq!(again.format_version, FORMAT_VERSION);
+        assert_eq!(again.format_version, 2);
+    }
+
+    /// Gaps between sessions (`min_gap`) mean format 3: a format-2 reader
+    /// would ignore them and score every gap; without them a model stays
+    /// format 2, readable by older versions.
+    #[test]
+    fn gaps_between_sessions_need_format_3() {
+        let mut model = ssh_model().clone();
+        assert_eq!(model.needed_format(), 2);
+        let gap = model
+            .features
+            .features
+            .iter_mut()
+            .find_map(|f| match &mut f.transform {
+                crate::features::Transform::Context(c)
+                    if c.stat == crate::features::context::ContextStat::Gap =>
+                {
+                    Some(c)
+                }
+                _ => None,
+            })
+            .expect("the ssh table has a gap feature");
+        gap.min_gap = 60;
+        assert_eq!(model.needed_format(), 3);
+        let bytes = model.sealed().unwrap();
+        assert!(String::from_utf8_lossy(&bytes).contains("\"format_version\": 3"));
     }
 
     /// Learned values are the traffic's: `--inspect` shows them escaped,

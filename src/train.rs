@@ -670,7 +670,7 @@ pub fn train_module(
     scores.clear();
 
     let range = opts.range;
-    let model = Model {
+    let mut model = Model {
         format: MAGIC.to_owned(),
         format_version: FORMAT_VERSION,
         crate_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -716,6 +716,7 @@ pub fn train_module(
         kitnet,
         detectors: survey.detectors,
     };
+    model.format_version = model.needed_format();
     Ok(model)
 }
 
