@@ -421,7 +421,7 @@ fn detection_on_the_labeled_dev_set() {
     // (p_normal <= 1e-4: its records score twice the threshold; "high"
     // asks for 1e-5, an extrapolation a hundred times past the 885
     // held-out scores, which 3 of 5 seeds reached with the learning rate
-    // 0.1 and none with 0.03), and (almost) nothing benign is alerted.
+    // 0.1 and 1 of 5 with 0.03), and (almost) nothing benign is alerted.
     let h = &r["hosts"];
     eprintln!("dev set alerts per host: {h}");
     let infected = h["hosts"]
