@@ -94,6 +94,39 @@ pub struct ScoredRecord {
 }
 
 impl ScoredRecord {
+    /// A record with its score and nothing else: no connection, no
+    /// explanation, no context. Callers set what they know on top of it.
+    pub fn score_only(
+        module: LogKind,
+        ts: Option<f64>,
+        score: f64,
+        threshold: f64,
+        anomaly: bool,
+    ) -> ScoredRecord {
+        ScoredRecord {
+            ts,
+            uid: None,
+            module,
+            orig_h: None,
+            orig_p: None,
+            resp_h: None,
+            resp_p: None,
+            proto: None,
+            trans_depth: None,
+            trans_id: None,
+            community_id: None,
+            direction: None,
+            score,
+            threshold,
+            anomaly,
+            severity: None,
+            p_normal: None,
+            top_features: None,
+            context: Context::default(),
+            model: None,
+        }
+    }
+
     /// Writes the record as one JSON line, the output format of live and
     /// replay mode alike.
     pub fn write_json_line(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
@@ -109,52 +142,24 @@ impl ScoredRecord {
     /// copied as it is. Replay writes a million of these a few seconds.
     pub fn write_json(&self, out: &mut Vec<u8>) -> std::io::Result<()> {
         let mut obj = JsonObject::start(out);
-        if let Some(ts) = self.ts {
-            obj.field("ts", &ts)?;
-        }
-        if let Some(uid) = &self.uid {
-            obj.field("uid", uid)?;
-        }
+        obj.optional("ts", &self.ts)?;
+        obj.optional("uid", &self.uid)?;
         obj.field("module", &self.module)?;
-        if let Some(h) = &self.orig_h {
-            obj.field("id.orig_h", h)?;
-        }
-        if let Some(p) = &self.orig_p {
-            obj.field("id.orig_p", p)?;
-        }
-        if let Some(h) = &self.resp_h {
-            obj.field("id.resp_h", h)?;
-        }
-        if let Some(p) = &self.resp_p {
-            obj.field("id.resp_p", p)?;
-        }
-        if let Some(p) = &self.proto {
-            obj.field("proto", p)?;
-        }
-        if let Some(t) = &self.trans_depth {
-            obj.field("trans_depth", t)?;
-        }
-        if let Some(t) = &self.trans_id {
-            obj.field("trans_id", t)?;
-        }
-        if let Some(c) = &self.community_id {
-            obj.field("community_id", c)?;
-        }
-        if let Some(d) = &self.direction {
-            obj.field("direction", d)?;
-        }
+        obj.optional("id.orig_h", &self.orig_h)?;
+        obj.optional("id.orig_p", &self.orig_p)?;
+        obj.optional("id.resp_h", &self.resp_h)?;
+        obj.optional("id.resp_p", &self.resp_p)?;
+        obj.optional("proto", &self.proto)?;
+        obj.optional("trans_depth", &self.trans_depth)?;
+        obj.optional("trans_id", &self.trans_id)?;
+        obj.optional("community_id", &self.community_id)?;
+        obj.optional("direction", &self.direction)?;
         obj.field("score", &self.score)?;
         obj.field("threshold", &self.threshold)?;
         obj.field("anomaly", &self.anomaly)?;
-        if let Some(s) = &self.severity {
-            obj.field("severity", s)?;
-        }
-        if let Some(p) = &self.p_normal {
-            obj.field("p_normal", p)?;
-        }
-        if let Some(t) = &self.top_features {
-            obj.field("top_features", t)?;
-        }
+        obj.optional("severity", &self.severity)?;
+        obj.optional("p_normal", &self.p_normal)?;
+        obj.optional("top_features", &self.top_features)?;
         if !self.context.is_empty() {
             obj.key("context");
             obj.out.extend_from_slice(self.context.json.as_bytes());
@@ -192,6 +197,15 @@ impl<'a> JsonObject<'a> {
         self.key(key);
         value.serialize(&mut serde_json::Serializer::new(&mut *self.out))?;
         Ok(())
+    }
+
+    /// The field when it is set; nothing when it is not (serde's
+    /// `skip_serializing_if = "Option::is_none"`).
+    fn optional(&mut self, key: &str, value: &Option<impl Serialize>) -> std::io::Result<()> {
+        match value {
+            Some(v) => self.field(key, v),
+            None => Ok(()),
+        }
     }
 }
 
@@ -770,27 +784,10 @@ impl Scorer {
         self.columns.resolve(record, &self.context_fields);
         let c = &self.columns;
         if self.anomalies_only && !anomaly {
+            let ts = at(record, c.ts).as_f64();
             return Ok(ScoredRecord {
-                ts: at(record, c.ts).as_f64(),
-                uid: None,
-                module: self.model.module,
-                orig_h: None,
-                orig_p: None,
-                resp_h: None,
-                resp_p: None,
-                proto: None,
-                trans_depth: None,
-                trans_id: None,
-                community_id: None,
-                direction: None,
-                score,
-                threshold,
-                anomaly,
-                severity: None,
-                p_normal: None,
-                top_features: None,
-                context: Context::default(),
                 model: Some(self.model_ref.clone()),
+                ..ScoredRecord::score_only(self.model.module, ts, score, threshold, anomaly)
             });
         }
         let orig_h = at(record, c.orig_h).as_addr();

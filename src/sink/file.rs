@@ -326,26 +326,8 @@ mod tests {
 
     fn record(uid: &str) -> ScoredRecord {
         ScoredRecord {
-            ts: Some(1.5),
             uid: Some(uid.into()),
-            module: LogKind::CONN,
-            orig_h: None,
-            orig_p: None,
-            resp_h: None,
-            resp_p: None,
-            proto: None,
-            trans_depth: None,
-            trans_id: None,
-            community_id: None,
-            direction: None,
-            score: 0.25,
-            threshold: 0.5,
-            anomaly: false,
-            severity: None,
-            p_normal: None,
-            top_features: None,
-            context: Default::default(),
-            model: None,
+            ..ScoredRecord::score_only(LogKind::CONN, Some(1.5), 0.25, 0.5, false)
         }
     }
 

@@ -335,26 +335,13 @@ pub(super) fn detection_row(d: &Detection) -> ScoredRecord {
         expected: None,
     }));
     ScoredRecord {
-        ts: Some(d.ts),
         uid: d.uids.first().map(CompactString::from),
-        module: d.module,
         orig_h: Some(d.src),
-        orig_p: None,
         resp_h: d.dst,
         resp_p: d.resp_p,
-        proto: None,
-        trans_depth: None,
-        trans_id: None,
-        community_id: None,
-        direction: None,
-        score: d.score,
-        threshold: d.threshold,
-        anomaly: true,
         severity: Some(d.severity),
-        p_normal: None,
         top_features: Some(top),
-        context: Default::default(),
-        model: None,
+        ..ScoredRecord::score_only(d.module, Some(d.ts), d.score, d.threshold, true)
     }
 }
 
