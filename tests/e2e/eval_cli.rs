@@ -475,7 +475,7 @@ fn detection_on_the_beacon_http_dev_set() {
         .expect("python3 runs the team's make_beacon_set.py");
     assert!(made.status.success(), "{}", text(&made));
 
-    let r = beacon_http_report(&set, dir.path(), "default", None, &[]);
+    let r = beacon_http_report(&set, dir.path(), "default", &[]);
     let (auc, ap) = auc_ap(&r);
     eprintln!("beacon-http: ROC-AUC {auc:.4}, AP {ap:.4}");
     assert!(auc >= 0.99, "ROC-AUC {auc}");
@@ -496,13 +496,7 @@ fn detection_on_the_beacon_http_dev_set() {
     // a model asked to flag 0.5% of normal traffic keeps that promise on
     // the benign uids and flags most of the beacon's, and its source is
     // alerted.
-    let r5 = beacon_http_report(
-        &set,
-        dir.path(),
-        "fpr-0.005",
-        None,
-        &["--threshold-fpr", "0.005"],
-    );
+    let r5 = beacon_http_report(&set, dir.path(), "fpr-0.005", &["--threshold-fpr", "0.005"]);
     eprintln!(
         "beacon-http at --threshold-fpr 0.005: {}",
         r5["metrics"]["at_threshold"]
@@ -555,20 +549,16 @@ fn detection_on_the_beacon_http_dev_set() {
     };
     let with = tables("no-host", no_host(true));
     let without = tables("no-host-no-context", no_host(false));
-    let (auc, ap) = auc_ap(&beacon_http_report(
-        &set,
-        dir.path(),
-        "no-host",
-        Some(&with),
-        &[],
-    ));
-    let (auc0, ap0) = auc_ap(&beacon_http_report(
-        &set,
-        dir.path(),
-        "no-host-no-context",
-        Some(&without),
-        &[],
-    ));
+    let report_with = |name: &str, tables: &Path| {
+        auc_ap(&beacon_http_report(
+            &set,
+            dir.path(),
+            name,
+            &["--tables", tables.to_str().unwrap()],
+        ))
+    };
+    let (auc, ap) = report_with("no-host", &with);
+    let (auc0, ap0) = report_with("no-host-no-context", &without);
     eprintln!(
         "beacon-http without host features: context ROC-AUC {auc:.4}, AP {ap:.4}; no context {auc0:.4}, {ap0:.4}"
     );
@@ -579,23 +569,11 @@ fn detection_on_the_beacon_http_dev_set() {
     );
 }
 
-/// Trains HTTP on the set's training day (with `tables`, or the built-in
-/// table, and `train_args`), replays the test days with alerts and
-/// measures them.
-fn beacon_http_report(
-    set: &Path,
-    work: &Path,
-    name: &str,
-    tables: Option<&Path>,
-    train_args: &[&str],
-) -> Value {
+/// Trains HTTP on the set's training day (with `train_args`), replays the
+/// test days with alerts and measures them.
+fn beacon_http_report(set: &Path, work: &Path, name: &str, train_args: &[&str]) -> Value {
     let models = work.join(format!("models-{name}"));
-    let mut extra: Vec<&str> = match tables {
-        Some(t) => vec!["--tables", t.to_str().unwrap()],
-        None => vec![],
-    };
-    extra.extend_from_slice(train_args);
-    crate::util::train_from(&set.join("train"), &models, "HTTP", &extra);
+    crate::util::train_from(&set.join("train"), &models, "HTTP", train_args);
     let scores = work.join(format!("scores-{name}.json"));
     let replay = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
         .args(["--replay", set.join("test").to_str().unwrap()])

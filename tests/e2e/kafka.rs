@@ -41,6 +41,19 @@ fn uid_of(json: &str) -> String {
 
 /// Starts `azw-infer --source kafka` on `broker`, its log in
 /// `dir/<name>.log`. `models`: the model folder (default: the shared one).
+/// A member of `group` (its `--topics`, `--group` and `--modules`)
+/// writing its scores to `out`.
+fn member(broker: &Broker, dir: &Path, name: &str, group: &[&str], out: &Path) -> Infer {
+    let output = ["--output", out.to_str().unwrap()];
+    consume(broker, dir, name, None, &[group, &output[..]].concat())
+}
+
+/// Whether a member's log says it was assigned partitions (not none).
+fn was_assigned(log: &str) -> bool {
+    log.lines()
+        .any(|l| l.contains("kafka: assigned partitions") && !l.contains("(none)"))
+}
+
 fn consume(broker: &Broker, dir: &Path, name: &str, models: Option<&Path>, args: &[&str]) -> Infer {
     let log = dir.join(format!("{name}.log"));
     let child = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
@@ -156,20 +169,8 @@ fn a_group_shares_partitions_and_survives_a_member() {
         "--modules",
         "conn",
     ];
-    let mut a = consume(
-        &broker,
-        &dir,
-        "a",
-        None,
-        &[&group[..], &["--output", out_a.to_str().unwrap()]].concat(),
-    );
-    let b = consume(
-        &broker,
-        &dir,
-        "b",
-        None,
-        &[&group[..], &["--output", out_b.to_str().unwrap()]].concat(),
-    );
+    let mut a = member(&broker, &dir, "a", &group, &out_a);
+    let b = member(&broker, &dir, "b", &group, &out_b);
     let logs = || format!("--- a:\n{}\n--- b:\n{}", a_log(&dir), b_log(&dir));
     fn a_log(dir: &Path) -> String {
         fs::read_to_string(dir.join("a.log")).unwrap_or_default()
@@ -245,13 +246,7 @@ fn a_group_shares_partitions_and_survives_a_member() {
     // b committed its offsets when it stopped: a new member of the group
     // starts after them and has nothing to score.
     let out_c = dir.join("c.json");
-    let c = consume(
-        &broker,
-        &dir,
-        "c",
-        None,
-        &[&group[..], &["--output", out_c.to_str().unwrap()]].concat(),
-    );
+    let c = member(&broker, &dir, "c", &group, &out_c);
     wait_for(
         "the new member to be assigned the partitions",
         Duration::from_secs(120),
@@ -336,13 +331,7 @@ fn a_refused_output_commits_nothing() {
     assert!(log_a.contains("refused"), "{log_a}");
 
     let out_b = dir.join("b.json");
-    let b = consume(
-        &input,
-        &dir,
-        "b",
-        None,
-        &[&group[..], &["--output", out_b.to_str().unwrap()]].concat(),
-    );
+    let b = member(&input, &dir, "b", &group, &out_b);
     wait_for(
         "the new member to score every record again",
         Duration::from_secs(120),
@@ -396,11 +385,7 @@ fn a_clean_rebalance_scores_nothing_twice() {
     wait_for(
         "b to take partitions from a",
         Duration::from_secs(120),
-        || {
-            b.log()
-                .lines()
-                .any(|l| l.contains("kafka: assigned partitions") && !l.contains("(none)"))
-        },
+        || was_assigned(&b.log()),
         || format!("--- a:\n{}\n--- b:\n{}", a.log(), b.log()),
     );
     broker.produce(topic, second);
@@ -1403,21 +1388,11 @@ fn a_member_with_its_state_loses_nothing_through_a_rebalance_and_a_kill() {
         || scored_uids(&out_a).len() >= first.len() && state.join("kafka-checkpoint.json").exists(),
         || a.log(),
     );
-    let b = consume(
-        &broker,
-        &dir,
-        "b",
-        None,
-        &[&group[..], &["--output", out_b.to_str().unwrap()]].concat(),
-    );
+    let b = member(&broker, &dir, "b", &group, &out_b);
     wait_for(
         "member b to be assigned partitions",
         Duration::from_secs(120),
-        || {
-            b.log()
-                .lines()
-                .any(|l| l.contains("kafka: assigned partitions") && !l.contains("(none)"))
-        },
+        || was_assigned(&b.log()),
         || format!("--- a:\n{}\n--- b:\n{}", a.log(), b.log()),
     );
     broker.produce(topic, second);
