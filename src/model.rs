@@ -31,7 +31,6 @@
 //! scoring until the next nightly training. A file that says format 1 but
 //! carries a checksum is verified all the same.
 
-use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -434,9 +433,7 @@ impl Model {
         tmp.as_file().sync_all().map_err(err)?;
         tmp.persist(path).map_err(|e| err(e.error))?;
         // The rename itself must reach the disk too.
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
+        let _ = safe_fs::sync_dir(dir);
         Ok(())
     }
 

@@ -83,6 +83,17 @@ pub(crate) fn describe(kind: &std::fs::FileType) -> &'static str {
     }
 }
 
+/// Makes a rename or removal in `dir` durable (the folder's entry reaches
+/// the disk, not only the file's bytes). A folder this process cannot open
+/// is left as it is: the change stands, only its survival of a power cut
+/// is not ensured.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    match File::open(dir) {
+        Ok(d) => d.sync_all(),
+        Err(_) => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -197,9 +197,7 @@ pub fn save_json<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<(), 
     tmp.as_file_mut().write_all(b"\n").map_err(io)?;
     tmp.as_file().sync_all().map_err(io)?;
     tmp.persist(&path).map_err(|e| io(e.error))?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
+    let _ = crate::safe_fs::sync_dir(dir);
     Ok(())
 }
 

@@ -103,11 +103,7 @@ impl MemberState {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(source) => return Err(CheckpointError::Io { path, source }),
         }
-        if let Ok(d) = std::fs::File::open(dir) {
-            d.sync_all()
-                .map_err(|source| CheckpointError::Io { path, source })?;
-        }
-        Ok(())
+        crate::safe_fs::sync_dir(dir).map_err(|source| CheckpointError::Io { path, source })
     }
 
     /// Written whole to a temporary file, synced and renamed over the old
