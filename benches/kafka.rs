@@ -117,6 +117,22 @@ impl LineCounter<'_> {
     }
 }
 
+/// Processor seconds (user + system, all threads) used so far by process
+/// `pid`, or by this one, from `/proc/PID/stat` (fields 14 and 15, in the
+/// kernel's fixed USER_HZ of 100 ticks a second); `None` off Linux.
+fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
+    let path = match pid {
+        Some(p) => format!("/proc/{p}/stat"),
+        None => "/proc/self/stat".to_owned(),
+    };
+    let stat = std::fs::read_to_string(path).ok()?;
+    // The command name (field 2) may hold spaces: count from its `)`.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument is not used here.
     let n: usize = std::env::var("AZW_BENCH_RECORDS")
@@ -140,6 +156,7 @@ fn main() {
     let mut out =
         FileSink::open(&dir.path().join("replay.json"), None, RecordFormat::Json).unwrap();
     let started = Instant::now();
+    let replay_cpu0 = cpu_seconds(None);
     let report = pipeline::replay(
         &[file],
         &mut lanes,
@@ -151,6 +168,7 @@ fn main() {
     .unwrap();
     out.sync().unwrap();
     let replay = started.elapsed();
+    let replay_cpu = replay_cpu0.zip(cpu_seconds(None)).map(|(a, b)| b - a);
     assert_eq!(report.lanes[0].1.scored as usize, n);
 
     // Through the broker.
@@ -202,7 +220,8 @@ fn main() {
         loop {
             let seen = counter.lines();
             if seen > 0 && first.is_none() {
-                first = Some((Instant::now(), seen));
+                let cpu = cpu_seconds(None).zip(cpu_seconds(Some(broker.pid())));
+                first = Some((Instant::now(), seen, cpu));
             }
             if seen >= n {
                 break;
@@ -214,13 +233,15 @@ fn main() {
             std::thread::sleep(Duration::from_millis(20));
         }
         let last = Instant::now();
+        let cpu = cpu_seconds(None).zip(cpu_seconds(Some(broker.pid())));
         controls
             .stop
             .store(true, std::sync::atomic::Ordering::SeqCst);
         consumer.join().unwrap().unwrap();
-        (first.unwrap(), last)
+        (first.unwrap(), (last, cpu))
     });
-    let (t_first, already) = first;
+    let (t_first, already, cpu_first) = first;
+    let (last, cpu_last) = last;
     let join = t_first - started;
     let through = last - t_first;
     let rate = |count: usize, d: Duration| count as f64 / d.as_secs_f64();
@@ -241,4 +262,26 @@ fn main() {
         "  produced to Kafka (rdkafka)  {:>9.0} records/s",
         rate(n, produce)
     );
+    // Where the processor time goes: on a machine of few cores the
+    // broker's share is taken from the consumer's, which bounds the rate
+    // whatever the consumer does.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per_record = |s: f64, count: usize| s * 1e6 / count as f64;
+    if let (Some(replay_cpu), Some((c0, b0)), Some((c1, b1))) = (replay_cpu, cpu_first, cpu_last) {
+        let (consumer, broker) = (c1 - c0, b1 - b0);
+        let scored = n - already;
+        let (cu, bu) = (per_record(consumer, scored), per_record(broker, scored));
+        println!("processor time per record (user + system, all threads):");
+        println!(
+            "  replay                       {:>6.2} us",
+            per_record(replay_cpu, n)
+        );
+        println!("  Kafka: this process          {cu:>6.2} us (consumer, scoring, librdkafka)");
+        println!("  Kafka: the broker            {bu:>6.2} us");
+        println!(
+            "  so on {cores} cores Kafka can reach at most {:.0} records/s here ({:.2}x replay), if every core were busy",
+            cores as f64 * 1e6 / (cu + bu),
+            cores as f64 * 1e6 / (cu + bu) / replay_rate
+        );
+    }
 }

@@ -74,8 +74,12 @@ pub fn score_parallel<I, E>(
 where
     I: Iterator<Item = Result<Record, ReadError>> + Send,
 {
-    let workers: Vec<LaneWorker> = (0..threads.max(1)).map(|_| lane.worker()).collect();
+    // The context state goes to the reading thread first, so the workers'
+    // scorers are cloned without it: they never read it, and a copy of a
+    // state of a million keys per worker per call (Kafka calls this once a
+    // batch) cost more than the scoring.
     let encoding = lane.take_encoding();
+    let workers: Vec<LaneWorker> = (0..threads.max(1)).map(|_| lane.worker()).collect();
     let (end, context) = std::thread::scope(|scope| {
         let mut to_workers: Vec<SyncSender<Chunk>> = Vec::new();
         let mut from_workers: Vec<Receiver<Results>> = Vec::new();

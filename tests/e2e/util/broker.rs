@@ -183,6 +183,14 @@ impl Broker {
     }
 }
 
+impl Broker {
+    /// The broker's process id (the Kafka bench reads its processor time).
+    #[allow(dead_code)] // used by benches/kafka.rs, not by every test
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Broker {
     fn drop(&mut self) {
         let _ = self.child.kill();
