@@ -11,7 +11,10 @@
 //! `azw-infer --source kafka`) scores them into a file; the clock runs from
 //! its first written record to its last, so the group join (seconds, on
 //! Tansu) is left out and reported apart. Replay reads the same records
-//! from a JSON file with the same model.
+//! from a JSON file with the same model. Then the processor time per
+//! record of replay, of this process while it consumes and of the broker,
+//! and the rate they would allow with every core busy: a ratio below that
+//! bound is time the consumer leaves cores idle.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
