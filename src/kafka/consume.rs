@@ -144,6 +144,39 @@ struct GroupContext {
 }
 
 impl GroupContext {
+    /// Nothing written or committed yet; `repartition`: the repartition
+    /// topic and how long its records are held.
+    fn new(
+        sink: Box<dyn Sink>,
+        forwarder: Option<Forwarder>,
+        repartition: Option<(String, Duration)>,
+        state_dir: Option<PathBuf>,
+    ) -> Self {
+        let hold = repartition.as_ref().map_or(Duration::ZERO, |r| r.1);
+        GroupContext {
+            progress: Mutex::new(Progress {
+                sink,
+                lent: false,
+                pending: HashMap::new(),
+                uncommitted: 0,
+                commits: 0,
+                failed: None,
+                poisoned: false,
+                forwarder,
+                repartition_topic: repartition.map(|r| r.0),
+                held: Held::new(Limits::new(hold)),
+                unsynced: false,
+                taken: Taken::default(),
+                committed: BTreeMap::new(),
+                state_dir,
+                state_stale: false,
+                revoked: Vec::new(),
+            }),
+            returned: Condvar::new(),
+            lag: AtomicI64::new(-1),
+        }
+    }
+
     /// The progress. If a thread panicked while holding it, what it holds
     /// may be ahead of the output: it is poisoned, so nothing more is
     /// committed (not even by the revoke that leaving the group runs).
@@ -769,30 +802,13 @@ fn connect(
         .as_ref()
         .map(|r| Forwarder::connect(r, &opts.brokers, &opts.config))
         .transpose()?;
-    let hold = opts.repartition.as_ref().map_or(Duration::ZERO, |r| r.hold);
     let consumer: BaseConsumer<GroupContext> = cc
-        .create_with_context(GroupContext {
-            progress: Mutex::new(Progress {
-                sink,
-                lent: false,
-                pending: HashMap::new(),
-                uncommitted: 0,
-                commits: 0,
-                failed: None,
-                poisoned: false,
-                forwarder,
-                repartition_topic: opts.repartition.as_ref().map(|r| r.topic.clone()),
-                held: Held::new(Limits::new(hold)),
-                unsynced: false,
-                taken: Taken::default(),
-                committed: BTreeMap::new(),
-                state_dir: opts.state_dir.clone(),
-                state_stale: false,
-                revoked: Vec::new(),
-            }),
-            returned: Condvar::new(),
-            lag: AtomicI64::new(-1),
-        })
+        .create_with_context(GroupContext::new(
+            sink,
+            forwarder,
+            opts.repartition.as_ref().map(|r| (r.topic.clone(), r.hold)),
+            opts.state_dir.clone(),
+        ))
         .map_err(|e| {
             RunError::Kafka(format!(
                 "cannot create a Kafka consumer for {}: {e}",
@@ -1142,19 +1158,13 @@ impl Run<'_> {
         taken
     }
 
-    /// Scores one record in its module's lane and writes what came of it.
-    fn score(
-        &mut self,
-        module: LogKind,
-        record: &Record,
-        sink: &mut dyn Sink,
-    ) -> Result<(), RunError> {
+    /// The lanes and what they write through, to score records one by one.
+    fn scoring(&mut self) -> Scoring<'_> {
         Scoring {
             lanes: &mut self.lanes,
             emitter: &mut self.emitter,
             outputs: &mut self.outputs,
         }
-        .score(module, record, sink)
     }
 
     /// Scores the held records that are due (`all`: every one), earliest
@@ -1172,7 +1182,8 @@ impl Run<'_> {
             };
             let (module, record) = entry.item;
             progress.unsynced = true;
-            self.score(module, &record, progress.sink.as_mut())?;
+            self.scoring()
+                .score(module, &record, progress.sink.as_mut())?;
         }
     }
 
@@ -1249,7 +1260,8 @@ impl Run<'_> {
             }
             false => {
                 lane.count_line();
-                self.score(module, &record, progress.sink.as_mut())
+                self.scoring()
+                    .score(module, &record, progress.sink.as_mut())
             }
         }
     }
@@ -1272,7 +1284,9 @@ impl Run<'_> {
                     .push((ts, uid), origin, Instant::now(), (module, record));
                 Ok(())
             }
-            _ => self.score(module, &record, progress.sink.as_mut()),
+            _ => self
+                .scoring()
+                .score(module, &record, progress.sink.as_mut()),
         }
     }
 
@@ -1787,28 +1801,7 @@ mod tests {
     }
 
     fn context() -> GroupContext {
-        GroupContext {
-            progress: Mutex::new(Progress {
-                sink: Box::new(Accepting),
-                lent: false,
-                pending: HashMap::new(),
-                uncommitted: 0,
-                commits: 0,
-                failed: None,
-                poisoned: false,
-                forwarder: None,
-                repartition_topic: None,
-                held: Held::new(Limits::new(Duration::ZERO)),
-                unsynced: false,
-                taken: Taken::default(),
-                committed: BTreeMap::new(),
-                state_dir: None,
-                state_stale: false,
-                revoked: Vec::new(),
-            }),
-            returned: Condvar::new(),
-            lag: AtomicI64::new(-1),
-        }
+        GroupContext::new(Box::new(Accepting), None, None, None)
     }
 
     fn message(offset: i64) -> Batched {
