@@ -976,7 +976,13 @@ impl Run<'_> {
                 last_publish = Instant::now();
             }
             self.check_models();
-            let polled = consumer.poll(Duration::from_millis(100));
+            // Messages taken while the last batch was scored are scored
+            // without waiting for more.
+            let wait = match self.intake.batch.is_empty() {
+                true => Duration::from_millis(100),
+                false => Duration::ZERO,
+            };
+            let polled = consumer.poll(wait);
             let mut progress = self.intake.after_poll(consumer)?;
             match polled {
                 // Idle: let readers of the output see what was written.
@@ -1635,8 +1641,8 @@ impl Scoring<'_> {
 /// consumer's thread (the other thread polls meanwhile, and a revoke in
 /// its poll must wait for the batch before it syncs and commits). Given
 /// back on every path: counted as handled when scored, and even when the
-/// scoring panicked (the progress is then poisoned, so nothing is
-/// committed), so a waiting revoke never waits for ever.
+/// scoring failed or panicked (the progress is then poisoned, so nothing
+/// more is committed), so a waiting revoke never waits for ever.
 struct LentOutput<'c> {
     ctx: &'c GroupContext,
     output: Option<Box<dyn Sink>>,
@@ -1663,15 +1669,23 @@ impl<'c> LentOutput<'c> {
         }
     }
 
-    /// Gives the output back; `scored`: the batch, when all of it was
-    /// written, whose messages now count as handled.
+    /// Gives the output back with, under the same lock, what came of the
+    /// batch: `Some`, all of it was written and its messages now count as
+    /// handled; `None`, the scoring failed (the run ends with its error):
+    /// the progress is poisoned, so the revoke waiting for the output
+    /// commits nothing, as when the loop itself fails.
     fn give_back(&mut self, scored: Option<&[Batched]>) {
         let mut progress = self.ctx.progress();
         if let Some(output) = self.output.take() {
             progress.give_back_output(output);
         }
-        for b in scored.unwrap_or_default() {
-            progress.handled(&b.topic, b.partition, b.offset);
+        match scored {
+            Some(batch) => {
+                for b in batch {
+                    progress.handled(&b.topic, b.partition, b.offset);
+                }
+            }
+            None => progress.poison(),
         }
     }
 }
@@ -1679,10 +1693,8 @@ impl<'c> LentOutput<'c> {
 impl Drop for LentOutput<'_> {
     fn drop(&mut self) {
         if self.output.is_some() {
+            // Not given back: the scoring panicked.
             self.give_back(None);
-            if std::thread::panicking() {
-                self.ctx.progress().poison();
-            }
         }
         self.ctx.returned.notify_all();
         self.stop.store(true, Ordering::SeqCst);
@@ -1831,7 +1843,13 @@ mod tests {
         let batch = [message(41), message(42)];
         std::thread::scope(|s| {
             let mut lent = LentOutput::new(&ctx, &stop);
-            let revoke = s.spawn(|| revoke_sees(&ctx));
+            let (started_tx, started_rx) = std::sync::mpsc::channel();
+            let ctx = &ctx;
+            let revoke = s.spawn(move || {
+                started_tx.send(()).unwrap();
+                revoke_sees(ctx)
+            });
+            started_rx.recv().unwrap();
             std::thread::sleep(Duration::from_millis(100));
             assert!(
                 !revoke.is_finished(),
@@ -1856,9 +1874,9 @@ mod tests {
         );
     }
 
-    /// A batch that failed (or whose scoring panicked) is not handled: its
-    /// offsets are not committed, and after a panic nothing is; the waiting
-    /// revoke is let go either way.
+    /// A batch whose scoring failed or panicked is not handled and nothing
+    /// more is committed (the progress is poisoned); the waiting revoke is
+    /// let go either way.
     #[test]
     fn a_failed_or_panicked_batch_lets_the_revoke_go_and_is_not_committed() {
         let ctx = context();
@@ -1868,7 +1886,7 @@ mod tests {
             let revoke = s.spawn(|| revoke_sees(&ctx));
             lent.give_back(None);
             drop(lent);
-            assert_eq!(revoke.join().unwrap(), (false, None, false));
+            assert_eq!(revoke.join().unwrap(), (false, None, true));
         });
         let ctx = context();
         let stop = AtomicBool::new(false);
