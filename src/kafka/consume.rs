@@ -875,8 +875,8 @@ struct Intake<'a> {
     batch_bytes: usize,
 }
 
-/// What [`Intake::route`] made of a message that is not batched (with a
-/// repartition topic): the rest needs the lanes.
+/// What [`Intake::route`] made of a message: what is left to do with it
+/// needs a lane (batched for later, or with a repartition topic, now).
 enum Routed<'m> {
     /// Batched, ignored, forwarded or said: nothing more to do.
     Done,
