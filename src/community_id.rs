@@ -30,13 +30,20 @@ pub const SCTP: u8 = 132;
 /// and `sctp` from sensors that log it). Zeek logs ICMPv6 as `icmp`; an
 /// IPv6 address pair makes it 58.
 pub fn protocol_number(proto: &str, ipv6: bool) -> Option<u8> {
-    match proto.to_ascii_lowercase().as_str() {
-        "tcp" => Some(TCP),
-        "udp" => Some(UDP),
-        "icmp" | "icmp6" | "icmpv6" if ipv6 => Some(ICMPV6),
-        "icmp" => Some(ICMP),
-        "sctp" => Some(SCTP),
-        _ => None,
+    // Compared without a lowered copy: this runs for every record written.
+    let is = |name: &str| proto.eq_ignore_ascii_case(name);
+    if is("tcp") {
+        Some(TCP)
+    } else if is("udp") {
+        Some(UDP)
+    } else if ipv6 && (is("icmp") || is("icmp6") || is("icmpv6")) {
+        Some(ICMPV6)
+    } else if is("icmp") {
+        Some(ICMP)
+    } else if is("sctp") {
+        Some(SCTP)
+    } else {
+        None
     }
 }
 
@@ -81,11 +88,23 @@ pub fn v1(
     proto: u8,
     ports: Option<(u16, u16)>,
 ) -> Option<String> {
-    let (s, d) = match (saddr, daddr) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => (s.octets().to_vec(), d.octets().to_vec()),
-        (IpAddr::V6(s), IpAddr::V6(d)) => (s.octets().to_vec(), d.octets().to_vec()),
+    // The addresses' bytes on the stack (an ID is made for every record
+    // written, so nothing here allocates but the result).
+    let (mut s, mut d) = ([0u8; 16], [0u8; 16]);
+    let len = match (saddr, daddr) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => {
+            s[..4].copy_from_slice(&a.octets());
+            d[..4].copy_from_slice(&b.octets());
+            4
+        }
+        (IpAddr::V6(a), IpAddr::V6(b)) => {
+            s = a.octets();
+            d = b.octets();
+            16
+        }
         _ => return None,
     };
+    let (s, d) = (&s[..len], &d[..len]);
     let mut one_way = false;
     let ports = ports.map(|(sp, dp)| {
         if proto == ICMP || proto == ICMPV6 {
@@ -106,20 +125,24 @@ pub fn v1(
     } else {
         (s, d, ports)
     };
-    let mut h = Sha1::new();
-    h.update(seed.to_be_bytes());
-    h.update(&s);
-    h.update(&d);
-    h.update([proto, 0]);
-    if let Some((sp, dp)) = ports {
-        h.update(sp.to_be_bytes());
-        h.update(dp.to_be_bytes());
+    // seed, saddr, daddr, proto, 0, sport, dport: at most 40 bytes.
+    let mut input = [0u8; 40];
+    let mut n = 0;
+    for part in [&seed.to_be_bytes()[..], s, d, &[proto, 0]] {
+        input[n..n + part.len()].copy_from_slice(part);
+        n += part.len();
     }
-    let digest = h.finalize();
-    Some(format!(
-        "1:{}",
-        base64::engine::general_purpose::STANDARD.encode(digest)
-    ))
+    if let Some((sp, dp)) = ports {
+        input[n..n + 2].copy_from_slice(&sp.to_be_bytes());
+        input[n + 2..n + 4].copy_from_slice(&dp.to_be_bytes());
+        n += 4;
+    }
+    let digest = Sha1::digest(&input[..n]);
+    // "1:" and 28 characters of base64.
+    let mut id = String::with_capacity(30);
+    id.push_str("1:");
+    base64::engine::general_purpose::STANDARD.encode_string(digest, &mut id);
+    Some(id)
 }
 
 /// The Community ID of a Zeek record's 5-tuple (`proto` as Zeek writes
