@@ -65,6 +65,8 @@ struct Results {
 /// and the caller's), handing every line's [`Scored`] to `take` in input
 /// order. `take` returns `Ok(false)` to stop early (a signal); its error
 /// stops the run and is returned. On return every thread has ended.
+/// Only for a lane that [`Lane::scores_anywhere`]: the workers apply no
+/// allowlist, so a lane with one is scored in order by the caller.
 pub fn score_parallel<I, E>(
     lines: I,
     threads: usize,
@@ -78,6 +80,7 @@ where
     // scorers are cloned without it: they never read it, and a copy of a
     // state of a million keys per worker per call (Kafka calls this once a
     // batch) cost more than the scoring.
+    debug_assert!(lane.scores_anywhere(), "an allowlist decides in order");
     let encoding = lane.take_encoding();
     let workers: Vec<LaneWorker> = (0..threads.max(1)).map(|_| lane.worker()).collect();
     let (end, context) = std::thread::scope(|scope| {

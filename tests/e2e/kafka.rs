@@ -820,6 +820,69 @@ fn detections_through_kafka_are_those_of_replay() {
     assert_eq!(replayed[..consumed.len()], consumed[..]);
 }
 
+/// An allowlist applies through Kafka as in replay, also to a batch's
+/// long runs of one log type (scored on threads): every example conn
+/// record is in the topic before the member starts, so its first batch is
+/// one run of 555, and a rule dropping the busiest host leaves the same
+/// records as replay with the same rule. (Until 2026-12-06 such runs were
+/// scored without the allowlist.)
+#[test]
+fn an_allowlist_applies_through_kafka_as_in_replay() {
+    let broker = Broker::start();
+    broker.create_topic("zeek-conn", 1);
+    let json = example_json("conn.json.gz");
+    let dir = tempdir("kafka-allow");
+    let allow = dir.join("allow.toml");
+    fs::write(
+        &allow,
+        "[[rule]]\nsource = \"fe80::d6c1:c8ff:fe1c:ea4f\"\naction = \"drop\"\n",
+    )
+    .unwrap();
+    let allow = allow.to_str().unwrap();
+    replay_of(&dir, &json, &["--allowlist", allow], "replay.json");
+    let expected = scored_uids(&dir.join("replay.json"));
+    let kept = expected.values().sum::<usize>();
+    assert!(
+        kept + 150 < json.len(),
+        "the rule dropped {} of {}",
+        json.len() - kept,
+        json.len()
+    );
+
+    broker.produce("zeek-conn", &keyed_by_uid(&json));
+    let out = dir.join("kafka.json");
+    let infer = consume(
+        &broker,
+        &dir,
+        "infer",
+        None,
+        &[
+            "--topics",
+            "zeek-conn",
+            "--group",
+            "azw-allow",
+            "--modules",
+            "conn",
+            "--allowlist",
+            allow,
+            "--output",
+            out.to_str().unwrap(),
+        ],
+    );
+    wait_for(
+        "the first batch scored",
+        Duration::from_secs(90),
+        || scored_uids(&out).values().sum::<usize>() >= kept,
+        || infer.log(),
+    );
+    // Whatever it was going to write of the batch is written by now.
+    std::thread::sleep(Duration::from_millis(500));
+    let log = infer.terminate();
+    let consumed = scored_uids(&out);
+    assert_eq!(consumed.len(), expected.len(), "records written\n{log}");
+    assert_eq!(consumed, expected);
+}
+
 /// The SIEM formats through Kafka are those of replay: the same input
 /// scored by replay into an ECS file and by a Kafka consumer into an ECS
 /// topic gives the same documents (records and detections) in the same
