@@ -127,16 +127,23 @@ impl Watch<'_> {
 
     /// One look: notes a change of size; every `COUNT_EVERY` looks counts
     /// the lines added. The lines counted so far.
-    fn look(&mut self, cpu: impl FnOnce() -> Cpu) -> usize {
+    fn look(&mut self, cpu: impl Fn() -> Cpu) -> usize {
+        self.note_size(&cpu);
+        self.looks += 1;
+        if self.looks.is_multiple_of(Self::COUNT_EVERY) {
+            self.count();
+            // The count may have read bytes written after the size above:
+            // the size that holds them is noted too.
+            self.note_size(&cpu);
+        }
+        self.lines
+    }
+
+    fn note_size(&mut self, cpu: &impl Fn() -> Cpu) {
         let size = std::fs::metadata(self.path).map_or(0, |m| m.len());
         if size > self.sizes.last().map_or(0, |s| s.1) {
             self.sizes.push((Instant::now(), size, cpu()));
         }
-        self.looks += 1;
-        if self.looks.is_multiple_of(Self::COUNT_EVERY) {
-            self.count();
-        }
-        self.lines
     }
 
     fn count(&mut self) {
@@ -154,6 +161,7 @@ impl Watch<'_> {
     /// The first change of size and the lines it held, and the first at
     /// which the file held every byte counted.
     fn span(&self) -> ((Instant, usize, Cpu), (Instant, Cpu)) {
+        assert!(!self.sizes.is_empty(), "the output never grew");
         let (t0, size0, cpu0) = self.sizes[0];
         let head = std::fs::read(self.path).unwrap();
         let already = memchr::memchr_iter(b'\n', &head[..size0 as usize]).count();
@@ -201,24 +209,30 @@ fn main() {
             writeln!(f, "{l}").unwrap();
         }
     }
-    let mut lanes = [Lane::load(LogKind::CONN, &models, &LaneOptions::default()).unwrap()];
-    let mut out =
-        FileSink::open(&dir.path().join("replay.json"), None, RecordFormat::Json).unwrap();
-    let started = Instant::now();
-    let replay_cpu0 = cpu_seconds(None);
-    let report = pipeline::replay(
-        &[file],
-        &mut lanes,
-        &mut pipeline::Emitter::records_only(),
-        &mut out,
-        &std::sync::Arc::new(AtomicBool::new(false)),
-        1,
-    )
-    .unwrap();
-    out.sync().unwrap();
-    let replay = started.elapsed();
-    let replay_cpu = replay_cpu0.zip(cpu_seconds(None)).map(|(a, b)| b - a);
-    assert_eq!(report.lanes[0].1.scored as usize, n);
+    // With one scoring thread (the figure of earlier rounds) and with
+    // `azw-infer --replay`'s default, one per processor (the consumer's).
+    let threads = pipeline::parallel::default_threads();
+    let replay_with = |threads: usize, name: &str| {
+        let mut lanes = [Lane::load(LogKind::CONN, &models, &LaneOptions::default()).unwrap()];
+        let mut out = FileSink::open(&dir.path().join(name), None, RecordFormat::Json).unwrap();
+        let started = Instant::now();
+        let cpu0 = cpu_seconds(None);
+        let report = pipeline::replay(
+            std::slice::from_ref(&file),
+            &mut lanes,
+            &mut pipeline::Emitter::records_only(),
+            &mut out,
+            &std::sync::Arc::new(AtomicBool::new(false)),
+            threads,
+        )
+        .unwrap();
+        out.sync().unwrap();
+        let took = started.elapsed();
+        assert_eq!(report.lanes[0].1.scored as usize, n);
+        (took, cpu0.zip(cpu_seconds(None)).map(|(a, b)| b - a))
+    };
+    let (replay, replay_cpu) = replay_with(1, "replay.json");
+    let (replay_all, _) = replay_with(threads, "replay-all.json");
 
     // Through the broker.
     let broker = broker::Broker::start();
@@ -296,18 +310,28 @@ fn main() {
     let (last, cpu_last) = last;
     let join = t_first - started;
     let through = last - t_first;
+    assert!(
+        already < n && !through.is_zero(),
+        "too few records to time ({already} of {n} in the first write): raise AZW_BENCH_RECORDS"
+    );
     let rate = |count: usize, d: Duration| count as f64 / d.as_secs_f64();
     let kafka_rate = rate(n - already, through);
     let replay_rate = rate(n, replay);
+    let replay_all_rate = rate(n, replay_all);
     println!("conn JSON, {n} records, one consumer, 4 partitions, Tansu on loopback:");
     println!(
-        "  replay from a file           {:>9.0} records/s",
+        "  replay from a file           {:>9.0} records/s (one scoring thread)",
         replay_rate
     );
     println!(
-        "  consumed from Kafka + scored {:>9.0} records/s  ({:.2}x replay; group join {:.1} s not counted)",
+        "  replay, {threads} scoring threads    {:>9.0} records/s (azw-infer's default)",
+        replay_all_rate
+    );
+    println!(
+        "  consumed from Kafka + scored {:>9.0} records/s  ({:.2}x replay, {:.2}x with {threads} threads; group join {:.1} s not counted)",
         kafka_rate,
         kafka_rate / replay_rate,
+        kafka_rate / replay_all_rate,
         join.as_secs_f64()
     );
     println!(
@@ -337,7 +361,7 @@ fn main() {
         let (cu, bu) = (per_record(consumer, scored), per_record(broker, scored));
         println!("processor time per record (user + system, all threads):");
         println!(
-            "  replay                       {:>6.2} us",
+            "  replay (one scoring thread)  {:>6.2} us",
             per_record(replay_cpu, n)
         );
         println!("  Kafka: this process          {cu:>6.2} us (consumer, scoring, librdkafka)");

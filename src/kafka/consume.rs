@@ -999,12 +999,15 @@ impl Run<'_> {
             if !self.intake.batch.is_empty() {
                 self.intake.fill(consumer, None)?;
             }
+            let batched = !self.intake.batch.is_empty();
             self.score_batch(consumer, true)?;
             let mut progress = consumer.context().progress();
             self.release(&mut progress, false)?;
-            // Caught up: what was scored reaches readers of the output now,
-            // not after the next poll's wait.
-            if self.intake.batch.is_empty() {
+            // A batch scored and nothing taken meanwhile (caught up): what
+            // was scored reaches readers of the output now, not after the
+            // next poll's wait. (Not per message when repartitioning, which
+            // batches nothing.)
+            if batched && self.intake.batch.is_empty() {
                 progress.sink.flush().map_err(RunError::Output)?;
             }
             // Commit on time, or sooner under a heavy backlog so a crash

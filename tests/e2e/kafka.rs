@@ -48,6 +48,20 @@ fn member(broker: &Broker, dir: &Path, name: &str, group: &[&str], out: &Path) -
     consume(broker, dir, name, None, &[group, &output[..]].concat())
 }
 
+/// A member `name` of `group` scoring topic `zeek-conn` as conn records,
+/// with `args` (its output among them).
+fn conn_member(broker: &Broker, dir: &Path, name: &str, group: &str, args: &[&str]) -> Infer {
+    let topic = [
+        "--topics",
+        "zeek-conn",
+        "--group",
+        group,
+        "--modules",
+        "conn",
+    ];
+    consume(broker, dir, name, None, &[&topic[..], args].concat())
+}
+
 /// Whether a member's log says it was assigned partitions (not none).
 fn was_assigned(log: &str) -> bool {
     log.lines()
@@ -769,24 +783,13 @@ fn detections_through_kafka_are_those_of_replay() {
     }
 
     let out = dir.join("kafka.json");
-    let infer = consume(
+    let output = out.to_str().unwrap();
+    let infer = conn_member(
         &broker,
         &dir,
         "infer",
-        None,
-        &[
-            "--topics",
-            "zeek-conn",
-            "--group",
-            "azw-detect",
-            "--modules",
-            "conn",
-            "--scan-external",
-            "--alerts",
-            "output",
-            "--output",
-            out.to_str().unwrap(),
-        ],
+        "azw-detect",
+        &["--scan-external", "--alerts", "output", "--output", output],
     );
     broker.produce("zeek-conn", &keyed_by_uid(&json));
     wait_for(
@@ -851,33 +854,21 @@ fn an_allowlist_applies_through_kafka_as_in_replay() {
 
     broker.produce("zeek-conn", &keyed_by_uid(&json));
     let out = dir.join("kafka.json");
-    let infer = consume(
-        &broker,
-        &dir,
-        "infer",
-        None,
-        &[
-            "--topics",
-            "zeek-conn",
-            "--group",
-            "azw-allow",
-            "--modules",
-            "conn",
-            "--allowlist",
-            allow,
-            "--output",
-            out.to_str().unwrap(),
-        ],
-    );
+    let output = out.to_str().unwrap();
+    let args = ["--allowlist", allow, "--output", output];
+    let infer = conn_member(&broker, &dir, "infer", "azw-allow", &args);
     wait_for(
         "the first batch scored",
         Duration::from_secs(90),
         || scored_uids(&out).values().sum::<usize>() >= kept,
         || infer.log(),
     );
-    // Whatever it was going to write of the batch is written by now.
-    std::thread::sleep(Duration::from_millis(500));
     let log = infer.terminate();
+    let dropped = json.len() - kept;
+    assert!(
+        log.contains(&format!("allowlist: {dropped} dropped")),
+        "{log}"
+    );
     let consumed = scored_uids(&out);
     assert_eq!(consumed.len(), expected.len(), "records written\n{log}");
     assert_eq!(consumed, expected);
@@ -937,18 +928,12 @@ fn siem_formats_through_kafka_are_those_of_replay() {
         ("azw-ecs", "ecs", "azw-siem-ecs", &ecs),
         ("azw-notice", "notice-json", "azw-siem-notice", &notices),
     ] {
-        let infer = consume(
+        let infer = conn_member(
             &broker,
             &dir,
             group,
-            None,
+            group,
             &[
-                "--topics",
-                "zeek-conn",
-                "--group",
-                group,
-                "--modules",
-                "conn",
                 "--scan-external",
                 "--sensor",
                 "s1",
@@ -1095,23 +1080,9 @@ fn repartitioned_members_score_as_one_and_as_replay() {
 
     let member = |name: &str, group: &str, extra: &[&str]| {
         let out = dir.join(format!("{name}.json"));
-        let args = [
-            &[
-                "--topics",
-                "zeek-conn",
-                "--group",
-                group,
-                "--modules",
-                "conn",
-                "--stats-secs",
-                "1",
-                "--output",
-                out.to_str().unwrap(),
-            ][..],
-            extra,
-        ]
-        .concat();
-        (consume(&broker, &dir, name, None, &args), out)
+        let output = ["--stats-secs", "1", "--output", out.to_str().unwrap()];
+        let args = [&output[..], extra].concat();
+        (conn_member(&broker, &dir, name, group, &args), out)
     };
     // Held far longer than the records' 111 s span: each member scores its
     // share in time order when stopped, however the input interleaved.
@@ -1325,18 +1296,10 @@ fn a_member_killed_and_restarted_with_its_state_writes_what_replay_writes() {
     let (expected, expected_alerts) = lines(&dir.join("replay.json"));
 
     let run = |name: &str, group: &str, state: &Path, out: &Path| {
-        let mut args = vec![
-            "--topics",
-            "zeek-conn",
-            "--group",
-            group,
-            "--modules",
-            "conn",
-        ];
-        args.extend(flags);
+        let mut args = flags.to_vec();
         args.extend(["--output", out.to_str().unwrap()]);
         args.extend(["--kafka-state-dir", state.to_str().unwrap()]);
-        consume(&broker, &dir, name, None, &args)
+        conn_member(&broker, &dir, name, group, &args)
     };
     let third = json.len() / 3;
     let (first, rest) = json.split_at(third);
