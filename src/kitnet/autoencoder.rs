@@ -623,6 +623,7 @@ impl Autoencoder {
         xn: &mut [Lanes],
         y: &mut [Lanes],
         z: &mut [Lanes],
+        mut sink: impl FnMut(usize, &Lanes),
     ) -> Lanes {
         let (nv, nh) = (self.n_visible, self.n_hidden);
         let (xn, y, z) = (&mut xn[..nv], &mut y[..nh], &mut z[..nv]);
@@ -702,12 +703,15 @@ impl Autoencoder {
         }
 
         // `rmse`, lane by lane.
+        // `sink(i, e_i^2)` sees each input's squared errors, as `rmse`'s.
         let mut sse = [0.0f64; LANES];
-        for (xi, zi) in xn.iter().zip(z.iter()) {
+        for (i, (xi, zi)) in xn.iter().zip(z.iter()).enumerate() {
+            let mut e2 = [0.0f64; LANES];
             for r in 0..LANES {
-                let e2 = (xi[r] - zi[r]) * (xi[r] - zi[r]);
-                sse[r] += e2;
+                e2[r] = (xi[r] - zi[r]) * (xi[r] - zi[r]);
+                sse[r] += e2[r];
             }
+            sink(i, &e2);
         }
         let n = nv as f64;
         for v in sse.iter_mut() {

@@ -1224,10 +1224,10 @@ impl KitNet {
                     }
                     lane
                 };
-                *si = ae.forward_lanes::<PRODUCT>(get, xn, y, z);
+                *si = ae.forward_lanes::<PRODUCT>(get, xn, y, z, |_, _| {});
             }
             let s = &s[..self.ensemble.len()];
-            let rmse = output.forward_lanes::<PRODUCT>(|i| s[i], xn, y, z);
+            let rmse = output.forward_lanes::<PRODUCT>(|i| s[i], xn, y, z, |_, _| {});
             out.copy_from_slice(&rmse[..out.len()]);
         }
     }
@@ -1303,6 +1303,89 @@ impl KitNet {
             contributions,
             autoencoder_shares,
         })
+    }
+
+    /// [`KitNet::explain`] of several records (their vectors one after the
+    /// other), [`LANES`] at a time through the block pass: the same
+    /// numbers, bit for bit (`explain_block_matches_explain` in
+    /// `kitnet/tests.rs`), for a fraction of the time when many records
+    /// are explained, as when an attack makes many of them anomalous (one
+    /// at a time, the one-record pass was about 10 us a record).
+    pub fn explain_block(
+        &self,
+        xs: &[f64],
+        scratch: &mut BlockScratch,
+    ) -> Result<Vec<Explanation>> {
+        self.ensure_trained()?;
+        let nf = self.n_features;
+        if nf == 0 || !xs.len().is_multiple_of(nf) {
+            return Err(KitNetError::LengthMismatch {
+                expected: xs.len().next_multiple_of(nf.max(1)),
+                got: xs.len(),
+            });
+        }
+        for x in xs.chunks_exact(nf) {
+            self.check_input(x)?;
+        }
+        let (Some(map), Some(output)) = (self.feature_map.as_ref(), self.output.as_ref()) else {
+            return Err(KitNetError::NotTrained("no feature map".into()));
+        };
+        scratch.fit(self.block_scratch_sizes());
+        let mut out = Vec::with_capacity(xs.len() / nf);
+        for rows in xs.chunks(LANES * nf) {
+            if self.params.mode == Mode::Product {
+                self.explain_lanes::<true>(rows, map, output, scratch, &mut out);
+            } else {
+                self.explain_lanes::<false>(rows, map, output, scratch, &mut out);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Up to [`LANES`] records' explanations (their rows, inputs checked),
+    /// appended to `out`: [`KitNet::explain`]'s arithmetic, lane by lane.
+    fn explain_lanes<const PRODUCT: bool>(
+        &self,
+        rows: &[f64],
+        map: &[Vec<usize>],
+        output: &Autoencoder,
+        scratch: &mut BlockScratch,
+        out: &mut Vec<Explanation>,
+    ) {
+        let nf = self.n_features;
+        let BlockScratch { xn, y, z, s } = scratch;
+        let mut per_feature: Vec<Vec<Lanes>> = Vec::with_capacity(map.len());
+        for ((ae, cluster), si) in self.ensemble.iter().zip(map).zip(s.iter_mut()) {
+            let get = |i: usize| {
+                let f = cluster[i];
+                let mut lane = [0.0; LANES];
+                for (v, row) in lane.iter_mut().zip(rows.chunks_exact(nf)) {
+                    *v = row[f];
+                }
+                lane
+            };
+            let mut errs = vec![[0.0; LANES]; cluster.len()];
+            *si = ae.forward_lanes::<PRODUCT>(get, xn, y, z, |i, e2| errs[i] = *e2);
+            per_feature.push(errs);
+        }
+        let s = &s[..self.ensemble.len()];
+        let mut out_errs = vec![[0.0; LANES]; map.len()];
+        let rmse = output.forward_lanes::<PRODUCT>(|i| s[i], xn, y, z, |i, e2| out_errs[i] = *e2);
+        for r in 0..rows.len() / nf {
+            let lane = |v: &[Lanes]| v.iter().map(|e| e[r]).collect::<Vec<f64>>();
+            let autoencoder_shares = normalise_shares(&lane(&out_errs));
+            let mut contributions = vec![0.0; nf];
+            for ((cluster, errs), &share) in map.iter().zip(&per_feature).zip(&autoencoder_shares) {
+                for (&f, w) in cluster.iter().zip(normalise_shares(&lane(errs))) {
+                    contributions[f] += share * w;
+                }
+            }
+            out.push(Explanation {
+                score: rmse[r],
+                contributions,
+                autoencoder_shares,
+            });
+        }
     }
 }
 

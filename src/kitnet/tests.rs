@@ -502,6 +502,42 @@ fn block_matches_per_record() {
     }
 }
 
+/// `explain_block` gives each record what `explain` gives it, bit for bit:
+/// full blocks, a partial one, a record far outside the training range.
+#[test]
+fn explain_block_matches_explain() {
+    for mode in [Mode::Product, Mode::Reference] {
+        let m = trained(mode);
+        let mut rows = stream(37, 19);
+        rows.push(vec![
+            1e300, -1e300, 0.0, 5e-324, 1e9, -7.0, 1.0, 1.0, 1.0, 1.0, -5.0,
+        ]);
+        let mut scratch = m.block_scratch();
+        let got = m.explain_block(&rows.concat(), &mut scratch).unwrap();
+        assert_eq!(got.len(), rows.len());
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for (row, g) in rows.iter().zip(&got) {
+            let want = m.explain(row).unwrap();
+            assert_eq!(g.score.to_bits(), want.score.to_bits(), "{mode:?}");
+            assert_eq!(
+                bits(&g.contributions),
+                bits(&want.contributions),
+                "{mode:?}"
+            );
+            assert_eq!(
+                bits(&g.autoencoder_shares),
+                bits(&want.autoencoder_shares),
+                "{mode:?}"
+            );
+        }
+        assert!(m.explain_block(&[], &mut scratch).unwrap().is_empty());
+        assert!(matches!(
+            m.explain_block(&rows.concat()[1..], &mut scratch),
+            Err(KitNetError::LengthMismatch { .. })
+        ));
+    }
+}
+
 #[test]
 fn block_refuses_what_execute_with_refuses() {
     let m = trained(Mode::Product);
