@@ -1147,22 +1147,8 @@ impl KitNet {
         scores: &mut [f64],
         scratch: &mut BlockScratch,
     ) -> Result<()> {
-        self.ensure_trained()?;
-        let nf = self.n_features;
-        let expected = scores.len().saturating_mul(nf);
-        if xs.len() != expected {
-            return Err(KitNetError::LengthMismatch {
-                expected,
-                got: xs.len(),
-            });
-        }
-        for x in xs.chunks_exact(nf) {
-            self.check_input(x)?;
-        }
-        let (Some(map), Some(output)) = (self.feature_map.as_ref(), self.output.as_ref()) else {
-            return Err(KitNetError::NotTrained("no feature map".into()));
-        };
-        scratch.fit(self.block_scratch_sizes());
+        let expected = scores.len().saturating_mul(self.n_features);
+        let (map, output) = self.block_inputs(xs, expected, scratch)?;
         let product = self.params.mode == Mode::Product;
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
@@ -1216,20 +1202,40 @@ impl KitNet {
         let BlockScratch { xn, y, z, s } = scratch;
         for (rows, out) in xs.chunks(LANES * nf).zip(scores.chunks_mut(LANES)) {
             for ((ae, cluster), si) in self.ensemble.iter().zip(map).zip(s.iter_mut()) {
-                let get = |i: usize| {
-                    let f = cluster[i];
-                    let mut lane = [0.0; LANES];
-                    for (v, row) in lane.iter_mut().zip(rows.chunks_exact(nf)) {
-                        *v = row[f];
-                    }
-                    lane
-                };
+                let get = |i: usize| column(rows, nf, cluster[i]);
                 *si = ae.forward_lanes::<PRODUCT>(get, xn, y, z, |_, _| {});
             }
             let s = &s[..self.ensemble.len()];
             let rmse = output.forward_lanes::<PRODUCT>(|i| s[i], xn, y, z, |_, _| {});
             out.copy_from_slice(&rmse[..out.len()]);
         }
+    }
+
+    /// What the block passes check first: a trained model, `expected`
+    /// numbers in `xs`, every record's inputs as [`KitNet::execute_with`]
+    /// checks them; the feature map and output layer, and the scratch
+    /// grown to fit.
+    fn block_inputs(
+        &self,
+        xs: &[f64],
+        expected: usize,
+        scratch: &mut BlockScratch,
+    ) -> Result<(&[Vec<usize>], &Autoencoder)> {
+        self.ensure_trained()?;
+        if xs.len() != expected {
+            return Err(KitNetError::LengthMismatch {
+                expected,
+                got: xs.len(),
+            });
+        }
+        for x in xs.chunks_exact(self.n_features.max(1)) {
+            self.check_input(x)?;
+        }
+        let (Some(map), Some(output)) = (self.feature_map.as_ref(), self.output.as_ref()) else {
+            return Err(KitNetError::NotTrained("no feature map".into()));
+        };
+        scratch.fit(self.block_scratch_sizes());
+        Ok((map, output))
     }
 
     /// The largest autoencoder's visible and hidden units, and the
@@ -1316,21 +1322,9 @@ impl KitNet {
         xs: &[f64],
         scratch: &mut BlockScratch,
     ) -> Result<Vec<Explanation>> {
-        self.ensure_trained()?;
-        let nf = self.n_features;
-        if nf == 0 || !xs.len().is_multiple_of(nf) {
-            return Err(KitNetError::LengthMismatch {
-                expected: xs.len().next_multiple_of(nf.max(1)),
-                got: xs.len(),
-            });
-        }
-        for x in xs.chunks_exact(nf) {
-            self.check_input(x)?;
-        }
-        let (Some(map), Some(output)) = (self.feature_map.as_ref(), self.output.as_ref()) else {
-            return Err(KitNetError::NotTrained("no feature map".into()));
-        };
-        scratch.fit(self.block_scratch_sizes());
+        let nf = self.n_features.max(1);
+        let expected = xs.len().next_multiple_of(nf);
+        let (map, output) = self.block_inputs(xs, expected, scratch)?;
         let mut out = Vec::with_capacity(xs.len() / nf);
         for rows in xs.chunks(LANES * nf) {
             if self.params.mode == Mode::Product {
@@ -1356,14 +1350,7 @@ impl KitNet {
         let BlockScratch { xn, y, z, s } = scratch;
         let mut per_feature: Vec<Vec<Lanes>> = Vec::with_capacity(map.len());
         for ((ae, cluster), si) in self.ensemble.iter().zip(map).zip(s.iter_mut()) {
-            let get = |i: usize| {
-                let f = cluster[i];
-                let mut lane = [0.0; LANES];
-                for (v, row) in lane.iter_mut().zip(rows.chunks_exact(nf)) {
-                    *v = row[f];
-                }
-                lane
-            };
+            let get = |i: usize| column(rows, nf, cluster[i]);
             let mut errs = vec![[0.0; LANES]; cluster.len()];
             *si = ae.forward_lanes::<PRODUCT>(get, xn, y, z, |i, e2| errs[i] = *e2);
             per_feature.push(errs);
@@ -1390,6 +1377,17 @@ impl KitNet {
 }
 
 /// `v / sum(v)`, or uniform when the sum is zero or not finite.
+/// Input `f` of each record of a block's `rows` (`nf` numbers a record),
+/// side by side; lanes past the last record are zero.
+#[inline(always)]
+fn column(rows: &[f64], nf: usize, f: usize) -> Lanes {
+    let mut lane = [0.0; LANES];
+    for (v, row) in lane.iter_mut().zip(rows.chunks_exact(nf)) {
+        *v = row[f];
+    }
+    lane
+}
+
 fn normalise_shares(v: &[f64]) -> Vec<f64> {
     let total: f64 = v.iter().sum();
     if total > 0.0 && total.is_finite() {
