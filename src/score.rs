@@ -719,16 +719,13 @@ impl Scorer {
                 // The block's anomalies explained together (one at a time
                 // cost about 10 us each: many anomalies, as in an attack,
                 // slowed scoring several times).
-                let mut explained = self.explain_anomalies(block, &scores).into_iter();
-                for ((record, v), &score) in records
+                let explained = self.explain_anomalies(block, &scores);
+                for (((record, v), &score), explanation) in records
                     .iter()
                     .zip(block.chunks_exact(n.max(1)))
                     .zip(&scores)
+                    .zip(explained)
                 {
-                    let explanation = match self.judge.judge(score) {
-                        Some(_) => explained.next().flatten(),
-                        None => None,
-                    };
                     let scored = self.finish(record, v, score, explanation);
                     out.push(scored);
                 }
@@ -767,26 +764,32 @@ impl Scorer {
 
     /// The scored record of `record`, whose feature vector `vector` scored
     /// `score`; an anomaly is explained.
-    /// The explanations of the anomalies among a block's `scores`, in
-    /// order (`None` each when the block pass refused them: they are then
-    /// explained one at a time).
+    /// Each of a block's records' explanation: `None` for a record that
+    /// is no anomaly, and for every one when the block pass refused them
+    /// (they are then explained one at a time).
     fn explain_anomalies(&mut self, block: &[f64], scores: &[f64]) -> Vec<Option<Explanation>> {
         let n = self.vector.len().max(1);
+        let anomaly: Vec<bool> = scores
+            .iter()
+            .map(|&s| self.judge.judge(s).is_some())
+            .collect();
         let flagged: Vec<f64> = block
             .chunks_exact(n)
-            .zip(scores)
-            .filter(|(_, &score)| self.judge.judge(score).is_some())
+            .zip(&anomaly)
+            .filter(|(_, &a)| a)
             .flat_map(|(v, _)| v.iter().copied())
             .collect();
-        let count = flagged.len() / n;
-        match self
-            .model
-            .kitnet
-            .explain_block(&flagged, &mut self.block_scratch)
-        {
-            Ok(all) if !flagged.is_empty() => all.into_iter().map(Some).collect(),
-            _ => vec![None; count],
+        let mut made = match flagged.is_empty() {
+            true => Vec::new(),
+            false => (self.model.kitnet)
+                .explain_block(&flagged, &mut self.block_scratch)
+                .unwrap_or_default(),
         }
+        .into_iter();
+        anomaly
+            .into_iter()
+            .map(|a| if a { made.next() } else { None })
+            .collect()
     }
 
     /// `explained`: the anomaly's explanation if made already.

@@ -1297,18 +1297,31 @@ impl KitNet {
         let mut out_errs = vec![0.0; map.len()];
         let s = &s[..];
         let score = output.forward(|i| s[i], mode, buf, |i, e2| out_errs[i] = e2);
-        let autoencoder_shares = normalise_shares(&out_errs);
+        Ok(self.explanation(score, map, &out_errs, &per_feature))
+    }
+
+    /// The explanation made of a record's squared errors: the output
+    /// layer's per autoencoder, and each autoencoder's per input feature
+    /// (one pass or the block pass: the same arithmetic).
+    fn explanation(
+        &self,
+        score: f64,
+        map: &[Vec<usize>],
+        out_errs: &[f64],
+        per_feature: &[Vec<f64>],
+    ) -> Explanation {
+        let autoencoder_shares = normalise_shares(out_errs);
         let mut contributions = vec![0.0; self.n_features];
-        for ((cluster, errs), &share) in map.iter().zip(&per_feature).zip(&autoencoder_shares) {
+        for ((cluster, errs), &share) in map.iter().zip(per_feature).zip(&autoencoder_shares) {
             for (&f, w) in cluster.iter().zip(normalise_shares(errs)) {
                 contributions[f] += share * w;
             }
         }
-        Ok(Explanation {
+        Explanation {
             score,
             contributions,
             autoencoder_shares,
-        })
+        }
     }
 
     /// [`KitNet::explain`] of several records (their vectors one after the
@@ -1360,18 +1373,8 @@ impl KitNet {
         let rmse = output.forward_lanes::<PRODUCT>(|i| s[i], xn, y, z, |i, e2| out_errs[i] = *e2);
         for r in 0..rows.len() / nf {
             let lane = |v: &[Lanes]| v.iter().map(|e| e[r]).collect::<Vec<f64>>();
-            let autoencoder_shares = normalise_shares(&lane(&out_errs));
-            let mut contributions = vec![0.0; nf];
-            for ((cluster, errs), &share) in map.iter().zip(&per_feature).zip(&autoencoder_shares) {
-                for (&f, w) in cluster.iter().zip(normalise_shares(&lane(errs))) {
-                    contributions[f] += share * w;
-                }
-            }
-            out.push(Explanation {
-                score: rmse[r],
-                contributions,
-                autoencoder_shares,
-            });
+            let errs: Vec<Vec<f64>> = per_feature.iter().map(|e| lane(e)).collect();
+            out.push(self.explanation(rmse[r], map, &lane(&out_errs), &errs));
         }
     }
 }
