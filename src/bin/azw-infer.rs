@@ -613,6 +613,10 @@ fn kafka(args: &Args, modules: Vec<LogKind>, controls: &Controls) -> anyhow::Res
             hold: Duration::from_secs(args.repartition_hold_secs),
         }),
         state_dir: args.kafka_state_dir.clone(),
+        threads: args.threads.map_or_else(
+            autozeekwatch::pipeline::parallel::default_threads,
+            usize::from,
+        ),
     };
     tracing::info!(
         "consuming {} from {} in group {} for {} (output {})",

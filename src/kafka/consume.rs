@@ -90,6 +90,9 @@ pub struct KafkaOptions {
     /// Where this member saves its state with each commit, and resumes it
     /// from ([`super::state`]); `None`: every start is afresh.
     pub state_dir: Option<PathBuf>,
+    /// Threads that score a batch's long runs of one log type (at least
+    /// one; `azw-infer --threads`, default one per processor).
+    pub threads: usize,
 }
 
 /// Counters of a Kafka run.
@@ -650,7 +653,7 @@ pub fn run_kafka(opts: &KafkaOptions, controls: &Controls) -> Result<KafkaStats,
         lanes,
         emitter,
         outputs: Vec::new(),
-        threads: crate::pipeline::parallel::default_threads(),
+        threads: opts.threads.max(1),
         intake: Intake {
             opts,
             // Reads `_path` of records that neither topic nor wrapper place.
@@ -661,6 +664,10 @@ pub fn run_kafka(opts: &KafkaOptions, controls: &Controls) -> Result<KafkaStats,
             batch_bytes: 0,
         },
     };
+    tracing::info!(
+        "kafka: {} scoring threads for a batch's long runs of one log type",
+        run.threads
+    );
     let result = run.consume(&consumer, controls);
     if let Some(f) = &consumer.context().progress().forwarder {
         run.intake.stats.forwarded = f.forwarded;

@@ -874,6 +874,53 @@ fn an_allowlist_applies_through_kafka_as_in_replay() {
     assert_eq!(consumed, expected);
 }
 
+/// `--threads` applies to a Kafka member as to replay, and changes nothing
+/// written: the example conn records, all in the topic before the members
+/// start (so they come in long runs, scored on threads), scored by a member
+/// with one scoring thread and by one with three (each its own group) give
+/// the same bytes, and the records replay scores.
+#[test]
+fn the_scoring_threads_of_a_kafka_member_change_nothing_written() {
+    let broker = Broker::start();
+    broker.create_topic("zeek-conn", 1);
+    let json = example_json("conn.json.gz");
+    let dir = tempdir("kafka-threads");
+    replay_of(&dir, &json, &[], "replay.json");
+    let expected = scored_uids(&dir.join("replay.json"));
+    assert_eq!(expected.values().sum::<usize>(), json.len());
+    broker.produce("zeek-conn", &keyed_by_uid(&json));
+    let members: Vec<(Infer, std::path::PathBuf)> = ["1", "3"]
+        .iter()
+        .map(|threads| {
+            let out = dir.join(format!("kafka-{threads}.json"));
+            let args = ["--threads", threads, "--output", out.to_str().unwrap()];
+            let name = format!("infer-{threads}");
+            let group = format!("azw-threads-{threads}");
+            (conn_member(&broker, &dir, &name, &group, &args), out)
+        })
+        .collect();
+    let mut written = Vec::new();
+    for ((infer, out), threads) in members.into_iter().zip(["1", "3"]) {
+        wait_for(
+            "every record scored",
+            Duration::from_secs(90),
+            || scored_uids(&out).values().sum::<usize>() >= json.len(),
+            || infer.log(),
+        );
+        let log = infer.terminate();
+        assert!(
+            log.contains(&format!("kafka: {threads} scoring threads")),
+            "{log}"
+        );
+        assert_eq!(scored_uids(&out), expected, "{threads} threads\n{log}");
+        written.push(fs::read(&out).unwrap());
+    }
+    assert!(
+        written[0] == written[1],
+        "1 and 3 scoring threads wrote different bytes"
+    );
+}
+
 /// The SIEM formats through Kafka are those of replay: the same input
 /// scored by replay into an ECS file and by a Kafka consumer into an ECS
 /// topic gives the same documents (records and detections) in the same
