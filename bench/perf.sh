@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Whole-process throughput on one million conn records, in records/s:
 # reading only (`azw-train --dry-run`), and `azw-infer --replay` with
-# --threads 1 and 2; with BASE=DIR (a folder holding another build's
+# --threads 1 and 2, and pinned to one core (`taskset -c 0`, --threads 1:
+# on one core the fastest; the in-order path without threads is slower,
+# it scores a record at a time); the ratio of two cores to one is issue
+# 16's "two threads / one thread", measured as bench/train-cores.sh does
+# for training; with BASE=DIR (a folder holding another build's
 # azw-train and azw-infer, e.g. main's), that build's replay too, the runs
 # alternated in the same session so that the ratios compare like with like
 # on a shared machine.
@@ -74,6 +78,12 @@ replay() { # binary-dir output [args...]
     "$bin/azw-infer" --replay "$log" --modules CONN --model-dir "$work/models" \
         --output "$out" -q "$@"
 }
+one_core() { # output: this build's replay on processor 0 only
+    taskset -c 0 "$BIN/azw-infer" --replay "$log" --modules CONN \
+        --model-dir "$work/models" --output "$1" -q --threads 1
+}
+wall() { echo "${1%% *}"; }
+rounds_ratio=()
 
 echo "$records records, $(nproc) processors, load $(cut -d' ' -f1-3 /proc/loadavg)"
 for round in $(seq "$rounds"); do
@@ -82,19 +92,30 @@ for round in $(seq "$rounds"); do
     if [[ -n ${BASE:-} ]]; then
         note "base replay" "$(seconds replay "$BASE" "$work/base.json")"
     fi
-    note "replay, 1 thread" "$(seconds replay "$BIN" "$work/t1.json" --threads 1)"
-    note "replay, 2 threads" "$(seconds replay "$BIN" "$work/t2.json" --threads 2)"
+    t1=$(seconds replay "$BIN" "$work/t1.json" --threads 1)
+    note "replay, 1 thread" "$t1"
+    t2=$(seconds replay "$BIN" "$work/t2.json" --threads 2)
+    note "replay, 2 threads" "$t2"
+    c1=$(seconds one_core "$work/c1.json")
+    note "replay, 1 core" "$c1"
+    # This round's two cores (the faster of 1 and 2 threads) / one core.
+    rounds_ratio+=("$(awk -v c="$(wall "$c1")" -v a="$(wall "$t1")" -v b="$(wall "$t2")" \
+        'BEGIN { m = a < b ? a : b; printf "%.2f", c / m }')")
 done
 cmp -s "$work/t1.json" "$work/t2.json" || { echo "outputs of 1 and 2 threads differ" >&2; exit 1; }
+cmp -s "$work/t1.json" "$work/c1.json" || { echo "outputs on one core and two differ" >&2; exit 1; }
+rm -f "$work/c1.json"
 
 echo "best of $rounds (records/s of wall time; of processor time):"
-for k in "reader only" "base replay" "replay, 1 thread" "replay, 2 threads"; do
+for k in "reader only" "base replay" "replay, 1 thread" "replay, 2 threads" "replay, 1 core"; do
     [[ -n ${best[$k]:-} ]] && printf '  %-22s %9s  %9s\n' "$k" "$(rate "${best[$k]}")" "$(rate "${cpu[$k]}")"
 done
 ratio() { awk "BEGIN { printf \"%.2f\", ${best[$2]} / ${best[$1]} }"; }
 echo "ratios:"
 echo "  2 threads / 1 thread:      $(ratio "replay, 2 threads" "replay, 1 thread")x"
 echo "  1 thread / reader only:    $(ratio "replay, 1 thread" "reader only")x"
+fastest=$(awk -v a="${best["replay, 1 thread"]}" -v b="${best["replay, 2 threads"]}" 'BEGIN { print a < b ? a : b }')
+echo "  2 cores / 1 core:          $(awk "BEGIN { printf \"%.2f\", ${best["replay, 1 core"]} / $fastest }")x (best of each; each round: ${rounds_ratio[*]})"
 if [[ -n ${BASE:-} ]]; then
     echo "  1 thread / base replay:    $(ratio "replay, 1 thread" "base replay")x"
     echo "  2 threads / base replay:   $(ratio "replay, 2 threads" "base replay")x"

@@ -7,14 +7,16 @@
 //!
 //! Input: the example conn JSON records, repeated with distinct uids to
 //! `AZW_BENCH_RECORDS` (default 200,000), produced to a 4-partition topic
-//! on a broker on loopback. One `run_kafka` consumer (the code behind
-//! `azw-infer --source kafka`) scores them into a file; the clock runs from
+//! on a broker on loopback. In each of `AZW_BENCH_ROUNDS` rounds (default
+//! 3), replay reads the same records from a JSON file with the same model,
+//! with one scoring thread and with one per processor, and a `run_kafka`
+//! consumer (the code behind `azw-infer --source kafka`) of a new group
+//! scores the topic into a file with each of those: its clock runs from
 //! its first written record to its last, so the group join (seconds, on
-//! Tansu) is left out and reported apart. Replay reads the same records
-//! from a JSON file with the same model. Then the processor time per
-//! record of replay, of this process while it consumes and of the broker,
-//! and the rate they would allow with every core busy: a ratio below that
-//! bound is time the consumer leaves cores idle.
+//! Tansu) is left out and reported apart. Then the medians, and the
+//! processor time per record of replay, of this process while it consumes
+//! and of the broker, and the rate they would allow with every core busy:
+//! a ratio below that bound is time the consumer leaves cores idle.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -190,12 +192,41 @@ fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
     Some(ticks / 100.0)
 }
 
+/// One round's figures: records/s, and processor time per record where
+/// known (replay: this process; Kafka: this process and the broker).
+struct Round {
+    replay: f64,
+    replay_all: f64,
+    kafka: f64,
+    kafka_all: f64,
+    join: Duration,
+    replay_cpu: Option<f64>,
+    kafka_cpu: Option<(f64, f64)>,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument is not used here.
-    let n: usize = std::env::var("AZW_BENCH_RECORDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200_000);
+    let env = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let n = env("AZW_BENCH_RECORDS", 200_000);
+    // Rounds, each replay (one thread, then the default) and then a new
+    // consumer group reading the whole topic: on a shared machine one
+    // round's ratio moves by a tenth either way, so the median is the
+    // figure.
+    let rounds = env("AZW_BENCH_ROUNDS", 3).max(1);
     let dir = tempfile::tempdir().unwrap();
     let models = dir.path().join("models");
     train(&models);
@@ -214,7 +245,10 @@ fn main() {
     let threads = pipeline::parallel::default_threads();
     let replay_with = |threads: usize, name: &str| {
         let mut lanes = [Lane::load(LogKind::CONN, &models, &LaneOptions::default()).unwrap()];
-        let mut out = FileSink::open(&dir.path().join(name), None, RecordFormat::Json).unwrap();
+        // A file sink appends: each round starts a new file.
+        let path = dir.path().join(name);
+        let _ = std::fs::remove_file(&path);
+        let mut out = FileSink::open(&path, None, RecordFormat::Json).unwrap();
         let started = Instant::now();
         let cpu0 = cpu_seconds(None);
         let report = pipeline::replay(
@@ -231,8 +265,6 @@ fn main() {
         assert_eq!(report.lanes[0].1.scored as usize, n);
         (took, cpu0.zip(cpu_seconds(None)).map(|(a, b)| b - a))
     };
-    let (replay, replay_cpu) = replay_with(1, "replay.json");
-    let (replay_all, _) = replay_with(threads, "replay-all.json");
 
     // Through the broker.
     let broker = broker::Broker::start();
@@ -255,88 +287,136 @@ fn main() {
     broker.produce("zeek-conn", &messages);
     let produce = started.elapsed();
 
-    let output = dir.path().join("kafka.json");
-    let opts = KafkaOptions {
-        brokers: broker.addr.clone(),
-        topics: vec!["zeek-conn".into()],
-        group: "azw-bench".into(),
-        modules: vec![LogKind::CONN],
-        model_dir: models.clone(),
-        output: OutputSpec::File(output.clone()),
-        format: RecordFormat::Json,
-        stamp: Default::default(),
-        record: Default::default(),
-        allowlist: None,
-        alerts: None,
-        only_anomalies: false,
-        commit_every: Duration::from_secs(1),
-        stats_every: Duration::from_secs(3600),
-        reload_every: Duration::from_secs(3600),
-        // Extra consumer settings to try: AZW_BENCH_KAFKA_CONFIG=k=v,k=v.
-        config: std::env::var("AZW_BENCH_KAFKA_CONFIG")
+    // Extra consumer settings to try: AZW_BENCH_KAFKA_CONFIG=k=v,k=v. A
+    // short session timeout makes Tansu's group join take seconds, not
+    // half of librdkafka's default 45 s.
+    let mut config: Vec<(String, String)> = vec![("session.timeout.ms".into(), "6000".into())];
+    config.extend(
+        std::env::var("AZW_BENCH_KAFKA_CONFIG")
             .unwrap_or_default()
             .split(',')
             .filter_map(|kv| kv.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect(),
-        // As the replay above: records only.
-        detect: autozeekwatch::detect::DetectOptions::none(),
-        repartition: None,
-        state_dir: None,
-    };
-    let controls = Controls::default();
-    let started = Instant::now();
-    let (first, last) = std::thread::scope(|s| {
-        let consumer = s.spawn(|| run_kafka(&opts, &controls));
-        let mut watch = Watch::new(&output);
-        loop {
-            let seen = watch.look(|| cpu_seconds(None).zip(cpu_seconds(Some(broker.pid()))));
-            if seen >= n {
-                break;
+            .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    let consume = |group: String, threads: usize| {
+        let output = dir.path().join("kafka.json");
+        let _ = std::fs::remove_file(&output);
+        let opts = KafkaOptions {
+            brokers: broker.addr.clone(),
+            topics: vec!["zeek-conn".into()],
+            // A new group each run: it reads the topic from the start.
+            group,
+            modules: vec![LogKind::CONN],
+            model_dir: models.clone(),
+            output: OutputSpec::File(output.clone()),
+            format: RecordFormat::Json,
+            stamp: Default::default(),
+            record: Default::default(),
+            allowlist: None,
+            alerts: None,
+            only_anomalies: false,
+            commit_every: Duration::from_secs(1),
+            stats_every: Duration::from_secs(3600),
+            reload_every: Duration::from_secs(3600),
+            config: config.clone(),
+            // As the replay above: records only.
+            detect: autozeekwatch::detect::DetectOptions::none(),
+            repartition: None,
+            state_dir: None,
+            threads,
+        };
+        let controls = Controls::default();
+        let started = Instant::now();
+        let (first, last) = std::thread::scope(|s| {
+            let consumer = s.spawn(|| run_kafka(&opts, &controls));
+            let mut watch = Watch::new(&output);
+            loop {
+                let seen = watch.look(|| cpu_seconds(None).zip(cpu_seconds(Some(broker.pid()))));
+                if seen >= n {
+                    break;
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(600),
+                    "only {seen} of {n} records scored through Kafka in 10 minutes"
+                );
+                std::thread::sleep(Duration::from_millis(5));
             }
-            assert!(
-                started.elapsed() < Duration::from_secs(600),
-                "only {seen} of {n} records scored through Kafka in 10 minutes"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        controls
-            .stop
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-        consumer.join().unwrap().unwrap();
-        watch.span()
-    });
-    let (t_first, already, cpu_first) = first;
-    let (last, cpu_last) = last;
-    let join = t_first - started;
-    let through = last - t_first;
-    assert!(
-        already < n && !through.is_zero(),
-        "too few records to time ({already} of {n} in the first write): raise AZW_BENCH_RECORDS"
-    );
-    let rate = |count: usize, d: Duration| count as f64 / d.as_secs_f64();
-    let kafka_rate = rate(n - already, through);
-    let replay_rate = rate(n, replay);
-    let replay_all_rate = rate(n, replay_all);
-    println!("conn JSON, {n} records, one consumer, 4 partitions, Tansu on loopback:");
+            controls
+                .stop
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            consumer.join().unwrap().unwrap();
+            watch.span()
+        });
+        let (t_first, already, cpu_first) = first;
+        let (last, cpu_last) = last;
+        let through = last - t_first;
+        assert!(
+            already < n && !through.is_zero(),
+            "too few records to time ({already} of {n} in the first write): raise AZW_BENCH_RECORDS"
+        );
+        let scored = n - already;
+        let per_record = |s: f64| s * 1e6 / scored as f64;
+        let cpu = cpu_first
+            .zip(cpu_last)
+            .map(|((c0, b0), (c1, b1))| (per_record(c1 - c0), per_record(b1 - b0)));
+        (
+            scored as f64 / through.as_secs_f64(),
+            t_first - started,
+            cpu,
+        )
+    };
+
+    let rate = |d: Duration| n as f64 / d.as_secs_f64();
+    let mut all = Vec::new();
+    for round in 0..rounds {
+        let (replay, replay_cpu) = replay_with(1, "replay.json");
+        let (replay_all, _) = replay_with(threads, "replay-all.json");
+        // Each consumer with as many scoring threads as the replay it is
+        // compared with.
+        let (kafka, join, kafka_cpu) = consume(format!("azw-bench-{round}-1"), 1);
+        let (kafka_all, _, _) = consume(format!("azw-bench-{round}-all"), threads);
+        let r = Round {
+            replay: rate(replay),
+            replay_all: rate(replay_all),
+            kafka,
+            kafka_all,
+            join,
+            replay_cpu: replay_cpu.map(|s| s * 1e6 / n as f64),
+            kafka_cpu,
+        };
+        println!(
+            "round {}: one scoring thread: replay {:.0}, Kafka {:.0} records/s ({:.2}x); {threads} threads: replay {:.0}, Kafka {:.0} ({:.2}x); group join {:.1} s not counted",
+            round + 1,
+            r.replay,
+            r.kafka,
+            r.kafka / r.replay,
+            r.replay_all,
+            r.kafka_all,
+            r.kafka_all / r.replay_all,
+            r.join.as_secs_f64()
+        );
+        all.push(r);
+    }
+    let med = |f: &dyn Fn(&Round) -> f64| median(all.iter().map(f).collect());
+    println!("conn JSON, {n} records, one consumer, 4 partitions, Tansu on loopback; medians of {rounds} rounds:");
     println!(
-        "  replay from a file           {:>9.0} records/s (one scoring thread)",
-        replay_rate
+        "  replay from a file           {:>9.0} records/s (one scoring thread), {:.0} ({threads}: azw-infer's default)",
+        med(&|r| r.replay),
+        med(&|r| r.replay_all)
     );
     println!(
-        "  replay, {threads} scoring threads    {:>9.0} records/s (azw-infer's default)",
-        replay_all_rate
+        "  consumed from Kafka + scored {:>9.0} records/s (one scoring thread), {:.0} ({threads})",
+        med(&|r| r.kafka),
+        med(&|r| r.kafka_all)
     );
     println!(
-        "  consumed from Kafka + scored {:>9.0} records/s  ({:.2}x replay, {:.2}x with {threads} threads; group join {:.1} s not counted)",
-        kafka_rate,
-        kafka_rate / replay_rate,
-        kafka_rate / replay_all_rate,
-        join.as_secs_f64()
+        "  Kafka / replay, the same threads: {:.2}x (one), {:.2}x ({threads}): medians of the rounds' ratios",
+        med(&|r| r.kafka / r.replay),
+        med(&|r| r.kafka_all / r.replay_all),
     );
     println!(
         "  produced to Kafka (rdkafka)  {:>9.0} records/s",
-        rate(n, produce)
+        rate(produce)
     );
     // Records flagged cost more (each is explained): the order Kafka's
     // partitions interleave the records in changes what context features
@@ -346,7 +426,7 @@ fn main() {
         memchr::memmem::find_iter(&text, b"\"anomaly\":true").count()
     };
     println!(
-        "  records flagged: replay {}, Kafka {}",
+        "  records flagged (last round): replay {}, Kafka {}",
         flagged("replay.json"),
         flagged("kafka.json")
     );
@@ -354,22 +434,26 @@ fn main() {
     // broker's share is taken from the consumer's, which bounds the rate
     // whatever the consumer does.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let per_record = |s: f64, count: usize| s * 1e6 / count as f64;
-    if let (Some(replay_cpu), Some((c0, b0)), Some((c1, b1))) = (replay_cpu, cpu_first, cpu_last) {
-        let (consumer, broker) = (c1 - c0, b1 - b0);
-        let scored = n - already;
-        let (cu, bu) = (per_record(consumer, scored), per_record(broker, scored));
-        println!("processor time per record (user + system, all threads):");
-        println!(
-            "  replay (one scoring thread)  {:>6.2} us",
-            per_record(replay_cpu, n)
+    let known: Vec<(f64, f64, f64)> = all
+        .iter()
+        .filter_map(|r| Some((r.replay_cpu?, r.kafka_cpu?.0, r.kafka_cpu?.1)))
+        .collect();
+    if !known.is_empty() {
+        let replay_cpu = median(known.iter().map(|k| k.0).collect());
+        let (cu, bu) = (
+            median(known.iter().map(|k| k.1).collect()),
+            median(known.iter().map(|k| k.2).collect()),
         );
+        println!(
+            "processor time per record (user + system, all threads; one scoring thread; medians):"
+        );
+        println!("  replay                       {replay_cpu:>6.2} us");
         println!("  Kafka: this process          {cu:>6.2} us (consumer, scoring, librdkafka)");
         println!("  Kafka: the broker            {bu:>6.2} us");
         println!(
             "  so on {cores} cores Kafka can reach at most {:.0} records/s here ({:.2}x replay), if every core were busy",
             cores as f64 * 1e6 / (cu + bu),
-            cores as f64 * 1e6 / (cu + bu) / replay_rate
+            cores as f64 * 1e6 / (cu + bu) / med(&|r| r.replay)
         );
     }
 }
