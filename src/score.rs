@@ -696,6 +696,22 @@ impl Scorer {
         self.block = block;
     }
 
+    /// [`Scorer::score_encoded`] of records whose context features were
+    /// encoded elsewhere, in order ([`Encoder::encode_context`]): the rest
+    /// of each vector is encoded here first.
+    pub fn score_context_encoded(
+        &mut self,
+        records: &[&Record],
+        block: &mut [f64],
+        out: &mut Vec<Result<ScoredRecord, KitNetError>>,
+    ) {
+        let n = self.vector.len();
+        for (record, v) in records.iter().zip(block.chunks_exact_mut(n.max(1))) {
+            self.encoder.encode_stateless(record, &mut self.fields, v);
+        }
+        self.score_encoded(records, block, out);
+    }
+
     /// [`Scorer::score_block`] of records whose feature vectors were made
     /// elsewhere ([`Scorer::encoder`], one after the other in `block`): a
     /// model with context features is encoded in order on one thread and

@@ -187,6 +187,36 @@ enum Plan {
     Context(Box<ContextDef>, usize, usize),
 }
 
+impl Plan {
+    /// The columns the plan writes.
+    fn width(&self) -> usize {
+        match self {
+            Plan::Scalar(_) | Plan::Rarity(_) | Plan::Interval => 1,
+            Plan::Chars(chars) => chars.chars.len(),
+            Plan::Category(_, n) => n + 1,
+            Plan::PortClass | Plan::TextState => 3,
+            Plan::Direction => 4,
+            Plan::Context(_, _, n) => *n,
+        }
+    }
+}
+
+/// Which of a record's features [`Encoder::encode_inner`] computes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Part {
+    /// Every feature.
+    All,
+    /// The context features only, at their columns, the rest left zero:
+    /// what must be computed in input order.
+    Context,
+    /// The context features only, one after the other from the start of
+    /// `out`: the state's update, the values unused.
+    ContextUpdate,
+    /// Every feature but the context ones, whose columns are left as they
+    /// are: what any thread can compute.
+    Stateless,
+}
+
 /// The state of a module's context features, in table order: what the
 /// encoder reads and updates record by record. One per stream of records
 /// (a training pass, a scoring lane); saved in the live checkpoint.
@@ -473,7 +503,30 @@ impl Encoder {
         context: &mut ContextState,
         out: &mut [f64],
     ) {
-        self.encode_inner(record, cache, context, out, false);
+        self.encode_inner(record, cache, Some(context), out, Part::All);
+    }
+
+    /// The part of [`Encoder::encode_with`] that reads and updates the
+    /// context state, which must see the records in input order: the
+    /// context features' columns of `out`, every other column zero.
+    /// [`Encoder::encode_stateless`] of the same record, on any thread,
+    /// completes `out` to the same bits as `encode_with`. So the one thread
+    /// that must take the records in order does only this part (a replay's
+    /// reading thread was its slowest stage).
+    pub fn encode_context(
+        &self,
+        record: &Record,
+        cache: &mut FieldCache,
+        context: &mut ContextState,
+        out: &mut [f64],
+    ) {
+        self.encode_inner(record, cache, Some(context), out, Part::Context);
+    }
+
+    /// Fills every column of `out` but the context features' (see
+    /// [`Encoder::encode_context`]); reads no state.
+    pub fn encode_stateless(&self, record: &Record, cache: &mut FieldCache, out: &mut [f64]) {
+        self.encode_inner(record, cache, None, out, Part::Stateless);
     }
 
     /// Updates the context state with `record` as [`Encoder::encode_with`]
@@ -488,7 +541,7 @@ impl Encoder {
         scratch: &mut [f64],
     ) {
         if !context.is_empty() {
-            self.encode_inner(record, cache, context, scratch, true);
+            self.encode_inner(record, cache, Some(context), scratch, Part::ContextUpdate);
         }
     }
 
@@ -496,9 +549,9 @@ impl Encoder {
         &self,
         record: &Record,
         cache: &mut FieldCache,
-        context: &mut ContextState,
+        mut context: Option<&mut ContextState>,
         out: &mut [f64],
-        context_only: bool,
+        part: Part,
     ) {
         debug_assert_eq!(out.len(), self.columns.len());
         let schema = record.schema();
@@ -529,13 +582,26 @@ impl Encoder {
             resp_h: schema.index_of("id.resp_h"),
         });
         let at_column = |c: Option<usize>| c.map_or(&Value::Unset, |i| record.at(i));
-        out.fill(0.0);
+        if part != Part::Stateless {
+            out.fill(0.0);
+        }
         let mut at = 0;
         for ((plan, column), given) in self.plans.iter().zip(&cache.columns).zip(&cache.given) {
-            // Only the context's columns are computed: their offsets in
-            // `out` no longer matter, so each writes at the start.
-            if context_only && !matches!(plan, Plan::Context(..)) {
-                continue;
+            let is_context = matches!(plan, Plan::Context(..));
+            match part {
+                // The context's part: its update only writes at the start of
+                // `out` (the offsets no longer matter).
+                Part::Context | Part::ContextUpdate if !is_context => {
+                    at += plan.width();
+                    continue;
+                }
+                Part::Stateless if is_context => {
+                    at += plan.width();
+                    continue;
+                }
+                // Its columns may hold another record's values.
+                Part::Stateless => out[at..at + plan.width()].fill(0.0),
+                _ => {}
             }
             let value = at_column(*column);
             match plan {
@@ -572,8 +638,11 @@ impl Encoder {
                 }
                 Plan::Context(def, slot, n) => {
                     let key = context_key(def, given.iter().map(|c| at_column(*c)));
-                    let from = if context_only { 0 } else { at };
-                    if let Some(state) = context.features.get_mut(*slot) {
+                    let from = if part == Part::ContextUpdate { 0 } else { at };
+                    let state = context
+                        .as_deref_mut()
+                        .and_then(|c| c.features.get_mut(*slot));
+                    if let Some(state) = state {
                         state.apply(def, key, value, record.ts(), &mut out[from..from + n]);
                     }
                     at += n;
@@ -614,6 +683,7 @@ impl Encoder {
                 }
             }
         }
+        debug_assert_eq!(at, self.columns.len(), "a plan's width is its columns");
     }
 
     /// A new vector for [`Encoder::encode`].
@@ -772,6 +842,61 @@ mod tests {
                 assert_eq!(v, w, "record {i}");
             }
         }
+    }
+
+    /// The context part (in order) and the stateless part (anywhere, into
+    /// a vector another record's stateless part filled before) make the
+    /// same bits as encoding whole, record after record.
+    #[test]
+    fn the_context_and_stateless_parts_make_the_whole_vector() {
+        let enc = encoder();
+        let stream: Vec<Record> = (0..40)
+            .map(|i| {
+                let resp = ["8.8.8.8", "10.0.0.2", "10.0.0.3"][i % 3];
+                let proto = if i % 4 == 0 { "udp" } else { "tcp" };
+                let r = conn(proto, Some("S"), "10.0.0.1", resp);
+                let mut fields: Vec<(&str, Value)> =
+                    vec![("ts", Value::Real(1e9 + i as f64 * 7.5))];
+                for name in [
+                    "id.orig_h",
+                    "id.resp_h",
+                    "id.resp_p",
+                    "proto",
+                    "conn_state",
+                    "history",
+                ] {
+                    fields.push((name, r.get(name).clone()));
+                }
+                fields.push(("orig_bytes", Value::Count(i as u64 * 100)));
+                record(&fields)
+            })
+            .collect();
+        let (mut whole, mut ordered) = (enc.context(), enc.context());
+        let mut cache = FieldCache::default();
+        let mut other = FieldCache::default();
+        let mut v = enc.vector();
+        // Stale values everywhere: the parts must overwrite what they own.
+        let mut w = vec![f64::NAN; enc.len()];
+        let mut nonzero_context = false;
+        for (i, r) in stream.iter().enumerate() {
+            enc.encode_with(r, &mut cache, &mut whole, &mut v);
+            enc.encode_context(r, &mut cache, &mut ordered, &mut w);
+            let context_columns = w.iter().filter(|x| **x != 0.0).count();
+            nonzero_context |= context_columns > 0;
+            assert!(
+                context_columns < enc.len(),
+                "record {i}: the context part wrote only its own columns"
+            );
+            // Another record's stateless values first: overwritten.
+            enc.encode_stateless(&stream[(i + 7) % stream.len()], &mut other, &mut w);
+            enc.encode_stateless(r, &mut other, &mut w);
+            assert_eq!(
+                v.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                w.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                "record {i}"
+            );
+        }
+        assert!(nonzero_context, "the context features took values");
     }
 
     #[test]

@@ -119,12 +119,14 @@ impl LaneWorker {
     /// borrowed, so that the thread that read them can free them:
     /// allocator arenas are per thread, and freeing another thread's memory
     /// in bulk was measured at a tenth of replay's time.
-    /// `vectors`: the records' feature vectors, one after the other, when
-    /// they were made on the reading thread (a model with context features).
+    /// `vectors`: the records' feature vectors, one after the other, their
+    /// context features made on the reading thread (a model with context
+    /// features: [`crate::features::Encoder::encode_context`]); completed
+    /// here.
     pub fn score(
         &mut self,
         lines: &[Result<Record, ReadError>],
-        vectors: Option<&[f64]>,
+        mut vectors: Option<&mut [f64]>,
         out: &mut Vec<Scored>,
     ) {
         let module = self.scorer.module();
@@ -133,8 +135,13 @@ impl LaneWorker {
         let n = self.scorer.encoder().len();
         for (b, block) in records.chunks(Self::BLOCK).enumerate() {
             let at = b * Self::BLOCK * n;
-            match vectors.and_then(|v| v.get(at..at + block.len() * n)) {
-                Some(v) => self.scorer.score_encoded(block, v, &mut self.results),
+            match vectors
+                .as_deref_mut()
+                .and_then(|v| v.get_mut(at..at + block.len() * n))
+            {
+                Some(v) => self
+                    .scorer
+                    .score_context_encoded(block, v, &mut self.results),
                 None => self.scorer.score_block(block, &mut self.results),
             }
         }

@@ -11,9 +11,13 @@
 //! Reading, scoring and writing overlap, and every channel is bounded, so
 //! memory stays flat however long the stream.
 //!
-//! A model with context features is encoded on the reading thread, in
-//! input order (its state must see every record in order); the workers
-//! then run KitNET and the output on the vectors made there.
+//! A model with context features has its context features encoded on the
+//! reading thread, in input order (its state must see every record in
+//! order); the workers encode the rest of each vector (the same bits as
+//! encoding it whole, tested), then run KitNET and the output. The reading
+//! thread was a replay's slowest stage: it now parses and keeps the
+//! context, and leaves the rarity lookups, logarithms and one-hot columns
+//! to the workers.
 
 use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
@@ -50,7 +54,8 @@ type Lines = Vec<Result<Record, ReadError>>;
 
 struct Chunk {
     lines: Lines,
-    /// The records' feature vectors, when the reading thread encodes.
+    /// The records' feature vectors, their context features filled, when
+    /// the reading thread keeps the context.
     vectors: Option<Vec<f64>>,
     end: Option<String>,
 }
@@ -94,9 +99,9 @@ where
             let (results_tx, results_rx) = sync_channel::<Results>(2);
             let spent = spent_tx.clone();
             scope.spawn(move || {
-                for chunk in rx {
+                for mut chunk in rx {
                     let mut scored = Vec::with_capacity(chunk.lines.len());
-                    worker.score(&chunk.lines, chunk.vectors.as_deref(), &mut scored);
+                    worker.score(&chunk.lines, chunk.vectors.as_deref_mut(), &mut scored);
                     let _ = spent.send(chunk.lines);
                     let results = Results {
                         scored,
@@ -174,7 +179,7 @@ fn deal(
             .filter_map(|l| l.as_ref().ok())
             .zip(block.chunks_exact_mut(n.max(1)))
         {
-            encoder.encode_with(record, &mut fields, context, v);
+            encoder.encode_context(record, &mut fields, context, v);
         }
         Some(block)
     };
