@@ -22,7 +22,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
@@ -662,6 +662,7 @@ pub fn run_kafka(opts: &KafkaOptions, controls: &Controls) -> Result<KafkaStats,
             warnings: Throttle::default(),
             batch: Vec::new(),
             batch_bytes: 0,
+            topics: Vec::new(),
         },
     };
     tracing::info!(
@@ -880,6 +881,10 @@ struct Intake<'a> {
     batch: Vec<Batched>,
     /// Bytes of the batch's messages.
     batch_bytes: usize,
+    /// The names of the topics messages came from (those subscribed to
+    /// and the repartition topic: a few), shared by the batched messages
+    /// rather than copied into each.
+    topics: Vec<Arc<str>>,
 }
 
 /// What [`Intake::route`] made of a message: what is left to do with it
@@ -901,7 +906,7 @@ enum Routed<'m> {
 /// A message in a batch: where it came from, and its record if it has one
 /// to score.
 struct Batched {
-    topic: String,
+    topic: Arc<str>,
     partition: i32,
     offset: i64,
     record: Option<(LogKind, Pending)>,
@@ -1373,7 +1378,7 @@ impl<'a> Intake<'a> {
             self.batch.retain(|b| {
                 !revoked
                     .iter()
-                    .any(|(t, p)| *t == b.topic && *p == b.partition)
+                    .any(|(t, p)| **t == *b.topic && *p == b.partition)
             });
         }
         Ok(progress)
@@ -1423,8 +1428,16 @@ impl<'a> Intake<'a> {
         progress: &mut Progress,
     ) -> Result<(), RunError> {
         self.batch_bytes += message.payload_len();
+        let topic = match self.topics.iter().find(|t| ***t == *message.topic()) {
+            Some(t) => Arc::clone(t),
+            None => {
+                let t: Arc<str> = message.topic().into();
+                self.topics.push(Arc::clone(&t));
+                t
+            }
+        };
         self.batch.push(Batched {
-            topic: message.topic().to_owned(),
+            topic,
             partition: message.partition(),
             offset: message.offset(),
             record: None,
