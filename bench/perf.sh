@@ -55,7 +55,10 @@ fi
 seconds() {
     local t0 t1 cpu
     t0=$(date +%s.%N)
-    cpu=$( { TIMEFORMAT='%U %S'; time "$@" >/dev/null 2>&1; } 2>&1 )
+    # A failed run prints nothing (and fails): it must not pass for a
+    # fast one.
+    cpu=$( { TIMEFORMAT='%U %S'; time "$@" >/dev/null 2>&1; } 2>&1 ) ||
+        { echo "failed: $*" >&2; return 1; }
     t1=$(date +%s.%N)
     awk -v a="$t0" -v b="$t1" -v c="$cpu" 'BEGIN { split(c, u, " "); print b - a, u[1] + u[2] }'
 }
@@ -65,6 +68,7 @@ declare -A best cpu
 note() { # name "wall cpu": keep the best (shortest) time of each case
     local name=$1 w c
     read -r w c <<<"$2"
+    [[ -n $w ]] || { echo "$name: the run failed" >&2; exit 1; }
     if [[ -z ${best[$name]:-} ]] || awk "BEGIN { exit !($w < ${best[$name]}) }"; then
         best[$name]=$w
         cpu[$name]=$c
@@ -115,7 +119,7 @@ echo "ratios:"
 echo "  2 threads / 1 thread:      $(ratio "replay, 2 threads" "replay, 1 thread")x"
 echo "  1 thread / reader only:    $(ratio "replay, 1 thread" "reader only")x"
 fastest=$(awk -v a="${best["replay, 1 thread"]}" -v b="${best["replay, 2 threads"]}" 'BEGIN { print a < b ? a : b }')
-echo "  2 cores / 1 core:          $(awk "BEGIN { printf \"%.2f\", ${best["replay, 1 core"]} / $fastest }")x (best of each; each round: ${rounds_ratio[*]})"
+echo "  $(nproc) processors / 1 core:    $(awk "BEGIN { printf \"%.2f\", ${best["replay, 1 core"]} / $fastest }")x (best of each; each round: ${rounds_ratio[*]})"
 if [[ -n ${BASE:-} ]]; then
     echo "  1 thread / base replay:    $(ratio "replay, 1 thread" "base replay")x"
     echo "  2 threads / base replay:   $(ratio "replay, 2 threads" "base replay")x"

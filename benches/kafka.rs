@@ -451,7 +451,7 @@ fn main() {
         println!("  Kafka: this process          {cu:>6.2} us (consumer, scoring, librdkafka)");
         println!("  Kafka: the broker            {bu:>6.2} us");
         println!(
-            "  so on {cores} cores Kafka can reach at most {:.0} records/s here ({:.2}x replay), if every core were busy",
+            "  so on {cores} cores Kafka can reach at most {:.0} records/s here ({:.2}x one-thread replay), if every core were busy",
             cores as f64 * 1e6 / (cu + bu),
             cores as f64 * 1e6 / (cu + bu) / med(&|r| r.replay)
         );

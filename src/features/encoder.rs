@@ -209,8 +209,8 @@ enum Part {
     /// The context features only, at their columns, the rest left zero:
     /// what must be computed in input order.
     Context,
-    /// The context features only, one after the other from the start of
-    /// `out`: the state's update, the values unused.
+    /// The context features only, each written over the last at the start
+    /// of `out`: the state's update, the values unused.
     ContextUpdate,
     /// Every feature but the context ones, whose columns are left as they
     /// are: what any thread can compute.

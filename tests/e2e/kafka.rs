@@ -875,19 +875,42 @@ fn an_allowlist_applies_through_kafka_as_in_replay() {
 }
 
 /// `--threads` applies to a Kafka member as to replay, and changes nothing
-/// written: the example conn records, all in the topic before the members
-/// start (so they come in long runs, scored on threads), scored by a member
-/// with one scoring thread and by one with three (each its own group) give
-/// the same bytes, and the records replay scores.
+/// written: the example conn records four times over (distinct uids; more
+/// than three chunks of 512, so three workers all score), all in the topic
+/// before the members start (so they come in long runs, scored on
+/// threads), scored by a member with one scoring thread and by one with
+/// three (each its own group) give the same bytes, and the scores replay
+/// gives.
 #[test]
 fn the_scoring_threads_of_a_kafka_member_change_nothing_written() {
     let broker = Broker::start();
     broker.create_topic("zeek-conn", 1);
-    let json = example_json("conn.json.gz");
+    let examples = example_json("conn.json.gz");
+    let json: Vec<String> = (0..4)
+        .flat_map(|copy| {
+            examples
+                .iter()
+                .map(move |l| l.replacen("\"uid\":\"C", &format!("\"uid\":\"C{copy}x"), 1))
+        })
+        .collect();
+    assert!(json.len() > 3 * 512);
     let dir = tempdir("kafka-threads");
     replay_of(&dir, &json, &[], "replay.json");
     let expected = scored_uids(&dir.join("replay.json"));
     assert_eq!(expected.values().sum::<usize>(), json.len());
+    let scores = |path: &Path| -> BTreeMap<String, serde_json::Value> {
+        fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .map(|v| (v["uid"].as_str().unwrap().to_owned(), v["score"].clone()))
+            .collect()
+    };
+    let replayed = scores(&dir.join("replay.json"));
+    assert!(
+        replayed.values().all(|s| s.as_f64().is_some()),
+        "every record has a score"
+    );
     broker.produce("zeek-conn", &keyed_by_uid(&json));
     let members: Vec<(Infer, std::path::PathBuf)> = ["1", "3"]
         .iter()
@@ -913,6 +936,10 @@ fn the_scoring_threads_of_a_kafka_member_change_nothing_written() {
             "{log}"
         );
         assert_eq!(scored_uids(&out), expected, "{threads} threads\n{log}");
+        assert!(
+            scores(&out) == replayed,
+            "{threads} threads: not replay's scores"
+        );
         written.push(fs::read(&out).unwrap());
     }
     assert!(

@@ -327,9 +327,9 @@ fn replay_output_is_byte_identical_whatever_the_number_of_threads() {
         }
     }
     fs::write(logs.join("conn.log"), log).unwrap();
-    // A conn model without the context columns, whose records score on
-    // the worker threads (a model with them scores on one thread, in
-    // order, whatever --threads says).
+    // A conn model without the context columns, whose records are encoded
+    // and scored on the worker threads (a model with them, below, has its
+    // context columns encoded on the reading thread, in order).
     let tables = dir.join("tables");
     fs::create_dir_all(&tables).unwrap();
     let conn_table = fs::read_to_string(root().join("tables/conn.toml")).unwrap();
