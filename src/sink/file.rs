@@ -21,12 +21,37 @@ use crate::score::ScoredRecord;
 /// Bytes gathered before they are handed to the OS.
 const BUFFER: usize = 1 << 16;
 
+/// Bytes written between two requests to the kernel to start writing the
+/// file back ([`start_writeback`]).
+const WRITEBACK: u64 = 8 << 20;
+
 /// An open output file.
 struct Output {
     path: PathBuf,
     file: File,
     /// Device and inode, to notice the path naming another file.
     id: (u64, u64),
+    /// Bytes written since writing back was last started.
+    unstarted: u64,
+}
+
+/// Asks the kernel to start writing the file's dirty pages to disk, without
+/// waiting. A checkpoint's `fsync` then waits only for the last few
+/// megabytes: left to the kernel, a second of a busy Kafka member's output
+/// (about 100 MB) was still in memory at its commit, and the `fsync` took
+/// 17-28 ms, with nothing scored meanwhile. Advisory: an error shows at the
+/// next `fsync`. Linux only; elsewhere the kernel's own writeback.
+fn start_writeback(file: &File) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: the descriptor is the open file's, borrowed for the
+        // call; no memory is passed. Offset 0 and length 0: the whole file.
+        let _ =
+            unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = file;
 }
 
 /// A file appended to, cut back to a checkpointed length at start and
@@ -126,6 +151,7 @@ impl FileSink {
                 path: path.to_owned(),
                 file,
                 id: (meta.dev(), meta.ino()),
+                unstarted: 0,
             }),
             pending: Vec::with_capacity(BUFFER),
             len,
@@ -171,7 +197,13 @@ impl FileSink {
             self.follow_path()?;
         }
         let result = match &mut self.output {
-            Some(o) => o.file.write_all(&self.pending),
+            Some(o) => o.file.write_all(&self.pending).map(|()| {
+                o.unstarted += self.pending.len() as u64;
+                if o.unstarted >= WRITEBACK {
+                    start_writeback(&o.file);
+                    o.unstarted = 0;
+                }
+            }),
             None => {
                 let mut out = io::stdout().lock();
                 out.write_all(&self.pending).and_then(|()| out.flush())
