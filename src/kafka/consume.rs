@@ -798,7 +798,7 @@ fn connect(
         // fetches again (1 s by default): with a backlog, a member drained
         // its 64 MiB in under a second and then waited for the rest of it
         // with nothing to score (benches/kafka.rs, 2026-12-06: stalls of
-        // 80-190 ms, 6 in 6 consumer runs; with 20 ms, 1 in 6).
+        // 80-190 ms, 6 in 12 consumer runs; with 20 ms, 1 in 12).
         .set("fetch.queue.backoff.ms", "20")
         // Statistics (for the lag in the stats line) as often as the line.
         .set(
