@@ -239,6 +239,27 @@ impl Rules {
         self.rules.len()
     }
 
+    /// Whether a scored anomaly is kept from alerting by a `no_alert` rule
+    /// (those that name a feature look at its explanation).
+    pub fn silences(&self, scored: &ScoredRecord, record: &Record) -> bool {
+        if self.rules.is_empty() {
+            return false;
+        }
+        let module = scored.module.to_string().to_ascii_lowercase();
+        let facts = Facts {
+            module: Some(&module),
+            orig_h: scored.orig_h,
+            resp_h: scored.resp_h,
+            resp_p: scored.resp_p,
+            domain: record_domain(record),
+            features: scored.top_features.as_deref().unwrap_or(&[]),
+            detector: None,
+        };
+        self.live(now())
+            .filter(|r| r.action == Action::NoAlert && r.detector.is_none())
+            .any(|r| r.matches(&facts))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }
@@ -319,7 +340,9 @@ pub struct Suppressed {
 /// A rules file in force, re-read when it changes.
 pub struct Allowlist {
     path: PathBuf,
-    rules: Rules,
+    /// Shared with the records read under them: a replay's workers judge
+    /// a record by the rules in force when it was read.
+    rules: std::sync::Arc<Rules>,
     stamp: Option<(SystemTime, u64)>,
     refused: Option<(SystemTime, u64)>,
     last_check: Instant,
@@ -338,7 +361,7 @@ impl Allowlist {
         Ok(Allowlist {
             path: path.to_owned(),
             stamp: stamp(path),
-            rules,
+            rules: std::sync::Arc::new(rules),
             refused: None,
             last_check: Instant::now(),
             every,
@@ -349,7 +372,7 @@ impl Allowlist {
         &self.path
     }
 
-    pub fn rules(&self) -> &Rules {
+    pub fn rules(&self) -> &std::sync::Arc<Rules> {
         &self.rules
     }
 
@@ -371,7 +394,7 @@ impl Allowlist {
                     self.path.display(),
                     rules.len()
                 );
-                self.rules = rules;
+                self.rules = std::sync::Arc::new(rules);
                 self.stamp = now;
             }
             Err(e) => {
@@ -407,25 +430,9 @@ impl Allowlist {
     }
 
     /// Whether a scored anomaly is kept from alerting by a `no_alert` rule
-    /// (those that name a feature look at its explanation).
+    /// ([`Rules::silences`]).
     pub fn silences(&self, scored: &ScoredRecord, record: &Record) -> bool {
-        if self.rules.is_empty() {
-            return false;
-        }
-        let module = scored.module.to_string().to_ascii_lowercase();
-        let facts = Facts {
-            module: Some(&module),
-            orig_h: scored.orig_h,
-            resp_h: scored.resp_h,
-            resp_p: scored.resp_p,
-            domain: record_domain(record),
-            features: scored.top_features.as_deref().unwrap_or(&[]),
-            detector: None,
-        };
-        self.rules
-            .live(now())
-            .filter(|r| r.action == Action::NoAlert && r.detector.is_none())
-            .any(|r| r.matches(&facts))
+        self.rules.silences(scored, record)
     }
 
     /// Whether a detection is kept from the output (any matching rule

@@ -1607,13 +1607,7 @@ impl Scoring<'_> {
             while let Some(next) = records.next_if(|r| r.0 == module) {
                 run.push(next);
             }
-            // A lane with an allowlist scores in order on this thread (the
-            // allowlist decides before scoring), as replay does.
-            let in_order = self
-                .lanes
-                .get(&module)
-                .is_some_and(|r| !r.lane.scores_anywhere());
-            if run.len() < PARALLEL_RUN || in_order {
+            if run.len() < PARALLEL_RUN {
                 for (_, pending, i) in run {
                     let Some(route) = self.lanes.get_mut(&module) else {
                         break;

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::allow::{Action, Allowlist};
+use crate::allow::{Action, Allowlist, Rules};
 
 use crate::detect::observation::ObservationColumns;
 use crate::detect::{Baseline, DetectOptions, ModuleDetectors, Observation};
@@ -91,7 +91,13 @@ pub enum Scored {
         line: u64,
         result: Result<ScoredRecord, KitNetError>,
         observation: Option<Observation>,
+        /// An anomaly an allowlist rule kept from alerting (written as
+        /// an ordinary record).
+        silenced: bool,
     },
+    /// A record an allowlist rule dropped before scoring: not scored,
+    /// written or watched; its time still counts.
+    Dropped { ts: Option<f64> },
     /// A line that is not a record of this log type, and why.
     Malformed(String),
 }
@@ -122,15 +128,25 @@ impl LaneWorker {
     /// `vectors`: the records' feature vectors, one after the other, their
     /// context features made on the reading thread (a model with context
     /// features: [`crate::features::Encoder::encode_context`]); completed
-    /// here.
+    /// here. `dropped`: per line, whether an allowlist rule dropped it on
+    /// the reading thread (it has no vector); `rules`: the allowlist in
+    /// force when the lines were read, for its `no_alert` rules.
     pub fn score(
         &mut self,
         lines: &[Result<Record, ReadError>],
+        dropped: &[bool],
+        rules: Option<&Rules>,
         mut vectors: Option<&mut [f64]>,
         out: &mut Vec<Scored>,
     ) {
         let module = self.scorer.module();
-        let records: Vec<&Record> = lines.iter().filter_map(|l| l.as_ref().ok()).collect();
+        let is_dropped = |i: usize| dropped.get(i).copied().unwrap_or(false);
+        let records: Vec<&Record> = lines
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !is_dropped(*i))
+            .filter_map(|(_, l)| l.as_ref().ok())
+            .collect();
         self.results.clear();
         let n = self.scorer.encoder().len();
         for (b, block) in records.chunks(Self::BLOCK).enumerate() {
@@ -148,14 +164,22 @@ impl LaneWorker {
         drop(records);
         let observe = self.observe;
         let mut results = self.results.drain(..);
-        for line in lines {
+        for (i, line) in lines.iter().enumerate() {
             out.push(match line {
+                Ok(record) if is_dropped(i) => Scored::Dropped { ts: record.ts() },
                 Ok(record) => {
                     // One result per record (`score_block`'s contract); a
                     // missing one would be a bug, counted as unscorable.
-                    let result = results.next().unwrap_or_else(|| {
+                    let mut result = results.next().unwrap_or_else(|| {
                         Err(KitNetError::NotTrained("no result for this record".into()))
                     });
+                    let silenced = match (&mut result, rules) {
+                        (Ok(s), Some(rules)) if s.anomaly && rules.silences(s, record) => {
+                            silence(s);
+                            true
+                        }
+                        _ => false,
+                    };
                     let observation = if observe && result.is_ok() {
                         Observation::of_with(module, record, &mut self.observe_columns)
                     } else {
@@ -166,6 +190,7 @@ impl LaneWorker {
                         line: record.line(),
                         result,
                         observation,
+                        silenced,
                     }
                 }
                 Err(e) => Scored::Malformed(e.to_string()),
@@ -359,11 +384,7 @@ impl Lane {
         }
         let result = self.scorer.score(record).map(|mut s| {
             if s.anomaly && self.allow.as_ref().is_some_and(|a| a.silences(&s, record)) {
-                // Written as an ordinary record: no severity either (a
-                // SIEM would still see one), the explanation kept.
-                s.anomaly = false;
-                s.severity = None;
-                s.p_normal = None;
+                silence(&mut s);
                 self.stats.unalerted += 1;
             }
             s
@@ -376,11 +397,17 @@ impl Lane {
         self.count_record(record.ts(), record.line(), result, observation, out);
     }
 
-    /// Whether this lane's records may be scored on other threads
-    /// ([`Lane::worker`]): not when an allowlist applies (it decides
-    /// before scoring, in order).
-    pub fn scores_anywhere(&self) -> bool {
-        self.allow.is_none()
+    /// For [`super::parallel`]: the allowlist, taken out to decide on the
+    /// reading thread, in order, which records it drops before they are
+    /// encoded; [`Lane::resume_allowlist`] puts it back.
+    pub fn take_allowlist(&mut self) -> Option<Allowlist> {
+        self.allow.take()
+    }
+
+    pub fn resume_allowlist(&mut self, allow: Option<Allowlist>) {
+        if allow.is_some() {
+            self.allow = allow;
+        }
     }
 
     /// For [`super::parallel`]: the encoder and the context state, taken
@@ -418,7 +445,15 @@ impl Lane {
                 line,
                 result,
                 observation,
-            } => self.count_record(ts, line, result, observation, out),
+                silenced,
+            } => {
+                self.stats.unalerted += u64::from(silenced);
+                self.count_record(ts, line, result, observation, out)
+            }
+            Scored::Dropped { ts } => {
+                self.note_time(ts);
+                self.stats.dropped += 1;
+            }
             Scored::Malformed(why) => self.skip(format_args!("{why}")),
         }
     }
@@ -502,6 +537,15 @@ impl Lane {
             }
         )
     }
+}
+
+/// An anomaly a `no_alert` rule keeps from alerting: written as an
+/// ordinary record, without severity either (a SIEM would still see one),
+/// the explanation kept.
+fn silence(s: &mut ScoredRecord) {
+    s.anomaly = false;
+    s.severity = None;
+    s.p_normal = None;
 }
 
 /// Opens an allowlist for a lane; the tools check the file before a run

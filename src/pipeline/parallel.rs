@@ -23,8 +23,10 @@ use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 
 use super::lane::{Lane, LaneWorker, Scored};
+use crate::allow::{Action, Allowlist, Rules};
 use crate::features::{ContextState, Encoder, FieldCache};
 use crate::zeek::{ReadError, Record};
+use crate::LogKind;
 
 /// Lines per chunk: large enough that a channel message per chunk costs
 /// nothing next to scoring it, small enough that the first results come
@@ -54,6 +56,11 @@ type Lines = Vec<Result<Record, ReadError>>;
 
 struct Chunk {
     lines: Lines,
+    /// Per line, whether the allowlist dropped it (empty: none did).
+    dropped: Vec<bool>,
+    /// The allowlist's rules when the chunk was read, for its `no_alert`
+    /// rules (`None`: no allowlist).
+    rules: Option<Arc<Rules>>,
     /// The records' feature vectors, their context features filled, when
     /// the reading thread keeps the context.
     vectors: Option<Vec<f64>>,
@@ -70,8 +77,10 @@ struct Results {
 /// and the caller's), handing every line's [`Scored`] to `take` in input
 /// order. `take` returns `Ok(false)` to stop early (a signal); its error
 /// stops the run and is returned. On return every thread has ended.
-/// Only for a lane that [`Lane::scores_anywhere`]: the workers apply no
-/// allowlist, so a lane with one is scored in order by the caller.
+/// A lane's allowlist decides on the reading thread, in order, which
+/// records it drops (before they are encoded: they do not feed the
+/// context); the workers apply its `no_alert` rules, as the rules stood
+/// when the records were read.
 pub fn score_parallel<I, E>(
     lines: I,
     threads: usize,
@@ -85,8 +94,8 @@ where
     // scorers are cloned without it: they never read it, and a copy of a
     // state of a million keys per worker per call (Kafka calls this once a
     // batch) cost more than the scoring.
-    debug_assert!(lane.scores_anywhere(), "an allowlist decides in order");
     let encoding = lane.take_encoding();
+    let allow = lane.take_allowlist().map(|a| (lane.module(), a));
     let workers: Vec<LaneWorker> = (0..threads.max(1)).map(|_| lane.worker()).collect();
     let (end, context) = std::thread::scope(|scope| {
         let mut to_workers: Vec<SyncSender<Chunk>> = Vec::new();
@@ -101,7 +110,13 @@ where
             scope.spawn(move || {
                 for mut chunk in rx {
                     let mut scored = Vec::with_capacity(chunk.lines.len());
-                    worker.score(&chunk.lines, chunk.vectors.as_deref_mut(), &mut scored);
+                    worker.score(
+                        &chunk.lines,
+                        &chunk.dropped,
+                        chunk.rules.as_deref(),
+                        chunk.vectors.as_deref_mut(),
+                        &mut scored,
+                    );
                     let _ = spent.send(chunk.lines);
                     let results = Results {
                         scored,
@@ -116,17 +131,19 @@ where
             from_workers.push(results_rx);
         }
         drop(spent_tx);
-        let reader = scope.spawn(move || deal(lines, &to_workers, &spent_rx, encoding));
+        let reader = scope.spawn(move || deal(lines, &to_workers, &spent_rx, encoding, allow));
         let end = take_in_turn(&from_workers, lane, &mut take);
         // The reader stops once the workers' channels close (returning
         // drops them); its context state goes back to the lane.
         drop(from_workers);
-        let context = reader.join().ok().flatten();
-        (end, context)
+        let (context, allow) = reader.join().unwrap_or_default();
+        (end, (context, allow))
     });
+    let (context, allow) = context;
     if let Some(context) = context {
         lane.resume_context(context);
     }
+    lane.resume_allowlist(allow);
     end
 }
 
@@ -158,65 +175,216 @@ fn take_in_turn<E>(
     Ok(End::Done)
 }
 
+/// What the reading thread hands back when it ends: the context state and
+/// the allowlist it took from the lane.
+type Handed = (Option<ContextState>, Option<Allowlist>);
+
 /// The reading thread: chunks of lines dealt to the workers in turn; a
-/// fatal error ends the last chunk. With `encoding`, each record's feature
-/// vector is made here, in order, and the context state handed back.
+/// fatal error ends the last chunk. With `allow`, its rules decide here,
+/// in order, which records are dropped (they are not encoded), and the
+/// rules go with each chunk. With `encoding`, each kept record's context
+/// features are encoded here, in order. Both are handed back.
 fn deal(
     lines: impl Iterator<Item = Result<Record, ReadError>>,
     to_workers: &[SyncSender<Chunk>],
     spent: &Receiver<Lines>,
     mut encoding: Option<(Arc<Encoder>, ContextState)>,
-) -> Option<ContextState> {
+    mut allow: Option<(LogKind, Allowlist)>,
+) -> Handed {
     let mut fields = FieldCache::default();
     let mut turn = (0..to_workers.len()).cycle();
-    let mut vectors = |lines: &Lines| -> Option<Vec<f64>> {
-        let (encoder, context) = encoding.as_mut()?;
-        let n = encoder.len();
-        let records = lines.iter().filter(|l| l.is_ok()).count();
-        let mut block = vec![0.0; records * n];
-        for (record, v) in lines
-            .iter()
-            .filter_map(|l| l.as_ref().ok())
-            .zip(block.chunks_exact_mut(n.max(1)))
-        {
-            encoder.encode_context(record, &mut fields, context, v);
-        }
-        Some(block)
-    };
-    let mut send = |lines: Lines, end: Option<String>, vectors: Option<Vec<f64>>| {
+    let mut send = |chunk: Chunk| {
         while let Ok(lines) = spent.try_recv() {
             drop(lines);
         }
         let worker = turn.next().unwrap_or(0);
-        to_workers[worker]
-            .send(Chunk {
-                lines,
-                vectors,
-                end,
-            })
-            .is_ok()
+        to_workers[worker].send(chunk).is_ok()
     };
-    let mut chunk = Vec::with_capacity(CHUNK);
+    let mut lines_in = Vec::with_capacity(CHUNK);
+    let mut dropped = Vec::new();
     for line in lines {
-        match line {
-            Err(e) if !e.is_skip() => {
-                let v = vectors(&chunk);
-                send(chunk, Some(e.to_string()), v);
-                return encoding.map(|(_, c)| c);
-            }
-            line => chunk.push(line),
+        let fatal = match &line {
+            Err(e) if !e.is_skip() => Some(e.to_string()),
+            _ => None,
+        };
+        if let Some(why) = fatal {
+            let chunk = make_chunk(
+                lines_in,
+                dropped,
+                Some(why),
+                &mut encoding,
+                &mut fields,
+                &allow,
+            );
+            send(chunk);
+            return (encoding.map(|(_, c)| c), allow.map(|(_, a)| a));
         }
-        if chunk.len() == CHUNK {
-            let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
-            let v = vectors(&full);
-            if !send(full, None, v) {
-                return encoding.map(|(_, c)| c);
+        if let Some((module, a)) = allow.as_mut() {
+            a.check();
+            let drop = line
+                .as_ref()
+                .is_ok_and(|r| a.before_scoring(*module, r) == Some(Action::Drop));
+            dropped.push(drop);
+        }
+        lines_in.push(line);
+        if lines_in.len() == CHUNK {
+            let full = std::mem::replace(&mut lines_in, Vec::with_capacity(CHUNK));
+            let drops = std::mem::take(&mut dropped);
+            if !send(make_chunk(
+                full,
+                drops,
+                None,
+                &mut encoding,
+                &mut fields,
+                &allow,
+            )) {
+                return (encoding.map(|(_, c)| c), allow.map(|(_, a)| a));
             }
         }
     }
-    if !chunk.is_empty() {
-        let v = vectors(&chunk);
-        send(chunk, None, v);
+    if !lines_in.is_empty() {
+        send(make_chunk(
+            lines_in,
+            dropped,
+            None,
+            &mut encoding,
+            &mut fields,
+            &allow,
+        ));
     }
-    encoding.map(|(_, c)| c)
+    (encoding.map(|(_, c)| c), allow.map(|(_, a)| a))
+}
+
+/// A chunk of `lines` for a worker: the context features of the records
+/// kept encoded (in order, here), and the allowlist's rules.
+fn make_chunk(
+    lines: Lines,
+    dropped: Vec<bool>,
+    end: Option<String>,
+    encoding: &mut Option<(Arc<Encoder>, ContextState)>,
+    fields: &mut FieldCache,
+    allow: &Option<(LogKind, Allowlist)>,
+) -> Chunk {
+    fn kept<'l>(
+        dropped: &[bool],
+        i: usize,
+        l: &'l Result<Record, ReadError>,
+    ) -> Option<&'l Record> {
+        l.as_ref()
+            .ok()
+            .filter(|_| !dropped.get(i).copied().unwrap_or(false))
+    }
+    let vectors = encoding.as_mut().map(|(encoder, context)| {
+        let n = encoder.len();
+        let records = (lines.iter().enumerate())
+            .filter_map(|(i, l)| kept(&dropped, i, l))
+            .count();
+        let mut block = vec![0.0; records * n];
+        for (record, v) in (lines.iter().enumerate())
+            .filter_map(|(i, l)| kept(&dropped, i, l))
+            .zip(block.chunks_exact_mut(n.max(1)))
+        {
+            encoder.encode_context(record, fields, context, v);
+        }
+        block
+    });
+    Chunk {
+        lines,
+        dropped,
+        rules: allow.as_ref().map(|(_, a)| Arc::clone(a.rules())),
+        vectors,
+        end,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::lane::Output;
+    use crate::pipeline::LaneOptions;
+    use crate::score::ScoredRecord;
+
+    /// An allowlist applied on the threads (drops on the reading thread,
+    /// `no_alert` on the workers) writes what the one-record path writes:
+    /// the same records, flags, scores and counters, whatever the threads.
+    #[test]
+    fn an_allowlist_on_threads_writes_what_one_record_at_a_time_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut model = crate::model::tests::ssh_model().clone();
+        // Every record an anomaly, so that `no_alert` has work.
+        model.threshold.value = 0.0;
+        model
+            .save(
+                &dir.path()
+                    .join(crate::model::file_name(crate::LogKind::SSH)),
+            )
+            .unwrap();
+        let allow = dir.path().join("allow.toml");
+        std::fs::write(
+            &allow,
+            "[[rule]]\nsource = \"10.128.0.19\"\naction = \"drop\"\n\n\
+             [[rule]]\nsource = \"10.0.0.227\"\naction = \"no_alert\"\n",
+        )
+        .unwrap();
+        let opts = LaneOptions {
+            allowlist: Some(allow),
+            ..Default::default()
+        };
+        let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/logs");
+        let files = crate::zeek::layout::discover(&examples, "ssh", Default::default()).unwrap();
+        let records: Vec<Record> = crate::zeek::Records::new(
+            files.into_iter().map(|f| f.path).collect(),
+            Some("ssh"),
+            true,
+        )
+        .collect();
+        // Several chunks, records of each rule in each.
+        let stream: Vec<Record> = records
+            .iter()
+            .cycle()
+            .take(3 * CHUNK + 77)
+            .cloned()
+            .collect();
+        let scored = |out: Vec<Output>| -> Vec<ScoredRecord> {
+            out.into_iter()
+                .filter_map(|o| match o {
+                    Output::Scored(s) => Some(s),
+                    Output::Observed(_) => None,
+                })
+                .collect()
+        };
+        let mut alone = Lane::load(crate::LogKind::SSH, dir.path(), &opts).unwrap();
+        let mut want = Vec::new();
+        for r in &stream {
+            alone.count_line();
+            alone.record(r, &mut want);
+        }
+        let want = scored(want);
+        let stats = *alone.stats();
+        assert!(stats.dropped >= 10 && stats.unalerted >= 10, "{stats:?}");
+        assert!(want.iter().any(|s| s.anomaly), "some anomalies stay");
+        for threads in [1, 3] {
+            let mut lane = Lane::load(crate::LogKind::SSH, dir.path(), &opts).unwrap();
+            let mut got = Vec::new();
+            let end = score_parallel(
+                stream.iter().cloned().map(Ok),
+                threads,
+                &mut lane,
+                |lane, s| {
+                    lane.take(s, &mut got);
+                    Ok::<_, ()>(true)
+                },
+            );
+            assert_eq!(end, Ok(End::Done));
+            assert_eq!(*lane.stats(), stats, "{threads} threads");
+            assert!(
+                scored(got) == want,
+                "{threads} threads: not the one-record path's records"
+            );
+            assert!(
+                lane.allowlist_path().is_some(),
+                "the allowlist went back to the lane"
+            );
+        }
+    }
 }

@@ -14,7 +14,6 @@ use crate::score::ScoredRecord;
 use crate::sink::Sink;
 use crate::zeek::layout::DateRange;
 use crate::zeek::LogReader;
-use crate::zeek::Parsed;
 
 /// What a replay did.
 #[derive(Debug, Default)]
@@ -122,24 +121,6 @@ fn score_file(
         Err(e) => return Ok(Some(e.to_string())),
     };
     let mut outputs = Vec::new();
-    if !lane.scores_anywhere() {
-        // Context state and the allowlist see every record in order, on
-        // this thread.
-        for item in reader {
-            match item {
-                Err(e) if !e.is_skip() => return Ok(Some(e.to_string())),
-                item => {
-                    lane.line(item.map(Parsed::Record), &mut outputs);
-                    emitter.emit(&mut outputs, sink, Some(top))?;
-                    emitter.progress(lane.module(), lane.newest_time(), Reading::Behind, sink)?;
-                }
-            }
-            if stop.load(Ordering::Relaxed) {
-                break;
-            }
-        }
-        return Ok(None);
-    }
     let end = score_parallel(reader, threads, lane, |lane, scored| {
         lane.take(scored, &mut outputs);
         emitter.emit(&mut outputs, sink, Some(top))?;

@@ -262,9 +262,9 @@ pub struct Args {
 
     /// Replay and Kafka: threads that score (reading has one more, writing
     /// is on the main thread); default: one per processor. The output is
-    /// the same, byte for byte, whatever the number. With --allowlist, one
-    /// thread scores in order. On a machine shared with a Kafka broker or
-    /// other work, fewer threads than processors can be faster.
+    /// the same, byte for byte, whatever the number (an --allowlist
+    /// included). On a machine shared with a Kafka broker or other work,
+    /// fewer threads than processors can be faster.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024), env = "AZW_THREADS")]
     pub threads: Option<u16>,
 
