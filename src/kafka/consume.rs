@@ -1877,14 +1877,7 @@ mod tests {
         let lane = Lane::load(LogKind::SSH, dir.path(), &opts).unwrap();
         let parser = LineParser::new("kafka", Some(LogKind::SSH.log_path()));
         let mut lanes = HashMap::from([(LogKind::SSH, Route { lane, parser })]);
-        let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/logs");
-        let files = crate::zeek::layout::discover(&examples, "ssh", Default::default()).unwrap();
-        let records: Vec<Record> = crate::zeek::Records::new(
-            files.into_iter().map(|f| f.path).collect(),
-            Some("ssh"),
-            true,
-        )
-        .collect();
+        let records = crate::zeek::testutil::example_records("ssh");
         assert_eq!(records.len(), 44);
         let batch_records: Vec<Record> = records.iter().cycle().take(440).cloned().collect();
         let mut batch: Vec<Batched> = batch_records

@@ -330,14 +330,7 @@ mod tests {
             allowlist: Some(allow),
             ..Default::default()
         };
-        let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/logs");
-        let files = crate::zeek::layout::discover(&examples, "ssh", Default::default()).unwrap();
-        let records: Vec<Record> = crate::zeek::Records::new(
-            files.into_iter().map(|f| f.path).collect(),
-            Some("ssh"),
-            true,
-        )
-        .collect();
+        let records = crate::zeek::testutil::example_records("ssh");
         // Several chunks, records of each rule in each.
         let stream: Vec<Record> = records
             .iter()

@@ -134,3 +134,11 @@ pub(crate) fn record(fields: &[(&str, super::Value)]) -> super::Record {
     ));
     super::Record::new(schema, fields.iter().map(|(_, v)| v.clone()).collect(), 1)
 }
+
+/// The records of one log type in the bundled example logs
+/// (`examples/logs`), in order.
+pub(crate) fn example_records(log: &str) -> Vec<super::Record> {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/logs");
+    let files = super::layout::discover(&examples, log, Default::default()).unwrap();
+    super::Records::new(files.into_iter().map(|f| f.path).collect(), Some(log), true).collect()
+}
