@@ -340,8 +340,9 @@ pub struct Suppressed {
 /// A rules file in force, re-read when it changes.
 pub struct Allowlist {
     path: PathBuf,
-    /// Shared with the records read under them: a replay's workers judge
-    /// a record by the rules in force when it was read.
+    /// Shared with the records judged by them: the scoring threads
+    /// (replay, Kafka) apply `no_alert` by the version that judged a
+    /// record's drop rules.
     rules: std::sync::Arc<Rules>,
     stamp: Option<(SystemTime, u64)>,
     refused: Option<(SystemTime, u64)>,

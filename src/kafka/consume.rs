@@ -1854,9 +1854,9 @@ mod tests {
     }
 
     /// A batch's long run of one log type in a lane with an allowlist is
-    /// scored in order, the allowlist applied (workers apply none): the
-    /// 44 example SSH records cycled to a run of 440, a rule dropping one
-    /// host's: the same counts as the records scored one by one.
+    /// scored on threads with the allowlist applied: the 44 example SSH
+    /// records cycled to a run of 440, a rule dropping one host's: the
+    /// same counts as the records scored one by one.
     #[test]
     fn an_allowlist_applies_to_a_batch_long_run() {
         let dir = tempfile::tempdir().unwrap();
@@ -1898,7 +1898,7 @@ mod tests {
         scoring.score_batch(&mut batch, 2, &mut Accepting).unwrap();
         let got = *lanes[&LogKind::SSH].lane.stats();
         // The same records one by one through a lane of their own, as
-        // replay scores an allowlisted lane.
+        // live mode scores them.
         let mut alone = Lane::load(LogKind::SSH, dir.path(), &opts).unwrap();
         for b in &batch_records {
             alone.count_line();

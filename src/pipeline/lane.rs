@@ -129,8 +129,8 @@ impl LaneWorker {
     /// context features made on the reading thread (a model with context
     /// features: [`crate::features::Encoder::encode_context`]); completed
     /// here. `dropped`: per line, whether an allowlist rule dropped it on
-    /// the reading thread (it has no vector); `rules`: the allowlist in
-    /// force when the lines were read, for its `no_alert` rules.
+    /// the reading thread (it has no vector); `rules`: the allowlist's
+    /// rules that judged them, for its `no_alert` rules.
     pub fn score(
         &mut self,
         lines: &[Result<Record, ReadError>],

@@ -58,8 +58,8 @@ struct Chunk {
     lines: Lines,
     /// Per line, whether the allowlist dropped it (empty: none did).
     dropped: Vec<bool>,
-    /// The allowlist's rules when the chunk was read, for its `no_alert`
-    /// rules (`None`: no allowlist).
+    /// The allowlist's rules the chunk's lines were judged by (one version
+    /// a chunk), for its `no_alert` rules (`None`: no allowlist).
     rules: Option<Arc<Rules>>,
     /// The records' feature vectors, their context features filled, when
     /// the reading thread keeps the context.
@@ -79,8 +79,8 @@ struct Results {
 /// stops the run and is returned. On return every thread has ended.
 /// A lane's allowlist decides on the reading thread, in order, which
 /// records it drops (before they are encoded: they do not feed the
-/// context); the workers apply its `no_alert` rules, as the rules stood
-/// when the records were read.
+/// context); the workers apply its `no_alert` rules of the same version
+/// (a reload closes the chunk being gathered).
 pub fn score_parallel<I, E>(
     lines: I,
     threads: usize,
@@ -202,25 +202,33 @@ fn deal(
     };
     let mut lines_in = Vec::with_capacity(CHUNK);
     let mut dropped = Vec::new();
+    // The rules the lines being gathered were judged by: a chunk holds
+    // lines judged by one version, so a reload closes the chunk.
+    let mut rules = allow.as_ref().map(|(_, a)| Arc::clone(a.rules()));
+    let handed = |encoding: Option<(Arc<Encoder>, ContextState)>,
+                  allow: Option<(LogKind, Allowlist)>| {
+        (encoding.map(|(_, c)| c), allow.map(|(_, a)| a))
+    };
     for line in lines {
         let fatal = match &line {
             Err(e) if !e.is_skip() => Some(e.to_string()),
             _ => None,
         };
         if let Some(why) = fatal {
-            let chunk = make_chunk(
-                lines_in,
-                dropped,
-                Some(why),
-                &mut encoding,
-                &mut fields,
-                &allow,
-            );
-            send(chunk);
-            return (encoding.map(|(_, c)| c), allow.map(|(_, a)| a));
+            let gathered = (lines_in, dropped, rules);
+            send(make_chunk(gathered, Some(why), &mut encoding, &mut fields));
+            return handed(encoding, allow);
         }
         if let Some((module, a)) = allow.as_mut() {
             a.check();
+            let reloaded = rules.as_ref().is_some_and(|r| !Arc::ptr_eq(r, a.rules()));
+            if reloaded && !lines_in.is_empty() {
+                let gathered = take_gathered(&mut lines_in, &mut dropped, &rules);
+                if !send(make_chunk(gathered, None, &mut encoding, &mut fields)) {
+                    return handed(encoding, allow);
+                }
+            }
+            rules = Some(Arc::clone(a.rules()));
             let drop = line
                 .as_ref()
                 .is_ok_and(|r| a.before_scoring(*module, r) == Some(Action::Drop));
@@ -228,42 +236,45 @@ fn deal(
         }
         lines_in.push(line);
         if lines_in.len() == CHUNK {
-            let full = std::mem::replace(&mut lines_in, Vec::with_capacity(CHUNK));
-            let drops = std::mem::take(&mut dropped);
-            if !send(make_chunk(
-                full,
-                drops,
-                None,
-                &mut encoding,
-                &mut fields,
-                &allow,
-            )) {
-                return (encoding.map(|(_, c)| c), allow.map(|(_, a)| a));
+            let gathered = take_gathered(&mut lines_in, &mut dropped, &rules);
+            if !send(make_chunk(gathered, None, &mut encoding, &mut fields)) {
+                return handed(encoding, allow);
             }
         }
     }
     if !lines_in.is_empty() {
         send(make_chunk(
-            lines_in,
-            dropped,
+            (lines_in, dropped, rules),
             None,
             &mut encoding,
             &mut fields,
-            &allow,
         ));
     }
-    (encoding.map(|(_, c)| c), allow.map(|(_, a)| a))
+    handed(encoding, allow)
 }
 
-/// A chunk of `lines` for a worker: the context features of the records
-/// kept encoded (in order, here), and the allowlist's rules.
+/// What the reading thread gathered for one chunk: the lines, which of
+/// them the allowlist dropped, and the rules that judged them.
+type Gathered = (Lines, Vec<bool>, Option<Arc<Rules>>);
+
+/// Takes what was gathered so far, leaving room for the next chunk.
+fn take_gathered(
+    lines: &mut Lines,
+    dropped: &mut Vec<bool>,
+    rules: &Option<Arc<Rules>>,
+) -> Gathered {
+    let lines = std::mem::replace(lines, Vec::with_capacity(CHUNK));
+    (lines, std::mem::take(dropped), rules.clone())
+}
+
+/// A chunk for a worker of what was gathered: the lines, which of them the
+/// allowlist dropped, and the rules they were judged by; the context
+/// features of the records kept are encoded here, in order.
 fn make_chunk(
-    lines: Lines,
-    dropped: Vec<bool>,
+    (lines, dropped, rules): Gathered,
     end: Option<String>,
     encoding: &mut Option<(Arc<Encoder>, ContextState)>,
     fields: &mut FieldCache,
-    allow: &Option<(LogKind, Allowlist)>,
 ) -> Chunk {
     fn kept<'l>(
         dropped: &[bool],
@@ -291,7 +302,7 @@ fn make_chunk(
     Chunk {
         lines,
         dropped,
-        rules: allow.as_ref().map(|(_, a)| Arc::clone(a.rules())),
+        rules,
         vectors,
         end,
     }
@@ -304,11 +315,18 @@ mod tests {
     use crate::pipeline::LaneOptions;
     use crate::score::ScoredRecord;
 
-    /// An allowlist applied on the threads (drops on the reading thread,
-    /// `no_alert` on the workers) writes what the one-record path writes:
-    /// the same records, flags, scores and counters, whatever the threads.
-    #[test]
-    fn an_allowlist_on_threads_writes_what_one_record_at_a_time_writes() {
+    /// Scores a stream of the example ssh records (several chunks; with
+    /// malformed lines every `malformed_every`, a fatal error before record
+    /// `fatal_at`, a stop after `stop_after` taken) under `rules`, through
+    /// `Lane::line` one record at a time and through `score_parallel` on 1
+    /// and 3 threads: the same records, flags, scores and counters, and the
+    /// allowlist back in the lane.
+    fn allowlisted_as_one_record_at_a_time(
+        rules: &str,
+        malformed_every: Option<usize>,
+        fatal_at: Option<usize>,
+        stop_after: Option<usize>,
+    ) -> crate::pipeline::LaneStats {
         let dir = tempfile::tempdir().unwrap();
         let mut model = crate::model::tests::ssh_model().clone();
         // Every record an anomaly, so that `no_alert` has work.
@@ -320,24 +338,30 @@ mod tests {
             )
             .unwrap();
         let allow = dir.path().join("allow.toml");
-        std::fs::write(
-            &allow,
-            "[[rule]]\nsource = \"10.128.0.19\"\naction = \"drop\"\n\n\
-             [[rule]]\nsource = \"10.0.0.227\"\naction = \"no_alert\"\n",
-        )
-        .unwrap();
+        std::fs::write(&allow, rules).unwrap();
         let opts = LaneOptions {
             allowlist: Some(allow),
             ..Default::default()
         };
         let records = crate::zeek::testutil::example_records("ssh");
-        // Several chunks, records of each rule in each.
-        let stream: Vec<Record> = records
-            .iter()
-            .cycle()
-            .take(3 * CHUNK + 77)
-            .cloned()
-            .collect();
+        let stream = || -> Vec<Result<Record, ReadError>> {
+            let mut lines = Vec::new();
+            for (i, r) in records.iter().cycle().take(3 * CHUNK + 77).enumerate() {
+                if fatal_at == Some(i) {
+                    let reason = "not a log".to_owned();
+                    lines.push(Err(ReadError::NotALog {
+                        file: "x".into(),
+                        reason,
+                    }));
+                }
+                if malformed_every.is_some_and(|m| i % m == 0) {
+                    let (file, line, reason) = ("x".into(), i as u64, "cut".to_owned());
+                    lines.push(Err(ReadError::Malformed { file, line, reason }));
+                }
+                lines.push(Ok(r.clone()));
+            }
+            lines
+        };
         let scored = |out: Vec<Output>| -> Vec<ScoredRecord> {
             out.into_iter()
                 .filter_map(|o| match o {
@@ -348,27 +372,25 @@ mod tests {
         };
         let mut alone = Lane::load(crate::LogKind::SSH, dir.path(), &opts).unwrap();
         let mut want = Vec::new();
-        for r in &stream {
-            alone.count_line();
-            alone.record(r, &mut want);
+        for (taken, line) in stream().into_iter().enumerate() {
+            if matches!(&line, Err(e) if !e.is_skip()) || stop_after == Some(taken) {
+                break;
+            }
+            alone.line(line.map(crate::zeek::Parsed::Record), &mut want);
         }
         let want = scored(want);
         let stats = *alone.stats();
-        assert!(stats.dropped >= 10 && stats.unalerted >= 10, "{stats:?}");
         assert!(want.iter().any(|s| s.anomaly), "some anomalies stay");
         for threads in [1, 3] {
             let mut lane = Lane::load(crate::LogKind::SSH, dir.path(), &opts).unwrap();
             let mut got = Vec::new();
-            let end = score_parallel(
-                stream.iter().cloned().map(Ok),
-                threads,
-                &mut lane,
-                |lane, s| {
-                    lane.take(s, &mut got);
-                    Ok::<_, ()>(true)
-                },
-            );
-            assert_eq!(end, Ok(End::Done));
+            let mut taken = 0;
+            score_parallel(stream().into_iter(), threads, &mut lane, |lane, s| {
+                lane.take(s, &mut got);
+                taken += 1;
+                Ok::<_, ()>(stop_after != Some(taken))
+            })
+            .unwrap();
             assert_eq!(*lane.stats(), stats, "{threads} threads");
             assert!(
                 scored(got) == want,
@@ -379,5 +401,24 @@ mod tests {
                 "the allowlist went back to the lane"
             );
         }
+        stats
+    }
+
+    /// An allowlist applied on the threads (drops on the reading thread,
+    /// `no_alert` on the workers) writes what the one-record path writes.
+    /// A drop by destination leaves records of the same source (the
+    /// context's key) kept: a dropped record feeding the context would
+    /// change their scores. Malformed lines keep the drops aligned.
+    #[test]
+    fn an_allowlist_on_threads_writes_what_one_record_at_a_time_writes() {
+        let rules = "[[rule]]\nsource = \"10.128.0.19\"\naction = \"drop\"\n\n\
+                     [[rule]]\ndestination = \"10.47.23.186\"\naction = \"drop\"\n\n\
+                     [[rule]]\nsource = \"10.0.0.227\"\naction = \"no_alert\"\n";
+        let stats = allowlisted_as_one_record_at_a_time(rules, Some(7), None, None);
+        assert!(stats.dropped >= 10 && stats.unalerted >= 10, "{stats:?}");
+        assert!(stats.malformed >= 10, "{stats:?}");
+        // A fatal error in the middle of a chunk, and a stop.
+        allowlisted_as_one_record_at_a_time(rules, Some(11), Some(700), None);
+        allowlisted_as_one_record_at_a_time(rules, None, None, Some(600));
     }
 }
