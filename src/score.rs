@@ -778,8 +778,6 @@ impl Scorer {
         std::mem::replace(&mut self.context, fresh)
     }
 
-    /// The scored record of `record`, whose feature vector `vector` scored
-    /// `score`; an anomaly is explained.
     /// Each of a block's records' explanation: `None` for a record that
     /// is no anomaly, and for every one when the block pass refused them
     /// (they are then explained one at a time).
@@ -808,7 +806,9 @@ impl Scorer {
             .collect()
     }
 
-    /// `explained`: the anomaly's explanation if made already.
+    /// The scored record of `record`, whose feature vector `vector` scored
+    /// `score`; an anomaly is explained (`explained`: its explanation if
+    /// made already).
     fn finish(
         &mut self,
         record: &Record,

@@ -1379,7 +1379,6 @@ impl KitNet {
     }
 }
 
-/// `v / sum(v)`, or uniform when the sum is zero or not finite.
 /// Input `f` of each record of a block's `rows` (`nf` numbers a record),
 /// side by side; lanes past the last record are zero.
 #[inline(always)]
@@ -1391,6 +1390,7 @@ fn column(rows: &[f64], nf: usize, f: usize) -> Lanes {
     lane
 }
 
+/// `v / sum(v)`, or uniform when the sum is zero or not finite.
 fn normalise_shares(v: &[f64]) -> Vec<f64> {
     let total: f64 = v.iter().sum();
     if total > 0.0 && total.is_finite() {
