@@ -587,22 +587,22 @@ impl Encoder {
         }
         let mut at = 0;
         for ((plan, column), given) in self.plans.iter().zip(&cache.columns).zip(&cache.given) {
+            let (start, width) = (at, plan.width());
+            at += width;
             let is_context = matches!(plan, Plan::Context(..));
-            match part {
-                // The context's part: its update only writes at the start of
-                // `out` (the offsets no longer matter).
-                Part::Context | Part::ContextUpdate if !is_context => {
-                    at += plan.width();
-                    continue;
-                }
-                Part::Stateless if is_context => {
-                    at += plan.width();
-                    continue;
-                }
-                // Its columns may hold another record's values.
-                Part::Stateless => out[at..at + plan.width()].fill(0.0),
-                _ => {}
+            let computed = match part {
+                Part::All => true,
+                Part::Context | Part::ContextUpdate => is_context,
+                Part::Stateless => !is_context,
+            };
+            if !computed {
+                continue;
             }
+            if part == Part::Stateless {
+                // Its columns may hold another record's values.
+                out[start..at].fill(0.0);
+            }
+            let at = start;
             let value = at_column(*column);
             match plan {
                 Plan::Rarity(index) => {
@@ -611,7 +611,6 @@ impl Encoder {
                         *slot = at_column(*c);
                     }
                     out[at] = index.rarity(value, &values[..given.len()]);
-                    at += 1;
                 }
                 Plan::TextState => {
                     let slot = match value {
@@ -621,11 +620,9 @@ impl Encoder {
                         _ => 2,
                     };
                     out[at + slot] = 1.0;
-                    at += 3;
                 }
                 Plan::Scalar(t) => {
                     out[at] = scalar(t, value);
-                    at += 1;
                 }
                 Plan::Interval => {
                     let to = given.first().map_or(&Value::Unset, |c| at_column(*c));
@@ -634,10 +631,11 @@ impl Encoder {
                         _ => 0.0,
                     };
                     out[at] = if span.is_finite() { span } else { 0.0 };
-                    at += 1;
                 }
                 Plan::Context(def, slot, n) => {
                     let key = context_key(def, given.iter().map(|c| at_column(*c)));
+                    // The update alone writes each over the last at the
+                    // start of `out` (the offsets no longer matter).
                     let from = if part == Part::ContextUpdate { 0 } else { at };
                     let state = context
                         .as_deref_mut()
@@ -645,18 +643,15 @@ impl Encoder {
                     if let Some(state) = state {
                         state.apply(def, key, value, record.ts(), &mut out[from..from + n]);
                     }
-                    at += n;
                 }
                 Plan::Chars(chars) => {
                     if let Some(text) = value.as_str() {
                         chars.mark(text, &mut out[at..at + chars.chars.len()]);
                     }
-                    at += chars.chars.len();
                 }
                 Plan::Category(index, n) => {
                     let slot = category_slot(index, value).unwrap_or(*n);
                     out[at + slot] = 1.0;
-                    at += n + 1;
                 }
                 Plan::PortClass => {
                     if let Some(p) = value.as_f64() {
@@ -669,7 +664,6 @@ impl Encoder {
                         };
                         out[at + slot] = 1.0;
                     }
-                    at += 3;
                 }
                 Plan::Direction => {
                     let orig = at_column(cache.orig_h).as_addr();
@@ -679,7 +673,6 @@ impl Encoder {
                         let slot = Direction::ALL.iter().position(|x| *x == d).unwrap_or(0);
                         out[at + slot] = 1.0;
                     }
-                    at += 4;
                 }
             }
         }
