@@ -141,12 +141,7 @@ impl LaneWorker {
     ) {
         let module = self.scorer.module();
         let is_dropped = |i: usize| dropped.get(i).copied().unwrap_or(false);
-        let records: Vec<&Record> = lines
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !is_dropped(*i))
-            .filter_map(|(_, l)| l.as_ref().ok())
-            .collect();
+        let records: Vec<&Record> = kept_records(lines, dropped).collect();
         self.results.clear();
         let n = self.scorer.encoder().len();
         for (b, block) in records.chunks(Self::BLOCK).enumerate() {
@@ -537,6 +532,20 @@ impl Lane {
             }
         )
     }
+}
+
+/// The records of `lines` an allowlist did not drop (`dropped`: per line;
+/// short or empty, none), in order: those that have feature vectors. The
+/// reading thread encodes them and the worker scores them, so both take
+/// them from here and the vectors line up with the records.
+pub(crate) fn kept_records<'l>(
+    lines: &'l [Result<Record, ReadError>],
+    dropped: &'l [bool],
+) -> impl Iterator<Item = &'l Record> + 'l {
+    let is_dropped = |i: usize| dropped.get(i).copied().unwrap_or(false);
+    (lines.iter().enumerate())
+        .filter(move |(i, _)| !is_dropped(*i))
+        .filter_map(|(_, l)| l.as_ref().ok())
 }
 
 /// An anomaly a `no_alert` rule keeps from alerting: written as an

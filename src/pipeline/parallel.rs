@@ -22,7 +22,7 @@
 use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 
-use super::lane::{Lane, LaneWorker, Scored};
+use super::lane::{kept_records, Lane, LaneWorker, Scored};
 use crate::allow::{Action, Allowlist, Rules};
 use crate::features::{ContextState, Encoder, FieldCache};
 use crate::zeek::{ReadError, Record};
@@ -276,26 +276,13 @@ fn make_chunk(
     encoding: &mut Option<(Arc<Encoder>, ContextState)>,
     fields: &mut FieldCache,
 ) -> Chunk {
-    fn kept<'l>(
-        dropped: &[bool],
-        i: usize,
-        l: &'l Result<Record, ReadError>,
-    ) -> Option<&'l Record> {
-        l.as_ref()
-            .ok()
-            .filter(|_| !dropped.get(i).copied().unwrap_or(false))
-    }
     let vectors = encoding.as_mut().map(|(encoder, context)| {
         let n = encoder.len();
-        let records = (lines.iter().enumerate())
-            .filter_map(|(i, l)| kept(&dropped, i, l))
-            .count();
-        let mut block = vec![0.0; records * n];
-        for (record, v) in (lines.iter().enumerate())
-            .filter_map(|(i, l)| kept(&dropped, i, l))
-            .zip(block.chunks_exact_mut(n.max(1)))
-        {
-            encoder.encode_context(record, fields, context, v);
+        let mut block = Vec::with_capacity(lines.len() * n);
+        for record in kept_records(&lines, &dropped) {
+            let at = block.len();
+            block.resize(at + n, 0.0);
+            encoder.encode_context(record, fields, context, &mut block[at..]);
         }
         block
     });
