@@ -155,20 +155,88 @@ fn context_key(given: &[&Value]) -> String {
 }
 
 /// A [`Frequencies`] table made ready for lookups while encoding: values
-/// and context parts become small integers, so a record costs a few hash
-/// lookups and no allocation.
+/// and context parts become small integers, and every logarithm that
+/// depends only on the table is taken once, here, so a record costs a few
+/// hash lookups, no allocation, and at most one `ln`.
+///
+/// Why precomputed: a conn record has four rarity columns, and computing
+/// each from its counts took three calls into libm (`ln`, `exp`, `ln`);
+/// the cached numbers are the results of the same operations on the same
+/// operands, so every column keeps its bits (tested against the formula).
 #[derive(Debug, Clone)]
 pub struct RarityIndex {
-    /// Value to (id, count).
-    values: NameMap<(u32, u64)>,
+    /// Value to its id (an index into `marginal`).
+    values: Names,
     /// Per given field: its values to ids.
-    parts: Vec<NameMap<u32>>,
-    /// Packed context to its count.
-    contexts: HashMap<u64, u64, FxBuildHasher>,
-    /// (packed context, value id) to count.
-    pairs: HashMap<(u64, u32), u64, FxBuildHasher>,
-    /// `ln` of the smoothed total, and of the count an unseen value gets.
-    ln_total: f64,
+    parts: Vec<Names>,
+    /// Per value id, its marginal frequency.
+    marginal: Vec<Marginal>,
+    /// The marginal frequency of a value never seen.
+    unseen: Marginal,
+    /// Packed context to its count plus the prior's weight: the
+    /// denominator of a conditional frequency.
+    contexts: HashMap<u64, f64, FxBuildHasher>,
+    /// (packed context, value id) to the value's rarity in that context.
+    pairs: HashMap<(u64, u32), f64, FxBuildHasher>,
+}
+
+/// A value's smoothed marginal frequency `p`, as `ln p` and as the mass
+/// `PRIOR * p` it lends a context that never saw it.
+#[derive(Debug, Clone, Copy)]
+struct Marginal {
+    ln_p: f64,
+    prior_mass: f64,
+}
+
+impl Marginal {
+    /// For a value counted `count` times (at least [`UNSEEN`]) of the
+    /// training records, whose smoothed total's `ln` is `ln_total`.
+    fn new(count: f64, ln_total: f64) -> Marginal {
+        // ln p = ln((count + 0.5) / (total + 1)): unseen is the rarest.
+        let ln_p = (count + UNSEEN).ln() - ln_total;
+        Marginal {
+            ln_p,
+            prior_mass: PRIOR * ln_p.exp(),
+        }
+    }
+}
+
+/// Names to ids, with the names that spell a count (ports, codes) also
+/// keyed by the number, so a count is found without spelling it.
+#[derive(Debug, Clone, Default)]
+struct Names {
+    text: NameMap<u32>,
+    counts: HashMap<u64, u32, FxBuildHasher>,
+}
+
+impl Names {
+    /// The id of `name`, given the next free one when new.
+    fn id_of(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.text.get(name) {
+            return id;
+        }
+        let id = self.text.len() as u32;
+        self.text.insert(name.to_owned(), id);
+        // Only the canonical spelling: `lookup` spells a count in plain
+        // decimal, so "007" or "+7" never matched one.
+        if let Ok(n) = name.parse::<u64>() {
+            if itoa_buf(n).as_str() == name {
+                self.counts.insert(n, id);
+            }
+        }
+        id
+    }
+
+    /// A value's id, spelled as it was counted.
+    fn get(&self, value: &Value) -> Option<u32> {
+        match value {
+            Value::Count(c) => self.counts.get(c).copied(),
+            _ => {
+                let v = super::encoder::category_value(value);
+                self.text.get(bounded_key(&v).as_ref()).copied()
+            }
+        }
+    }
 }
 
 /// Count given to a value never seen: half a record, below every seen one.
@@ -176,82 +244,92 @@ const UNSEEN: f64 = 0.5;
 
 impl RarityIndex {
     pub fn new(f: &Frequencies, given: usize) -> RarityIndex {
-        let mut values: NameMap<(u32, u64)> = NameMap::default();
-        fn id_of(v: &str, n: u64, values: &mut NameMap<(u32, u64)>) -> u32 {
-            let next = values.len() as u32;
-            let e = values.entry(v.to_owned()).or_insert((next, 0));
-            e.1 += n;
-            e.0
-        }
+        let ln_total = (f.total as f64 + 1.0).ln();
+        let mut values = Names::default();
+        // Per value id, its count (values named by a context's pairs only
+        // count nothing: they are as rare as unseen ones).
+        let mut counts: Vec<u64> = Vec::new();
+        let mut count = |v: &str, n: u64, values: &mut Names| {
+            let id = values.id_of(v);
+            if id as usize == counts.len() {
+                counts.push(0);
+            }
+            counts[id as usize] += n;
+            id
+        };
         for (v, n) in &f.values {
-            id_of(v, *n, &mut values);
+            count(v, *n, &mut values);
         }
-        let mut parts: Vec<NameMap<u32>> = vec![NameMap::default(); given];
-        let mut contexts = HashMap::default();
-        let mut pairs = HashMap::default();
+        let mut parts: Vec<Names> = vec![Names::default(); given];
+        let mut in_context: HashMap<u64, u64, FxBuildHasher> = HashMap::default();
+        let mut with: HashMap<(u64, u32), u64, FxBuildHasher> = HashMap::default();
         for c in &f.contexts {
             if c.context.len() != given {
                 continue;
             }
             let mut packed = 0u64;
             for (i, (part, ids)) in c.context.iter().zip(&mut parts).enumerate() {
-                let next = ids.len() as u32;
-                let id = *ids.entry(part.clone()).or_insert(next);
-                packed |= u64::from(id) << (32 * i);
+                packed |= u64::from(ids.id_of(part)) << (32 * i);
             }
-            contexts.insert(packed, c.total);
+            in_context.insert(packed, c.total);
             for (v, n) in &c.values {
-                let id = id_of(v, 0, &mut values);
-                pairs.insert((packed, id), *n);
+                let id = count(v, 0, &mut values);
+                with.insert((packed, id), *n);
             }
         }
+        let marginal: Vec<Marginal> = counts
+            .iter()
+            .map(|&n| Marginal::new((n as f64).max(UNSEEN), ln_total))
+            .collect();
+        let contexts: HashMap<u64, f64, FxBuildHasher> = in_context
+            .into_iter()
+            .map(|(packed, n)| (packed, n as f64 + PRIOR))
+            .collect();
+        let pairs = with
+            .into_iter()
+            .filter_map(|((packed, id), n)| {
+                let denominator = contexts.get(&packed)?;
+                let m = marginal[id as usize];
+                let p = (n as f64 + m.prior_mass) / denominator;
+                Some(((packed, id), -p.ln()))
+            })
+            .collect();
         RarityIndex {
             values,
             parts,
+            marginal,
+            unseen: Marginal::new(UNSEEN, ln_total),
             contexts,
             pairs,
-            ln_total: (f.total as f64 + 1.0).ln(),
         }
     }
 
     /// `-ln` of the value's smoothed frequency, given its context when the
     /// rarity is conditional.
     pub fn rarity(&self, value: &Value, given: &[&Value]) -> f64 {
-        let found = lookup(&self.values, value);
-        let count = found.map_or(UNSEEN, |(_, n)| (*n as f64).max(UNSEEN));
-        // ln p = ln((count + 0.5) / (total + 1)): unseen is the rarest.
-        let ln_p = (count + UNSEEN).ln() - self.ln_total;
+        let id = self.values.get(value);
+        let m = id.map_or(&self.unseen, |id| &self.marginal[id as usize]);
         if self.parts.is_empty() {
-            return -ln_p;
+            return -m.ln_p;
         }
         let mut packed = 0u64;
         for (i, (v, ids)) in given.iter().zip(&self.parts).enumerate() {
-            match lookup(ids, v) {
-                Some(id) => packed |= u64::from(*id) << (32 * i),
+            match ids.get(v) {
+                Some(id) => packed |= u64::from(id) << (32 * i),
                 // A context never seen says nothing beyond the marginal.
-                None => return -ln_p,
+                None => return -m.ln_p,
             }
         }
-        let Some(&in_context) = self.contexts.get(&packed) else {
-            return -ln_p;
+        let Some(&denominator) = self.contexts.get(&packed) else {
+            return -m.ln_p;
         };
-        let with = found
-            .and_then(|(id, _)| self.pairs.get(&(packed, *id)))
-            .copied()
-            .unwrap_or(0);
-        let p = (with as f64 + PRIOR * ln_p.exp()) / (in_context as f64 + PRIOR);
-        -p.ln()
-    }
-}
-
-/// A value's entry, spelled as it was counted (numbers on the stack).
-fn lookup<'a, V>(map: &'a NameMap<V>, value: &Value) -> Option<&'a V> {
-    match value {
-        Value::Count(c) => map.get(itoa_buf(*c).as_str()),
-        _ => {
-            let v = super::encoder::category_value(value);
-            map.get(bounded_key(&v).as_ref())
+        if let Some(&r) = id.and_then(|id| self.pairs.get(&(packed, id))) {
+            return r;
         }
+        // Never seen in this context: the marginal's prior mass alone
+        // (`0 + mass` is `mass`, bit for bit).
+        let p = m.prior_mass / denominator;
+        -p.ln()
     }
 }
 
@@ -343,6 +421,104 @@ mod tests {
             RarityIndex::new(&l.finish(), 0).rarity(&s("S0"), &[])
         );
         assert!(marginal < s0_on_53);
+    }
+
+    /// The formula, computed from the stored table on every call, as the
+    /// index did before it cached its logarithms: the index must give the
+    /// same bits for every kind of value and context.
+    fn by_the_formula(f: &Frequencies, value: &Value, given: &[&Value]) -> f64 {
+        let spell = |v: &Value| bounded_key(&spelled(v)).into_owned();
+        let count = |values: &[(String, u64)], v: &str| {
+            values
+                .iter()
+                .filter(|(s, _)| s == v)
+                .map(|(_, n)| *n)
+                .sum::<u64>()
+        };
+        let v = spell(value);
+        let known = f.values.iter().any(|(s, _)| *s == v)
+            || f.contexts
+                .iter()
+                .any(|c| c.values.iter().any(|(s, _)| *s == v));
+        let n = if known {
+            (count(&f.values, &v) as f64).max(UNSEEN)
+        } else {
+            UNSEEN
+        };
+        let ln_p = (n + UNSEEN).ln() - (f.total as f64 + 1.0).ln();
+        if given.is_empty() {
+            return -ln_p;
+        }
+        let context: Vec<String> = given.iter().map(|g| spell(g)).collect();
+        // The last of equal contexts is the one kept.
+        let Some(c) = f.contexts.iter().rev().find(|c| c.context == context) else {
+            return -ln_p;
+        };
+        let with = c
+            .values
+            .iter()
+            .rev()
+            .find(|(s, _)| *s == v)
+            .map_or(0, |(_, n)| *n);
+        let p = (with as f64 + PRIOR * ln_p.exp()) / (c.total as f64 + PRIOR);
+        -p.ln()
+    }
+
+    #[test]
+    fn the_index_gives_the_formula_s_bits() {
+        let mut l = RarityLearner::new(true);
+        let states = ["SF", "S0", "REJ", "RSTO", "OTH"];
+        let protos = ["tcp", "udp", "icmp"];
+        let mut x = 7u64;
+        let mut next = || {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            x >> 33
+        };
+        for _ in 0..20_000 {
+            let state = s(states[(next() % 5) as usize]);
+            let port = Value::Count([22, 53, 80, 443, 8080][(next() % 5) as usize] + next() % 3);
+            let proto = s(protos[(next() % 3) as usize]);
+            l.add(&state, &[&port, &proto]);
+        }
+        let mut f = l.finish();
+        // Names a count cannot spell, and a value known only from a pair.
+        f.values.push(("007".into(), 3));
+        f.contexts[0].values.push(("only-in-a-pair".into(), 2));
+        let (cond, marg) = (RarityIndex::new(&f, 2), RarityIndex::new(&f, 0));
+        let values: Vec<Value> = states
+            .iter()
+            .chain(&["only-in-a-pair", "never", "007"])
+            .map(|v| s(v))
+            .chain([Value::Count(7), Value::Count(80), Value::Unset])
+            .collect();
+        let ports: Vec<Value> = [22, 23, 53, 54, 80, 443, 444, 8081, 9]
+            .into_iter()
+            .map(Value::Count)
+            .chain([s("80"), s("443"), Value::Unset])
+            .collect();
+        let mut compared = 0;
+        for v in &values {
+            assert_eq!(
+                marg.rarity(v, &[]).to_bits(),
+                by_the_formula(&f, v, &[]).to_bits(),
+                "{v:?}"
+            );
+            for port in &ports {
+                for proto in protos.iter().map(|p| s(p)).chain([s("sctp")]) {
+                    let given = [port, &proto];
+                    let (got, want) = (cond.rarity(v, &given), by_the_formula(&f, v, &given));
+                    assert_eq!(
+                        got.to_bits(),
+                        want.to_bits(),
+                        "{v:?} given {port:?} {proto:?}"
+                    );
+                    compared += 1;
+                }
+            }
+        }
+        assert!(compared > 400);
     }
 
     #[test]
