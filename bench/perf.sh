@@ -8,7 +8,17 @@
 # for training; with BASE=DIR (a folder holding another build's
 # azw-train and azw-infer, e.g. main's), that build's replay too, the runs
 # alternated in the same session so that the ratios compare like with like
-# on a shared machine.
+# on a shared machine. BASE's model is trained by BASE's own azw-train (an
+# older build reads its own model format).
+#
+# With TABLES=DIR (`azw-train --tables`), this build trains and scores
+# with those feature tables: TABLES=bench/tables-issue16 is the conn table
+# of the build issue 16 measured (no context columns), so that next to
+# that build (BASE) both do the same work per record:
+#
+#   git worktree add /tmp/issue16 417ee05
+#   (cd /tmp/issue16 && cargo build --release)
+#   BASE=/tmp/issue16/target/release TABLES=bench/tables-issue16 bash bench/perf.sh
 #
 # Data: the three days of rita-activecm/missing_host conn logs (105,918
 # records) concatenated ten times into one plain TSV with one header
@@ -45,8 +55,21 @@ if [[ ! -s $log ]]; then
     rm -f "$work/body" "$work/header"
 fi
 records=$(grep -vc '^#' "$log")
-if [[ ! -s $work/models/conn.model.json ]]; then
-    "$BIN/azw-train" --log-dir "$days" --modules CONN --model-dir "$work/models" -q >/dev/null
+# A model per choice of tables, and one per base build (by its binary).
+models=$work/models
+tables=()
+if [[ -n ${TABLES:-} ]]; then
+    models=$work/models-$(basename "$TABLES")
+    tables=(--tables "$TABLES")
+fi
+if [[ ! -s $models/conn.model.json ]]; then
+    "$BIN/azw-train" --log-dir "$days" --modules CONN --model-dir "$models" "${tables[@]}" -q >/dev/null
+fi
+if [[ -n ${BASE:-} ]]; then
+    base_models=$work/models-base-$(cksum <"$BASE/azw-train" | cut -d' ' -f1)
+    if [[ ! -s $base_models/conn.model.json ]]; then
+        "$BASE/azw-train" --log-dir "$days" --modules CONN --model-dir "$base_models" -q >/dev/null
+    fi
 fi
 
 # "wall cpu": seconds of wall time and of processor time (user + system,
@@ -76,29 +99,31 @@ note() { # name "wall cpu": keep the best (shortest) time of each case
     printf '  %-22s %6.2f s  %9s records/s   cpu %5.2f s  %9s records/cpu-s\n' \
         "$name" "$w" "$(rate "$w")" "$c" "$(rate "$c")"
 }
-replay() { # binary-dir output [args...]
-    local bin=$1 out=$2
-    shift 2
-    "$bin/azw-infer" --replay "$log" --modules CONN --model-dir "$work/models" \
+replay() { # binary-dir model-dir output [args...]
+    local bin=$1 dir=$2 out=$3
+    shift 3
+    rm -f "$out"
+    "$bin/azw-infer" --replay "$log" --modules CONN --model-dir "$dir" \
         --output "$out" -q "$@"
 }
 one_core() { # output: this build's replay on processor 0 only
+    rm -f "$1"
     taskset -c 0 "$BIN/azw-infer" --replay "$log" --modules CONN \
-        --model-dir "$work/models" --output "$1" -q --threads 1
+        --model-dir "$models" --output "$1" -q --threads 1
 }
 wall() { echo "${1%% *}"; }
 rounds_ratio=()
 
-echo "$records records, $(nproc) processors, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "$records records, $(nproc) processors, load $(cut -d' ' -f1-3 /proc/loadavg), model $models"
 for round in $(seq "$rounds"); do
     echo "round $round"
     note "reader only" "$(seconds "$BIN/azw-train" --log-dir "$work/logs" --modules CONN --dry-run)"
     if [[ -n ${BASE:-} ]]; then
-        note "base replay" "$(seconds replay "$BASE" "$work/base.json")"
+        note "base replay" "$(seconds replay "$BASE" "$base_models" "$work/base.json")"
     fi
-    t1=$(seconds replay "$BIN" "$work/t1.json" --threads 1)
+    t1=$(seconds replay "$BIN" "$models" "$work/t1.json" --threads 1)
     note "replay, 1 thread" "$t1"
-    t2=$(seconds replay "$BIN" "$work/t2.json" --threads 2)
+    t2=$(seconds replay "$BIN" "$models" "$work/t2.json" --threads 2)
     note "replay, 2 threads" "$t2"
     c1=$(seconds one_core "$work/c1.json")
     note "replay, 1 core" "$c1"
