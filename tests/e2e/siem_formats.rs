@@ -490,51 +490,121 @@ fn live_mode_writes_the_formats_as_replay_does() {
     let log = behaviours_log(&dir);
     for (format, name) in [("ecs", "scores.ecs"), ("notice", "notice.log")] {
         let expected = replay(&dir, &log, format, &[]);
-        let logs = dir.join(format!("zeek-{format}"));
-        fs::create_dir_all(logs.join("current")).unwrap();
-        fs::copy(&log, logs.join("current/conn.log")).unwrap();
-        let out = logs.join(name);
-        let stderr = logs.join("infer.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
-            .args(["--log-dir", logs.to_str().unwrap(), "--modules", "conn"])
-            .args(["--model-dir", models().to_str().unwrap()])
-            .args(["--state-dir", logs.join("state").to_str().unwrap()])
-            .args([
-                "--scan-external",
-                "--sensor",
-                "sensor-7",
-                "--format",
-                format,
-            ])
-            .args([
-                "--poll-ms",
-                "50",
-                "--checkpoint-ms",
-                "100",
-                "--warm-hours",
-                "0",
-            ])
-            .arg("--output")
-            .arg(&out)
-            .stdout(std::process::Stdio::null())
-            .stderr(fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap();
-        let infer = crate::util::Infer { child, log: stderr };
-        let started = std::time::Instant::now();
-        while fs::read_to_string(&out).unwrap_or_default().lines().count()
-            < expected.lines().count()
-        {
-            assert!(
-                started.elapsed() < std::time::Duration::from_secs(60),
-                "{format}: live output incomplete\n{}",
-                infer.log()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        infer.terminate();
-        assert_eq!(fs::read_to_string(&out).unwrap(), expected, "{format}");
+        let got = live(&dir, &log, format, name, &[], expected.lines().count());
+        assert_eq!(got, expected, "{format}");
     }
+}
+
+/// An allowlist decides in live mode, a record at a time, what replay
+/// decides on its scoring threads (drops on the reading thread, `no_alert`
+/// on the workers with the rules that judged the chunk): the same bytes,
+/// with a rule dropping the port scanner and one keeping the beacon's
+/// host from alerting, every record above a threshold of 0.001 so that
+/// the silencing shows. Live mode is the independent reference here: it
+/// never scores on threads.
+#[test]
+fn an_allowlist_decides_live_as_replay_on_threads_does() {
+    let dir = tempdir("allow-live");
+    let log = behaviours_log(&dir);
+    let allow = dir.join("allow.toml");
+    fs::write(
+        &allow,
+        "[[rule]]\nsource = \"192.168.33.66\"\naction = \"drop\"\n\n\
+         [[rule]]\nsource = \"192.168.33.77\"\naction = \"no_alert\"\n",
+    )
+    .unwrap();
+    // The threshold, then replay's threads (live mode has none).
+    let flag_all = ["--threshold", "0.001", "--threads", "3"];
+    let rules = ["--allowlist", allow.to_str().unwrap()];
+    let records = |text: &str, uid: &str| -> Vec<Value> {
+        text.lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|v| v["uid"].as_str().is_some_and(|u| u.starts_with(uid)))
+            .collect()
+    };
+    let flagged = |v: &[Value]| v.iter().filter(|r| r["anomaly"] == true).count();
+    let unruled = replay(&dir, &log, "json", &flag_all);
+    assert_eq!(records(&unruled, "CScan").len(), 100);
+    assert!(flagged(&records(&unruled, "CBeacon")) > 60);
+
+    let expected = replay(&dir, &log, "json", &[&flag_all[..], &rules[..]].concat());
+    assert!(
+        records(&expected, "CScan").is_empty(),
+        "the scanner dropped"
+    );
+    let beacon = records(&expected, "CBeacon");
+    assert_eq!(beacon.len(), 72);
+    assert_eq!(flagged(&beacon), 0, "the beacon's host kept from alerting");
+    assert!(
+        flagged(&records(&expected, "C")) > 100,
+        "the others flagged"
+    );
+
+    let got = live(
+        &dir,
+        &log,
+        "json",
+        "scores.json",
+        &[&flag_all[..2], &rules[..]].concat(),
+        expected.lines().count(),
+    );
+    assert_eq!(got, expected);
+}
+
+/// Live mode on a copy of `log` in a `current/` folder, with `--format
+/// format` into `name` and `extra`, until it has written `lines` lines;
+/// the output's text.
+fn live(
+    dir: &TestDir,
+    log: &Path,
+    format: &str,
+    name: &str,
+    extra: &[&str],
+    lines: usize,
+) -> String {
+    let logs = dir.join(format!("zeek-{format}-{name}"));
+    fs::create_dir_all(logs.join("current")).unwrap();
+    fs::copy(log, logs.join("current/conn.log")).unwrap();
+    let out = logs.join(name);
+    let stderr = logs.join("infer.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+        .args(["--log-dir", logs.to_str().unwrap(), "--modules", "conn"])
+        .args(["--model-dir", models().to_str().unwrap()])
+        .args(["--state-dir", logs.join("state").to_str().unwrap()])
+        .args([
+            "--scan-external",
+            "--sensor",
+            "sensor-7",
+            "--format",
+            format,
+        ])
+        .args([
+            "--poll-ms",
+            "50",
+            "--checkpoint-ms",
+            "100",
+            "--warm-hours",
+            "0",
+        ])
+        .arg("--output")
+        .arg(&out)
+        .args(extra)
+        .stdout(std::process::Stdio::null())
+        .stderr(fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let infer = crate::util::Infer { child, log: stderr };
+    let started = std::time::Instant::now();
+    while fs::read_to_string(&out).unwrap_or_default().lines().count() < lines {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "{format}: live output incomplete\n{}",
+            infer.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    infer.terminate();
+    fs::read_to_string(&out).unwrap()
 }
 
 /// A user agent full of terminal escapes, a forged line and a bidi
