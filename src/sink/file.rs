@@ -33,6 +33,15 @@ struct Output {
     id: (u64, u64),
     /// Bytes written since writing back was last started.
     unstarted: u64,
+    /// Whether anything reached the file (or it was made or cut) since its
+    /// last `fsync`. A sync with nothing new skips the `fsync`: a Kafka
+    /// member with `--kafka-state-dir` syncs the output before saving its
+    /// state and again in the commit that follows, and the second found
+    /// nothing to make durable.
+    unsynced: bool,
+    /// `fsync`s done, for tests.
+    #[cfg(test)]
+    syncs: u64,
 }
 
 /// Asks the kernel to start writing the file's dirty pages to disk, without
@@ -152,6 +161,9 @@ impl FileSink {
                 file,
                 id: (meta.dev(), meta.ino()),
                 unstarted: 0,
+                unsynced: true,
+                #[cfg(test)]
+                syncs: 0,
             }),
             pending: Vec::with_capacity(BUFFER),
             len,
@@ -197,13 +209,17 @@ impl FileSink {
             self.follow_path()?;
         }
         let result = match &mut self.output {
-            Some(o) => o.file.write_all(&self.pending).map(|()| {
-                o.unstarted += self.pending.len() as u64;
-                if o.unstarted >= WRITEBACK {
-                    start_writeback(&o.file);
-                    o.unstarted = 0;
-                }
-            }),
+            Some(o) => {
+                // Set first: a write that fails half way still left bytes.
+                o.unsynced = true;
+                o.file.write_all(&self.pending).map(|()| {
+                    o.unstarted += self.pending.len() as u64;
+                    if o.unstarted >= WRITEBACK {
+                        start_writeback(&o.file);
+                        o.unstarted = 0;
+                    }
+                })
+            }
             None => {
                 let mut out = io::stdout().lock();
                 out.write_all(&self.pending).and_then(|()| out.flush())
@@ -285,11 +301,16 @@ impl Sink for FileSink {
 
     fn sync(&mut self) -> Result<(), SinkError> {
         self.write_pending(false)?;
-        if let Some(o) = &self.output {
+        if let Some(o) = self.output.as_mut().filter(|o| o.unsynced) {
             o.file.sync_data().map_err(|source| SinkError::Io {
                 target: o.path.display().to_string(),
                 source,
             })?;
+            o.unsynced = false;
+            #[cfg(test)]
+            {
+                o.syncs += 1;
+            }
         }
         Ok(())
     }
@@ -369,6 +390,35 @@ mod tests {
             .lines()
             .map(str::to_owned)
             .collect()
+    }
+
+    /// A sync makes what was written durable once: a second with nothing
+    /// written since costs no `fsync`, and anything written (a record, a
+    /// buffered one flushed first, a new file's creation) makes the next
+    /// sync do one.
+    #[test]
+    fn a_sync_with_nothing_new_does_no_fsync() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("scores.json");
+        let mut s = FileSink::open(&p, None, RecordFormat::Json).unwrap();
+        let syncs = |s: &FileSink| s.output.as_ref().unwrap().syncs;
+        s.sync().unwrap();
+        assert_eq!(syncs(&s), 1, "a new file is made durable");
+        s.sync().unwrap();
+        assert_eq!(syncs(&s), 1);
+        s.write(&record("a")).unwrap();
+        s.sync().unwrap();
+        s.sync().unwrap();
+        assert_eq!(syncs(&s), 2);
+        s.write(&record("b")).unwrap();
+        s.flush().unwrap();
+        s.sync().unwrap();
+        assert_eq!(syncs(&s), 3, "bytes flushed before the sync");
+        assert_eq!(lines(&p).len(), 2);
+        drop(s);
+        let mut s = FileSink::open(&p, None, RecordFormat::Json).unwrap();
+        s.sync().unwrap();
+        assert_eq!(syncs(&s), 1, "a reopened file is synced once");
     }
 
     #[test]
