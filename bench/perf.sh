@@ -72,43 +72,54 @@ if [[ -n ${BASE:-} ]]; then
     fi
 fi
 
-# "wall cpu": seconds of wall time and of processor time (user + system,
-# all threads) of one run of "$@". Processor time does not depend on what
-# else the machine runs; wall time does.
+# "wall cpu rss": seconds of wall time and of processor time (user +
+# system, all threads) of one run of "$@", and its peak resident memory in
+# MB (by GNU time when installed, else "?"). Processor time does not
+# depend on what else the machine runs; wall time does.
 seconds() {
     local t0 t1 cpu
     t0=$(date +%s.%N)
     # A failed run prints nothing (and fails): it must not pass for a
     # fast one.
-    cpu=$( { TIMEFORMAT='%U %S'; time "$@" >/dev/null 2>&1; } 2>&1 ) ||
-        { echo "failed: $*" >&2; return 1; }
+    if [[ -x /usr/bin/time ]]; then
+        /usr/bin/time -f '%U %S %M' -o "$work/time" "$@" >/dev/null 2>&1 ||
+            { echo "failed: $*" >&2; return 1; }
+        cpu=$(tail -1 "$work/time")
+    else
+        cpu="$( { TIMEFORMAT='%U %S'; time "$@" >/dev/null 2>&1; } 2>&1 ) ?" ||
+            { echo "failed: $*" >&2; return 1; }
+    fi
     t1=$(date +%s.%N)
-    awk -v a="$t0" -v b="$t1" -v c="$cpu" 'BEGIN { split(c, u, " "); print b - a, u[1] + u[2] }'
+    awk -v a="$t0" -v b="$t1" -v c="$cpu" 'BEGIN {
+        split(c, u, " ")
+        rss = u[3] == "?" ? "?" : sprintf("%.1f", u[3] / 1024)
+        print b - a, u[1] + u[2], rss
+    }'
 }
 rate() { awk "BEGIN { printf \"%.0f\", $records / $1 }"; }
 
 declare -A best cpu
-note() { # name "wall cpu": keep the best (shortest) time of each case
-    local name=$1 w c
-    read -r w c <<<"$2"
+note() { # name "wall cpu rss": keep the best (shortest) time of each case
+    local name=$1 w c m
+    read -r w c m <<<"$2"
     [[ -n $w ]] || { echo "$name: the run failed" >&2; exit 1; }
     if [[ -z ${best[$name]:-} ]] || awk "BEGIN { exit !($w < ${best[$name]}) }"; then
         best[$name]=$w
         cpu[$name]=$c
     fi
-    printf '  %-22s %6.2f s  %9s records/s   cpu %5.2f s  %9s records/cpu-s\n' \
-        "$name" "$w" "$(rate "$w")" "$c" "$(rate "$c")"
+    printf '  %-22s %6.2f s  %9s records/s   cpu %5.2f s  %9s records/cpu-s  peak %s MB\n' \
+        "$name" "$w" "$(rate "$w")" "$c" "$(rate "$c")" "$m"
 }
-replay() { # binary-dir model-dir output [args...]
+replay() { # binary-dir model-dir output [args...]: `seconds` of a replay
     local bin=$1 dir=$2 out=$3
     shift 3
     rm -f "$out"
-    "$bin/azw-infer" --replay "$log" --modules CONN --model-dir "$dir" \
+    seconds "$bin/azw-infer" --replay "$log" --modules CONN --model-dir "$dir" \
         --output "$out" -q "$@"
 }
-one_core() { # output: this build's replay on processor 0 only
+one_core() { # output: `seconds` of this build's replay on processor 0 only
     rm -f "$1"
-    taskset -c 0 "$BIN/azw-infer" --replay "$log" --modules CONN \
+    seconds taskset -c 0 "$BIN/azw-infer" --replay "$log" --modules CONN \
         --model-dir "$models" --output "$1" -q --threads 1
 }
 wall() { echo "${1%% *}"; }
@@ -119,13 +130,13 @@ for round in $(seq "$rounds"); do
     echo "round $round"
     note "reader only" "$(seconds "$BIN/azw-train" --log-dir "$work/logs" --modules CONN --dry-run)"
     if [[ -n ${BASE:-} ]]; then
-        note "base replay" "$(seconds replay "$BASE" "$base_models" "$work/base.json")"
+        note "base replay" "$(replay "$BASE" "$base_models" "$work/base.json")"
     fi
-    t1=$(seconds replay "$BIN" "$models" "$work/t1.json" --threads 1)
+    t1=$(replay "$BIN" "$models" "$work/t1.json" --threads 1)
     note "replay, 1 thread" "$t1"
-    t2=$(seconds replay "$BIN" "$models" "$work/t2.json" --threads 2)
+    t2=$(replay "$BIN" "$models" "$work/t2.json" --threads 2)
     note "replay, 2 threads" "$t2"
-    c1=$(seconds one_core "$work/c1.json")
+    c1=$(one_core "$work/c1.json")
     note "replay, 1 core" "$c1"
     # This round's two cores (the faster of 1 and 2 threads) / one core.
     rounds_ratio+=("$(awk -v c="$(wall "$c1")" -v a="$(wall "$t1")" -v b="$(wall "$t2")" \
