@@ -450,17 +450,17 @@ mod tests {
             return -ln_p;
         }
         let context: Vec<String> = given.iter().map(|g| spell(g)).collect();
-        // The last of equal contexts is the one kept.
-        let Some(c) = f.contexts.iter().rev().find(|c| c.context == context) else {
+        // A context stored twice: the total of its last copy, and each
+        // value's count from the last copy that has it.
+        let copies = f.contexts.iter().filter(|c| c.context == context);
+        let Some(total) = copies.clone().next_back().map(|c| c.total) else {
             return -ln_p;
         };
-        let with = c
-            .values
-            .iter()
-            .rev()
-            .find(|(s, _)| *s == v)
+        let with = copies
+            .flat_map(|c| &c.values)
+            .rfind(|(s, _)| *s == v)
             .map_or(0, |(_, n)| *n);
-        let p = (with as f64 + PRIOR * ln_p.exp()) / (c.total as f64 + PRIOR);
+        let p = (with as f64 + PRIOR * ln_p.exp()) / (total as f64 + PRIOR);
         -p.ln()
     }
 
@@ -483,9 +483,17 @@ mod tests {
             l.add(&state, &[&port, &proto]);
         }
         let mut f = l.finish();
-        // Names a count cannot spell, and a value known only from a pair.
+        // Names a count cannot spell, a value known only from a pair, and
+        // a context stored twice (another total, a count changed, one
+        // value only in the first copy).
         f.values.push(("007".into(), 3));
         f.contexts[0].values.push(("only-in-a-pair".into(), 2));
+        let mut again = f.contexts[1].clone();
+        again.total += 5;
+        let first_value = again.values.remove(0).0;
+        again.values[0].1 += 7;
+        f.contexts.push(again);
+        assert!(f.contexts[1].values.iter().any(|(s, _)| *s == first_value));
         let (cond, marg) = (RarityIndex::new(&f, 2), RarityIndex::new(&f, 0));
         let values: Vec<Value> = states
             .iter()
@@ -493,8 +501,13 @@ mod tests {
             .map(|v| s(v))
             .chain([Value::Count(7), Value::Count(80), Value::Unset])
             .collect();
-        let ports: Vec<Value> = [22, 23, 53, 54, 80, 443, 444, 8081, 9]
-            .into_iter()
+        // Every stored context's port (so the copied context is probed),
+        // others never seen, and ports spelled as text or unset.
+        let ports: Vec<Value> = f
+            .contexts
+            .iter()
+            .filter_map(|c| c.context[0].parse::<u64>().ok())
+            .chain([23, 9])
             .map(Value::Count)
             .chain([s("80"), s("443"), Value::Unset])
             .collect();
