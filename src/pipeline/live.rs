@@ -398,7 +398,6 @@ impl Writer<'_> {
 
     fn save(&mut self) -> Result<(), RunError> {
         let (opts, positions) = (self.opts, &self.positions);
-        let output_id = self.output.identity();
         let state =
             StageState::capture(self.lanes.values(), &self.emitter).map_err(|e| RunError::Io {
                 path: Checkpoint::file(&opts.state_dir),
@@ -418,12 +417,12 @@ impl Writer<'_> {
             }
             _ => None,
         };
-        sync_then(self.output, |len| {
+        let saved = sync_then(self.output, |durable| {
             Checkpoint {
                 version: CHECKPOINT_VERSION,
-                output_len: len.unwrap_or(0),
+                output_len: durable.len.unwrap_or(0),
                 output: Some(opts.output.to_string()),
-                output_id,
+                output_id: durable.identity,
                 modules: positions.clone(),
                 detectors: state.detectors,
                 context: state.context,
@@ -431,13 +430,14 @@ impl Writer<'_> {
                 alerts_output: alerts_output.clone(),
             }
             .save(&opts.state_dir)
+            .map(|()| durable.identity)
             .map_err(RunError::from)
         })
         .map_err(|e| match e {
             RunError::Sink(s) => RunError::Output(s),
             other => other,
         })?;
-        self.saved_identity = output_id;
+        self.saved_identity = saved;
         crate::metrics::global().checkpoint_saved();
         Ok(())
     }

@@ -254,9 +254,12 @@ impl FileSink {
             source,
         })?;
         let path = o.path.clone();
+        // Opened before anything is taken: if it fails, the pending bytes
+        // are still here (and counted), not lost with an error.
+        let new = FileSink::open(&path, None, self.format)?;
         let pending = std::mem::take(&mut self.pending);
         let stamp = std::mem::take(&mut self.stamp);
-        *self = FileSink::open(&path, None, self.format)?.with_stamp(stamp);
+        *self = new.with_stamp(stamp);
         // The new file's length: its header, then the records not yet
         // written anywhere.
         self.append(&pending[..]);
@@ -419,6 +422,35 @@ mod tests {
         let mut s = FileSink::open(&p, None, RecordFormat::Json).unwrap();
         s.sync().unwrap();
         assert_eq!(syncs(&s), 1, "a reopened file is synced once");
+    }
+
+    /// A sync that finds the output deleted writes to a new file at its
+    /// path, and what it reports as durable is that file's length and
+    /// identity (a live checkpoint names them together; it once took the
+    /// identity before the sync, naming the old file with the new length).
+    #[test]
+    fn what_a_sync_made_durable_names_the_file_it_is_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("scores.json");
+        let mut s = FileSink::open(&p, None, RecordFormat::Json).unwrap();
+        s.write(&record("a")).unwrap();
+        s.sync().unwrap();
+        let old = s.identity();
+        s.write(&record("b")).unwrap();
+        // Deleted under the writer, and a file put in its place first so
+        // that the new one cannot reuse the old inode.
+        std::fs::remove_file(&p).unwrap();
+        let _other = std::fs::File::create(dir.path().join("other")).unwrap();
+        let durable = crate::sink::sync_then::<_, SinkError>(&mut s, Ok).unwrap();
+        let meta = std::fs::metadata(&p).unwrap();
+        assert_ne!(durable.identity, old);
+        assert_eq!(durable.identity, Some((meta.dev(), meta.ino())));
+        assert_eq!(durable.len, Some(meta.len()));
+        assert_eq!(
+            lines(&p).len(),
+            1,
+            "the record not yet written went to the new file"
+        );
     }
 
     #[test]

@@ -212,15 +212,30 @@ impl Sink for Split {
 }
 
 /// The one progress rule: makes `sink` durable, then records progress
-/// with `commit` (given the output's durable length, if it has one). When
-/// the sync fails, nothing is committed and the error is returned: the
-/// records since the last commit will be derived again after a restart.
+/// with `commit` (given what is durable: the output's length and file, if
+/// it has them). When the sync fails, nothing is committed and the error
+/// is returned: the records since the last commit will be derived again
+/// after a restart.
 pub fn sync_then<T, E: From<SinkError>>(
     sink: &mut dyn Sink,
-    commit: impl FnOnce(Option<u64>) -> Result<T, E>,
+    commit: impl FnOnce(Durable) -> Result<T, E>,
 ) -> Result<T, E> {
     sink.sync()?;
-    commit(sink.size())
+    // Both read after the sync: a sync can move a file output to a new
+    // file at its path (the old one deleted or replaced), and a length
+    // must be named with the file it is the length of.
+    commit(Durable {
+        len: sink.size(),
+        identity: sink.identity(),
+    })
+}
+
+/// What [`sync_then`] made durable: the output's length and its file's
+/// device and inode (a file output's; `None` for others).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Durable {
+    pub len: Option<u64>,
+    pub identity: Option<(u64, u64)>,
 }
 
 /// How an output is opened.
@@ -339,8 +354,8 @@ mod tests {
             calls: Vec::new(),
         };
         let mut committed = None;
-        sync_then::<_, SinkError>(&mut sink, |len| {
-            committed = len;
+        sync_then::<_, SinkError>(&mut sink, |durable| {
+            committed = durable.len;
             Ok(())
         })
         .unwrap();
