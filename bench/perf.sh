@@ -55,18 +55,23 @@ if [[ ! -s $log ]]; then
     rm -f "$work/body" "$work/header"
 fi
 records=$(grep -vc '^#' "$log")
-# A model per choice of tables, and one per base build (by its binary).
-models=$work/models
+# A model per build and choice of tables (named by checksums of the
+# trainer and the tables' text: a changed build or table trains anew),
+# and one per base build.
+checksum() { cat "$@" | cksum | cut -d' ' -f1; }
 tables=()
 if [[ -n ${TABLES:-} ]]; then
-    models=$work/models-$(basename "$TABLES")
     tables=(--tables "$TABLES")
+    models=$work/models-$(checksum "$BIN/azw-train" "$TABLES"/*.toml)
+else
+    models=$work/models-$(checksum "$BIN/azw-train")
 fi
 if [[ ! -s $models/conn.model.json ]]; then
-    "$BIN/azw-train" --log-dir "$days" --modules CONN --model-dir "$models" "${tables[@]}" -q >/dev/null
+    "$BIN/azw-train" --log-dir "$days" --modules CONN --model-dir "$models" \
+        ${tables[@]+"${tables[@]}"} -q >/dev/null
 fi
 if [[ -n ${BASE:-} ]]; then
-    base_models=$work/models-base-$(cksum <"$BASE/azw-train" | cut -d' ' -f1)
+    base_models=$work/models-base-$(checksum "$BASE/azw-train")
     if [[ ! -s $base_models/conn.model.json ]]; then
         "$BASE/azw-train" --log-dir "$days" --modules CONN --model-dir "$base_models" -q >/dev/null
     fi

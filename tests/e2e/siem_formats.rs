@@ -497,7 +497,8 @@ fn live_mode_writes_the_formats_as_replay_does() {
 
 /// An allowlist decides in live mode, a record at a time, what replay
 /// decides on its scoring threads (drops on the reading thread, `no_alert`
-/// on the workers with the rules that judged the chunk): the same bytes,
+/// on the workers; the log's 533 records are two chunks of up to 512, so
+/// two of the three workers score): the same bytes,
 /// with a rule dropping the port scanner and one keeping the beacon's
 /// host from alerting, every record above a threshold of 0.001 so that
 /// the silencing shows. Live mode is the independent reference here: it
