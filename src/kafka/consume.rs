@@ -1046,9 +1046,16 @@ impl Run<'_> {
                     .sink
                     .reopen()
                     .map_err(RunError::Output)?;
-                // The saved output is the new file from now on (nothing was
-                // consumed since the commit: the same offsets).
-                let offsets = consumer.context().progress().committed.clone();
+                // The saved output is the new file from now on. Nothing was
+                // consumed since the checkpoint, so the state stands for the
+                // offsets that checkpoint saved: the ones it committed, or,
+                // when that commit failed (not fatal), the pending ones it
+                // still has to commit. (The committed ones alone named
+                // offsets older than the state: a crash before the next
+                // checkpoint resumed it and counted the records between
+                // them twice.)
+                let assigned = consumer.assignment().unwrap_or_default();
+                let offsets = consumer.context().progress().to_commit(&assigned);
                 self.save_state(consumer, offsets)?;
                 tracing::info!("output reopened (SIGHUP)");
             }
