@@ -108,7 +108,8 @@ impl FileSink {
             target: path.display().to_string(),
             reason,
         };
-        if let Ok(meta) = std::fs::symlink_metadata(path) {
+        let existed = std::fs::symlink_metadata(path);
+        if let Ok(meta) = &existed {
             if meta.file_type().is_symlink() {
                 return Err(refuse(
                     "is a symbolic link; give the real path of the output file".into(),
@@ -128,6 +129,12 @@ impl FileSink {
             .open(path)
             .map_err(err)?;
         let meta = file.metadata().map_err(err)?;
+        if existed.is_err() {
+            // A new file's name is made durable too: a checkpoint will name
+            // this file, and after a power cut it must still be there.
+            let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+            crate::safe_fs::sync_dir(dir.unwrap_or(Path::new("."))).map_err(err)?;
+        }
         let on_disk = meta.len();
         if on_disk > 0 && !is_our_output(&mut file, format).map_err(err)? {
             return Err(refuse(format!(
@@ -153,6 +160,22 @@ impl FileSink {
                 on_disk
             }
             _ => on_disk,
+        };
+        // A last line without its newline is a record cut short (a run
+        // killed mid-write, a full disk): the next record would be glued
+        // to it, and the two lost to a JSON-lines reader. It goes; its
+        // record was never checkpointed, so it is written again.
+        let whole = complete_lines(&mut file, len).map_err(err)?;
+        let len = if whole < len {
+            tracing::warn!(
+                "{}: cutting an unfinished last line ({} bytes) left by a run that stopped mid-write",
+                path.display(),
+                len - whole
+            );
+            file.set_len(whole).map_err(err)?;
+            whole
+        } else {
+            len
         };
         file.seek(SeekFrom::Start(len)).map_err(err)?;
         let mut sink = FileSink {
@@ -338,6 +361,24 @@ impl Sink for FileSink {
     }
 }
 
+/// The length of `file`'s first `len` bytes up to the end of their last
+/// complete line (0 when there is none).
+fn complete_lines(file: &mut File, len: u64) -> io::Result<u64> {
+    let mut buf = vec![0u8; 1 << 16];
+    let mut end = len;
+    while end > 0 {
+        let start = end.saturating_sub(buf.len() as u64);
+        let chunk = &mut buf[..(end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(chunk)?;
+        if let Some(i) = memchr::memrchr(b'\n', chunk) {
+            return Ok(start + i as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
+}
+
 /// True if `path` is a regular file that is empty or already an
 /// autozeekwatch output of `format`: one an output may replace or append to.
 pub fn is_replaceable_output(path: &Path, format: RecordFormat) -> io::Result<bool> {
@@ -451,6 +492,35 @@ mod tests {
             1,
             "the record not yet written went to the new file"
         );
+    }
+
+    /// A record cut short by a run that died mid-write is not glued to
+    /// the next one: appending first cuts the unfinished line (also one
+    /// longer than the search's 64 KiB step), and every line parses.
+    #[test]
+    fn an_unfinished_last_line_is_cut_before_appending() {
+        let dir = tempfile::tempdir().unwrap();
+        for fragment in ["{\"ts\":1.5,\"uid\":\"b".to_owned(), "x".repeat(70_000)] {
+            let p = dir.path().join("scores.json");
+            let _ = std::fs::remove_file(&p);
+            let mut s = FileSink::open(&p, None, RecordFormat::Json).unwrap();
+            s.write(&record("a")).unwrap();
+            s.sync().unwrap();
+            drop(s);
+            let whole = std::fs::metadata(&p).unwrap().len();
+            let mut f = OpenOptions::new().append(true).open(&p).unwrap();
+            f.write_all(fragment.as_bytes()).unwrap();
+            drop(f);
+            let mut s = FileSink::open(&p, None, RecordFormat::Json).unwrap();
+            assert_eq!(s.size(), Some(whole));
+            s.write(&record("c")).unwrap();
+            s.sync().unwrap();
+            let got = lines(&p);
+            assert_eq!(got.len(), 2, "{got:?}");
+            for l in &got {
+                serde_json::from_str::<serde_json::Value>(l).unwrap();
+            }
+        }
     }
 
     #[test]
