@@ -163,8 +163,9 @@ impl FileSink {
         };
         // A last line without its newline is a record cut short (a run
         // killed mid-write, a full disk): the next record would be glued
-        // to it, and the two lost to a JSON-lines reader. It goes; its
-        // record was never checkpointed, so it is written again.
+        // to it, and the two lost to a JSON-lines reader. It goes: a
+        // record cut short was never checkpointed, so a run that resumes
+        // derives it again.
         let whole = complete_lines(&mut file, len).map_err(err)?;
         let len = if whole < len {
             tracing::warn!(
