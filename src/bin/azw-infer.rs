@@ -344,8 +344,7 @@ fn replay(args: &Args, modules: &[LogKind], controls: &Controls) -> anyhow::Resu
     if let (Some(tmp), Some(AlertTarget::Own(OutputSpec::File(target)))) =
         (alerts_tmp, args.alerts.as_ref())
     {
-        tmp.persist(target)
-            .with_context(|| format!("cannot write {}", target.display()))?;
+        put_in_place(tmp, target)?;
         eprintln!(
             "alerts written to {}",
             terminal(&target.display().to_string())
@@ -353,8 +352,7 @@ fn replay(args: &Args, modules: &[LogKind], controls: &Controls) -> anyhow::Resu
     }
     print_alerts(&emitter);
     if let (Some(tmp), Some(target)) = (tmp, args.output.file()) {
-        tmp.persist(target)
-            .with_context(|| format!("cannot write {}", target.display()))?;
+        put_in_place(tmp, target)?;
         eprintln!(
             "scores written to {}",
             terminal(&target.display().to_string())
@@ -389,6 +387,20 @@ fn open_aside(target: &Path, opts: &SinkOptions) -> anyhow::Result<(Box<dyn Sink
 /// A replay's output file while it is written, moved into place at the
 /// end.
 type TempOutput = tempfile::NamedTempFile;
+
+/// Moves a complete replay output over `target`, and makes the move
+/// durable (the folder synced): the bytes were synced already, and a
+/// power cut must not bring back the old file.
+fn put_in_place(tmp: TempOutput, target: &Path) -> anyhow::Result<()> {
+    tmp.persist(target)
+        .with_context(|| format!("cannot write {}", target.display()))?;
+    let dir = target
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    autozeekwatch::safe_fs::sync_dir(dir)
+        .with_context(|| format!("cannot make {} durable", target.display()))
+}
 
 /// The alerts' own sink (none: beside the records) and, for a file, where
 /// it is written until the end.

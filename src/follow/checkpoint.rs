@@ -182,6 +182,37 @@ pub fn load_json<T: serde::de::DeserializeOwned>(
     Ok(Some(value))
 }
 
+/// The name every temporary file of [`save_json`] starts with: one left
+/// by a run killed while saving is found by it and removed
+/// ([`remove_unfinished_saves`]).
+const SAVE_PREFIX: &str = ".azw-save-";
+
+/// Removes the temporary files of saves that never finished (a run killed
+/// while saving: a state can be hundreds of megabytes, and a service
+/// killed again and again would fill the disk with them). Only for a
+/// folder whose lock this process holds: another process's save in
+/// progress would look the same. The files removed.
+pub fn remove_unfinished_saves(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let unfinished = entry.file_name().to_string_lossy().starts_with(SAVE_PREFIX)
+            && entry.file_type().is_ok_and(|t| t.is_file());
+        if unfinished && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        tracing::warn!(
+            "{}: removed {removed} unfinished state file(s) of a run that stopped while saving",
+            dir.display()
+        );
+    }
+    removed
+}
+
 /// Writes `value` as `dir/name`: whole to a temporary file beside it,
 /// synced, then renamed over the old one (and the folder synced), so a
 /// crash leaves the old file or the new, never half of one.
@@ -192,7 +223,10 @@ pub fn save_json<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<(), 
         source,
     };
     std::fs::create_dir_all(dir).map_err(io)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(SAVE_PREFIX)
+        .tempfile_in(dir)
+        .map_err(io)?;
     serde_json::to_writer_pretty(tmp.as_file_mut(), value).map_err(|e| io(e.into()))?;
     tmp.as_file_mut().write_all(b"\n").map_err(io)?;
     tmp.as_file().sync_all().map_err(io)?;

@@ -14,8 +14,8 @@ pub mod identity;
 mod source;
 
 pub use checkpoint::{
-    load_json, save_json, Checkpoint, CheckpointError, OutputMark, Position, SavedState,
-    CHECKPOINT_VERSION,
+    load_json, remove_unfinished_saves, save_json, Checkpoint, CheckpointError, OutputMark,
+    Position, SavedState, CHECKPOINT_VERSION,
 };
 pub use follower::{Follower, Step};
 pub use source::{Line, Source};

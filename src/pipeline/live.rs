@@ -259,7 +259,10 @@ pub(crate) fn lock_state_dir(dir: &Path) -> Result<File, RunError> {
             source,
         })?;
     match file.try_lock() {
-        Ok(()) => Ok(file),
+        Ok(()) => {
+            crate::follow::remove_unfinished_saves(dir);
+            Ok(file)
+        }
         Err(std::fs::TryLockError::WouldBlock) => Err(RunError::StateLocked {
             dir: dir.to_owned(),
         }),
@@ -585,5 +588,33 @@ mod tests {
         assert!(second.to_string().contains("another azw-infer"), "{second}");
         drop(first);
         assert!(lock_state_dir(dir.path()).is_ok());
+    }
+
+    /// A save killed half way leaves its temporary file; the next process
+    /// to hold the folder removes it (and nothing else), one refused the
+    /// folder removes nothing.
+    #[test]
+    fn unfinished_saves_are_removed_by_whoever_holds_the_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let (leftover, others) = (
+            dir.path().join(".azw-save-Ab12Cd"),
+            [".tmpXYZ", "checkpoint.json"],
+        );
+        for name in others {
+            std::fs::write(dir.path().join(name), "{}").unwrap();
+        }
+        let first = lock_state_dir(dir.path()).unwrap();
+        std::fs::write(&leftover, "half a state").unwrap();
+        assert!(lock_state_dir(dir.path()).is_err());
+        assert!(
+            leftover.exists(),
+            "a process refused the folder removes nothing"
+        );
+        drop(first);
+        let _held = lock_state_dir(dir.path()).unwrap();
+        assert!(!leftover.exists());
+        for name in others {
+            assert!(dir.path().join(name).exists(), "{name}");
+        }
     }
 }
