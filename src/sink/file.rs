@@ -128,6 +128,19 @@ impl FileSink {
             .truncate(false)
             .open(path)
             .map_err(err)?;
+        // One writer a file: two runs appending to one output (each with
+        // its own state folder) would write over each other's records,
+        // and each one's restart would cut the other's. The lock goes
+        // with the file when the run ends, however it ends. (Where the
+        // file system has no locks, the output is written unlocked.)
+        match file.try_lock() {
+            Ok(()) | Err(std::fs::TryLockError::Error(_)) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(refuse(
+                    "is being written by another process; give each run its own --output".into(),
+                ))
+            }
+        }
         let meta = file.metadata().map_err(err)?;
         if existed.is_err() {
             // A new file's name is made durable too: a checkpoint will name
@@ -348,8 +361,25 @@ impl Sink for FileSink {
         };
         self.write_pending(true)?;
         self.sync()?;
-        let stamp = std::mem::take(&mut self.stamp);
-        *self = FileSink::open(&path, None, self.format)?.with_stamp(stamp);
+        // The old file's lock goes first: the path may still name it (a
+        // log rotation that copies and truncates), and a second open of it
+        // could not take the lock. Taken back if the new open fails.
+        let old = self.output.as_ref().map(|o| &o.file);
+        if let Some(f) = old {
+            let _ = f.unlock();
+        }
+        match FileSink::open(&path, None, self.format) {
+            Ok(new) => {
+                let stamp = std::mem::take(&mut self.stamp);
+                *self = new.with_stamp(stamp);
+            }
+            Err(e) => {
+                if let Some(f) = old {
+                    let _ = f.try_lock();
+                }
+                return Err(e);
+            }
+        }
         Ok(())
     }
 
@@ -524,6 +554,29 @@ mod tests {
         }
     }
 
+    /// One writer a file: a second sink on an output being written is
+    /// refused with what to do; once the first ends, or after it reopens
+    /// its output (SIGHUP), the file is taken as before.
+    #[test]
+    fn an_output_has_one_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("scores.json");
+        let mut first = FileSink::open(&p, None, RecordFormat::Json).unwrap();
+        first.write(&record("a")).unwrap();
+        first.sync().unwrap();
+        let e = FileSink::open(&p, None, RecordFormat::Json).err().unwrap();
+        assert!(e.to_string().contains("another process"), "{e}");
+        first.reopen().unwrap();
+        first.write(&record("b")).unwrap();
+        first.sync().unwrap();
+        assert!(FileSink::open(&p, None, RecordFormat::Json).is_err());
+        drop(first);
+        let mut again = FileSink::open(&p, None, RecordFormat::Json).unwrap();
+        again.write(&record("c")).unwrap();
+        again.sync().unwrap();
+        assert_eq!(lines(&p).len(), 3);
+    }
+
     #[test]
     fn cut_back_removes_only_what_follows_the_checkpoint() {
         let dir = tempfile::tempdir().unwrap();
@@ -547,6 +600,7 @@ mod tests {
             "{got:?}"
         );
         // Without a checkpoint nothing is cut.
+        drop(s);
         let s = FileSink::open(&p, None, RecordFormat::Json).unwrap();
         assert_eq!(s.size(), Some(std::fs::metadata(&p).unwrap().len()));
     }
