@@ -217,10 +217,10 @@ impl Names {
         }
         let id = self.text.len() as u32;
         self.text.insert(name.to_owned(), id);
-        // Only the canonical spelling: `lookup` spells a count in plain
-        // decimal, so "007" or "+7" never matched one.
+        // Only the canonical spelling: training spells a count in plain
+        // decimal, so a name such as "007" or "+7" is never a count's.
         if let Ok(n) = name.parse::<u64>() {
-            if itoa_buf(n).as_str() == name {
+            if n.to_string() == name {
                 self.counts.insert(n, id);
             }
         }
@@ -331,35 +331,6 @@ impl RarityIndex {
         let p = m.prior_mass / denominator;
         -p.ln()
     }
-}
-
-/// A count spelled in decimal without allocating.
-struct Digits {
-    bytes: [u8; 20],
-    at: usize,
-}
-
-impl Digits {
-    fn as_str(&self) -> &str {
-        // ASCII digits only, so always UTF-8.
-        std::str::from_utf8(&self.bytes[self.at..]).unwrap_or_default()
-    }
-}
-
-fn itoa_buf(mut c: u64) -> Digits {
-    let mut d = Digits {
-        bytes: [0; 20],
-        at: 20,
-    };
-    loop {
-        d.at -= 1;
-        d.bytes[d.at] = b'0' + (c % 10) as u8;
-        c /= 10;
-        if c == 0 {
-            break;
-        }
-    }
-    d
 }
 
 #[cfg(test)]

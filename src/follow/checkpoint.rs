@@ -191,10 +191,10 @@ const SAVE_PREFIX: &str = ".azw-save-";
 /// while saving: a state can be hundreds of megabytes, and a service
 /// killed again and again would fill the disk with them). Only for a
 /// folder whose lock this process holds: another process's save in
-/// progress would look the same. The files removed.
-pub fn remove_unfinished_saves(dir: &Path) -> usize {
+/// progress would look the same.
+pub fn remove_unfinished_saves(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
+        return;
     };
     let mut removed = 0;
     for entry in entries.flatten() {
@@ -210,7 +210,6 @@ pub fn remove_unfinished_saves(dir: &Path) -> usize {
             dir.display()
         );
     }
-    removed
 }
 
 /// Writes `value` as `dir/name`: whole to a temporary file beside it,
