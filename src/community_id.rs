@@ -13,9 +13,11 @@
 //! other message (unreachable, time exceeded) is one-way: (type, code),
 //! never reordered.
 
+use std::fmt;
 use std::net::IpAddr;
 
 use base64::Engine as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha1::{Digest, Sha1};
 
 /// IANA protocol numbers of the transports with ports (or ICMP's
@@ -77,6 +79,95 @@ fn icmp_counterpart(proto: u8, kind: u16) -> Option<u16> {
     })
 }
 
+/// The length of a Community ID v1: `1:` and the 28 characters of a
+/// SHA-1 digest in padded base64.
+const LEN: usize = 30;
+
+/// A Community ID v1 as text, `1:` and 28 characters of base64, held in
+/// the value itself.
+///
+/// Why not a `String`: one is made for every record written, on a scoring
+/// thread, and the record is dropped on the writing thread. A heap string
+/// freed by another thread than the one that made it is the allocator's
+/// slow path (glibc takes the other thread's arena lock, and the memory
+/// goes back and forth between the processors' caches): together with the
+/// context's string it was a tenth of a replay's writing thread.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CommunityId([u8; LEN]);
+
+impl CommunityId {
+    /// `1:` and the digest in base64.
+    fn of_digest(digest: &[u8]) -> CommunityId {
+        let mut text = [0u8; LEN];
+        text[..2].copy_from_slice(b"1:");
+        // 20 bytes are 28 characters of base64: `text[2..]` fits them.
+        let written = base64::engine::general_purpose::STANDARD
+            .encode_slice(digest, &mut text[2..])
+            .unwrap_or(0);
+        debug_assert_eq!(written, LEN - 2);
+        CommunityId(text)
+    }
+
+    /// Reads one back: `1:` and 28 characters of the base64 alphabet
+    /// (padding included), as this module writes them; anything else is
+    /// `None`.
+    pub fn parse(text: &str) -> Option<CommunityId> {
+        let bytes = text.as_bytes();
+        let digits = bytes.strip_prefix(b"1:")?;
+        let base64 = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=');
+        if bytes.len() != LEN || !digits.iter().all(base64) {
+            return None;
+        }
+        let mut text = [0u8; LEN];
+        text.copy_from_slice(bytes);
+        Some(CommunityId(text))
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ASCII is ever stored (base64 or checked by `parse`).
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+/// Read as the text it is, like a `String` (`as_deref()` on an option).
+impl std::ops::Deref for CommunityId {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Display for CommunityId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for CommunityId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl Serialize for CommunityId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for CommunityId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<CommunityId, D::Error> {
+        let text = std::borrow::Cow::<str>::deserialize(deserializer)?;
+        CommunityId::parse(&text).ok_or_else(|| {
+            serde::de::Error::custom(format_args!(
+                "not a Community ID v1 (`1:` and 28 characters of base64): {:?}",
+                crate::score::bounded(&text, 40)
+            ))
+        })
+    }
+}
+
 /// The Community ID v1 of a flow, `1:<base64>`. `sport`/`dport` are the
 /// ports, or for ICMP/ICMPv6 the type and code as Zeek logs them; `None`
 /// for a protocol without ports. Addresses of different families have no
@@ -87,9 +178,9 @@ pub fn v1(
     daddr: IpAddr,
     proto: u8,
     ports: Option<(u16, u16)>,
-) -> Option<String> {
-    // The addresses' bytes on the stack (an ID is made for every record
-    // written, so nothing here allocates but the result).
+) -> Option<CommunityId> {
+    // The addresses' bytes on the stack: an ID is made for every record
+    // written, and nothing here allocates.
     let (mut s, mut d) = ([0u8; 16], [0u8; 16]);
     let len = match (saddr, daddr) {
         (IpAddr::V4(a), IpAddr::V4(b)) => {
@@ -137,12 +228,7 @@ pub fn v1(
         input[n + 2..n + 4].copy_from_slice(&dp.to_be_bytes());
         n += 4;
     }
-    let digest = Sha1::digest(&input[..n]);
-    // "1:" and 28 characters of base64.
-    let mut id = String::with_capacity(30);
-    id.push_str("1:");
-    base64::engine::general_purpose::STANDARD.encode_string(digest, &mut id);
-    Some(id)
+    Some(CommunityId::of_digest(&Sha1::digest(&input[..n])))
 }
 
 /// The Community ID of a Zeek record's 5-tuple (`proto` as Zeek writes
@@ -155,7 +241,7 @@ pub fn for_zeek(
     resp_h: Option<IpAddr>,
     resp_p: Option<u16>,
     proto: Option<&str>,
-) -> Option<String> {
+) -> Option<CommunityId> {
     let (o, r) = (orig_h?, resp_h?);
     let number = protocol_number(proto?, o.is_ipv6())?;
     v1(seed, o, r, number, Some((orig_p?, resp_p?)))
@@ -398,6 +484,32 @@ mod tests {
     }
 
     /// The spec README's own example: TCP 1.2.3.4:1122 -> 5.6.7.8:3344.
+    #[test]
+    fn an_id_reads_back_and_nothing_else_does() {
+        let a: IpAddr = "192.168.1.52".parse().unwrap();
+        let b: IpAddr = "8.8.8.8".parse().unwrap();
+        let id = v1(0, a, b, UDP, Some((54585, 53))).unwrap();
+        assert_eq!(id.to_string(), "1:d/FP5EW3wiY1vCndhwleRRKHowQ=");
+        assert_eq!(CommunityId::parse(id.as_str()), Some(id));
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(json, "\"1:d/FP5EW3wiY1vCndhwleRRKHowQ=\"");
+        assert_eq!(serde_json::from_str::<CommunityId>(&json).unwrap(), id);
+        for bad in [
+            "",
+            "1:",
+            "2:d/FP5EW3wiY1vCndhwleRRKHowQ=",
+            "1:d/FP5EW3wiY1vCndhwleRRKHowQ",
+            "1:d/FP5EW3wiY1vCndhwleRRKHowQ==",
+            "1:d/FP5EW3wiY1vCndhwleRRKHow\"=",
+            "1:d/FP5EW3wiY1vCndhwleRRKHow\u{e9}",
+        ] {
+            assert_eq!(CommunityId::parse(bad), None, "{bad:?}");
+            let json = serde_json::to_string(bad).unwrap();
+            let err = serde_json::from_str::<CommunityId>(&json).unwrap_err();
+            assert!(err.to_string().contains("not a Community ID"), "{err}");
+        }
+    }
+
     #[test]
     fn readme_example() {
         let a = "1.2.3.4".parse().unwrap();

@@ -63,7 +63,7 @@ pub struct ScoredRecord {
     pub trans_id: Option<u64>,
     /// Community ID v1 of the 5-tuple ([`crate::community_id`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub community_id: Option<String>,
+    pub community_id: Option<crate::community_id::CommunityId>,
     /// The traffic's direction against the model's local networks:
     /// internal, outbound, inbound or external.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -162,7 +162,7 @@ impl ScoredRecord {
         obj.optional("top_features", &self.top_features)?;
         if !self.context.is_empty() {
             obj.key("context");
-            obj.out.extend_from_slice(self.context.json.as_bytes());
+            obj.out.extend_from_slice(&self.context.json);
         }
         obj.out.push(b'}');
         Ok(())
@@ -214,10 +214,24 @@ impl<'a> JsonObject<'a> {
 /// of them serialises to, made by the scorer straight from the record
 /// (one string per record rather than a map of strings and values), and
 /// copied as it is into JSON output. Empty when the record has none.
+///
+/// The text is held in the value up to [`CONTEXT_INLINE`] bytes (a conn
+/// record's default fields take 80-130), on the heap beyond. Why: a
+/// context is made for every record written, on a scoring thread, and
+/// dropped on the writing thread, and a heap buffer freed by another thread
+/// than the one that made it is the allocator's slow path (glibc takes the
+/// other thread's arena lock, and the memory goes back and forth between
+/// the processors' caches).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Context {
-    json: String,
+    /// UTF-8 (serde_json's output, or empty).
+    json: ContextBytes,
 }
+
+/// What a context holds without a heap allocation, in bytes of JSON.
+pub const CONTEXT_INLINE: usize = 144;
+
+type ContextBytes = smallvec::SmallVec<[u8; CONTEXT_INLINE]>;
 
 impl Context {
     pub fn is_empty(&self) -> bool {
@@ -226,7 +240,7 @@ impl Context {
 
     /// The JSON object (empty text when there are no fields).
     pub fn as_json(&self) -> &str {
-        &self.json
+        std::str::from_utf8(&self.json).unwrap_or_default()
     }
 
     /// The fields as a map (for the formats that pick fields out).
@@ -235,7 +249,7 @@ impl Context {
             return BTreeMap::new();
         }
         // Our own serialisation of a map of JSON values: it reads back.
-        serde_json::from_str(&self.json).unwrap_or_default()
+        serde_json::from_slice(&self.json).unwrap_or_default()
     }
 
     pub fn from_map(map: &BTreeMap<String, serde_json::Value>) -> Context {
@@ -243,7 +257,7 @@ impl Context {
             return Context::default();
         }
         Context {
-            json: serde_json::to_string(map).unwrap_or_default(),
+            json: ContextBytes::from_slice(&serde_json::to_vec(map).unwrap_or_default()),
         }
     }
 
@@ -894,7 +908,7 @@ impl Scorer {
         if keys.names.is_empty() {
             return Context::default();
         }
-        let mut json = Vec::with_capacity(160);
+        let mut json = ContextBytes::new();
         json.push(b'{');
         for (key, &column) in keys.keys.iter().zip(&self.columns.context) {
             let before = json.len();
@@ -910,10 +924,8 @@ impl Scorer {
             return Context::default();
         }
         json.push(b'}');
-        Context {
-            // serde_json writes UTF-8.
-            json: String::from_utf8(json).unwrap_or_default(),
-        }
+        // UTF-8: the keys and values are serde_json's.
+        Context { json }
     }
 }
 
@@ -951,7 +963,7 @@ fn bounded_cow(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
 
 /// Appends `v` as JSON, the same bytes as `context_value(v)` serialised;
 /// false, with nothing appended, when it has no context value.
-fn write_context_value(v: &Value, out: &mut Vec<u8>) -> bool {
+fn write_context_value(v: &Value, out: &mut ContextBytes) -> bool {
     use serde::Serializer as _;
     let mut ser = serde_json::Serializer::new(&mut *out);
     let written = match v {
@@ -1778,12 +1790,12 @@ mod tests {
             Value::List((0..40).map(Value::Count).collect()),
         ];
         for v in &values {
-            let mut fast = Vec::new();
+            let mut fast = ContextBytes::new();
             let written = write_context_value(v, &mut fast);
             match context_value(v) {
                 Some(j) => {
                     assert!(written, "{v:?}");
-                    assert_eq!(fast, serde_json::to_vec(&j).unwrap(), "{v:?}");
+                    assert_eq!(&fast[..], serde_json::to_vec(&j).unwrap(), "{v:?}");
                 }
                 None => assert!(!written && fast.is_empty(), "{v:?}"),
             }
@@ -1807,6 +1819,20 @@ mod tests {
         assert_eq!(context.as_json(), serde_json::to_string(&map).unwrap());
         assert_eq!(context.to_map(), map);
         assert_eq!(context, Context::from_map(&map));
+        assert!(
+            context.json.spilled(),
+            "this one is longer than the inline room"
+        );
+        // A short one, held in the value: the same.
+        let short: Vec<String> = vec!["f0".into(), "f1".into()];
+        let r = record(&[("f1", Value::Count(7)), ("f0", Value::Str("é\"x".into()))]);
+        scorer.context_fields = Arc::new(ContextKeys::new(&short));
+        scorer.columns.resolve(&r, &scorer.context_fields);
+        let context = scorer.context_of(&r);
+        assert!(!context.json.spilled());
+        assert_eq!(context.as_json(), r#"{"f0":"é\"x","f1":7}"#);
+        assert_eq!(context, Context::from_map(&context_map(&r, &short)));
+        scorer.context_fields = Arc::new(ContextKeys::new(&names));
         // No field set: no context.
         let r = record(&[("f1", Value::Unset), ("f2", Value::Real(f64::NAN))]);
         scorer.columns.resolve(&r, &scorer.context_fields);

@@ -74,6 +74,7 @@ pub struct LaneStats {
 /// [`super::Emitter`] in input order, which writes the records and runs
 /// the detectors.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // one of these a record; a box would be an allocation each
 pub enum Output {
     Scored(ScoredRecord),
     Observed(Observation),

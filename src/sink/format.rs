@@ -469,7 +469,7 @@ pub(super) mod tests {
             proto: Some("udp".into()),
             trans_depth: None,
             trans_id: Some(4711),
-            community_id: Some("1:d/FP5EW3wiY1vCndhwleRRKHowQ=".into()),
+            community_id: crate::community_id::CommunityId::parse("1:d/FP5EW3wiY1vCndhwleRRKHowQ="),
             direction: Some("internal".into()),
             score: 0.4641,
             threshold: 0.2618,
