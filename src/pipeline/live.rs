@@ -26,7 +26,7 @@ use crate::detect::DetectOptions;
 use crate::follow::{Checkpoint, Follower, Line, OutputMark, Position, CHECKPOINT_VERSION};
 use crate::log_kind::LogKind;
 use crate::score::RecordOptions;
-use crate::sink::{self, sync_then, OutputSpec, RecordFormat, Sink, SinkOptions, Stamp};
+use crate::sink::{self, sync_then, Cut, OutputSpec, RecordFormat, Sink, SinkOptions, Stamp};
 
 /// The lock file in the state folder.
 pub const LOCK_FILE: &str = "lock";
@@ -140,15 +140,11 @@ pub fn run_live(
     }
     let output_name = opts.output.to_string();
     let cut_to = match &checkpoint {
-        Some(c) if c.output.as_deref() == Some(&output_name) && !replaced(c, &opts.output) => {
-            Some(c.output_len)
-        }
-        Some(c) if c.output.as_deref() == Some(&output_name) => {
-            tracing::warn!(
-                "{output_name} is not the file the checkpoint measured (deleted or replaced since): appending without cutting anything"
-            );
-            None
-        }
+        // The sink checks that the file it opens is the one measured.
+        Some(c) if c.output.as_deref() == Some(&output_name) => Some(Cut {
+            len: c.output_len,
+            file: c.output_id,
+        }),
         Some(c) => {
             tracing::warn!(
                 "the checkpoint was taken with the output {}, now it is {output_name}: appending without cutting anything",
@@ -206,12 +202,6 @@ pub fn run_live(
         controls.stop.store(true, Ordering::SeqCst);
         result
     })
-}
-
-/// True if the checkpoint names the output file by identity and the file
-/// now at the output's path is another one (or none).
-fn replaced(checkpoint: &Checkpoint, output: &OutputSpec) -> bool {
-    resume::replaced_file(checkpoint.output_id, output)
 }
 
 /// Adds the alert stage to `emitter`: its own output opened (cut back to

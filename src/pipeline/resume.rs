@@ -11,7 +11,7 @@ use crate::detect::DetectStage;
 use crate::features::ContextState;
 use crate::follow::{OutputMark, SavedState};
 use crate::log_kind::LogKind;
-use crate::sink::OutputSpec;
+use crate::sink::{Cut, OutputSpec};
 
 /// The stages' state, each part as the checkpoint holds it.
 pub(crate) struct StageState {
@@ -127,20 +127,12 @@ pub(crate) fn resume_alerts(
     }
 }
 
-/// The length an output is cut back to at a restart: the checkpoint's
-/// mark of it, when the mark names this output and the very file it
-/// measured is still the one at its path.
-pub(crate) fn cut_to(mark: Option<&OutputMark>, spec: &OutputSpec) -> Option<u64> {
-    mark.filter(|m| m.name == spec.to_string() && !replaced_file(m.id, spec))
-        .map(|m| m.len)
-}
-
-/// True if `id` names the output file by identity and the file now at the
-/// output's path is another one (or none).
-pub(crate) fn replaced_file(id: Option<(u64, u64)>, output: &OutputSpec) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let (Some(id), Some(path)) = (id, output.file()) else {
-        return false;
-    };
-    std::fs::metadata(path).map(|m| (m.dev(), m.ino())).ok() != Some(id)
+/// Where an output is cut back to at a restart: the checkpoint's mark of
+/// it, when the mark names this output (the sink cuts only the very file
+/// the mark measured).
+pub(crate) fn cut_to(mark: Option<&OutputMark>, spec: &OutputSpec) -> Option<Cut> {
+    mark.filter(|m| m.name == spec.to_string()).map(|m| Cut {
+        len: m.len,
+        file: m.id,
+    })
 }

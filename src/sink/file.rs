@@ -13,7 +13,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::{RecordFormat, Sink, SinkError, Stamp};
+use super::{Cut, RecordFormat, Sink, SinkError, Stamp};
 use crate::alert::Alert;
 use crate::detect::Detection;
 use crate::score::ScoredRecord;
@@ -93,11 +93,12 @@ impl FileSink {
     /// Opens `path` for appending. `cut_to`: the file's length at the last
     /// checkpoint of the run that writes it; anything after it was written
     /// by a run that died before checkpointing and will be derived again,
-    /// so it is cut. `None` cuts nothing. A new or empty file starts with
-    /// the format's header.
+    /// so it is cut, if the file opened is the one the checkpoint measured.
+    /// `None` cuts nothing. A new or empty file starts with the format's
+    /// header.
     pub fn open(
         path: &Path,
-        cut_to: Option<u64>,
+        cut_to: Option<Cut>,
         format: RecordFormat,
     ) -> Result<FileSink, SinkError> {
         let err = |source: io::Error| SinkError::Io {
@@ -155,6 +156,17 @@ impl FileSink {
                 format.name()
             )));
         }
+        let id = (meta.dev(), meta.ino());
+        let cut_to = match cut_to {
+            Some(Cut { file: Some(f), .. }) if f != id => {
+                tracing::warn!(
+                    "{}: not the file the last checkpoint measured (replaced or rotated since): appending without cutting anything",
+                    path.display()
+                );
+                None
+            }
+            cut => cut.map(|c| c.len),
+        };
         let len = match cut_to {
             Some(cut) if on_disk > cut => {
                 tracing::info!(
@@ -196,7 +208,7 @@ impl FileSink {
             output: Some(Output {
                 path: path.to_owned(),
                 file,
-                id: (meta.dev(), meta.ino()),
+                id,
                 unstarted: 0,
                 unsynced: true,
                 #[cfg(test)]
@@ -587,9 +599,25 @@ mod tests {
         let checkpoint = s.size().unwrap();
         s.write(&record("b")).unwrap();
         s.sync().unwrap();
+        let measured = Cut {
+            len: checkpoint,
+            file: s.identity(),
+        };
         drop(s);
         assert_eq!(lines(&p).len(), 2);
-        let mut s = FileSink::open(&p, Some(checkpoint), RecordFormat::Json).unwrap();
+        // Another file at the path (renamed into place between the
+        // checkpoint and the restart): nothing of it is cut.
+        let other = dir.path().join("other.json");
+        std::fs::copy(&p, &other).unwrap();
+        std::fs::rename(&p, dir.path().join("old.json")).unwrap();
+        std::fs::rename(&other, &p).unwrap();
+        let s = FileSink::open(&p, Some(measured), RecordFormat::Json).unwrap();
+        assert_eq!(s.size(), Some(std::fs::metadata(&p).unwrap().len()));
+        assert_eq!(lines(&p).len(), 2);
+        drop(s);
+        // The file measured: cut back to the checkpoint.
+        std::fs::rename(dir.path().join("old.json"), &p).unwrap();
+        let mut s = FileSink::open(&p, Some(measured), RecordFormat::Json).unwrap();
         assert_eq!(s.size(), Some(checkpoint));
         s.write(&record("c")).unwrap();
         s.sync().unwrap();
@@ -612,7 +640,8 @@ mod tests {
         let text = "#separator \\x09\n#path\tconn\n";
         std::fs::write(&p, text).unwrap();
         for format in [RecordFormat::Json, RecordFormat::Tsv, RecordFormat::Csv] {
-            let e = FileSink::open(&p, Some(0), format).err().unwrap();
+            let cut = Cut { len: 0, file: None };
+            let e = FileSink::open(&p, Some(cut), format).err().unwrap();
             assert!(e.to_string().contains("not an autozeekwatch"), "{e}");
         }
         assert_eq!(std::fs::read_to_string(&p).unwrap(), text);

@@ -238,6 +238,18 @@ pub struct Durable {
     pub identity: Option<(u64, u64)>,
 }
 
+/// Where a restart cuts an output file back to: its length at the last
+/// checkpoint, and which file that was (device and inode), when the
+/// checkpoint knows. A file that is not that one (rotated, replaced) is
+/// appended to and nothing of it is cut; it is checked on the file opened,
+/// not on the path before opening, so a rename between the two cannot make
+/// a restart cut another file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cut {
+    pub len: u64,
+    pub file: Option<(u64, u64)>,
+}
+
 /// How an output is opened.
 #[derive(Debug, Clone, Default)]
 pub struct SinkOptions {
@@ -247,7 +259,7 @@ pub struct SinkOptions {
     /// A file's length at the last checkpoint of the run writing it: what
     /// lies beyond was written by a run that died before its checkpoint
     /// and will be derived again, so it is cut. `None`: append, cut nothing.
-    pub cut_to: Option<u64>,
+    pub cut_to: Option<Cut>,
     /// Extra librdkafka settings for a Kafka output (`key`, `value`).
     pub kafka_config: Vec<(String, String)>,
 }
