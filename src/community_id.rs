@@ -483,7 +483,8 @@ mod tests {
         );
     }
 
-    /// The spec README's own example: TCP 1.2.3.4:1122 -> 5.6.7.8:3344.
+    /// An ID is written as its text and read back; text that is not one
+    /// is refused, saying so.
     #[test]
     fn an_id_reads_back_and_nothing_else_does() {
         let a: IpAddr = "192.168.1.52".parse().unwrap();
@@ -510,6 +511,7 @@ mod tests {
         }
     }
 
+    /// The spec README's own example: TCP 1.2.3.4:1122 -> 5.6.7.8:3344.
     #[test]
     fn readme_example() {
         let a = "1.2.3.4".parse().unwrap();

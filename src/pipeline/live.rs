@@ -194,8 +194,10 @@ pub fn run_live(
             positions: positions.clone(),
             lanes: lanes.into_iter().map(|l| (l.module(), l)).collect(),
             saved_identity,
+            saved_alerts_identity: None,
             emitter,
         };
+        writer.saved_alerts_identity = writer.alerts_identity();
         let result = writer.run(rx, controls);
         // LogKind threads notice a closed channel only when they next send;
         // an idle one would keep the scope, and the process, alive.
@@ -271,6 +273,9 @@ struct Writer<'a> {
     lanes: BTreeMap<LogKind, Lane>,
     /// The output's identity at the last checkpoint.
     saved_identity: Option<(u64, u64)>,
+    /// The identity of the alerts' own output (`--alerts FILE`) at the
+    /// last checkpoint.
+    saved_alerts_identity: Option<(u64, u64)>,
     /// The detection stage: here, beside the sink and the checkpoint, so
     /// its state is saved with the positions it belongs to.
     emitter: Emitter,
@@ -375,10 +380,13 @@ impl Writer<'_> {
         let first = b
             .position
             .is_some_and(|p| self.positions.insert(b.module, p).is_none());
-        // So is a new output file (the old one deleted or replaced): a
-        // crash before the next checkpoint would cut the new file to the
-        // old one's length, or score its records twice.
-        if first || self.output.identity() != self.saved_identity {
+        // So is a new output file (the old one deleted or replaced), the
+        // records' or the alerts' own: a crash before the next checkpoint
+        // would write what went to the new file since then again.
+        if first
+            || self.output.identity() != self.saved_identity
+            || self.alerts_identity() != self.saved_alerts_identity
+        {
             self.save()?;
         }
         crate::metrics::global().publish(b.module, &stats);
@@ -431,8 +439,14 @@ impl Writer<'_> {
             other => other,
         })?;
         self.saved_identity = saved;
+        self.saved_alerts_identity = alerts_output.and_then(|m| m.id);
         crate::metrics::global().checkpoint_saved();
         Ok(())
+    }
+
+    /// The file the alerts' own output (`--alerts FILE`) writes now.
+    fn alerts_identity(&mut self) -> Option<(u64, u64)> {
+        self.emitter.alert_sink().and_then(|a| a.identity())
     }
 
     fn log_stats(&self) {

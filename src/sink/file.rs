@@ -160,7 +160,7 @@ impl FileSink {
         let cut_to = match cut_to {
             Some(Cut { file: Some(f), .. }) if f != id => {
                 tracing::warn!(
-                    "{}: not the file the last checkpoint measured (replaced or rotated since): appending without cutting anything",
+                    "{}: not the file the last checkpoint measured (deleted, replaced or rotated since): appending without cutting anything",
                     path.display()
                 );
                 None
@@ -615,8 +615,19 @@ mod tests {
         assert_eq!(s.size(), Some(std::fs::metadata(&p).unwrap().len()));
         assert_eq!(lines(&p).len(), 2);
         drop(s);
-        // The file measured: cut back to the checkpoint.
+        // The file measured: cut back to the checkpoint, and so is any
+        // file by a checkpoint that names none (made before identities).
         std::fs::rename(dir.path().join("old.json"), &p).unwrap();
+        let s = FileSink::open(
+            &p,
+            Some(Cut {
+                file: None,
+                ..measured
+            }),
+            RecordFormat::Json,
+        );
+        assert_eq!(s.unwrap().size(), Some(checkpoint));
+        assert_eq!(lines(&p).len(), 1);
         let mut s = FileSink::open(&p, Some(measured), RecordFormat::Json).unwrap();
         assert_eq!(s.size(), Some(checkpoint));
         s.write(&record("c")).unwrap();

@@ -1056,6 +1056,112 @@ fn a_first_start_warms_the_detectors_from_the_rotated_history() {
     assert!(!run("0").contains("history first"));
 }
 
+/// Thirty refused connections from `src` to ports nobody uses, a second
+/// apart from `at`, uids `C<tag>0000` on: anomalies, and an alert.
+fn probes(src: &str, tag: &str, at: f64) -> Vec<String> {
+    (0..30u16)
+        .map(|i| {
+            conn_line(
+                at + f64::from(i),
+                &format!("C{tag}{i:04}"),
+                (src, 41_000 + i),
+                ("192.168.33.1", 31_000 + 7 * i),
+                "REJ",
+                0.0,
+                0,
+                0,
+            )
+        })
+        .collect()
+}
+
+/// The last record time of the example conn log.
+fn last_ts(data: &[String]) -> f64 {
+    data.last()
+        .and_then(|l| l.split('\t').next())
+        .and_then(|t| t.parse().ok())
+        .unwrap()
+}
+
+/// The alerts' own output (`--alerts FILE`) deleted, the next alerts
+/// written to a new file, and the process killed before its next timed
+/// checkpoint: the restart writes none of the new file's alerts again
+/// (the new file is checkpointed as soon as it is made, as the records'
+/// output is).
+#[test]
+fn a_deleted_alerts_file_then_kill_9_repeats_no_alert() {
+    let (header, data) = conn_tsv();
+    let base = last_ts(&data);
+    let dir = tempfile::tempdir().unwrap();
+    let alerts = dir.path().join("alerts.json");
+    let flags = [
+        "--checkpoint-ms",
+        "600000",
+        "--alerts",
+        alerts.to_str().unwrap(),
+        "--alert-lateness",
+        "0",
+    ];
+    let alerted = |host: &str| -> bool {
+        fs::read_to_string(&alerts)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.contains(&format!("\"entity\":\"{host}\"")))
+    };
+    let wait_alerted = |host: &str| {
+        let start = Instant::now();
+        while !alerted(host) {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "no alert for {host} within 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    // Each burst's alert is written once later records move time on.
+    let burst = |host: &str, tag: &str, at: f64| -> Vec<String> {
+        let mut lines = probes(host, tag, at);
+        lines.extend(data.iter().take(3).enumerate().map(|(i, l)| {
+            let mut f: Vec<String> = l.split('\t').map(str::to_owned).collect();
+            f[0] = format!("{:.6}", at + 90.0 + i as f64);
+            f[1] = format!("C{tag}Later{i}");
+            f.join("\t")
+        }));
+        lines
+    };
+    let mut zeek = SimZeek::new(dir.path(), header);
+    let mut infer = start_with(dir.path(), 0, &flags);
+    let first: Vec<String> = data
+        .iter()
+        .cloned()
+        .chain(burst("192.168.33.66", "One", base + 10.0))
+        .collect();
+    zeek.write(&first);
+    wait_for_all(dir.path(), &uids(&first));
+    wait_alerted("192.168.33.66");
+    fs::remove_file(&alerts).unwrap();
+    let second = burst("192.168.33.67", "Two", base + 200.0);
+    zeek.write(&second);
+    wait_for_all(dir.path(), &uids(&second));
+    wait_alerted("192.168.33.67");
+    infer.kill9();
+    let infer = start_with(dir.path(), 1, &flags);
+    let third = burst("192.168.33.68", "Three", base + 400.0);
+    zeek.write(&third);
+    wait_for_all(dir.path(), &uids(&third));
+    wait_alerted("192.168.33.68");
+    let log = infer.terminate();
+    let text = fs::read_to_string(&alerts).unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        assert!(seen.insert(line), "written twice: {line}\n{log}");
+    }
+    assert!(
+        !alerted("192.168.33.66"),
+        "the deleted file's alert is not written again"
+    );
+}
+
 /// Allowlists apply at scoring time and are re-read while azw-infer runs:
 /// a rule written mid-run drops one source's records and keeps another's
 /// anomalies from alerting within seconds, with nothing reprocessed, and
@@ -1064,28 +1170,7 @@ fn a_first_start_warms_the_detectors_from_the_rotated_history() {
 #[test]
 fn an_allowlist_changed_mid_run_suppresses_within_seconds() {
     let (header, data) = conn_tsv();
-    let base: f64 = data
-        .last()
-        .and_then(|l| l.split('\t').next())
-        .and_then(|t| t.parse().ok())
-        .unwrap();
-    // Refused connections to ports nobody uses, from two hosts.
-    let probes = |src: &str, tag: &str, at: f64| -> Vec<String> {
-        (0..30u16)
-            .map(|i| {
-                conn_line(
-                    at + f64::from(i),
-                    &format!("C{tag}{i:04}"),
-                    (src, 41_000 + i),
-                    ("192.168.33.1", 31_000 + 7 * i),
-                    "REJ",
-                    0.0,
-                    0,
-                    0,
-                )
-            })
-            .collect()
-    };
+    let base = last_ts(&data);
     let dir = tempfile::tempdir().unwrap();
     let allow = dir.path().join("allow.toml");
     fs::write(
