@@ -156,8 +156,10 @@ impl GroupContext {
         state_dir: Option<PathBuf>,
     ) -> Self {
         let hold = repartition.as_ref().map_or(Duration::ZERO, |r| r.1);
+        let saved_files = files(sink.as_ref());
         GroupContext {
             progress: Mutex::new(Progress {
+                saved_files,
                 sink,
                 lent: false,
                 pending: HashMap::new(),
@@ -271,6 +273,14 @@ impl ConsumerContext for GroupContext {
     }
 }
 
+/// The files (device and inode) a member's output and its alerts' own
+/// output write now.
+type OutputFiles = (Option<(u64, u64)>, Option<(u64, u64)>);
+
+fn files(sink: &dyn Sink) -> OutputFiles {
+    (sink.identity(), sink.alert_part().and_then(Sink::identity))
+}
+
 /// What has been written and not yet committed, with the sink it went to.
 /// Shared by the loop and the rebalance callback (which runs inside
 /// `poll`, so the loop never holds it across a poll).
@@ -294,6 +304,12 @@ struct Progress {
     /// so the loop saves it again soon.
     state_dir: Option<PathBuf>,
     state_stale: bool,
+    /// The files the output and the alerts' own output wrote at the last
+    /// save of the state (as at the start): one deleted or replaced since
+    /// is saved at once, as a live run does, since a restart does not cut
+    /// back a file the state does not name and would write again what it
+    /// wrote there since.
+    saved_files: OutputFiles,
     /// Partitions revoked in a rebalance since the loop last looked: their
     /// messages still in its batch are dropped.
     revoked: Vec<(String, i32)>,
@@ -1030,8 +1046,13 @@ impl Run<'_> {
             }
             // Commit on time, or sooner under a heavy backlog so a crash
             // repeats little.
+            let new_file = progress.state_dir.is_some()
+                && !progress.lent
+                && files(progress.sink.as_ref()) != progress.saved_files;
             let due = (progress.uncommitted > 0 || progress.unsynced || progress.state_stale)
-                && (last_commit.elapsed() >= opts.commit_every || progress.uncommitted >= 100_000);
+                && (last_commit.elapsed() >= opts.commit_every
+                    || progress.uncommitted >= 100_000
+                    || new_file);
             drop(progress);
             if due {
                 self.checkpoint(consumer)?;
@@ -1146,6 +1167,7 @@ impl Run<'_> {
         .save(dir)
         .map_err(RunError::from)?;
         progress.state_stale = false;
+        progress.saved_files = files(progress.sink.as_ref());
         Ok(())
     }
 

@@ -474,12 +474,7 @@ fn sighup_reopens_the_output() {
         dir.path().join("scores.json.1"),
     )
     .unwrap();
-    let pid = infer.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap()
-        .success());
+    infer.hup();
     std::thread::sleep(Duration::from_millis(300));
     zeek.write(&data[10..20]);
     wait_for(dir.path(), 10);
@@ -517,12 +512,7 @@ fn sighup_then_kill_9_repeats_nothing() {
         dir.path().join("scores.json.1"),
     )
     .unwrap();
-    let pid = infer.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap()
-        .success());
+    infer.hup();
     let started = Instant::now();
     while !infer.log().contains("output reopened") {
         assert!(
@@ -1144,6 +1134,27 @@ fn a_deleted_alerts_file_then_kill_9_repeats_no_alert() {
     zeek.write(&second);
     wait_for_all(dir.path(), &uids(&second));
     wait_alerted("192.168.33.67");
+    // Killed once the checkpoint names the new file (at once: the timed
+    // one is ten minutes away), which it must before any crash.
+    let new_file = {
+        use std::os::unix::fs::MetadataExt;
+        let m = fs::metadata(&alerts).unwrap();
+        format!("[{},{}]", m.dev(), m.ino())
+    };
+    let checkpoint = dir.path().join("state/checkpoint.json");
+    let names_it = || {
+        let text = fs::read_to_string(&checkpoint).unwrap_or_default();
+        let text: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+        text.contains(&new_file)
+    };
+    let start = Instant::now();
+    while !names_it() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the checkpoint does not name the new alerts file {new_file} within 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     infer.kill9();
     let infer = start_with(dir.path(), 1, &flags);
     let third = burst("192.168.33.68", "Three", base + 400.0);

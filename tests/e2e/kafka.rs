@@ -113,6 +113,22 @@ fn scored_uids(path: &Path) -> BTreeMap<String, usize> {
     out
 }
 
+/// The uids of the records in a scores file (complete lines; detections
+/// and alerts left out), each with its count.
+fn record_uids(path: &Path) -> BTreeMap<String, usize> {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+    let mut out = BTreeMap::new();
+    for line in complete.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("{}: not JSON ({e}): {line}", path.display()));
+        if let Some(uid) = v["uid"].as_str().filter(|_| v.get("detection").is_none()) {
+            *out.entry(uid.to_owned()).or_insert(0) += 1;
+        }
+    }
+    out
+}
+
 /// Writes `lines` to `dir/conn.json` and replays them with the shared
 /// models and `args` into `dir/<out>`: what a Kafka consumer of the same
 /// records is compared with. Returns the input file and the output.
@@ -1547,4 +1563,89 @@ fn a_member_with_its_state_loses_nothing_through_a_rebalance_and_a_kill() {
             "scored twice after resuming: {twice:?}\n{log_a}"
         );
     }
+}
+
+/// A member's output deleted mid-run, its next records written to a new
+/// file, and the member killed long before its next timed commit: its
+/// state names the new file as soon as the file is made, as a live run's
+/// checkpoint does, so the restart writes none of that file's records
+/// again (without it, the restart resumed the older state, could not cut
+/// a file that state does not name, and wrote them twice).
+#[test]
+fn a_deleted_output_then_kill_9_repeats_nothing_through_kafka() {
+    let broker = Broker::start();
+    broker.create_topic("zeek-conn", 1);
+    let (header, data) = crate::infer_live::conn_with_behaviours();
+    let json: Vec<String> = data.iter().map(|l| tsv_to_json(&header, l)).collect();
+    let dir = tempdir("kafka-new-file");
+    let (state, out) = (dir.join("state"), dir.join("kafka.json"));
+    let args = [
+        "--checkpoint-ms",
+        "600000",
+        "--output",
+        out.to_str().unwrap(),
+        "--kafka-state-dir",
+        state.to_str().unwrap(),
+    ];
+    let (first, rest) = json.split_at(json.len() * 2 / 5);
+    let (second, third) = rest.split_at(rest.len() * 2 / 3);
+    broker.produce("zeek-conn", &keyed_by_uid(first));
+    let mut a = conn_member(&broker, &dir, "n1", "azw-new-file", &args);
+    wait_for(
+        "the first part scored",
+        Duration::from_secs(90),
+        || records_written(&out) >= first.len(),
+        || a.log(),
+    );
+    // A first save of the state (the timed one is ten minutes away).
+    a.hup();
+    wait_for(
+        "the state saved at the reopen",
+        Duration::from_secs(30),
+        || a.log().contains("output reopened (SIGHUP)"),
+        || a.log(),
+    );
+    fs::remove_file(&out).unwrap();
+    broker.produce("zeek-conn", &keyed_by_uid(second));
+    wait_for(
+        "the second part scored into a new file",
+        Duration::from_secs(90),
+        || records_written(&out) >= second.len(),
+        || a.log(),
+    );
+    let new_file = {
+        use std::os::unix::fs::MetadataExt;
+        let m = fs::metadata(&out).unwrap();
+        format!("[{},{}]", m.dev(), m.ino())
+    };
+    let state_file = state.join("kafka-checkpoint.json");
+    wait_for(
+        "the state naming the new file",
+        Duration::from_secs(20),
+        || {
+            let text = fs::read_to_string(&state_file).unwrap_or_default();
+            let text: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+            text.contains(&new_file)
+        },
+        || a.log(),
+    );
+    a.kill9();
+    broker.produce("zeek-conn", &keyed_by_uid(third));
+    let b = conn_member(&broker, &dir, "n2", "azw-new-file", &args);
+    wait_for(
+        "the last part scored after the restart",
+        Duration::from_secs(90),
+        || {
+            let got = record_uids(&out);
+            third.iter().all(|l| got.contains_key(&uid_of(l)))
+        },
+        || b.log(),
+    );
+    let log = b.terminate();
+    let got = record_uids(&out);
+    for line in second.iter().chain(third) {
+        let uid = uid_of(line);
+        assert_eq!(got.get(&uid), Some(&1), "{uid} in the new file\n{log}");
+    }
+    assert_eq!(got.len(), second.len() + third.len(), "{log}");
 }

@@ -143,6 +143,16 @@ impl Infer {
         self.child.wait().unwrap();
     }
 
+    /// SIGHUP: reopen the output (what logrotate sends).
+    pub fn hup(&self) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success());
+    }
+
     /// SIGTERM, and the exit status.
     pub fn sigterm(&mut self) -> ExitStatus {
         let pid = self.child.id().to_string();
