@@ -150,13 +150,20 @@ impl FileSink {
             crate::safe_fs::sync_dir(dir.unwrap_or(Path::new("."))).map_err(err)?;
         }
         let on_disk = meta.len();
-        if on_disk > 0 && !is_our_output(&mut file, format).map_err(err)? {
+        let id = (meta.dev(), meta.ino());
+        // The very file a checkpoint of ours measured is ours whatever its
+        // first line holds: a run killed while writing its first record
+        // leaves half a line that tells nothing, and must not keep the
+        // service from starting again. (An alerts file, or an output of
+        // anomalies only, stays empty for hours, named by every
+        // checkpoint, until its first line.)
+        let measured = matches!(cut_to, Some(Cut { file: Some(f), .. }) if f == id);
+        if on_disk > 0 && !measured && !is_our_output(&mut file, format).map_err(err)? {
             return Err(refuse(format!(
                 "exists and is not an autozeekwatch {} output; it is left as it is: choose another --output, or move it away",
                 format.name()
             )));
         }
-        let id = (meta.dev(), meta.ino());
         let cut_to = match cut_to {
             Some(Cut { file: Some(f), .. }) if f != id => {
                 tracing::warn!(
@@ -564,6 +571,38 @@ mod tests {
                 serde_json::from_str::<serde_json::Value>(l).unwrap();
             }
         }
+    }
+
+    /// A run killed while writing its very first record leaves half a
+    /// line and nothing else: the restart takes the file its checkpoint
+    /// measured (empty then) as ours and starts it anew, where the line
+    /// alone would have had it refused; without that checkpoint the file
+    /// is still refused, being no output of ours by its content.
+    #[test]
+    fn a_torn_first_line_in_the_file_a_checkpoint_measured_is_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("scores.json");
+        let s = FileSink::open(&p, None, RecordFormat::Json).unwrap();
+        let measured = Cut {
+            len: 0,
+            file: s.identity(),
+        };
+        drop(s);
+        std::fs::write(&p, "{\"ts\":1.5,\"uid\":\"b").unwrap();
+        let e = FileSink::open(&p, None, RecordFormat::Json).err().unwrap();
+        assert!(e.to_string().contains("not an autozeekwatch"), "{e}");
+        let other = Cut {
+            file: Some((0, 0)),
+            ..measured
+        };
+        assert!(FileSink::open(&p, Some(other), RecordFormat::Json).is_err());
+        let mut s = FileSink::open(&p, Some(measured), RecordFormat::Json).unwrap();
+        assert_eq!(s.size(), Some(0));
+        s.write(&record("a")).unwrap();
+        s.sync().unwrap();
+        let got = lines(&p);
+        assert_eq!(got.len(), 1, "{got:?}");
+        serde_json::from_str::<serde_json::Value>(&got[0]).unwrap();
     }
 
     /// One writer a file: a second sink on an output being written is
