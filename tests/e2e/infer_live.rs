@@ -1065,6 +1065,14 @@ fn probes(src: &str, tag: &str, at: f64) -> Vec<String> {
         .collect()
 }
 
+/// Whether the alerts file `alerts` holds an alert about `host`.
+fn alerted(alerts: &Path, host: &str) -> bool {
+    fs::read_to_string(alerts)
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.contains(&format!("\"entity\":\"{host}\"")))
+}
+
 /// The last record time of the example conn log.
 fn last_ts(data: &[String]) -> f64 {
     data.last()
@@ -1092,12 +1100,7 @@ fn a_deleted_alerts_file_then_kill_9_repeats_no_alert() {
         "--alert-lateness",
         "0",
     ];
-    let alerted = |host: &str| -> bool {
-        fs::read_to_string(&alerts)
-            .unwrap_or_default()
-            .lines()
-            .any(|l| l.contains(&format!("\"entity\":\"{host}\"")))
-    };
+    let alerted = |host: &str| alerted(&alerts, host);
     let wait_alerted = |host: &str| {
         let start = Instant::now();
         while !alerted(host) {
@@ -1207,12 +1210,7 @@ fn an_allowlist_changed_mid_run_suppresses_within_seconds() {
             "0",
         ],
     );
-    let alerted = |host: &str| -> bool {
-        fs::read_to_string(&alerts)
-            .unwrap_or_default()
-            .lines()
-            .any(|l| l.contains(&format!("\"entity\":\"{host}\"")))
-    };
+    let alerted = |host: &str| alerted(&alerts, host);
     let before: Vec<String> = data
         .iter()
         .cloned()

@@ -98,7 +98,8 @@ fn consume(broker: &Broker, dir: &Path, name: &str, models: Option<&Path>, args:
     Infer { child, log }
 }
 
-/// The uids in a scores file (only complete lines), each with its count.
+/// The uids of the records in a scores file (only complete lines;
+/// detections and alerts left out), each with its count.
 fn scored_uids(path: &Path) -> BTreeMap<String, usize> {
     let text = fs::read_to_string(path).unwrap_or_default();
     // A last line without its newline is still being written.
@@ -107,24 +108,13 @@ fn scored_uids(path: &Path) -> BTreeMap<String, usize> {
     for line in complete.lines() {
         let v: serde_json::Value = serde_json::from_str(line)
             .unwrap_or_else(|e| panic!("{}: not JSON ({e}): {line}", path.display()));
-        *out.entry(v["uid"].as_str().unwrap().to_owned())
-            .or_insert(0) += 1;
-    }
-    out
-}
-
-/// The uids of the records in a scores file (complete lines; detections
-/// and alerts left out), each with its count.
-fn record_uids(path: &Path) -> BTreeMap<String, usize> {
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
-    let mut out = BTreeMap::new();
-    for line in complete.lines() {
-        let v: serde_json::Value = serde_json::from_str(line)
-            .unwrap_or_else(|e| panic!("{}: not JSON ({e}): {line}", path.display()));
-        if let Some(uid) = v["uid"].as_str().filter(|_| v.get("detection").is_none()) {
-            *out.entry(uid.to_owned()).or_insert(0) += 1;
+        if v.get("detection").is_some() || v.get("alert").is_some() {
+            continue;
         }
+        let uid = v["uid"].as_str();
+        let uid =
+            uid.unwrap_or_else(|| panic!("{}: a record without a uid: {line}", path.display()));
+        *out.entry(uid.to_owned()).or_insert(0) += 1;
     }
     out
 }
@@ -1636,13 +1626,13 @@ fn a_deleted_output_then_kill_9_repeats_nothing_through_kafka() {
         "the last part scored after the restart",
         Duration::from_secs(90),
         || {
-            let got = record_uids(&out);
+            let got = scored_uids(&out);
             third.iter().all(|l| got.contains_key(&uid_of(l)))
         },
         || b.log(),
     );
     let log = b.terminate();
-    let got = record_uids(&out);
+    let got = scored_uids(&out);
     for line in second.iter().chain(third) {
         let uid = uid_of(line);
         assert_eq!(got.get(&uid), Some(&1), "{uid} in the new file\n{log}");
