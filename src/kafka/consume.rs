@@ -156,10 +156,9 @@ impl GroupContext {
         state_dir: Option<PathBuf>,
     ) -> Self {
         let hold = repartition.as_ref().map_or(Duration::ZERO, |r| r.1);
-        let saved_files = files(sink.as_ref());
         GroupContext {
             progress: Mutex::new(Progress {
-                saved_files,
+                saved_files: (None, None),
                 sink,
                 lent: false,
                 pending: HashMap::new(),
@@ -305,10 +304,10 @@ struct Progress {
     state_dir: Option<PathBuf>,
     state_stale: bool,
     /// The files the output and the alerts' own output wrote at the last
-    /// save of the state (as at the start): one deleted or replaced since
-    /// is saved at once, as a live run does, since a restart does not cut
-    /// back a file the state does not name and would write again what it
-    /// wrote there since.
+    /// save of the state (at the start: those the resumed state names, if
+    /// any): one deleted or replaced since is saved at once, as a live run
+    /// does, since a restart does not cut back a file the state does not
+    /// name and would write again what it wrote there since.
     saved_files: OutputFiles,
     /// Partitions revoked in a rebalance since the loop last looked: their
     /// messages still in its batch are dropped.
@@ -636,6 +635,7 @@ pub fn run_kafka(opts: &KafkaOptions, controls: &Controls) -> Result<KafkaStats,
         kafka_config: opts.config.clone(),
     };
     let mut sink = sink::open(&opts.output, &sink_opts)?;
+    let mut saved_files = (sink_opts.cut_to.and_then(|c| c.file), None);
     if let Some(setup) = &opts.alerts {
         // Alerts of their own go through the same sink as the records
         // (split inside), so both are durable before offsets are
@@ -646,6 +646,7 @@ pub fn run_kafka(opts: &KafkaOptions, controls: &Controls) -> Result<KafkaStats,
                 .and_then(|s| resume::cut_to(s.alerts_output.as_ref(), spec)),
             AlertTarget::Output => None,
         };
+        saved_files.1 = alerts_cut.and_then(|c| c.file);
         let alert_opts = SinkOptions {
             cut_to: alerts_cut,
             ..sink_opts.clone()
@@ -661,6 +662,7 @@ pub fn run_kafka(opts: &KafkaOptions, controls: &Controls) -> Result<KafkaStats,
         resume::resume_alerts(&mut emitter, saved, setup, &opts.modules);
     }
     let consumer = connect(opts, sink)?;
+    consumer.context().progress().saved_files = saved_files;
     if let Some(saved) = resume {
         consumer.context().progress().committed = saved.offsets;
     }

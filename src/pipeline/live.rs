@@ -166,6 +166,20 @@ pub fn run_live(
     if let Some(setup) = &opts.alerts {
         emitter = with_alerts(emitter, setup, opts, checkpoint.as_ref())?;
     }
+    // The files the checkpoint names: a file found replaced at the start
+    // (rotated while the run was down) is checkpointed with the first
+    // records, as one replaced mid-run is.
+    let alerts_name = opts.alerts.as_ref().and_then(AlertSetup::own_name);
+    let saved_files = checkpoint.as_ref().map_or((None, None), |c| {
+        (
+            c.output_id
+                .filter(|_| c.output.as_deref() == Some(&output_name)),
+            c.alerts_output
+                .as_ref()
+                .filter(|m| Some(&m.name) == alerts_name.as_ref())
+                .and_then(|m| m.id),
+        )
+    });
     let positions = checkpoint.map(|c| c.modules).unwrap_or_default();
     if positions.is_empty() {
         tracing::info!(
@@ -187,17 +201,15 @@ pub fn run_live(
             scope.spawn(move || follow_guarded(module, resume, opts, controls, tx));
         }
         drop(tx);
-        let saved_identity = output.identity();
         let mut writer = Writer {
             opts,
             output: output.as_mut(),
             positions: positions.clone(),
             lanes: lanes.into_iter().map(|l| (l.module(), l)).collect(),
-            saved_identity,
-            saved_alerts_identity: None,
+            saved_identity: saved_files.0,
+            saved_alerts_identity: saved_files.1,
             emitter,
         };
-        writer.saved_alerts_identity = writer.alerts_identity();
         let result = writer.run(rx, controls);
         // LogKind threads notice a closed channel only when they next send;
         // an idle one would keep the scope, and the process, alive.

@@ -735,6 +735,33 @@ fn a_deleted_output_then_kill_9_repeats_nothing() {
     assert_exactly_once(dir.path(), &uids(&data[30..40]));
 }
 
+/// The output moved away while the run was down (rotated): the restart
+/// writes a new file, which the checkpoint names with the first records
+/// written to it, so a kill before the timed checkpoint repeats nothing
+/// there (the checkpoint naming the moved file would not let the next
+/// restart cut the new one).
+#[test]
+fn an_output_moved_away_while_down_then_kill_9_repeats_nothing() {
+    let (dir, data, mut zeek) = simulated_zeek();
+    let flags = ["--checkpoint-ms", "600000"];
+    let infer = start_with(dir.path(), 0, &flags);
+    zeek.write(&data[..30]);
+    wait_for(dir.path(), 30);
+    infer.terminate();
+    let output = dir.path().join("scores.json");
+    fs::rename(&output, dir.path().join("scores.json.1")).unwrap();
+    let mut infer = start_with(dir.path(), 1, &flags);
+    zeek.write(&data[30..35]);
+    wait_for(dir.path(), 5);
+    wait_checkpoint_names(dir.path(), &output);
+    infer.kill9();
+    zeek.write(&data[35..40]);
+    let infer = start_with(dir.path(), 2, &flags);
+    wait_for(dir.path(), 10);
+    infer.terminate();
+    assert_exactly_once(dir.path(), &uids(&data[30..40]));
+}
+
 /// A conn line in the example log's columns.
 #[allow(clippy::too_many_arguments)]
 fn conn_line(
@@ -1073,6 +1100,30 @@ fn alerted(alerts: &Path, host: &str) -> bool {
         .any(|l| l.contains(&format!("\"entity\":\"{host}\"")))
 }
 
+/// Waits (20 s at most) until the checkpoint in `dir/state` names the file
+/// now at `path` (by device and inode).
+fn wait_checkpoint_names(dir: &Path, path: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::metadata(path).unwrap();
+    let file = format!("[{},{}]", m.dev(), m.ino());
+    let checkpoint = dir.join("state/checkpoint.json");
+    let names_it = || {
+        let text = fs::read_to_string(&checkpoint).unwrap_or_default();
+        let text: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+        text.contains(&file)
+    };
+    let start = Instant::now();
+    while !names_it() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the checkpoint does not name {} {file} within 20 s\n{}",
+            path.display(),
+            logs(dir)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The last record time of the example conn log.
 fn last_ts(data: &[String]) -> f64 {
     data.last()
@@ -1139,25 +1190,7 @@ fn a_deleted_alerts_file_then_kill_9_repeats_no_alert() {
     wait_alerted("192.168.33.67");
     // Killed once the checkpoint names the new file (at once: the timed
     // one is ten minutes away), which it must before any crash.
-    let new_file = {
-        use std::os::unix::fs::MetadataExt;
-        let m = fs::metadata(&alerts).unwrap();
-        format!("[{},{}]", m.dev(), m.ino())
-    };
-    let checkpoint = dir.path().join("state/checkpoint.json");
-    let names_it = || {
-        let text = fs::read_to_string(&checkpoint).unwrap_or_default();
-        let text: String = text.chars().filter(|c| !c.is_whitespace()).collect();
-        text.contains(&new_file)
-    };
-    let start = Instant::now();
-    while !names_it() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "the checkpoint does not name the new alerts file {new_file} within 20 s"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_checkpoint_names(dir.path(), &alerts);
     infer.kill9();
     let infer = start_with(dir.path(), 1, &flags);
     let third = burst("192.168.33.68", "Three", base + 400.0);
