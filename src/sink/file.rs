@@ -151,14 +151,19 @@ impl FileSink {
         }
         let on_disk = meta.len();
         let id = (meta.dev(), meta.ino());
-        // The very file a checkpoint of ours measured is ours whatever its
-        // first line holds: a run killed while writing its first record
-        // leaves half a line that tells nothing, and must not keep the
-        // service from starting again. (An alerts file, or an output of
-        // anomalies only, stays empty for hours, named by every
-        // checkpoint, until its first line.)
-        let measured = matches!(cut_to, Some(Cut { file: Some(f), .. }) if f == id);
-        if on_disk > 0 && !measured && !is_our_output(&mut file, format).map_err(err)? {
+        // A run killed while writing the first record of the very file a
+        // checkpoint of ours measured empty leaves half a line that tells
+        // nothing, and must not keep the service from starting again (an
+        // alerts file, or an output of anomalies only, stays empty for
+        // hours, named by every checkpoint, until its first line). Only
+        // that: one unfinished line that starts as ours do; a file of
+        // someone else's written over ours in place is still refused.
+        let measured_empty = matches!(
+            cut_to,
+            Some(Cut { file: Some(f), len }) if f == id && len == 0
+        );
+        let torn_first = measured_empty && is_a_torn_first_line(&mut file, format).map_err(err)?;
+        if on_disk > 0 && !torn_first && !is_our_output(&mut file, format).map_err(err)? {
             return Err(refuse(format!(
                 "exists and is not an autozeekwatch {} output; it is left as it is: choose another --output, or move it away",
                 format.name()
@@ -438,6 +443,20 @@ pub fn is_replaceable_output(path: &Path, format: RecordFormat) -> io::Result<bo
 
 /// True if the file starts the way an autozeekwatch output of `format`
 /// does: the TSV or CSV header, or a JSON scored record.
+/// Whether the file holds one unfinished JSON line and nothing else: what
+/// a run killed while writing its first record leaves. (A format with a
+/// header is recognised by as much of its header as was written.)
+fn is_a_torn_first_line(file: &mut File, format: RecordFormat) -> io::Result<bool> {
+    if !format.header().is_empty() {
+        return Ok(false);
+    }
+    let mut head = Vec::new();
+    file.seek(SeekFrom::Start(0))?;
+    Read::by_ref(file).take(1 << 16).read_to_end(&mut head)?;
+    let whole = file.metadata()?.len() == head.len() as u64;
+    Ok(whole && head.starts_with(b"{\"") && !head.contains(&b'\n'))
+}
+
 fn is_our_output(file: &mut File, format: RecordFormat) -> io::Result<bool> {
     // Our lines are short; 64 KiB holds the first one whole.
     let mut head = Vec::new();
@@ -588,6 +607,13 @@ mod tests {
             file: s.identity(),
         };
         drop(s);
+        // Someone else's text written over it in place (the same file): not
+        // a torn line of ours, refused and left as it is.
+        for foreign in ["notes\n", "no newline", "{\"a\":1}\n{\"b"] {
+            std::fs::write(&p, foreign).unwrap();
+            assert!(FileSink::open(&p, Some(measured), RecordFormat::Json).is_err());
+            assert_eq!(std::fs::read_to_string(&p).unwrap(), foreign);
+        }
         std::fs::write(&p, "{\"ts\":1.5,\"uid\":\"b").unwrap();
         let e = FileSink::open(&p, None, RecordFormat::Json).err().unwrap();
         assert!(e.to_string().contains("not an autozeekwatch"), "{e}");
@@ -596,6 +622,11 @@ mod tests {
             ..measured
         };
         assert!(FileSink::open(&p, Some(other), RecordFormat::Json).is_err());
+        let later = Cut {
+            len: 10,
+            ..measured
+        };
+        assert!(FileSink::open(&p, Some(later), RecordFormat::Json).is_err());
         let mut s = FileSink::open(&p, Some(measured), RecordFormat::Json).unwrap();
         assert_eq!(s.size(), Some(0));
         s.write(&record("a")).unwrap();
