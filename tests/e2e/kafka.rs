@@ -1563,6 +1563,22 @@ fn a_member_with_its_state_loses_nothing_through_a_rebalance_and_a_kill() {
 /// a file that state does not name, and wrote them twice).
 #[test]
 fn a_deleted_output_then_kill_9_repeats_nothing_through_kafka() {
+    a_new_output_then_kill_9_repeats_nothing(false);
+}
+
+/// The same with the output moved away while the member was stopped (a
+/// rotation): the restart writes a new file, which its state names with
+/// the first records, not at the timed commit.
+#[test]
+fn an_output_moved_away_while_down_then_kill_9_repeats_nothing_through_kafka() {
+    a_new_output_then_kill_9_repeats_nothing(true);
+}
+
+/// A member writes a first part, its output goes (deleted while it runs,
+/// or moved away while it is stopped), it writes a second part into a new
+/// file and is killed, and a restarted member writes the third: every
+/// record of the new file is there once.
+fn a_new_output_then_kill_9_repeats_nothing(while_down: bool) {
     let broker = Broker::start();
     broker.create_topic("zeek-conn", 1);
     let (header, data) = crate::infer_live::conn_with_behaviours();
@@ -1587,15 +1603,21 @@ fn a_deleted_output_then_kill_9_repeats_nothing_through_kafka() {
         || records_written(&out) >= first.len(),
         || a.log(),
     );
-    // A first save of the state (the timed one is ten minutes away).
-    a.hup();
-    wait_for(
-        "the state saved at the reopen",
-        Duration::from_secs(30),
-        || a.log().contains("output reopened (SIGHUP)"),
-        || a.log(),
-    );
-    fs::remove_file(&out).unwrap();
+    if while_down {
+        a.terminate();
+        fs::rename(&out, dir.join("kafka.json.1")).unwrap();
+        a = conn_member(&broker, &dir, "n1b", "azw-new-file", &args);
+    } else {
+        // A first save of the state (the timed one is ten minutes away).
+        a.hup();
+        wait_for(
+            "the state saved at the reopen",
+            Duration::from_secs(30),
+            || a.log().contains("output reopened (SIGHUP)"),
+            || a.log(),
+        );
+        fs::remove_file(&out).unwrap();
+    }
     broker.produce("zeek-conn", &keyed_by_uid(second));
     wait_for(
         "the second part scored into a new file",
