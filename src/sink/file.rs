@@ -441,8 +441,15 @@ pub fn is_replaceable_output(path: &Path, format: RecordFormat) -> io::Result<bo
     Ok(file.metadata()?.len() == 0 || is_our_output(&mut file, format)?)
 }
 
-/// True if the file starts the way an autozeekwatch output of `format`
-/// does: the TSV or CSV header, or a JSON scored record.
+/// The file's first 64 KiB: our lines are short, so it holds the first
+/// one whole.
+fn head(file: &mut File) -> io::Result<Vec<u8>> {
+    let mut head = Vec::new();
+    file.seek(SeekFrom::Start(0))?;
+    Read::by_ref(file).take(1 << 16).read_to_end(&mut head)?;
+    Ok(head)
+}
+
 /// Whether the file holds one unfinished JSON line and nothing else: what
 /// a run killed while writing its first record leaves. (A format with a
 /// header is recognised by as much of its header as was written.)
@@ -450,18 +457,15 @@ fn is_a_torn_first_line(file: &mut File, format: RecordFormat) -> io::Result<boo
     if !format.header().is_empty() {
         return Ok(false);
     }
-    let mut head = Vec::new();
-    file.seek(SeekFrom::Start(0))?;
-    Read::by_ref(file).take(1 << 16).read_to_end(&mut head)?;
+    let head = head(file)?;
     let whole = file.metadata()?.len() == head.len() as u64;
     Ok(whole && head.starts_with(b"{\"") && !head.contains(&b'\n'))
 }
 
+/// True if the file starts the way an autozeekwatch output of `format`
+/// does: the TSV or CSV header, or a JSON scored record.
 fn is_our_output(file: &mut File, format: RecordFormat) -> io::Result<bool> {
-    // Our lines are short; 64 KiB holds the first one whole.
-    let mut head = Vec::new();
-    file.seek(SeekFrom::Start(0))?;
-    Read::by_ref(file).take(1 << 16).read_to_end(&mut head)?;
+    let head = head(file)?;
     let header = format.header();
     if !header.is_empty() {
         let n = header.len().min(head.len());
