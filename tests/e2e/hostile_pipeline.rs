@@ -282,11 +282,7 @@ fn replay_honours_sigterm_inside_a_huge_line() {
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(500));
     let asked = std::time::Instant::now();
-    assert!(Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
+    crate::util::signal(&child, "TERM");
     while child.try_wait().unwrap().is_none() {
         if asked.elapsed() > std::time::Duration::from_secs(20) {
             child.kill().unwrap();

@@ -1053,12 +1053,7 @@ fn scores_by_uid(path: &Path) -> BTreeMap<String, Vec<serde_json::Value>> {
 /// another leave; each must exit 0. Returns their logs.
 fn stop_together(members: Vec<Infer>) -> Vec<String> {
     for m in &members {
-        let pid = m.child.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success());
+        crate::util::signal(&m.child, "TERM");
     }
     members
         .into_iter()

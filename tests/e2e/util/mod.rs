@@ -126,6 +126,16 @@ pub fn example_text(name: &str) -> String {
     text
 }
 
+/// Sends `child` the signal `name` (`TERM`, `HUP`) without waiting for it.
+pub fn signal(child: &Child, name: &str) {
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args([format!("-{name}"), pid])
+        .status()
+        .unwrap()
+        .success());
+}
+
 /// A running `azw-infer` with its standard error in `log`.
 pub struct Infer {
     pub child: Child,
@@ -145,22 +155,12 @@ impl Infer {
 
     /// SIGHUP: reopen the output (what logrotate sends).
     pub fn hup(&self) {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success());
+        signal(&self.child, "HUP");
     }
 
     /// SIGTERM, and the exit status.
     pub fn sigterm(&mut self) -> ExitStatus {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success());
+        signal(&self.child, "TERM");
         self.child.wait().unwrap()
     }
 
