@@ -20,6 +20,13 @@
 #   (cd /tmp/issue16 && cargo build --release)
 #   BASE=/tmp/issue16/target/release TABLES=bench/tables-issue16 bash bench/perf.sh
 #
+# With REPLAY_ARGS="..." this build's replays get those arguments too
+# (not BASE's, which may not know them): REPLAY_ARGS="--context-fields
+# none" leaves out the context object each record carries since the
+# alert work, which 417ee05's records did not have (the Community ID,
+# direction and sensor cannot be left out), so that next to that build
+# the output differs by those three fields only.
+#
 # Data: the three days of rita-activecm/missing_host conn logs (105,918
 # records) concatenated ten times into one plain TSV with one header
 # (1,059,180 records), built once in $WORK; the model is trained on the
@@ -122,24 +129,27 @@ replay() { # binary-dir model-dir output [args...]: `seconds` of a replay
     seconds "$bin/azw-infer" --replay "$log" --modules CONN --model-dir "$dir" \
         --output "$out" -q "$@"
 }
+# This build's extra replay arguments (word-split on purpose).
+read -r -a replay_args <<<"${REPLAY_ARGS:-}"
+
 one_core() { # output: `seconds` of this build's replay on processor 0 only
     rm -f "$1"
     seconds taskset -c 0 "$BIN/azw-infer" --replay "$log" --modules CONN \
-        --model-dir "$models" --output "$1" -q --threads 1
+        --model-dir "$models" --output "$1" -q --threads 1 ${replay_args[@]+"${replay_args[@]}"}
 }
 wall() { echo "${1%% *}"; }
 rounds_ratio=()
 
-echo "$records records, $(nproc) processors, load $(cut -d' ' -f1-3 /proc/loadavg), model $models"
+echo "$records records, $(nproc) processors, replay arguments: ${REPLAY_ARGS:-none}, load $(cut -d' ' -f1-3 /proc/loadavg), model $models"
 for round in $(seq "$rounds"); do
     echo "round $round"
     note "reader only" "$(seconds "$BIN/azw-train" --log-dir "$work/logs" --modules CONN --dry-run)"
     if [[ -n ${BASE:-} ]]; then
         note "base replay" "$(replay "$BASE" "$base_models" "$work/base.json")"
     fi
-    t1=$(replay "$BIN" "$models" "$work/t1.json" --threads 1)
+    t1=$(replay "$BIN" "$models" "$work/t1.json" --threads 1 ${replay_args[@]+"${replay_args[@]}"})
     note "replay, 1 thread" "$t1"
-    t2=$(replay "$BIN" "$models" "$work/t2.json" --threads 2)
+    t2=$(replay "$BIN" "$models" "$work/t2.json" --threads 2 ${replay_args[@]+"${replay_args[@]}"})
     note "replay, 2 threads" "$t2"
     c1=$(one_core "$work/c1.json")
     note "replay, 1 core" "$c1"
