@@ -295,15 +295,10 @@ impl Rule {
                 .module
                 .as_deref()
                 .is_none_or(|m| f.module.is_some_and(|fm| fm.eq_ignore_ascii_case(m)))
-            && self.domain.as_deref().is_none_or(|d| {
-                f.domain.is_some_and(|name| {
-                    let name = name.trim_end_matches('.');
-                    name.len() >= d.len()
-                        && name[name.len() - d.len()..].eq_ignore_ascii_case(d)
-                        && (name.len() == d.len()
-                            || name.as_bytes()[name.len() - d.len() - 1] == b'.')
-                })
-            })
+            && self
+                .domain
+                .as_deref()
+                .is_none_or(|d| f.domain.is_some_and(|name| is_within(name, d)))
             && self.feature.as_deref().is_none_or(|want| {
                 f.features.iter().any(|c| {
                     c.feature == want
@@ -317,6 +312,20 @@ impl Rule {
                 .as_deref()
                 .is_none_or(|k| f.detector == Some(k))
     }
+}
+
+/// Whether `name` is `domain` or one of its subdomains, ASCII letters in
+/// any case, a final dot ignored. Compared as bytes: the names come from
+/// the traffic (a query, a Host header, a server name), and a name whose
+/// last bytes split a multi-byte character must not match nor panic (a
+/// string slice there would). A match ends at a dot or the name's start,
+/// so it never splits a character.
+fn is_within(name: &str, domain: &str) -> bool {
+    let (name, d) = (name.trim_end_matches('.').as_bytes(), domain.as_bytes());
+    let Some(start) = name.len().checked_sub(d.len()) else {
+        return false;
+    };
+    name[start..].eq_ignore_ascii_case(d) && (start == 0 || name[start - 1] == b'.')
 }
 
 /// The name a record is about, for `domain` rules.
@@ -492,6 +501,25 @@ mod tests {
         assert!(!rule.matches(&facts("10.1.2.3", "1.1.1.1", 80, Some("example.com"))));
         assert!(!rule.matches(&facts("11.1.2.3", "1.1.1.1", 443, Some("example.com"))));
         assert!(!rule.matches(&facts("10.1.2.3", "1.1.1.1", 443, None)));
+    }
+
+    /// Names from the traffic whose last bytes split a multi-byte
+    /// character (an attacker's Host header) neither match nor panic;
+    /// names and rules in other scripts still match.
+    #[test]
+    fn a_domain_rule_takes_any_name_from_the_traffic() {
+        let r = rules("[[rule]]\ndomain = \"example.com\"\naction = \"drop\"\n").unwrap();
+        let rule = &r.rules[0];
+        let at = |name: &'static str| facts("10.1.2.3", "1.1.1.1", 80, Some(name));
+        // "é" is two bytes: the 11 last bytes start inside it.
+        for name in ["é0123456789", "\u{10348}xample.com", "日本.é", ".", ""] {
+            assert!(!rule.matches(&at(name)), "{name:?}");
+        }
+        assert!(rule.matches(&at("é.example.com")));
+        let r = rules("[[rule]]\ndomain = \"bücher.de\"\naction = \"drop\"\n").unwrap();
+        assert!(r.rules[0].matches(&at("WWW.bücher.DE")));
+        assert!(r.rules[0].matches(&at("shop.bücher.de.")));
+        assert!(!r.rules[0].matches(&at("xbücher.de")));
     }
 
     #[test]

@@ -210,11 +210,14 @@ pub fn run_live(
             saved_alerts_identity: saved_files.1,
             emitter,
         };
-        let result = writer.run(rx, controls);
+        // A panic here (a bug) must end the process, as it does anywhere
+        // else, so that its supervisor restarts it: without the stop below,
+        // the following threads would wait for it forever, alive and idle.
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| writer.run(rx, controls)));
         // LogKind threads notice a closed channel only when they next send;
         // an idle one would keep the scope, and the process, alive.
         controls.stop.store(true, Ordering::SeqCst);
-        result
+        result.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     })
 }
 

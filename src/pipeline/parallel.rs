@@ -136,7 +136,12 @@ where
         // The reader stops once the workers' channels close (returning
         // drops them); its context state goes back to the lane.
         drop(from_workers);
-        let (context, allow) = reader.join().unwrap_or_default();
+        // A panic on the reading thread (a bug) is the run's: taken as the
+        // end of the stream, it made a replay exit 0 with its output cut
+        // short.
+        let (context, allow) = reader
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         (end, (context, allow))
     });
     let (context, allow) = context;
@@ -389,6 +394,39 @@ mod tests {
             );
         }
         stats
+    }
+
+    /// A panic on the reading thread (here, in the lines' iterator) ends
+    /// the run as a panic, not as the end of the stream.
+    #[test]
+    fn a_panic_while_reading_is_not_the_end_of_the_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = crate::model::tests::ssh_model().clone();
+        let path = dir
+            .path()
+            .join(crate::model::file_name(crate::LogKind::SSH));
+        model.save(&path).unwrap();
+        let records = crate::zeek::testutil::example_records("ssh");
+        let mut lane =
+            Lane::load(crate::LogKind::SSH, dir.path(), &LaneOptions::default()).unwrap();
+        let mut next = records.iter().cycle().cloned().enumerate();
+        let lines = std::iter::from_fn(move || match next.next() {
+            Some((i, _)) if i == CHUNK + 7 => panic!("a reader's bug"),
+            Some((_, r)) => Some(Ok(r)),
+            None => None,
+        });
+        let mut taken = 0;
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            score_parallel(lines, 2, &mut lane, |_, _| {
+                taken += 1;
+                Ok::<_, ()>(true)
+            })
+        }));
+        assert!(
+            run.is_err(),
+            "ended as {:?} after {taken} lines",
+            run.unwrap()
+        );
     }
 
     /// An allowlist applied on the threads (drops on the reading thread,
