@@ -22,6 +22,7 @@ pub mod log_kind;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;
+pub mod plausible;
 pub mod reload;
 pub mod route;
 pub mod safe_fs;

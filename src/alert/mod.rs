@@ -196,11 +196,10 @@ impl Ord for Held {
 /// infinity, JSON can hold it (the stage is saved in checkpoints).
 const NO_TIME: f64 = f64::MIN;
 
-/// Record times later than a day past the wall clock are not believed.
+/// Record times later than a day past the wall clock are not believed
+/// ([`crate::plausible`]).
 fn latest_plausible() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(f64::MAX, |d| d.as_secs_f64() + 86_400.0)
+    crate::plausible::latest()
 }
 
 /// A deadline key: when an alert's quiet period ends, then its host.

@@ -216,6 +216,14 @@ impl Observation {
             Observation::Dns(_) => LogKind::DNS,
         }
     }
+
+    /// The record's time.
+    pub fn ts(&self) -> f64 {
+        match self {
+            Observation::Conn(c) => c.ts,
+            Observation::Dns(d) => d.ts,
+        }
+    }
 }
 
 /// The module whose detectors a log type's records feed when that is

@@ -260,6 +260,18 @@ pub struct DetectStage {
     /// other settings is not resumed as if it matched.
     options: Option<DetectOptions>,
     found: BTreeMap<DetectorKind, u64>,
+    /// Records whose time is not believed ([`crate::plausible`]), left
+    /// out: one dated in the far future would become every window's
+    /// newest time (and the beacon detector's, saved in checkpoints) and
+    /// keep it, shutting a detector off or keeping windows open for ever.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    unbelieved: u64,
+    #[serde(skip)]
+    plausible: crate::plausible::Plausible,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl DetectStage {
@@ -321,6 +333,23 @@ impl DetectStage {
     /// Runs the module's detectors on one observation, appending what they
     /// find to `out`.
     pub fn observe(&mut self, o: &Observation, out: &mut Vec<Detection>) {
+        if !self.modules.contains_key(&o.module()) {
+            return;
+        }
+        if !self.plausible.believes(o.ts()) {
+            self.unbelieved += 1;
+            // The first, then the 10th, 100th, ...: a sensor whose clock
+            // is off makes every record one.
+            if 10u64.pow(self.unbelieved.ilog10()) == self.unbelieved {
+                tracing::warn!(
+                    "{}: a record at time {} (more than a day past this machine's clock, or before 1970) is scored but not given to the detectors ({} so far); check the sensor's clock",
+                    o.module(),
+                    o.ts(),
+                    self.unbelieved
+                );
+            }
+            return;
+        }
         if let Some(d) = self.modules.get_mut(&o.module()) {
             let before = out.len();
             d.observe(o, out);
@@ -355,5 +384,67 @@ impl DetectStage {
         }
         let parts: Vec<String> = self.found.iter().map(|(k, n)| format!("{n} {k}")).collect();
         format!("detections: {}", parts.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::beacon::BeaconParams;
+    use crate::detect::long_conn::LongConnParams;
+    use crate::detect::testkit::{conn, ip};
+
+    /// A beacon's detections, with one record dated `glitch` from another
+    /// host among its first hour's, the stage saved and restored after it.
+    fn beacon_detections(glitch: Option<f64>) -> (Vec<(u64, DetectorKind)>, u64) {
+        let mut stage = DetectStage::new(&DetectOptions::default());
+        stage.add(
+            LogKind::CONN,
+            ModuleDetectors {
+                beacon: Some(BeaconDetector::new(BeaconParams::default())),
+                long_connection: Some(LongConnDetector::new(LongConnParams::default())),
+                ..ModuleDetectors::default()
+            },
+        );
+        let (bot, c2) = (ip("10.0.0.5"), ip("203.0.113.7"));
+        let start = 1_713_571_200.0;
+        let mut found = Vec::new();
+        for i in 0..600u32 {
+            let t = start + f64::from(i) * 300.0 + f64::from(i * 7 % 11);
+            if i == 10 {
+                if let Some(ts) = glitch {
+                    let other = conn(ip("10.0.0.9"), ip("198.51.100.1"), ts, 500.0, true);
+                    stage.observe(&Observation::Conn(other), &mut found);
+                    let saved = serde_json::to_string(&stage).unwrap();
+                    stage = serde_json::from_str(&saved).unwrap();
+                }
+            }
+            let beat = conn(bot, c2, t, 1049.0, true);
+            stage.observe(&Observation::Conn(beat), &mut found);
+        }
+        let found = found.iter().map(|d| (d.ts as u64, d.detection)).collect();
+        (found, stage.unbelieved)
+    }
+
+    /// A record dated in 2100 (a clock glitch, a forged line), before
+    /// 1970 or not a number is left out of the detectors: it had made the
+    /// beacon detector's newest time 2100 for good (saved in checkpoints),
+    /// so no beacon was found again.
+    #[test]
+    fn a_record_from_the_far_future_shuts_no_detector_off() {
+        let (want, none) = beacon_detections(None);
+        assert!(
+            want.iter().any(|(_, k)| *k == DetectorKind::Beacon),
+            "{want:?}"
+        );
+        assert_eq!(none, 0);
+        for glitch in [4_102_444_800.0, 1e200, -1e200, f64::NAN, f64::INFINITY] {
+            let (got, unbelieved) = beacon_detections(Some(glitch));
+            assert_eq!(got, want, "after a record at {glitch}");
+            assert_eq!(unbelieved, 1);
+        }
+        // A time within the day ahead is believed.
+        let soon = crate::plausible::latest() - 3_600.0;
+        assert_eq!(beacon_detections(Some(soon)).1, 0);
     }
 }

@@ -361,6 +361,8 @@ pub struct FeatureState {
     /// were last seen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     seen: Option<Table<f64>>,
+    #[serde(skip)]
+    plausible: crate::plausible::Plausible,
 }
 
 impl FeatureState {
@@ -368,6 +370,7 @@ impl FeatureState {
         FeatureState {
             keys: Table::new(def.max_keys),
             seen: (def.stat == ContextStat::Distinct).then(|| Table::new(def.max_keys)),
+            plausible: Default::default(),
         }
     }
 
@@ -379,7 +382,10 @@ impl FeatureState {
     /// Fills the feature's columns (`out`, zeroed by the caller) from the
     /// state of `key`, then adds the record to it. `key` is `None` when a
     /// key field is unset; `value` is the field's value for the stats that
-    /// read one; `ts` the record's time.
+    /// read one; `ts` the record's time. A time not believed
+    /// ([`crate::plausible`]) is taken as none: a key's state dated in the
+    /// far future would never decay again, and a gap from -1e200 squares
+    /// to infinity, which the saved state cannot hold.
     pub fn apply(
         &mut self,
         def: &ContextDef,
@@ -388,7 +394,7 @@ impl FeatureState {
         ts: Option<f64>,
         out: &mut [f64],
     ) {
-        let (Some(key), Some(ts)) = (key, ts.filter(|t| t.is_finite())) else {
+        let (Some(key), Some(ts)) = (key, ts.filter(|t| self.plausible.believes(*t))) else {
             return;
         };
         let hl = &def.half_lives;
@@ -592,6 +598,38 @@ mod tests {
         // ln(1 + weight): one gap in five counts.
         let ratio = w_all.exp_m1() / w_sessions.exp_m1();
         assert!((4.5..5.5).contains(&ratio), "{w_sessions} {w_all}");
+    }
+
+    /// A record dated in the far future, before 1970 or not a number
+    /// leaves the key's state as it was (it had frozen the key's decay for
+    /// good, or, from -1e200, squared a gap to infinity that the saved
+    /// state could not load back), and the state saved after it loads.
+    #[test]
+    fn a_time_not_believed_changes_no_state() {
+        for stat in [ContextStat::Gap, ContextStat::Damped, ContextStat::Distinct] {
+            let d = def(stat, &[3600]);
+            let steady = |glitch: Option<f64>| {
+                let mut s = FeatureState::new(&d);
+                let mut outs = Vec::new();
+                for i in 0..100u32 {
+                    let t = 1_713_571_200.0 + f64::from(i) * 60.0;
+                    if i == 50 {
+                        if let Some(ts) = glitch {
+                            let out = run(&d, &mut s, 1, Value::Count(7), ts);
+                            assert!(out.iter().all(|x| *x == 0.0), "{out:?}");
+                            let saved = serde_json::to_string(&s).unwrap();
+                            s = serde_json::from_str(&saved).unwrap();
+                        }
+                    }
+                    outs.push(run(&d, &mut s, 1, Value::Count(u64::from(i % 3)), t));
+                }
+                outs
+            };
+            let want = steady(None);
+            for ts in [4_102_444_800.0, 1e200, -1e200, f64::NAN] {
+                assert!(steady(Some(ts)) == want, "{stat:?} after a record at {ts}");
+            }
+        }
     }
 
     fn run(d: &ContextDef, state: &mut FeatureState, key: u64, v: Value, ts: f64) -> Vec<f64> {

@@ -198,6 +198,7 @@ impl LaneWorker {
 /// One log type's scoring stage.
 pub struct Lane {
     scorer: Scorer,
+    plausible: crate::plausible::Plausible,
     reload: Option<(Reloader, Duration)>,
     /// Applied to a reloaded model's scorer too.
     record: RecordOptions,
@@ -226,6 +227,7 @@ impl Lane {
     /// never reloads.
     pub fn new(scorer: Scorer, opts: &LaneOptions) -> Lane {
         Lane {
+            plausible: Default::default(),
             scorer: scorer
                 .with_options(&opts.record)
                 .anomalies_only(opts.only_anomalies),
@@ -484,9 +486,12 @@ impl Lane {
         }
     }
 
-    /// Keeps the newest record time read (how far behind real time).
+    /// Keeps the newest record time read (how far behind real time), of
+    /// the times believed ([`crate::plausible`]): one record from the far
+    /// future would otherwise stand as the newest for good, holding the
+    /// alert watermark and reading as no lag at all.
     fn note_time(&mut self, ts: Option<f64>) {
-        if let Some(ts) = ts.filter(|t| t.is_finite() && *t >= 0.0) {
+        if let Some(ts) = ts.filter(|t| self.plausible.believes(*t)) {
             self.stats.newest_ts = self.stats.newest_ts.max(ts as u64);
         }
     }
@@ -595,5 +600,36 @@ mod tests {
         let allowed = (0..5000).filter(|_| t.allow()).count();
         // 1..=100, then 1000, 2000, 3000, 4000, 5000.
         assert_eq!(allowed, 105);
+    }
+
+    /// A record dated in the far future, before 1970 or not a number is
+    /// scored, but its time is not the lane's newest (the alert stage's
+    /// watermark and the lag metric): one such record held them for good.
+    #[test]
+    fn a_time_not_believed_is_not_the_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = crate::model::tests::ssh_model().clone();
+        model
+            .save(&dir.path().join(model::file_name(LogKind::SSH)))
+            .unwrap();
+        let mut lane = Lane::load(LogKind::SSH, dir.path(), &LaneOptions::default()).unwrap();
+        let records = crate::zeek::testutil::example_records("ssh");
+        let newest = records.iter().filter_map(Record::ts).fold(0.0, f64::max);
+        let at = |r: &Record, ts: f64| {
+            let mut values = r.values().to_vec();
+            values[r.schema().index_of("ts").unwrap()] = crate::zeek::Value::Real(ts);
+            Record::new(r.schema().clone(), values, r.line())
+        };
+        let mut out = Vec::new();
+        for (i, r) in records.iter().enumerate() {
+            if i == 3 {
+                for ts in [4_102_444_800.0, 1e200, -5.0, f64::NAN] {
+                    lane.line(Ok(Parsed::Record(at(r, ts))), &mut out);
+                }
+            }
+            lane.line(Ok(Parsed::Record(r.clone())), &mut out);
+        }
+        assert_eq!(lane.stats().scored, records.len() as u64 + 4);
+        assert_eq!(lane.stats().newest_ts, newest as u64);
     }
 }
