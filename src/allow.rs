@@ -354,9 +354,15 @@ pub struct Allowlist {
     /// record's drop rules.
     rules: std::sync::Arc<Rules>,
     stamp: Option<(SystemTime, u64)>,
-    refused: Option<(SystemTime, u64)>,
+    /// The file as it was last refused (`Some(None)`: missing), so that
+    /// it is read again, and refused with an error again, only once it
+    /// changes: a deleted allowlist logged an error every check.
+    refused: Option<Option<(SystemTime, u64)>>,
     last_check: Instant,
     every: Duration,
+    /// Times the file was read, for tests.
+    #[cfg(test)]
+    loads: u32,
 }
 
 fn now() -> i64 {
@@ -375,6 +381,29 @@ impl Allowlist {
             refused: None,
             last_check: Instant::now(),
             every,
+            #[cfg(test)]
+            loads: 1,
+        })
+    }
+
+    /// [`Allowlist::open`] for a run that is going already (a lane opened
+    /// after a new model appeared, the detections' filter): a file that
+    /// does not load now (it changed since the tools checked it) is
+    /// logged and watched as a refused change is, and its rules apply once
+    /// it loads. (It was dropped until the next restart.)
+    pub fn open_or_wait(path: &Path, every: Duration) -> Allowlist {
+        Allowlist::open(path, every).unwrap_or_else(|e| {
+            tracing::error!("the allowlist is not applied until it loads: {e}");
+            Allowlist {
+                path: path.to_owned(),
+                rules: Default::default(),
+                stamp: None,
+                refused: Some(stamp(path)),
+                last_check: Instant::now(),
+                every,
+                #[cfg(test)]
+                loads: 1,
+            }
         })
     }
 
@@ -394,8 +423,12 @@ impl Allowlist {
         }
         self.last_check = Instant::now();
         let now = stamp(&self.path);
-        if now == self.stamp || (now.is_some() && now == self.refused) {
+        if now == self.stamp || Some(now) == self.refused {
             return;
+        }
+        #[cfg(test)]
+        {
+            self.loads += 1;
         }
         match Rules::load(&self.path) {
             Ok(rules) => {
@@ -406,10 +439,11 @@ impl Allowlist {
                 );
                 self.rules = std::sync::Arc::new(rules);
                 self.stamp = now;
+                self.refused = None;
             }
             Err(e) => {
                 tracing::error!("refused the changed allowlist: {e}; the rules in force stay");
-                self.refused = now;
+                self.refused = Some(now);
             }
         }
     }
@@ -558,6 +592,40 @@ mod tests {
         assert!(e.contains("write a date"), "{e}");
         let e = rules("[[rule]]\nprot = 1\naction = \"drop\"\n").unwrap_err();
         assert!(e.contains("prot"), "{e}");
+    }
+
+    /// A deleted or broken allowlist is read (and its error logged) once
+    /// per change, not at every check; a lane that opens it while it is
+    /// broken applies its rules once it is fixed.
+    #[test]
+    fn a_refused_file_is_read_again_only_once_it_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("allow.toml");
+        let good = "[[rule]]\nport = 1\naction = \"drop\"\n";
+        std::fs::write(&path, good).unwrap();
+        let mut a = Allowlist::open(&path, Duration::ZERO).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        for _ in 0..5 {
+            a.check();
+        }
+        assert_eq!(
+            (a.loads, a.rules().len()),
+            (2, 1),
+            "the rules in force stay"
+        );
+
+        std::fs::write(&path, "[[rule]]\nport = \"x\"\n").unwrap();
+        let mut a = Allowlist::open_or_wait(&path, Duration::ZERO);
+        for _ in 0..5 {
+            a.check();
+        }
+        assert_eq!((a.loads, a.rules().len()), (1, 0));
+        // Fixed (its size differs, so its stamp does).
+        std::fs::write(&path, good).unwrap();
+        a.check();
+        assert_eq!((a.loads, a.rules().len()), (2, 1), "applied once it loads");
+        a.check();
+        assert_eq!(a.loads, 2);
     }
 
     #[test]

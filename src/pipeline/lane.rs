@@ -565,15 +565,9 @@ fn silence(s: &mut ScoredRecord) {
 
 /// Opens an allowlist for a lane; the tools check the file before a run
 /// starts, so a failure here (the file changed in between) is logged and
-/// the lane runs without it until the file loads.
+/// the lane runs without its rules until the file loads.
 pub(crate) fn open_allowlist(path: &Path) -> Option<Allowlist> {
-    match Allowlist::open(path, crate::allow::CHECK_EVERY) {
-        Ok(a) => Some(a),
-        Err(e) => {
-            tracing::error!("the allowlist is not applied: {e}");
-            None
-        }
-    }
+    Some(Allowlist::open_or_wait(path, crate::allow::CHECK_EVERY))
 }
 
 /// Lets the first hundred warnings through, then one in a thousand: every
