@@ -73,8 +73,14 @@ pub fn terminal(text: &str) -> Cow<'_, str> {
 /// U+009B is `\xc2\x9b`, which a Zeek reader turns back into the same
 /// text); in a set or vector element also the set separator `,`. A value
 /// that reads as the unset (`-`) or empty (`(empty)`) marker is escaped
-/// whole, so it stays a value.
+/// whole, so it stays a value. The empty string is Zeek's `(empty)`: an
+/// empty cell (two tabs in a row) shifts the columns of tools that merge
+/// runs of separators (awk's default). (An empty set element stays empty:
+/// there `(empty)` would read as an empty set.)
 pub fn tsv_field(text: &str, in_set: bool) -> String {
+    if text.is_empty() && !in_set {
+        return "(empty)".into();
+    }
     if text == "-" || text == "(empty)" {
         return text.bytes().map(|b| format!("\\x{b:02x}")).collect();
     }
@@ -190,6 +196,8 @@ pub(crate) mod tests {
         assert_eq!(tsv_field("\u{9b}", false), "\\xc2\\x9b");
         assert_eq!(tsv_field("\u{202e}", false), "\\xe2\\x80\\xae");
         assert_eq!(tsv_field("-", false), "\\x2d");
+        assert_eq!(tsv_field("", false), "(empty)");
+        assert_eq!(tsv_field("", true), "");
         assert_eq!(tsv_field("é", false), "é");
         for v in HOSTILE {
             let cell = tsv_field(v, true);

@@ -109,7 +109,11 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     if args.json {
-        cli::outln!("{}", serde_json::to_string_pretty(&reports)?)?;
+        // Labels are the dataset's text: characters that reorder or hide
+        // text (U+202E) are escaped as in every JSON output.
+        let mut json = serde_json::to_vec_pretty(&reports)?;
+        autozeekwatch::escape::json_in_place(&mut json, 0);
+        cli::outln!("{}", String::from_utf8_lossy(&json))?;
     } else {
         for (i, r) in reports.iter().enumerate() {
             if i > 0 {

@@ -568,10 +568,11 @@ impl Report {
                 s,
                 "  {:<10} {:<36} {:>8} {:>8} {:>9}",
                 if d.malicious { "malicious" } else { "benign" },
+                // A dataset's own text: escaped, as every field from a log.
                 if d.detail.is_empty() {
-                    "(none)"
+                    "(none)".into()
                 } else {
-                    d.detail.as_str()
+                    crate::escape::terminal(&d.detail)
                 },
                 d.count,
                 d.flagged,

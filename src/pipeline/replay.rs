@@ -51,6 +51,24 @@ pub fn replay(
     threads: usize,
 ) -> Result<ReplayReport, RunError> {
     let mut report = ReplayReport::default();
+    // A file named directly that no selected log type claims is said so,
+    // not passed over in silence (a typo'd --modules read nothing and
+    // exited 0).
+    for root in inputs.iter().filter(|r| crate::safe_fs::is_regular(r)) {
+        let claimed = lanes.iter().any(|lane| {
+            route::files_of(root, lane.module(), DateRange::default()).is_ok_and(|f| !f.is_empty())
+        });
+        if !claimed {
+            let what = match route::log_type_of_file(root) {
+                Some(t) => format!("holds a {} log", crate::escape::terminal(&t)),
+                None => "says no log type (no #path or _path, and not a Zeek log's name)".into(),
+            };
+            tracing::warn!(
+                "{}: {what}, none of the log types asked for; skipped (see --modules)",
+                root.display()
+            );
+        }
+    }
     for lane in lanes.iter_mut() {
         let module = lane.module();
         let mut files = Vec::new();

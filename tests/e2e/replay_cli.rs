@@ -179,6 +179,39 @@ fn replay_refuses_a_kafka_output_clearly() {
     );
 }
 
+/// A file named directly that holds none of the log types asked for (a
+/// dns log under `--modules conn`, a file that says no log type) is said
+/// so with its name, not read as nothing in silence; the conn log beside
+/// it is scored.
+#[test]
+fn a_file_of_another_log_type_is_named_not_passed_over() {
+    let dir = tempdir("replay-unclaimed");
+    let nameless = dir.join("nul0.log");
+    fs::write(&nameless, "#separator \\x09\n#fields\tts\tuid\n1.0\tC1\n").unwrap();
+    let out = dir.join("scores.json");
+    let logs = root().join("examples/logs");
+    let run = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+        .arg("--replay")
+        .args([
+            logs.join("dns.log.gz"),
+            nameless.clone(),
+            logs.join("conn.log"),
+        ])
+        .args(["--model-dir", crate::util::models().to_str().unwrap()])
+        .args(["--modules", "conn", "-q", "--output", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("dns.log.gz: holds a dns log, none of the log types asked for; skipped"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("nul0.log: holds a nul0 log"), "{stderr}");
+    assert!(!stderr.contains("conn.log: holds"), "{stderr}");
+    assert!(!fs::read_to_string(&out).unwrap().is_empty());
+}
+
 /// Detections in every format: in JSON a line with a `detection` key, in
 /// TSV (a Zeek log our own reader reads) and CSV a row of the same columns
 /// with the detector's name first in `top_features`; `--detectors none`
