@@ -326,6 +326,16 @@ impl DetectStage {
         Some(self)
     }
 
+    /// Gives `module`'s detectors `fresh`'s settings and known entities
+    /// (a new model's), keeping their state ([`ModuleDetectors::resume`]).
+    pub fn rebase(&mut self, module: LogKind, fresh: ModuleDetectors) {
+        let d = self.modules.entry(module).or_default();
+        d.resume(fresh);
+        if d.is_empty() {
+            self.modules.remove(&module);
+        }
+    }
+
     pub fn options(&self) -> Option<&DetectOptions> {
         self.options.as_ref()
     }
@@ -424,6 +434,56 @@ mod tests {
         }
         let found = found.iter().map(|d| (d.ts as u64, d.detection)).collect();
         (found, stage.unbelieved)
+    }
+
+    /// A new model's baseline reaches running detectors (a hot reload):
+    /// the beacon it knows as normal is no longer reported, and the pairs
+    /// the detector was tracking stay.
+    #[test]
+    fn a_new_models_baseline_reaches_the_running_detectors() {
+        let (bot, c2) = (ip("10.0.0.5"), ip("203.0.113.7"));
+        let beacon = || BeaconDetector::new(BeaconParams::default());
+        let mut stage = DetectStage::new(&DetectOptions::default());
+        stage.add(
+            LogKind::CONN,
+            ModuleDetectors {
+                beacon: Some(beacon()),
+                ..ModuleDetectors::default()
+            },
+        );
+        let start = 1_713_571_200.0;
+        let beats = |stage: &mut DetectStage, from: u32, to: u32| {
+            let mut found = Vec::new();
+            for i in from..to {
+                let t = start + f64::from(i) * 300.0 + f64::from(i * 7 % 11);
+                let beat = conn(bot, c2, t, 1049.0, true);
+                stage.observe(&Observation::Conn(beat), &mut found);
+            }
+            found
+        };
+        assert!(!beats(&mut stage, 0, 300).is_empty());
+        let tracked = |stage: &DetectStage| {
+            stage.modules[&LogKind::CONN]
+                .beacon
+                .as_ref()
+                .unwrap()
+                .tracked()
+                .0
+        };
+        let before = tracked(&stage);
+        stage.rebase(
+            LogKind::CONN,
+            ModuleDetectors {
+                beacon: Some(beacon().with_known([(bot, c2)])),
+                ..ModuleDetectors::default()
+            },
+        );
+        assert_eq!(tracked(&stage), before, "the state stays");
+        let after = beats(&mut stage, 300, 900);
+        assert!(after.is_empty(), "{after:?}");
+        // A model with no detector for the module takes them away.
+        stage.rebase(LogKind::CONN, ModuleDetectors::default());
+        assert!(!stage.watches(LogKind::CONN));
     }
 
     /// A record dated in 2100 (a clock glitch, a forged line), before

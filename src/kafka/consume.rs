@@ -1255,7 +1255,9 @@ impl Run<'_> {
 
     fn check_models(&mut self) {
         for route in self.lanes.values_mut() {
-            route.lane.check_model();
+            if route.lane.check_model() {
+                self.emitter.rebase(&mut route.lane);
+            }
         }
     }
 

@@ -81,6 +81,20 @@ impl Emitter {
         e
     }
 
+    /// After `lane` switched to a new model: its detectors take that
+    /// model's baseline (settings, and the pairs and domains normal at
+    /// this site, learnt by the nightly training) and keep their state, as
+    /// a resumed checkpoint does. They kept the first model's until a
+    /// restart, so what the new model knows as normal was still reported.
+    pub fn rebase(&mut self, lane: &mut Lane) {
+        let Some(opts) = self.detect.options().cloned() else {
+            return;
+        };
+        if let Some(fresh) = lane.detectors(&opts) {
+            self.detect.rebase(lane.module(), fresh);
+        }
+    }
+
     /// Moves `other`'s allowlist (and minimum severity) here (a resumed
     /// emitter takes the fresh one's).
     pub fn take_allowlist(&mut self, other: &mut Emitter) {

@@ -329,8 +329,10 @@ impl Lane {
     /// Switches to a replaced model file, if it is time to look and it
     /// loads; a bad one is refused (and logged) and the running one stays.
     /// The allowlist is looked at too, so a changed rule is in force (and
-    /// logged) even before the next record comes.
-    pub fn check_model(&mut self) {
+    /// logged) even before the next record comes. True when the model
+    /// changed: its detectors' baseline is the emitter's to take
+    /// ([`super::Emitter::rebase`]).
+    pub fn check_model(&mut self) -> bool {
         if let Some(allow) = &mut self.allow {
             allow.check();
         }
@@ -347,8 +349,10 @@ impl Lane {
                     );
                 }
                 self.stats.model_reloads += 1;
+                return true;
             }
         }
+        false
     }
 
     /// Takes one parsed line: a record is scored, a header passes (not

@@ -308,7 +308,11 @@ impl Writer<'_> {
         let mut last_stats = Instant::now();
         while running > 0 {
             crate::metrics::global().heartbeat();
-            self.lanes.values_mut().for_each(Lane::check_model);
+            for lane in self.lanes.values_mut() {
+                if lane.check_model() {
+                    self.emitter.rebase(lane);
+                }
+            }
             match rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(Message::Batch(b)) => {
                     if let Err(e) = self.take(b) {
