@@ -340,6 +340,10 @@ const READ_BATCH: usize = 1024;
 /// Batches in flight per consumer of [`read_ahead`] at most, so that
 /// memory stays bounded however far the reading runs ahead.
 const BATCHES_IN_FLIGHT: usize = 4;
+/// A batch is handed over sooner once its records hold this many bytes
+/// ([`Record::heap_bytes`]): 1,024 lines near the 1 MiB line cap held a
+/// gigabyte a batch.
+const READ_BATCH_BYTES: usize = 4 << 20;
 
 /// A batch of parsed records and the position of its first in the stream.
 type Batch = (u64, Arc<Vec<Record>>);
@@ -364,7 +368,15 @@ fn read_ahead<'scope>(
         let mut records = Records::new(files, Some(log_path), quiet);
         let mut start = 0u64;
         loop {
-            let batch: Vec<Record> = records.by_ref().take(READ_BATCH).collect();
+            let mut batch = Vec::with_capacity(READ_BATCH);
+            let mut bytes = 0;
+            while batch.len() < READ_BATCH && bytes < READ_BATCH_BYTES {
+                let Some(record) = records.next() else {
+                    break;
+                };
+                bytes += record.heap_bytes();
+                batch.push(record);
+            }
             if batch.is_empty() {
                 break;
             }

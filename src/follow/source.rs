@@ -13,8 +13,10 @@ use crate::zeek::{LineParser, Parsed, ReadError};
 const CHUNK: usize = 1 << 16;
 /// Bytes read in one [`Source::read`] at most, so that a step returns
 /// (and a stop is noticed) within a fraction of a second even while a
-/// gigabyte-long line is being read past.
-const MAX_BYTES_PER_READ: u64 = 32 << 20;
+/// gigabyte-long line is being read past, and so that a step's lines (a
+/// batch waiting for the writer, up to [`crate::pipeline::live`]'s queue
+/// of them) hold a few megabytes even when each is near the line cap.
+const MAX_BYTES_PER_READ: u64 = 4 << 20;
 
 /// A line read from a source: what it parsed to, and the offset just after it.
 pub struct Line {

@@ -192,7 +192,9 @@ pub fn run_live(
             opts.state_dir.display()
         );
     }
-    let (tx, rx) = mpsc::sync_channel::<Message>(64);
+    // Batches waiting for the writer: each a step's lines, a few
+    // megabytes at most, so the queue stays a few dozen whatever the lines.
+    let (tx, rx) = mpsc::sync_channel::<Message>(8);
     std::thread::scope(|scope| {
         for lane in &lanes {
             let tx = tx.clone();

@@ -34,6 +34,14 @@ use crate::LogKind;
 /// few megabytes.
 pub const CHUNK: usize = 512;
 
+/// A chunk is closed sooner once its records hold this many bytes
+/// ([`Record::heap_bytes`]): 512 ordinary records hold about 400 KB, but
+/// 512 lines near the 1 MiB line cap hold half a gigabyte, and a dozen
+/// chunks can be in flight (queued to each worker, being scored, waiting
+/// to be freed). With this budget they hold a few dozen megabytes
+/// whatever the lines.
+pub const CHUNK_BYTES: usize = 4 << 20;
+
 /// One scoring thread per processor the system lets this process use (1
 /// if it cannot tell): the default of `--threads`.
 pub fn default_threads() -> usize {
@@ -206,6 +214,7 @@ fn deal(
         to_workers[worker].send(chunk).is_ok()
     };
     let mut lines_in = Vec::with_capacity(CHUNK);
+    let mut bytes_in = 0;
     let mut dropped = Vec::new();
     // The rules the lines being gathered were judged by: a chunk holds
     // lines judged by one version, so a reload closes the chunk.
@@ -228,6 +237,7 @@ fn deal(
             a.check();
             let reloaded = rules.as_ref().is_some_and(|r| !Arc::ptr_eq(r, a.rules()));
             if reloaded && !lines_in.is_empty() {
+                bytes_in = 0;
                 let gathered = take_gathered(&mut lines_in, &mut dropped, &rules);
                 if !send(make_chunk(gathered, None, &mut encoding, &mut fields)) {
                     return handed(encoding, allow);
@@ -239,8 +249,10 @@ fn deal(
                 .is_ok_and(|r| a.before_scoring(*module, r) == Some(Action::Drop));
             dropped.push(drop);
         }
+        bytes_in += line.as_ref().map_or(0, Record::heap_bytes);
         lines_in.push(line);
-        if lines_in.len() == CHUNK {
+        if lines_in.len() == CHUNK || bytes_in >= CHUNK_BYTES {
+            bytes_in = 0;
             let gathered = take_gathered(&mut lines_in, &mut dropped, &rules);
             if !send(make_chunk(gathered, None, &mut encoding, &mut fields)) {
                 return handed(encoding, allow);

@@ -291,8 +291,15 @@ impl<'de> Visitor<'de> for RawSeed {
         // No room reserved without a hint (serde_json gives none): a line
         // of empty arrays (`[[],[],...]`) then costs a few bytes each, not a
         // 4-value allocation each.
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        let mut items = Vec::with_capacity(
+            seq.size_hint()
+                .unwrap_or(0)
+                .min(super::value::MAX_LIST_ELEMENTS),
+        );
         while let Some(item) = seq.next_element_seed(RawSeed { pinned: None })? {
+            if items.len() == super::value::MAX_LIST_ELEMENTS {
+                continue;
+            }
             items.push(match item {
                 Raw::Value(v) => v,
                 Raw::Object(o) => Value::Str(Json::Object(o).to_string().into()),
@@ -446,6 +453,20 @@ mod tests {
         assert_eq!(r.get("tunnel_parents"), &Value::List(vec![]));
         assert!(r.get("duration").is_unset());
         assert!(l.path.is_none());
+    }
+
+    /// An array keeps its first [`MAX_LIST_ELEMENTS`] elements (the rest
+    /// are read past), and the keys after it are read.
+    #[test]
+    fn arrays_keep_their_first_elements() {
+        use super::super::value::MAX_LIST_ELEMENTS;
+        let items = vec!["[]"; 3 * MAX_LIST_ELEMENTS].join(",");
+        let l = parse(&format!(r#"{{"ts":1.5,"answers":[{items}],"uid":"C1"}}"#)).unwrap();
+        let Value::List(kept) = l.record.get("answers") else {
+            panic!("not a list");
+        };
+        assert_eq!(kept.len(), MAX_LIST_ELEMENTS);
+        assert_eq!(l.record.get("uid"), &Value::Str("C1".into()));
     }
 
     #[test]

@@ -97,6 +97,26 @@ impl Record {
         self.line
     }
 
+    /// About how many bytes of memory the record holds beyond its own
+    /// struct: its values, and the text and list elements they point to.
+    /// The reading thread closes a chunk of records at a budget of these,
+    /// so that lines near the length cap cannot make hundreds of megabytes
+    /// wait between threads.
+    pub fn heap_bytes(&self) -> usize {
+        fn beyond(v: &Value) -> usize {
+            match v {
+                Value::Str(s) if s.is_heap_allocated() => s.capacity(),
+                Value::List(l) => {
+                    l.capacity() * std::mem::size_of::<Value>()
+                        + l.iter().map(beyond).sum::<usize>()
+                }
+                _ => 0,
+            }
+        }
+        self.values.capacity() * std::mem::size_of::<Value>()
+            + self.values.iter().map(beyond).sum::<usize>()
+    }
+
     /// Name/value pairs, in column order.
     pub fn fields(&self) -> impl Iterator<Item = (&str, &Value)> {
         self.schema

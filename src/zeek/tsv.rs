@@ -184,6 +184,7 @@ impl TsvHeader {
                     return Ok(Value::List(Vec::new()));
                 }
                 split(raw, &self.set_separator)
+                    .take(super::value::MAX_LIST_ELEMENTS)
                     .map(|e| {
                         if e == self.unset_field.as_slice() {
                             Ok(Value::Unset)
@@ -364,6 +365,32 @@ mod tests {
         assert_eq!(r.get("local_orig"), &Value::Bool(true));
         assert_eq!(r.get("tunnel_parents"), &Value::List(vec![]));
         assert_eq!(r.get("service"), &Value::Str("".into()));
+    }
+
+    /// A set keeps its first [`MAX_LIST_ELEMENTS`] elements: a line of a
+    /// million commas is not a million values.
+    #[test]
+    fn sets_keep_their_first_elements() {
+        use super::super::value::MAX_LIST_ELEMENTS;
+        let mut h = header(CONN);
+        let parents: Vec<String> = (0..3 * MAX_LIST_ELEMENTS)
+            .map(|i| format!("C{i}"))
+            .collect();
+        let line = format!("1\tC\t::1\t1\t0.5\tF\t{}\tx", parents.join(","));
+        let r = h.parse(line.as_bytes(), 1).unwrap();
+        let Value::List(kept) = r.get("tunnel_parents") else {
+            panic!("not a list");
+        };
+        assert_eq!(kept.len(), MAX_LIST_ELEMENTS);
+        assert_eq!(
+            kept[MAX_LIST_ELEMENTS - 1],
+            Value::Str(parents[MAX_LIST_ELEMENTS - 1].as_str().into())
+        );
+        assert_eq!(
+            r.get("service"),
+            &Value::Str("x".into()),
+            "the columns after it"
+        );
     }
 
     #[test]

@@ -33,6 +33,15 @@ pub enum Value {
     List(Vec<Value>),
 }
 
+/// The elements a set or vector keeps: the first this many, the rest are
+/// passed over. Each element is a 32-byte value, so a 1 MiB line of commas
+/// (a broken or hostile writer) was a million of them, 32 MiB per record,
+/// and replay holds hundreds of records in flight. Zeek's own logs stay
+/// far below (its writers cap containers at 100 elements by default since
+/// Zeek 7); features read a list's first element, its length (which stops
+/// growing here) and whether it is empty.
+pub const MAX_LIST_ELEMENTS: usize = 1024;
+
 /// The static unset value, so lookups of absent fields can hand out a reference.
 pub(crate) static UNSET: Value = Value::Unset;
 

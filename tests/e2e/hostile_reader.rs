@@ -255,6 +255,69 @@ fn a_gzip_bomb_streams_through_replay_and_training_in_bounded_memory() {
     );
 }
 
+/// Lines just under the 1 MiB cap, many of them: a 900 KB `service`
+/// (text) and a `tunnel_parents` of 999,000 empty elements (a set, each
+/// element a 32-byte value). Replay held 512 such records a chunk, a dozen
+/// chunks in flight, and training 1,024 a batch: hundreds of megabytes
+/// from a file of a few hundred kilobytes. Now chunks and batches close at
+/// a byte budget, and sets keep their first 1,024 elements.
+#[test]
+fn many_lines_near_the_cap_stream_in_bounded_memory() {
+    let dir = tempdir("near-cap");
+    let text = crate::util::example_text("conn.log");
+    let header: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with('#') && !l.starts_with("#close"))
+        .collect();
+    let rows: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .collect();
+    let fields: Vec<&str> = header
+        .iter()
+        .find_map(|l| l.strip_prefix("#fields\t"))
+        .unwrap()
+        .split('\t')
+        .collect();
+    let column = |name: &str| fields.iter().position(|f| *f == name).unwrap();
+    let (service, parents) = (column("service"), column("tunnel_parents"));
+    // Made and freed before the binaries start: a child's peak memory
+    // counts what it shared with this process when it was forked.
+    let n = 400;
+    let gz = {
+        let mut body = header.join("\n") + "\n";
+        let (long_text, long_set) = ("x".repeat(900_000), ",".repeat(999_000));
+        for i in 0..n {
+            let mut row: Vec<&str> = rows[i % rows.len()].split('\t').collect();
+            if i % 4 == 0 {
+                row[parents] = &long_set;
+            } else {
+                row[service] = &long_text;
+            }
+            body.push_str(&row.join("\t"));
+            body.push('\n');
+        }
+        gzip_member(body.as_bytes())
+    };
+    fs::write(dir.join("conn.log.gz"), gz).unwrap();
+    let out = dir.join("scores.json");
+    let run = run_guarded(replay(&dir, &out), 120);
+    assert!(run.status.success(), "{}", run.stderr);
+    assert_eq!(scored(&out).len(), n, "every record scored");
+    assert!(
+        run.max_rss_kib < MAX_RSS_KIB,
+        "replay peaked at {} KiB",
+        run.max_rss_kib
+    );
+    let run = run_guarded(train(&dir, &dir.join("models")), 300);
+    assert!(run.status.success(), "{}", run.stderr);
+    assert!(
+        run.max_rss_kib < MAX_RSS_KIB,
+        "training peaked at {} KiB",
+        run.max_rss_kib
+    );
+}
+
 /// azw-eval reads labeled logs with its own reader: a line of zeros there
 /// (a gzip bomb) is skipped in bounded memory too, and the evaluation runs
 /// on the rest.
