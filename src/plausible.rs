@@ -47,6 +47,12 @@ impl Plausible {
     }
 }
 
+/// Whether the `n`th time not believed is logged: the 1st, 10th, 100th,
+/// ...: a sensor whose clock is off makes every record one.
+pub fn worth_logging(n: u64) -> bool {
+    n > 0 && 10u64.pow(n.ilog10()) == n
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,5 +76,11 @@ mod tests {
         }
         // Still believes what it did after refusing.
         assert!(p.believes(now));
+    }
+
+    #[test]
+    fn the_first_then_every_power_of_ten_is_logged() {
+        let logged: Vec<u64> = (0..=10_000).filter(|n| worth_logging(*n)).collect();
+        assert_eq!(logged, [1, 10, 100, 1000, 10_000]);
     }
 }

@@ -245,6 +245,7 @@ fn survey(table: &Table, files: &[LogFile], opts: &TrainOptions, bar: &dyn Progr
     let seed = u64::from(opts.params.seed);
     let mut sampler = opts.max_records.map(|n| BottomK::new(n, seed));
     let (mut first_ts, mut last_ts) = (None::<f64>, None::<f64>);
+    let mut plausible = crate::plausible::Plausible::default();
     // Four threads share the pass (it is a fifth of training's work, and
     // would otherwise leave the second core idle): one reads and parses,
     // one per holdout learns its vocabularies (the costliest part), and
@@ -275,7 +276,9 @@ fn survey(table: &Table, files: &[LogFile], opts: &TrainOptions, bar: &dyn Progr
         ];
         for (start, batch) in mine {
             for (i, r) in (start..).zip(batch.iter()) {
-                if let Some(ts) = r.ts() {
+                // The history's span, of the times believed (one line at
+                // -1e200 turned the context's warm-up exclusion off).
+                if let Some(ts) = r.ts().filter(|t| plausible.believes(*t)) {
                     first_ts = Some(first_ts.map_or(ts, |t| t.min(ts)));
                     last_ts = Some(last_ts.map_or(ts, |t| t.max(ts)));
                 }

@@ -174,12 +174,14 @@ pub struct Learner {
     beacon: Option<BaselineLearner>,
     long: Option<LongConnLearner>,
     dns: Option<DnsTunnelLearner>,
+    plausible: crate::plausible::Plausible,
 }
 
 impl Learner {
     pub fn new(module: LogKind) -> Learner {
         let defaults = Baseline::defaults_for(module);
         Learner {
+            plausible: Default::default(),
             module,
             beacon: defaults.beacon.map(|_| BaselineLearner::default()),
             long: defaults
@@ -192,7 +194,19 @@ impl Learner {
     }
 
     pub fn observe(&mut self, record: &Record) {
-        match Observation::of(self.module, record) {
+        let observation = Observation::of(self.module, record);
+        // Times the detectors do not believe when scoring
+        // ([`crate::plausible`]) are not learnt from either: one record
+        // dated 2100 held a pair's or a domain's window open for the whole
+        // history, which then reached the threshold and was learnt as
+        // normal, never to be reported.
+        if observation
+            .as_ref()
+            .is_some_and(|o| !self.plausible.believes(o.ts()))
+        {
+            return;
+        }
+        match observation {
             Some(Observation::Conn(c)) => {
                 if let Some(b) = &mut self.beacon {
                     b.observe(c.src, c.dst, c.answered());
@@ -222,5 +236,47 @@ impl Learner {
             k.known = l.finish();
         }
         b
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::zeek::Value;
+
+    /// The example conn record `r` at `ts`, with its own uid and lasting
+    /// half an hour.
+    fn at(r: &Record, ts: f64, uid: &str) -> Record {
+        let s = r.schema();
+        let mut values = r.values().to_vec();
+        values[s.index_of("ts").unwrap()] = Value::Real(ts);
+        values[s.index_of("uid").unwrap()] = Value::Str(uid.into());
+        values[s.index_of("duration").unwrap()] = Value::Real(1800.0);
+        Record::new(s.clone(), values, r.line())
+    }
+
+    /// Training takes no time the detectors do not believe when scoring:
+    /// one record of a pair dated 2100 held the pair's window open for
+    /// the whole history, so half an hour a day for two weeks reached the
+    /// long-connection threshold and the pair was learnt as normal.
+    #[test]
+    fn a_time_not_believed_teaches_nothing() {
+        let records = crate::zeek::testutil::example_records("conn");
+        let r = &records[0];
+        let known = |glitch: Option<f64>| {
+            let mut l = Learner::new(LogKind::CONN);
+            if let Some(ts) = glitch {
+                l.observe(&at(r, ts, "Cglitch"));
+            }
+            for day in 0..14 {
+                let ts = 1_713_571_200.0 + f64::from(day) * 86_400.0;
+                l.observe(&at(r, ts, &format!("C{day}")));
+            }
+            l.finish().long_connection.unwrap().known
+        };
+        assert!(known(None).is_empty());
+        for glitch in [4_102_444_800.0, 1e200] {
+            assert!(known(Some(glitch)).is_empty(), "after a record at {glitch}");
+        }
     }
 }

@@ -346,18 +346,9 @@ impl DetectStage {
         if !self.modules.contains_key(&o.module()) {
             return;
         }
+        // Counted here, logged by the lane that read it.
         if !self.plausible.believes(o.ts()) {
             self.unbelieved += 1;
-            // The first, then the 10th, 100th, ...: a sensor whose clock
-            // is off makes every record one.
-            if 10u64.pow(self.unbelieved.ilog10()) == self.unbelieved {
-                tracing::warn!(
-                    "{}: a record at time {} (more than a day past this machine's clock, or before 1970) is scored but not given to the detectors ({} so far); check the sensor's clock",
-                    o.module(),
-                    o.ts(),
-                    self.unbelieved
-                );
-            }
             return;
         }
         if let Some(d) = self.modules.get_mut(&o.module()) {
@@ -448,9 +439,12 @@ mod tests {
             LogKind::CONN,
             ModuleDetectors {
                 beacon: Some(beacon()),
+                long_connection: Some(LongConnDetector::new(LongConnParams::default())),
                 ..ModuleDetectors::default()
             },
         );
+        // conn_long's reports feed conn's long-connection detector.
+        stage.expect_reports(LogKind::CONN);
         let start = 1_713_571_200.0;
         let beats = |stage: &mut DetectStage, from: u32, to: u32| {
             let mut found = Vec::new();
@@ -475,10 +469,13 @@ mod tests {
             LogKind::CONN,
             ModuleDetectors {
                 beacon: Some(beacon().with_known([(bot, c2)])),
+                long_connection: Some(LongConnDetector::new(LongConnParams::default())),
                 ..ModuleDetectors::default()
             },
         );
         assert_eq!(tracked(&stage), before, "the state stays");
+        let long = stage.modules[&LogKind::CONN].long_connection.as_ref();
+        assert!(long.unwrap().expects_reports(), "conn_long still feeds it");
         let after = beats(&mut stage, 300, 900);
         assert!(after.is_empty(), "{after:?}");
         // A model with no detector for the module takes them away.

@@ -17,6 +17,10 @@ const CHUNK: usize = 1 << 16;
 /// batch waiting for the writer, up to [`crate::pipeline::live`]'s queue
 /// of them) hold a few megabytes even when each is near the line cap.
 const MAX_BYTES_PER_READ: u64 = 4 << 20;
+/// Parsed records one [`Source::read`] returns at most, in
+/// [`crate::zeek::Record::heap_bytes`]: lines of many tiny cells (`-`, or
+/// short JSON keys) parse to ten or more times their bytes.
+const MAX_PARSED_BYTES_PER_READ: usize = 4 << 20;
 
 /// A line read from a source: what it parsed to, and the offset just after it.
 pub struct Line {
@@ -263,11 +267,16 @@ impl Source {
         }
         let mut out = Vec::new();
         let budget = self.read_total.saturating_add(MAX_BYTES_PER_READ);
-        while out.len() < max {
+        let mut held = 0;
+        while out.len() < max && held < MAX_PARSED_BYTES_PER_READ {
             match self.next_line(budget) {
                 Ok(Some(raw)) => {
                     self.offset += raw_len(&raw);
-                    out.push(self.parse(raw));
+                    let line = self.parse(raw);
+                    if let Ok(crate::zeek::Parsed::Record(r)) = &line.parsed {
+                        held += r.heap_bytes();
+                    }
+                    out.push(line);
                 }
                 Ok(None) => break,
                 Err(e) if out.is_empty() => return Err(e),

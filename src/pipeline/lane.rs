@@ -199,6 +199,8 @@ impl LaneWorker {
 pub struct Lane {
     scorer: Scorer,
     plausible: crate::plausible::Plausible,
+    /// Records whose time was not believed ([`crate::plausible`]).
+    unbelieved: u64,
     reload: Option<(Reloader, Duration)>,
     /// Applied to a reloaded model's scorer too.
     record: RecordOptions,
@@ -228,6 +230,7 @@ impl Lane {
     pub fn new(scorer: Scorer, opts: &LaneOptions) -> Lane {
         Lane {
             plausible: Default::default(),
+            unbelieved: 0,
             scorer: scorer
                 .with_options(&opts.record)
                 .anomalies_only(opts.only_anomalies),
@@ -495,8 +498,20 @@ impl Lane {
     /// future would otherwise stand as the newest for good, holding the
     /// alert watermark and reading as no lag at all.
     fn note_time(&mut self, ts: Option<f64>) {
-        if let Some(ts) = ts.filter(|t| self.plausible.believes(*t)) {
+        let Some(ts) = ts else {
+            return;
+        };
+        if self.plausible.believes(ts) {
             self.stats.newest_ts = self.stats.newest_ts.max(ts as u64);
+            return;
+        }
+        self.unbelieved += 1;
+        if crate::plausible::worth_logging(self.unbelieved) {
+            tracing::warn!(
+                "{}: a record at time {ts} (more than a day past this machine's clock, or before 1970) is scored, but its time is not taken: not for the lag, the alerts' clock, the detectors or the context features ({} so far); check the sensor's clock",
+                self.module(),
+                self.unbelieved
+            );
         }
     }
 

@@ -412,7 +412,12 @@ fn infer(json: &Json) -> Value {
         // Zeek's JSON writer, like its TSV writer, writes non-printable
         // bytes as `\xHH` text.
         Json::String(s) => Value::Str(unescape(s.as_bytes()).into()),
-        Json::Array(a) => Value::List(a.iter().map(infer).collect()),
+        Json::Array(a) => Value::List(
+            a.iter()
+                .take(super::value::MAX_LIST_ELEMENTS)
+                .map(infer)
+                .collect(),
+        ),
         Json::Object(o) => Value::Str(Json::Object(o.clone()).to_string().into()),
     }
 }
@@ -467,6 +472,12 @@ mod tests {
         };
         assert_eq!(kept.len(), MAX_LIST_ELEMENTS);
         assert_eq!(l.record.get("uid"), &Value::Str("C1".into()));
+        // In a nested object too (flattened to `x.y`).
+        let l = parse(&format!(r#"{{"ts":1.5,"x":{{"y":[{items}]}}}}"#)).unwrap();
+        let Value::List(kept) = l.record.get("x.y") else {
+            panic!("not a list: {:?}", l.record.get("x.y"));
+        };
+        assert_eq!(kept.len(), MAX_LIST_ELEMENTS);
     }
 
     #[test]
