@@ -998,7 +998,9 @@ impl Run<'_> {
         controls: &Controls,
     ) -> Result<(), RunError> {
         let opts = self.opts;
-        let mut last_commit = Instant::now();
+        // Timed commits come less often when saving the member's state is
+        // costly ([`crate::pipeline::cadence`]).
+        let mut cadence = crate::pipeline::cadence::Cadence::new(opts.commit_every);
         let mut last_stats = Instant::now();
         let mut last_publish = Instant::now();
         while !controls.stop.load(Ordering::SeqCst) {
@@ -1052,14 +1054,15 @@ impl Run<'_> {
                 && !progress.lent
                 && files(progress.sink.as_ref()) != progress.saved_files;
             let due = (progress.uncommitted > 0 || progress.unsynced || progress.state_stale)
-                && (last_commit.elapsed() >= opts.commit_every
-                    || progress.uncommitted >= 100_000
+                && (cadence.due()
+                    || (progress.uncommitted >= 100_000 && cadence.early_allowed())
                     || new_file);
             drop(progress);
             if due {
+                let started = Instant::now();
                 self.checkpoint(consumer)?;
                 crate::metrics::global().checkpoint_saved();
-                last_commit = Instant::now();
+                cadence.saved(started);
             }
             if controls.reopen.swap(false, Ordering::SeqCst) {
                 self.checkpoint(consumer)?;

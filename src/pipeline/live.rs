@@ -306,7 +306,7 @@ impl Writer<'_> {
     ) -> Result<BTreeMap<LogKind, LaneStats>, RunError> {
         let mut running = self.opts.modules.len();
         let mut dirty = false;
-        let mut last_checkpoint = Instant::now();
+        let mut cadence = super::cadence::Cadence::new(self.opts.checkpoint_every);
         let mut last_stats = Instant::now();
         while running > 0 {
             crate::metrics::global().heartbeat();
@@ -348,12 +348,13 @@ impl Writer<'_> {
                 // records scored twice.
                 self.save()?;
                 tracing::info!("output reopened (SIGHUP)");
-                last_checkpoint = Instant::now();
+                cadence.restart();
             }
-            if dirty && last_checkpoint.elapsed() >= self.opts.checkpoint_every {
+            if dirty && cadence.due() {
+                let started = Instant::now();
                 self.save()?;
                 dirty = false;
-                last_checkpoint = Instant::now();
+                cadence.saved(started);
             }
             if last_stats.elapsed() >= self.opts.stats_every {
                 self.log_stats();

@@ -9,12 +9,15 @@
 //! - [`parallel`]: a stream read on one thread, scored on several, taken
 //!   back in input order (replay).
 //! - [`live`]: Zeek's live logs followed through rotations and restarts.
+//! - [`cadence`]: when live and Kafka runs checkpoint (less often when a
+//!   checkpoint is costly).
 //! - Kafka consumption lives in [`crate::kafka`] and uses the same lanes.
 //!
 //! Progress follows one rule everywhere ([`crate::sink::sync_then`]): the
 //! sink is made durable first, then the source's position (a checkpoint,
 //! committed offsets) is recorded.
 
+pub mod cadence;
 pub mod emit;
 pub mod lane;
 pub mod live;
