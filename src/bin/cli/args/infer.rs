@@ -333,7 +333,9 @@ pub struct Args {
     pub poll_ms: u64,
 
     /// How often the output is synced and the checkpoint (or the Kafka
-    /// offsets) written, in milliseconds.
+    /// offsets) written, in milliseconds; less often while checkpoints are
+    /// costly (a large context and detector state): each waits at least 20
+    /// times as long as the last took, at most a minute.
     #[arg(long, default_value_t = 1000)]
     pub checkpoint_ms: u64,
 
