@@ -352,6 +352,74 @@ fn model_replaced_mid_run_and_a_bad_one_refused() {
     assert_exactly_once(&zdir, &uids(&data));
 }
 
+/// The nightly model learnt a beacon as normal (it ran through its
+/// training history): a run that hot-reloads it stops reporting that
+/// beacon, as a run started on it does. The detectors kept the first
+/// model's baseline until a restart.
+#[test]
+fn a_reloaded_model_s_normal_beacon_is_no_longer_reported() {
+    let (header, data) = conn_with_behaviours();
+    let beacon_detections = |models: &Path, reload_to: Option<&Path>| -> usize {
+        let dir = tempfile::tempdir().unwrap();
+        let mine = dir.path().join("models");
+        fs::create_dir_all(&mine).unwrap();
+        fs::copy(models.join("conn.model.json"), mine.join("conn.model.json")).unwrap();
+        let zdir = dir.path().join("zeek");
+        let mut zeek = SimZeek::new(&zdir, header.clone());
+        let infer = start_in(
+            &zdir,
+            &mine,
+            0,
+            &["--checkpoint-ms", "100", "--warm-hours", "0"],
+        );
+        if let Some(new) = reload_to {
+            let tmp = mine.join("conn.model.json.tmp");
+            fs::copy(new.join("conn.model.json"), &tmp).unwrap();
+            fs::rename(&tmp, mine.join("conn.model.json")).unwrap();
+            let start = Instant::now();
+            while !fs::read_to_string(&infer.log)
+                .unwrap_or_default()
+                .contains("switched to the new model")
+            {
+                assert!(start.elapsed() < Duration::from_secs(30), "no reload");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        zeek.write(&data);
+        wait_for_all(&zdir, &uids(&data));
+        infer.terminate();
+        output_lines(&zdir)
+            .iter()
+            .filter(|l| l.contains("\"detection\":\"beacon\"") && l.contains("192.168.33.77"))
+            .count()
+    };
+    // A model trained on history holding the beacon knows it.
+    let hist = tempfile::tempdir().unwrap();
+    let log = hist.path().join("conn.log");
+    fs::write(
+        &log,
+        [header.clone(), data.clone()].concat().join("\n") + "\n",
+    )
+    .unwrap();
+    let knows = hist.path().join("models");
+    crate::util::train_from(&log, &knows, "conn", &[]);
+    let first = crate::util::models();
+    assert!(
+        beacon_detections(first, None) > 0,
+        "the first model reports it"
+    );
+    assert_eq!(
+        beacon_detections(&knows, None),
+        0,
+        "a model that knows it does not"
+    );
+    assert_eq!(
+        beacon_detections(first, Some(&knows)),
+        0,
+        "nor once reloaded"
+    );
+}
+
 #[test]
 fn malformed_live_lines_are_counted_and_scoring_goes_on() {
     let (dir, data, mut zeek) = simulated_zeek();
