@@ -373,10 +373,13 @@ impl Allowlist {
     /// Loads the file (an error if it does not load: a run does not start
     /// with rules it cannot read) and watches it every `every`.
     pub fn open(path: &Path, every: Duration) -> Result<Allowlist, AllowError> {
+        // Stamped before it is read: a change while it is read is seen at
+        // the next check (stamped after, it passed for the version read).
+        let before = stamp(path);
         let rules = Rules::load(path)?;
         Ok(Allowlist {
             path: path.to_owned(),
-            stamp: stamp(path),
+            stamp: before,
             rules: std::sync::Arc::new(rules),
             refused: None,
             last_check: Instant::now(),
@@ -392,13 +395,14 @@ impl Allowlist {
     /// logged and watched as a refused change is, and its rules apply once
     /// it loads. (It was dropped until the next restart.)
     pub fn open_or_wait(path: &Path, every: Duration) -> Allowlist {
+        let before = stamp(path);
         Allowlist::open(path, every).unwrap_or_else(|e| {
             tracing::error!("the allowlist is not applied until it loads: {e}");
             Allowlist {
                 path: path.to_owned(),
                 rules: Default::default(),
                 stamp: None,
-                refused: Some(stamp(path)),
+                refused: Some(before),
                 last_check: Instant::now(),
                 every,
                 #[cfg(test)]
