@@ -93,11 +93,14 @@ pub enum TrainError {
         dir: PathBuf,
         range: String,
     },
-    #[error("{module}: only {records} usable records in {files} files; at least {MIN_TRAINING_RECORDS} are needed to learn what normal looks like (add more days of history, or leave {module} out of --modules)")]
+    #[error("{module}: only {records} usable records in {files} files{}; at least {MIN_TRAINING_RECORDS} are needed to learn what normal looks like ({})", failed_text(*.failed), advice(*.module, *.failed))]
     TooFewRecords {
         module: LogKind,
         records: u64,
         files: usize,
+        /// Of `files`, those that could not be read: then the history is
+        /// damaged, not quiet, and it is an error even under ALL.
+        failed: usize,
     },
     #[error("{module}: {source}")]
     KitNet {
@@ -336,6 +339,20 @@ fn survey(table: &Table, files: &[LogFile], opts: &TrainOptions, bar: &dyn Progr
     }
 }
 
+fn failed_text(failed: usize) -> String {
+    match failed {
+        0 => String::new(),
+        n => format!(" ({n} of them could not be read: see the warnings above)"),
+    }
+}
+
+fn advice(module: LogKind, failed: usize) -> String {
+    match failed {
+        0 => format!("add more days of history, or leave {module} out of --modules"),
+        _ => "repair or remove the damaged files, or add more days of history".to_owned(),
+    }
+}
+
 /// Records handed over at once from the reading thread of a pass
 /// ([`read_ahead`]): enough that a hand-over costs nothing next to parsing
 /// them, few enough that the batches in flight hold little memory.
@@ -492,6 +509,7 @@ pub fn train_module(
             module,
             records: total,
             files: files.len(),
+            failed: survey.totals.failed.len(),
         });
     }
     let encoder = &survey.encoder;
@@ -640,6 +658,7 @@ pub fn train_module(
             module,
             records: total,
             files: files.len(),
+            failed: survey.totals.failed.len(),
         });
     }
     let after = if skipped > 0 {

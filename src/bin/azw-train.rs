@@ -62,6 +62,12 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
     if modules.is_empty() {
         bail!("--modules names no module: name log types with a table (azw-train --list-features lists them) or ALL");
     }
+    // With --only-missing, whether some module asked for has a model: then
+    // the missing ones that have no logs, or too few records, are not an
+    // error (under ALL). The unit's start step runs this on every start;
+    // a site always has quiet log types, and failing on them kept the
+    // service from starting again after its first start.
+    let mut some_model = false;
     if args.only_missing {
         let (have, missing): (Vec<LogKind>, Vec<LogKind>) = modules
             .iter()
@@ -79,16 +85,24 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
             )?;
             return Ok(ExitCode::SUCCESS);
         }
+        some_model = !have.is_empty();
         modules = missing;
     }
-    let start_date = match args.last_days {
+    let quiet_ones_are_fine = all && some_model;
+    let today = chrono::Local::now().date_naive();
+    let (start_date, end_date) = match args.last_days {
         Some(0) => bail!("--last-days must be at least 1"),
-        Some(n) => Some(chrono::Local::now().date_naive() - chrono::Days::new(u64::from(n) - 1)),
-        None => args.start_date,
+        // Up to today: a folder dated in the future (a sensor's clock that
+        // ran ahead) is never expired by Zeek, and was read every night.
+        Some(n) => (
+            Some(today - chrono::Days::new(u64::from(n) - 1)),
+            Some(args.end_date.unwrap_or(today)),
+        ),
+        None => (args.start_date, args.end_date),
     };
     let range = DateRange {
         start: start_date,
-        end: args.end_date,
+        end: end_date,
     };
     if let (Some(s), Some(e)) = (range.start, range.end) {
         if s > e {
@@ -97,8 +111,11 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
     }
     let mut opts = args.model.train_options(log_dir, range)?;
 
-    // Which files each module will read.
+    // Which files each module will read. A module named without logs is an
+    // error, but the others still train (it stopped them all, so one quiet
+    // log type kept every model from being renewed).
     let mut jobs = Vec::new();
+    let mut without_logs = Vec::new();
     for &module in &modules {
         match train::find_files(module, &opts) {
             Ok(files) => jobs.push((module, files)),
@@ -106,10 +123,21 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
                 tracing::info!("{module}: no logs, skipped");
             }
             Err(e @ TrainError::NoFiles { .. }) => {
-                bail!("{e}{}", history_found(&opts, &[module]))
+                without_logs.push(format!("{e}{}", history_found(&opts, &[module])));
             }
             Err(e) => return Err(e.into()),
         }
+    }
+    if jobs.is_empty() && quiet_ones_are_fine {
+        cli::outln!(
+            "the modules without a model in {} have no logs under {}; nothing to train (the others keep theirs)",
+            args.model_dir.display(),
+            opts.log_dir.display()
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if jobs.is_empty() && !without_logs.is_empty() {
+        bail!("{}", without_logs.join("\n"));
     }
     if jobs.is_empty() {
         bail!(
@@ -146,7 +174,12 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
                 cli::outln!("  FAILED {}", autozeekwatch::escape::terminal(msg))?;
             }
         }
-        return Ok(if failed == 0 {
+        for e in &without_logs {
+            cli::error_line(e);
+        }
+        return Ok(if !without_logs.is_empty() {
+            ExitCode::FAILURE
+        } else if failed == 0 {
             ExitCode::SUCCESS
         } else {
             ExitCode::from(cli::EXIT_INPUT_FAILED)
@@ -203,7 +236,10 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
         "exp.FPR",
         "seconds"
     )?;
-    let mut failed = 0;
+    let mut failed = without_logs.len();
+    for e in &without_logs {
+        cli::error_line(e);
+    }
     let mut trained = 0;
     let mut sampled = Vec::new();
     for (module, result) in results {
@@ -248,7 +284,7 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
                     && (e.downcast_ref::<TooFewRecords>().is_some()
                         || matches!(
                             e.downcast_ref::<TrainError>(),
-                            Some(TrainError::TooFewRecords { .. })
+                            Some(TrainError::TooFewRecords { failed: 0, .. })
                         )) =>
             {
                 tracing::warn!("{}; skipped", escape::terminal(&e.to_string()));
@@ -261,6 +297,13 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
     }
     for line in &sampled {
         cli::outln!("{line}")?;
+    }
+    if failed == 0 && trained == 0 && quiet_ones_are_fine {
+        cli::outln!(
+            "the modules without a model in {} have too few records for one yet; nothing trained (the others keep theirs)",
+            args.model_dir.display()
+        )?;
+        return Ok(ExitCode::SUCCESS);
     }
     if failed == 0 && trained == 0 {
         cli::error_line(&format!(

@@ -217,11 +217,15 @@ impl Lane {
     /// type, a damaged or out-of-range one is refused.
     pub fn load(module: LogKind, model_dir: &Path, opts: &LaneOptions) -> Result<Lane, ModelError> {
         let path = model_dir.join(model::file_name(module));
-        let (model, encoder) = Model::load_for(&path, module)?;
-        let mut lane = Lane::new(Scorer::new(model, encoder), opts);
-        lane.reload = opts
+        // Stamped before it is loaded: a model written in between (the
+        // nightly training) is seen as new at the first check; stamped
+        // after, it passed for the one loaded until the next night's.
+        let reload = opts
             .reload_every
             .map(|every| (Reloader::new(path.clone()), every));
+        let (model, encoder) = Model::load_for(&path, module)?;
+        let mut lane = Lane::new(Scorer::new(model, encoder), opts);
+        lane.reload = reload;
         Ok(lane)
     }
 

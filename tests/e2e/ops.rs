@@ -627,6 +627,131 @@ fn a_start_date_after_the_history_names_the_history_found() {
         .unwrap();
     assert!(!out.status.success());
     assert!(stderr(&out).contains("spans 2024-04-19 to 2024-04-21"));
+    // ... and ends today: a folder dated in the future (a clock that ran
+    // ahead) is never expired, and was read every night.
+    fs::create_dir_all(dir.join("2099-01-01")).unwrap();
+    fs::write(dir.join("2099-01-01/conn.00:00:00-01:00:00.log"), &log).unwrap();
+    let out = crate::util::azw_train()
+        .args(["--log-dir", dir.to_str().unwrap(), "--modules", "CONN"])
+        .args(["--last-days", "7", "--dry-run"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("spans 2024-04-19 to 2099-01-01"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// The unit's start step (`azw-train --only-missing` on every start, with
+/// the shipped `modules = ["ALL"]`): once some module has a model, those
+/// without one that have no logs or too few records are nothing to train,
+/// not an error. It failed on them, so the service never started again
+/// after its first start. With no model at all it still fails.
+#[test]
+fn only_missing_under_all_is_fine_with_quiet_log_types() {
+    let dir = tempdir("ops-missing-all");
+    let day = dir.join("logs/2024-04-19");
+    fs::create_dir_all(&day).unwrap();
+    fs::write(
+        day.join("conn.00:00:00-01:00:00.log"),
+        example_text("conn.log"),
+    )
+    .unwrap();
+    // Three ssh records: too few for a model.
+    let ssh = example_text("ssh.log.gz");
+    let few: Vec<&str> = ssh
+        .lines()
+        .filter(|l| !l.starts_with("#close"))
+        .scan(0, |n, l| {
+            *n += usize::from(!l.starts_with('#'));
+            Some((*n, l))
+        })
+        .take_while(|(n, _)| *n <= 3)
+        .map(|(_, l)| l)
+        .collect();
+    fs::write(day.join("ssh.00:00:00-01:00:00.log"), few.join("\n") + "\n").unwrap();
+    let models = dir.join("models");
+    let train = || {
+        crate::util::azw_train()
+            .args(["--log-dir", dir.join("logs").to_str().unwrap()])
+            .args(["--modules", "ALL", "--only-missing", "-q"])
+            .args(["--model-dir", models.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    // No model yet, and only ssh's few records: still an error.
+    let conn = day.join("conn.00:00:00-01:00:00.log");
+    fs::rename(&conn, dir.join("conn.log.away")).unwrap();
+    assert!(!train().status.success());
+    fs::rename(dir.join("conn.log.away"), &conn).unwrap();
+    // The first start trains conn; ssh has too few.
+    let out = train();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(models.join("conn.model.json").exists());
+    // Every later start: ssh still too few, dns and the rest no logs.
+    let out = train();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("nothing trained"), "{}", stdout(&out));
+    fs::remove_file(day.join("ssh.00:00:00-01:00:00.log")).unwrap();
+    let out = train();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("have no logs"), "{}", stdout(&out));
+}
+
+/// Under ALL a module whose files could not be read is an error, not a
+/// quiet log type skipped: its model stopped being renewed in silence.
+#[test]
+fn all_damaged_files_of_a_module_are_an_error_under_all() {
+    let dir = tempdir("ops-damaged");
+    let day = dir.join("2024-04-19");
+    fs::create_dir_all(&day).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(example_text("conn.log").as_bytes()).unwrap();
+    let gz = gz.finish().unwrap();
+    fs::write(day.join("conn.00:00:00-01:00:00.log.gz"), &gz[..200]).unwrap();
+    // A healthy dns log beside it is trained.
+    fs::write(
+        day.join("dns.00:00:00-01:00:00.log"),
+        example_text("dns.log.gz"),
+    )
+    .unwrap();
+    let out = crate::util::azw_train()
+        .args(["--log-dir", dir.to_str().unwrap(), "--modules", "ALL", "-q"])
+        .args(["--model-dir", dir.join("models").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("1 of them could not be read"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(dir.join("models/dns.model.json").exists());
+}
+
+/// A module named without logs is an error, but the others are trained:
+/// one quiet log type kept every model from being renewed.
+#[test]
+fn a_named_module_without_logs_does_not_stop_the_others() {
+    let dir = tempdir("ops-named-quiet");
+    let out = crate::util::azw_train()
+        .args([
+            "--log-dir",
+            root().join("examples/logs/conn.log").to_str().unwrap(),
+        ])
+        .args(["--modules", "CONN,SSH", "-q"])
+        .args(["--model-dir", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(dir.join("conn.model.json").exists(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("SSH: no `ssh` logs"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

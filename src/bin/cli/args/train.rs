@@ -58,8 +58,8 @@ pub struct Args {
     pub end_date: Option<NaiveDate>,
 
     /// Use only the last N days of history (today and the N-1 days
-    /// before; for the nightly retraining and the config file, where a
-    /// fixed --start-date would go stale).
+    /// before, none after today; for the nightly retraining and the config
+    /// file, where a fixed --start-date would go stale).
     #[arg(long, value_name = "N", conflicts_with = "start_date")]
     pub last_days: Option<u32>,
 
@@ -72,7 +72,9 @@ pub struct Args {
     pub min_records: u64,
 
     /// Train only the modules that have no model in --model-dir yet, and
-    /// succeed at once when none is missing (the service's first start).
+    /// succeed at once when none is missing (the service's start step).
+    /// With ALL, once some module has a model, those without one that have
+    /// no logs or too few records are nothing to train, not an error.
     #[arg(long)]
     pub only_missing: bool,
 
