@@ -257,6 +257,11 @@ fn watch_new_models(
     use std::sync::atomic::Ordering;
     let all = all_modules(args);
     let mut last_look = std::time::Instant::now();
+    // A new module's model that does not load is said once, and read
+    // again only when its file changes (it was read every second, and
+    // nobody told why the module was not scored).
+    let mut refused: std::collections::HashMap<LogKind, Option<(std::time::SystemTime, u64)>> =
+        Default::default();
     while !run.stop.load(Ordering::SeqCst) {
         if controls.stop.load(Ordering::SeqCst) {
             run.stop.store(true, Ordering::SeqCst);
@@ -269,7 +274,18 @@ fn watch_new_models(
                 .filter(|m| !running.contains(m))
                 .filter(|m| {
                     let path = args.model_dir.join(model::file_name(*m));
-                    path.exists() && model::Model::load_for(&path, *m).is_ok()
+                    let stamp = file_stamp(&path);
+                    if stamp.is_none() || refused.get(m) == Some(&stamp) {
+                        return false;
+                    }
+                    match model::Model::load_for(&path, *m) {
+                        Ok(_) => true,
+                        Err(e) => {
+                            tracing::error!("{m}: the new model is not scored: {e}");
+                            refused.insert(*m, stamp);
+                            false
+                        }
+                    }
                 })
                 .collect();
             if !new.is_empty() {
@@ -280,6 +296,13 @@ fn watch_new_models(
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A file's modification time and length (`None`: it cannot be read), to
+/// tell a changed file from the one seen before.
+fn file_stamp(path: &std::path::Path) -> Option<(std::time::SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
 }
 
 /// Scores files once. A file output is written to a temporary file beside
