@@ -65,8 +65,9 @@ impl Reloader {
 }
 
 /// A file's modification time and length: what tells a replaced file
-/// (also the allowlist's watch).
-pub(crate) fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+/// (also the allowlist's watch, and `azw-infer`'s for new modules'
+/// models).
+pub fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
     let m = std::fs::metadata(path).ok()?;
     Some((m.modified().ok()?, m.len()))
 }

@@ -274,7 +274,7 @@ fn watch_new_models(
                 .filter(|m| !running.contains(m))
                 .filter(|m| {
                     let path = args.model_dir.join(model::file_name(*m));
-                    let stamp = file_stamp(&path);
+                    let stamp = autozeekwatch::reload::stamp(&path);
                     if stamp.is_none() || refused.get(m) == Some(&stamp) {
                         return false;
                     }
@@ -296,13 +296,6 @@ fn watch_new_models(
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// A file's modification time and length (`None`: it cannot be read), to
-/// tell a changed file from the one seen before.
-fn file_stamp(path: &std::path::Path) -> Option<(std::time::SystemTime, u64)> {
-    let meta = std::fs::metadata(path).ok()?;
-    Some((meta.modified().ok()?, meta.len()))
 }
 
 /// Scores files once. A file output is written to a temporary file beside
