@@ -56,7 +56,7 @@ impl Emitter {
                 detect.add(lane.module(), d);
             }
             if allow.is_none() {
-                allow = lane.allowlist_path().and_then(super::lane::open_allowlist);
+                allow = lane.allowlist_path().map(super::lane::open_allowlist);
             }
             min_severity = lane.min_severity();
         }

@@ -244,7 +244,7 @@ impl Lane {
             observe: false,
             stats: LaneStats::default(),
             warnings: Throttle::default(),
-            allow: opts.allowlist.as_deref().and_then(open_allowlist),
+            allow: opts.allowlist.as_deref().map(open_allowlist),
         }
     }
 
@@ -589,8 +589,8 @@ fn silence(s: &mut ScoredRecord) {
 /// Opens an allowlist for a lane; the tools check the file before a run
 /// starts, so a failure here (the file changed in between) is logged and
 /// the lane runs without its rules until the file loads.
-pub(crate) fn open_allowlist(path: &Path) -> Option<Allowlist> {
-    Some(Allowlist::open_or_wait(path, crate::allow::CHECK_EVERY))
+pub(crate) fn open_allowlist(path: &Path) -> Allowlist {
+    Allowlist::open_or_wait(path, crate::allow::CHECK_EVERY)
 }
 
 /// Lets the first hundred warnings through, then one in a thousand: every
