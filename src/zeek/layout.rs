@@ -49,11 +49,12 @@ pub enum LayoutError {
     Missing(PathBuf),
     #[error("{}: {kind}, not a log file or a folder (only regular files are read)", path.display())]
     NotAFile { path: PathBuf, kind: &'static str },
-    #[error("{}: {source}", path.display())]
+    /// (The I/O error is in the message, not chained: printed with its
+    /// causes, it said "Permission denied" twice.)
+    #[error("{}: {cause}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -111,7 +112,7 @@ pub fn discover(
         std::io::ErrorKind::NotFound => LayoutError::Missing(root.to_owned()),
         _ => LayoutError::Io {
             path: root.to_owned(),
-            source: e,
+            cause: e,
         },
     })?;
     if meta.is_file() {
@@ -135,7 +136,12 @@ pub fn discover(
             .unwrap_or_default();
         if entry.is_dir() {
             if let Some(day) = parse_day(name).filter(|d| range.contains(*d)) {
-                collect(&entry, log_path, Some(day), &mut found)?;
+                // One day that cannot be listed (its permissions changed)
+                // is said and passed over: it stopped the whole run, every
+                // night, and the other days' models went stale.
+                if let Err(e) = collect(&entry, log_path, Some(day), &mut found) {
+                    tracing::warn!("{e}; that day is skipped");
+                }
             }
         } else if range.is_open() {
             collect_file(&entry, log_path, None, &mut found);
@@ -189,9 +195,9 @@ fn collect_file(path: &Path, log_path: &str, day: Option<NaiveDate>, out: &mut V
 }
 
 fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, LayoutError> {
-    let io = |source| LayoutError::Io {
+    let io = |cause| LayoutError::Io {
         path: dir.to_owned(),
-        source,
+        cause,
     };
     let mut entries = std::fs::read_dir(dir)
         .map_err(io)?
