@@ -139,6 +139,10 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
     if jobs.is_empty() && !without_logs.is_empty() {
         bail!("{}", without_logs.join("\n"));
     }
+    // Said here for the dry run and the training alike; either fails.
+    for e in &without_logs {
+        cli::error_line(e);
+    }
     if jobs.is_empty() {
         bail!(
             "no logs of any module under {}{} (expected dated folders YYYY-MM-DD/conn.*.log.gz, or conn.log, dns.log ... in the folder)",
@@ -173,9 +177,6 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
                 failed += 1;
                 cli::outln!("  FAILED {}", autozeekwatch::escape::terminal(msg))?;
             }
-        }
-        for e in &without_logs {
-            cli::error_line(e);
         }
         return Ok(if !without_logs.is_empty() {
             ExitCode::FAILURE
@@ -237,9 +238,6 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
         "seconds"
     )?;
     let mut failed = without_logs.len();
-    for e in &without_logs {
-        cli::error_line(e);
-    }
     let mut trained = 0;
     let mut sampled = Vec::new();
     for (module, result) in results {

@@ -273,7 +273,7 @@ impl Source {
                 Ok(Some(raw)) => {
                     self.offset += raw_len(&raw);
                     let line = self.parse(raw);
-                    if let Ok(crate::zeek::Parsed::Record(r)) = &line.parsed {
+                    if let Ok(Parsed::Record(r)) = &line.parsed {
                         held += r.heap_bytes();
                     }
                     out.push(line);
