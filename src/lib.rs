@@ -10,6 +10,7 @@
 
 pub mod alert;
 pub mod allow;
+pub mod aside;
 pub mod community_id;
 pub mod detect;
 pub mod escape;

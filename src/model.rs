@@ -418,7 +418,9 @@ impl Model {
             .unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(err)?;
         let bytes = self.sealed().map_err(|e| err(e.into()))?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
+        // Named after the model and locked while written: a run killed
+        // meanwhile leaves a file the next save removes ([`crate::aside`]).
+        let mut tmp = crate::aside::create(path).map_err(err)?;
         // Readable by all, as a file written with the usual umask would be:
         // a temporary file is 0600, and a model trained by root would stay
         // unreadable to the service account that scores with it. A model

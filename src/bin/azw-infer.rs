@@ -394,7 +394,10 @@ fn open_aside(target: &Path, opts: &SinkOptions) -> anyhow::Result<(Box<dyn Sink
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let tmp = tempfile::NamedTempFile::new_in(dir)
+    // Named after the target (the sink locks it while it writes): a
+    // replay killed meanwhile leaves a file the next one removes
+    // (autozeekwatch::aside).
+    let tmp = autozeekwatch::aside::create_unlocked(target)
         .with_context(|| format!("cannot write in {}", dir.display()))?;
     let spec = OutputSpec::File(tmp.path().to_owned());
     Ok((sink::open(&spec, opts)?, tmp))

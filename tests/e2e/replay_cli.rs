@@ -623,3 +623,83 @@ fn conn_long_reports_find_a_long_connection_while_it_is_open() {
         assert!(found.is_empty(), "{modules}: {found:?}");
     }
 }
+
+/// A replay killed with SIGKILL leaves its unfinished output beside the
+/// target (named after it); the next replay into the same file removes it
+/// and says so, and leaves nothing of its own. Before, each killed run left
+/// a hidden `.tmpXXXXXX` of any size, never removed.
+#[test]
+fn a_killed_replay_s_unfinished_output_is_removed_by_the_next() {
+    let dir = tempdir("replay-killed");
+    // Large enough that the replay is still running once its output exists.
+    let example = crate::util::example_text("conn.log");
+    let (header, body): (Vec<&str>, Vec<&str>) = example.lines().partition(|l| l.starts_with('#'));
+    let body = body.join("\n") + "\n";
+    let log = dir.join("conn.log");
+    fs::write(&log, header.join("\n") + "\n" + &body.repeat(150)).unwrap();
+    let out = dir.join("scores.json");
+    let replay = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_azw-infer"));
+        c.args(["--replay", log.to_str().unwrap(), "--modules", "conn", "-q"])
+            .args(["--model-dir", crate::util::models().to_str().unwrap()])
+            .args(["--output", out.to_str().unwrap()]);
+        c
+    };
+    let partials = || -> Vec<std::path::PathBuf> {
+        fs::read_dir(&*dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                let name = p.file_name().unwrap().to_str().unwrap();
+                name.starts_with(".scores.json.") && name.ends_with(".partial")
+            })
+            .collect()
+    };
+    let mut child = replay()
+        .stdout(std::process::Stdio::null())
+        .stderr(fs::File::create(dir.join("stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while partials().is_empty() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the replay ended first: {}",
+            fs::read_to_string(dir.join("stderr")).unwrap()
+        );
+        assert!(started.elapsed().as_secs() < 60, "no partial output");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let left = partials();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(!out.exists());
+    // Killed over a minute ago (a partial file is left alone for its first
+    // minute: its run may not have locked it yet).
+    fs::File::options()
+        .write(true)
+        .open(&left[0])
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(120))
+        .unwrap();
+    let run = replay().output().unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the unfinished output of a run that stopped before its end"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(left[0].file_name().unwrap().to_str().unwrap()),
+        "{stderr}"
+    );
+    assert!(partials().is_empty(), "{:?}", partials());
+    // Every record once (besides the detectors' lines).
+    let text = fs::read_to_string(&out).unwrap();
+    let records = text
+        .lines()
+        .filter(|l| !l.contains("\"detection\""))
+        .count();
+    assert_eq!(records, body.lines().count() * 150);
+}
