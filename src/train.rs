@@ -34,7 +34,7 @@ use crate::sample::{BottomK, Sample};
 use crate::tables::{Table, Tables};
 use crate::tail::{self, TailFit};
 use crate::zeek::layout::{self, DateRange, LogFile};
-use crate::zeek::{Record, Records, StreamTotals};
+use crate::zeek::{FirstPass, Record, Records, StreamTotals};
 
 /// Fewer training records than this make no useful model.
 pub const MIN_TRAINING_RECORDS: u64 = 20;
@@ -112,6 +112,12 @@ pub enum TrainError {
     Model(#[from] model::ModelError),
     #[error("{module}: no feature table for this log type (add one with --tables DIR holding {log}.toml)")]
     NoTable { module: LogKind, log: &'static str },
+    #[error("{module}: {} log file(s) changed while training read them, so its passes read different records ({}); no model was written (the old one stays): train again", changed.len(), changed.first().map_or("", String::as_str))]
+    HistoryChanged {
+        module: LogKind,
+        /// Per file, what the first pass and a later one read.
+        changed: Vec<String>,
+    },
     #[error("--max-records {0}: the sample leaves fewer than {MIN_TRAINING_RECORDS} records to train on once the threshold's are held out; a useful model needs thousands")]
     SampleTooSmall(u64),
 }
@@ -255,7 +261,7 @@ fn survey(table: &Table, files: &[LogFile], opts: &TrainOptions, bar: &dyn Progr
     // this one does the rest. Each learner still sees every record in
     // order, so the model is the same bits.
     let (totals, [hours_learner, by_record_learner]) = std::thread::scope(|scope| {
-        let (batches, reader) = read_ahead(scope, paths(files), module.log_path(), false, 3);
+        let (batches, reader) = read_ahead(scope, paths(files), module.log_path(), None, 3);
         let [mine, hours, by_record] = <[_; 3]>::try_from(batches)
             .unwrap_or_else(|_| unreachable!("read_ahead returns one receiver per consumer"));
         let learn = |holdout: Holdout, batches: Receiver<Batch>| {
@@ -373,19 +379,24 @@ type Batch = (u64, Arc<Vec<Record>>);
 /// batches to each). Parsing is about a third of a pass that encodes or
 /// learns from every record; on a thread of its own it overlaps with that
 /// work. Reading stops early when every receiver is dropped. The thread
-/// returns the stream's totals.
+/// returns the stream's totals. A first pass (`first`: `None`) says what
+/// is wrong with the files; a later one only what differs from the first
+/// ([`Records::checked_against`]).
 fn read_ahead<'scope>(
     scope: &'scope std::thread::Scope<'scope, '_>,
     files: Vec<PathBuf>,
     log_path: &'static str,
-    quiet: bool,
+    first: Option<Arc<FirstPass>>,
     consumers: usize,
 ) -> (Vec<Receiver<Batch>>, ScopedJoinHandle<'scope, StreamTotals>) {
     let (senders, receivers): (Vec<SyncSender<Batch>>, Vec<Receiver<Batch>>) = (0..consumers)
         .map(|_| sync_channel(BATCHES_IN_FLIGHT))
         .unzip();
     let reader = scope.spawn(move || {
-        let mut records = Records::new(files, Some(log_path), quiet);
+        let mut records = Records::new(files, Some(log_path), first.is_some());
+        if let Some(first) = first {
+            records = records.checked_against(first);
+        }
         let mut start = 0u64;
         loop {
             let mut batch = Vec::with_capacity(READ_BATCH);
@@ -513,6 +524,16 @@ pub fn train_module(
         });
     }
     let encoder = &survey.encoder;
+    // Later passes must read what the first one did: held-out records and
+    // the sample are chosen by position.
+    let first = Arc::new(FirstPass::of(&survey.totals));
+    let changed = || {
+        let changed = first.changed();
+        match changed.is_empty() {
+            true => Ok(()),
+            false => Err(TrainError::HistoryChanged { module, changed }),
+        }
+    };
     let kit_err = |source| TrainError::KitNet { module, source };
     let mut kitnet = KitNet::new(encoder.len(), opts.params.clone()).map_err(kit_err)?;
     kitnet.set_feature_groups(encoder.column_groups().to_vec());
@@ -541,6 +562,7 @@ pub fn train_module(
             let mut cache = FieldCache::default();
             let mut scratch = encoder.vector();
             Records::new(file_paths.clone(), Some(log_path), true)
+                .checked_against(Arc::clone(&first))
                 .enumerate()
                 .filter_map(move |(i, r)| {
                     bar.inc(1);
@@ -554,6 +576,7 @@ pub fn train_module(
                 })
         })
         .map_err(kit_err)?;
+    changed()?;
     if report.feature_map_from_short_history {
         tracing::warn!(
             "{module}: {} training records, fewer than the {} the feature mapper asks for (--grace-feature-mapping); the feature map was learned from all of them",
@@ -578,7 +601,8 @@ pub fn train_module(
     // into the reservoirs (whose sampling depends on the order): the same
     // scores in the same order as one thread's.
     let (all_scores, warm_scores) = std::thread::scope(|scope| {
-        let (mut batches, reader) = read_ahead(scope, file_paths.clone(), log_path, true, 1);
+        let check = Some(Arc::clone(&first));
+        let (mut batches, reader) = read_ahead(scope, file_paths.clone(), log_path, check, 1);
         let Some(batches) = batches.pop() else {
             unreachable!("read_ahead returns one receiver per consumer")
         };
@@ -644,6 +668,7 @@ pub fn train_module(
         scores
     })
     .map_err(kit_err)?;
+    changed()?;
     let cold = all_scores.seen - warm_scores.seen;
     let warm_enough = warm_scores.seen >= MIN_HELD_OUT.max(all_scores.seen / 2);
     let (scores, skipped) = if cold > 0 && warm_enough {
@@ -967,13 +992,78 @@ mod tests {
         path
     }
 
+    /// Removes a file when the first epoch starts: Zeek's log expiry, or
+    /// a hand, between training's passes.
+    struct RemoveAtEpoch(std::sync::Mutex<Option<PathBuf>>);
+
+    impl Progress for RemoveAtEpoch {
+        fn set_message(&self, message: String) {
+            if message.contains("epoch 1/") {
+                if let Some(p) = self.0.lock().unwrap().take() {
+                    std::fs::remove_file(p).unwrap();
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_file_removed_between_passes_fails_the_training_and_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let day = |d: &str| {
+            let folder = dir.path().join(d);
+            std::fs::create_dir(&folder).unwrap();
+            folder
+        };
+        // Two days of the example conn log.
+        let text =
+            std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/logs/conn.log"))
+                .unwrap();
+        let first = day("2024-04-19").join("conn.00:00:00-01:00:00.log");
+        std::fs::write(&first, &text).unwrap();
+        std::fs::write(day("2024-04-20").join("conn.00:00:00-01:00:00.log"), &text).unwrap();
+        let opts = TrainOptions {
+            log_dir: dir.path().to_owned(),
+            range: DateRange::default(),
+            params: KitNetParams {
+                fm_grace: 50,
+                ad_grace: 50,
+                epochs: 1,
+                ..KitNetParams::default()
+            },
+            local_nets: Default::default(),
+            local_nets_origin: Default::default(),
+            threshold_fpr: 0.01,
+            holdout_every: 10,
+            tables: Tables::built_in().clone(),
+            max_records: None,
+        };
+        let files = find_files(LogKind::CONN, &opts).unwrap();
+        assert_eq!(files.len(), 2);
+        // Untouched, it trains.
+        train_module(LogKind::CONN, &files, &opts, &NoProgress).unwrap();
+        let bar = RemoveAtEpoch(std::sync::Mutex::new(Some(first.clone())));
+        let err = train_module(LogKind::CONN, &files, &opts, &bar).unwrap_err();
+        assert!(bar.0.lock().unwrap().is_none(), "the file was removed");
+        let TrainError::HistoryChanged { changed, .. } = &err else {
+            panic!("{err}");
+        };
+        assert_eq!(changed.len(), 1, "{changed:?}");
+        let text = err.to_string();
+        assert!(text.contains("conn.00:00:00-01:00:00.log"), "{text}");
+        assert!(
+            text.contains("in a later one (changed or removed"),
+            "{text}"
+        );
+        assert!(text.contains("no model was written"), "{text}");
+    }
+
     #[test]
     fn read_ahead_hands_every_consumer_every_record_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let n = 3 * READ_BATCH as u64 + 7;
         let log = numbered_log(dir.path(), n);
         let (seen, totals) = std::thread::scope(|scope| {
-            let (batches, reader) = read_ahead(scope, vec![log], "conn", true, 2);
+            let (batches, reader) = read_ahead(scope, vec![log], "conn", None, 2);
             let seen: Vec<Vec<(u64, f64)>> = batches
                 .into_iter()
                 .map(|rx| {
@@ -1008,7 +1098,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = numbered_log(dir.path(), 20 * READ_BATCH as u64);
         let totals = std::thread::scope(|scope| {
-            let (mut batches, reader) = read_ahead(scope, vec![log], "conn", true, 1);
+            let (mut batches, reader) = read_ahead(scope, vec![log], "conn", None, 1);
             let rx = batches.pop().unwrap();
             assert_eq!(rx.recv().unwrap().0, 0);
             drop(rx);

@@ -26,5 +26,5 @@ pub use reader::{
 };
 pub(crate) use record::NameMap;
 pub use record::{Record, Schema};
-pub use stream::{Records, StreamTotals};
+pub use stream::{FirstPass, Records, StreamTotals};
 pub use value::{Value, ZeekType};

@@ -1,6 +1,8 @@
 //! The records of several files in a row, as one stream.
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use super::reader::{max_line, LogReader, ReadStats};
 use super::record::Record;
@@ -17,6 +19,53 @@ pub struct StreamTotals {
     pub files: Vec<(PathBuf, ReadStats)>,
 }
 
+/// What a first pass read of each file, for later passes over the same
+/// files to check against. Training reads the history several times and
+/// chooses its held-out records and its sample by position; a file
+/// removed, cut or grown in between (Zeek's log expiry, a hand) gives a
+/// later pass other records at the same positions, so that records held
+/// out in one pass are trained on in another.
+#[derive(Debug, Default)]
+pub struct FirstPass {
+    records: HashMap<PathBuf, u64>,
+    changed: Mutex<Vec<String>>,
+}
+
+impl FirstPass {
+    pub fn of(totals: &StreamTotals) -> FirstPass {
+        let mut records = HashMap::new();
+        for (path, stats) in &totals.files {
+            *records.entry(path.clone()).or_default() += stats.records;
+        }
+        FirstPass {
+            records,
+            changed: Mutex::default(),
+        }
+    }
+
+    /// The files a later pass read otherwise, in words, one each.
+    pub fn changed(&self) -> Vec<String> {
+        self.changed.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// Notes (and logs) `path` if it gave `now` records where the first
+    /// pass had another number.
+    fn check(&self, path: &Path, now: u64) {
+        let then = self.records.get(path).copied().unwrap_or(0);
+        if then == now {
+            return;
+        }
+        let what = format!(
+            "{}: {then} records in the first pass, {now} in a later one (changed or removed while training read it)",
+            crate::escape::terminal(&path.display().to_string())
+        );
+        tracing::warn!("{what}");
+        if let Ok(mut changed) = self.changed.lock() {
+            changed.push(what);
+        }
+    }
+}
+
 /// Yields the records of `files` in order. Malformed lines are skipped and
 /// counted; a file that fails is reported and the next one is read.
 pub struct Records {
@@ -26,6 +75,7 @@ pub struct Records {
     quiet: bool,
     max_line: usize,
     totals: StreamTotals,
+    first: Option<Arc<FirstPass>>,
 }
 
 impl Records {
@@ -40,7 +90,15 @@ impl Records {
             quiet,
             max_line: max_line(),
             totals: StreamTotals::default(),
+            first: None,
         }
+    }
+
+    /// Checks each file's records against what `first` read of it, noting
+    /// there the files that changed ([`FirstPass::changed`]).
+    pub fn checked_against(mut self, first: Arc<FirstPass>) -> Records {
+        self.first = Some(first);
+        self
     }
 
     /// Skips lines longer than `max` bytes in every file, holding no more
@@ -57,6 +115,9 @@ impl Records {
     fn close_current(&mut self) {
         if let Some(r) = self.current.take() {
             let stats = r.stats();
+            if let Some(first) = &self.first {
+                first.check(r.file(), stats.records);
+            }
             self.totals.records += stats.records;
             self.totals.malformed += stats.malformed;
             self.totals.files.push((r.file().to_owned(), stats));
@@ -95,7 +156,12 @@ impl Iterator for Records {
                     let r = r.with_max_line(self.max_line);
                     self.current = Some(if self.quiet { r.quiet() } else { r });
                 }
-                Err(e) => self.fail(path, e.to_string()),
+                Err(e) => {
+                    if let Some(first) = &self.first {
+                        first.check(&path, 0);
+                    }
+                    self.fail(path, e.to_string());
+                }
             }
         }
     }
