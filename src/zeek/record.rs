@@ -49,6 +49,16 @@ impl Schema {
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
     }
+
+    /// About how many bytes of memory the schema holds beyond its own
+    /// struct: the names, twice (the list and the index's keys), and the
+    /// index's slots.
+    pub fn heap_bytes(&self) -> usize {
+        let text: usize = self.names.iter().map(String::capacity).sum();
+        self.names.capacity() * std::mem::size_of::<String>()
+            + 2 * text
+            + self.index.capacity() * (std::mem::size_of::<(String, usize)>() + 1)
+    }
 }
 
 /// One log record.
@@ -98,11 +108,22 @@ impl Record {
     }
 
     /// About how many bytes of memory the record holds beyond its own
-    /// struct: its values, and the text and list elements they point to.
-    /// The reading thread closes a chunk of records at a budget of these,
-    /// so that lines near the length cap cannot make hundreds of megabytes
-    /// wait between threads.
+    /// struct: its values, and the text and list elements they point to,
+    /// and its schema when no other record shares it (besides the parser's
+    /// cache of recent schemas): a JSON stream whose every line has other
+    /// keys, each a long name, holds a schema per record, two to three
+    /// times the values' bytes. The reading thread closes a chunk of
+    /// records at a budget of these, so that lines near the length cap
+    /// cannot make hundreds of megabytes wait between threads.
     pub fn heap_bytes(&self) -> usize {
+        self.values_heap_bytes()
+            + match Arc::strong_count(&self.schema) <= 2 {
+                true => self.schema.heap_bytes(),
+                false => 0,
+            }
+    }
+
+    fn values_heap_bytes(&self) -> usize {
         fn beyond(v: &Value) -> usize {
             match v {
                 Value::Str(s) if s.is_heap_allocated() => s.capacity(),
@@ -145,5 +166,17 @@ mod tests {
         assert!(r.get("local_resp").is_unset());
         assert!(r.at(7).is_unset());
         assert_eq!(r.line(), 9);
+    }
+
+    #[test]
+    fn a_schema_of_its_own_counts_in_a_record_s_bytes_a_shared_one_does_not() {
+        let long = |i: usize| format!("{i}{}", "k".repeat(10_000));
+        let schema = Arc::new(Schema::new((0..10).map(long).collect()));
+        let values = vec![Value::Unset; 10];
+        let own = Record::new(Arc::clone(&schema), values.clone(), 1);
+        // The parser's cache holds one more: still the record's own.
+        assert!(own.heap_bytes() > 2 * 100_000, "{}", own.heap_bytes());
+        let shared = Record::new(Arc::clone(&schema), values, 2);
+        assert!(shared.heap_bytes() < 1_000, "{}", shared.heap_bytes());
     }
 }
