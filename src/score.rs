@@ -879,13 +879,15 @@ impl Scorer {
         };
         Ok(ScoredRecord {
             ts: at(record, c.ts).as_f64(),
-            uid: at(record, c.uid).as_str().map(CompactString::from),
+            uid: at(record, c.uid)
+                .as_str()
+                .map(|u| bounded_cow(u, MAX_ID).into()),
             module: self.model.module,
             orig_h,
             orig_p,
             resp_h,
             resp_p,
-            proto: proto.map(CompactString::from),
+            proto: proto.map(|p| bounded_cow(p, MAX_ID).into()),
             trans_depth: count(at(record, c.trans_depth)),
             trans_id: count(at(record, c.trans_id)),
             community_id,
@@ -943,6 +945,12 @@ fn count(v: &Value) -> Option<u64> {
         _ => None,
     }
 }
+
+/// Characters of a record's `uid` and `proto` written out. Zeek's are a
+/// few dozen at most; a forged log's 200 KB uid made 400 KB lines (it is
+/// written twice in ECS), and a SIEM's keyword field refuses the whole
+/// document past 32 KB.
+const MAX_ID: usize = 128;
 
 /// `text` cut to `max` characters, with `…` where it was cut.
 pub fn bounded(text: &str, max: usize) -> String {
@@ -1939,5 +1947,37 @@ mod tests {
         ]);
         assert_eq!(count(r.get("trans_depth")), Some(2));
         assert_eq!(count(r.get("trans_id")), None);
+    }
+
+    /// A forged log's huge `uid` or `proto` comes out cut.
+    #[test]
+    fn a_record_s_uid_and_proto_are_bounded() {
+        let model = crate::model::tests::ssh_model().clone();
+        let encoder = model.validate().unwrap();
+        let mut scorer = Scorer::new(model, encoder);
+        let text = crate::model::tests::ssh_log_text();
+        let line = text.lines().find(|l| !l.starts_with('#')).unwrap();
+        let header: Vec<&str> = text.lines().take_while(|l| l.starts_with('#')).collect();
+        let fields: Vec<&str> = header
+            .iter()
+            .find_map(|h| h.strip_prefix("#fields\t"))
+            .unwrap()
+            .split('\t')
+            .collect();
+        let uid_at = fields.iter().position(|f| *f == "uid").unwrap();
+        let mut values: Vec<String> = line.split('\t').map(str::to_owned).collect();
+        values[uid_at] = "C".repeat(200_000);
+        let mut parser = crate::zeek::LineParser::new("ssh.log", Some("ssh"));
+        for h in &header {
+            let _ = parser.parse_line(h.as_bytes(), 0);
+        }
+        let Ok(crate::zeek::Parsed::Record(r)) = parser.parse_line(values.join("\t").as_bytes(), 9)
+        else {
+            panic!("the line parses");
+        };
+        let s = scorer.score(&r).unwrap();
+        let uid = s.uid.unwrap();
+        assert_eq!(uid.chars().count(), MAX_ID + 1);
+        assert!(uid.ends_with('…'));
     }
 }

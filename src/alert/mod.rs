@@ -196,12 +196,6 @@ impl Ord for Held {
 /// infinity, JSON can hold it (the stage is saved in checkpoints).
 const NO_TIME: f64 = f64::MIN;
 
-/// Record times later than a day past the wall clock are not believed
-/// ([`crate::plausible`]).
-fn latest_plausible() -> f64 {
-    crate::plausible::latest()
-}
-
 /// A deadline key: when an alert's quiet period ends, then its host.
 type Deadline = (u64, IpAddr);
 
@@ -234,6 +228,11 @@ pub struct AlertStage {
     /// The time of the last item folded in (or watermark reached).
     clock: f64,
     stats: AlertStats,
+    /// Which record times are believed ([`crate::plausible`]): not one
+    /// from the far future (it would close every alert and make every
+    /// later item late), nor a negative one (an alert opened in 1969).
+    #[serde(skip)]
+    plausible: crate::plausible::Plausible,
 }
 
 impl AlertStage {
@@ -254,6 +253,7 @@ impl AlertStage {
             reading: modules.iter().map(|m| (*m, (NO_TIME, start))).collect(),
             clock: NO_TIME,
             stats: AlertStats::default(),
+            plausible: Default::default(),
         }
     }
 
@@ -321,7 +321,7 @@ impl AlertStage {
     }
 
     fn hold(&mut self, item: Item, out: &mut Vec<Alert>) {
-        if item.ts > latest_plausible() {
+        if !self.plausible.believes(item.ts) {
             self.stats.unplaced += 1;
             return;
         }
@@ -350,7 +350,7 @@ impl AlertStage {
         let entry = self.reading.entry(module).or_insert((NO_TIME, reading));
         // A record from the far future (a clock glitch, a forged line)
         // would close every alert and make every later item late.
-        if newest.is_finite() && newest <= latest_plausible() {
+        if self.plausible.believes(newest) {
             entry.0 = entry.0.max(newest);
         }
         entry.1 = reading;

@@ -385,3 +385,19 @@ fn a_record_from_the_far_future_is_not_believed() {
     assert!(out.iter().all(|a| a.state != State::Closed), "{out:#?}");
     assert_eq!(stage.stats().unplaced, 1);
 }
+
+#[test]
+fn a_record_from_before_1970_or_of_no_time_opens_no_alert() {
+    let mut stage = AlertStage::new(opts(), &[CONN], false);
+    let mut out = Vec::new();
+    for (ts, uid) in [(-5.0, "C1"), (f64::NAN, "C2")] {
+        stage.offer_record(
+            &rec(CONN, ts, "10.0.0.5", "203.0.113.7", uid, Severity::Low),
+            &mut out,
+        );
+    }
+    stage.progress(CONN, 100.0, Reading::CaughtUp, &mut out);
+    stage.finish(&mut out);
+    assert!(out.is_empty(), "{out:#?}");
+    assert_eq!(stage.stats().unplaced, 2);
+}
