@@ -77,6 +77,10 @@ pub struct Item {
     /// the order (and so every alert) is the same whatever order the log
     /// types arrived in.
     pub tiebreak: u64,
+    /// When a detection's evidence began, before `ts` (when it was
+    /// reported): a beacon is reported once it has gone on for hours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<f64>,
 }
 
 impl Item {
@@ -131,6 +135,7 @@ impl Item {
                 .collect(),
             sample: Some(sample),
             tiebreak: h.finish(),
+            since: None,
         })
     }
 
@@ -155,6 +160,9 @@ impl Item {
             features: Vec::new(),
             sample: None,
             tiebreak: h.finish(),
+            // Not a time of the future nor before 1970 (the evidence's
+            // times were believed when taken; this guards a bug).
+            since: Some(d.first_ts).filter(|t| t.is_finite() && *t >= 0.0 && *t < ts),
         })
     }
 
@@ -195,6 +203,9 @@ pub struct Open {
     pub role: Role,
     pub first_ts: f64,
     pub last_ts: f64,
+    /// The earliest [`Item::since`] of its detections.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    since: Option<f64>,
     pub records: u64,
     pub detections: u64,
     /// Records and detections by peer, the first [`MAX_PEERS`] peers.
@@ -240,6 +251,11 @@ pub struct Alert {
     pub severity: Severity,
     pub first_ts: f64,
     pub last_ts: f64,
+    /// When the behaviour its detections report began, when that is
+    /// before `first_ts`: a beacon is reported, and its alert opened,
+    /// once it has gone on for hours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<f64>,
     /// Flagged records and detections folded in.
     pub records: u64,
     pub detections: u64,
@@ -261,6 +277,14 @@ pub struct Alert {
     pub sample: Option<Sample>,
     /// One sentence for the analyst.
     pub reason: String,
+}
+
+impl Alert {
+    /// When what it reports began: its detections' evidence, or its first
+    /// item.
+    pub fn start(&self) -> f64 {
+        self.since.map_or(self.first_ts, |s| s.min(self.first_ts))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -291,6 +315,7 @@ impl Open {
             role: item.role,
             first_ts: item.ts,
             last_ts: item.ts,
+            since: None,
             records: 0,
             detections: 0,
             peers: BTreeMap::new(),
@@ -313,6 +338,9 @@ impl Open {
     pub fn add(&mut self, item: &Item) {
         self.first_ts = self.first_ts.min(item.ts);
         self.last_ts = self.last_ts.max(item.ts);
+        if let Some(t) = item.since {
+            self.since = Some(self.since.map_or(t, |s| s.min(t)));
+        }
         match item.detector {
             Some(d) => {
                 self.detections += 1;
@@ -439,6 +467,7 @@ impl Open {
             severity: self.severity(),
             first_ts: self.first_ts,
             last_ts: self.last_ts,
+            since: self.since.filter(|t| *t < self.first_ts),
             records: self.records,
             detections: self.detections,
             peers: self.peers.len() as u64,
@@ -478,7 +507,7 @@ fn reason(a: &Alert, more_peers: bool) -> String {
             if a.detections == 1 { "" } else { "s" }
         ));
     }
-    let span = a.last_ts - a.first_ts;
+    let span = a.last_ts - a.start();
     let span = if span >= 3600.0 {
         format!("{:.1} h", span / 3600.0)
     } else {

@@ -401,3 +401,58 @@ fn a_record_from_before_1970_or_of_no_time_opens_no_alert() {
     assert!(out.is_empty(), "{out:#?}");
     assert_eq!(stage.stats().unplaced, 2);
 }
+
+/// A beacon is reported hours after it began: its alert says when it
+/// began (`since`, the ECS document's `event.start`), and its reason
+/// spans that time, not only the alert's own.
+#[test]
+fn a_detection_s_alert_says_when_its_behaviour_began() {
+    let mut stage = AlertStage::new(opts(), &[CONN], true);
+    let mut out = Vec::new();
+    let d = Detection {
+        ts: 80_000.0,
+        detection: crate::detect::DetectorKind::Beacon,
+        module: CONN,
+        src: "10.0.0.5".parse().unwrap(),
+        dst: Some("203.0.113.7".parse().unwrap()),
+        resp_p: Some(443),
+        domain: None,
+        score: 0.97,
+        threshold: 0.9,
+        severity: Severity::High,
+        first_ts: 1_000.0,
+        last_ts: 80_000.0,
+        uids: vec!["C1".into()],
+        evidence: Default::default(),
+    };
+    stage.offer_detection(&d, &mut out);
+    stage.progress(CONN, 80_000.0, Reading::Finished, &mut out);
+    stage.finish(&mut out);
+    let closed = out.iter().find(|a| a.state == State::Closed).unwrap();
+    assert_eq!(closed.first_ts, 80_000.0);
+    assert_eq!(closed.since, Some(1_000.0));
+    assert!(closed.reason.contains("over 21.9 h"), "{}", closed.reason);
+    let mut ecs = Vec::new();
+    crate::sink::RecordFormat::Ecs
+        .write_alert(closed, &Default::default(), &mut ecs)
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&ecs).unwrap();
+    assert_eq!(doc["event"]["start"], "1970-01-01T00:16:40.000000Z");
+    // So does the detection's own document.
+    let mut ecs = Vec::new();
+    crate::sink::RecordFormat::Ecs
+        .write_detection(&d, &Default::default(), &mut ecs)
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&ecs).unwrap();
+    assert_eq!(doc["event"]["start"], "1970-01-01T00:16:40.000000Z");
+    assert_eq!(doc["event"]["end"], "1970-01-01T22:13:20.000000Z");
+    // A record's alert has no such time.
+    let mut stage = AlertStage::new(opts(), &[CONN], false);
+    let mut out = Vec::new();
+    stage.offer_record(
+        &rec(CONN, 100.0, "10.0.0.5", "203.0.113.7", "C1", Severity::Low),
+        &mut out,
+    );
+    stage.finish(&mut out);
+    assert!(out.iter().all(|a| a.since.is_none()));
+}

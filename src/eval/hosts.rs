@@ -183,6 +183,7 @@ mod tests {
             severity,
             first_ts: 0.0,
             last_ts: 1.0,
+            since: None,
             records: 3,
             detections: 0,
             peers: 1,

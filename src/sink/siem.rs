@@ -314,6 +314,20 @@ fn ecs(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Value {
     }
     match d {
         Some(d) => {
+            // The evidence's span: a beacon is reported hours after it
+            // began.
+            if d.first_ts.is_finite() && d.last_ts.is_finite() && d.first_ts <= d.last_ts {
+                put(
+                    &mut doc,
+                    "event.start",
+                    json!(iso8601(Some(d.first_ts), false)),
+                );
+                put(
+                    &mut doc,
+                    "event.end",
+                    json!(iso8601(Some(d.last_ts), false)),
+                );
+            }
             put(
                 &mut doc,
                 "rule.name",
@@ -809,7 +823,7 @@ fn ecs_alert(a: &Alert, stamp: &Stamp) -> Value {
     put(
         &mut doc,
         "event.start",
-        json!(iso8601(Some(a.first_ts), false)),
+        json!(iso8601(Some(a.start()), false)),
     );
     put(
         &mut doc,
