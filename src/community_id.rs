@@ -247,6 +247,24 @@ pub fn for_zeek(
     v1(seed, o, r, number, Some((orig_p?, resp_p?)))
 }
 
+/// The Community ID of a record of a protocol without ports (IGMP, GRE,
+/// ESP...), which Zeek logs as `unknown_transport` with its number in
+/// `ip_proto` (Zeek 6 and later): the spec hashes the addresses and the
+/// number alone. `None` for the protocols whose ID needs ports.
+pub fn for_portless(
+    seed: u16,
+    orig_h: Option<IpAddr>,
+    resp_h: Option<IpAddr>,
+    proto: Option<&str>,
+    ip_proto: Option<u8>,
+) -> Option<CommunityId> {
+    let number = ip_proto.filter(|n| ![ICMP, TCP, UDP, ICMPV6, SCTP].contains(n))?;
+    if !proto?.eq_ignore_ascii_case("unknown_transport") {
+        return None;
+    }
+    v1(seed, orig_h?, resp_h?, number, None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -440,6 +458,23 @@ mod tests {
         let want = Some("1:KHlLkgoJW7ifUTyTSgyVfkFHzKw=");
         assert_eq!(v1(0, a, b, 46, None).as_deref(), want);
         assert_eq!(v1(0, b, a, 46, None).as_deref(), want);
+    }
+
+    /// Zeek's `unknown_transport` with the number in `ip_proto`: the
+    /// example IGMP record (computed by the spec's rule with Python's
+    /// hashlib: seed, the lower address first, 2, a zero byte).
+    #[test]
+    fn a_zeek_record_of_a_protocol_without_ports() {
+        let (a, b) = ("192.168.0.1".parse().ok(), "224.0.0.1".parse().ok());
+        let want = Some("1:CnN0tVYrzFM2u+SZ3cRcFJ+K4IU=");
+        let u = Some("unknown_transport");
+        assert_eq!(for_portless(0, a, b, u, Some(2)).as_deref(), want);
+        assert_eq!(for_portless(0, b, a, u, Some(2)).as_deref(), want);
+        // Protocols with ports need them; other names are not Zeek's.
+        assert_eq!(for_portless(0, a, b, u, Some(TCP)), None);
+        assert_eq!(for_portless(0, a, b, Some("tcp"), Some(2)), None);
+        assert_eq!(for_portless(0, a, b, u, None), None);
+        assert_eq!(for_portless(0, a, None, u, Some(2)), None);
     }
 
     /// The record's way in: Zeek's proto names, ICMP over IPv6, and

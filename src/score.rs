@@ -337,6 +337,9 @@ struct OutputColumns {
     resp_h: Option<usize>,
     resp_p: Option<usize>,
     proto: Option<usize>,
+    ip_proto: Option<usize>,
+    /// SSL's `version` (DTLS runs over UDP).
+    version: Option<usize>,
     trans_depth: Option<usize>,
     trans_id: Option<usize>,
     /// Per [`ContextKeys`] name.
@@ -359,6 +362,8 @@ impl OutputColumns {
             resp_h: at("id.resp_h"),
             resp_p: at("id.resp_p"),
             proto: at("proto"),
+            ip_proto: at("ip_proto"),
+            version: at("version"),
             trans_depth: at("trans_depth"),
             trans_id: at("trans_id"),
             context: context.names.iter().map(|n| at(n)).collect(),
@@ -862,15 +867,20 @@ impl Scorer {
         let resp_h = at(record, c.resp_h).as_addr();
         let orig_p = port(at(record, c.orig_p));
         let resp_p = port(at(record, c.resp_p));
-        let proto = at(record, c.proto).as_str();
+        let proto = at(record, c.proto)
+            .as_str()
+            .or_else(|| implied_transport(self.model.module, at(record, c.version)));
+        let seed = self.community_id_seed;
         let community_id = crate::community_id::for_zeek(
-            self.community_id_seed,
-            orig_h,
-            orig_p,
-            resp_h,
-            resp_p,
-            proto,
-        );
+            seed, orig_h, orig_p, resp_h, resp_p, proto,
+        )
+        .or_else(|| {
+            let ip_proto = at(record, c.ip_proto)
+                .as_f64()
+                .filter(|n| (0.0..=255.0).contains(n))
+                .map(|n| n as u8);
+            crate::community_id::for_portless(seed, orig_h, resp_h, proto, ip_proto)
+        });
         let direction = match (orig_h, resp_h) {
             (Some(o), Some(r)) => Some(CompactString::const_new(
                 self.model.features.local_nets.direction(o, r).name(),
@@ -928,6 +938,24 @@ impl Scorer {
         json.push(b'}');
         // UTF-8: the keys and values are serde_json's.
         Context { json }
+    }
+}
+
+/// The transport of a log type without a `proto` column, when its
+/// protocol has one: HTTP, SSH and the like run over TCP, SSL over TCP
+/// unless its `version` is DTLS. Without it an HTTP, TLS or SSH record had
+/// no Community ID, and an analyst could not pivot from it to the
+/// connection's other logs or to Suricata.
+fn implied_transport(module: LogKind, version: &Value) -> Option<&'static str> {
+    match module.log_path() {
+        "ssl" => Some(match version.as_str() {
+            Some(v) if v.starts_with("DTLS") => "udp",
+            _ => "tcp",
+        }),
+        "http" | "ssh" | "ftp" | "smtp" | "rdp" | "mysql" | "irc" | "socks" | "ntlm"
+        | "smb_files" | "smb_mapping" | "dce_rpc" | "rfb" => Some("tcp"),
+        "snmp" | "ntp" | "radius" => Some("udp"),
+        _ => None,
     }
 }
 

@@ -698,3 +698,66 @@ fn a_hostile_user_agent_is_inert_in_every_format() {
         }
     }
 }
+
+/// HTTP, SSL and SSH logs have no `proto` column: their records carry the
+/// Community ID of their connection all the same (TCP implied), the one
+/// its conn record has, so an analyst pivots from a TLS anomaly to the
+/// connection and to Suricata. Before, none of them had one.
+#[test]
+fn every_log_type_s_records_carry_their_connection_s_community_id() {
+    let dir = tempdir("siem-cid");
+    let models = dir.join("models");
+    crate::util::train(&models, "conn,http,ssl,ssh", &[]);
+    let out = dir.join("all.json");
+    let run = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+        .args(["--replay", root().join("examples/logs").to_str().unwrap()])
+        .args(["--model-dir", models.to_str().unwrap(), "-q"])
+        .args(["--modules", "conn,http,ssl,ssh", "--detectors", "none"])
+        .arg("--output")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let json = json_lines(&fs::read_to_string(&out).unwrap());
+    let mut by_uid: std::collections::HashMap<String, String> = Default::default();
+    for v in json.iter().filter(|v| v["module"] == "CONN") {
+        if let (Some(u), Some(c)) = (v["uid"].as_str(), v["community_id"].as_str()) {
+            by_uid.insert(u.to_owned(), c.to_owned());
+        }
+    }
+    let mut matched = std::collections::BTreeMap::<String, usize>::new();
+    for v in json.iter().filter(|v| v["module"] != "CONN") {
+        let module = v["module"].as_str().unwrap().to_owned();
+        let cid = v["community_id"].as_str();
+        assert_eq!(v["proto"], "tcp", "{v}");
+        let addr = |k: &str| v[k].as_str().and_then(|a| a.parse::<IpAddr>().ok());
+        let port = |k: &str| v[k].as_u64().map(|p| p as u16);
+        let want = autozeekwatch::community_id::for_zeek(
+            0,
+            addr("id.orig_h"),
+            port("id.orig_p"),
+            addr("id.resp_h"),
+            port("id.resp_p"),
+            Some("tcp"),
+        );
+        assert!(want.is_some(), "{v}");
+        assert_eq!(cid, want.as_deref(), "{v}");
+        // The example logs' HTTP records include hand-made ones with
+        // another port under a real uid: those differ from their conn.
+        if v["uid"]
+            .as_str()
+            .and_then(|u| by_uid.get(u))
+            .map(String::as_str)
+            == cid
+        {
+            *matched.entry(module).or_default() += 1;
+        }
+    }
+    for module in ["HTTP", "SSL"] {
+        assert!(matched.get(module).is_some_and(|n| *n > 0), "{matched:?}");
+    }
+}
