@@ -14,7 +14,7 @@ use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, Seq
 use serde_json::{Map, Value as Json};
 
 use super::record::{Record, Schema};
-use super::tsv::unescape;
+use super::tsv::unescape_json;
 use super::value::{clip, ScalarType, Value};
 
 /// How many distinct key sets [`JsonState`] remembers. Zeek's JSON writer
@@ -312,11 +312,11 @@ impl<'de> Visitor<'de> for RawSeed {
     }
 }
 
-/// [`unescape`] for text that is already a `str`: without a backslash there
+/// [`unescape_json`] for text that is already a `str`: without a backslash there
 /// is nothing to undo, and no need to check the UTF-8 again.
 fn unescape_str(text: &str) -> Cow<'_, str> {
     if text.as_bytes().contains(&b'\\') {
-        unescape(text.as_bytes())
+        unescape_json(text.as_bytes())
     } else {
         Cow::Borrowed(text)
     }
@@ -411,7 +411,7 @@ fn infer(json: &Json) -> Value {
         }
         // Zeek's JSON writer, like its TSV writer, writes non-printable
         // bytes as `\xHH` text.
-        Json::String(s) => Value::Str(unescape(s.as_bytes()).into()),
+        Json::String(s) => Value::Str(unescape_json(s.as_bytes()).into()),
         Json::Array(a) => Value::List(
             a.iter()
                 .take(super::value::MAX_LIST_ELEMENTS)
@@ -553,7 +553,7 @@ mod tests {
 
     #[test]
     fn pinned_fields_accept_other_json_forms() {
-        let r = parse(r#"{"id.orig_h":"10.0.0.\\x31","id.resp_p":"443","id.orig_p":80.0}"#)
+        let r = parse(r#"{"id.orig_h":"10.0.0.1","id.resp_p":"443","id.orig_p":80.0}"#)
             .unwrap()
             .record;
         assert_eq!(
@@ -569,6 +569,24 @@ mod tests {
         assert!(parse(r#"{"id.orig_h":"nope","ts":1"#)
             .unwrap_err()
             .starts_with("invalid JSON"));
+    }
+
+    /// Zeek's JSON writer escapes bytes that are not UTF-8 and control
+    /// characters as `\xHH`, never printable ASCII: `\x41` is text an
+    /// attacker wrote, kept as it is (it was read as `A`, and an
+    /// allowlist's domain or a detector saw another name than the log's).
+    #[test]
+    fn only_zeek_s_own_escapes_are_decoded() {
+        let r =
+            parse(r#"{"host":"a\\x2eexample.com","ua":"\\x41BC","ctl":"a\\x01b","bin":"\\xff"}"#)
+                .unwrap()
+                .record;
+        assert_eq!(r.get("host").as_str(), Some("a\\x2eexample.com"));
+        assert_eq!(r.get("ua").as_str(), Some("\\x41BC"));
+        assert_eq!(r.get("ctl").as_str(), Some("a\u{1}b"));
+        assert_eq!(r.get("bin").as_str(), Some("\u{fffd}"));
+        // An address spelled with escapes is no address.
+        assert!(parse(r#"{"id.orig_h":"10.0.0.\\x31"}"#).is_err());
     }
 
     /// Nesting is bounded by serde_json's recursion limit (128): deeper

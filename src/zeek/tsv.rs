@@ -281,7 +281,20 @@ pub(crate) fn unescape(raw: &[u8]) -> Cow<'_, str> {
         // The line was checked to be UTF-8 before it was split.
         return String::from_utf8_lossy(raw);
     }
-    Cow::Owned(String::from_utf8_lossy(&unescape_bytes(raw)).into_owned())
+    Cow::Owned(String::from_utf8_lossy(&unescape_bytes(raw, |_| true)).into_owned())
+}
+
+/// [`unescape`] for a JSON log's string. Zeek's JSON writer escapes only
+/// bytes that are not UTF-8 and control characters (it has no separator
+/// to escape), never printable ASCII: a `\x41` there is the text itself,
+/// which an attacker wrote to be read as `A` (an allowlisted domain, a
+/// user agent the detectors know), and is kept as it is.
+pub(crate) fn unescape_json(raw: &[u8]) -> Cow<'_, str> {
+    if !raw.contains(&b'\\') {
+        return String::from_utf8_lossy(raw);
+    }
+    let escaped = |b: u8| !(0x20..0x7f).contains(&b);
+    Cow::Owned(String::from_utf8_lossy(&unescape_bytes(raw, escaped)).into_owned())
 }
 
 /// [`unescape`] of a value already known to be UTF-8: borrowed as it is
@@ -293,13 +306,18 @@ fn unescape_str(text: &str) -> Cow<'_, str> {
     unescape(text.as_bytes())
 }
 
-/// The bytes `\xHH` escapes stand for; anything else is kept as it is.
-fn unescape_bytes(raw: &[u8]) -> Vec<u8> {
+/// The bytes `\xHH` escapes stand for, those `decodes` takes; anything
+/// else is kept as it is.
+fn unescape_bytes(raw: &[u8], decodes: impl Fn(u8) -> bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
     while i < raw.len() {
         if raw[i] == b'\\' && raw.get(i + 1) == Some(&b'x') {
-            if let Some(byte) = raw.get(i + 2..i + 4).and_then(hex_byte) {
+            if let Some(byte) = raw
+                .get(i + 2..i + 4)
+                .and_then(hex_byte)
+                .filter(|b| decodes(*b))
+            {
                 out.push(byte);
                 i += 4;
                 continue;
@@ -317,7 +335,7 @@ fn unescape_bytes(raw: &[u8]) -> Vec<u8> {
 fn unescape_directive(raw: &[u8]) -> Vec<u8> {
     match raw {
         b"\\t" => b"\t".to_vec(),
-        _ => unescape_bytes(raw),
+        _ => unescape_bytes(raw, |_| true),
     }
 }
 
