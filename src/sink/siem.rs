@@ -78,13 +78,33 @@ fn iso8601(ts: Option<f64>, suricata: bool) -> String {
 }
 
 /// ECS's `network.transport` and EVE's `proto`: the IANA keyword, in
-/// lower case for ECS (`ipv6-icmp` for ICMP over IPv6).
+/// lower case for ECS (`ipv6-icmp` for ICMP over IPv6); none for Zeek's
+/// `unknown_transport`, which is no keyword.
 fn transport(proto: Option<&str>, v6: bool) -> Option<String> {
     let p = proto?.to_ascii_lowercase();
     Some(match p.as_str() {
         "icmp" if v6 => "ipv6-icmp".into(),
+        "unknown_transport" => return None,
         _ => p,
     })
+}
+
+/// ECS's `tls.version_protocol` and `tls.version` of Zeek's SSL
+/// `version` (`TLSv12`: `tls`, `1.2`; `SSLv3`: `ssl`, `3.0`; a draft,
+/// `TLSv13-draft23`, is its version's); `None` for anything else.
+fn tls_version(zeek: &str) -> Option<(&'static str, String)> {
+    let (protocol, number) = [("DTLSv", "dtls"), ("TLSv", "tls"), ("SSLv", "ssl")]
+        .into_iter()
+        .find_map(|(prefix, name)| zeek.strip_prefix(prefix).map(|n| (name, n)))?;
+    let number = number.split_once("-draft").map_or(number, |(n, _)| n);
+    let version = match number.as_bytes() {
+        [major] if major.is_ascii_digit() => format!("{}.0", *major as char),
+        [major, minor] if major.is_ascii_digit() && minor.is_ascii_digit() => {
+            format!("{}.{}", *major as char, *minor as char)
+        }
+        _ => return None,
+    };
+    Some((protocol, version))
 }
 
 /// The application protocol: conn's `service` (its first guess), else
@@ -93,7 +113,13 @@ fn app_protocol(r: &ScoredRecord) -> Option<String> {
     if let Some(s) = r.context.get("service").as_ref().and_then(Value::as_str) {
         let first = s.split(',').next().unwrap_or_default().trim();
         if !first.is_empty() {
-            return Some(first.to_ascii_lowercase());
+            // Zeek's conn says `ssl` where its ssl log's own documents say
+            // `tls`: one name for one protocol in a SIEM.
+            let first = first.to_ascii_lowercase();
+            return Some(match first.as_str() {
+                "ssl" => "tls".into(),
+                _ => first,
+            });
         }
     }
     match r.module.log_path() {
@@ -405,6 +431,13 @@ fn ecs(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Value {
                     None => continue,
                 }
             }
+            "tls.version" => match v.as_str().and_then(tls_version) {
+                Some((protocol, version)) => {
+                    put(&mut doc, "tls.version_protocol", json!(protocol));
+                    json!(version)
+                }
+                None => continue,
+            },
             _ => json!(context_text(v)),
         };
         put(&mut doc, path, v);
@@ -939,6 +972,24 @@ fn alert_notice_values(a: &Alert, stamp: &Stamp) -> Vec<Value> {
 mod tests {
     use super::*;
     use crate::zeek::{LineParser, Parsed};
+
+    /// ECS's forms of Zeek's values: TLS versions as numbers with their
+    /// protocol apart, no transport for `unknown_transport`, one name for
+    /// TLS.
+    #[test]
+    fn zeek_values_take_ecs_forms() {
+        assert_eq!(tls_version("TLSv12"), Some(("tls", "1.2".into())));
+        assert_eq!(tls_version("TLSv13"), Some(("tls", "1.3".into())));
+        assert_eq!(tls_version("SSLv3"), Some(("ssl", "3.0".into())));
+        assert_eq!(tls_version("DTLSv10"), Some(("dtls", "1.0".into())));
+        assert_eq!(tls_version("TLSv13-draft23"), Some(("tls", "1.3".into())));
+        for odd in ["", "TLSv", "TLSv123", "tlsv12", "TLSv1x", "unknown-64282"] {
+            assert_eq!(tls_version(odd), None, "{odd}");
+        }
+        assert_eq!(transport(Some("unknown_transport"), false), None);
+        assert_eq!(transport(Some("ICMP"), true).as_deref(), Some("ipv6-icmp"));
+        assert_eq!(transport(Some("tcp"), false).as_deref(), Some("tcp"));
+    }
 
     #[test]
     fn risk_follows_the_ratio_to_the_threshold() {

@@ -761,3 +761,70 @@ fn every_log_type_s_records_carry_their_connection_s_community_id() {
         assert!(matched.get(module).is_some_and(|n| *n > 0), "{matched:?}");
     }
 }
+
+/// SSL documents in ECS: `tls.version` as ECS has it (`1.2`, the
+/// protocol apart in `tls.version_protocol`, where Zeek says `TLSv12`),
+/// the protocol called `tls` as in the conn documents of the same
+/// connections, and every field valid against the ECS definitions.
+#[test]
+fn ssl_documents_take_ecs_forms() {
+    let dir = tempdir("siem-ssl");
+    let models = dir.join("models");
+    crate::util::train(&models, "conn,ssl", &[]);
+    let out = dir.join("ssl.ecs");
+    let run = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+        .args(["--replay", root().join("examples/logs").to_str().unwrap()])
+        .args(["--model-dir", models.to_str().unwrap(), "-q"])
+        .args([
+            "--modules",
+            "conn,ssl",
+            "--format",
+            "ecs",
+            "--detectors",
+            "none",
+        ])
+        .arg("--output")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let fields = ecs_fields();
+    let (mut versions, mut protocols) = (BTreeSet::new(), BTreeSet::new());
+    for doc in json_lines(&fs::read_to_string(&out).unwrap()) {
+        let mut all = Vec::new();
+        leaves("", &doc, &mut all);
+        for (path, v) in all {
+            if let Some(def) = fields.get(&path) {
+                check_ecs(&path, def, v).unwrap_or_else(|e| panic!("{e}\n{doc}"));
+            }
+        }
+        if let Some(p) = doc["network"]["protocol"].as_str() {
+            protocols.insert(p.to_owned());
+        }
+        if let Some(zeek) = doc["zeek"]["ssl"]["version"].as_str() {
+            let (protocol, number) = zeek.split_once('v').unwrap();
+            // A draft is its version's (`TLSv13-draft23`).
+            let number = number.split('-').next().unwrap();
+            let number = match number.len() {
+                1 => format!("{number}.0"),
+                _ => format!("{}.{}", &number[..1], &number[1..]),
+            };
+            assert_eq!(doc["tls"]["version"], number, "{doc}");
+            assert_eq!(
+                doc["tls"]["version_protocol"],
+                protocol.to_lowercase(),
+                "{doc}"
+            );
+            versions.insert(zeek.to_owned());
+        }
+    }
+    assert!(versions.len() >= 2, "{versions:?}");
+    assert!(
+        protocols.contains("tls") && !protocols.contains("ssl"),
+        "{protocols:?}"
+    );
+}
