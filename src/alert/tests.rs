@@ -446,6 +446,10 @@ fn a_detection_s_alert_says_when_its_behaviour_began() {
     let doc: serde_json::Value = serde_json::from_slice(&ecs).unwrap();
     assert_eq!(doc["event"]["start"], "1970-01-01T00:16:40.000000Z");
     assert_eq!(doc["event"]["end"], "1970-01-01T22:13:20.000000Z");
+    // Its host is `entity`, as an alert document's is (one type in an
+    // index), the pair apart.
+    assert_eq!(doc["autozeekwatch"]["entity"], "10.0.0.5");
+    assert_eq!(doc["autozeekwatch"]["pair"], "10.0.0.5 -> 203.0.113.7");
     // A record's alert has no such time.
     let mut stage = AlertStage::new(opts(), &[CONN], false);
     let mut out = Vec::new();

@@ -470,7 +470,12 @@ fn ecs(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Value {
     match d {
         Some(d) => {
             ours.insert("detection".into(), json!(d.detection.name()));
-            ours.insert("entity".into(), json!(d.entity()));
+            // The host, as an alert document's `entity` is (one type for
+            // one field in an index); the pair apart.
+            ours.insert("entity".into(), json!(d.src.to_string()));
+            if d.dst.is_some() || d.domain.is_some() {
+                ours.insert("pair".into(), json!(d.entity()));
+            }
             ours.insert("uids".into(), json!(d.uids));
             ours.insert("evidence".into(), Value::Object(d.evidence.clone()));
             if let Some(dom) = &d.domain {
