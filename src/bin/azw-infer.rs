@@ -348,8 +348,16 @@ fn replay(args: &Args, modules: &[LogKind], controls: &Controls) -> anyhow::Resu
         &controls.stop,
         args.threads
             .map_or_else(pipeline::parallel::default_threads, usize::from),
-    )?;
-    out.sync()?;
+    );
+    // The sink names the partial file it writes; the user named --output.
+    let unwritten = || format!("cannot write {} (left as it was)", args.output);
+    let report = match report {
+        Err(e @ pipeline::RunError::Output(_)) => {
+            return Err(anyhow::Error::from(e).context(unwritten()))
+        }
+        other => other?,
+    };
+    out.sync().with_context(unwritten)?;
     drop(out);
     if let Some(a) = emitter.alert_sink() {
         a.sync()?;
@@ -357,29 +365,32 @@ fn replay(args: &Args, modules: &[LogKind], controls: &Controls) -> anyhow::Resu
     if report.stopped {
         bail!("stopped before the end; {} left as it was", args.output);
     }
+    // Both files are moved into place before anything is said: the
+    // records and their alerts are of one run.
+    let mut placed = Vec::new();
+    if let (Some(tmp), Some(target)) = (tmp, args.output.file()) {
+        put_in_place(tmp, target)?;
+        placed.push(("scores", target));
+    }
     if let (Some(tmp), Some(AlertTarget::Own(OutputSpec::File(target)))) =
         (alerts_tmp, args.alerts.as_ref())
     {
         put_in_place(tmp, target)?;
-        eprintln!(
-            "alerts written to {}",
+        placed.push(("alerts", target));
+    }
+    for (what, target) in placed.iter().rev() {
+        cli::errln!(
+            "{what} written to {}",
             terminal(&target.display().to_string())
         );
     }
     print_alerts(&emitter);
-    if let (Some(tmp), Some(target)) = (tmp, args.output.file()) {
-        put_in_place(tmp, target)?;
-        eprintln!(
-            "scores written to {}",
-            terminal(&target.display().to_string())
-        );
-    }
     print_top(report.top.records());
     print_detections(&emitter);
     if report.failed.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
-    eprintln!(
+    cli::errln!(
         "{} of {} input files could not be read (named in the warnings above)",
         report.failed.len(),
         report.files
@@ -462,7 +473,7 @@ fn print_alerts(emitter: &pipeline::Emitter) {
         return;
     };
     let s = a.stats();
-    eprintln!(
+    cli::errln!(
         "alerts: {} opened from {} flagged records and detections ({} lines written: opened, updated, closed){}",
         s.opened,
         s.items,
@@ -484,7 +495,7 @@ fn print_alerts(emitter: &pipeline::Emitter) {
             a.alert,
             a.uids.join(",")
         );
-        eprintln!("{}", terminal(&line));
+        cli::errln!("{}", terminal(&line));
     }
 }
 
@@ -552,11 +563,11 @@ fn print_detections(emitter: &pipeline::Emitter) {
     if !stage.is_active() {
         return;
     }
-    eprintln!("{}", stage.found_line());
+    cli::errln!("{}", stage.found_line());
     let first = emitter.first_detections();
     let total: u64 = stage.found().values().sum();
     if !first.is_empty() {
-        eprintln!(
+        cli::errln!(
             "{} (score / threshold, detector, entity, first seen .. last seen, uids):",
             if total as usize > first.len() {
                 format!("the first {}", first.len())
@@ -576,16 +587,16 @@ fn print_detections(emitter: &pipeline::Emitter) {
             d.last_ts,
             d.uids.join(",")
         );
-        eprintln!("{}", terminal(&line));
+        cli::errln!("{}", terminal(&line));
     }
 }
 
 fn print_top(top: &[ScoredRecord]) {
     if top.is_empty() {
-        eprintln!("no anomalies above the models' thresholds");
+        cli::errln!("no anomalies above the models' thresholds");
         return;
     }
-    eprintln!("top anomalies (score / threshold, module, ts, uid, 5-tuple, why):");
+    cli::errln!("top anomalies (score / threshold, module, ts, uid, 5-tuple, why):");
     let show = |v: Option<String>| v.unwrap_or_else(|| "-".into());
     for s in top {
         let why = s
@@ -610,7 +621,7 @@ fn print_top(top: &[ScoredRecord]) {
             show(s.resp_p.map(|p| p.to_string())),
             show(s.proto.as_ref().map(ToString::to_string)),
         );
-        eprintln!("{}", terminal(&line));
+        cli::errln!("{}", terminal(&line));
     }
 }
 

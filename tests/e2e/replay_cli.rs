@@ -703,3 +703,56 @@ fn a_killed_replay_s_unfinished_output_is_removed_by_the_next() {
         .count();
     assert_eq!(records, body.lines().count() * 150);
 }
+
+/// A full log disk (standard error to /dev/full) stops no tool: every
+/// tool panicked at its first log line (exit 101, nothing done), and the
+/// nightly training, logging to /var/log, stopped with it. Training
+/// writes its models and replay both its outputs, complete; a summary
+/// that cannot reach a full standard output is an error that says so.
+#[test]
+fn a_full_log_disk_stops_no_tool() {
+    let dir = tempdir("full-stderr");
+    let full =
+        || std::process::Stdio::from(fs::File::options().write(true).open("/dev/full").unwrap());
+    let models = dir.join("models");
+    let train = crate::util::azw_train()
+        .args(["--log-dir", root().join("examples/logs").to_str().unwrap()])
+        .args(["--modules", "conn", "--model-dir", models.to_str().unwrap()])
+        .stderr(full())
+        .output()
+        .unwrap();
+    assert!(train.status.success(), "{:?}", train.status);
+    assert!(models.join("conn.model.json").is_file());
+    let (out, alerts) = (dir.join("scores.json"), dir.join("alerts.json"));
+    let replay = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+        .args([
+            "--replay",
+            root().join("examples/logs/conn.log").to_str().unwrap(),
+        ])
+        .args(["--modules", "conn", "--model-dir", models.to_str().unwrap()])
+        .args(["--output", out.to_str().unwrap()])
+        .args(["--alerts", alerts.to_str().unwrap(), "--threshold", "0.02"])
+        .stderr(full())
+        .output()
+        .unwrap();
+    assert!(replay.status.success(), "{:?}", replay.status);
+    let records = fs::read_to_string(&out).unwrap();
+    assert!(records.lines().count() > 300, "{records}");
+    assert!(fs::read_to_string(&alerts).unwrap().lines().count() > 0);
+    // Standard output full as well: the models are written, and the
+    // summary's failure is said (where it can be) and is an error.
+    let again = dir.join("models2");
+    let train = crate::util::azw_train()
+        .args(["--log-dir", root().join("examples/logs").to_str().unwrap()])
+        .args(["--modules", "conn", "--model-dir", again.to_str().unwrap()])
+        .stdout(full())
+        .output()
+        .unwrap();
+    assert_eq!(train.status.code(), Some(1));
+    assert!(again.join("conn.model.json").is_file());
+    let stderr = String::from_utf8_lossy(&train.stderr);
+    assert!(
+        stderr.contains("cannot write to standard output"),
+        "{stderr}"
+    );
+}

@@ -127,7 +127,7 @@ pub fn parse<T: clap::Parser>(tool: &'static str) -> T {
             if !matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
                 if let (Some(file), Some(line)) = (&file, failing_line(&e, &cmd, &from_file)) {
                     let _ = e.print();
-                    eprintln!(
+                    super::errln!(
                         "note: the value comes from {} line {line}",
                         file.path.display()
                     );
@@ -146,7 +146,7 @@ pub fn parse<T: clap::Parser>(tool: &'static str) -> T {
 }
 
 fn die(message: &str) -> ! {
-    eprintln!("error: {}", autozeekwatch::escape::terminal(message));
+    super::errln!("error: {}", autozeekwatch::escape::terminal(message));
     std::process::exit(2)
 }
 

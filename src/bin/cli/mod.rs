@@ -37,11 +37,26 @@ pub const EXIT_INPUT_FAILED: u8 = 2;
 macro_rules! outln {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        writeln!(std::io::stdout().lock(), $($arg)*)
+        writeln!(std::io::stdout().lock(), $($arg)*).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot write to standard output: {e}"))
+        })
     }};
 }
 #[allow(unused_imports)]
 pub(crate) use outln;
+
+/// `eprintln!` that never panics: a log disk that is full (standard
+/// error to a file on it) made every tool panic at its first line, before
+/// doing any work, and the nightly training stopped with it. What cannot
+/// be said is dropped.
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+#[allow(unused_imports)]
+pub(crate) use errln;
 
 /// `print!` without the newline, as [`outln!`].
 #[allow(unused_macros)]
@@ -106,15 +121,19 @@ impl Write for LogWriter {
         } else {
             format!("{}{end}", autozeekwatch::escape::terminal(&text))
         };
-        match &self.bars {
-            Some(bars) => bars.suspend(|| io::stderr().write_all(line.as_bytes()))?,
-            None => io::stderr().write_all(line.as_bytes())?,
-        }
+        // A log line that cannot be written (a full log disk) is dropped:
+        // returned, the error made tracing print its own complaint with
+        // `eprintln!`, which panicked, and the tool stopped.
+        let _ = match &self.bars {
+            Some(bars) => bars.suspend(|| io::stderr().write_all(line.as_bytes())),
+            None => io::stderr().write_all(line.as_bytes()),
+        };
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        io::stderr().flush()
+        let _ = io::stderr().flush();
+        Ok(())
     }
 }
 
@@ -158,7 +177,7 @@ pub fn error_line(message: &str) {
     if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
         tracing::error!("{message}");
     } else {
-        eprintln!("error: {}", autozeekwatch::escape::terminal(message));
+        errln!("error: {}", autozeekwatch::escape::terminal(message));
     }
 }
 
