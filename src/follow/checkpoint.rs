@@ -120,6 +120,75 @@ pub enum CheckpointError {
     },
     #[error("{}: damaged checkpoint ({reason}); move it away to start afresh (live mode: from the live files)", path.display())]
     Corrupt { path: PathBuf, reason: String },
+    #[error("{}: the state folder was removed or replaced while this process ran (its lock file is not the one this process holds); stopped, so that no other process shares it: start again", dir.display())]
+    LockLost { dir: PathBuf },
+}
+
+/// The exclusive lock on a state folder's `lock` file, held while a run
+/// lasts: one process per state folder. Saves go through it
+/// ([`save_json`]), and each first checks that the folder still holds this
+/// very lock file: a folder removed under a running process was recreated
+/// by its next save without a lock, a second process started on it, and
+/// the two wrote over each other's checkpoints.
+#[derive(Debug)]
+pub struct StateLock {
+    _file: std::fs::File,
+    dir: PathBuf,
+    id: (u64, u64),
+}
+
+/// Why a state folder could not be locked.
+#[derive(Debug)]
+pub enum LockFailure {
+    /// Another process holds it.
+    Held,
+    Io(PathBuf, std::io::Error),
+}
+
+/// The lock file's name in a state folder.
+pub const LOCK_FILE: &str = "lock";
+
+impl StateLock {
+    /// Creates the folder if needed and takes its lock without waiting.
+    pub fn take(dir: &Path) -> Result<StateLock, LockFailure> {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::create_dir_all(dir).map_err(|e| LockFailure::Io(dir.to_owned(), e))?;
+        let path = dir.join(LOCK_FILE);
+        let io = |e| LockFailure::Io(path.clone(), e);
+        let file = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(LockFailure::Held),
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
+        let meta = file.metadata().map_err(io)?;
+        Ok(StateLock {
+            _file: file,
+            dir: dir.to_owned(),
+            id: (meta.dev(), meta.ino()),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether the folder's lock file is still the one held.
+    fn still_held(&self) -> Result<(), CheckpointError> {
+        use std::os::unix::fs::MetadataExt;
+        let now = std::fs::symlink_metadata(self.dir.join(LOCK_FILE)).ok();
+        match now.map(|m| (m.dev(), m.ino())) {
+            Some(id) if id == self.id => Ok(()),
+            _ => Err(CheckpointError::LockLost {
+                dir: self.dir.clone(),
+            }),
+        }
+    }
 }
 
 impl Checkpoint {
@@ -136,8 +205,8 @@ impl Checkpoint {
         )
     }
 
-    pub fn save(&self, state_dir: &Path) -> Result<(), CheckpointError> {
-        save_json(state_dir, "checkpoint.json", self)
+    pub fn save(&self, lock: &StateLock) -> Result<(), CheckpointError> {
+        save_json(lock, "checkpoint.json", self)
     }
 }
 
@@ -212,16 +281,23 @@ pub fn remove_unfinished_saves(dir: &Path) {
     }
 }
 
-/// Writes `value` as `dir/name`: whole to a temporary file beside it,
-/// synced, then renamed over the old one (and the folder synced), so a
-/// crash leaves the old file or the new, never half of one.
-pub fn save_json<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<(), CheckpointError> {
+/// Writes `value` as `name` in the locked state folder: whole to a
+/// temporary file beside it, synced, then renamed over the old one (and
+/// the folder synced), so a crash leaves the old file or the new, never
+/// half of one. A folder that is no longer the locked one is an error
+/// ([`StateLock`]); it is never created again here.
+pub fn save_json<T: Serialize>(
+    lock: &StateLock,
+    name: &str,
+    value: &T,
+) -> Result<(), CheckpointError> {
+    lock.still_held()?;
+    let dir = lock.dir();
     let path = dir.join(name);
     let io = |source| CheckpointError::Io {
         path: path.clone(),
         source,
     };
-    std::fs::create_dir_all(dir).map_err(io)?;
     let mut tmp = tempfile::Builder::new()
         .prefix(SAVE_PREFIX)
         .tempfile_in(dir)
@@ -256,12 +332,40 @@ mod tests {
                 day: NaiveDate::from_ymd_opt(2024, 4, 19),
             },
         );
-        cp.save(dir.path()).unwrap();
+        let lock = StateLock::take(dir.path()).unwrap();
+        cp.save(&lock).unwrap();
         assert_eq!(Checkpoint::load(dir.path()).unwrap(), Some(cp));
         std::fs::write(Checkpoint::file(dir.path()), b"{\"version\":").unwrap();
         assert!(Checkpoint::load(dir.path())
             .unwrap_err()
             .to_string()
             .contains("damaged checkpoint"));
+    }
+
+    /// A state folder removed (or replaced) under a running process is
+    /// not recreated by its next save, which would hold no lock: a second
+    /// process could start on it, and the two overwrite each other's
+    /// checkpoints. The save is refused, saying why.
+    #[test]
+    fn a_state_folder_removed_while_locked_is_never_saved_into_again() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("state");
+        let lock = StateLock::take(&dir).unwrap();
+        let cp = Checkpoint {
+            version: CHECKPOINT_VERSION,
+            ..Default::default()
+        };
+        cp.save(&lock).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let e = cp.save(&lock).unwrap_err().to_string();
+        assert!(
+            e.contains("removed or replaced while this process ran"),
+            "{e}"
+        );
+        assert!(!dir.exists(), "the folder was made again");
+        // Made again by hand, or by another process, with its own lock.
+        let other = StateLock::take(&dir).unwrap();
+        assert!(cp.save(&lock).is_err());
+        cp.save(&other).unwrap();
     }
 }

@@ -14,8 +14,8 @@ pub mod identity;
 mod source;
 
 pub use checkpoint::{
-    load_json, remove_unfinished_saves, save_json, Checkpoint, CheckpointError, OutputMark,
-    Position, SavedState, CHECKPOINT_VERSION,
+    load_json, remove_unfinished_saves, save_json, Checkpoint, CheckpointError, LockFailure,
+    OutputMark, Position, SavedState, StateLock, CHECKPOINT_VERSION, LOCK_FILE,
 };
 pub use follower::{Follower, Step};
 pub use source::{Line, Source};

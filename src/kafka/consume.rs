@@ -601,7 +601,7 @@ pub fn run_kafka(opts: &KafkaOptions, controls: &Controls) -> Result<KafkaStats,
         ));
     }
     // Held while the run lasts: one member per state directory.
-    let _lock = opts
+    let lock = opts
         .state_dir
         .as_deref()
         .map(crate::pipeline::live::lock_state_dir)
@@ -668,6 +668,7 @@ pub fn run_kafka(opts: &KafkaOptions, controls: &Controls) -> Result<KafkaStats,
     }
     let mut run = Run {
         opts,
+        lock: lock.as_ref(),
         lanes,
         emitter,
         outputs: Vec::new(),
@@ -882,6 +883,9 @@ fn connect(
 
 struct Run<'a> {
     opts: &'a KafkaOptions,
+    /// With `--kafka-state-dir`, its lock, held while the run lasts; the
+    /// state is saved through it.
+    lock: Option<&'a crate::follow::StateLock>,
     lanes: HashMap<LogKind, Route>,
     emitter: Emitter,
     outputs: Vec<Output>,
@@ -1134,7 +1138,7 @@ impl Run<'_> {
         consumer: &BaseConsumer<GroupContext>,
         offsets: BTreeMap<String, BTreeMap<i32, i64>>,
     ) -> Result<(), RunError> {
-        let Some(dir) = self.opts.state_dir.as_deref() else {
+        let (Some(dir), Some(lock)) = (self.opts.state_dir.as_deref(), self.lock) else {
             return Ok(());
         };
         let mut progress = consumer.context().progress();
@@ -1169,7 +1173,7 @@ impl Run<'_> {
             detectors: state.detectors,
             alerts: state.alerts,
         }
-        .save(dir)
+        .save(lock)
         .map_err(RunError::from)?;
         progress.state_stale = false;
         progress.saved_files = files(progress.sink.as_ref());

@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::follow::{load_json, save_json, CheckpointError, OutputMark, SavedState};
+use crate::follow::{load_json, save_json, CheckpointError, OutputMark, SavedState, StateLock};
 use crate::log_kind::LogKind;
 
 /// The file in the state directory.
@@ -108,8 +108,8 @@ impl MemberState {
 
     /// Written whole to a temporary file, synced and renamed over the old
     /// one: a crash leaves the old state or the new, never half of one.
-    pub fn save(&self, dir: &Path) -> Result<(), CheckpointError> {
-        save_json(dir, FILE, self)
+    pub fn save(&self, lock: &StateLock) -> Result<(), CheckpointError> {
+        save_json(lock, FILE, self)
     }
 
     /// Why the state cannot be resumed, given the group's committed
@@ -166,7 +166,8 @@ mod tests {
     fn saved_state_reads_back_and_a_damaged_one_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(MemberState::load(dir.path()).unwrap(), None);
-        state().save(dir.path()).unwrap();
+        let lock = StateLock::take(dir.path()).unwrap();
+        state().save(&lock).unwrap();
         assert_eq!(MemberState::load(dir.path()).unwrap(), Some(state()));
         std::fs::write(MemberState::file(dir.path()), b"{\"version\":1,").unwrap();
         let e = MemberState::load(dir.path()).unwrap_err().to_string();
@@ -176,7 +177,7 @@ mod tests {
         let mut s = state();
         s.offsets
             .insert("zeek\u{0}conn".into(), BTreeMap::from([(0, 1)]));
-        s.save(dir.path()).unwrap();
+        s.save(&lock).unwrap();
         let e = MemberState::load(dir.path()).unwrap_err().to_string();
         assert!(e.contains("not a Kafka topic name"), "{e}");
         MemberState::forget(dir.path()).unwrap();

@@ -12,7 +12,6 @@
 //! same checkpoint is refused instead of corrupting the output.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -23,13 +22,15 @@ use super::resume::{self, StageState};
 use super::{Controls, Emitter, Lane, LaneOptions, LaneStats, RunError};
 use crate::alert::{AlertSetup, AlertTarget, Reading};
 use crate::detect::DetectOptions;
-use crate::follow::{Checkpoint, Follower, Line, OutputMark, Position, CHECKPOINT_VERSION};
+use crate::follow::{
+    Checkpoint, Follower, Line, LockFailure, OutputMark, Position, StateLock, CHECKPOINT_VERSION,
+};
 use crate::log_kind::LogKind;
 use crate::score::RecordOptions;
 use crate::sink::{self, sync_then, Cut, OutputSpec, RecordFormat, Sink, SinkOptions, Stamp};
 
 /// The lock file in the state folder.
-pub const LOCK_FILE: &str = "lock";
+pub use crate::follow::LOCK_FILE;
 
 /// Settings of a live run.
 #[derive(Debug, Clone)]
@@ -88,7 +89,7 @@ pub fn run_live(
     opts: &LiveOptions,
     controls: &Controls,
 ) -> Result<BTreeMap<LogKind, LaneStats>, RunError> {
-    let _lock = lock_state_dir(&opts.state_dir)?;
+    let lock = lock_state_dir(&opts.state_dir)?;
     let checkpoint = Checkpoint::load(&opts.state_dir)?;
     let lane_opts = LaneOptions {
         only_anomalies: opts.only_anomalies,
@@ -204,6 +205,7 @@ pub fn run_live(
         }
         drop(tx);
         let mut writer = Writer {
+            lock: &lock,
             opts,
             output: output.as_mut(),
             positions: positions.clone(),
@@ -250,32 +252,18 @@ fn with_alerts(
     Ok(emitter)
 }
 
-/// Holds an exclusive lock on `<state_dir>/lock` while the run lasts.
-pub(crate) fn lock_state_dir(dir: &Path) -> Result<File, RunError> {
-    let io = |source| RunError::Io {
-        path: dir.to_owned(),
-        source,
-    };
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let path = dir.join(LOCK_FILE);
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|source| RunError::Io {
-            path: path.clone(),
-            source,
-        })?;
-    match file.try_lock() {
-        Ok(()) => {
+/// Holds an exclusive lock on `<state_dir>/lock` while the run lasts
+/// ([`StateLock`]), and removes what a run killed while saving left.
+pub(crate) fn lock_state_dir(dir: &Path) -> Result<StateLock, RunError> {
+    match StateLock::take(dir) {
+        Ok(lock) => {
             crate::follow::remove_unfinished_saves(dir);
-            Ok(file)
+            Ok(lock)
         }
-        Err(std::fs::TryLockError::WouldBlock) => Err(RunError::StateLocked {
+        Err(LockFailure::Held) => Err(RunError::StateLocked {
             dir: dir.to_owned(),
         }),
-        Err(std::fs::TryLockError::Error(source)) => Err(RunError::Io { path, source }),
+        Err(LockFailure::Io(path, source)) => Err(RunError::Io { path, source }),
     }
 }
 
@@ -283,6 +271,9 @@ pub(crate) fn lock_state_dir(dir: &Path) -> Result<File, RunError> {
 /// stats.
 struct Writer<'a> {
     opts: &'a LiveOptions,
+    /// The state folder's, held while the run lasts; checkpoints are saved
+    /// through it.
+    lock: &'a StateLock,
     output: &'a mut dyn Sink,
     positions: BTreeMap<LogKind, Position>,
     /// Each log type's scoring stage: here, so that its context state is
@@ -452,7 +443,7 @@ impl Writer<'_> {
                 alerts: state.alerts,
                 alerts_output: alerts_output.clone(),
             }
-            .save(&opts.state_dir)
+            .save(self.lock)
             .map(|()| durable.identity)
             .map_err(RunError::from)
         })

@@ -1417,3 +1417,41 @@ fn an_allowlist_changed_mid_run_suppresses_within_seconds() {
         .unwrap_or_else(|| panic!("no count of silenced anomalies:\n{log}"));
     assert!(kept > 0, "{log}");
 }
+
+/// The state folder removed under a running azw-infer: its next
+/// checkpoint stops the run, saying why, instead of making the folder
+/// again without its lock (a second process then started on it, and the
+/// two wrote over each other's checkpoints).
+#[test]
+fn a_state_folder_removed_while_running_stops_the_run() {
+    let (dir, data, mut zeek) = simulated_zeek();
+    let mut infer = start(dir.path(), crate::util::models(), 0);
+    zeek.write(&data[..10]);
+    wait_for(dir.path(), 10);
+    fs::remove_dir_all(dir.path().join("state")).unwrap();
+    zeek.write(&data[10..20]);
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = infer.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "still running:\n{}",
+            infer.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(1), "{}", infer.log());
+    assert!(
+        infer
+            .log()
+            .contains("removed or replaced while this process ran"),
+        "{}",
+        infer.log()
+    );
+    assert!(
+        !dir.path().join("state").exists(),
+        "the state folder was made again"
+    );
+}
