@@ -152,6 +152,9 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
     }
 
     if !args.dry_run {
+        // Before hours of training, not after: a model folder that cannot
+        // be written (read-only, another owner's, full) fails now.
+        check_writable(&args.model_dir)?;
         train::learn_site(&mut opts)?;
     }
 
@@ -289,7 +292,7 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
             }
             Err(e) => {
                 failed += 1;
-                cli::error_line(&format!("{e:#}"));
+                cli::error_line(&cli::causes(&e));
             }
         }
     }
@@ -405,4 +408,21 @@ fn list_features(table: &Table) -> std::io::Result<()> {
     )?;
     cli::outln!("Default local networks: {}", DEFAULT_LOCAL_NETS.join(" "))?;
     Ok(())
+}
+
+/// Whether models can be written in `dir` (made if missing): a file is
+/// created there and removed.
+fn check_writable(dir: &std::path::Path) -> anyhow::Result<()> {
+    let fail = |e: std::io::Error| {
+        anyhow::anyhow!(
+            "cannot write models in {}: {e}; nothing was trained (give a folder this user can write, --model-dir)",
+            dir.display()
+        )
+    };
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    tempfile::Builder::new()
+        .prefix(".azw-train-check")
+        .tempfile_in(dir)
+        .map(drop)
+        .map_err(fail)
 }

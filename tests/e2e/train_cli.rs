@@ -421,3 +421,27 @@ fn max_records_trains_on_a_sample_and_says_so() {
         "{help}"
     );
 }
+
+/// A model folder that cannot be written fails before any training (it
+/// used to fail after all of it, hours on a week of history, naming a
+/// temporary file and its cause twice).
+#[test]
+fn an_unwritable_model_folder_fails_before_training() {
+    let dir = crate::util::tempdir("train-unwritable");
+    // Root writes anywhere: a folder under a regular file cannot be made.
+    std::fs::write(dir.join("file"), b"").unwrap();
+    let models = dir.join("file/models");
+    let out = train(&[
+        "--log-dir",
+        root().join("examples/logs").to_str().unwrap(),
+        "--modules",
+        "conn",
+        "--model-dir",
+        models.to_str().unwrap(),
+    ]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("cannot write models in"), "{all}");
+    assert!(all.contains("nothing was trained"), "{all}");
+    assert!(!all.contains("training on"), "{all}");
+}
