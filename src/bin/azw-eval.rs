@@ -103,7 +103,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
             Err(e) => {
                 failed = true;
-                let e = format!("{e:#}");
+                let e = cli::causes(&e);
                 cli::error_line(&format!("{module}: {e}"));
             }
         }

@@ -239,8 +239,27 @@ pub fn report(err: &anyhow::Error) -> std::process::ExitCode {
     if is_broken_pipe(err) {
         return std::process::ExitCode::SUCCESS;
     }
-    error_line(&format!("{err:#}"));
+    error_line(&causes(err));
     std::process::ExitCode::FAILURE
+}
+
+/// An error and its causes, `: ` between them, as `{:#}` writes them, but
+/// each cause once: the library's errors name their cause in their own
+/// text (`PATH: No space left on device`) and keep it as their source too,
+/// which `{:#}` printed a second time.
+pub fn causes(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
@@ -433,5 +452,28 @@ impl ModelArgs {
             tables: self.tables()?,
             max_records: self.max_records,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A cause the error's own text names is said once.
+    #[test]
+    fn each_cause_is_said_once() {
+        let full = || io::Error::from_raw_os_error(28);
+        let e = anyhow::Error::from(autozeekwatch::follow::CheckpointError::Io {
+            path: "st/checkpoint.json".into(),
+            source: full(),
+        });
+        let said = causes(&e);
+        assert_eq!(said.matches("No space left on device").count(), 1, "{said}");
+        assert!(said.starts_with("st/checkpoint.json: "), "{said}");
+        // A context above it, and a cause the text does not name, are kept.
+        let e = e.context("cannot write scores.json");
+        assert!(causes(&e).starts_with("cannot write scores.json: st/checkpoint.json: "));
+        let e = anyhow::Error::from(full()).context("saving");
+        assert_eq!(causes(&e), format!("saving: {}", full()));
     }
 }
