@@ -215,6 +215,21 @@ impl FileSink {
         } else {
             len
         };
+        // Only the start of the header (a run stopped while writing it):
+        // records appended after it would have no `#fields` line, and no
+        // reader could read them. It is written anew; there is nothing
+        // else in the file to lose.
+        let header = format.header();
+        let len = if len > 0 && len < header.len() as u64 {
+            tracing::warn!(
+                "{}: holds only the start of its header ({len} bytes); writing the header anew",
+                path.display()
+            );
+            file.set_len(0).map_err(err)?;
+            0
+        } else {
+            len
+        };
         file.seek(SeekFrom::Start(len)).map_err(err)?;
         let mut sink = FileSink {
             output: Some(Output {
@@ -782,6 +797,37 @@ mod tests {
         std::os::unix::fs::symlink("/dev/null", &link).unwrap();
         assert!(FileSink::open(&link, None, RecordFormat::Json).is_err());
         assert!(FileSink::open(Path::new("/dev/null"), None, RecordFormat::Json).is_err());
+    }
+
+    /// A TSV output holding only the start of its header (a run stopped
+    /// while writing it) gets its whole header before any record.
+    #[test]
+    fn a_header_cut_short_is_written_anew() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("scores.tsv");
+        let header = RecordFormat::Tsv.header();
+        let three = header
+            .split_inclusive(|b| *b == b'\n')
+            .take(3)
+            .flatten()
+            .copied();
+        std::fs::write(&p, three.collect::<Vec<u8>>()).unwrap();
+        let mut s = FileSink::open(&p, None, RecordFormat::Tsv).unwrap();
+        s.write(&record("a")).unwrap();
+        s.sync().unwrap();
+        let text = std::fs::read(&p).unwrap();
+        assert!(
+            text.starts_with(&header),
+            "{}",
+            String::from_utf8_lossy(&text)
+        );
+        assert_eq!(
+            lines(&p)
+                .iter()
+                .filter(|l| l.starts_with("#fields"))
+                .count(),
+            1
+        );
     }
 
     #[test]
