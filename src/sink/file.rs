@@ -330,6 +330,21 @@ impl FileSink {
             source,
         })?;
         let path = o.path.clone();
+        // A folder removed with the file is said as such: "No such file or
+        // directory" for a file about to be created told nothing.
+        let folder = path.parent().filter(|d| !d.as_os_str().is_empty());
+        if let Some(dir) = folder.filter(|d| !d.is_dir()) {
+            return Err(SinkError::Io {
+                target: path.display().to_string(),
+                source: io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!(
+                        "its folder {} was removed; make it again (or give another --output) and start again",
+                        dir.display()
+                    ),
+                ),
+            });
+        }
         // Opened before anything is taken: if it fails, the pending bytes
         // are still here (and counted), not lost with an error.
         let new = FileSink::open(&path, None, self.format)?;
@@ -844,6 +859,21 @@ mod tests {
         assert_eq!(got.len(), 1, "{got:?}");
         assert!(got[0].contains("\"b\""));
         assert_eq!(s.size(), Some(std::fs::metadata(&p).unwrap().len()));
+    }
+
+    #[test]
+    fn an_output_folder_removed_is_said_as_such() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("out");
+        std::fs::create_dir(&dir).unwrap();
+        let p = dir.join("scores.json");
+        let mut s = FileSink::open(&p, None, RecordFormat::Json).unwrap();
+        s.write(&record("a")).unwrap();
+        s.sync().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        s.write(&record("b")).unwrap();
+        let e = s.sync().unwrap_err().to_string();
+        assert!(e.contains("was removed; make it again"), "{e}");
     }
 
     #[test]
