@@ -49,9 +49,10 @@ pub fn protocol_number(proto: &str, ipv6: bool) -> Option<u8> {
     }
 }
 
-/// The counterpart of an ICMP request or reply type, by the spec's table;
-/// `None` for a one-way message.
-fn icmp_counterpart(proto: u8, kind: u16) -> Option<u16> {
+/// The counterpart of an ICMP request or reply type, by the spec's table
+/// (Zeek's: it logs the counterpart as the responder's "port" of such a
+/// message, the code of any other); `None` for a one-way message.
+pub(crate) fn icmp_counterpart(proto: u8, kind: u16) -> Option<u16> {
     let pairs: &[(u16, u16)] = match proto {
         // Echo, router advertisement/solicitation, timestamp, information,
         // address mask.

@@ -503,16 +503,37 @@ fn eve(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Value {
     if let Some(a) = ip(r.orig_h) {
         doc.insert("src_ip".into(), a);
     }
-    if let Some(p) = r.orig_p {
+    let v6 = r.orig_h.is_some_and(|a| a.is_ipv6());
+    // Zeek logs an ICMP message's type as the originator's "port", and as
+    // the responder's the counterpart type of a request or reply, the code
+    // of any other. Suricata writes no ports for ICMP, but its type and
+    // code.
+    let icmp = r
+        .proto
+        .as_deref()
+        .is_some_and(|p| p.eq_ignore_ascii_case("icmp"));
+    if icmp {
+        let number = if v6 {
+            crate::community_id::ICMPV6
+        } else {
+            crate::community_id::ICMP
+        };
+        if let Some(t) = r.orig_p {
+            doc.insert("icmp_type".into(), json!(t));
+            let one_way = crate::community_id::icmp_counterpart(number, t).is_none();
+            if let (true, Some(code)) = (one_way, r.resp_p) {
+                doc.insert("icmp_code".into(), json!(code));
+            }
+        }
+    } else if let Some(p) = r.orig_p {
         doc.insert("src_port".into(), json!(p));
     }
     if let Some(a) = ip(r.resp_h) {
         doc.insert("dest_ip".into(), a);
     }
-    if let Some(p) = r.resp_p {
+    if let (false, Some(p)) = (icmp, r.resp_p) {
         doc.insert("dest_port".into(), json!(p));
     }
-    let v6 = r.orig_h.is_some_and(|a| a.is_ipv6());
     if let Some(p) = transport(r.proto.as_deref(), v6) {
         let p = match p.as_str() {
             "ipv6-icmp" => "IPv6-ICMP".to_owned(),
@@ -994,6 +1015,38 @@ mod tests {
         assert_eq!(transport(Some("unknown_transport"), false), None);
         assert_eq!(transport(Some("ICMP"), true).as_deref(), Some("ipv6-icmp"));
         assert_eq!(transport(Some("tcp"), false).as_deref(), Some("tcp"));
+    }
+
+    /// EVE writes an ICMP record's type and code, not ports: Zeek's
+    /// responder "port" is the reply type of an echo, the code of a
+    /// destination unreachable.
+    #[test]
+    fn eve_writes_icmp_type_and_code_not_ports() {
+        let eve = |orig_p: u16, resp_p: u16| {
+            let mut r = crate::sink::format::tests::record(true);
+            r.proto = Some("icmp".into());
+            (r.orig_p, r.resp_p) = (Some(orig_p), Some(resp_p));
+            let mut bytes = Vec::new();
+            RecordFormat::Eve
+                .write(&r, &Stamp::default(), &mut bytes)
+                .unwrap();
+            serde_json::from_slice::<Value>(&bytes).unwrap()
+        };
+        let echo = eve(8, 0);
+        assert_eq!(echo["icmp_type"], 8);
+        assert!(echo.get("icmp_code").is_none(), "{echo}");
+        assert!(
+            echo.get("src_port").is_none() && echo.get("dest_port").is_none(),
+            "{echo}"
+        );
+        let unreachable = eve(3, 1);
+        assert_eq!(
+            (
+                unreachable["icmp_type"].as_u64(),
+                unreachable["icmp_code"].as_u64()
+            ),
+            (Some(3), Some(1))
+        );
     }
 
     #[test]
