@@ -338,8 +338,9 @@ struct OutputColumns {
     resp_p: Option<usize>,
     proto: Option<usize>,
     ip_proto: Option<usize>,
-    /// SSL's `version` (DTLS runs over UDP).
+    /// SSL's `version` and `established`: which transport it ran over.
     version: Option<usize>,
+    established: Option<usize>,
     trans_depth: Option<usize>,
     trans_id: Option<usize>,
     /// Per [`ContextKeys`] name.
@@ -364,6 +365,7 @@ impl OutputColumns {
             proto: at("proto"),
             ip_proto: at("ip_proto"),
             version: at("version"),
+            established: at("established"),
             trans_depth: at("trans_depth"),
             trans_id: at("trans_id"),
             context: context.names.iter().map(|n| at(n)).collect(),
@@ -867,9 +869,10 @@ impl Scorer {
         let resp_h = at(record, c.resp_h).as_addr();
         let orig_p = port(at(record, c.orig_p));
         let resp_p = port(at(record, c.resp_p));
-        let proto = at(record, c.proto)
-            .as_str()
-            .or_else(|| implied_transport(self.model.module, at(record, c.version)));
+        let proto = at(record, c.proto).as_str().or_else(|| {
+            let ssl = (at(record, c.version), at(record, c.established));
+            implied_transport(self.model.module, ssl)
+        });
         let seed = self.community_id_seed;
         let community_id = crate::community_id::for_zeek(
             seed, orig_h, orig_p, resp_h, resp_p, proto,
@@ -942,16 +945,28 @@ impl Scorer {
 }
 
 /// The transport of a log type without a `proto` column, when its
-/// protocol has one: HTTP, SSH and the like run over TCP, SSL over TCP
-/// unless its `version` is DTLS. Without it an HTTP, TLS or SSH record had
-/// no Community ID, and an analyst could not pivot from it to the
-/// connection's other logs or to Suricata.
-fn implied_transport(module: LogKind, version: &Value) -> Option<&'static str> {
+/// protocol has one: HTTP, SSH and the like run over TCP. Without it an
+/// HTTP, TLS or SSH record had no Community ID, and an analyst could not
+/// pivot from it to the connection's other logs or to Suricata.
+///
+/// SSL (its `version` and `established`) runs over UDP as DTLS, and over
+/// UDP as QUIC too, whose TLS 1.3 handshake Zeek sees begin and never see
+/// finish (its end is encrypted): TLS 1.3 is taken as TCP only once
+/// established, earlier versions (QUIC has only 1.3) always; a record
+/// without a version, or a TLS 1.3 one not established, is left without:
+/// a Community ID of the wrong transport names a flow that never was.
+fn implied_transport(
+    module: LogKind,
+    (version, established): (&Value, &Value),
+) -> Option<&'static str> {
     match module.log_path() {
-        "ssl" => Some(match version.as_str() {
-            Some(v) if v.starts_with("DTLS") => "udp",
-            _ => "tcp",
-        }),
+        "ssl" => match version.as_str()? {
+            v if v.starts_with("DTLS") => Some("udp"),
+            v if v.starts_with("TLSv13") => {
+                matches!(established, Value::Bool(true)).then_some("tcp")
+            }
+            _ => Some("tcp"),
+        },
         "http" | "ssh" | "ftp" | "smtp" | "rdp" | "mysql" | "irc" | "socks" | "ntlm"
         | "smb_files" | "smb_mapping" | "dce_rpc" | "rfb" => Some("tcp"),
         "snmp" | "ntp" | "radius" => Some("udp"),

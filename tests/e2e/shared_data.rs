@@ -260,3 +260,79 @@ fn the_planted_beacon_is_the_top_detection_within_two_hours() {
     eprintln!("planted pair detected {after:.0} s after its first record");
     assert!((0.0..=7200.0).contains(&after), "{after} s");
 }
+
+/// QUIC runs TLS 1.3 over UDP, and Zeek's ssl log has no transport: an
+/// SSL record of a QUIC connection (`simir-gt-iotedu`, Zeek 8: 9 of its 48
+/// SSL records) must not carry a TCP Community ID, which names a flow that
+/// never was. Every SSL record that has one has its conn record's, and
+/// the TCP ones established have one.
+#[test]
+#[cfg_attr(
+    not(shared_data),
+    ignore = "needs ../shared/data beside the repository"
+)]
+fn a_quic_connection_s_ssl_record_carries_no_tcp_community_id() {
+    let data = crate::util::shared_data().join("simir-gt-iotedu");
+    let dir = crate::util::tempdir("quic-cid");
+    let logs = dir.join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    for f in ["conn.log", "ssl.log"] {
+        std::fs::copy(data.join(f), logs.join(f)).unwrap();
+    }
+    let models = dir.join("models");
+    crate::util::train_from(&logs, &models, "conn,ssl", &["--min-records", "20"]);
+    let out = dir.join("scores.json");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+        .args([
+            "--replay",
+            logs.to_str().unwrap(),
+            "-q",
+            "--detectors",
+            "none",
+        ])
+        .args([
+            "--modules",
+            "conn,ssl",
+            "--model-dir",
+            models.to_str().unwrap(),
+        ])
+        .arg("--output")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let conn: std::collections::HashMap<&str, (&serde_json::Value, &serde_json::Value)> = lines
+        .iter()
+        .filter(|v| v["module"] == "CONN")
+        .map(|v| {
+            (
+                v["uid"].as_str().unwrap(),
+                (&v["community_id"], &v["proto"]),
+            )
+        })
+        .collect();
+    let (mut same, mut quic) = (0, 0);
+    for v in lines.iter().filter(|v| v["module"] == "SSL") {
+        let Some((cid, proto)) = conn.get(v["uid"].as_str().unwrap()) else {
+            continue;
+        };
+        if *proto == "udp" {
+            quic += 1;
+            assert!(v.get("community_id").is_none(), "{v}");
+        } else if v.get("community_id").is_some() {
+            assert_eq!(&v["community_id"], *cid, "{v}");
+            same += 1;
+        }
+    }
+    assert_eq!(quic, 9);
+    assert!(same >= 30, "{same}");
+}
