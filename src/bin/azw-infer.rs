@@ -349,18 +349,28 @@ fn replay(args: &Args, modules: &[LogKind], controls: &Controls) -> anyhow::Resu
         args.threads
             .map_or_else(pipeline::parallel::default_threads, usize::from),
     );
-    // The sink names the partial file it writes; the user named --output.
-    let unwritten = || format!("cannot write {} (left as it was)", args.output);
+    // A sink names the partial file it writes (`.scores.json.XXXXXX.partial`);
+    // the user named --output and --alerts.
+    let alerts_file = match (&alerts_tmp, args.alerts.as_ref()) {
+        (Some(_), Some(AlertTarget::Own(OutputSpec::File(f)))) => Some(f.display().to_string()),
+        _ => None,
+    };
+    let unwritten = || match &alerts_file {
+        Some(alerts) => format!(
+            "cannot write the replay's outputs ({} and {alerts} left as they were)",
+            args.output
+        ),
+        None => format!("cannot write {} (left as it was)", args.output),
+    };
     let report = match report {
-        Err(e @ pipeline::RunError::Output(_)) => {
+        Err(e @ (pipeline::RunError::Output(_) | pipeline::RunError::Sink(_))) => {
             return Err(anyhow::Error::from(e).context(unwritten()))
         }
         other => other?,
     };
     out.sync().with_context(unwritten)?;
-    drop(out);
     if let Some(a) = emitter.alert_sink() {
-        a.sync()?;
+        a.sync().with_context(unwritten)?;
     }
     if report.stopped {
         bail!("stopped before the end; {} left as it was", args.output);
@@ -378,6 +388,9 @@ fn replay(args: &Args, modules: &[LogKind], controls: &Controls) -> anyhow::Resu
         put_in_place(tmp, target)?;
         placed.push(("alerts", target));
     }
+    // The sink held the output's lock until now: a replay starting
+    // meanwhile takes its partial file for one in use, not a stale one.
+    drop(out);
     for (what, target) in placed.iter().rev() {
         cli::errln!(
             "{what} written to {}",

@@ -756,3 +756,57 @@ fn a_full_log_disk_stops_no_tool() {
         "{stderr}"
     );
 }
+
+/// A replay whose output cannot be written (here a file size limit, as a
+/// full disk would) says which output it could not write, not only the
+/// hidden partial file, leaves the target as it was and no partial file.
+#[test]
+fn a_replay_that_cannot_write_names_its_output() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempdir("replay-efbig");
+    let out = dir.join("scores.json");
+    fs::write(&out, b"").unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_azw-infer"));
+    cmd.args([
+        "--replay",
+        root().join("examples/logs/conn.log").to_str().unwrap(),
+    ])
+    .args([
+        "--modules",
+        "conn",
+        "--model-dir",
+        crate::util::models().to_str().unwrap(),
+    ])
+    .args(["--output", out.to_str().unwrap(), "-q"]);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let limit = libc::rlimit {
+                rlim_cur: 16 << 10,
+                rlim_max: 16 << 10,
+            };
+            match libc::setrlimit(libc::RLIMIT_FSIZE, &limit) {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        });
+    }
+    let run = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot write {} (left as it was)", out.display())),
+        "{stderr}"
+    );
+    assert_eq!(fs::read(&out).unwrap(), b"", "the target was touched");
+    let left: Vec<_> = fs::read_dir(&*dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        left,
+        vec![std::ffi::OsString::from("scores.json")],
+        "{left:?}"
+    );
+}
