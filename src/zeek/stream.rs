@@ -28,14 +28,17 @@ pub struct StreamTotals {
 #[derive(Debug, Default)]
 pub struct FirstPass {
     records: HashMap<PathBuf, u64>,
-    changed: Mutex<Vec<String>>,
+    /// Per file found changed (each once, whichever pass found it), what
+    /// changed.
+    changed: Mutex<Vec<(PathBuf, String)>>,
 }
 
 impl FirstPass {
     pub fn of(totals: &StreamTotals) -> FirstPass {
         let mut records = HashMap::new();
         for (path, stats) in &totals.files {
-            *records.entry(path.clone()).or_default() += stats.records;
+            // A file listed twice is read twice, the same each time.
+            records.insert(path.clone(), stats.records);
         }
         FirstPass {
             records,
@@ -45,7 +48,17 @@ impl FirstPass {
 
     /// The files a later pass read otherwise, in words, one each.
     pub fn changed(&self) -> Vec<String> {
-        self.changed.lock().map(|c| c.clone()).unwrap_or_default()
+        let changed = self.changed.lock();
+        changed.map_or_else(
+            |_| Vec::new(),
+            |c| c.iter().map(|(_, w)| w.clone()).collect(),
+        )
+    }
+
+    /// Whether some file was found changed: the passes after it need not
+    /// run.
+    pub fn any_changed(&self) -> bool {
+        self.changed.lock().is_ok_and(|c| !c.is_empty())
     }
 
     /// Notes (and logs) `path` if it gave `now` records where the first
@@ -59,9 +72,11 @@ impl FirstPass {
             "{}: {then} records in the first pass, {now} in a later one (changed or removed while training read it)",
             crate::escape::terminal(&path.display().to_string())
         );
-        tracing::warn!("{what}");
         if let Ok(mut changed) = self.changed.lock() {
-            changed.push(what);
+            if !changed.iter().any(|(p, _)| p == path) {
+                tracing::warn!("{what}");
+                changed.push((path.to_owned(), what));
+            }
         }
     }
 }
