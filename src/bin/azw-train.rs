@@ -153,7 +153,8 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
 
     if !args.dry_run {
         // Before hours of training, not after: a model folder that cannot
-        // be written (read-only, another owner's, full) fails now.
+        // be written (read-only, another owner's) fails now. (A full disk
+        // is found only when the model is written: the old model stays.)
         check_writable(&args.model_dir)?;
         train::learn_site(&mut opts)?;
     }

@@ -251,7 +251,9 @@ pub fn causes(err: &anyhow::Error) -> String {
     let mut text = String::new();
     for cause in err.chain() {
         let part = cause.to_string();
-        if text.contains(&part) {
+        // Said already at the end of the text before it (a short cause
+        // found elsewhere in the text is still said).
+        if text.ends_with(&part) {
             continue;
         }
         if !text.is_empty() {
@@ -475,5 +477,8 @@ mod tests {
         assert!(causes(&e).starts_with("cannot write scores.json: st/checkpoint.json: "));
         let e = anyhow::Error::from(full()).context("saving");
         assert_eq!(causes(&e), format!("saving: {}", full()));
+        // A short cause that the text holds elsewhere is still said.
+        let e = anyhow::anyhow!("EOF").context("EOF in the header, then");
+        assert_eq!(causes(&e), "EOF in the header, then: EOF");
     }
 }
