@@ -313,16 +313,11 @@ fn open_alerts_and_held_items_are_bounded() {
     );
 }
 
-#[test]
-fn a_detection_joins_its_source_hosts_alert_and_raises_it() {
-    let mut stage = AlertStage::new(opts(), &[CONN], true);
-    let mut out = Vec::new();
-    stage.offer_record(
-        &rec(CONN, 100.0, "10.0.0.5", "203.0.113.7", "C1", Severity::Low),
-        &mut out,
-    );
-    let d = Detection {
-        ts: 200.0,
+/// A high beacon detection of 10.0.0.5 -> 203.0.113.7, its evidence from
+/// `first_ts`, reported at `ts`.
+fn beacon(first_ts: f64, ts: f64) -> Detection {
+    Detection {
+        ts,
         detection: crate::detect::DetectorKind::Beacon,
         module: CONN,
         src: "10.0.0.5".parse().unwrap(),
@@ -332,11 +327,22 @@ fn a_detection_joins_its_source_hosts_alert_and_raises_it() {
         score: 0.97,
         threshold: 0.9,
         severity: Severity::High,
-        first_ts: 0.0,
-        last_ts: 200.0,
+        first_ts,
+        last_ts: ts,
         uids: vec!["C1".into()],
         evidence: Default::default(),
-    };
+    }
+}
+
+#[test]
+fn a_detection_joins_its_source_hosts_alert_and_raises_it() {
+    let mut stage = AlertStage::new(opts(), &[CONN], true);
+    let mut out = Vec::new();
+    stage.offer_record(
+        &rec(CONN, 100.0, "10.0.0.5", "203.0.113.7", "C1", Severity::Low),
+        &mut out,
+    );
+    let d = beacon(0.0, 200.0);
     stage.offer_detection(&d, &mut out);
     stage.progress(CONN, 200.0, Reading::Finished, &mut out);
     stage.finish(&mut out);
@@ -409,22 +415,7 @@ fn a_record_from_before_1970_or_of_no_time_opens_no_alert() {
 fn a_detection_s_alert_says_when_its_behaviour_began() {
     let mut stage = AlertStage::new(opts(), &[CONN], true);
     let mut out = Vec::new();
-    let d = Detection {
-        ts: 80_000.0,
-        detection: crate::detect::DetectorKind::Beacon,
-        module: CONN,
-        src: "10.0.0.5".parse().unwrap(),
-        dst: Some("203.0.113.7".parse().unwrap()),
-        resp_p: Some(443),
-        domain: None,
-        score: 0.97,
-        threshold: 0.9,
-        severity: Severity::High,
-        first_ts: 1_000.0,
-        last_ts: 80_000.0,
-        uids: vec!["C1".into()],
-        evidence: Default::default(),
-    };
+    let d = beacon(1_000.0, 80_000.0);
     stage.offer_detection(&d, &mut out);
     stage.progress(CONN, 80_000.0, Reading::Finished, &mut out);
     stage.finish(&mut out);

@@ -699,20 +699,23 @@ fn a_hostile_user_agent_is_inert_in_every_format() {
     }
 }
 
-/// HTTP, SSL and SSH logs have no `proto` column: their records carry the
-/// Community ID of their connection all the same (TCP implied), the one
-/// its conn record has, so an analyst pivots from a TLS anomaly to the
-/// connection and to Suricata. Before, none of them had one.
-#[test]
-fn every_log_type_s_records_carry_their_connection_s_community_id() {
-    let dir = tempdir("siem-cid");
+/// Trains `modules` on the example logs in `dir` and replays all of the
+/// examples with them, in `format`, detectors off; the output's path.
+fn replay_examples(dir: &TestDir, modules: &str, format: &str) -> PathBuf {
     let models = dir.join("models");
-    crate::util::train(&models, "conn,http,ssl,ssh", &[]);
-    let out = dir.join("all.json");
+    crate::util::train(&models, modules, &[]);
+    let out = dir.join(format!("examples.{format}"));
     let run = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
         .args(["--replay", root().join("examples/logs").to_str().unwrap()])
         .args(["--model-dir", models.to_str().unwrap(), "-q"])
-        .args(["--modules", "conn,http,ssl,ssh", "--detectors", "none"])
+        .args([
+            "--modules",
+            modules,
+            "--format",
+            format,
+            "--detectors",
+            "none",
+        ])
         .arg("--output")
         .arg(&out)
         .output()
@@ -722,6 +725,17 @@ fn every_log_type_s_records_carry_their_connection_s_community_id() {
         "{}",
         String::from_utf8_lossy(&run.stderr)
     );
+    out
+}
+
+/// HTTP, SSL and SSH logs have no `proto` column: their records carry the
+/// Community ID of their connection all the same (TCP implied), the one
+/// its conn record has, so an analyst pivots from a TLS anomaly to the
+/// connection and to Suricata. Before, none of them had one.
+#[test]
+fn every_log_type_s_records_carry_their_connection_s_community_id() {
+    let dir = tempdir("siem-cid");
+    let out = replay_examples(&dir, "conn,http,ssl,ssh", "json");
     let json = json_lines(&fs::read_to_string(&out).unwrap());
     // A record's 5-tuple without the protocol: the example HTTP log has
     // hand-made records under real uids with another port.
@@ -782,29 +796,7 @@ fn every_log_type_s_records_carry_their_connection_s_community_id() {
 #[test]
 fn ssl_documents_take_ecs_forms() {
     let dir = tempdir("siem-ssl");
-    let models = dir.join("models");
-    crate::util::train(&models, "conn,ssl", &[]);
-    let out = dir.join("ssl.ecs");
-    let run = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
-        .args(["--replay", root().join("examples/logs").to_str().unwrap()])
-        .args(["--model-dir", models.to_str().unwrap(), "-q"])
-        .args([
-            "--modules",
-            "conn,ssl",
-            "--format",
-            "ecs",
-            "--detectors",
-            "none",
-        ])
-        .arg("--output")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let out = replay_examples(&dir, "conn,ssl", "ecs");
     let fields = ecs_fields();
     let (mut versions, mut protocols) = (BTreeSet::new(), BTreeSet::new());
     for doc in json_lines(&fs::read_to_string(&out).unwrap()) {
