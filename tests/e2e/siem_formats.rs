@@ -57,6 +57,24 @@ fn json_lines(text: &str) -> Vec<Value> {
         .collect()
 }
 
+/// The Community ID (seed 0) of a JSON record's addresses and ports, with
+/// `proto`.
+fn community_id_of(
+    v: &Value,
+    proto: Option<&str>,
+) -> Option<autozeekwatch::community_id::CommunityId> {
+    let addr = |k: &str| v[k].as_str().and_then(|a| a.parse::<IpAddr>().ok());
+    let port = |k: &str| v[k].as_u64().map(|p| p as u16);
+    autozeekwatch::community_id::for_zeek(
+        0,
+        addr("id.orig_h"),
+        port("id.orig_p"),
+        addr("id.resp_h"),
+        port("id.resp_p"),
+        proto,
+    )
+}
+
 /// (records, anomalies, detections) of the JSON output.
 fn counts(json: &[Value]) -> (usize, usize, usize) {
     let detections = json.iter().filter(|v| v.get("detection").is_some()).count();
@@ -78,16 +96,7 @@ fn json_records_carry_context_community_id_and_explanations() {
             continue;
         }
         // The Community ID is the spec's, computed from the 5-tuple.
-        let addr = |k: &str| v[k].as_str().and_then(|a| a.parse::<IpAddr>().ok());
-        let port = |k: &str| v[k].as_u64().map(|p| p as u16);
-        let want = autozeekwatch::community_id::for_zeek(
-            0,
-            addr("id.orig_h"),
-            port("id.orig_p"),
-            addr("id.resp_h"),
-            port("id.resp_p"),
-            v["proto"].as_str(),
-        );
+        let want = community_id_of(v, v["proto"].as_str());
         assert_eq!(v["community_id"].as_str(), want.as_deref(), "{v}");
         assert!(want.is_some(), "{v}");
         // The conn defaults, as far as the record has them.
@@ -765,16 +774,7 @@ fn every_log_type_s_records_carry_their_connection_s_community_id() {
             continue;
         };
         assert_eq!(v["proto"], "tcp", "{v}");
-        let addr = |k: &str| v[k].as_str().and_then(|a| a.parse::<IpAddr>().ok());
-        let port = |k: &str| v[k].as_u64().map(|p| p as u16);
-        let want = autozeekwatch::community_id::for_zeek(
-            0,
-            addr("id.orig_h"),
-            port("id.orig_p"),
-            addr("id.resp_h"),
-            port("id.resp_p"),
-            Some("tcp"),
-        );
+        let want = community_id_of(v, Some("tcp"));
         assert_eq!(Some(cid), want.as_deref(), "{v}");
         // Every record of a connection the conn log has carries its ID.
         if let Some((conn_cid, conn_tuple)) = v["uid"].as_str().and_then(|u| conn.get(u)) {
