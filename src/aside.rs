@@ -62,8 +62,9 @@ pub fn create_unlocked(target: &Path) -> io::Result<NamedTempFile> {
         .tempfile_in(dir)
 }
 
-/// The folder `target` is in (`.` for a bare name).
-fn folder(target: &Path) -> &Path {
+/// The folder `target` is in (`.` for a bare name): where its partial
+/// file is made, and the folder to sync once it is moved into place.
+pub fn folder(target: &Path) -> &Path {
     target
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

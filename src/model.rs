@@ -412,10 +412,7 @@ impl Model {
             path: path.to_owned(),
             source,
         };
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
+        let dir = crate::aside::folder(path);
         std::fs::create_dir_all(dir).map_err(err)?;
         let bytes = self.sealed().map_err(|e| err(e.into()))?;
         // Named after the model and locked while written: a run killed

@@ -414,10 +414,7 @@ fn replay(args: &Args, modules: &[LogKind], controls: &Controls) -> anyhow::Resu
 /// Opens a temporary file beside `target` to write a replay's output
 /// into; it replaces `target` only when the replay is complete.
 fn open_aside(target: &Path, opts: &SinkOptions) -> anyhow::Result<(Box<dyn Sink>, TempOutput)> {
-    let dir = target
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = autozeekwatch::aside::folder(target);
     // Named after the target (the sink locks it while it writes): a
     // replay killed meanwhile leaves a file the next one removes
     // (autozeekwatch::aside).
@@ -437,11 +434,7 @@ type TempOutput = tempfile::NamedTempFile;
 fn put_in_place(tmp: TempOutput, target: &Path) -> anyhow::Result<()> {
     tmp.persist(target)
         .with_context(|| format!("cannot write {}", target.display()))?;
-    let dir = target
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    autozeekwatch::safe_fs::sync_dir(dir)
+    autozeekwatch::safe_fs::sync_dir(autozeekwatch::aside::folder(target))
         .with_context(|| format!("cannot make {} durable", target.display()))
 }
 
