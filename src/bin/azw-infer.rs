@@ -351,14 +351,16 @@ fn replay(args: &Args, modules: &[LogKind], controls: &Controls) -> anyhow::Resu
     );
     // A sink names the partial file it writes (`.scores.json.XXXXXX.partial`);
     // the user named --output and --alerts.
+    // The alerts' own file, written beside its target until the end.
     let alerts_file = match (&alerts_tmp, args.alerts.as_ref()) {
-        (Some(_), Some(AlertTarget::Own(OutputSpec::File(f)))) => Some(f.display().to_string()),
+        (Some(_), Some(AlertTarget::Own(OutputSpec::File(f)))) => Some(f.as_path()),
         _ => None,
     };
-    let unwritten = || match &alerts_file {
+    let unwritten = || match alerts_file {
         Some(alerts) => format!(
-            "cannot write the replay's outputs ({} and {alerts} left as they were)",
-            args.output
+            "cannot write the replay's outputs ({} and {} left as they were)",
+            args.output,
+            alerts.display()
         ),
         None => format!("cannot write {} (left as it was)", args.output),
     };
@@ -382,9 +384,7 @@ fn replay(args: &Args, modules: &[LogKind], controls: &Controls) -> anyhow::Resu
         put_in_place(tmp, target)?;
         placed.push(("scores", target));
     }
-    if let (Some(tmp), Some(AlertTarget::Own(OutputSpec::File(target)))) =
-        (alerts_tmp, args.alerts.as_ref())
-    {
+    if let (Some(tmp), Some(target)) = (alerts_tmp, alerts_file) {
         put_in_place(tmp, target)?;
         placed.push(("alerts", target));
     }
