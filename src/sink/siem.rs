@@ -511,13 +511,10 @@ fn eve(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Value {
     let icmp = r
         .proto
         .as_deref()
-        .is_some_and(|p| p.eq_ignore_ascii_case("icmp"));
-    if icmp {
-        let number = if v6 {
-            crate::community_id::ICMPV6
-        } else {
-            crate::community_id::ICMP
-        };
+        .filter(|p| p.eq_ignore_ascii_case("icmp"))
+        // ICMPv6 over IPv6, as the Community ID reads Zeek's `icmp`.
+        .and_then(|p| crate::community_id::protocol_number(p, v6));
+    if let Some(number) = icmp {
         if let Some(t) = r.orig_p {
             doc.insert("icmp_type".into(), json!(t));
             let one_way = crate::community_id::icmp_counterpart(number, t).is_none();
@@ -531,7 +528,7 @@ fn eve(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Value {
     if let Some(a) = ip(r.resp_h) {
         doc.insert("dest_ip".into(), a);
     }
-    if let (false, Some(p)) = (icmp, r.resp_p) {
+    if let (None, Some(p)) = (icmp, r.resp_p) {
         doc.insert("dest_port".into(), json!(p));
     }
     if let Some(p) = transport(r.proto.as_deref(), v6) {
