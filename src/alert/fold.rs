@@ -81,6 +81,21 @@ pub struct Item {
     /// reported): a beacon is reported once it has gone on for hours.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<f64>,
+    /// Whether `entity` is in the local networks, when the item tells.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<bool>,
+}
+
+/// Whether a record's alert host is in the local networks, from the
+/// record's direction: an inbound record's host is the local one reached;
+/// an outbound or internal record's source is local, an external one's
+/// not.
+fn host_is_local(direction: Option<&str>) -> Option<bool> {
+    match direction? {
+        "inbound" | "outbound" | "internal" => Some(true),
+        "external" => Some(false),
+        _ => None,
+    }
 }
 
 impl Item {
@@ -136,6 +151,7 @@ impl Item {
             sample: Some(sample),
             tiebreak: h.finish(),
             since: None,
+            local: host_is_local(r.direction.as_deref()),
         })
     }
 
@@ -163,6 +179,7 @@ impl Item {
             // Not a time of the future nor before 1970 (the evidence's
             // times were believed when taken; this guards a bug).
             since: Some(d.first_ts).filter(|t| t.is_finite() && *t >= 0.0 && *t < ts),
+            local: d.src_local,
         })
     }
 
@@ -224,6 +241,9 @@ pub struct Open {
     /// The most anomalous record's context.
     #[serde(default)]
     sample: Option<Sample>,
+    /// Whether the host is local, from the first item that told.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    local: Option<bool>,
     /// The severity last written, and the count at which to write the
     /// next update.
     written: Option<Severity>,
@@ -277,6 +297,12 @@ pub struct Alert {
     pub sample: Option<Sample>,
     /// One sentence for the analyst.
     pub reason: String,
+    /// Whether its host is in the local networks, when its items told
+    /// (`direction` of its records; the scan detector): what tells a
+    /// scan's discovery by a host of ours from reconnaissance from
+    /// outside.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<bool>,
 }
 
 impl Alert {
@@ -328,6 +354,7 @@ impl Open {
             uids: Vec::new(),
             last_uid: None,
             sample: None,
+            local: None,
             written: None,
             next_update: 2,
         };
@@ -341,6 +368,7 @@ impl Open {
         if let Some(t) = item.since {
             self.since = Some(self.since.map_or(t, |s| s.min(t)));
         }
+        self.local = self.local.or(item.local);
         match item.detector {
             Some(d) => {
                 self.detections += 1;
@@ -479,6 +507,7 @@ impl Open {
             uids,
             sample: self.sample.clone(),
             reason: String::new(),
+            local: self.local,
         };
         alert.reason = reason(&alert, self.peers_beyond > 0);
         alert

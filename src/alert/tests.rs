@@ -331,6 +331,7 @@ fn beacon(first_ts: f64, ts: f64) -> Detection {
         last_ts: ts,
         uids: vec!["C1".into()],
         evidence: Default::default(),
+        src_local: None,
     }
 }
 
@@ -351,6 +352,62 @@ fn a_detection_joins_its_source_hosts_alert_and_raises_it() {
     assert_eq!(closed.detectors, vec![crate::detect::DetectorKind::Beacon]);
     // High (the beacon), raised for a model and a detector agreeing.
     assert_eq!(closed.severity, Severity::Critical);
+}
+
+/// Whether an alert's host is ours: from its records' direction (an
+/// inbound record's host is the local one reached), or from a scan
+/// detection, which knows the local networks; unknown stays unknown.
+#[test]
+fn an_alert_says_whether_its_host_is_local() {
+    let mut stage = AlertStage::new(opts(), &[CONN], true);
+    let mut out = Vec::new();
+    let mut inbound = rec(
+        CONN,
+        100.0,
+        "198.51.100.4",
+        "10.0.0.9",
+        "C1",
+        Severity::High,
+    );
+    inbound.direction = Some("inbound".into());
+    stage.offer_record(&inbound, &mut out);
+    let mut external = rec(
+        CONN,
+        100.0,
+        "198.51.100.5",
+        "203.0.113.7",
+        "C2",
+        Severity::High,
+    );
+    external.direction = Some("external".into());
+    stage.offer_record(&external, &mut out);
+    let mut unknown = rec(
+        CONN,
+        100.0,
+        "198.51.100.6",
+        "203.0.113.7",
+        "C3",
+        Severity::High,
+    );
+    unknown.direction = None;
+    stage.offer_record(&unknown, &mut out);
+    let mut sweep = beacon(0.0, 100.0);
+    sweep.detection = crate::detect::DetectorKind::HostSweep;
+    sweep.src = "198.51.100.7".parse().unwrap();
+    sweep.src_local = Some(false);
+    stage.offer_detection(&sweep, &mut out);
+    stage.progress(CONN, 100.0, Reading::Finished, &mut out);
+    stage.finish(&mut out);
+    let local_of = |host: &str| {
+        out.iter()
+            .find(|a| a.state == State::Closed && a.entity.to_string() == host)
+            .unwrap()
+            .local
+    };
+    assert_eq!(local_of("10.0.0.9"), Some(true));
+    assert_eq!(local_of("198.51.100.5"), Some(false));
+    assert_eq!(local_of("198.51.100.6"), None);
+    assert_eq!(local_of("198.51.100.7"), Some(false));
 }
 
 #[test]

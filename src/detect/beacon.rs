@@ -194,6 +194,7 @@ impl BeaconDetector {
             last_ts: f64::from(ts[ts.len() - 1]),
             uids: pair.uids.with_latest(c.uid.as_deref()),
             evidence,
+            src_local: None,
         })
     }
 }

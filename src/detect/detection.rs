@@ -87,6 +87,11 @@ pub struct Detection {
     pub uids: Vec<String>,
     /// Detector-specific figures (counts, parts of a score, examples).
     pub evidence: serde_json::Map<String, serde_json::Value>,
+    /// Whether the source is in the local networks, where the detector
+    /// knows (the scan detector): a scan from inside is discovery by a
+    /// host of ours, from outside reconnaissance ([`super::attack`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src_local: Option<bool>,
 }
 
 impl Detection {

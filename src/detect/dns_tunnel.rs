@@ -245,6 +245,7 @@ impl DnsTunnelDetector {
             last_ts: d.ts,
             uids: e.uids.with_latest(d.uid.as_deref()),
             evidence,
+            src_local: None,
         })
     }
 
@@ -290,6 +291,7 @@ impl DnsTunnelDetector {
             last_ts: d.ts,
             uids: s.uids.with_latest(d.uid.as_deref()),
             evidence,
+            src_local: None,
         })
     }
 }

@@ -234,6 +234,7 @@ impl LongConnDetector {
             last_ts: end,
             uids: pair.uids.with_latest(c.uid.as_deref()),
             evidence,
+            src_local: None,
         })
     }
 }

@@ -7,8 +7,9 @@
 //! - [`beacon`], [`long_conn`], [`scan`], [`dns_tunnel`]: the detectors.
 //! - [`baseline`]: what they learn from training (the site's normal).
 //! - [`stage`]: all of them as one pipeline stage, with serialisable state.
-//! - [`detection`]: what they report.
+//! - [`detection`]: what they report; [`attack`]: in MITRE ATT&CK's terms.
 
+pub mod attack;
 pub mod baseline;
 pub mod beacon;
 mod bounded;

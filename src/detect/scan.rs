@@ -169,6 +169,7 @@ impl ScanDetector {
             last_ts: c.ts,
             uids: s.uids.with_latest(c.uid.as_deref()),
             evidence,
+            src_local: Some(self.local.contains(c.src)),
         })
     }
 }

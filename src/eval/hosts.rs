@@ -195,6 +195,7 @@ mod tests {
             uids: vec![],
             sample: None,
             reason: String::new(),
+            local: None,
         }
     }
 

@@ -20,6 +20,7 @@ use serde_json::{json, Map, Value};
 
 use super::format::{context_text, detection_row, tsv_header, RecordFormat, Stamp};
 use crate::alert::{Alert, Role, State};
+use crate::detect::attack::{self, Attack};
 use crate::detect::{Detection, DetectorKind};
 use crate::escape;
 use crate::score::ScoredRecord;
@@ -292,6 +293,129 @@ fn ecs_classification(doc: &mut Map<String, Value>) {
 
 /// An ECS document for a record, or for a detection (`d`) made into a
 /// row first.
+/// What a detection is in ATT&CK's terms: whether its source is outside
+/// is the detector's word (the scan detector knows the local networks),
+/// else its record's direction.
+fn detection_attack(r: &ScoredRecord, d: &Detection) -> Attack {
+    let outside = d
+        .src_local
+        .map(|local| !local)
+        .or_else(|| attack::from_outside(r.direction.as_deref()));
+    attack::of(d.detection, outside)
+}
+
+/// The ATT&CK terms of an alert's detectors, each once, in order.
+fn alert_attacks(a: &Alert) -> Vec<Attack> {
+    let mut all: Vec<Attack> = Vec::new();
+    for kind in &a.detectors {
+        let one = attack::of(*kind, a.local.map(|local| !local));
+        if !all.contains(&one) {
+            all.push(one);
+        }
+    }
+    all
+}
+
+/// ECS `threat.*`: the framework, and the tactics, techniques and
+/// sub-techniques (arrays, each value once, in order). Nothing without
+/// any.
+fn ecs_threat(doc: &mut Map<String, Value>, attacks: &[Attack]) {
+    if attacks.is_empty() {
+        return;
+    }
+    fn once<T: PartialEq>(items: impl Iterator<Item = T>) -> Vec<T> {
+        let mut out = Vec::new();
+        for t in items {
+            if !out.contains(&t) {
+                out.push(t);
+            }
+        }
+        out
+    }
+    put(doc, "threat.framework", json!(attack::FRAMEWORK));
+    let tactics = once(attacks.iter().map(|a| a.tactic));
+    put(
+        doc,
+        "threat.tactic.id",
+        json!(tactics.iter().map(|t| t.id).collect::<Vec<_>>()),
+    );
+    put(
+        doc,
+        "threat.tactic.name",
+        json!(tactics.iter().map(|t| t.name).collect::<Vec<_>>()),
+    );
+    put(
+        doc,
+        "threat.tactic.reference",
+        json!(tactics.iter().map(|t| t.reference()).collect::<Vec<_>>()),
+    );
+    for (path, techniques) in [
+        (
+            "threat.technique",
+            once(attacks.iter().filter_map(|a| a.technique)),
+        ),
+        (
+            "threat.technique.subtechnique",
+            once(attacks.iter().filter_map(|a| a.subtechnique)),
+        ),
+    ] {
+        if techniques.is_empty() {
+            continue;
+        }
+        put(
+            doc,
+            &format!("{path}.id"),
+            json!(techniques.iter().map(|t| t.id).collect::<Vec<_>>()),
+        );
+        put(
+            doc,
+            &format!("{path}.name"),
+            json!(techniques.iter().map(|t| t.name).collect::<Vec<_>>()),
+        );
+        put(
+            doc,
+            &format!("{path}.reference"),
+            json!(techniques.iter().map(|t| t.reference()).collect::<Vec<_>>()),
+        );
+    }
+}
+
+/// EVE's alert metadata in the `mitre_*` keys of Emerging Threats' rules
+/// (and `mitre_subtechnique_*`, as community rules write them), which
+/// Suricata dashboards read.
+fn eve_threat(metadata: &mut Map<String, Value>, attacks: &[Attack]) {
+    let mut keys: [(&str, Vec<String>); 6] = [
+        ("mitre_tactic_id", Vec::new()),
+        ("mitre_tactic_name", Vec::new()),
+        ("mitre_technique_id", Vec::new()),
+        ("mitre_technique_name", Vec::new()),
+        ("mitre_subtechnique_id", Vec::new()),
+        ("mitre_subtechnique_name", Vec::new()),
+    ];
+    for a in attacks {
+        let id = |t: Option<attack::Technique>| t.map(|t| t.id.to_owned());
+        let name = |t: Option<attack::Technique>| t.map(|t| attack::metadata_name(t.name));
+        let values = [
+            Some(a.tactic.id.to_owned()),
+            Some(attack::metadata_name(a.tactic.name)),
+            id(a.technique),
+            name(a.technique),
+            id(a.subtechnique),
+            name(a.subtechnique),
+        ];
+        for ((_, list), v) in keys.iter_mut().zip(values) {
+            if let Some(v) = v.filter(|v| !list.contains(v)) {
+                list.push(v);
+            }
+        }
+    }
+    for (key, list) in keys {
+        if !list.is_empty() {
+            metadata.insert(key.into(), json!(list));
+        }
+    }
+}
+
 fn ecs(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Value {
     let mut doc = Map::new();
     let alert = r.anomaly || d.is_some();
@@ -366,6 +490,7 @@ fn ecs(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Value {
             );
             put(&mut doc, "rule.version", json!(env!("CARGO_PKG_VERSION")));
             put(&mut doc, "rule.category", json!("behaviour"));
+            ecs_threat(&mut doc, &[detection_attack(r, d)]);
         }
         None => {
             let module = r.module.log_path();
@@ -565,6 +690,7 @@ fn eve(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Value {
     }
     if let Some(d) = d {
         metadata.insert("uids".into(), json!(d.uids));
+        eve_threat(&mut metadata, &[detection_attack(r, d)]);
     }
     doc.insert(
         "alert".into(),
@@ -891,6 +1017,7 @@ fn ecs_alert(a: &Alert, stamp: &Stamp) -> Value {
     put(&mut doc, "rule.version", json!(env!("CARGO_PKG_VERSION")));
     put(&mut doc, "rule.category", json!("alert"));
     put(&mut doc, "rule.ruleset", json!("autozeekwatch"));
+    ecs_threat(&mut doc, &alert_attacks(a));
     let host = json!(a.entity.to_string());
     match a.role {
         Role::Source => put(&mut doc, "source.ip", host),
@@ -933,6 +1060,7 @@ fn eve_alert(a: &Alert, stamp: &Stamp) -> Value {
     metadata.insert("state".into(), json!([state_name(a.state)]));
     metadata.insert("reason".into(), json!([a.reason]));
     metadata.insert("uids".into(), json!(a.uids));
+    eve_threat(&mut metadata, &alert_attacks(a));
     doc.insert(
         "alert".into(),
         json!({
@@ -1135,6 +1263,86 @@ mod tests {
         assert_eq!(doc["event"]["severity"], 0);
         assert_eq!(doc["network"]["transport"], "ipv6-icmp");
         assert!(doc["event"].get("reason").is_none());
+    }
+
+    fn detection(kind: DetectorKind, src_local: Option<bool>) -> Detection {
+        Detection {
+            ts: 1_700_000_000.0,
+            detection: kind,
+            module: crate::LogKind::CONN,
+            src: "198.51.100.9".parse().unwrap(),
+            dst: None,
+            resp_p: None,
+            domain: None,
+            score: 40.0,
+            threshold: 20.0,
+            severity: Severity::Medium,
+            first_ts: 1_699_999_000.0,
+            last_ts: 1_700_000_000.0,
+            uids: vec!["C1".into()],
+            evidence: Default::default(),
+            src_local,
+        }
+    }
+
+    /// A detection's ATT&CK terms in ECS and EVE: a sweep from outside is
+    /// reconnaissance, from inside discovery (the detector's word first,
+    /// then the record's direction); a DNS tunnel names its sub-technique;
+    /// EVE takes Emerging Threats' metadata keys.
+    #[test]
+    fn detections_carry_their_attack_terms() {
+        let mut r = crate::sink::format::tests::record(true);
+        r.direction = Some("outbound".into());
+        let stamp = Stamp::default();
+        let outside = ecs(
+            &r,
+            Some(&detection(DetectorKind::HostSweep, Some(false))),
+            &stamp,
+        );
+        assert_eq!(outside["threat"]["framework"], "MITRE ATT&CK");
+        assert_eq!(outside["threat"]["tactic"]["id"], json!(["TA0043"]));
+        assert_eq!(outside["threat"]["technique"]["id"], json!(["T1595"]));
+        assert_eq!(
+            outside["threat"]["technique"]["subtechnique"]["reference"],
+            json!(["https://attack.mitre.org/techniques/T1595/001/"])
+        );
+        // Not said by the detector: the record's direction (outbound: ours).
+        let inside = ecs(&r, Some(&detection(DetectorKind::PortScan, None)), &stamp);
+        assert_eq!(inside["threat"]["tactic"]["name"], json!(["Discovery"]));
+        assert_eq!(
+            inside["threat"]["technique"]["name"],
+            json!(["Network Service Discovery"])
+        );
+        assert!(inside["threat"]["technique"].get("subtechnique").is_none());
+        let dns = ecs(&r, Some(&detection(DetectorKind::DnsTunnel, None)), &stamp);
+        assert_eq!(
+            dns["threat"]["technique"]["subtechnique"]["id"],
+            json!(["T1071.004"])
+        );
+        let long = ecs(
+            &r,
+            Some(&detection(DetectorKind::LongConnection, None)),
+            &stamp,
+        );
+        assert_eq!(long["threat"]["tactic"]["id"], json!(["TA0011"]));
+        assert!(long["threat"].get("technique").is_none());
+        // A model's anomaly names no technique.
+        assert!(ecs(&r, None, &stamp).get("threat").is_none());
+        let eve = eve(
+            &r,
+            Some(&detection(DetectorKind::NxdomainBurst, None)),
+            &stamp,
+        );
+        let m = &eve["alert"]["metadata"];
+        assert_eq!(m["mitre_tactic_name"], json!(["Command_And_Control"]));
+        assert_eq!(m["mitre_technique_id"], json!(["T1568"]));
+        assert_eq!(
+            m["mitre_subtechnique_name"],
+            json!(["Domain_Generation_Algorithms"])
+        );
+        assert!(super::eve(&r, None, &stamp)["alert"]["metadata"]
+            .get("mitre_tactic_id")
+            .is_none());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use autozeekwatch::zeek::LogReader;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::util::{models, root, tempdir, TestDir};
 
@@ -230,6 +230,8 @@ fn ecs_documents_follow_the_ecs_definitions() {
     let mut kinds = BTreeSet::new();
     let mut rules = BTreeSet::new();
     let mut used = BTreeSet::new();
+    // Beacons; scans from inside; scans and sweeps from outside.
+    let mut scans = (0, 0, 0);
     for doc in &ecs {
         let mut all = Vec::new();
         leaves("", doc, &mut all);
@@ -253,6 +255,49 @@ fn ecs_documents_follow_the_ecs_definitions() {
         assert_eq!(doc["observer"]["name"], "sensor-7");
         kinds.insert(doc["event"]["kind"].as_str().unwrap().to_owned());
         rules.insert(doc["rule"]["id"].as_str().unwrap().to_owned());
+        // ATT&CK: a detection's terms; a model's anomaly names none. A
+        // scan is discovery when the detector found its source in the
+        // model's local networks (`src_local` of its JSON line), else
+        // reconnaissance.
+        let threat = |path: &str| doc["threat"].pointer(path).cloned();
+        let src_local = |kind: &str| {
+            json.iter()
+                .find(|j| j["detection"] == kind && j["id.orig_h"] == doc["source"]["ip"])
+                .and_then(|j| j["src_local"].as_bool())
+                .unwrap_or_else(|| panic!("no {kind} JSON line for {doc}"))
+        };
+        match doc["rule"]["id"].as_str().unwrap() {
+            "autozeekwatch-beacon" => {
+                assert_eq!(threat("/framework"), Some(json!("MITRE ATT&CK")));
+                assert_eq!(threat("/tactic/id"), Some(json!(["TA0011"])), "{doc}");
+                assert_eq!(threat("/technique/id"), Some(json!(["T1071"])), "{doc}");
+                scans.0 += 1;
+            }
+            "autozeekwatch-port_scan" if src_local("port_scan") => {
+                assert_eq!(threat("/tactic/name"), Some(json!(["Discovery"])), "{doc}");
+                assert_eq!(threat("/technique/id"), Some(json!(["T1046"])), "{doc}");
+                assert_eq!(
+                    threat("/technique/reference"),
+                    Some(json!(["https://attack.mitre.org/techniques/T1046/"]))
+                );
+                scans.1 += 1;
+            }
+            "autozeekwatch-port_scan" | "autozeekwatch-host_sweep" => {
+                assert_eq!(
+                    threat("/tactic/name"),
+                    Some(json!(["Reconnaissance"])),
+                    "{doc}"
+                );
+                assert_eq!(threat("/technique/id"), Some(json!(["T1595"])), "{doc}");
+                scans.2 += 1;
+            }
+            // Command and control over any protocol: no one technique.
+            "autozeekwatch-long_connection" => {
+                assert_eq!(threat("/tactic/id"), Some(json!(["TA0011"])), "{doc}");
+                assert_eq!(threat("/technique"), None, "{doc}");
+            }
+            _ => assert!(doc.get("threat").is_none(), "{doc}"),
+        }
         let alert = doc["event"]["kind"] == "alert";
         assert_eq!(
             alert,
@@ -275,6 +320,7 @@ fn ecs_documents_follow_the_ecs_definitions() {
         kinds,
         BTreeSet::from(["alert".to_owned(), "event".to_owned()])
     );
+    assert!(scans.0 > 0 && scans.1 + scans.2 > 0, "{scans:?}");
     for rule in [
         "autozeekwatch-conn",
         "autozeekwatch-port_scan",
@@ -352,8 +398,40 @@ fn alerts_in_every_format_follow_their_schemas() {
             .is_some_and(|ips| !ips.is_empty()));
         let sev = doc["event"]["severity"].as_u64().unwrap();
         assert!((1..=4).contains(&sev), "{doc}");
+        // Its detectors' ATT&CK tactics, each once; none without any. A
+        // scan's follows whether the alert's host is local.
+        let detectors = a["detectors"].as_array().unwrap();
+        let tactics = doc["threat"]["tactic"]["id"].as_array();
+        let mut want = Vec::new();
+        for d in detectors {
+            let t = match d.as_str().unwrap() {
+                "port_scan" | "host_sweep" if a["local"] == false => "TA0043",
+                "port_scan" | "host_sweep" => "TA0007",
+                _ => "TA0011",
+            };
+            if !want.contains(&json!(t)) {
+                want.push(json!(t));
+            }
+        }
+        match tactics {
+            Some(t) => assert_eq!(t, &want, "{doc}"),
+            None => assert!(want.is_empty(), "{doc}"),
+        }
     }
+    assert!(
+        docs.iter().any(|d| d.get("threat").is_some()),
+        "no alert of a detection: {docs:#?}"
+    );
     let eve = json_lines(&replay(&dir, &log, "eve", &with));
+    // Emerging Threats' metadata keys, as Suricata dashboards read them.
+    assert!(
+        eve.iter().any(|e| {
+            let m = &e["alert"]["metadata"];
+            m["mitre_tactic_name"] == json!(["Command_And_Control"])
+                && m["mitre_technique_name"] == json!(["Application_Layer_Protocol"])
+        }),
+        "no EVE alert with ATT&CK metadata"
+    );
     let eve_alerts = eve
         .iter()
         .filter(|e| {

@@ -1,0 +1,215 @@
+//! What each detector reports, in MITRE ATT&CK's terms: the tactic and
+//! technique a SIEM files it under (ECS `threat.*`, the `mitre_*` metadata
+//! of Suricata's EVE alerts), so that an analyst can filter and count
+//! them with the rest of the site's alerts.
+//!
+//! Only what the behaviour itself says is named (ATT&CK v15 ids and
+//! names, <https://attack.mitre.org>):
+//! - a beacon is command and control over an application protocol
+//!   (T1071), whichever it is;
+//! - a DNS tunnel is command and control over DNS (T1071.004);
+//! - a burst of NXDOMAIN answers is what a domain generation algorithm
+//!   leaves (T1568.002);
+//! - a long connection is a command-and-control tactic, with no one
+//!   technique: an interactive session or a tunnel over any protocol;
+//! - a scan or sweep from outside the local networks is reconnaissance
+//!   (Active Scanning, T1595; a sweep of hosts T1595.001); from inside it
+//!   is discovery (Network Service Discovery, T1046), and is what a
+//!   compromised host does next, which is why the two are told apart.
+//!
+//! A model's anomaly is no technique: it says that a record is unusual,
+//! not what for.
+
+use super::DetectorKind;
+
+/// An ATT&CK tactic: id and name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tactic {
+    pub id: &'static str,
+    pub name: &'static str,
+}
+
+/// An ATT&CK technique or sub-technique: id (`T1071`, `T1071.004`) and
+/// name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Technique {
+    pub id: &'static str,
+    pub name: &'static str,
+}
+
+/// What a detection is in ATT&CK's terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attack {
+    pub tactic: Tactic,
+    pub technique: Option<Technique>,
+    /// A sub-technique of `technique`.
+    pub subtechnique: Option<Technique>,
+}
+
+const COMMAND_AND_CONTROL: Tactic = Tactic {
+    id: "TA0011",
+    name: "Command and Control",
+};
+const DISCOVERY: Tactic = Tactic {
+    id: "TA0007",
+    name: "Discovery",
+};
+const RECONNAISSANCE: Tactic = Tactic {
+    id: "TA0043",
+    name: "Reconnaissance",
+};
+const APPLICATION_LAYER_PROTOCOL: Technique = Technique {
+    id: "T1071",
+    name: "Application Layer Protocol",
+};
+const ACTIVE_SCANNING: Technique = Technique {
+    id: "T1595",
+    name: "Active Scanning",
+};
+
+/// The framework's name, as ECS's `threat.framework` spells it.
+pub const FRAMEWORK: &str = "MITRE ATT&CK";
+
+/// What `kind` reports; `from_outside`: whether the source of the traffic
+/// is outside the local networks (`None`: not known, taken as inside,
+/// whose tactic is the one that needs an analyst).
+pub fn of(kind: DetectorKind, from_outside: Option<bool>) -> Attack {
+    let c2 = |technique, subtechnique| Attack {
+        tactic: COMMAND_AND_CONTROL,
+        technique,
+        subtechnique,
+    };
+    let scan = |subtechnique| match from_outside {
+        Some(true) => Attack {
+            tactic: RECONNAISSANCE,
+            technique: Some(ACTIVE_SCANNING),
+            subtechnique,
+        },
+        _ => Attack {
+            tactic: DISCOVERY,
+            technique: Some(Technique {
+                id: "T1046",
+                name: "Network Service Discovery",
+            }),
+            subtechnique: None,
+        },
+    };
+    match kind {
+        DetectorKind::Beacon => c2(Some(APPLICATION_LAYER_PROTOCOL), None),
+        DetectorKind::LongConnection => c2(None, None),
+        DetectorKind::DnsTunnel => c2(
+            Some(APPLICATION_LAYER_PROTOCOL),
+            Some(Technique {
+                id: "T1071.004",
+                name: "DNS",
+            }),
+        ),
+        DetectorKind::NxdomainBurst => c2(
+            Some(Technique {
+                id: "T1568",
+                name: "Dynamic Resolution",
+            }),
+            Some(Technique {
+                id: "T1568.002",
+                name: "Domain Generation Algorithms",
+            }),
+        ),
+        DetectorKind::HostSweep => scan(Some(Technique {
+            id: "T1595.001",
+            name: "Scanning IP Blocks",
+        })),
+        DetectorKind::PortScan => scan(None),
+    }
+}
+
+/// Whether a record's source is outside the local networks, from its
+/// direction (`inbound`, `external`: yes; `outbound`, `internal`: no).
+pub fn from_outside(direction: Option<&str>) -> Option<bool> {
+    match direction? {
+        "inbound" | "external" => Some(true),
+        "outbound" | "internal" => Some(false),
+        _ => None,
+    }
+}
+
+impl Tactic {
+    pub fn reference(&self) -> String {
+        format!("https://attack.mitre.org/tactics/{}/", self.id)
+    }
+}
+
+impl Technique {
+    /// Its page: a sub-technique's `T1071.004` is `techniques/T1071/004/`.
+    pub fn reference(&self) -> String {
+        format!(
+            "https://attack.mitre.org/techniques/{}/",
+            self.id.replace('.', "/")
+        )
+    }
+}
+
+/// A tactic's or technique's name as Emerging Threats' rule metadata
+/// spells it, which readers of Suricata's EVE key on: each word
+/// capitalised, joined by `_` (`Command_And_Control`).
+pub fn metadata_name(name: &str) -> String {
+    let words: Vec<String> = name
+        .split(' ')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_uppercase().chain(c).collect())
+                .unwrap_or_default()
+        })
+        .collect();
+    words.join("_")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_detector_has_a_tactic_and_subtechniques_belong_to_their_technique() {
+        for kind in DetectorKind::ALL {
+            for outside in [None, Some(true), Some(false)] {
+                let a = of(kind, outside);
+                assert!(a.tactic.id.starts_with("TA"), "{kind}");
+                if let Some(sub) = a.subtechnique {
+                    let t = a.technique.expect("a sub-technique has a technique");
+                    assert!(sub.id.starts_with(&format!("{}.", t.id)), "{kind}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_scan_from_outside_is_reconnaissance_from_inside_discovery() {
+        let outside = of(DetectorKind::HostSweep, from_outside(Some("inbound")));
+        assert_eq!(outside.tactic.name, "Reconnaissance");
+        assert_eq!(outside.subtechnique.map(|t| t.id), Some("T1595.001"));
+        let inside = of(DetectorKind::PortScan, from_outside(Some("outbound")));
+        assert_eq!(inside.tactic.name, "Discovery");
+        assert_eq!(inside.technique.map(|t| t.id), Some("T1046"));
+        // Unknown: the tactic that needs an analyst.
+        assert_eq!(of(DetectorKind::PortScan, None).tactic.name, "Discovery");
+        assert_eq!(from_outside(Some("sideways")), None);
+    }
+
+    #[test]
+    fn references_name_attack_pages() {
+        let dns = of(DetectorKind::DnsTunnel, None);
+        assert_eq!(
+            dns.subtechnique.unwrap().reference(),
+            "https://attack.mitre.org/techniques/T1071/004/"
+        );
+        assert_eq!(
+            dns.tactic.reference(),
+            "https://attack.mitre.org/tactics/TA0011/"
+        );
+        assert_eq!(
+            metadata_name(dns.technique.unwrap().name),
+            "Application_Layer_Protocol"
+        );
+        assert_eq!(metadata_name(dns.tactic.name), "Command_And_Control");
+    }
+}
