@@ -361,36 +361,15 @@ fn a_detection_joins_its_source_hosts_alert_and_raises_it() {
 fn an_alert_says_whether_its_host_is_local() {
     let mut stage = AlertStage::new(opts(), &[CONN], true);
     let mut out = Vec::new();
-    let mut inbound = rec(
-        CONN,
-        100.0,
-        "198.51.100.4",
-        "10.0.0.9",
-        "C1",
-        Severity::High,
-    );
-    inbound.direction = Some("inbound".into());
-    stage.offer_record(&inbound, &mut out);
-    let mut external = rec(
-        CONN,
-        100.0,
-        "198.51.100.5",
-        "203.0.113.7",
-        "C2",
-        Severity::High,
-    );
-    external.direction = Some("external".into());
-    stage.offer_record(&external, &mut out);
-    let mut unknown = rec(
-        CONN,
-        100.0,
-        "198.51.100.6",
-        "203.0.113.7",
-        "C3",
-        Severity::High,
-    );
-    unknown.direction = None;
-    stage.offer_record(&unknown, &mut out);
+    for (src, dst, uid, direction) in [
+        ("198.51.100.4", "10.0.0.9", "C1", Some("inbound")),
+        ("198.51.100.5", "203.0.113.7", "C2", Some("external")),
+        ("198.51.100.6", "203.0.113.7", "C3", None),
+    ] {
+        let mut r = rec(CONN, 100.0, src, dst, uid, Severity::High);
+        r.direction = direction.map(Into::into);
+        stage.offer_record(&r, &mut out);
+    }
     let mut sweep = beacon(0.0, 100.0);
     sweep.detection = crate::detect::DetectorKind::HostSweep;
     sweep.src = "198.51.100.7".parse().unwrap();

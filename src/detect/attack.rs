@@ -46,26 +46,11 @@ pub struct Attack {
     pub subtechnique: Option<Technique>,
 }
 
-const COMMAND_AND_CONTROL: Tactic = Tactic {
-    id: "TA0011",
-    name: "Command and Control",
-};
-const DISCOVERY: Tactic = Tactic {
-    id: "TA0007",
-    name: "Discovery",
-};
-const RECONNAISSANCE: Tactic = Tactic {
-    id: "TA0043",
-    name: "Reconnaissance",
-};
-const APPLICATION_LAYER_PROTOCOL: Technique = Technique {
-    id: "T1071",
-    name: "Application Layer Protocol",
-};
-const ACTIVE_SCANNING: Technique = Technique {
-    id: "T1595",
-    name: "Active Scanning",
-};
+const COMMAND_AND_CONTROL: Tactic = Tactic::new("TA0011", "Command and Control");
+const DISCOVERY: Tactic = Tactic::new("TA0007", "Discovery");
+const RECONNAISSANCE: Tactic = Tactic::new("TA0043", "Reconnaissance");
+const APPLICATION_LAYER_PROTOCOL: Technique = Technique::new("T1071", "Application Layer Protocol");
+const ACTIVE_SCANNING: Technique = Technique::new("T1595", "Active Scanning");
 
 /// The framework's name, as ECS's `threat.framework` spells it.
 pub const FRAMEWORK: &str = "MITRE ATT&CK";
@@ -87,10 +72,7 @@ pub fn of(kind: DetectorKind, from_outside: Option<bool>) -> Attack {
         },
         _ => Attack {
             tactic: DISCOVERY,
-            technique: Some(Technique {
-                id: "T1046",
-                name: "Network Service Discovery",
-            }),
+            technique: Some(Technique::new("T1046", "Network Service Discovery")),
             subtechnique: None,
         },
     };
@@ -99,25 +81,13 @@ pub fn of(kind: DetectorKind, from_outside: Option<bool>) -> Attack {
         DetectorKind::LongConnection => c2(None, None),
         DetectorKind::DnsTunnel => c2(
             Some(APPLICATION_LAYER_PROTOCOL),
-            Some(Technique {
-                id: "T1071.004",
-                name: "DNS",
-            }),
+            Some(Technique::new("T1071.004", "DNS")),
         ),
         DetectorKind::NxdomainBurst => c2(
-            Some(Technique {
-                id: "T1568",
-                name: "Dynamic Resolution",
-            }),
-            Some(Technique {
-                id: "T1568.002",
-                name: "Domain Generation Algorithms",
-            }),
+            Some(Technique::new("T1568", "Dynamic Resolution")),
+            Some(Technique::new("T1568.002", "Domain Generation Algorithms")),
         ),
-        DetectorKind::HostSweep => scan(Some(Technique {
-            id: "T1595.001",
-            name: "Scanning IP Blocks",
-        })),
+        DetectorKind::HostSweep => scan(Some(Technique::new("T1595.001", "Scanning IP Blocks"))),
         DetectorKind::PortScan => scan(None),
     }
 }
@@ -133,12 +103,20 @@ pub fn from_outside(direction: Option<&str>) -> Option<bool> {
 }
 
 impl Tactic {
+    const fn new(id: &'static str, name: &'static str) -> Tactic {
+        Tactic { id, name }
+    }
+
     pub fn reference(&self) -> String {
         format!("https://attack.mitre.org/tactics/{}/", self.id)
     }
 }
 
 impl Technique {
+    const fn new(id: &'static str, name: &'static str) -> Technique {
+        Technique { id, name }
+    }
+
     /// Its page: a sub-technique's `T1071.004` is `techniques/T1071/004/`.
     pub fn reference(&self) -> String {
         format!(
