@@ -16,6 +16,7 @@ pub mod detect;
 pub mod escape;
 pub mod eval;
 pub mod features;
+mod fnv;
 pub mod follow;
 pub mod kafka;
 pub mod kitnet;

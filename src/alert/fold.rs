@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::detect::{Detection, DetectorKind};
+use crate::fnv::Fnv;
 use crate::log_kind::LogKind;
 use crate::score::ScoredRecord;
 use crate::severity::Severity;
@@ -584,24 +585,4 @@ fn bounded_context(
         kept.insert(k.clone(), v.clone());
     }
     kept
-}
-
-/// FNV-1a, 64 bits: ids and tie-breaks that are the same on every machine
-/// and in every version (std's hasher promises neither).
-struct Fnv(u64);
-
-impl Fnv {
-    fn new() -> Fnv {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
 }

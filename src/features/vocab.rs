@@ -58,18 +58,9 @@ pub fn bounded_key(value: &str) -> Cow<'_, str> {
     Cow::Owned(format!(
         "{}{CUT_MARK}{:0width$x}",
         &value[..end],
-        fnv1a64(value.as_bytes()),
+        crate::fnv::fnv1a64(value.as_bytes()),
         width = HASH_DIGITS
     ))
-}
-
-/// FNV-1a, 64 bits: tiny, stable and good enough to tell values apart.
-fn fnv1a64(bytes: &[u8]) -> u64 {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    bytes
-        .iter()
-        .fold(OFFSET, |h, b| (h ^ u64::from(*b)).wrapping_mul(PRIME))
 }
 
 /// Counts the values of one categorical feature during training: a

@@ -23,6 +23,7 @@ use crate::alert::{Alert, Role, State};
 use crate::detect::attack::{self, Attack};
 use crate::detect::{Detection, DetectorKind};
 use crate::escape;
+use crate::fnv::Fnv;
 use crate::score::ScoredRecord;
 use crate::severity::Severity;
 
@@ -148,9 +149,7 @@ fn signature_id(r: Option<&ScoredRecord>, d: Option<DetectorKind>) -> u64 {
         Some(i) => BASE + 1 + i as u64,
         None => {
             // FNV-1a of the name, into 800 ids after the detectors'.
-            let h = module.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-                (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-            });
+            let h = crate::fnv::fnv1a64(module.as_bytes());
             BASE + 200 + h % 800
         }
     }
@@ -416,6 +415,58 @@ fn eve_threat(metadata: &mut Map<String, Value>, attacks: &[Attack]) {
     }
 }
 
+/// A document's `event.id`, the same whenever the same log lines are
+/// scored by the same model again (a replay run twice, a Kafka batch
+/// delivered again after a crash), so that a SIEM keying documents on it
+/// keeps one of each: a detection's from the detector, what it names,
+/// when and its score; a record's from its model and the fields that tell
+/// one Zeek log line from another (uid and, for one connection's many
+/// requests or queries, `trans_depth` and `trans_id`; its time and
+/// 5-tuple for logs without a uid).
+fn ecs_event_id(r: &ScoredRecord, d: Option<&Detection>) -> String {
+    let mut h = Fnv::new();
+    let mut field = |bytes: &[u8]| {
+        // Length first: ("ab", "c") and ("a", "bc") differ.
+        h.write(&(bytes.len() as u64).to_le_bytes());
+        h.write(bytes);
+    };
+    match d {
+        Some(d) => {
+            field(b"detection");
+            field(d.detection.name().as_bytes());
+            field(d.module.log_path().as_bytes());
+            field(d.entity().as_bytes());
+            for t in [d.ts, d.first_ts, d.score] {
+                field(&t.to_bits().to_le_bytes());
+            }
+        }
+        None => {
+            field(b"record");
+            field(r.module.log_path().as_bytes());
+            field(
+                r.model
+                    .as_ref()
+                    .map_or("", |m| m.created.as_str())
+                    .as_bytes(),
+            );
+            field(r.uid.as_deref().unwrap_or("").as_bytes());
+            field(&r.ts.unwrap_or(f64::NAN).to_bits().to_le_bytes());
+            for a in [r.orig_h, r.resp_h] {
+                field(a.map(|a| a.to_string()).unwrap_or_default().as_bytes());
+            }
+            let port = |p: Option<u16>| p.map(u64::from);
+            for n in [port(r.orig_p), port(r.resp_p), r.trans_depth, r.trans_id] {
+                field(&n.unwrap_or(u64::MAX).to_le_bytes());
+            }
+        }
+    }
+    format!(
+        "azw-{}-{:016x}",
+        if d.is_some() { "d" } else { "r" },
+        h.finish()
+    )
+}
+
 fn ecs(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Value {
     let mut doc = Map::new();
     let alert = r.anomaly || d.is_some();
@@ -440,6 +491,7 @@ fn ecs(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Value {
         "event.kind",
         json!(if alert { "alert" } else { "event" }),
     );
+    put(&mut doc, "event.id", json!(ecs_event_id(r, d)));
     ecs_classification(&mut doc);
     put(
         &mut doc,
@@ -1283,6 +1335,47 @@ mod tests {
             evidence: Default::default(),
             src_local,
         }
+    }
+
+    /// `event.id` is the same for the same line scored again, and tells
+    /// apart what a SIEM must keep apart: another request of the same
+    /// connection, another model, a detection of the record's pair.
+    #[test]
+    fn ecs_event_ids_are_stable_and_tell_documents_apart() {
+        let r = crate::sink::format::tests::record(true);
+        let id = |r: &ScoredRecord, d: Option<&Detection>| {
+            ecs(r, d, &Stamp::default())["event"]["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        let first = id(&r, None);
+        assert!(first.starts_with("azw-r-") && first.len() == 22, "{first}");
+        assert_eq!(first, id(&r.clone(), None));
+        let mut next_request = r.clone();
+        next_request.trans_id = Some(r.trans_id.unwrap_or(0) + 1);
+        let mut other_model = r.clone();
+        other_model.model = Some(std::sync::Arc::new(crate::score::ModelRef {
+            module: r.module,
+            created: "2026-12-06T00:00:00Z".into(),
+        }));
+        let d = detection(DetectorKind::Beacon, None);
+        let mut later = d.clone();
+        later.ts += 3600.0;
+        let ids = [
+            first,
+            id(&next_request, None),
+            id(&other_model, None),
+            id(&r, Some(&d)),
+            id(&r, Some(&later)),
+        ];
+        for (i, a) in ids.iter().enumerate() {
+            for b in &ids[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        assert!(ids[3].starts_with("azw-d-"));
+        assert_eq!(ids[3], id(&r, Some(&d.clone())));
     }
 
     /// A detection's ATT&CK terms in ECS and EVE: a sweep from outside is

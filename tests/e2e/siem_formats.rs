@@ -226,6 +226,16 @@ fn ecs_documents_follow_the_ecs_definitions() {
     let (records, anomalies, detections) = counts(&json);
     let ecs = json_lines(&replay(&dir, &log, "ecs", &[]));
     assert_eq!(ecs.len(), records + detections);
+    // One `event.id` per document, the same when the logs are replayed
+    // again (a SIEM keying on it keeps one copy).
+    let ids = |docs: &[Value]| -> Vec<String> {
+        docs.iter()
+            .map(|d| d["event"]["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let again = json_lines(&replay(&dir, &log, "ecs", &[]));
+    assert_eq!(ids(&ecs), ids(&again));
+    assert_eq!(ids(&ecs).iter().collect::<BTreeSet<_>>().len(), ecs.len());
     let fields = ecs_fields();
     let mut kinds = BTreeSet::new();
     let mut rules = BTreeSet::new();
