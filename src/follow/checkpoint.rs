@@ -120,6 +120,10 @@ pub enum CheckpointError {
     },
     #[error("{}: damaged checkpoint ({reason}); move it away to start afresh (live mode: from the live files)", path.display())]
     Corrupt { path: PathBuf, reason: String },
+    /// The disk filled while the state was written: it is written whole
+    /// beside the copy it replaces, so it needs its own size free.
+    #[error("{}: no room to save the state: it takes {} and is written beside the copy it replaces, so that much must be free in {} (the old copy is kept)", path.display(), size_text(*needed), path.parent().unwrap_or(path).display())]
+    NoRoom { path: PathBuf, needed: u64 },
     #[error("{}: the state folder was removed or replaced while this process ran (its lock file is not the one this process holds); stopped, so that no other process shares it: start again", dir.display())]
     LockLost { dir: PathBuf },
 }
@@ -298,6 +302,7 @@ pub fn save_json<T: Serialize>(
         path: path.clone(),
         source,
     };
+    let io = |source| no_room_or(source, &path, value, io);
     let mut tmp = tempfile::Builder::new()
         .prefix(SAVE_PREFIX)
         .tempfile_in(dir)
@@ -310,9 +315,88 @@ pub fn save_json<T: Serialize>(
     Ok(())
 }
 
+/// A full disk (or quota) while saving `value` as `path`, said with the
+/// room the state needs (measured then, by writing it again to nowhere);
+/// any other error as `other` makes it.
+fn no_room_or<T: Serialize>(
+    source: std::io::Error,
+    path: &Path,
+    value: &T,
+    other: impl FnOnce(std::io::Error) -> CheckpointError,
+) -> CheckpointError {
+    match source.kind() {
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+            CheckpointError::NoRoom {
+                path: path.to_owned(),
+                needed: serialized_len(value),
+            }
+        }
+        _ => other(source),
+    }
+}
+
+/// The bytes [`save_json`] writes for `value`.
+fn serialized_len<T: Serialize>(value: &T) -> u64 {
+    struct Count(u64);
+    impl Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len() as u64;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(1);
+    let _ = serde_json::to_writer_pretty(&mut count, value);
+    count.0
+}
+
+/// `12.3 MB`, `4.0 KB`, `17 bytes`.
+fn size_text(n: u64) -> String {
+    match n {
+        0..1_000 => format!("{n} bytes"),
+        1_000..1_000_000 => format!("{:.1} KB", n as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1} MB", n as f64 / 1e6),
+        _ => format!("{:.1} GB", n as f64 / 1e9),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A full disk names the room the state needs: what a save of it
+    /// writes, to the byte.
+    #[test]
+    fn a_full_disk_says_how_much_room_the_state_needs() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = StateLock::take(dir.path()).unwrap();
+        let value = serde_json::json!({"keys": vec![1.5f64; 3000]});
+        save_json(&lock, "state.json", &value).unwrap();
+        let written = std::fs::metadata(dir.path().join("state.json"))
+            .unwrap()
+            .len();
+        let path = dir.path().join("state.json");
+        let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
+        let e = no_room_or(full, &path, &value, |_| unreachable!());
+        assert!(
+            matches!(e, CheckpointError::NoRoom { needed, .. } if needed == written),
+            "{e}"
+        );
+        let text = e.to_string();
+        let want = format!("no room to save the state: it takes {}", size_text(written));
+        assert!(text.contains(&want), "{text}");
+        assert!(text.contains(" KB "), "{text}");
+        let other = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let e = no_room_or(other, &path, &value, |source| CheckpointError::Io {
+            path: path.clone(),
+            source,
+        });
+        assert!(matches!(e, CheckpointError::Io { .. }));
+        assert_eq!(size_text(999), "999 bytes");
+        assert_eq!(size_text(12_345_678), "12.3 MB");
+    }
 
     #[test]
     fn round_trip_and_first_start() {
