@@ -369,7 +369,13 @@ impl Open {
         if let Some(t) = item.since {
             self.since = Some(self.since.map_or(t, |s| s.min(t)));
         }
-        self.local = self.local.or(item.local);
+        // A detection's word on the host wins over its records' (the scan
+        // detector's local networks are the conn model's; a record's
+        // direction comes from its own log type's model).
+        self.local = match (item.detector, item.local) {
+            (Some(_), Some(local)) => Some(local),
+            _ => self.local.or(item.local),
+        };
         match item.detector {
             Some(d) => {
                 self.detections += 1;

@@ -365,6 +365,11 @@ fn an_alert_says_whether_its_host_is_local() {
         ("198.51.100.4", "10.0.0.9", "C1", Some("inbound")),
         ("198.51.100.5", "203.0.113.7", "C2", Some("external")),
         ("198.51.100.6", "203.0.113.7", "C3", None),
+        ("10.0.0.10", "203.0.113.7", "C4", Some("outbound")),
+        ("10.0.0.11", "10.0.0.12", "C5", Some("internal")),
+        // Said local by its record, not by the scan detector: the
+        // detector's word wins.
+        ("198.51.100.7", "10.0.0.9", "C6", Some("outbound")),
     ] {
         let mut r = rec(CONN, 100.0, src, dst, uid, Severity::High);
         r.direction = direction.map(Into::into);
@@ -386,6 +391,8 @@ fn an_alert_says_whether_its_host_is_local() {
     assert_eq!(local_of("10.0.0.9"), Some(true));
     assert_eq!(local_of("198.51.100.5"), Some(false));
     assert_eq!(local_of("198.51.100.6"), None);
+    assert_eq!(local_of("10.0.0.10"), Some(true));
+    assert_eq!(local_of("10.0.0.11"), Some(true));
     assert_eq!(local_of("198.51.100.7"), Some(false));
 }
 

@@ -6,7 +6,8 @@
 //! Only what the behaviour itself says is named (ATT&CK v15 ids and
 //! names, <https://attack.mitre.org>):
 //! - a beacon is command and control over an application protocol
-//!   (T1071), whichever it is;
+//!   (T1071), whichever it is, or, when its connections are ICMP, over a
+//!   non-application protocol (T1095);
 //! - a DNS tunnel is command and control over DNS (T1071.004);
 //! - a burst of NXDOMAIN answers is what a domain generation algorithm
 //!   leaves (T1568.002);
@@ -14,8 +15,10 @@
 //!   technique: an interactive session or a tunnel over any protocol;
 //! - a scan or sweep from outside the local networks is reconnaissance
 //!   (Active Scanning, T1595; a sweep of hosts T1595.001); from inside it
-//!   is discovery (Network Service Discovery, T1046), and is what a
-//!   compromised host does next, which is why the two are told apart.
+//!   is discovery (a port scan Network Service Discovery, T1046; a sweep
+//!   for live hosts, pings included, Remote System Discovery, T1018), and
+//!   is what a compromised host does next, which is why the two are told
+//!   apart.
 //!
 //! A model's anomaly is no technique: it says that a record is unusual,
 //! not what for.
@@ -57,8 +60,9 @@ pub const FRAMEWORK: &str = "MITRE ATT&CK";
 
 /// What `kind` reports; `from_outside`: whether the source of the traffic
 /// is outside the local networks (`None`: not known, taken as inside,
-/// whose tactic is the one that needs an analyst).
-pub fn of(kind: DetectorKind, from_outside: Option<bool>) -> Attack {
+/// whose tactic is the one that needs an analyst); `icmp`: whether the
+/// traffic is ICMP (a beacon of pings is no application protocol).
+pub fn of(kind: DetectorKind, from_outside: Option<bool>, icmp: bool) -> Attack {
     let c2 = |technique, subtechnique| Attack {
         tactic: COMMAND_AND_CONTROL,
         technique,
@@ -72,11 +76,18 @@ pub fn of(kind: DetectorKind, from_outside: Option<bool>) -> Attack {
         },
         _ => Attack {
             tactic: DISCOVERY,
-            technique: Some(Technique::new("T1046", "Network Service Discovery")),
+            technique: Some(match kind {
+                DetectorKind::HostSweep => Technique::new("T1018", "Remote System Discovery"),
+                _ => Technique::new("T1046", "Network Service Discovery"),
+            }),
             subtechnique: None,
         },
     };
     match kind {
+        DetectorKind::Beacon if icmp => c2(
+            Some(Technique::new("T1095", "Non-Application Layer Protocol")),
+            None,
+        ),
         DetectorKind::Beacon => c2(Some(APPLICATION_LAYER_PROTOCOL), None),
         DetectorKind::LongConnection => c2(None, None),
         DetectorKind::DnsTunnel => c2(
@@ -89,16 +100,6 @@ pub fn of(kind: DetectorKind, from_outside: Option<bool>) -> Attack {
         ),
         DetectorKind::HostSweep => scan(Some(Technique::new("T1595.001", "Scanning IP Blocks"))),
         DetectorKind::PortScan => scan(None),
-    }
-}
-
-/// Whether a record's source is outside the local networks, from its
-/// direction (`inbound`, `external`: yes; `outbound`, `internal`: no).
-pub fn from_outside(direction: Option<&str>) -> Option<bool> {
-    match direction? {
-        "inbound" | "external" => Some(true),
-        "outbound" | "internal" => Some(false),
-        _ => None,
     }
 }
 
@@ -149,8 +150,8 @@ mod tests {
     #[test]
     fn every_detector_has_a_tactic_and_subtechniques_belong_to_their_technique() {
         for kind in DetectorKind::ALL {
-            for outside in [None, Some(true), Some(false)] {
-                let a = of(kind, outside);
+            for (outside, icmp) in [(None, false), (Some(true), true), (Some(false), false)] {
+                let a = of(kind, outside, icmp);
                 assert!(a.tactic.id.starts_with("TA"), "{kind}");
                 if let Some(sub) = a.subtechnique {
                     let t = a.technique.expect("a sub-technique has a technique");
@@ -162,20 +163,31 @@ mod tests {
 
     #[test]
     fn a_scan_from_outside_is_reconnaissance_from_inside_discovery() {
-        let outside = of(DetectorKind::HostSweep, from_outside(Some("inbound")));
+        let outside = of(DetectorKind::HostSweep, Some(true), false);
         assert_eq!(outside.tactic.name, "Reconnaissance");
         assert_eq!(outside.subtechnique.map(|t| t.id), Some("T1595.001"));
-        let inside = of(DetectorKind::PortScan, from_outside(Some("outbound")));
+        let inside = of(DetectorKind::PortScan, Some(false), false);
         assert_eq!(inside.tactic.name, "Discovery");
         assert_eq!(inside.technique.map(|t| t.id), Some("T1046"));
+        let sweep = of(DetectorKind::HostSweep, Some(false), true);
+        assert_eq!(sweep.technique.map(|t| t.id), Some("T1018"));
+        assert_eq!(sweep.subtechnique, None);
         // Unknown: the tactic that needs an analyst.
-        assert_eq!(of(DetectorKind::PortScan, None).tactic.name, "Discovery");
-        assert_eq!(from_outside(Some("sideways")), None);
+        assert_eq!(
+            of(DetectorKind::PortScan, None, false).tactic.name,
+            "Discovery"
+        );
+    }
+
+    #[test]
+    fn a_beacon_of_pings_is_no_application_protocol() {
+        let t = |icmp| of(DetectorKind::Beacon, None, icmp).technique.unwrap().id;
+        assert_eq!((t(false), t(true)), ("T1071", "T1095"));
     }
 
     #[test]
     fn references_name_attack_pages() {
-        let dns = of(DetectorKind::DnsTunnel, None);
+        let dns = of(DetectorKind::DnsTunnel, None, false);
         assert_eq!(
             dns.subtechnique.unwrap().reference(),
             "https://attack.mitre.org/techniques/T1071/004/"

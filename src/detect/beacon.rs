@@ -27,6 +27,9 @@
 //! [`BeaconParams::max_events`] connections each (the oldest go first).
 
 use std::collections::{HashMap, HashSet, VecDeque};
+
+/// The evidence key of a beacon whose connections are ICMP.
+pub const ICMP_EVIDENCE: &str = "icmp";
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
@@ -178,6 +181,11 @@ impl BeaconDetector {
         evidence.insert("window_end".into(), window_end.into());
         if let Ok(serde_json::Value::Object(parts)) = serde_json::to_value(parts) {
             evidence.extend(parts.into_iter().filter(|(k, _)| k != "score"));
+        }
+        // A beacon of pings is no application protocol (ATT&CK tells them
+        // apart, `super::attack`); said by the connection that completed it.
+        if c.icmp {
+            evidence.insert(ICMP_EVIDENCE.into(), true.into());
         }
         Some(Detection {
             ts: c.ts,

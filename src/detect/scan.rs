@@ -4,7 +4,7 @@
 //! to hundreds of servers is not a scanner.
 //!
 //! By default only sources inside the site's networks are watched: an
-//! internal host scanning is reconnaissance or a worm, while scans from
+//! internal host scanning is discovery by an intruder or a worm, while scans from
 //! the internet hitting an exposed sensor are its weather (RITA's
 //! `missing_host` has dozens a day). `scan_external` watches all.
 

@@ -164,6 +164,37 @@ mod tests {
         }
     }
 
+    /// The logistic's bits, pinned: computed by ab89685's one-at-a-time
+    /// `sigmoid_product` (before the array form) and checked equal, so a
+    /// change of its operations shows here, not only in scores.
+    #[test]
+    fn the_logistic_keeps_its_bits() {
+        let pinned: [(f64, u64); 18] = [
+            (-745.5, 0x0008bfe55de02338),
+            (-708.0, 0x0017c8ab2288c9ac),
+            (-50.25, 0x3b66b30390494d8e),
+            (-3.0, 0x3fa848343c905445),
+            (-1.0, 0x3fd136561454ba86),
+            (-0.5, 0x3fd829a0565978de),
+            (-1e-9, 0x3fdfffffffbb47d0),
+            (0.0, 0x3fe0000000000000),
+            (1e-9, 0x3fe0000000225c18),
+            (0.3, 0x3fe261d545e46a8b),
+            (1.0, 0x3fe764d4f5d5a2bd),
+            (2.5, 0x3fed9291ddb596f8),
+            (7.75, 0x3feffc790e6d5532),
+            (36.0, 0x3feffffffffffffe),
+            (300.0, 0x3ff0000000000000),
+            (709.0, 0x3ff0000000000000),
+            (800.0, 0x3ff0000000000000),
+            (f64::NAN, 0x3ff0000000000000),
+        ];
+        for (x, bits) in pinned {
+            let got = sigmoid_product(x).to_bits();
+            assert_eq!(got, bits, "sigmoid_product({x:?}): {got:#018x}");
+        }
+    }
+
     /// Within two units in the last place of libm's `exp` over the whole
     /// clamped range, exact at 0, and finite and positive at both ends.
     #[test]

@@ -290,24 +290,21 @@ fn ecs_classification(doc: &mut Map<String, Value>) {
     put(doc, "event.module", json!("autozeekwatch"));
 }
 
-/// An ECS document for a record, or for a detection (`d`) made into a
-/// row first.
 /// What a detection is in ATT&CK's terms: whether its source is outside
-/// is the detector's word (the scan detector knows the local networks),
-/// else its record's direction.
-fn detection_attack(r: &ScoredRecord, d: &Detection) -> Attack {
-    let outside = d
-        .src_local
-        .map(|local| !local)
-        .or_else(|| attack::from_outside(r.direction.as_deref()));
-    attack::of(d.detection, outside)
+/// is the scan detector's word (it knows the local networks), and a
+/// beacon says whether it is of pings.
+fn detection_attack(d: &Detection) -> Attack {
+    let icmp = d.evidence.get(crate::detect::beacon::ICMP_EVIDENCE) == Some(&Value::Bool(true));
+    attack::of(d.detection, d.src_local.map(|local| !local), icmp)
 }
 
 /// The ATT&CK terms of an alert's detectors, each once, in order.
 fn alert_attacks(a: &Alert) -> Vec<Attack> {
     let mut all: Vec<Attack> = Vec::new();
     for kind in &a.detectors {
-        let one = attack::of(*kind, a.local.map(|local| !local));
+        // An alert keeps its detectors' kinds, not their evidence: a
+        // beacon of pings names the application-protocol technique here.
+        let one = attack::of(*kind, a.local.map(|local| !local), false);
         if !all.contains(&one) {
             all.push(one);
         }
@@ -467,6 +464,8 @@ fn ecs_event_id(r: &ScoredRecord, d: Option<&Detection>) -> String {
     )
 }
 
+/// An ECS document for a record, or for a detection (`d`) made into a
+/// row first.
 fn ecs(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Value {
     let mut doc = Map::new();
     let alert = r.anomaly || d.is_some();
@@ -542,7 +541,7 @@ fn ecs(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Value {
             );
             put(&mut doc, "rule.version", json!(env!("CARGO_PKG_VERSION")));
             put(&mut doc, "rule.category", json!("behaviour"));
-            ecs_threat(&mut doc, &[detection_attack(r, d)]);
+            ecs_threat(&mut doc, &[detection_attack(d)]);
         }
         None => {
             let module = r.module.log_path();
@@ -742,7 +741,7 @@ fn eve(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Value {
     }
     if let Some(d) = d {
         metadata.insert("uids".into(), json!(d.uids));
-        eve_threat(&mut metadata, &[detection_attack(r, d)]);
+        eve_threat(&mut metadata, &[detection_attack(d)]);
     }
     doc.insert(
         "alert".into(),
@@ -1399,8 +1398,14 @@ mod tests {
             outside["threat"]["technique"]["subtechnique"]["reference"],
             json!(["https://attack.mitre.org/techniques/T1595/001/"])
         );
-        // Not said by the detector: the record's direction (outbound: ours).
-        let inside = ecs(&r, Some(&detection(DetectorKind::PortScan, None)), &stamp);
+        // The record's direction is not the detector's word: the scan
+        // detector's `src_local` is (here: ours).
+        r.direction = Some("inbound".into());
+        let inside = ecs(
+            &r,
+            Some(&detection(DetectorKind::PortScan, Some(true))),
+            &stamp,
+        );
         assert_eq!(inside["threat"]["tactic"]["name"], json!(["Discovery"]));
         assert_eq!(
             inside["threat"]["technique"]["name"],
@@ -1412,6 +1417,12 @@ mod tests {
             dns["threat"]["technique"]["subtechnique"]["id"],
             json!(["T1071.004"])
         );
+        let mut pings = detection(DetectorKind::Beacon, None);
+        pings
+            .evidence
+            .insert(crate::detect::beacon::ICMP_EVIDENCE.into(), json!(true));
+        let pings = ecs(&r, Some(&pings), &stamp);
+        assert_eq!(pings["threat"]["technique"]["id"], json!(["T1095"]));
         let long = ecs(
             &r,
             Some(&detection(DetectorKind::LongConnection, None)),
