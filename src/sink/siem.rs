@@ -449,7 +449,11 @@ fn ecs_event_id(r: &ScoredRecord, d: Option<&Detection>) -> String {
             field(r.uid.as_deref().unwrap_or("").as_bytes());
             field(&r.ts.unwrap_or(f64::NAN).to_bits().to_le_bytes());
             for a in [r.orig_h, r.resp_h] {
-                field(a.map(|a| a.to_string()).unwrap_or_default().as_bytes());
+                match a {
+                    Some(IpAddr::V4(v4)) => field(&v4.octets()),
+                    Some(IpAddr::V6(v6)) => field(&v6.octets()),
+                    None => field(&[]),
+                }
             }
             let port = |p: Option<u16>| p.map(u64::from);
             for n in [port(r.orig_p), port(r.resp_p), r.trans_depth, r.trans_id] {
