@@ -1034,20 +1034,19 @@ fn detections_after_kill_9_are_byte_identical_to_an_uninterrupted_run_and_to_rep
     // Replay of the same lines.
     let file = calm.path().join("all.log");
     fs::write(&file, header.join("\n") + "\n" + &data.join("\n") + "\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
-        .args(["--modules", "conn", "--scan-external", "--model-dir"])
-        .arg(crate::util::models())
-        .arg("--replay")
-        .arg(&file)
-        .arg("--output")
-        .arg(calm.path().join("replay.json"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // A replay of them, `args` then `path` last.
+    let replay = |args: &[&str], path: PathBuf| {
+        crate::util::succeed(
+            Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+                .args(["--modules", "conn", "--scan-external", "--model-dir"])
+                .arg(crate::util::models())
+                .arg("--replay")
+                .arg(&file)
+                .args(args)
+                .arg(path),
+        )
+    };
+    replay(&["--output"], calm.path().join("replay.json"));
     let replayed = fs::read_to_string(calm.path().join("replay.json")).unwrap();
     assert_eq!(replayed.lines().collect::<Vec<_>>(), expected);
 
@@ -1068,19 +1067,9 @@ fn detections_after_kill_9_are_byte_identical_to_an_uninterrupted_run_and_to_rep
         "{calm_alerts:#?}"
     );
     assert_eq!(calm_alerts, rough_alerts, "{}", logs(rough.path()));
-    let out = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
-        .args(["--modules", "conn", "--scan-external", "--model-dir"])
-        .arg(crate::util::models())
-        .arg("--replay")
-        .arg(&file)
-        .args(["--output", "-", "--alerts"])
-        .arg(calm.path().join("replay-alerts.json"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    replay(
+        &["--output", "-", "--alerts"],
+        calm.path().join("replay-alerts.json"),
     );
     let replay_alerts = alerts(calm.path(), "replay-alerts.json");
     assert!(replay_alerts.len() > calm_alerts.len());

@@ -133,17 +133,12 @@ fn replay_of(
         fs::write(&file, lines.join("\n") + "\n").unwrap();
     }
     let output = dir.join(out);
-    let run = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
-        .args(["--replay", file.to_str().unwrap(), "--modules", "conn"])
-        .args(args)
-        .args(["--model-dir", crate::util::models().to_str().unwrap()])
-        .args(["--output", output.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
+    crate::util::succeed(
+        Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+            .args(["--replay", file.to_str().unwrap(), "--modules", "conn"])
+            .args(args)
+            .args(["--model-dir", crate::util::models().to_str().unwrap()])
+            .args(["--output", output.to_str().unwrap()]),
     );
     (file, output)
 }

@@ -224,18 +224,13 @@ fn detections_are_written_in_every_format() {
     fs::write(&log, header.join("\n") + "\n" + &data.join("\n") + "\n").unwrap();
     let run = |format: &str, out: &str, extra: &[&str]| {
         let out = dir.join(out);
-        let status = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
-            .args(["--replay", log.to_str().unwrap(), "--scan-external", "-q"])
-            .args(["--model-dir", crate::util::models().to_str().unwrap()])
-            .args(["--modules", "conn", "--format", format, "--output"])
-            .arg(&out)
-            .args(extra)
-            .output()
-            .unwrap();
-        assert!(
-            status.status.success(),
-            "{}",
-            String::from_utf8_lossy(&status.stderr)
+        crate::util::succeed(
+            Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+                .args(["--replay", log.to_str().unwrap(), "--scan-external", "-q"])
+                .args(["--model-dir", crate::util::models().to_str().unwrap()])
+                .args(["--modules", "conn", "--format", format, "--output"])
+                .arg(&out)
+                .args(extra),
         );
         out
     };
@@ -556,17 +551,12 @@ fn conn_long_reports_find_a_long_connection_while_it_is_open() {
     crate::util::train_from(&data.join("train"), &dir, "conn_long", &[]);
     let long = |folder: &str, modules: &str, extra: &[&str]| -> Vec<serde_json::Value> {
         let out = dir.join(format!("{folder}-{}.json", modules.replace(',', "-")));
-        let run = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
-            .args(["--replay", data.join(folder).to_str().unwrap()])
-            .args(["--model-dir", dir.to_str().unwrap(), "-q"])
-            .args(["--modules", modules, "--output", out.to_str().unwrap()])
-            .args(extra)
-            .output()
-            .unwrap();
-        assert!(
-            run.status.success(),
-            "{}",
-            String::from_utf8_lossy(&run.stderr)
+        crate::util::succeed(
+            Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+                .args(["--replay", data.join(folder).to_str().unwrap()])
+                .args(["--model-dir", dir.to_str().unwrap(), "-q"])
+                .args(["--modules", modules, "--output", out.to_str().unwrap()])
+                .args(extra),
         );
         let text = fs::read_to_string(&out).unwrap();
         let lines: Vec<serde_json::Value> = text

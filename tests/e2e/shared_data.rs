@@ -282,28 +282,23 @@ fn a_quic_connection_s_ssl_record_carries_no_tcp_community_id() {
     let models = dir.join("models");
     crate::util::train_from(&logs, &models, "conn,ssl", &["--min-records", "20"]);
     let out = dir.join("scores.json");
-    let run = std::process::Command::new(env!("CARGO_BIN_EXE_azw-infer"))
-        .args([
-            "--replay",
-            logs.to_str().unwrap(),
-            "-q",
-            "--detectors",
-            "none",
-        ])
-        .args([
-            "--modules",
-            "conn,ssl",
-            "--model-dir",
-            models.to_str().unwrap(),
-        ])
-        .arg("--output")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
+    crate::util::succeed(
+        std::process::Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+            .args([
+                "--replay",
+                logs.to_str().unwrap(),
+                "-q",
+                "--detectors",
+                "none",
+            ])
+            .args([
+                "--modules",
+                "conn,ssl",
+                "--model-dir",
+                models.to_str().unwrap(),
+            ])
+            .arg("--output")
+            .arg(&out),
     );
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(&out)
         .unwrap()

@@ -38,26 +38,21 @@ fn replay_with(
     extra: &[&str],
 ) -> String {
     let out = dir.join(format!("out-{format}-{}", extra.len()));
-    let run = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
-        .args(["--replay", log.to_str().unwrap(), "--scan-external", "-q"])
-        .args(["--model-dir", model_dir.to_str().unwrap()])
-        .args([
-            "--modules",
-            "conn",
-            "--sensor",
-            "sensor-7",
-            "--format",
-            format,
-        ])
-        .arg("--output")
-        .arg(&out)
-        .args(extra)
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
+    crate::util::succeed(
+        Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+            .args(["--replay", log.to_str().unwrap(), "--scan-external", "-q"])
+            .args(["--model-dir", model_dir.to_str().unwrap()])
+            .args([
+                "--modules",
+                "conn",
+                "--sensor",
+                "sensor-7",
+                "--format",
+                format,
+            ])
+            .arg("--output")
+            .arg(&out)
+            .args(extra),
     );
     fs::read_to_string(out).unwrap()
 }
@@ -625,16 +620,7 @@ for n in df['note']:
     print(n)
 "#;
     let python = std::env::var("AZW_PYTHON").unwrap_or_else(|_| "python3".into());
-    let out = Command::new(python)
-        .args(["-c", script])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = crate::util::succeed(Command::new(python).args(["-c", script]).arg(&path));
     let text = String::from_utf8(out.stdout).unwrap();
     let mut lines = text.lines();
     assert_eq!(lines.next().unwrap().parse::<usize>().unwrap(), ours.len());
@@ -866,25 +852,20 @@ fn replay_examples(dir: &TestDir, modules: &str, format: &str) -> PathBuf {
     let models = dir.join("models");
     crate::util::train(&models, modules, &[]);
     let out = dir.join(format!("examples.{format}"));
-    let run = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
-        .args(["--replay", root().join("examples/logs").to_str().unwrap()])
-        .args(["--model-dir", models.to_str().unwrap(), "-q"])
-        .args([
-            "--modules",
-            modules,
-            "--format",
-            format,
-            "--detectors",
-            "none",
-        ])
-        .arg("--output")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
+    crate::util::succeed(
+        Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+            .args(["--replay", root().join("examples/logs").to_str().unwrap()])
+            .args(["--model-dir", models.to_str().unwrap(), "-q"])
+            .args([
+                "--modules",
+                modules,
+                "--format",
+                format,
+                "--detectors",
+                "none",
+            ])
+            .arg("--output")
+            .arg(&out),
     );
     out
 }

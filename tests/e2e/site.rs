@@ -63,17 +63,12 @@ fn history(dir: &Path, unmark: bool) {
 }
 
 fn train(logs: &Path, models: &Path, extra: &[&str]) -> Output {
-    let out = crate::util::azw_train()
-        .args(["--log-dir", logs.to_str().unwrap()])
-        .args(["--modules", "CONN,HTTP", "--model-dir"])
-        .arg(models)
-        .args(extra)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = crate::util::succeed(
+        crate::util::azw_train()
+            .args(["--log-dir", logs.to_str().unwrap()])
+            .args(["--modules", "CONN,HTTP", "--model-dir"])
+            .arg(models)
+            .args(extra),
     );
     out
 }

@@ -54,16 +54,11 @@ fn built_in_tables_reproduce_the_models_and_scores_of_the_code_tables() {
         got.push((m, model_fingerprint(&dir.join(format!("{m}.model.json")))));
     }
     let scores = dir.join("scores.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
-        .args(["--replay", root().join("examples/logs").to_str().unwrap()])
-        .args(["--model-dir", dir.to_str().unwrap()])
-        .args(["--output", scores.to_str().unwrap(), "-q"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    crate::util::succeed(
+        Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+            .args(["--replay", root().join("examples/logs").to_str().unwrap()])
+            .args(["--model-dir", dir.to_str().unwrap()])
+            .args(["--output", scores.to_str().unwrap(), "-q"]),
     );
     let text = std::fs::read_to_string(&scores).unwrap();
     got.push(("scores", crc32fast::hash(pinned_shape(&text).as_bytes())));

@@ -10,7 +10,7 @@ pub mod broker;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus};
+use std::process::{Child, Command, ExitStatus, Output};
 use std::sync::OnceLock;
 
 pub fn root() -> PathBuf {
@@ -48,6 +48,19 @@ impl AsRef<Path> for TestDir {
 /// are small (44 SSH records), so the tests lower azw-train's default
 /// `--min-records` (100) to this; `ops.rs` checks the default itself.
 pub const TEST_MIN_RECORDS: &str = "20";
+
+/// Runs `cmd` to its end and asserts that it succeeded, showing its
+/// standard error when not; its output.
+#[track_caller]
+pub fn succeed(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
 
 /// The real `azw-train`, with [`TEST_MIN_RECORDS`].
 pub fn azw_train() -> Command {
@@ -94,22 +107,17 @@ pub fn train(dir: &Path, modules: &str, extra: &[&str]) {
 
 /// Trains `modules` on the logs at `logs` (a folder or one file) into `dir`.
 pub fn train_from(logs: &Path, dir: &Path, modules: &str, extra: &[&str]) {
-    let out = crate::util::azw_train()
-        .args(["--log-dir", logs.to_str().unwrap()])
-        .args([
-            "--modules",
-            modules,
-            "--model-dir",
-            dir.to_str().unwrap(),
-            "-q",
-        ])
-        .args(extra)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    crate::util::succeed(
+        crate::util::azw_train()
+            .args(["--log-dir", logs.to_str().unwrap()])
+            .args([
+                "--modules",
+                modules,
+                "--model-dir",
+                dir.to_str().unwrap(),
+                "-q",
+            ])
+            .args(extra),
     );
 }
 
