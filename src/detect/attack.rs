@@ -25,17 +25,10 @@
 
 use super::DetectorKind;
 
-/// An ATT&CK tactic: id and name.
+/// An ATT&CK tactic (`TA0011`), technique (`T1071`) or sub-technique
+/// (`T1071.004`): id and name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Tactic {
-    pub id: &'static str,
-    pub name: &'static str,
-}
-
-/// An ATT&CK technique or sub-technique: id (`T1071`, `T1071.004`) and
-/// name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Technique {
+pub struct Term {
     pub id: &'static str,
     pub name: &'static str,
 }
@@ -43,17 +36,17 @@ pub struct Technique {
 /// What a detection is in ATT&CK's terms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Attack {
-    pub tactic: Tactic,
-    pub technique: Option<Technique>,
+    pub tactic: Term,
+    pub technique: Option<Term>,
     /// A sub-technique of `technique`.
-    pub subtechnique: Option<Technique>,
+    pub subtechnique: Option<Term>,
 }
 
-const COMMAND_AND_CONTROL: Tactic = Tactic::new("TA0011", "Command and Control");
-const DISCOVERY: Tactic = Tactic::new("TA0007", "Discovery");
-const RECONNAISSANCE: Tactic = Tactic::new("TA0043", "Reconnaissance");
-const APPLICATION_LAYER_PROTOCOL: Technique = Technique::new("T1071", "Application Layer Protocol");
-const ACTIVE_SCANNING: Technique = Technique::new("T1595", "Active Scanning");
+const COMMAND_AND_CONTROL: Term = Term::new("TA0011", "Command and Control");
+const DISCOVERY: Term = Term::new("TA0007", "Discovery");
+const RECONNAISSANCE: Term = Term::new("TA0043", "Reconnaissance");
+const APPLICATION_LAYER_PROTOCOL: Term = Term::new("T1071", "Application Layer Protocol");
+const ACTIVE_SCANNING: Term = Term::new("T1595", "Active Scanning");
 
 /// The framework's name, as ECS's `threat.framework` spells it.
 pub const FRAMEWORK: &str = "MITRE ATT&CK";
@@ -77,53 +70,47 @@ pub fn of(kind: DetectorKind, from_outside: Option<bool>, icmp: bool) -> Attack 
         _ => Attack {
             tactic: DISCOVERY,
             technique: Some(match kind {
-                DetectorKind::HostSweep => Technique::new("T1018", "Remote System Discovery"),
-                _ => Technique::new("T1046", "Network Service Discovery"),
+                DetectorKind::HostSweep => Term::new("T1018", "Remote System Discovery"),
+                _ => Term::new("T1046", "Network Service Discovery"),
             }),
             subtechnique: None,
         },
     };
     match kind {
         DetectorKind::Beacon if icmp => c2(
-            Some(Technique::new("T1095", "Non-Application Layer Protocol")),
+            Some(Term::new("T1095", "Non-Application Layer Protocol")),
             None,
         ),
         DetectorKind::Beacon => c2(Some(APPLICATION_LAYER_PROTOCOL), None),
         DetectorKind::LongConnection => c2(None, None),
         DetectorKind::DnsTunnel => c2(
             Some(APPLICATION_LAYER_PROTOCOL),
-            Some(Technique::new("T1071.004", "DNS")),
+            Some(Term::new("T1071.004", "DNS")),
         ),
         DetectorKind::NxdomainBurst => c2(
-            Some(Technique::new("T1568", "Dynamic Resolution")),
-            Some(Technique::new("T1568.002", "Domain Generation Algorithms")),
+            Some(Term::new("T1568", "Dynamic Resolution")),
+            Some(Term::new("T1568.002", "Domain Generation Algorithms")),
         ),
-        DetectorKind::HostSweep => scan(Some(Technique::new("T1595.001", "Scanning IP Blocks"))),
+        DetectorKind::HostSweep => scan(Some(Term::new("T1595.001", "Scanning IP Blocks"))),
         DetectorKind::PortScan => scan(None),
     }
 }
 
-impl Tactic {
-    const fn new(id: &'static str, name: &'static str) -> Tactic {
-        Tactic { id, name }
+impl Term {
+    const fn new(id: &'static str, name: &'static str) -> Term {
+        Term { id, name }
     }
 
+    /// Its page: `tactics/TA0011/`, `techniques/T1071/`, and a
+    /// sub-technique's `T1071.004` `techniques/T1071/004/`.
     pub fn reference(&self) -> String {
-        format!("https://attack.mitre.org/tactics/{}/", self.id)
-    }
-}
-
-impl Technique {
-    const fn new(id: &'static str, name: &'static str) -> Technique {
-        Technique { id, name }
-    }
-
-    /// Its page: a sub-technique's `T1071.004` is `techniques/T1071/004/`.
-    pub fn reference(&self) -> String {
-        format!(
-            "https://attack.mitre.org/techniques/{}/",
-            self.id.replace('.', "/")
-        )
+        match self.id.strip_prefix("TA") {
+            Some(_) => format!("https://attack.mitre.org/tactics/{}/", self.id),
+            None => format!(
+                "https://attack.mitre.org/techniques/{}/",
+                self.id.replace('.', "/")
+            ),
+        }
     }
 }
 

@@ -20,7 +20,7 @@ use serde_json::{json, Map, Value};
 
 use super::format::{context_text, detection_row, tsv_header, RecordFormat, Stamp};
 use crate::alert::{Alert, Role, State};
-use crate::detect::attack::{self, Attack};
+use crate::detect::attack::{self, Attack, Term};
 use crate::detect::{Detection, DetectorKind};
 use crate::escape;
 use crate::fnv::Fnv;
@@ -300,115 +300,77 @@ fn detection_attack(d: &Detection) -> Attack {
 
 /// The ATT&CK terms of an alert's detectors, each once, in order.
 fn alert_attacks(a: &Alert) -> Vec<Attack> {
-    let mut all: Vec<Attack> = Vec::new();
-    for kind in &a.detectors {
-        // An alert keeps its detectors' kinds, not their evidence: a
-        // beacon of pings names the application-protocol technique here.
-        let one = attack::of(*kind, a.local.map(|local| !local), false);
-        if !all.contains(&one) {
-            all.push(one);
+    // An alert keeps its detectors' kinds, not their evidence: a beacon of
+    // pings names the application-protocol technique here.
+    once(
+        a.detectors
+            .iter()
+            .map(|kind| attack::of(*kind, a.local.map(|local| !local), false)),
+    )
+}
+
+/// `items` without repeats, in order.
+fn once<T: PartialEq>(items: impl Iterator<Item = T>) -> Vec<T> {
+    let mut out = Vec::new();
+    for t in items {
+        if !out.contains(&t) {
+            out.push(t);
         }
     }
-    all
+    out
+}
+
+/// The tactics, techniques and sub-techniques of `attacks`, each once, in
+/// order: what both ECS and EVE write.
+fn attack_terms(attacks: &[Attack]) -> [Vec<Term>; 3] {
+    [
+        once(attacks.iter().map(|a| a.tactic)),
+        once(attacks.iter().filter_map(|a| a.technique)),
+        once(attacks.iter().filter_map(|a| a.subtechnique)),
+    ]
 }
 
 /// ECS `threat.*`: the framework, and the tactics, techniques and
-/// sub-techniques (arrays, each value once, in order). Nothing without
-/// any.
+/// sub-techniques (arrays). Nothing without any.
 fn ecs_threat(doc: &mut Map<String, Value>, attacks: &[Attack]) {
     if attacks.is_empty() {
         return;
     }
-    fn once<T: PartialEq>(items: impl Iterator<Item = T>) -> Vec<T> {
-        let mut out = Vec::new();
-        for t in items {
-            if !out.contains(&t) {
-                out.push(t);
-            }
-        }
-        out
-    }
     put(doc, "threat.framework", json!(attack::FRAMEWORK));
-    let tactics = once(attacks.iter().map(|a| a.tactic));
-    put(
-        doc,
-        "threat.tactic.id",
-        json!(tactics.iter().map(|t| t.id).collect::<Vec<_>>()),
-    );
-    put(
-        doc,
-        "threat.tactic.name",
-        json!(tactics.iter().map(|t| t.name).collect::<Vec<_>>()),
-    );
-    put(
-        doc,
-        "threat.tactic.reference",
-        json!(tactics.iter().map(|t| t.reference()).collect::<Vec<_>>()),
-    );
-    for (path, techniques) in [
-        (
-            "threat.technique",
-            once(attacks.iter().filter_map(|a| a.technique)),
-        ),
-        (
-            "threat.technique.subtechnique",
-            once(attacks.iter().filter_map(|a| a.subtechnique)),
-        ),
-    ] {
-        if techniques.is_empty() {
+    let paths = [
+        "threat.tactic",
+        "threat.technique",
+        "threat.technique.subtechnique",
+    ];
+    for (path, terms) in paths.into_iter().zip(attack_terms(attacks)) {
+        if terms.is_empty() {
             continue;
         }
-        put(
-            doc,
-            &format!("{path}.id"),
-            json!(techniques.iter().map(|t| t.id).collect::<Vec<_>>()),
-        );
-        put(
-            doc,
-            &format!("{path}.name"),
-            json!(techniques.iter().map(|t| t.name).collect::<Vec<_>>()),
-        );
-        put(
-            doc,
-            &format!("{path}.reference"),
-            json!(techniques.iter().map(|t| t.reference()).collect::<Vec<_>>()),
-        );
+        let ids: Vec<&str> = terms.iter().map(|t| t.id).collect();
+        let names: Vec<&str> = terms.iter().map(|t| t.name).collect();
+        let references: Vec<String> = terms.iter().map(Term::reference).collect();
+        put(doc, &format!("{path}.id"), json!(ids));
+        put(doc, &format!("{path}.name"), json!(names));
+        put(doc, &format!("{path}.reference"), json!(references));
     }
 }
 
 /// EVE's alert metadata in the `mitre_*` keys of Emerging Threats' rules
 /// (and `mitre_subtechnique_*`, as community rules write them), which
-/// Suricata dashboards read.
+/// Suricata dashboards read. Nothing without any.
 fn eve_threat(metadata: &mut Map<String, Value>, attacks: &[Attack]) {
-    let mut keys: [(&str, Vec<String>); 6] = [
-        ("mitre_tactic_id", Vec::new()),
-        ("mitre_tactic_name", Vec::new()),
-        ("mitre_technique_id", Vec::new()),
-        ("mitre_technique_name", Vec::new()),
-        ("mitre_subtechnique_id", Vec::new()),
-        ("mitre_subtechnique_name", Vec::new()),
-    ];
-    for a in attacks {
-        let id = |t: Option<attack::Technique>| t.map(|t| t.id.to_owned());
-        let name = |t: Option<attack::Technique>| t.map(|t| attack::metadata_name(t.name));
-        let values = [
-            Some(a.tactic.id.to_owned()),
-            Some(attack::metadata_name(a.tactic.name)),
-            id(a.technique),
-            name(a.technique),
-            id(a.subtechnique),
-            name(a.subtechnique),
-        ];
-        for ((_, list), v) in keys.iter_mut().zip(values) {
-            if let Some(v) = v.filter(|v| !list.contains(v)) {
-                list.push(v);
-            }
+    let keys = ["tactic", "technique", "subtechnique"];
+    for (key, terms) in keys.into_iter().zip(attack_terms(attacks)) {
+        if terms.is_empty() {
+            continue;
         }
-    }
-    for (key, list) in keys {
-        if !list.is_empty() {
-            metadata.insert(key.into(), json!(list));
-        }
+        let ids: Vec<&str> = terms.iter().map(|t| t.id).collect();
+        let names: Vec<String> = terms
+            .iter()
+            .map(|t| attack::metadata_name(t.name))
+            .collect();
+        metadata.insert(format!("mitre_{key}_id"), json!(ids));
+        metadata.insert(format!("mitre_{key}_name"), json!(names));
     }
 }
 
