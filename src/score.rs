@@ -1456,7 +1456,8 @@ fn number(v: f64) -> String {
     }
 }
 
-fn bytes(v: f64) -> String {
+/// A size for people: `40 kB`, `1.23 MB`, `512 B`.
+pub(crate) fn bytes(v: f64) -> String {
     let v = v.max(0.0).round();
     for (unit, scale) in [("GB", 1e9), ("MB", 1e6), ("kB", 1e3)] {
         if v >= scale {

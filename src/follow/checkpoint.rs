@@ -122,7 +122,7 @@ pub enum CheckpointError {
     Corrupt { path: PathBuf, reason: String },
     /// The disk filled while the state was written: it is written whole
     /// beside the copy it replaces, so it needs its own size free.
-    #[error("{}: no room to save the state: it takes {} and is written beside the copy it replaces, so that much must be free in {} (the old copy is kept)", path.display(), size_text(*needed), path.parent().unwrap_or(path).display())]
+    #[error("{}: no room to save the state: it takes {} and is written beside the copy it replaces, so that much must be free in {} (the old copy is kept)", path.display(), crate::score::bytes(*needed as f64), path.parent().unwrap_or(path).display())]
     NoRoom { path: PathBuf, needed: u64 },
     #[error("{}: the state folder was removed or replaced while this process ran (its lock file is not the one this process holds); stopped, so that no other process shares it: start again", dir.display())]
     LockLost { dir: PathBuf },
@@ -352,16 +352,6 @@ fn serialized_len<T: Serialize>(value: &T) -> u64 {
     count.0
 }
 
-/// `12.3 MB`, `4.0 KB`, `17 bytes`.
-fn size_text(n: u64) -> String {
-    match n {
-        0..1_000 => format!("{n} bytes"),
-        1_000..1_000_000 => format!("{:.1} KB", n as f64 / 1e3),
-        1_000_000..1_000_000_000 => format!("{:.1} MB", n as f64 / 1e6),
-        _ => format!("{:.1} GB", n as f64 / 1e9),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -385,17 +375,18 @@ mod tests {
             "{e}"
         );
         let text = e.to_string();
-        let want = format!("no room to save the state: it takes {}", size_text(written));
+        let want = format!(
+            "no room to save the state: it takes {}",
+            crate::score::bytes(written as f64)
+        );
         assert!(text.contains(&want), "{text}");
-        assert!(text.contains(" KB "), "{text}");
+        assert!(text.contains(" kB "), "{text}");
         let other = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
         let e = no_room_or(other, &path, &value, |source| CheckpointError::Io {
             path: path.clone(),
             source,
         });
         assert!(matches!(e, CheckpointError::Io { .. }));
-        assert_eq!(size_text(999), "999 bytes");
-        assert_eq!(size_text(12_345_678), "12.3 MB");
     }
 
     #[test]
