@@ -85,6 +85,9 @@ pub struct Item {
     /// Whether `entity` is in the local networks, when the item tells.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub local: Option<bool>,
+    /// A detection whose evidence is ICMP ([`Detection::over_icmp`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub icmp: bool,
 }
 
 /// Whether a record's alert host is in the local networks, from the
@@ -153,6 +156,7 @@ impl Item {
             tiebreak: h.finish(),
             since: None,
             local: host_is_local(r.direction.as_deref()),
+            icmp: false,
         })
     }
 
@@ -181,6 +185,7 @@ impl Item {
             // times were believed when taken; this guards a bug).
             since: Some(d.first_ts).filter(|t| t.is_finite() && *t >= 0.0 && *t < ts),
             local: d.src_local,
+            icmp: d.over_icmp(),
         })
     }
 
@@ -245,6 +250,10 @@ pub struct Open {
     /// Whether the host is local, from the first item that told.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     local: Option<bool>,
+    /// Its detectors, each with whether a detection of it was over ICMP
+    /// (a kind can come both ways): what the ATT&CK terms are named from.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    variants: BTreeSet<(DetectorKind, bool)>,
     /// The severity last written, and the count at which to write the
     /// next update.
     written: Option<Severity>,
@@ -304,6 +313,12 @@ pub struct Alert {
     /// outside.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub local: Option<bool>,
+    /// Its detectors, each with whether a detection of it was over ICMP,
+    /// for the SIEM writers' ATT&CK terms (empty for an alert restored
+    /// from an older checkpoint: [`Alert::detectors`] then stand alone).
+    /// Not written: the terms are.
+    #[serde(skip)]
+    pub variants: BTreeSet<(DetectorKind, bool)>,
 }
 
 impl Alert {
@@ -356,6 +371,7 @@ impl Open {
             last_uid: None,
             sample: None,
             local: None,
+            variants: BTreeSet::new(),
             written: None,
             next_update: 2,
         };
@@ -380,6 +396,7 @@ impl Open {
             Some(d) => {
                 self.detections += 1;
                 self.detectors.insert(d);
+                self.variants.insert((d, item.icmp));
             }
             None => {
                 self.records += 1;
@@ -515,6 +532,7 @@ impl Open {
             sample: self.sample.clone(),
             reason: String::new(),
             local: self.local,
+            variants: self.variants.clone(),
         };
         alert.reason = reason(&alert, self.peers_beyond > 0);
         alert

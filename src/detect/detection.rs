@@ -113,6 +113,12 @@ impl Detection {
         }
     }
 
+    /// Whether its evidence is ICMP (a beacon of pings): what names its
+    /// ATT&CK technique a non-application-layer protocol.
+    pub fn over_icmp(&self) -> bool {
+        self.evidence.get(super::beacon::ICMP_EVIDENCE) == Some(&serde_json::Value::Bool(true))
+    }
+
     /// The entity as one string, for logs and summaries:
     /// `10.0.0.5 -> 203.0.113.7`, `10.0.0.5 -> example.com`, `10.0.0.5`.
     pub fn entity(&self) -> String {

@@ -196,6 +196,7 @@ mod tests {
             sample: None,
             reason: String::new(),
             local: None,
+            variants: Default::default(),
         }
     }
 

@@ -294,18 +294,22 @@ fn ecs_classification(doc: &mut Map<String, Value>) {
 /// is the scan detector's word (it knows the local networks), and a
 /// beacon says whether it is of pings.
 fn detection_attack(d: &Detection) -> Attack {
-    let icmp = d.evidence.get(crate::detect::beacon::ICMP_EVIDENCE) == Some(&Value::Bool(true));
-    attack::of(d.detection, d.src_local.map(|local| !local), icmp)
+    attack::of(d.detection, d.src_local.map(|local| !local), d.over_icmp())
 }
 
 /// The ATT&CK terms of an alert's detectors, each once, in order.
 fn alert_attacks(a: &Alert) -> Vec<Attack> {
-    // An alert keeps its detectors' kinds, not their evidence: a beacon of
-    // pings names the application-protocol technique here.
+    let outside = a.local.map(|local| !local);
+    // An alert restored from a checkpoint older than `variants` has its
+    // detectors' kinds alone: none was over ICMP as far as it knows.
+    let variants: Vec<(DetectorKind, bool)> = match a.variants.is_empty() {
+        true => a.detectors.iter().map(|kind| (*kind, false)).collect(),
+        false => a.variants.iter().copied().collect(),
+    };
     once(
-        a.detectors
-            .iter()
-            .map(|kind| attack::of(*kind, a.local.map(|local| !local), false)),
+        variants
+            .into_iter()
+            .map(|(kind, icmp)| attack::of(kind, outside, icmp)),
     )
 }
 
@@ -1413,6 +1417,39 @@ mod tests {
         assert!(super::eve(&r, None, &stamp)["alert"]["metadata"]
             .get("mitre_tactic_id")
             .is_none());
+    }
+
+    #[test]
+    fn an_alert_of_a_beacon_of_pings_names_its_technique() {
+        use crate::alert::{Item, Open};
+        let stamp = Stamp::default();
+        let beacon = |icmp: bool, ts: f64| {
+            let mut d = detection(DetectorKind::Beacon, None);
+            d.ts = ts;
+            if icmp {
+                d.evidence
+                    .insert(crate::detect::beacon::ICMP_EVIDENCE.into(), json!(true));
+            }
+            Item::of_detection(&d).unwrap()
+        };
+        let techniques = |a: &Alert| ecs_alert(a, &stamp)["threat"]["technique"]["id"].clone();
+        let mut open = Open::new(&beacon(true, 10.0));
+        assert_eq!(techniques(&open.alert(State::Open)), json!(["T1095"]));
+        // The same host's beacon over TCP too: both techniques.
+        open.add(&beacon(false, 20.0));
+        let both = open.alert(State::Update);
+        assert_eq!(techniques(&both), json!(["T1071", "T1095"]));
+        assert_eq!(
+            eve_alert(&both, &stamp)["alert"]["metadata"]["mitre_technique_id"],
+            json!(["T1071", "T1095"])
+        );
+        // Restored from a checkpoint that kept kinds alone: as before.
+        let mut old = both.clone();
+        old.variants.clear();
+        assert_eq!(techniques(&old), json!(["T1071"]));
+        // And the open alert's variants survive its checkpoint.
+        let saved: Open = serde_json::from_str(&serde_json::to_string(&open).unwrap()).unwrap();
+        assert_eq!(saved.alert(State::Update).variants, both.variants);
     }
 
     #[test]
