@@ -300,15 +300,20 @@ fn detection_attack(d: &Detection) -> Attack {
 /// The ATT&CK terms of an alert's detectors, each once, in order.
 fn alert_attacks(a: &Alert) -> Vec<Attack> {
     let outside = a.local.map(|local| !local);
-    // An alert restored from a checkpoint older than `variants` has its
-    // detectors' kinds alone: none was over ICMP as far as it knows.
-    let variants: Vec<(DetectorKind, bool)> = match a.variants.is_empty() {
-        true => a.detectors.iter().map(|kind| (*kind, false)).collect(),
-        false => a.variants.iter().copied().collect(),
-    };
+    // An alert restored from a checkpoint older than `variants` knows the
+    // kinds of its detections before then alone: none of those was over
+    // ICMP as far as it knows.
+    let known = |kind: &DetectorKind| a.variants.iter().any(|(k, _)| k == kind);
+    let older = a
+        .detectors
+        .iter()
+        .filter(|k| !known(k))
+        .map(|k| (*k, false));
     once(
-        variants
-            .into_iter()
+        a.variants
+            .iter()
+            .copied()
+            .chain(older)
             .map(|(kind, icmp)| attack::of(kind, outside, icmp)),
     )
 }
@@ -1443,10 +1448,14 @@ mod tests {
             eve_alert(&both, &stamp)["alert"]["metadata"]["mitre_technique_id"],
             json!(["T1071", "T1095"])
         );
-        // Restored from a checkpoint that kept kinds alone: as before.
+        // Restored from a checkpoint that kept kinds alone: as before; and
+        // a detection after the restore adds its terms to theirs.
         let mut old = both.clone();
         old.variants.clear();
         assert_eq!(techniques(&old), json!(["T1071"]));
+        old.detectors.push(DetectorKind::PortScan);
+        old.variants.insert((DetectorKind::PortScan, false));
+        assert_eq!(techniques(&old), json!(["T1046", "T1071"]));
         // And the open alert's variants survive its checkpoint.
         let saved: Open = serde_json::from_str(&serde_json::to_string(&open).unwrap()).unwrap();
         assert_eq!(saved.alert(State::Update).variants, both.variants);
