@@ -91,6 +91,10 @@ pub struct ScoredRecord {
     /// The model that scored it (named by SIEM formats as the rule).
     #[serde(skip)]
     pub model: Option<Arc<ModelRef>>,
+    /// Its line's hash, when the output's ids need it
+    /// ([`RecordOptions::line_ids`]).
+    #[serde(skip)]
+    pub line_hash: Option<u64>,
 }
 
 impl ScoredRecord {
@@ -124,6 +128,7 @@ impl ScoredRecord {
             top_features: None,
             context: Context::default(),
             model: None,
+            line_hash: None,
         }
     }
 
@@ -547,6 +552,10 @@ pub struct RecordOptions {
     /// The Community ID seed (0 unless the site uses another one
     /// everywhere).
     pub community_id_seed: u16,
+    /// Each scored record carries its line's hash
+    /// ([`Record::line_hash`]), which ECS's `event.id` is made from: set
+    /// for `--format ecs` alone, the only writer that reads it.
+    pub line_ids: bool,
 }
 
 /// Applies one model to one stream of records. The model is shared; the
@@ -569,6 +578,7 @@ pub struct Scorer {
     /// scored record carries its score and time alone.
     anomalies_only: bool,
     community_id_seed: u16,
+    line_ids: bool,
     model_ref: Arc<ModelRef>,
     /// Flags and grades scores: the model's threshold, or the runtime one.
     judge: Arc<Judge>,
@@ -605,6 +615,7 @@ impl Scorer {
             columns: OutputColumns::default(),
             anomalies_only: false,
             community_id_seed: 0,
+            line_ids: false,
             model_ref,
             judge,
             block: Vec::new(),
@@ -621,6 +632,7 @@ impl Scorer {
         ));
         self.columns = OutputColumns::default();
         self.community_id_seed = opts.community_id_seed;
+        self.line_ids = opts.line_ids;
         self.judge = Arc::new(Judge::new(&self.model, &opts.judge));
         self
     }
@@ -913,6 +925,7 @@ impl Scorer {
             top_features,
             context: self.context_of(record),
             model: Some(self.model_ref.clone()),
+            line_hash: self.line_ids.then(|| record.line_hash()),
         })
     }
 

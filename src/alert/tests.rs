@@ -35,6 +35,7 @@ fn rec(
         }]),
         context: Default::default(),
         model: None,
+        line_hash: None,
     }
 }
 

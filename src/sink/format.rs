@@ -494,6 +494,7 @@ pub(super) mod tests {
             }),
             context: context.into(),
             model: None,
+            line_hash: None,
         }
     }
 

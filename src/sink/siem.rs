@@ -390,7 +390,11 @@ fn eve_threat(metadata: &mut Map<String, Value>, attacks: &[Attack]) {
 /// when and its score; a record's from its model and the fields that tell
 /// one Zeek log line from another (uid and, for one connection's many
 /// requests or queries, `trans_depth` and `trans_id`; its time and
-/// 5-tuple for logs without a uid).
+/// 5-tuple for logs without a uid) and, when the scorer was asked for it
+/// ([`crate::score::RecordOptions::line_ids`], as `--format ecs` does),
+/// the hash of all its values: lines alike in all of those (a packet's
+/// weirds, a certificate chain's x509 lines, one connection's
+/// long-connection reports) are apart by the rest.
 fn ecs_event_id(r: &ScoredRecord, d: Option<&Detection>) -> String {
     let mut h = Fnv::new();
     let mut field = |bytes: &[u8]| {
@@ -429,6 +433,9 @@ fn ecs_event_id(r: &ScoredRecord, d: Option<&Detection>) -> String {
             let port = |p: Option<u16>| p.map(u64::from);
             for n in [port(r.orig_p), port(r.resp_p), r.trans_depth, r.trans_id] {
                 field(&n.unwrap_or(u64::MAX).to_le_bytes());
+            }
+            if let Some(line) = r.line_hash {
+                field(&line.to_le_bytes());
             }
         }
     }
@@ -1333,6 +1340,11 @@ mod tests {
             module: r.module,
             created: "2026-12-06T00:00:00Z".into(),
         }));
+        // Alike in all of those but another line (a packet's second weird).
+        let mut other_line = r.clone();
+        other_line.line_hash = Some(1);
+        let mut third_line = r.clone();
+        third_line.line_hash = Some(2);
         let d = detection(DetectorKind::Beacon, None);
         let mut later = d.clone();
         later.ts += 3600.0;
@@ -1340,6 +1352,8 @@ mod tests {
             first,
             id(&next_request, None),
             id(&other_model, None),
+            id(&other_line, None),
+            id(&third_line, None),
             id(&r, Some(&d)),
             id(&r, Some(&later)),
         ];
@@ -1348,8 +1362,8 @@ mod tests {
                 assert_ne!(a, b);
             }
         }
-        assert!(ids[3].starts_with("azw-d-"));
-        assert_eq!(ids[3], id(&r, Some(&d.clone())));
+        assert!(ids[5].starts_with("azw-d-"));
+        assert_eq!(ids[5], id(&r, Some(&d.clone())));
     }
 
     /// A detection's ATT&CK terms in ECS and EVE: a sweep from outside is

@@ -612,6 +612,36 @@ fn conn_long_reports_find_a_long_connection_while_it_is_open() {
         let found = long("closed", modules, &["--long-connection-hours", "7"]);
         assert!(found.is_empty(), "{modules}: {found:?}");
     }
+
+    // The hourly reports of one connection share its uid, start time and
+    // 5-tuple: in ECS each is still a document of its own (a SIEM keying
+    // on `event.id` kept one of the six).
+    let ecs = dir.join("open.ecs.json");
+    crate::util::succeed(
+        Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+            .args(["--replay", data.join("open").to_str().unwrap()])
+            .args(["--model-dir", dir.to_str().unwrap(), "-q"])
+            .args(["--modules", "conn_long", "--format", "ecs"])
+            .args(["--output", ecs.to_str().unwrap()]),
+    );
+    let text = fs::read_to_string(&ecs).unwrap();
+    let docs: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let uid = "CL6hrOpen0000001";
+    let reports: Vec<&str> = docs
+        .iter()
+        .filter(|d| d["zeek"]["session_id"] == uid)
+        .map(|d| d["event"]["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        reports.len() >= 5,
+        "{} reports of {uid}: {text}",
+        reports.len()
+    );
+    let distinct: std::collections::BTreeSet<&str> = reports.iter().copied().collect();
+    assert_eq!(distinct.len(), reports.len(), "{reports:?}");
 }
 
 /// A replay killed with SIGKILL leaves its unfinished output beside the

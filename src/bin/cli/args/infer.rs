@@ -368,6 +368,7 @@ impl Args {
         RecordOptions {
             context: self.context_fields.clone(),
             community_id_seed: self.community_id_seed,
+            line_ids: self.format == RecordFormat::Ecs,
             judge: JudgeOptions {
                 threshold: self.threshold.clone().unwrap_or_default(),
                 min_severity: self.min_severity,
