@@ -33,7 +33,7 @@ const NAME_BYTES: usize = 200;
 const SETTLED: Duration = Duration::from_secs(60);
 
 /// Creates the partial file of `target`, locked, in `target`'s folder
-/// (mode 0600, as a temporary file is). It replaces `target` when
+/// (with the mode [`create_unlocked`] gives). It replaces `target` when
 /// persisted; dropped, it is removed. Before that, partial files of the
 /// same target left by runs that ended before their end are removed, each
 /// logged as a warning.
@@ -46,7 +46,14 @@ pub fn create(target: &Path) -> io::Result<NamedTempFile> {
 /// [`create`] for a writer that opens the file by its path and locks it
 /// itself, as [`crate::sink::FileSink`] does: a lock taken here would
 /// stand in its way.
+///
+/// The file gets the mode of the `target` it will replace, or else that of
+/// any new file (0666 less the umask): not a temporary file's 0600, which
+/// made every replay's output and alerts unreadable to the log shipper
+/// that reads them as another user, and undid a `chmod` of the target on
+/// each run.
 pub fn create_unlocked(target: &Path) -> io::Result<NamedTempFile> {
+    use std::os::unix::fs::PermissionsExt;
     let dir = folder(target);
     let prefix = prefix(target)?;
     for stale in sweep(dir, &prefix) {
@@ -55,11 +62,20 @@ pub fn create_unlocked(target: &Path) -> io::Result<NamedTempFile> {
             crate::escape::terminal(&stale.display().to_string())
         );
     }
-    tempfile::Builder::new()
+    let file = tempfile::Builder::new()
         .prefix(&prefix)
         .suffix(SUFFIX)
         .rand_bytes(RANDOM)
-        .tempfile_in(dir)
+        .permissions(std::fs::Permissions::from_mode(0o666))
+        .tempfile_in(dir)?;
+    // Its permission bits alone (not set-user-id and the like), and only
+    // of a file: the target may be a link to one, never a device.
+    if let Some(meta) = std::fs::metadata(target).ok().filter(|m| m.is_file()) {
+        let mode = meta.permissions().mode() & 0o777;
+        file.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(file)
 }
 
 /// The folder `target` is in (`.` for a bare name): where its partial
@@ -160,6 +176,29 @@ mod tests {
     }
 
     const OLD: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn a_partial_file_takes_its_target_s_mode_or_a_new_file_s() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        // A new target: what a file made by this process gets (0666 less
+        // its umask), seen on a file made the ordinary way.
+        let plain = dir.path().join("plain");
+        File::create(&plain).unwrap();
+        let new = create_unlocked(&dir.path().join("new.json")).unwrap();
+        assert_eq!(mode(new.path()), mode(&plain));
+        assert_ne!(mode(new.path()), 0o600, "a temporary file's mode");
+        // An existing one keeps its mode, past the umask, without the
+        // set-user-id bit.
+        let target = dir.path().join("scores.json");
+        File::create(&target).unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o4664)).unwrap();
+        let partial = create_unlocked(&target).unwrap();
+        assert_eq!(mode(partial.path()), 0o664);
+        partial.persist(&target).unwrap();
+        assert_eq!(mode(&target), 0o664);
+    }
 
     #[test]
     fn a_killed_run_s_partial_file_is_removed_by_the_next_write() {
