@@ -523,14 +523,21 @@ fn check_replay_target(
             "{flag} {shown}: not a regular file (a link, device or folder); give a plain file path"
         );
     }
-    let canonical = std::fs::canonicalize(target)?;
+    // It is read to tell whether it is ours: one this user cannot read (or
+    // whose folder it cannot search) is refused, saying so.
+    let unreadable = |e: std::io::Error| {
+        anyhow::anyhow!(
+            "{flag} {shown}: exists and cannot be read ({e}), so it cannot be told an autozeekwatch output; it is left as it is: choose another {flag}, or give this user access to it"
+        )
+    };
+    let canonical = std::fs::canonicalize(target).map_err(unreadable)?;
     for input in inputs {
         let input = std::fs::canonicalize(input).unwrap_or_else(|_| input.clone());
         if canonical == input {
             bail!("{flag} {shown} is one of the inputs of --replay; write the scores elsewhere");
         }
     }
-    if !sink::is_replaceable_output(target, format)? {
+    if !sink::is_replaceable_output(target, format).map_err(unreadable)? {
         bail!(
             "{flag} {shown}: exists and is not an autozeekwatch {} output; it is left as it is (replay replaces only its own outputs): choose another {flag}, or move it away",
             format.name()

@@ -263,7 +263,7 @@ pub(crate) fn lock_state_dir(dir: &Path) -> Result<StateLock, RunError> {
         Err(LockFailure::Held) => Err(RunError::StateLocked {
             dir: dir.to_owned(),
         }),
-        Err(LockFailure::Io(path, source)) => Err(RunError::Io { path, source }),
+        Err(LockFailure::Io(path, cause)) => Err(RunError::StateDir { path, cause }),
     }
 }
 
@@ -584,6 +584,22 @@ impl Wake {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A state folder that cannot be made names the flag and what to do
+    /// (it said the path and "Permission denied" alone).
+    #[test]
+    fn a_state_folder_that_cannot_be_made_says_which_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, b"").unwrap();
+        let err = lock_state_dir(&file.join("state")).unwrap_err();
+        assert!(matches!(err, RunError::StateDir { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            text.contains("--state-dir") && text.contains("give a folder"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn a_panicking_thread_is_reported_as_a_failure() {

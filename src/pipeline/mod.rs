@@ -70,6 +70,13 @@ pub enum RunError {
     /// The state folder is in use by another running azw-infer.
     #[error("{}: another azw-infer is running with this state directory (it holds the lock {}); stop it, or give each process its own (--state-dir, --kafka-state-dir)", dir.display(), dir.join(live::LOCK_FILE).display())]
     StateLocked { dir: PathBuf },
+    /// The state folder, or its lock file, could not be made or opened
+    /// (`cause` is said in the message, not chained after the advice).
+    #[error("{}: the state directory (--state-dir, --kafka-state-dir) cannot be made or locked: {cause}; give a folder this user can write (the packaged service's is /var/lib/autozeekwatch/state), or make this one writable by it", path.display())]
+    StateDir {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
     /// A log type's thread failed or panicked; the run stops so a
     /// supervisor restarts it from the last checkpoint.
     #[error("{module}: {reason}")]
