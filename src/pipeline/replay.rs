@@ -59,6 +59,15 @@ pub fn replay(
             route::files_of(root, lane.module(), DateRange::default()).is_ok_and(|f| !f.is_empty())
         });
         if !claimed {
+            // Not read, so its type is unknown: a failed input (exit 2),
+            // not one of another log type passed over.
+            if let Err(e) = crate::safe_fs::open_regular(root) {
+                let why = format!("{}: cannot be read: {e}; skipped", root.display());
+                tracing::warn!("{why}");
+                report.failed.push((root.clone(), why));
+                report.files += 1;
+                continue;
+            }
             let what = match route::log_type_of_file(root) {
                 Some(t) => format!("holds a {} log", crate::escape::terminal(&t)),
                 None => "says no log type (no #path or _path, and not a Zeek log's name)".into(),
