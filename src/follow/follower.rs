@@ -128,7 +128,19 @@ pub struct Follower {
     damaged: u64,
     /// The last problem with the live path, so a poll does not repeat it.
     live_problem: Option<String>,
+    /// Whether any file of the log type was opened since the start.
+    found: bool,
+    /// Since when no file of it was found, and whether that was said as a
+    /// warning ([`NEVER_FOUND`]).
+    missing: Option<(std::time::Instant, bool)>,
 }
+
+/// How long a log type's live file may be missing from the start before
+/// a warning says so: a log type this Zeek does not write, or a
+/// `--log-dir` that is not its log directory, looked like a quiet network.
+/// (A file missing after one was followed is Zeek's rotation, or a quiet
+/// hour: not said.)
+const NEVER_FOUND: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl Follower {
     /// `resume`: the module's checkpointed position, if any. Without one,
@@ -151,6 +163,8 @@ impl Follower {
             fingerprints: FingerprintCache::default(),
             damaged: 0,
             live_problem: None,
+            found: false,
+            missing: None,
         };
         if let Some(pos) = resume {
             f.resume(pos);
@@ -312,6 +326,7 @@ impl Follower {
             Ok(s) => {
                 tracing::info!("{}: following {}", self.module, self.live_path.display());
                 self.live_problem = None;
+                self.found = true;
                 self.reading = Reading::Live(s);
                 Next::Again
             }
@@ -322,9 +337,42 @@ impl Follower {
                 {
                     tracing::warn!("{}: {}: {problem}", self.module, self.live_path.display());
                 }
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    self.never_found();
+                }
                 self.live_problem = Some(problem);
                 Next::Give(self.idle(0))
             }
+        }
+    }
+
+    /// Says that the live file is not there yet, when no file of the log
+    /// type was found since the start: at once, and as a warning once it
+    /// has been so for [`NEVER_FOUND`].
+    fn never_found(&mut self) {
+        if self.found {
+            return;
+        }
+        let log = self.module.log_path();
+        let path = self.live_path.display();
+        match &mut self.missing {
+            None => {
+                tracing::info!(
+                    "{}: waiting for {path} (Zeek makes it with its first {log} record)",
+                    self.module
+                );
+                self.missing = Some((std::time::Instant::now(), false));
+            }
+            Some((since, said @ false)) if since.elapsed() >= NEVER_FOUND => {
+                tracing::warn!(
+                    "{}: {path} has not appeared in {} minutes: does this Zeek write {log}.log, and is --log-dir its log directory (the one holding current/)? Leave {} out of --modules if it writes none",
+                    self.module,
+                    NEVER_FOUND.as_secs() / 60,
+                    self.module
+                );
+                *said = true;
+            }
+            Some(_) => {}
         }
     }
 
@@ -338,6 +386,7 @@ impl Follower {
         }
         match Source::open(&q.path, self.module.log_path(), q.offset) {
             Ok(source) => {
+                self.found = true;
                 tracing::info!(
                     "{}: reading rotated file {} from byte {}",
                     self.module,
@@ -687,5 +736,32 @@ fn error_line(error: ReadError, end: u64) -> Line {
     Line {
         parsed: Err(error),
         end,
+    }
+}
+
+#[cfg(test)]
+mod never_found_tests {
+    use super::*;
+
+    /// Missing from the start: said at once, warned once after
+    /// [`NEVER_FOUND`]; missing after one was found (rotation): neither.
+    #[test]
+    fn a_live_file_never_found_is_warned_of_once_after_a_while() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = Follower::new(LogKind::DNS, dir.path(), None);
+        f.never_found();
+        assert!(matches!(f.missing, Some((_, false))));
+        let long_ago = std::time::Instant::now()
+            .checked_sub(NEVER_FOUND + std::time::Duration::from_secs(1))
+            .unwrap();
+        f.missing = Some((long_ago, false));
+        f.never_found();
+        assert!(matches!(f.missing, Some((_, true))));
+        f.never_found();
+        assert!(matches!(f.missing, Some((_, true))));
+        let mut followed = Follower::new(LogKind::DNS, dir.path(), None);
+        followed.found = true;
+        followed.never_found();
+        assert!(followed.missing.is_none());
     }
 }

@@ -730,6 +730,24 @@ fn sigterm_is_honoured_while_a_huge_line_is_read() {
     );
 }
 
+/// Started before Zeek wrote its first conn record: it says what it waits
+/// for (a log type this Zeek never writes looked like a quiet network),
+/// then follows the file once it appears.
+#[test]
+fn a_live_file_not_there_yet_is_said_and_followed_once_it_is() {
+    let (dir, data, mut zeek) = simulated_zeek();
+    assert!(!zeek.live().exists());
+    let infer = start(dir.path(), crate::util::models(), 0);
+    zeek.write(&data[..10]);
+    wait_for(dir.path(), 10);
+    let log = infer.terminate();
+    let waiting = format!("CONN: waiting for {}", zeek.live().display());
+    assert!(log.contains(&waiting), "{log}");
+    assert!(log.contains("CONN: following"), "{log}");
+    assert!(!log.contains("has not appeared"), "{log}");
+    assert_exactly_once(dir.path(), &uids(&data[..10]));
+}
+
 /// The output deleted under the running process: later records go to a
 /// new file at the path, not to the deleted inode.
 #[test]
