@@ -122,8 +122,13 @@ pub enum CheckpointError {
     Corrupt { path: PathBuf, reason: String },
     /// The disk filled while the state was written: it is written whole
     /// beside the copy it replaces, so it needs its own size free.
-    #[error("{}: no room to save the state: it takes {} and is written beside the copy it replaces, so that much must be free in {} (the old copy is kept)", path.display(), crate::score::bytes(*needed as f64), path.parent().unwrap_or(path).display())]
-    NoRoom { path: PathBuf, needed: u64 },
+    #[error("{}: no room to save the state: it takes {} and is written beside the copy it replaces, so that much must be free in {} ({})", path.display(), crate::score::bytes(*needed as f64), path.parent().unwrap_or(path).display(), if *kept { "the last saved copy is kept" } else { "none was saved before" })]
+    NoRoom {
+        path: PathBuf,
+        needed: u64,
+        /// Whether an older copy is there (and kept).
+        kept: bool,
+    },
     #[error("{}: the state folder was removed or replaced while this process ran (its lock file is not the one this process holds); stopped, so that no other process shares it: start again", dir.display())]
     LockLost { dir: PathBuf },
 }
@@ -329,6 +334,7 @@ fn no_room_or<T: Serialize>(
             CheckpointError::NoRoom {
                 path: path.to_owned(),
                 needed: serialized_len(value),
+                kept: path.exists(),
             }
         }
         _ => other(source),
@@ -381,6 +387,12 @@ mod tests {
         );
         assert!(text.contains(&want), "{text}");
         assert!(text.contains(" kB "), "{text}");
+        assert!(text.contains("the last saved copy is kept"), "{text}");
+        // A first save: no older copy to speak of.
+        let first = dir.path().join("never-saved.json");
+        let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
+        let text = no_room_or(full, &first, &value, |_| unreachable!()).to_string();
+        assert!(text.contains("none was saved before"), "{text}");
         let other = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
         let e = no_room_or(other, &path, &value, |source| CheckpointError::Io {
             path: path.clone(),

@@ -181,10 +181,16 @@ pub fn run_live(
                 .and_then(|m| m.id),
         )
     });
+    let had_checkpoint = checkpoint.is_some();
     let positions = checkpoint.map(|c| c.modules).unwrap_or_default();
-    if positions.is_empty() {
+    if !had_checkpoint {
         tracing::info!(
             "no checkpoint in {}: starting with the live files (appending to the output)",
+            opts.state_dir.display()
+        );
+    } else if positions.is_empty() {
+        tracing::info!(
+            "resuming from the checkpoint in {}, saved before any file was read: starting with the live files",
             opts.state_dir.display()
         );
     } else {
@@ -297,6 +303,16 @@ impl Writer<'_> {
     ) -> Result<BTreeMap<LogKind, LaneStats>, RunError> {
         let mut running = self.opts.modules.len();
         let mut dirty = false;
+        // Without a position yet (a first start), a checkpoint first, of
+        // the output's length and the warmed state, before anything is
+        // written: a run whose first checkpoint then failed (a full disk)
+        // had written records no checkpoint covered, and its restart read
+        // the live files from their start again and wrote them twice. Now
+        // the restart cuts them, as after any crash; and a state folder
+        // with no room stops the run before it writes anything.
+        if self.positions.is_empty() {
+            self.save()?;
+        }
         let mut cadence = super::cadence::Cadence::new(self.opts.checkpoint_every);
         let mut last_stats = Instant::now();
         while running > 0 {

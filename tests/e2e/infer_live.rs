@@ -730,14 +730,26 @@ fn sigterm_is_honoured_while_a_huge_line_is_read() {
     );
 }
 
-/// Started before Zeek wrote its first conn record: it says what it waits
-/// for (a log type this Zeek never writes looked like a quiet network),
-/// then follows the file once it appears.
+/// Started before Zeek wrote its first conn record: it checkpoints, says
+/// what it waits for (a log type this Zeek never writes looked like a
+/// quiet network), then follows the file once it appears.
 #[test]
 fn a_live_file_not_there_yet_is_said_and_followed_once_it_is() {
     let (dir, data, mut zeek) = simulated_zeek();
     assert!(!zeek.live().exists());
     let infer = start(dir.path(), crate::util::models(), 0);
+    // A first checkpoint is saved before anything is written (a run whose
+    // first one failed had written what no checkpoint covered, and wrote
+    // it again after a restart).
+    let checkpoint = dir.path().join("state/checkpoint.json");
+    let asked = Instant::now();
+    while !checkpoint.exists() && asked.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let saved: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&checkpoint).unwrap()).unwrap();
+    assert_eq!(saved["output_len"], 0, "{saved}");
+    assert_eq!(saved["modules"], serde_json::json!({}), "{saved}");
     zeek.write(&data[..10]);
     wait_for(dir.path(), 10);
     let log = infer.terminate();
