@@ -511,6 +511,11 @@ impl Lane {
         }
         self.unbelieved += 1;
         if crate::plausible::worth_logging(self.unbelieved) {
+            // 1e308 in three characters, not three hundred digits.
+            let ts = match ts.abs() < 1e12 {
+                true => format!("{ts}"),
+                false => format!("{ts:e}"),
+            };
             tracing::warn!(
                 "{}: a record at time {ts} (more than a day past this machine's clock, or before 1970) is scored, but its time is not taken: not for the lag, the alerts' clock, the detectors or the context features ({} so far); check the sensor's clock",
                 self.module(),
