@@ -125,6 +125,11 @@ pub struct Threshold {
     /// records when too few were held out).
     #[serde(default)]
     pub scores: u64,
+    /// Too few records were held out, so `scores` are the training
+    /// records' own: a model scores what it learned from low, so the
+    /// threshold is likely low and flags more than `expected_fpr`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub in_sample: bool,
     /// The share of normal traffic it is expected to flag: the target
     /// when the tail fit or the scores can resolve it, else the best the
     /// scores can tell (`1 / scores` for their maximum).

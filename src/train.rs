@@ -746,6 +746,7 @@ pub fn train_module(
             method: cut.method,
             target_fpr: opts.threshold_fpr,
             scores: scored,
+            in_sample: use_all,
             expected_fpr: cut.expected_fpr,
             tail: cut.tail,
         },

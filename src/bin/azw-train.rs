@@ -244,6 +244,7 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
     let mut failed = without_logs.len();
     let mut trained = 0;
     let mut sampled = Vec::new();
+    let mut in_sample = Vec::new();
     for (module, result) in results {
         match result {
             Ok((m, path)) => {
@@ -268,13 +269,16 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
                     t.trained_records,
                     t.skipped_lines,
                     m.threshold.value,
-                    m.threshold.scores,
+                    held_out(&m.threshold),
                     m.threshold
                         .expected_fpr
                         .map_or("?".to_owned(), |e| format!("{:.3}%", e * 100.0)),
                     t.seconds,
                     path.display()
                 )?;
+                if m.threshold.in_sample {
+                    in_sample.push(module.to_string());
+                }
                 trained += 1;
             }
             // Under ALL a module with too little traffic (fewer than
@@ -296,6 +300,13 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
                 cli::error_line(&cli::causes(&e));
             }
         }
+    }
+    if !in_sample.is_empty() {
+        cli::outln!(
+            "*: {}: fewer than {} records were held out, so the threshold rests on the training records' own scores, which run low: expect more anomalies than exp.FPR says (train on more history)",
+            in_sample.join(", "),
+            autozeekwatch::train::MIN_HELD_OUT
+        )?;
     }
     for line in &sampled {
         cli::outln!("{line}")?;
@@ -319,6 +330,15 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The summary's held-out cell: the scores the threshold rests on, marked
+/// `*` (said under the table) when they are the training records' own.
+fn held_out(t: &autozeekwatch::model::Threshold) -> String {
+    match t.in_sample {
+        true => format!("{}*", t.scores),
+        false => t.scores.to_string(),
+    }
 }
 
 /// A module whose model would rest on fewer than --min-records records.
