@@ -245,6 +245,7 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
     let mut trained = 0;
     let mut sampled = Vec::new();
     let mut in_sample = Vec::new();
+    let mut unread = Vec::new();
     for (module, result) in results {
         match result {
             Ok((m, path)) => {
@@ -279,6 +280,12 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
                 if m.threshold.in_sample {
                     in_sample.push(module.to_string());
                 }
+                if !t.failed_files.is_empty() {
+                    unread.push(format!(
+                        "{module}: {} of its files could not be read, or not to their end (named in the warnings above): the model rests on what was read",
+                        t.failed_files.len()
+                    ));
+                }
                 trained += 1;
             }
             // Under ALL a module with too little traffic (fewer than
@@ -308,7 +315,7 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
             autozeekwatch::train::MIN_HELD_OUT
         )?;
     }
-    for line in &sampled {
+    for line in sampled.iter().chain(&unread) {
         cli::outln!("{line}")?;
     }
     if failed == 0 && trained == 0 && quiet_ones_are_fine {

@@ -731,6 +731,39 @@ fn all_damaged_files_of_a_module_are_an_error_under_all() {
     assert!(dir.join("models/dns.model.json").exists());
 }
 
+/// One damaged file among healthy ones: the model is trained on what was
+/// read, and the summary says so under the table (it said "files 2,
+/// skipped 0", the damage in a warning scrolled away).
+#[test]
+fn a_damaged_file_among_others_is_said_in_the_summary() {
+    let dir = tempdir("ops-one-damaged");
+    let day = dir.join("2024-04-19");
+    fs::create_dir_all(&day).unwrap();
+    let text = example_text("conn.log");
+    fs::write(day.join("conn.00:00:00-01:00:00.log"), &text).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(text.as_bytes()).unwrap();
+    let gz = gz.finish().unwrap();
+    fs::write(
+        day.join("conn.01:00:00-02:00:00.log.gz"),
+        &gz[..gz.len() / 2],
+    )
+    .unwrap();
+    let out = crate::util::azw_train()
+        .args(["--log-dir", dir.to_str().unwrap(), "--modules", "CONN"])
+        .args(["--min-records", "20"])
+        .args(["--model-dir", dir.join("models").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(dir.join("models/conn.model.json").exists());
+    assert!(
+        stdout(&out).contains("CONN: 1 of its files could not be read, or not to their end"),
+        "{}",
+        stdout(&out)
+    );
+}
+
 /// A module named without logs is an error, but the others are trained:
 /// one quiet log type kept every model from being renewed.
 #[test]
