@@ -53,6 +53,12 @@ fn all_modules(args: &Args) -> bool {
 /// The modules to run: those asked for, or under ALL those with a model
 /// (a model carries its table, so any log type with a model can be scored).
 fn modules(args: &Args) -> anyhow::Result<Vec<LogKind>> {
+    if args.model_dir.exists() && !args.model_dir.is_dir() {
+        bail!(
+            "--model-dir {}: not a folder (it names a file: give the folder the models are in)",
+            terminal(&args.model_dir.display().to_string())
+        );
+    }
     let with_model = model::modules_in(&args.model_dir);
     let mut modules = LogKind::parse_list(&args.modules, &with_model)?;
     if all_modules(args) {

@@ -118,4 +118,17 @@ fn only_a_missing_model_is_told_to_train_first() {
         !err.contains("train a model first") && err.contains("conn.model.json"),
         "{err}"
     );
+    // The model file itself given as the folder: said as such, not
+    // "no model in ...".
+    let model_file = dir.join("conn.model.json");
+    let file = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+        .args(args(model_file.to_str().unwrap()))
+        .output()
+        .unwrap();
+    assert!(!file.status.success());
+    assert!(
+        stderr(&file).contains("not a folder (it names a file"),
+        "{}",
+        stderr(&file)
+    );
 }
