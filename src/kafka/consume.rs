@@ -986,8 +986,9 @@ fn parse_pending(
 /// drains a scoring pipeline (reading, workers, writing), idle at both
 /// ends: 16,384 rather than 4,096 took the Kafka bench from 0.68-0.71x to
 /// 0.75-0.82x of replay (three rounds each, alternated), and 65,536 rather
-/// than 16,384 from 0.75x-0.81x to 0.84x-0.87x (one scoring thread; two
-/// runs of three rounds each, alternated). The bytes, not the count, bound
+/// than 16,384 did as well or better in each of four alternated pairs of
+/// runs (one scoring thread: 0.70x-0.87x against 0.58x-0.81x; the host's
+/// load moved both by more than that). The bytes, not the count, bound
 /// a batch's memory; a revoke waits for the batch being scored, a third
 /// of a second at 200,000 records/s.
 const BATCH: usize = 65_536;
