@@ -11,7 +11,8 @@ use crate::util::{root, tempdir, train};
 /// A model file's content without what changes from run to run or place to
 /// place (when and where it was trained, how long it took, the checksum
 /// over all of it) nor what was added since the pin (where the table came
-/// from).
+/// from; whether the threshold rests on the training records' own scores,
+/// which the method's words already said).
 fn model_fingerprint(path: &Path) -> u32 {
     let text = std::fs::read_to_string(path).unwrap();
     let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -27,6 +28,7 @@ fn model_fingerprint(path: &Path) -> u32 {
         .as_object_mut()
         .unwrap()
         .remove("table_origin");
+    o["threshold"].as_object_mut().unwrap().remove("in_sample");
     crc32fast::hash(serde_json::to_string(&v).unwrap().as_bytes())
 }
 
