@@ -163,7 +163,8 @@ impl Follower {
             fingerprints: FingerprintCache::default(),
             damaged: 0,
             live_problem: None,
-            found: false,
+            // A checkpointed position: a file of it was read before.
+            found: resume.is_some(),
             missing: None,
         };
         if let Some(pos) = resume {
@@ -763,5 +764,15 @@ mod never_found_tests {
         followed.found = true;
         followed.never_found();
         assert!(followed.missing.is_none());
+        // Restarted from a checkpoint: its file was found before.
+        let pos = Position {
+            path: dir.path().join("current/dns.log"),
+            fingerprint: Fingerprint { len: 4, crc: 1 },
+            offset: 10,
+            day: None,
+        };
+        let mut resumed = Follower::new(LogKind::DNS, dir.path(), Some(pos));
+        resumed.never_found();
+        assert!(resumed.missing.is_none());
     }
 }
