@@ -53,7 +53,7 @@ pub fn create(target: &Path) -> io::Result<NamedTempFile> {
 /// that reads them as another user, and undid a `chmod` of the target on
 /// each run.
 pub fn create_unlocked(target: &Path) -> io::Result<NamedTempFile> {
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let dir = folder(target);
     let prefix = prefix(target)?;
     for stale in sweep(dir, &prefix) {
@@ -62,16 +62,30 @@ pub fn create_unlocked(target: &Path) -> io::Result<NamedTempFile> {
             crate::escape::terminal(&stale.display().to_string())
         );
     }
+    // The target's permission bits alone (not set-user-id and the like),
+    // of a file this user owns: another's, in a shared folder, must not
+    // choose the mode (an empty 0666 file made world-writable output).
+    // SAFETY: geteuid takes nothing, cannot fail and touches no memory.
+    let me = unsafe { libc::geteuid() };
+    let own = std::fs::metadata(target)
+        .ok()
+        .filter(|m| m.is_file() && m.uid() == me);
+    let mode = own
+        .as_ref()
+        .map_or(0o666, |m| m.permissions().mode() & 0o777);
+    // Created with that mode (less the umask) from the start, so that it is
+    // never open to more than the target for a moment; then exactly the
+    // target's mode and group (which a shipper may read it through).
     let file = tempfile::Builder::new()
         .prefix(&prefix)
         .suffix(SUFFIX)
         .rand_bytes(RANDOM)
-        .permissions(std::fs::Permissions::from_mode(0o666))
+        .permissions(std::fs::Permissions::from_mode(mode))
         .tempfile_in(dir)?;
-    // Its permission bits alone (not set-user-id and the like), and only
-    // of a file: the target may be a link to one, never a device.
-    if let Some(meta) = std::fs::metadata(target).ok().filter(|m| m.is_file()) {
-        let mode = meta.permissions().mode() & 0o777;
+    if let Some(meta) = own {
+        // A group this user is not in is refused: the folder's default is
+        // kept then.
+        let _ = std::os::unix::fs::fchown(file.as_file(), None, Some(meta.gid()));
         file.as_file()
             .set_permissions(std::fs::Permissions::from_mode(mode))?;
     }
@@ -188,7 +202,6 @@ mod tests {
         File::create(&plain).unwrap();
         let new = create_unlocked(&dir.path().join("new.json")).unwrap();
         assert_eq!(mode(new.path()), mode(&plain));
-        assert_ne!(mode(new.path()), 0o600, "a temporary file's mode");
         // An existing one keeps its mode, past the umask, without the
         // set-user-id bit.
         let target = dir.path().join("scores.json");
@@ -198,6 +211,13 @@ mod tests {
         assert_eq!(mode(partial.path()), 0o664);
         partial.persist(&target).unwrap();
         assert_eq!(mode(&target), 0o664);
+        // And its group, where this user may give it (root, as tests run
+        // in CI: another group than its own).
+        use std::os::unix::fs::MetadataExt;
+        if std::os::unix::fs::chown(&target, None, Some(65534)).is_ok() {
+            let partial = create_unlocked(&target).unwrap();
+            assert_eq!(std::fs::metadata(partial.path()).unwrap().gid(), 65534);
+        }
     }
 
     #[test]

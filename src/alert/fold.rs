@@ -394,6 +394,11 @@ impl Open {
         };
         match item.detector {
             Some(d) => {
+                // Restored from a checkpoint older than `variants`: its
+                // kinds so far count as not over ICMP, as they were named.
+                if self.variants.is_empty() {
+                    self.variants = self.detectors.iter().map(|k| (*k, false)).collect();
+                }
                 self.detections += 1;
                 self.detectors.insert(d);
                 self.variants.insert((d, item.icmp));

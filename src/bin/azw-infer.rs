@@ -520,22 +520,24 @@ fn check_replay_target(
     inputs: &[PathBuf],
     format: RecordFormat,
 ) -> anyhow::Result<()> {
-    let Ok(meta) = std::fs::symlink_metadata(target) else {
-        return Ok(());
-    };
     let shown = terminal(&target.display().to_string()).into_owned();
+    // It is read to tell whether it is ours: one this user cannot read (or
+    // whose folder it cannot search) is refused, saying so.
+    let unreadable = |e: std::io::Error| {
+        anyhow::anyhow!(
+            "{flag} {shown}: cannot be checked ({e}): replay replaces only its own outputs, and this one cannot be told one; it is left as it is: choose another {flag}, or give this user access to it and its folder"
+        )
+    };
+    let meta = match std::fs::symlink_metadata(target) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(unreadable(e)),
+    };
     if meta.file_type().is_symlink() || !meta.is_file() {
         bail!(
             "{flag} {shown}: not a regular file (a link, device or folder); give a plain file path"
         );
     }
-    // It is read to tell whether it is ours: one this user cannot read (or
-    // whose folder it cannot search) is refused, saying so.
-    let unreadable = |e: std::io::Error| {
-        anyhow::anyhow!(
-            "{flag} {shown}: exists and cannot be read ({e}), so it cannot be told an autozeekwatch output; it is left as it is: choose another {flag}, or give this user access to it"
-        )
-    };
     let canonical = std::fs::canonicalize(target).map_err(unreadable)?;
     for input in inputs {
         let input = std::fs::canonicalize(input).unwrap_or_else(|_| input.clone());

@@ -988,9 +988,11 @@ fn parse_pending(
 /// 0.75-0.82x of replay (three rounds each, alternated), and 65,536 rather
 /// than 16,384 did as well or better in each of four alternated pairs of
 /// runs (one scoring thread: 0.70x-0.87x against 0.58x-0.81x; the host's
-/// load moved both by more than that). The bytes, not the count, bound
-/// a batch's memory; a revoke waits for the batch being scored, a third
-/// of a second at 200,000 records/s.
+/// load moved both by more than that). With messages of a few hundred
+/// bytes both bounds are near (65,536 of 500 bytes are 32 MiB), and the
+/// records parsed from a batch hold a few times its bytes while it is
+/// scored: tens of megabytes. A revoke waits for the batch being scored, a
+/// third of a second at 200,000 records/s.
 const BATCH: usize = 65_536;
 const BATCH_BYTES: usize = 32 << 20;
 
