@@ -47,8 +47,9 @@ pub fn create(target: &Path) -> io::Result<NamedTempFile> {
 /// itself, as [`crate::sink::FileSink`] does: a lock taken here would
 /// stand in its way.
 ///
-/// The file gets the mode of the `target` it will replace, or else that of
-/// any new file (0666 less the umask): not a temporary file's 0600, which
+/// The file gets the mode and group of the `target` it will replace when
+/// this user owns it, or else a new file's mode (0666 less the umask): not
+/// a temporary file's 0600, which
 /// made every replay's output and alerts unreadable to the log shipper
 /// that reads them as another user, and undid a `chmod` of the target on
 /// each run.
