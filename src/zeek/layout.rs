@@ -51,6 +51,13 @@ pub enum LayoutError {
     NotAFile { path: PathBuf, kind: &'static str },
     /// (The I/O error is in the message, not chained: printed with its
     /// causes, it said "Permission denied" twice.)
+    /// A path this user may not reach: a folder on the way cannot be
+    /// searched, or the file itself cannot be looked at.
+    #[error("{}: cannot be read ({cause}): this user may not read it or search a folder on its path; let it read the logs (e.g. add it to the group that owns them) or give a path it can read", path.display())]
+    Denied {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
     #[error("{}: {cause}", path.display())]
     Io {
         path: PathBuf,
@@ -98,6 +105,16 @@ fn parse_day(name: &str) -> Option<NaiveDate> {
     NaiveDate::parse_from_str(name, "%Y-%m-%d").ok()
 }
 
+/// Why `root` could not be looked at or listed, with what to do about it.
+fn unreadable(root: &Path, e: std::io::Error) -> LayoutError {
+    let path = root.to_owned();
+    match e.kind() {
+        std::io::ErrorKind::NotFound => LayoutError::Missing(path),
+        std::io::ErrorKind::PermissionDenied => LayoutError::Denied { path, cause: e },
+        _ => LayoutError::Io { path, cause: e },
+    }
+}
+
 /// The historical files of `log_path` under `root`, oldest first.
 ///
 /// `root` may be Zeek's log directory (dated folders; `current/` is
@@ -108,13 +125,7 @@ pub fn discover(
     log_path: &str,
     range: DateRange,
 ) -> Result<Vec<LogFile>, LayoutError> {
-    let meta = std::fs::metadata(root).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => LayoutError::Missing(root.to_owned()),
-        _ => LayoutError::Io {
-            path: root.to_owned(),
-            cause: e,
-        },
-    })?;
+    let meta = std::fs::metadata(root).map_err(|e| unreadable(root, e))?;
     if meta.is_file() {
         return Ok(vec![LogFile {
             path: root.to_owned(),
@@ -195,10 +206,7 @@ fn collect_file(path: &Path, log_path: &str, day: Option<NaiveDate>, out: &mut V
 }
 
 fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, LayoutError> {
-    let io = |cause| LayoutError::Io {
-        path: dir.to_owned(),
-        cause,
-    };
+    let io = |cause| unreadable(dir, cause);
     let mut entries = std::fs::read_dir(dir)
         .map_err(io)?
         .map(|e| e.map(|e| e.path()))
@@ -232,6 +240,27 @@ mod tests {
         assert_eq!(p("conn.log.corrupt.gz"), None);
         assert_eq!(p("README.md"), None);
         assert_eq!(p(".log"), None);
+    }
+
+    /// A log in a folder this user may not search (tests run as root,
+    /// who may search every folder, hence the error made by hand): the
+    /// message says what to do, not only "Permission denied".
+    #[test]
+    fn a_path_this_user_may_not_read_is_said_with_what_to_do() {
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let e = unreadable(Path::new("/srv/zeek/conn.log"), denied);
+        let text = e.to_string();
+        assert!(
+            text.starts_with("/srv/zeek/conn.log: cannot be read"),
+            "{text}"
+        );
+        assert!(
+            text.contains("may not read it or search a folder on its path"),
+            "{text}"
+        );
+        let gone = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let e = unreadable(Path::new("/srv/zeek"), gone);
+        assert!(matches!(e, LayoutError::Missing(_)), "{e}");
     }
 
     fn touch(root: &Path, rel: &str) {
