@@ -53,6 +53,12 @@ pub struct BeaconParams {
     pub min_connections: usize,
     /// Event time between two scores of one pair.
     pub rescore_seconds: u32,
+    /// A pair still at or above the threshold is reported again after
+    /// this much event time, stronger or not: a beacon that goes on for
+    /// days keeps its alert open (the alerts' quiet period is 12 h by
+    /// default) and the detections say it is still going.
+    #[serde(default = "default_repeat_seconds")]
+    pub repeat_seconds: u32,
     pub max_pairs: usize,
     pub max_events: usize,
 }
@@ -64,10 +70,17 @@ impl Default for BeaconParams {
             threshold: 0.9,
             min_connections: 4,
             rescore_seconds: 300,
+            repeat_seconds: default_repeat_seconds(),
             max_pairs: 200_000,
             max_events: 8_192,
         }
     }
+}
+
+/// Six hours: half the alerts' default quiet period, so a beacon that
+/// goes on is reported twice within it.
+fn default_repeat_seconds() -> u32 {
+    6 * 3600
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -77,7 +90,8 @@ struct Pair {
     events: VecDeque<(u32, u32)>,
     last_scored: Option<u32>,
     /// The score last reported and when, so an unchanged beacon is not
-    /// repeated: an update needs a higher score and an hour.
+    /// repeated at every rescore: an update needs a higher score and an
+    /// hour, or [`BeaconParams::repeat_seconds`].
     reported: Option<(f64, u32)>,
     uids: SampleUids,
 }
@@ -128,8 +142,10 @@ impl BeaconDetector {
     }
 
     /// One conn record. Returns a detection when the pair's score reaches
-    /// the threshold, and an update when it has risen since it was last
-    /// reported, at most one an hour of event time.
+    /// the threshold, an update when it has risen since it was last
+    /// reported (at most one an hour of event time), and a reminder when
+    /// it is still at the threshold [`BeaconParams::repeat_seconds`] after
+    /// the last report (evidence `still_beaconing`).
     pub fn observe(&mut self, c: &ConnFacts) -> Option<Detection> {
         if !c.answered() || c.ts > f64::from(u32::MAX) || self.known.contains(&(c.src, c.dst)) {
             return None;
@@ -170,12 +186,18 @@ impl BeaconDetector {
         let mut ts: Vec<u32> = pair.events.iter().map(|e| e.0).collect();
         let mut sizes: Vec<f64> = pair.events.iter().map(|e| f64::from(e.1)).collect();
         let parts = rita::score(&mut ts, &mut sizes, window_start, window_end)?;
-        let stale = |(score, at): (f64, u32)| parts.score > score && t >= at.saturating_add(3600);
-        if parts.score < p.threshold || pair.reported.is_some_and(|r| !stale(r)) {
+        let stronger =
+            |(score, at): (f64, u32)| parts.score > score && t >= at.saturating_add(3600);
+        let still = |(_, at): (f64, u32)| t >= at.saturating_add(p.repeat_seconds);
+        if parts.score < p.threshold || pair.reported.is_some_and(|r| !stronger(r) && !still(r)) {
             return None;
         }
+        let reminder = pair.reported.is_some_and(|r| !stronger(r));
         pair.reported = Some((parts.score, t));
         let mut evidence = serde_json::Map::new();
+        if reminder {
+            evidence.insert("still_beaconing".into(), true.into());
+        }
         evidence.insert("connections".into(), ts.len().into());
         evidence.insert("window_start".into(), window_start.into());
         evidence.insert("window_end".into(), window_end.into());
@@ -298,12 +320,26 @@ mod tests {
             "at most one report an hour: {}",
             found.len()
         );
+        let still = |d: &Detection| d.evidence.contains_key("still_beaconing");
         assert!(
-            found
-                .windows(2)
-                .all(|w| w[1].1.score > w[0].1.score && w[1].0 >= w[0].0 + 3600.0),
-            "updates only when stronger, an hour apart"
+            found.windows(2).all(|w| if still(&w[1].1) {
+                w[1].0 >= w[0].0 + 6.0 * 3600.0
+            } else {
+                w[1].1.score > w[0].1.score && w[1].0 >= w[0].0 + 3600.0
+            }),
+            "updates when stronger, an hour apart, or still beaconing six hours on"
         );
+        // The beacon goes on for two days: it is never silent for longer
+        // than the reminder (plus a rescore and a gap between its
+        // connections), so its alert, closed after 12 quiet hours, stays
+        // open while it lasts.
+        let silent = found
+            .windows(2)
+            .map(|w| w[1].0 - w[0].0)
+            .chain(std::iter::once(2.0 * 86_400.0 - found.last().unwrap().0))
+            .fold(0.0, f64::max);
+        assert!(silent <= 6.0 * 3600.0 + 700.0, "silent for {silent} s");
+        assert!(found.iter().any(|(_, d)| still(d)), "{found:?}");
     }
 
     /// Conn records arrive out of time order (written when connections

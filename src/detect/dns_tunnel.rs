@@ -68,6 +68,10 @@ struct Domain {
 struct Source {
     window_start: Option<f64>,
     nxdomains: u64,
+    /// The hash of the name of the last NXDOMAIN counted: a resolver's
+    /// retry of it, or its answer logged twice, is not counted again.
+    #[serde(default)]
+    last_name: u64,
     reported: bool,
     uids: SampleUids,
 }
@@ -249,10 +253,19 @@ impl DnsTunnelDetector {
         })
     }
 
+    /// A burst of names that do not exist (a DGA's guesses). Reverse
+    /// lookups (`.arpa`) are not counted: a host resolving the addresses
+    /// of its peers, or of a sweep, gets NXDOMAIN for most of them, and
+    /// that is no domain generation.
     fn nxdomain(&mut self, d: &DnsFacts) -> Option<Detection> {
         if d.rcode != Some(3) {
             return None;
         }
+        let name = d.query.as_deref().unwrap_or_default();
+        if name == "arpa" || name.ends_with(".arpa") {
+            return None;
+        }
+        let name = name_hash(name);
         let p = &self.params;
         let s = self.sources.touch(d.src, Source::default);
         let start = match s.window_start {
@@ -265,6 +278,10 @@ impl DnsTunnelDetector {
                 d.ts
             }
         };
+        if s.nxdomains > 0 && s.last_name == name {
+            return None;
+        }
+        s.last_name = name;
         s.nxdomains += 1;
         s.uids.push(d.uid.as_deref());
         if s.reported || s.nxdomains < p.nxdomain_answers {
@@ -423,5 +440,42 @@ mod tests {
             .collect();
         assert_eq!(n.len(), 1);
         assert_eq!(n[0].detection, DetectorKind::NxdomainBurst);
+    }
+
+    /// Reverse lookups of a subnet, each asked twice, and one name retried
+    /// 200 times: no burst (the zed sample's resolver made 104 NXDOMAIN
+    /// answers for 52 `in-addr.arpa` names, reported as a DGA).
+    #[test]
+    fn reverse_lookups_and_retries_are_no_nxdomain_burst() {
+        let mut d = DnsTunnelDetector::new(DnsTunnelParams::default());
+        let mut found = Vec::new();
+        for i in 0..300u32 {
+            let ptr = format!("{}.20.0.50.in-addr.arpa", i % 150);
+            for _ in 0..2 {
+                found.extend(d.observe(&query("10.47.2.10", &ptr, 3, 1e9 + f64::from(i))));
+            }
+            found.extend(d.observe(&query(
+                "10.47.2.11",
+                "wpad.corp.example",
+                3,
+                1e9 + f64::from(i),
+            )));
+        }
+        assert!(found.is_empty(), "{found:?}");
+        // The same guesses each asked twice still make a burst, at its
+        // 100th distinct name.
+        let mut found = Vec::new();
+        for i in 0..150u32 {
+            for _ in 0..2 {
+                found.extend(d.observe(&query(
+                    "10.47.2.12",
+                    &format!("x{i}q.example"),
+                    3,
+                    1e9 + 1.0,
+                )));
+            }
+        }
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].score, 100.0);
     }
 }
