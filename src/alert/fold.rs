@@ -26,7 +26,7 @@ const MAX_TEXT: usize = 128;
 const MAX_SAMPLE_BYTES: usize = 2048;
 
 /// Which end of the traffic the alert's host was.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// It sent the flagged traffic.

@@ -196,11 +196,55 @@ impl Ord for Held {
 /// infinity, JSON can hold it (the stage is saved in checkpoints).
 const NO_TIME: f64 = f64::MIN;
 
-/// A deadline key: when an alert's quiet period ends, then its host.
-type Deadline = (u64, IpAddr);
+/// What an alert is of: a host, and whether it sent the traffic or was
+/// reached by it. A host's inbound and outbound activity are two alerts:
+/// folded into one, the first item's role named both (a server's
+/// outbound connections under "target"), and unrelated inbound noise
+/// raised its outbound alert's severity.
+type Key = (IpAddr, Role);
 
-fn deadline_key(t: f64, entity: IpAddr) -> Deadline {
-    (ordered_bits(t), entity)
+/// A deadline key: when an alert's quiet period ends, then its host.
+type Deadline = (u64, Key);
+
+fn deadline_key(t: f64, key: Key) -> Deadline {
+    (ordered_bits(t), key)
+}
+
+impl Open {
+    fn key(&self) -> Key {
+        (self.entity, self.role)
+    }
+}
+
+/// The open alerts as saved in a checkpoint: a list (each alert carries
+/// its host and role); a checkpoint older than the role in the key holds
+/// them by host.
+mod saved_open {
+    use super::{Key, Open};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::collections::HashMap;
+    use std::net::IpAddr;
+
+    pub fn serialize<S: Serializer>(open: &HashMap<Key, Open>, s: S) -> Result<S::Ok, S::Error> {
+        let mut list: Vec<&Open> = open.values().collect();
+        list.sort_by_key(|o| o.key());
+        list.serialize(s)
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Saved {
+        List(Vec<Open>),
+        ByHost(HashMap<IpAddr, Open>),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<HashMap<Key, Open>, D::Error> {
+        let open: Vec<Open> = match Saved::deserialize(d)? {
+            Saved::List(l) => l,
+            Saved::ByHost(m) => m.into_values().collect(),
+        };
+        Ok(open.into_iter().map(|o| (o.key(), o)).collect())
+    }
 }
 
 /// An f64's bits in an order that sorts like the number (finite values).
@@ -220,7 +264,8 @@ pub struct AlertStage {
     opts: AlertOptions,
     /// Items not yet folded in, the earliest on top.
     pending: BinaryHeap<Reverse<Held>>,
-    open: HashMap<IpAddr, Open>,
+    #[serde(with = "saved_open")]
+    open: HashMap<Key, Open>,
     /// Open alerts by the end of their quiet period.
     #[serde(skip)]
     deadlines: BTreeSet<Deadline>,
@@ -269,7 +314,7 @@ impl AlertStage {
         self.deadlines = self
             .open
             .values()
-            .map(|o| deadline_key(o.last_ts + opts.quiet, o.entity))
+            .map(|o| deadline_key(o.last_ts + opts.quiet, o.key()))
             .collect();
         for m in modules {
             self.reading
@@ -362,19 +407,14 @@ impl AlertStage {
     /// in and every alert closes.
     pub fn finish(&mut self, out: &mut Vec<Alert>) {
         self.release(f64::INFINITY, out);
-        let mut all: Vec<(Deadline, IpAddr)> = self
+        let mut all: Vec<Deadline> = self
             .open
             .values()
-            .map(|o| {
-                (
-                    deadline_key(o.last_ts + self.opts.quiet, o.entity),
-                    o.entity,
-                )
-            })
+            .map(|o| deadline_key(o.last_ts + self.opts.quiet, o.key()))
             .collect();
         all.sort();
-        for (_, entity) in all {
-            self.close(entity, out);
+        for (_, key) in all {
+            self.close(key, out);
         }
     }
 
@@ -414,18 +454,18 @@ impl AlertStage {
     /// Closes, in order, the alerts whose quiet period ended before `t`.
     fn close_until(&mut self, t: f64, out: &mut Vec<Alert>) {
         let limit = ordered_bits(t);
-        while let Some(&(d, entity)) = self.deadlines.first() {
+        while let Some(&(d, key)) = self.deadlines.first() {
             if d >= limit {
                 break;
             }
-            self.close(entity, out);
+            self.close(key, out);
         }
     }
 
-    fn close(&mut self, entity: IpAddr, out: &mut Vec<Alert>) {
-        if let Some(open) = self.open.remove(&entity) {
+    fn close(&mut self, key: Key, out: &mut Vec<Alert>) {
+        if let Some(open) = self.open.remove(&key) {
             self.deadlines
-                .remove(&deadline_key(open.last_ts + self.opts.quiet, entity));
+                .remove(&deadline_key(open.last_ts + self.opts.quiet, key));
             if open.was_written() {
                 self.stats.written += 1;
                 out.push(open.alert(State::Closed));
@@ -438,18 +478,18 @@ impl AlertStage {
             self.close_until(item.ts, out);
             self.clock = item.ts;
         }
-        let entity = item.entity;
-        let fits = self.open.get(&entity).map(|o| {
+        let key = (item.entity, item.role);
+        let fits = self.open.get(&key).map(|o| {
             item.ts <= o.last_ts + self.opts.quiet
                 && item.ts >= o.first_ts - self.opts.quiet
                 && item.ts.max(o.last_ts) - item.ts.min(o.first_ts) <= self.opts.max_span
         });
         match fits {
             Some(true) => {}
-            Some(false) => self.close(entity, out),
+            Some(false) => self.close(key, out),
             None => {}
         }
-        if !self.open.contains_key(&entity) && self.open.len() >= self.opts.max_open {
+        if !self.open.contains_key(&key) && self.open.len() >= self.opts.max_open {
             if let Some(&(_, first)) = self.deadlines.first() {
                 self.stats.evicted += 1;
                 self.close(first, out);
@@ -457,20 +497,19 @@ impl AlertStage {
         }
         let quiet = self.opts.quiet;
         let min = self.opts.min_severity;
-        let open = match self.open.get_mut(&entity) {
+        let open = match self.open.get_mut(&key) {
             Some(o) => {
-                self.deadlines
-                    .remove(&deadline_key(o.last_ts + quiet, entity));
+                self.deadlines.remove(&deadline_key(o.last_ts + quiet, key));
                 o.add(&item);
                 o
             }
             None => {
                 self.stats.opened += 1;
-                self.open.entry(entity).or_insert_with(|| Open::new(&item))
+                self.open.entry(key).or_insert_with(|| Open::new(&item))
             }
         };
         self.deadlines
-            .insert(deadline_key(open.last_ts + quiet, entity));
+            .insert(deadline_key(open.last_ts + quiet, key));
         if let Some(state) = open.due(min) {
             self.stats.written += 1;
             out.push(open.alert(state));

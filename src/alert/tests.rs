@@ -495,3 +495,120 @@ fn a_detection_s_alert_says_when_its_behaviour_began() {
     stage.finish(&mut out);
     assert!(out.iter().all(|a| a.since.is_none()));
 }
+
+/// A server reached from outside and also making connections of its own:
+/// two alerts, one per role, neither raised by the other's log types
+/// (folded into one, the first item's role named both, and the inbound
+/// DNS noise made the outbound alert "two log types", a level higher).
+#[test]
+fn a_hosts_inbound_and_outbound_activity_are_two_alerts() {
+    let mut conn = Vec::new();
+    let mut dns = Vec::new();
+    for i in 0..4 {
+        let t = 100.0 + 60.0 * f64::from(i);
+        let mut inbound = rec(
+            CONN,
+            t,
+            "198.51.100.9",
+            "10.0.0.5",
+            &format!("I{i}"),
+            Severity::Low,
+        );
+        inbound.direction = Some("inbound".into());
+        conn.push(inbound);
+        conn.push(rec(
+            CONN,
+            t + 1.0,
+            "10.0.0.5",
+            "203.0.113.7",
+            &format!("O{i}"),
+            Severity::Low,
+        ));
+        let mut query = rec(
+            DNS,
+            t + 2.0,
+            "198.51.100.10",
+            "10.0.0.5",
+            &format!("D{i}"),
+            Severity::Low,
+        );
+        query.direction = Some("inbound".into());
+        dns.push(query);
+    }
+    let mut stage = AlertStage::new(opts(), &[CONN, DNS], true);
+    let out = run(
+        &mut stage,
+        &[
+            (CONN, conn, Reading::Finished),
+            (DNS, dns, Reading::Finished),
+        ],
+    );
+    let closed: Vec<_> = out.iter().filter(|a| a.state == State::Closed).collect();
+    assert_eq!(closed.len(), 2, "{closed:#?}");
+    let of = |role| closed.iter().find(|a| a.role == role).unwrap();
+    let (source, target) = (of(Role::Source), of(Role::Target));
+    assert_eq!(source.entity, target.entity);
+    assert_eq!(source.uids, ["O0", "O1", "O2", "O3"]);
+    assert_eq!(source.modules, [CONN]);
+    assert_eq!(target.modules, [CONN, DNS]);
+    assert!(
+        target.uids.iter().all(|u| !u.starts_with('O')),
+        "{:?}",
+        target.uids
+    );
+    assert!(
+        source.severity < target.severity,
+        "{:?} {:?}",
+        source.severity,
+        target.severity
+    );
+    assert_ne!(source.alert, target.alert);
+    // A checkpoint of the stage with both open reads back with both, and
+    // so does one saved before alerts were keyed by role too (by host).
+    let mut stage = AlertStage::new(opts(), &[CONN], false);
+    let mut sink = Vec::new();
+    for r in &open_inputs() {
+        stage.offer_record(r, &mut sink);
+    }
+    stage.progress(CONN, 1e9 + 100.0, Reading::CaughtUp, &mut sink);
+    assert_eq!(stage.open_alerts(), 2);
+    let saved = serde_json::to_value(&stage).unwrap();
+    let back: AlertStage = serde_json::from_value(saved.clone()).unwrap();
+    assert_eq!(back.resumed(opts(), &[CONN]).open_alerts(), 2);
+    let mut old = saved;
+    let list = old["open"].take();
+    let by_host: serde_json::Map<_, _> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["role"] == "source")
+        .map(|o| (o["entity"].as_str().unwrap().to_owned(), o.clone()))
+        .collect();
+    old["open"] = serde_json::Value::Object(by_host);
+    let back: AlertStage = serde_json::from_value(old).unwrap();
+    assert_eq!(back.resumed(opts(), &[CONN]).open_alerts(), 1);
+}
+
+/// One inbound and one outbound record of 10.0.0.5, both still open.
+fn open_inputs() -> Vec<ScoredRecord> {
+    let mut inbound = rec(
+        CONN,
+        1e9 - 10.0,
+        "198.51.100.9",
+        "10.0.0.5",
+        "I",
+        Severity::Low,
+    );
+    inbound.direction = Some("inbound".into());
+    vec![
+        inbound,
+        rec(
+            CONN,
+            1e9 - 5.0,
+            "10.0.0.5",
+            "203.0.113.7",
+            "O",
+            Severity::Low,
+        ),
+    ]
+}
