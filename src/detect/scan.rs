@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::bounded::BoundedMap;
 use super::detection::{Detection, DetectorKind, SampleUids};
 use super::observation::ConnFacts;
-use crate::features::{is_broadcast, LocalNets};
+use crate::features::LocalNets;
 use crate::log_kind::LogKind;
 
 /// Settings, with the defaults documented in the README.
@@ -93,7 +93,7 @@ impl ScanDetector {
     pub fn observe(&mut self, c: &ConnFacts) -> Option<Detection> {
         if !c.unanswered
             || !(self.params.scan_external || self.local.contains(c.src))
-            || is_broadcast(c.dst)
+            || self.local.is_broadcast(c.dst)
             || c.icmp && !is_echo_request(c.orig_p)
         {
             return None;

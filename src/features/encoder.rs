@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::context::{ContextDef, FeatureState};
-use super::net::{is_broadcast, Direction, LocalNets};
+use super::net::{Direction, LocalNets};
 use super::rarity::{Frequencies, RarityIndex, RarityLearner, MAX_GIVEN};
 use super::spec::{FeatureDef, Transform};
 use super::vocab::{bounded_key, VocabCounter, Vocabulary};
@@ -621,6 +621,12 @@ impl Encoder {
                     };
                     out[at + slot] = 1.0;
                 }
+                Plan::Scalar(Transform::Broadcast) => {
+                    let nets = &self.set.local_nets;
+                    out[at] = value
+                        .as_addr()
+                        .map_or(0.0, |a| f64::from(u8::from(nets.is_broadcast(a))));
+                }
                 Plan::Scalar(t) => {
                     out[at] = scalar(t, value);
                 }
@@ -722,9 +728,6 @@ fn scalar(t: &Transform, value: &Value) -> f64 {
         Transform::Labels => value.as_str().filter(|s| !s.is_empty()).map_or(0.0, |s| {
             (s.trim_end_matches('.').split('.').count() as f64).ln_1p()
         }),
-        Transform::Broadcast => value
-            .as_addr()
-            .map_or(0.0, |a| f64::from(u8::from(is_broadcast(a)))),
         Transform::WellKnownPort => value
             .as_f64()
             .map_or(0.0, |p| f64::from(u8::from(p < 1024.0))),

@@ -18,7 +18,7 @@ pub mod spec;
 mod vocab;
 
 pub use encoder::{ContextState, Encoder, FeatureError, FeatureSet, FieldCache, VocabLearner};
-pub use net::{is_broadcast, Direction, LocalNets, DEFAULT_LOCAL_NETS};
+pub use net::{Direction, LocalNets, DEFAULT_LOCAL_NETS};
 pub use rarity::{ContextCounts, Frequencies, MAX_GIVEN};
 pub use site::{DirectionSurvey, NetsOrigin, SiteLearner};
 pub use spec::{FeatureDef, Transform, TransformParams};

@@ -109,13 +109,23 @@ impl Direction {
     }
 }
 
-/// A destination that reaches many hosts: the limited broadcast, an IPv4
-/// address ending in .255 (a directed broadcast on the common /24), or any
-/// multicast group (IPv4 224/4, IPv6 ff00::/8).
-pub fn is_broadcast(addr: IpAddr) -> bool {
-    match unmap(addr) {
-        IpAddr::V4(v4) => v4.is_broadcast() || v4.is_multicast() || v4.octets()[3] == 255,
-        IpAddr::V6(v6) => v6.is_multicast(),
+impl LocalNets {
+    /// A destination that reaches many hosts: the limited broadcast, any
+    /// multicast group (IPv4 224/4, IPv6 ff00::/8), or an address of the
+    /// local networks ending in .255 (a directed broadcast on the common
+    /// /24). Beyond them a .255 address is an ordinary host of a larger
+    /// network, and a directed broadcast would not be forwarded to it
+    /// (RFC 2644): a trickbot C2 server at 206.130.141.255 was called a
+    /// broadcast in every explanation of its sessions.
+    pub fn is_broadcast(&self, addr: IpAddr) -> bool {
+        match unmap(addr) {
+            IpAddr::V4(v4) => {
+                v4.is_broadcast()
+                    || v4.is_multicast()
+                    || v4.octets()[3] == 255 && self.contains(IpAddr::V4(v4))
+            }
+            IpAddr::V6(v6) => v6.is_multicast(),
+        }
     }
 }
 
@@ -165,11 +175,19 @@ mod tests {
 
     #[test]
     fn broadcast_and_multicast() {
-        assert!(is_broadcast(ip("255.255.255.255")));
-        assert!(is_broadcast(ip("192.168.1.255")));
-        assert!(is_broadcast(ip("224.0.0.251")));
-        assert!(is_broadcast(ip("ff02::fb")));
-        assert!(!is_broadcast(ip("192.168.1.10")));
-        assert!(!is_broadcast(ip("2001:db8::ff")));
+        let nets = LocalNets::default();
+        let is_broadcast = |a| nets.is_broadcast(ip(a));
+        assert!(is_broadcast("255.255.255.255"));
+        assert!(is_broadcast("192.168.1.255"));
+        assert!(is_broadcast("224.0.0.251"));
+        assert!(is_broadcast("ff02::fb"));
+        assert!(is_broadcast("::ffff:10.0.0.255"));
+        assert!(!is_broadcast("192.168.1.10"));
+        assert!(!is_broadcast("2001:db8::ff"));
+        // Beyond the local networks .255 is a host like any other.
+        assert!(!is_broadcast("206.130.141.255"));
+        let site = LocalNets::parse(&["198.51.100.0/24"]).unwrap();
+        assert!(site.is_broadcast(ip("198.51.100.255")));
+        assert!(!site.is_broadcast(ip("192.168.1.255")));
     }
 }

@@ -48,7 +48,8 @@ pub enum Transform {
     /// networks: internal, outbound, inbound, external (four columns, all 0
     /// when an address is missing).
     Direction,
-    /// 1 when the field's address is a broadcast or multicast destination.
+    /// 1 when the field's address is a broadcast or multicast destination
+    /// ([`crate::features::LocalNets::is_broadcast`]).
     Broadcast,
     /// How rare the value is in training: `-ln` of its smoothed frequency,
     /// one column (see [`super::rarity`]); unseen values are the rarest.
@@ -243,7 +244,9 @@ impl Transform {
             }
             Transform::PortClass => "port class: well-known, registered, dynamic".into(),
             Transform::Direction => "internal, outbound, inbound, external (local networks)".into(),
-            Transform::Broadcast => "1 if broadcast or multicast".into(),
+            Transform::Broadcast => {
+                "1 if broadcast or multicast (a .255 address only in the local networks)".into()
+            }
             Transform::Rarity { given } if given.is_empty() => {
                 "rarity: -ln(training frequency), unseen the rarest".into()
             }

@@ -12,7 +12,8 @@ use crate::util::{root, tempdir, train};
 /// place (when and where it was trained, how long it took, the checksum
 /// over all of it) nor what was added since the pin (where the table came
 /// from; whether the threshold rests on the training records' own scores,
-/// which the method's words already said).
+/// which the method's words already said; how often a beacon still going
+/// is reported again, a setting of the detector, not of the model).
 fn model_fingerprint(path: &Path) -> u32 {
     let text = std::fs::read_to_string(path).unwrap();
     let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -29,6 +30,12 @@ fn model_fingerprint(path: &Path) -> u32 {
         .unwrap()
         .remove("table_origin");
     o["threshold"].as_object_mut().unwrap().remove("in_sample");
+    let beacon = o
+        .get_mut("detectors")
+        .and_then(|d| d.pointer_mut("/beacon/params"));
+    if let Some(beacon) = beacon.and_then(|b| b.as_object_mut()) {
+        beacon.remove("repeat_seconds");
+    }
     crc32fast::hash(serde_json::to_string(&v).unwrap().as_bytes())
 }
 
