@@ -6,8 +6,8 @@
 //! One severity scale serves all of them ([`crate::severity`]): a
 //! record's from the probability of normal traffic scoring as high (the
 //! model's calibration), a detection's from how far past its threshold
-//! it is. The risk score (0-100) orders them by the score's ratio to its
-//! threshold.
+//! it is. The risk score (0-100) orders them by severity, then by the
+//! score's ratio to its threshold ([`risk_score`]).
 //!
 //! The rule that fired is the model (`autozeekwatch-conn`, versioned by
 //! its training time) or the detector (`autozeekwatch-beacon`, versioned
@@ -46,17 +46,44 @@ fn ratio(score: f64, threshold: f64) -> f64 {
     }
 }
 
-/// The 0-100 risk score: `100 r / (1 + r)` for the ratio `r` of score to
-/// threshold. The threshold is 50, twice it 67, ten times it 91; it never
-/// reaches 100, and keeps ordering records however far above they are.
-pub fn risk_score(score: f64, threshold: f64) -> f64 {
+/// The 0-100 risk score of a document of `severity`: its severity's band
+/// ([`risk_band`]), and within it the ratio `r` of score to threshold,
+/// `low + width (1 - 1/r)` (the threshold at the band's bottom, never its
+/// top). A document not flagged (`Info`) is below every flagged one:
+/// `80 r / (1 + r)`, under 40.
+///
+/// Why bands: the ratio alone put every beacon (a RITA score of at most
+/// 1, against 0.9) near 52, below records barely past a threshold whose
+/// scores spread further, while `event.severity` said the opposite; a SIEM
+/// sorting by risk must see the same order as one sorting by severity.
+pub fn risk_score(score: f64, threshold: f64, severity: Severity) -> f64 {
     let r = ratio(score, threshold);
-    let risk = if r.is_infinite() {
-        100.0
+    let (low, width) = risk_band(severity);
+    let risk = if severity == Severity::Info {
+        if r.is_infinite() {
+            width
+        } else {
+            (80.0 * r / (1.0 + r)).min(width)
+        }
+    } else if r.is_infinite() {
+        low + width
     } else {
-        100.0 * r / (1.0 + r)
+        low + width * (1.0 - 1.0 / r.max(1.0))
     };
-    (risk * 100.0).round() / 100.0
+    // Rounded down to a hundredth, so that no band reaches the next.
+    ((risk * 100.0).floor() / 100.0).min(low + width - 0.01)
+}
+
+/// A severity's band of risk: its lowest score and its width. Info
+/// 0-40, low 40-60, medium 60-80, high 80-95, critical 95-100.
+fn risk_band(s: Severity) -> (f64, f64) {
+    match s {
+        Severity::Info => (0.0, 40.0),
+        Severity::Low => (40.0, 20.0),
+        Severity::Medium => (60.0, 20.0),
+        Severity::High => (80.0, 15.0),
+        Severity::Critical => (95.0, 5.0),
+    }
 }
 
 /// ISO-8601 UTC with microseconds: `2018-03-24T17:17:31.136272Z`
@@ -476,7 +503,7 @@ fn ecs(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Value {
         json!(format!("autozeekwatch.{}", r.module.log_path())),
     );
     put(&mut doc, "event.severity", json!(severity.ecs()));
-    let risk = risk_score(r.score, r.threshold);
+    let risk = risk_score(r.score, r.threshold, severity);
     put(&mut doc, "event.risk_score", json!(risk));
     put(&mut doc, "event.risk_score_norm", json!(risk));
     if alert {
@@ -959,16 +986,10 @@ pub(super) fn write_detection(
 /// The note of a host alert in `notice.log`.
 pub const ALERT_NOTE: &str = "AutoZeekWatch::Host_Alert";
 
-/// An alert's risk score (0-100): its severity's, a quarter apart from
-/// 40 (low) to 95 (critical): an alert has no single score to scale.
+/// An alert's risk score (0-100): the bottom of its severity's band
+/// ([`risk_band`]): an alert has no single score to place within it.
 fn alert_risk(s: Severity) -> f64 {
-    match s {
-        Severity::Info => 0.0,
-        Severity::Low => 40.0,
-        Severity::Medium => 60.0,
-        Severity::High => 80.0,
-        Severity::Critical => 95.0,
-    }
+    risk_band(s).0
 }
 
 /// Our own fields of an alert (ECS `autozeekwatch`, EVE's object of the
@@ -1203,14 +1224,37 @@ mod tests {
         );
     }
 
+    /// Risk follows severity first, then the ratio to the threshold: a
+    /// high beacon (RITA 0.95 against 0.9) above a low anomaly ten times
+    /// past its threshold (the review found beacons at 52, below records
+    /// barely flagged at 74).
     #[test]
-    fn risk_follows_the_ratio_to_the_threshold() {
-        assert_eq!(risk_score(0.2, 0.2), 50.0);
-        assert_eq!(risk_score(0.0, 0.2), 0.0);
-        assert_eq!(risk_score(2.0, 0.2), 90.91);
-        assert_eq!(risk_score(1.0, 0.0), 100.0);
-        assert_eq!(risk_score(f64::NAN, 0.2), 0.0);
-        assert!(risk_score(1e300, 1e-300) <= 100.0);
+    fn risk_follows_severity_then_the_ratio_to_the_threshold() {
+        use Severity::*;
+        assert_eq!(risk_score(0.2, 0.2, Low), 40.0);
+        assert_eq!(risk_score(0.4, 0.2, Low), 50.0);
+        assert_eq!(risk_score(2.0, 0.2, Low), 58.0);
+        assert_eq!(risk_score(0.2, 0.2, Medium), 60.0);
+        assert_eq!(risk_score(0.95, 0.9, High), 80.78);
+        assert_eq!(risk_score(1e9, 1.0, High), 94.99);
+        assert_eq!(risk_score(1.0, 0.0, Critical), 99.99);
+        assert_eq!(risk_score(0.1, 0.2, Info), 26.66);
+        assert_eq!(risk_score(0.0, 0.2, Info), 0.0);
+        assert_eq!(risk_score(5.0, 0.2, Info), 39.99);
+        assert_eq!(risk_score(f64::NAN, 0.2, Low), 40.0);
+        assert!(risk_score(1e300, 1e-300, Critical) < 100.0);
+        assert!(risk_score(0.95, 0.9, High) > risk_score(2.0, 0.2, Low));
+        // Bands never overlap, whatever the ratio.
+        let all = [Info, Low, Medium, High, Critical];
+        for w in all.windows(2) {
+            let top = risk_score(f64::INFINITY, 0.0, w[0]);
+            assert!(
+                top < risk_score(0.0, 0.2, w[1]).max(risk_band(w[1]).0),
+                "{w:?}"
+            );
+        }
+        // An alert sits at its severity's bottom: alerts sort as records.
+        assert_eq!(alert_risk(High), 80.0);
     }
 
     #[test]
