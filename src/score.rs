@@ -14,6 +14,7 @@ use std::sync::Arc;
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
+use crate::features::context::ContextStat;
 use crate::features::{ContextState, Encoder, FieldCache, Transform};
 use crate::kitnet::{BlockScratch, Explanation, KitNetError, Scratch};
 use crate::log_kind::LogKind;
@@ -1327,7 +1328,7 @@ fn describe(
             };
             (observed, Some(expected))
         }
-        Transform::Context(_) => {
+        Transform::Context(cdef) => {
             // The column furthest outside what training saw, in units of
             // its training range (the first one when all are inside).
             let excursion = |i: usize| {
@@ -1345,17 +1346,18 @@ fn describe(
             let name = c.names.get(i).map_or("", String::as_str);
             let label = name.strip_prefix(def.name.as_str()).unwrap_or(name);
             let label = label.strip_prefix(':').unwrap_or(label);
-            let observed = format!("{label} {}", number(x));
+            let shown = |v: f64| context_quantity(cdef.stat, &def.field, label, v);
+            let observed = format!("{label} {}", shown(x));
             let expected = c.ranges.get(i).copied().flatten().map(|(lo, hi)| {
                 if x > hi {
-                    format!("above the training maximum of {}", number(hi))
+                    format!("above the training maximum of {}", shown(hi))
                 } else if x < lo {
-                    format!("below the training minimum of {}", number(lo))
+                    format!("below the training minimum of {}", shown(lo))
                 } else {
                     format!(
                         "within the training range {} to {}, unusual with the rest of the record",
-                        number(lo),
-                        number(hi)
+                        shown(lo),
+                        shown(hi)
                     )
                 }
             });
@@ -1484,6 +1486,42 @@ fn seconds(v: f64) -> String {
     format!("{} s", number(v.max(0.0)))
 }
 
+/// A stretch of time for people: `45 s`, `12 min`, `24 h`, `3.5 d`.
+fn span(v: f64) -> String {
+    let v = v.max(0.0);
+    match v {
+        v if v < 120.0 => seconds(v),
+        v if v < 2.0 * 3600.0 => format!("{} min", number(v / 60.0)),
+        v if v < 2.0 * 86_400.0 => format!("{} h", number(v / 3600.0)),
+        v => format!("{} d", number(v / 86_400.0)),
+    }
+}
+
+/// A context column's value (`label`: `gap`, `@1h:mean`, `@10m:weight`,
+/// ...) in its own units. The encoder keeps gaps, their mean, the damped
+/// counts and the mean of a damped field as `ln(1 + v)`, for the model;
+/// shown as they are, a gap of a day read "gap 11.4", which an analyst
+/// takes for seconds.
+fn context_quantity(stat: ContextStat, field: &str, label: &str, x: f64) -> String {
+    let column = label.rsplit(':').next().unwrap_or(label);
+    match (stat, column) {
+        (ContextStat::Gap, "gap" | "mean") => span(x.exp_m1()),
+        (_, "weight") => format!("{} records (damped)", number(x.exp_m1())),
+        (ContextStat::Distinct, "count") => format!("{} new values (damped)", number(x.exp_m1())),
+        (ContextStat::Damped, "mean") => {
+            let typical = x.exp_m1();
+            if field.contains("bytes") {
+                format!("{} (geometric)", bytes(typical))
+            } else if field.contains("duration") {
+                format!("{} (geometric)", span(typical))
+            } else {
+                format!("{} (geometric)", number(typical))
+            }
+        }
+        _ => number(x),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1495,6 +1533,40 @@ mod tests {
             fields.iter().map(|(n, _)| (*n).to_owned()).collect(),
         ));
         Record::new(schema, fields.iter().map(|(_, v)| v.clone()).collect(), 1)
+    }
+
+    /// Context columns are explained in their own units, not as the
+    /// logarithms the model sees (the review read "pair_gap=gap 11.4:
+    /// above the training maximum of 10.9" for a day against 15 hours).
+    #[test]
+    fn context_columns_are_explained_in_their_own_units() {
+        let q = |stat, field, label, v: f64| context_quantity(stat, field, label, v.ln_1p());
+        assert_eq!(q(ContextStat::Gap, "uid", "gap", 86_279.0), "24 h");
+        assert_eq!(q(ContextStat::Gap, "uid", "gap", 54_000.0), "15 h");
+        assert_eq!(q(ContextStat::Gap, "uid", "@1h:mean", 300.0), "5 min");
+        assert_eq!(q(ContextStat::Gap, "uid", "@1h:mean", 45.0), "45 s");
+        assert_eq!(q(ContextStat::Gap, "uid", "@1d:mean", 400_000.0), "4.63 d");
+        assert_eq!(
+            q(ContextStat::Gap, "uid", "@10m:weight", 5.0),
+            "5 records (damped)"
+        );
+        assert_eq!(
+            q(ContextStat::Distinct, "id.resp_h", "@1h:count", 12.0),
+            "12 new values (damped)"
+        );
+        assert_eq!(
+            q(ContextStat::Damped, "orig_bytes", "@1h:mean", 40_000.0),
+            "40 kB (geometric)"
+        );
+        // Numbers without a unit stay as they are: a ratio, a flag.
+        assert_eq!(
+            context_quantity(ContextStat::Gap, "uid", "@1h:cv", 0.25),
+            "0.25"
+        );
+        assert_eq!(
+            context_quantity(ContextStat::FirstSeen, "uid", "new", 1.0),
+            "1"
+        );
     }
 
     fn empty_set() -> FeatureSet {

@@ -53,7 +53,9 @@ fn model_fingerprint(path: &Path) -> u32 {
 /// the http table gained its context columns (http and the scores; its
 /// model is format 3 since, for their gaps between sessions).
 /// The scores' pin moves with the text of explanations too (a context
-/// column's name).
+/// column's name; context columns shown in their own units, "gap 8.92 s"
+/// for "gap 2.3", in two records of the examples, every other field of
+/// the 11,485 records unchanged).
 #[test]
 fn built_in_tables_reproduce_the_models_and_scores_of_the_code_tables() {
     let dir = tempdir("pinned");
@@ -122,7 +124,7 @@ const PINNED: [(&str, u32); 6] = [
     ("http", 0xd03c_6525),
     ("ssh", 0x3e86_01f2),
     ("ssl", 0x5d9a_0aa0),
-    ("scores", 0x9e21_2d63),
+    ("scores", 0x2867_939a),
 ];
 
 const MYAPP_TABLE: &str = r#"# myapp.log, written by our own Zeek script: one record per request.
