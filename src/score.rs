@@ -1455,7 +1455,7 @@ fn quantity(name: &str, t: &Transform, v: f64) -> String {
 }
 
 /// Up to three significant digits, no trailing zeros.
-fn number(v: f64) -> String {
+pub(crate) fn number(v: f64) -> String {
     if !v.is_finite() {
         return "-".into();
     }
@@ -1487,7 +1487,7 @@ fn seconds(v: f64) -> String {
 }
 
 /// A stretch of time for people: `45 s`, `12 min`, `24 h`, `3.5 d`.
-fn span(v: f64) -> String {
+pub(crate) fn span(v: f64) -> String {
     let v = v.max(0.0);
     match v {
         v if v < 120.0 => seconds(v),

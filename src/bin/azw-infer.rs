@@ -584,12 +584,12 @@ fn print_detections(emitter: &pipeline::Emitter) {
     if !stage.is_active() {
         return;
     }
-    cli::errln!("{}", stage.found_line());
+    cli::errln!("{}", emitter.detections_line());
     let first = emitter.first_detections();
-    let total: u64 = stage.found().values().sum();
+    let total: u64 = emitter.written().values().sum();
     if !first.is_empty() {
         cli::errln!(
-            "{} (score / threshold, detector, entity, first seen .. last seen, uids):",
+            "{} (detector, entity: score against threshold, first seen .. last seen, uids):",
             if total as usize > first.len() {
                 format!("the first {}", first.len())
             } else {
@@ -599,11 +599,10 @@ fn print_detections(emitter: &pipeline::Emitter) {
     }
     for d in first {
         let line = format!(
-            "  {:.3} / {}  {} {} {:.0}..{:.0} {}",
-            d.score,
-            d.threshold,
+            "  {} {}: {}  {:.0}..{:.0} {}",
             d.detection,
             d.entity(),
+            d.measured(),
             d.first_ts,
             d.last_ts,
             d.uids.join(",")

@@ -119,6 +119,41 @@ impl Detection {
         self.evidence.get(super::beacon::ICMP_EVIDENCE) == Some(&serde_json::Value::Bool(true))
     }
 
+    /// Its score against its threshold, in the detector's units, for the
+    /// messages an analyst reads: `score 0.946, at or above 0.9`,
+    /// `4.66 h connected, at or above 4 h`, `64 unanswered ports, at or
+    /// above 64` (it was `score 64.0000 at or above 64.0000` for all).
+    pub fn measured(&self) -> String {
+        let amount = |v: f64| -> String {
+            let n = |v: f64| crate::score::number(v);
+            match self.detection {
+                DetectorKind::Beacon => format!("{:.3}", v)
+                    .trim_end_matches('0')
+                    .trim_end_matches('.')
+                    .to_owned(),
+                DetectorKind::LongConnection => crate::score::span(v),
+                DetectorKind::HostSweep
+                | DetectorKind::PortScan
+                | DetectorKind::DnsTunnel
+                | DetectorKind::NxdomainBurst => n(v.round()),
+            }
+        };
+        let what = match self.detection {
+            DetectorKind::Beacon => "score",
+            DetectorKind::LongConnection => "connected",
+            DetectorKind::HostSweep => "unanswered hosts",
+            DetectorKind::PortScan => "unanswered ports",
+            DetectorKind::DnsTunnel => "distinct names",
+            DetectorKind::NxdomainBurst => "NXDOMAIN answers",
+        };
+        let score = amount(self.score);
+        let shown = match self.detection {
+            DetectorKind::Beacon => format!("{what} {score}"),
+            _ => format!("{score} {what}"),
+        };
+        format!("{shown}, at or above {}", amount(self.threshold))
+    }
+
     /// The entity as one string, for logs and summaries:
     /// `10.0.0.5 -> 203.0.113.7`, `10.0.0.5 -> example.com`, `10.0.0.5`.
     pub fn entity(&self) -> String {
@@ -155,5 +190,66 @@ impl SampleUids {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(detection: DetectorKind, score: f64, threshold: f64) -> Detection {
+        Detection {
+            ts: 1e9,
+            detection,
+            module: LogKind::CONN,
+            src: "10.0.0.5".parse().unwrap(),
+            dst: None,
+            resp_p: None,
+            domain: None,
+            score,
+            threshold,
+            severity: Severity::Medium,
+            first_ts: 1e9,
+            last_ts: 1e9,
+            uids: Vec::new(),
+            evidence: Default::default(),
+            src_local: None,
+        }
+    }
+
+    /// Each detector's score is said in its own units (every one read
+    /// "score 64.0000 at or above 64.0000", and a long connection's
+    /// seconds carried float noise: 16759.115085999998).
+    #[test]
+    fn a_detection_is_measured_in_its_detectors_units() {
+        let m = |k, s, t| found(k, s, t).measured();
+        assert_eq!(
+            m(DetectorKind::Beacon, 0.946_12, 0.9),
+            "score 0.946, at or above 0.9"
+        );
+        assert_eq!(
+            m(
+                DetectorKind::LongConnection,
+                16_759.115_085_999_998,
+                14_400.0
+            ),
+            "4.66 h connected, at or above 4 h"
+        );
+        assert_eq!(
+            m(DetectorKind::PortScan, 64.0, 64.0),
+            "64 unanswered ports, at or above 64"
+        );
+        assert_eq!(
+            m(DetectorKind::HostSweep, 129.0, 64.0),
+            "129 unanswered hosts, at or above 64"
+        );
+        assert_eq!(
+            m(DetectorKind::DnsTunnel, 200.0, 200.0),
+            "200 distinct names, at or above 200"
+        );
+        assert_eq!(
+            m(DetectorKind::NxdomainBurst, 100.0, 100.0),
+            "100 NXDOMAIN answers, at or above 100"
+        );
     }
 }

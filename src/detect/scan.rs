@@ -57,12 +57,19 @@ const MAX_ATTEMPTS: usize = 2048;
 struct Source {
     window_start: Option<f64>,
     /// Distinct (host, port) attempts; port 0 for ICMP.
-    attempts: Vec<(IpAddr, u16)>,
+    attempts: Vec<Attempt>,
     hosts: u32,
     swept: bool,
     scanned: bool,
     uids: SampleUids,
 }
+
+/// A host and port tried, and when: whole seconds after the window's
+/// start, saturating at 18 h (a port scan's detection starts at its
+/// host's first attempt, not the source's). A checkpoint from before the
+/// time holds `[host, port]`: its attempts count from the window's start.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct Attempt(IpAddr, u16, #[serde(default)] u16);
 
 /// The streaming scan detector over conn records.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -114,8 +121,9 @@ impl ScanDetector {
         // An ICMP "port" is a message code: never a port scan.
         let port = if c.icmp { 0 } else { c.resp_p.unwrap_or(0) };
         let mut ports_of_dst = 0;
-        if !s.attempts.contains(&(c.dst, port)) && s.attempts.len() < MAX_ATTEMPTS {
-            if !s.attempts.iter().any(|(h, _)| *h == c.dst) {
+        let tried = |a: &Attempt| (a.0, a.1) == (c.dst, port);
+        if !s.attempts.iter().any(tried) && s.attempts.len() < MAX_ATTEMPTS {
+            if !s.attempts.iter().any(|a| a.0 == c.dst) {
                 s.hosts += 1;
             }
             if s.attempts.capacity() == 0 {
@@ -124,10 +132,11 @@ impl ScanDetector {
                 // four (#13, memory per key).
                 s.attempts.reserve_exact(1);
             }
-            s.attempts.push((c.dst, port));
+            let at = (c.ts - window_start).clamp(0.0, f64::from(u16::MAX)) as u16;
+            s.attempts.push(Attempt(c.dst, port, at));
         }
         if !c.icmp && c.resp_p.is_some() {
-            ports_of_dst = s.attempts.iter().filter(|(h, _)| *h == c.dst).count();
+            ports_of_dst = s.attempts.iter().filter(|a| a.0 == c.dst).count();
         }
         let (kind, score, threshold, dst) = if !s.scanned && ports_of_dst >= p.scan_ports {
             s.scanned = true;
@@ -150,7 +159,23 @@ impl ScanDetector {
         };
         let mut evidence = serde_json::Map::new();
         evidence.insert("window_seconds".into(), p.window_seconds.into());
-        evidence.insert("distinct_hosts".into(), s.hosts.into());
+        // A port scan is of one host: its evidence, first time and uids
+        // are that host's. (They were the source's whole window: another
+        // host's connection, a start minutes before the first probe of
+        // this one, and every host the source tried.)
+        let (first_ts, uids) = if kind == DetectorKind::PortScan {
+            let at = s
+                .attempts
+                .iter()
+                .filter(|a| a.0 == c.dst)
+                .map(|a| a.2)
+                .min();
+            let first = window_start + f64::from(at.unwrap_or(0));
+            (first, c.uid.iter().map(|u| u.to_string()).collect())
+        } else {
+            evidence.insert("distinct_hosts".into(), s.hosts.into());
+            (window_start, s.uids.with_latest(c.uid.as_deref()))
+        };
         if let Some(port) = c.resp_p {
             evidence.insert("last_port".into(), port.into());
         }
@@ -165,9 +190,9 @@ impl ScanDetector {
             score: score as f64,
             threshold: threshold as f64,
             severity: crate::severity::Severity::Low,
-            first_ts: window_start,
+            first_ts,
             last_ts: c.ts,
-            uids: s.uids.with_latest(c.uid.as_deref()),
+            uids,
             evidence,
             src_local: Some(self.local.contains(c.src)),
         })
@@ -212,6 +237,38 @@ mod tests {
             .collect();
         assert_eq!(sweep.len(), 1);
         assert_eq!(sweep[0].detection, DetectorKind::HostSweep);
+    }
+
+    /// A port scan's detection is its host's: it starts at the first
+    /// probe of that host and names a connection to it, even when the
+    /// source tried another host first in the window.
+    #[test]
+    fn a_port_scan_is_told_by_its_own_hosts_attempts() {
+        let mut d = ScanDetector::new(ScanParams::default(), site());
+        let t = 1_700_000_000.0;
+        let mut other = refused("10.0.0.66", "192.168.1.205", 443, t);
+        other.uid = Some("COther".into());
+        assert!(d.observe(&other).is_none());
+        let found: Vec<_> = (0..100u16)
+            .filter_map(|p| {
+                let mut c = refused("10.0.0.66", "10.0.2.21", p, t + 136.0 + f64::from(p) * 0.1);
+                c.uid = Some(format!("CProbe{p}").into());
+                d.observe(&c)
+            })
+            .collect();
+        assert_eq!(found.len(), 1, "{found:?}");
+        let scan = &found[0];
+        assert_eq!(scan.first_ts, t + 136.0);
+        assert_eq!(scan.uids, ["CProbe63"]);
+        assert!(
+            !scan.evidence.contains_key("distinct_hosts"),
+            "{:?}",
+            scan.evidence
+        );
+        // A source saved before attempts had their time reads back.
+        let old = r#"{"window_start":1.0,"attempts":[["10.0.0.1",80]],"hosts":1,"swept":false,"scanned":false,"uids":{}}"#;
+        let s: Source = serde_json::from_str(old).unwrap();
+        assert_eq!(s.attempts[0].2, 0);
     }
 
     #[test]

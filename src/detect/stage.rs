@@ -377,15 +377,6 @@ impl DetectStage {
     pub fn found(&self) -> &BTreeMap<DetectorKind, u64> {
         &self.found
     }
-
-    /// The counts as one log line (`detections: 2 beacon, 1 port_scan`).
-    pub fn found_line(&self) -> String {
-        if self.found.is_empty() {
-            return "detections: none".into();
-        }
-        let parts: Vec<String> = self.found.iter().map(|(k, n)| format!("{n} {k}")).collect();
-        format!("detections: {}", parts.join(", "))
-    }
 }
 
 #[cfg(test)]

@@ -1377,7 +1377,7 @@ impl Run<'_> {
             tracing::info!("{}", route.lane.stats_line());
         }
         if self.emitter.stage().is_active() {
-            tracing::info!("{}", self.emitter.stage().found_line());
+            tracing::info!("{}", self.emitter.detections_line());
         }
         if let Some(a) = self.emitter.alerts() {
             tracing::info!("{}", a.stats_line());

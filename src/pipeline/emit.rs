@@ -107,6 +107,28 @@ impl Emitter {
         self.suppressed
     }
 
+    /// The detections written, by detector, and how many an allowlist
+    /// silenced, as one line: `detections: 2 beacon, 1 port_scan (3 more
+    /// silenced by the allowlist)`. (The detectors' own counts include
+    /// what was silenced and what `--min-severity` left out: a summary
+    /// of those said "11 beacon" when none was written.)
+    pub fn detections_line(&self) -> String {
+        let parts: Vec<String> = self
+            .written
+            .iter()
+            .map(|(k, n)| format!("{n} {k}"))
+            .collect();
+        let mut line = if parts.is_empty() {
+            "detections: none".to_owned()
+        } else {
+            format!("detections: {}", parts.join(", "))
+        };
+        if self.suppressed > 0 {
+            line += &format!(" ({} more silenced by the allowlist)", self.suppressed);
+        }
+        line
+    }
+
     /// Detections written so far, per detector (what `/metrics` counts).
     pub fn written(&self) -> &std::collections::BTreeMap<crate::detect::DetectorKind, u64> {
         &self.written
@@ -270,12 +292,11 @@ impl Emitter {
                     for d in self.found.drain(..) {
                         if self.logged.allow() {
                             tracing::info!(
-                                "{}: {} {} (score {:.3}, threshold {})",
+                                "{}: {} {} ({})",
                                 d.module,
                                 d.detection,
                                 crate::escape::terminal(&d.entity()),
-                                d.score,
-                                d.threshold
+                                d.measured()
                             );
                         }
                         sink.write_detection(&d)?;

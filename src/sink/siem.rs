@@ -213,11 +213,10 @@ fn reason(r: &ScoredRecord, d: Option<&Detection>) -> String {
     let why = features_text(r);
     match d {
         Some(d) => format!(
-            "{} {}: score {} at or above {}{}",
+            "{} {}: {}{}",
             d.detection,
             d.entity(),
-            short(d.score),
-            short(d.threshold),
+            d.measured(),
             if why.is_empty() {
                 String::new()
             } else {
@@ -855,13 +854,7 @@ pub(super) fn notice_header() -> Vec<u8> {
 /// A notice's values, in [`NOTICE_COLUMNS`] order.
 fn notice_values(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Vec<Value> {
     let msg = match d {
-        Some(d) => format!(
-            "{} {}: score {} at or above {}",
-            d.detection,
-            d.entity(),
-            short(d.score),
-            short(d.threshold)
-        ),
+        Some(d) => format!("{} {}: {}", d.detection, d.entity(), d.measured()),
         None => format!(
             "{} anomaly: score {} above the model's threshold {}",
             r.module.log_path(),

@@ -236,29 +236,48 @@ fn the_planted_beacon_is_the_top_detection_within_two_hours() {
         .unwrap();
     assert_eq!(top.0, &planted, "{best:?}");
     assert!(best.len() <= 6, "at most 5 other pairs: {best:?}");
-    // The pair's first record on 04-20.
-    let first = autozeekwatch::zeek::Records::new(
-        {
-            let mut f: Vec<_> = std::fs::read_dir(dir.join("2024-04-20"))
-                .unwrap()
-                .map(|e| e.unwrap().path())
-                .filter(|p| p.to_str().unwrap().contains("/conn."))
-                .collect();
-            f.sort();
-            f
-        },
-        Some("conn"),
-        true,
-    )
-    .filter(|r| {
-        r.get("id.orig_h").as_addr() == src.parse().ok()
-            && r.get("id.resp_h").as_addr() == dst.parse().ok()
-    })
-    .filter_map(|r| r.ts())
-    .fold(f64::INFINITY, f64::min);
+    // The times of the pair's records of a day.
+    let pair_times = |day: &str| -> Vec<f64> {
+        let mut f: Vec<_> = std::fs::read_dir(dir.join(day))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_str().unwrap().contains("/conn."))
+            .collect();
+        f.sort();
+        autozeekwatch::zeek::Records::new(f, Some("conn"), true)
+            .filter(|r| {
+                r.get("id.orig_h").as_addr() == src.parse().ok()
+                    && r.get("id.resp_h").as_addr() == dst.parse().ok()
+            })
+            .filter_map(|r| r.ts())
+            .collect()
+    };
+    let first = pair_times("2024-04-20")
+        .into_iter()
+        .fold(f64::INFINITY, f64::min);
     let after = best[&planted].1 - first;
     eprintln!("planted pair detected {after:.0} s after its first record");
     assert!((0.0..=7200.0).contains(&after), "{after} s");
+    // The beacon goes on to the end of 04-21, and so does its alert: the
+    // detector says it again every 6 h while it lasts. (Before, reported
+    // only when stronger, it went quiet once its score levelled off, and
+    // its alert closed on 04-20 while it still beaconed.)
+    let last = pair_times("2024-04-21").into_iter().fold(0.0, f64::max);
+    let planted_alerts: Vec<_> = closed
+        .iter()
+        .filter(|a| a["entity"] == src && a["role"] == "source")
+        .collect();
+    assert_eq!(planted_alerts.len(), 1, "{planted_alerts:#?}");
+    let alert_last = planted_alerts[0]["last_ts"].as_f64().unwrap();
+    assert!(
+        alert_last >= last - 6.5 * 3600.0,
+        "the alert's last item at {alert_last}, the beacon's last record at {last}"
+    );
+    // The summary counts what was written, each in its detector's units.
+    assert!(
+        stderr.contains("beacon 73.54.23.243 -> 64.225.56.201: score 0.9"),
+        "{stderr}"
+    );
 }
 
 /// QUIC runs TLS 1.3 over UDP, and Zeek's ssl log has no transport: an
