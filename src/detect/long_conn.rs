@@ -211,23 +211,30 @@ impl LongConnDetector {
             return None;
         }
         pair.reported = true;
+        // Milliseconds and whole bytes: sums of Zeek's microsecond
+        // durations carry float noise (16759.115085999998 s) that says
+        // nothing to an analyst.
+        let ms = |v: f64| (v * 1e3).round() / 1e3;
         let mut evidence = serde_json::Map::new();
         evidence.insert("connections".into(), pair.connections.into());
-        evidence.insert("longest_seconds".into(), pair.longest.into());
-        evidence.insert("bytes".into(), pair.bytes.into());
+        evidence.insert("longest_seconds".into(), ms(pair.longest).into());
+        evidence.insert("bytes".into(), (pair.bytes.round() as u64).into());
         if c.open {
             // Found from a conn_long report: the connection had not ended.
             evidence.insert("still_open".into(), true.into());
         }
+        // Known when the connection ended (or was last reported), not at
+        // its start: the detection is stamped then, and its evidence
+        // never ends after its own time.
         Some(Detection {
-            ts: c.ts,
+            ts: end,
             detection: DetectorKind::LongConnection,
             module: LogKind::CONN,
             src: c.src,
             dst: Some(c.dst),
             resp_p: c.resp_p,
             domain: None,
-            score: pair.total,
+            score: ms(pair.total),
             threshold: p.threshold_seconds,
             severity: crate::severity::Severity::Low,
             first_ts: pair.first_ts,
@@ -294,6 +301,9 @@ mod tests {
         let f = &found[0];
         assert_eq!((f.src, f.dst, f.score), (a, Some(b), 6.0 * 3600.0));
         assert_eq!(f.uids, ["CLong"]);
+        // Stamped when it ended, the time its evidence ends.
+        assert_eq!((f.ts, f.last_ts), (1_700_010_000.0 + 6.0 * 3600.0, f.ts));
+        assert!(f.evidence["bytes"].is_u64(), "{:?}", f.evidence);
     }
 
     /// A 6 h connection reported open every hour (conn_long), then its
