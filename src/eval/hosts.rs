@@ -20,6 +20,9 @@ pub struct HostAlerts {
     /// True, false, or unknown (no labeled uid of it was scored).
     pub malicious: Option<bool>,
     pub alerts: usize,
+    /// Of them, alerts of what reached the host (role `target`): its
+    /// inbound traffic is an alert apart from what it sent.
+    pub as_target: usize,
     pub severity: Severity,
     pub records: u64,
     pub detections: u64,
@@ -66,11 +69,13 @@ pub fn host_level(truth: &Truth, hosts: &HashMap<String, IpAddr>, alerts: &[Aler
             host: a.entity,
             malicious: label.get(&a.entity).copied(),
             alerts: 0,
+            as_target: 0,
             severity: a.severity,
             records: 0,
             detections: 0,
         });
         h.alerts += 1;
+        h.as_target += usize::from(a.role == crate::alert::Role::Target);
         h.severity = h.severity.max(a.severity);
         h.records += a.records;
         h.detections += a.detections;
@@ -147,11 +152,16 @@ impl HostLevel {
         for h in self.hosts.iter().take(10) {
             let _ = writeln!(
                 s,
-                "    {:<40} {:<9} {} alert{}, {} records, {} detections ({})",
+                "    {:<40} {:<9} {} alert{}{}, {} records, {} detections ({})",
                 h.host.to_string(),
                 h.severity.name(),
                 h.alerts,
                 if h.alerts == 1 { "" } else { "s" },
+                if h.as_target > 0 {
+                    format!(" ({} as a target)", h.as_target)
+                } else {
+                    String::new()
+                },
                 h.records,
                 h.detections,
                 match h.malicious {

@@ -377,8 +377,20 @@ fn check_ecs_documents(models: &Path, name: &str) -> (usize, usize, usize) {
             assert!(doc["event"]["reason"]
                 .as_str()
                 .is_some_and(|r| !r.is_empty()));
-            assert!(risk > 50.0 || doc["autozeekwatch"].get("detection").is_some());
         }
+        // Risk sorts as severity does: each severity in its own band
+        // (not flagged 0-40, low 40-60, medium 60-80, high 80-95,
+        // critical 95-100).
+        let bands = [
+            (0.0, 40.0),
+            (40.0, 60.0),
+            (60.0, 80.0),
+            (80.0, 95.0),
+            (95.0, 100.0),
+        ];
+        let (lo, hi) = bands[doc["event"]["severity"].as_u64().unwrap() as usize];
+        assert!(risk >= lo && risk < hi, "risk {risk} of {doc}");
+        assert_eq!(alert, risk >= 40.0, "{doc}");
     }
     assert_eq!(
         ecs.iter().filter(|d| d["event"]["kind"] == "alert").count(),
