@@ -88,6 +88,12 @@ pub struct Item {
     /// A detection whose evidence is ICMP ([`Detection::over_icmp`]).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub icmp: bool,
+    /// A detection saying only that its behaviour goes on (a beacon's
+    /// `still_beaconing`): it keeps the alert open but is no new evidence,
+    /// so it is not counted (ten reminders of one beacon would otherwise
+    /// raise its alert a level, for lasting two days).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reminder: bool,
 }
 
 /// Whether a record's alert host is in the local networks, from the
@@ -157,6 +163,7 @@ impl Item {
             since: None,
             local: host_is_local(r.direction.as_deref()),
             icmp: false,
+            reminder: false,
         })
     }
 
@@ -186,6 +193,8 @@ impl Item {
             since: Some(d.first_ts).filter(|t| t.is_finite() && *t >= 0.0 && *t < ts),
             local: d.src_local,
             icmp: d.over_icmp(),
+            reminder: d.evidence.get(crate::detect::beacon::STILL_EVIDENCE)
+                == Some(&serde_json::Value::Bool(true)),
         })
     }
 
@@ -399,7 +408,7 @@ impl Open {
                 if self.variants.is_empty() {
                     self.variants = self.detectors.iter().map(|k| (*k, false)).collect();
                 }
-                self.detections += 1;
+                self.detections += u64::from(!item.reminder);
                 self.detectors.insert(d);
                 self.variants.insert((d, item.icmp));
             }

@@ -355,6 +355,29 @@ fn a_detection_joins_its_source_hosts_alert_and_raises_it() {
     assert_eq!(closed.severity, Severity::Critical);
 }
 
+/// A beacon that goes on is said again every few hours; the reminders
+/// keep its alert open (quiet 600 s here) but are no new evidence: twelve
+/// of them do not raise it a level as ten detections would.
+#[test]
+fn a_beacon_s_reminders_keep_its_alert_open_without_raising_it() {
+    let mut stage = AlertStage::new(opts(), &[CONN], true);
+    let mut out = Vec::new();
+    stage.offer_detection(&beacon(0.0, 100.0), &mut out);
+    for i in 1..=12 {
+        let mut d = beacon(0.0, 100.0 + 500.0 * f64::from(i));
+        d.evidence
+            .insert(crate::detect::beacon::STILL_EVIDENCE.into(), true.into());
+        stage.offer_detection(&d, &mut out);
+    }
+    stage.progress(CONN, 7000.0, Reading::Finished, &mut out);
+    stage.finish(&mut out);
+    let closed: Vec<_> = out.iter().filter(|a| a.state == State::Closed).collect();
+    assert_eq!(closed.len(), 1, "{closed:#?}");
+    assert_eq!((closed[0].first_ts, closed[0].last_ts), (100.0, 6100.0));
+    assert_eq!(closed[0].detections, 1);
+    assert_eq!(closed[0].severity, Severity::High);
+}
+
 /// Whether an alert's host is ours: from its records' direction (an
 /// inbound record's host is the local one reached), or from a scan
 /// detection, which knows the local networks; unknown stays unknown.

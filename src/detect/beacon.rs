@@ -30,6 +30,8 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 /// The evidence key of a beacon whose connections are ICMP.
 pub const ICMP_EVIDENCE: &str = "icmp";
+/// The evidence key of a beacon reported again only because it goes on.
+pub const STILL_EVIDENCE: &str = "still_beaconing";
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
@@ -196,7 +198,7 @@ impl BeaconDetector {
         pair.reported = Some((parts.score, t));
         let mut evidence = serde_json::Map::new();
         if reminder {
-            evidence.insert("still_beaconing".into(), true.into());
+            evidence.insert(STILL_EVIDENCE.into(), true.into());
         }
         evidence.insert("connections".into(), ts.len().into());
         evidence.insert("window_start".into(), window_start.into());
