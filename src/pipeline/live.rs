@@ -91,6 +91,15 @@ pub fn run_live(
 ) -> Result<BTreeMap<LogKind, LaneStats>, RunError> {
     let lock = lock_state_dir(&opts.state_dir)?;
     let checkpoint = Checkpoint::load(&opts.state_dir)?;
+    // A log type never read before starts where its live file starts now,
+    // before the warm-up: see [`Follower::live_start`].
+    let saved_positions = checkpoint.as_ref().map(|c| &c.modules);
+    let starts: BTreeMap<LogKind, Position> = opts
+        .modules
+        .iter()
+        .filter(|m| !saved_positions.is_some_and(|p| p.contains_key(m)))
+        .filter_map(|&m| Some((m, Follower::live_start(m, &opts.log_dir)?)))
+        .collect();
     let lane_opts = LaneOptions {
         only_anomalies: opts.only_anomalies,
         reload_every: Some(opts.reload_every),
@@ -182,7 +191,10 @@ pub fn run_live(
         )
     });
     let had_checkpoint = checkpoint.is_some();
-    let positions = checkpoint.map(|c| c.modules).unwrap_or_default();
+    let mut positions = checkpoint.map(|c| c.modules).unwrap_or_default();
+    // Nothing read yet: a checkpoint is saved before anything is written.
+    let first_start = positions.is_empty();
+    positions.extend(starts);
     if !had_checkpoint {
         tracing::info!(
             "no checkpoint in {}: starting with the live files (appending to the output)",
@@ -219,6 +231,7 @@ pub fn run_live(
             saved_identity: saved_files.0,
             saved_alerts_identity: saved_files.1,
             emitter,
+            first_start,
         };
         // A panic here (a bug) must end the process, as it does anywhere
         // else, so that its supervisor restarts it: without the stop below,
@@ -282,6 +295,9 @@ struct Writer<'a> {
     lock: &'a StateLock,
     output: &'a mut dyn Sink,
     positions: BTreeMap<LogKind, Position>,
+    /// No log type was read before this run (the positions are the live
+    /// files' starts, if any).
+    first_start: bool,
     /// Each log type's scoring stage: here, so that its context state is
     /// saved with the positions it belongs to.
     lanes: BTreeMap<LogKind, Lane>,
@@ -310,7 +326,7 @@ impl Writer<'_> {
         // the live files from their start again and wrote them twice. Now
         // the restart cuts them, as after any crash; and a state folder
         // with no room stops the run before it writes anything.
-        if self.positions.is_empty() {
+        if self.first_start {
             self.save()?;
         }
         let mut cadence = super::cadence::Cadence::new(self.opts.checkpoint_every);

@@ -6,6 +6,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use super::sim::{write_gzip, Collected, Zeek};
+use crate::follow::Follower;
+use crate::log_kind::LogKind;
 
 /// Steps enough to wait out every retry of an unfinished archive.
 const PATIENCE: usize = 200;
@@ -318,4 +320,31 @@ fn an_overlong_line_is_skipped_and_later_lines_come_out() {
         "{}",
         out.errors[0]
     );
+}
+
+/// A first start: the live file's start is taken before the warm-up, and
+/// Zeek rotates (and archives) it before the follower opens anything. The
+/// rotated file is read from its start, then the new live file: nothing
+/// of the file live at the start is lost (it was, before the start was
+/// taken: the follower opened whatever was live after the warm-up).
+#[test]
+fn a_first_start_follows_its_live_file_through_a_rotation_during_warm_up() {
+    let mut zeek = Zeek::new();
+    let first = zeek.append(10);
+    let start = Follower::live_start(LogKind::CONN, &zeek.root).expect("a live file");
+    assert_eq!(start.offset, 0);
+    let renamed = zeek.rotate();
+    zeek.archive(&renamed);
+    let live = zeek.append(5);
+    let mut out = Collected::default();
+    let mut f = zeek.follower(Some(start));
+    assert!(out.drain(&mut f, PATIENCE));
+    let expected: Vec<u64> = first.iter().chain(&live).copied().collect();
+    assert_once_in_order(&out.numbers, &expected);
+    // No live file yet, or an empty one: no start (the follower opens
+    // the live file when it comes).
+    let empty = Zeek::new();
+    assert!(Follower::live_start(LogKind::CONN, &empty.root).is_none());
+    std::fs::write(empty.live(), b"").unwrap();
+    assert!(Follower::live_start(LogKind::CONN, &empty.root).is_none());
 }
