@@ -322,6 +322,11 @@ pub struct Alert {
     /// outside.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub local: Option<bool>,
+    /// Closed to make room (`--alert` caps: more hosts alerting at once
+    /// than open alerts are kept), not after a quiet period: the activity
+    /// may go on, and its next item opens a new alert.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub closed_early: bool,
     /// Its detectors, each with whether a detection of it was over ICMP,
     /// for the SIEM writers' ATT&CK terms (empty for an alert restored
     /// from an older checkpoint: [`Alert::detectors`] then stand alone).
@@ -546,6 +551,7 @@ impl Open {
             sample: self.sample.clone(),
             reason: String::new(),
             local: self.local,
+            closed_early: false,
             variants: self.variants.clone(),
         };
         alert.reason = reason(&alert, self.peers_beyond > 0);

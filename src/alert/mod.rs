@@ -462,15 +462,20 @@ impl AlertStage {
         }
     }
 
-    fn close(&mut self, key: Key, out: &mut Vec<Alert>) {
-        if let Some(open) = self.open.remove(&key) {
-            self.deadlines
-                .remove(&deadline_key(open.last_ts + self.opts.quiet, key));
-            if open.was_written() {
-                self.stats.written += 1;
-                out.push(open.alert(State::Closed));
-            }
+    /// Closes `key`'s alert; whether a closing was written (only of an
+    /// alert written before).
+    fn close(&mut self, key: Key, out: &mut Vec<Alert>) -> bool {
+        let Some(open) = self.open.remove(&key) else {
+            return false;
+        };
+        self.deadlines
+            .remove(&deadline_key(open.last_ts + self.opts.quiet, key));
+        if !open.was_written() {
+            return false;
         }
+        self.stats.written += 1;
+        out.push(open.alert(State::Closed));
+        true
     }
 
     fn fold(&mut self, item: Item, out: &mut Vec<Alert>) {
@@ -486,13 +491,19 @@ impl AlertStage {
         });
         match fits {
             Some(true) => {}
-            Some(false) => self.close(key, out),
+            Some(false) => {
+                self.close(key, out);
+            }
             None => {}
         }
         if !self.open.contains_key(&key) && self.open.len() >= self.opts.max_open {
             if let Some(&(_, first)) = self.deadlines.first() {
                 self.stats.evicted += 1;
-                self.close(first, out);
+                if self.close(first, out) {
+                    if let Some(a) = out.last_mut() {
+                        a.closed_early = true;
+                    }
+                }
             }
         }
         let quiet = self.opts.quiet;

@@ -91,9 +91,9 @@ struct Pair {
     /// at 4 GiB, far above a beacon's.
     events: VecDeque<(u32, u32)>,
     last_scored: Option<u32>,
-    /// The score last reported and when, so an unchanged beacon is not
-    /// repeated at every rescore: an update needs a higher score and an
-    /// hour, or [`BeaconParams::repeat_seconds`].
+    /// The best score reported and when the last report was, so an
+    /// unchanged beacon is not repeated at every rescore: an update needs
+    /// a higher score and an hour, or [`BeaconParams::repeat_seconds`].
     reported: Option<(f64, u32)>,
     uids: SampleUids,
 }
@@ -195,7 +195,10 @@ impl BeaconDetector {
             return None;
         }
         let reminder = pair.reported.is_some_and(|r| !stronger(r));
-        pair.reported = Some((parts.score, t));
+        // The best score reported stays the bar for an update: a reminder
+        // at a lower score would otherwise make every rise after it news.
+        let best = pair.reported.map_or(parts.score, |(s, _)| s.max(parts.score));
+        pair.reported = Some((best, t));
         let mut evidence = serde_json::Map::new();
         if reminder {
             evidence.insert(STILL_EVIDENCE.into(), true.into());

@@ -206,6 +206,7 @@ mod tests {
             sample: None,
             reason: String::new(),
             local: None,
+            closed_early: false,
             variants: Default::default(),
         }
     }
