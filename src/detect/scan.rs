@@ -342,7 +342,7 @@ mod tests {
                 ));
             }
         });
-        // About 134 bytes per source (benches/detect_memory.rs), and the
+        // About 136 bytes per source (benches/detect_memory.rs), and the
         // table's headroom: well under 8 MiB for 10,000.
         assert!(peak < 8 << 20, "{peak} bytes");
     }
