@@ -197,7 +197,9 @@ impl BeaconDetector {
         let reminder = pair.reported.is_some_and(|r| !stronger(r));
         // The best score reported stays the bar for an update: a reminder
         // at a lower score would otherwise make every rise after it news.
-        let best = pair.reported.map_or(parts.score, |(s, _)| s.max(parts.score));
+        let best = pair
+            .reported
+            .map_or(parts.score, |(s, _)| s.max(parts.score));
         pair.reported = Some((best, t));
         let mut evidence = serde_json::Map::new();
         if reminder {
