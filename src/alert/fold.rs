@@ -413,7 +413,10 @@ impl Open {
                 if self.variants.is_empty() {
                     self.variants = self.detectors.iter().map(|k| (*k, false)).collect();
                 }
-                self.detections += u64::from(!item.reminder);
+                // A reminder counts when it is the alert's first word of
+                // its detector (an alert it opens, after a warm-up or a
+                // closing, would otherwise hold "0 detections").
+                self.detections += u64::from(!item.reminder || !self.detectors.contains(&d));
                 self.detectors.insert(d);
                 self.variants.insert((d, item.icmp));
             }

@@ -379,6 +379,22 @@ fn a_beacon_s_reminders_keep_its_alert_open_without_raising_it() {
     assert_eq!((closed[0].first_ts, closed[0].last_ts), (100.0, 6100.0));
     assert_eq!(closed[0].detections, 1);
     assert_eq!(closed[0].severity, Severity::High);
+    // A reminder that opens an alert (the beacon was reported during a
+    // warm-up, or its alert closed) is that alert's first detection.
+    let mut stage = AlertStage::new(opts(), &[CONN], true);
+    let mut out = Vec::new();
+    let mut d = beacon(0.0, 100.0);
+    d.evidence
+        .insert(crate::detect::beacon::STILL_EVIDENCE.into(), true.into());
+    stage.offer_detection(&d, &mut out);
+    stage.finish(&mut out);
+    let closed = out.iter().find(|a| a.state == State::Closed).unwrap();
+    assert_eq!(closed.detections, 1);
+    assert!(
+        closed.reason.contains("1 beacon detection"),
+        "{}",
+        closed.reason
+    );
 }
 
 /// Whether an alert's host is ours: from its records' direction (an

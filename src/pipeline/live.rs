@@ -138,6 +138,7 @@ pub fn run_live(
             &opts.log_dir,
             &opts.modules,
             opts.warm_hours,
+            &starts,
             &controls.stop,
         );
         tracing::info!(

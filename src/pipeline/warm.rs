@@ -7,6 +7,7 @@
 //! Nothing of these records is scored or written, and what the detectors
 //! would have reported from history is counted, not repeated.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -14,6 +15,8 @@ use chrono::{NaiveDateTime, NaiveTime};
 
 use super::{Emitter, Lane};
 use crate::detect::Observation;
+use crate::follow::identity::matches;
+use crate::follow::Position;
 use crate::log_kind::LogKind;
 use crate::route;
 use crate::zeek::layout::{DateRange, LogFile};
@@ -54,6 +57,21 @@ pub fn recent_files(log_dir: &Path, module: LogKind, hours: u32) -> Vec<LogFile>
         .collect()
 }
 
+/// `files` without the one that starts as `start` (the live file when the
+/// run began, rotated since) and those after it: the follower reads them,
+/// from `start`. Zeek rotates every log at once, so a log type warmed after
+/// another can find the file that was live at the start already archived:
+/// read by both, its records were counted twice (a review's finding).
+fn before_start(mut files: Vec<LogFile>, start: Option<&Position>) -> Vec<LogFile> {
+    if let Some(p) = start {
+        // Searched from the newest: the file, if there, was rotated last.
+        if let Some(i) = files.iter().rposition(|f| matches(&f.path, p.fingerprint)) {
+            files.truncate(i);
+        }
+    }
+    files
+}
+
 /// What reads the history: the detectors (when they start cold) and the
 /// lanes whose context starts cold.
 pub struct Warming<'a> {
@@ -61,12 +79,14 @@ pub struct Warming<'a> {
     pub lanes: Vec<&'a mut Lane>,
 }
 
-/// Feeds the last `hours` of history of each module to what warms on it.
+/// Feeds the last `hours` of history of each module to what warms on it,
+/// up to the file each module's follower starts with (`starts`).
 pub fn warm_up(
     warming: &mut Warming<'_>,
     log_dir: &Path,
     modules: &[LogKind],
     hours: u32,
+    starts: &BTreeMap<LogKind, Position>,
     stop: &AtomicBool,
 ) -> WarmReport {
     let mut report = WarmReport::default();
@@ -79,7 +99,7 @@ pub fn warm_up(
         if lane.is_none() && emitter.is_none() {
             continue;
         }
-        let files = recent_files(log_dir, module, hours);
+        let files = before_start(recent_files(log_dir, module, hours), starts.get(&module));
         report.files += files.len();
         let paths = files.into_iter().map(|f| f.path).collect();
         for record in Records::new(paths, Some(module.log_path()), false) {
@@ -117,5 +137,41 @@ mod tests {
         assert_eq!(start_of(&file("13:00:00-14:00:00")), at(13, 0));
         assert_eq!(start_of(&file("17_32_00-18_00_00")), at(17, 32));
         assert_eq!(start_of(&file("garbage")), None);
+    }
+
+    /// The file live when the run began, archived during the warm-up, is
+    /// left to the follower (and a later one with it); without a start,
+    /// or with one not archived yet, every file is read.
+    #[test]
+    fn the_file_the_follower_starts_with_is_not_warmed_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let day = dir.path().join("2024-04-19");
+        std::fs::create_dir(&day).unwrap();
+        let mut files = Vec::new();
+        for h in 0..4 {
+            let path = day.join(format!("conn.0{h}:00:00-0{}:00:00.log", h + 1));
+            let text = format!("#open\t2024-04-19-0{h}-00-00\n{{\"n\":{h}}}\n");
+            std::fs::write(&path, text).unwrap();
+            files.push(LogFile {
+                path,
+                date: None,
+                interval: None,
+            });
+        }
+        let start_of = |i: usize| Position {
+            fingerprint: crate::follow::identity::fingerprint(&files[i].path, None)
+                .unwrap()
+                .unwrap(),
+            path: files[i].path.clone(),
+            offset: 0,
+            day: None,
+        };
+        let kept = |start: Option<&Position>| before_start(files.clone(), start).len();
+        assert_eq!(kept(Some(&start_of(2))), 2);
+        assert_eq!(kept(Some(&start_of(3))), 3);
+        assert_eq!(kept(None), 4);
+        let mut live = start_of(0);
+        live.fingerprint.crc ^= 1;
+        assert_eq!(kept(Some(&live)), 4);
     }
 }

@@ -569,13 +569,16 @@ fn ecs(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Value {
     if let Some(v) = ip(r.orig_h) {
         put(&mut doc, "source.ip", v);
     }
-    if let Some(p) = r.orig_p {
+    // A protocol without ports (IGMP, GRE: Zeek's `unknown_transport`)
+    // has none in the document; Zeek writes them as 0.
+    let ports = r.proto.as_deref() != Some("unknown_transport");
+    if let Some(p) = r.orig_p.filter(|_| ports) {
         put(&mut doc, "source.port", json!(p));
     }
     if let Some(v) = ip(r.resp_h) {
         put(&mut doc, "destination.ip", v);
     }
-    if let Some(p) = r.resp_p {
+    if let Some(p) = r.resp_p.filter(|_| ports) {
         put(&mut doc, "destination.port", json!(p));
     }
     let v6 = r.orig_h.is_some_and(|a| a.is_ipv6());
@@ -1329,6 +1332,13 @@ mod tests {
         assert_eq!(doc["event"]["severity"], 0);
         assert_eq!(doc["network"]["transport"], "ipv6-icmp");
         assert!(doc["event"].get("reason").is_none());
+        // IGMP has no ports: none in the document (Zeek writes 0s).
+        normal.proto = Some("unknown_transport".into());
+        (normal.orig_p, normal.resp_p) = (Some(0), Some(0));
+        let doc = ecs(&normal, None, &Stamp::default());
+        assert!(doc["source"].get("port").is_none(), "{doc}");
+        assert!(doc["destination"].get("port").is_none(), "{doc}");
+        assert!(doc["source"].get("ip").is_some(), "{doc}");
     }
 
     fn detection(kind: DetectorKind, src_local: Option<bool>) -> Detection {
