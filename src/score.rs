@@ -1540,33 +1540,46 @@ mod tests {
     /// above the training maximum of 10.9" for a day against 15 hours).
     #[test]
     fn context_columns_are_explained_in_their_own_units() {
-        let q = |stat, field, label, v: f64| context_quantity(stat, field, label, v.ln_1p());
-        assert_eq!(q(ContextStat::Gap, "uid", "gap", 86_279.0), "24 h");
-        assert_eq!(q(ContextStat::Gap, "uid", "gap", 54_000.0), "15 h");
-        assert_eq!(q(ContextStat::Gap, "uid", "@1h:mean", 300.0), "5 min");
-        assert_eq!(q(ContextStat::Gap, "uid", "@1h:mean", 45.0), "45 s");
-        assert_eq!(q(ContextStat::Gap, "uid", "@1d:mean", 400_000.0), "4.63 d");
-        assert_eq!(
-            q(ContextStat::Gap, "uid", "@10m:weight", 5.0),
-            "5 records (damped)"
-        );
-        assert_eq!(
-            q(ContextStat::Distinct, "id.resp_h", "@1h:count", 12.0),
-            "12 new values (damped)"
-        );
-        assert_eq!(
-            q(ContextStat::Damped, "orig_bytes", "@1h:mean", 40_000.0),
-            "40 kB (geometric)"
-        );
+        // (statistic, field, column, value in its units, as said)
+        let logged = [
+            (ContextStat::Gap, "uid", "gap", 86_279.0_f64, "24 h"),
+            (ContextStat::Gap, "uid", "gap", 54_000.0, "15 h"),
+            (ContextStat::Gap, "uid", "@1h:mean", 300.0, "5 min"),
+            (ContextStat::Gap, "uid", "@1h:mean", 45.0, "45 s"),
+            (ContextStat::Gap, "uid", "@1d:mean", 400_000.0, "4.63 d"),
+            (
+                ContextStat::Gap,
+                "uid",
+                "@10m:weight",
+                5.0,
+                "5 records (damped)",
+            ),
+            (
+                ContextStat::Distinct,
+                "id.resp_h",
+                "@1h:count",
+                12.0,
+                "12 new values (damped)",
+            ),
+            (
+                ContextStat::Damped,
+                "orig_bytes",
+                "@1h:mean",
+                40_000.0,
+                "40 kB (geometric)",
+            ),
+        ];
+        for (stat, field, label, v, said) in logged {
+            assert_eq!(context_quantity(stat, field, label, v.ln_1p()), said);
+        }
         // Numbers without a unit stay as they are: a ratio, a flag.
-        assert_eq!(
-            context_quantity(ContextStat::Gap, "uid", "@1h:cv", 0.25),
-            "0.25"
-        );
-        assert_eq!(
-            context_quantity(ContextStat::FirstSeen, "uid", "new", 1.0),
-            "1"
-        );
+        let plain = [
+            (ContextStat::Gap, "@1h:cv", 0.25, "0.25"),
+            (ContextStat::FirstSeen, "new", 1.0, "1"),
+        ];
+        for (stat, label, v, said) in plain {
+            assert_eq!(context_quantity(stat, "uid", label, v), said);
+        }
     }
 
     fn empty_set() -> FeatureSet {

@@ -222,34 +222,46 @@ mod tests {
     /// seconds carried float noise: 16759.115085999998).
     #[test]
     fn a_detection_is_measured_in_its_detectors_units() {
-        let m = |k, s, t| found(k, s, t).measured();
-        assert_eq!(
-            m(DetectorKind::Beacon, 0.946_12, 0.9),
-            "score 0.946, at or above 0.9"
-        );
-        assert_eq!(
-            m(
+        let cases = [
+            (
+                DetectorKind::Beacon,
+                0.946_12,
+                0.9,
+                "score 0.946, at or above 0.9",
+            ),
+            (
                 DetectorKind::LongConnection,
                 16_759.115_085_999_998,
-                14_400.0
+                14_400.0,
+                "4.66 h connected, at or above 4 h",
             ),
-            "4.66 h connected, at or above 4 h"
-        );
-        assert_eq!(
-            m(DetectorKind::PortScan, 64.0, 64.0),
-            "64 unanswered ports, at or above 64"
-        );
-        assert_eq!(
-            m(DetectorKind::HostSweep, 129.0, 64.0),
-            "129 unanswered hosts, at or above 64"
-        );
-        assert_eq!(
-            m(DetectorKind::DnsTunnel, 200.0, 200.0),
-            "200 distinct names, at or above 200"
-        );
-        assert_eq!(
-            m(DetectorKind::NxdomainBurst, 100.0, 100.0),
-            "100 NXDOMAIN answers, at or above 100"
-        );
+            (
+                DetectorKind::PortScan,
+                64.0,
+                64.0,
+                "64 unanswered ports, at or above 64",
+            ),
+            (
+                DetectorKind::HostSweep,
+                129.0,
+                64.0,
+                "129 unanswered hosts, at or above 64",
+            ),
+            (
+                DetectorKind::DnsTunnel,
+                200.0,
+                200.0,
+                "200 distinct names, at or above 200",
+            ),
+            (
+                DetectorKind::NxdomainBurst,
+                100.0,
+                100.0,
+                "100 NXDOMAIN answers, at or above 100",
+            ),
+        ];
+        for (kind, score, threshold, said) in cases {
+            assert_eq!(found(kind, score, threshold).measured(), said);
+        }
     }
 }
