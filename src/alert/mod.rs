@@ -231,17 +231,19 @@ mod saved_open {
         list.serialize(s)
     }
 
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Saved {
-        List(Vec<Open>),
-        ByHost(HashMap<IpAddr, Open>),
-    }
-
+    /// A list, or an older checkpoint's map by host; read through a JSON
+    /// value (checkpoints are JSON) so that a damaged alert is named by
+    /// its own error, not "matched no variant".
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<HashMap<Key, Open>, D::Error> {
-        let open: Vec<Open> = match Saved::deserialize(d)? {
-            Saved::List(l) => l,
-            Saved::ByHost(m) => m.into_values().collect(),
+        use serde::de::Error;
+        let open: Vec<Open> = match serde_json::Value::deserialize(d)? {
+            list @ serde_json::Value::Array(_) => {
+                serde_json::from_value(list).map_err(D::Error::custom)?
+            }
+            by_host => serde_json::from_value::<HashMap<IpAddr, Open>>(by_host)
+                .map_err(D::Error::custom)?
+                .into_values()
+                .collect(),
         };
         Ok(open.into_iter().map(|o| (o.key(), o)).collect())
     }

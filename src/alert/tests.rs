@@ -617,6 +617,13 @@ fn a_hosts_inbound_and_outbound_activity_are_two_alerts() {
     let saved = serde_json::to_value(&stage).unwrap();
     let back: AlertStage = serde_json::from_value(saved.clone()).unwrap();
     assert_eq!(back.resumed(opts(), &[CONN]).open_alerts(), 2);
+    // A damaged alert is named by its own error.
+    let mut bad = saved.clone();
+    bad["open"][0]["entity"] = "not an address".into();
+    let e = serde_json::from_value::<AlertStage>(bad)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("invalid IP address"), "{e}");
     let mut old = saved;
     let list = old["open"].take();
     let by_host: serde_json::Map<_, _> = list
