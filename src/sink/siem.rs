@@ -86,6 +86,13 @@ fn risk_band(s: Severity) -> (f64, f64) {
     }
 }
 
+/// Whether the record's protocol has ports: not one of Zeek's
+/// `unknown_transport` (IGMP, GRE), whose ports it writes as 0; the
+/// documents leave them out.
+fn has_ports(r: &ScoredRecord) -> bool {
+    r.proto.as_deref() != Some("unknown_transport")
+}
+
 /// ISO-8601 UTC with microseconds: `2018-03-24T17:17:31.136272Z`
 /// (`suricata`: `+0000` instead of `Z`, as EVE writes it). A missing or
 /// out-of-range time is the current time: every document needs one.
@@ -569,16 +576,13 @@ fn ecs(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Value {
     if let Some(v) = ip(r.orig_h) {
         put(&mut doc, "source.ip", v);
     }
-    // A protocol without ports (IGMP, GRE: Zeek's `unknown_transport`)
-    // has none in the document; Zeek writes them as 0.
-    let ports = r.proto.as_deref() != Some("unknown_transport");
-    if let Some(p) = r.orig_p.filter(|_| ports) {
+    if let Some(p) = r.orig_p.filter(|_| has_ports(r)) {
         put(&mut doc, "source.port", json!(p));
     }
     if let Some(v) = ip(r.resp_h) {
         put(&mut doc, "destination.ip", v);
     }
-    if let Some(p) = r.resp_p.filter(|_| ports) {
+    if let Some(p) = r.resp_p.filter(|_| has_ports(r)) {
         put(&mut doc, "destination.port", json!(p));
     }
     let v6 = r.orig_h.is_some_and(|a| a.is_ipv6());
@@ -705,13 +709,13 @@ fn eve(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Value {
                 doc.insert("icmp_code".into(), json!(code));
             }
         }
-    } else if let Some(p) = r.orig_p {
+    } else if let Some(p) = r.orig_p.filter(|_| has_ports(r)) {
         doc.insert("src_port".into(), json!(p));
     }
     if let Some(a) = ip(r.resp_h) {
         doc.insert("dest_ip".into(), a);
     }
-    if let (None, Some(p)) = (icmp, r.resp_p) {
+    if let (None, Some(p)) = (icmp, r.resp_p.filter(|_| has_ports(r))) {
         doc.insert("dest_port".into(), json!(p));
     }
     if let Some(p) = transport(r.proto.as_deref(), v6) {
@@ -1339,6 +1343,17 @@ mod tests {
         assert!(doc["source"].get("port").is_none(), "{doc}");
         assert!(doc["destination"].get("port").is_none(), "{doc}");
         assert!(doc["source"].get("ip").is_some(), "{doc}");
+        normal.anomaly = true;
+        let mut bytes = Vec::new();
+        RecordFormat::Eve
+            .write(&normal, &Stamp::default(), &mut bytes)
+            .unwrap();
+        let eve: Value = serde_json::from_slice(&bytes).unwrap();
+        assert!(
+            eve.get("src_port").is_none() && eve.get("dest_port").is_none(),
+            "{eve}"
+        );
+        assert!(eve.get("src_ip").is_some(), "{eve}");
     }
 
     fn detection(kind: DetectorKind, src_local: Option<bool>) -> Detection {
