@@ -193,8 +193,7 @@ impl Item {
             since: Some(d.first_ts).filter(|t| t.is_finite() && *t >= 0.0 && *t < ts),
             local: d.src_local,
             icmp: d.over_icmp(),
-            reminder: d.evidence.get(crate::detect::beacon::STILL_EVIDENCE)
-                == Some(&serde_json::Value::Bool(true)),
+            reminder: d.still_going(),
         })
     }
 

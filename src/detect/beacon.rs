@@ -327,7 +327,7 @@ mod tests {
             "at most one report an hour: {}",
             found.len()
         );
-        let still = |d: &Detection| d.evidence.contains_key("still_beaconing");
+        let still = |d: &Detection| d.still_going();
         assert!(
             found.windows(2).all(|w| if still(&w[1].1) {
                 w[1].0 >= w[0].0 + 6.0 * 3600.0

@@ -116,7 +116,18 @@ impl Detection {
     /// Whether its evidence is ICMP (a beacon of pings): what names its
     /// ATT&CK technique a non-application-layer protocol.
     pub fn over_icmp(&self) -> bool {
-        self.evidence.get(super::beacon::ICMP_EVIDENCE) == Some(&serde_json::Value::Bool(true))
+        self.evidence_says(super::beacon::ICMP_EVIDENCE)
+    }
+
+    /// Whether it only says that its behaviour goes on (a beacon's
+    /// reminder): no new evidence, for alerts to count.
+    pub fn still_going(&self) -> bool {
+        self.evidence_says(super::beacon::STILL_EVIDENCE)
+    }
+
+    /// Whether the evidence holds `key` as `true`.
+    fn evidence_says(&self, key: &str) -> bool {
+        self.evidence.get(key) == Some(&serde_json::Value::Bool(true))
     }
 
     /// Its score against its threshold, in the detector's units, for the
@@ -125,7 +136,6 @@ impl Detection {
     /// above 64` (it was `score 64.0000 at or above 64.0000` for all).
     pub fn measured(&self) -> String {
         let amount = |v: f64| -> String {
-            let n = |v: f64| crate::score::number(v);
             match self.detection {
                 DetectorKind::Beacon => format!("{:.3}", v)
                     .trim_end_matches('0')
@@ -135,7 +145,7 @@ impl Detection {
                 DetectorKind::HostSweep
                 | DetectorKind::PortScan
                 | DetectorKind::DnsTunnel
-                | DetectorKind::NxdomainBurst => n(v.round()),
+                | DetectorKind::NxdomainBurst => crate::score::number(v.round()),
             }
         };
         let what = match self.detection {

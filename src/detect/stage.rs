@@ -252,14 +252,15 @@ impl ModuleDetectors {
     }
 }
 
-/// Every module's detectors, and what they found.
+/// Every module's detectors. (What they found is counted where it is
+/// written: [`crate::pipeline::Emitter::detections_line`]. A checkpoint
+/// from before holds a `found` count too, which is passed over.)
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct DetectStage {
     modules: BTreeMap<LogKind, ModuleDetectors>,
     /// The selection the stage was built with, so a checkpoint taken with
     /// other settings is not resumed as if it matched.
     options: Option<DetectOptions>,
-    found: BTreeMap<DetectorKind, u64>,
     /// Records whose time is not believed ([`crate::plausible`]), left
     /// out: one dated in the far future would become every window's
     /// newest time (and the beacon detector's, saved in checkpoints) and
@@ -368,14 +369,8 @@ impl DetectStage {
             }
             for found in &mut out[before..] {
                 found.severity = found.graded();
-                *self.found.entry(found.detection).or_default() += 1;
             }
         }
-    }
-
-    /// Detections so far, by detector.
-    pub fn found(&self) -> &BTreeMap<DetectorKind, u64> {
-        &self.found
     }
 }
 
