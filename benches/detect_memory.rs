@@ -17,7 +17,7 @@
 //! long_connection with its list of conn_long-reported connections (empty
 //! here, 24 bytes): 155.0 MiB (162 bytes per key). 2026-12-07: scan
 //! 130.2 MiB (136; each attempt keeps its time), dns 241.3 MiB (252; each
-//! source its last NXDOMAIN name).
+//! source its last NXDOMAIN name), large_upload 132.1 MiB (138).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::{IpAddr, Ipv4Addr};
@@ -29,6 +29,7 @@ use autozeekwatch::detect::dns_tunnel::{DnsTunnelDetector, DnsTunnelParams};
 use autozeekwatch::detect::long_conn::{LongConnDetector, LongConnParams};
 use autozeekwatch::detect::observation::{ConnFacts, DnsFacts};
 use autozeekwatch::detect::scan::{ScanDetector, ScanParams};
+use autozeekwatch::detect::upload::{UploadDetector, UploadParams};
 use autozeekwatch::features::context::{ContextDef, ContextStat, FeatureState};
 use autozeekwatch::features::LocalNets;
 use autozeekwatch::zeek::Value;
@@ -138,6 +139,21 @@ fn main() {
                     ..ScanParams::default()
                 },
                 LocalNets::parse(&["10.0.0.0/8"]).unwrap(),
+            )
+        },
+        |d, i| {
+            d.observe(&conn(i));
+        },
+    );
+    measure(
+        "large_upload",
+        || {
+            UploadDetector::new(
+                UploadParams {
+                    max_pairs: KEYS as usize,
+                    ..UploadParams::default()
+                },
+                LocalNets::default(),
             )
         },
         |d, i| {

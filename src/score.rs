@@ -1471,10 +1471,10 @@ pub(crate) fn number(v: f64) -> String {
     }
 }
 
-/// A size for people: `40 kB`, `1.23 MB`, `512 B`.
+/// A size for people: `40 kB`, `1.23 MB`, `512 B`, `1.5 TB`.
 pub(crate) fn bytes(v: f64) -> String {
     let v = v.max(0.0).round();
-    for (unit, scale) in [("GB", 1e9), ("MB", 1e6), ("kB", 1e3)] {
+    for (unit, scale) in [("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)] {
         if v >= scale {
             return format!("{} {unit}", number(v / scale));
         }

@@ -13,6 +13,8 @@
 //!   leaves (T1568.002);
 //! - a long connection is a command-and-control tactic, with no one
 //!   technique: an interactive session or a tunnel over any protocol;
+//! - a large upload is the exfiltration tactic, with no one technique
+//!   either: the volume says that data left, not over what;
 //! - a scan or sweep from outside the local networks is reconnaissance
 //!   (Active Scanning, T1595; a sweep of hosts T1595.001); from inside it
 //!   is discovery (a port scan Network Service Discovery, T1046; a sweep
@@ -45,6 +47,7 @@ pub struct Attack {
 const COMMAND_AND_CONTROL: Term = Term::new("TA0011", "Command and Control");
 const DISCOVERY: Term = Term::new("TA0007", "Discovery");
 const RECONNAISSANCE: Term = Term::new("TA0043", "Reconnaissance");
+const EXFILTRATION: Term = Term::new("TA0010", "Exfiltration");
 const APPLICATION_LAYER_PROTOCOL: Term = Term::new("T1071", "Application Layer Protocol");
 const ACTIVE_SCANNING: Term = Term::new("T1595", "Active Scanning");
 
@@ -93,6 +96,11 @@ pub fn of(kind: DetectorKind, from_outside: Option<bool>, icmp: bool) -> Attack 
         ),
         DetectorKind::HostSweep => scan(Some(Term::new("T1595.001", "Scanning IP Blocks"))),
         DetectorKind::PortScan => scan(None),
+        DetectorKind::LargeUpload => Attack {
+            tactic: EXFILTRATION,
+            technique: None,
+            subtechnique: None,
+        },
     }
 }
 

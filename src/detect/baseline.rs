@@ -13,6 +13,7 @@ use super::dns_tunnel::{DnsTunnelLearner, DnsTunnelParams};
 use super::long_conn::{LongConnLearner, LongConnParams};
 use super::observation::Observation;
 use super::scan::ScanParams;
+use super::upload::{UploadLearner, UploadParams};
 use crate::log_kind::LogKind;
 use crate::zeek::Record;
 
@@ -27,6 +28,10 @@ pub struct Baseline {
     pub scan: Option<ScanParams>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns_tunnel: Option<Known<DnsTunnelParams, String>>,
+    /// A model trained before this detector has none, and it does not run
+    /// until the next training.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub large_upload: Option<Known<UploadParams, (IpAddr, IpAddr)>>,
 }
 
 /// A detector's settings and what it knows from training.
@@ -59,6 +64,10 @@ impl Baseline {
                 }),
                 scan: Some(ScanParams::default()),
                 dns_tunnel: None,
+                large_upload: Some(Known {
+                    params: UploadParams::default(),
+                    known: Vec::new(),
+                }),
             },
             LogKind::DNS => Baseline {
                 dns_tunnel: Some(Known {
@@ -122,6 +131,22 @@ impl Baseline {
                 return Err(("detectors.dns_tunnel", "out of range (windows, at least 2 names and 2 answers, at most 100000 known domains)".into()));
             }
         }
+        if let Some(u) = &self.large_upload {
+            let p = &u.params;
+            let positive = |v: f64| v.partial_cmp(&0.0) == Some(std::cmp::Ordering::Greater);
+            if too_many(u.known.len())
+                || !positive(p.threshold_bytes)
+                || !(p.min_ratio >= 0.0 && p.min_ratio.is_finite())
+                || p.window_seconds == 0
+                || p.max_pairs == 0
+            {
+                return Err((
+                    "detectors.large_upload",
+                    "out of range (a positive threshold and window, a ratio of 0 or more, at most 100000 known pairs)"
+                        .into(),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -163,6 +188,15 @@ impl Baseline {
                 d.known.len()
             ));
         }
+        if let Some(u) = &self.large_upload {
+            out.push(format!(
+                "large_upload: a local host sending one outside host {} or more within {} h, at least {} times what it received; {} pairs known from training",
+                crate::score::bytes(u.params.threshold_bytes),
+                u.params.window_seconds / 3600,
+                u.params.min_ratio,
+                u.known.len()
+            ));
+        }
         out
     }
 }
@@ -174,6 +208,7 @@ pub struct Learner {
     beacon: Option<BaselineLearner>,
     long: Option<LongConnLearner>,
     dns: Option<DnsTunnelLearner>,
+    upload: Option<UploadLearner>,
     plausible: crate::plausible::Plausible,
 }
 
@@ -190,6 +225,7 @@ impl Learner {
             dns: defaults
                 .dns_tunnel
                 .map(|d| DnsTunnelLearner::new(&d.params)),
+            upload: defaults.large_upload.map(|u| UploadLearner::new(u.params)),
         }
     }
 
@@ -214,6 +250,9 @@ impl Learner {
                 if let Some(l) = &mut self.long {
                     l.observe(&c);
                 }
+                if let Some(u) = &mut self.upload {
+                    u.observe(&c);
+                }
             }
             Some(Observation::Dns(d)) => {
                 if let Some(l) = &mut self.dns {
@@ -233,6 +272,9 @@ impl Learner {
             k.known = l.finish();
         }
         if let (Some(k), Some(l)) = (&mut b.dns_tunnel, self.dns) {
+            k.known = l.finish();
+        }
+        if let (Some(k), Some(l)) = (&mut b.large_upload, self.upload) {
             k.known = l.finish();
         }
         b

@@ -28,16 +28,21 @@ pub enum DetectorKind {
     DnsTunnel,
     /// A source whose queries fail by the dozen (score: NXDOMAIN answers).
     NxdomainBurst,
+    /// A local host sending an outside one far more than it gets back
+    /// (score: bytes sent).
+    LargeUpload,
 }
 
 impl DetectorKind {
-    pub const ALL: [DetectorKind; 6] = [
+    /// (New kinds go last: an EVE alert's signature id is the position.)
+    pub const ALL: [DetectorKind; 7] = [
         DetectorKind::Beacon,
         DetectorKind::LongConnection,
         DetectorKind::HostSweep,
         DetectorKind::PortScan,
         DetectorKind::DnsTunnel,
         DetectorKind::NxdomainBurst,
+        DetectorKind::LargeUpload,
     ];
 
     pub fn name(self) -> &'static str {
@@ -48,6 +53,7 @@ impl DetectorKind {
             DetectorKind::PortScan => "port_scan",
             DetectorKind::DnsTunnel => "dns_tunnel",
             DetectorKind::NxdomainBurst => "nxdomain_burst",
+            DetectorKind::LargeUpload => "large_upload",
         }
     }
 }
@@ -146,6 +152,7 @@ impl Detection {
                 | DetectorKind::PortScan
                 | DetectorKind::DnsTunnel
                 | DetectorKind::NxdomainBurst => crate::score::number(v.round()),
+                DetectorKind::LargeUpload => crate::score::bytes(v),
             }
         };
         let what = match self.detection {
@@ -155,6 +162,7 @@ impl Detection {
             DetectorKind::PortScan => "unanswered ports",
             DetectorKind::DnsTunnel => "distinct names",
             DetectorKind::NxdomainBurst => "NXDOMAIN answers",
+            DetectorKind::LargeUpload => "sent",
         };
         let score = amount(self.score);
         let shown = match self.detection {
@@ -268,6 +276,12 @@ mod tests {
                 100.0,
                 100.0,
                 "100 NXDOMAIN answers, at or above 100",
+            ),
+            (
+                DetectorKind::LargeUpload,
+                4_213_000_000.0,
+                1e9,
+                "4.21 GB sent, at or above 1 GB",
             ),
         ];
         for (kind, score, threshold, said) in cases {

@@ -1,10 +1,12 @@
 //! Detectors over entities: what only shows over time, in many records of
-//! the same hosts (beacons, long connections, scans, DNS tunnels), found as
-//! the records stream by, in event time, with bounded memory.
+//! the same hosts (beacons, long connections, scans, DNS tunnels, large
+//! uploads), found as the records stream by, in event time, with bounded
+//! memory.
 //!
 //! - [`observation`]: the few fields of a record the detectors use.
 //! - [`rita`]: RITA v5's beacon score of one pair over one window.
-//! - [`beacon`], [`long_conn`], [`scan`], [`dns_tunnel`]: the detectors.
+//! - [`beacon`], [`long_conn`], [`scan`], [`dns_tunnel`], [`upload`]: the
+//!   detectors.
 //! - [`baseline`]: what they learn from training (the site's normal).
 //! - [`stage`]: all of them as one pipeline stage, with serialisable state.
 //! - [`detection`]: what they report; [`attack`]: in MITRE ATT&CK's terms.
@@ -20,6 +22,7 @@ pub mod observation;
 pub mod rita;
 pub mod scan;
 pub mod stage;
+pub mod upload;
 
 pub use baseline::Baseline;
 pub use beacon::{BaselineLearner, BeaconDetector, BeaconParams};

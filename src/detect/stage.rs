@@ -14,6 +14,7 @@ use super::dns_tunnel::DnsTunnelDetector;
 use super::long_conn::LongConnDetector;
 use super::observation::Observation;
 use super::scan::ScanDetector;
+use super::upload::UploadDetector;
 use crate::features::LocalNets;
 use crate::log_kind::LogKind;
 
@@ -41,6 +42,8 @@ pub struct Overrides {
     pub scan_ports: Option<usize>,
     pub dns_tunnel_names: Option<usize>,
     pub nxdomain_answers: Option<u64>,
+    #[serde(default)]
+    pub upload_bytes: Option<f64>,
 }
 
 impl Overrides {
@@ -63,6 +66,10 @@ impl Overrides {
             let p = &mut k.params;
             p.distinct_names = self.dns_tunnel_names.unwrap_or(p.distinct_names);
             p.nxdomain_answers = self.nxdomain_answers.unwrap_or(p.nxdomain_answers);
+        }
+        if let Some(k) = &mut b.large_upload {
+            let p = &mut k.params;
+            p.threshold_bytes = self.upload_bytes.unwrap_or(p.threshold_bytes);
         }
         b.check()
             .map_err(|(field, why)| format!("{field}: {why}"))?;
@@ -145,6 +152,8 @@ pub struct ModuleDetectors {
     long_connection: Option<LongConnDetector>,
     scan: Option<ScanDetector>,
     dns_tunnel: Option<DnsTunnelDetector>,
+    #[serde(default)]
+    large_upload: Option<UploadDetector>,
 }
 
 impl ModuleDetectors {
@@ -181,6 +190,14 @@ impl ModuleDetectors {
                 .map(|d| {
                     DnsTunnelDetector::new(d.params.clone()).with_known(d.known.iter().cloned())
                 }),
+            large_upload: baseline
+                .large_upload
+                .as_ref()
+                .filter(|_| opts.on(DetectorKind::LargeUpload))
+                .map(|u| {
+                    UploadDetector::new(u.params.clone(), local.clone())
+                        .with_known(u.known.iter().copied())
+                }),
         }
     }
 
@@ -189,6 +206,7 @@ impl ModuleDetectors {
             && self.long_connection.is_none()
             && self.scan.is_none()
             && self.dns_tunnel.is_none()
+            && self.large_upload.is_none()
     }
 
     /// Keeps this state for the detectors `fresh` has, with `fresh`'s
@@ -220,6 +238,11 @@ impl ModuleDetectors {
             fresh.dns_tunnel,
             DnsTunnelDetector::take_baseline,
         );
+        keep(
+            &mut self.large_upload,
+            fresh.large_upload,
+            UploadDetector::take_baseline,
+        );
     }
 
     /// conn_long reports feed these detectors (see
@@ -242,6 +265,7 @@ impl ModuleDetectors {
                 out.extend(self.beacon.as_mut().and_then(|d| d.observe(c)));
                 out.extend(self.long_connection.as_mut().and_then(|d| d.observe(c)));
                 out.extend(self.scan.as_mut().and_then(|d| d.observe(c)));
+                out.extend(self.large_upload.as_mut().and_then(|d| d.observe(c)));
             }
             Observation::Dns(d) => {
                 if let Some(det) = &mut self.dns_tunnel {

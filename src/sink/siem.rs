@@ -199,6 +199,7 @@ pub fn note(d: Option<DetectorKind>) -> &'static str {
         Some(DetectorKind::PortScan) => "AutoZeekWatch::Port_Scan",
         Some(DetectorKind::DnsTunnel) => "AutoZeekWatch::DNS_Tunnel",
         Some(DetectorKind::NxdomainBurst) => "AutoZeekWatch::NXDOMAIN_Burst",
+        Some(DetectorKind::LargeUpload) => "AutoZeekWatch::Large_Upload",
     }
 }
 
@@ -741,6 +742,7 @@ fn eve(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Value {
     // Suricata's classification names.
     let category = match d.map(|d| d.detection) {
         Some(DetectorKind::HostSweep | DetectorKind::PortScan) => "Detection of a Network Scan",
+        Some(DetectorKind::LargeUpload) => "Large Scale Information Leak",
         _ => "Potentially Bad Traffic",
     };
     let mut metadata = Map::new();

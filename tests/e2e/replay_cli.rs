@@ -830,3 +830,153 @@ fn a_replay_that_cannot_write_names_its_output() {
         "{left:?}"
     );
 }
+
+/// 1.2 GB pushed out of the site over three connections. Product mode
+/// squashes sheer volume, so the model alone would not tell it from a
+/// small upload; the large-upload detector reports the pair once, as the
+/// JSON output's detection line, an ECS alert filed under Exfiltration,
+/// and an alert on the local host; above a threshold raised past it
+/// (`--upload-gb`), nothing.
+#[test]
+fn a_gigabyte_pushed_out_is_one_large_upload_in_every_format() {
+    let dir = tempdir("large-upload");
+    let example = crate::util::example_text("conn.log");
+    let fields: Vec<&str> = example
+        .lines()
+        .find(|l| l.starts_with("#fields"))
+        .unwrap()
+        .split('\t')
+        .skip(1)
+        .collect();
+    let body: Vec<&str> = example.lines().filter(|l| !l.starts_with('#')).collect();
+    let last_ts = body
+        .iter()
+        .map(|l| l.split('\t').next().unwrap().parse::<f64>().unwrap())
+        .fold(0.0, f64::max);
+    // A host of the examples' local network (learnt from Zeek's local_orig).
+    let (src, dst) = ("192.168.0.77", "198.51.100.200");
+    let planted = |i: u32| -> String {
+        let mut row: Vec<String> = body[0].split('\t').map(str::to_owned).collect();
+        let ts = format!("{:.6}", last_ts + 600.0 + f64::from(i) * 3600.0);
+        for (name, value) in [
+            ("ts", ts.as_str()),
+            ("uid", &format!("CUpload00000000{i}")),
+            ("id.orig_h", src),
+            ("id.orig_p", &(50_000 + i).to_string()),
+            ("id.resp_h", dst),
+            ("id.resp_p", "443"),
+            ("proto", "tcp"),
+            ("service", "ssl"),
+            ("duration", "1800.000000"),
+            ("orig_bytes", "400000000"),
+            ("resp_bytes", "1500000"),
+            ("conn_state", "SF"),
+            ("missed_bytes", "0"),
+            ("history", "ShADadFf"),
+            ("orig_pkts", "280000"),
+            ("orig_ip_bytes", "411200000"),
+            ("resp_pkts", "140000"),
+            ("resp_ip_bytes", "7100000"),
+        ] {
+            let at = fields.iter().position(|f| *f == name).unwrap();
+            row[at] = value.to_owned();
+        }
+        row.join("\t")
+    };
+    let mut text: Vec<String> = example
+        .lines()
+        .filter(|l| !l.starts_with("#close"))
+        .map(str::to_owned)
+        .collect();
+    text.extend((0..3).map(planted));
+    let log = dir.join("conn.log");
+    fs::write(&log, text.join("\n") + "\n").unwrap();
+
+    let run = |format: &str, extra: &[&str]| -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
+        let (out, alerts) = (
+            dir.join(format!("out.{format}")),
+            dir.join(format!("alerts.{format}")),
+        );
+        crate::util::succeed(
+            Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+                .args(["--replay", log.to_str().unwrap(), "--modules", "conn", "-q"])
+                .args(["--model-dir", crate::util::models().to_str().unwrap()])
+                .args(["--format", format, "--output", out.to_str().unwrap()])
+                .args(["--alerts", alerts.to_str().unwrap()])
+                .args(extra),
+        );
+        let lines = |p: &Path| -> Vec<serde_json::Value> {
+            fs::read_to_string(p)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
+        };
+        (lines(&out), lines(&alerts))
+    };
+
+    let (json, alerts) = run("json", &[]);
+    let found: Vec<&serde_json::Value> = json
+        .iter()
+        .filter(|v| v["detection"] == "large_upload")
+        .collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    let d = found[0];
+    assert_eq!(
+        (d["id.orig_h"].as_str(), d["id.resp_h"].as_str()),
+        (Some(src), Some(dst))
+    );
+    assert_eq!(
+        (d["score"].as_f64(), d["threshold"].as_f64()),
+        (Some(1.2e9), Some(1e9)),
+        "{d}"
+    );
+    assert_eq!(
+        d["uids"],
+        serde_json::json!(["CUpload000000000", "CUpload000000002"])
+    );
+    assert_eq!(d["evidence"]["connections"], 3, "{d}");
+    assert_eq!(d["evidence"]["received_bytes"], 4_500_000, "{d}");
+    let alert = alerts
+        .iter()
+        .find(|a| {
+            a["detectors"]
+                .as_array()
+                .is_some_and(|k| k.contains(&serde_json::json!("large_upload")))
+        })
+        .unwrap_or_else(|| panic!("no large_upload alert: {alerts:?}"));
+    assert_eq!(
+        (alert["entity"].as_str(), alert["role"].as_str()),
+        (Some(src), Some("source")),
+        "{alert}"
+    );
+
+    let (ecs, _) = run("ecs", &[]);
+    let doc = ecs
+        .iter()
+        .find(|d| d["rule"]["id"] == "autozeekwatch-large_upload")
+        .unwrap_or_else(|| panic!("no large_upload document"));
+    assert_eq!(
+        doc["threat"]["tactic"]["id"],
+        serde_json::json!(["TA0010"]),
+        "{doc}"
+    );
+    assert_eq!(
+        doc["threat"]["tactic"]["name"],
+        serde_json::json!(["Exfiltration"])
+    );
+    assert!(doc["threat"].get("technique").is_none(), "{doc}");
+    assert!(
+        doc["message"]
+            .as_str()
+            .unwrap()
+            .contains("1.2 GB sent, at or above 1 GB"),
+        "{doc}"
+    );
+
+    let (json, _) = run("json", &["--upload-gb", "1.5"]);
+    assert!(
+        !json.iter().any(|v| v["detection"] == "large_upload"),
+        "1.2 GB is under 1.5 GB"
+    );
+}

@@ -359,6 +359,11 @@ fn check_ecs_documents(models: &Path, name: &str) -> (usize, usize, usize) {
                     scans.2 += 1;
                 }
             }
+            // Exfiltration over any protocol: no one technique.
+            "autozeekwatch-large_upload" => {
+                assert_eq!(threat("/tactic/id"), Some(json!(["TA0010"])), "{doc}");
+                assert_eq!(threat("/technique"), None, "{doc}");
+            }
             // Command and control over any protocol: no one technique.
             "autozeekwatch-long_connection" => {
                 assert_eq!(threat("/tactic/id"), Some(json!(["TA0011"])), "{doc}");
@@ -488,6 +493,7 @@ fn alerts_in_every_format_follow_their_schemas() {
             let t = match d.as_str().unwrap() {
                 "port_scan" | "host_sweep" if a["local"] == false => "TA0043",
                 "port_scan" | "host_sweep" => "TA0007",
+                "large_upload" => "TA0010",
                 _ => "TA0011",
             };
             if !want.contains(&json!(t)) {

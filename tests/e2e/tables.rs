@@ -13,7 +13,8 @@ use crate::util::{root, tempdir, train};
 /// over all of it) nor what was added since the pin (where the table came
 /// from; whether the threshold rests on the training records' own scores,
 /// which the method's words already said; how often a beacon still going
-/// is reported again, a setting of the detector, not of the model).
+/// is reported again, a setting of the detector, not of the model; the
+/// large-upload detector's baseline, a detector added since).
 fn model_fingerprint(path: &Path) -> u32 {
     let text = std::fs::read_to_string(path).unwrap();
     let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -30,6 +31,9 @@ fn model_fingerprint(path: &Path) -> u32 {
         .unwrap()
         .remove("table_origin");
     o["threshold"].as_object_mut().unwrap().remove("in_sample");
+    if let Some(d) = o.get_mut("detectors").and_then(|d| d.as_object_mut()) {
+        d.remove("large_upload");
+    }
     let beacon = o
         .get_mut("detectors")
         .and_then(|d| d.pointer_mut("/beacon/params"));

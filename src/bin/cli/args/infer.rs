@@ -271,9 +271,9 @@ pub struct Args {
     /// The detectors that watch behaviour over time and write detections
     /// beside the scored records: all (default), none, or a list of
     /// beacon, long_connection, host_sweep, port_scan (scan: both),
-    /// dns_tunnel, nxdomain_burst. Their settings and the entities normal
-    /// at this site come from the models (`azw-train --inspect` shows
-    /// them).
+    /// dns_tunnel, nxdomain_burst, large_upload. Their settings and the
+    /// entities normal at this site come from the models (`azw-train
+    /// --inspect` shows them).
     #[arg(long, default_value = "all", value_parser = DetectOptions::parse, env = "AZW_DETECTORS")]
     pub detectors: DetectOptions,
 
@@ -326,6 +326,12 @@ pub struct Args {
     /// model's, 100).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(2..), env = "AZW_NXDOMAIN_ANSWERS")]
     pub nxdomain_answers: Option<u64>,
+
+    /// A local host sending one outside host this many gigabytes within a
+    /// day (at least twice what it received) is a large upload (the
+    /// model's, 1 by default; 0.5 is 500 MB).
+    #[arg(long, value_name = "GB", value_parser = positive_gigabytes, env = "AZW_UPLOAD_GB")]
+    pub upload_gb: Option<f64>,
 
     /// How often an idle module checks its file, in milliseconds (file
     /// events wake it sooner).
@@ -424,6 +430,7 @@ impl Args {
                 scan_ports: self.scan_ports.map(|n| n as usize),
                 dns_tunnel_names: self.dns_tunnel_names.map(|n| n as usize),
                 nxdomain_answers: self.nxdomain_answers,
+                upload_bytes: self.upload_gb.map(|gb| gb * 1e9),
             },
             ..self.detectors.clone()
         }
@@ -488,6 +495,16 @@ fn positive_hours(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 && v <= 24.0 * 365.0 => Ok(v),
         _ => Err(format!("`{s}`: give a positive number of hours")),
+    }
+}
+
+/// Gigabytes, 1 MB to 1 PB (the largest byte count a record is taken at).
+fn positive_gigabytes(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.001..=1e6).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "`{s}`: give a number of gigabytes from 0.001 (1 MB) to 1000000 (1 PB)"
+        )),
     }
 }
 
