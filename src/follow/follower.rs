@@ -531,7 +531,7 @@ impl Follower {
         tracing::error!(
             "{}: {} is damaged after line {} (byte {} of its content); the lines before were read, the rest is lost: {e}",
             self.module,
-            path.display(),
+            source.name().display(),
             source.line_no(),
             source.offset()
         );
@@ -540,7 +540,7 @@ impl Follower {
             self.mark_finished(fp, &path);
         }
         let error = ReadError::Corrupt {
-            file: path,
+            file: source.name().to_owned(),
             line: source.line_no(),
             source: e,
         };
@@ -556,6 +556,11 @@ impl Follower {
         if source.replaced_in_place() {
             let (offset, fp) = (source.offset(), source.fingerprint());
             return self.cut_in_place(source, offset, fp);
+        }
+        if !self.still_live(&source) {
+            // Checked before reading, so that the lines read from the old
+            // handle are named in the file they are in now.
+            return self.rotated_away(source);
         }
         let before = (source.offset(), source.fingerprint());
         let lines = source.read(MAX_LINES_PER_STEP).unwrap_or_else(|e| {
@@ -578,17 +583,50 @@ impl Follower {
             self.reading = Reading::Live(source);
             return Next::Give(self.idle(0));
         }
-        // Renamed away: the old handle still reads it; finish it as a
-        // rotated file, then look for what was rotated after it.
+        self.rotated_away(source)
+    }
+
+    /// Renamed away: the old handle still reads it; it is finished as a
+    /// rotated file, then what was rotated after it is looked for. Its
+    /// lines from now on are named where the file went: the live path
+    /// names the next file, so `current/conn.log:11` would send an analyst
+    /// to the wrong line (found by an operator's review).
+    fn rotated_away(&mut self, mut source: Source) -> Next {
+        let now = self.renamed_to(&source);
         tracing::info!(
-            "{}: {} was rotated; finishing it from byte {}",
+            "{}: {} was rotated (now {}); finishing it from byte {}",
             self.module,
             source.path().display(),
+            now.display(),
             source.offset()
         );
+        source.moved(now);
         self.last_listing.clear();
         self.reading = Reading::Rotated { source, tries: 0 };
         Next::Again
+    }
+
+    /// Where the live file `source` went: the file in the live folder that
+    /// is the same file (Zeek renames it there); else a rotated file that
+    /// starts with what was read of it (archived meanwhile: the same lines
+    /// under the same numbers); else, deleted or moved out of reach, its
+    /// old path said to be rotated since.
+    fn renamed_to(&self, source: &Source) -> PathBuf {
+        let same_file = source.id().and_then(|id| {
+            let entries = std::fs::read_dir(&self.current_dir).ok()?;
+            entries
+                .filter_map(|e| Some(e.ok()?.path()))
+                .find(|p| path_id(p) == Some(id))
+        });
+        // Rotated after the last file finished: no earlier day.
+        let since = self.finished.and_then(|f| f.day);
+        same_file
+            .or_else(|| {
+                let fp = source.fingerprint()?;
+                self.find_rotated(fp, since)
+                    .map(|(mut rotated, i)| rotated.swap_remove(i))
+            })
+            .unwrap_or_else(|| format!("{} (since rotated)", self.live_path.display()).into())
     }
 
     /// Before the first byte of a live file is read, files rotated after

@@ -40,6 +40,10 @@ enum Raw {
 /// (plain or gzip, complete).
 pub struct Source {
     path: PathBuf,
+    /// What messages call the file: its path, or where it went once it was
+    /// renamed away while open ([`Source::moved`]). `path` stays what it
+    /// was opened as: the follower's positions and rotation days go by it.
+    name: PathBuf,
     input: Box<dyn Read + Send>,
     /// Device and inode of a plain file, to see whether the live path still
     /// names it.
@@ -125,6 +129,7 @@ impl Source {
         };
         let mut source = Source {
             path: path.to_owned(),
+            name: path.to_owned(),
             input,
             id,
             handle,
@@ -178,6 +183,19 @@ impl Source {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The file as messages name it (see [`Source::moved`]).
+    pub fn name(&self) -> &Path {
+        &self.name
+    }
+
+    /// The file was renamed away while open: messages about the lines read
+    /// from now on name `name` (where those lines are now, at the same line
+    /// numbers), since its old path names the next file.
+    pub fn moved(&mut self, name: PathBuf) {
+        self.parser.rename(&name);
+        self.name = name;
     }
 
     pub fn offset(&self) -> u64 {
@@ -252,7 +270,7 @@ impl Source {
         self.skipping = None;
         self.deferred = None;
         self.head.clear();
-        self.parser = LineParser::new(&self.path, Some(&self.log_path));
+        self.parser = LineParser::new(&self.name, Some(&self.log_path));
         self.line_no = 0;
         self.eof = false;
         Ok(())
@@ -381,7 +399,7 @@ impl Source {
                 self.parser.parse_line(&line, self.line_no)
             }
             Raw::TooLong(len) => Err(ReadError::Malformed {
-                file: self.path.clone(),
+                file: self.name.clone(),
                 line: self.line_no,
                 reason: format!(
                     "longer than {} bytes ({len} bytes); not held in memory",

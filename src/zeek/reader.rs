@@ -123,6 +123,13 @@ impl LineParser {
         &self.file
     }
 
+    /// Names the stream `file` in later messages: a followed file renamed
+    /// away while it is read has its later lines there, not at its old
+    /// path (which names the next file by then).
+    pub fn rename(&mut self, file: impl Into<PathBuf>) {
+        self.file = file.into();
+    }
+
     /// Parses one line (without its line ending; a trailing `\r` is
     /// dropped). `Err` with [`ReadError::is_skip`] is a malformed line; any
     /// other error means the stream is not a log of the expected kind.
