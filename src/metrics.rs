@@ -201,6 +201,12 @@ fn render(s: &State, now: SystemTime) -> String {
                 "Alerts closed early to stay within the open-alert cap.",
                 a.evicted as f64,
             ),
+            (
+                "azw_alerts_held_back_total",
+                "counter",
+                "Alerts held back by the limit of new alerts a minute (--alerts-per-minute).",
+                a.held_back as f64,
+            ),
         ] {
             let _ = writeln!(
                 out,

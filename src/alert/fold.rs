@@ -266,6 +266,9 @@ pub struct Open {
     /// next update.
     written: Option<Severity>,
     next_update: u64,
+    /// Held back by the limit of new alerts a minute (counted once).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) held_back: bool,
 }
 
 /// What happened to an alert, as written.
@@ -387,6 +390,7 @@ impl Open {
             variants: BTreeSet::new(),
             written: None,
             next_update: 2,
+            held_back: false,
         };
         open.add(item);
         open

@@ -27,6 +27,15 @@
 //! one whose quiet period ends first is closed to make room) and
 //! [`AlertOptions::max_pending`] held items (the oldest is released
 //! early), each counted.
+//!
+//! So is what an analyst is sent: a flood of new hosts (spoofed sources,
+//! one flagged record each) opened an alert per source, 1.95 million
+//! lines in a 30-minute review. At most
+//! [`AlertOptions::max_new_per_minute`] alerts are opened in the output
+//! per minute of event time; the others are held back, still folding,
+//! and written once a later item of theirs comes in a calmer minute or
+//! brings a detection (detections are never held back). Held back alerts
+//! are counted, and each stormy minute is logged.
 
 pub mod fold;
 
@@ -125,6 +134,14 @@ pub struct AlertOptions {
     pub min_severity: Severity,
     pub max_open: usize,
     pub max_pending: usize,
+    /// New alerts written per minute of event time, at most (0: no
+    /// limit); see the module's documentation.
+    #[serde(default = "default_new_per_minute")]
+    pub max_new_per_minute: u32,
+}
+
+fn default_new_per_minute() -> u32 {
+    100
 }
 
 impl Default for AlertOptions {
@@ -136,6 +153,7 @@ impl Default for AlertOptions {
             min_severity: Severity::Low,
             max_open: 100_000,
             max_pending: 200_000,
+            max_new_per_minute: default_new_per_minute(),
         }
     }
 }
@@ -167,6 +185,10 @@ pub struct AlertStats {
     pub forced: u64,
     /// Alerts closed early to make room.
     pub evicted: u64,
+    /// Alerts held back at least once by the limit of new alerts a
+    /// minute (some written later).
+    #[serde(default)]
+    pub held_back: u64,
     pub opened: u64,
     pub written: u64,
 }
@@ -189,6 +211,52 @@ impl PartialOrd for Held {
 impl Ord for Held {
     fn cmp(&self, other: &Held) -> Ordering {
         self.0.order(&other.0)
+    }
+}
+
+/// New alerts written in the current minute of event time, against
+/// [`AlertOptions::max_new_per_minute`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Storm {
+    /// The minute (event time / 60); items late into an earlier minute
+    /// count in this one.
+    minute: i64,
+    written: u32,
+    /// Alerts held back in this minute.
+    held: u64,
+}
+
+impl Storm {
+    /// Whether a new alert at `ts` may be written now (and counts it):
+    /// always when `exempt` or without a limit.
+    fn admit(&mut self, ts: f64, limit: u32, exempt: bool) -> bool {
+        let minute = (ts / 60.0).floor() as i64;
+        if minute > self.minute {
+            self.end_minute(limit);
+            self.minute = minute;
+        }
+        if exempt || limit == 0 || self.written < limit {
+            self.written = self.written.saturating_add(1);
+            return true;
+        }
+        self.held += 1;
+        false
+    }
+
+    /// Logs what the current minute held back, and starts afresh.
+    fn end_minute(&mut self, limit: u32) {
+        if self.held > 0 {
+            tracing::warn!(
+                "alerts: {} new alerts in the minute from {} held back (more than {} new alerts a minute: a flood of sources, spoofed or scanning?); each is written if it goes on in a calmer minute or brings a detection",
+                self.held,
+                chrono::DateTime::from_timestamp(self.minute.saturating_mul(60), 0)
+                    .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+                    .unwrap_or_default(),
+                limit
+            );
+        }
+        self.written = 0;
+        self.held = 0;
     }
 }
 
@@ -275,6 +343,8 @@ pub struct AlertStage {
     /// The time of the last item folded in (or watermark reached).
     clock: f64,
     stats: AlertStats,
+    #[serde(default)]
+    storm: Storm,
     /// Which record times are believed ([`crate::plausible`]): not one
     /// from the far future (it would close every alert and make every
     /// later item late), nor a negative one (an alert opened in 1969).
@@ -300,6 +370,7 @@ impl AlertStage {
             reading: modules.iter().map(|m| (*m, (NO_TIME, start))).collect(),
             clock: NO_TIME,
             stats: AlertStats::default(),
+            storm: Storm::default(),
             plausible: Default::default(),
         }
     }
@@ -338,7 +409,7 @@ impl AlertStage {
     pub fn stats_line(&self) -> String {
         let s = &self.stats;
         format!(
-            "alerts: {} open, {} opened, {} lines written, from {} items ({} late, {} folded early, {} closed early, {} without a host)",
+            "alerts: {} open, {} opened, {} lines written, from {} items ({} late, {} folded early, {} closed early, {} without a host, {} held back in floods)",
             self.open.len(),
             s.opened,
             s.written,
@@ -346,7 +417,8 @@ impl AlertStage {
             s.late,
             s.forced,
             s.evicted,
-            s.unplaced
+            s.unplaced,
+            s.held_back
         )
     }
 
@@ -418,6 +490,7 @@ impl AlertStage {
         for (_, key) in all {
             self.close(key, out);
         }
+        self.storm.end_minute(self.opts.max_new_per_minute);
     }
 
     /// Items up to here can fold: no log type still reading can bring an
@@ -523,6 +596,18 @@ impl AlertStage {
         };
         self.deadlines
             .insert(deadline_key(open.last_ts + quiet, key));
+        if !open.was_written()
+            && open.severity() >= min
+            && !self
+                .storm
+                .admit(item.ts, self.opts.max_new_per_minute, open.detections > 0)
+        {
+            if !open.held_back {
+                open.held_back = true;
+                self.stats.held_back += 1;
+            }
+            return;
+        }
         if let Some(state) = open.due(min) {
             self.stats.written += 1;
             out.push(open.alert(state));

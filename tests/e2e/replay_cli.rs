@@ -831,15 +831,10 @@ fn a_replay_that_cannot_write_names_its_output() {
     );
 }
 
-/// 1.2 GB pushed out of the site over three connections. Product mode
-/// squashes sheer volume, so the model alone would not tell it from a
-/// small upload; the large-upload detector reports the pair once, as the
-/// JSON output's detection line, an ECS alert filed under Exfiltration,
-/// and an alert on the local host; above a threshold raised past it
-/// (`--upload-gb`), nothing.
-#[test]
-fn a_gigabyte_pushed_out_is_one_large_upload_in_every_format() {
-    let dir = tempdir("large-upload");
+/// The example conn.log with `rows` after its records, in `dir`: each row
+/// is the first record with the named fields replaced, and `@after` the
+/// seconds after the log's last record it is timed at.
+fn example_conn_with(dir: &Path, rows: &[Vec<(&str, String)>]) -> std::path::PathBuf {
     let example = crate::util::example_text("conn.log");
     let fields: Vec<&str> = example
         .lines()
@@ -853,44 +848,67 @@ fn a_gigabyte_pushed_out_is_one_large_upload_in_every_format() {
         .iter()
         .map(|l| l.split('\t').next().unwrap().parse::<f64>().unwrap())
         .fold(0.0, f64::max);
-    // A host of the examples' local network (learnt from Zeek's local_orig).
-    let (src, dst) = ("192.168.0.77", "198.51.100.200");
-    let planted = |i: u32| -> String {
-        let mut row: Vec<String> = body[0].split('\t').map(str::to_owned).collect();
-        let ts = format!("{:.6}", last_ts + 600.0 + f64::from(i) * 3600.0);
-        for (name, value) in [
-            ("ts", ts.as_str()),
-            ("uid", &format!("CUpload00000000{i}")),
-            ("id.orig_h", src),
-            ("id.orig_p", &(50_000 + i).to_string()),
-            ("id.resp_h", dst),
-            ("id.resp_p", "443"),
-            ("proto", "tcp"),
-            ("service", "ssl"),
-            ("duration", "1800.000000"),
-            ("orig_bytes", "400000000"),
-            ("resp_bytes", "1500000"),
-            ("conn_state", "SF"),
-            ("missed_bytes", "0"),
-            ("history", "ShADadFf"),
-            ("orig_pkts", "280000"),
-            ("orig_ip_bytes", "411200000"),
-            ("resp_pkts", "140000"),
-            ("resp_ip_bytes", "7100000"),
-        ] {
-            let at = fields.iter().position(|f| *f == name).unwrap();
-            row[at] = value.to_owned();
-        }
-        row.join("\t")
-    };
     let mut text: Vec<String> = example
         .lines()
         .filter(|l| !l.starts_with("#close"))
         .map(str::to_owned)
         .collect();
-    text.extend((0..3).map(planted));
+    for set in rows {
+        let mut row: Vec<String> = body[0].split('\t').map(str::to_owned).collect();
+        for (name, value) in set {
+            let (name, value) = match *name {
+                "@after" => (
+                    "ts",
+                    format!("{:.6}", last_ts + value.parse::<f64>().unwrap()),
+                ),
+                name => (name, value.clone()),
+            };
+            let at = fields.iter().position(|f| *f == name).unwrap();
+            row[at] = value;
+        }
+        text.push(row.join("\t"));
+    }
     let log = dir.join("conn.log");
     fs::write(&log, text.join("\n") + "\n").unwrap();
+    log
+}
+
+/// 1.2 GB pushed out of the site over three connections. Product mode
+/// squashes sheer volume, so the model alone would not tell it from a
+/// small upload; the large-upload detector reports the pair once, as the
+/// JSON output's detection line, an ECS alert filed under Exfiltration,
+/// and an alert on the local host; above a threshold raised past it
+/// (`--upload-gb`), nothing.
+#[test]
+fn a_gigabyte_pushed_out_is_one_large_upload_in_every_format() {
+    let dir = tempdir("large-upload");
+    // A host of the examples' local network (learnt from Zeek's local_orig).
+    let (src, dst) = ("192.168.0.77", "198.51.100.200");
+    let rows: Vec<Vec<(&str, String)>> = (0..3u32)
+        .map(|i| {
+            vec![
+                ("@after", (600.0 + f64::from(i) * 3600.0).to_string()),
+                ("uid", format!("CUpload00000000{i}")),
+                ("id.orig_h", src.into()),
+                ("id.orig_p", (50_000 + i).to_string()),
+                ("id.resp_h", dst.into()),
+                ("id.resp_p", "443".into()),
+                ("proto", "tcp".into()),
+                ("service", "ssl".into()),
+                ("duration", "1800.000000".into()),
+                ("orig_bytes", "400000000".into()),
+                ("resp_bytes", "1500000".into()),
+                ("conn_state", "SF".into()),
+                ("missed_bytes", "0".into()),
+                ("history", "ShADadFf".into()),
+                ("orig_pkts", "280000".into()),
+                ("orig_ip_bytes", "411200000".into()),
+                ("resp_pkts", "140000".into()),
+                ("resp_ip_bytes", "7100000".into()),
+            ]
+        })
+        .collect();
+    let log = example_conn_with(&dir, &rows);
 
     let run = |format: &str, extra: &[&str]| -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
         let (out, alerts) = (
@@ -978,5 +996,52 @@ fn a_gigabyte_pushed_out_is_one_large_upload_in_every_format() {
     assert!(
         !json.iter().any(|v| v["detection"] == "large_upload"),
         "1.2 GB is under 1.5 GB"
+    );
+}
+
+/// A flood of 3,000 new sources in 90 seconds of event time, every record
+/// flagged (`--threshold` near 0): at most 100 alerts open a minute in
+/// the output, and every one with `--alerts-per-minute 0`.
+#[test]
+fn a_flood_of_new_sources_opens_at_most_100_alerts_a_minute() {
+    let dir = tempdir("alert-flood");
+    let rows: Vec<Vec<(&str, String)>> = (0..3_000u32)
+        .map(|i| {
+            vec![
+                ("@after", (600.0 + f64::from(i) * 0.03).to_string()),
+                ("uid", format!("CFlood{i:010}")),
+                ("id.orig_h", format!("198.18.{}.{}", i >> 8, i & 255)),
+                ("id.resp_h", "203.0.113.5".into()),
+            ]
+        })
+        .collect();
+    let log = example_conn_with(&dir, &rows);
+    let opened = |extra: &[&str]| -> BTreeMap<i64, usize> {
+        let alerts = dir.join("alerts.json");
+        crate::util::succeed(
+            Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+                .args(["--replay", log.to_str().unwrap(), "--modules", "conn", "-q"])
+                .args(["--model-dir", crate::util::models().to_str().unwrap()])
+                .args(["--output", dir.join("out.json").to_str().unwrap()])
+                .args(["--alerts", alerts.to_str().unwrap(), "--threshold", "1e-9"])
+                .args(extra),
+        );
+        let mut per_minute = BTreeMap::new();
+        for line in fs::read_to_string(&alerts).unwrap().lines() {
+            let a: serde_json::Value = serde_json::from_str(line).unwrap();
+            if a["state"] == "open" && a["entity"].as_str().unwrap().starts_with("198.18.") {
+                let minute = (a["last_ts"].as_f64().unwrap() / 60.0).floor() as i64;
+                *per_minute.entry(minute).or_insert(0) += 1;
+            }
+        }
+        per_minute
+    };
+    let all = opened(&["--alerts-per-minute", "0"]);
+    assert_eq!(all.values().sum::<usize>(), 3_000, "{all:?}");
+    let limited = opened(&[]);
+    assert!(limited.values().all(|&n| n <= 100), "{limited:?}");
+    assert!(
+        limited.len() >= 2,
+        "the flood spans two minutes or more: {limited:?}"
     );
 }

@@ -236,6 +236,20 @@ pub struct Args {
     #[arg(long, value_name = "SECONDS", default_value_t = 43_200, value_parser = clap::value_parser!(u32).range(1..), env = "AZW_ALERT_QUIET")]
     pub alert_quiet: u32,
 
+    /// At most this many new alerts are written per minute of event time
+    /// (0: no limit). In a flood of new hosts (spoofed sources, one
+    /// flagged record each) the others are held back: still folded, and
+    /// written once a later item of theirs comes in a calmer minute or
+    /// brings a detection (alerts with detections are never held back).
+    /// The log says how many each stormy minute held back.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 100,
+        env = "AZW_ALERTS_PER_MINUTE"
+    )]
+    pub alerts_per_minute: u32,
+
     /// Flagged records are put in time order across log types before they
     /// fold into alerts, waiting this many seconds (event time) for the
     /// slower log types; alerts are the same in replay, live and Kafka when
@@ -414,6 +428,7 @@ impl Args {
                 quiet: f64::from(self.alert_quiet),
                 lateness: f64::from(self.alert_lateness),
                 min_severity: self.min_severity,
+                max_new_per_minute: self.alerts_per_minute,
                 ..AlertOptions::default()
             },
         }))
