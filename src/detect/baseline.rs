@@ -13,7 +13,7 @@ use super::dns_tunnel::{DnsTunnelLearner, DnsTunnelParams};
 use super::long_conn::{LongConnLearner, LongConnParams};
 use super::observation::Observation;
 use super::scan::ScanParams;
-use super::upload::{UploadLearner, UploadParams};
+use super::upload::{KnownVolume, UploadLearner, UploadParams};
 use crate::log_kind::LogKind;
 use crate::zeek::Record;
 
@@ -31,7 +31,7 @@ pub struct Baseline {
     /// A model trained before this detector has none, and it does not run
     /// until the next training.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub large_upload: Option<Known<UploadParams, (IpAddr, IpAddr)>>,
+    pub large_upload: Option<Known<UploadParams, KnownVolume>>,
 }
 
 /// A detector's settings and what it knows from training.
@@ -135,6 +135,7 @@ impl Baseline {
             let p = &u.params;
             let positive = |v: f64| v.partial_cmp(&0.0) == Some(std::cmp::Ordering::Greater);
             if too_many(u.known.len())
+                || u.known.iter().any(|k| !(k.2 >= 0.0 && k.2.is_finite()))
                 || !positive(p.threshold_bytes)
                 || !(p.min_ratio >= 0.0 && p.min_ratio.is_finite())
                 || p.window_seconds == 0
@@ -142,7 +143,7 @@ impl Baseline {
             {
                 return Err((
                     "detectors.large_upload",
-                    "out of range (a positive threshold and window, a ratio of 0 or more, at most 100000 known pairs)"
+                    "out of range (a positive threshold and window, a ratio of 0 or more, at most 100000 known pairs, each with a finite number of bytes)"
                         .into(),
                 ));
             }
@@ -190,7 +191,7 @@ impl Baseline {
         }
         if let Some(u) = &self.large_upload {
             out.push(format!(
-                "large_upload: a local host sending one outside host {} or more within {} h, at least {} times what it received; {} pairs known from training",
+                "large_upload: a local host sending one outside host {} or more within {} h, at least {} times what it received; {} pairs known from training (each reported past twice the most it sent within a day there)",
                 crate::score::bytes(u.params.threshold_bytes),
                 u.params.window_seconds / 3600,
                 u.params.min_ratio,

@@ -84,6 +84,20 @@ impl<K: Eq + Hash + Clone + Ord, V> BoundedMap<K, V> {
     /// The entry for `key`, created with `make` (after making room) when
     /// it is new; either way it becomes the most recently touched.
     pub fn touch(&mut self, key: K, make: impl FnOnce() -> V) -> &mut V {
+        self.touch_ranked(key, make, |_| 0.0)
+    }
+
+    /// [`BoundedMap::touch`], but room is made by dropping the eighth of
+    /// the lowest `rank`, the least recently touched first among equals:
+    /// for a detector whose keys are worth keeping by what they hold, not
+    /// by when they were seen (a pair halfway to a gigabyte must not be
+    /// pushed out by a busy site's thousands of small pairs).
+    pub fn touch_ranked(
+        &mut self,
+        key: K,
+        make: impl FnOnce() -> V,
+        rank: impl Fn(&V) -> f64,
+    ) -> &mut V {
         self.tick += 1;
         let tick = self.tick;
         let hash = hash_of(&key);
@@ -93,7 +107,7 @@ impl<K: Eq + Hash + Clone + Ord, V> BoundedMap<K, V> {
             return &mut slot.value;
         }
         if self.slots.len() >= self.cap {
-            self.make_room();
+            self.make_room(rank);
         }
         if self.slots.len() == self.slots.capacity() {
             // Doubling, but never past the cap: at the cap, a doubled
@@ -114,15 +128,23 @@ impl<K: Eq + Hash + Clone + Ord, V> BoundedMap<K, V> {
         &mut self.slots[i].value
     }
 
-    /// Drops the least recently touched eighth (at least one entry).
-    fn make_room(&mut self) {
+    /// Drops the eighth (at least one entry) of the lowest rank, the
+    /// least recently touched first among equals.
+    fn make_room(&mut self, rank: impl Fn(&V) -> f64) {
         let drop = (self.slots.len() / 8).max(1);
-        let oldest_kept = {
-            let mut ticks: Vec<u64> = self.slots.iter().map(|s| s.tick).collect();
-            *ticks.select_nth_unstable(drop - 1).1
+        let order = |a: &(f64, u64), b: &(f64, u64)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+        let last_dropped = {
+            let mut keys: Vec<(f64, u64)> = self
+                .slots
+                .iter()
+                .map(|s| (rank(&s.value), s.tick))
+                .collect();
+            *keys.select_nth_unstable_by(drop - 1, order).1
         };
         // Ticks are unique, so exactly `drop` entries are at or below it.
-        self.slots.retain(|s| s.tick > oldest_kept);
+        self.slots.retain(|s| {
+            order(&(rank(&s.value), s.tick), &last_dropped) == std::cmp::Ordering::Greater
+        });
         // The kept slots moved: index them again (O(n) once per n/8
         // insertions, like the selection).
         self.index.clear();
@@ -259,6 +281,31 @@ mod tests {
             assert_eq!(m.get(k), Some(v));
         }
         assert!(m.evicted() > 0);
+    }
+
+    /// Ranked, the lowest rank goes first whatever its recency; equals go
+    /// least recently touched first.
+    #[test]
+    fn a_ranked_map_drops_the_lowest_rank_first() {
+        let mut m = BoundedMap::new(8);
+        for i in 0..8u32 {
+            m.touch(i, || if i == 0 { 100 } else { i });
+        }
+        // 0 is the least recent but holds the most: 1 goes.
+        m.touch_ranked(50, || 0, |v| f64::from(*v));
+        assert!(m.get(&1).is_none() && m.get(&0).is_some());
+        // 50 holds nothing, the lowest: it goes next, however recent.
+        m.touch_ranked(51, || 7, |v| f64::from(*v));
+        assert!(m.get(&50).is_none() && m.get(&2).is_some());
+        // Equal ranks: the least recently touched.
+        let mut m = BoundedMap::new(4);
+        for i in 0..4u32 {
+            m.touch(i, || 1);
+        }
+        m.touch(0, || 1);
+        m.touch_ranked(9, || 1, |v| f64::from(*v));
+        assert!(m.get(&1).is_none() && m.get(&0).is_some());
+        assert_eq!(m.evicted(), 1);
     }
 
     /// The saved form is the one checkpoints already hold: entries as

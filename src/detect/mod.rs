@@ -55,6 +55,7 @@ pub(crate) mod testkit {
             orig_bytes: bytes,
             orig_ip_bytes: bytes,
             resp_bytes: if answered { 100.0 } else { 0.0 },
+            resp_ip_bytes: 0.0,
             unanswered: !answered,
             open: false,
         }

@@ -38,12 +38,13 @@ enum Field {
     OrigBytes,
     OrigIpBytes,
     RespBytes,
+    RespIpBytes,
     ConnState,
     Query,
     Rcode,
 }
 
-const FIELDS: [&str; 14] = [
+const FIELDS: [&str; 15] = [
     "ts",
     "uid",
     "id.orig_h",
@@ -55,6 +56,7 @@ const FIELDS: [&str; 14] = [
     "orig_bytes",
     "orig_ip_bytes",
     "resp_bytes",
+    "resp_ip_bytes",
     "conn_state",
     "query",
     "rcode",
@@ -103,6 +105,10 @@ pub struct ConnFacts {
     /// What the originator sent with IP headers (RITA's beacon sizes).
     pub orig_ip_bytes: f64,
     pub resp_bytes: f64,
+    /// What the responder sent with IP headers (0 when not logged): the
+    /// packets seen, which bound `resp_bytes` (see [`ConnFacts::received`]).
+    #[serde(default)]
+    pub resp_ip_bytes: f64,
     /// Zeek's `conn_state`, when it is one of the states that mean the
     /// responder never took part (a refused or unanswered attempt).
     pub unanswered: bool,
@@ -118,6 +124,29 @@ impl ConnFacts {
     /// for beacons (a refused scanner's does not).
     pub fn answered(&self) -> bool {
         self.resp_bytes > 0.0
+    }
+
+    /// What the originator sent, as far as the packets seen show: Zeek's
+    /// `orig_bytes` comes from TCP sequence numbers, and a connection seen
+    /// in part (a capture gap, a forged jump of the sequence) can read as
+    /// gigabytes never on the wire, while `orig_ip_bytes` counts the
+    /// packets seen (headers included, so it bounds the payload from
+    /// above). Without it (a log lacking the column), `orig_bytes`.
+    pub fn sent(&self) -> f64 {
+        bounded(self.orig_bytes, self.orig_ip_bytes)
+    }
+
+    /// What the responder sent, bounded the same way by `resp_ip_bytes`.
+    pub fn received(&self) -> f64 {
+        bounded(self.resp_bytes, self.resp_ip_bytes)
+    }
+}
+
+fn bounded(payload: f64, on_wire: f64) -> f64 {
+    if on_wire > 0.0 {
+        payload.min(on_wire)
+    } else {
+        payload
     }
 }
 
@@ -189,6 +218,7 @@ impl Observation {
                     orig_bytes: num(Field::OrigBytes, MAX_BYTES),
                     orig_ip_bytes: num(Field::OrigIpBytes, MAX_BYTES),
                     resp_bytes,
+                    resp_ip_bytes: num(Field::RespIpBytes, MAX_BYTES),
                     unanswered: resp_bytes == 0.0 && UNANSWERED.contains(&state),
                     open: module == LogKind::CONN_LONG,
                 }))

@@ -295,6 +295,25 @@ pub struct DetectStage {
     plausible: crate::plausible::Plausible,
 }
 
+/// Detectors added since checkpoints began to save the selection: a saved
+/// selection that is the fresh one without them is the same choice (`all`
+/// before they existed, `all` now), and they start empty. Otherwise every
+/// upgrade that adds a detector threw the others' state away ("ran with
+/// other --detectors settings") though nothing was changed.
+const ADDED_SINCE: [DetectorKind; 1] = [DetectorKind::LargeUpload];
+
+fn same_choice(saved: Option<&DetectOptions>, fresh: Option<&DetectOptions>) -> bool {
+    match (saved, fresh) {
+        (Some(s), Some(f)) if s != f => {
+            let mut f = f.clone();
+            f.enabled
+                .retain(|k| s.enabled.contains(k) || !ADDED_SINCE.contains(k));
+            *s == f
+        }
+        (s, f) => s == f,
+    }
+}
+
 fn is_zero(n: &u64) -> bool {
     *n == 0
 }
@@ -338,9 +357,10 @@ impl DetectStage {
     /// kept, with `fresh`'s settings and known entities. `None` when the
     /// saved stage ran with other detector options.
     pub fn resume(mut self, fresh: DetectStage) -> Option<DetectStage> {
-        if self.options != fresh.options {
+        if !same_choice(self.options.as_ref(), fresh.options.as_ref()) {
             return None;
         }
+        self.options = fresh.options;
         let mut modules = BTreeMap::new();
         for (module, f) in fresh.modules {
             let mut d = self.modules.remove(&module).unwrap_or_default();
@@ -491,6 +511,73 @@ mod tests {
         // A model with no detector for the module takes them away.
         stage.rebase(LogKind::CONN, ModuleDetectors::default());
         assert!(!stage.watches(LogKind::CONN));
+    }
+
+    /// A checkpoint saved with every detector of its day resumes under
+    /// today's `all`, whose new detector starts empty (an upgrade threw
+    /// every detector's state away); another choice still does not.
+    #[test]
+    fn a_checkpoint_of_all_before_a_new_detector_resumes_under_all() {
+        let saved_with = |enabled: Vec<DetectorKind>| {
+            let opts = DetectOptions {
+                enabled,
+                ..DetectOptions::default()
+            };
+            let mut stage = DetectStage::new(&opts);
+            stage.add(
+                LogKind::CONN,
+                ModuleDetectors {
+                    beacon: Some(BeaconDetector::new(BeaconParams::default())),
+                    ..ModuleDetectors::default()
+                },
+            );
+            let beat = conn(
+                ip("10.0.0.5"),
+                ip("203.0.113.7"),
+                1_713_571_200.0,
+                1049.0,
+                true,
+            );
+            stage.observe(&Observation::Conn(beat), &mut Vec::new());
+            // As an older build wrote it: no large_upload anywhere.
+            let json = serde_json::to_string(&stage)
+                .unwrap()
+                .replace(r#","large_upload":null"#, "")
+                .replace(r#","upload_bytes":null"#, "");
+            assert!(!json.contains("upload"), "{json}");
+            serde_json::from_str::<DetectStage>(&json).unwrap()
+        };
+        let fresh = || {
+            let mut stage = DetectStage::new(&DetectOptions::default());
+            stage.add(
+                LogKind::CONN,
+                ModuleDetectors {
+                    beacon: Some(BeaconDetector::new(BeaconParams::default())),
+                    large_upload: Some(UploadDetector::new(
+                        Default::default(),
+                        LocalNets::default(),
+                    )),
+                    ..ModuleDetectors::default()
+                },
+            );
+            stage
+        };
+        let before: Vec<DetectorKind> = DetectorKind::ALL
+            .into_iter()
+            .filter(|k| !ADDED_SINCE.contains(k))
+            .collect();
+        let resumed = saved_with(before).resume(fresh()).expect("the same choice");
+        let conn = &resumed.modules[&LogKind::CONN];
+        assert_eq!(
+            conn.beacon.as_ref().unwrap().tracked().0,
+            1,
+            "the beacon's state stays"
+        );
+        assert!(conn.large_upload.is_some(), "the new detector runs, empty");
+        assert_eq!(resumed.options, Some(DetectOptions::default()));
+        assert!(saved_with(vec![DetectorKind::Beacon])
+            .resume(fresh())
+            .is_none());
     }
 
     /// A record dated in 2100 (a clock glitch, a forged line), before

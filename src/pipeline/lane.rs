@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::allow::{Action, Allowlist, Rules};
 
 use crate::detect::observation::ObservationColumns;
-use crate::detect::{Baseline, DetectOptions, ModuleDetectors, Observation};
+use crate::detect::{Baseline, DetectOptions, DetectorKind, ModuleDetectors, Observation};
 use crate::features::ContextState;
 use crate::kitnet::KitNetError;
 use crate::log_kind::LogKind;
@@ -278,11 +278,23 @@ impl Lane {
     /// no selected detector watches this log type.
     pub fn detectors(&mut self, opts: &DetectOptions) -> Option<ModuleDetectors> {
         let model = self.scorer.model();
-        let baseline = if model.detectors.is_empty() {
-            Baseline::defaults_for(model.module)
+        let defaults = Baseline::defaults_for(model.module);
+        let mut baseline = if model.detectors.is_empty() {
+            defaults.clone()
         } else {
             model.detectors.clone()
         };
+        // A detector newer than the model runs with its defaults, as all
+        // do for a model older than the detectors.
+        if baseline.large_upload.is_none() && defaults.large_upload.is_some() {
+            baseline.large_upload = defaults.large_upload;
+            if !model.detectors.is_empty() && opts.enabled.contains(&DetectorKind::LargeUpload) {
+                tracing::info!(
+                    "{}: the model predates the large_upload detector: it runs with its defaults and knows no upload of this site (a backup is reported); retrain to teach it",
+                    model.module
+                );
+            }
+        }
         // Overrides are checked when parsed; one out of range for this
         // model keeps the model's settings (and says so).
         let baseline = opts.overrides.apply(&baseline).unwrap_or_else(|why| {
