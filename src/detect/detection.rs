@@ -101,6 +101,36 @@ pub struct Detection {
 }
 
 impl Detection {
+    /// A `kind` detection of the pair of conn record `c`, known when `c`
+    /// ended (`end`; its evidence from `first_ts`): the rest (score,
+    /// threshold, evidence) is the detector's. Stamped at the end, not at
+    /// the start, so its evidence never ends after its own time.
+    pub(crate) fn of_pair(
+        kind: DetectorKind,
+        c: &super::observation::ConnFacts,
+        first_ts: f64,
+        end: f64,
+        uids: Vec<String>,
+    ) -> Detection {
+        Detection {
+            ts: end,
+            detection: kind,
+            module: LogKind::CONN,
+            src: c.src,
+            dst: Some(c.dst),
+            resp_p: c.resp_p,
+            domain: None,
+            score: 0.0,
+            threshold: 0.0,
+            severity: Severity::Medium,
+            first_ts,
+            last_ts: end,
+            uids,
+            evidence: serde_json::Map::new(),
+            src_local: None,
+        }
+    }
+
     /// A detection's severity from how far past its threshold it is, in
     /// its detector's unit: a beacon (RITA's score, 0 to 1, threshold 0.9
     /// by default) is high from 0.95, the counting detectors (hosts,

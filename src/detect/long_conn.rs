@@ -29,7 +29,6 @@ use serde::{Deserialize, Serialize};
 use super::bounded::BoundedMap;
 use super::detection::{Detection, DetectorKind, SampleUids};
 use super::observation::ConnFacts;
-use crate::log_kind::LogKind;
 
 /// Settings, with the defaults documented in the README.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -226,22 +225,13 @@ impl LongConnDetector {
         // Known when the connection ended (or was last reported), not at
         // its start: the detection is stamped then, and its evidence
         // never ends after its own time.
+        let uids = pair.uids.with_latest(c.uid.as_deref());
+        let on = Detection::of_pair(DetectorKind::LongConnection, c, pair.first_ts, end, uids);
         Some(Detection {
-            ts: end,
-            detection: DetectorKind::LongConnection,
-            module: LogKind::CONN,
-            src: c.src,
-            dst: Some(c.dst),
-            resp_p: c.resp_p,
-            domain: None,
             score: ms(pair.total),
             threshold: p.threshold_seconds,
-            severity: crate::severity::Severity::Low,
-            first_ts: pair.first_ts,
-            last_ts: end,
-            uids: pair.uids.with_latest(c.uid.as_deref()),
             evidence,
-            src_local: None,
+            ..on
         })
     }
 }

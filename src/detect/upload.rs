@@ -47,7 +47,6 @@ use super::bounded::BoundedMap;
 use super::detection::{Detection, DetectorKind, SampleUids};
 use super::observation::ConnFacts;
 use crate::features::LocalNets;
-use crate::log_kind::LogKind;
 
 /// Settings, with the defaults documented in the README.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -273,25 +272,21 @@ impl UploadDetector {
             // Known from training: reported past twice its most there.
             evidence.insert("training_most_bytes".into(), whole(most).into());
         }
-        let end = c.ts + c.duration;
-        // Stamped when the connection that crossed the bar ended: by then
-        // its bytes were sent.
+        // When the connection that crossed the bar ended: by then its
+        // bytes were sent.
+        let uids = pair.uids.with_latest(c.uid.as_deref());
+        let on = Detection::of_pair(
+            DetectorKind::LargeUpload,
+            c,
+            pair.first_ts,
+            c.ts + c.duration,
+            uids,
+        );
         Some(Detection {
-            ts: end,
-            detection: DetectorKind::LargeUpload,
-            module: LogKind::CONN,
-            src: c.src,
-            dst: Some(c.dst),
-            resp_p: c.resp_p,
-            domain: None,
             score: day.sent.round(),
             threshold: bar,
-            severity: crate::severity::Severity::Medium,
-            first_ts: pair.first_ts,
-            last_ts: end,
-            uids: pair.uids.with_latest(c.uid.as_deref()),
             evidence,
-            src_local: None,
+            ..on
         })
     }
 }
