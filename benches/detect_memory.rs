@@ -17,7 +17,7 @@
 //! long_connection with its list of conn_long-reported connections (empty
 //! here, 24 bytes): 155.0 MiB (162 bytes per key). 2026-12-07: scan
 //! 130.2 MiB (136; each attempt keeps its time), dns 241.3 MiB (252; each
-//! source its last NXDOMAIN name), large_upload 208.4 MiB (218; six
+//! source its last NXDOMAIN name), large_upload 200.7 MiB (210; six
 //! 4-hour buckets of the day per pair).
 
 use std::alloc::{GlobalAlloc, Layout, System};

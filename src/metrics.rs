@@ -207,6 +207,12 @@ fn render(s: &State, now: SystemTime) -> String {
                 "Alerts held back by the limit of new alerts a minute (--alerts-per-minute).",
                 a.held_back as f64,
             ),
+            (
+                "azw_alerts_held_unwritten_total",
+                "counter",
+                "Alerts held back by the limit and closed without being written (one flagged record of an outside host each).",
+                a.held_unwritten as f64,
+            ),
         ] {
             let _ = writeln!(
                 out,

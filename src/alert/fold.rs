@@ -507,6 +507,15 @@ impl Open {
         self.written.is_some()
     }
 
+    /// Whether the limit of new alerts a minute may hold it back: one
+    /// flagged record of a host not known to be local, without a
+    /// detection, what a flood of spoofed or scanning sources is made of.
+    /// A local host's alert, a second item or a detection is never held:
+    /// a flood must not hide what an analyst has to see.
+    pub(crate) fn may_wait(&self) -> bool {
+        self.records + self.detections <= 1 && self.detections == 0 && self.local != Some(true)
+    }
+
     pub fn alert(&self, state: State) -> Alert {
         let mut top_peers: Vec<PeerCount> = self
             .peers

@@ -30,12 +30,14 @@
 //!
 //! So is what an analyst is sent: a flood of new hosts (spoofed sources,
 //! one flagged record each) opened an alert per source, 1.95 million
-//! lines in a 30-minute review. At most
-//! [`AlertOptions::max_new_per_minute`] alerts are opened in the output
-//! per minute of event time; the others are held back, still folding,
-//! and written once a later item of theirs comes in a calmer minute or
-//! brings a detection (detections are never held back). Held back alerts
-//! are counted, and each stormy minute is logged.
+//! lines in a 30-minute review. Past [`AlertOptions::max_new_per_minute`]
+//! new alerts in a minute of event time, a new alert that is one flagged
+//! record of a host not known to be local ([`Open::may_wait`]) is held
+//! back: it still folds, and is written once it has a second item or a
+//! detection. A local host's alert, one with a detection or with two
+//! items is never held back, so a flood cannot hide them. Held back
+//! alerts are counted, those never written too, and each stormy minute is
+//! logged.
 
 pub mod fold;
 
@@ -185,10 +187,13 @@ pub struct AlertStats {
     pub forced: u64,
     /// Alerts closed early to make room.
     pub evicted: u64,
-    /// Alerts held back at least once by the limit of new alerts a
-    /// minute (some written later).
+    /// Alerts held back by the limit of new alerts a minute (some written
+    /// later).
     #[serde(default)]
     pub held_back: u64,
+    /// Of those, the ones closed without ever being written.
+    #[serde(default)]
+    pub held_unwritten: u64,
     pub opened: u64,
     pub written: u64,
 }
@@ -231,10 +236,7 @@ impl Storm {
     /// always when `exempt` or without a limit.
     fn admit(&mut self, ts: f64, limit: u32, exempt: bool) -> bool {
         let minute = (ts / 60.0).floor() as i64;
-        if minute > self.minute {
-            self.end_minute(limit);
-            self.minute = minute;
-        }
+        self.pass(minute, limit);
         if exempt || limit == 0 || self.written < limit {
             self.written = self.written.saturating_add(1);
             return true;
@@ -243,11 +245,19 @@ impl Storm {
         false
     }
 
+    /// Moves on to `minute` when it is a later one, ending the current.
+    fn pass(&mut self, minute: i64, limit: u32) {
+        if minute > self.minute {
+            self.end_minute(limit);
+            self.minute = minute;
+        }
+    }
+
     /// Logs what the current minute held back, and starts afresh.
     fn end_minute(&mut self, limit: u32) {
         if self.held > 0 {
             tracing::warn!(
-                "alerts: {} new alerts in the minute from {} held back (more than {} new alerts a minute: a flood of sources, spoofed or scanning?); each is written if it goes on in a calmer minute or brings a detection",
+                "alerts: {} new alerts in the minute from {} held back (more than {} new alerts a minute: a flood of sources, spoofed or scanning?); each is one flagged record of an outside host, written if another item or a detection of it comes",
                 self.held,
                 chrono::DateTime::from_timestamp(self.minute.saturating_mul(60), 0)
                     .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
@@ -409,7 +419,7 @@ impl AlertStage {
     pub fn stats_line(&self) -> String {
         let s = &self.stats;
         format!(
-            "alerts: {} open, {} opened, {} lines written, from {} items ({} late, {} folded early, {} closed early, {} without a host, {} held back in floods)",
+            "alerts: {} open, {} opened, {} lines written, from {} items ({} late, {} folded early, {} closed early, {} without a host, {} held back in floods, {} of them never written)",
             self.open.len(),
             s.opened,
             s.written,
@@ -418,7 +428,8 @@ impl AlertStage {
             s.forced,
             s.evicted,
             s.unplaced,
-            s.held_back
+            s.held_back,
+            s.held_unwritten
         )
     }
 
@@ -523,6 +534,10 @@ impl AlertStage {
         if watermark.is_finite() && watermark > self.clock {
             self.clock = watermark;
             self.close_until(watermark, out);
+            // No item on time can come into an earlier minute now: its
+            // storm is logged without waiting for the next new alert.
+            let minute = (watermark / 60.0).floor() as i64;
+            self.storm.pass(minute, self.opts.max_new_per_minute);
         }
     }
 
@@ -546,6 +561,9 @@ impl AlertStage {
         self.deadlines
             .remove(&deadline_key(open.last_ts + self.opts.quiet, key));
         if !open.was_written() {
+            if open.held_back {
+                self.stats.held_unwritten += 1;
+            }
             return false;
         }
         self.stats.written += 1;
@@ -600,7 +618,7 @@ impl AlertStage {
             && open.severity() >= min
             && !self
                 .storm
-                .admit(item.ts, self.opts.max_new_per_minute, open.detections > 0)
+                .admit(item.ts, self.opts.max_new_per_minute, !open.may_wait())
         {
             if !open.held_back {
                 open.held_back = true;

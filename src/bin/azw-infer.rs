@@ -499,6 +499,13 @@ fn print_alerts(emitter: &pipeline::Emitter) {
             String::new()
         }
     );
+    if s.held_back > 0 {
+        cli::errln!(
+            "alerts: {} held back by --alerts-per-minute, {} of them never written (one flagged record of an outside host each: a flood of new sources)",
+            s.held_back,
+            s.held_unwritten
+        );
+    }
     for a in emitter.top_alerts() {
         let line = format!(
             "  {:<8} {}  [{}]  {}",

@@ -30,8 +30,18 @@ pub struct Baseline {
     pub dns_tunnel: Option<Known<DnsTunnelParams, String>>,
     /// A model trained before this detector has none, and it does not run
     /// until the next training.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "upload_baseline"
+    )]
     pub large_upload: Option<Known<UploadParams, KnownVolume>>,
+}
+
+fn upload_baseline<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Known<UploadParams, KnownVolume>>, D::Error> {
+    super::lenient_part("the model's large_upload baseline", d)
 }
 
 /// A detector's settings and what it knows from training.
@@ -285,6 +295,20 @@ impl Learner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A large_upload baseline of another format (known pairs without
+    /// their volume, from a build between releases) is left out, and the
+    /// model's other detectors load.
+    #[test]
+    fn an_upload_baseline_of_another_format_is_left_out() {
+        let mut b = serde_json::to_value(Baseline::defaults_for(LogKind::CONN)).unwrap();
+        b["large_upload"]["known"] = serde_json::json!([["10.0.0.5", "203.0.113.9"]]);
+        let read: Baseline = serde_json::from_value(b.clone()).unwrap();
+        assert!(read.large_upload.is_none() && read.beacon.is_some());
+        b["large_upload"]["known"] = serde_json::json!([["10.0.0.5", "203.0.113.9", 2e9]]);
+        let read: Baseline = serde_json::from_value(b).unwrap();
+        assert_eq!(read.large_upload.unwrap().known.len(), 1);
+    }
     use crate::zeek::Value;
 
     /// The example conn record `r` at `ts`, with its own uid and lasting

@@ -30,6 +30,30 @@ pub use detection::{Detection, DetectorKind};
 pub use observation::Observation;
 pub use stage::{DetectOptions, DetectStage, ModuleDetectors};
 
+/// Reads a detector's optional part (its state in a checkpoint, its
+/// baseline in a model) so that a part that cannot be read, written by a
+/// build whose format for it differed, is left out with a warning: that
+/// detector starts empty or with its defaults, and the others keep theirs
+/// (one unreadable part threw every detector's state away).
+fn lenient_part<'de, D, T>(what: &str, d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    use serde::Deserialize;
+    let value = serde_json::Value::deserialize(d)?;
+    if value.is_null() {
+        return Ok(None);
+    }
+    match serde_json::from_value(value) {
+        Ok(part) => Ok(Some(part)),
+        Err(e) => {
+            tracing::warn!("{what} cannot be read ({e}): it is left out");
+            Ok(None)
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod testkit {
     use std::net::IpAddr;

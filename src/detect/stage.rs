@@ -152,8 +152,14 @@ pub struct ModuleDetectors {
     long_connection: Option<LongConnDetector>,
     scan: Option<ScanDetector>,
     dns_tunnel: Option<DnsTunnelDetector>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "upload_state")]
     large_upload: Option<UploadDetector>,
+}
+
+fn upload_state<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<UploadDetector>, D::Error> {
+    super::lenient_part("the large_upload detector's saved state", d)
 }
 
 impl ModuleDetectors {
@@ -578,6 +584,15 @@ mod tests {
         assert!(saved_with(vec![DetectorKind::Beacon])
             .resume(fresh())
             .is_none());
+
+        // A large_upload state of another format (a build between
+        // releases) is left out; the other detectors keep theirs.
+        let mut saved = serde_json::to_value(fresh()).unwrap();
+        let conn = &mut saved["modules"]["CONN"];
+        conn["large_upload"] = serde_json::json!({"pairs": {"entries": [[1, true]]}});
+        let read: DetectStage = serde_json::from_value(saved).unwrap();
+        let conn = &read.modules[&LogKind::CONN];
+        assert!(conn.beacon.is_some() && conn.large_upload.is_none());
     }
 
     /// A record dated in 2100 (a clock glitch, a forged line), before

@@ -25,7 +25,12 @@
 //! - **Reported** when the day's bytes first reach the threshold, again
 //!   each time they double (graded on the total), and a day after the
 //!   last report while still at the threshold (an upload going on for
-//!   days keeps its alert open).
+//!   days keeps its alert open). A first report again only once they fell
+//!   under half the threshold: a steady upload's day dips under it each
+//!   time a bucket slides out, and was reported every four hours.
+//! - **The evidence is the day's**: its connections and bytes received,
+//!   and its start, the first record still in the window (once that has
+//!   slid out, the start of the oldest bucket with bytes).
 //! - **The site's normal.** Training learns, for each pair that sent 50 MB
 //!   or more within a day at the ratio (an off-site backup, a speed test),
 //!   the most it sent; such a pair is reported only past twice that (and
@@ -96,13 +101,13 @@ struct Pair {
     buckets: [Bucket; BUCKETS],
     /// The newest bucket's number.
     newest: i64,
-    /// The first record of this episode (since the window was last
-    /// empty), the most one connection sent in it, its first uid.
+    /// When the day's bytes began (the first record still in the window,
+    /// or once that has slid out, the start of the oldest bucket holding
+    /// bytes), and the first uid while it is in the window.
     first_ts: f64,
-    largest: f64,
     uids: SampleUids,
     /// The day's bytes when last reported (0: not reported since the
-    /// window was last under the threshold), and when.
+    /// day's bytes were last under half the threshold), and when.
     reported: f64,
     reported_ts: f64,
 }
@@ -129,13 +134,35 @@ impl Pair {
         self.newest = n;
     }
 
+    /// The bucket numbers of the window, oldest first.
+    fn numbers(&self) -> impl Iterator<Item = i64> {
+        let newest = self.newest;
+        (0..BUCKETS as i64).rev().map(move |back| newest - back)
+    }
+
     /// What eviction keeps pairs by: what they sent within the day as of
-    /// bucket `n` (nothing, once their newest bucket is out of it).
+    /// bucket `n` (only their buckets still in that day count).
     fn rank(&self, n: i64) -> f64 {
-        if self.newest + (BUCKETS as i64) <= n {
-            0.0
-        } else {
-            self.totals().0
+        self.numbers()
+            .filter(|&m| m > n - BUCKETS as i64)
+            .map(|m| self.buckets[slot(m)].sent)
+            .sum()
+    }
+
+    /// Once the first record of the day's bytes has slid out of the
+    /// window, the day begins at the oldest bucket still holding bytes,
+    /// and its first uid is no longer in it.
+    fn begin_within(&mut self, bucket_seconds: f64) {
+        let oldest = self.newest - (BUCKETS as i64 - 1);
+        if (self.first_ts / bucket_seconds).floor() as i64 >= oldest {
+            return;
+        }
+        if let Some(m) = self
+            .numbers()
+            .find(|&m| self.buckets[slot(m)].connections > 0)
+        {
+            self.first_ts = m as f64 * bucket_seconds;
+            self.uids = SampleUids::default();
         }
     }
 }
@@ -210,7 +237,9 @@ impl UploadDetector {
         if c.open || sent <= 0.0 || !self.outbound(c) {
             return None;
         }
-        let n = (c.ts / self.bucket_seconds()).floor() as i64;
+        let bucket_seconds = self.bucket_seconds();
+        let half = self.params.threshold_bytes / 2.0;
+        let n = (c.ts / bucket_seconds).floor() as i64;
         let pair = self
             .pairs
             .touch_ranked((c.src, c.dst), Pair::default, |p| p.rank(n));
@@ -223,6 +252,13 @@ impl UploadDetector {
             };
         } else if n > pair.newest {
             pair.slide_to(n);
+            pair.begin_within(bucket_seconds);
+            if pair.totals().0 < half {
+                // Well under the threshold again: the next crossing is
+                // news. (Not merely under it: the day's bytes of a steady
+                // upload dip under it each time a bucket slides out.)
+                pair.reported = 0.0;
+            }
         } else if n + (BUCKETS as i64) <= pair.newest {
             // Older than the window (a record logged a day late).
             return None;
@@ -231,7 +267,6 @@ impl UploadDetector {
         b.sent += sent;
         b.received += c.received() as f32;
         b.connections = b.connections.saturating_add(1);
-        pair.largest = pair.largest.max(sent);
         pair.first_ts = pair.first_ts.min(c.ts);
         pair.uids.push(c.uid.as_deref());
         let (sent, received, _) = pair.totals();
@@ -245,11 +280,6 @@ impl UploadDetector {
         let p = self.params.clone();
         let known = self.known.get(&(c.src, c.dst)).copied();
         let (day, pair) = self.add(c)?;
-        if day.sent < p.threshold_bytes {
-            // Under the threshold again: the next crossing is news.
-            pair.reported = 0.0;
-            return None;
-        }
         let bar = p.threshold_bytes.max(2.0 * known.unwrap_or(0.0));
         let again = pair.reported > 0.0
             && day.sent < 2.0 * pair.reported
@@ -264,10 +294,6 @@ impl UploadDetector {
         let mut evidence = serde_json::Map::new();
         evidence.insert("connections".into(), connections.into());
         evidence.insert("received_bytes".into(), whole(day.received).into());
-        evidence.insert(
-            "largest_connection_bytes".into(),
-            whole(pair.largest).into(),
-        );
         if let Some(most) = known {
             // Known from training: reported past twice its most there.
             evidence.insert("training_most_bytes".into(), whole(most).into());
@@ -407,7 +433,6 @@ mod tests {
         assert_eq!(f.uids, [uid(0), uid(3)]);
         assert_eq!(f.evidence["connections"], 4);
         assert_eq!(f.evidence["received_bytes"], 8_000_000);
-        assert_eq!(f.evidence["largest_connection_bytes"], 300_000_000);
         assert_eq!(f.measured(), "1.2 GB sent, at or above 1 GB");
 
         for (src, dst, received) in [
@@ -466,9 +491,44 @@ mod tests {
             .map(|f| ((f.ts - 600.0 - T0) / HOUR).round())
             .collect();
         assert_eq!(hours, [12.0, 36.0, 60.0], "{found:?}");
+        // About 1 GB a day, 42 MB an hour for four days: once a day (the
+        // day's bytes dip under 1 GB each time a bucket slides out; they
+        // were reported every 4 hours).
+        let mut d = detector();
+        let hourly: Vec<(f64, f64)> = (0..96).map(|h| (f64::from(h), 42e6)).collect();
+        let found = feed(&mut d, &hourly);
+        let hours: Vec<f64> = found
+            .iter()
+            .map(|f| ((f.ts - 600.0 - T0) / HOUR).round())
+            .collect();
+        assert_eq!(hours, [23.0, 47.0, 71.0, 95.0], "{found:?}");
         // Quiet for a day, then again: news at once.
         let mut d = detector();
         assert_eq!(feed(&mut d, &[(0.0, 1.2e9), (30.0, 1.2e9)]).len(), 2);
+    }
+
+    /// The evidence is the day's: once a pair's first record has slid out
+    /// of the window, the day begins at the oldest bucket holding bytes,
+    /// and the first uid is one within it (990 MB sent 32 h before was
+    /// shown as the evidence's start beside the day's connections).
+    #[test]
+    fn the_evidence_is_of_the_day_reported() {
+        let mut d = detector();
+        let mut big = out("10.0.0.5", T0, 990e6);
+        big.uid = Some("Cbig".into());
+        assert!(d.observe(&big).is_none());
+        let mut pieces: Vec<(f64, f64)> = (1..8).map(|i| (f64::from(i) * 4.0, 1e3)).collect();
+        pieces.extend([(30.0, 400e6), (31.0, 400e6), (32.0, 400e6)]);
+        let found = feed(&mut d, &pieces);
+        assert_eq!(found.len(), 1, "{found:?}");
+        let f = &found[0];
+        // At 32 h the window is the buckets from 12 h on.
+        assert_eq!(f.first_ts, T0 + 12.0 * HOUR, "the oldest bucket with bytes");
+        assert!(!f.uids.iter().any(|u| u == "Cbig"), "{f:?}");
+        assert_eq!(
+            f.evidence["connections"], 8,
+            "five of 1 kB and three of 400 MB"
+        );
     }
 
     /// Zeek's orig_bytes and resp_bytes of a connection seen in part can

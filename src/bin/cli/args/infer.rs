@@ -237,11 +237,12 @@ pub struct Args {
     pub alert_quiet: u32,
 
     /// At most this many new alerts are written per minute of event time
-    /// (0: no limit). In a flood of new hosts (spoofed sources, one
-    /// flagged record each) the others are held back: still folded, and
-    /// written once a later item of theirs comes in a calmer minute or
-    /// brings a detection (alerts with detections are never held back).
-    /// The log says how many each stormy minute held back.
+    /// while new hosts flood in (0: no limit). Past it, a new alert that
+    /// is one flagged record of a host not known to be local (a spoofed
+    /// or scanning source) is held back: still folded, and written once a
+    /// second item or a detection of it comes. A local host's alert, or
+    /// one with a detection, is never held back. The log says how many
+    /// each stormy minute held back.
     #[arg(
         long,
         value_name = "N",
