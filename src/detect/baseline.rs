@@ -28,8 +28,9 @@ pub struct Baseline {
     pub scan: Option<ScanParams>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns_tunnel: Option<Known<DnsTunnelParams, String>>,
-    /// A model trained before this detector has none, and it does not run
-    /// until the next training.
+    /// A model trained before this detector has none: it runs with its
+    /// defaults and knows no pairs until the next training (the lane says
+    /// so at start).
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",

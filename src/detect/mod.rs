@@ -19,6 +19,7 @@ pub mod detection;
 pub mod dns_tunnel;
 pub mod long_conn;
 pub mod observation;
+mod reported;
 pub mod rita;
 pub mod scan;
 pub mod stage;
@@ -41,11 +42,14 @@ where
     T: serde::de::DeserializeOwned,
 {
     use serde::Deserialize;
-    let value = serde_json::Value::deserialize(d)?;
-    if value.is_null() {
+    // Kept as its text, not parsed into a `Value` first: a full detector's
+    // state as a tree of values took ten times its own size (1.2 GB more
+    // to resume 200,000 upload pairs).
+    let raw = Box::<serde_json::value::RawValue>::deserialize(d)?;
+    if raw.get() == "null" {
         return Ok(None);
     }
-    match serde_json::from_value(value) {
+    match serde_json::from_str(raw.get()) {
         Ok(part) => Ok(Some(part)),
         Err(e) => {
             tracing::warn!("{what} cannot be read ({e}): it is left out");
