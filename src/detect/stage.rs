@@ -257,15 +257,19 @@ impl ModuleDetectors {
         if let Some(l) = &mut self.long_connection {
             l.expect_reports();
         }
+        if let Some(u) = &mut self.large_upload {
+            u.expect_reports();
+        }
     }
 
     fn observe(&mut self, o: &Observation, out: &mut Vec<Detection>) {
         match o {
             // An interim report of an open connection is the same
-            // connection again: only the long-connection detector, which
-            // counts each uid once, may see it.
+            // connection again: only the detectors that count each uid
+            // once (long connections, large uploads) may see it.
             Observation::Conn(c) if c.open => {
                 out.extend(self.long_connection.as_mut().and_then(|d| d.observe(c)));
+                out.extend(self.large_upload.as_mut().and_then(|d| d.observe(c)));
             }
             Observation::Conn(c) => {
                 out.extend(self.beacon.as_mut().and_then(|d| d.observe(c)));

@@ -543,11 +543,16 @@ fn runtime_thresholds_and_minimum_severity_judge_without_retraining() {
 /// is found at its 4 h report, before its conn record exists; with the
 /// record, it is still found once, and counted once: at a 7 h threshold
 /// the reports and the record (6 h counted once, 21 h summed) find nothing.
+/// The connection pushes out 250 MB an hour: its reports feed the
+/// large-upload detector too, which finds it at the 4 h report (1 GB so
+/// far), and once however the logs are read (1.5 GB counted once is not
+/// twice 1 GB; the reports and the record summed would be 5.25 GB).
 #[test]
 fn conn_long_reports_find_a_long_connection_while_it_is_open() {
     let data = root().join("tests/data/conn_long");
     let dir = tempdir("conn-long");
-    crate::util::train(&dir, "conn", &[]);
+    // The fixture's site is 10.0.0.0/8 (the examples' is learnt).
+    crate::util::train(&dir, "conn", &["--local-nets", "10.0.0.0/8"]);
     crate::util::train_from(&data.join("train"), &dir, "conn_long", &[]);
     let long = |folder: &str, modules: &str, extra: &[&str]| -> Vec<serde_json::Value> {
         let out = dir.join(format!("{folder}-{}.json", modules.replace(',', "-")));
@@ -573,12 +578,30 @@ fn conn_long_reports_find_a_long_connection_while_it_is_open() {
         );
         lines
             .into_iter()
-            .filter(|v| v["detection"] == "long_connection")
+            .filter(|v| v["detection"] == "long_connection" || v["detection"] == "large_upload")
+            .collect()
+    };
+    let of = |found: &[serde_json::Value], kind: &str| -> Vec<serde_json::Value> {
+        found
+            .iter()
+            .filter(|v| v["detection"] == kind)
+            .cloned()
             .collect()
     };
 
     // Still open: no conn record yet.
-    let found = long("open", "conn,conn_long", &[]);
+    let both = long("open", "conn,conn_long", &[]);
+    let uploads = of(&both, "large_upload");
+    assert_eq!(uploads.len(), 1, "{both:?}");
+    let u = &uploads[0];
+    assert_eq!(
+        (u["id.orig_h"].as_str(), u["id.resp_h"].as_str()),
+        (Some("10.0.1.66"), Some("198.51.100.7"))
+    );
+    assert_eq!(u["score"].as_f64(), Some(1e9), "at the 4 h report: {u}");
+    assert_eq!(u["evidence"]["still_open"], true, "{u}");
+    assert_eq!(u["evidence"]["connections"], 1, "{u}");
+    let found = of(&both, "long_connection");
     assert_eq!(found.len(), 1, "{found:?}");
     let d = &found[0];
     assert_eq!(
@@ -595,14 +618,22 @@ fn conn_long_reports_find_a_long_connection_while_it_is_open() {
     assert_eq!(d["evidence"]["connections"], 1, "{d}");
     assert_eq!(d["uids"], serde_json::json!(["CL6hrOpen0000001"]));
 
-    // Closed, in either order of the logs: found once.
+    // Closed, in either order of the logs: found once by each detector.
     for modules in ["conn_long,conn", "conn,conn_long"] {
-        let found = long("closed", modules, &[]);
-        assert_eq!(found.len(), 1, "{modules}: {found:?}");
-        assert_eq!(found[0]["id.resp_h"], "198.51.100.7");
+        let both = long("closed", modules, &[]);
+        for kind in ["long_connection", "large_upload"] {
+            let found = of(&both, kind);
+            assert_eq!(found.len(), 1, "{modules} {kind}: {both:?}");
+            assert_eq!(found[0]["id.resp_h"], "198.51.100.7");
+        }
     }
     // Without the reports the conn record alone finds it, at its end.
-    let found = long("closed", "conn", &[]);
+    let both = long("closed", "conn", &[]);
+    let uploads = of(&both, "large_upload");
+    assert_eq!(uploads.len(), 1, "{both:?}");
+    assert_eq!(uploads[0]["score"].as_f64(), Some(1_500_300_000.0));
+    assert!(uploads[0]["evidence"].get("still_open").is_none());
+    let found = of(&both, "long_connection");
     assert_eq!(found.len(), 1);
     assert!(found[0]["evidence"].get("still_open").is_none());
     assert_eq!(found[0]["score"].as_f64(), Some(21_612.75));
@@ -610,7 +641,10 @@ fn conn_long_reports_find_a_long_connection_while_it_is_open() {
     // record (21 h) would pass.
     for modules in ["conn_long,conn", "conn,conn_long"] {
         let found = long("closed", modules, &["--long-connection-hours", "7"]);
-        assert!(found.is_empty(), "{modules}: {found:?}");
+        assert!(
+            of(&found, "long_connection").is_empty(),
+            "{modules}: {found:?}"
+        );
     }
 
     // The hourly reports of one connection share its uid, start time and

@@ -55,7 +55,8 @@ for i in range(24):
 write("train/conn_long.log", "conn_long", train)
 
 # The long connection: 10.0.1.66 -> 198.51.100.7:443 opened at 01:00 and
-# closed after 6 h; the site reports open connections every hour
+# closed after 6 h, pushing out 250 MB an hour (1.5 GB in all: a large
+# upload too); the site reports open connections every hour
 # (LongConnection::default_durations = Durations(1hr, 2hr, 3hr, 4hr, 5hr)).
 # Its conn record is written only when it closes, at 07:00.
 start = DAY + 3600.0 + 3.5
@@ -63,7 +64,7 @@ uid = "CL6hrOpen0000001"
 reports = []
 for h in range(1, 6):
     reports.append(row(start, uid, "10.0.1.66", 51515, "198.51.100.7", 443, "ssl",
-                       h * 3600.0 + 0.25, 40_000 * h, 9_000 * h, "S1", "ShADad"))
+                       h * 3600.0 + 0.25, 250_000_000 * h, 9_000 * h, "S1", "ShADad"))
 # Two ordinary sessions reported at 1 h beside it.
 for i in range(2):
     reports.append(row(DAY + 7200.0 + i * 60, f"CLOther{i:09d}", f"10.0.1.{30 + i}",
@@ -71,5 +72,5 @@ for i in range(2):
 write("open/conn_long.log", "conn_long", reports)
 write("closed/conn_long.log", "conn_long", reports)
 final = [row(start, uid, "10.0.1.66", 51515, "198.51.100.7", 443, "ssl",
-             6 * 3600.0 + 12.75, 240_300, 54_100, "SF", "ShADadFf")]
+             6 * 3600.0 + 12.75, 1_500_300_000, 54_100, "SF", "ShADadFf")]
 write("closed/conn.log", "conn", final)
