@@ -20,7 +20,8 @@
 //! source its last NXDOMAIN name), large_upload 200.7 MiB (210; six
 //! 4-hour buckets of the day per pair); then, with its list of
 //! conn_long-reported connections and what came back in f64, 246.5 MiB
-//! (258; the buckets as three arrays, 269.4 MiB as six structs).
+//! (258; the buckets as three arrays, 269.4 MiB as six structs); beacon,
+//! keeping its pair's responder port, 155.0 MiB (162).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::{IpAddr, Ipv4Addr};

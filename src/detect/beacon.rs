@@ -96,6 +96,31 @@ struct Pair {
     /// a higher score and an hour, or [`BeaconParams::repeat_seconds`].
     reported: Option<(f64, u32)>,
     uids: SampleUids,
+    /// The responder port its connections used, while they all used one.
+    #[serde(default)]
+    port: Port,
+}
+
+/// A pair's responder port: what an analyst checks first of a beacon (443
+/// or 53 or 4444), and a SIEM's `destination.port`. RITA scores a pair over
+/// all its ports, so a pair that used several names none.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Serialize, Deserialize)]
+enum Port {
+    #[default]
+    Unseen,
+    One(u16),
+    Several,
+}
+
+impl Port {
+    fn saw(self, port: Option<u16>) -> Port {
+        match (self, port) {
+            (Port::Unseen, Some(p)) => Port::One(p),
+            (Port::One(was), Some(p)) if was == p => self,
+            (Port::Several, _) | (_, None) => Port::Several,
+            (Port::One(_), Some(_)) => Port::Several,
+        }
+    }
 }
 
 /// The streaming beacon detector over conn records.
@@ -170,6 +195,8 @@ impl BeaconDetector {
         pair.events
             .push_back((t, c.orig_ip_bytes.min(f64::from(u32::MAX)) as u32));
         pair.uids.push(c.uid.as_deref());
+        // An ICMP record's "ports" are its type and code.
+        pair.port = pair.port.saw(c.resp_p.filter(|_| !c.icmp));
         if pair.events.len() > p.max_events {
             pair.events.pop_front();
         }
@@ -222,7 +249,10 @@ impl BeaconDetector {
             module: LogKind::CONN,
             src: c.src,
             dst: Some(c.dst),
-            resp_p: None,
+            resp_p: match pair.port {
+                Port::One(p) => Some(p),
+                Port::Unseen | Port::Several => None,
+            },
             domain: None,
             score: parts.score,
             threshold: p.threshold,
@@ -317,6 +347,7 @@ mod tests {
         assert!(!found.is_empty());
         let (after, first) = &found[0];
         assert_eq!((first.src, first.dst), (bot, Some(c2)));
+        assert_eq!(first.resp_p, Some(80), "the port all its connections used");
         assert!(*after <= 2.0 * 3600.0, "found after {after} s");
         assert!(
             found.iter().all(|(_, f)| (f.src, f.dst) == (bot, Some(c2))),
@@ -427,5 +458,38 @@ mod tests {
         }
         let (pairs, evicted) = d.tracked();
         assert!(pairs <= 10 && evicted > 900, "{pairs} {evicted}");
+    }
+
+    /// A beacon names its responder port when its connections used one; a
+    /// pair over several ports, or of pings (whose "ports" are ICMP type
+    /// and code), names none.
+    #[test]
+    fn a_beacon_names_its_port_only_when_it_used_one() {
+        let found = |port: &dyn Fn(usize) -> u16, icmp: bool| {
+            let mut d = BeaconDetector::new(BeaconParams::default());
+            let (a, b) = (ip("10.0.0.5"), ip("203.0.113.7"));
+            (0..100)
+                .filter_map(|i| {
+                    let mut c = conn(a, b, 1_713_571_200.0 + 300.0 * i as f64, 900.0, true);
+                    c.resp_p = Some(port(i));
+                    c.icmp = icmp;
+                    d.observe(&c)
+                })
+                .next()
+                .expect("a beacon every 5 minutes")
+        };
+        assert_eq!(found(&|_| 4444, false).resp_p, Some(4444));
+        assert_eq!(found(&|i| 80 + (i % 2) as u16, false).resp_p, None);
+        assert_eq!(found(&|_| 0, true).resp_p, None);
+        let mut c = Pair::default();
+        c.port = c.port.saw(Some(443));
+        let saved = serde_json::to_string(&c).unwrap();
+        let back: Pair = serde_json::from_str(&saved).unwrap();
+        assert_eq!(back.port, Port::One(443));
+        let old: Pair = serde_json::from_str(
+            r#"{"events":[],"last_scored":null,"reported":null,"uids":{"first":null}}"#,
+        )
+        .unwrap();
+        assert_eq!(old.port, Port::Unseen, "a checkpoint from before reads");
     }
 }
