@@ -55,7 +55,7 @@ use serde::{Deserialize, Serialize};
 use super::bounded::BoundedMap;
 use super::detection::{Detection, DetectorKind, SampleUids};
 use super::observation::ConnFacts;
-use super::reported::{self, Added, Amounts, Counted, REPORTABLE_SECONDS};
+use super::reported::{Added, Amounts, Reported, REPORTABLE_SECONDS};
 use crate::features::LocalNets;
 
 /// Settings, with the defaults documented in the README.
@@ -131,13 +131,9 @@ struct Pair {
     /// day's bytes were last under half the threshold), and when.
     reported: f64,
     reported_ts: f64,
-    /// Connections seen in conn_long reports, newest last: what of them
-    /// is counted in the buckets.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    seen: Vec<Counted<Moved>>,
 }
 
-/// What is counted of a connection: its bytes each way.
+/// What is counted of a reported connection: its bytes each way.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct Moved {
     sent: f64,
@@ -222,6 +218,10 @@ pub struct UploadDetector {
     /// (training's pairs are only ever spared, whichever way they ran).
     local: Option<LocalNets>,
     pairs: BoundedMap<(IpAddr, IpAddr), Pair>,
+    /// Connections seen in conn_long reports: what of them is counted in
+    /// their pair's buckets.
+    #[serde(default)]
+    reported: Reported<Moved>,
     /// The pairs training knows, and the most each sent within a day
     /// there. From the model, not the checkpoint.
     #[serde(skip)]
@@ -245,6 +245,7 @@ impl UploadDetector {
             pairs: BoundedMap::new(params.max_pairs),
             params,
             local: Some(local),
+            reported: Reported::default(),
             known: HashMap::new(),
             reports: false,
         }
@@ -282,6 +283,15 @@ impl UploadDetector {
         }
     }
 
+    /// When `c`'s bytes were known: by the connection's end (or this
+    /// report), but no more than a window after its start, so that one
+    /// record of an odd duration (up to a year is read) cannot move its
+    /// pair's window, or its last report, far ahead, where every later
+    /// record would be too old.
+    fn known_at(&self, c: &ConnFacts) -> f64 {
+        c.ts + c.duration.min(f64::from(self.params.window_seconds))
+    }
+
     fn bucket_seconds(&self) -> f64 {
         (f64::from(self.params.window_seconds) / BUCKETS as f64).max(1.0)
     }
@@ -309,19 +319,17 @@ impl UploadDetector {
         let remember = self.reports && c.duration >= REPORTABLE_SECONDS;
         let bucket_seconds = self.bucket_seconds();
         let half = self.params.threshold_bytes / 2.0;
-        // The bytes were known by the connection's end (or this report).
-        let n = ((c.ts + c.duration) / bucket_seconds).floor() as i64;
+        let n = (self.known_at(c) / bucket_seconds).floor() as i64;
         let pair = self
             .pairs
             .touch_ranked((c.src, c.dst), Pair::default, |p| p.rank(n));
         if pair.newest + (BUCKETS as i64) <= n || !(0..BUCKETS).any(|i| pair.buckets.moved(i)) {
             // A new episode: nothing of the pair is left in the window.
-            // Its reported connections stay: one still open is counted
-            // from where its reports got to.
+            // (A connection still open and reported is counted from where
+            // its reports got to.)
             *pair = Pair {
                 newest: n,
                 first_ts: c.ts,
-                seen: std::mem::take(&mut pair.seen),
                 ..Pair::default()
             };
         } else if n > pair.newest {
@@ -337,8 +345,12 @@ impl UploadDetector {
             // Older than the window (a record logged a day late).
             return None;
         }
+        let pair_key = (c.src, c.dst);
         let (moved, new) =
-            match reported::count(&mut pair.seen, c.uid.as_deref(), now, c.open, remember) {
+            match self
+                .reported
+                .count(pair_key, c.uid.as_ref(), now, c.open, remember)
+            {
                 Added::Nothing => return None,
                 Added::More(growth) if growth.sent <= 0.0 && growth.received <= 0.0 => return None,
                 Added::More(growth) => (growth, false),
@@ -347,7 +359,9 @@ impl UploadDetector {
         let (b, i) = (&mut pair.buckets, slot(n));
         b.sent[i] += moved.sent;
         b.received[i] += moved.received;
-        if new {
+        // A connection counted again when the bucket that counted it has
+        // slid out: the day's evidence never says "0 connections".
+        if new || b.connections.iter().all(|&n| n == 0) {
             b.connections[i] = b.connections[i].saturating_add(1);
             pair.uids.push(c.uid.as_deref());
         }
@@ -363,19 +377,17 @@ impl UploadDetector {
     pub fn observe(&mut self, c: &ConnFacts) -> Option<Detection> {
         let p = self.params.clone();
         let known = self.known.get(&(c.src, c.dst)).copied();
+        let known_at = self.known_at(c);
         let (day, pair) = self.add(c)?;
         let bar = p.threshold_bytes.max(2.0 * known.unwrap_or(0.0));
-        // When the connection that crossed the bar ended (or was last
-        // reported): by then its bytes were sent.
-        let end = c.ts + c.duration;
         let again = pair.reported > 0.0
             && day.sent < 2.0 * pair.reported
-            && end < pair.reported_ts + f64::from(p.window_seconds);
+            && known_at < pair.reported_ts + f64::from(p.window_seconds);
         if day.sent < bar || day.sent < p.min_ratio * day.received || again {
             return None;
         }
         pair.reported = day.sent;
-        pair.reported_ts = end;
+        pair.reported_ts = known_at;
         let (_, _, connections) = pair.totals();
         let whole = |v: f64| v.round() as u64;
         let mut evidence = serde_json::Map::new();
@@ -390,6 +402,9 @@ impl UploadDetector {
             evidence.insert("training_most_bytes".into(), whole(most).into());
         }
         let uids = pair.uids.with_latest(c.uid.as_deref());
+        // Stamped when the connection that crossed the bar ended (or was
+        // last reported): by then its bytes were sent.
+        let end = c.ts + c.duration;
         let on = Detection::of_pair(DetectorKind::LargeUpload, c, pair.first_ts, end, uids);
         Some(Detection {
             score: day.sent.round(),
@@ -762,8 +777,7 @@ mod tests {
         // out.
         let mut d = detector();
         d.observe(&last);
-        let pair = d.pairs.get(&(ip("10.0.0.5"), ip("203.0.113.9"))).unwrap();
-        assert!(pair.seen.is_empty());
+        assert_eq!(d.reported.len(), 0);
         let mut anonymous = record(5.0, true);
         anonymous.uid = None;
         let mut d = detector();
@@ -820,5 +834,84 @@ mod tests {
             .expect("7 GB out, more than twice what came back");
         assert_eq!(f.evidence["received_bytes"], 3_200_100_000u64);
         assert_eq!(f.evidence["connections"], 1002);
+    }
+
+    /// Eight parallel streams of 100 MB (an S3 multipart upload), each
+    /// reported at 50 MB, beside short connections of a minute or more:
+    /// 800 MB, whichever log is read first, so no gigabyte. (When a pair
+    /// remembered four reported connections, the rest were counted whole
+    /// again: 1.2 GB.)
+    #[test]
+    fn parallel_streams_and_short_neighbours_are_each_counted_once() {
+        let stream = |i: u32, sent: f64, open: bool| {
+            let mut c = out("10.0.0.5", T0 + f64::from(i), sent);
+            c.duration = if open { 1_800.0 } else { 3_600.0 };
+            c.uid = Some(format!("CStream{i}").into());
+            c.open = open;
+            c
+        };
+        let short = |i: u32| {
+            let mut c = out("10.0.0.5", T0 + 100.0 + f64::from(i), 1e6);
+            c.duration = 120.0;
+            c
+        };
+        let reports: Vec<ConnFacts> = (0..8).map(|i| stream(i, 50e6, true)).collect();
+        let finals: Vec<ConnFacts> = (0..8)
+            .map(|i| stream(i, 100e6, false))
+            .chain((0..20).map(short))
+            .collect();
+        let day = |first: &[ConnFacts], then: &[ConnFacts]| {
+            let mut d = detector();
+            d.expect_reports();
+            let found: Vec<Detection> = first
+                .iter()
+                .chain(then)
+                .filter_map(|c| d.observe(c))
+                .collect();
+            assert!(found.is_empty(), "{found:?}");
+            d.pairs
+                .get(&(ip("10.0.0.5"), ip("203.0.113.9")))
+                .unwrap()
+                .totals()
+        };
+        assert_eq!(day(&reports, &finals), (820e6, 0.0, 28), "live order");
+        assert_eq!(day(&finals, &reports), (820e6, 0.0, 28), "replay order");
+    }
+
+    /// One record of a year's duration does not move its pair's window a
+    /// year ahead (every later record would be too old to count).
+    #[test]
+    fn an_odd_duration_does_not_blind_its_pair() {
+        let mut d = detector();
+        let mut odd = out("10.0.0.5", T0, 1_000.0);
+        odd.duration = 365.0 * DAY;
+        assert!(d.observe(&odd).is_none());
+        let found = feed(
+            &mut d,
+            &[(25.0, 300e6), (26.0, 300e6), (27.0, 300e6), (28.0, 300e6)],
+        );
+        assert_eq!(found.len(), 1, "{found:?}");
+    }
+
+    /// An upload reported open for 40 hours: once the bucket that counted
+    /// its connection has slid out, the day's evidence still counts it.
+    #[test]
+    fn a_day_of_growth_from_an_older_connection_counts_it() {
+        let mut d = detector();
+        d.expect_reports();
+        let found: Vec<Detection> = (1..=40)
+            .filter_map(|h| {
+                let mut c = out("10.0.0.5", T0, 125e6 * f64::from(h));
+                c.duration = f64::from(h) * HOUR;
+                c.uid = Some("CLong40h".into());
+                c.open = true;
+                d.observe(&c)
+            })
+            .collect();
+        assert!(found.len() >= 2, "{found:?}");
+        assert!(
+            found.iter().all(|f| f.evidence["connections"] == 1),
+            "{found:?}"
+        );
     }
 }
