@@ -18,14 +18,9 @@
 //! here, 24 bytes): 155.0 MiB (162 bytes per key). 2026-12-07: scan
 //! 130.2 MiB (136; each attempt keeps its time), dns 241.3 MiB (252; each
 //! source its last NXDOMAIN name), large_upload 200.7 MiB (210; six
-//! 4-hour buckets of the day per pair); then, with its list of
-//! conn_long-reported connections and what came back in f64, 246.5 MiB
-//! (258; the buckets as three arrays, 269.4 MiB as six structs); beacon,
-//! keeping its pair's responder port, 155.0 MiB (162). The reported
-//! connections then moved from each pair (a list of 4, 24 bytes empty) to
-//! one map per detector: long_connection 132.1 MiB (138), large_upload
-//! 223.6 MiB (234), and the map at its cap of 100,000 connections 9.8 MiB
-//! (102 bytes each).
+//! 4-hour buckets of the day per pair); then, with what came back summed
+//! in f64, 223.6 MiB (234; the buckets as three arrays, 24 bytes a pair
+//! less than six structs of three fields); beacon, keeping its pair's responder port, 155.0 MiB (162).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::{IpAddr, Ipv4Addr};
@@ -38,7 +33,6 @@ use autozeekwatch::detect::long_conn::{LongConnDetector, LongConnParams};
 use autozeekwatch::detect::observation::{ConnFacts, DnsFacts};
 use autozeekwatch::detect::scan::{ScanDetector, ScanParams};
 use autozeekwatch::detect::upload::{UploadDetector, UploadParams};
-use autozeekwatch::detect::MAX_REPORTED;
 use autozeekwatch::features::context::{ContextDef, ContextStat, FeatureState};
 use autozeekwatch::features::LocalNets;
 use autozeekwatch::zeek::Value;
@@ -115,27 +109,7 @@ fn measure<T>(name: &str, build: impl FnOnce() -> T, mut feed: impl FnMut(&mut T
     drop(d);
 }
 
-/// conn_long's reports of a million connections of one pair, all open:
-/// what a detector remembers of them, at its cap.
-fn reported_connections() {
-    let before = rss();
-    let mut d = LongConnDetector::new(LongConnParams::default());
-    d.expect_reports();
-    for i in 0..KEYS {
-        let mut c = conn(i);
-        (c.src, c.dst, c.duration, c.open) = (addr(0), addr(1), 600.0, true);
-        d.observe(&c);
-    }
-    let used = rss().saturating_sub(before);
-    println!(
-        "reported         {KEYS} open connections of one pair: {:>6.1} MiB of heap, at most {MAX_REPORTED} remembered, {:>4} bytes each",
-        used as f64 / (1 << 20) as f64,
-        used / MAX_REPORTED as u64,
-    );
-}
-
 fn main() {
-    reported_connections();
     measure(
         "beacon",
         || {

@@ -96,31 +96,17 @@ struct Pair {
     /// a higher score and an hour, or [`BeaconParams::repeat_seconds`].
     reported: Option<(f64, u32)>,
     uids: SampleUids,
-    /// The responder port its connections used, while they all used one.
+    /// The responder port of its latest connection (none for pings, port
+    /// 0 or unset) and when its connections began to use it: a beacon
+    /// names the port when every connection in its window is that recent
+    /// (what an analyst checks first of a beacon, 443 or 53 or 4444, and a
+    /// SIEM's `destination.port`; RITA scores a pair over all its ports).
+    /// A checkpoint from before has neither, and names a port only once a
+    /// window has passed since.
     #[serde(default)]
-    port: Port,
-}
-
-/// A pair's responder port: what an analyst checks first of a beacon (443
-/// or 53 or 4444), and a SIEM's `destination.port`. RITA scores a pair over
-/// all its ports, so a pair that used several names none.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Serialize, Deserialize)]
-enum Port {
-    #[default]
-    Unseen,
-    One(u16),
-    Several,
-}
-
-impl Port {
-    fn saw(self, port: Option<u16>) -> Port {
-        match (self, port) {
-            (Port::Unseen, Some(p)) => Port::One(p),
-            (Port::One(was), Some(p)) if was == p => self,
-            (Port::Several, _) | (_, None) => Port::Several,
-            (Port::One(_), Some(_)) => Port::Several,
-        }
-    }
+    port: Option<u16>,
+    #[serde(default)]
+    port_since: u32,
 }
 
 /// The streaming beacon detector over conn records.
@@ -195,8 +181,12 @@ impl BeaconDetector {
         pair.events
             .push_back((t, c.orig_ip_bytes.min(f64::from(u32::MAX)) as u32));
         pair.uids.push(c.uid.as_deref());
-        // An ICMP record's "ports" are its type and code.
-        pair.port = pair.port.saw(c.resp_p.filter(|_| !c.icmp));
+        // An ICMP record's "ports" are its type and code; Zeek logs port 0
+        // for transports without ports.
+        let port = c.resp_p.filter(|&p| p != 0 && !c.icmp);
+        if port != pair.port || pair.events.len() == 1 {
+            (pair.port, pair.port_since) = (port, t);
+        }
         if pair.events.len() > p.max_events {
             pair.events.pop_front();
         }
@@ -249,10 +239,7 @@ impl BeaconDetector {
             module: LogKind::CONN,
             src: c.src,
             dst: Some(c.dst),
-            resp_p: match pair.port {
-                Port::One(p) => Some(p),
-                Port::Unseen | Port::Several => None,
-            },
+            resp_p: pair.port.filter(|_| ts[0] >= pair.port_since),
             domain: None,
             score: parts.score,
             threshold: p.threshold,
@@ -460,36 +447,56 @@ mod tests {
         assert!(pairs <= 10 && evicted > 900, "{pairs} {evicted}");
     }
 
-    /// A beacon names its responder port when its connections used one; a
-    /// pair over several ports, or of pings (whose "ports" are ICMP type
-    /// and code), names none.
+    /// A beacon names its responder port when every connection in its
+    /// window used it; a pair over several ports, of pings (whose "ports"
+    /// are ICMP type and code) or of port 0 names none. One connection to
+    /// another port names none only while it is in the window, and a
+    /// checkpoint from before names a port once a window has passed.
     #[test]
-    fn a_beacon_names_its_port_only_when_it_used_one() {
-        let found = |port: &dyn Fn(usize) -> u16, icmp: bool| {
+    fn a_beacon_names_its_port_only_when_its_window_used_one() {
+        let (a, b) = (ip("10.0.0.5"), ip("203.0.113.7"));
+        let t0 = 1_713_571_200.0;
+        let every_5_min =
+            |d: &mut BeaconDetector, from: u32, to: u32, port: &dyn Fn(u32) -> u16, icmp: bool| {
+                (from..to)
+                    .filter_map(|i| {
+                        let mut c = conn(a, b, t0 + 300.0 * f64::from(i), 900.0, true);
+                        c.resp_p = Some(port(i));
+                        c.icmp = icmp;
+                        d.observe(&c)
+                    })
+                    .collect::<Vec<Detection>>()
+            };
+        let first = |port: &dyn Fn(u32) -> u16, icmp: bool| {
             let mut d = BeaconDetector::new(BeaconParams::default());
-            let (a, b) = (ip("10.0.0.5"), ip("203.0.113.7"));
-            (0..100)
-                .filter_map(|i| {
-                    let mut c = conn(a, b, 1_713_571_200.0 + 300.0 * i as f64, 900.0, true);
-                    c.resp_p = Some(port(i));
-                    c.icmp = icmp;
-                    d.observe(&c)
-                })
-                .next()
-                .expect("a beacon every 5 minutes")
+            every_5_min(&mut d, 0, 100, port, icmp).remove(0)
         };
-        assert_eq!(found(&|_| 4444, false).resp_p, Some(4444));
-        assert_eq!(found(&|i| 80 + (i % 2) as u16, false).resp_p, None);
-        assert_eq!(found(&|_| 0, true).resp_p, None);
-        let mut c = Pair::default();
-        c.port = c.port.saw(Some(443));
-        let saved = serde_json::to_string(&c).unwrap();
-        let back: Pair = serde_json::from_str(&saved).unwrap();
-        assert_eq!(back.port, Port::One(443));
-        let old: Pair = serde_json::from_str(
-            r#"{"events":[],"last_scored":null,"reported":null,"uids":{"first":null}}"#,
-        )
-        .unwrap();
-        assert_eq!(old.port, Port::Unseen, "a checkpoint from before reads");
+        assert_eq!(first(&|_| 4444, false).resp_p, Some(4444));
+        assert_eq!(first(&|i| 80 + (i % 2) as u16, false).resp_p, None);
+        assert_eq!(first(&|_| 0, true).resp_p, None, "pings");
+        assert_eq!(first(&|_| 0, false).resp_p, None, "no transport port");
+
+        // One connection to port 80, then two days to 443: named once the
+        // port-80 connection has left the window.
+        let mut d = BeaconDetector::new(BeaconParams::default());
+        let found = every_5_min(&mut d, 0, 576, &|i| if i == 0 { 80 } else { 443 }, false);
+        assert_eq!(found[0].resp_p, None, "{:?}", found[0]);
+        assert_eq!(found.last().unwrap().resp_p, Some(443));
+
+        // A checkpoint from before keeps its events but has no port.
+        let mut d = BeaconDetector::new(BeaconParams::default());
+        every_5_min(&mut d, 0, 3, &|_| 8080, false);
+        let mut saved = serde_json::to_value(&d).unwrap();
+        let text = saved.to_string();
+        assert!(text.contains("\"port\":8080"), "{text}");
+        for entry in saved["pairs"]["entries"].as_array_mut().unwrap() {
+            let pair = entry[1].as_object_mut().unwrap();
+            pair.remove("port");
+            pair.remove("port_since");
+        }
+        let mut old: BeaconDetector = serde_json::from_value(saved).unwrap();
+        let found = every_5_min(&mut old, 3, 576, &|_| 80, false);
+        assert_eq!(found[0].resp_p, None, "3 connections to 8080 in its window");
+        assert_eq!(found.last().unwrap().resp_p, Some(80));
     }
 }

@@ -81,16 +81,6 @@ impl<K: Eq + Hash + Clone + Ord, V> BoundedMap<K, V> {
         self.find(hash_of(key), key).map(|i| &self.slots[i].value)
     }
 
-    /// The entry for `key`, if there is one, made the most recently
-    /// touched.
-    pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
-        let i = self.find(hash_of(key), key)?;
-        self.tick += 1;
-        let slot = &mut self.slots[i];
-        slot.tick = self.tick;
-        Some(&mut slot.value)
-    }
-
     /// The entry for `key`, created with `make` (after making room) when
     /// it is new; either way it becomes the most recently touched.
     pub fn touch(&mut self, key: K, make: impl FnOnce() -> V) -> &mut V {

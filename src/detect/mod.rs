@@ -29,7 +29,6 @@ pub use baseline::Baseline;
 pub use beacon::{BaselineLearner, BeaconDetector, BeaconParams};
 pub use detection::{Detection, DetectorKind};
 pub use observation::Observation;
-pub use reported::MAX_REPORTED;
 pub use stage::{DetectOptions, DetectStage, ModuleDetectors};
 
 /// Reads a detector's optional part (its state in a checkpoint, its

@@ -259,9 +259,8 @@ impl Observation {
 /// The module whose detectors a log type's records feed when that is
 /// another module's: `conn_long` records (the zeek-long-connections
 /// package's interim reports of open connections) feed conn's
-/// long-connection and large-upload detectors, so that a long connection
-/// or an upload over one is found while it is still open, and counted
-/// once with its final conn record.
+/// long-connection detector, so that a long connection is found while it
+/// is still open, and counted once with its final conn record.
 pub fn feeds(module: LogKind) -> Option<LogKind> {
     (module == LogKind::CONN_LONG).then_some(LogKind::CONN)
 }

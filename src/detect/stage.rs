@@ -257,19 +257,18 @@ impl ModuleDetectors {
         if let Some(l) = &mut self.long_connection {
             l.expect_reports();
         }
-        if let Some(u) = &mut self.large_upload {
-            u.expect_reports();
-        }
     }
 
     fn observe(&mut self, o: &Observation, out: &mut Vec<Detection>) {
         match o {
             // An interim report of an open connection is the same
-            // connection again: only the detectors that count each uid
-            // once (long connections, large uploads) may see it.
+            // connection again: only the long-connection detector, which
+            // counts each uid once, may see it. (Not large_upload: replay
+            // reads conn.log, then conn_long.log, so the reports of a day
+            // come after the final records of the days after it, out of
+            // time order for a sliding window; see upload.rs.)
             Observation::Conn(c) if c.open => {
                 out.extend(self.long_connection.as_mut().and_then(|d| d.observe(c)));
-                out.extend(self.large_upload.as_mut().and_then(|d| d.observe(c)));
             }
             Observation::Conn(c) => {
                 out.extend(self.beacon.as_mut().and_then(|d| d.observe(c)));

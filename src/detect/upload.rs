@@ -39,13 +39,20 @@
 //! - **Bounded.** At most `max_pairs` pairs; when full, the pairs that sent
 //!   least within the day go first, so a busy site's many small pairs do
 //!   not push out one halfway to a gigabyte.
-//! - **Still going on.** Where conn_long's interim reports of open
-//!   connections are read, an upload over one long connection is found
-//!   while it goes on: a report adds what was sent since the one before
-//!   and the final record the rest ([`super::reported`]), and the bytes
-//!   count in the bucket of when they were known (a connection's end, or
-//!   its report), not of its start, so a connection of hours is not left
-//!   out of the day as a record logged late.
+//! - **When the bytes count.** In the bucket of the connection's end,
+//!   when its record is written, not of its start: a connection of 30
+//!   hours is not left out of the day as a record logged late. But no
+//!   later than a day past the newest start seen, so one record of an odd
+//!   duration (up to a year is read) cannot move its pair's window far
+//!   ahead, where every later record would be too old to count.
+//! - Final conn records only: an upload still going on is found when its
+//!   connection ends. conn_long's interim reports feed only the
+//!   long-connection detector: a replay reads conn.log, then
+//!   conn_long.log, so a day's reports come after the final records of
+//!   the days after it, out of time order for a sliding window; and
+//!   telling each report's connection from its final record needs every
+//!   reported connection remembered until both were read, which does not
+//!   stay bounded over a replay of weeks.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -55,7 +62,6 @@ use serde::{Deserialize, Serialize};
 use super::bounded::BoundedMap;
 use super::detection::{Detection, DetectorKind, SampleUids};
 use super::observation::ConnFacts;
-use super::reported::{Added, Amounts, Reported, REPORTABLE_SECONDS};
 use crate::features::LocalNets;
 
 /// Settings, with the defaults documented in the README.
@@ -133,28 +139,6 @@ struct Pair {
     reported_ts: f64,
 }
 
-/// What is counted of a reported connection: its bytes each way.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-struct Moved {
-    sent: f64,
-    received: f64,
-}
-
-impl Amounts for Moved {
-    fn growth(self, counted: Self) -> Self {
-        Moved {
-            sent: (self.sent - counted.sent).max(0.0),
-            received: (self.received - counted.received).max(0.0),
-        }
-    }
-    fn most(self, other: Self) -> Self {
-        Moved {
-            sent: self.sent.max(other.sent),
-            received: self.received.max(other.received),
-        }
-    }
-}
-
 impl Pair {
     /// The window's totals: sent, received, connections.
     fn totals(&self) -> (f64, f64, u64) {
@@ -218,19 +202,14 @@ pub struct UploadDetector {
     /// (training's pairs are only ever spared, whichever way they ran).
     local: Option<LocalNets>,
     pairs: BoundedMap<(IpAddr, IpAddr), Pair>,
-    /// Connections seen in conn_long reports: what of them is counted in
-    /// their pair's buckets.
-    #[serde(default)]
-    reported: Reported<Moved>,
     /// The pairs training knows, and the most each sent within a day
     /// there. From the model, not the checkpoint.
     #[serde(skip)]
     known: HashMap<(IpAddr, IpAddr), f64>,
-    /// Whether conn_long reports feed this detector: only then are final
-    /// records remembered against reports read after them. From the run,
-    /// not the checkpoint.
-    #[serde(skip)]
-    reports: bool,
+    /// The newest connection start seen (the stage has checked each
+    /// against the clock): what bounds when a connection's bytes count.
+    #[serde(default)]
+    newest_ts: f64,
 }
 
 /// A pair's state after a record: its window's totals.
@@ -245,15 +224,9 @@ impl UploadDetector {
             pairs: BoundedMap::new(params.max_pairs),
             params,
             local: Some(local),
-            reported: Reported::default(),
             known: HashMap::new(),
-            reports: false,
+            newest_ts: 0.0,
         }
-    }
-
-    /// conn_long reports feed this detector from now on.
-    pub fn expect_reports(&mut self) {
-        self.reports = true;
     }
 
     pub fn with_known(mut self, known: impl IntoIterator<Item = KnownVolume>) -> Self {
@@ -268,9 +241,6 @@ impl UploadDetector {
         self.params = fresh.params;
         self.local = fresh.local;
         self.known = fresh.known;
-        // conn_long's reports still feed this detector after a model
-        // reload, whose fresh detectors are built without knowing it.
-        self.reports |= fresh.reports;
     }
 
     /// Whether `c` is a local host's upload to an outside unicast one.
@@ -283,40 +253,30 @@ impl UploadDetector {
         }
     }
 
-    /// When `c`'s bytes were known: by the connection's end (or this
-    /// report), but no more than a window after its start, so that one
-    /// record of an odd duration (up to a year is read) cannot move its
-    /// pair's window, or its last report, far ahead, where every later
-    /// record would be too old.
+    /// When `c`'s bytes were all sent: at the connection's end, but no
+    /// later than a window past the newest start seen (see the module's
+    /// doc).
     fn known_at(&self, c: &ConnFacts) -> f64 {
-        c.ts + c.duration.min(f64::from(self.params.window_seconds))
+        let bound = self.newest_ts.max(c.ts) + f64::from(self.params.window_seconds);
+        (c.ts + c.duration).min(bound)
     }
 
     fn bucket_seconds(&self) -> f64 {
         (f64::from(self.params.window_seconds) / BUCKETS as f64).max(1.0)
     }
 
-    /// Adds what `c` sent and received (or, for a connection counted
-    /// before, what it added since) to its pair's window; `None` when it
-    /// adds nothing.
+    /// Adds what `c` sent and received to its pair's window; `None` when
+    /// it does not count.
     fn add(&mut self, c: &ConnFacts) -> Option<(Day, &mut Pair)> {
-        let now = Moved {
-            sent: c.sent(),
-            received: c.received(),
-        };
+        let (sent, received) = (c.sent(), c.received());
         // A record that moved nothing adds nothing: such records (most of
         // a scan, many refused attempts) do not take a pair's room. One
         // that only received counts (an FTP download's data channels are
-        // opened by the local host, which sends nothing on them). A report
-        // without a uid cannot be told from the next one of its
-        // connection.
-        if (now.sent <= 0.0 && now.received <= 0.0)
-            || (c.open && c.uid.is_none())
-            || !self.outbound(c)
-        {
+        // opened by the local host, which sends nothing on them).
+        if c.open || (sent <= 0.0 && received <= 0.0) || !self.outbound(c) {
             return None;
         }
-        let remember = self.reports && c.duration >= REPORTABLE_SECONDS;
+        self.newest_ts = self.newest_ts.max(c.ts);
         let bucket_seconds = self.bucket_seconds();
         let half = self.params.threshold_bytes / 2.0;
         let n = (self.known_at(c) / bucket_seconds).floor() as i64;
@@ -325,8 +285,6 @@ impl UploadDetector {
             .touch_ranked((c.src, c.dst), Pair::default, |p| p.rank(n));
         if pair.newest + (BUCKETS as i64) <= n || !(0..BUCKETS).any(|i| pair.buckets.moved(i)) {
             // A new episode: nothing of the pair is left in the window.
-            // (A connection still open and reported is counted from where
-            // its reports got to.)
             *pair = Pair {
                 newest: n,
                 first_ts: c.ts,
@@ -345,35 +303,19 @@ impl UploadDetector {
             // Older than the window (a record logged a day late).
             return None;
         }
-        let pair_key = (c.src, c.dst);
-        let (moved, new) =
-            match self
-                .reported
-                .count(pair_key, c.uid.as_ref(), now, c.open, remember)
-            {
-                Added::Nothing => return None,
-                Added::More(growth) if growth.sent <= 0.0 && growth.received <= 0.0 => return None,
-                Added::More(growth) => (growth, false),
-                Added::New(all) => (all, true),
-            };
         let (b, i) = (&mut pair.buckets, slot(n));
-        b.sent[i] += moved.sent;
-        b.received[i] += moved.received;
-        // A connection counted again when the bucket that counted it has
-        // slid out: the day's evidence never says "0 connections".
-        if new || b.connections.iter().all(|&n| n == 0) {
-            b.connections[i] = b.connections[i].saturating_add(1);
-            pair.uids.push(c.uid.as_deref());
-        }
+        b.sent[i] += sent;
+        b.received[i] += received;
+        b.connections[i] = b.connections[i].saturating_add(1);
         pair.first_ts = pair.first_ts.min(c.ts);
+        pair.uids.push(c.uid.as_deref());
         let (sent, received, _) = pair.totals();
         Some((Day { sent, received }, pair))
     }
 
-    /// One conn record, or one interim report of an open connection
-    /// (`c.open`, from conn_long): the pair is reported when its day's
-    /// bytes first reach the threshold at the ratio, again when they
-    /// double, and a day after its last report while still there.
+    /// One final conn record: the pair is reported when its day's bytes
+    /// first reach the threshold at the ratio, again when they double, and
+    /// a day after its last report while still there.
     pub fn observe(&mut self, c: &ConnFacts) -> Option<Detection> {
         let p = self.params.clone();
         let known = self.known.get(&(c.src, c.dst)).copied();
@@ -393,17 +335,13 @@ impl UploadDetector {
         let mut evidence = serde_json::Map::new();
         evidence.insert("connections".into(), connections.into());
         evidence.insert("received_bytes".into(), whole(day.received).into());
-        if c.open {
-            // Found from a conn_long report: the upload had not ended.
-            evidence.insert("still_open".into(), true.into());
-        }
         if let Some(most) = known {
             // Known from training: reported past twice its most there.
             evidence.insert("training_most_bytes".into(), whole(most).into());
         }
         let uids = pair.uids.with_latest(c.uid.as_deref());
-        // Stamped when the connection that crossed the bar ended (or was
-        // last reported): by then its bytes were sent.
+        // Stamped when the connection that crossed the bar ended: by then
+        // its bytes were sent.
         let end = c.ts + c.duration;
         let on = Detection::of_pair(DetectorKind::LargeUpload, c, pair.first_ts, end, uids);
         Some(Detection {
@@ -728,63 +666,6 @@ mod tests {
         assert_eq!(got.len(), 2, "at 1 GB and at 2 GB");
     }
 
-    /// A 1.5 GB upload over one connection of six hours, reported open
-    /// every hour (conn_long, 250 MB more each time): found at the 4 h
-    /// report, 1 GB so far, while still open; its final record adds only
-    /// the last 250 MB, so it is not "doubled" into a second report. Read
-    /// the other way round (replay reads conn.log first), the final record
-    /// is found and the reports add nothing.
-    #[test]
-    fn an_upload_reported_while_open_is_found_early_and_counted_once() {
-        let record = |hours: f64, open: bool| {
-            let mut c = out("10.0.0.5", T0, 250e6 * hours);
-            c.duration = hours * HOUR;
-            c.uid = Some("CUp6h".into());
-            c.open = open;
-            c
-        };
-        let reports: Vec<ConnFacts> = (1..=5).map(|h| record(f64::from(h), true)).collect();
-        let last = record(6.0, false);
-
-        let mut d = detector();
-        d.expect_reports();
-        let found: Vec<(usize, Detection)> = reports
-            .iter()
-            .enumerate()
-            .filter_map(|(i, r)| d.observe(r).map(|f| (i + 1, f)))
-            .collect();
-        assert_eq!(found.len(), 1, "{found:?}");
-        let (hour, f) = &found[0];
-        assert_eq!(*hour, 4, "found at the 4 h report");
-        assert_eq!(f.score, 1e9, "not 250 + 500 + 750 + 1000 MB");
-        assert_eq!(f.evidence["still_open"], true);
-        assert_eq!(f.evidence["connections"], 1);
-        assert_eq!((f.first_ts, f.ts), (T0, T0 + 4.0 * HOUR));
-        assert!(d.observe(&last).is_none(), "1.5 GB is not twice 1 GB");
-        let pair = d.pairs.get(&(ip("10.0.0.5"), ip("203.0.113.9"))).unwrap();
-        assert_eq!(pair.totals(), (1.5e9, 0.0, 1));
-
-        let mut d = detector();
-        d.expect_reports();
-        let f = d.observe(&last).expect("the final record crosses 1 GB");
-        assert!(f.evidence.get("still_open").is_none());
-        assert!(reports.iter().all(|r| d.observe(r).is_none()));
-        let pair = d.pairs.get(&(ip("10.0.0.5"), ip("203.0.113.9"))).unwrap();
-        assert_eq!(pair.totals().0, 1.5e9);
-
-        // Without conn_long in the run, a final record is not remembered,
-        // and (a report without a uid) what cannot be told apart is left
-        // out.
-        let mut d = detector();
-        d.observe(&last);
-        assert_eq!(d.reported.len(), 0);
-        let mut anonymous = record(5.0, true);
-        anonymous.uid = None;
-        let mut d = detector();
-        assert!(d.observe(&anonymous).is_none());
-        assert_eq!(d.pairs.len(), 0);
-    }
-
     /// A connection of 30 hours that sent 2 GB counts in the day it ended,
     /// not as a record from before the window: its pair's later records
     /// had moved the window past its start.
@@ -836,48 +717,6 @@ mod tests {
         assert_eq!(f.evidence["connections"], 1002);
     }
 
-    /// Eight parallel streams of 100 MB (an S3 multipart upload), each
-    /// reported at 50 MB, beside short connections of a minute or more:
-    /// 800 MB, whichever log is read first, so no gigabyte. (When a pair
-    /// remembered four reported connections, the rest were counted whole
-    /// again: 1.2 GB.)
-    #[test]
-    fn parallel_streams_and_short_neighbours_are_each_counted_once() {
-        let stream = |i: u32, sent: f64, open: bool| {
-            let mut c = out("10.0.0.5", T0 + f64::from(i), sent);
-            c.duration = if open { 1_800.0 } else { 3_600.0 };
-            c.uid = Some(format!("CStream{i}").into());
-            c.open = open;
-            c
-        };
-        let short = |i: u32| {
-            let mut c = out("10.0.0.5", T0 + 100.0 + f64::from(i), 1e6);
-            c.duration = 120.0;
-            c
-        };
-        let reports: Vec<ConnFacts> = (0..8).map(|i| stream(i, 50e6, true)).collect();
-        let finals: Vec<ConnFacts> = (0..8)
-            .map(|i| stream(i, 100e6, false))
-            .chain((0..20).map(short))
-            .collect();
-        let day = |first: &[ConnFacts], then: &[ConnFacts]| {
-            let mut d = detector();
-            d.expect_reports();
-            let found: Vec<Detection> = first
-                .iter()
-                .chain(then)
-                .filter_map(|c| d.observe(c))
-                .collect();
-            assert!(found.is_empty(), "{found:?}");
-            d.pairs
-                .get(&(ip("10.0.0.5"), ip("203.0.113.9")))
-                .unwrap()
-                .totals()
-        };
-        assert_eq!(day(&reports, &finals), (820e6, 0.0, 28), "live order");
-        assert_eq!(day(&finals, &reports), (820e6, 0.0, 28), "replay order");
-    }
-
     /// One record of a year's duration does not move its pair's window a
     /// year ahead (every later record would be too old to count).
     #[test]
@@ -891,27 +730,5 @@ mod tests {
             &[(25.0, 300e6), (26.0, 300e6), (27.0, 300e6), (28.0, 300e6)],
         );
         assert_eq!(found.len(), 1, "{found:?}");
-    }
-
-    /// An upload reported open for 40 hours: once the bucket that counted
-    /// its connection has slid out, the day's evidence still counts it.
-    #[test]
-    fn a_day_of_growth_from_an_older_connection_counts_it() {
-        let mut d = detector();
-        d.expect_reports();
-        let found: Vec<Detection> = (1..=40)
-            .filter_map(|h| {
-                let mut c = out("10.0.0.5", T0, 125e6 * f64::from(h));
-                c.duration = f64::from(h) * HOUR;
-                c.uid = Some("CLong40h".into());
-                c.open = true;
-                d.observe(&c)
-            })
-            .collect();
-        assert!(found.len() >= 2, "{found:?}");
-        assert!(
-            found.iter().all(|f| f.evidence["connections"] == 1),
-            "{found:?}"
-        );
     }
 }
