@@ -96,17 +96,44 @@ struct Pair {
     /// a higher score and an hour, or [`BeaconParams::repeat_seconds`].
     reported: Option<(f64, u32)>,
     uids: SampleUids,
-    /// The responder port of its latest connection (none for pings, port
-    /// 0 or unset) and when its connections began to use it: a beacon
-    /// names the port when every connection in its window is that recent
-    /// (what an analyst checks first of a beacon, 443 or 53 or 4444, and a
-    /// SIEM's `destination.port`; RITA scores a pair over all its ports).
-    /// A checkpoint from before has neither, and names a port only once a
-    /// window has passed since.
     #[serde(default)]
+    resp_port: PortSeen,
+}
+
+/// The responder port a beacon names, when every connection in its window
+/// used it: what an analyst checks first of a beacon (443, 53, 4444) and a
+/// SIEM's `destination.port`. RITA scores a pair over all its ports, and
+/// events keep no port (memory), so a pair keeps the port of its newest
+/// connection, and the newest time of any connection on another (records
+/// come out of order: a long connection's is written when it closes).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct PortSeen {
+    /// None for pings (their "ports" are ICMP type and code), port 0
+    /// (transports without ports) or unset.
     port: Option<u16>,
-    #[serde(default)]
-    port_since: u32,
+    /// The newest connection on `port`; 0 before any (or in a checkpoint
+    /// from before ports were kept).
+    newest: u32,
+    /// The newest connection on any other port.
+    others_newest: u32,
+}
+
+impl PortSeen {
+    fn saw(&mut self, port: Option<u16>, t: u32) {
+        if port == self.port {
+            self.newest = self.newest.max(t);
+        } else if t >= self.newest {
+            self.others_newest = self.others_newest.max(self.newest);
+            (self.port, self.newest) = (port, t);
+        } else {
+            self.others_newest = self.others_newest.max(t);
+        }
+    }
+
+    /// The port, if every connection from `oldest` on used it.
+    fn of_window(&self, oldest: u32) -> Option<u16> {
+        self.port.filter(|_| oldest > self.others_newest)
+    }
 }
 
 /// The streaming beacon detector over conn records.
@@ -172,6 +199,12 @@ impl BeaconDetector {
             .max(self.first_ts.unwrap_or(0));
         let p = &self.params;
         let pair = self.pairs.touch((c.src, c.dst), Pair::default);
+        if pair.resp_port.newest == 0 {
+            // Fresh, or from a checkpoint from before ports were kept:
+            // what it holds used ports unknown.
+            let held = pair.events.iter().map(|e| e.0).max();
+            pair.resp_port.others_newest = held.unwrap_or(0);
+        }
         if pair.events.capacity() == 0 {
             // Room for one event only: most pairs of a flood (or of a
             // busy site) never see a second, and the default first
@@ -181,12 +214,12 @@ impl BeaconDetector {
         pair.events
             .push_back((t, c.orig_ip_bytes.min(f64::from(u32::MAX)) as u32));
         pair.uids.push(c.uid.as_deref());
-        // An ICMP record's "ports" are its type and code; Zeek logs port 0
-        // for transports without ports.
         let port = c.resp_p.filter(|&p| p != 0 && !c.icmp);
-        if port != pair.port || pair.events.len() == 1 {
-            (pair.port, pair.port_since) = (port, t);
+        if pair.events.len() == 1 {
+            // Nothing older in its window: start afresh.
+            pair.resp_port = PortSeen::default();
         }
+        pair.resp_port.saw(port, t);
         if pair.events.len() > p.max_events {
             pair.events.pop_front();
         }
@@ -239,7 +272,7 @@ impl BeaconDetector {
             module: LogKind::CONN,
             src: c.src,
             dst: Some(c.dst),
-            resp_p: pair.port.filter(|_| ts[0] >= pair.port_since),
+            resp_p: pair.resp_port.of_window(ts[0]),
             domain: None,
             score: parts.score,
             threshold: p.threshold,
@@ -491,12 +524,30 @@ mod tests {
         assert!(text.contains("\"port\":8080"), "{text}");
         for entry in saved["pairs"]["entries"].as_array_mut().unwrap() {
             let pair = entry[1].as_object_mut().unwrap();
-            pair.remove("port");
-            pair.remove("port_since");
+            pair.remove("resp_port");
         }
         let mut old: BeaconDetector = serde_json::from_value(saved).unwrap();
         let found = every_5_min(&mut old, 3, 576, &|_| 80, false);
         assert_eq!(found[0].resp_p, None, "3 connections to 8080 in its window");
         assert_eq!(found.last().unwrap().resp_p, Some(80));
+
+        // Out of order: a long connection to port 80, written a day after
+        // it began, among two days to 443, then connections to 80: none
+        // named while 443's are in the window.
+        let mut d = BeaconDetector::new(BeaconParams::default());
+        every_5_min(&mut d, 0, 600, &|_| 443, false);
+        let mut late = conn(a, b, t0 + 300.0 * 600.0 - 86_400.0, 900.0, true);
+        late.resp_p = Some(80);
+        d.observe(&late);
+        let found = every_5_min(&mut d, 600, 700, &|_| 80, false);
+        assert!(!found.is_empty());
+        assert!(found.iter().all(|f| f.resp_p.is_none()), "{found:?}");
+
+        // The same second on two ports is not one port.
+        let mut seen = PortSeen::default();
+        seen.saw(Some(80), 1_000);
+        seen.saw(Some(443), 1_000);
+        assert_eq!(seen.of_window(1_000), None);
+        assert_eq!(seen.of_window(1_001), Some(443));
     }
 }

@@ -41,10 +41,12 @@
 //!   not push out one halfway to a gigabyte.
 //! - **When the bytes count.** In the bucket of the connection's end,
 //!   when its record is written, not of its start: a connection of 30
-//!   hours is not left out of the day as a record logged late. But no
-//!   later than a day past the newest start seen, so one record of an odd
-//!   duration (up to a year is read) cannot move its pair's window far
-//!   ahead, where every later record would be too old to count.
+//!   hours is not left out of the day as a record logged late. But a
+//!   record moves its pair's window at most one bucket past the newer of
+//!   the pair's newest bucket and its own start (a new pair's, a day past
+//!   its start), so one record of an odd duration (up to a year is read)
+//!   cannot wipe its pair's day or move its window far ahead, where every
+//!   later record would be too old to count.
 //! - Final conn records only: an upload still going on is found when its
 //!   connection ends. conn_long's interim reports feed only the
 //!   long-connection detector: a replay reads conn.log, then
@@ -206,16 +208,14 @@ pub struct UploadDetector {
     /// there. From the model, not the checkpoint.
     #[serde(skip)]
     known: HashMap<(IpAddr, IpAddr), f64>,
-    /// The newest connection start seen (the stage has checked each
-    /// against the clock): what bounds when a connection's bytes count.
-    #[serde(default)]
-    newest_ts: f64,
 }
 
-/// A pair's state after a record: its window's totals.
+/// A pair's state after a record: its window's totals, and when the
+/// record's bytes counted (its end, bounded as its bucket is).
 struct Day {
     sent: f64,
     received: f64,
+    at: f64,
 }
 
 impl UploadDetector {
@@ -225,7 +225,6 @@ impl UploadDetector {
             params,
             local: Some(local),
             known: HashMap::new(),
-            newest_ts: 0.0,
         }
     }
 
@@ -253,14 +252,6 @@ impl UploadDetector {
         }
     }
 
-    /// When `c`'s bytes were all sent: at the connection's end, but no
-    /// later than a window past the newest start seen (see the module's
-    /// doc).
-    fn known_at(&self, c: &ConnFacts) -> f64 {
-        let bound = self.newest_ts.max(c.ts) + f64::from(self.params.window_seconds);
-        (c.ts + c.duration).min(bound)
-    }
-
     fn bucket_seconds(&self) -> f64 {
         (f64::from(self.params.window_seconds) / BUCKETS as f64).max(1.0)
     }
@@ -276,14 +267,20 @@ impl UploadDetector {
         if c.open || (sent <= 0.0 && received <= 0.0) || !self.outbound(c) {
             return None;
         }
-        self.newest_ts = self.newest_ts.max(c.ts);
         let bucket_seconds = self.bucket_seconds();
         let half = self.params.threshold_bytes / 2.0;
-        let n = (self.known_at(c) / bucket_seconds).floor() as i64;
+        let bucket = |t: f64| (t / bucket_seconds).floor() as i64;
+        let (start, end) = (bucket(c.ts), bucket(c.ts + c.duration));
         let pair = self
             .pairs
-            .touch_ranked((c.src, c.dst), Pair::default, |p| p.rank(n));
-        if pair.newest + (BUCKETS as i64) <= n || !(0..BUCKETS).any(|i| pair.buckets.moved(i)) {
+            .touch_ranked((c.src, c.dst), Pair::default, |p| p.rank(start));
+        let fresh = !(0..BUCKETS).any(|i| pair.buckets.moved(i));
+        let n = if fresh {
+            end.min(start + BUCKETS as i64)
+        } else {
+            end.min(pair.newest.max(start) + 1)
+        };
+        if pair.newest + (BUCKETS as i64) <= n || fresh {
             // A new episode: nothing of the pair is left in the window.
             *pair = Pair {
                 newest: n,
@@ -310,7 +307,8 @@ impl UploadDetector {
         pair.first_ts = pair.first_ts.min(c.ts);
         pair.uids.push(c.uid.as_deref());
         let (sent, received, _) = pair.totals();
-        Some((Day { sent, received }, pair))
+        let at = (c.ts + c.duration).min((n + 1) as f64 * bucket_seconds);
+        Some((Day { sent, received, at }, pair))
     }
 
     /// One final conn record: the pair is reported when its day's bytes
@@ -319,17 +317,16 @@ impl UploadDetector {
     pub fn observe(&mut self, c: &ConnFacts) -> Option<Detection> {
         let p = self.params.clone();
         let known = self.known.get(&(c.src, c.dst)).copied();
-        let known_at = self.known_at(c);
         let (day, pair) = self.add(c)?;
         let bar = p.threshold_bytes.max(2.0 * known.unwrap_or(0.0));
         let again = pair.reported > 0.0
             && day.sent < 2.0 * pair.reported
-            && known_at < pair.reported_ts + f64::from(p.window_seconds);
+            && day.at < pair.reported_ts + f64::from(p.window_seconds);
         if day.sent < bar || day.sent < p.min_ratio * day.received || again {
             return None;
         }
         pair.reported = day.sent;
-        pair.reported_ts = known_at;
+        pair.reported_ts = day.at;
         let (_, _, connections) = pair.totals();
         let whole = |v: f64| v.round() as u64;
         let mut evidence = serde_json::Map::new();
@@ -340,10 +337,9 @@ impl UploadDetector {
             evidence.insert("training_most_bytes".into(), whole(most).into());
         }
         let uids = pair.uids.with_latest(c.uid.as_deref());
-        // Stamped when the connection that crossed the bar ended: by then
-        // its bytes were sent.
-        let end = c.ts + c.duration;
-        let on = Detection::of_pair(DetectorKind::LargeUpload, c, pair.first_ts, end, uids);
+        // Stamped when the connection that crossed the bar ended (by then
+        // its bytes were sent), bounded as its bucket is.
+        let on = Detection::of_pair(DetectorKind::LargeUpload, c, pair.first_ts, day.at, uids);
         Some(Detection {
             score: day.sent.round(),
             threshold: bar,
@@ -730,5 +726,28 @@ mod tests {
             &[(25.0, 300e6), (26.0, 300e6), (27.0, 300e6), (28.0, 300e6)],
         );
         assert_eq!(found.len(), 1, "{found:?}");
+    }
+
+    /// An odd duration in the middle of an upload neither wipes the day
+    /// (900 MB before it, 300 MB after: one detection at 1.2 GB) nor dates
+    /// a detection a year ahead; nor does another pair's newer record
+    /// change where this pair's bytes count.
+    #[test]
+    fn an_odd_duration_mid_upload_keeps_the_day_and_its_time() {
+        let mut d = detector();
+        assert!(feed(&mut d, &[(0.0, 300e6), (1.0, 300e6), (2.0, 300e6)]).is_empty());
+        assert!(d.observe(&out("10.0.0.9", T0 + 30.0 * DAY, 1e3)).is_none());
+        let mut odd = out("10.0.0.5", T0 + 2.5 * HOUR, 1e3);
+        odd.duration = 365.0 * DAY;
+        assert!(d.observe(&odd).is_none());
+        let found = feed(&mut d, &[(3.0, 300e6)]);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].score, 1.2e9 + 1e3);
+
+        let mut d = detector();
+        let mut odd = out("10.0.0.5", T0, 2e9);
+        odd.duration = 365.0 * DAY;
+        let f = d.observe(&odd).expect("2 GB");
+        assert!(f.ts <= T0 + DAY + 4.0 * HOUR, "stamped {} s on", f.ts - T0);
     }
 }
