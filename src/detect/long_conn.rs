@@ -9,9 +9,13 @@
 //! so far, the same uid each time): those reports feed this detector too
 //! ([`super::observation::feeds`]), so a long connection is found while it
 //! is still open. A connection is counted once whatever the number of its
-//! reports ([`super::reported`]; final records of a minute or more are
-//! remembered against reports read after them when a conn_long lane feeds
-//! the detector).
+//! reports: each pair remembers the uids of its last few reported
+//! connections and what was counted of them, so an interim report adds
+//! only the time since the one before, the final conn record only what the
+//! reports had not counted, and a report read after the final record (a
+//! replay reads conn.log before conn_long.log) adds nothing (final records
+//! of a minute or more are remembered for that, when a conn_long lane
+//! feeds the detector).
 //!
 //! Pairs that were as long in the training history (a backup job, a VPN,
 //! an admin's SSH session) are the site's normal: the model carries them
@@ -25,7 +29,6 @@ use serde::{Deserialize, Serialize};
 use super::bounded::BoundedMap;
 use super::detection::{Detection, DetectorKind, SampleUids};
 use super::observation::ConnFacts;
-use super::reported::{self, Added, Amounts, Counted, REPORTABLE_SECONDS};
 
 /// Settings, with the defaults documented in the README.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,6 +51,17 @@ impl Default for LongConnParams {
     }
 }
 
+/// Connections of one pair whose reports are remembered, at most: more
+/// open at once between two hosts is rare, and an older one forgotten is
+/// at worst counted again by its final record.
+pub const REPORTED_PER_PAIR: usize = 4;
+
+/// The shortest connection whose final record is remembered against
+/// reports read after it: the package reports at 10 minutes at the
+/// earliest by default; a minute leaves room for sites that report sooner,
+/// and keeps the many short connections out of the pairs' memory.
+pub const REPORTABLE_SECONDS: f64 = 60.0;
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Pair {
     window_start: f64,
@@ -61,30 +75,17 @@ struct Pair {
     /// Connections seen in `conn_long` reports, newest last: what of
     /// them is counted in `total` and `bytes`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    seen: Vec<Counted<Lasted>>,
+    seen: Vec<Counted>,
 }
 
-/// What is counted of a connection: its time and its bytes (saved as
-/// `duration` and `bytes` beside its uid, as before they were shared).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-struct Lasted {
+/// A reported connection and how much of it is counted.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Counted {
+    uid: Box<str>,
     duration: f64,
     bytes: f64,
-}
-
-impl Amounts for Lasted {
-    fn growth(self, counted: Self) -> Self {
-        Lasted {
-            duration: (self.duration - counted.duration).max(0.0),
-            bytes: (self.bytes - counted.bytes).max(0.0),
-        }
-    }
-    fn most(self, other: Self) -> Self {
-        Lasted {
-            duration: self.duration.max(other.duration),
-            bytes: self.bytes.max(other.bytes),
-        }
-    }
+    /// Its final conn record was read: later reports add nothing.
+    closed: bool,
 }
 
 /// The streaming long-connection detector over conn records.
@@ -162,24 +163,45 @@ impl LongConnDetector {
                 ..Pair::default()
             };
         }
-        let now = Lasted {
-            duration: c.duration,
-            bytes: c.orig_bytes + c.resp_bytes,
-        };
-        // A final record is remembered too when reports of it may still
-        // be read (replay reads conn.log first), but only for connections
-        // long enough to have been reported.
-        let remember = self.reports && c.duration >= REPORTABLE_SECONDS;
-        let added = match reported::count(&mut pair.seen, c.uid.as_deref(), now, c.open, remember) {
-            Added::Nothing => return None,
-            Added::More(growth) => growth,
-            Added::New(all) => {
+        let bytes = c.orig_bytes + c.resp_bytes;
+        let uid = c.uid.as_deref();
+        let at = uid.and_then(|u| pair.seen.iter().position(|s| &*s.uid == u));
+        let (duration, added_bytes) = match at {
+            Some(i) => {
+                let s = &mut pair.seen[i];
+                if s.closed {
+                    return None;
+                }
+                let added = (
+                    (c.duration - s.duration).max(0.0),
+                    (bytes - s.bytes).max(0.0),
+                );
+                s.duration = s.duration.max(c.duration);
+                s.bytes = s.bytes.max(bytes);
+                s.closed = !c.open;
+                added
+            }
+            None => {
+                // A final record is remembered too when reports of it may
+                // still be read (replay reads conn.log first), but only
+                // for connections long enough to have been reported.
+                let remember = c.open || (self.reports && c.duration >= REPORTABLE_SECONDS);
+                if let (true, Some(u)) = (remember, uid) {
+                    if pair.seen.len() >= REPORTED_PER_PAIR {
+                        pair.seen.remove(0);
+                    }
+                    pair.seen.push(Counted {
+                        uid: u.into(),
+                        duration: c.duration,
+                        bytes,
+                        closed: !c.open,
+                    });
+                }
                 pair.connections += 1;
-                pair.uids.push(c.uid.as_deref());
-                all
+                pair.uids.push(uid);
+                (c.duration, bytes)
             }
         };
-        let (duration, added_bytes) = (added.duration, added.bytes);
         pair.total += duration;
         pair.longest = pair.longest.max(c.duration);
         pair.bytes += added_bytes;
@@ -331,6 +353,16 @@ mod tests {
         assert!(d.observe(&last).is_none());
         assert!(d.pairs.get(&(a, b)).unwrap().seen.is_empty());
 
+        // A report read out of order (3 h after 4 h) adds nothing and
+        // forgets nothing: the final record still adds only its last 2 h.
+        let mut d = LongConnDetector::new(LongConnParams::default());
+        for h in [1.0, 4.0, 3.0] {
+            d.observe(&record(h, true));
+        }
+        d.observe(&last);
+        let pair = d.pairs.get(&(a, b)).unwrap();
+        assert_eq!((pair.total, pair.connections), (6.0 * 3600.0, 1));
+
         // A report without a uid cannot be deduplicated: left out.
         let mut d = LongConnDetector::new(LongConnParams::default());
         let mut anonymous = record(5.0, true);
@@ -351,7 +383,7 @@ mod tests {
             d.observe(&c);
         }
         let pair = d.pairs.get(&(a, b)).unwrap();
-        assert_eq!(pair.seen.len(), reported::REPORTED_PER_PAIR);
+        assert_eq!(pair.seen.len(), REPORTED_PER_PAIR);
         assert_eq!(pair.connections, 100);
     }
 

@@ -19,7 +19,6 @@ pub mod detection;
 pub mod dns_tunnel;
 pub mod long_conn;
 pub mod observation;
-mod reported;
 pub mod rita;
 pub mod scan;
 pub mod stage;

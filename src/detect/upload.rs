@@ -103,8 +103,7 @@ pub type KnownVolume = (IpAddr, IpAddr, f64);
 
 /// The window's bytes and connections, by bucket number (event time /
 /// bucket length) modulo [`BUCKETS`]. Three arrays, not six structs of
-/// three fields: without the structs' padding a pair is 24 bytes smaller
-/// (a million pairs in 246 MiB, not 269).
+/// three fields: without the structs' padding a pair is 24 bytes smaller.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 struct Buckets {
     sent: [f64; BUCKETS],
