@@ -78,6 +78,7 @@ fn main() {
         only_anomalies: false,
         poll: Duration::from_millis(250),
         checkpoint_every: Duration::from_secs(1),
+        checkpoint_mb_per_hour: 1024.0,
         stats_every: Duration::from_secs(3600),
         reload_every: Duration::from_secs(1),
         detect: Default::default(),

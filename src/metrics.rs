@@ -45,6 +45,7 @@ struct State {
     /// The alert stage's counters and open alerts, when alerts are on.
     alerts: Option<(crate::alert::AlertStats, usize)>,
     last_checkpoint: Option<SystemTime>,
+    checkpoint_bytes: Option<u64>,
     heartbeat: Option<Instant>,
 }
 
@@ -110,6 +111,12 @@ impl Registry {
     /// A checkpoint was saved.
     pub fn checkpoint_saved(&self) {
         self.with(|s| s.last_checkpoint = Some(SystemTime::now()));
+    }
+
+    /// A state file (a checkpoint, a Kafka member's state) of `bytes` was
+    /// written: its size, to size the disk and its write budget by.
+    pub fn checkpoint_size(&self, bytes: u64) {
+        self.with(|s| s.checkpoint_bytes = Some(bytes));
     }
 
     /// The run's main loop went round: it is alive (systemd's watchdog).
@@ -258,6 +265,12 @@ fn render(s: &State, now: SystemTime) -> String {
             now.duration_since(t).unwrap_or_default().as_secs_f64()
         );
     }
+    if let Some(bytes) = s.checkpoint_bytes {
+        let _ = writeln!(
+            out,
+            "# HELP azw_last_checkpoint_bytes The size of the last checkpoint (or Kafka member state) written.\n# TYPE azw_last_checkpoint_bytes gauge\nazw_last_checkpoint_bytes {bytes}"
+        );
+    }
     out
 }
 
@@ -363,6 +376,8 @@ mod tests {
         r.model_refused(LogKind::DNS);
         r.detections([("beacon", 2u64)]);
         assert!(!r.render().contains("azw_alerts_open"));
+        assert!(!r.render().contains("azw_last_checkpoint_bytes"));
+        r.checkpoint_size(152_000_000);
         r.alerts(
             &crate::alert::AlertStats {
                 opened: 4,
@@ -387,6 +402,7 @@ mod tests {
             "azw_alerts_opened_total 4",
             "azw_alerts_open 2",
             "azw_alert_items_total 9",
+            "azw_last_checkpoint_bytes 152000000",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }

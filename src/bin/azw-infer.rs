@@ -199,6 +199,7 @@ fn run(args: Args, controls: &Controls) -> anyhow::Result<ExitCode> {
             only_anomalies: args.only_anomalies,
             poll: Duration::from_millis(args.poll_ms.max(10)),
             checkpoint_every: Duration::from_millis(args.checkpoint_ms),
+            checkpoint_mb_per_hour: args.checkpoint_mb_per_hour,
             stats_every: Duration::from_secs(args.stats_secs.max(1)),
             reload_every: Duration::from_secs(1),
             detect: args.detect_options(),

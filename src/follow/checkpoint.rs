@@ -214,7 +214,8 @@ impl Checkpoint {
         )
     }
 
-    pub fn save(&self, lock: &StateLock) -> Result<(), CheckpointError> {
+    /// Saves it as `checkpoint.json` ([`save_json`]): its size in bytes.
+    pub fn save(&self, lock: &StateLock) -> Result<u64, CheckpointError> {
         save_json(lock, "checkpoint.json", self)
     }
 }
@@ -294,12 +295,13 @@ pub fn remove_unfinished_saves(dir: &Path) {
 /// temporary file beside it, synced, then renamed over the old one (and
 /// the folder synced), so a crash leaves the old file or the new, never
 /// half of one. A folder that is no longer the locked one is an error
-/// ([`StateLock`]); it is never created again here.
+/// ([`StateLock`]); it is never created again here. Returns the file's
+/// size in bytes (what the checkpoints' write budget counts).
 pub fn save_json<T: Serialize>(
     lock: &StateLock,
     name: &str,
     value: &T,
-) -> Result<(), CheckpointError> {
+) -> Result<u64, CheckpointError> {
     lock.still_held()?;
     let dir = lock.dir();
     let path = dir.join(name);
@@ -315,9 +317,10 @@ pub fn save_json<T: Serialize>(
     serde_json::to_writer_pretty(tmp.as_file_mut(), value).map_err(|e| io(e.into()))?;
     tmp.as_file_mut().write_all(b"\n").map_err(io)?;
     tmp.as_file().sync_all().map_err(io)?;
+    let size = tmp.as_file().metadata().map_err(io)?.len();
     tmp.persist(&path).map_err(|e| io(e.error))?;
     let _ = crate::safe_fs::sync_dir(dir);
-    Ok(())
+    Ok(size)
 }
 
 /// A full disk (or quota) while saving `value` as `path`, said with the

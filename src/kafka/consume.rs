@@ -1073,7 +1073,10 @@ impl Run<'_> {
                 let started = Instant::now();
                 self.checkpoint(consumer)?;
                 crate::metrics::global().checkpoint_saved();
-                cadence.saved(started);
+                // No write budget: offsets are committed with the state,
+                // and a member's crash hands what came after them to
+                // another member, scored and written again.
+                cadence.saved(started, 0);
             }
             if controls.reopen.swap(false, Ordering::SeqCst) {
                 self.checkpoint(consumer)?;
@@ -1170,7 +1173,7 @@ impl Run<'_> {
         };
         let lanes = self.lanes.values().map(|r| &r.lane);
         let state = StageState::capture(lanes, &self.emitter).map_err(unsaveable)?;
-        MemberState {
+        let size = MemberState {
             version: VERSION,
             group: self.opts.group.clone(),
             offsets,
@@ -1182,6 +1185,7 @@ impl Run<'_> {
         }
         .save(lock)
         .map_err(RunError::from)?;
+        crate::metrics::global().checkpoint_size(size);
         progress.state_stale = false;
         progress.saved_files = files(progress.sink.as_ref());
         Ok(())

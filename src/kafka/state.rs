@@ -108,7 +108,7 @@ impl MemberState {
 
     /// Written whole to a temporary file, synced and renamed over the old
     /// one: a crash leaves the old state or the new, never half of one.
-    pub fn save(&self, lock: &StateLock) -> Result<(), CheckpointError> {
+    pub fn save(&self, lock: &StateLock) -> Result<u64, CheckpointError> {
         save_json(lock, FILE, self)
     }
 

@@ -54,6 +54,9 @@ pub struct LiveOptions {
     /// sooner).
     pub poll: Duration,
     pub checkpoint_every: Duration,
+    /// The checkpoints' write budget, in megabytes an hour (0: none): a
+    /// large state is saved less often ([`super::cadence`]).
+    pub checkpoint_mb_per_hour: f64,
     pub stats_every: Duration,
     /// How often a model file is checked for replacement.
     pub reload_every: Duration,
@@ -64,6 +67,23 @@ pub struct LiveOptions {
     pub warm_hours: u32,
     /// Alerts per host, and where they go (`None`: no alerts).
     pub alerts: Option<AlertSetup>,
+}
+
+/// Whether a restart cuts every output back to the checkpoint (files do;
+/// standard output and Kafka cannot be cut): only then does a longer wait
+/// between checkpoints cost nothing but scoring again, so only then does
+/// the write budget space them. Records sent to Kafka after the last
+/// checkpoint are sent again after a crash, and an hour of them is too
+/// many duplicates.
+fn outputs_cut_back(output: &OutputSpec, alerts: Option<&AlertSetup>) -> bool {
+    let alerts_cut = match alerts {
+        Some(AlertSetup {
+            target: AlertTarget::Own(spec),
+            ..
+        }) => spec.file().is_some(),
+        _ => true,
+    };
+    output.file().is_some() && alerts_cut
 }
 
 /// A log type's parsed lines and where its reading stands after them.
@@ -192,6 +212,12 @@ pub fn run_live(
         )
     });
     let had_checkpoint = checkpoint.is_some();
+    // The size of the checkpoint resumed from paces the first save as a
+    // save of this run would (a restart does not rewrite 300 MB at once).
+    let resumed_size = match had_checkpoint {
+        true => std::fs::metadata(Checkpoint::file(&opts.state_dir)).map_or(0, |m| m.len()),
+        false => 0,
+    };
     let mut positions = checkpoint.map(|c| c.modules).unwrap_or_default();
     // Nothing read yet: a checkpoint is saved before anything is written.
     let first_start = positions.is_empty();
@@ -233,6 +259,7 @@ pub fn run_live(
             saved_alerts_identity: saved_files.1,
             emitter,
             first_start,
+            resumed_size,
         };
         // A panic here (a bug) must end the process, as it does anywhere
         // else, so that its supervisor restarts it: without the stop below,
@@ -299,6 +326,8 @@ struct Writer<'a> {
     /// No log type was read before this run (the positions are the live
     /// files' starts, if any).
     first_start: bool,
+    /// The size of the checkpoint this run resumed from (0: none).
+    resumed_size: u64,
     /// Each log type's scoring stage: here, so that its context state is
     /// saved with the positions it belongs to.
     lanes: BTreeMap<LogKind, Lane>,
@@ -310,6 +339,21 @@ struct Writer<'a> {
     /// The detection stage: here, beside the sink and the checkpoint, so
     /// its state is saved with the positions it belongs to.
     emitter: Emitter,
+}
+
+/// Says how large the checkpoints are and how often they are saved, when
+/// the write budget is what spaces them (with the stats, once a
+/// `--stats-secs`): an operator sizing the disk, or wondering why the
+/// checkpoint's age passes a minute, reads it here.
+fn log_cadence(cadence: &super::cadence::Cadence) {
+    let interval = cadence.interval();
+    if interval > super::cadence::LONGEST {
+        tracing::info!(
+            "checkpoint: {:.1} MB, saved every {} s at most (--checkpoint-mb-per-hour)",
+            cadence.size() as f64 / 1e6,
+            interval.as_secs()
+        );
+    }
 }
 
 impl Writer<'_> {
@@ -327,10 +371,14 @@ impl Writer<'_> {
         // the live files from their start again and wrote them twice. Now
         // the restart cuts them, as after any crash; and a state folder
         // with no room stops the run before it writes anything.
+        let mut size = self.resumed_size;
         if self.first_start {
-            self.save()?;
+            size = self.save()?;
         }
         let mut cadence = super::cadence::Cadence::new(self.opts.checkpoint_every);
+        if outputs_cut_back(&self.opts.output, self.opts.alerts.as_ref()) {
+            cadence = cadence.with_budget(self.opts.checkpoint_mb_per_hour, size);
+        }
         let mut last_stats = Instant::now();
         while running > 0 {
             crate::metrics::global().heartbeat();
@@ -362,7 +410,7 @@ impl Writer<'_> {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             if controls.reopen.swap(false, Ordering::SeqCst) {
-                self.save()?;
+                let _ = self.save()?;
                 self.output.reopen()?;
                 if let Some(a) = self.emitter.alert_sink() {
                     a.reopen()?;
@@ -370,22 +418,28 @@ impl Writer<'_> {
                 // At once: a checkpoint still holding the old file's length
                 // would, after a crash, leave the new file uncut and its
                 // records scored twice.
-                self.save()?;
+                let _ = self.save()?;
                 tracing::info!("output reopened (SIGHUP)");
                 cadence.restart();
             }
             if dirty && cadence.due() {
                 let started = Instant::now();
-                self.save()?;
+                let size = self.save()?;
                 dirty = false;
-                cadence.saved(started);
+                cadence.saved(started, size);
+                tracing::debug!(
+                    "checkpoint of {size} bytes saved in {:?}; the next in {:?} at the earliest",
+                    started.elapsed(),
+                    cadence.interval()
+                );
             }
             if last_stats.elapsed() >= self.opts.stats_every {
                 self.log_stats();
+                log_cadence(&cadence);
                 last_stats = Instant::now();
             }
         }
-        self.save()?;
+        let _ = self.save()?;
         self.log_stats();
         Ok(self.lanes.iter().map(|(m, l)| (*m, *l.stats())).collect())
     }
@@ -443,7 +497,8 @@ impl Writer<'_> {
         Ok(())
     }
 
-    fn save(&mut self) -> Result<(), RunError> {
+    /// Saves a checkpoint: its size in bytes.
+    fn save(&mut self) -> Result<u64, RunError> {
         let (opts, positions) = (self.opts, &self.positions);
         let state =
             StageState::capture(self.lanes.values(), &self.emitter).map_err(|e| RunError::Io {
@@ -477,17 +532,19 @@ impl Writer<'_> {
                 alerts_output: alerts_output.clone(),
             }
             .save(self.lock)
-            .map(|()| durable.identity)
+            .map(|size| (durable.identity, size))
             .map_err(RunError::from)
         })
         .map_err(|e| match e {
             RunError::Sink(s) => RunError::Output(s),
             other => other,
         })?;
+        let (saved, size) = saved;
         self.saved_identity = saved;
         self.saved_alerts_identity = alerts_output.and_then(|m| m.id);
         crate::metrics::global().checkpoint_saved();
-        Ok(())
+        crate::metrics::global().checkpoint_size(size);
+        Ok(size)
     }
 
     /// The file the alerts' own output (`--alerts FILE`) writes now.
@@ -632,6 +689,30 @@ mod tests {
             text.contains("--state-dir") && text.contains("give a folder"),
             "{text}"
         );
+    }
+
+    /// The write budget spaces checkpoints only where a crash repeats
+    /// nothing: every output a file, which a restart cuts back.
+    #[test]
+    fn only_outputs_a_restart_cuts_back_take_the_write_budget() {
+        let file: OutputSpec = "scores.json".parse().unwrap();
+        let kafka: OutputSpec = "kafka://localhost:9092/scores".parse().unwrap();
+        let alerts = |target: &OutputSpec| AlertSetup {
+            target: AlertTarget::Own(target.clone()),
+            opts: crate::alert::AlertOptions::default(),
+        };
+        let beside = AlertSetup {
+            target: AlertTarget::Output,
+            opts: crate::alert::AlertOptions::default(),
+        };
+        assert!(outputs_cut_back(&file, None));
+        assert!(outputs_cut_back(&file, Some(&beside)));
+        assert!(outputs_cut_back(&file, Some(&alerts(&file))));
+        assert!(!outputs_cut_back(&file, Some(&alerts(&kafka))));
+        assert!(!outputs_cut_back(&file, Some(&alerts(&OutputSpec::Stdout))));
+        assert!(!outputs_cut_back(&OutputSpec::Stdout, None));
+        assert!(!outputs_cut_back(&kafka, None));
+        assert!(!outputs_cut_back(&kafka, Some(&beside)));
     }
 
     #[test]

@@ -313,6 +313,62 @@ fn kill_9_and_restart_ten_times_with_rotations_while_down() {
     assert_exactly_once(dir.path(), &uids(&data));
 }
 
+/// The output length a checkpoint names (0 before there is one).
+fn checkpointed_len(dir: &Path) -> u64 {
+    let text = fs::read_to_string(dir.join("state/checkpoint.json")).unwrap_or_default();
+    serde_json::from_str::<serde_json::Value>(&text)
+        .map_or(0, |v| v["output_len"].as_u64().unwrap_or(0))
+}
+
+/// `--checkpoint-mb-per-hour`: a budget far below the state's size (a
+/// few KB against 1 KB an hour) keeps the checkpoint from being rewritten
+/// every `--checkpoint-ms` (the wait is an hour), while without one (0) it
+/// is; then `kill -9` cuts the output back to the old checkpoint, and the
+/// restart scores everything since (through a rotation) and writes each
+/// record once.
+#[test]
+fn a_write_budget_spaces_checkpoints_and_a_kill_still_writes_each_record_once() {
+    let (header, data) = conn_tsv();
+    let half = data.len() / 2;
+    for budget in ["0", "0.001"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut zeek = SimZeek::new(dir.path(), header.clone());
+        let args = ["--checkpoint-ms", "100", "--checkpoint-mb-per-hour", budget];
+        let mut infer = start_in(dir.path(), crate::util::models(), 0, &args);
+        zeek.write(&data[..5]);
+        wait_for(dir.path(), 5);
+        // A log type's first position is checkpointed at once, whatever
+        // the budget.
+        let asked = Instant::now();
+        while checkpointed_len(dir.path()) == 0 && asked.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let first = checkpointed_len(dir.path());
+        assert!(first > 0, "{}", logs(dir.path()));
+        zeek.write(&data[5..half]);
+        wait_for(dir.path(), half);
+        // Ten times --checkpoint-ms.
+        std::thread::sleep(Duration::from_millis(1000));
+        let later = checkpointed_len(dir.path());
+        let written = fs::metadata(dir.path().join("scores.json")).unwrap().len();
+        if budget == "0" {
+            assert_eq!(later, written, "no budget: saved every 100 ms");
+            infer.terminate();
+            continue;
+        }
+        assert_eq!(later, first, "within the budget: not saved again yet");
+        assert!(written > first);
+        infer.kill9();
+        zeek.rotate();
+        zeek.write(&data[half..]);
+        let infer = start_in(dir.path(), crate::util::models(), 1, &args);
+        wait_for(dir.path(), data.len());
+        let log = infer.terminate();
+        assert!(log.contains("written after the last checkpoint"), "{log}");
+        assert_exactly_once(dir.path(), &uids(&data));
+    }
+}
+
 #[test]
 fn model_replaced_mid_run_and_a_bad_one_refused() {
     let dir = tempfile::tempdir().unwrap();
