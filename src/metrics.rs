@@ -113,6 +113,16 @@ impl Registry {
         self.with(|s| s.last_checkpoint = Some(SystemTime::now()));
     }
 
+    /// A run resumed from a checkpoint of `bytes` saved at `saved`: its
+    /// age and size are known before this run saves one (which the write
+    /// budget may put off for up to an hour).
+    pub fn checkpoint_resumed(&self, saved: SystemTime, bytes: u64) {
+        self.with(|s| {
+            s.last_checkpoint = Some(saved);
+            s.checkpoint_bytes = Some(bytes);
+        });
+    }
+
     /// A state file (a checkpoint, a Kafka member's state) of `bytes` was
     /// written: its size, to size the disk and its write budget by.
     pub fn checkpoint_size(&self, bytes: u64) {

@@ -43,7 +43,10 @@ pub struct Cadence {
     /// Bytes a second the checkpoints may write on average (`None`: no
     /// budget).
     budget: Option<f64>,
-    last: Instant,
+    /// When the last checkpoint was saved; `None`: longer ago than this
+    /// process can tell (one resumed from, older than the machine's
+    /// uptime), so the next is due at once.
+    last: Option<Instant>,
 }
 
 impl Cadence {
@@ -55,17 +58,28 @@ impl Cadence {
             cost: Duration::ZERO,
             size: 0,
             budget: None,
-            last: Instant::now(),
+            last: Some(Instant::now()),
         }
     }
 
     /// Keeps the checkpoints to `mb_per_hour` megabytes an hour on average
-    /// (0 or less: no budget), the last one (one a start resumed from)
-    /// having been `size` bytes.
+    /// (0 or less: no budget), the last one having been `size` bytes.
     pub fn with_budget(self, mb_per_hour: f64, size: u64) -> Cadence {
         Cadence {
             budget: (mb_per_hour > 0.0).then_some(mb_per_hour * 1e6 / 3600.0),
             size,
+            ..self
+        }
+    }
+
+    /// The last checkpoint (the one a start resumed from) was saved `age`
+    /// ago: the next is due an interval after it, not after this start.
+    /// Else a restart that scores again what came since would wait a whole
+    /// interval more before saving, and crashes closer together than that
+    /// would never move the checkpoint on.
+    pub fn saved_ago(self, age: Duration) -> Cadence {
+        Cadence {
+            last: Instant::now().checked_sub(age),
             ..self
         }
     }
@@ -93,27 +107,35 @@ impl Cadence {
     }
 
     pub fn due(&self) -> bool {
-        self.last.elapsed() >= self.interval()
+        self.elapsed() >= self.interval()
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.last.map_or(Duration::MAX, |l| l.elapsed())
     }
 
     /// Whether a checkpoint before the timed one (a Kafka member's backlog)
     /// keeps checkpoints within their share of the time.
     pub fn early_allowed(&self) -> bool {
-        self.last.elapsed() >= self.least()
+        self.elapsed() >= self.least()
     }
 
     /// A checkpoint of `size` bytes was taken, started at `started`: the
     /// next is due an interval from now.
     pub fn saved(&mut self, started: Instant, size: u64) {
-        self.last = Instant::now();
-        self.cost = self.last.saturating_duration_since(started);
+        let now = Instant::now();
+        self.last = Some(now);
+        self.cost = now.saturating_duration_since(started);
         self.size = size;
     }
 
-    /// A checkpoint was taken whose cost is not measured (one forced by a
-    /// reopen): the next timed one is an interval from now.
-    pub fn restart(&mut self) {
-        self.last = Instant::now();
+    /// A checkpoint of `size` bytes was taken out of turn (forced by a
+    /// reopen, a new output file, a log type's first position), its cost
+    /// not measured: the next timed one is an interval from now, so the
+    /// two do not come back to back.
+    pub fn saved_out_of_turn(&mut self, size: u64) {
+        self.last = Some(Instant::now());
+        self.size = size;
     }
 }
 
@@ -146,9 +168,7 @@ mod tests {
     fn due_an_interval_after_the_last() {
         let mut c = Cadence::new(Duration::from_secs(5));
         assert!(!c.due());
-        c.last = Instant::now()
-            .checked_sub(Duration::from_secs(10))
-            .expect("up for 10 s");
+        c.last = Instant::now().checked_sub(Duration::from_secs(10));
         assert!(c.due());
         let started = Instant::now();
         c.saved(started, 0);
@@ -192,10 +212,22 @@ mod tests {
     }
 
     #[test]
-    fn a_resumed_checkpoint_s_size_paces_the_first_save() {
+    fn a_resumed_checkpoint_paces_the_first_save_from_when_it_was_saved() {
         let c = Cadence::new(Duration::from_secs(1)).with_budget(3.6, 10_000);
         // 3.6 MB an hour is 1,000 bytes a second: 10 s for 10,000 bytes.
         assert_eq!(c.interval(), Duration::from_secs(10));
+        assert!(!c.due());
+        // Saved 4 s before this start: 6 s to go.
+        let c = c.saved_ago(Duration::from_secs(4));
+        assert!(!c.due());
+        // Saved 12 s before: due at once (a crash loop moves it on).
+        let mut c = c.saved_ago(Duration::from_secs(12));
+        assert!(c.due());
+        // Older than the machine can count back to: due at once too.
+        c.last = None;
+        assert!(c.due() && c.early_allowed());
+        // A save out of turn restarts the wait.
+        c.saved_out_of_turn(10_000);
         assert!(!c.due());
     }
 }

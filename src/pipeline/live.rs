@@ -16,7 +16,7 @@ use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::resume::{self, StageState};
 use super::{Controls, Emitter, Lane, LaneOptions, LaneStats, RunError};
@@ -212,15 +212,22 @@ pub fn run_live(
         )
     });
     let had_checkpoint = checkpoint.is_some();
-    // The size of the checkpoint resumed from paces the first save as a
-    // save of this run would (a restart does not rewrite 300 MB at once).
-    let resumed_size = match had_checkpoint {
-        true => std::fs::metadata(Checkpoint::file(&opts.state_dir)).map_or(0, |m| m.len()),
-        false => 0,
-    };
+    // The checkpoint resumed from paces the first save as a save of this
+    // run would: its size, and when it was saved.
+    let resumed = had_checkpoint
+        .then(|| std::fs::metadata(Checkpoint::file(&opts.state_dir)).ok())
+        .flatten()
+        .map(|m| (m.len(), m.modified().unwrap_or_else(|_| SystemTime::now())));
+    if let Some((size, saved)) = resumed {
+        crate::metrics::global().checkpoint_resumed(saved, size);
+    }
     let mut positions = checkpoint.map(|c| c.modules).unwrap_or_default();
     // Nothing read yet: a checkpoint is saved before anything is written.
-    let first_start = positions.is_empty();
+    // So is one with a log type never read before (a module added to
+    // --modules, or a model new under ALL): until its start is saved, a
+    // restart after Zeek rotated would begin at the next live file and
+    // lose what this run wrote of the old one.
+    let first_start = positions.is_empty() || !starts.is_empty();
     positions.extend(starts);
     if !had_checkpoint {
         tracing::info!(
@@ -259,7 +266,7 @@ pub fn run_live(
             saved_alerts_identity: saved_files.1,
             emitter,
             first_start,
-            resumed_size,
+            resumed,
         };
         // A panic here (a bug) must end the process, as it does anywhere
         // else, so that its supervisor restarts it: without the stop below,
@@ -326,8 +333,9 @@ struct Writer<'a> {
     /// No log type was read before this run (the positions are the live
     /// files' starts, if any).
     first_start: bool,
-    /// The size of the checkpoint this run resumed from (0: none).
-    resumed_size: u64,
+    /// The size of the checkpoint this run resumed from, and when it was
+    /// saved.
+    resumed: Option<(u64, SystemTime)>,
     /// Each log type's scoring stage: here, so that its context state is
     /// saved with the positions it belongs to.
     lanes: BTreeMap<LogKind, Lane>,
@@ -341,15 +349,15 @@ struct Writer<'a> {
     emitter: Emitter,
 }
 
-/// Says how large the checkpoints are and how often they are saved, when
-/// the write budget is what spaces them (with the stats, once a
+/// Says how large the checkpoint is and how long the next waits, when the
+/// write budget stretches the wait past a minute (with the stats, once a
 /// `--stats-secs`): an operator sizing the disk, or wondering why the
 /// checkpoint's age passes a minute, reads it here.
 fn log_cadence(cadence: &super::cadence::Cadence) {
     let interval = cadence.interval();
     if interval > super::cadence::LONGEST {
         tracing::info!(
-            "checkpoint: {:.1} MB, saved every {} s at most (--checkpoint-mb-per-hour)",
+            "checkpoint: {:.1} MB; the next waits at least {} s after it (--checkpoint-mb-per-hour)",
             cadence.size() as f64 / 1e6,
             interval.as_secs()
         );
@@ -371,13 +379,18 @@ impl Writer<'_> {
         // the live files from their start again and wrote them twice. Now
         // the restart cuts them, as after any crash; and a state folder
         // with no room stops the run before it writes anything.
-        let mut size = self.resumed_size;
+        let mut cadence = super::cadence::Cadence::new(self.opts.checkpoint_every);
+        let (mut size, mut age) = (0, Duration::ZERO);
         if self.first_start {
             size = self.save()?;
+        } else if let Some((bytes, saved)) = self.resumed {
+            size = bytes;
+            age = SystemTime::now().duration_since(saved).unwrap_or_default();
         }
-        let mut cadence = super::cadence::Cadence::new(self.opts.checkpoint_every);
         if outputs_cut_back(&self.opts.output, self.opts.alerts.as_ref()) {
-            cadence = cadence.with_budget(self.opts.checkpoint_mb_per_hour, size);
+            cadence = cadence
+                .with_budget(self.opts.checkpoint_mb_per_hour, size)
+                .saved_ago(age);
         }
         let mut last_stats = Instant::now();
         while running > 0 {
@@ -388,13 +401,17 @@ impl Writer<'_> {
                 }
             }
             match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(Message::Batch(b)) => {
-                    if let Err(e) = self.take(b) {
+                Ok(Message::Batch(b)) => match self.take(b) {
+                    Ok(Some(size)) => {
+                        dirty = false;
+                        cadence.saved_out_of_turn(size);
+                    }
+                    Ok(None) => dirty = true,
+                    Err(e) => {
                         self.log_stats();
                         return Err(e);
                     }
-                    dirty = true;
-                }
+                },
                 Ok(Message::Done(module)) => {
                     tracing::debug!("{module}: stopped");
                     running -= 1;
@@ -418,9 +435,10 @@ impl Writer<'_> {
                 // At once: a checkpoint still holding the old file's length
                 // would, after a crash, leave the new file uncut and its
                 // records scored twice.
-                let _ = self.save()?;
+                let size = self.save()?;
                 tracing::info!("output reopened (SIGHUP)");
-                cadence.restart();
+                dirty = false;
+                cadence.saved_out_of_turn(size);
             }
             if dirty && cadence.due() {
                 let started = Instant::now();
@@ -445,8 +463,9 @@ impl Writer<'_> {
     }
 
     /// Scores a batch's lines and writes what comes out, then records its
-    /// position.
-    fn take(&mut self, b: Batch) -> Result<(), RunError> {
+    /// position. Returns the size of the checkpoint it had to save at
+    /// once, if it did.
+    fn take(&mut self, b: Batch) -> Result<Option<u64>, RunError> {
         let mut records = Vec::new();
         let (stats, newest) = match self.lanes.get_mut(&b.module) {
             Some(lane) => {
@@ -483,18 +502,20 @@ impl Writer<'_> {
         // So is a new output file (the old one deleted or replaced), the
         // records' or the alerts' own: a crash before the next checkpoint
         // would write what went to the new file since then again.
-        if first
+        let saved = if first
             || self.output.identity() != self.saved_identity
             || self.alerts_identity() != self.saved_alerts_identity
         {
-            self.save()?;
-        }
+            Some(self.save()?)
+        } else {
+            None
+        };
         crate::metrics::global().publish(b.module, &stats);
         crate::metrics::global().detections(self.emitter.written().iter().map(|(k, n)| (k, *n)));
         if let Some(a) = self.emitter.alerts() {
             crate::metrics::global().alerts(a.stats(), a.open_alerts());
         }
-        Ok(())
+        Ok(saved)
     }
 
     /// Saves a checkpoint: its size in bytes.

@@ -63,6 +63,90 @@ fn start_writeback(file: &File) {
     let _ = file;
 }
 
+/// The most entries of the output's folder looked through for the file a
+/// checkpoint measured: a stat each, so a folder of millions cannot stall
+/// a start.
+const MAX_LOOKED_AT: usize = 100_000;
+
+/// The output path no longer names the file the last checkpoint measured.
+/// When logrotate renamed it within its folder while azw-infer was down
+/// (`scores.json.1`, or with `dateext`), what it holds past the checkpoint
+/// will be scored again into the new file: it is cut there, so that the
+/// records are still written once (between checkpoints, which the write
+/// budget spaces up to an hour, that is a great many). Found by device and
+/// inode, never by name, and cut only if it is an output of ours in this
+/// format at least as long as the checkpoint measured (an inode number
+/// freed and given to another file is not enough); a file compressed since
+/// is another file and is left as it is, said with what that costs.
+fn cut_where_it_went(path: &Path, id: (u64, u64), len: u64, format: RecordFormat) {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    let dir = dir.unwrap_or(Path::new("."));
+    let found = std::fs::read_dir(dir).ok().and_then(|entries| {
+        entries
+            .take(MAX_LOOKED_AT)
+            .flatten()
+            .find(|e| {
+                // DirEntry::metadata does not follow a symbolic link.
+                e.metadata()
+                    .is_ok_and(|m| m.is_file() && (m.dev(), m.ino()) == id)
+            })
+            .map(|e| e.path())
+    });
+    let Some(old) = found else {
+        tracing::warn!(
+            "{}: not the file the last checkpoint measured (deleted, replaced, or rotated out of its folder or compressed since): appending without cutting anything; records written to the old file after that checkpoint are written again",
+            path.display()
+        );
+        return;
+    };
+    match cut_renamed(&old, id, len, format) {
+        Ok(0) => tracing::info!(
+            "{}: the file the last checkpoint measured is now {}, and holds nothing after it",
+            path.display(),
+            old.display()
+        ),
+        Ok(cut) => tracing::info!(
+            "{}: the file the last checkpoint measured is now {} (renamed while azw-infer was down): cutting the {cut} bytes written to it after that checkpoint; they will be scored again into {}",
+            path.display(),
+            old.display(),
+            path.display()
+        ),
+        Err(e) => tracing::warn!(
+            "{}: the file the last checkpoint measured is now {}, which could not be cut ({e}): records written to it after that checkpoint are written again",
+            path.display(),
+            old.display()
+        ),
+    }
+}
+
+/// Cuts `old` (checked again to be the file `id`, opened without following
+/// a link or blocking) to `len`: the bytes cut.
+fn cut_renamed(old: &Path, id: (u64, u64), len: u64, format: RecordFormat) -> io::Result<u64> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(old)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() || (meta.dev(), meta.ino()) != id {
+        return Err(io::Error::other("it was replaced while being looked at"));
+    }
+    if meta.len() < len || !is_our_output(&mut file, format)? {
+        return Err(io::Error::other(format!(
+            "it is not the {} output the checkpoint measured ({} bytes, shorter than {len}, or of another format)",
+            format.name(),
+            meta.len()
+        )));
+    }
+    if meta.len() == len {
+        return Ok(0);
+    }
+    file.set_len(len)?;
+    file.sync_all()?;
+    Ok(meta.len() - len)
+}
+
 /// A file appended to, cut back to a checkpointed length at start and
 /// reopened on request (logrotate); or standard output.
 pub struct FileSink {
@@ -170,11 +254,8 @@ impl FileSink {
             )));
         }
         let cut_to = match cut_to {
-            Some(Cut { file: Some(f), .. }) if f != id => {
-                tracing::warn!(
-                    "{}: not the file the last checkpoint measured (deleted, replaced or rotated since): appending without cutting anything",
-                    path.display()
-                );
+            Some(Cut { file: Some(f), len }) if f != id => {
+                cut_where_it_went(path, f, len, format);
                 None
             }
             cut => cut.map(|c| c.len),
@@ -691,6 +772,60 @@ mod tests {
         again.write(&record("c")).unwrap();
         again.sync().unwrap();
         assert_eq!(lines(&p).len(), 3);
+    }
+
+    /// The file measured, renamed in its folder while the run was down
+    /// (logrotate), is cut where it went; a file that only has its
+    /// identity (an inode number given again) but is no output of ours,
+    /// or is shorter than measured, is left as it is.
+    #[test]
+    fn the_file_measured_is_cut_where_it_went_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("scores.json");
+        let mut s = FileSink::open(&p, None, RecordFormat::Json).unwrap();
+        s.write(&record("a")).unwrap();
+        s.sync().unwrap();
+        let measured = Cut {
+            len: s.size().unwrap(),
+            file: s.identity(),
+        };
+        s.write(&record("b")).unwrap();
+        s.sync().unwrap();
+        drop(s);
+        let rotated = dir.path().join("scores.json.1");
+        std::fs::rename(&p, &rotated).unwrap();
+        let s = FileSink::open(&p, Some(measured), RecordFormat::Json).unwrap();
+        assert_eq!(s.size(), Some(0));
+        drop(s);
+        assert_eq!(lines(&rotated).len(), 1);
+        assert_eq!(std::fs::metadata(&rotated).unwrap().len(), measured.len);
+        // Not ours: someone's text file with the identity the checkpoint
+        // names (as if its inode number had been given again).
+        let theirs = dir.path().join("notes.txt");
+        std::fs::write(&theirs, "not an output of ours, long enough to cut\n").unwrap();
+        let id = std::fs::metadata(&theirs)
+            .map(|m| (m.dev(), m.ino()))
+            .unwrap();
+        let q = dir.path().join("other.json");
+        let cut = Cut {
+            len: 4,
+            file: Some(id),
+        };
+        drop(FileSink::open(&q, Some(cut), RecordFormat::Json).unwrap());
+        assert_eq!(
+            std::fs::read_to_string(&theirs).unwrap(),
+            "not an output of ours, long enough to cut\n"
+        );
+        // Ours but shorter than measured: left too.
+        let short = Cut {
+            len: measured.len + 1000,
+            file: std::fs::metadata(&rotated)
+                .map(|m| Some((m.dev(), m.ino())))
+                .unwrap(),
+        };
+        std::fs::remove_file(&q).unwrap();
+        drop(FileSink::open(&q, Some(short), RecordFormat::Json).unwrap());
+        assert_eq!(std::fs::metadata(&rotated).unwrap().len(), measured.len);
     }
 
     #[test]

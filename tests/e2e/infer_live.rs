@@ -1530,3 +1530,246 @@ fn a_state_folder_removed_while_running_stops_the_run() {
         "the state folder was made again"
     );
 }
+
+/// Starts azw-infer on `dir` for `modules` with `extra` flags.
+fn start_modules(dir: &Path, modules: &str, run: u32, extra: &[&str]) -> Infer {
+    let log = dir.join(format!("infer-{run}.log"));
+    let models = crate::util::models();
+    let child = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+        .args(["--log-dir", dir.to_str().unwrap(), "--modules", modules])
+        .args(["--model-dir", models.to_str().unwrap()])
+        .args(["--output", dir.join("scores.json").to_str().unwrap()])
+        .args(["--state-dir", dir.join("state").to_str().unwrap()])
+        .args([
+            "--poll-ms",
+            "50",
+            "--stats-secs",
+            "3600",
+            "--checkpoint-ms",
+            "100",
+        ])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let infer = Infer { child, log };
+    wait_ready(&infer);
+    infer
+}
+
+/// How often each of `uids` is in the output.
+fn uid_counts(dir: &Path, uids: &[String]) -> Vec<usize> {
+    let seen = output_uids(dir);
+    uids.iter()
+        .map(|u| seen.get(u).copied().unwrap_or(0))
+        .collect()
+}
+
+fn wait_for_uids(dir: &Path, uids: &[String]) {
+    let start = Instant::now();
+    while uid_counts(dir, uids).contains(&0) {
+        assert!(start.elapsed() < Duration::from_secs(60), "{}", logs(dir));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A log type added to a resumed run (`--modules` extended, or a model
+/// appearing under ALL, which restarts the run in-process) starts at its
+/// live file, and that start is saved at once: before, it waited for the
+/// next timed save (with the write budget, up to an hour), and a kill
+/// before it, with a Zeek rotation in between, started the restart at the
+/// new live file, and the rotated file's records were lost (the output
+/// having been cut back). With and without a budget.
+#[test]
+fn a_module_added_to_a_resumed_run_keeps_its_records_through_a_rotation_and_a_kill() {
+    let (header, data) = conn_tsv();
+    let dns = crate::util::example_text("dns.log.gz");
+    let dns: String = dns.lines().take(8 + 20).map(|l| format!("{l}\n")).collect();
+    let conn = uids(&data[..20]);
+    for budget in ["0", "0.001"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut zeek = SimZeek::new(dir.path(), header.clone());
+        fs::write(dir.path().join("current/dns.log"), &dns).unwrap();
+        let args = ["--checkpoint-mb-per-hour", budget];
+        // A run that follows dns only: its checkpoint has a position.
+        let infer = start_modules(dir.path(), "dns", 0, &args);
+        let start = Instant::now();
+        while output_lines(dir.path()).len() < 10 {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "{}",
+                logs(dir.path())
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        infer.terminate();
+        // conn is added.
+        zeek.write(&data[..10]);
+        let mut infer = start_modules(dir.path(), "dns,conn", 1, &args);
+        wait_for_uids(dir.path(), &conn[..10]);
+        std::thread::sleep(Duration::from_millis(1000));
+        infer.kill9();
+        let cp = fs::read_to_string(dir.path().join("state/checkpoint.json")).unwrap();
+        let cp: serde_json::Value = serde_json::from_str(&cp).unwrap();
+        eprintln!(
+            "budget {budget}: checkpointed modules {:?}",
+            cp["modules"]
+                .as_object()
+                .map(|m| m.keys().collect::<Vec<_>>())
+        );
+        zeek.rotate();
+        zeek.write(&data[10..20]);
+        let infer = start_modules(dir.path(), "dns,conn", 2, &args);
+        wait_for_uids(dir.path(), &conn[10..20]);
+        std::thread::sleep(Duration::from_millis(500));
+        infer.terminate();
+        let counts = uid_counts(dir.path(), &conn);
+        assert!(
+            counts.iter().all(|n| *n == 1),
+            "budget {budget}: conn uid counts {counts:?}\n{}",
+            logs(dir.path())
+        );
+    }
+}
+
+/// Zeek rotates (renamed, gzipped into dated folders) several times
+/// within one budget window while azw-infer runs; then kill -9, another
+/// rotation while down, restart: each record once.
+#[test]
+fn rotations_within_a_budget_window_then_kill_9_write_each_record_once() {
+    let (dir, data, mut zeek) = simulated_zeek();
+    let args = [
+        "--checkpoint-ms",
+        "100",
+        "--checkpoint-mb-per-hour",
+        "0.001",
+    ];
+    let mut infer = start_in(dir.path(), crate::util::models(), 0, &args);
+    zeek.write(&data[..5]);
+    wait_for(dir.path(), 5);
+    let asked = Instant::now();
+    while checkpointed_len(dir.path()) == 0 && asked.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let first = checkpointed_len(dir.path());
+    let mut next = 5;
+    for _ in 0..4 {
+        zeek.write(&data[next..next + 30]);
+        next += 30;
+        wait_for(dir.path(), next);
+        zeek.rotate();
+    }
+    zeek.write(&data[next..next + 10]);
+    next += 10;
+    wait_for(dir.path(), next);
+    assert_eq!(checkpointed_len(dir.path()), first);
+    infer.kill9();
+    zeek.rotate();
+    zeek.write(&data[next..]);
+    let infer = start_in(dir.path(), crate::util::models(), 1, &args);
+    wait_for(dir.path(), data.len());
+    infer.terminate();
+    assert_exactly_once(dir.path(), &uids(&data));
+}
+
+/// The first save after a restart waits B/budget from when the resumed
+/// checkpoint was saved, not from the restart: crashes closer together
+/// than the wait still move the checkpoint on (before, it never moved,
+/// and what each crash scored again grew without bound).
+#[test]
+fn crashes_closer_than_the_budget_wait_still_move_the_checkpoint() {
+    let (dir, data, mut zeek) = simulated_zeek();
+    let infer = start_in(
+        dir.path(),
+        crate::util::models(),
+        0,
+        &["--checkpoint-mb-per-hour", "0"],
+    );
+    zeek.write(&data[..5]);
+    wait_for(dir.path(), 5);
+    infer.terminate();
+    let cp = dir.path().join("state/checkpoint.json");
+    let size = fs::metadata(&cp).unwrap().len() as f64;
+    // A budget that makes the wait about 6 s.
+    let budget = format!("{}", size * 3600.0 / 6.0 / 1e6);
+    eprintln!("checkpoint {size} bytes, budget {budget} MB/h");
+    let args = [
+        "--checkpoint-ms",
+        "100",
+        "--checkpoint-mb-per-hour",
+        &budget,
+    ];
+    let saved_at = fs::metadata(&cp).unwrap().modified().unwrap();
+    let mut next = 5;
+    for run in 1..=4 {
+        let mut infer = start_in(dir.path(), crate::util::models(), run, &args);
+        zeek.write(&data[next..next + 10]);
+        next += 10;
+        wait_for(dir.path(), next);
+        std::thread::sleep(Duration::from_millis(4000));
+        infer.kill9();
+    }
+    let age = saved_at.elapsed().unwrap();
+    let moved = fs::metadata(&cp).unwrap().modified().unwrap() != saved_at;
+    assert!(
+        moved,
+        "the checkpoint is {age:?} old (the wait is ~6 s) after 4 crashes 4 s apart; a fifth restart scores all {} records since again",
+        next - 5
+    );
+}
+
+/// logrotate moves the output while azw-infer is down after a kill: the
+/// restart finds the moved file by its identity and cuts what it holds
+/// past the checkpoint, which is scored again into the new file (before,
+/// all of it, up to an hour under the budget, was written twice).
+#[test]
+fn an_output_rotated_while_down_is_cut_where_it_went() {
+    for budget in ["0", "0.001"] {
+        let (dir, data, mut zeek) = simulated_zeek();
+        let args = ["--checkpoint-ms", "100", "--checkpoint-mb-per-hour", budget];
+        let mut infer = start_in(dir.path(), crate::util::models(), 0, &args);
+        zeek.write(&data[..5]);
+        wait_for(dir.path(), 5);
+        std::thread::sleep(Duration::from_millis(300));
+        zeek.write(&data[5..40]);
+        wait_for(dir.path(), 40);
+        std::thread::sleep(Duration::from_millis(1000));
+        infer.kill9();
+        fs::rename(
+            dir.path().join("scores.json"),
+            dir.path().join("scores.json.1"),
+        )
+        .unwrap();
+        zeek.write(&data[40..50]);
+        let infer = start_in(dir.path(), crate::util::models(), 1, &args);
+        std::thread::sleep(Duration::from_millis(1500));
+        infer.terminate();
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for f in ["scores.json.1", "scores.json"] {
+            for l in fs::read_to_string(dir.path().join(f)).unwrap().lines() {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                *seen
+                    .entry(v["uid"].as_str().unwrap().to_owned())
+                    .or_default() += 1;
+            }
+        }
+        let doubled = seen.values().filter(|n| **n > 1).count();
+        let missing = uids(&data[..50])
+            .iter()
+            .filter(|u| !seen.contains_key(*u))
+            .count();
+        eprintln!("budget {budget}: {doubled} uids written twice, {missing} missing");
+        assert_eq!(
+            (doubled, missing),
+            (0, 0),
+            "budget {budget}\n{}",
+            logs(dir.path())
+        );
+        let log = fs::read_to_string(dir.path().join("infer-1.log")).unwrap();
+        assert!(
+            log.contains("is now") && log.contains("scores.json.1"),
+            "{log}"
+        );
+    }
+}
