@@ -43,9 +43,10 @@ pub struct Cadence {
     /// Bytes a second the checkpoints may write on average (`None`: no
     /// budget).
     budget: Option<f64>,
-    /// When the last checkpoint was saved; `None`: longer ago than this
-    /// process can tell (one resumed from, older than the machine's
-    /// uptime), so the next is due at once.
+    /// When the last checkpoint was saved; `None`: at a time this process
+    /// cannot count back to (one resumed from, saved "in the future" by a
+    /// clock stepped back since, or too long ago for an `Instant`), so the
+    /// next is due at once.
     last: Option<Instant>,
 }
 

@@ -385,7 +385,12 @@ impl Writer<'_> {
             size = self.save()?;
         } else if let Some((bytes, saved)) = self.resumed {
             size = bytes;
-            age = SystemTime::now().duration_since(saved).unwrap_or_default();
+            // Saved "in the future" (the clock stepped back since): its
+            // age cannot be told, so the next save is due at once, as
+            // after an old one, and a crash loop still moves it on.
+            age = SystemTime::now()
+                .duration_since(saved)
+                .unwrap_or(Duration::MAX);
         }
         if outputs_cut_back(&self.opts.output, self.opts.alerts.as_ref()) {
             cadence = cadence

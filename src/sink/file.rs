@@ -69,26 +69,34 @@ fn start_writeback(file: &File) {
 const MAX_LOOKED_AT: usize = 100_000;
 
 /// The output path no longer names the file the last checkpoint measured.
-/// When logrotate renamed it within its folder while azw-infer was down
-/// (`scores.json.1`, or with `dateext`), what it holds past the checkpoint
-/// will be scored again into the new file: it is cut there, so that the
-/// records are still written once (between checkpoints, which the write
-/// budget spaces up to an hour, that is a great many). Found by device and
-/// inode, never by name, and cut only if it is an output of ours in this
-/// format at least as long as the checkpoint measured (an inode number
-/// freed and given to another file is not enough); a file compressed since
-/// is another file and is left as it is, said with what that costs.
+/// When logrotate renamed it within its folder (`scores.json.1`, or
+/// `scores.json-20261207` with `dateext`), what it holds past the
+/// checkpoint will be scored again into the new file: it is cut there, so
+/// that the records are still written once (between checkpoints, which
+/// the write budget spaces up to an hour, that is a great many).
+///
+/// A file is cut only when all of these hold: it has the device and inode
+/// the checkpoint measured, its name starts with the output's (an inode
+/// freed when the old file was compressed is soon given to a new file,
+/// perhaps another instance's output in the same folder), no process holds
+/// its lock (a running writer's, ours included, is never touched), it is
+/// an output of this format, and it is at least as long as measured. Any
+/// other file, or one compressed or moved elsewhere, is left as it is,
+/// said with what that costs.
 fn cut_where_it_went(path: &Path, id: (u64, u64), len: u64, format: RecordFormat) {
+    use std::os::unix::ffi::OsStrExt;
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
     let dir = dir.unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.as_bytes()).unwrap_or_default();
     let found = std::fs::read_dir(dir).ok().and_then(|entries| {
         entries
             .take(MAX_LOOKED_AT)
             .flatten()
             .find(|e| {
                 // DirEntry::metadata does not follow a symbolic link.
-                e.metadata()
-                    .is_ok_and(|m| m.is_file() && (m.dev(), m.ino()) == id)
+                e.file_name().as_bytes().starts_with(name)
+                    && e.metadata()
+                        .is_ok_and(|m| m.is_file() && (m.dev(), m.ino()) == id)
             })
             .map(|e| e.path())
     });
@@ -106,7 +114,7 @@ fn cut_where_it_went(path: &Path, id: (u64, u64), len: u64, format: RecordFormat
             old.display()
         ),
         Ok(cut) => tracing::info!(
-            "{}: the file the last checkpoint measured is now {} (renamed while azw-infer was down): cutting the {cut} bytes written to it after that checkpoint; they will be scored again into {}",
+            "{}: the file the last checkpoint measured is now {} (renamed since): cutting the {cut} bytes written to it after that checkpoint; they will be scored again into {}",
             path.display(),
             old.display(),
             path.display()
@@ -131,6 +139,12 @@ fn cut_renamed(old: &Path, id: (u64, u64), len: u64, format: RecordFormat) -> io
     let meta = file.metadata()?;
     if !meta.is_file() || (meta.dev(), meta.ino()) != id {
         return Err(io::Error::other("it was replaced while being looked at"));
+    }
+    // Held until the cut is done (the file is closed on return).
+    if let Err(std::fs::TryLockError::WouldBlock) = file.try_lock() {
+        return Err(io::Error::other(
+            "a running process writes it (its lock is held)",
+        ));
     }
     if meta.len() < len || !is_our_output(&mut file, format)? {
         return Err(io::Error::other(format!(
@@ -826,6 +840,44 @@ mod tests {
         std::fs::remove_file(&q).unwrap();
         drop(FileSink::open(&q, Some(short), RecordFormat::Json).unwrap());
         assert_eq!(std::fs::metadata(&rotated).unwrap().len(), measured.len);
+    }
+
+    /// Another running writer's output with the identity a checkpoint
+    /// names (ext4 gives a freed inode to the next new file: another
+    /// instance's output in the same folder): never cut, though its name
+    /// starts with ours and it is of our format; nor a file of the
+    /// identity whose name is not the output's.
+    #[test]
+    fn a_file_another_writer_holds_is_never_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = dir.path().join("scores.json.b");
+        let mut sb = FileSink::open(&b, None, RecordFormat::Json).unwrap();
+        for i in 0..10 {
+            sb.write(&record(&format!("b{i}"))).unwrap();
+        }
+        sb.sync().unwrap();
+        let b_len = std::fs::metadata(&b).unwrap().len();
+        let cut = Cut {
+            len: b_len / 10,
+            file: sb.identity(),
+        };
+        let a = dir.path().join("scores.json");
+        drop(FileSink::open(&a, Some(cut), RecordFormat::Json).unwrap());
+        assert_eq!(std::fs::metadata(&b).unwrap().len(), b_len, "locked: cut");
+        // Its writer gone (no lock), but named otherwise: left too.
+        drop(sb);
+        let c = dir.path().join("other.json");
+        std::fs::remove_file(&a).unwrap();
+        drop(FileSink::open(&c, Some(cut), RecordFormat::Json).unwrap());
+        assert_eq!(
+            std::fs::metadata(&b).unwrap().len(),
+            b_len,
+            "not our name: cut"
+        );
+        // Named as ours and unlocked: cut (what a rotation while down is).
+        std::fs::remove_file(&c).unwrap();
+        drop(FileSink::open(&a, Some(cut), RecordFormat::Json).unwrap());
+        assert_eq!(std::fs::metadata(&b).unwrap().len(), cut.len);
     }
 
     #[test]

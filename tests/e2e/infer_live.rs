@@ -1773,3 +1773,89 @@ fn an_output_rotated_while_down_is_cut_where_it_went() {
         );
     }
 }
+
+/// Two instances write their outputs into one folder (one logrotate glob,
+/// with compress). A is killed; while it is down its output is rotated and
+/// compressed (its inode freed) and B's output is rotated too, so B's next
+/// write makes a new b.json, which ext4 gives the freed inode. A's restart
+/// must not find b.json by that inode and cut it (it did: B lost 55
+/// checkpointed records, and its next writes left a run of NUL bytes).
+/// Where the file system does not give the inode again, this holds
+/// trivially.
+#[test]
+fn a_restart_never_cuts_another_instance_s_output_given_the_freed_inode() {
+    use std::os::unix::fs::MetadataExt;
+    let out = tempfile::tempdir().unwrap();
+    let (da, data, mut za) = simulated_zeek();
+    let (db, _, mut zb) = simulated_zeek();
+    let a_out = out.path().join("a.json");
+    let b_out = out.path().join("b.json");
+    let lines = |p: &Path| fs::read_to_string(p).unwrap_or_default().lines().count();
+    let wait_lines = |p: &Path, n: usize| {
+        let t = Instant::now();
+        while lines(p) < n {
+            assert!(t.elapsed() < Duration::from_secs(60));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let run = |dir: &Path, out: &Path, n: u32| {
+        let log = dir.join(format!("infer-{n}.log"));
+        let child = infer_command(dir, crate::util::models(), out.to_str().unwrap())
+            .args([
+                "--poll-ms",
+                "50",
+                "--stats-secs",
+                "3600",
+                "--checkpoint-ms",
+                "100",
+            ])
+            .args(["--checkpoint-mb-per-hour", "0.001"])
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let i = Infer { child, log };
+        wait_ready(&i);
+        i
+    };
+    let a = run(da.path(), &a_out, 0);
+    let b = run(db.path(), &b_out, 0);
+    za.write(&data[..5]);
+    zb.write(&data[..5]);
+    wait_lines(&a_out, 5);
+    wait_lines(&b_out, 5);
+    std::thread::sleep(Duration::from_millis(300));
+    za.write(&data[5..40]);
+    wait_lines(&a_out, 40);
+    let mut a = a;
+    a.kill9();
+    let x = fs::metadata(&a_out).unwrap().ino();
+    // logrotate on out/*.json, compress, no SIGHUP for A (it is down).
+    fs::rename(&a_out, out.path().join("a.json.1")).unwrap();
+    fs::rename(&b_out, out.path().join("b.json.1")).unwrap();
+    fs::write(out.path().join("a.json.1.gz"), b"gz").unwrap();
+    fs::remove_file(out.path().join("a.json.1")).unwrap();
+    // B's next records go to a new b.json.
+    zb.write(&data[5..60]);
+    wait_lines(&b_out, 55);
+    std::thread::sleep(Duration::from_millis(300));
+    let b_ino = fs::metadata(&b_out).unwrap().ino();
+    let b_len = fs::metadata(&b_out).unwrap().len();
+    eprintln!("a.json's inode {x}; the new b.json's {b_ino} ({b_len} bytes)");
+    let a2 = run(da.path(), &a_out, 1);
+    std::thread::sleep(Duration::from_millis(500));
+    let after = fs::metadata(&b_out).unwrap().len();
+    zb.write(&data[60..70]);
+    std::thread::sleep(Duration::from_millis(1000));
+    let bytes = fs::read(&b_out).unwrap();
+    let nul = bytes.iter().filter(|c| **c == 0).count();
+    let log = fs::read_to_string(da.path().join("infer-1.log")).unwrap();
+    eprintln!("A's restart log:\n{log}");
+    eprintln!(
+        "b.json: {b_len} bytes before A's restart, {after} after; then B wrote on: {} bytes, {nul} NUL",
+        bytes.len()
+    );
+    a2.terminate();
+    b.terminate();
+    assert_eq!(after, b_len, "A's restart cut B's output");
+}

@@ -364,8 +364,8 @@ pub struct Args {
     /// Following logs into files (the output and any --alerts file), the
     /// checkpoints write at most about this many megabytes an hour: after
     /// one of B MB the next waits B / MB-per-hour hours, at most one hour
-    /// (at 1,024: a 150 MB state every 9 minutes, 3 MB every 10 s, under
-    /// 285 KB every --checkpoint-ms).
+    /// (at 1,024: a 150 MB state every 9 minutes, 3 MB every 10 s, up to
+    /// 284 KB every second, as --checkpoint-ms 1000 says).
     /// A busy sensor's state rewritten every minute wore out SSDs (375 GB a
     /// day for 260 MB). The cost is a crash's: the records since the last
     /// checkpoint are scored again on restart, and the output is cut back,
