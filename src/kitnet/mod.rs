@@ -1139,8 +1139,8 @@ impl KitNet {
     /// records side by side, which the compiler turns into SIMD (using
     /// AVX2 where the processor has it, detected at run time; an AVX-512
     /// build was measured no faster); one record at a
-    /// time leaves most of the vector units idle. Live mode keeps the
-    /// one-record path, which scores a record as soon as it arrives.
+    /// time leaves most of the vector units idle. Live mode scores each
+    /// batch it reads this way too (a batch of one as it arrives).
     pub fn execute_block(
         &self,
         xs: &[f64],

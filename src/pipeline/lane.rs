@@ -8,6 +8,7 @@
 //! to a [`crate::sink::Sink`] is here, once.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::allow::{Action, Allowlist, Rules};
@@ -388,6 +389,93 @@ impl Lane {
                 self.stats.lines += 1;
                 self.skip(format_args!("{e}"));
             }
+        }
+    }
+
+    /// [`Lane::line`] of each of `lines`, in order, with the same effects
+    /// (counters, warnings, allowlist, outputs), but the records scored a
+    /// block at a time ([`Scorer::score_block`]: the same scores, bit for
+    /// bit). Live mode takes a follower's batch this way: one record at a
+    /// time, KitNET's forward pass was most of the writer's time, and a
+    /// restart catching up on what came since its checkpoint (an hour of
+    /// records, with the write budget) waited on it. A batch of a few
+    /// lines costs what it did.
+    pub fn lines(
+        &mut self,
+        lines: impl IntoIterator<Item = Result<Parsed, ReadError>>,
+        out: &mut Vec<Output>,
+    ) {
+        let module = self.scorer.module();
+        let mut block: Vec<Record> = Vec::with_capacity(LaneWorker::BLOCK);
+        // The rules the block's records were judged by (one version a
+        // block: a reload scores what was gathered under the old ones).
+        let mut rules = self.allow.as_ref().map(|a| Arc::clone(a.rules()));
+        for parsed in lines {
+            let record = match parsed {
+                Ok(Parsed::Record(r)) => r,
+                Ok(Parsed::Nothing) => continue,
+                Err(e) => {
+                    self.stats.lines += 1;
+                    self.skip(format_args!("{e}"));
+                    continue;
+                }
+            };
+            self.stats.lines += 1;
+            if let Some(allow) = &mut self.allow {
+                allow.check();
+                let reloaded = rules
+                    .as_ref()
+                    .is_some_and(|r| !Arc::ptr_eq(r, allow.rules()));
+                let current = Arc::clone(allow.rules());
+                let drop = allow.before_scoring(module, &record) == Some(Action::Drop);
+                if reloaded {
+                    self.score_gathered(&mut block, rules.as_deref(), out);
+                    rules = Some(current);
+                }
+                if drop {
+                    self.note_time(record.ts());
+                    self.stats.dropped += 1;
+                    continue;
+                }
+            }
+            block.push(record);
+            if block.len() == LaneWorker::BLOCK {
+                self.score_gathered(&mut block, rules.as_deref(), out);
+            }
+        }
+        self.score_gathered(&mut block, rules.as_deref(), out);
+    }
+
+    /// Scores the records [`Lane::lines`] gathered, judged by `rules`, and
+    /// takes them as [`Lane::record`] does; empties `block`.
+    fn score_gathered(
+        &mut self,
+        block: &mut Vec<Record>,
+        rules: Option<&Rules>,
+        out: &mut Vec<Output>,
+    ) {
+        if block.is_empty() {
+            return;
+        }
+        let records: Vec<&Record> = block.iter().collect();
+        let mut results = Vec::with_capacity(records.len());
+        self.scorer.score_block(&records, &mut results);
+        drop(records);
+        let module = self.module();
+        for (record, result) in block.drain(..).zip(results) {
+            let result = result.map(|mut s| {
+                if s.anomaly && rules.is_some_and(|r| r.silences(&s, &record)) {
+                    silence(&mut s);
+                    self.stats.unalerted += 1;
+                }
+                s
+            });
+            let observation = if self.observe && result.is_ok() {
+                Observation::of(module, &record)
+            } else {
+                None
+            };
+            self.count_record(record.ts(), record.line(), result, observation, out);
         }
     }
 

@@ -474,9 +474,7 @@ impl Writer<'_> {
         let mut records = Vec::new();
         let (stats, newest) = match self.lanes.get_mut(&b.module) {
             Some(lane) => {
-                for line in b.lines {
-                    lane.line(line.parsed, &mut records);
-                }
+                lane.lines(b.lines.into_iter().map(|l| l.parsed), &mut records);
                 lane.set_lag(b.lag_bytes);
                 (*lane.stats(), lane.newest_time())
             }

@@ -405,6 +405,30 @@ mod tests {
                 "the allowlist went back to the lane"
             );
         }
+        // Live mode's batches (`Lane::lines`, a block at a time), of the
+        // lines the one-record path took, in batches of several sizes.
+        let taken = || {
+            stream()
+                .into_iter()
+                .enumerate()
+                .take_while(|(i, line)| {
+                    !matches!(line, Err(e) if !e.is_skip()) && stop_after != Some(*i)
+                })
+                .map(|(_, line)| line.map(crate::zeek::Parsed::Record))
+        };
+        for batch in [1, 7, 64, 65, 1000] {
+            let mut lane = Lane::load(crate::LogKind::SSH, dir.path(), &opts).unwrap();
+            let mut got = Vec::new();
+            let mut lines = taken().peekable();
+            while lines.peek().is_some() {
+                lane.lines(lines.by_ref().take(batch), &mut got);
+            }
+            assert_eq!(*lane.stats(), stats, "batches of {batch}");
+            assert!(
+                scored(got) == want,
+                "batches of {batch}: not the one-record path's records"
+            );
+        }
         stats
     }
 
