@@ -320,6 +320,18 @@ fn checkpointed_len(dir: &Path) -> u64 {
         .map_or(0, |v| v["output_len"].as_u64().unwrap_or(0))
 }
 
+/// The output length of the first checkpoint that names any (a log
+/// type's first position is saved at once), waited for.
+fn first_checkpoint(dir: &Path) -> u64 {
+    let asked = Instant::now();
+    while checkpointed_len(dir) == 0 && asked.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let first = checkpointed_len(dir);
+    assert!(first > 0, "no checkpoint named the output\n{}", logs(dir));
+    first
+}
+
 /// `--checkpoint-mb-per-hour`: a budget far below the state's size (a
 /// few KB against 1 KB an hour) keeps the checkpoint from being rewritten
 /// every `--checkpoint-ms` (the wait is an hour), while without one (0) it
@@ -339,12 +351,7 @@ fn a_write_budget_spaces_checkpoints_and_a_kill_still_writes_each_record_once() 
         wait_for(dir.path(), 5);
         // A log type's first position is checkpointed at once, whatever
         // the budget.
-        let asked = Instant::now();
-        while checkpointed_len(dir.path()) == 0 && asked.elapsed() < Duration::from_secs(30) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let first = checkpointed_len(dir.path());
-        assert!(first > 0, "{}", logs(dir.path()));
+        let first = first_checkpoint(dir.path());
         zeek.write(&data[5..half]);
         wait_for(dir.path(), half);
         // Ten times --checkpoint-ms.
@@ -736,8 +743,13 @@ fn start_with(dir: &Path, run: u32, extra: &[&str]) -> Infer {
 /// Starts `azw-infer` on `dir` (its output `scores.json`, its state in
 /// `state/`) with `extra` flags, and waits until it runs.
 fn start_in(dir: &Path, models: &Path, run: u32, extra: &[&str]) -> Infer {
+    start_following(dir, models, "conn", run, extra)
+}
+
+/// [`start_in`] following `modules` (`dns,conn`).
+fn start_following(dir: &Path, models: &Path, modules: &str, run: u32, extra: &[&str]) -> Infer {
     let log = dir.join(format!("infer-{run}.log"));
-    let child = infer_command(dir, models, "scores.json")
+    let child = modules_command(dir, models, "scores.json", modules)
         .args(["--poll-ms", "50", "--stats-secs", "3600"])
         .args(extra)
         .stdout(Stdio::null())
@@ -752,8 +764,13 @@ fn start_in(dir: &Path, models: &Path, run: u32, extra: &[&str]) -> Infer {
 /// `azw-infer` following `dir` with the CONN model in `models`, into `output`
 /// (in `dir`), its state in `dir/state`.
 fn infer_command(dir: &Path, models: &Path, output: &str) -> Command {
+    modules_command(dir, models, output, "conn")
+}
+
+/// [`infer_command`] following `modules`.
+fn modules_command(dir: &Path, models: &Path, output: &str, modules: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_azw-infer"));
-    cmd.args(["--log-dir", dir.to_str().unwrap(), "--modules", "conn"])
+    cmd.args(["--log-dir", dir.to_str().unwrap(), "--modules", modules])
         .args(["--model-dir", models.to_str().unwrap()])
         .args(["--output", dir.join(output).to_str().unwrap()])
         .args(["--state-dir", dir.join("state").to_str().unwrap()]);
@@ -1531,31 +1548,15 @@ fn a_state_folder_removed_while_running_stops_the_run() {
     );
 }
 
-/// Starts azw-infer on `dir` for `modules` with `extra` flags.
+/// Starts azw-infer on `dir` for `modules`, checkpointing every 100 ms
+/// (within the budget `extra` may set).
 fn start_modules(dir: &Path, modules: &str, run: u32, extra: &[&str]) -> Infer {
-    let log = dir.join(format!("infer-{run}.log"));
-    let models = crate::util::models();
-    let child = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
-        .args(["--log-dir", dir.to_str().unwrap(), "--modules", modules])
-        .args(["--model-dir", models.to_str().unwrap()])
-        .args(["--output", dir.join("scores.json").to_str().unwrap()])
-        .args(["--state-dir", dir.join("state").to_str().unwrap()])
-        .args([
-            "--poll-ms",
-            "50",
-            "--stats-secs",
-            "3600",
-            "--checkpoint-ms",
-            "100",
-        ])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let infer = Infer { child, log };
-    wait_ready(&infer);
-    infer
+    let args: Vec<&str> = ["--checkpoint-ms", "100"]
+        .iter()
+        .chain(extra)
+        .copied()
+        .collect();
+    start_following(dir, crate::util::models(), modules, run, &args)
 }
 
 /// How often each of `uids` is in the output.
@@ -1648,11 +1649,7 @@ fn rotations_within_a_budget_window_then_kill_9_write_each_record_once() {
     let mut infer = start_in(dir.path(), crate::util::models(), 0, &args);
     zeek.write(&data[..5]);
     wait_for(dir.path(), 5);
-    let asked = Instant::now();
-    while checkpointed_len(dir.path()) == 0 && asked.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let first = checkpointed_len(dir.path());
+    let first = first_checkpoint(dir.path());
     let mut next = 5;
     for _ in 0..4 {
         zeek.write(&data[next..next + 30]);
