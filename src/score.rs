@@ -711,9 +711,9 @@ impl Scorer {
     /// [`Scorer::score`] of each of `records`, appended to `out` in order,
     /// with the same results: the feature vectors are scored together by
     /// `KitNet::execute_block` (bit-identical scores, several times the
-    /// throughput), for replay. Should the block refuse a vector (only a
-    /// non-finite feature, which the encoder rules out), each record is
-    /// scored alone so that only that one fails.
+    /// throughput), for replay and live mode's batches. Should the block
+    /// refuse a vector (only a non-finite feature, which the encoder rules
+    /// out), each record is scored alone so that only that one fails.
     pub fn score_block(
         &mut self,
         records: &[&Record],
