@@ -720,27 +720,32 @@ pub(crate) mod tests {
     /// A small SSH model (44 example records), trained once per test run.
     pub(crate) fn ssh_model() -> &'static Model {
         static MODEL: OnceLock<Model> = OnceLock::new();
-        MODEL.get_or_init(|| {
-            let opts = TrainOptions {
-                log_dir: examples(),
-                range: DateRange::default(),
-                params: KitNetParams {
-                    fm_grace: 20,
-                    ad_grace: 20,
-                    learning_rate: 0.1,
-                    epochs: 2,
-                    ..KitNetParams::default()
-                },
-                local_nets: LocalNets::default(),
-                local_nets_origin: Default::default(),
-                threshold_fpr: 0.001,
-                holdout_every: 10,
-                tables: crate::tables::Tables::built_in().clone(),
-                max_records: None,
-            };
-            let files = train::find_files(LogKind::SSH, &opts).unwrap();
-            train::train_module(LogKind::SSH, &files, &opts, &train::NoProgress).unwrap()
-        })
+        MODEL.get_or_init(|| example_model(LogKind::SSH, KitNetParams::default().mode))
+    }
+
+    /// A small model of `module`'s example logs in KitNET `mode` (short
+    /// grace periods, two epochs).
+    pub(crate) fn example_model(module: LogKind, mode: crate::kitnet::Mode) -> Model {
+        let opts = TrainOptions {
+            log_dir: examples(),
+            range: DateRange::default(),
+            params: KitNetParams {
+                fm_grace: 20,
+                ad_grace: 20,
+                learning_rate: 0.1,
+                epochs: 2,
+                mode,
+                ..KitNetParams::default()
+            },
+            local_nets: LocalNets::default(),
+            local_nets_origin: Default::default(),
+            threshold_fpr: 0.001,
+            holdout_every: 10,
+            tables: crate::tables::Tables::built_in().clone(),
+            max_records: None,
+        };
+        let files = train::find_files(module, &opts).unwrap();
+        train::train_module(module, &files, &opts, &train::NoProgress).unwrap()
     }
 
     /// The example SSH log's text (decompressed).

@@ -771,29 +771,6 @@ mod lines_tests {
     use super::*;
     use crate::allow::Allowlist;
 
-    fn train(module: LogKind, mode: crate::kitnet::Mode) -> Model {
-        let opts = crate::train::TrainOptions {
-            log_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/logs"),
-            range: Default::default(),
-            params: crate::kitnet::KitNetParams {
-                fm_grace: 20,
-                ad_grace: 20,
-                learning_rate: 0.1,
-                epochs: 2,
-                mode,
-                ..Default::default()
-            },
-            local_nets: Default::default(),
-            local_nets_origin: Default::default(),
-            threshold_fpr: 0.001,
-            holdout_every: 10,
-            tables: crate::tables::Tables::built_in().clone(),
-            max_records: None,
-        };
-        let files = crate::train::find_files(module, &opts).unwrap();
-        crate::train::train_module(module, &files, &opts, &crate::train::NoProgress).unwrap()
-    }
-
     fn stream(records: &[Record]) -> Vec<Result<Parsed, ReadError>> {
         let mut lines = Vec::new();
         for (i, r) in records.iter().cycle().take(1500).enumerate() {
@@ -866,7 +843,7 @@ mod lines_tests {
                 .into_iter()
                 .take(1000)
                 .collect();
-            let mut model = train(module, mode);
+            let mut model = crate::model::tests::example_model(module, mode);
             let path = dir.path().join(model::file_name(module));
             model.save(&path).unwrap();
             let (m, e) = Model::load_for(&path, module).unwrap();
@@ -895,16 +872,20 @@ mod lines_tests {
                     ..Default::default()
                 };
                 for switch in [0usize, 5, 100, 333, 700] {
-                    let want = run(
-                        module,
-                        dir.path(),
-                        &opts,
-                        &allow,
-                        (&a, &b),
-                        switch,
-                        &records,
-                        None,
-                    );
+                    let go = |batch| {
+                        let rules = (a.as_str(), b.as_str());
+                        run(
+                            module,
+                            dir.path(),
+                            &opts,
+                            &allow,
+                            rules,
+                            switch,
+                            &records,
+                            batch,
+                        )
+                    };
+                    let want = go(None);
                     assert!(
                         want.1.dropped > 0 && want.1.anomalies > 0,
                         "{module} {:?}",
@@ -915,16 +896,7 @@ mod lines_tests {
                         assert!(want.0.iter().any(|o| o.starts_with("Observed")));
                     }
                     for n in [1, 3, 64, 65, 200, 5000] {
-                        let got = run(
-                            module,
-                            dir.path(),
-                            &opts,
-                            &allow,
-                            (&a, &b),
-                            switch,
-                            &records,
-                            Some(n),
-                        );
+                        let got = go(Some(n));
                         assert_eq!(
                             got.1, want.1,
                             "{module} {mode:?} only {only} switch {switch} batch {n}"
