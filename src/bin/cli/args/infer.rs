@@ -366,8 +366,8 @@ pub struct Args {
     /// one of B MB the next waits B / MB-per-hour hours, at most one hour
     /// (at 1,024: a 150 MB state every 9 minutes, 3 MB every 10 s, up to
     /// 284 KB every second, as --checkpoint-ms 1000 says).
-    /// A busy sensor's state rewritten every minute wore out SSDs (375 GB a
-    /// day for 260 MB). The cost is a crash's: the records since the last
+    /// A busy sensor's state rewritten every minute would wear out an SSD
+    /// (375 GB a day for 260 MB). The cost is a crash's: the records since the last
     /// checkpoint are scored again on restart, and the output is cut back,
     /// so nothing is lost or written twice. 0: no budget. Standard output,
     /// Kafka outputs and the Kafka source, which cannot be cut back, keep
@@ -382,7 +382,7 @@ pub struct Args {
     /// Serve Prometheus metrics at http://ADDR/metrics (per module:
     /// lines read, scored, skipped, anomalies, records written, bytes
     /// behind the live file, model threshold and age, reloads and
-    /// refusals; the last checkpoint's age). Off by default; e.g.
+    /// refusals; the last checkpoint's age and size). Off by default; e.g.
     /// 127.0.0.1:9911.
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<std::net::SocketAddr>,
