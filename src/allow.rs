@@ -477,12 +477,6 @@ impl Allowlist {
             .map(|r| r.action)
     }
 
-    /// Whether a scored anomaly is kept from alerting by a `no_alert` rule
-    /// ([`Rules::silences`]).
-    pub fn silences(&self, scored: &ScoredRecord, record: &Record) -> bool {
-        self.rules.silences(scored, record)
-    }
-
     /// Whether a detection is kept from the output (any matching rule
     /// without a feature condition: a dropped host's detections go too).
     pub fn silences_detection(&self, d: &Detection) -> bool {

@@ -408,7 +408,6 @@ impl Lane {
         lines: impl IntoIterator<Item = Result<Parsed, ReadError>>,
         out: &mut Vec<Output>,
     ) {
-        let module = self.scorer.module();
         let mut block: Vec<Record> = Vec::with_capacity(LaneWorker::BLOCK);
         // The rules the block's records were judged by (one version a
         // block: a reload scores what was gathered under the old ones).
@@ -424,22 +423,17 @@ impl Lane {
                 }
             };
             self.stats.lines += 1;
-            if let Some(allow) = &mut self.allow {
-                allow.check();
-                let reloaded = rules
-                    .as_ref()
-                    .is_some_and(|r| !Arc::ptr_eq(r, allow.rules()));
-                let current = Arc::clone(allow.rules());
-                let drop = allow.before_scoring(module, &record) == Some(Action::Drop);
-                if reloaded {
+            let dropped = self.dropped(&record);
+            let current = self.allow.as_ref().map(|a| a.rules());
+            if let (Some(r), Some(now)) = (&rules, current) {
+                if !Arc::ptr_eq(r, now) {
+                    let now = Arc::clone(now);
                     self.score_gathered(&mut block, rules.as_deref(), out);
-                    rules = Some(current);
+                    rules = Some(now);
                 }
-                if drop {
-                    self.note_time(record.ts());
-                    self.stats.dropped += 1;
-                    continue;
-                }
+            }
+            if dropped {
+                continue;
             }
             block.push(record);
             if block.len() == LaneWorker::BLOCK {
@@ -464,38 +458,40 @@ impl Lane {
         let mut results = Vec::with_capacity(records.len());
         self.scorer.score_block(&records, &mut results);
         drop(records);
-        let module = self.module();
         for (record, result) in block.drain(..).zip(results) {
-            let result = result.map(|mut s| {
-                if s.anomaly && rules.is_some_and(|r| r.silences(&s, &record)) {
-                    silence(&mut s);
-                    self.stats.unalerted += 1;
-                }
-                s
-            });
-            let observation = if self.observe && result.is_ok() {
-                Observation::of(module, &record)
-            } else {
-                None
-            };
-            self.count_record(record.ts(), record.line(), result, observation, out);
+            self.take_result(&record, result, rules, out);
         }
     }
 
-    /// Scores one record that was counted as a line by its source,
-    /// appending what goes on to `out`. A record that cannot be scored is
-    /// skipped, and not observed either: every mode skips the same ones.
-    pub fn record(&mut self, record: &Record, out: &mut Vec<Output>) {
-        if let Some(allow) = &mut self.allow {
-            allow.check();
-            if allow.before_scoring(self.scorer.module(), record) == Some(Action::Drop) {
-                self.note_time(record.ts());
-                self.stats.dropped += 1;
-                return;
-            }
+    /// Whether the allowlist (looked at again first) drops `record` before
+    /// it is scored; a dropped record is counted, and its time noted.
+    fn dropped(&mut self, record: &Record) -> bool {
+        let module = self.scorer.module();
+        let Some(allow) = &mut self.allow else {
+            return false;
+        };
+        allow.check();
+        if allow.before_scoring(module, record) != Some(Action::Drop) {
+            return false;
         }
-        let result = self.scorer.score(record).map(|mut s| {
-            if s.anomaly && self.allow.as_ref().is_some_and(|a| a.silences(&s, record)) {
+        self.note_time(record.ts());
+        self.stats.dropped += 1;
+        true
+    }
+
+    /// Takes `record`'s scoring result, one record at a time or from a
+    /// block: an anomaly a `no_alert` rule of `rules` matches is silenced,
+    /// the detectors' facts are copied out, and the record is counted and
+    /// appended to `out`.
+    fn take_result(
+        &mut self,
+        record: &Record,
+        result: Result<ScoredRecord, KitNetError>,
+        rules: Option<&Rules>,
+        out: &mut Vec<Output>,
+    ) {
+        let result = result.map(|mut s| {
+            if s.anomaly && rules.is_some_and(|r| r.silences(&s, record)) {
                 silence(&mut s);
                 self.stats.unalerted += 1;
             }
@@ -507,6 +503,18 @@ impl Lane {
             None
         };
         self.count_record(record.ts(), record.line(), result, observation, out);
+    }
+
+    /// Scores one record that was counted as a line by its source,
+    /// appending what goes on to `out`. A record that cannot be scored is
+    /// skipped, and not observed either: every mode skips the same ones.
+    pub fn record(&mut self, record: &Record, out: &mut Vec<Output>) {
+        if self.dropped(record) {
+            return;
+        }
+        let result = self.scorer.score(record);
+        let rules = self.allow.as_ref().map(|a| Arc::clone(a.rules()));
+        self.take_result(record, result, rules.as_deref(), out);
     }
 
     /// For [`super::parallel`]: the allowlist, taken out to decide on the
