@@ -743,13 +743,21 @@ fn start_with(dir: &Path, run: u32, extra: &[&str]) -> Infer {
 /// Starts `azw-infer` on `dir` (its output `scores.json`, its state in
 /// `state/`) with `extra` flags, and waits until it runs.
 fn start_in(dir: &Path, models: &Path, run: u32, extra: &[&str]) -> Infer {
-    start_following(dir, models, "conn", run, extra)
+    start_following(dir, models, "conn", "scores.json", run, extra)
 }
 
-/// [`start_in`] following `modules` (`dns,conn`).
-fn start_following(dir: &Path, models: &Path, modules: &str, run: u32, extra: &[&str]) -> Infer {
+/// [`start_in`] following `modules` (`dns,conn`) into `output` (in `dir`,
+/// or a path).
+fn start_following(
+    dir: &Path,
+    models: &Path,
+    modules: &str,
+    output: &str,
+    run: u32,
+    extra: &[&str],
+) -> Infer {
     let log = dir.join(format!("infer-{run}.log"));
-    let child = modules_command(dir, models, "scores.json", modules)
+    let child = modules_command(dir, models, output, modules)
         .args(["--poll-ms", "50", "--stats-secs", "3600"])
         .args(extra)
         .stdout(Stdio::null())
@@ -1556,7 +1564,14 @@ fn start_modules(dir: &Path, modules: &str, run: u32, extra: &[&str]) -> Infer {
         .chain(extra)
         .copied()
         .collect();
-    start_following(dir, crate::util::models(), modules, run, &args)
+    start_following(
+        dir,
+        crate::util::models(),
+        modules,
+        "scores.json",
+        run,
+        &args,
+    )
 }
 
 /// How often each of `uids` is in the output.
@@ -1796,24 +1811,14 @@ fn a_restart_never_cuts_another_instance_s_output_given_the_freed_inode() {
         }
     };
     let run = |dir: &Path, out: &Path, n: u32| {
-        let log = dir.join(format!("infer-{n}.log"));
-        let child = infer_command(dir, crate::util::models(), out.to_str().unwrap())
-            .args([
-                "--poll-ms",
-                "50",
-                "--stats-secs",
-                "3600",
-                "--checkpoint-ms",
-                "100",
-            ])
-            .args(["--checkpoint-mb-per-hour", "0.001"])
-            .stdout(Stdio::null())
-            .stderr(File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let i = Infer { child, log };
-        wait_ready(&i);
-        i
+        let args = [
+            "--checkpoint-ms",
+            "100",
+            "--checkpoint-mb-per-hour",
+            "0.001",
+        ];
+        let out = out.to_str().unwrap();
+        start_following(dir, crate::util::models(), "conn", out, n, &args)
     };
     let a = run(da.path(), &a_out, 0);
     let b = run(db.path(), &b_out, 0);
