@@ -733,9 +733,11 @@ fn all_damaged_files_of_a_module_are_an_error_under_all() {
 
 /// One damaged file among healthy ones: the model is trained on what was
 /// read, and the summary says so under the table (it said "files 2,
-/// skipped 0", the damage in a warning scrolled away).
+/// skipped 0", the damage in a warning scrolled away), and so does the
+/// exit status: 2, as for a replay (it was 0, so a nightly job's
+/// monitoring never saw it).
 #[test]
-fn a_damaged_file_among_others_is_said_in_the_summary() {
+fn a_damaged_file_among_others_is_said_in_the_summary_and_exit_status() {
     let dir = tempdir("ops-one-damaged");
     let day = dir.join("2024-04-19");
     fs::create_dir_all(&day).unwrap();
@@ -755,7 +757,7 @@ fn a_damaged_file_among_others_is_said_in_the_summary() {
         .args(["--model-dir", dir.join("models").to_str().unwrap()])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(dir.join("models/conn.model.json").exists());
     assert!(
         stdout(&out).contains("CONN: 1 of its files could not be read, or not to their end"),
