@@ -22,20 +22,25 @@
 //! in f64, 223.6 MiB (234; the buckets as three arrays, 24 bytes a pair
 //! less than six structs of three fields); beacon, keeping its pair's
 //! responder port and when another was last used, 162.6 MiB (170).
+//! The alerts' names of peers (`alert::names`, one 30-byte name a pair):
+//! 134.9 MiB (141), after 203.6 MiB (213) with a name list's first growth
+//! to four.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
+use autozeekwatch::alert::names::Names;
 use autozeekwatch::detect::beacon::{BeaconDetector, BeaconParams};
 use autozeekwatch::detect::dns_tunnel::{DnsTunnelDetector, DnsTunnelParams};
 use autozeekwatch::detect::long_conn::{LongConnDetector, LongConnParams};
-use autozeekwatch::detect::observation::{ConnFacts, DnsFacts};
+use autozeekwatch::detect::observation::{ConnFacts, DnsFacts, NameFacts};
 use autozeekwatch::detect::scan::{ScanDetector, ScanParams};
 use autozeekwatch::detect::upload::{UploadDetector, UploadParams};
 use autozeekwatch::features::context::{ContextDef, ContextStat, FeatureState};
 use autozeekwatch::features::LocalNets;
+use autozeekwatch::log_kind::LogKind;
 use autozeekwatch::zeek::Value;
 
 const KEYS: u32 = 1_000_000;
@@ -181,6 +186,21 @@ fn main() {
                 src: addr(i),
                 query: Some(format!("x{i}.d{i}.com").into()),
                 rcode: Some(3),
+                answers: Vec::new(),
+            });
+        },
+    );
+    // The alerts' names of peers: one 30-byte server name a pair.
+    measure(
+        "peer names",
+        || Names::with_cap(KEYS as usize),
+        |n, i| {
+            n.learn_name(&NameFacts {
+                ts: 1_700_000_000.0,
+                log: LogKind::SSL,
+                client: addr(i),
+                server: addr(i.wrapping_mul(7)),
+                name: format!("h{i:09}.cdn.example-provider.com").into(),
             });
         },
     );

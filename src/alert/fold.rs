@@ -349,6 +349,10 @@ impl Alert {
 pub struct PeerCount {
     pub ip: IpAddr,
     pub count: u64,
+    /// What the host called it (TLS server name, HTTP Host, DNS query),
+    /// the first seen by the alert's last item ([`super::names`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -517,16 +521,33 @@ impl Open {
     }
 
     pub fn alert(&self, state: State) -> Alert {
+        self.alert_named(state, None)
+    }
+
+    /// The alert, its top peers named by what the host called them
+    /// (`names`).
+    pub fn alert_named(&self, state: State, names: Option<&super::names::Names>) -> Alert {
         let mut top_peers: Vec<PeerCount> = self
             .peers
             .iter()
             .map(|(ip, count)| PeerCount {
                 ip: *ip,
                 count: *count,
+                names: Vec::new(),
             })
             .collect();
         top_peers.sort_by(|a, b| b.count.cmp(&a.count).then(a.ip.cmp(&b.ip)));
         top_peers.truncate(SHOWN);
+        if let Some(names) = names {
+            for p in &mut top_peers {
+                // The name a client used: the peer's for the host, or,
+                // for a host reached from outside, the host's for the peer.
+                p.names = match self.role {
+                    Role::Source => names.of(self.entity, p.ip, self.last_ts),
+                    Role::Target => names.of(p.ip, self.entity, self.last_ts),
+                };
+            }
+        }
         let mut top_features: Vec<FeatureCount> = self
             .features
             .iter()
@@ -614,6 +635,19 @@ fn reason(a: &Alert, more_peers: bool) -> String {
         if more_peers { "+" } else { "" },
         if a.peers == 1 { "" } else { "s" }
     );
+    // The busiest peer's name, which an address alone does not tell.
+    if let Some(p) = a.top_peers.first().filter(|p| !p.names.is_empty()) {
+        s.push_str(&format!(
+            " ({}{}{} {})",
+            if a.peers > 1 { "most often " } else { "" },
+            p.ip,
+            match a.role {
+                Role::Source => ":",
+                Role::Target => ", asking for",
+            },
+            p.names.join(", ")
+        ));
+    }
     if !a.top_features.is_empty() {
         let names: Vec<&str> = a
             .top_features

@@ -10,7 +10,8 @@
 //!   pass without a new item of its host, never by the wall clock.
 //! - **One order.** Items are held and folded in time order (ties by
 //!   content, [`Item::order`]), not in arrival order: live mode reads the
-//!   log types on threads of their own, and replay one after the other.
+//!   log types on threads of their own, and replay an hour's file of each
+//!   after another (loose files one log type after another).
 //!   They are released when the watermark passes them: the slowest log
 //!   type still reading, less `lateness` seconds (in replay a log type
 //!   not yet read holds everything back; one read to its end holds
@@ -40,6 +41,7 @@
 //! logged.
 
 pub mod fold;
+pub mod names;
 
 use std::cmp::Ordering;
 use std::cmp::Reverse;
@@ -355,6 +357,10 @@ pub struct AlertStage {
     stats: AlertStats,
     #[serde(default)]
     storm: Storm,
+    /// What each host's peers were called, for the alerts' peers (a
+    /// checkpoint from before starts without).
+    #[serde(default)]
+    names: names::Names,
     /// Which record times are believed ([`crate::plausible`]): not one
     /// from the far future (it would close every alert and make every
     /// later item late), nor a negative one (an alert opened in 1969).
@@ -381,6 +387,7 @@ impl AlertStage {
             clock: NO_TIME,
             stats: AlertStats::default(),
             storm: Storm::default(),
+            names: names::Names::default(),
             plausible: Default::default(),
         }
     }
@@ -441,6 +448,17 @@ impl AlertStage {
         match Item::of_record(r) {
             Some(item) => self.hold(item, out),
             None => self.stats.unplaced += 1,
+        }
+    }
+
+    /// Takes the names a record gave its server (TLS server name, HTTP
+    /// Host, DNS answers), for the alerts' peers.
+    pub fn learn_names(&mut self, o: &crate::detect::Observation) {
+        use crate::detect::Observation;
+        match o {
+            Observation::Name(n) => self.names.learn_name(n),
+            Observation::Dns(d) => self.names.learn_dns(d),
+            Observation::Conn(_) => {}
         }
     }
 
@@ -567,7 +585,7 @@ impl AlertStage {
             return false;
         }
         self.stats.written += 1;
-        out.push(open.alert(State::Closed));
+        out.push(open.alert_named(State::Closed, Some(&self.names)));
         true
     }
 
@@ -628,7 +646,7 @@ impl AlertStage {
         }
         if let Some(state) = open.due(min) {
             self.stats.written += 1;
-            out.push(open.alert(state));
+            out.push(open.alert_named(state, Some(&self.names)));
         }
     }
 }

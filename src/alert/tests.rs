@@ -756,3 +756,72 @@ fn a_flood_of_new_hosts_opens_at_most_the_limit_of_alerts_a_minute() {
     second.finish(&mut again);
     assert_eq!(again, out);
 }
+
+fn sni(ts: f64, client: &str, server: &str, name: &str) -> crate::detect::Observation {
+    crate::detect::Observation::Name(crate::detect::observation::NameFacts {
+        ts,
+        log: LogKind::SSL,
+        client: client.parse().unwrap(),
+        server: server.parse().unwrap(),
+        name: name.into(),
+    })
+}
+
+/// A beacon's alert names its destination by the server name its
+/// connections gave, learnt before the stage was saved and resumed (the
+/// names are in live mode's checkpoint); a name first seen after the
+/// alert's last item is not shown, so a replay (which has read every
+/// name by the time it folds) writes what a live run does; an inbound
+/// alert names its host by what the outside client asked for.
+#[test]
+fn an_alert_names_its_peers_by_what_its_host_called_them() {
+    let mut stage = AlertStage::new(opts(), &[CONN, LogKind::SSL], false);
+    stage.learn_names(&sni(50.0, "10.0.0.5", "203.0.113.7", "c2.example.com"));
+    stage.learn_names(&sni(900.0, "10.0.0.5", "203.0.113.7", "later.example.com"));
+    // Another client's name for the same server is not this host's.
+    stage.learn_names(&sni(60.0, "10.0.0.9", "203.0.113.7", "other.example.com"));
+    let saved = serde_json::to_string(&stage).unwrap();
+    let mut stage: AlertStage = serde_json::from_str(&saved).unwrap();
+    stage = stage.resumed(opts(), &[CONN, LogKind::SSL]);
+    let mut out = Vec::new();
+    stage.offer_detection(&beacon(0.0, 200.0), &mut out);
+    stage.progress(CONN, 200.0, Reading::Finished, &mut out);
+    stage.progress(LogKind::SSL, 200.0, Reading::Finished, &mut out);
+    stage.finish(&mut out);
+    let closed = out.iter().find(|a| a.state == State::Closed).unwrap();
+    assert_eq!(closed.top_peers[0].names, ["c2.example.com"]);
+    assert!(
+        closed
+            .reason
+            .ends_with("1 peer (203.0.113.7: c2.example.com)"),
+        "{}",
+        closed.reason
+    );
+    let json = serde_json::to_value(closed).unwrap();
+    assert_eq!(
+        json["top_peers"][0]["names"],
+        serde_json::json!(["c2.example.com"])
+    );
+
+    // Inbound: the outside client's name for the local host reached.
+    let mut stage = AlertStage::new(opts(), &[CONN, LogKind::SSL], true);
+    stage.learn_names(&sni(5.0, "198.51.100.9", "10.0.0.5", "vpn.example.org"));
+    let mut r = rec(CONN, 10.0, "198.51.100.9", "10.0.0.5", "C1", Severity::Low);
+    r.direction = Some("inbound".into());
+    let out = run(
+        &mut stage,
+        &[
+            (CONN, vec![r], Reading::Finished),
+            (LogKind::SSL, Vec::new(), Reading::Finished),
+        ],
+    );
+    assert_eq!(out[0].role, Role::Target);
+    assert_eq!(out[0].top_peers[0].names, ["vpn.example.org"]);
+    assert!(
+        out[0]
+            .reason
+            .contains("(198.51.100.9, asking for vpn.example.org)"),
+        "{}",
+        out[0].reason
+    );
+}

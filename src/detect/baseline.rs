@@ -271,7 +271,8 @@ impl Learner {
                     l.observe(&d);
                 }
             }
-            None => {}
+            // Names are the alerts' (no detector learns them).
+            Some(Observation::Name(_)) | None => {}
         }
     }
 

@@ -76,7 +76,7 @@ impl<K: Eq + Hash + Clone + Ord, V> BoundedMap<K, V> {
             .map(|&i| i as usize)
     }
 
-    #[cfg(test)]
+    /// The entry for `key`, left where it is in the order of eviction.
     pub fn get(&self, key: &K) -> Option<&V> {
         self.find(hash_of(key), key).map(|i| &self.slots[i].value)
     }

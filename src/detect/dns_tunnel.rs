@@ -360,6 +360,7 @@ mod tests {
             src: ip(src),
             query: Some(q.into()),
             rcode: Some(rcode),
+            answers: Vec::new(),
         }
     }
 

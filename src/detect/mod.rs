@@ -14,7 +14,7 @@
 pub mod attack;
 pub mod baseline;
 pub mod beacon;
-mod bounded;
+pub(crate) mod bounded;
 pub mod detection;
 pub mod dns_tunnel;
 pub mod long_conn;

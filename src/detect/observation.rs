@@ -42,9 +42,12 @@ enum Field {
     ConnState,
     Query,
     Rcode,
+    Answers,
+    ServerName,
+    Host,
 }
 
-const FIELDS: [&str; 15] = [
+const FIELDS: [&str; 18] = [
     "ts",
     "uid",
     "id.orig_h",
@@ -60,6 +63,9 @@ const FIELDS: [&str; 15] = [
     "conn_state",
     "query",
     "rcode",
+    "answers",
+    "server_name",
+    "host",
 ];
 
 /// The columns of [`FIELDS`] in the schema of the last record
@@ -81,11 +87,26 @@ impl ObservationColumns {
     }
 }
 
-/// One record, as the detectors see it.
+/// One record, as the detectors (and the alerts' names of peers,
+/// [`crate::alert::names`]) see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Observation {
     Conn(ConnFacts),
     Dns(DnsFacts),
+    /// The name a client gave its server: a TLS server name (SNI) or an
+    /// HTTP Host.
+    Name(NameFacts),
+}
+
+/// The name a client used for the server it connected to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NameFacts {
+    pub ts: f64,
+    pub log: LogKind,
+    pub client: IpAddr,
+    pub server: IpAddr,
+    /// As logged, at most [`MAX_QUERY`] bytes (checked where it is kept).
+    pub name: Box<str>,
 }
 
 /// A conn record's facts.
@@ -159,7 +180,14 @@ pub struct DnsFacts {
     /// Lower case, without a trailing dot, at most 255 bytes.
     pub query: Option<Box<str>>,
     pub rcode: Option<u16>,
+    /// The addresses among the answers (the first [`MAX_ANSWERS`]): what
+    /// the client was told `query` is.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub answers: Vec<IpAddr>,
 }
+
+/// The answers' addresses a dns observation keeps.
+const MAX_ANSWERS: usize = 8;
 
 impl Observation {
     /// The facts of `record` for the detectors of `module`, or `None` when
@@ -233,7 +261,29 @@ impl Observation {
                     q.to_ascii_lowercase().into()
                 }),
                 rcode: port(get(Field::Rcode).as_f64()),
+                answers: get(Field::Answers)
+                    .as_list()
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(Value::as_addr)
+                    .take(MAX_ANSWERS)
+                    .collect(),
             })),
+            LogKind::SSL | LogKind::HTTP => {
+                let name = match module {
+                    LogKind::SSL => get(Field::ServerName),
+                    _ => get(Field::Host),
+                }
+                .as_str()
+                .filter(|n| !n.is_empty())?;
+                Some(Observation::Name(NameFacts {
+                    ts,
+                    log: module,
+                    client: src,
+                    server: get(Field::RespH).as_addr()?,
+                    name: truncate(name, MAX_QUERY).into(),
+                }))
+            }
             _ => None,
         }
     }
@@ -244,6 +294,7 @@ impl Observation {
         match self {
             Observation::Conn(_) => LogKind::CONN,
             Observation::Dns(_) => LogKind::DNS,
+            Observation::Name(n) => n.log,
         }
     }
 
@@ -252,6 +303,7 @@ impl Observation {
         match self {
             Observation::Conn(c) => c.ts,
             Observation::Dns(d) => d.ts,
+            Observation::Name(n) => n.ts,
         }
     }
 }
@@ -293,6 +345,50 @@ mod tests {
     use super::*;
     use crate::zeek::testutil::record;
     use crate::zeek::Value;
+
+    /// What names a server: an SSL record's server name, an HTTP record's
+    /// Host, a DNS record's address answers (not its CNAMEs, at most
+    /// [`MAX_ANSWERS`]); a record without one names nothing.
+    #[test]
+    fn names_come_from_sni_host_and_dns_answers() {
+        let addr = |s: &str| Value::Addr(s.parse().unwrap());
+        let base = [
+            ("ts", Value::Real(10.0)),
+            ("id.orig_h", addr("10.0.0.1")),
+            ("id.resp_h", addr("192.0.2.1")),
+        ];
+        let with = |extra: (&str, Value)| {
+            let mut fields = base.to_vec();
+            fields.push(extra);
+            record(&fields)
+        };
+        let ssl = with(("server_name", Value::Str("c2.example.com".into())));
+        let Some(Observation::Name(n)) = Observation::of(LogKind::SSL, &ssl) else {
+            panic!("no name");
+        };
+        assert_eq!((n.log, &*n.name), (LogKind::SSL, "c2.example.com"));
+        assert_eq!(
+            (n.client, n.server),
+            ("10.0.0.1".parse().unwrap(), "192.0.2.1".parse().unwrap())
+        );
+        let http = with(("host", Value::Str("www.example.org:8080".into())));
+        let Some(Observation::Name(n)) = Observation::of(LogKind::HTTP, &http) else {
+            panic!("no name");
+        };
+        assert_eq!(&*n.name, "www.example.org:8080");
+        assert_eq!(Observation::of(LogKind::HTTP, &record(&base)), None);
+        let empty = with(("host", Value::Str("".into())));
+        assert_eq!(Observation::of(LogKind::HTTP, &empty), None);
+
+        let mut answers = vec![Value::Str("cdn.example.net".into())];
+        answers.extend((1..=20).map(|i| Value::Str(format!("198.51.100.{i}").into())));
+        let dns = with(("answers", Value::List(answers)));
+        let Some(Observation::Dns(d)) = Observation::of(LogKind::DNS, &dns) else {
+            panic!("no dns facts");
+        };
+        assert_eq!(d.answers.len(), MAX_ANSWERS);
+        assert_eq!(d.answers[0], "198.51.100.1".parse::<IpAddr>().unwrap());
+    }
 
     #[test]
     fn conn_facts_read_states_and_hostile_values() {

@@ -281,6 +281,7 @@ impl ModuleDetectors {
                     out.extend(det.observe(d));
                 }
             }
+            Observation::Name(_) => {}
         }
     }
 }

@@ -60,6 +60,14 @@ impl Emitter {
             }
             min_severity = lane.min_severity();
         }
+        // Lanes whose records name servers (TLS server names, HTTP Hosts,
+        // DNS answers) copy them out for the alerts' peers
+        // ([`crate::alert::names`]).
+        for lane in lanes.iter_mut() {
+            if [LogKind::DNS, LogKind::SSL, LogKind::HTTP].contains(&lane.module()) {
+                lane.observe_for_others();
+            }
+        }
         // Lanes whose records feed another module's detectors (conn_long's
         // feed conn's) copy out observations when that module has some.
         for lane in lanes {
@@ -155,7 +163,7 @@ impl Emitter {
     /// Folds what this emitter writes into alerts per host
     /// ([`crate::alert`]) for the log types `modules`, written to
     /// `sink` (`None`: beside the records). `hold_unstarted`: the log
-    /// types are read one after the other (replay).
+    /// types are not all read from the start (replay).
     pub fn with_alerts(
         mut self,
         opts: AlertOptions,
@@ -278,6 +286,12 @@ impl Emitter {
                     }
                 }
                 Output::Observed(o) => {
+                    if let Some(a) = &mut self.alerts {
+                        a.learn_names(&o);
+                    }
+                    if let crate::detect::Observation::Name(_) = o {
+                        continue;
+                    }
                     self.detect.observe(&o, &mut self.found);
                     // `--min-severity`: detections below it are not
                     // written (nor alerted on).

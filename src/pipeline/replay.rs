@@ -1,6 +1,7 @@
 //! Replay: historical files scored once, in order, through the same lanes
 //! and sinks as live mode.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use crate::log_kind::LogKind;
 use crate::route;
 use crate::score::ScoredRecord;
 use crate::sink::Sink;
-use crate::zeek::layout::DateRange;
+use crate::zeek::layout::{DateRange, LogFile};
 use crate::zeek::LogReader;
 
 /// What a replay did.
@@ -33,7 +34,8 @@ pub struct ReplayReport {
 }
 
 /// Scores every file of each lane's log type under `inputs` (files or
-/// folders) into `sink`, lane by lane, files in time order. A file is
+/// folders) into `sink`, files in time order, the log types' files of one
+/// hour after another's ([`next_lane`]). A file is
 /// given to the lane of the log type its content declares (its name when
 /// the content does not say), never to another. Checks `stop` between
 /// records. The sink is flushed, not synced: the caller decides what
@@ -78,34 +80,71 @@ pub fn replay(
             );
         }
     }
-    for lane in lanes.iter_mut() {
-        let module = lane.module();
-        let mut files = Vec::new();
+    // Each log type's files, in its time order.
+    let mut queues = Vec::with_capacity(lanes.len());
+    for lane in lanes.iter() {
+        let mut files = VecDeque::new();
         for root in inputs {
-            files.extend(
-                route::files_of(root, module, DateRange::default())?
-                    .into_iter()
-                    .map(|f| f.path),
-            );
+            files.extend(route::files_of(root, lane.module(), DateRange::default())?);
         }
         report.files += files.len() as u64;
+        queues.push(files);
+    }
+    let mut started = vec![false; lanes.len()];
+    // A log type without files holds nothing back.
+    for (lane, _) in lanes.iter().zip(&queues).filter(|(_, q)| q.is_empty()) {
+        emitter.progress(lane.module(), lane.newest_time(), Reading::Finished, sink)?;
+    }
+    // The log types are read together, an hour's file of each at a time
+    // (Zeek's dated folders), not one log type's whole history after
+    // another: the alert stage folds each host's items of every log type
+    // in time order, and releases them once every log type has read past
+    // them, so it held all but the last log type's items (up to its cap,
+    // then released them early, out of order) and alerts differed from
+    // live mode's; and conn_long's interim records reached the
+    // long-connection detector after every conn record. Files without a
+    // date or hour in their path (a folder of conn.log, dns.log ...) go
+    // first, a log type's after another's as before.
+    while let Some(i) = next_lane(&queues) {
+        let Some(file) = queues[i].pop_front() else {
+            break;
+        };
+        let lane = &mut lanes[i];
+        started[i] = true;
         let top = &mut report.top;
-        for (path, why) in score_files(&files, lane, emitter, sink, top, stop, threads)? {
+        if let Some(why) = score_file(&file.path, lane, emitter, sink, top, stop, threads)? {
             tracing::warn!("{why}");
-            report.failed.push((path, why));
+            report.failed.push((file.path, why));
         }
         if stop.load(Ordering::Relaxed) {
             report.stopped = true;
             break;
         }
-        tracing::info!("{}", lane.stats_line());
-        report.lanes.push((module, *lane.stats()));
+        if queues[i].is_empty() {
+            emitter.progress(lane.module(), lane.newest_time(), Reading::Finished, sink)?;
+            tracing::info!("{}", lane.stats_line());
+        }
+    }
+    for (lane, _) in lanes.iter().zip(&started).filter(|(_, s)| **s) {
+        report.lanes.push((lane.module(), *lane.stats()));
     }
     if !report.stopped {
         emitter.finish(sink)?;
     }
     sink.flush()?;
     Ok(report)
+}
+
+/// The lane whose next file comes first: by the day and hour in its path
+/// (a file without them first), then in the lanes' order; `None` when
+/// every file is read.
+fn next_lane(queues: &[VecDeque<LogFile>]) -> Option<usize> {
+    queues
+        .iter()
+        .enumerate()
+        .filter_map(|(i, q)| q.front().map(|f| ((f.date, f.interval.as_deref()), i)))
+        .min()
+        .map(|(_, i)| i)
 }
 
 /// Scores `files`, in order, with one lane (no routing: the caller chose

@@ -1078,6 +1078,17 @@ fn ecs_alert(a: &Alert, stamp: &Stamp) -> Value {
     let mut related: Vec<String> = vec![a.entity.to_string()];
     related.extend(a.top_peers.iter().map(|p| p.ip.to_string()));
     put(&mut doc, "related.ip", json!(related));
+    // What the host called its peers (TLS server names, HTTP Hosts, DNS
+    // queries): what a SIEM search for a domain finds the alert by.
+    let mut hosts: Vec<&str> = Vec::new();
+    for name in a.top_peers.iter().flat_map(|p| &p.names) {
+        if !hosts.contains(&name.as_str()) {
+            hosts.push(name);
+        }
+    }
+    if !hosts.is_empty() {
+        put(&mut doc, "related.hosts", json!(hosts));
+    }
     ecs_observer(&mut doc, stamp);
     doc.insert("autozeekwatch".into(), alert_fields(a));
     Value::Object(doc)

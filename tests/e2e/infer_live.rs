@@ -1861,3 +1861,85 @@ fn a_restart_never_cuts_another_instance_s_output_given_the_freed_inode() {
     b.terminate();
     assert_eq!(after, b_len, "A's restart cut B's output");
 }
+
+/// Live mode names an alert's peers as replay does, from the names it
+/// learnt before a restart: the example HTTP records (whose Hosts name
+/// the servers of the example conn records) are read and checkpointed by
+/// a first run; a second, resumed run reads the conn records, and the
+/// alerts it writes, names included, are the first lines of a replay's of
+/// the same two files (a replay closes the rest at the end of its input).
+#[test]
+fn live_alerts_name_peers_from_names_learnt_before_a_restart_as_replay_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    train(&models, "conn,http", &[]);
+    let current = dir.path().join("current");
+    fs::create_dir_all(&current).unwrap();
+    let http = crate::util::example_text("http.log");
+    let conn = crate::util::example_text("conn.log");
+    let uids_of = |text: &str| -> Vec<String> {
+        let mut u: Vec<String> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(uid_of)
+            .collect();
+        u.sort();
+        u.dedup();
+        u
+    };
+    let alerts_file = dir.path().join("alerts.json");
+    let flags = [
+        "--checkpoint-ms",
+        "100",
+        "--alert-lateness",
+        "60",
+        "--alerts",
+        alerts_file.to_str().unwrap(),
+    ];
+    let start =
+        |run: u32| start_following(dir.path(), &models, "conn,http", "scores.json", run, &flags);
+
+    fs::write(current.join("http.log"), &http).unwrap();
+    let infer = start(0);
+    wait_for_uids(dir.path(), &uids_of(&http));
+    infer.terminate();
+    fs::write(current.join("conn.log"), &conn).unwrap();
+    let infer = start(1);
+    wait_for_uids(dir.path(), &uids_of(&conn));
+    // The alert stage folds what its watermark passes as it reads.
+    std::thread::sleep(Duration::from_millis(500));
+    infer.terminate();
+    let live: Vec<String> = fs::read_to_string(dir.path().join("alerts.json"))
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+
+    let logs = dir.path().join("replayed");
+    fs::create_dir_all(&logs).unwrap();
+    fs::write(logs.join("http.log"), &http).unwrap();
+    fs::write(logs.join("conn.log"), &conn).unwrap();
+    let alerts = dir.path().join("replay-alerts.json");
+    crate::util::succeed(
+        Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+            .args(["--replay", logs.to_str().unwrap(), "--modules", "conn,http"])
+            .args(["--model-dir", models.to_str().unwrap(), "-q"])
+            .args(["--alert-lateness", "60", "--output"])
+            .arg(dir.path().join("replay.json"))
+            .arg("--alerts")
+            .arg(&alerts),
+    );
+    let replayed: Vec<String> = fs::read_to_string(&alerts)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        live.iter()
+            .any(|l| l.contains("\"names\":[\"ajax.googleapis.com\"]")),
+        "{live:#?}\n{}",
+        self::logs(dir.path())
+    );
+    assert!(replayed.len() > live.len(), "{replayed:#?}\n{live:#?}");
+    assert_eq!(replayed[..live.len()], live[..]);
+}
