@@ -159,7 +159,7 @@ fn bench(c: &mut Criterion) {
                         b.iter(|| {
                             let _ = std::fs::remove_file(&out);
                             let mut lanes = [Lane::new(scorer.clone(), &LaneOptions::default())];
-                            let mut emitter = Emitter::for_lanes(lanes.iter_mut(), &detect);
+                            let mut emitter = Emitter::for_lanes(lanes.iter_mut(), &detect, false);
                             let mut sink = FileSink::open(&out, None, RecordFormat::Json).unwrap();
                             let report = pipeline::replay(
                                 &[dir.join("conn.log")],

@@ -269,7 +269,16 @@ pub struct Open {
     /// Held back by the limit of new alerts a minute (counted once).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub(crate) held_back: bool,
+    /// What the host called its peers, as known when each peer's latest
+    /// item folded in: kept with the alert, so its closing (hours later,
+    /// when the names book may have moved on) says what its opening did.
+    /// At most [`NAMED_PEERS`] peers, the busiest.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    named: BTreeMap<IpAddr, Vec<String>>,
 }
+
+/// Peers an open alert keeps names of: as many as it shows.
+const NAMED_PEERS: usize = SHOWN;
 
 /// What happened to an alert, as written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -349,8 +358,9 @@ impl Alert {
 pub struct PeerCount {
     pub ip: IpAddr,
     pub count: u64,
-    /// What the host called it (TLS server name, HTTP Host, DNS query),
-    /// the first seen by the alert's last item ([`super::names`]).
+    /// What the host called it (TLS server names, HTTP Hosts, DNS
+    /// queries), the most recently first seen first, as known when the
+    /// peer's latest item folded in ([`super::names`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub names: Vec<String>,
 }
@@ -395,6 +405,7 @@ impl Open {
             written: None,
             next_update: 2,
             held_back: false,
+            named: BTreeMap::new(),
         };
         open.add(item);
         open
@@ -511,6 +522,31 @@ impl Open {
         self.written.is_some()
     }
 
+    /// Names `peer` (after an item of it folded in) by `names`, the names
+    /// book's at that item's time. A peer beyond [`NAMED_PEERS`] takes the
+    /// place of the named peer with the fewest items, if it has more.
+    pub(crate) fn name_peer(&mut self, peer: IpAddr, names: Vec<String>) {
+        if names.is_empty() {
+            return;
+        }
+        if !self.named.contains_key(&peer) && self.named.len() >= NAMED_PEERS {
+            let count = |p: &IpAddr| self.peers.get(p).copied().unwrap_or(0);
+            let Some(least) = self
+                .named
+                .keys()
+                .min_by(|a, b| count(a).cmp(&count(b)).then(b.cmp(a)))
+                .copied()
+            else {
+                return;
+            };
+            if count(&peer) <= count(&least) {
+                return;
+            }
+            self.named.remove(&least);
+        }
+        self.named.insert(peer, names);
+    }
+
     /// Whether the limit of new alerts a minute may hold it back: one
     /// flagged record of a host not known to be local, without a
     /// detection, what a flood of spoofed or scanning sources is made of.
@@ -521,33 +557,17 @@ impl Open {
     }
 
     pub fn alert(&self, state: State) -> Alert {
-        self.alert_named(state, None)
-    }
-
-    /// The alert, its top peers named by what the host called them
-    /// (`names`).
-    pub fn alert_named(&self, state: State, names: Option<&super::names::Names>) -> Alert {
         let mut top_peers: Vec<PeerCount> = self
             .peers
             .iter()
             .map(|(ip, count)| PeerCount {
                 ip: *ip,
                 count: *count,
-                names: Vec::new(),
+                names: self.named.get(ip).cloned().unwrap_or_default(),
             })
             .collect();
         top_peers.sort_by(|a, b| b.count.cmp(&a.count).then(a.ip.cmp(&b.ip)));
         top_peers.truncate(SHOWN);
-        if let Some(names) = names {
-            for p in &mut top_peers {
-                // The name a client used: the peer's for the host, or,
-                // for a host reached from outside, the host's for the peer.
-                p.names = match self.role {
-                    Role::Source => names.of(self.entity, p.ip, self.last_ts),
-                    Role::Target => names.of(p.ip, self.entity, self.last_ts),
-                };
-            }
-        }
         let mut top_features: Vec<FeatureCount> = self
             .features
             .iter()

@@ -4,13 +4,17 @@
 //! looked each one up in three other logs).
 //!
 //! The names come from every record of those log types, flagged or not,
-//! as they are read; an alert shows a pair's names first seen no later
-//! than the alert's last item. Alerts are made once every log type has
-//! read past their items (the watermark, [`super`]), so by then a live
-//! run has read the names of that time as a replay has, and later names
-//! are not shown in either: the same alerts in every mode. Modes can
-//! differ only past [`MAX_PAIRS`] pairs, when which pairs were named
-//! least recently depends on the order the log types were read in.
+//! as they are read. When an item folds into an alert, its peer is named
+//! by the names first seen no later than the item, the most recently
+//! first seen first (a shared or CDN address the host has long used for
+//! other sites shows the new name first), and the alert keeps them to its
+//! closing. Items fold once every log type has read past them (the
+//! watermark, [`super`]), so by then a live run has read the names of
+//! that time as a replay has, and later names are not shown in either:
+//! the same alerts in every mode, but for names read after their time's
+//! items folded (counted as `late_names`), a pair given more than
+//! [`PER_PAIR`] new names within a replay's read-ahead, and, past
+//! [`MAX_PAIRS`], which pairs were named least recently.
 
 use std::net::IpAddr;
 
@@ -20,12 +24,16 @@ use crate::detect::bounded::BoundedMap;
 use crate::detect::observation::{DnsFacts, NameFacts};
 
 /// Client and server pairs whose names are kept (the least recently named
-/// go first): 8 MB of checkpoint with one 33-byte name each, 37 MB with
-/// three of [`MAX_NAME`] (measured).
+/// go first): 8 MB of checkpoint with one 33-byte name each, 49 MB with
+/// [`PER_PAIR`] of [`MAX_NAME`] (measured).
 pub const MAX_PAIRS: usize = 100_000;
-/// Names kept per pair: the first seen. A server with many names (a CDN
-/// or shared host) keeps its first three; a beacon has one.
-pub const PER_PAIR: usize = 3;
+/// Names kept per pair: the most recently first seen (a server with many
+/// names, a CDN or shared host, keeps its newest; a beacon has one), one
+/// more than an alert shows ([`SHOWN`]), so that a name read ahead by a
+/// replay does not push out one an item of a live run sees.
+pub const PER_PAIR: usize = 4;
+/// Names an alert shows per peer.
+pub const SHOWN: usize = 3;
 /// The longest name kept: a host name an analyst reads is far shorter
 /// (DNS allows 253 bytes); longer ones, a tunnel's label soup, are the
 /// DNS tunnel detector's, and would triple what a flood of them costs.
@@ -54,29 +62,32 @@ impl Names {
         }
     }
 
-    /// A TLS server name or HTTP Host.
-    pub fn learn_name(&mut self, n: &NameFacts) {
-        self.learn(n.ts, n.client, n.server, &n.name);
+    /// A TLS server name or HTTP Host; whether it named a server.
+    pub fn learn_name(&mut self, n: &NameFacts) -> bool {
+        let Some(name) = clean(&n.name).filter(|_| n.ts.is_finite()) else {
+            return false;
+        };
+        self.learn(n.ts, n.client, n.server, &name);
+        true
     }
 
     /// A DNS answer: each address the client was given is called the
-    /// query.
-    pub fn learn_dns(&mut self, d: &DnsFacts) {
-        let Some(query) = &d.query else {
-            return;
+    /// query; whether it named one.
+    pub fn learn_dns(&mut self, d: &DnsFacts) -> bool {
+        let Some(query) = d.query.as_deref().and_then(clean) else {
+            return false;
         };
-        for server in &d.answers {
-            self.learn(d.ts, d.src, *server, query);
+        if !d.ts.is_finite() || d.answers.is_empty() {
+            return false;
         }
+        for server in &d.answers {
+            self.learn(d.ts, d.src, *server, &query);
+        }
+        true
     }
 
+    /// `name`: cleaned ([`clean`]).
     fn learn(&mut self, ts: f64, client: IpAddr, server: IpAddr, name: &str) {
-        let Some(name) = clean(name) else {
-            return;
-        };
-        if !ts.is_finite() {
-            return;
-        }
         let names = self.pairs.touch((client, server), Vec::new);
         match names.iter_mut().find(|n| *n.1 == *name) {
             Some(n) => n.0 = n.0.min(ts),
@@ -87,12 +98,14 @@ impl Names {
                 names.push(Named(ts, name.into()));
             }
         }
-        // The first seen, whatever order the records came in.
-        names.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+        // The most recently first seen, whatever order the records came
+        // in.
+        names.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
         names.truncate(PER_PAIR);
     }
 
-    /// The names `client` used for `server` first seen by `by`.
+    /// The names `client` used for `server` first seen by `by`, the most
+    /// recently first seen first, at most [`SHOWN`].
     pub fn of(&self, client: IpAddr, server: IpAddr, by: f64) -> Vec<String> {
         self.pairs
             .get(&(client, server))
@@ -100,6 +113,7 @@ impl Names {
                 names
                     .iter()
                     .filter(|n| n.0 <= by)
+                    .take(SHOWN)
                     .map(|n| n.1.to_string())
                     .collect()
             })
@@ -153,8 +167,11 @@ mod tests {
         }
     }
 
+    /// The names shown are the most recently first seen by the time
+    /// asked for, whatever order the records came in: a CDN address the
+    /// host used for other sites before shows a beacon's new name first.
     #[test]
-    fn a_pair_keeps_its_first_names_whatever_order_they_came_in() {
+    fn a_pair_shows_its_newest_names_whatever_order_they_came_in() {
         let mut a = Names::default();
         let mut b = Names::default();
         let seen = [
@@ -163,6 +180,7 @@ mod tests {
             (30.0, "d.example.com"),
             (20.0, "a.example.com"),
             (5.0, "b.example.com"),
+            (1.0, "e.example.com"),
         ];
         for (ts, name) in seen {
             a.learn_name(&sni(ts, "10.0.0.1", "192.0.2.1", name));
@@ -174,10 +192,15 @@ mod tests {
         for names in [&a, &b] {
             assert_eq!(
                 names.of(c, s, f64::INFINITY),
-                ["b.example.com", "a.example.com", "d.example.com"]
+                ["c.example.com", "d.example.com", "a.example.com"]
             );
-            // Not a name first seen after the alert's last item.
+            // Not a name first seen after the item asked for.
             assert_eq!(names.of(c, s, 19.0), ["b.example.com"]);
+            assert_eq!(
+                names.of(c, s, 35.0),
+                ["d.example.com", "a.example.com", "b.example.com"]
+            );
+            // Four kept: the oldest first seen went.
             assert!(names.of(c, s, 4.0).is_empty());
             // Another pair's names are not this one's.
             assert!(names.of(s, c, f64::INFINITY).is_empty());

@@ -825,3 +825,120 @@ fn an_alert_names_its_peers_by_what_its_host_called_them() {
         out[0].reason
     );
 }
+
+fn answer(
+    ts: f64,
+    client: &str,
+    query: &str,
+    answers: Vec<std::net::IpAddr>,
+) -> crate::detect::Observation {
+    crate::detect::Observation::Dns(crate::detect::observation::DnsFacts {
+        ts,
+        uid: None,
+        src: client.parse().unwrap(),
+        query: Some(query.into()),
+        rcode: Some(0),
+        answers,
+    })
+}
+
+/// An alert keeps the names its peers had when their items folded in: its
+/// closing, a quiet period later, says what its opening did, though a
+/// busy site has named far more pairs than the names book keeps by then.
+#[test]
+fn an_alert_closes_with_the_names_it_opened_with() {
+    let mut stage = AlertStage::new(opts(), &[CONN, DNS], false);
+    let mut out = Vec::new();
+    stage.learn_names(&sni(50.0, "10.0.0.5", "203.0.113.7", "c2.example.com"));
+    stage.offer_record(
+        &rec(CONN, 100.0, "10.0.0.5", "203.0.113.7", "C1", Severity::Low),
+        &mut out,
+    );
+    stage.progress(CONN, 200.0, Reading::CaughtUp, &mut out);
+    stage.progress(DNS, 200.0, Reading::CaughtUp, &mut out);
+    // 110,000 pairs named by one client's lookups: past the book's cap.
+    for i in 0..13_750u32 {
+        let answers = (0..8u32)
+            .map(|j| std::net::IpAddr::from((0xc633_0000 + i * 8 + j).to_be_bytes()))
+            .collect();
+        stage.learn_names(&answer(300.0, "10.1.0.1", "cdn.example.net", answers));
+    }
+    stage.progress(CONN, 2000.0, Reading::CaughtUp, &mut out);
+    stage.progress(DNS, 2000.0, Reading::CaughtUp, &mut out);
+    let named = |state: State| {
+        out.iter()
+            .find(|a| a.state == state)
+            .map(|a| a.top_peers[0].names.clone())
+    };
+    assert_eq!(named(State::Open), Some(vec!["c2.example.com".to_owned()]));
+    assert_eq!(named(State::Closed), named(State::Open));
+}
+
+/// A shared address the host used for other sites long before (a CDN,
+/// domain fronting) is named by the name its alert's connections brought
+/// first, not only by the old ones.
+#[test]
+fn a_shared_address_shows_the_newest_name_first() {
+    let mut stage = AlertStage::new(opts(), &[CONN, LogKind::SSL], false);
+    let mut out = Vec::new();
+    for (ts, n) in [
+        (10.0, "news.example"),
+        (20.0, "shop.example"),
+        (30.0, "docs.example"),
+    ] {
+        stage.learn_names(&sni(ts, "10.0.0.5", "203.0.113.7", n));
+    }
+    for i in 0..5 {
+        let ts = 300_000.0 + 60.0 * f64::from(i);
+        stage.learn_names(&sni(ts, "10.0.0.5", "203.0.113.7", "c2.evil.example"));
+        stage.offer_record(
+            &rec(
+                CONN,
+                ts + 1.0,
+                "10.0.0.5",
+                "203.0.113.7",
+                &format!("C{i}"),
+                Severity::Low,
+            ),
+            &mut out,
+        );
+    }
+    stage.progress(CONN, 400_000.0, Reading::Finished, &mut out);
+    stage.progress(LogKind::SSL, 400_000.0, Reading::Finished, &mut out);
+    stage.finish(&mut out);
+    let closed = out.iter().find(|a| a.state == State::Closed).unwrap();
+    assert_eq!(
+        closed.top_peers[0].names,
+        ["c2.evil.example", "docs.example", "shop.example"]
+    );
+    assert!(
+        closed
+            .reason
+            .contains("(203.0.113.7: c2.evil.example, docs.example, shop.example)"),
+        "{}",
+        closed.reason
+    );
+}
+
+/// A name read after items of its time folded in (its log type lagging
+/// more than the lateness, or caught up and so holding nothing back) is
+/// counted: only then can a live run's names differ from a replay's.
+#[test]
+fn a_name_read_after_its_time_is_counted_late() {
+    let mut stage = AlertStage::new(opts(), &[CONN, LogKind::SSL], false);
+    let mut out = Vec::new();
+    stage.offer_record(
+        &rec(CONN, 100.0, "10.0.0.5", "203.0.113.7", "C1", Severity::Low),
+        &mut out,
+    );
+    stage.progress(CONN, 1000.0, Reading::CaughtUp, &mut out);
+    assert_eq!(out[0].top_peers[0].names, Vec::<String>::new());
+    stage.learn_names(&sni(50.0, "10.0.0.5", "203.0.113.7", "c2.example.com"));
+    stage.learn_names(&sni(
+        5000.0,
+        "10.0.0.5",
+        "203.0.113.8",
+        "on-time.example.com",
+    ));
+    assert_eq!(stage.stats().late_names, 1);
+}

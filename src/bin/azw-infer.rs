@@ -340,9 +340,14 @@ fn replay(args: &Args, modules: &[LogKind], controls: &Controls) -> anyhow::Resu
             (sink, Some(tmp))
         }
     };
-    let mut emitter = pipeline::Emitter::for_lanes(lanes.iter_mut(), &args.detect_options());
+    let alert_setup = args.alert_setup().map_err(anyhow::Error::msg)?;
+    let mut emitter = pipeline::Emitter::for_lanes(
+        lanes.iter_mut(),
+        &args.detect_options(),
+        alert_setup.is_some(),
+    );
     let mut alerts_tmp = None;
-    if let Some(setup) = args.alert_setup().map_err(anyhow::Error::msg)? {
+    if let Some(setup) = alert_setup {
         let (sink, tmp) = replay_alert_sink(args, &setup, &opts)?;
         alerts_tmp = tmp;
         emitter = emitter.with_alerts(setup.opts, modules, true, sink);
@@ -491,10 +496,10 @@ fn print_alerts(emitter: &pipeline::Emitter) {
         s.opened,
         s.items,
         s.written,
-        if s.late + s.forced + s.evicted > 0 {
+        if s.late + s.forced + s.evicted + s.late_names > 0 {
             format!(
-                "; {} arrived late, {} folded early (too many held), {} closed early (too many open)",
-                s.late, s.forced, s.evicted
+                "; {} arrived late, {} folded early (too many held), {} closed early (too many open), {} names of peers read after their time",
+                s.late, s.forced, s.evicted, s.late_names
             )
         } else {
             String::new()

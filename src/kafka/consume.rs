@@ -620,7 +620,11 @@ pub fn run_kafka(opts: &KafkaOptions, controls: &Controls) -> Result<KafkaStats,
         let parser = LineParser::new("kafka", Some(module.log_path()));
         lanes.insert(module, Route { lane, parser });
     }
-    let fresh = Emitter::for_lanes(lanes.values_mut().map(|r| &mut r.lane), &opts.detect);
+    let fresh = Emitter::for_lanes(
+        lanes.values_mut().map(|r| &mut r.lane),
+        &opts.detect,
+        opts.alerts.is_some(),
+    );
     let saved = resume.as_ref().and_then(|s| s.detectors.as_ref());
     let (mut emitter, _) = resume::resume_detectors(fresh, saved);
     // A resumed member cuts its file outputs back to the saved lengths:

@@ -42,10 +42,13 @@ pub struct Emitter {
 
 impl Emitter {
     /// An emitter with the detectors of `lanes`' models that `opts`
-    /// selects; the lanes start copying out observations for them.
+    /// selects; the lanes start copying out observations for them, and,
+    /// with `names` (an alert stage will follow), the names their records
+    /// give servers.
     pub fn for_lanes<'a>(
         lanes: impl IntoIterator<Item = &'a mut Lane>,
         opts: &DetectOptions,
+        names: bool,
     ) -> Emitter {
         let mut detect = DetectStage::new(opts);
         let mut allow = None;
@@ -62,8 +65,9 @@ impl Emitter {
         }
         // Lanes whose records name servers (TLS server names, HTTP Hosts,
         // DNS answers) copy them out for the alerts' peers
-        // ([`crate::alert::names`]).
-        for lane in lanes.iter_mut() {
+        // ([`crate::alert::names`]); not without alerts (a tenth more
+        // time for a replay of DNS records).
+        for lane in lanes.iter_mut().filter(|_| names) {
             if [LogKind::DNS, LogKind::SSL, LogKind::HTTP].contains(&lane.module()) {
                 lane.observe_for_others();
             }

@@ -142,7 +142,7 @@ pub fn run_live(
             cold.push(lane.module());
         }
     }
-    let fresh = Emitter::for_lanes(lanes.iter_mut(), &opts.detect);
+    let fresh = Emitter::for_lanes(lanes.iter_mut(), &opts.detect, opts.alerts.is_some());
     let saved = checkpoint.as_ref().and_then(|c| c.detectors.as_ref());
     let (mut emitter, resumed) = resume::resume_detectors(fresh, saved);
     let warm_detectors = !resumed;

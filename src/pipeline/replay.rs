@@ -90,10 +90,12 @@ pub fn replay(
         report.files += files.len() as u64;
         queues.push(files);
     }
-    let mut started = vec![false; lanes.len()];
+    // Read (or begun): a stopped replay reports these.
+    let mut started: Vec<bool> = queues.iter().map(VecDeque::is_empty).collect();
     // A log type without files holds nothing back.
     for (lane, _) in lanes.iter().zip(&queues).filter(|(_, q)| q.is_empty()) {
         emitter.progress(lane.module(), lane.newest_time(), Reading::Finished, sink)?;
+        tracing::info!("{}", lane.stats_line());
     }
     // The log types are read together, an hour's file of each at a time
     // (Zeek's dated folders), not one log type's whole history after
@@ -236,5 +238,70 @@ impl TopAnomalies {
 
     pub fn records(&self) -> &[ScoredRecord] {
         &self.records
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The order the files of `roots` are read in, as `day/name`.
+    fn read_order(roots: &[PathBuf]) -> Vec<String> {
+        let mut queues: Vec<VecDeque<LogFile>> = [LogKind::CONN, LogKind::DNS]
+            .iter()
+            .map(|m| {
+                roots
+                    .iter()
+                    .flat_map(|r| route::files_of(r, *m, DateRange::default()).unwrap())
+                    .collect()
+            })
+            .collect();
+        let mut order = Vec::new();
+        while let Some(i) = next_lane(&queues) {
+            let f = queues[i].pop_front().unwrap();
+            let day = f
+                .path
+                .parent()
+                .unwrap()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            order.push(format!(
+                "{day}/{}",
+                f.path.file_name().unwrap().to_string_lossy()
+            ));
+        }
+        order
+    }
+
+    /// Day folders named as roots (`--replay .../2024-04-19 .../2024-04-20`),
+    /// or their files named one by one, are read day by day, an hour of
+    /// each log type at a time: their files' day is their folder's (it
+    /// was unknown, so the second day's first hours came before the first
+    /// day's last).
+    #[test]
+    fn days_named_as_roots_or_file_by_file_are_read_in_time_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut days = Vec::new();
+        let mut files = Vec::new();
+        let mut expected = Vec::new();
+        for day in ["2024-04-19", "2024-04-20"] {
+            let d = dir.path().join(day);
+            std::fs::create_dir_all(&d).unwrap();
+            for h in 0..3 {
+                for log in ["conn", "dns"] {
+                    let name = format!("{log}.{h:02}:00:00-{:02}:00:00.log", h + 1);
+                    std::fs::write(d.join(&name), "").unwrap();
+                    expected.push(format!("{day}/{name}"));
+                    files.push(d.join(&name));
+                }
+            }
+            days.push(d);
+        }
+        assert_eq!(read_order(&days), expected);
+        // Named file by file, the log types one after the other.
+        files.sort_by_key(|f| !f.to_string_lossy().contains("/conn."));
+        assert_eq!(read_order(&files), expected);
     }
 }

@@ -98,6 +98,11 @@ pub fn parse_log_name(name: &str) -> Option<LogName<'_>> {
     Some(LogName { log_path, interval })
 }
 
+/// The day a folder is named for (`2024-04-19`), if it is.
+fn day_of(dir: &Path) -> Option<NaiveDate> {
+    parse_day(dir.file_name()?.to_str()?)
+}
+
 fn parse_day(name: &str) -> Option<NaiveDate> {
     if name.len() != 10 {
         return None;
@@ -127,10 +132,17 @@ pub fn discover(
 ) -> Result<Vec<LogFile>, LayoutError> {
     let meta = std::fs::metadata(root).map_err(|e| unreadable(root, e))?;
     if meta.is_file() {
+        // A file named directly keeps the day of its folder and the hour of
+        // its name: a replay of files from several days reads them in time
+        // order across log types.
+        let name = root
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
         return Ok(vec![LogFile {
             path: root.to_owned(),
-            date: None,
-            interval: None,
+            date: root.parent().and_then(day_of),
+            interval: parse_log_name(name).and_then(|n| n.interval.map(str::to_owned)),
         }]);
     }
     if !meta.is_dir() {
@@ -155,7 +167,9 @@ pub fn discover(
                 }
             }
         } else if range.is_open() {
-            collect_file(&entry, log_path, None, &mut found);
+            // A day's folder named itself (`--replay .../2024-04-19`): its
+            // files are of that day.
+            collect_file(&entry, log_path, day_of(root), &mut found);
         }
     }
     found.sort_by(order);
