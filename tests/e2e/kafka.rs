@@ -1651,3 +1651,74 @@ fn a_new_output_then_kill_9_repeats_nothing(while_down: bool) {
     }
     assert_eq!(got.len(), second.len() + third.len(), "{log}");
 }
+
+/// Alerts through Kafka name their peers as replay and live mode do: the
+/// example HTTP records, on a topic of their own and consumed first, name
+/// the servers of the example conn records that come after them, on
+/// theirs.
+#[test]
+fn alerts_through_kafka_name_their_peers() {
+    let broker = Broker::start();
+    broker.create_topic("zeek-http", 1);
+    broker.create_topic("zeek-conn", 1);
+    let dir = tempdir("kafka-names");
+    let models = dir.join("models");
+    crate::util::train(&models, "conn,http", &[]);
+    let json_of = |name: &str| -> Vec<String> {
+        let text = example_text(name);
+        let header: Vec<String> = text
+            .lines()
+            .filter(|l| l.starts_with('#'))
+            .map(str::to_owned)
+            .collect();
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| tsv_to_json(&header, l))
+            .collect()
+    };
+    let (http, conn) = (json_of("http.log"), json_of("conn.log"));
+    let out = dir.join("scores.json");
+    let infer = consume(
+        &broker,
+        &dir,
+        "infer",
+        Some(&models),
+        &[
+            "--topics",
+            "zeek-http,zeek-conn",
+            "--group",
+            "azw-names",
+            "--modules",
+            "conn,http",
+            "--alerts",
+            "output",
+            "--alert-lateness",
+            "60",
+            "--output",
+            out.to_str().unwrap(),
+        ],
+    );
+    let http_uids: BTreeSet<String> = http.iter().map(|l| uid_of(l)).collect();
+    broker.produce("zeek-http", &keyed_by_uid(&http));
+    wait_for(
+        "the http records scored",
+        Duration::from_secs(90),
+        || scored_uids(&out).len() >= http_uids.len(),
+        || infer.log(),
+    );
+    broker.produce("zeek-conn", &keyed_by_uid(&conn));
+    let named = || {
+        fs::read_to_string(&out)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("\"alert\":"))
+            .any(|l| l.contains("\"names\":[\"ajax.googleapis.com\"]"))
+    };
+    wait_for(
+        "an alert naming ajax.googleapis.com",
+        Duration::from_secs(90),
+        named,
+        || infer.log(),
+    );
+    infer.terminate();
+}
