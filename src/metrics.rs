@@ -213,6 +213,12 @@ fn render(s: &State, now: SystemTime) -> String {
                 a.late as f64,
             ),
             (
+                "azw_alert_names_late_total",
+                "counter",
+                "Names of peers (TLS server names, HTTP Hosts, DNS answers) read after items of their time had folded into alerts.",
+                a.late_names as f64,
+            ),
+            (
                 "azw_alerts_evicted_total",
                 "counter",
                 "Alerts closed early to stay within the open-alert cap.",

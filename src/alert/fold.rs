@@ -523,28 +523,52 @@ impl Open {
     }
 
     /// Names `peer` (after an item of it folded in) by `names`, the names
-    /// book's at that item's time. A peer beyond [`NAMED_PEERS`] takes the
-    /// place of the named peer with the fewest items, if it has more.
-    pub(crate) fn name_peer(&mut self, peer: IpAddr, names: Vec<String>) {
-        if names.is_empty() {
+    /// book's at that item's time; `replace`: over names it has (not for
+    /// a late item, whose names are older). Past [`NAMED_PEERS`] a peer
+    /// takes the place of the named one that [`Open::alert`] would show
+    /// last (fewest items, then the highest address), if it would be
+    /// shown before it: the peers named are those shown, ties included.
+    pub(crate) fn name_peer(&mut self, peer: IpAddr, names: Vec<String>, replace: bool) {
+        if names.is_empty() || !replace && self.named.contains_key(&peer) {
             return;
         }
         if !self.named.contains_key(&peer) && self.named.len() >= NAMED_PEERS {
-            let count = |p: &IpAddr| self.peers.get(p).copied().unwrap_or(0);
-            let Some(least) = self
-                .named
-                .keys()
-                .min_by(|a, b| count(a).cmp(&count(b)).then(b.cmp(a)))
-                .copied()
-            else {
+            // Shown before: more items, then the lower address.
+            let rank = |p: &IpAddr| {
+                (
+                    std::cmp::Reverse(self.peers.get(p).copied().unwrap_or(0)),
+                    *p,
+                )
+            };
+            let Some(last) = self.named.keys().max_by_key(|p| rank(p)).copied() else {
                 return;
             };
-            if count(&peer) <= count(&least) {
+            if rank(&peer) > rank(&last) {
                 return;
             }
-            self.named.remove(&least);
+            self.named.remove(&last);
         }
         self.named.insert(peer, names);
+    }
+
+    /// Names its busiest peers from `book` as of its last item, if it has
+    /// none named: an alert resumed from a checkpoint of the build that
+    /// named peers from the book when writing, not as items folded.
+    pub(crate) fn name_from(&mut self, book: &super::names::Names) {
+        if !self.named.is_empty() {
+            return;
+        }
+        let mut peers: Vec<(u64, IpAddr)> = self.peers.iter().map(|(p, n)| (*n, *p)).collect();
+        peers.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        for (_, peer) in peers.into_iter().take(NAMED_PEERS) {
+            let names = match self.role {
+                Role::Source => book.of(self.entity, peer, self.last_ts),
+                Role::Target => book.of(peer, self.entity, self.last_ts),
+            };
+            if !names.is_empty() {
+                self.named.insert(peer, names);
+            }
+        }
     }
 
     /// Whether the limit of new alerts a minute may hold it back: one

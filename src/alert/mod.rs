@@ -365,6 +365,10 @@ pub struct AlertStage {
     /// checkpoint from before starts without).
     #[serde(default)]
     names: names::Names,
+    /// Open alerts name their peers as items fold (false in a checkpoint
+    /// from before, see [`AlertStage::resumed`]).
+    #[serde(default)]
+    peers_named: bool,
     /// Which record times are believed ([`crate::plausible`]): not one
     /// from the far future (it would close every alert and make every
     /// later item late), nor a negative one (an alert opened in 1969).
@@ -392,6 +396,7 @@ impl AlertStage {
             stats: AlertStats::default(),
             storm: Storm::default(),
             names: names::Names::default(),
+            peers_named: true,
             plausible: Default::default(),
         }
     }
@@ -410,6 +415,16 @@ impl AlertStage {
             .values()
             .map(|o| deadline_key(o.last_ts + opts.quiet, o.key()))
             .collect();
+        // Saved by the build that named peers from the book when writing
+        // an alert: its open alerts take their names now (they would close
+        // without them). Not for later stages: an alert named as its items
+        // folded must not take names read since.
+        if !self.peers_named {
+            for o in self.open.values_mut() {
+                o.name_from(&self.names);
+            }
+            self.peers_named = true;
+        }
         for m in modules {
             self.reading
                 .entry(*m)
@@ -430,12 +445,13 @@ impl AlertStage {
     pub fn stats_line(&self) -> String {
         let s = &self.stats;
         format!(
-            "alerts: {} open, {} opened, {} lines written, from {} items ({} late, {} folded early, {} closed early, {} without a host, {} held back in floods, {} of them never written)",
+            "alerts: {} open, {} opened, {} lines written, from {} items ({} late, {} names of peers late, {} folded early, {} closed early, {} without a host, {} held back in floods, {} of them never written)",
             self.open.len(),
             s.opened,
             s.written,
             s.items,
             s.late,
+            s.late_names,
             s.forced,
             s.evicted,
             s.unplaced,
@@ -464,9 +480,10 @@ impl AlertStage {
             Observation::Dns(d) => self.names.learn_dns(d),
             Observation::Conn(_) => false,
         };
-        // Items of its time may have folded in without it: a live run
-        // and a replay can differ there, as for late items.
-        if named && o.ts() < self.clock {
+        // Items of its time (up to the clock: an item is named by names
+        // first seen no later than it) may have folded in without it: a
+        // live run and a replay can differ there, as for late items.
+        if named && o.ts() <= self.clock {
             self.stats.late_names += 1;
         }
     }
@@ -648,7 +665,10 @@ impl AlertStage {
                 Role::Source => (item.entity, peer),
                 Role::Target => (peer, item.entity),
             };
-            open.name_peer(peer, self.names.of(client, server, item.ts));
+            // A late item (older than the alert's newest) does not
+            // replace the names a newer one gave.
+            let newest = item.ts >= open.last_ts;
+            open.name_peer(peer, self.names.of(client, server, item.ts), newest);
         }
         if !open.was_written()
             && open.severity() >= min

@@ -12,9 +12,11 @@
 //! watermark, [`super`]), so by then a live run has read the names of
 //! that time as a replay has, and later names are not shown in either:
 //! the same alerts in every mode, but for names read after their time's
-//! items folded (counted as `late_names`), a pair given more than
-//! [`PER_PAIR`] new names within a replay's read-ahead, and, past
-//! [`MAX_PAIRS`], which pairs were named least recently.
+//! items folded (counted as `late_names`), a pair given two or more new
+//! names between an item and what was read ahead of it (a replay reads up
+//! to an hour's file ahead, a live run less: the book keeps [`PER_PAIR`],
+//! so the oldest shown can go), and, past [`MAX_PAIRS`], which pairs were
+//! named least recently.
 
 use std::net::IpAddr;
 
@@ -29,8 +31,8 @@ use crate::detect::observation::{DnsFacts, NameFacts};
 pub const MAX_PAIRS: usize = 100_000;
 /// Names kept per pair: the most recently first seen (a server with many
 /// names, a CDN or shared host, keeps its newest; a beacon has one), one
-/// more than an alert shows ([`SHOWN`]), so that a name read ahead by a
-/// replay does not push out one an item of a live run sees.
+/// more than an alert shows ([`SHOWN`]), so that one new name read ahead
+/// by a replay does not push out one an item of a live run sees.
 pub const PER_PAIR: usize = 4;
 /// Names an alert shows per peer.
 pub const SHOWN: usize = 3;

@@ -942,3 +942,124 @@ fn a_name_read_after_its_time_is_counted_late() {
     ));
     assert_eq!(stage.stats().late_names, 1);
 }
+
+/// Six peers of one item each, reached in either order: the five shown
+/// (fewest items last, then the higher address) are the five named.
+#[test]
+fn the_peers_shown_are_the_peers_named_ties_included() {
+    let run = |order: &[usize]| {
+        let mut stage = AlertStage::new(opts(), &[CONN, LogKind::SSL], false);
+        let mut out = Vec::new();
+        for i in 1..=6 {
+            let peer = format!("203.0.113.{i}");
+            stage.learn_names(&sni(10.0, "10.0.0.5", &peer, &format!("n{i}.example")));
+        }
+        for (k, i) in order.iter().enumerate() {
+            let peer = format!("203.0.113.{i}");
+            let r = rec(
+                CONN,
+                100.0 + k as f64,
+                "10.0.0.5",
+                &peer,
+                &format!("C{i}"),
+                Severity::Low,
+            );
+            stage.offer_record(&r, &mut out);
+        }
+        stage.progress(CONN, 1e6, Reading::Finished, &mut out);
+        stage.progress(LogKind::SSL, 1e6, Reading::Finished, &mut out);
+        stage.finish(&mut out);
+        let closed = out.into_iter().find(|a| a.state == State::Closed).unwrap();
+        closed
+            .top_peers
+            .iter()
+            .map(|p| (p.ip.to_string(), p.names.clone()))
+            .collect::<Vec<_>>()
+    };
+    let forward = run(&[1, 2, 3, 4, 5, 6]);
+    let expected: Vec<(String, Vec<String>)> = (1..=5)
+        .map(|i| (format!("203.0.113.{i}"), vec![format!("n{i}.example")]))
+        .collect();
+    assert_eq!(forward, expected);
+    assert_eq!(run(&[6, 5, 4, 3, 2, 1]), expected);
+}
+
+/// A late item (older than its alert's newest) does not put the older
+/// names of its time over those a newer item gave its peer.
+#[test]
+fn a_late_item_keeps_the_newer_names_of_its_peer() {
+    let mut stage = AlertStage::new(opts(), &[CONN, LogKind::SSL], false);
+    let mut out = Vec::new();
+    stage.learn_names(&sni(10.0, "10.0.0.5", "203.0.113.7", "old.example"));
+    stage.learn_names(&sni(150.0, "10.0.0.5", "203.0.113.7", "new.example"));
+    for ts in [200.0, 100.0] {
+        let r = rec(
+            CONN,
+            ts,
+            "10.0.0.5",
+            "203.0.113.7",
+            &format!("C{ts}"),
+            Severity::Low,
+        );
+        stage.offer_record(&r, &mut out);
+        stage.progress(CONN, 1000.0, Reading::CaughtUp, &mut out);
+        stage.progress(LogKind::SSL, 1000.0, Reading::CaughtUp, &mut out);
+    }
+    assert_eq!(stage.stats().late, 1);
+    stage.finish(&mut out);
+    let closed = out.iter().find(|a| a.state == State::Closed).unwrap();
+    assert_eq!(closed.top_peers[0].names, ["new.example", "old.example"]);
+}
+
+/// A name of exactly the time of an item already folded is counted late
+/// (an item is named by names first seen no later than it), and the live
+/// and Kafka stats line says how many.
+#[test]
+fn a_name_of_an_items_own_time_read_after_it_is_late() {
+    let mut stage = AlertStage::new(opts(), &[CONN, LogKind::SSL], false);
+    let mut out = Vec::new();
+    stage.offer_record(
+        &rec(CONN, 100.0, "10.0.0.5", "203.0.113.7", "C1", Severity::Low),
+        &mut out,
+    );
+    stage.progress(CONN, 160.0, Reading::CaughtUp, &mut out);
+    assert_eq!(out.len(), 1);
+    stage.learn_names(&sni(100.0, "10.0.0.5", "203.0.113.7", "c2.example.com"));
+    assert_eq!(stage.stats().late_names, 1);
+    assert!(
+        stage.stats_line().contains("1 names of peers late"),
+        "{}",
+        stage.stats_line()
+    );
+}
+
+/// A stage saved by the build that named peers from the book when
+/// writing (its open alerts hold no names) names them on resuming, so
+/// they close with the names they opened with; a stage of this build
+/// takes no names read since its items folded.
+#[test]
+fn open_alerts_of_a_checkpoint_from_before_take_their_names_on_resuming() {
+    let saved_with = |before: bool| {
+        let mut stage = AlertStage::new(opts(), &[CONN, LogKind::SSL], false);
+        let mut out = Vec::new();
+        stage.offer_record(
+            &rec(CONN, 100.0, "10.0.0.5", "203.0.113.7", "C1", Severity::Low),
+            &mut out,
+        );
+        stage.progress(CONN, 200.0, Reading::CaughtUp, &mut out);
+        stage.progress(LogKind::SSL, 200.0, Reading::CaughtUp, &mut out);
+        // Read after the item folded (late): only the old build showed it.
+        stage.learn_names(&sni(50.0, "10.0.0.5", "203.0.113.7", "c2.example.com"));
+        let mut v = serde_json::to_value(&stage).unwrap();
+        if before {
+            v.as_object_mut().unwrap().remove("peers_named");
+        }
+        let back: AlertStage = serde_json::from_value(v).unwrap();
+        let mut back = back.resumed(opts(), &[CONN, LogKind::SSL]);
+        back.finish(&mut out);
+        let closed = out.into_iter().find(|a| a.state == State::Closed).unwrap();
+        closed.top_peers[0].names.clone()
+    };
+    assert_eq!(saved_with(true), ["c2.example.com"]);
+    assert!(saved_with(false).is_empty());
+}

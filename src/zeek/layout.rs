@@ -152,6 +152,7 @@ pub fn discover(
         });
     }
     let mut found = Vec::new();
+    let root_day = day_of(root);
     for entry in read_dir_sorted(root)? {
         let name = entry
             .file_name()
@@ -166,10 +167,12 @@ pub fn discover(
                     tracing::warn!("{e}; that day is skipped");
                 }
             }
-        } else if range.is_open() {
+        } else if root_day.map_or(range.is_open(), |d| range.contains(d)) {
             // A day's folder named itself (`--replay .../2024-04-19`): its
-            // files are of that day.
-            collect_file(&entry, log_path, day_of(root), &mut found);
+            // files are of that day, and a date range takes them when it
+            // holds the day (a range refused them all, then said their
+            // dates were outside it).
+            collect_file(&entry, log_path, root_day, &mut found);
         }
     }
     found.sort_by(order);
@@ -234,6 +237,51 @@ fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, LayoutError> {
 mod tests {
     use super::*;
     use crate::zeek::testutil::mkfifo;
+
+    /// A day's folder named as the root gives its files its day, and a
+    /// date range takes them when it holds that day (and only then).
+    #[test]
+    fn a_day_folder_named_itself_is_of_its_day() {
+        let dir = tempfile::tempdir().unwrap();
+        let day = dir.path().join("2024-04-19");
+        std::fs::create_dir_all(&day).unwrap();
+        std::fs::write(day.join("conn.00:00:00-01:00:00.log"), "").unwrap();
+        let date = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        let range = |start: &str, end: &str| DateRange {
+            start: Some(date(start)),
+            end: Some(date(end)),
+        };
+        let found = discover(&day, "conn", DateRange::default()).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].date, Some(date("2024-04-19")));
+        assert_eq!(found[0].interval.as_deref(), Some("00:00:00-01:00:00"));
+        assert_eq!(
+            discover(&day, "conn", range("2024-04-19", "2024-04-19"))
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(discover(&day, "conn", range("2024-04-20", "2024-04-21"))
+            .unwrap()
+            .is_empty());
+        // Named directly, a file keeps its folder's day and its hour.
+        let file = discover(
+            &day.join("conn.00:00:00-01:00:00.log"),
+            "conn",
+            DateRange::default(),
+        )
+        .unwrap();
+        assert_eq!(file[0].date, Some(date("2024-04-19")));
+        assert_eq!(file[0].interval.as_deref(), Some("00:00:00-01:00:00"));
+        // Another folder's files have no day.
+        let plain = dir.path().join("logs");
+        std::fs::create_dir_all(&plain).unwrap();
+        std::fs::write(plain.join("conn.log"), "").unwrap();
+        assert_eq!(
+            discover(&plain, "conn", DateRange::default()).unwrap()[0].date,
+            None
+        );
+    }
 
     #[test]
     fn names_match_the_log_path_exactly() {
