@@ -36,6 +36,18 @@ pub enum Role {
     Target,
 }
 
+impl Role {
+    /// The client and the server of an alert's host and `peer`, whose
+    /// names the host used ([`super::names`]): for a host reached from
+    /// outside, the names the peer used for it.
+    pub fn client_server(self, host: IpAddr, peer: IpAddr) -> (IpAddr, IpAddr) {
+        match self {
+            Role::Source => (host, peer),
+            Role::Target => (peer, host),
+        }
+    }
+}
+
 /// The host a record's alert names, its peer and its role: the source,
 /// except for inbound traffic, whose host is the local one reached.
 /// `None` without a source address.
@@ -561,10 +573,8 @@ impl Open {
         let mut peers: Vec<(u64, IpAddr)> = self.peers.iter().map(|(p, n)| (*n, *p)).collect();
         peers.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
         for (_, peer) in peers.into_iter().take(NAMED_PEERS) {
-            let names = match self.role {
-                Role::Source => book.of(self.entity, peer, self.last_ts),
-                Role::Target => book.of(peer, self.entity, self.last_ts),
-            };
+            let (client, server) = self.role.client_server(self.entity, peer);
+            let names = book.of(client, server, self.last_ts);
             if !names.is_empty() {
                 self.named.insert(peer, names);
             }

@@ -661,10 +661,7 @@ impl AlertStage {
         if let Some(peer) = item.peer {
             // The name a client used: the peer's for the host, or, for a
             // host reached from outside, the host's for the peer.
-            let (client, server) = match item.role {
-                Role::Source => (item.entity, peer),
-                Role::Target => (peer, item.entity),
-            };
+            let (client, server) = item.role.client_server(item.entity, peer);
             // A late item (older than the alert's newest) does not
             // replace the names a newer one gave.
             let newest = item.ts >= open.last_ts;
