@@ -80,16 +80,8 @@ pub fn replay(
             );
         }
     }
-    // Each log type's files, in its time order.
-    let mut queues = Vec::with_capacity(lanes.len());
-    for lane in lanes.iter() {
-        let mut files = VecDeque::new();
-        for root in inputs {
-            files.extend(route::files_of(root, lane.module(), DateRange::default())?);
-        }
-        report.files += files.len() as u64;
-        queues.push(files);
-    }
+    let mut queues = queues_of(inputs, lanes.iter().map(Lane::module))?;
+    report.files += queues.iter().map(|q| q.len() as u64).sum::<u64>();
     // Read (or begun): a stopped replay reports these.
     let mut started: Vec<bool> = queues.iter().map(VecDeque::is_empty).collect();
     // A log type without files holds nothing back.
@@ -135,6 +127,23 @@ pub fn replay(
     }
     sink.flush()?;
     Ok(report)
+}
+
+/// Each of `modules`' files under `inputs`, in its time order (the
+/// queues [`next_lane`] takes from).
+fn queues_of(
+    inputs: &[PathBuf],
+    modules: impl Iterator<Item = LogKind>,
+) -> Result<Vec<VecDeque<LogFile>>, RunError> {
+    modules
+        .map(|module| {
+            let mut files = VecDeque::new();
+            for root in inputs {
+                files.extend(route::files_of(root, module, DateRange::default())?);
+            }
+            Ok(files)
+        })
+        .collect()
 }
 
 /// The lane whose next file comes first: by the day and hour in its path
@@ -247,15 +256,7 @@ mod tests {
 
     /// The order the files of `roots` are read in, as `day/name`.
     fn read_order(roots: &[PathBuf]) -> Vec<String> {
-        let mut queues: Vec<VecDeque<LogFile>> = [LogKind::CONN, LogKind::DNS]
-            .iter()
-            .map(|m| {
-                roots
-                    .iter()
-                    .flat_map(|r| route::files_of(r, *m, DateRange::default()).unwrap())
-                    .collect()
-            })
-            .collect();
+        let mut queues = queues_of(roots, [LogKind::CONN, LogKind::DNS].into_iter()).unwrap();
         let mut order = Vec::new();
         while let Some(i) = next_lane(&queues) {
             let f = queues[i].pop_front().unwrap();
