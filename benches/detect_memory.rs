@@ -201,6 +201,22 @@ fn main() {
                 client: addr(i),
                 server: addr(i.wrapping_mul(7)),
                 name: format!("h{i:09}.cdn.example-provider.com").into(),
+                agent: None,
+            });
+        },
+    );
+    // And with a 68-byte user agent (an HTTP request's).
+    measure(
+        "peer names and agents",
+        || Names::with_cap(KEYS as usize),
+        |n, i| {
+            n.learn_name(&NameFacts {
+                ts: 1_700_000_000.0,
+                log: LogKind::HTTP,
+                client: addr(i),
+                server: addr(i.wrapping_mul(7)),
+                name: format!("h{i:09}.cdn.example-provider.com").into(),
+                agent: Some(format!("Mozilla/5.0 (Windows NT 10.0; Win64; x64) {i:010}").into()),
             });
         },
     );

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use super::names::PeerNames;
 use crate::detect::{Detection, DetectorKind};
 use crate::fnv::Fnv;
 use crate::log_kind::LogKind;
@@ -281,12 +282,13 @@ pub struct Open {
     /// Held back by the limit of new alerts a minute (counted once).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub(crate) held_back: bool,
-    /// What the host called its peers, as known when each peer's latest
-    /// item folded in: kept with the alert, so its closing (hours later,
-    /// when the names book may have moved on) says what its opening did.
-    /// At most [`NAMED_PEERS`] peers, the busiest.
+    /// What the host called its peers and the user agents it gave them,
+    /// as known when each peer's latest item folded in: kept with the
+    /// alert, so its closing (hours later, when the names book may have
+    /// moved on) says what its opening did. At most [`NAMED_PEERS`] peers,
+    /// the busiest.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    named: BTreeMap<IpAddr, Vec<String>>,
+    named: BTreeMap<IpAddr, PeerNames>,
 }
 
 /// Peers an open alert keeps names of: as many as it shows.
@@ -375,6 +377,11 @@ pub struct PeerCount {
     /// peer's latest item folded in ([`super::names`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub names: Vec<String>,
+    /// The user agents of the host's HTTP requests to it (of the peer's
+    /// to the host, for a host reached from outside), as `names`,
+    /// escaped for a terminal.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub user_agents: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -540,7 +547,7 @@ impl Open {
     /// takes the place of the named one that [`Open::alert`] would show
     /// last (fewest items, then the highest address), if it would be
     /// shown before it: the peers named are those shown, ties included.
-    pub(crate) fn name_peer(&mut self, peer: IpAddr, names: Vec<String>, replace: bool) {
+    pub(crate) fn name_peer(&mut self, peer: IpAddr, names: PeerNames, replace: bool) {
         if names.is_empty() || !replace && self.named.contains_key(&peer) {
             return;
         }
@@ -594,10 +601,14 @@ impl Open {
         let mut top_peers: Vec<PeerCount> = self
             .peers
             .iter()
-            .map(|(ip, count)| PeerCount {
-                ip: *ip,
-                count: *count,
-                names: self.named.get(ip).cloned().unwrap_or_default(),
+            .map(|(ip, count)| {
+                let named = self.named.get(ip).cloned().unwrap_or_default();
+                PeerCount {
+                    ip: *ip,
+                    count: *count,
+                    names: named.names,
+                    user_agents: named.agents,
+                }
             })
             .collect();
         top_peers.sort_by(|a, b| b.count.cmp(&a.count).then(a.ip.cmp(&b.ip)));
@@ -689,18 +700,33 @@ fn reason(a: &Alert, more_peers: bool) -> String {
         if more_peers { "+" } else { "" },
         if a.peers == 1 { "" } else { "s" }
     );
-    // The busiest peer's name, which an address alone does not tell.
-    if let Some(p) = a.top_peers.first().filter(|p| !p.names.is_empty()) {
-        s.push_str(&format!(
-            " ({}{}{} {})",
-            if a.peers > 1 { "most often " } else { "" },
-            p.ip,
-            match a.role {
-                Role::Source => ":",
-                Role::Target => ", asking for",
-            },
-            p.names.join(", ")
-        ));
+    // The busiest peer's name and user agent, which an address alone
+    // does not tell.
+    if let Some(p) =
+        (a.top_peers.first()).filter(|p| !p.names.is_empty() || !p.user_agents.is_empty())
+    {
+        s.push_str(" (");
+        if a.peers > 1 {
+            s.push_str("most often ");
+        }
+        s.push_str(&p.ip.to_string());
+        if !p.names.is_empty() {
+            s.push_str(match a.role {
+                Role::Source => ": ",
+                Role::Target => ", asking for ",
+            });
+            s.push_str(&p.names.join(", "));
+        }
+        if !p.user_agents.is_empty() {
+            let quoted: Vec<String> = p.user_agents.iter().map(|u| format!("\"{u}\"")).collect();
+            s.push_str(if p.user_agents.len() == 1 {
+                "; user agent "
+            } else {
+                "; user agents "
+            });
+            s.push_str(&quoted.join(", "));
+        }
+        s.push(')');
     }
     if !a.top_features.is_empty() {
         let names: Vec<&str> = a

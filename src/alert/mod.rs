@@ -472,7 +472,7 @@ impl AlertStage {
     }
 
     /// Takes the names a record gave its server (TLS server name, HTTP
-    /// Host, DNS answers), for the alerts' peers.
+    /// Host, DNS answers) and its HTTP user agent, for the alerts' peers.
     pub fn learn_names(&mut self, o: &crate::detect::Observation) {
         use crate::detect::Observation;
         let named = match o {

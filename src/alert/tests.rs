@@ -764,7 +764,86 @@ fn sni(ts: f64, client: &str, server: &str, name: &str) -> crate::detect::Observ
         client: client.parse().unwrap(),
         server: server.parse().unwrap(),
         name: name.into(),
+        agent: None,
     })
+}
+
+fn request(ts: f64, client: &str, server: &str, agent: &str) -> crate::detect::Observation {
+    crate::detect::Observation::Name(crate::detect::observation::NameFacts {
+        ts,
+        log: LogKind::HTTP,
+        client: client.parse().unwrap(),
+        server: server.parse().unwrap(),
+        name: "".into(),
+        agent: Some(agent.into()),
+    })
+}
+
+/// A beacon to a bare address (no Host, as RITA's planted one) is told by
+/// the user agent of its requests, in the peer and the sentence, escaped
+/// (an attacker writes it); an open alert of a checkpoint from before
+/// user agents (its peers' names a list) resumes with its names.
+#[test]
+fn a_beacon_alert_tells_the_user_agent_of_its_requests() {
+    let http = [CONN, LogKind::HTTP];
+    let mut stage = AlertStage::new(opts(), &http, false);
+    stage.learn_names(&request(
+        50.0,
+        "10.0.0.5",
+        "203.0.113.7",
+        "Modzilla/0.0001 (Atari 7800)",
+    ));
+    stage.learn_names(&request(60.0, "10.0.0.5", "203.0.113.7", "x\u{1b}[2J\ny"));
+    let mut out = Vec::new();
+    stage.offer_detection(&beacon(0.0, 200.0), &mut out);
+    stage.progress(CONN, 200.0, Reading::Finished, &mut out);
+    stage.progress(LogKind::HTTP, 200.0, Reading::Finished, &mut out);
+    stage.finish(&mut out);
+    let closed = out.iter().find(|a| a.state == State::Closed).unwrap();
+    let want = ["x\\x1b[2J\\ny", "Modzilla/0.0001 (Atari 7800)"];
+    assert_eq!(closed.top_peers[0].user_agents, want);
+    assert!(closed.top_peers[0].names.is_empty());
+    assert!(
+        closed.reason.ends_with(
+            "1 peer (203.0.113.7; user agents \"x\\x1b[2J\\ny\", \"Modzilla/0.0001 (Atari 7800)\")"
+        ),
+        "{}",
+        closed.reason
+    );
+    assert!(!closed.reason.chars().any(crate::escape::is_hostile));
+
+    // Saved open, its peer's names as a build before user agents wrote
+    // them (a list of names), then resumed and closed.
+    let mut stage = AlertStage::new(opts(), &[CONN, LogKind::SSL], false);
+    stage.learn_names(&sni(50.0, "10.0.0.5", "203.0.113.7", "c2.example.com"));
+    let mut out = Vec::new();
+    stage.offer_detection(&beacon(0.0, 200.0), &mut out);
+    stage.progress(CONN, 300.0, Reading::CaughtUp, &mut out);
+    stage.progress(LogKind::SSL, 300.0, Reading::CaughtUp, &mut out);
+    let mut saved = serde_json::to_value(&stage).unwrap();
+    let mut rewritten = 0;
+    fn old_layout(v: &mut serde_json::Value, n: &mut usize) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let Some(serde_json::Value::Object(named)) = m.get_mut("named") {
+                    for names in named.values_mut() {
+                        *names = names["names"].take();
+                        *n += 1;
+                    }
+                }
+                m.values_mut().for_each(|v| old_layout(v, n));
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(|v| old_layout(v, n)),
+            _ => {}
+        }
+    }
+    old_layout(&mut saved, &mut rewritten);
+    assert_eq!(rewritten, 1, "{saved}");
+    let back: AlertStage = serde_json::from_value(saved).unwrap();
+    let mut back = back.resumed(opts(), &[CONN, LogKind::SSL]);
+    back.finish(&mut out);
+    let closed = out.iter().find(|a| a.state == State::Closed).unwrap();
+    assert_eq!(closed.top_peers[0].names, ["c2.example.com"]);
 }
 
 /// A beacon's alert names its destination by the server name its

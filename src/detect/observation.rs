@@ -45,9 +45,10 @@ enum Field {
     Answers,
     ServerName,
     Host,
+    UserAgent,
 }
 
-const FIELDS: [&str; 18] = [
+const FIELDS: [&str; 19] = [
     "ts",
     "uid",
     "id.orig_h",
@@ -66,6 +67,7 @@ const FIELDS: [&str; 18] = [
     "answers",
     "server_name",
     "host",
+    "user_agent",
 ];
 
 /// The columns of [`FIELDS`] in the schema of the last record
@@ -94,7 +96,7 @@ pub enum Observation {
     Conn(ConnFacts),
     Dns(DnsFacts),
     /// The name a client gave its server: a TLS server name (SNI) or an
-    /// HTTP Host.
+    /// HTTP Host, and an HTTP request's user agent.
     Name(NameFacts),
 }
 
@@ -105,8 +107,13 @@ pub struct NameFacts {
     pub log: LogKind,
     pub client: IpAddr,
     pub server: IpAddr,
-    /// As logged, at most [`MAX_QUERY`] bytes (checked where it is kept).
+    /// As logged, at most [`MAX_QUERY`] bytes (checked where it is kept);
+    /// empty for an HTTP request without a Host.
     pub name: Box<str>,
+    /// An HTTP request's user agent, as logged, at most [`MAX_QUERY`]
+    /// bytes (escaped where it is kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<Box<str>>,
 }
 
 /// A conn record's facts.
@@ -275,13 +282,21 @@ impl Observation {
                     _ => get(Field::Host),
                 }
                 .as_str()
-                .filter(|n| !n.is_empty())?;
+                .unwrap_or_default();
+                let agent = match module {
+                    LogKind::HTTP => get(Field::UserAgent).as_str().filter(|a| !a.is_empty()),
+                    _ => None,
+                };
+                if name.is_empty() && agent.is_none() {
+                    return None;
+                }
                 Some(Observation::Name(NameFacts {
                     ts,
                     log: module,
                     client: src,
                     server: get(Field::RespH).as_addr()?,
                     name: truncate(name, MAX_QUERY).into(),
+                    agent: agent.map(|a| truncate(a, MAX_QUERY).into()),
                 }))
             }
             _ => None,
@@ -379,6 +394,20 @@ mod tests {
         assert_eq!(Observation::of(LogKind::HTTP, &record(&base)), None);
         let empty = with(("host", Value::Str("".into())));
         assert_eq!(Observation::of(LogKind::HTTP, &empty), None);
+        // A request without a Host still tells its user agent (a beacon
+        // to a bare address); an SSL record has none.
+        let agent = with((
+            "user_agent",
+            Value::Str("Modzilla/0.0001 (Atari 7800)".into()),
+        ));
+        let Some(Observation::Name(n)) = Observation::of(LogKind::HTTP, &agent) else {
+            panic!("no user agent");
+        };
+        assert_eq!(
+            (&*n.name, n.agent.as_deref()),
+            ("", Some("Modzilla/0.0001 (Atari 7800)"))
+        );
+        assert_eq!(Observation::of(LogKind::SSL, &agent), None);
 
         let mut answers = vec![Value::Str("cdn.example.net".into())];
         answers.extend((1..=20).map(|i| Value::Str(format!("198.51.100.{i}").into())));

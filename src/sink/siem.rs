@@ -1089,6 +1089,17 @@ fn ecs_alert(a: &Alert, stamp: &Stamp) -> Value {
     if !hosts.is_empty() {
         put(&mut doc, "related.hosts", json!(hosts));
     }
+    // And the user agents its requests to them gave (a keyword field
+    // holds a list as well as one).
+    let mut agents: Vec<&str> = Vec::new();
+    for agent in a.top_peers.iter().flat_map(|p| &p.user_agents) {
+        if !agents.contains(&agent.as_str()) {
+            agents.push(agent);
+        }
+    }
+    if !agents.is_empty() {
+        put(&mut doc, "user_agent.original", json!(agents));
+    }
     ecs_observer(&mut doc, stamp);
     doc.insert("autozeekwatch".into(), alert_fields(a));
     Value::Object(doc)

@@ -1132,9 +1132,11 @@ fn a_dated_history_is_read_hour_by_hour_across_log_types() {
 
 /// An alert names its top peers by what its host called them: the TLS
 /// server names, HTTP Hosts and DNS answers of the example logs (every
-/// record, flagged or not). Each name shown is checked against the logs:
-/// a record from the alert's host to that peer with that name, no later
-/// than the alert's last item. In ECS the names are `related.hosts`.
+/// record, flagged or not), and tells the user agents of its HTTP
+/// requests to them. Each name and user agent shown is checked against
+/// the logs: a record from the alert's host to that peer with it, no
+/// later than the alert's last item. In ECS the names are
+/// `related.hosts`, the user agents `user_agent.original`.
 #[test]
 fn alerts_name_their_peers_by_what_the_host_called_them() {
     use std::collections::BTreeSet;
@@ -1159,8 +1161,11 @@ fn alerts_name_their_peers_by_what_the_host_called_them() {
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
     };
-    // Every (client, server, name, time) the example logs tell.
+    // Every (client, server, name, time) the example logs tell, and
+    // every (client, server, user agent, time), the agent escaped as
+    // alerts show it.
     let mut told: Vec<(IpAddr, IpAddr, String, f64)> = Vec::new();
+    let mut agents: Vec<(IpAddr, IpAddr, String, f64)> = Vec::new();
     for entry in fs::read_dir(root().join("examples/logs")).unwrap() {
         let path = entry.unwrap().path();
         let file = path.file_name().unwrap().to_str().unwrap().to_owned();
@@ -1175,6 +1180,13 @@ fn alerts_name_their_peers_by_what_the_host_called_them() {
             let (Some(ts), Some(client)) = (r.ts(), r.get("id.orig_h").as_addr()) else {
                 continue;
             };
+            if let (Some(agent), Some(server)) = (
+                r.get("user_agent").as_str().filter(|a| !a.is_empty()),
+                r.get("id.resp_h").as_addr(),
+            ) {
+                let shown = autozeekwatch::escape::terminal(agent.trim()).into_owned();
+                agents.push((client, server, shown, ts));
+            }
             let Some(name) = r.get(fields[0]).as_str() else {
                 continue;
             };
@@ -1195,7 +1207,7 @@ fn alerts_name_their_peers_by_what_the_host_called_them() {
         }
     }
     let alerts = run("json");
-    let mut named = 0;
+    let (mut named, mut with_agents) = (0, 0);
     for a in &alerts {
         let host: IpAddr = a["entity"].as_str().unwrap().parse().unwrap();
         let last = a["last_ts"].as_f64().unwrap();
@@ -1215,9 +1227,22 @@ fn alerts_name_their_peers_by_what_the_host_called_them() {
                     "{name} for {client} -> {server} is in no log by {last}: {a}"
                 );
             }
+            for agent in p["user_agents"].as_array().into_iter().flatten() {
+                let agent = agent.as_str().unwrap();
+                with_agents += 1;
+                assert!(
+                    agents
+                        .iter()
+                        .any(|(c, s, u, ts)| (*c, *s) == (client, server)
+                            && u == agent
+                            && *ts <= last),
+                    "user agent {agent} of {client} -> {server} is in no log by {last}: {a}"
+                );
+            }
         }
     }
     assert!(named > 0, "no alert names a peer: {alerts:#?}");
+    assert!(with_agents > 0, "no alert tells a user agent: {alerts:#?}");
     // The busiest named peer is in the sentence.
     let googleapis = alerts
         .iter()
@@ -1231,7 +1256,9 @@ fn alerts_name_their_peers_by_what_the_host_called_them() {
         googleapis["reason"]
             .as_str()
             .unwrap()
-            .contains("(most often 74.125.129.95: ajax.googleapis.com)"),
+            .contains(
+                "(most often 74.125.129.95: ajax.googleapis.com; user agent \"Mozilla/4.0 (compatible; MSIE 8.0; Windows NT 5.1; Trident/4.0)\")"
+            ),
         "{googleapis}"
     );
 
@@ -1243,4 +1270,12 @@ fn alerts_name_their_peers_by_what_the_host_called_them() {
         .map(|h| h.as_str().unwrap())
         .collect();
     assert!(hosts.contains("ajax.googleapis.com"), "{hosts:?}");
+    // And the user agents as `user_agent.original`.
+    assert!(
+        ecs.iter()
+            .any(|d| d["user_agent"]["original"].as_array().is_some_and(|a| a
+                .iter()
+                .any(|u| u.as_str().unwrap().starts_with("Mozilla/4.0")))),
+        "{ecs:#?}"
+    );
 }
