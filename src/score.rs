@@ -1119,7 +1119,9 @@ impl Explainer {
         }
     }
 
-    /// The [`TOP_FEATURES`] features with the largest shares.
+    /// The [`TOP_FEATURES`] features with the largest shares: the first,
+    /// and the others of 1% or more (one of less, printed `(0%)`, made
+    /// nothing of the score an analyst should look at).
     fn explain(
         &self,
         model: &Model,
@@ -1129,14 +1131,16 @@ impl Explainer {
         shares: &[f64],
     ) -> Vec<Contribution> {
         let round = |s: f64| (s * 1e4).round() / 1e4;
+        let shown = |rank: usize, share: f64| share > 0.0 && (rank == 0 || share >= 0.01);
         if self.spans.is_empty() {
             let mut v: Vec<(usize, f64)> = shares.iter().copied().enumerate().collect();
             v.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
             return v
                 .into_iter()
                 .take(TOP_FEATURES)
-                .filter(|(_, s)| *s > 0.0)
-                .map(|(i, share)| Contribution {
+                .enumerate()
+                .filter(|(rank, (_, s))| shown(*rank, *s))
+                .map(|(_, (i, share))| Contribution {
                     feature: model
                         .columns
                         .get(i)
@@ -1158,8 +1162,9 @@ impl Explainer {
         let set = encoder.feature_set();
         per.into_iter()
             .take(TOP_FEATURES)
-            .filter(|(_, s)| *s > 0.0)
-            .map(|(f, share)| {
+            .enumerate()
+            .filter(|(rank, (_, s))| shown(*rank, *s))
+            .map(|(_, (f, share))| {
                 let def = &set.features[f];
                 let (at, n) = self.spans[f];
                 let value = record.get(&def.field);
@@ -1444,7 +1449,10 @@ fn quantity(name: &str, t: &Transform, v: f64) -> String {
             }
         }
         Transform::Present => if v > 0.5 { "set" } else { "unset" }.into(),
-        Transform::Length => format!("{} long", number(raw.round())),
+        Transform::Length => {
+            let n = raw.round();
+            format!("{} character{}", number(n), if n == 1.0 { "" } else { "s" })
+        }
         Transform::Labels => format!("{} labels", number(raw.round())),
         Transform::Entropy => format!("{} bits per character", number(raw)),
         Transform::Interval { .. } => seconds(raw),
@@ -1831,9 +1839,14 @@ mod tests {
             {
                 let s = scorer.score(&r).unwrap();
                 assert!(s.anomaly);
-                for c in s.top_features.unwrap() {
+                let top = s.top_features.unwrap();
+                assert!(!top.is_empty());
+                for (rank, c) in top.iter().enumerate() {
                     assert!(names.contains(&c.feature), "{c:?}");
                     assert!(c.observed.is_some(), "{c:?}");
+                    // None that made under 1% of the score (printed
+                    // `(0%)`), but the first.
+                    assert!(rank == 0 || c.share >= 0.01, "{top:?}");
                 }
                 assert!(s.context.contains_key("client") || s.context.contains_key("server"));
                 explained += 1;

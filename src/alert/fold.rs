@@ -51,14 +51,19 @@ impl Role {
 
 /// The host a record's alert names, its peer and its role: the source,
 /// except for inbound traffic, whose host is the local one reached.
-/// `None` without a source address.
+/// `None` without a source address, or with the unspecified one (`::`,
+/// `0.0.0.0`: a machine asking for an address, DHCP or IPv6 duplicate
+/// address detection, which names no host an analyst can find).
 pub fn host_of(
     orig: Option<IpAddr>,
     resp: Option<IpAddr>,
     direction: Option<&str>,
 ) -> Option<(IpAddr, Option<IpAddr>, Role)> {
+    let orig = orig.filter(|a| !a.is_unspecified());
     match (orig, resp) {
-        (Some(o), Some(d)) if direction == Some("inbound") => Some((d, Some(o), Role::Target)),
+        (Some(o), Some(d)) if direction == Some("inbound") && !d.is_unspecified() => {
+            Some((d, Some(o), Role::Target))
+        }
         (Some(o), d) => Some((o, d, Role::Source)),
         (None, _) => None,
     }
@@ -389,7 +394,8 @@ pub struct FeatureCount {
     pub feature: String,
     /// Records it was among the top features of.
     pub records: u64,
-    /// Its mean share of their scores.
+    /// Its mean share of their scores. An alert's are ranked by the
+    /// shares summed (`records` times this).
     pub share: f64,
 }
 
@@ -443,6 +449,12 @@ impl Open {
             (Some(_), Some(local)) => Some(local),
             _ => self.local.or(item.local),
         };
+        // A reminder counts when it is the alert's first word of its
+        // detector or of its peer (an alert it opens, after a warm-up or a
+        // closing, would otherwise hold "0 detections").
+        let counted = !item.reminder
+            || item.detector.is_some_and(|d| !self.detectors.contains(&d))
+            || item.peer.is_some_and(|p| !self.peers.contains_key(&p));
         match item.detector {
             Some(d) => {
                 // Restored from a checkpoint older than `variants`: its
@@ -450,10 +462,7 @@ impl Open {
                 if self.variants.is_empty() {
                     self.variants = self.detectors.iter().map(|k| (*k, false)).collect();
                 }
-                // A reminder counts when it is the alert's first word of
-                // its detector (an alert it opens, after a warm-up or a
-                // closing, would otherwise hold "0 detections").
-                self.detections += u64::from(!item.reminder || !self.detectors.contains(&d));
+                self.detections += u64::from(counted);
                 self.detectors.insert(d);
                 self.variants.insert((d, item.icmp));
             }
@@ -464,7 +473,8 @@ impl Open {
         }
         if let Some(peer) = item.peer {
             if let Some(n) = self.peers.get_mut(&peer) {
-                *n += 1;
+                // As the detections count: a peer's count is its items.
+                *n += u64::from(counted);
             } else if self.peers.len() < MAX_PEERS {
                 self.peers.insert(peer, 1);
             } else {
@@ -613,22 +623,21 @@ impl Open {
             .collect();
         top_peers.sort_by(|a, b| b.count.cmp(&a.count).then(a.ip.cmp(&b.ip)));
         top_peers.truncate(SHOWN);
-        let mut top_features: Vec<FeatureCount> = self
-            .features
-            .iter()
+        // By how much of the records' scores each made (its shares
+        // summed), not by how many records listed it: a feature on every
+        // record's list at 1% is not what made the alert.
+        let mut ranked: Vec<(&String, &(u64, f64))> = self.features.iter().collect();
+        ranked.sort_by(|(a, (an, asum)), (b, (bn, bsum))| {
+            (bsum.total_cmp(asum)).then(bn.cmp(an)).then(a.cmp(b))
+        });
+        let top_features: Vec<FeatureCount> = (ranked.into_iter())
+            .take(SHOWN)
             .map(|(name, (n, sum))| FeatureCount {
                 feature: name.clone(),
                 records: *n,
                 share: ((sum / *n as f64) * 1000.0).round() / 1000.0,
             })
             .collect();
-        top_features.sort_by(|a, b| {
-            b.records
-                .cmp(&a.records)
-                .then(b.share.total_cmp(&a.share))
-                .then(a.feature.cmp(&b.feature))
-        });
-        top_features.truncate(SHOWN);
         let mut uids = self.uids.clone();
         uids.extend(self.last_uid.iter().cloned());
         let mut alert = Alert {
@@ -682,14 +691,20 @@ fn reason(a: &Alert, more_peers: bool) -> String {
             if a.detections == 1 { "" } else { "s" }
         ));
     }
+    // One record has no span (a detection has its evidence's); items
+    // within a minute, none worth a number.
     let span = a.last_ts - a.start();
-    let span = if span >= 3600.0 {
-        format!("{:.1} h", span / 3600.0)
+    let span = if a.records <= 1 && a.detections == 0 {
+        String::new()
+    } else if span >= 3600.0 {
+        format!(" over {:.1} h", span / 3600.0)
+    } else if span >= 60.0 {
+        format!(" over {:.0} min", span / 60.0)
     } else {
-        format!("{:.0} min", span / 60.0)
+        " within a minute".into()
     };
     let mut s = format!(
-        "{} ({}): {} over {span}, {}{} peer{}",
+        "{} ({}): {}{span}, {}{} peer{}",
         a.entity,
         match a.role {
             Role::Source => "source",
@@ -728,15 +743,15 @@ fn reason(a: &Alert, more_peers: bool) -> String {
         }
         s.push(')');
     }
-    if !a.top_features.is_empty() {
-        let names: Vec<&str> = a
-            .top_features
-            .iter()
-            .take(3)
-            .map(|f| f.feature.as_str())
-            .collect();
+    // The features that made the scores: the first, and the others of
+    // a share of 1% or more.
+    let made: Vec<&str> = (a.top_features.iter().enumerate())
+        .filter(|(i, f)| *i == 0 || f.share >= 0.01)
+        .map(|(_, f)| f.feature.as_str())
+        .collect();
+    if !made.is_empty() {
         s.push_str("; mostly ");
-        s.push_str(&names.join(", "));
+        s.push_str(&made.join(", "));
     }
     s
 }

@@ -379,6 +379,9 @@ fn a_beacon_s_reminders_keep_its_alert_open_without_raising_it() {
     assert_eq!((closed[0].first_ts, closed[0].last_ts), (100.0, 6100.0));
     assert_eq!(closed[0].detections, 1);
     assert_eq!(closed[0].severity, Severity::High);
+    // Its peer's count is the detections' (13 once, where the sentence
+    // said 8 detections).
+    assert_eq!(closed[0].top_peers[0].count, 1);
     // A reminder that opens an alert (the beacon was reported during a
     // warm-up, or its alert closed) is that alert's first detection.
     let mut stage = AlertStage::new(opts(), &[CONN], true);
@@ -1128,4 +1131,86 @@ fn open_alerts_of_a_checkpoint_from_before_take_their_names_on_resuming() {
     };
     assert_eq!(saved_with(true), ["c2.example.com"]);
     assert!(saved_with(false).is_empty());
+}
+
+/// An alert's features are ranked by how much of its records' scores
+/// each made (shares summed), not by how many records listed it; its
+/// sentence names those of 1% or more. One record has no span; items
+/// within a minute are said so.
+#[test]
+fn an_alert_names_the_features_that_made_its_scores() {
+    let with = |ts: f64, uid: &str, features: &[(&str, f64)]| {
+        let mut r = rec(CONN, ts, "10.0.0.5", "203.0.113.7", uid, Severity::Low);
+        r.top_features = Some(
+            (features.iter())
+                .map(|(f, share)| Contribution {
+                    feature: (*f).into(),
+                    share: *share,
+                    observed: None,
+                    expected: None,
+                })
+                .collect(),
+        );
+        r
+    };
+    let mut records: Vec<ScoredRecord> = (0..6)
+        .map(|i| {
+            with(
+                100.0 + f64::from(i),
+                &format!("C{i}"),
+                &[("direction", 0.006)],
+            )
+        })
+        .collect();
+    records.push(with(110.0, "C9", &[("conn_state", 0.9), ("history", 0.05)]));
+    let mut stage = AlertStage::new(opts(), &[CONN], false);
+    let out = run(&mut stage, &[(CONN, records, Reading::Finished)]);
+    let closed = out.iter().find(|a| a.state == State::Closed).unwrap();
+    let ranked: Vec<&str> = closed
+        .top_features
+        .iter()
+        .map(|f| f.feature.as_str())
+        .collect();
+    assert_eq!(ranked, ["conn_state", "history", "direction"]);
+    assert_eq!(closed.top_features[2].records, 6);
+    assert!(
+        closed.reason.ends_with(
+            "7 flagged conn records within a minute, 1 peer; mostly conn_state, history"
+        ),
+        "{}",
+        closed.reason
+    );
+
+    let mut stage = AlertStage::new(opts(), &[CONN], false);
+    let one = with(100.0, "C1", &[("resp_p", 0.5)]);
+    let out = run(&mut stage, &[(CONN, vec![one], Reading::Finished)]);
+    assert!(
+        out[0]
+            .reason
+            .ends_with("(source): 1 flagged conn record, 1 peer; mostly resp_p"),
+        "{}",
+        out[0].reason
+    );
+}
+
+/// A machine still asking for an address (`::` in IPv6 duplicate address
+/// detection, `0.0.0.0` in DHCP) names no host: no alert, counted as an
+/// item without a host.
+#[test]
+fn the_unspecified_address_opens_no_alert() {
+    let mut stage = AlertStage::new(opts(), &[CONN], false);
+    let records = vec![
+        rec(CONN, 100.0, "::", "ff02::1:ff00:1", "C1", Severity::Low),
+        rec(
+            CONN,
+            101.0,
+            "0.0.0.0",
+            "255.255.255.255",
+            "C2",
+            Severity::Low,
+        ),
+    ];
+    let out = run(&mut stage, &[(CONN, records, Reading::Finished)]);
+    assert!(out.is_empty(), "{out:#?}");
+    assert_eq!(stage.stats().unplaced, 2);
 }

@@ -492,10 +492,11 @@ fn print_alerts(emitter: &pipeline::Emitter) {
     };
     let s = a.stats();
     cli::errln!(
-        "alerts: {} opened from {} flagged records and detections ({} lines written: opened, updated, closed){}",
+        "alerts: {} opened from {} flagged records and detections ({} line{} written, each an opening, update or closing){}",
         s.opened,
         s.items,
         s.written,
+        if s.written == 1 { "" } else { "s" },
         if s.late + s.forced + s.evicted + s.late_names > 0 {
             format!(
                 "; {} arrived late, {} folded early (too many held), {} closed early (too many open), {} names of peers read after their time",

@@ -128,7 +128,7 @@ const PINNED: [(&str, u32); 6] = [
     ("http", 0xd03c_6525),
     ("ssh", 0x3e86_01f2),
     ("ssl", 0x5d9a_0aa0),
-    ("scores", 0x2867_939a),
+    ("scores", 0x2960_4bd1),
 ];
 
 const MYAPP_TABLE: &str = r#"# myapp.log, written by our own Zeek script: one record per request.
