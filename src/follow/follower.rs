@@ -23,7 +23,7 @@ use chrono::NaiveDate;
 
 use super::checkpoint::Position;
 use super::identity::{matches, rotated_files, rotation_key, Fingerprint, FingerprintCache};
-use super::source::{may_be_unfinished, path_id, Line, Source};
+use super::source::{may_be_unfinished, names_nothing, path_id, path_id_or_error, Line, Source};
 use crate::log_kind::LogKind;
 use crate::zeek::ReadError;
 
@@ -95,6 +95,12 @@ struct Finished {
     /// A day no later than its rotation day, from rotation names: files
     /// rotated after it are in this day's folder or later ones.
     day: Option<NaiveDate>,
+    /// The file's identity and the offset it was read to, when it was
+    /// finished through an open handle: a live file whose path named
+    /// nothing for a moment (a `current` link made again) is finished as
+    /// if rotated, and when the path names it again it goes on from there
+    /// ([`Follower::came_back`]).
+    end: Option<((u64, u64), u64)>,
 }
 
 /// What a decision led to: decide again, or hand this step out.
@@ -336,10 +342,37 @@ impl Follower {
         }
         match self.waiting_live.take() {
             Some(live) => {
-                self.reading = Reading::Live(live);
+                self.reading = Reading::Live(self.came_back(live));
                 Next::Again
             }
             None => Next::Give(self.idle(0)),
+        }
+    }
+
+    /// The live file, opened from its start, or, when it is the very file
+    /// just finished (the same file, starting with the same bytes: its
+    /// path named nothing for a moment, and it was taken for rotated),
+    /// opened again where that one was read to, so no line is read twice.
+    fn came_back(&mut self, live: Source) -> Source {
+        let Some(finished) = self.finished else {
+            return live;
+        };
+        let Some((id, offset)) = finished.end else {
+            return live;
+        };
+        if live.id() != Some(id) || !matches(&self.live_path, finished.fingerprint) {
+            return live;
+        }
+        match Source::open(&self.live_path, self.module.log_path(), offset) {
+            Ok(again) => {
+                tracing::info!(
+                    "{}: {} is the file finished before (its path named nothing for a moment); going on from byte {offset}",
+                    self.module,
+                    self.live_path.display()
+                );
+                again
+            }
+            Err(_) => live,
         }
     }
 
@@ -501,10 +534,16 @@ impl Follower {
             self.reading = Reading::Rotated { source, tries };
             return Next::Give(self.produce_more(lines, position, 0, more));
         }
+        // Before an unterminated last line: should the file come back and
+        // grow, that line is read whole (after its part handed out now).
+        let complete = source.offset();
         lines.extend(source.finish());
         let position = self.position_of(&source);
         if let Some(fp) = source.fingerprint() {
             self.mark_finished(fp, source.path());
+            if let Some(f) = &mut self.finished {
+                f.end = source.id().map(|id| (id, complete));
+            }
         }
         if lines.is_empty() {
             return Next::Again;
@@ -643,10 +682,15 @@ impl Follower {
         !self.queue.is_empty()
     }
 
-    /// Does the live path still name this file?
+    /// Does the live path still name this file? Yes too when that cannot
+    /// be told (a folder's permissions changed for a moment): the handle
+    /// still reads it, and taking it for rotated would read the file
+    /// again from its start once the path can be looked up.
     fn still_live(&self, source: &Source) -> bool {
-        let now = path_id(&self.live_path);
-        now.is_some() && now == source.id()
+        match path_id_or_error(&self.live_path) {
+            Ok(now) => now.is_some() && now == source.id(),
+            Err(e) => !names_nothing(&e),
+        }
     }
 
     /// The live file was cut in place, at `offset` into the content
@@ -729,6 +773,7 @@ impl Follower {
         self.finished = Some(Finished {
             fingerprint: fp,
             day: self.rotation_day(path),
+            end: None,
         });
     }
 

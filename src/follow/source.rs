@@ -90,6 +90,22 @@ pub fn path_id(path: &Path) -> Option<(u64, u64)> {
     std::fs::metadata(path).ok().as_ref().and_then(file_id)
 }
 
+/// What a path names now: a file's identity (`Ok(None)` where there is
+/// none), or the error of looking. A path that names nothing is
+/// `NotFound` (or `NotADirectory`, a folder on the way replaced by a
+/// file); any other error says nothing of what it names.
+pub fn path_id_or_error(path: &Path) -> io::Result<Option<(u64, u64)>> {
+    std::fs::metadata(path).map(|m| file_id(&m))
+}
+
+/// Whether looking up a path failed because it names nothing.
+pub fn names_nothing(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+    )
+}
+
 /// Whether an error reading a gzip archive may go away: a stream cut short
 /// is what an archive still being written looks like.
 pub fn may_be_unfinished(e: &io::Error) -> bool {

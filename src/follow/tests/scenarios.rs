@@ -414,3 +414,50 @@ fn a_line_read_after_a_restart_names_the_rotated_file() {
     let named = format!("{}:16: skipped malformed line", renamed.display());
     assert!(out.errors[0].starts_with(&named), "{:?}", out.errors);
 }
+
+/// ZeekControl's `current` link removed and made again to the same
+/// folder: for a moment the live path named nothing and the file was
+/// taken for rotated; named again, it goes on where it was read to, no
+/// line read twice (all of it was, found by a review). And while the path
+/// cannot be looked up (here a link pointing at itself; for a service
+/// user, a folder's permissions changed for a moment) the file is read on
+/// through its handle.
+#[test]
+fn a_live_path_that_names_nothing_for_a_moment_reads_no_line_twice() {
+    let mut zeek = Zeek::new();
+    let mut expected = zeek.append(30);
+    let mut out = Collected::default();
+    let mut f = zeek.follower(None);
+    assert!(out.drain(&mut f, PATIENCE));
+    let spool = zeek.spool();
+    let link = zeek.root.join("current");
+    fs::remove_file(&link).unwrap();
+    for _ in 0..5 {
+        out.take(f.step());
+    }
+    std::os::unix::fs::symlink(&spool, &link).unwrap();
+    expected.extend(zeek.append(10));
+    assert!(out.drain(&mut f, PATIENCE));
+    assert_once_in_order(&out.numbers, &expected);
+
+    // A link to itself: looking the path up fails, saying nothing of
+    // what it names.
+    zeek.relink_current(&link);
+    let mut spooled = fs::OpenOptions::new()
+        .append(true)
+        .open(spool.join("conn.log"))
+        .unwrap();
+    for _ in 0..5 {
+        let n = zeek.next;
+        zeek.next += 1;
+        writeln!(spooled, "{}", zeek.line(n)).unwrap();
+        expected.push(n);
+        out.take(f.step());
+    }
+    assert!(out.drain(&mut f, PATIENCE));
+    assert_once_in_order(&out.numbers, &expected);
+    zeek.relink_current(&spool);
+    expected.extend(zeek.append(3));
+    assert!(out.drain(&mut f, PATIENCE));
+    assert_once_in_order(&out.numbers, &expected);
+}

@@ -228,6 +228,19 @@ impl Zeek {
 }
 
 impl Zeek {
+    /// The spool folder `current` points to now.
+    pub fn spool(&self) -> PathBuf {
+        self.root.join(format!("spool{}", self.spools - 1))
+    }
+
+    /// Points `current` at `target` (removed first: for a moment it names
+    /// nothing), as `rm current; ln -s ...` does.
+    pub fn relink_current(&self, target: &Path) {
+        let link = self.root.join("current");
+        fs::remove_file(&link).unwrap();
+        std::os::unix::fs::symlink(target, &link).unwrap();
+    }
+
     /// Whether a file the follower can reach (the live one, renamed ones,
     /// archives) still holds the content a position was taken in.
     pub fn holds(&self, position: &Position) -> bool {
