@@ -41,7 +41,7 @@ use crate::detect::Detection;
 use crate::log_kind::LogKind;
 use crate::reload::stamp;
 use crate::score::ScoredRecord;
-use crate::tables::line_of;
+use crate::tables::{line_of, Lines};
 use crate::zeek::Record;
 
 /// How often a running tool looks for a changed allowlist file.
@@ -182,6 +182,7 @@ impl Rules {
             )
         })?;
         let mut rules = Vec::new();
+        let lines = Lines::new(text);
         for r in raw.rule {
             let at = r.span().start;
             let r = r.into_inner();
@@ -189,7 +190,7 @@ impl Rules {
             let net = |v: &Option<String>| v.as_deref().map(parse_net).transpose().map_err(bad);
             let rule = Rule {
                 comment: r.comment.clone(),
-                line: line_of(text, at),
+                line: lines.of(at),
                 source: net(&r.source)?,
                 destination: net(&r.destination)?,
                 port: r.port,

@@ -307,3 +307,19 @@ fn a_folder_adds_and_replaces_tables() {
 fn built_in_opt(log: LogKind) -> Option<&'static Table> {
     Tables::built_in().get(log)
 }
+
+/// The line index says what counting from the top says.
+#[test]
+fn lines_name_what_line_of_names() {
+    use crate::tables::{line_of, Lines};
+    for text in ["", "a", "a\n", "a\nb\n\nc", "\n\n\n"] {
+        let lines = Lines::new(text);
+        for offset in 0..=text.len() + 2 {
+            assert_eq!(
+                lines.of(offset),
+                line_of(text, offset),
+                "{text:?} at {offset}"
+            );
+        }
+    }
+}
