@@ -7,15 +7,20 @@
 //! and refusals, the checkpoint its saves. One registry per process
 //! ([`global`]); nothing is recorded where no one publishes.
 //!
-//! The server runs on its own thread, handles one connection at a time,
-//! reads at most [`MAX_REQUEST`] bytes of a request with a timeout, and
-//! answers only `GET /metrics` (and `/` with a pointer to it).
+//! The server runs on its own thread and answers each connection on a
+//! thread of its own, at most [`MAX_CLIENTS`] at once (more are closed at
+//! once); it reads at most [`MAX_REQUEST`] bytes of a request, which must
+//! come whole within [`CLIENT_TIMEOUT`] (a timeout per read let one client
+//! sending a byte every few seconds hold the one server thread, and every
+//! scrape failed while it did: found by a review), and answers only
+//! `GET /metrics` (and `/` with a pointer to it).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::log_kind::LogKind;
@@ -24,8 +29,13 @@ use crate::pipeline::LaneStats;
 /// The most bytes of a request read before answering.
 pub const MAX_REQUEST: usize = 8 * 1024;
 
-/// How long a client may take to send its request or read the answer.
+/// How long a client may take to send its whole request, and to read the
+/// answer (a scraper sends its request in one packet).
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connections answered at once: a scraper or two, and room for a few
+/// slow ones without turning the scraper away.
+pub const MAX_CLIENTS: usize = 8;
 
 /// What one module has published.
 #[derive(Debug, Clone, Default)]
@@ -299,11 +309,27 @@ pub fn serve(addr: SocketAddr) -> std::io::Result<SocketAddr> {
     std::thread::Builder::new()
         .name("metrics".into())
         .spawn(move || {
+            let busy = Arc::new(AtomicUsize::new(0));
             for stream in listener.incoming() {
                 match stream {
                     Ok(stream) => {
-                        if let Err(e) = answer(stream, global()) {
-                            tracing::debug!("metrics: a request failed: {e}");
+                        if busy.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
+                            busy.fetch_sub(1, Ordering::SeqCst);
+                            tracing::debug!("metrics: {MAX_CLIENTS} connections open; one closed");
+                            continue;
+                        }
+                        let done = Arc::clone(&busy);
+                        let spawned = std::thread::Builder::new()
+                            .name("metrics client".into())
+                            .spawn(move || {
+                                if let Err(e) = answer(stream, global()) {
+                                    tracing::debug!("metrics: a request failed: {e}");
+                                }
+                                done.fetch_sub(1, Ordering::SeqCst);
+                            });
+                        if let Err(e) = spawned {
+                            busy.fetch_sub(1, Ordering::SeqCst);
+                            tracing::warn!("metrics: cannot answer a connection: {e}");
                         }
                     }
                     Err(e) => {
@@ -318,11 +344,19 @@ pub fn serve(addr: SocketAddr) -> std::io::Result<SocketAddr> {
 
 /// Reads one request (bounded in size and time) and answers it.
 fn answer(mut stream: TcpStream, registry: &Registry) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(CLIENT_TIMEOUT))?;
     stream.set_write_timeout(Some(CLIENT_TIMEOUT))?;
+    let deadline = Instant::now() + CLIENT_TIMEOUT;
     let mut request = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
     while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < MAX_REQUEST {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the request did not come in time",
+            ));
+        }
+        stream.set_read_timeout(Some(left))?;
         let n = stream.read(&mut buf)?;
         if n == 0 {
             break;
@@ -461,5 +495,44 @@ mod tests {
         let mut out = String::new();
         let _ = s.read_to_string(&mut out);
         assert!(out.is_empty() || out.starts_with("HTTP/1.1 405"), "{out}");
+
+        // Clients that send a byte now and then hold neither the server
+        // nor their connection past the deadline: a scrape beside them is
+        // answered, and they are closed.
+        let slow: Vec<TcpStream> = (0..MAX_CLIENTS - 1)
+            .map(|_| {
+                let mut s = TcpStream::connect(addr).unwrap();
+                s.write_all(b"G").unwrap();
+                s
+            })
+            .collect();
+        let mut scrape = TcpStream::connect(addr).unwrap();
+        scrape.set_read_timeout(Some(CLIENT_TIMEOUT / 2)).unwrap();
+        scrape.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+        let mut scraped = String::new();
+        scrape.read_to_string(&mut scraped).unwrap();
+        assert!(scraped.starts_with("HTTP/1.1 200 OK\r\n"), "{scraped}");
+        let started = Instant::now();
+        for mut s in slow {
+            s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+            // A byte a second: a timeout per read never closed it.
+            loop {
+                assert!(
+                    started.elapsed() < CLIENT_TIMEOUT * 3,
+                    "a slow client is still open"
+                );
+                if s.write_all(b"E").is_err() {
+                    break;
+                }
+                match s.read(&mut [0u8; 64]) {
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) => {}
+                    _ => break,
+                }
+            }
+        }
     }
 }
