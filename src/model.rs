@@ -217,6 +217,60 @@ pub enum ModelError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{}: {what}, not a model autozeekwatch wrote, so it is not replaced; nothing was trained (move it away, or give another --model-dir)", path.display())]
+    NotOurs { path: PathBuf, what: String },
+}
+
+/// How far into a file its format name is looked for: the first key
+/// azw-train writes.
+const MAGIC_WITHIN: usize = 4096;
+
+/// Whether a model may be written at `path`: nothing is there, or an
+/// empty file, or a file that says it is an autozeekwatch model (damaged
+/// or not): what azw-train replaces is its own, never a file of someone
+/// else's at that name, nor a folder (found after a whole training, where
+/// it could be before: by a review).
+pub fn check_replaceable(path: &Path) -> Result<(), ModelError> {
+    let not_ours = |what: &str| ModelError::NotOurs {
+        path: path.to_owned(),
+        what: what.to_owned(),
+    };
+    // Through a link: the rename puts the model in the link's place.
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(ModelError::Write {
+                path: path.to_owned(),
+                source,
+            })
+        }
+    };
+    if meta.is_dir() {
+        return Err(not_ours("a folder"));
+    }
+    if !meta.is_file() {
+        return Err(not_ours("not a regular file (a pipe, socket or device)"));
+    }
+    if meta.len() == 0 {
+        return Ok(());
+    }
+    let mut head = Vec::new();
+    safe_fs::open_regular(path)
+        .and_then(|f| {
+            std::io::Read::read_to_end(&mut std::io::Read::take(f, MAGIC_WITHIN as u64), &mut head)
+        })
+        .map_err(|source| ModelError::Write {
+            path: path.to_owned(),
+            source,
+        })?;
+    let magic = format!("\"{MAGIC}\"");
+    if memchr::memmem::find(&head, magic.as_bytes()).is_none() {
+        return Err(not_ours(
+            "a file that does not say it is an autozeekwatch model",
+        ));
+    }
+    Ok(())
 }
 
 /// Just the fields that say what a file is, read before the rest so a newer
@@ -417,6 +471,7 @@ impl Model {
             path: path.to_owned(),
             source,
         };
+        check_replaceable(path)?;
         let dir = crate::aside::folder(path);
         std::fs::create_dir_all(dir).map_err(err)?;
         let bytes = self.sealed().map_err(|e| err(e.into()))?;

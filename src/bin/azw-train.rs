@@ -156,6 +156,11 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
         // be written (read-only, another owner's) fails now. (A full disk
         // is found only when the model is written: the old model stays.)
         check_writable(&args.model_dir)?;
+        // Nor a model path that holds something not ours (a folder,
+        // another program's file): it would be found after training.
+        for (module, _) in &jobs {
+            model::check_replaceable(&args.model_dir.join(model::file_name(*module)))?;
+        }
         train::learn_site(&mut opts)?;
     }
 

@@ -455,3 +455,48 @@ fn an_unwritable_model_folder_fails_before_training() {
     assert!(all.contains("nothing was trained"), "{all}");
     assert!(!all.contains("training on"), "{all}");
 }
+
+/// What azw-train replaces at a model's path is its own: another
+/// program's file there is refused, and a folder too, before training;
+/// an older model of ours is replaced.
+#[test]
+fn a_file_not_ours_at_a_model_path_is_never_replaced() {
+    let dir = crate::util::tempdir("train-not-ours");
+    let models = dir.join("models");
+    std::fs::create_dir_all(models.join("dns.model.json")).unwrap();
+    let theirs = b"someone's notes, not a model\n";
+    std::fs::write(models.join("conn.model.json"), theirs).unwrap();
+    for module in ["conn", "dns"] {
+        let out = train(&[
+            "--log-dir",
+            root().join("examples/logs").to_str().unwrap(),
+            "--modules",
+            module,
+            "--model-dir",
+            models.to_str().unwrap(),
+        ]);
+        let all = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{all}");
+        assert!(all.contains("not a model autozeekwatch wrote"), "{all}");
+        assert!(all.contains(&format!("{module}.model.json")), "{all}");
+        assert!(!all.contains("training on"), "{all}");
+    }
+    assert_eq!(
+        std::fs::read(models.join("conn.model.json")).unwrap(),
+        theirs
+    );
+    assert!(models.join("dns.model.json").is_dir());
+    // Ours (here one written by this test's training) is replaced.
+    std::fs::remove_file(models.join("conn.model.json")).unwrap();
+    for _ in 0..2 {
+        let out = train(&[
+            "--log-dir",
+            root().join("examples/logs").to_str().unwrap(),
+            "--modules",
+            "conn",
+            "--model-dir",
+            models.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+}
