@@ -34,6 +34,13 @@ pub struct Position {
     /// names (never from record times, which a clock or a forged record can
     /// put years ahead), to start the archive search there.
     pub day: Option<NaiveDate>,
+    /// The rotation time (from its name) of the file read to its end
+    /// before this one: should this one be gone at a restart (expired, or
+    /// deleted while azw-infer was down), the rotated files after that
+    /// one are the ones that came after it. Not a clock's reading: two
+    /// rotation names compare whatever time zone Zeek names them in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follows: Option<chrono::NaiveDateTime>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -420,6 +427,7 @@ mod tests {
                 path: "current/conn.log".into(),
                 offset: 99,
                 day: NaiveDate::from_ymd_opt(2024, 4, 19),
+                follows: None,
             },
         );
         let lock = StateLock::take(dir.path()).unwrap();

@@ -92,6 +92,9 @@ impl Queued {
 #[derive(Clone, Copy)]
 struct Finished {
     fingerprint: Fingerprint,
+    /// Its rotation time, from its name (a file read from the live path
+    /// and found under no rotated name has none).
+    rotated: Option<chrono::NaiveDateTime>,
     /// A day no later than its rotation day, from rotation names: files
     /// rotated after it are in this day's folder or later ones.
     day: Option<NaiveDate>,
@@ -134,6 +137,9 @@ pub struct Follower {
     damaged: u64,
     /// The last problem with the live path, so a poll does not repeat it.
     live_problem: Option<String>,
+    /// The rotation time of the file before the one resumed, until one is
+    /// finished here ([`Position::follows`]).
+    follows: Option<chrono::NaiveDateTime>,
     /// Whether any file of the log type was opened since the start.
     found: bool,
     /// Since when no file of it was found, and whether that was said as a
@@ -172,6 +178,7 @@ impl Follower {
             // A checkpointed position: a file of it was read before.
             found: resume.is_some(),
             missing: None,
+            follows: resume.as_ref().and_then(|p| p.follows),
         };
         if let Some(pos) = resume {
             f.resume(pos);
@@ -203,6 +210,17 @@ impl Follower {
             // Rotated today at the earliest (a later day only narrows the
             // search less).
             day: Some(chrono::Local::now().date_naive()),
+            // The newest rotated file now (of yesterday or today): the live
+            // file came after it.
+            follows: rotated_files(
+                log_dir,
+                &log_dir.join("current"),
+                module.log_path(),
+                chrono::Local::now().date_naive().pred_opt(),
+            )
+            .last()
+            .and_then(|p| rotation_key(p))
+            .map(|(d, t)| d.and_time(t)),
         })
     }
 
@@ -255,12 +273,18 @@ impl Follower {
                 self.queue_from(rotated, i, pos.offset, pos.fingerprint);
             }
             None => {
+                let after = self.rotated_after(&pos, hint);
                 tracing::warn!(
-                    "{}: the checkpointed file ({}, byte {}) is neither the live file nor among the rotated ones; records written to it after the checkpoint may be missing. Continuing with the live file",
+                    "{}: the checkpointed file ({}, byte {}) is neither the live file nor among the rotated ones (expired or deleted while stopped?); what was written to it after the checkpoint is lost. Continuing with the {} files rotated after it, then the live file",
                     self.module,
                     pos.path.display(),
-                    pos.offset
+                    pos.offset,
+                    after.len()
                 );
+                if !after.is_empty() {
+                    self.queue = after.into_iter().map(Queued::new).collect();
+                    return;
+                }
                 // Held from now, so a rotation before the first step still
                 // finds it through the handle.
                 if let Ok(live) = Source::open(&self.live_path, log, 0) {
@@ -268,6 +292,26 @@ impl Follower {
                 }
             }
         }
+    }
+
+    /// The rotated files that came after the checkpointed file `pos`, which
+    /// is gone: by their rotation names, those rotated after it (a rotated
+    /// file itself), or after the file finished before it (it was the
+    /// live file then: the files after that one are it, gone, and those
+    /// after it). Nothing when neither is known (a first start, or a
+    /// position of a build that did not keep it). Not by modification
+    /// times: an archive written after the checkpoint may hold a file
+    /// rotated and read before it (a property test found one read twice).
+    fn rotated_after(&self, pos: &Position, since: Option<NaiveDate>) -> Vec<PathBuf> {
+        let key = (rotation_key(&pos.path).map(|(d, t)| d.and_time(t))).or(pos.follows);
+        let Some(key) = key else {
+            return Vec::new();
+        };
+        let log = self.module.log_path();
+        let since = since.map_or(key.date(), |d| d.min(key.date())).pred_opt();
+        let rotated = rotated_files(&self.log_dir, &self.current_dir, log, since);
+        let after = |p: &PathBuf| rotation_key(p).is_some_and(|(d, t)| d.and_time(t) > key);
+        rotated.into_iter().filter(after).collect()
     }
 
     /// The rotated files (from `since` on) and the index of the newest one
@@ -749,9 +793,10 @@ impl Follower {
         else {
             return;
         };
-        if let Some((day, _)) = rotation_key(&rotated[i]) {
+        if let Some((day, time)) = rotation_key(&rotated[i]) {
             self.finished = Some(Finished {
                 day: Some(day),
+                rotated: Some(day.and_time(time)),
                 ..finished
             });
         }
@@ -772,6 +817,7 @@ impl Follower {
         self.done.push(fp);
         self.finished = Some(Finished {
             fingerprint: fp,
+            rotated: rotation_key(path).map(|(d, t)| d.and_time(t)),
             day: self.rotation_day(path),
             end: None,
         });
@@ -793,6 +839,7 @@ impl Follower {
             path: s.path().to_owned(),
             offset: s.offset(),
             day: self.rotation_day(s.path()),
+            follows: self.finished.and_then(|f| f.rotated).or(self.follows),
         };
         self.last_position = Some(pos.clone());
         Some(pos)
@@ -876,6 +923,7 @@ mod never_found_tests {
             fingerprint: Fingerprint { len: 4, crc: 1 },
             offset: 10,
             day: None,
+            follows: None,
         };
         let mut resumed = Follower::new(LogKind::DNS, dir.path(), Some(pos));
         resumed.never_found();

@@ -165,6 +165,7 @@ mod tests {
             path: files[i].path.clone(),
             offset: 0,
             day: None,
+            follows: None,
         };
         let kept = |start: Option<&Position>| before_start(files.clone(), start).len();
         assert_eq!(kept(Some(&start_of(2))), 2);

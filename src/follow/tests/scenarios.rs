@@ -461,3 +461,38 @@ fn a_live_path_that_names_nothing_for_a_moment_reads_no_line_twice() {
     assert!(out.drain(&mut f, PATIENCE));
     assert_once_in_order(&out.numbers, &expected);
 }
+
+/// While the follower was stopped, Zeek rotated twice and the file the
+/// checkpoint was in was deleted (expired, or a disk cleanup): what was
+/// written to it after the checkpoint is lost, but the files rotated
+/// after it are read, then the live file (the follower went straight to
+/// the live file, losing them too: found by a review).
+///
+/// Which files came after it is told by rotation names: those rotated
+/// after the file finished before it (an archive's modification time can
+/// be later than a checkpoint for a file read before it).
+#[test]
+fn a_checkpointed_file_deleted_while_stopped_loses_only_itself() {
+    let mut zeek = Zeek::new();
+    let mut read = zeek.append(10);
+    let mut out = Collected::default();
+    let mut f = zeek.follower(None);
+    assert!(out.drain(&mut f, PATIENCE));
+    zeek.rotate();
+    read.extend(zeek.append(3));
+    assert!(out.drain(&mut f, PATIENCE));
+    assert_once_in_order(&out.numbers, &read);
+    drop(f);
+    zeek.append(5);
+    let gone = zeek.rotate();
+    let gone = zeek.archive(&gone);
+    let kept = zeek.append(7);
+    let second = zeek.rotate();
+    zeek.archive(&second);
+    let live = zeek.append(4);
+    fs::remove_file(gone).unwrap();
+    let mut out2 = Collected::default();
+    let mut f = zeek.follower(out.position.clone());
+    assert!(out2.drain(&mut f, PATIENCE));
+    assert_once_in_order(&out2.numbers, &[kept, live].concat());
+}
