@@ -96,6 +96,12 @@ struct Pair {
     /// a higher score and an hour, or [`BeaconParams::repeat_seconds`].
     reported: Option<(f64, u32)>,
     uids: SampleUids,
+    /// When the record of the first uid kept was: once it is out of the
+    /// window, the uid goes with it (a detection's uids are of its
+    /// evidence: the first one kept for ever sent an analyst to a record
+    /// a day before the window, found by a review).
+    #[serde(default)]
+    uid_at: u32,
     #[serde(default)]
     resp_port: PortSeen,
 }
@@ -213,7 +219,13 @@ impl BeaconDetector {
         }
         pair.events
             .push_back((t, c.orig_ip_bytes.min(f64::from(u32::MAX)) as u32));
-        pair.uids.push(c.uid.as_deref());
+        if pair.uid_at < window_start {
+            pair.uids = SampleUids::default();
+        }
+        if pair.uids.is_empty() {
+            pair.uids.push(c.uid.as_deref());
+            pair.uid_at = t;
+        }
         let port = c.resp_p.filter(|&p| p != 0 && !c.icmp);
         if pair.events.len() == 1 {
             // Nothing older in its window: start afresh.
@@ -398,6 +410,39 @@ mod tests {
             .fold(0.0, f64::max);
         assert!(silent <= 6.0 * 3600.0 + 700.0, "silent for {silent} s");
         assert!(found.iter().any(|(_, d)| still(d)), "{found:?}");
+    }
+
+    /// A detection's uids are of its window: over three days of a beacon,
+    /// each one's first uid is of a record in the window its evidence
+    /// spans (the pair's first uid was kept for ever: a day before it).
+    #[test]
+    fn a_detection_s_uids_are_of_its_window() {
+        let mut d = BeaconDetector::new(BeaconParams::default());
+        let start = 1_713_571_200.0;
+        let mut found = Vec::new();
+        let mut t = start;
+        let mut i = 0u32;
+        while t < start + 3.0 * 86_400.0 {
+            let mut c = conn(ip("10.0.0.5"), ip("203.0.113.7"), t, 1049.0, true);
+            c.uid = Some(format!("C{}", t as u64).into());
+            found.extend(d.observe(&c));
+            i += 1;
+            t += 250.0 + f64::from(i % 7) * 10.0;
+        }
+        assert!(found.len() > 3, "{found:?}");
+        let mut later = 0;
+        for det in &found {
+            let at = |u: &String| u[1..].parse::<f64>().unwrap();
+            let window_start = det.evidence["window_start"].as_f64().unwrap();
+            let first = at(&det.uids[0]);
+            assert!(
+                (window_start..=det.ts).contains(&first),
+                "uid of {first} outside {window_start}..{}: {det:?}",
+                det.ts
+            );
+            later += usize::from(window_start > start);
+        }
+        assert!(later > 0, "no detection of a window after the first");
     }
 
     /// Conn records arrive out of time order (written when connections

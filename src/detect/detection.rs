@@ -229,6 +229,10 @@ impl SampleUids {
         }
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
     /// The first uid and `latest` (the record at hand), without repeats.
     pub fn with_latest(&self, latest: Option<&str>) -> Vec<String> {
         let mut out: Vec<String> = self.first.iter().map(|u| u.to_string()).collect();
