@@ -787,9 +787,16 @@ impl Follower {
             return;
         }
         self.last_listing = rotated.clone();
+        // The finished file is the one with its fingerprint, or, written
+        // on since it was finished (a short file's fingerprint is all of
+        // it), the same file still starting with what was read.
+        let grown = |p: &PathBuf| {
+            finished.end.is_some_and(|(id, _)| path_id(p) == Some(id))
+                && matches(p, finished.fingerprint)
+        };
         let Some(i) = rotated
             .iter()
-            .rposition(|p| self.fingerprints.get(p) == Some(finished.fingerprint))
+            .rposition(|p| self.fingerprints.get(p) == Some(finished.fingerprint) || grown(p))
         else {
             return;
         };
@@ -799,6 +806,20 @@ impl Follower {
                 rotated: Some(day.and_time(time)),
                 ..finished
             });
+        }
+        // The finished file itself, renamed, if it grew past where it was
+        // read to: it was finished through its handle when its live path
+        // named nothing for a moment, and written on before Zeek renamed
+        // it (those lines were lost: found by a review).
+        if let Some((id, offset)) = finished.end {
+            let grew = std::fs::metadata(&rotated[i]).is_ok_and(|m| m.len() > offset);
+            if path_id(&rotated[i]) == Some(id) && grew {
+                self.queue.push_back(Queued {
+                    offset,
+                    fingerprint: Some(finished.fingerprint),
+                    ..Queued::new(rotated[i].clone())
+                });
+            }
         }
         for p in &rotated[i + 1..] {
             if live_id.is_some() && path_id(p) == live_id {
@@ -815,9 +836,15 @@ impl Follower {
             self.done.drain(..500);
         }
         self.done.push(fp);
+        // A file finished under no rotation name (its live path named
+        // nothing) came after the one finished before it, as the next does.
+        let before = match self.finished {
+            Some(f) => f.rotated,
+            None => self.follows,
+        };
         self.finished = Some(Finished {
             fingerprint: fp,
-            rotated: rotation_key(path).map(|(d, t)| d.and_time(t)),
+            rotated: rotation_key(path).map(|(d, t)| d.and_time(t)).or(before),
             day: self.rotation_day(path),
             end: None,
         });
@@ -839,7 +866,10 @@ impl Follower {
             path: s.path().to_owned(),
             offset: s.offset(),
             day: self.rotation_day(s.path()),
-            follows: self.finished.and_then(|f| f.rotated).or(self.follows),
+            follows: match self.finished {
+                Some(f) => f.rotated,
+                None => self.follows,
+            },
         };
         self.last_position = Some(pos.clone());
         Some(pos)

@@ -496,3 +496,203 @@ fn a_checkpointed_file_deleted_while_stopped_loses_only_itself() {
     assert!(out2.drain(&mut f, PATIENCE));
     assert_once_in_order(&out2.numbers, &[kept, live].concat());
 }
+
+// A live path that named nothing for a moment, with what Zeek did
+// meanwhile (written by a review of the change that made it read no
+// line twice).
+
+/// Removes `current` and steps the follower while it names nothing, then
+/// makes it again to the same spool.
+fn link_gone_for_a_moment(zeek: &Zeek, f: &mut Follower, out: &mut Collected) {
+    let link = zeek.root.join("current");
+    fs::remove_file(&link).unwrap();
+    for _ in 0..5 {
+        out.take(f.step());
+    }
+    std::os::unix::fs::symlink(zeek.spool(), &link).unwrap();
+}
+
+/// after the link was gone for a moment, the live file's position has
+/// no `follows` (the file finished was the live file itself, named by no
+/// rotation name); a restart after it was deleted loses the files rotated
+/// after it.
+#[test]
+fn a_file_finished_while_its_path_named_nothing_keeps_what_came_before_it() {
+    let mut zeek = Zeek::new();
+    zeek.append(10);
+    let mut out = Collected::default();
+    let mut f = zeek.follower(None);
+    assert!(out.drain(&mut f, PATIENCE));
+    zeek.rotate();
+    zeek.append(3);
+    assert!(out.drain(&mut f, PATIENCE));
+    assert!(out.position.as_ref().unwrap().follows.is_some());
+    link_gone_for_a_moment(&zeek, &mut f, &mut out);
+    zeek.append(2);
+    assert!(out.drain(&mut f, PATIENCE));
+    drop(f);
+    zeek.append(5);
+    let gone = zeek.rotate();
+    let gone = zeek.archive(&gone);
+    let kept = zeek.append(7);
+    let second = zeek.rotate();
+    zeek.archive(&second);
+    let live = zeek.append(4);
+    fs::remove_file(gone).unwrap();
+    let mut out2 = Collected::default();
+    let mut f = zeek.follower(out.position.clone());
+    assert!(out2.drain(&mut f, PATIENCE));
+    assert_once_in_order(&out2.numbers, &[kept, live].concat());
+}
+
+/// a resumed follower keeps the checkpoint's `follows` for ever; once
+/// a file is finished under no rotation name (the link gone for a moment)
+/// that stale value is checkpointed again, and a restart re-reads a file
+/// read long before.
+#[test]
+fn a_resumed_follower_forgets_the_checkpoints_order_once_it_finishes_a_file() {
+    let mut zeek = Zeek::new();
+    zeek.append(10);
+    let mut out = Collected::default();
+    let mut f = zeek.follower(None);
+    assert!(out.drain(&mut f, PATIENCE));
+    zeek.rotate(); // R0
+    zeek.append(3); // L1
+    assert!(out.drain(&mut f, PATIENCE));
+    drop(f);
+    // Restarted while L1 is live: follows = R0's time.
+    let mut f = zeek.follower(out.position.clone());
+    zeek.rotate(); // R1
+    zeek.append(4); // L2
+    assert!(out.drain(&mut f, PATIENCE));
+    link_gone_for_a_moment(&zeek, &mut f, &mut out);
+    zeek.append(2);
+    assert!(out.drain(&mut f, PATIENCE));
+    drop(f);
+    let gone = zeek.rotate(); // L2 rotated, then deleted
+    let gone = zeek.archive(&gone);
+    let kept = zeek.append(7);
+    let second = zeek.rotate();
+    zeek.archive(&second);
+    let live = zeek.append(4);
+    fs::remove_file(gone).unwrap();
+    let mut out2 = Collected::default();
+    let mut f = zeek.follower(out.position.clone());
+    assert!(out2.drain(&mut f, PATIENCE));
+    assert_once_in_order(&out2.numbers, &[kept, live].concat());
+}
+
+/// while the link names nothing, Zeek writes on and rotates the file:
+/// it was finished at the offset read, its renamed form is taken for the
+/// file finished, and what it got meanwhile is never read.
+#[test]
+fn a_file_written_on_and_renamed_while_its_path_named_nothing_is_read_on() {
+    let mut zeek = Zeek::new();
+    let mut expected = zeek.append(5);
+    let mut out = Collected::default();
+    let mut f = zeek.follower(None);
+    assert!(out.drain(&mut f, PATIENCE));
+    let link = zeek.root.join("current");
+    fs::remove_file(&link).unwrap();
+    for _ in 0..5 {
+        out.take(f.step());
+    }
+    let spool = zeek.spool();
+    let mut text = String::new();
+    for _ in 0..3 {
+        let n = zeek.next;
+        zeek.next += 1;
+        text.push_str(&zeek.line(n));
+        text.push('\n');
+        expected.push(n);
+    }
+    let mut w = fs::OpenOptions::new()
+        .append(true)
+        .open(spool.join("conn.log"))
+        .unwrap();
+    w.write_all(text.as_bytes()).unwrap();
+    drop(w);
+    fs::rename(
+        spool.join("conn.log"),
+        spool.join("conn.2024-04-19-00-00-00.log"),
+    )
+    .unwrap();
+    zeek.hour = 1;
+    std::os::unix::fs::symlink(&spool, &link).unwrap();
+    expected.extend(zeek.append(4));
+    assert!(out.drain(&mut f, PATIENCE));
+    assert_once_in_order(&out.numbers, &expected);
+}
+
+/// Control: a stat error (link to itself) that lasts while Zeek rotates
+/// twice.
+#[test]
+fn a_live_path_unreadable_across_two_rotations_reads_every_line_once() {
+    let mut zeek = Zeek::new();
+    let mut expected = zeek.append(5);
+    let mut out = Collected::default();
+    let mut f = zeek.follower(None);
+    assert!(out.drain(&mut f, PATIENCE));
+    let spool = zeek.spool();
+    let link = zeek.root.join("current");
+    zeek.relink_current(&link);
+    for _ in 0..3 {
+        out.take(f.step());
+    }
+    // Zeek writes and rotates twice in the spool meanwhile.
+    for h in 0..2u32 {
+        let mut text = String::new();
+        for _ in 0..3 {
+            let n = zeek.next;
+            zeek.next += 1;
+            text.push_str(&zeek.line(n));
+            text.push('\n');
+            expected.push(n);
+        }
+        fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(spool.join("conn.log"))
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        for _ in 0..3 {
+            out.take(f.step());
+        }
+        fs::rename(
+            spool.join("conn.log"),
+            spool.join(format!("conn.2024-04-19-{h:02}-00-00.log")),
+        )
+        .unwrap();
+        for _ in 0..3 {
+            out.take(f.step());
+        }
+    }
+    zeek.hour = 2;
+    zeek.relink_current(&spool);
+    expected.extend(zeek.append(4));
+    assert!(out.drain(&mut f, PATIENCE));
+    assert_once_in_order(&out.numbers, &expected);
+}
+
+/// Control: TSV, link gone, the file truncated in place and regrown
+/// (writer restart) meanwhile, then the link back.
+#[test]
+fn a_file_truncated_while_its_path_named_nothing_is_read_from_its_start() {
+    let mut zeek = Zeek::new();
+    zeek.tsv = true;
+    let mut expected = zeek.append(5);
+    let mut out = Collected::default();
+    let mut f = zeek.follower(None);
+    assert!(out.drain(&mut f, PATIENCE));
+    let link = zeek.root.join("current");
+    fs::remove_file(&link).unwrap();
+    for _ in 0..5 {
+        out.take(f.step());
+    }
+    std::os::unix::fs::symlink(zeek.spool(), &link).unwrap();
+    zeek.truncate();
+    expected.extend(zeek.append(8));
+    assert!(out.drain(&mut f, PATIENCE));
+    assert_once_in_order(&out.numbers, &expected);
+}
