@@ -404,6 +404,43 @@ impl FileSink {
         Ok(())
     }
 
+    /// The output file cut shorter in place (logrotate's `copytruncate`):
+    /// writing on at the offset reached left a hole of NUL bytes where it
+    /// was cut, which no JSON reader reads past, and every restart refused
+    /// the file as not ours (found by a review). Written on at its end
+    /// instead, its header first if it is empty; what was written between
+    /// the copy and the cut is lost, as with any copytruncate.
+    fn follow_truncation(&mut self) -> Result<(), SinkError> {
+        let Some(o) = &mut self.output else {
+            return Ok(());
+        };
+        let err = |source| SinkError::Io {
+            target: o.path.display().to_string(),
+            source,
+        };
+        let handed = self.len - self.pending.len() as u64;
+        let on_disk = o.file.metadata().map_err(err)?.len();
+        if on_disk >= handed {
+            return Ok(());
+        }
+        tracing::warn!(
+            "{}: the output file was cut to {on_disk} bytes in place (logrotate's copytruncate?); writing on at its end",
+            o.path.display()
+        );
+        let end = o.file.seek(SeekFrom::End(0)).map_err(err)?;
+        o.unsynced = true;
+        self.len = end + self.pending.len() as u64;
+        if end == 0 {
+            let mut header = self.format.header();
+            if !header.is_empty() {
+                self.len += header.len() as u64;
+                header.append(&mut self.pending);
+                self.pending = header;
+            }
+        }
+        Ok(())
+    }
+
     /// If the output file was deleted or replaced, starts a new one at its
     /// path (pending bytes go there, after its header).
     fn follow_path(&mut self) -> Result<(), SinkError> {
@@ -412,7 +449,7 @@ impl FileSink {
         };
         let now = std::fs::metadata(&o.path).ok().map(|m| (m.dev(), m.ino()));
         if now == Some(o.id) {
-            return Ok(());
+            return self.follow_truncation();
         }
         tracing::warn!(
             "{}: the output file was deleted or replaced; writing to a new file at its path",
@@ -1046,6 +1083,48 @@ mod tests {
         assert_eq!(got.len(), 1, "{got:?}");
         assert!(got[0].contains("\"b\""));
         assert_eq!(s.size(), Some(std::fs::metadata(&p).unwrap().len()));
+    }
+
+    /// logrotate's copytruncate cuts the output in place: it is written on
+    /// at its end (a TSV one with its header again), with no hole of NUL
+    /// bytes where it was cut, and reopened as ours.
+    #[test]
+    fn an_output_cut_in_place_is_written_on_at_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        for format in [RecordFormat::Json, RecordFormat::Tsv] {
+            let p = dir.path().join(format!("scores.{format:?}"));
+            let mut s = FileSink::open(&p, None, format).unwrap();
+            s.write(&record("a")).unwrap();
+            s.sync().unwrap();
+            std::fs::copy(&p, dir.path().join("copy")).unwrap();
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&p)
+                .unwrap()
+                .set_len(0)
+                .unwrap();
+            s.write(&record("b")).unwrap();
+            s.sync().unwrap();
+            let bytes = std::fs::read(&p).unwrap();
+            assert!(!bytes.contains(&0), "{format:?}: a hole of NUL bytes");
+            let got = lines(&p);
+            let records: Vec<&String> = got.iter().filter(|l| !l.starts_with('#')).collect();
+            assert_eq!(records.len(), 1, "{format:?}: {got:?}");
+            assert!(
+                records[0].contains("\"b\"") || records[0].contains("\tb\t"),
+                "{got:?}"
+            );
+            assert_eq!(
+                got.iter().filter(|l| l.starts_with("#fields")).count(),
+                usize::from(format == RecordFormat::Tsv)
+            );
+            assert_eq!(s.size(), Some(bytes.len() as u64));
+            drop(s);
+            let mut again = FileSink::open(&p, None, format).unwrap();
+            again.write(&record("c")).unwrap();
+            again.sync().unwrap();
+            assert_eq!(lines(&p).len(), got.len() + 1);
+        }
     }
 
     #[test]
