@@ -484,17 +484,7 @@ fn a_checkpointed_file_deleted_while_stopped_loses_only_itself() {
     assert_once_in_order(&out.numbers, &read);
     drop(f);
     zeek.append(5);
-    let gone = zeek.rotate();
-    let gone = zeek.archive(&gone);
-    let kept = zeek.append(7);
-    let second = zeek.rotate();
-    zeek.archive(&second);
-    let live = zeek.append(4);
-    fs::remove_file(gone).unwrap();
-    let mut out2 = Collected::default();
-    let mut f = zeek.follower(out.position.clone());
-    assert!(out2.drain(&mut f, PATIENCE));
-    assert_once_in_order(&out2.numbers, &[kept, live].concat());
+    delete_the_checkpointed_file_and_restart(&mut zeek, out.position);
 }
 
 // A live path that named nothing for a moment, with what Zeek did
@@ -532,17 +522,7 @@ fn a_file_finished_while_its_path_named_nothing_keeps_what_came_before_it() {
     assert!(out.drain(&mut f, PATIENCE));
     drop(f);
     zeek.append(5);
-    let gone = zeek.rotate();
-    let gone = zeek.archive(&gone);
-    let kept = zeek.append(7);
-    let second = zeek.rotate();
-    zeek.archive(&second);
-    let live = zeek.append(4);
-    fs::remove_file(gone).unwrap();
-    let mut out2 = Collected::default();
-    let mut f = zeek.follower(out.position.clone());
-    assert!(out2.drain(&mut f, PATIENCE));
-    assert_once_in_order(&out2.numbers, &[kept, live].concat());
+    delete_the_checkpointed_file_and_restart(&mut zeek, out.position);
 }
 
 /// a resumed follower keeps the checkpoint's `follows` for ever; once
@@ -569,17 +549,7 @@ fn a_resumed_follower_forgets_the_checkpoints_order_once_it_finishes_a_file() {
     zeek.append(2);
     assert!(out.drain(&mut f, PATIENCE));
     drop(f);
-    let gone = zeek.rotate(); // L2 rotated, then deleted
-    let gone = zeek.archive(&gone);
-    let kept = zeek.append(7);
-    let second = zeek.rotate();
-    zeek.archive(&second);
-    let live = zeek.append(4);
-    fs::remove_file(gone).unwrap();
-    let mut out2 = Collected::default();
-    let mut f = zeek.follower(out.position.clone());
-    assert!(out2.drain(&mut f, PATIENCE));
-    assert_once_in_order(&out2.numbers, &[kept, live].concat());
+    delete_the_checkpointed_file_and_restart(&mut zeek, out.position);
 }
 
 /// while the link names nothing, Zeek writes on and rotates the file:
@@ -695,4 +665,25 @@ fn a_file_truncated_while_its_path_named_nothing_is_read_from_its_start() {
     expected.extend(zeek.append(8));
     assert!(out.drain(&mut f, PATIENCE));
     assert_once_in_order(&out.numbers, &expected);
+}
+
+/// While the follower is stopped, the live file (the checkpoint's) is
+/// rotated, archived and deleted; 7 lines go to the next file, rotated and
+/// archived, and 4 to the live one. A follower restarted from `position`
+/// reads the 7 and the 4, once, in order.
+fn delete_the_checkpointed_file_and_restart(
+    zeek: &mut Zeek,
+    position: Option<crate::follow::Position>,
+) {
+    let gone = zeek.rotate();
+    let gone = zeek.archive(&gone);
+    let kept = zeek.append(7);
+    let second = zeek.rotate();
+    zeek.archive(&second);
+    let live = zeek.append(4);
+    fs::remove_file(gone).unwrap();
+    let mut out = Collected::default();
+    let mut f = zeek.follower(position);
+    assert!(out.drain(&mut f, PATIENCE));
+    assert_once_in_order(&out.numbers, &[kept, live].concat());
 }
