@@ -831,10 +831,16 @@ fn a_live_file_not_there_yet_is_said_and_followed_once_it_is() {
         serde_json::from_str(&fs::read_to_string(&checkpoint).unwrap()).unwrap();
     assert_eq!(saved["output_len"], 0, "{saved}");
     assert_eq!(saved["modules"], serde_json::json!({}), "{saved}");
+    // The follower's first look may come after that checkpoint (the
+    // writer saves it as the followers start): the file is written once
+    // it has said it waits, or the file would be there at its first look.
+    let waiting = format!("CONN: waiting for {}", zeek.live().display());
+    while !infer.log().contains(&waiting) && asked.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     zeek.write(&data[..10]);
     wait_for(dir.path(), 10);
     let log = infer.terminate();
-    let waiting = format!("CONN: waiting for {}", zeek.live().display());
     assert!(log.contains(&waiting), "{log}");
     assert!(log.contains("CONN: following"), "{log}");
     assert!(!log.contains("has not appeared"), "{log}");
