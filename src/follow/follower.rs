@@ -22,7 +22,9 @@ use std::path::{Path, PathBuf};
 use chrono::NaiveDate;
 
 use super::checkpoint::Position;
-use super::identity::{matches, rotated_files, rotation_key, Fingerprint, FingerprintCache};
+use super::identity::{
+    matches, rotated_files, rotation_key, rotation_time, Fingerprint, FingerprintCache,
+};
 use super::source::{may_be_unfinished, names_nothing, path_id, path_id_or_error, Line, Source};
 use crate::log_kind::LogKind;
 use crate::zeek::ReadError;
@@ -219,8 +221,7 @@ impl Follower {
                 chrono::Local::now().date_naive().pred_opt(),
             )
             .last()
-            .and_then(|p| rotation_key(p))
-            .map(|(d, t)| d.and_time(t)),
+            .and_then(|p| rotation_time(p)),
         })
     }
 
@@ -303,14 +304,14 @@ impl Follower {
     /// times: an archive written after the checkpoint may hold a file
     /// rotated and read before it (a property test found one read twice).
     fn rotated_after(&self, pos: &Position, since: Option<NaiveDate>) -> Vec<PathBuf> {
-        let key = (rotation_key(&pos.path).map(|(d, t)| d.and_time(t))).or(pos.follows);
+        let key = rotation_time(&pos.path).or(pos.follows);
         let Some(key) = key else {
             return Vec::new();
         };
         let log = self.module.log_path();
         let since = since.map_or(key.date(), |d| d.min(key.date())).pred_opt();
         let rotated = rotated_files(&self.log_dir, &self.current_dir, log, since);
-        let after = |p: &PathBuf| rotation_key(p).is_some_and(|(d, t)| d.and_time(t) > key);
+        let after = |p: &PathBuf| rotation_time(p).is_some_and(|t| t > key);
         rotated.into_iter().filter(after).collect()
     }
 
@@ -838,13 +839,10 @@ impl Follower {
         self.done.push(fp);
         // A file finished under no rotation name (its live path named
         // nothing) came after the one finished before it, as the next does.
-        let before = match self.finished {
-            Some(f) => f.rotated,
-            None => self.follows,
-        };
+        let before = self.follows();
         self.finished = Some(Finished {
             fingerprint: fp,
-            rotated: rotation_key(path).map(|(d, t)| d.and_time(t)).or(before),
+            rotated: rotation_time(path).or(before),
             day: self.rotation_day(path),
             end: None,
         });
@@ -859,6 +857,16 @@ impl Follower {
             .or(self.finished.and_then(|f| f.day))
     }
 
+    /// The rotation time of the last file finished (that of the file
+    /// before the resumed one, until one is): what the file read now
+    /// came after ([`Position::follows`]).
+    fn follows(&self) -> Option<chrono::NaiveDateTime> {
+        match self.finished {
+            Some(f) => f.rotated,
+            None => self.follows,
+        }
+    }
+
     fn position_of(&mut self, s: &Source) -> Option<Position> {
         let fp = s.fingerprint()?;
         let pos = Position {
@@ -866,10 +874,7 @@ impl Follower {
             path: s.path().to_owned(),
             offset: s.offset(),
             day: self.rotation_day(s.path()),
-            follows: match self.finished {
-                Some(f) => f.rotated,
-                None => self.follows,
-            },
+            follows: self.follows(),
         };
         self.last_position = Some(pos.clone());
         Some(pos)

@@ -119,6 +119,12 @@ impl FingerprintCache {
     }
 }
 
+/// [`rotation_key`] as one time, to compare with a checkpoint's
+/// [`crate::follow::Position::follows`].
+pub fn rotation_time(path: &Path) -> Option<chrono::NaiveDateTime> {
+    rotation_key(path).map(|(day, time)| day.and_time(time))
+}
+
 /// Where a rotated file stands in time, from its name: the archive form
 /// `YYYY-MM-DD/conn.HH:MM:SS-HH:MM:SS.log.gz` or the form Zeek gives the
 /// renamed file before archiving, `conn.YYYY-MM-DD-HH-MM-SS.log`.

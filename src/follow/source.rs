@@ -87,7 +87,7 @@ fn file_id(_: &std::fs::Metadata) -> Option<(u64, u64)> {
 
 /// The identity of whatever a path names now.
 pub fn path_id(path: &Path) -> Option<(u64, u64)> {
-    std::fs::metadata(path).ok().as_ref().and_then(file_id)
+    path_id_or_error(path).ok().flatten()
 }
 
 /// What a path names now: a file's identity (`Ok(None)` where there is

@@ -1080,29 +1080,36 @@ fn ecs_alert(a: &Alert, stamp: &Stamp) -> Value {
     put(&mut doc, "related.ip", json!(related));
     // What the host called its peers (TLS server names, HTTP Hosts, DNS
     // queries): what a SIEM search for a domain finds the alert by.
-    let mut hosts: Vec<&str> = Vec::new();
-    for name in a.top_peers.iter().flat_map(|p| &p.names) {
-        if !hosts.contains(&name.as_str()) {
-            hosts.push(name);
-        }
-    }
-    if !hosts.is_empty() {
-        put(&mut doc, "related.hosts", json!(hosts));
-    }
+    put_distinct(
+        &mut doc,
+        "related.hosts",
+        a.top_peers.iter().flat_map(|p| &p.names),
+    );
     // And the user agents its requests to them gave (a keyword field
     // holds a list as well as one).
-    let mut agents: Vec<&str> = Vec::new();
-    for agent in a.top_peers.iter().flat_map(|p| &p.user_agents) {
-        if !agents.contains(&agent.as_str()) {
-            agents.push(agent);
-        }
-    }
-    if !agents.is_empty() {
-        put(&mut doc, "user_agent.original", json!(agents));
-    }
+    let agents = a.top_peers.iter().flat_map(|p| &p.user_agents);
+    put_distinct(&mut doc, "user_agent.original", agents);
     ecs_observer(&mut doc, stamp);
     doc.insert("autozeekwatch".into(), alert_fields(a));
     Value::Object(doc)
+}
+
+/// Puts `values` at `path` as a list, each once in first-seen order;
+/// nothing when there are none.
+fn put_distinct<'a>(
+    doc: &mut Map<String, Value>,
+    path: &str,
+    values: impl Iterator<Item = &'a String>,
+) {
+    let mut seen: Vec<&str> = Vec::new();
+    for v in values {
+        if !seen.contains(&v.as_str()) {
+            seen.push(v);
+        }
+    }
+    if !seen.is_empty() {
+        put(doc, path, json!(seen));
+    }
 }
 
 fn state_name(s: State) -> &'static str {
