@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::names::PeerNames;
 use crate::detect::{Detection, DetectorKind};
-use crate::fnv::Fnv;
+use crate::fnv::{fnv1a64, Fnv};
 use crate::log_kind::LogKind;
 use crate::score::ScoredRecord;
 use crate::severity::Severity;
@@ -294,6 +294,57 @@ pub struct Open {
     /// the busiest.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     named: BTreeMap<IpAddr, PeerNames>,
+    /// Whether two kinds of evidence agree ([`Open::agrees`]); `None` for
+    /// an alert restored from a checkpoint older than this: any two kinds
+    /// in it agree, as they did then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    agreed: Option<bool>,
+    /// Each peer's first evidence, until two kinds agree (then cleared):
+    /// at most [`MAX_PEERS`].
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    firsts: BTreeMap<IpAddr, Evidence>,
+    /// The detectors of its detections that name no one peer (a sweep of
+    /// many hosts): they speak of the host as a whole.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    hostwide: BTreeSet<DetectorKind>,
+}
+
+/// What an item told of a peer: its log type or detector, and its uid's
+/// hash (0: none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Evidence(Kind, u64);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Kind {
+    Log(LogKind),
+    Detector(DetectorKind),
+}
+
+impl Evidence {
+    fn of(item: &Item) -> Evidence {
+        let kind = match item.detector {
+            Some(d) => Kind::Detector(d),
+            None => Kind::Log(item.module),
+        };
+        Evidence(
+            kind,
+            item.uid.as_deref().map_or(0, |u| fnv1a64(u.as_bytes())),
+        )
+    }
+
+    /// Whether two items are two views of one thing, not two kinds of
+    /// evidence: the same log type or detector, or two log types' records
+    /// of one connection (an HTTP request and the file it fetched, a
+    /// connection and its DNS query). A model and a detector are two
+    /// analyses, even of one connection.
+    fn same_as(self, other: Evidence) -> bool {
+        match (self.0, other.0) {
+            (a, b) if a == b => true,
+            (Kind::Log(_), Kind::Log(_)) => self.1 != 0 && self.1 == other.1,
+            _ => false,
+        }
+    }
 }
 
 /// Peers an open alert keeps names of: as many as it shows.
@@ -431,6 +482,9 @@ impl Open {
             next_update: 2,
             held_back: false,
             named: BTreeMap::new(),
+            agreed: Some(false),
+            firsts: BTreeMap::new(),
+            hostwide: BTreeSet::new(),
         };
         open.add(item);
         open
@@ -455,6 +509,10 @@ impl Open {
         let counted = !item.reminder
             || item.detector.is_some_and(|d| !self.detectors.contains(&d))
             || item.peer.is_some_and(|p| !self.peers.contains_key(&p));
+        if self.agreed == Some(false) && self.agrees(item) {
+            self.agreed = Some(true);
+            self.firsts = BTreeMap::new();
+        }
         match item.detector {
             Some(d) => {
                 // Restored from a checkpoint older than `variants`: its
@@ -511,16 +569,59 @@ impl Open {
         }
     }
 
+    /// Whether `item` (not folded in yet) and an item before it are two
+    /// kinds of evidence about one thing: of the same peer, two log
+    /// types' records of different connections, or a model's record and
+    /// a detection, or two detectors. A detection of no one peer (a
+    /// sweep) agrees with any other kind the alert holds. Of different
+    /// peers they do not agree: the internet's scanners hitting a server
+    /// are flagged in its conn and http logs alike, each scanner once,
+    /// and an HTTP request and the file it fetched are one connection.
+    fn agrees(&mut self, item: &Item) -> bool {
+        let evidence = Evidence::of(item);
+        let other_hostwide = |hostwide: &BTreeSet<DetectorKind>| {
+            hostwide
+                .iter()
+                .any(|d| !Evidence(Kind::Detector(*d), 0).same_as(evidence))
+        };
+        match (item.peer, item.detector) {
+            (None, Some(d)) => {
+                let other =
+                    self.modules.iter().next().is_some() || self.detectors.iter().any(|k| *k != d);
+                self.hostwide.insert(d);
+                other
+            }
+            (None, None) => other_hostwide(&self.hostwide),
+            (Some(peer), _) => {
+                if other_hostwide(&self.hostwide) {
+                    return true;
+                }
+                match self.firsts.get(&peer) {
+                    Some(first) => !first.same_as(evidence),
+                    None => {
+                        if self.firsts.len() < MAX_PEERS {
+                            self.firsts.insert(peer, evidence);
+                        }
+                        false
+                    }
+                }
+            }
+        }
+    }
+
     /// The alert's severity: its most severe item's, one level up when it
-    /// holds ten or more, and one more when more than one kind of evidence
-    /// (log types, detectors) agrees: a host flagged again and again, or
-    /// by both a model and a detector, is worth more than its worst line.
+    /// holds ten or more, and one more when two kinds of evidence agree
+    /// ([`Open::agrees`]): a host flagged again and again, or by both a
+    /// model and a detector, is worth more than its worst line.
     pub fn severity(&self) -> Severity {
         let mut s = self.item_severity.max(Severity::Low);
         if self.records + self.detections >= 10 {
             s = s.raised();
         }
-        if self.modules.len() + self.detectors.len() >= 2 {
+        let agreed = self
+            .agreed
+            .unwrap_or(self.modules.len() + self.detectors.len() >= 2);
+        if agreed {
             s = s.raised();
         }
         s

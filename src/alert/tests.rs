@@ -133,8 +133,9 @@ fn a_hosts_records_fold_into_one_alert_opened_updated_and_closed() {
     let burst = closed.iter().find(|a| &a.alert == id).unwrap();
     assert_eq!(burst.records, 13);
     assert_eq!(burst.modules, vec![CONN, DNS]);
-    // Medium at worst, raised for 13 records and for two log types.
-    assert_eq!(burst.severity, Severity::Critical);
+    // Medium at worst, raised for 13 records; not for two log types: the
+    // DNS record is of another peer (the resolver), so they do not agree.
+    assert_eq!(burst.severity, Severity::High);
     assert_eq!(burst.peers, 2);
     assert_eq!(burst.top_features[0].feature, "resp_p");
     assert_eq!(burst.top_features[0].records, 13);
@@ -542,7 +543,8 @@ fn a_detection_s_alert_says_when_its_behaviour_began() {
 }
 
 /// A server reached from outside and also making connections of its own:
-/// two alerts, one per role, neither raised by the other's log types
+/// two alerts, one per role, neither raised by the other's log types (the
+/// inbound peer's conn and DNS records agree and raise the target's)
 /// (folded into one, the first item's role named both, and the inbound
 /// DNS noise made the outbound alert "two log types", a level higher).
 #[test]
@@ -572,7 +574,7 @@ fn a_hosts_inbound_and_outbound_activity_are_two_alerts() {
         let mut query = rec(
             DNS,
             t + 2.0,
-            "198.51.100.10",
+            "198.51.100.9",
             "10.0.0.5",
             &format!("D{i}"),
             Severity::Low,
@@ -1213,4 +1215,91 @@ fn the_unspecified_address_opens_no_alert() {
     let out = run(&mut stage, &[(CONN, records, Reading::Finished)]);
     assert!(out.is_empty(), "{out:#?}");
     assert_eq!(stage.stats().unplaced, 2);
+}
+
+/// Severity is raised once two kinds of evidence agree on one thing, not
+/// whenever an alert holds two log types: the SOC review's `missing_host`
+/// run rated the sensor critical for unrelated internet scanners flagged
+/// in its conn and http logs, and an HTTP request with the file it
+/// fetched (one connection, two logs) raised a host a level.
+#[test]
+fn two_kinds_of_evidence_agree_only_about_one_peer_and_not_one_connection() {
+    const HTTP: LogKind = LogKind::HTTP;
+    let files = LogKind::new("files").unwrap();
+    let item = |module, dst: &str, uid: &str| {
+        Item::of_record(&rec(module, 100.0, "10.0.0.5", dst, uid, Severity::Low)).unwrap()
+    };
+    let severity = |items: &[Item]| {
+        let mut open = fold::Open::new(&items[0]);
+        for i in &items[1..] {
+            open.add(i);
+        }
+        open.severity()
+    };
+    let peer = "203.0.113.7";
+    // Two log types' records of one connection are one view of it.
+    assert_eq!(
+        severity(&[item(HTTP, peer, "C1"), item(files, peer, "C1")]),
+        Severity::Low
+    );
+    // Of different peers, they are unrelated.
+    assert_eq!(
+        severity(&[item(CONN, peer, "C1"), item(HTTP, "198.51.100.1", "C2")]),
+        Severity::Low
+    );
+    // The same log type again is more of one kind.
+    assert_eq!(
+        severity(&[item(CONN, peer, "C1"), item(CONN, peer, "C2")]),
+        Severity::Low
+    );
+    // Two log types flagging two connections to one peer agree, whatever
+    // came between.
+    assert_eq!(
+        severity(&[
+            item(HTTP, peer, "C1"),
+            item(files, peer, "C1"),
+            item(CONN, "198.51.100.1", "C3"),
+            item(CONN, peer, "C2"),
+        ]),
+        Severity::Medium
+    );
+    // A model and a detector agree, even on one connection.
+    let mut d = beacon(0.0, 100.0);
+    d.severity = Severity::Low;
+    let detection = Item::of_detection(&d).unwrap();
+    assert_eq!(
+        severity(&[item(CONN, peer, "C1"), detection.clone()]),
+        Severity::Medium
+    );
+    let mut other = d.clone();
+    other.dst = Some("198.51.100.1".parse().unwrap());
+    assert_eq!(
+        severity(&[item(CONN, peer, "C1"), Item::of_detection(&other).unwrap()]),
+        Severity::Low
+    );
+    // A sweep names no one peer: it agrees with the host's records of
+    // any peer, before or after it.
+    let mut sweep = d.clone();
+    sweep.detection = crate::detect::DetectorKind::HostSweep;
+    sweep.dst = None;
+    let sweep = Item::of_detection(&sweep).unwrap();
+    let record = item(CONN, "198.51.100.1", "C9");
+    assert_eq!(severity(&[record.clone(), sweep.clone()]), Severity::Medium);
+    assert_eq!(severity(&[sweep.clone(), record]), Severity::Medium);
+    assert_eq!(severity(&[sweep.clone(), sweep]), Severity::Low);
+    // Agreement survives a checkpoint; an alert saved before it was kept
+    // agrees as it did then (any two kinds).
+    let mut open = fold::Open::new(&item(CONN, peer, "C1"));
+    open.add(&detection);
+    let saved = serde_json::to_value(&open).unwrap();
+    let back: fold::Open = serde_json::from_value(saved.clone()).unwrap();
+    assert_eq!(back.severity(), Severity::Medium);
+    let mut old = fold::Open::new(&item(CONN, peer, "C1"));
+    old.add(&item(HTTP, "198.51.100.1", "C2"));
+    let mut old = serde_json::to_value(&old).unwrap();
+    for field in ["agreed", "firsts", "hostwide"] {
+        old.as_object_mut().unwrap().remove(field);
+    }
+    let old: fold::Open = serde_json::from_value(old).unwrap();
+    assert_eq!(old.severity(), Severity::Medium);
 }
