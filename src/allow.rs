@@ -23,8 +23,16 @@
 //! `id.resp_h`), `port` (`id.resp_p`), `domain` (the name or a subdomain
 //! of it, against the DNS query, HTTP Host or TLS server name), `module`,
 //! `feature` (an anomaly whose explanation names the column: `resp_p`,
-//! `proto=udp`) and `detector` (a detection of that kind). A rule without
-//! conditions is refused: it would silence everything.
+//! `proto=udp`), `detector` (a detection of that kind) and `kind`
+//! (`anomaly`: the models' flagged records only; `detection`: the
+//! detectors' only). A rule without conditions (other than `kind`) is
+//! refused: it would silence everything.
+//!
+//! `kind` is what keeps a rule for the noise from silencing what matters
+//! about the same address: a server the internet's scanners hit all day
+//! is also where a beacon would call (RITA's `missing_host` capture: a
+//! `destination` rule for the scanners' anomalies silenced the planted
+//! beacon's detection too).
 //!
 //! A file that does not parse is refused with its line, and the rules in
 //! force stay; an expired rule stops matching (wall-clock time: expiry is
@@ -50,6 +58,16 @@ pub const CHECK_EVERY: Duration = Duration::from_secs(2);
 /// The largest allowlist file read (a runaway generator cannot exhaust
 /// memory).
 const MAX_FILE_BYTES: u64 = 16 << 20;
+
+/// What a `no_alert` rule is limited to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// Records the models flagged.
+    Anomaly,
+    /// The detectors' detections.
+    Detection,
+}
 
 /// What a matching rule does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -82,6 +100,7 @@ struct RawRule {
     module: Option<String>,
     feature: Option<String>,
     detector: Option<String>,
+    kind: Option<Kind>,
     action: Action,
     expires: Option<String>,
 }
@@ -99,6 +118,7 @@ pub struct Rule {
     module: Option<String>,
     feature: Option<String>,
     detector: Option<String>,
+    kind: Option<Kind>,
     pub action: Action,
     /// Unix seconds after which the rule no longer matches.
     expires: Option<i64>,
@@ -202,6 +222,7 @@ impl Rules {
                 module: r.module.as_deref().map(|m| m.trim().to_ascii_lowercase()),
                 feature: r.feature.clone().filter(|f| !f.trim().is_empty()),
                 detector: r.detector.clone().filter(|f| !f.trim().is_empty()),
+                kind: r.kind,
                 action: r.action,
                 expires: r
                     .expires
@@ -225,10 +246,21 @@ impl Rules {
                     "a rule needs at least one of source, destination, port, domain, module, feature, detector: without, it would silence everything".into(),
                 ));
             }
-            if rule.action == Action::Drop && (rule.feature.is_some() || rule.detector.is_some()) {
+            if rule.action == Action::Drop
+                && (rule.feature.is_some() || rule.detector.is_some() || rule.kind.is_some())
+            {
                 return Err(invalid(
                     at,
-                    "`feature` and `detector` need action = \"no_alert\": a dropped record is never scored or explained".into(),
+                    "`feature`, `detector` and `kind` need action = \"no_alert\": a dropped record is never scored, explained or seen by the detectors".into(),
+                ));
+            }
+            if rule.feature.is_some() && rule.detector.is_some()
+                || rule.kind == Some(Kind::Anomaly) && rule.detector.is_some()
+                || rule.kind == Some(Kind::Detection) && rule.feature.is_some()
+            {
+                return Err(invalid(
+                    at,
+                    "this rule can match nothing: `feature` (and kind = \"anomaly\") is about the models' flagged records, `detector` (and kind = \"detection\") about the detectors' detections".into(),
                 ));
             }
             rules.push(rule);
@@ -257,12 +289,62 @@ impl Rules {
             detector: None,
         };
         self.live(now())
-            .filter(|r| r.action == Action::NoAlert && r.detector.is_none())
+            .filter(|r| {
+                r.action == Action::NoAlert
+                    && r.detector.is_none()
+                    && r.kind != Some(Kind::Detection)
+            })
             .any(|r| r.matches(&facts))
     }
 
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
+    }
+
+    /// The action of the first live rule (other than feature and detector
+    /// rules, which need a score) matching a record before it is scored.
+    pub fn before_scoring(&self, module: LogKind, record: &Record) -> Option<Action> {
+        if self.rules.is_empty() {
+            return None;
+        }
+        let module = module.to_string().to_ascii_lowercase();
+        let facts = Facts {
+            module: Some(&module),
+            orig_h: record.get("id.orig_h").as_addr(),
+            resp_h: record.get("id.resp_h").as_addr(),
+            resp_p: record
+                .get("id.resp_p")
+                .as_f64()
+                .and_then(|p| u16::try_from(p as u64).ok()),
+            domain: record_domain(record),
+            ..Facts::default()
+        };
+        self.live(now())
+            .filter(|r| r.feature.is_none() && r.detector.is_none() && r.kind.is_none())
+            .find(|r| r.matches(&facts))
+            .map(|r| r.action)
+    }
+
+    /// Whether a detection is kept from the output (any matching rule
+    /// without a feature condition: a dropped host's detections go too).
+    pub fn silences_detection(&self, d: &Detection) -> bool {
+        if self.rules.is_empty() {
+            return false;
+        }
+        let module = d.module.to_string().to_ascii_lowercase();
+        let kind = d.detection.to_string();
+        let facts = Facts {
+            module: Some(&module),
+            orig_h: Some(d.src),
+            resp_h: d.dst,
+            resp_p: d.resp_p,
+            domain: d.domain.as_deref(),
+            features: &[],
+            detector: Some(&kind),
+        };
+        self.live(now())
+            .filter(|r| r.feature.is_none() && r.kind != Some(Kind::Anomaly))
+            .any(|r| r.matches(&facts))
     }
 
     fn live(&self, now: i64) -> impl Iterator<Item = &Rule> {
@@ -456,49 +538,13 @@ impl Allowlist {
     /// The action of the first live rule (other than feature and detector
     /// rules, which need a score) matching a record before it is scored.
     pub fn before_scoring(&self, module: LogKind, record: &Record) -> Option<Action> {
-        if self.rules.is_empty() {
-            return None;
-        }
-        let module = module.to_string().to_ascii_lowercase();
-        let facts = Facts {
-            module: Some(&module),
-            orig_h: record.get("id.orig_h").as_addr(),
-            resp_h: record.get("id.resp_h").as_addr(),
-            resp_p: record
-                .get("id.resp_p")
-                .as_f64()
-                .and_then(|p| u16::try_from(p as u64).ok()),
-            domain: record_domain(record),
-            ..Facts::default()
-        };
-        self.rules
-            .live(now())
-            .filter(|r| r.feature.is_none() && r.detector.is_none())
-            .find(|r| r.matches(&facts))
-            .map(|r| r.action)
+        self.rules.before_scoring(module, record)
     }
 
     /// Whether a detection is kept from the output (any matching rule
     /// without a feature condition: a dropped host's detections go too).
     pub fn silences_detection(&self, d: &Detection) -> bool {
-        if self.rules.is_empty() {
-            return false;
-        }
-        let module = d.module.to_string().to_ascii_lowercase();
-        let kind = d.detection.to_string();
-        let facts = Facts {
-            module: Some(&module),
-            orig_h: Some(d.src),
-            resp_h: d.dst,
-            resp_p: d.resp_p,
-            domain: d.domain.as_deref(),
-            features: &[],
-            detector: Some(&kind),
-        };
-        self.rules
-            .live(now())
-            .filter(|r| r.feature.is_none())
-            .any(|r| r.matches(&facts))
+        self.rules.silences_detection(d)
     }
 }
 
@@ -625,6 +671,84 @@ mod tests {
         assert_eq!((a.loads, a.rules().len()), (2, 1), "applied once it loads");
         a.check();
         assert_eq!(a.loads, 2);
+    }
+
+    /// `kind` limits a `no_alert` rule to the models' anomalies or to the
+    /// detections: the scanners of a server silenced, its beacon not.
+    #[test]
+    fn a_rule_of_one_kind_leaves_the_other_alone() {
+        let server = "64.225.56.201";
+        let text = |kind: &str| {
+            format!("[[rule]]\ndestination = \"{server}\"\n{kind}action = \"no_alert\"\n")
+        };
+        let mut anomaly = ScoredRecord::score_only(LogKind::CONN, Some(1.0), 2.0, 1.0, true);
+        anomaly.orig_h = "198.51.100.9".parse().ok();
+        anomaly.resp_h = server.parse().ok();
+        let record = Record::new(
+            std::sync::Arc::new(crate::zeek::Schema::new(vec![
+                "id.orig_h".into(),
+                "id.resp_h".into(),
+            ])),
+            vec![
+                crate::zeek::Value::Addr(anomaly.orig_h.unwrap()),
+                crate::zeek::Value::Addr(anomaly.resp_h.unwrap()),
+            ],
+            1,
+        );
+        let beacon = Detection {
+            ts: 1.0,
+            detection: crate::detect::DetectorKind::Beacon,
+            module: LogKind::CONN,
+            src: "73.54.23.243".parse().unwrap(),
+            dst: server.parse().ok(),
+            resp_p: Some(80),
+            domain: None,
+            score: 0.97,
+            threshold: 0.9,
+            severity: crate::severity::Severity::High,
+            first_ts: 0.0,
+            last_ts: 1.0,
+            uids: Vec::new(),
+            evidence: Default::default(),
+            src_local: None,
+        };
+        let silenced = |kind: &str| {
+            let r = rules(&text(kind)).unwrap();
+            (
+                r.silences(&anomaly, &record),
+                r.silences_detection(&beacon),
+                r.before_scoring(LogKind::CONN, &record),
+            )
+        };
+        assert_eq!(silenced(""), (true, true, Some(Action::NoAlert)));
+        assert_eq!(silenced("kind = \"anomaly\"\n"), (true, false, None));
+        assert_eq!(silenced("kind = \"detection\"\n"), (false, true, None));
+        // What cannot mean anything is refused with its reason.
+        for (rule, says) in [
+            (
+                "kind = \"anomaly\"\naction = \"no_alert\"\n",
+                "at least one of",
+            ),
+            (
+                "port = 1\nkind = \"anomaly\"\naction = \"drop\"\n",
+                "need action = \"no_alert\"",
+            ),
+            (
+                "detector = \"beacon\"\nkind = \"anomaly\"\naction = \"no_alert\"\n",
+                "can match nothing",
+            ),
+            (
+                "feature = \"resp_p\"\nkind = \"detection\"\naction = \"no_alert\"\n",
+                "can match nothing",
+            ),
+            (
+                "port = 1\nkind = \"alert\"\naction = \"no_alert\"\n",
+                "alert",
+            ),
+        ] {
+            let e = rules(&format!("[[rule]]\n{rule}")).unwrap_err();
+            assert!(e.contains(says), "{rule}: {e}");
+        }
     }
 
     #[test]
