@@ -156,9 +156,11 @@ impl Detection {
     }
 
     /// Whether it only says that its behaviour goes on (a beacon's
-    /// reminder): no new evidence, for alerts to count.
+    /// reminder, a scan grown twice as large): no new detection, for
+    /// alerts to count.
     pub fn still_going(&self) -> bool {
         self.evidence_says(super::beacon::STILL_EVIDENCE)
+            || self.evidence_says(super::scan::GROWN_EVIDENCE)
     }
 
     /// Whether the evidence holds `key` as `true`.

@@ -61,7 +61,30 @@ struct Source {
     hosts: u32,
     swept: bool,
     scanned: bool,
+    /// The counts last reported (0: at the threshold, from a checkpoint
+    /// from before these were kept).
+    #[serde(default)]
+    swept_at: u16,
+    #[serde(default)]
+    scanned_at: u16,
     uids: SampleUids,
+}
+
+/// The evidence key of a detection that says a scan reported in its
+/// window has doubled: no new scan for alerts to count, but its size.
+pub const GROWN_EVIDENCE: &str = "still_scanning";
+
+/// Whether `count` is worth a report: the threshold reached, or twice
+/// what was reported (`at`, or the threshold if reported before `at` was
+/// kept). Some(true): a report of growth.
+fn report(count: usize, threshold: usize, reported: bool, at: u16) -> Option<bool> {
+    if count < threshold {
+        return None;
+    }
+    if !reported {
+        return Some(false);
+    }
+    (count >= 2 * threshold.max(usize::from(at))).then_some(true)
 }
 
 /// A host and port tried, and when: whole seconds after the window's
@@ -95,8 +118,11 @@ impl ScanDetector {
         self.local = fresh.local;
     }
 
-    /// One conn record; each source is reported at most once per window
-    /// and kind.
+    /// One conn record; each source is reported once per window and kind
+    /// when it reaches the threshold, and again each time its count
+    /// doubles (at most six times: attempts are capped at 2,048): a
+    /// sweep of 1,000 hosts was reported as one of 64, a medium
+    /// detection; at four times the threshold it is high.
     pub fn observe(&mut self, c: &ConnFacts) -> Option<Detection> {
         if !c.unanswered
             || !(self.params.scan_external || self.local.contains(c.src))
@@ -138,27 +164,37 @@ impl ScanDetector {
         if !c.icmp && c.resp_p.is_some() {
             ports_of_dst = s.attempts.iter().filter(|a| a.0 == c.dst).count();
         }
-        let (kind, score, threshold, dst) = if !s.scanned && ports_of_dst >= p.scan_ports {
+        let count = |n: usize| u16::try_from(n).unwrap_or(u16::MAX);
+        let (kind, score, threshold, dst, grown) = if let Some(grown) =
+            report(ports_of_dst, p.scan_ports, s.scanned, s.scanned_at)
+        {
             s.scanned = true;
+            s.scanned_at = count(ports_of_dst);
             (
                 DetectorKind::PortScan,
                 ports_of_dst,
                 p.scan_ports,
                 Some(c.dst),
+                grown,
             )
-        } else if !s.swept && s.hosts as usize >= p.sweep_hosts {
+        } else if let Some(grown) = report(s.hosts as usize, p.sweep_hosts, s.swept, s.swept_at) {
             s.swept = true;
+            s.swept_at = count(s.hosts as usize);
             (
                 DetectorKind::HostSweep,
                 s.hosts as usize,
                 p.sweep_hosts,
                 None,
+                grown,
             )
         } else {
             return None;
         };
         let mut evidence = serde_json::Map::new();
         evidence.insert("window_seconds".into(), p.window_seconds.into());
+        if grown {
+            evidence.insert(GROWN_EVIDENCE.into(), true.into());
+        }
         // A port scan is of one host: its evidence, first time and uids
         // are that host's. (They were the source's whole window: another
         // host's connection, a start minutes before the first probe of
@@ -222,21 +258,44 @@ mod tests {
         LocalNets::parse(&["10.0.0.0/8"]).unwrap()
     }
 
+    /// Found once at the threshold, then said again (a reminder for the
+    /// alerts, with the new size) each time the count doubles: the SOC
+    /// review's sweep of 130 hosts was reported as one of 64.
     #[test]
-    fn a_port_scan_and_a_sweep_by_a_local_host_are_found_once() {
+    fn a_port_scan_and_a_sweep_by_a_local_host_are_found_once_and_told_as_they_grow() {
         let mut d = ScanDetector::new(ScanParams::default(), site());
         let t = 1_700_000_000.0;
         let scan: Vec<_> = (0..1000u16)
             .filter_map(|p| d.observe(&refused("10.0.0.66", "10.0.0.1", p, t + f64::from(p) * 0.1)))
             .collect();
-        assert_eq!(scan.len(), 1, "{scan:?}");
-        assert_eq!(scan[0].detection, DetectorKind::PortScan);
-        assert_eq!((scan[0].score, scan[0].dst), (64.0, Some(ip("10.0.0.1"))));
+        let scores: Vec<f64> = scan.iter().map(|d| d.score).collect();
+        assert_eq!(scores, [64.0, 128.0, 256.0, 512.0], "{scan:?}");
+        assert!(scan
+            .iter()
+            .all(|d| d.detection == DetectorKind::PortScan && d.dst == Some(ip("10.0.0.1"))));
+        let grown: Vec<bool> = scan.iter().map(|d| d.still_going()).collect();
+        assert_eq!(grown, [false, true, true, true]);
+        // At four times the threshold it is graded high.
+        let graded: Vec<_> = scan.iter().map(|d| d.graded()).collect();
+        use crate::severity::Severity::{High, Medium};
+        assert_eq!(graded, [Medium, Medium, High, High]);
         let sweep: Vec<_> = (0..250u8)
             .filter_map(|h| d.observe(&refused("10.0.0.77", &format!("10.0.5.{h}"), 445, t)))
             .collect();
-        assert_eq!(sweep.len(), 1);
-        assert_eq!(sweep[0].detection, DetectorKind::HostSweep);
+        let scores: Vec<f64> = sweep.iter().map(|d| d.score).collect();
+        assert_eq!(scores, [64.0, 128.0]);
+        assert!(sweep.iter().all(|d| d.detection == DetectorKind::HostSweep));
+        assert_eq!(sweep[1].evidence["distinct_hosts"], 128);
+        // A source saved before the counts were kept was reported at the
+        // threshold: its next report is at twice it.
+        let mut old = Source {
+            swept: true,
+            hosts: 64,
+            ..Source::default()
+        };
+        old.swept_at = 0;
+        assert_eq!(report(127, 64, old.swept, old.swept_at), None);
+        assert_eq!(report(128, 64, old.swept, old.swept_at), Some(true));
     }
 
     /// A port scan's detection is its host's: it starts at the first
@@ -300,6 +359,7 @@ mod tests {
         );
         let n = (0..250u16)
             .filter_map(|p| all.observe(&refused("45.1.2.3", "10.0.0.1", p, t)))
+            .filter(|d| !d.still_going())
             .count();
         assert_eq!(n, 1);
     }
@@ -317,7 +377,10 @@ mod tests {
             .filter_map(|p| d.observe(&refused("10.0.0.2", "224.0.0.251", p, 1e9)))
             .count();
         assert_eq!((nd, mcast), (0, 0));
-        let pings: Vec<_> = (0..250u8).filter_map(|h| d.observe(&icmp(8, h))).collect();
+        let pings: Vec<_> = (0..250u8)
+            .filter_map(|h| d.observe(&icmp(8, h)))
+            .filter(|d| !d.still_going())
+            .collect();
         assert_eq!(pings.len(), 1);
         assert_eq!(pings[0].detection, DetectorKind::HostSweep);
     }
