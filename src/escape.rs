@@ -27,18 +27,28 @@ use std::fmt::Write as _;
 /// raw: C0 controls (newline, tab, ESC, BEL...), DEL, C1 controls
 /// (U+0080-U+009F, which some terminals obey like ESC sequences), the bidi
 /// embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069) and
-/// marks (U+061C, U+200E, U+200F), and the Unicode line and paragraph
-/// separators (U+2028, U+2029), which some viewers break lines on.
+/// marks (U+061C, U+200E, U+200F), the Unicode line and paragraph
+/// separators (U+2028, U+2029), which some viewers break lines on, and
+/// the characters that show as nothing: the soft hyphen, zero-width
+/// spaces and joiners (U+200B-U+200D, U+2060-U+2064, U+180E), the byte
+/// order mark (U+FEFF), interlinear annotations (U+FFF9-U+FFFB) and the
+/// tag characters (U+E0000-U+E007F), in which a whole hidden text can be
+/// spelled: `evil.com` with a zero-width space reads as a name it is not.
 pub fn is_hostile(c: char) -> bool {
     matches!(
         c,
         '\0'..='\x1f'
             | '\x7f'..='\u{9f}'
+            | '\u{ad}'
             | '\u{61c}'
-            | '\u{200e}'
-            | '\u{200f}'
+            | '\u{180e}'
+            | '\u{200b}'..='\u{200f}'
             | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}'
             | '\u{2066}'..='\u{2069}'
+            | '\u{feff}'
+            | '\u{fff9}'..='\u{fffb}'
+            | '\u{e0000}'..='\u{e007f}'
     )
 }
 
@@ -142,7 +152,11 @@ pub fn json_in_place(out: &mut Vec<u8>, from: usize) {
     let mut escaped = String::with_capacity(tail.len() + 16);
     for c in tail.chars() {
         if left_raw(c) {
-            let _ = write!(escaped, "\\u{:04x}", c as u32);
+            // Past the BMP (the tag characters) as a surrogate pair:
+            // JSON's `\u` takes four hex digits.
+            for unit in c.encode_utf16(&mut [0; 2]) {
+                let _ = write!(escaped, "\\u{:04x}", unit);
+            }
         } else {
             escaped.push(c);
         }
@@ -156,7 +170,7 @@ pub(crate) mod tests {
     use super::*;
 
     /// Values an attacker can put in a user agent or host name.
-    pub(crate) const HOSTILE: [&str; 9] = [
+    pub(crate) const HOSTILE: [&str; 11] = [
         "\x1b[2J\x1b]0;owned\x07",
         "bell\x07here",
         "csi\u{9b}31m",
@@ -166,6 +180,8 @@ pub(crate) mod tests {
         "=cmd|' /C calc'!A0",
         "semi;colon,comma\"quote",
         "del\x7f\u{2066}iso\u{2069}",
+        "ev\u{200b}il.com\u{feff}",
+        "tag\u{e0041}\u{e0042}hidden\u{ad}",
     ];
 
     /// No byte a terminal or a line reader acts on: C0, DEL, C1 (as UTF-8
@@ -234,5 +250,9 @@ pub(crate) mod tests {
         let mut line = "{\"ua\":\"Mozilla é\u{9b}\"}\n".as_bytes().to_vec();
         json_in_place(&mut line, 0);
         assert_eq!(line, b"{\"ua\":\"Mozilla \xc3\xa9\\u009b\"}\n");
+        let mut line = "\"\u{e0041}\"".as_bytes().to_vec();
+        json_in_place(&mut line, 0);
+        assert_eq!(line, b"\"\\udb40\\udc41\"");
+        assert_eq!(terminal("a\u{200b}b"), "a\\u{200b}b");
     }
 }
