@@ -37,6 +37,11 @@ impl LogKind {
     /// The zeek-long-connections package's log of still-open connections,
     /// whose records also feed conn's long-connection detector.
     pub const CONN_LONG: LogKind = LogKind("conn_long");
+    /// RITA's zeek-open-connections package's log, the same kind of
+    /// reports (conn's fields, hourly while a connection is open past an
+    /// hour): RITA's `missing_host` holds a three-day SSH session only
+    /// there.
+    pub const OPEN_CONN: LogKind = LogKind("open_conn");
 
     /// The five modules of the first versions.
     pub const CLASSIC: [LogKind; 5] = [

@@ -228,7 +228,7 @@ impl Observation {
             .map(|u| truncate(u, MAX_UID).into());
         let src = get(Field::OrigH).as_addr()?;
         match module {
-            LogKind::CONN | LogKind::CONN_LONG => {
+            LogKind::CONN | LogKind::CONN_LONG | LogKind::OPEN_CONN => {
                 // Bounded, so sums over many records stay finite (and
                 // serialisable): a year of duration, a petabyte.
                 let num = |field: Field, max: f64| {
@@ -255,7 +255,7 @@ impl Observation {
                     resp_bytes,
                     resp_ip_bytes: num(Field::RespIpBytes, MAX_BYTES),
                     unanswered: resp_bytes == 0.0 && UNANSWERED.contains(&state),
-                    open: module == LogKind::CONN_LONG,
+                    open: module != LogKind::CONN,
                 }))
             }
             LogKind::DNS => Some(Observation::Dns(DnsFacts {
@@ -327,9 +327,12 @@ impl Observation {
 /// another module's: `conn_long` records (the zeek-long-connections
 /// package's interim reports of open connections) feed conn's
 /// long-connection detector, so that a long connection is found while it
-/// is still open, and counted once with its final conn record.
+/// is still open, and counted once with its final conn record. So do
+/// `open_conn` records (RITA's zeek-open-connections package).
 pub fn feeds(module: LogKind) -> Option<LogKind> {
-    (module == LogKind::CONN_LONG).then_some(LogKind::CONN)
+    [LogKind::CONN_LONG, LogKind::OPEN_CONN]
+        .contains(&module)
+        .then_some(LogKind::CONN)
 }
 
 /// Conn states in which the responder never answered: no handshake

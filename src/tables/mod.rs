@@ -35,6 +35,7 @@ use crate::log_kind::LogKind;
 const BUILT_IN: &[(&str, &str)] = &[
     ("conn", include_str!("../../tables/conn.toml")),
     ("conn_long", include_str!("../../tables/conn_long.toml")),
+    ("open_conn", include_str!("../../tables/open_conn.toml")),
     ("dns", include_str!("../../tables/dns.toml")),
     ("http", include_str!("../../tables/http.toml")),
     ("ssh", include_str!("../../tables/ssh.toml")),

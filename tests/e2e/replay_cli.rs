@@ -536,6 +536,66 @@ fn runtime_thresholds_and_minimum_severity_judge_without_retraining() {
     }
 }
 
+/// RITA's zeek-open-connections package writes `open_conn.log`, the same
+/// kind of reports as conn_long: its records feed the conn model's
+/// long-connection detector, so RITA's three-day SSH session, which
+/// conn.log never holds, is found at its 4 h report (the SOC review found
+/// it unread).
+#[test]
+fn open_conn_reports_find_a_session_conn_log_never_holds() {
+    let data = root().join("tests/data/open_conn");
+    let dir = tempdir("open-conn");
+    crate::util::train(&dir, "conn", &[]);
+    // A day of reports of one connection: a model of them, however small.
+    crate::util::train_from(&data, &dir, "open_conn", &["--min-records", "20"]);
+    let out = dir.join("scores.json");
+    crate::util::succeed(
+        Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+            .args(["--replay", data.to_str().unwrap()])
+            .args(["--model-dir", dir.to_str().unwrap(), "-q"])
+            .args([
+                "--modules",
+                "CONN,OPEN_CONN",
+                "--output",
+                out.to_str().unwrap(),
+            ]),
+    );
+    let lines: Vec<serde_json::Value> = fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let scored = lines.iter().filter(|v| v["module"] == "OPEN_CONN").count();
+    assert_eq!(scored, 24, "each report scored by its own model");
+    let found: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|v| v["detection"] == "long_connection")
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "counted once, whatever the reports: {found:?}"
+    );
+    let d = found[0];
+    assert_eq!(
+        (
+            d["id.orig_h"].as_str(),
+            d["id.resp_h"].as_str(),
+            d["id.resp_p"].as_u64()
+        ),
+        (Some("73.54.23.243"), Some("64.225.56.201"), Some(22))
+    );
+    assert_eq!(d["module"], "CONN", "the conn model's detector");
+    assert_eq!(d["evidence"]["still_open"], true, "{d}");
+    assert_eq!(d["uids"], serde_json::json!(["C3ZW8c1wDLCz4w18d8"]));
+    // At the first report, 4 h after the session began.
+    let start = 1_713_470_872.451_585;
+    assert!(
+        (d["ts"].as_f64().unwrap() - (start + 14_400.964_662)).abs() < 1e-3,
+        "{d}"
+    );
+}
+
 /// `conn_long.log` (the zeek-long-connections package's reports of open
 /// connections, hand-made in tests/data/conn_long): a CONN_LONG model
 /// trains on its history like any log type, and its records feed the conn

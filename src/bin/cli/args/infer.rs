@@ -312,9 +312,9 @@ pub struct Args {
 
     /// A pair is a long connection when its connections add up to this
     /// many hours within a day (the model's, 4 by default). With CONN_LONG
-    /// in --modules, the zeek-long-connections package's reports of open
-    /// connections count too, each connection once, so one is found while
-    /// still open.
+    /// or OPEN_CONN in --modules, the reports of open connections of the
+    /// zeek-long-connections package or of RITA's zeek-open-connections
+    /// count too, each connection once, so one is found while still open.
     #[arg(long, value_name = "HOURS", value_parser = positive_hours, env = "AZW_LONG_CONNECTION_HOURS")]
     pub long_connection_hours: Option<f64>,
 
