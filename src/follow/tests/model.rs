@@ -31,8 +31,11 @@
 //!   a line of the new content yet, or a crash took it back to a position
 //!   in the old content) it cannot tell which rotated files came after
 //!   it: lines that are only in rotated files during that window may be
-//!   lost. It goes on with the live file. (This needs a writer restart
-//!   and a rotation before the next poll.)
+//!   lost, or come out after lines written later (a restart reads the
+//!   rotated files named after the last one it finished: a copy made by
+//!   copytruncate within that window is one). It goes on with the live
+//!   file. (This needs a writer restart and a rotation before the next
+//!   poll.)
 
 use std::collections::HashSet;
 
@@ -262,9 +265,17 @@ impl World {
             "skipped lines: {:?}",
             self.out.errors
         );
-        if let Some(w) = out.windows(2).find(|w| w[0] >= w[1]) {
+        // In order, but for lines that may be lost, which may also come
+        // out late (see the module doc); never twice.
+        let ordered: Vec<u64> = (out.iter())
+            .filter(|n| !self.may_be_lost.contains(n))
+            .copied()
+            .collect();
+        if let Some(w) = ordered.windows(2).find(|w| w[0] >= w[1]) {
             prop_assert!(false, "{} came out after {}: output {:?}", w[1], w[0], out);
         }
+        let once: HashSet<u64> = out.iter().copied().collect();
+        prop_assert!(once.len() == out.len(), "a line came out twice: {:?}", out);
         let complete: HashSet<u64> = self.complete.iter().copied().collect();
         let never_written: Vec<u64> = out
             .iter()
@@ -317,4 +328,43 @@ proptest! {
         }
         world.check()?;
     }
+}
+
+/// The case the model found on 2026-12-07 (CI had failed on it before,
+/// uncaptured): a writer restart cuts the live file while the follower
+/// is stopped; after it starts again, Zeek writes line 2, logrotate's
+/// copytruncate copies it away and line 3 regrows the file to the same
+/// size before the follower looks, so line 3 is read and the copy is not
+/// known to come before it; a second restart, with the live file cut
+/// again, finds the copy named after the last file finished and reads
+/// line 2 after 3. Line 2 is inside the window the contract allows to be
+/// lost: it comes out late, once, rather than not at all.
+#[test]
+fn a_copy_made_while_unanchored_may_come_out_late() {
+    use Op::*;
+    let ops = [
+        Rotate,
+        Append(1),
+        Step,
+        Checkpoint,
+        Restart,
+        Truncate,
+        Step,
+        Append(1),
+        CopyTruncate {
+            regrow: true,
+            lines: 0,
+        },
+        Step,
+        Restart,
+        Truncate,
+    ];
+    let mut world = World::new(false);
+    for op in &ops {
+        world.apply(op);
+        world.note_lost_anchor();
+    }
+    world.check().unwrap();
+    assert_eq!(world.out.numbers, [0, 1, 3, 2]);
+    assert!(world.may_be_lost.contains(&2));
 }
