@@ -78,6 +78,20 @@ pub struct LineParser {
     /// (a live file can be replaced by another log's).
     foreign_path: Option<String>,
     max_line: usize,
+    /// The last JSON key set found to be a Zeek record's
+    /// ([`is_zeek_record`]): lines share a handful of schemas, so the
+    /// check costs a pointer comparison per line.
+    zeek_schema: Option<std::sync::Arc<super::Schema>>,
+}
+
+/// The fields every log type scored here has at least one of. A JSON
+/// object with none (`{}`, another program's `{"level":"info",...}` in
+/// the log or on the topic) is no Zeek record: scored, it read as a record
+/// of no time, addresses or values, all of its features at their defaults.
+const ZEEK_KEYS: [&str; 4] = ["ts", "uid", "id.orig_h", "id.resp_h"];
+
+fn is_zeek_record(schema: &super::Schema) -> bool {
+    ZEEK_KEYS.iter().any(|k| schema.index_of(k).is_some())
 }
 
 impl LineParser {
@@ -92,6 +106,7 @@ impl LineParser {
             expected_path: expected_path.map(str::to_owned),
             foreign_path: None,
             max_line: max_line(),
+            zeek_schema: None,
         }
     }
 
@@ -183,6 +198,17 @@ impl LineParser {
                     if !found.eq_ignore_ascii_case(expected) {
                         return Err(skip(format!("`_path` is `{found}`, expected `{expected}`")));
                     }
+                }
+                let schema = parsed.record.schema();
+                let known =
+                    (self.zeek_schema.as_ref()).is_some_and(|s| std::sync::Arc::ptr_eq(s, schema));
+                if !known {
+                    if !is_zeek_record(schema) {
+                        return Err(skip(
+                            "a JSON object with none of `ts`, `uid`, `id.orig_h`, `id.resp_h`: not a Zeek record (another program's line in this log or topic?)".into(),
+                        ));
+                    }
+                    self.zeek_schema = Some(schema.clone());
                 }
                 Ok(Parsed::Record(parsed.record))
             }
@@ -653,6 +679,24 @@ mod tests {
         );
     }
 
+    /// Another program's JSON in a Zeek log (or on its Kafka topic) is a
+    /// counted skip, not a record of nothing scored with every feature at
+    /// its default; a Zeek record with few fields still reads.
+    #[test]
+    fn json_objects_that_are_no_zeek_record_are_skipped() {
+        let results: Vec<_> = reader(
+            b"{}\n{\"level\":\"info\",\"msg\":\"started\"}\n{\"ts\":1}\n{\"uid\":\"C1\"}\n{\"x\":1}\n{\"ts\":2,\"uid\":\"C2\"}\n",
+        )
+        .collect();
+        let ok: Vec<bool> = results.iter().map(Result::is_ok).collect();
+        assert_eq!(ok, [false, false, true, true, false, true]);
+        assert!(
+            skip_reason(&results[1]).contains("not a Zeek record"),
+            "{:?}",
+            results[1]
+        );
+    }
+
     #[test]
     fn text_is_not_a_log() {
         let results: Vec<_> = reader(b"Lorem ipsum dolor\nsit amet\n").collect();
@@ -780,7 +824,7 @@ mod tests {
     /// A line of exactly the cap is read; one byte more is skipped.
     #[test]
     fn the_cap_is_inclusive() {
-        let text = b"{\"ts\":1}\n{\"a\":12}\n{\"a\":123}\n{\"a\":12}";
+        let text = b"{\"ts\":1}\n{\"ts\":2}\n{\"ts\":12}\n{\"ts\":3}";
         let r = reader(text).with_max_line(8);
         let items: Vec<_> = r.collect();
         assert_eq!(items.len(), 4);
@@ -790,8 +834,8 @@ mod tests {
             "mem.log:3: skipped malformed line: line longer than 8 bytes"
         );
         let mut p = LineParser::new("p.log", None).with_max_line(8);
-        assert!(p.parse_line(b"{\"a\":12}", 1).is_ok());
-        assert!(p.parse_line(b"{\"a\":123}", 2).unwrap_err().is_skip());
+        assert!(p.parse_line(b"{\"ts\":1}", 1).is_ok());
+        assert!(p.parse_line(b"{\"ts\":12}", 2).unwrap_err().is_skip());
     }
 
     /// `Records` passes its cap to every file.
