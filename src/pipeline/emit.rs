@@ -263,6 +263,17 @@ impl Emitter {
 
     /// Runs the detectors on an observation from history (a warm-up):
     /// nothing is written; returns how many detections it completed.
+    /// Gives the alerts' names book what `o` names (history read before a
+    /// first start); whether it named something.
+    pub fn learn_names(&mut self, o: &Observation) -> bool {
+        let named = matches!(o, Observation::Name(_) | Observation::Dns(_));
+        if let (true, Some(a)) = (named, &mut self.alerts) {
+            a.learn_names(o);
+            return true;
+        }
+        false
+    }
+
     pub fn absorb(&mut self, o: &Observation) -> usize {
         self.detect.observe(o, &mut self.found);
         let n = self.found.len();

@@ -145,11 +145,22 @@ pub fn run_live(
     let fresh = Emitter::for_lanes(lanes.iter_mut(), &opts.detect, opts.alerts.is_some());
     let saved = checkpoint.as_ref().and_then(|c| c.detectors.as_ref());
     let (mut emitter, resumed) = resume::resume_detectors(fresh, saved);
-    let warm_detectors = !resumed;
-    if opts.warm_hours > 0 && (warm_detectors && emitter.stage().is_active() || !cold.is_empty()) {
+    let warm_detectors = !resumed && emitter.stage().is_active();
+    // The alerts first: a stage that starts afresh learns its names book
+    // from the history too, so the first alerts after a first start name
+    // their peers (it started empty: an hour of alerts without names).
+    let mut warm_names = false;
+    if let Some(setup) = &opts.alerts {
+        let resumed;
+        (emitter, resumed) = with_alerts(emitter, setup, opts, checkpoint.as_ref())?;
+        warm_names = !resumed;
+    }
+    if opts.warm_hours > 0 && (warm_detectors || warm_names || !cold.is_empty()) {
         let r = super::warm::warm_up(
             &mut super::warm::Warming {
-                emitter: warm_detectors.then_some(&mut emitter),
+                emitter: (warm_detectors || warm_names).then_some(&mut emitter),
+                detectors: warm_detectors,
+                names: warm_names,
                 lanes: lanes
                     .iter_mut()
                     .filter(|l| cold.contains(&l.module()))
@@ -162,11 +173,12 @@ pub fn run_live(
             &controls.stop,
         );
         tracing::info!(
-            "the context and detectors read the last {} h of history first: {} records in {} files ({} detections there, not written)",
+            "the context, detectors and alerts' names read the last {} h of history first: {} records in {} files ({} detections there, not written; {} names)",
             opts.warm_hours,
             r.records,
             r.files,
-            r.detections
+            r.detections,
+            r.names
         );
     }
     let output_name = opts.output.to_string();
@@ -194,9 +206,6 @@ pub fn run_live(
             kafka_config: opts.kafka_config.clone(),
         },
     )?;
-    if let Some(setup) = &opts.alerts {
-        emitter = with_alerts(emitter, setup, opts, checkpoint.as_ref())?;
-    }
     // The files the checkpoint names: a file found replaced at the start
     // (rotated while the run was down) is checkpointed with the first
     // records, as one replaced mid-run is.
@@ -281,13 +290,13 @@ pub fn run_live(
 
 /// Adds the alert stage to `emitter`: its own output opened (cut back to
 /// the checkpoint's length, as the records' output is), its state resumed
-/// from the checkpoint.
+/// from the checkpoint (and whether it was).
 fn with_alerts(
     emitter: Emitter,
     setup: &AlertSetup,
     opts: &LiveOptions,
     checkpoint: Option<&Checkpoint>,
-) -> Result<Emitter, RunError> {
+) -> Result<(Emitter, bool), RunError> {
     let cut_to = match &setup.target {
         AlertTarget::Own(spec) => {
             resume::cut_to(checkpoint.and_then(|c| c.alerts_output.as_ref()), spec)
@@ -302,8 +311,8 @@ fn with_alerts(
     })?;
     let mut emitter = emitter.with_alerts(setup.opts, &opts.modules, false, sink);
     let saved = checkpoint.and_then(|c| c.alerts.as_ref());
-    resume::resume_alerts(&mut emitter, saved, setup, &opts.modules);
-    Ok(emitter)
+    let resumed = resume::resume_alerts(&mut emitter, saved, setup, &opts.modules);
+    Ok((emitter, resumed))
 }
 
 /// Holds an exclusive lock on `<state_dir>/lock` while the run lasts

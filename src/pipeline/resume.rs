@@ -107,23 +107,27 @@ pub(crate) fn resume_detectors(mut fresh: Emitter, saved: Option<&SavedState>) -
 
 /// Continues the emitter's alert stage from the checkpoint's, if one was
 /// saved and can be read (said either way).
+/// Whether the alerts resumed (else they start afresh, their names book
+/// empty).
 pub(crate) fn resume_alerts(
     emitter: &mut Emitter,
     saved: Option<&SavedState>,
     setup: &AlertSetup,
     modules: &[LogKind],
-) {
+) -> bool {
     match saved.map(|s| (s.len(), s.parse::<AlertStage>())) {
         Some((bytes, Ok(stage))) => {
             tracing::info!("the alerts resume from the checkpoint ({bytes} bytes of state)");
             emitter.resume_alerts(stage, setup.opts, modules);
+            true
         }
         Some((_, Err(e))) => {
             tracing::warn!(
                 "the checkpoint's alert state cannot be read ({e}): alerts start afresh"
             );
+            false
         }
-        None => {}
+        None => false,
     }
 }
 

@@ -1,8 +1,10 @@
-//! Warm start: on a first live start (no checkpoint), the context features
-//! and the detectors read the last hours of Zeek's rotated history before
-//! following the live files, so the first hour after a start does not look
-//! like a new network (a beacon that began yesterday is still a beacon at
-//! 00:05, and a host's usual peers are not all "first seen").
+//! Warm start: on a first live start (no checkpoint), the context features,
+//! the detectors and the alerts' names book read the last hours of Zeek's
+//! rotated history before following the live files, so the first hour
+//! after a start does not look like a new network (a beacon that began
+//! yesterday is still a beacon at 00:05, a host's usual peers are not all
+//! "first seen", and an alert names the peer its host looked up
+//! yesterday).
 //!
 //! Nothing of these records is scored or written, and what the detectors
 //! would have reported from history is counted, not repeated.
@@ -29,6 +31,8 @@ pub struct WarmReport {
     pub records: u64,
     /// Detections the history held (not written).
     pub detections: u64,
+    /// Records that named a server for the alerts' names book.
+    pub names: u64,
 }
 
 /// When a rotated file's interval started, from its folder and name
@@ -72,12 +76,19 @@ fn before_start(mut files: Vec<LogFile>, start: Option<&Position>) -> Vec<LogFil
     files
 }
 
-/// What reads the history: the detectors (when they start cold) and the
-/// lanes whose context starts cold.
+/// What reads the history: the detectors and the alerts' names book of
+/// `emitter` (each when it starts cold), and the lanes whose context
+/// starts cold.
 pub struct Warming<'a> {
     pub emitter: Option<&'a mut Emitter>,
+    pub detectors: bool,
+    pub names: bool,
     pub lanes: Vec<&'a mut Lane>,
 }
+
+/// The log types whose records name servers ([`Observation::Name`],
+/// [`Observation::Dns`]).
+const NAMING: [LogKind; 3] = [LogKind::DNS, LogKind::SSL, LogKind::HTTP];
 
 /// Feeds the last `hours` of history of each module to what warms on it,
 /// up to the file each module's follower starts with (`starts`).
@@ -92,10 +103,10 @@ pub fn warm_up(
     let mut report = WarmReport::default();
     for &module in modules {
         let mut lane = warming.lanes.iter_mut().find(|l| l.module() == module);
-        let mut emitter = warming
-            .emitter
-            .as_deref_mut()
-            .filter(|e| e.stage().watches(module));
+        let detectors = warming.detectors;
+        let names = warming.names && NAMING.contains(&module);
+        let mut emitter = (warming.emitter.as_deref_mut())
+            .filter(|e| detectors && e.stage().watches(module) || names);
         if lane.is_none() && emitter.is_none() {
             continue;
         }
@@ -111,7 +122,12 @@ pub fn warm_up(
                 l.warm(&record);
             }
             if let (Some(e), Some(o)) = (emitter.as_deref_mut(), Observation::of(module, &record)) {
-                report.detections += e.absorb(&o) as u64;
+                if names && e.learn_names(&o) {
+                    report.names += 1;
+                }
+                if detectors && e.stage().watches(module) {
+                    report.detections += e.absorb(&o) as u64;
+                }
             }
         }
     }

@@ -1949,3 +1949,82 @@ fn live_alerts_name_peers_from_names_learnt_before_a_restart_as_replay_does() {
     assert!(replayed.len() > live.len(), "{replayed:#?}\n{live:#?}");
     assert_eq!(replayed[..live.len()], live[..]);
 }
+
+/// A first live start learns the alerts' names book from the rotated
+/// history too: the example HTTP records, archived in a dated folder,
+/// name the servers of the conn records the live file then holds, and
+/// the alerts name them from the first. With `--warm-hours 0` (and
+/// before 2026-12-07, always) the book started empty.
+#[test]
+fn a_first_start_names_alerted_peers_from_the_rotated_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    train(&models, "conn,http", &[]);
+    let http = crate::util::example_text("http.log");
+    let conn = crate::util::example_text("conn.log");
+    let conn_uids: Vec<String> = {
+        let mut u: Vec<String> = (conn.lines())
+            .filter(|l| !l.starts_with('#'))
+            .map(uid_of)
+            .collect();
+        u.sort();
+        u.dedup();
+        u
+    };
+    let run = |warm: &str| -> (Vec<String>, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let day = dir.path().join("2024-04-19");
+        fs::create_dir_all(&day).unwrap();
+        let mut enc = flate2::write::GzEncoder::new(
+            File::create(day.join("http.00:00:00-01:00:00.log.gz")).unwrap(),
+            flate2::Compression::fast(),
+        );
+        enc.write_all(http.as_bytes()).unwrap();
+        enc.finish().unwrap();
+        let current = dir.path().join("current");
+        fs::create_dir_all(&current).unwrap();
+        fs::write(current.join("conn.log"), &conn).unwrap();
+        let alerts = dir.path().join("alerts.json");
+        let infer = start_following(
+            dir.path(),
+            &models,
+            "conn,http",
+            "scores.json",
+            0,
+            &[
+                "--checkpoint-ms",
+                "100",
+                "--alert-lateness",
+                "60",
+                "--warm-hours",
+                warm,
+                "--alerts",
+                alerts.to_str().unwrap(),
+            ],
+        );
+        wait_for_uids(dir.path(), &conn_uids);
+        std::thread::sleep(Duration::from_millis(500));
+        let log = infer.terminate();
+        let lines = fs::read_to_string(&alerts)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        (lines, log)
+    };
+    let named = |lines: &[String]| {
+        lines
+            .iter()
+            .any(|l| l.contains("\"names\":[\"ajax.googleapis.com\"]"))
+    };
+    let (warm, log) = run("24");
+    assert!(!warm.is_empty(), "{log}");
+    assert!(named(&warm), "{warm:#?}\n{log}");
+    let line = (log.lines())
+        .find(|l| l.contains("of history first"))
+        .unwrap_or_else(|| panic!("no warm-up:\n{log}"));
+    assert!(!line.contains("; 0 names"), "{line}");
+    let (cold, log) = run("0");
+    assert!(!cold.is_empty(), "{log}");
+    assert!(!named(&cold), "{cold:#?}");
+}
