@@ -299,6 +299,9 @@ pub struct Open {
     /// in it agree, as they did then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     agreed: Option<bool>,
+    /// What agreed, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    agreement: Option<String>,
     /// Each peer's first evidence, until two kinds agree (then cleared):
     /// at most [`MAX_PEERS`].
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -319,6 +322,15 @@ struct Evidence(Kind, u64);
 enum Kind {
     Log(LogKind),
     Detector(DetectorKind),
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Log(m) => m.log_path(),
+            Kind::Detector(d) => d.name(),
+        }
+    }
 }
 
 impl Evidence {
@@ -382,6 +394,9 @@ pub struct Alert {
     /// Distinct peers (at least: counting stops at 256).
     pub peers: u64,
     pub top_peers: Vec<PeerCount>,
+    /// Why `severity` is above its most severe item's ([`Open::raised_for`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub raised_for: Vec<String>,
     pub modules: Vec<LogKind>,
     pub detectors: Vec<DetectorKind>,
     /// The lowest probability of normal traffic scoring as high, over its
@@ -483,6 +498,7 @@ impl Open {
             held_back: false,
             named: BTreeMap::new(),
             agreed: Some(false),
+            agreement: None,
             firsts: BTreeMap::new(),
             hostwide: BTreeSet::new(),
         };
@@ -509,9 +525,12 @@ impl Open {
         let counted = !item.reminder
             || item.detector.is_some_and(|d| !self.detectors.contains(&d))
             || item.peer.is_some_and(|p| !self.peers.contains_key(&p));
-        if self.agreed == Some(false) && self.agrees(item) {
-            self.agreed = Some(true);
-            self.firsts = BTreeMap::new();
+        if self.agreed == Some(false) {
+            if let Some(what) = self.agrees(item) {
+                self.agreed = Some(true);
+                self.agreement = Some(what);
+                self.firsts = BTreeMap::new();
+            }
         }
         match item.detector {
             Some(d) => {
@@ -577,32 +596,36 @@ impl Open {
     /// peers they do not agree: the internet's scanners hitting a server
     /// are flagged in its conn and http logs alike, each scanner once,
     /// and an HTTP request and the file it fetched are one connection.
-    fn agrees(&mut self, item: &Item) -> bool {
+    /// Says what agreed (`conn and beacon about 203.0.113.7`), for the
+    /// alert's `raised_for`.
+    fn agrees(&mut self, item: &Item) -> Option<String> {
         let evidence = Evidence::of(item);
         let other_hostwide = |hostwide: &BTreeSet<DetectorKind>| {
-            hostwide
-                .iter()
-                .any(|d| !Evidence(Kind::Detector(*d), 0).same_as(evidence))
+            (hostwide.iter())
+                .find(|d| !Evidence(Kind::Detector(**d), 0).same_as(evidence))
+                .map(|d| format!("{} and {}", d.name(), evidence.0.name()))
         };
         match (item.peer, item.detector) {
             (None, Some(d)) => {
-                let other =
-                    self.modules.iter().next().is_some() || self.detectors.iter().any(|k| *k != d);
+                let other = (self.modules.iter().next().map(|m| m.log_path()))
+                    .or_else(|| self.detectors.iter().find(|k| **k != d).map(|k| k.name()));
                 self.hostwide.insert(d);
-                other
+                other.map(|o| format!("{o} and {}", d.name()))
             }
             (None, None) => other_hostwide(&self.hostwide),
             (Some(peer), _) => {
-                if other_hostwide(&self.hostwide) {
-                    return true;
+                if let Some(both) = other_hostwide(&self.hostwide) {
+                    return Some(both);
                 }
                 match self.firsts.get(&peer) {
-                    Some(first) => !first.same_as(evidence),
+                    Some(first) => (!first.same_as(evidence)).then(|| {
+                        format!("{} and {} about {peer}", first.0.name(), evidence.0.name())
+                    }),
                     None => {
                         if self.firsts.len() < MAX_PEERS {
                             self.firsts.insert(peer, evidence);
                         }
-                        false
+                        None
                     }
                 }
             }
@@ -615,16 +638,33 @@ impl Open {
     /// model and a detector, is worth more than its worst line.
     pub fn severity(&self) -> Severity {
         let mut s = self.item_severity.max(Severity::Low);
-        if self.records + self.detections >= 10 {
-            s = s.raised();
-        }
-        let agreed = self
-            .agreed
-            .unwrap_or(self.modules.len() + self.detectors.len() >= 2);
-        if agreed {
+        for _ in self.raised_for() {
             s = s.raised();
         }
         s
+    }
+
+    /// Why its severity is above its most severe item's: `12 items`,
+    /// `conn and beacon about 203.0.113.7` (what an analyst asks of a
+    /// critical alert made of low items).
+    pub fn raised_for(&self) -> Vec<String> {
+        let mut why = Vec::new();
+        let items = self.records + self.detections;
+        if items >= 10 {
+            why.push(format!("{items} items"));
+        }
+        match (self.agreed, &self.agreement) {
+            (Some(true), Some(what)) => why.push(what.clone()),
+            (Some(true), None) => why.push("two kinds of evidence".into()),
+            (Some(false), _) => {}
+            // Restored from a checkpoint older than the agreement.
+            (None, _) => {
+                if self.modules.len() + self.detectors.len() >= 2 {
+                    why.push("two kinds of evidence".into());
+                }
+            }
+        }
+        why
     }
 
     /// Whether to write it now, and as what: the first time it reaches
@@ -754,6 +794,7 @@ impl Open {
             detections: self.detections,
             peers: self.peers.len() as u64,
             top_peers,
+            raised_for: self.raised_for(),
             modules: self.modules.iter().copied().collect(),
             detectors: self.detectors.iter().copied().collect(),
             p_normal: self.p_min,

@@ -1271,6 +1271,13 @@ fn two_kinds_of_evidence_agree_only_about_one_peer_and_not_one_connection() {
         severity(&[item(CONN, peer, "C1"), detection.clone()]),
         Severity::Medium
     );
+    // The alert says why it was raised.
+    let mut open = fold::Open::new(&item(CONN, peer, "C1"));
+    open.add(&detection);
+    assert_eq!(
+        open.alert(State::Open).raised_for,
+        [format!("conn and beacon about {peer}")]
+    );
     let mut other = d.clone();
     other.dst = Some("198.51.100.1".parse().unwrap());
     assert_eq!(

@@ -198,6 +198,7 @@ mod tests {
             detections: 0,
             peers: 1,
             top_peers: vec![],
+            raised_for: vec![],
             modules: vec![],
             detectors: vec![],
             p_normal: None,
