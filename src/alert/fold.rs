@@ -294,30 +294,31 @@ pub struct Open {
     /// the busiest.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     named: BTreeMap<IpAddr, PeerNames>,
-    /// Whether two kinds of evidence agree ([`Open::agrees`]); `None` for
-    /// an alert restored from a checkpoint older than this: any two kinds
-    /// in it agree, as they did then.
+    /// Whether its evidence is kept to tell agreement ([`Open::agreement`]);
+    /// `None` for an alert restored from a checkpoint older than that:
+    /// any two kinds in it agree, as they did then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     agreed: Option<bool>,
-    /// What agreed, in words.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    agreement: Option<String>,
-    /// Each peer's first evidence, until two kinds agree (then cleared):
-    /// at most [`MAX_PEERS`].
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    firsts: BTreeMap<IpAddr, Evidence>,
+    /// What each peer was flagged by and on which connections, the first
+    /// [`MAX_SEEN`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    seen: Vec<(IpAddr, Evidence)>,
     /// The detectors of its detections that name no one peer (a sweep of
     /// many hosts): they speak of the host as a whole.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     hostwide: BTreeSet<DetectorKind>,
 }
 
-/// What an item told of a peer: its log type or detector, and its uid's
-/// hash (0: none).
+/// The (peer, evidence) pairs an open alert keeps to tell agreement: a
+/// bound on what a host flagged with many peers costs (about 2 KiB).
+const MAX_SEEN: usize = 64;
+
+/// What an item told of a peer: its log type or detector, and its
+/// connection (the uid's hash; an item without a uid, its own content's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct Evidence(Kind, u64);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 enum Kind {
     Log(LogKind),
@@ -341,21 +342,10 @@ impl Evidence {
         };
         Evidence(
             kind,
-            item.uid.as_deref().map_or(0, |u| fnv1a64(u.as_bytes())),
+            item.uid
+                .as_deref()
+                .map_or(item.tiebreak, |u| fnv1a64(u.as_bytes())),
         )
-    }
-
-    /// Whether two items are two views of one thing, not two kinds of
-    /// evidence: the same log type or detector, or two log types' records
-    /// of one connection (an HTTP request and the file it fetched, a
-    /// connection and its DNS query). A model and a detector are two
-    /// analyses, even of one connection.
-    fn same_as(self, other: Evidence) -> bool {
-        match (self.0, other.0) {
-            (a, b) if a == b => true,
-            (Kind::Log(_), Kind::Log(_)) => self.1 != 0 && self.1 == other.1,
-            _ => false,
-        }
     }
 }
 
@@ -498,8 +488,7 @@ impl Open {
             held_back: false,
             named: BTreeMap::new(),
             agreed: Some(false),
-            agreement: None,
-            firsts: BTreeMap::new(),
+            seen: Vec::new(),
             hostwide: BTreeSet::new(),
         };
         open.add(item);
@@ -525,12 +514,8 @@ impl Open {
         let counted = !item.reminder
             || item.detector.is_some_and(|d| !self.detectors.contains(&d))
             || item.peer.is_some_and(|p| !self.peers.contains_key(&p));
-        if self.agreed == Some(false) {
-            if let Some(what) = self.agrees(item) {
-                self.agreed = Some(true);
-                self.agreement = Some(what);
-                self.firsts = BTreeMap::new();
-            }
+        if self.agreed.is_some() {
+            self.note(item);
         }
         match item.detector {
             Some(d) => {
@@ -588,48 +573,62 @@ impl Open {
         }
     }
 
-    /// Whether `item` (not folded in yet) and an item before it are two
-    /// kinds of evidence about one thing: of the same peer, two log
-    /// types' records of different connections, or a model's record and
-    /// a detection, or two detectors. A detection of no one peer (a
-    /// sweep) agrees with any other kind the alert holds. Of different
-    /// peers they do not agree: the internet's scanners hitting a server
-    /// are flagged in its conn and http logs alike, each scanner once,
-    /// and an HTTP request and the file it fetched are one connection.
-    /// Says what agreed (`conn and beacon about 203.0.113.7`), for the
-    /// alert's `raised_for`.
-    fn agrees(&mut self, item: &Item) -> Option<String> {
+    /// Keeps what `item` (not folded in yet) tells for [`Open::agreement`].
+    fn note(&mut self, item: &Item) {
         let evidence = Evidence::of(item);
-        let other_hostwide = |hostwide: &BTreeSet<DetectorKind>| {
-            (hostwide.iter())
-                .find(|d| !Evidence(Kind::Detector(**d), 0).same_as(evidence))
-                .map(|d| format!("{} and {}", d.name(), evidence.0.name()))
-        };
         match (item.peer, item.detector) {
             (None, Some(d)) => {
-                let other = (self.modules.iter().next().map(|m| m.log_path()))
-                    .or_else(|| self.detectors.iter().find(|k| **k != d).map(|k| k.name()));
                 self.hostwide.insert(d);
-                other.map(|o| format!("{o} and {}", d.name()))
             }
-            (None, None) => other_hostwide(&self.hostwide),
+            (None, None) => {}
             (Some(peer), _) => {
-                if let Some(both) = other_hostwide(&self.hostwide) {
-                    return Some(both);
+                if self.seen.len() < MAX_SEEN && !self.seen.contains(&(peer, evidence)) {
+                    self.seen.push((peer, evidence));
                 }
-                match self.firsts.get(&peer) {
-                    Some(first) => (!first.same_as(evidence)).then(|| {
-                        format!("{} and {} about {peer}", first.0.name(), evidence.0.name())
-                    }),
-                    None => {
-                        if self.firsts.len() < MAX_PEERS {
-                            self.firsts.insert(peer, evidence);
-                        }
-                        None
+            }
+        }
+    }
+
+    /// Whether two kinds of evidence agree about one thing, in words
+    /// (`conn and beacon about 203.0.113.7`, for `raised_for`). About one
+    /// peer: a model's records and a detection, or two detectors; or two
+    /// log types each of which flagged a connection the other did not.
+    /// An HTTP request and the file it fetched are one connection seen
+    /// twice (a Trickbot host's downloads were flagged in http and files
+    /// alike): they do not agree. A detection of no one peer (a sweep)
+    /// agrees with any other kind the alert holds. Of different peers
+    /// nothing agrees: the internet's scanners hitting a server are
+    /// flagged in its conn and http logs alike, each scanner once. Read
+    /// off what the alert holds, so the order its items came in does not
+    /// matter (Kafka's log types hold nothing back), as long as a host
+    /// has no more than [`MAX_SEEN`] of them.
+    fn agreement(&self) -> Option<String> {
+        for d in &self.hostwide {
+            let other = (self.modules.iter().next().map(|m| m.log_path()))
+                .or_else(|| self.detectors.iter().find(|k| *k != d).map(|k| k.name()));
+            if let Some(o) = other {
+                return Some(format!("{o} and {}", d.name()));
+            }
+        }
+        let peers: BTreeSet<IpAddr> = self.seen.iter().map(|(p, _)| *p).collect();
+        for peer in peers {
+            let mut by_kind: BTreeMap<Kind, BTreeSet<u64>> = BTreeMap::new();
+            for (_, e) in self.seen.iter().filter(|(p, _)| *p == peer) {
+                by_kind.entry(e.0).or_default().insert(e.1);
+            }
+            for (a, ua) in &by_kind {
+                for (b, ub) in by_kind.range(a..).skip(1) {
+                    let agree = match (a, b) {
+                        (Kind::Log(_), Kind::Log(_)) => !ua.is_subset(ub) && !ub.is_subset(ua),
+                        _ => true,
+                    };
+                    if agree {
+                        return Some(format!("{} and {} about {peer}", a.name(), b.name()));
                     }
                 }
             }
         }
+        None
     }
 
     /// The alert's severity: its most severe item's, one level up when it
@@ -653,12 +652,10 @@ impl Open {
         if items >= 10 {
             why.push(format!("{items} items"));
         }
-        match (self.agreed, &self.agreement) {
-            (Some(true), Some(what)) => why.push(what.clone()),
-            (Some(true), None) => why.push("two kinds of evidence".into()),
-            (Some(false), _) => {}
+        match self.agreed {
+            Some(_) => why.extend(self.agreement()),
             // Restored from a checkpoint older than the agreement.
-            (None, _) => {
+            None => {
                 if self.modules.len() + self.detectors.len() >= 2 {
                     why.push("two kinds of evidence".into());
                 }

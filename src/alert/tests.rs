@@ -1247,6 +1247,42 @@ fn two_kinds_of_evidence_agree_only_about_one_peer_and_not_one_connection() {
         severity(&[item(CONN, peer, "C1"), item(HTTP, "198.51.100.1", "C2")]),
         Severity::Low
     );
+    // Two log types flagging the same connections (a Trickbot host's
+    // downloads, each in http and files) are one view, whatever the
+    // order; each flagging one the other did not, they agree.
+    assert_eq!(
+        severity(&[
+            item(HTTP, peer, "C1"),
+            item(files, peer, "C1"),
+            item(HTTP, peer, "C2"),
+            item(files, peer, "C2"),
+            item(files, peer, "C3"),
+            item(HTTP, peer, "C3"),
+        ]),
+        Severity::Low
+    );
+    assert_eq!(
+        severity(&[item(HTTP, peer, "C1"), item(files, peer, "C2")]),
+        Severity::Medium
+    );
+    // Whatever order the same items come in (the review's case: a
+    // second request of a peer first, then the first and its file).
+    let a = severity(&[
+        item(HTTP, peer, "C2"),
+        item(HTTP, peer, "C1"),
+        item(files, peer, "C1"),
+    ]);
+    let b = severity(&[
+        item(HTTP, peer, "C1"),
+        item(HTTP, peer, "C2"),
+        item(files, peer, "C1"),
+    ]);
+    let c = severity(&[
+        item(files, peer, "C1"),
+        item(HTTP, peer, "C2"),
+        item(HTTP, peer, "C1"),
+    ]);
+    assert_eq!((a, b, c), (Severity::Low, Severity::Low, Severity::Low));
     // The same log type again is more of one kind.
     assert_eq!(
         severity(&[item(CONN, peer, "C1"), item(CONN, peer, "C2")]),
@@ -1304,7 +1340,7 @@ fn two_kinds_of_evidence_agree_only_about_one_peer_and_not_one_connection() {
     let mut old = fold::Open::new(&item(CONN, peer, "C1"));
     old.add(&item(HTTP, "198.51.100.1", "C2"));
     let mut old = serde_json::to_value(&old).unwrap();
-    for field in ["agreed", "firsts", "hostwide"] {
+    for field in ["agreed", "seen", "hostwide"] {
         old.as_object_mut().unwrap().remove(field);
     }
     let old: fold::Open = serde_json::from_value(old).unwrap();
