@@ -67,12 +67,22 @@ struct Source {
     swept_at: u16,
     #[serde(default)]
     scanned_at: u16,
+    /// The host of the port scan reported (a hash; 0: unknown, from a
+    /// checkpoint from before): only its growth is reported again.
+    #[serde(default)]
+    scanned_host: u32,
     uids: SampleUids,
 }
 
 /// The evidence key of a detection that says a scan reported in its
 /// window has doubled: no new scan for alerts to count, but its size.
 pub const GROWN_EVIDENCE: &str = "still_scanning";
+
+/// A host as 32 bits, never 0 (0 is "unknown").
+fn host_hash(host: IpAddr) -> u32 {
+    let h = crate::fnv::fnv1a64(host.to_string().as_bytes());
+    ((h >> 32) as u32 ^ h as u32).max(1)
+}
 
 /// Whether `count` is worth a report: the threshold reached, or twice
 /// what was reported (`at`, or the threshold if reported before `at` was
@@ -165,11 +175,17 @@ impl ScanDetector {
             ports_of_dst = s.attempts.iter().filter(|a| a.0 == c.dst).count();
         }
         let count = |n: usize| u16::try_from(n).unwrap_or(u16::MAX);
+        // A port scan is of one host: another host's ports, after it, are
+        // not its growth (they read as "still scanning" a scan never
+        // reported), and are not reported: one port scan a window.
+        let host = host_hash(c.dst);
+        let same_host = !s.scanned || s.scanned_host == 0 || s.scanned_host == host;
         let (kind, score, threshold, dst, grown) = if let Some(grown) =
-            report(ports_of_dst, p.scan_ports, s.scanned, s.scanned_at)
+            report(ports_of_dst, p.scan_ports, s.scanned, s.scanned_at).filter(|_| same_host)
         {
             s.scanned = true;
             s.scanned_at = count(ports_of_dst);
+            s.scanned_host = host;
             (
                 DetectorKind::PortScan,
                 ports_of_dst,
@@ -408,6 +424,29 @@ mod tests {
         // About 136 bytes per source (benches/detect_memory.rs), and the
         // table's headroom: well under 8 MiB for 10,000.
         assert!(peak < 8 << 20, "{peak} bytes");
+    }
+
+    /// A port scan of a second host in the window is not the first's
+    /// growth (the review found it reported as "still scanning" a scan
+    /// never reported): one port scan a window, grown only on its host.
+    #[test]
+    fn a_port_scan_of_another_host_is_not_the_first_one_s_growth() {
+        let mut d = ScanDetector::new(ScanParams::default(), site());
+        let t = 1_700_000_000.0;
+        let mut out: Vec<_> = (0..64u16)
+            .filter_map(|p| d.observe(&refused("10.0.0.66", "10.0.0.1", p, t)))
+            .collect();
+        out.extend(
+            (0..128u16).filter_map(|p| d.observe(&refused("10.0.0.66", "10.0.0.2", p, t + 1.0))),
+        );
+        out.extend(
+            (64..128u16).filter_map(|p| d.observe(&refused("10.0.0.66", "10.0.0.1", p, t + 2.0))),
+        );
+        let seen: Vec<_> = (out.iter())
+            .map(|d| (d.dst, d.score, d.still_going()))
+            .collect();
+        let one = Some(ip("10.0.0.1"));
+        assert_eq!(seen, [(one, 64.0, false), (one, 128.0, true)]);
     }
 
     #[test]
