@@ -20,7 +20,15 @@ const HEAD: u64 = 1 << 16;
 /// gives; `None` if neither tells (or the file cannot be read: the reader
 /// reports that when it opens it).
 pub fn log_type_of_file(path: &Path) -> Option<String> {
-    declared_log_type(path).or_else(|| named_log_type(path))
+    let named = || named_log_type(path);
+    match declared_log_type(path) {
+        // RITA's zeek-open-connections writes its JSON with conn's path.
+        Some(d) if d.eq_ignore_ascii_case("conn") && named().as_deref() == Some("open_conn") => {
+            named()
+        }
+        Some(d) => Some(d),
+        None => named(),
+    }
 }
 
 /// The files of `module` under `root`: a folder's by name, a file named
@@ -130,6 +138,25 @@ mod tests {
             true,
         );
         assert_eq!(log_type_of_file(&rotated).as_deref(), Some("ssl"));
+    }
+
+    /// RITA's JSON open_conn records say `"_path":"conn"`: a file named
+    /// open_conn is open_conn's all the same; a conn file is conn's.
+    #[test]
+    fn an_open_conn_file_may_say_conn() {
+        let dir = tempfile::tempdir().unwrap();
+        let line = "{\"_path\":\"conn\",\"ts\":1}\n";
+        let open = write(dir.path(), "open_conn.log", line, false);
+        assert_eq!(log_type_of_file(&open).as_deref(), Some("open_conn"));
+        let conn = write(dir.path(), "conn.log", line, false);
+        assert_eq!(log_type_of_file(&conn).as_deref(), Some("conn"));
+        let other = write(
+            dir.path(),
+            "open_conn.2.log",
+            "{\"_path\":\"dns\"}\n",
+            false,
+        );
+        assert_eq!(log_type_of_file(&other).as_deref(), Some("dns"));
     }
 
     #[test]

@@ -90,6 +90,15 @@ pub struct LineParser {
 /// of no time, addresses or values, all of its features at their defaults.
 const ZEEK_KEYS: [&str; 4] = ["ts", "uid", "id.orig_h", "id.resp_h"];
 
+/// Whether a `#path` or `_path` of `found` is the log type `expected`:
+/// the same name, or `conn` in an `open_conn` log, which RITA's
+/// zeek-open-connections writes with conn's path in its JSON (RITA's
+/// `json_with_all_fields/open_conn.log`: every line was skipped).
+fn path_is(found: &str, expected: &str) -> bool {
+    found.eq_ignore_ascii_case(expected)
+        || expected.eq_ignore_ascii_case("open_conn") && found.eq_ignore_ascii_case("conn")
+}
+
 fn is_zeek_record(schema: &super::Schema) -> bool {
     ZEEK_KEYS.iter().any(|k| schema.index_of(k).is_some())
 }
@@ -195,7 +204,7 @@ impl LineParser {
             Format::Json => {
                 let parsed = self.json.parse(line, line_no).map_err(skip)?;
                 if let (Some(found), Some(expected)) = (&parsed.path, &self.expected_path) {
-                    if !found.eq_ignore_ascii_case(expected) {
+                    if !path_is(found, expected) {
                         return Err(skip(format!("`_path` is `{found}`, expected `{expected}`")));
                     }
                 }
@@ -241,7 +250,7 @@ impl LineParser {
 
     fn check_path(&self, found: &str) -> Result<(), ReadError> {
         match &self.expected_path {
-            Some(expected) if !expected.eq_ignore_ascii_case(found) => Err(ReadError::WrongPath {
+            Some(expected) if !path_is(found, expected) => Err(ReadError::WrongPath {
                 file: self.file.clone(),
                 expected: expected.clone(),
                 found: found.to_owned(),
@@ -666,6 +675,22 @@ mod tests {
             results[0].as_ref().unwrap_err().to_string(),
             "mem.log: holds `dns` records, expected `conn`"
         );
+    }
+
+    /// RITA writes its JSON open_conn records with `_path` conn.
+    #[test]
+    fn an_open_conn_log_may_say_conn() {
+        let text = b"{\"_path\":\"conn\",\"ts\":1}\n{\"_path\":\"dns\",\"ts\":2}\n";
+        let r = LogReader::from_reader(
+            "open_conn.log",
+            io::Cursor::new(text.to_vec()),
+            Some("open_conn"),
+        )
+        .unwrap();
+        let ok: Vec<bool> = r.map(|x| x.is_ok()).collect();
+        assert_eq!(ok, [true, false]);
+        let results: Vec<_> = reader(b"{\"_path\":\"open_conn\",\"ts\":1}\n").collect();
+        assert!(results[0].is_err(), "a conn log is no open_conn log");
     }
 
     #[test]
