@@ -225,7 +225,10 @@ fn json_safe(line: &str) -> std::borrow::Cow<'_, str> {
     let mut out = String::with_capacity(line.len() + 8);
     for c in line.chars() {
         if autozeekwatch::escape::is_hostile(c) {
-            let _ = write!(out, "\\u{:04x}", c as u32);
+            // Past U+FFFF (the tag characters) as a surrogate pair.
+            for unit in c.encode_utf16(&mut [0; 2]) {
+                let _ = write!(out, "\\u{unit:04x}");
+            }
         } else {
             out.push(c);
         }
@@ -460,6 +463,17 @@ impl ModelArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A tag character in a JSON log line stays valid JSON and reads back
+    /// as itself (`\ue0041` read as U+E004 and a `1`).
+    #[test]
+    fn json_log_lines_escape_past_the_bmp_as_surrogate_pairs() {
+        let line = serde_json::to_string(&serde_json::json!({"m": "a\u{e0041}b\u{200b}"})).unwrap();
+        let safe = json_safe(&line).into_owned();
+        assert!(safe.is_ascii(), "{safe}");
+        let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
+        assert_eq!(back["m"], "a\u{e0041}b\u{200b}", "{safe}");
+    }
 
     /// A cause the error's own text names is said once.
     #[test]
