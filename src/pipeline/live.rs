@@ -153,7 +153,10 @@ pub fn run_live(
     if let Some(setup) = &opts.alerts {
         let resumed;
         (emitter, resumed) = with_alerts(emitter, setup, opts, checkpoint.as_ref())?;
-        warm_names = !resumed;
+        // Only on a first start: the follower's starts name only the
+        // modules it starts afresh, and a restart that resumes files
+        // would read their names twice, some before their time.
+        warm_names = !resumed && checkpoint.is_none();
     }
     if opts.warm_hours > 0 && (warm_detectors || warm_names || !cold.is_empty()) {
         let r = super::warm::warm_up(
