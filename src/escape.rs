@@ -135,7 +135,6 @@ pub fn csv_cell(text: &str) -> Cow<'_, str> {
 /// caller's own (a line's newline). `out[from..]` must be serde_json
 /// output (UTF-8).
 pub fn json_in_place(out: &mut Vec<u8>, from: usize) {
-    let left_raw = |c: char| c >= '\x7f' && is_hostile(c);
     // Every hostile character left raw is DEL or starts with a byte of
     // 0x80 or more: plain ASCII output (nearly every record) is untouched.
     // Word-at-a-time ASCII check and memchr: this runs for every record.
@@ -146,11 +145,22 @@ pub fn json_in_place(out: &mut Vec<u8>, from: usize) {
     let Ok(tail) = std::str::from_utf8(&out[from..]) else {
         return;
     };
-    if !tail.chars().any(left_raw) {
-        return;
+    if let Cow::Owned(escaped) = json_text(tail) {
+        out.truncate(from);
+        out.extend_from_slice(escaped.as_bytes());
     }
-    let mut escaped = String::with_capacity(tail.len() + 16);
-    for c in tail.chars() {
+}
+
+/// [`json_in_place`] of JSON text held as a string (a log line): the same
+/// text, its [`is_hostile`] characters from DEL up as `\uXXXX` escapes;
+/// borrowed when it has none.
+pub fn json_text(text: &str) -> Cow<'_, str> {
+    let left_raw = |c: char| c >= '\x7f' && is_hostile(c);
+    if !text.chars().any(left_raw) {
+        return Cow::Borrowed(text);
+    }
+    let mut escaped = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
         if left_raw(c) {
             // Past the BMP (the tag characters) as a surrogate pair:
             // JSON's `\u` takes four hex digits.
@@ -161,8 +171,7 @@ pub fn json_in_place(out: &mut Vec<u8>, from: usize) {
             escaped.push(c);
         }
     }
-    out.truncate(from);
-    out.extend_from_slice(escaped.as_bytes());
+    Cow::Owned(escaped)
 }
 
 #[cfg(test)]

@@ -218,22 +218,7 @@ pub fn init_logging(log: &LogArgs, bars: Option<MultiProgress>) {
 /// separators) written as `\uXXXX` escapes: the same JSON value, safe to
 /// show. (JSON already escapes the ASCII controls.)
 fn json_safe(line: &str) -> std::borrow::Cow<'_, str> {
-    use std::fmt::Write as _;
-    if !line.chars().any(autozeekwatch::escape::is_hostile) {
-        return std::borrow::Cow::Borrowed(line);
-    }
-    let mut out = String::with_capacity(line.len() + 8);
-    for c in line.chars() {
-        if autozeekwatch::escape::is_hostile(c) {
-            // Past U+FFFF (the tag characters) as a surrogate pair.
-            for unit in c.encode_utf16(&mut [0; 2]) {
-                let _ = write!(out, "\\u{unit:04x}");
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    std::borrow::Cow::Owned(out)
+    autozeekwatch::escape::json_text(line)
 }
 
 /// Prints an error with its causes and returns the failure exit code; a
