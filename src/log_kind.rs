@@ -87,6 +87,19 @@ impl LogKind {
         self.0
     }
 
+    /// Whether records declaring `declared` (a `#path` or `_path`) belong
+    /// in a log of type `log` (both in any case): its own, or conn's in an
+    /// open_conn log, which RITA's zeek-open-connections writes with
+    /// conn's path in its JSON (RITA's
+    /// `json_with_all_fields/open_conn.log`: every line was skipped). Not
+    /// [`LogKind::is_path`]: conn records routed by their path stay
+    /// conn's.
+    pub fn path_fits(log: &str, declared: &str) -> bool {
+        log.eq_ignore_ascii_case(declared)
+            || log.eq_ignore_ascii_case(LogKind::OPEN_CONN.0)
+                && declared.eq_ignore_ascii_case(LogKind::CONN.0)
+    }
+
     /// Whether `path` (a `#path` or `_path`, in any case) is this kind's.
     pub fn is_path(self, path: &str) -> bool {
         self.0.eq_ignore_ascii_case(path.trim())

@@ -20,14 +20,18 @@ const HEAD: u64 = 1 << 16;
 /// gives; `None` if neither tells (or the file cannot be read: the reader
 /// reports that when it opens it).
 pub fn log_type_of_file(path: &Path) -> Option<String> {
-    let named = || named_log_type(path);
+    let named = named_log_type(path);
     match declared_log_type(path) {
-        // RITA's zeek-open-connections writes its JSON with conn's path.
-        Some(d) if d.eq_ignore_ascii_case("conn") && named().as_deref() == Some("open_conn") => {
-            named()
+        // The name decides where the content declares another log type's
+        // path its records may carry (RITA's JSON open_conn says conn).
+        Some(d)
+            if (named.as_deref())
+                .is_some_and(|n| !n.eq_ignore_ascii_case(&d) && LogKind::path_fits(n, &d)) =>
+        {
+            named
         }
         Some(d) => Some(d),
-        None => named(),
+        None => named,
     }
 }
 

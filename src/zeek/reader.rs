@@ -19,6 +19,7 @@ use super::error::ReadError;
 use super::json::JsonState;
 use super::record::Record;
 use super::tsv::{is_header_line, Directive, TsvHeader};
+use crate::log_kind::LogKind;
 use crate::safe_fs;
 
 /// The longest line read by default, 1 MiB. Zeek's own lines are a few
@@ -89,15 +90,6 @@ pub struct LineParser {
 /// the log or on the topic) is no Zeek record: scored, it read as a record
 /// of no time, addresses or values, all of its features at their defaults.
 const ZEEK_KEYS: [&str; 4] = ["ts", "uid", "id.orig_h", "id.resp_h"];
-
-/// Whether a `#path` or `_path` of `found` is the log type `expected`:
-/// the same name, or `conn` in an `open_conn` log, which RITA's
-/// zeek-open-connections writes with conn's path in its JSON (RITA's
-/// `json_with_all_fields/open_conn.log`: every line was skipped).
-fn path_is(found: &str, expected: &str) -> bool {
-    found.eq_ignore_ascii_case(expected)
-        || expected.eq_ignore_ascii_case("open_conn") && found.eq_ignore_ascii_case("conn")
-}
 
 fn is_zeek_record(schema: &super::Schema) -> bool {
     ZEEK_KEYS.iter().any(|k| schema.index_of(k).is_some())
@@ -204,7 +196,7 @@ impl LineParser {
             Format::Json => {
                 let parsed = self.json.parse(line, line_no).map_err(skip)?;
                 if let (Some(found), Some(expected)) = (&parsed.path, &self.expected_path) {
-                    if !path_is(found, expected) {
+                    if !LogKind::path_fits(expected, found) {
                         return Err(skip(format!("`_path` is `{found}`, expected `{expected}`")));
                     }
                 }
@@ -250,7 +242,7 @@ impl LineParser {
 
     fn check_path(&self, found: &str) -> Result<(), ReadError> {
         match &self.expected_path {
-            Some(expected) if !path_is(found, expected) => Err(ReadError::WrongPath {
+            Some(expected) if !LogKind::path_fits(expected, found) => Err(ReadError::WrongPath {
                 file: self.file.clone(),
                 expected: expected.clone(),
                 found: found.to_owned(),
