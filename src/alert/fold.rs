@@ -295,10 +295,10 @@ pub struct Open {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     named: BTreeMap<IpAddr, PeerNames>,
     /// Whether its evidence is kept to tell agreement ([`Open::agreement`]);
-    /// `None` for an alert restored from a checkpoint older than that:
-    /// any two kinds in it agree, as they did then.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    agreed: Option<bool>,
+    /// not for an alert restored from a checkpoint older than that: any
+    /// two kinds in it agree, as they did then.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    keeps_evidence: bool,
     /// What each peer was flagged by and on which connections, the first
     /// [`MAX_SEEN`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -307,6 +307,16 @@ pub struct Open {
     /// many hosts): they speak of the host as a whole.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     hostwide: BTreeSet<DetectorKind>,
+}
+
+/// What agreed.
+enum Agreement {
+    /// Two kinds of evidence, by name, and the peer they agree about
+    /// (none for a detection of no one peer).
+    Named(&'static str, &'static str, Option<IpAddr>),
+    /// Two kinds in an alert restored from a checkpoint older than the
+    /// evidence kept.
+    Unnamed,
 }
 
 /// The (peer, evidence) pairs an open alert keeps to tell agreement: a
@@ -487,7 +497,7 @@ impl Open {
             next_update: 2,
             held_back: false,
             named: BTreeMap::new(),
-            agreed: Some(false),
+            keeps_evidence: true,
             seen: Vec::new(),
             hostwide: BTreeSet::new(),
         };
@@ -514,7 +524,7 @@ impl Open {
         let counted = !item.reminder
             || item.detector.is_some_and(|d| !self.detectors.contains(&d))
             || item.peer.is_some_and(|p| !self.peers.contains_key(&p));
-        if self.agreed.is_some() {
+        if self.keeps_evidence {
             self.note(item);
         }
         match item.detector {
@@ -602,12 +612,12 @@ impl Open {
     /// off what the alert holds, so the order its items came in does not
     /// matter (Kafka's log types hold nothing back), as long as a host
     /// has no more than [`MAX_SEEN`] of them.
-    fn agreement(&self) -> Option<String> {
+    fn agreement(&self) -> Option<Agreement> {
         for d in &self.hostwide {
             let other = (self.modules.iter().next().map(|m| m.log_path()))
                 .or_else(|| self.detectors.iter().find(|k| *k != d).map(|k| k.name()));
             if let Some(o) = other {
-                return Some(format!("{o} and {}", d.name()));
+                return Some(Agreement::Named(o, d.name(), None));
             }
         }
         let peers: BTreeSet<IpAddr> = self.seen.iter().map(|(p, _)| *p).collect();
@@ -623,7 +633,7 @@ impl Open {
                         _ => true,
                     };
                     if agree {
-                        return Some(format!("{} and {} about {peer}", a.name(), b.name()));
+                        return Some(Agreement::Named(a.name(), b.name(), Some(peer)));
                     }
                 }
             }
@@ -633,34 +643,44 @@ impl Open {
 
     /// The alert's severity: its most severe item's, one level up when it
     /// holds ten or more, and one more when two kinds of evidence agree
-    /// ([`Open::agrees`]): a host flagged again and again, or by both a
+    /// ([`Open::agreement`]): a host flagged again and again, or by both a
     /// model and a detector, is worth more than its worst line.
     pub fn severity(&self) -> Severity {
-        let mut s = self.item_severity.max(Severity::Low);
-        for _ in self.raised_for() {
-            s = s.raised();
-        }
-        s
+        let (many, agreed) = self.raisings();
+        self.raised_by(usize::from(many) + usize::from(agreed.is_some()))
+    }
+
+    /// Its most severe item's severity, raised `levels` times.
+    fn raised_by(&self, levels: usize) -> Severity {
+        (0..levels).fold(self.item_severity.max(Severity::Low), |s, _| s.raised())
+    }
+
+    /// What raises it: ten items or more, and what agreed (for an alert
+    /// restored from an older checkpoint, two kinds, unnamed).
+    fn raisings(&self) -> (bool, Option<Agreement>) {
+        let many = self.records + self.detections >= 10;
+        let agreed = if self.keeps_evidence {
+            self.agreement()
+        } else {
+            (self.modules.len() + self.detectors.len() >= 2).then_some(Agreement::Unnamed)
+        };
+        (many, agreed)
     }
 
     /// Why its severity is above its most severe item's: `12 items`,
     /// `conn and beacon about 203.0.113.7` (what an analyst asks of a
     /// critical alert made of low items).
     pub fn raised_for(&self) -> Vec<String> {
+        let (many, agreed) = self.raisings();
         let mut why = Vec::new();
-        let items = self.records + self.detections;
-        if items >= 10 {
-            why.push(format!("{items} items"));
+        if many {
+            why.push(format!("{} items", self.records + self.detections));
         }
-        match self.agreed {
-            Some(_) => why.extend(self.agreement()),
-            // Restored from a checkpoint older than the agreement.
-            None => {
-                if self.modules.len() + self.detectors.len() >= 2 {
-                    why.push("two kinds of evidence".into());
-                }
-            }
-        }
+        why.extend(agreed.map(|a| match a {
+            Agreement::Unnamed => "two kinds of evidence".into(),
+            Agreement::Named(a, b, None) => format!("{a} and {b}"),
+            Agreement::Named(a, b, Some(peer)) => format!("{a} and {b} about {peer}"),
+        }));
         why
     }
 
@@ -778,12 +798,13 @@ impl Open {
             .collect();
         let mut uids = self.uids.clone();
         uids.extend(self.last_uid.iter().cloned());
+        let raised_for = self.raised_for();
         let mut alert = Alert {
             alert: self.id.clone(),
             state,
             entity: self.entity,
             role: self.role,
-            severity: self.severity(),
+            severity: self.raised_by(raised_for.len()),
             first_ts: self.first_ts,
             last_ts: self.last_ts,
             since: self.since.filter(|t| *t < self.first_ts),
@@ -791,7 +812,7 @@ impl Open {
             detections: self.detections,
             peers: self.peers.len() as u64,
             top_peers,
-            raised_for: self.raised_for(),
+            raised_for,
             modules: self.modules.iter().copied().collect(),
             detectors: self.detectors.iter().copied().collect(),
             p_normal: self.p_min,

@@ -1340,7 +1340,7 @@ fn two_kinds_of_evidence_agree_only_about_one_peer_and_not_one_connection() {
     let mut old = fold::Open::new(&item(CONN, peer, "C1"));
     old.add(&item(HTTP, "198.51.100.1", "C2"));
     let mut old = serde_json::to_value(&old).unwrap();
-    for field in ["agreed", "seen", "hostwide"] {
+    for field in ["keeps_evidence", "seen", "hostwide"] {
         old.as_object_mut().unwrap().remove(field);
     }
     let old: fold::Open = serde_json::from_value(old).unwrap();
