@@ -103,10 +103,13 @@ pub fn warm_up(
     let mut report = WarmReport::default();
     for &module in modules {
         let mut lane = warming.lanes.iter_mut().find(|l| l.module() == module);
-        let detectors = warming.detectors;
         let names = warming.names && NAMING.contains(&module);
-        let mut emitter = (warming.emitter.as_deref_mut())
-            .filter(|e| detectors && e.stage().watches(module) || names);
+        let detectors = warming.detectors
+            && (warming.emitter.as_deref()).is_some_and(|e| e.stage().watches(module));
+        let mut emitter = warming
+            .emitter
+            .as_deref_mut()
+            .filter(|_| detectors || names);
         if lane.is_none() && emitter.is_none() {
             continue;
         }
@@ -125,7 +128,7 @@ pub fn warm_up(
                 if names && e.learn_names(&o) {
                     report.names += 1;
                 }
-                if detectors && e.stage().watches(module) {
+                if detectors {
                     report.detections += e.absorb(&o) as u64;
                 }
             }
