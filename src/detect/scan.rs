@@ -78,9 +78,13 @@ struct Source {
 /// window has doubled: no new scan for alerts to count, but its size.
 pub const GROWN_EVIDENCE: &str = "still_scanning";
 
-/// A host as 32 bits, never 0 (0 is "unknown").
+/// A host as 32 bits, never 0 (0 is "unknown"), from its address's
+/// bytes.
 fn host_hash(host: IpAddr) -> u32 {
-    let h = crate::fnv::fnv1a64(host.to_string().as_bytes());
+    let h = match host {
+        IpAddr::V4(a) => crate::fnv::fnv1a64(&a.octets()),
+        IpAddr::V6(a) => crate::fnv::fnv1a64(&a.octets()),
+    };
     ((h >> 32) as u32 ^ h as u32).max(1)
 }
 
@@ -178,14 +182,16 @@ impl ScanDetector {
         // A port scan is of one host: another host's ports, after it, are
         // not its growth (they read as "still scanning" a scan never
         // reported), and are not reported: one port scan a window.
-        let host = host_hash(c.dst);
-        let same_host = !s.scanned || s.scanned_host == 0 || s.scanned_host == host;
+        // Hashed only once the port count is worth a report: not for every
+        // unanswered attempt.
+        let same_host =
+            |s: &Source| !s.scanned || s.scanned_host == 0 || s.scanned_host == host_hash(c.dst);
         let (kind, score, threshold, dst, grown) = if let Some(grown) =
-            report(ports_of_dst, p.scan_ports, s.scanned, s.scanned_at).filter(|_| same_host)
+            report(ports_of_dst, p.scan_ports, s.scanned, s.scanned_at).filter(|_| same_host(s))
         {
             s.scanned = true;
             s.scanned_at = count(ports_of_dst);
-            s.scanned_host = host;
+            s.scanned_host = host_hash(c.dst);
             (
                 DetectorKind::PortScan,
                 ports_of_dst,
@@ -304,14 +310,9 @@ mod tests {
         assert_eq!(sweep[1].evidence["distinct_hosts"], 128);
         // A source saved before the counts were kept was reported at the
         // threshold: its next report is at twice it.
-        let mut old = Source {
-            swept: true,
-            hosts: 64,
-            ..Source::default()
-        };
-        old.swept_at = 0;
-        assert_eq!(report(127, 64, old.swept, old.swept_at), None);
-        assert_eq!(report(128, 64, old.swept, old.swept_at), Some(true));
+        let (swept, swept_at) = (true, 0);
+        assert_eq!(report(127, 64, swept, swept_at), None);
+        assert_eq!(report(128, 64, swept, swept_at), Some(true));
     }
 
     /// A port scan's detection is its host's: it starts at the first
