@@ -77,6 +77,9 @@ struct Queued {
     /// Its identity, when known, to find it again if it moves before it
     /// is opened (a renamed file gzipped meanwhile).
     fingerprint: Option<Fingerprint>,
+    /// The length of an unterminated line at `offset` handed out before
+    /// ([`Source::handed_out_before`]), or 0.
+    handed_out: u64,
 }
 
 impl Queued {
@@ -86,8 +89,22 @@ impl Queued {
             offset: 0,
             tries: 0,
             fingerprint: None,
+            handed_out: 0,
         }
     }
+}
+
+/// Where a file finished through its open handle was read to.
+#[derive(Clone, Copy)]
+struct End {
+    /// Its device and inode.
+    id: (u64, u64),
+    /// After its last complete line.
+    offset: u64,
+    /// The length of the unterminated line after `offset` handed out as
+    /// its last line, or 0: should the file come back, that line is not
+    /// handed out again if it ends there.
+    handed_out: u64,
 }
 
 /// The last file read to its end.
@@ -105,7 +122,7 @@ struct Finished {
     /// nothing for a moment (a `current` link made again) is finished as
     /// if rotated, and when the path names it again it goes on from there
     /// ([`Follower::came_back`]).
-    end: Option<((u64, u64), u64)>,
+    end: Option<End>,
 }
 
 /// What a decision led to: decide again, or hand this step out.
@@ -402,14 +419,16 @@ impl Follower {
         let Some(finished) = self.finished else {
             return live;
         };
-        let Some((id, offset)) = finished.end else {
+        let Some(end) = finished.end else {
             return live;
         };
-        if live.id() != Some(id) || !matches(&self.live_path, finished.fingerprint) {
+        if live.id() != Some(end.id) || !matches(&self.live_path, finished.fingerprint) {
             return live;
         }
+        let offset = end.offset;
         match Source::open(&self.live_path, self.module.log_path(), offset) {
-            Ok(again) => {
+            Ok(mut again) => {
+                again.handed_out_before(end.handed_out);
                 tracing::info!(
                     "{}: {} is the file finished before (its path named nothing for a moment); going on from byte {offset}",
                     self.module,
@@ -487,7 +506,8 @@ impl Follower {
             return Next::Again;
         }
         match Source::open(&q.path, self.module.log_path(), q.offset) {
-            Ok(source) => {
+            Ok(mut source) => {
+                source.handed_out_before(q.handed_out);
                 self.found = true;
                 tracing::info!(
                     "{}: reading rotated file {} from byte {}",
@@ -587,7 +607,11 @@ impl Follower {
         if let Some(fp) = source.fingerprint() {
             self.mark_finished(fp, source.path());
             if let Some(f) = &mut self.finished {
-                f.end = source.id().map(|id| (id, complete));
+                f.end = source.id().map(|id| End {
+                    id,
+                    offset: complete,
+                    handed_out: source.offset() - complete,
+                });
             }
         }
         if lines.is_empty() {
@@ -608,6 +632,7 @@ impl Follower {
                 offset: source.offset(),
                 tries,
                 fingerprint: source.fingerprint(),
+                handed_out: source.handed_out(),
             };
             return self.retry(queued, &e);
         }
@@ -792,7 +817,7 @@ impl Follower {
         // on since it was finished (a short file's fingerprint is all of
         // it), the same file still starting with what was read.
         let grown = |p: &PathBuf| {
-            finished.end.is_some_and(|(id, _)| path_id(p) == Some(id))
+            finished.end.is_some_and(|end| path_id(p) == Some(end.id))
                 && matches(p, finished.fingerprint)
         };
         let Some(i) = rotated
@@ -812,11 +837,12 @@ impl Follower {
         // read to: it was finished through its handle when its live path
         // named nothing for a moment, and written on before Zeek renamed
         // it (those lines were lost: found by a review).
-        if let Some((id, offset)) = finished.end {
-            let grew = std::fs::metadata(&rotated[i]).is_ok_and(|m| m.len() > offset);
-            if path_id(&rotated[i]) == Some(id) && grew {
+        if let Some(end) = finished.end {
+            let grew = std::fs::metadata(&rotated[i]).is_ok_and(|m| m.len() > end.offset);
+            if path_id(&rotated[i]) == Some(end.id) && grew {
                 self.queue.push_back(Queued {
-                    offset,
+                    offset: end.offset,
+                    handed_out: end.handed_out,
                     fingerprint: Some(finished.fingerprint),
                     ..Queued::new(rotated[i].clone())
                 });

@@ -72,6 +72,10 @@ pub struct Source {
     parser: LineParser,
     line_no: u64,
     eof: bool,
+    /// Where an unterminated line handed out before (by [`Source::finish`]
+    /// on this same file) starts, and its length: if the line there turns
+    /// out to be exactly that long, it is not handed out again.
+    handed_out: Option<(u64, u64)>,
 }
 
 #[cfg(unix)]
@@ -162,6 +166,7 @@ impl Source {
             parser: LineParser::new(path, Some(log_path)),
             line_no: 0,
             eof: false,
+            handed_out: None,
         };
         source.skip_to(offset)?;
         if source.handle.is_none() && source.offset < offset {
@@ -195,6 +200,38 @@ impl Source {
             }
         }
         Ok(())
+    }
+
+    /// The line at the current offset was handed out before, `len` bytes
+    /// without a newline, when this file was finished while it could still
+    /// grow (its live path named nothing for a moment). Should that line
+    /// end there, it was complete then and is not handed out again; should
+    /// it go on, what was handed out was part of it, and it is read whole.
+    pub fn handed_out_before(&mut self, len: u64) {
+        self.handed_out = (len > 0).then_some((self.offset, len));
+    }
+
+    /// The length [`Source::handed_out_before`] was told, while the line it
+    /// is about is still to be read (0 once it is), for whoever opens this
+    /// file again from [`Source::offset`].
+    pub fn handed_out(&self) -> u64 {
+        match self.handed_out {
+            Some((at, len)) if at == self.offset => len,
+            _ => 0,
+        }
+    }
+
+    /// Whether `raw`, the line at the current offset, is the one handed out
+    /// before; asked once, as that line is read.
+    fn handed_out_again(&mut self, raw: &Raw, terminated: bool) -> bool {
+        let Some((at, len)) = self.handed_out.take() else {
+            return false;
+        };
+        let content = match raw {
+            Raw::Line(l) => l.strip_suffix(b"\n").unwrap_or(l).len() as u64,
+            Raw::TooLong(n) => n.saturating_sub(u64::from(terminated)),
+        };
+        at == self.offset && content == len
     }
 
     pub fn path(&self) -> &Path {
@@ -285,6 +322,7 @@ impl Source {
         (self.start, self.scanned) = (0, 0);
         self.skipping = None;
         self.deferred = None;
+        self.handed_out = None;
         self.head.clear();
         self.parser = LineParser::new(&self.name, Some(&self.log_path));
         self.line_no = 0;
@@ -305,6 +343,11 @@ impl Source {
         while out.len() < max && held < MAX_PARSED_BYTES_PER_READ {
             match self.next_line(budget) {
                 Ok(Some(raw)) => {
+                    if self.handed_out_again(&raw, true) {
+                        self.offset += raw_len(&raw);
+                        self.line_no += 1;
+                        continue;
+                    }
                     self.offset += raw_len(&raw);
                     let line = self.parse(raw);
                     if let Ok(Parsed::Record(r)) = &line.parsed {
@@ -334,6 +377,11 @@ impl Source {
         };
         self.pending.clear();
         (self.start, self.scanned) = (0, 0);
+        if self.handed_out_again(&raw, false) {
+            self.offset += raw_len(&raw);
+            self.line_no += 1;
+            return None;
+        }
         self.offset += raw_len(&raw);
         Some(self.parse(raw))
     }

@@ -594,6 +594,67 @@ fn a_file_written_on_and_renamed_while_its_path_named_nothing_is_read_on() {
     assert_once_in_order(&out.numbers, &expected);
 }
 
+/// What Zeek does with the line it was writing, whose newline was not
+/// there yet while the live path named nothing (the file was finished
+/// then, and that line handed out as its last).
+enum Meanwhile {
+    /// Writes its newline, and goes on in the same file.
+    Ends,
+    /// Writes the rest of it: what was handed out was a part.
+    Grows,
+    /// Writes its newline and renames the file.
+    EndsAndRotates,
+}
+
+/// A line handed out as an unterminated last line while the live path
+/// named nothing: once whole, it is not handed out again (it was when it
+/// had been complete, found in session 25), and a part of a line is
+/// followed by the whole line.
+fn last_line_unterminated_while_the_path_named_nothing(meanwhile: Meanwhile) -> Collected {
+    let mut zeek = Zeek::new();
+    let mut expected = zeek.append(5);
+    let mut out = Collected::default();
+    let mut f = zeek.follower(None);
+    assert!(out.drain(&mut f, PATIENCE));
+    let n = zeek.next;
+    zeek.next += 1;
+    expected.push(n);
+    let line = zeek.line(n);
+    let cut = match meanwhile {
+        Meanwhile::Grows => line.len() / 2,
+        Meanwhile::Ends | Meanwhile::EndsAndRotates => line.len(),
+    };
+    zeek.append_bytes(&line.as_bytes()[..cut]);
+    link_gone_for_a_moment(&zeek, &mut f, &mut out);
+    zeek.append_bytes(format!("{}\n", &line[cut..]).as_bytes());
+    if let Meanwhile::EndsAndRotates = meanwhile {
+        zeek.rotate();
+    }
+    expected.extend(zeek.append(3));
+    assert!(out.drain(&mut f, PATIENCE));
+    assert_once_in_order(&out.numbers, &expected);
+    out
+}
+
+#[test]
+fn a_complete_last_line_handed_out_while_the_path_named_nothing_is_not_handed_out_again() {
+    let out = last_line_unterminated_while_the_path_named_nothing(Meanwhile::EndsAndRotates);
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    let out = last_line_unterminated_while_the_path_named_nothing(Meanwhile::Ends);
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+}
+
+#[test]
+fn a_part_of_a_line_handed_out_while_the_path_named_nothing_is_followed_by_the_whole_line() {
+    let out = last_line_unterminated_while_the_path_named_nothing(Meanwhile::Grows);
+    assert_eq!(
+        out.errors.len(),
+        1,
+        "the part is a malformed line: {:?}",
+        out.errors
+    );
+}
+
 /// Control: a stat error (link to itself) that lasts while Zeek rotates
 /// twice.
 #[test]
