@@ -12,6 +12,7 @@ pub mod alert;
 pub mod allow;
 pub mod aside;
 pub mod community_id;
+pub mod compress;
 pub mod detect;
 pub mod escape;
 pub mod eval;

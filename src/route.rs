@@ -7,7 +7,7 @@
 //! picked by name by [`layout::discover`]; a file named directly, which
 //! discovery hands to every log type, is checked here.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::Path;
 
 use crate::log_kind::LogKind;
@@ -55,13 +55,7 @@ pub fn files_of(
 /// `#path` of a TSV header or `_path` of the first JSON record.
 fn declared_log_type(path: &Path) -> Option<String> {
     let file = crate::safe_fs::open_regular(path).ok()?;
-    let mut head = BufReader::new(file);
-    let gzip = head.fill_buf().ok()?.starts_with(&[0x1f, 0x8b]);
-    let text: Box<dyn Read> = if gzip {
-        Box::new(flate2::read::MultiGzDecoder::new(head))
-    } else {
-        Box::new(head)
-    };
+    let (_, text) = crate::compress::decompressed(file).ok()?;
     let mut bytes = Vec::new();
     text.take(HEAD).read_to_end(&mut bytes).ok()?;
     let mut lines = bytes

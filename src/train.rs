@@ -86,7 +86,7 @@ pub struct TrainOptions {
 pub enum TrainError {
     #[error(transparent)]
     Layout(#[from] layout::LayoutError),
-    #[error("{module}: no `{log}` logs under {} (looked for {log}.log, {log}.*.log.gz and dated folders YYYY-MM-DD/{log}.*; `current/` is never used for training){range}", dir.display())]
+    #[error("{module}: no `{log}` logs under {} (looked for {log}.log, {log}.*.log.gz (or .bz2, .zst) and dated folders YYYY-MM-DD/{log}.*; `current/` is never used for training){range}", dir.display())]
     NoFiles {
         module: LogKind,
         log: &'static str,

@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader};
+use std::io::BufRead;
 
 use crate::zeek::CappedLines;
 use std::path::{Path, PathBuf};
@@ -164,16 +164,12 @@ struct Layout {
     keep: Vec<usize>,
 }
 
-/// Opens a file, plain or gzip (found from the content). Only a regular
-/// file: a FIFO would block and a device never end.
+/// Opens a file, plain or compressed (found from the content,
+/// [`crate::compress`]). Only a regular file: a FIFO would block and a
+/// device never end.
 pub fn open(path: &Path) -> std::io::Result<Box<dyn BufRead>> {
-    let mut file = BufReader::new(crate::safe_fs::open_regular(path)?);
-    let gz = file.fill_buf()?.starts_with(&[0x1f, 0x8b]);
-    Ok(if gz {
-        Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(file)))
-    } else {
-        Box::new(file)
-    })
+    let (_, text) = crate::compress::decompressed(crate::safe_fs::open_regular(path)?)?;
+    Ok(text)
 }
 
 /// Does the file look like a labeled log (a `label` column in `#fields`)?

@@ -12,7 +12,6 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use chrono::{NaiveDate, NaiveTime};
-use flate2::read::MultiGzDecoder;
 use serde::{Deserialize, Serialize};
 
 use crate::safe_fs::open_regular;
@@ -29,24 +28,20 @@ pub struct Fingerprint {
     pub crc: u32,
 }
 
-/// Whether a file is gzip, by its magic bytes. Only a regular file is
-/// opened: a FIFO or a device in the log folder is an error, never a hang.
-pub fn is_gzip(path: &Path) -> io::Result<bool> {
-    let mut magic = [0u8; 2];
+/// Whether a file is compressed (an archive, complete), by its magic
+/// bytes. Only a regular file is opened: a FIFO or a device in the log
+/// folder is an error, never a hang.
+pub fn is_compressed(path: &Path) -> io::Result<bool> {
+    let mut magic = [0u8; crate::compress::MAGIC_BYTES];
     let n = read_full(&mut open_regular(path)?, &mut magic)?;
-    Ok(n == 2 && magic == [0x1f, 0x8b])
+    Ok(crate::compress::Compression::of(&magic[..n])?.is_some())
 }
 
-/// Opens a regular file for reading its decompressed content (gzip is
-/// recognised by its magic bytes).
+/// Opens a regular file for reading its decompressed content (the
+/// compression is recognised by its magic bytes).
 pub fn open_decompressed(path: &Path) -> io::Result<Box<dyn Read + Send>> {
-    let gzip = is_gzip(path)?;
-    let file = open_regular(path)?;
-    Ok(if gzip {
-        Box::new(MultiGzDecoder::new(file))
-    } else {
-        Box::new(file)
-    })
+    let (_, text) = crate::compress::decompressed(open_regular(path)?)?;
+    Ok(Box::new(text))
 }
 
 /// Reads until `buf` is full or the input ends; returns the bytes read. A

@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use super::identity::{is_gzip, open_decompressed, Fingerprint, FINGERPRINT_BYTES};
+use super::identity::{is_compressed, open_decompressed, Fingerprint, FINGERPRINT_BYTES};
 use crate::safe_fs::open_regular;
 use crate::zeek::{LineParser, Parsed, ReadError};
 
@@ -135,7 +135,7 @@ impl Source {
         offset: u64,
         max_line: usize,
     ) -> io::Result<Source> {
-        let plain = !is_gzip(path)?;
+        let plain = !is_compressed(path)?;
         let (input, handle): (Box<dyn Read + Send>, Option<File>) = if plain {
             let file = open_regular(path)?;
             let handle = file.try_clone()?;

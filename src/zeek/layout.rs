@@ -2,7 +2,8 @@
 //!
 //! Zeek's log directory holds one folder per day of history,
 //! `YYYY-MM-DD/<path>.HH:MM:SS-HH:MM:SS.log.gz`, and `current/<path>.log`,
-//! the files being written now. Training reads the history and never
+//! the files being written now (archives may be gzip, bzip2 or zstd,
+//! told by their content, [`crate::compress`]). Training reads the history and never
 //! `current/`. A flat folder of logs (`conn.log`, `dns.log.gz`, ...) and a
 //! single file are accepted too, because that is how captures are shared.
 //!
@@ -14,6 +15,8 @@ use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
+
+use crate::compress::Compression;
 
 /// One historical file of a log path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,14 +77,18 @@ pub struct LogName<'a> {
     pub interval: Option<&'a str>,
 }
 
-/// Takes a file name apart: `<path>[.<interval>].(log|json)[.labeled][.gz]`.
+/// Takes a file name apart:
+/// `<path>[.<interval>].(log|json)[.labeled][.gz|.bz2|.zst]`.
 /// Returns `None` for anything else (`conn-summary.log` is the log path
 /// `conn-summary`, so asking for `conn` never picks it up).
 pub fn parse_log_name(name: &str) -> Option<LogName<'_>> {
     let mut parts = name.split('.');
     let log_path = parts.next().filter(|p| !p.is_empty())?;
     let mut rest: Vec<&str> = parts.collect();
-    if rest.last() == Some(&"gz") {
+    if rest
+        .last()
+        .is_some_and(|e| Compression::EXTENSIONS.contains(e))
+    {
         rest.pop();
     }
     if rest.last() == Some(&"labeled") {
@@ -96,6 +103,18 @@ pub fn parse_log_name(name: &str) -> Option<LogName<'_>> {
         _ => return None,
     };
     Some(LogName { log_path, interval })
+}
+
+/// The ending of a file named as a log of `log_path` but for an ending
+/// that is no archive read here (`conn.00:00:00-01:00:00.log.xz`): said,
+/// rather than a history passed over in silence.
+fn unread_archive<'a>(name: &'a str, log_path: &str) -> Option<&'a str> {
+    let (stem, ext) = name.rsplit_once('.')?;
+    let compressed = [
+        "xz", "lz4", "lzma", "zip", "7z", "br", "z", "Z", "bz", "zstd",
+    ];
+    let named = parse_log_name(stem).is_some_and(|n| n.log_path == log_path);
+    (named && compressed.contains(&ext)).then_some(ext)
 }
 
 /// The day a folder is named for (`2024-04-19`), if it is.
@@ -204,6 +223,12 @@ fn collect_file(path: &Path, log_path: &str, day: Option<NaiveDate>, out: &mut V
         return;
     };
     let Some(parsed) = parse_log_name(name).filter(|n| n.log_path == log_path) else {
+        if let Some(ext) = unread_archive(name, log_path) {
+            tracing::warn!(
+                "{}: skipped: archives ending .{ext} are not read (gzip, bzip2 and zstd are): decompress it, or set the archiver's compression to one of those",
+                path.display()
+            );
+        }
         return;
     };
     // `metadata` follows links, as opening the file would.
@@ -300,6 +325,18 @@ mod tests {
         assert_eq!(p("conn-summary.log").unwrap().0, "conn-summary");
         assert_eq!(p("conn_long.log").unwrap().0, "conn_long");
         assert_eq!(p("conn.log.corrupt.gz"), None);
+        assert_eq!(
+            p("conn.00:00:00-01:00:00.log.bz2"),
+            Some(("conn", Some("00:00:00-01:00:00")))
+        );
+        assert_eq!(p("dns.00:00:00-01:00:00.log.zst").unwrap().0, "dns");
+        assert_eq!(p("conn.00:00:00-01:00:00.log.xz"), None);
+        assert_eq!(
+            unread_archive("conn.00:00:00-01:00:00.log.xz", "conn"),
+            Some("xz")
+        );
+        assert_eq!(unread_archive("conn.00:00:00-01:00:00.log.xz", "dns"), None);
+        assert_eq!(unread_archive("conn.log.gz", "conn"), None);
         assert_eq!(p("README.md"), None);
         assert_eq!(p(".log"), None);
     }

@@ -8,12 +8,10 @@
 //! the cap set with `with_max_line`): a longer one is read past and skipped,
 //! so a line without end (a gzip bomb of zeros) costs time, never memory.
 
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-
-use flate2::read::MultiGzDecoder;
 
 use super::error::ReadError;
 use super::json::JsonState;
@@ -397,7 +395,7 @@ pub struct LogReader {
     line: Vec<u8>,
     stats: ReadStats,
     finished: bool,
-    gzip: bool,
+    compression: Option<crate::compress::Compression>,
     log_skips: bool,
     /// Set from outside to end the reading early (a signal).
     stop: Option<Arc<AtomicBool>>,
@@ -426,20 +424,14 @@ impl LogReader {
         source: impl Read + Send + 'static,
         expected_path: Option<&str>,
     ) -> io::Result<LogReader> {
-        let mut raw = BufReader::with_capacity(1 << 16, source);
-        let gzip = raw.fill_buf()?.starts_with(&[0x1f, 0x8b]);
-        let input: Box<dyn BufRead + Send> = if gzip {
-            Box::new(BufReader::with_capacity(1 << 16, MultiGzDecoder::new(raw)))
-        } else {
-            Box::new(raw)
-        };
+        let (compression, input) = crate::compress::decompressed(source)?;
         Ok(LogReader {
             input,
             parser: LineParser::new(name, expected_path),
             line: Vec::with_capacity(LINE_CAPACITY),
             stats: ReadStats::default(),
             finished: false,
-            gzip,
+            compression,
             log_skips: true,
             stop: None,
         })
@@ -474,8 +466,9 @@ impl LogReader {
         self.parser.format()
     }
 
-    pub fn is_gzip(&self) -> bool {
-        self.gzip
+    /// How the file was compressed, if it was.
+    pub fn compression(&self) -> Option<crate::compress::Compression> {
+        self.compression
     }
 
     pub fn file(&self) -> &Path {
@@ -511,10 +504,12 @@ impl LogReader {
     fn read_error(&self, source: io::Error) -> ReadError {
         let file = self.file().to_owned();
         match source.kind() {
+            // A decoder's (zstd's are `Other`), not the disk's.
             io::ErrorKind::InvalidData
             | io::ErrorKind::InvalidInput
             | io::ErrorKind::UnexpectedEof
-                if self.gzip =>
+            | io::ErrorKind::Other
+                if self.compression.is_some() =>
             {
                 ReadError::Corrupt {
                     file,
@@ -608,7 +603,7 @@ mod tests {
     #[test]
     fn gzip_is_found_by_content() {
         let mut r = reader(&gzip(TSV));
-        assert!(r.is_gzip());
+        assert_eq!(r.compression(), Some(crate::compress::Compression::Gzip));
         assert_eq!(r.by_ref().filter(Result::is_ok).count(), 2);
     }
 

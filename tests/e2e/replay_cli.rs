@@ -1339,3 +1339,78 @@ fn alerts_name_their_peers_by_what_the_host_called_them() {
         "{ecs:#?}"
     );
 }
+
+/// ZeekControl and zeek-archiver can archive with bzip2 or zstd instead of
+/// gzip: a history in either trains the same model and replays to the
+/// same bytes, and an archive in a compression not read (xz) is named in
+/// a warning rather than passed over in silence.
+#[test]
+fn a_history_archived_with_bzip2_or_zstd_is_read_as_a_gzip_one() {
+    use std::io::Write;
+    let dir = tempdir("replay-compressions");
+    let text = crate::util::example_text("conn.log");
+    let (header, body): (Vec<&str>, Vec<&str>) = text
+        .lines()
+        .filter(|l| !l.starts_with("#close"))
+        .partition(|l| l.starts_with('#'));
+    let half = body.len() / 2;
+    let compress = |ext: &str, bytes: &[u8]| -> Vec<u8> {
+        match ext {
+            "gz" => {
+                let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                e.write_all(bytes).unwrap();
+                e.finish().unwrap()
+            }
+            "bz2" => {
+                let mut e = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+                e.write_all(bytes).unwrap();
+                e.finish().unwrap()
+            }
+            "zst" => zstd::encode_all(bytes, 3).unwrap(),
+            _ => unreachable!(),
+        }
+    };
+    let mut outputs = Vec::new();
+    for ext in ["gz", "bz2", "zst"] {
+        let day = dir.join(ext).join("2013-09-15");
+        fs::create_dir_all(&day).unwrap();
+        for (hour, part) in [(0, &body[..half]), (1, &body[half..])] {
+            let name = format!("conn.0{hour}:00:00-0{}:00:00.log.{ext}", hour + 1);
+            let lines: Vec<&str> = header.iter().chain(part).copied().collect();
+            let plain = lines.join("\n") + "\n";
+            fs::write(day.join(name), compress(ext, plain.as_bytes())).unwrap();
+        }
+        // An xz archive of the same log: named, not read.
+        fs::write(
+            day.join("conn.02:00:00-03:00:00.log.xz"),
+            [0xfd, b'7', b'z', b'X', b'Z', 0, 0, 4],
+        )
+        .unwrap();
+        let models = dir.join(ext).join("models");
+        crate::util::train_from(&dir.join(ext), &models, "CONN", &["--min-records", "20"]);
+        let out = dir.join(ext).join("scores.json");
+        let run = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+            .args(["--replay", dir.join(ext).to_str().unwrap()])
+            .args(["--model-dir", models.to_str().unwrap()])
+            .args(["--modules", "CONN", "--output", out.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(run.status.success(), "{stderr}");
+        assert!(
+            stderr.contains(
+                "conn.02:00:00-03:00:00.log.xz: skipped: archives ending .xz are not read"
+            ),
+            "{stderr}"
+        );
+        outputs.push(fs::read_to_string(&out).unwrap());
+    }
+    let records = outputs[0]
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v.get("detection").is_none())
+        .count();
+    assert_eq!(records, body.len());
+    assert_eq!(outputs[0], outputs[1], "bzip2");
+    assert_eq!(outputs[0], outputs[2], "zstd");
+}

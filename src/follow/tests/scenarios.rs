@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use super::sim::{write_gzip, Collected, Zeek};
+use super::sim::{compressed, write_gzip, Collected, Zeek};
 use crate::follow::Follower;
 use crate::log_kind::LogKind;
 
@@ -188,6 +188,77 @@ fn archive_that_stays_cut_short_is_given_up() {
         out2.take(f.step());
     }
     assert_damage_handled(&out2, &rest, &live);
+}
+
+/// Archives in bzip2 and zstd (what ZeekControl and zeek-archiver can be
+/// set to instead of gzip) are read as gzip ones are: from the checkpoint
+/// on, each line once, and one still being written (cut short) is tried
+/// again until it is whole.
+#[test]
+fn archives_in_bzip2_and_zstd_are_resumed_and_waited_for() {
+    for ext in ["bz2", "zst"] {
+        let (mut zeek, mut out, first, rest, renamed) = stop_then_rotate(3000);
+        let whole = compressed(ext, &fs::read(&renamed).unwrap());
+        let archive = zeek.archive_path(&renamed).with_extension(ext);
+        fs::remove_file(&renamed).unwrap();
+        // Cut after its first blocks (bzip2 and zstd hand out nothing of a
+        // block until it is whole).
+        fs::write(&archive, &whole[..whole.len() * 3 / 4]).unwrap();
+        let live = zeek.append(5);
+        let mut f = zeek.follower(out.position.clone());
+        for _ in 0..3 {
+            out.take(f.step());
+        }
+        fs::write(&archive, &whole).unwrap();
+        assert!(out.drain(&mut f, PATIENCE));
+        assert_once_in_order(&out.numbers, &[first, rest, live].concat());
+        assert!(out.errors.is_empty(), "{ext}: {:?}", out.errors);
+    }
+}
+
+/// The archiver compresses a renamed file the follower has finished while
+/// it looks for files rotated after it (Zeek rotated again): the archive,
+/// still being written
+/// (of bzip2 and zstd nothing decodes until a whole block is there), is
+/// never taken for a later file and read again.
+#[test]
+fn an_archive_being_written_of_a_file_finished_is_not_read_again() {
+    for ext in ["gz", "bz2", "zst"] {
+        for cut in [10, 1000, 30_000] {
+            let mut zeek = Zeek::new();
+            let mut expected = zeek.append(3000);
+            let mut out = Collected::default();
+            let mut f = zeek.follower(None);
+            assert!(out.drain(&mut f, PATIENCE));
+            let renamed = zeek.rotate();
+            let whole = compressed(ext, &fs::read(&renamed).unwrap());
+            expected.extend(zeek.append(5));
+            assert!(out.drain(&mut f, PATIENCE));
+            let archive = zeek.archive_path(&renamed).with_extension(ext);
+            fs::write(&archive, &whole[..cut.min(whole.len() - 1)]).unwrap();
+            expected.extend(zeek.append(5));
+            for _ in 0..5 {
+                out.take(f.step());
+            }
+            // Zeek rotates again meanwhile: the follower finishes that file
+            // and lists what was rotated after it.
+            zeek.rotate();
+            expected.extend(zeek.append(5));
+            for _ in 0..5 {
+                out.take(f.step());
+            }
+            fs::write(&archive, &whole).unwrap();
+            fs::remove_file(&renamed).unwrap();
+            expected.extend(zeek.append(5));
+            assert!(out.drain(&mut f, PATIENCE));
+            let (n, want) = (out.numbers.len(), expected.len());
+            assert!(
+                out.numbers == expected,
+                "{ext}, cut at {cut}: {n} lines, {want} expected; {:?}",
+                out.errors
+            );
+        }
+    }
 }
 
 /// Restarted while the archiver gzips the renamed file straight into its

@@ -260,6 +260,24 @@ pub fn write_gzip(path: &Path, bytes: &[u8]) {
     enc.finish().unwrap();
 }
 
+/// `bytes` compressed as an archive ending `.ext` (gz, bz2 or zst) is.
+pub fn compressed(ext: &str, bytes: &[u8]) -> Vec<u8> {
+    match ext {
+        "bz2" => {
+            let mut e = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+            e.write_all(bytes).unwrap();
+            e.finish().unwrap()
+        }
+        "zst" => zstd::encode_all(bytes, 3).unwrap(),
+        "gz" => {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(bytes).unwrap();
+            e.finish().unwrap()
+        }
+        _ => panic!("no archive ending .{ext} here"),
+    }
+}
+
 /// What a follower handed out over several steps.
 #[derive(Default)]
 pub struct Collected {
