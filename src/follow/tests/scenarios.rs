@@ -13,6 +13,17 @@ use crate::log_kind::LogKind;
 /// Steps enough to wait out every retry of an unfinished archive.
 const PATIENCE: usize = 200;
 
+/// A Zeek writing its live file, `lines` lines in, and a follower that
+/// read them all from a first start: where most scenarios begin.
+fn started(lines: u64) -> (Zeek, Vec<u64>, Collected, Follower) {
+    let mut zeek = Zeek::new();
+    let written = zeek.append(lines);
+    let mut out = Collected::default();
+    let mut f = zeek.follower(None);
+    assert!(out.drain(&mut f, PATIENCE));
+    (zeek, written, out, f)
+}
+
 /// Asserts every line came out once, in order.
 fn assert_once_in_order(numbers: &[u64], expected: &[u64]) {
     assert_eq!(
@@ -54,11 +65,7 @@ fn archive_damaged(zeek: &Zeek, renamed: &Path) {
 /// live file has 20 lines. Returns what the restarted follower read and the
 /// line numbers involved.
 fn restart_onto_damaged_archive(read: u64, more: u64) -> (Collected, Vec<u64>, Vec<u64>) {
-    let mut zeek = Zeek::new();
-    let first = zeek.append(read);
-    let mut out = Collected::default();
-    let mut f = zeek.follower(None);
-    assert!(out.drain(&mut f, PATIENCE));
+    let (mut zeek, first, out, f) = started(read);
     assert_once_in_order(&out.numbers, &first);
     drop(f);
     let rest = zeek.append(more);
@@ -77,11 +84,7 @@ fn restart_onto_damaged_archive(read: u64, more: u64) -> (Collected, Vec<u64>, V
 /// Returns the log, what was read (with its position), the line numbers
 /// read and written after, and the renamed file.
 fn stop_then_rotate(more: u64) -> (Zeek, Collected, Vec<u64>, Vec<u64>, std::path::PathBuf) {
-    let mut zeek = Zeek::new();
-    let first = zeek.append(10);
-    let mut out = Collected::default();
-    let mut f = zeek.follower(None);
-    assert!(out.drain(&mut f, PATIENCE));
+    let (mut zeek, first, out, f) = started(10);
     drop(f);
     let rest = zeek.append(more);
     let renamed = zeek.rotate();
@@ -170,11 +173,7 @@ fn unfinished_archive_is_continued_from_where_it_stopped() {
 /// tries: its readable lines once, the damage reported, then the live file.
 #[test]
 fn archive_that_stays_cut_short_is_given_up() {
-    let mut zeek = Zeek::new();
-    zeek.append(10);
-    let mut out = Collected::default();
-    let mut f = zeek.follower(None);
-    assert!(out.drain(&mut f, PATIENCE));
+    let (mut zeek, _, out, f) = started(10);
     drop(f);
     let rest = zeek.append(3000);
     let renamed = zeek.rotate();
@@ -225,11 +224,7 @@ fn archives_in_bzip2_and_zstd_are_resumed_and_waited_for() {
 fn an_archive_being_written_of_a_file_finished_is_not_read_again() {
     for ext in ["gz", "bz2", "zst"] {
         for cut in [10, 1000, 30_000] {
-            let mut zeek = Zeek::new();
-            let mut expected = zeek.append(3000);
-            let mut out = Collected::default();
-            let mut f = zeek.follower(None);
-            assert!(out.drain(&mut f, PATIENCE));
+            let (mut zeek, mut expected, mut out, mut f) = started(3000);
             let renamed = zeek.rotate();
             let whole = compressed(ext, &fs::read(&renamed).unwrap());
             expected.extend(zeek.append(5));
@@ -285,11 +280,7 @@ fn a_renamed_file_is_preferred_to_its_unfinished_archive() {
 /// its start.
 #[test]
 fn copytruncate_is_detected_when_the_file_regrew_past_the_offset() {
-    let mut zeek = Zeek::new();
-    let mut expected = zeek.append(100);
-    let mut out = Collected::default();
-    let mut f = zeek.follower(None);
-    assert!(out.drain(&mut f, PATIENCE));
+    let (mut zeek, mut expected, mut out, mut f) = started(100);
     expected.extend(zeek.append(50));
     zeek.copytruncate();
     expected.extend(zeek.append(250));
@@ -300,11 +291,7 @@ fn copytruncate_is_detected_when_the_file_regrew_past_the_offset() {
 /// The same when the follower had read everything before the copy.
 #[test]
 fn copytruncate_after_reading_everything() {
-    let mut zeek = Zeek::new();
-    let mut expected = zeek.append(100);
-    let mut out = Collected::default();
-    let mut f = zeek.follower(None);
-    assert!(out.drain(&mut f, PATIENCE));
+    let (mut zeek, mut expected, mut out, mut f) = started(100);
     zeek.copytruncate();
     expected.extend(zeek.append(250));
     assert!(out.drain(&mut f, PATIENCE));
@@ -372,11 +359,7 @@ fn dev_zero_as_the_live_file_is_refused() {
 /// it come out.
 #[test]
 fn an_overlong_line_is_skipped_and_later_lines_come_out() {
-    let mut zeek = Zeek::new();
-    let mut expected = zeek.append(3);
-    let mut out = Collected::default();
-    let mut f = zeek.follower(None);
-    assert!(out.drain(&mut f, PATIENCE));
+    let (mut zeek, mut expected, mut out, mut f) = started(3);
     let piece = vec![b'x'; 256 * 1024];
     for _ in 0..12 {
         zeek.append_bytes(&piece);
@@ -425,11 +408,7 @@ fn a_first_start_follows_its_live_file_through_a_rotation_during_warm_up() {
 /// ones, then rotates, before the follower looks again. Returns the log,
 /// what was read, the follower, the good lines and the renamed file.
 fn bad_line_then_rotate() -> (Zeek, Collected, Follower, Vec<u64>, std::path::PathBuf) {
-    let mut zeek = Zeek::new();
-    let mut expected = zeek.append(10);
-    let mut out = Collected::default();
-    let mut f = zeek.follower(None);
-    assert!(out.drain(&mut f, PATIENCE));
+    let (mut zeek, mut expected, out, f) = started(10);
     zeek.append_bytes(b"{not a record\n");
     expected.extend(zeek.append(5));
     let renamed = zeek.rotate();
@@ -495,11 +474,7 @@ fn a_line_read_after_a_restart_names_the_rotated_file() {
 /// through its handle.
 #[test]
 fn a_live_path_that_names_nothing_for_a_moment_reads_no_line_twice() {
-    let mut zeek = Zeek::new();
-    let mut expected = zeek.append(30);
-    let mut out = Collected::default();
-    let mut f = zeek.follower(None);
-    assert!(out.drain(&mut f, PATIENCE));
+    let (mut zeek, mut expected, mut out, mut f) = started(30);
     let spool = zeek.spool();
     let link = zeek.root.join("current");
     fs::remove_file(&link).unwrap();
@@ -544,11 +519,7 @@ fn a_live_path_that_names_nothing_for_a_moment_reads_no_line_twice() {
 /// be later than a checkpoint for a file read before it).
 #[test]
 fn a_checkpointed_file_deleted_while_stopped_loses_only_itself() {
-    let mut zeek = Zeek::new();
-    let mut read = zeek.append(10);
-    let mut out = Collected::default();
-    let mut f = zeek.follower(None);
-    assert!(out.drain(&mut f, PATIENCE));
+    let (mut zeek, mut read, mut out, mut f) = started(10);
     zeek.rotate();
     read.extend(zeek.append(3));
     assert!(out.drain(&mut f, PATIENCE));
@@ -579,11 +550,7 @@ fn link_gone_for_a_moment(zeek: &Zeek, f: &mut Follower, out: &mut Collected) {
 /// after it.
 #[test]
 fn a_file_finished_while_its_path_named_nothing_keeps_what_came_before_it() {
-    let mut zeek = Zeek::new();
-    zeek.append(10);
-    let mut out = Collected::default();
-    let mut f = zeek.follower(None);
-    assert!(out.drain(&mut f, PATIENCE));
+    let (mut zeek, _, mut out, mut f) = started(10);
     zeek.rotate();
     zeek.append(3);
     assert!(out.drain(&mut f, PATIENCE));
@@ -602,11 +569,7 @@ fn a_file_finished_while_its_path_named_nothing_keeps_what_came_before_it() {
 /// read long before.
 #[test]
 fn a_resumed_follower_forgets_the_checkpoints_order_once_it_finishes_a_file() {
-    let mut zeek = Zeek::new();
-    zeek.append(10);
-    let mut out = Collected::default();
-    let mut f = zeek.follower(None);
-    assert!(out.drain(&mut f, PATIENCE));
+    let (mut zeek, _, mut out, mut f) = started(10);
     zeek.rotate(); // R0
     zeek.append(3); // L1
     assert!(out.drain(&mut f, PATIENCE));
@@ -628,11 +591,7 @@ fn a_resumed_follower_forgets_the_checkpoints_order_once_it_finishes_a_file() {
 /// file finished, and what it got meanwhile is never read.
 #[test]
 fn a_file_written_on_and_renamed_while_its_path_named_nothing_is_read_on() {
-    let mut zeek = Zeek::new();
-    let mut expected = zeek.append(5);
-    let mut out = Collected::default();
-    let mut f = zeek.follower(None);
-    assert!(out.drain(&mut f, PATIENCE));
+    let (mut zeek, mut expected, mut out, mut f) = started(5);
     let link = zeek.root.join("current");
     fs::remove_file(&link).unwrap();
     for _ in 0..5 {
@@ -682,11 +641,7 @@ enum Meanwhile {
 /// had been complete, found in session 25), and a part of a line is
 /// followed by the whole line.
 fn last_line_unterminated_while_the_path_named_nothing(meanwhile: Meanwhile) -> Collected {
-    let mut zeek = Zeek::new();
-    let mut expected = zeek.append(5);
-    let mut out = Collected::default();
-    let mut f = zeek.follower(None);
-    assert!(out.drain(&mut f, PATIENCE));
+    let (mut zeek, mut expected, mut out, mut f) = started(5);
     let n = zeek.next;
     zeek.next += 1;
     expected.push(n);
@@ -730,11 +685,7 @@ fn a_part_of_a_line_handed_out_while_the_path_named_nothing_is_followed_by_the_w
 /// twice.
 #[test]
 fn a_live_path_unreadable_across_two_rotations_reads_every_line_once() {
-    let mut zeek = Zeek::new();
-    let mut expected = zeek.append(5);
-    let mut out = Collected::default();
-    let mut f = zeek.follower(None);
-    assert!(out.drain(&mut f, PATIENCE));
+    let (mut zeek, mut expected, mut out, mut f) = started(5);
     let spool = zeek.spool();
     let link = zeek.root.join("current");
     zeek.relink_current(&link);
