@@ -41,10 +41,11 @@ const UNREAD: [(&[u8], &str); 3] = [
 ];
 
 impl Compression {
-    /// The compression `head` (a file's first bytes, at least
-    /// [`MAGIC_BYTES`] of them when the file has that many) starts with;
-    /// `None` for plain text. A known compression this crate does not read
-    /// is an error that names it.
+    /// The compression `head` (a file's first bytes: [`MAGIC_BYTES`] of
+    /// them, or all of a shorter file) starts with; `None` for plain text.
+    /// A known compression this crate does not read is an error that names
+    /// it; a file that ends within an archive's first bytes (one just begun)
+    /// is an unexpected end, as an archive cut short is.
     pub fn of(head: &[u8]) -> io::Result<Option<Compression>> {
         let found = match head {
             [0x1f, 0x8b, ..] => Some(Compression::Gzip),
@@ -52,6 +53,20 @@ impl Compression {
             [0x28, 0xb5, 0x2f, 0xfd, ..] => Some(Compression::Zstd),
             _ => None,
         };
+        let begun = |magic: &[u8]| magic.len() > head.len() && magic.starts_with(head);
+        if found.is_none()
+            && head.len() < MAGIC_BYTES
+            && !head.is_empty()
+            // (bzip2's fourth byte is its block size, 1 to 9)
+            && [&[0x1f, 0x8b][..], b"BZh9", &[0x28, 0xb5, 0x2f, 0xfd]]
+                .into_iter()
+                .any(begun)
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "ends within the first bytes of an archive (one still being written?)",
+            ));
+        }
         if found.is_none() {
             if let Some((_, name)) = UNREAD.iter().find(|(magic, _)| head.starts_with(magic)) {
                 return Err(io::Error::new(
@@ -159,6 +174,24 @@ mod tests {
             let (found, text) = read_all(both).unwrap();
             assert_eq!(found, Some(c));
             assert_eq!(text, [TEXT, b"3.0\tC3\n"].concat(), "{c}");
+        }
+    }
+
+    /// Every cut of an archive, down to one byte, is an unexpected end, never
+    /// plain text (a review found the first bytes of a bzip2 or zstd archive
+    /// just begun read as a garbage line, and the file finished).
+    #[test]
+    fn every_cut_of_an_archive_is_an_unexpected_end() {
+        for c in ALL {
+            let whole = compress(c, TEXT);
+            for cut in 1..whole.len() {
+                let e = read_all(whole[..cut].to_vec()).unwrap_err();
+                assert_eq!(
+                    e.kind(),
+                    io::ErrorKind::UnexpectedEof,
+                    "{c} cut at {cut}: {e}"
+                );
+            }
         }
     }
 

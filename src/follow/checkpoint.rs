@@ -20,6 +20,10 @@ use crate::log_kind::LogKind;
 
 pub const CHECKPOINT_VERSION: u32 = 1;
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// Where one module's reading stands.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Position {
@@ -30,6 +34,11 @@ pub struct Position {
     pub path: PathBuf,
     /// Decompressed bytes consumed, up to the end of the last scored line.
     pub offset: u64,
+    /// The length of the unterminated line at `offset` already handed out
+    /// as a file's last line (its live path named nothing for a moment),
+    /// or 0: should that line end there, it is not scored again.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub handed_out: u64,
     /// A day no later than the file's rotation day, taken from rotation
     /// names (never from record times, which a clock or a forged record can
     /// put years ahead), to start the archive search there.
@@ -426,6 +435,7 @@ mod tests {
                 fingerprint: Fingerprint { len: 4096, crc: 7 },
                 path: "current/conn.log".into(),
                 offset: 99,
+                handed_out: 0,
                 day: NaiveDate::from_ymd_opt(2024, 4, 19),
                 follows: None,
             },

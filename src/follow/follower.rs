@@ -64,6 +64,12 @@ enum Reading {
         tries: u32,
     },
     Live(Source),
+    /// The checkpointed position, not found yet while an archive that may
+    /// be it is still being written, and how often it was looked for.
+    Resuming {
+        pos: Position,
+        tries: u32,
+    },
     Nothing,
 }
 
@@ -200,7 +206,7 @@ impl Follower {
             follows: resume.as_ref().and_then(|p| p.follows),
         };
         if let Some(pos) = resume {
-            f.resume(pos);
+            f.resume(pos, 0);
         }
         f
     }
@@ -226,6 +232,7 @@ impl Follower {
             fingerprint,
             path,
             offset: 0,
+            handed_out: 0,
             // Rotated today at the earliest (a later day only narrows the
             // search less).
             day: Some(chrono::Local::now().date_naive()),
@@ -249,12 +256,18 @@ impl Follower {
     }
 
     /// Finds the checkpointed file: the live one, a renamed one or an
-    /// archive; files rotated after it are queued.
-    fn resume(&mut self, pos: Position) {
+    /// archive; files rotated after it are queued. While it is not found
+    /// and an archive that may be it is still being written (too little of
+    /// it decodes to tell: bzip2 and zstd decode nothing of a block until it
+    /// is whole), it is looked for again on later steps, a bounded number
+    /// of times: taken for gone, the file would be lost, or read again
+    /// from its start as one rotated after it (found by a review).
+    fn resume(&mut self, pos: Position, tries: u32) {
         let log = self.module.log_path();
         if matches(&self.live_path, pos.fingerprint) {
             match Source::open(&self.live_path, log, pos.offset) {
-                Ok(s) => {
+                Ok(mut s) => {
+                    s.handed_out_before(pos.handed_out);
                     tracing::info!(
                         "{}: resuming {} at byte {}",
                         self.module,
@@ -288,7 +301,21 @@ impl Follower {
                     pos.offset,
                     rotated.len() - i - 1
                 );
-                self.queue_from(rotated, i, pos.offset, pos.fingerprint);
+                self.queue_from(rotated, i, (pos.offset, pos.handed_out), pos.fingerprint);
+            }
+            None if tries < MAX_RETRIES
+                && self.an_archive_is_being_written(pos.fingerprint, hint) =>
+            {
+                tracing::debug!(
+                    "{}: the checkpointed file ({}) is not found yet, and an archive is still being written; looking again (try {} of {MAX_RETRIES})",
+                    self.module,
+                    pos.path.display(),
+                    tries + 1
+                );
+                self.reading = Reading::Resuming {
+                    pos,
+                    tries: tries + 1,
+                };
             }
             None => {
                 let after = self.rotated_after(&pos, hint);
@@ -310,6 +337,21 @@ impl Follower {
                 }
             }
         }
+    }
+
+    /// Whether a rotated file (from `since` on) cannot be told to be the
+    /// fingerprinted one or not because it ends short: an archive still
+    /// being written.
+    fn an_archive_is_being_written(&self, fp: Fingerprint, since: Option<NaiveDate>) -> bool {
+        let rotated = rotated_files(
+            &self.log_dir,
+            &self.current_dir,
+            self.module.log_path(),
+            since.and_then(|d| d.pred_opt()),
+        );
+        rotated
+            .iter()
+            .any(|p| super::identity::ends_short(p, fp.len))
     }
 
     /// The rotated files that came after the checkpointed file `pos`, which
@@ -358,12 +400,21 @@ impl Follower {
     }
 
     /// Queues `rotated[i]` from `offset` and every file rotated after it.
-    fn queue_from(&mut self, rotated: Vec<PathBuf>, i: usize, offset: u64, fp: Fingerprint) {
+    /// `at`: the offset in `rotated[i]` and the length of the line there
+    /// already handed out ([`Source::handed_out_before`]).
+    fn queue_from(
+        &mut self,
+        rotated: Vec<PathBuf>,
+        i: usize,
+        (offset, handed_out): (u64, u64),
+        fp: Fingerprint,
+    ) {
         self.queue.clear();
         let mut files = rotated.into_iter().skip(i);
         if let Some(path) = files.next() {
             self.queue.push_back(Queued {
                 offset,
+                handed_out,
                 fingerprint: Some(fp),
                 ..Queued::new(path)
             });
@@ -379,6 +430,13 @@ impl Follower {
                 Reading::Nothing => self.open_next(),
                 Reading::Rotated { source, tries } => self.read_rotated(source, tries),
                 Reading::Live(source) => self.read_live(source),
+                Reading::Resuming { pos, tries } => {
+                    self.resume(pos, tries);
+                    match self.reading {
+                        Reading::Resuming { .. } => Next::Give(self.idle(0)),
+                        _ => Next::Again,
+                    }
+                }
             };
             if let Next::Give(step) = next {
                 return step;
@@ -554,7 +612,7 @@ impl Follower {
         self.last_listing.clear();
         match q.fingerprint {
             Some(fp) => match self.find_rotated(fp, None) {
-                Some((rotated, i)) => self.queue_from(rotated, i, q.offset, fp),
+                Some((rotated, i)) => self.queue_from(rotated, i, (q.offset, q.handed_out), fp),
                 None => tracing::warn!(
                     "{}: {} vanished before it was read from byte {}",
                     self.module,
@@ -599,9 +657,9 @@ impl Follower {
             self.reading = Reading::Rotated { source, tries };
             return Next::Give(self.produce_more(lines, position, 0, more));
         }
-        // Before an unterminated last line: should the file come back and
-        // grow, that line is read whole (after its part handed out now).
-        let complete = source.offset();
+        // An unterminated last line is handed out, and the offset stays
+        // before it: should the file come back, that line is not handed out
+        // again if it ends there, and read whole if it grew.
         lines.extend(source.finish());
         let position = self.position_of(&source);
         if let Some(fp) = source.fingerprint() {
@@ -609,8 +667,8 @@ impl Follower {
             if let Some(f) = &mut self.finished {
                 f.end = source.id().map(|id| End {
                     id,
-                    offset: complete,
-                    handed_out: source.offset() - complete,
+                    offset: source.offset(),
+                    handed_out: source.handed_out(),
                 });
             }
         }
@@ -663,15 +721,15 @@ impl Follower {
             return Next::Again;
         }
         if source.replaced_in_place() {
-            let (offset, fp) = (source.offset(), source.fingerprint());
-            return self.cut_in_place(source, offset, fp);
+            let (at, fp) = ((source.offset(), source.handed_out()), source.fingerprint());
+            return self.cut_in_place(source, at, fp);
         }
         if !self.still_live(&source) {
             // Checked before reading, so that the lines read from the old
             // handle are named in the file they are in now.
             return self.rotated_away(source);
         }
-        let before = (source.offset(), source.fingerprint());
+        let before = ((source.offset(), source.handed_out()), source.fingerprint());
         let lines = source.read(MAX_LINES_PER_STEP).unwrap_or_else(|e| {
             tracing::warn!("{}: {}: {e}", self.module, source.path().display());
             Vec::new()
@@ -770,7 +828,15 @@ impl Follower {
     /// copy (a writer restart) what was not read yet is gone, and the same
     /// file is read again from its start (through its handle, in case it
     /// was renamed away meanwhile).
-    fn cut_in_place(&mut self, mut source: Source, offset: u64, fp: Option<Fingerprint>) -> Next {
+    /// `at`: the offset read to and the length of the line there already
+    /// handed out ([`Source::handed_out_before`]).
+    fn cut_in_place(
+        &mut self,
+        mut source: Source,
+        at: (u64, u64),
+        fp: Option<Fingerprint>,
+    ) -> Next {
+        let offset = at.0;
         // The copy was made after the last file finished: no earlier day.
         let since = self.finished.and_then(|f| f.day);
         let copy = fp.and_then(|fp| self.find_rotated(fp, since).map(|found| (found, fp)));
@@ -783,7 +849,7 @@ impl Follower {
                     rotated[i].display(),
                     offset
                 );
-                self.queue_from(rotated, i, offset, fp);
+                self.queue_from(rotated, i, at, fp);
             }
             None => {
                 tracing::warn!(
@@ -899,6 +965,7 @@ impl Follower {
             fingerprint: fp,
             path: s.path().to_owned(),
             offset: s.offset(),
+            handed_out: s.handed_out(),
             day: self.rotation_day(s.path()),
             follows: self.follows(),
         };
@@ -983,6 +1050,7 @@ mod never_found_tests {
             path: dir.path().join("current/dns.log"),
             fingerprint: Fingerprint { len: 4, crc: 1 },
             offset: 10,
+            handed_out: 0,
             day: None,
             follows: None,
         };

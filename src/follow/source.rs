@@ -211,9 +211,9 @@ impl Source {
         self.handed_out = (len > 0).then_some((self.offset, len));
     }
 
-    /// The length [`Source::handed_out_before`] was told, while the line it
-    /// is about is still to be read (0 once it is), for whoever opens this
-    /// file again from [`Source::offset`].
+    /// The length of the unterminated line at [`Source::offset`] handed out
+    /// already (by [`Source::finish`], or as [`Source::handed_out_before`]
+    /// was told), or 0: for whoever opens this file again from there.
     pub fn handed_out(&self) -> u64 {
         match self.handed_out {
             Some((at, len)) if at == self.offset => len,
@@ -221,17 +221,14 @@ impl Source {
         }
     }
 
-    /// Whether `raw`, the line at the current offset, is the one handed out
-    /// before; asked once, as that line is read.
-    fn handed_out_again(&mut self, raw: &Raw, terminated: bool) -> bool {
+    /// Whether `raw`, the complete line at the current offset, is the one
+    /// handed out before; asked once, as that line is read.
+    fn handed_out_again(&mut self, raw: &Raw) -> bool {
         let Some((at, len)) = self.handed_out.take() else {
             return false;
         };
-        let content = match raw {
-            Raw::Line(l) => l.strip_suffix(b"\n").unwrap_or(l).len() as u64,
-            Raw::TooLong(n) => n.saturating_sub(u64::from(terminated)),
-        };
-        at == self.offset && content == len
+        // Without its newline.
+        at == self.offset && raw_len(raw).checked_sub(1) == Some(len)
     }
 
     pub fn path(&self) -> &Path {
@@ -343,7 +340,7 @@ impl Source {
         while out.len() < max && held < MAX_PARSED_BYTES_PER_READ {
             match self.next_line(budget) {
                 Ok(Some(raw)) => {
-                    if self.handed_out_again(&raw, true) {
+                    if self.handed_out_again(&raw) {
                         self.offset += raw_len(&raw);
                         self.line_no += 1;
                         continue;
@@ -367,7 +364,10 @@ impl Source {
     }
 
     /// At the end of a file that will not grow (rotated away), an
-    /// unterminated last line is a line too.
+    /// unterminated last line is a line too. The offset stays before it,
+    /// and it is remembered as handed out ([`Source::handed_out`]): a file
+    /// finished while it could still grow (its live path named nothing for
+    /// a moment) may come back, and that line end there after all.
     pub fn finish(&mut self) -> Option<Line> {
         let rest = self.pending.len() - self.start;
         let raw = match self.skipping.take() {
@@ -377,13 +377,14 @@ impl Source {
         };
         self.pending.clear();
         (self.start, self.scanned) = (0, 0);
-        if self.handed_out_again(&raw, false) {
-            self.offset += raw_len(&raw);
-            self.line_no += 1;
+        let len = raw_len(&raw);
+        if self.handed_out == Some((self.offset, len)) {
             return None;
         }
-        self.offset += raw_len(&raw);
-        Some(self.parse(raw))
+        self.handed_out = Some((self.offset, len));
+        let mut line = self.parse(raw);
+        line.end = self.offset + len;
+        Some(line)
     }
 
     /// The next complete line, reading more input as needed; `None` when

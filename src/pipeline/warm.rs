@@ -183,6 +183,7 @@ mod tests {
                 .unwrap(),
             path: files[i].path.clone(),
             offset: 0,
+            handed_out: 0,
             day: None,
             follows: None,
         };

@@ -681,6 +681,93 @@ fn a_part_of_a_line_handed_out_while_the_path_named_nothing_is_followed_by_the_w
     );
 }
 
+/// Writes line `n` without its newline and takes the `current` link away
+/// for a moment: the follower finishes the file and hands the line out.
+fn hand_out_an_unterminated_line(zeek: &mut Zeek, f: &mut Follower, out: &mut Collected) -> u64 {
+    let n = zeek.next;
+    zeek.next += 1;
+    zeek.append_bytes(zeek.line(n).as_bytes());
+    link_gone_for_a_moment(zeek, f, out);
+    n
+}
+
+/// That the line was handed out is kept in the checkpoint: a restart,
+/// straight after (its offset then fell within the line once its newline
+/// came, and the line was read again from its start) or after the file
+/// came back, does not hand it out again (both found by a review).
+#[test]
+fn a_restart_does_not_hand_out_again_a_last_line_handed_out_unterminated() {
+    for came_back_first in [false, true] {
+        let (mut zeek, mut expected, mut out, mut f) = started(5);
+        expected.push(hand_out_an_unterminated_line(&mut zeek, &mut f, &mut out));
+        if came_back_first {
+            assert!(out.drain(&mut f, PATIENCE));
+        }
+        assert_eq!(out.numbers, expected);
+        drop(f);
+        zeek.append_bytes(b"\n");
+        expected.extend(zeek.append(3));
+        let mut f = zeek.follower(out.position.clone());
+        assert!(out.drain(&mut f, PATIENCE));
+        assert_once_in_order(&out.numbers, &expected);
+    }
+}
+
+/// The file came back with the line still unterminated; its newline comes
+/// and logrotate copytruncates: the copy is finished without that line
+/// again (the copy was queued without what was handed out: a review).
+#[test]
+fn a_copytruncate_keeps_what_was_handed_out_unterminated() {
+    let (mut zeek, mut expected, mut out, mut f) = started(5);
+    expected.push(hand_out_an_unterminated_line(&mut zeek, &mut f, &mut out));
+    assert!(out.drain(&mut f, PATIENCE));
+    zeek.append_bytes(b"\n");
+    expected.extend(zeek.append(3));
+    zeek.copytruncate();
+    expected.extend(zeek.append(2));
+    assert!(out.drain(&mut f, PATIENCE));
+    assert_once_in_order(&out.numbers, &expected);
+}
+
+/// A restart finds its file archived, and the archive still being written
+/// (the renamed file already gone): it is waited for. Cut within its magic
+/// bytes it was read as a plain file (a garbage line, the file's lines
+/// lost); cut before enough of it decodes to tell it (bzip2 and zstd decode
+/// nothing of a block until it is whole) it was taken for gone, or for a
+/// file rotated after it and read again from its start (both found by a
+/// review).
+#[test]
+fn an_archive_still_being_written_is_waited_for_at_a_restart() {
+    for ext in ["gz", "bz2", "zst"] {
+        for cut in [1, 2, 3, 100, 2000, 20_000] {
+            let (mut zeek, mut expected, mut out, mut f) = started(10);
+            zeek.rotate();
+            expected.extend(zeek.append(3));
+            assert!(out.drain(&mut f, PATIENCE));
+            drop(f);
+            expected.extend(zeek.append(3000));
+            let renamed = zeek.rotate();
+            let whole = compressed(ext, &fs::read(&renamed).unwrap());
+            let archive = zeek.archive_path(&renamed).with_extension(ext);
+            fs::remove_file(&renamed).unwrap();
+            fs::write(&archive, &whole[..cut.min(whole.len() - 1)]).unwrap();
+            let mut f = zeek.follower(out.position.clone());
+            expected.extend(zeek.append(2));
+            for _ in 0..3 {
+                out.take(f.step());
+            }
+            fs::write(&archive, &whole).unwrap();
+            assert!(out.drain(&mut f, PATIENCE));
+            let (n, want) = (out.numbers.len(), expected.len());
+            assert!(
+                out.numbers == expected && out.errors.is_empty(),
+                "{ext}, cut at {cut}: {n} lines, {want} expected; {:?}",
+                out.errors
+            );
+        }
+    }
+}
+
 /// Control: a stat error (link to itself) that lasts while Zeek rotates
 /// twice.
 #[test]
