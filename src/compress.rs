@@ -51,6 +51,8 @@ impl Compression {
             [0x1f, 0x8b, ..] => Some(Compression::Gzip),
             [b'B', b'Z', b'h', b'1'..=b'9', ..] => Some(Compression::Bzip2),
             [0x28, 0xb5, 0x2f, 0xfd, ..] => Some(Compression::Zstd),
+            // A skippable frame first, as pzstd writes.
+            [0x50..=0x5f, 0x2a, 0x4d, 0x18, ..] => Some(Compression::Zstd),
             _ => None,
         };
         let begun = |magic: &[u8]| magic.len() > head.len() && magic.starts_with(head);
@@ -193,6 +195,17 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// pzstd starts its archives with a skippable frame (its block sizes).
+    #[test]
+    fn a_zstd_archive_may_start_with_a_skippable_frame() {
+        let mut archive = vec![0x50, 0x2a, 0x4d, 0x18, 4, 0, 0, 0, 1, 2, 3, 4];
+        archive.extend(compress(Compression::Zstd, TEXT));
+        assert_eq!(
+            read_all(archive).unwrap(),
+            (Some(Compression::Zstd), TEXT.to_vec())
+        );
     }
 
     #[test]
