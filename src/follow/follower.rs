@@ -904,7 +904,10 @@ impl Follower {
         // named nothing for a moment, and written on before Zeek renamed
         // it (those lines were lost: found by a review).
         if let Some(end) = finished.end {
-            let grew = std::fs::metadata(&rotated[i]).is_ok_and(|m| m.len() > end.offset);
+            // (Past a last line handed out unterminated: that line alone
+            // is no growth.)
+            let read_to = end.offset + end.handed_out;
+            let grew = std::fs::metadata(&rotated[i]).is_ok_and(|m| m.len() > read_to);
             if path_id(&rotated[i]) == Some(end.id) && grew {
                 self.queue.push_back(Queued {
                     offset: end.offset,
