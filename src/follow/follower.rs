@@ -267,7 +267,7 @@ impl Follower {
         if matches(&self.live_path, pos.fingerprint) {
             match Source::open(&self.live_path, log, pos.offset) {
                 Ok(mut s) => {
-                    s.handed_out_before(pos.handed_out);
+                    s.handed_out_before(pos.offset, pos.handed_out);
                     tracing::info!(
                         "{}: resuming {} at byte {}",
                         self.module,
@@ -486,7 +486,7 @@ impl Follower {
         let offset = end.offset;
         match Source::open(&self.live_path, self.module.log_path(), offset) {
             Ok(mut again) => {
-                again.handed_out_before(end.handed_out);
+                again.handed_out_before(offset, end.handed_out);
                 tracing::info!(
                     "{}: {} is the file finished before (its path named nothing for a moment); going on from byte {offset}",
                     self.module,
@@ -565,7 +565,7 @@ impl Follower {
         }
         match Source::open(&q.path, self.module.log_path(), q.offset) {
             Ok(mut source) => {
-                source.handed_out_before(q.handed_out);
+                source.handed_out_before(q.offset, q.handed_out);
                 self.found = true;
                 tracing::info!(
                     "{}: reading rotated file {} from byte {}",

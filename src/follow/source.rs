@@ -207,8 +207,11 @@ impl Source {
     /// grow (its live path named nothing for a moment). Should that line
     /// end there, it was complete then and is not handed out again; should
     /// it go on, what was handed out was part of it, and it is read whole.
-    pub fn handed_out_before(&mut self, len: u64) {
-        self.handed_out = (len > 0).then_some((self.offset, len));
+    /// `at` is the offset the line was at: a file opened at an offset that
+    /// is no line end (not the file the offset was taken on) starts before
+    /// it, and no line there is taken for it.
+    pub fn handed_out_before(&mut self, at: u64, len: u64) {
+        self.handed_out = (len > 0 && at == self.offset).then_some((at, len));
     }
 
     /// The length of the unterminated line at [`Source::offset`] handed out
@@ -590,6 +593,29 @@ mod tests {
         assert_eq!(lines[0].end, RECORD.len() as u64 + 1);
         let again = Source::open(&path, "conn", lines[0].end).unwrap();
         assert_eq!(again.offset(), lines[0].end);
+    }
+
+    /// A line handed out unterminated is dropped when it comes whole at the
+    /// offset it was at, and only there: a file opened at an offset that
+    /// is no line end starts before it, and its line there is read.
+    #[test]
+    fn a_line_handed_out_is_dropped_only_where_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("conn.log");
+        let (a, b) = (
+            &br#"{"_path":"conn","uid":"C1"}"#[..],
+            &br#"{"_path":"conn","uid":"C2"}"#[..],
+        );
+        append(&path, &[a, b"\n", b, b"\n"].concat());
+        let at = a.len() as u64 + 1;
+        let mut s = Source::open(&path, "conn", at).unwrap();
+        s.handed_out_before(at, b.len() as u64);
+        assert!(s.read(10).unwrap().is_empty());
+        assert_eq!(s.offset(), at + b.len() as u64 + 1);
+        // Opened within the second line: it starts at that line's start.
+        let mut s = Source::open(&path, "conn", at + 3).unwrap();
+        s.handed_out_before(at + 3, b.len() as u64);
+        assert_eq!(s.read(10).unwrap().len(), 1);
     }
 
     /// A cut or rewritten file is told apart from one that only grew.
