@@ -105,12 +105,31 @@ impl Compression {
 /// `input`'s content, decompressed if its first bytes say it is compressed,
 /// and which compression that was.
 pub fn decompressed<R: Read + Send + 'static>(
-    mut input: R,
+    input: R,
 ) -> io::Result<(Option<Compression>, Box<dyn BufRead + Send>)> {
-    let mut head = [0u8; MAGIC_BYTES];
-    let n = read_up_to(&mut input, &mut head)?;
-    let found = Compression::of(&head[..n])?;
-    let raw = BufReader::with_capacity(1 << 16, io::Cursor::new(head[..n].to_vec()).chain(input));
+    let mut raw = BufReader::with_capacity(1 << 16, input);
+    let first = raw.fill_buf()?;
+    if first.len() >= MAGIC_BYTES || first.is_empty() {
+        // The first read holds the magic (a file's always does, unless the
+        // file is shorter): the buffer is read on as it is.
+        let found = Compression::of(first)?;
+        return wrap(found, raw);
+    }
+    // A short first read: the rest of the magic from the reads after it.
+    let mut head = first.to_vec();
+    raw.consume(head.len());
+    let n = head.len();
+    head.resize(MAGIC_BYTES, 0);
+    let n = n + read_up_to(&mut raw, &mut head[n..])?;
+    head.truncate(n);
+    let found = Compression::of(&head)?;
+    wrap(found, BufReader::new(io::Cursor::new(head).chain(raw)))
+}
+
+fn wrap<R: BufRead + Send + 'static>(
+    found: Option<Compression>,
+    raw: R,
+) -> io::Result<(Option<Compression>, Box<dyn BufRead + Send>)> {
     Ok(match found {
         None => (None, Box::new(raw)),
         Some(c) => (
@@ -157,11 +176,33 @@ mod tests {
         }
     }
 
-    fn read_all(bytes: Vec<u8>) -> io::Result<(Option<Compression>, Vec<u8>)> {
-        let (c, mut r) = decompressed(io::Cursor::new(bytes))?;
+    /// Reads one byte a call, as a pipe may.
+    struct ByteAtATime(io::Cursor<Vec<u8>>);
+
+    impl Read for ByteAtATime {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(1);
+            self.0.read(&mut buf[..n])
+        }
+    }
+
+    fn read_from(input: impl Read + Send + 'static) -> io::Result<(Option<Compression>, Vec<u8>)> {
+        let (c, mut r) = decompressed(input)?;
         let mut out = Vec::new();
         r.read_to_end(&mut out)?;
         Ok((c, out))
+    }
+
+    /// `bytes` read whole, and a byte a read: the two must agree.
+    fn read_all(bytes: Vec<u8>) -> io::Result<(Option<Compression>, Vec<u8>)> {
+        let whole = read_from(io::Cursor::new(bytes.clone()));
+        let trickled = read_from(ByteAtATime(io::Cursor::new(bytes)));
+        match (&whole, &trickled) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b),
+            (Err(a), Err(b)) => assert_eq!(a.kind(), b.kind()),
+            _ => panic!("whole {whole:?}, a byte a read {trickled:?}"),
+        }
+        whole
     }
 
     const ALL: [Compression; 3] = [Compression::Gzip, Compression::Bzip2, Compression::Zstd];
