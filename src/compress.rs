@@ -139,14 +139,17 @@ fn wrap<R: BufRead + Send + 'static>(
     })
 }
 
-/// Reads until `buf` is full or the input ends; the bytes read.
-fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+/// Reads until `buf` is full or the input ends; the bytes read. An
+/// archive cut short after some bytes (a decoder's unexpected end) ends the
+/// read like the end of input: what decoded is what there is so far.
+pub fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match r.read(&mut buf[n..]) {
             Ok(0) => break,
             Ok(k) => n += k,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if n > 0 && e.kind() == io::ErrorKind::UnexpectedEof => break,
             Err(e) => return Err(e),
         }
     }

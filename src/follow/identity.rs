@@ -33,7 +33,7 @@ pub struct Fingerprint {
 /// folder is an error, never a hang.
 pub fn is_compressed(path: &Path) -> io::Result<bool> {
     let mut magic = [0u8; crate::compress::MAGIC_BYTES];
-    let n = read_full(&mut open_regular(path)?, &mut magic)?;
+    let n = crate::compress::read_up_to(&mut open_regular(path)?, &mut magic)?;
     Ok(crate::compress::Compression::of(&magic[..n])?.is_some())
 }
 
@@ -44,23 +44,6 @@ pub fn open_decompressed(path: &Path) -> io::Result<Box<dyn Read + Send>> {
     Ok(Box::new(text))
 }
 
-/// Reads until `buf` is full or the input ends; returns the bytes read. A
-/// gzip stream cut short (an archive still being written) ends the read
-/// like the end of input.
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if n > 0 && e.kind() == io::ErrorKind::UnexpectedEof => break,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
-}
-
 /// The fingerprint of a file's first `len` decompressed bytes (at most
 /// [`FINGERPRINT_BYTES`]; fewer if the file is shorter). `None` for an empty
 /// file, which has no identity yet.
@@ -69,7 +52,7 @@ pub fn fingerprint(path: &Path, len: Option<u64>) -> io::Result<Option<Fingerpri
         .map_or(FINGERPRINT_BYTES, |l| l as usize)
         .min(FINGERPRINT_BYTES);
     let mut buf = vec![0u8; want];
-    let n = read_full(&mut open_decompressed(path)?, &mut buf)?;
+    let n = crate::compress::read_up_to(&mut open_decompressed(path)?, &mut buf)?;
     if n == 0 || len.is_some_and(|l| n as u64 != l) {
         return Ok(None);
     }
