@@ -65,19 +65,9 @@ pub fn fingerprint(path: &Path, len: Option<u64>) -> io::Result<Option<Fingerpri
 /// Whether the file's first `len` decompressed bytes cannot be read
 /// because it ends short: an archive still being written (or cut short).
 pub fn ends_short(path: &Path, len: u64) -> bool {
-    let mut input = match open_decompressed(path) {
-        Ok(input) => input.take(len),
-        Err(e) => return e.kind() == io::ErrorKind::UnexpectedEof,
-    };
-    let mut buf = [0u8; 8192];
-    loop {
-        match input.read(&mut buf) {
-            Ok(0) => return false,
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return e.kind() == io::ErrorKind::UnexpectedEof,
-        }
-    }
+    let read =
+        open_decompressed(path).and_then(|input| io::copy(&mut input.take(len), &mut io::sink()));
+    read.is_err_and(|e| e.kind() == io::ErrorKind::UnexpectedEof)
 }
 
 /// Does this file start with the fingerprinted bytes? (It may have grown

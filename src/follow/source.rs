@@ -72,10 +72,11 @@ pub struct Source {
     parser: LineParser,
     line_no: u64,
     eof: bool,
-    /// Where an unterminated line handed out before (by [`Source::finish`]
-    /// on this same file) starts, and its length: if the line there turns
-    /// out to be exactly that long, it is not handed out again.
-    handed_out: Option<(u64, u64)>,
+    /// The length of the unterminated line at `offset` handed out before
+    /// (by [`Source::finish`], or as told), or 0: if the line there turns
+    /// out to be exactly that long, it is not handed out again. Always at
+    /// `offset`: set only there, and spent by the first line read from it.
+    handed_out: u64,
 }
 
 #[cfg(unix)]
@@ -166,7 +167,7 @@ impl Source {
             parser: LineParser::new(path, Some(log_path)),
             line_no: 0,
             eof: false,
-            handed_out: None,
+            handed_out: 0,
         };
         source.skip_to(offset)?;
         if source.handle.is_none() && source.offset < offset {
@@ -211,27 +212,22 @@ impl Source {
     /// is no line end (not the file the offset was taken on) starts before
     /// it, and no line there is taken for it.
     pub fn handed_out_before(&mut self, at: u64, len: u64) {
-        self.handed_out = (len > 0 && at == self.offset).then_some((at, len));
+        self.handed_out = if at == self.offset { len } else { 0 };
     }
 
     /// The length of the unterminated line at [`Source::offset`] handed out
     /// already (by [`Source::finish`], or as [`Source::handed_out_before`]
     /// was told), or 0: for whoever opens this file again from there.
     pub fn handed_out(&self) -> u64 {
-        match self.handed_out {
-            Some((at, len)) if at == self.offset => len,
-            _ => 0,
-        }
+        self.handed_out
     }
 
     /// Whether `raw`, the complete line at the current offset, is the one
     /// handed out before; asked once, as that line is read.
     fn handed_out_again(&mut self, raw: &Raw) -> bool {
-        let Some((at, len)) = self.handed_out.take() else {
-            return false;
-        };
+        let len = std::mem::take(&mut self.handed_out);
         // Without its newline.
-        at == self.offset && raw_len(raw).checked_sub(1) == Some(len)
+        len > 0 && raw_len(raw).checked_sub(1) == Some(len)
     }
 
     pub fn path(&self) -> &Path {
@@ -322,7 +318,7 @@ impl Source {
         (self.start, self.scanned) = (0, 0);
         self.skipping = None;
         self.deferred = None;
-        self.handed_out = None;
+        self.handed_out = 0;
         self.head.clear();
         self.parser = LineParser::new(&self.name, Some(&self.log_path));
         self.line_no = 0;
@@ -381,10 +377,10 @@ impl Source {
         self.pending.clear();
         (self.start, self.scanned) = (0, 0);
         let len = raw_len(&raw);
-        if self.handed_out == Some((self.offset, len)) {
+        if self.handed_out == len {
             return None;
         }
-        self.handed_out = Some((self.offset, len));
+        self.handed_out = len;
         let mut line = self.parse(raw);
         line.end = self.offset + len;
         Some(line)
