@@ -94,22 +94,37 @@ fn has_ports(r: &ScoredRecord) -> bool {
 }
 
 /// ISO-8601 UTC with microseconds: `2018-03-24T17:17:31.136272Z`
-/// (`suricata`: `+0000` instead of `Z`, as EVE writes it). A missing or
-/// out-of-range time is the current time: every document needs one.
-fn iso8601(ts: Option<f64>, suricata: bool) -> String {
-    let at = ts
-        .filter(|t| t.is_finite())
-        .and_then(|t| {
-            let secs = t.floor();
-            let micros = ((t - secs) * 1e6).round().min(999_999.0) as u32;
-            chrono::DateTime::from_timestamp(secs as i64, micros * 1000)
-        })
-        .unwrap_or_else(chrono::Utc::now);
+/// (`suricata`: `+0000` instead of `Z`, as EVE writes it); `None` for a
+/// missing time or one no calendar holds (an attacker's `1e300`).
+fn iso8601(ts: Option<f64>, suricata: bool) -> Option<String> {
+    let t = ts.filter(|t| t.is_finite())?;
+    let secs = t.floor();
+    let micros = ((t - secs) * 1e6).round().min(999_999.0) as u32;
+    let at = chrono::DateTime::from_timestamp(secs as i64, micros * 1000)?;
+    Some(format_time(at, suricata))
+}
+
+fn format_time(at: chrono::DateTime<chrono::Utc>, suricata: bool) -> String {
     let base = at.format("%Y-%m-%dT%H:%M:%S%.6f");
     if suricata {
         format!("{base}+0000")
     } else {
         format!("{base}Z")
+    }
+}
+
+/// The tag of an ECS document whose `@timestamp` is the time it was
+/// written, its record having no usable time: Logstash's name for the
+/// same case, which Elastic users already filter on.
+const TIME_SUBSTITUTED_TAG: &str = "_dateparsefailure";
+
+/// A document's own time, which every document needs: the record's, or
+/// the current time when it has none usable (`true`: the caller marks
+/// the document, so that a SIEM's timeline is not silently wrong).
+fn document_time(ts: Option<f64>, suricata: bool) -> (String, bool) {
+    match iso8601(ts, suricata) {
+        Some(at) => (at, false),
+        None => (format_time(chrono::Utc::now(), suricata), true),
     }
 }
 
@@ -251,6 +266,15 @@ fn short(v: f64) -> String {
         format!("{v:.0}")
     } else {
         format!("{v:.4}")
+    }
+}
+
+/// `event.start` and `event.end`, both or neither: a span with an end
+/// no calendar holds is no span.
+fn put_span(doc: &mut Map<String, Value>, start: f64, end: f64) {
+    if let (Some(s), Some(e)) = (iso8601(Some(start), false), iso8601(Some(end), false)) {
+        put(doc, "event.start", json!(s));
+        put(doc, "event.end", json!(e));
     }
 }
 
@@ -490,7 +514,11 @@ fn ecs(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Value {
     } else {
         Severity::Info
     };
-    doc.insert("@timestamp".into(), Value::String(iso8601(r.ts, false)));
+    let (at, substituted) = document_time(r.ts, false);
+    doc.insert("@timestamp".into(), Value::String(at));
+    if substituted {
+        put(&mut doc, "tags", json!([TIME_SUBSTITUTED_TAG]));
+    }
     put(&mut doc, "ecs.version", json!(ECS_VERSION));
     // The text an analyst reads first; an ordinary record has nothing to
     // say beyond its fields (and a million of them would say it again).
@@ -529,17 +557,8 @@ fn ecs(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Value {
         Some(d) => {
             // The evidence's span: a beacon is reported hours after it
             // began.
-            if d.first_ts.is_finite() && d.last_ts.is_finite() && d.first_ts <= d.last_ts {
-                put(
-                    &mut doc,
-                    "event.start",
-                    json!(iso8601(Some(d.first_ts), false)),
-                );
-                put(
-                    &mut doc,
-                    "event.end",
-                    json!(iso8601(Some(d.last_ts), false)),
-                );
+            if d.first_ts <= d.last_ts {
+                put_span(&mut doc, d.first_ts, d.last_ts);
             }
             put(
                 &mut doc,
@@ -686,7 +705,7 @@ fn ecs(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Value {
 /// A Suricata EVE `alert` event.
 fn eve(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Value {
     let mut doc = Map::new();
-    doc.insert("timestamp".into(), json!(iso8601(r.ts, true)));
+    doc.insert("timestamp".into(), json!(document_time(r.ts, true).0));
     doc.insert("event_type".into(), json!("alert"));
     if let Some(a) = ip(r.orig_h) {
         doc.insert("src_ip".into(), a);
@@ -1036,7 +1055,7 @@ fn ecs_alert(a: &Alert, stamp: &Stamp) -> Value {
     let mut doc = Map::new();
     doc.insert(
         "@timestamp".into(),
-        Value::String(iso8601(Some(a.last_ts), false)),
+        Value::String(document_time(Some(a.last_ts), false).0),
     );
     put(&mut doc, "ecs.version", json!(ECS_VERSION));
     put(&mut doc, "message", json!(a.reason));
@@ -1054,16 +1073,7 @@ fn ecs_alert(a: &Alert, stamp: &Stamp) -> Value {
     put(&mut doc, "event.risk_score", json!(risk));
     put(&mut doc, "event.risk_score_norm", json!(risk));
     put(&mut doc, "event.reason", json!(a.reason));
-    put(
-        &mut doc,
-        "event.start",
-        json!(iso8601(Some(a.start()), false)),
-    );
-    put(
-        &mut doc,
-        "event.end",
-        json!(iso8601(Some(a.last_ts), false)),
-    );
+    put_span(&mut doc, a.start(), a.last_ts);
     put(&mut doc, "rule.name", json!("autozeekwatch host alert"));
     put(&mut doc, "rule.id", json!("autozeekwatch-alert"));
     put(&mut doc, "rule.version", json!(env!("CARGO_PKG_VERSION")));
@@ -1123,7 +1133,10 @@ fn state_name(s: State) -> &'static str {
 /// A Suricata EVE `alert` event for an alert.
 fn eve_alert(a: &Alert, stamp: &Stamp) -> Value {
     let mut doc = Map::new();
-    doc.insert("timestamp".into(), json!(iso8601(Some(a.last_ts), true)));
+    doc.insert(
+        "timestamp".into(),
+        json!(document_time(Some(a.last_ts), true).0),
+    );
     doc.insert("event_type".into(), json!("alert"));
     let (host_key, peer_key) = match a.role {
         Role::Source => ("src_ip", "dest_ip"),
@@ -1291,13 +1304,24 @@ mod tests {
     #[test]
     fn timestamps_are_iso8601() {
         assert_eq!(
-            iso8601(Some(1521911851.136272), false),
+            iso8601(Some(1521911851.136272), false).unwrap(),
             "2018-03-24T17:17:31.136272Z"
         );
-        assert_eq!(iso8601(Some(0.0), true), "1970-01-01T00:00:00.000000+0000");
-        // Out of range: the current time, never a panic.
-        assert!(iso8601(Some(1e300), false).ends_with('Z'));
-        assert!(iso8601(Some(-1e300), false).ends_with('Z'));
+        assert_eq!(
+            iso8601(Some(0.0), true).unwrap(),
+            "1970-01-01T00:00:00.000000+0000"
+        );
+        // Out of range: none, never a panic; a document's own time is
+        // then the current one, said as such.
+        for t in [1e300, -1e300, f64::NAN, f64::INFINITY] {
+            assert_eq!(iso8601(Some(t), false), None, "{t}");
+            let (at, substituted) = document_time(Some(t), true);
+            assert!(substituted && at.ends_with("+0000"), "{t}: {at}");
+        }
+        assert_eq!(
+            document_time(Some(0.0), false),
+            ("1970-01-01T00:00:00.000000Z".to_owned(), false)
+        );
     }
 
     /// The notice log is a Zeek log our own reader reads, with the
@@ -1385,6 +1409,30 @@ mod tests {
             "{eve}"
         );
         assert!(eve.get("src_ip").is_some(), "{eve}");
+    }
+
+    /// A record whose time no calendar holds is written at the current
+    /// time, tagged so a SIEM can tell; its detection's span, which would
+    /// be made up, is left out.
+    #[test]
+    fn a_record_without_a_usable_time_is_tagged_and_has_no_span() {
+        let mut r = crate::sink::format::tests::record(true);
+        let doc = ecs(&r, None, &Stamp::default());
+        assert!(doc.get("tags").is_none(), "{doc}");
+        r.ts = Some(1e300);
+        let mut d = detection(DetectorKind::Beacon, Some(true));
+        d.last_ts = 1e300;
+        let doc = ecs(&r, Some(&d), &Stamp::default());
+        assert_eq!(doc["tags"], json!([TIME_SUBSTITUTED_TAG]), "{doc}");
+        assert!(
+            doc["@timestamp"].as_str().unwrap().starts_with("20"),
+            "{doc}"
+        );
+        assert!(doc["event"].get("start").is_none(), "{doc}");
+        assert!(doc["event"].get("end").is_none(), "{doc}");
+        d.last_ts = d.ts;
+        let doc = ecs(&r, Some(&d), &Stamp::default());
+        assert!(doc["event"].get("start").is_some(), "{doc}");
     }
 
     fn detection(kind: DetectorKind, src_local: Option<bool>) -> Detection {
