@@ -211,6 +211,8 @@ pub struct Lane {
     stats: LaneStats,
     warnings: Throttle,
     allow: Option<Allowlist>,
+    /// Whether the model flags far more than it expects to.
+    drift: super::drift::Drift,
 }
 
 impl Lane {
@@ -246,6 +248,7 @@ impl Lane {
             stats: LaneStats::default(),
             warnings: Throttle::default(),
             allow: opts.allowlist.as_deref().map(open_allowlist),
+            drift: Default::default(),
         }
     }
 
@@ -369,6 +372,7 @@ impl Lane {
                     );
                 }
                 self.stats.model_reloads += 1;
+                self.drift.restart();
                 return true;
             }
         }
@@ -591,6 +595,7 @@ impl Lane {
             Ok(s) => {
                 self.stats.scored += 1;
                 self.stats.anomalies += u64::from(s.anomaly);
+                self.count_drift(&s);
                 if s.anomaly || !self.only_anomalies {
                     self.stats.written += 1;
                     out.push(Output::Scored(s));
@@ -605,6 +610,21 @@ impl Lane {
                     tracing::warn!("{module}: line {line}: cannot score: {e}");
                 }
             }
+        }
+    }
+
+    /// Warns when the model flags far more than its calibration expects
+    /// ([`super::drift`]).
+    fn count_drift(&mut self, s: &ScoredRecord) {
+        let top = s
+            .top_features
+            .as_ref()
+            .and_then(|t| t.first())
+            .map(|c| c.feature.as_str());
+        let th = &self.scorer.model().threshold;
+        let expected = th.expected_fpr.unwrap_or(th.target_fpr);
+        if let Some(too_many) = self.drift.count(s.anomaly, top, expected) {
+            tracing::warn!("{}", too_many.message(self.module(), expected));
         }
     }
 

@@ -18,6 +18,7 @@
 //! committed offsets) is recorded.
 
 pub mod cadence;
+mod drift;
 pub mod emit;
 pub mod lane;
 pub mod live;

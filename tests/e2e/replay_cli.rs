@@ -1414,3 +1414,36 @@ fn a_history_archived_with_bzip2_or_zstd_is_read_as_a_gzip_one() {
     assert_eq!(outputs[0], outputs[1], "bzip2");
     assert_eq!(outputs[0], outputs[2], "zstd");
 }
+
+/// A model of another network flags most of a sensor's records: the
+/// replay warns, naming the feature behind most of them. A model of the
+/// sensor's own traffic, on the same records, is silent.
+#[test]
+fn a_model_of_another_network_is_said_to_flag_far_more_than_it_expects() {
+    let dir = tempdir("drift");
+    let site = root().join("tests/data/site/2024-04-19");
+    let own = dir.join("own");
+    crate::util::train_from(&site, &own, "CONN", &[]);
+    let warning = "are anomalies, where the model expects";
+    for (models, warns) in [(crate::util::models(), true), (own.as_path(), false)] {
+        let out = crate::util::succeed(
+            Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+                .args(["--replay", site.to_str().unwrap(), "--modules", "CONN"])
+                .args(["--model-dir", models.to_str().unwrap(), "-q", "--output"])
+                .arg(dir.join("scores.json")),
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            stderr.contains(warning),
+            warns,
+            "{}: {stderr}",
+            models.display()
+        );
+        if warns {
+            assert!(
+                stderr.contains("CONN: ") && stderr.contains("the top feature of"),
+                "{stderr}"
+            );
+        }
+    }
+}
