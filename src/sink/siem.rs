@@ -140,6 +140,29 @@ fn transport(proto: Option<&str>, v6: bool) -> Option<String> {
     })
 }
 
+/// The host name of an HTTP `Host` header or a TLS server name, for
+/// ECS's `url.domain` and `destination.domain`: without a port
+/// (`example.com:8080`) or an IPv6 literal's brackets (`[2001:db8::1]:80`);
+/// none when nothing is left.
+fn domain_of_host(host: &str) -> Option<&str> {
+    let host = host.trim();
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split_once(']').map_or(rest, |(inside, _)| inside)
+    } else {
+        match host.rsplit_once(':') {
+            // One colon, digits after it: a port. (Two or more colons
+            // without brackets are a bare IPv6 address.)
+            Some((name, port))
+                if !name.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                name
+            }
+            _ => host,
+        }
+    };
+    (!name.is_empty()).then_some(name)
+}
+
 /// ECS's `tls.version_protocol` and `tls.version` of Zeek's SSL
 /// `version` (`TLSv12`: `tls`, `1.2`; `SSLv3`: `ssl`, `3.0`; a draft,
 /// `TLSv13-draft23`, is its version's); `None` for anything else.
@@ -309,7 +332,7 @@ fn ip(a: Option<IpAddr>) -> Option<Value> {
 
 /// The context fields that have an ECS home: (Zeek field of a log type,
 /// ECS field).
-const ECS_CONTEXT: [(&str, &str, &str); 13] = [
+const ECS_CONTEXT: [(&str, &str, &str); 16] = [
     ("conn", "orig_bytes", "source.bytes"),
     ("conn", "resp_bytes", "destination.bytes"),
     ("dns", "query", "dns.question.name"),
@@ -317,9 +340,12 @@ const ECS_CONTEXT: [(&str, &str, &str); 13] = [
     ("dns", "rcode_name", "dns.response_code"),
     ("http", "method", "http.request.method"),
     ("http", "uri", "url.original"),
+    ("http", "host", "url.domain"),
+    ("http", "host", "destination.domain"),
     ("http", "status_code", "http.response.status_code"),
     ("http", "user_agent", "user_agent.original"),
     ("ssl", "server_name", "tls.client.server_name"),
+    ("ssl", "server_name", "destination.domain"),
     ("ssl", "ja3", "tls.client.ja3"),
     ("ssl", "version", "tls.version"),
     ("ssh", "client", "user_agent.original"),
@@ -638,6 +664,10 @@ fn ecs(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Value {
                     None => continue,
                 }
             }
+            "url.domain" | "destination.domain" => match v.as_str().and_then(domain_of_host) {
+                Some(d) => json!(d),
+                None => continue,
+            },
             "tls.version" => match v.as_str().and_then(tls_version) {
                 Some((protocol, version)) => {
                     put(&mut doc, "tls.version_protocol", json!(protocol));
@@ -1299,6 +1329,23 @@ mod tests {
         }
         // An alert sits at its severity's bottom: alerts sort as records.
         assert_eq!(alert_risk(High), 80.0);
+    }
+
+    #[test]
+    fn hosts_are_domains_without_their_port() {
+        for (host, want) in [
+            ("example.com", Some("example.com")),
+            ("Example.com:8080", Some("Example.com")),
+            ("[2001:db8::1]:80", Some("2001:db8::1")),
+            ("[2001:db8::1]", Some("2001:db8::1")),
+            ("2001:db8::1", Some("2001:db8::1")),
+            ("10.0.0.1:", Some("10.0.0.1")),
+            (":80", None),
+            ("  ", None),
+            ("a:b", Some("a:b")),
+        ] {
+            assert_eq!(domain_of_host(host), want, "{host:?}");
+        }
     }
 
     #[test]

@@ -940,17 +940,30 @@ fn every_log_type_s_records_carry_their_connection_s_community_id() {
     }
 }
 
-/// SSL documents in ECS: `tls.version` as ECS has it (`1.2`, the
-/// protocol apart in `tls.version_protocol`, where Zeek says `TLSv12`),
-/// the protocol called `tls` as in the conn documents of the same
-/// connections, and every field valid against the ECS definitions.
+/// SSL and HTTP documents in ECS: `tls.version` as ECS has it (`1.2`,
+/// the protocol apart in `tls.version_protocol`, where Zeek says
+/// `TLSv12`), the protocol called `tls` as in the conn documents of the
+/// same connections, the server's name in `destination.domain` (and an
+/// HTTP Host's in `url.domain`, without its port), and every field valid
+/// against the ECS definitions.
 #[test]
-fn ssl_documents_take_ecs_forms() {
+fn ssl_and_http_documents_take_ecs_forms() {
     let dir = tempdir("siem-ssl");
-    let out = replay_examples(&dir, "conn,ssl", "ecs");
+    let out = replay_examples(&dir, "conn,ssl,http", "ecs");
     let fields = ecs_fields();
     let (mut versions, mut protocols) = (BTreeSet::new(), BTreeSet::new());
+    let mut domains = (0, 0);
     for doc in json_lines(&fs::read_to_string(&out).unwrap()) {
+        if let Some(name) = doc["zeek"]["ssl"]["server_name"].as_str() {
+            assert_eq!(doc["destination"]["domain"], name, "{doc}");
+            domains.0 += 1;
+        }
+        if let Some(host) = doc["zeek"]["http"]["host"].as_str() {
+            let name = host.rsplit_once(':').map_or(host, |(n, _)| n);
+            assert_eq!(doc["url"]["domain"], name, "{doc}");
+            assert_eq!(doc["destination"]["domain"], name, "{doc}");
+            domains.1 += 1;
+        }
         let mut all = Vec::new();
         leaves("", &doc, &mut all);
         for (path, v) in all {
@@ -979,6 +992,7 @@ fn ssl_documents_take_ecs_forms() {
         }
     }
     assert!(versions.len() >= 2, "{versions:?}");
+    assert!(domains.0 > 0 && domains.1 > 0, "{domains:?}");
     assert!(
         protocols.contains("tls") && !protocols.contains("ssl"),
         "{protocols:?}"
