@@ -201,7 +201,7 @@ impl Follower {
             damaged: 0,
             live_problem: None,
             // A checkpointed position: a file of it was read before.
-            found: resume.is_some(),
+            found: resume.as_ref().is_some_and(|p| !p.is_waiting()),
             missing: None,
             follows: resume.as_ref().and_then(|p| p.follows),
         };
@@ -216,37 +216,61 @@ impl Follower {
     }
 
     /// Where a first start (no checkpoint) begins `module`: the start of
-    /// its live file as it is now, named by its fingerprint; `None` while
-    /// there is no live file, or it is empty. Taken before the warm-up
-    /// reads a day of history (minutes on a busy sensor) and handed to
-    /// [`Follower::new`] as a checkpointed position: a rotation in between
-    /// is then followed to the rotated file, which was otherwise never
-    /// read (found by a review: 500 records of the file live at the start
-    /// missing, the next file read from its start).
+    /// its live file as it is now, named by its fingerprint, or, while
+    /// there is no live file or it is empty, a [`Position::waiting`] for
+    /// the next. Taken before the warm-up reads a day of history (minutes
+    /// on a busy sensor) and handed to [`Follower::new`] as a checkpointed
+    /// position: a rotation in between is then followed to the rotated
+    /// file, which was otherwise never read (found by a review: 500
+    /// records of the file live at the start missing, the next file read
+    /// from its start).
+    ///
+    /// What it follows is the newest rotated file now (of yesterday or
+    /// today), or when there is none, every file rotated from yesterday
+    /// on: should the live file be gone at a restart, the files rotated
+    /// after it are read (with none named, a review lost two archives
+    /// still on disk).
     pub fn live_start(module: LogKind, log_dir: &Path) -> Option<Position> {
+        Follower::live_start_on(module, log_dir, chrono::Local::now().date_naive())
+    }
+
+    /// [`Follower::live_start`] on the day `today`.
+    pub(crate) fn live_start_on(
+        module: LogKind,
+        log_dir: &Path,
+        today: NaiveDate,
+    ) -> Option<Position> {
         let path = log_dir
             .join("current")
             .join(format!("{}.log", module.log_path()));
-        let fingerprint = super::identity::fingerprint(&path, None).ok().flatten()?;
-        Some(Position {
-            fingerprint,
-            path,
-            offset: 0,
-            handed_out: 0,
-            // Rotated today at the earliest (a later day only narrows the
-            // search less).
-            day: Some(chrono::Local::now().date_naive()),
-            // The newest rotated file now (of yesterday or today): the live
-            // file came after it.
-            follows: rotated_files(
-                log_dir,
-                &log_dir.join("current"),
-                module.log_path(),
-                chrono::Local::now().date_naive().pred_opt(),
-            )
-            .last()
-            .and_then(|p| rotation_time(p)),
-        })
+        let yesterday = today.pred_opt()?;
+        let follows = rotated_files(
+            log_dir,
+            &log_dir.join("current"),
+            module.log_path(),
+            Some(yesterday),
+        )
+        .last()
+        .and_then(|p| rotation_time(p))
+        .unwrap_or_else(|| {
+            yesterday.and_time(chrono::NaiveTime::MIN) - chrono::TimeDelta::seconds(1)
+        });
+        // Rotated today at the earliest (a later day only narrows the
+        // search less).
+        let day = Some(today);
+        Some(
+            match super::identity::fingerprint(&path, None).ok().flatten() {
+                Some(fingerprint) => Position {
+                    fingerprint,
+                    path,
+                    offset: 0,
+                    handed_out: 0,
+                    day,
+                    follows: Some(follows),
+                },
+                None => Position::waiting(path, day, follows),
+            },
+        )
     }
 
     /// Rotated files given up as damaged so far (each was also handed out
@@ -264,6 +288,19 @@ impl Follower {
     /// from its start as one rotated after it (found by a review).
     fn resume(&mut self, pos: Position, tries: u32) {
         let log = self.module.log_path();
+        if pos.is_waiting() {
+            let after = self.rotated_after(&pos, pos.day);
+            if !after.is_empty() {
+                tracing::info!(
+                    "{}: no file was read before the stop; reading the {} files rotated since, then the live file",
+                    self.module,
+                    after.len()
+                );
+                self.queue = after.into_iter().map(Queued::new).collect();
+            }
+            // Else the live file, when it comes, from its start.
+            return;
+        }
         if matches(&self.live_path, pos.fingerprint) {
             match Source::open(&self.live_path, log, pos.offset) {
                 Ok(mut s) => {
