@@ -202,6 +202,23 @@ fn fifos_are_refused_without_hanging() {
         String::from_utf8_lossy(&out.stderr).contains("FIFO"),
         "{out:?}"
     );
+    // The config file of each program, a FIFO or a device: refused with
+    // the reason (each blocked in its open for good, or read /dev/zero
+    // until the memory ran out).
+    let fifo = dir.join("azw.toml");
+    mkfifo(&fifo);
+    for config in [fifo.as_path(), Path::new("/dev/zero")] {
+        for program in [
+            env!("CARGO_BIN_EXE_azw-infer"),
+            env!("CARGO_BIN_EXE_azw-train"),
+            env!("CARGO_BIN_EXE_azw-eval"),
+        ] {
+            let out = run_with_timeout(Command::new(program).arg("--config").arg(config));
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{program}: {stderr}");
+            assert!(stderr.contains("not a regular file"), "{program}: {stderr}");
+        }
+    }
 }
 
 fn mkfifo(path: &Path) {

@@ -202,6 +202,9 @@ enum Value {
     Text(Vec<String>),
 }
 
+/// The largest config file read: a page of settings is a few kilobytes.
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
 /// A parsed config file.
 #[derive(Debug)]
 pub struct ConfigFile {
@@ -210,9 +213,20 @@ pub struct ConfigFile {
 }
 
 impl ConfigFile {
+    /// Read as every file given to us is ([`autozeekwatch::safe_fs`]): a
+    /// FIFO given as `--config` blocked all three programs for good (not
+    /// even SIGTERM ended it), `/dev/zero` was read until the memory ran
+    /// out, and a 4 GiB file aborted the process.
     fn read(path: &Path) -> Result<ConfigFile, String> {
-        let text = std::fs::read_to_string(path)
+        let bytes = autozeekwatch::safe_fs::read_capped(path, MAX_CONFIG_BYTES)
             .map_err(|e| format!("config file {}: {e}", path.display()))?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            format!(
+                "config file {}: not UTF-8 text (at byte {})",
+                path.display(),
+                e.utf8_error().valid_up_to()
+            )
+        })?;
         ConfigFile::parse(path, &text)
     }
 
