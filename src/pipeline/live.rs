@@ -510,10 +510,13 @@ impl Writer<'_> {
         }
         self.output.flush().map_err(RunError::Output)?;
         // A log type's first position is saved at once: until it is, a
-        // restart would start over from the live file.
-        let first = b
-            .position
-            .is_some_and(|p| self.positions.insert(b.module, p).is_none());
+        // restart would start over from the live file (or, from a waiting
+        // one, read again every file rotated since the start).
+        let first = b.position.is_some_and(|p| {
+            self.positions
+                .insert(b.module, p)
+                .is_none_or(|old| old.is_waiting())
+        });
         // So is a new output file (the old one deleted or replaced), the
         // records' or the alerts' own: a crash before the next checkpoint
         // would write what went to the new file since then again.
