@@ -342,6 +342,11 @@ fn pin(pinned: Option<Pinned>, value: Value) -> Result<Value, String> {
             Ok(p) => Ok(Value::Count(p.into())),
             Err(_) => Err(format!("invalid port `{}`", clip(&c.to_string()))),
         },
+        // The common cases of the arms below, without printing and
+        // re-parsing.
+        (Some(Pinned::Scalar(ScalarType::Count)), v @ Value::Count(_)) => Ok(v),
+        (Some(Pinned::Scalar(ScalarType::Real)), v @ Value::Real(_)) => Ok(v),
+        (Some(Pinned::Scalar(ScalarType::Real)), Value::Count(c)) => Ok(Value::Real(c as f64)),
         (Some(Pinned::Scalar(ty)), Value::Str(s)) => ty.parse_value(&s),
         (Some(Pinned::Scalar(ty)), v @ (Value::Count(_) | Value::Int(_) | Value::Real(_))) => {
             ty.parse_value(&v.to_string())
@@ -379,11 +384,32 @@ fn flatten(
 }
 
 /// The type a well-known field must have, whatever its JSON form.
+///
+/// Beside the time and the connection's addresses and ports, Zeek's
+/// counts and intervals of the logs with built-in tables, by names that
+/// are of the same type in every Zeek log that has them (not `version`:
+/// a count in ssh.log, text in ssl.log). A TSV log declares them in
+/// `#types` and a value that is not of its type is a skipped line; in
+/// JSON, `"orig_bytes": -5`, `1e30`, `"abc"` or `true` was scored (as a
+/// 999999999999997568 TB upload) and written on into ECS documents
+/// whose mapping wants a number, which a SIEM then refuses.
 fn pinned(name: &str) -> Option<Pinned> {
     match name {
         "ts" | "_write_ts" => Some(Pinned::Time),
         "id.orig_h" | "id.resp_h" => Some(Pinned::Scalar(ScalarType::Addr)),
         "id.orig_p" | "id.resp_p" => Some(Pinned::Scalar(ScalarType::Port)),
+        // conn (and conn_long, open_conn)
+        "orig_bytes" | "resp_bytes" | "missed_bytes" | "orig_pkts" | "orig_ip_bytes"
+        | "resp_pkts" | "resp_ip_bytes" | "ip_proto"
+        // dns
+        | "trans_id" | "qclass" | "qtype" | "rcode"
+        // http
+        | "trans_depth" | "request_body_len" | "response_body_len" | "status_code"
+        | "info_code"
+        // ssh, files
+        | "auth_attempts" | "depth" | "seen_bytes" | "total_bytes" | "missing_bytes"
+        | "overflow_bytes" => Some(Pinned::Scalar(ScalarType::Count)),
+        "duration" | "rtt" => Some(Pinned::Scalar(ScalarType::Real)),
         _ => None,
     }
 }
@@ -569,6 +595,33 @@ mod tests {
         assert!(parse(r#"{"id.orig_h":"nope","ts":1"#)
             .unwrap_err()
             .starts_with("invalid JSON"));
+    }
+
+    /// Zeek's counts and intervals are typed as a TSV header types them:
+    /// what TSV would skip is a skipped line, what it reads is read alike.
+    #[test]
+    fn counts_and_intervals_are_typed_as_tsv_types_them() {
+        for bad in [r#"-5"#, "1e30", "1.5", r#""abc""#, "true", "[1]"] {
+            let line = format!(r#"{{"ts":1,"orig_bytes":{bad}}}"#);
+            let e = parse(&line).err().unwrap_or_else(|| panic!("{bad} read"));
+            assert!(e.starts_with("field `orig_bytes`: "), "{bad}: {e}");
+        }
+        let bad = parse(r#"{"ts":1,"duration":"1e400"}"#).err().unwrap();
+        assert_eq!(bad, "field `duration`: invalid number `1e400`");
+        let r = parse(
+            r#"{"ts":1,"orig_bytes":"12","resp_bytes":7,"duration":5,"rtt":0.25,"qtype":null}"#,
+        )
+        .unwrap()
+        .record;
+        assert_eq!(r.get("orig_bytes"), &Value::Count(12));
+        assert_eq!(r.get("resp_bytes"), &Value::Count(7));
+        assert_eq!(r.get("duration"), &Value::Real(5.0));
+        assert_eq!(r.get("rtt"), &Value::Real(0.25));
+        assert!(r.get("qtype").is_unset());
+        // A name pinned nowhere keeps its JSON form.
+        let r = parse(r#"{"ts":1,"version":2,"other":-5}"#).unwrap().record;
+        assert_eq!(r.get("version"), &Value::Count(2));
+        assert_eq!(r.get("other"), &Value::Int(-5));
     }
 
     /// Zeek's JSON writer escapes bytes that are not UTF-8 and control
