@@ -88,6 +88,9 @@ pub enum RunError {
     Output(SinkError),
     #[error("{0}")]
     Kafka(String),
+    /// Nothing to read: a replay found no log of any log type asked for.
+    #[error("{0}")]
+    NoInput(String),
 }
 
 /// "Train a model first" is the advice only where there is no model file:

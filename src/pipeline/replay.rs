@@ -82,6 +82,20 @@ pub fn replay(
     }
     let mut queues = queues_of(inputs, lanes.iter().map(Lane::module))?;
     report.files += queues.iter().map(|q| q.len() as u64).sum::<u64>();
+    // Nothing to read is no replay: it said "0 lines read" and exited 0,
+    // as if the logs had been normal (a folder of logrotate's names, an
+    // empty one, a wrong --modules).
+    if report.files == 0 {
+        let modules: Vec<String> = lanes.iter().map(|l| l.module().to_string()).collect();
+        let inputs: Vec<String> = inputs.iter().map(|p| p.display().to_string()).collect();
+        return Err(RunError::NoInput(format!(
+            "no log of {} in {}: a folder is read for Zeek's names of them ({}.log, {}.00:00:00-01:00:00.log.gz, plain or in dated folders such as 2024-04-19/); name any other file directly",
+            modules.join(", "),
+            inputs.join(", "),
+            lanes.first().map_or("conn", |l| l.module().log_path()),
+            lanes.first().map_or("conn", |l| l.module().log_path()),
+        )));
+    }
     // Read (or begun): a stopped replay reports these.
     let mut started: Vec<bool> = queues.iter().map(VecDeque::is_empty).collect();
     // A log type without files holds nothing back.

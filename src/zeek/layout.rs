@@ -117,6 +117,22 @@ fn unread_archive<'a>(name: &'a str, log_path: &str) -> Option<&'a str> {
     (named && compressed.contains(&ext)).then_some(ext)
 }
 
+/// Whether `name` is how logrotate names a rotated log of `log_path`:
+/// `conn.log.1`, `conn.log.2.gz`.
+fn logrotate_name(name: &str, log_path: &str) -> bool {
+    let Some(rest) = name
+        .strip_prefix(log_path)
+        .and_then(|r| r.strip_prefix(".log."))
+    else {
+        return false;
+    };
+    let number = match rest.rsplit_once('.') {
+        Some((n, ext)) if Compression::EXTENSIONS.contains(&ext) => n,
+        _ => rest,
+    };
+    !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// The day a folder is named for (`2024-04-19`), if it is.
 fn day_of(dir: &Path) -> Option<NaiveDate> {
     parse_day(dir.file_name()?.to_str()?)
@@ -177,7 +193,7 @@ pub fn discover(
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or_default();
-        if entry.is_dir() {
+        if entry.is_dir() && parse_log_name(name).is_none() {
             if let Some(day) = parse_day(name).filter(|d| range.contains(*d)) {
                 // One day that cannot be listed (its permissions changed)
                 // is said and passed over: it stopped the whole run, every
@@ -209,15 +225,17 @@ fn collect(
     out: &mut Vec<LogFile>,
 ) -> Result<(), LayoutError> {
     for entry in read_dir_sorted(dir)? {
-        if !entry.is_dir() {
-            collect_file(&entry, log_path, day, out);
-        }
+        collect_file(&entry, log_path, day, out);
     }
     Ok(())
 }
 
-/// Adds `path` if it is named as a log of `log_path` and is a regular file;
-/// one so named that is not is skipped with a warning.
+/// Adds `path` if it is named as a log of `log_path`. One so named that
+/// is no regular file (a FIFO, a device, a folder, a link that leads
+/// nowhere) is added too: its reader refuses it without blocking, naming
+/// what it is, and it counts as an input that could not be read (exit 2),
+/// as a damaged archive does. (Skipped here with a warning, or in
+/// silence for a folder, the run said it had read everything.)
 fn collect_file(path: &Path, log_path: &str, day: Option<NaiveDate>, out: &mut Vec<LogFile>) {
     let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
         return;
@@ -228,23 +246,19 @@ fn collect_file(path: &Path, log_path: &str, day: Option<NaiveDate>, out: &mut V
                 "{}: skipped: archives ending .{ext} are not read (gzip, bzip2 and zstd are): decompress it, or set the archiver's compression to one of those",
                 path.display()
             );
+        } else if logrotate_name(name, log_path) {
+            tracing::warn!(
+                "{}: skipped: a folder is read for Zeek's names, and this is logrotate's (its number orders it against its siblings only, not against the other log types' files): name it directly (--replay FILE, --log-dir FILE), oldest first, or rename it as Zeek names rotated logs ({log_path}.HH:MM:SS-HH:MM:SS.log)",
+                path.display()
+            );
         }
         return;
     };
-    // `metadata` follows links, as opening the file would.
-    match std::fs::metadata(path) {
-        Ok(meta) if meta.is_file() => out.push(LogFile {
-            path: path.to_owned(),
-            date: day,
-            interval: parsed.interval.map(str::to_owned),
-        }),
-        Ok(meta) => tracing::warn!(
-            "{}: skipped: {}, not a regular file",
-            path.display(),
-            crate::safe_fs::describe(&meta.file_type())
-        ),
-        Err(e) => tracing::warn!("{}: skipped: {e}", path.display()),
-    }
+    out.push(LogFile {
+        path: path.to_owned(),
+        date: day,
+        interval: parsed.interval.map(str::to_owned),
+    });
 }
 
 fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, LayoutError> {
@@ -337,6 +351,13 @@ mod tests {
         );
         assert_eq!(unread_archive("conn.00:00:00-01:00:00.log.xz", "dns"), None);
         assert_eq!(unread_archive("conn.log.gz", "conn"), None);
+        assert!(logrotate_name("conn.log.1", "conn"));
+        assert!(logrotate_name("conn.log.12.gz", "conn"));
+        assert!(logrotate_name("conn.log.2.zst", "conn"));
+        assert!(!logrotate_name("conn.log.1", "dns"));
+        assert!(!logrotate_name("conn.log.gz", "conn"));
+        assert!(!logrotate_name("conn.log.x", "conn"));
+        assert!(!logrotate_name("conn_long.log.1", "conn"));
         assert_eq!(p("README.md"), None);
         assert_eq!(p(".log"), None);
     }
@@ -431,10 +452,12 @@ mod tests {
         assert!(err.to_string().contains("no such file or directory"));
     }
 
-    /// A FIFO or a link to a device among the logs would block or never
-    /// end: it is left out, in a flat folder and in a dated one.
+    /// A FIFO, a link to a device or a folder named as a log is listed,
+    /// in a flat folder and in a dated one, for its reader to refuse (it
+    /// never blocks: `safe_fs`) and the run to count as an input it could
+    /// not read; a folder named as a day is searched, not listed.
     #[test]
-    fn special_files_in_folders_are_skipped() {
+    fn special_files_in_folders_are_listed_for_their_reader_to_refuse() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         touch(root, "conn.log");
@@ -442,6 +465,7 @@ mod tests {
         mkfifo(&root.join("conn.01_00_00-02_00_00.log"));
         mkfifo(&root.join("2024-04-19/conn.01:00:00-02:00:00.log"));
         std::os::unix::fs::symlink("/dev/zero", root.join("conn.02_00_00-03_00_00.log")).unwrap();
+        std::fs::create_dir(root.join("conn.03_00_00-04_00_00.log")).unwrap();
         let found: Vec<String> = discover(root, "conn", DateRange::default())
             .unwrap()
             .iter()
@@ -449,7 +473,14 @@ mod tests {
             .collect();
         assert_eq!(
             found,
-            ["conn.log", "2024-04-19/conn.00:00:00-01:00:00.log.gz"]
+            [
+                "conn.log",
+                "conn.01_00_00-02_00_00.log",
+                "conn.02_00_00-03_00_00.log",
+                "conn.03_00_00-04_00_00.log",
+                "2024-04-19/conn.00:00:00-01:00:00.log.gz",
+                "2024-04-19/conn.01:00:00-02:00:00.log",
+            ]
         );
     }
 

@@ -131,19 +131,32 @@ fn scored(output: &Path) -> Vec<String> {
         .collect()
 }
 
+/// A FIFO, a link that loops and a folder, each named as a rotated conn
+/// log: replay and training read the rest, name each, and exit 2 (inputs
+/// that could not be read), not 0 as if everything had been.
 #[test]
 fn replay_and_training_skip_a_fifo_in_the_log_folder() {
     let (dir, records) = conn_folder("fifo-folder");
     mkfifo(&dir.join("conn.01_00_00-02_00_00.log"));
+    std::os::unix::fs::symlink("loop-b", dir.join("loop-a")).unwrap();
+    std::os::unix::fs::symlink("loop-a", dir.join("loop-b")).unwrap();
+    std::os::unix::fs::symlink("loop-a", dir.join("conn.02_00_00-03_00_00.log")).unwrap();
+    fs::create_dir(dir.join("conn.03_00_00-04_00_00.log")).unwrap();
+    let said = |stderr: &str| {
+        ["a FIFO", "conn.02_00_00-03_00_00.log", "a folder"]
+            .iter()
+            .all(|s| stderr.contains(s))
+    };
     let out = dir.join("scores.json");
     let run = run_guarded(replay(&dir, &out), 60);
-    assert!(run.status.success(), "{}", run.stderr);
-    assert!(run.stderr.contains("a FIFO"), "{}", run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{}", run.stderr);
+    assert!(said(&run.stderr), "{}", run.stderr);
+    assert!(run.stderr.contains("3 of 4 input files"), "{}", run.stderr);
     assert_eq!(scored(&out).len(), records);
 
     let run = run_guarded(train(&dir, &dir.join("models")), 120);
-    assert!(run.status.success(), "{}", run.stderr);
-    assert!(run.stderr.contains("a FIFO"), "{}", run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{}", run.stderr);
+    assert!(said(&run.stderr), "{}", run.stderr);
     assert!(dir.join("models/conn.model.json").is_file());
 }
 
@@ -178,7 +191,7 @@ fn a_link_to_dev_zero_in_the_log_folder_is_skipped() {
     std::os::unix::fs::symlink("/dev/zero", dir.join("conn.01_00_00-02_00_00.log")).unwrap();
     let out = dir.join("scores.json");
     let run = run_guarded(replay(&dir, &out), 60);
-    assert!(run.status.success(), "{}", run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{}", run.stderr);
     assert!(run.stderr.contains("a character device"), "{}", run.stderr);
     assert_eq!(scored(&out).len(), records);
 }

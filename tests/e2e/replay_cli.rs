@@ -1447,3 +1447,47 @@ fn a_model_of_another_network_is_said_to_flag_far_more_than_it_expects() {
         }
     }
 }
+
+/// A folder with nothing a replay reads (empty, or logs under logrotate's
+/// names) fails with what it reads and what to do, and each logrotate
+/// file is named; it said "0 lines read" and exited 0, as if the logs
+/// had been normal. Named directly, the same file is read.
+#[test]
+fn a_folder_with_no_log_it_reads_is_an_error_that_says_what_is_read() {
+    let dir = tempdir("no-input");
+    let rotated = dir.join("rotated");
+    fs::create_dir_all(&rotated).unwrap();
+    fs::copy(
+        root().join("examples/logs/conn.log"),
+        rotated.join("conn.log.1"),
+    )
+    .unwrap();
+    let empty = dir.join("empty");
+    fs::create_dir_all(&empty).unwrap();
+    let run = |input: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+            .args(["--replay", input.to_str().unwrap(), "--modules", "CONN"])
+            .args(["--model-dir", crate::util::models().to_str().unwrap(), "-q"])
+            .arg("--output")
+            .arg(dir.join("scores.json"))
+            .output()
+            .unwrap()
+    };
+    for input in [&rotated, &empty] {
+        let out = run(input);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("no log of CONN in"), "{stderr}");
+        assert_eq!(
+            stderr.contains("conn.log.1: skipped: a folder is read for Zeek's names"),
+            input == &rotated,
+            "{stderr}"
+        );
+    }
+    let out = run(&rotated.join("conn.log.1"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
