@@ -242,10 +242,21 @@ pub fn run_live(
     let first_start = positions.is_empty() || !starts.is_empty();
     positions.extend(starts);
     if !had_checkpoint {
-        tracing::info!(
-            "no checkpoint in {}: starting with the live files (appending to the output)",
-            opts.state_dir.display()
-        );
+        match output.size().filter(|&n| n > 0) {
+            // A checkpoint lost (the state folder removed, or a damaged one
+            // moved away as its error says) with the output kept: the live
+            // files are read from their start again, and what they hold is
+            // already in the output (a review found 300 records twice, said
+            // only in an info line).
+            Some(bytes) => tracing::warn!(
+                "no checkpoint in {}, but the output {output_name} already holds {bytes} bytes: the live files are read from their start and appended, so records already written are written again; to avoid that, move the output away (or give another --output) before starting",
+                opts.state_dir.display()
+            ),
+            None => tracing::info!(
+                "no checkpoint in {}: starting with the live files (appending to the output)",
+                opts.state_dir.display()
+            ),
+        }
     } else if positions.is_empty() {
         tracing::info!(
             "resuming from the checkpoint in {}, saved before any file was read: starting with the live files",
