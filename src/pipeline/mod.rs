@@ -99,7 +99,17 @@ pub enum RunError {
 fn train_hint(module: &LogKind, error: &ModelError) -> String {
     match error {
         ModelError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-            format!("; train a model first (azw-train --modules {module})")
+            // A log type without a built-in table is trained only with a
+            // table of one's own: "azw-train --modules FOO" alone was
+            // refused as an unknown module.
+            if crate::tables::Tables::built_in().get(*module).is_some() {
+                format!("; train a model first (azw-train --modules {module})")
+            } else {
+                format!(
+                    "; train a model first: {module} has no built-in feature table, so give it one (azw-train --modules {module} --tables DIR, with DIR/{}.toml), or check the name (--help lists the log types)",
+                    module.log_path()
+                )
+            }
         }
         _ => String::new(),
     }

@@ -99,9 +99,23 @@ fn only_a_missing_model_is_told_to_train_first() {
         .output()
         .unwrap();
     assert!(
-        stderr(&missing).contains("train a model first"),
+        stderr(&missing).contains("train a model first (azw-train --modules CONN)"),
         "{}",
         stderr(&missing)
+    );
+    // A log type without a built-in table: the advice gives it a table
+    // (the bare command it gave was refused as an unknown module).
+    let mut own = args(dir.to_str().unwrap());
+    own[3] = "myapp".into();
+    let own = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+        .args(own)
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&own).contains("MYAPP has no built-in feature table")
+            && stderr(&own).contains("--tables DIR, with DIR/myapp.toml"),
+        "{}",
+        stderr(&own)
     );
     fs::write(
         dir.join("conn.model.json"),
