@@ -229,6 +229,11 @@ impl ScanDetector {
                 .map(|a| a.2)
                 .min();
             let first = window_start + f64::from(at.unwrap_or(0));
+            // Said in words beside the score: the ports of this host, and
+            // every host the source tried in the window (a review read a
+            // scan of eight hosts as a scan of one).
+            evidence.insert("distinct_ports".into(), ports_of_dst.into());
+            evidence.insert("hosts_tried_in_window".into(), s.hosts.into());
             (first, c.uid.iter().map(|u| u.to_string()).collect())
         } else {
             evidence.insert("distinct_hosts".into(), s.hosts.into());
@@ -341,6 +346,9 @@ mod tests {
             "{:?}",
             scan.evidence
         );
+        // Its ports, and the hosts the source tried in the window, said.
+        assert_eq!(scan.evidence["distinct_ports"], 64, "{:?}", scan.evidence);
+        assert_eq!(scan.evidence["hosts_tried_in_window"], 2, "{:?}", scan.evidence);
         // A source saved before attempts had their time reads back.
         let old = r#"{"window_start":1.0,"attempts":[["10.0.0.1",80]],"hosts":1,"swept":false,"scanned":false,"uids":{}}"#;
         let s: Source = serde_json::from_str(old).unwrap();
