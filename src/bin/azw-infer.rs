@@ -647,7 +647,11 @@ fn print_top(top: &[ScoredRecord]) {
             s.score,
             s.threshold,
             s.module,
-            show(s.ts.map(|t| format!("{t:.6}"))),
+            // A forged 1e308 in its exponent form, not 309 digits.
+            show(s.ts.map(|t| match t.abs() < 1e12 {
+                true => format!("{t:.6}"),
+                false => format!("{t:e}"),
+            })),
             show(s.uid.as_ref().map(ToString::to_string)),
             show(s.orig_h.map(|a| a.to_string())),
             show(s.orig_p.map(|p| p.to_string())),
