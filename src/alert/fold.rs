@@ -244,6 +244,10 @@ pub struct Sample {
     pub context: BTreeMap<String, serde_json::Value>,
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// A host's alert while open.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Open {
@@ -257,6 +261,10 @@ pub struct Open {
     since: Option<f64>,
     pub records: u64,
     pub detections: u64,
+    /// Reminders that a reported behaviour goes on, not counted in
+    /// `detections` ([`Item::reminder`]).
+    #[serde(default)]
+    reminders: u64,
     /// Records and detections by peer, the first [`MAX_PEERS`] peers.
     peers: BTreeMap<IpAddr, u64>,
     /// Items whose peer found the list full.
@@ -391,6 +399,11 @@ pub struct Alert {
     /// Flagged records and detections folded in.
     pub records: u64,
     pub detections: u64,
+    /// Reminders that a detection still goes on (`still_beaconing`),
+    /// folded in but not counted in `detections`: the run's summary
+    /// counts every detection written, so the two read apart.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reminders: u64,
     /// Distinct peers (at least: counting stops at 256).
     pub peers: u64,
     pub top_peers: Vec<PeerCount>,
@@ -481,6 +494,7 @@ impl Open {
             since: None,
             records: 0,
             detections: 0,
+            reminders: 0,
             peers: BTreeMap::new(),
             peers_beyond: 0,
             item_severity: item.severity,
@@ -535,6 +549,7 @@ impl Open {
                     self.variants = self.detectors.iter().map(|k| (*k, false)).collect();
                 }
                 self.detections += u64::from(counted);
+                self.reminders += u64::from(!counted);
                 self.detectors.insert(d);
                 self.variants.insert((d, item.icmp));
             }
@@ -810,6 +825,7 @@ impl Open {
             since: self.since.filter(|t| *t < self.first_ts),
             records: self.records,
             detections: self.detections,
+            reminders: self.reminders,
             peers: self.peers.len() as u64,
             top_peers,
             raised_for,
@@ -844,8 +860,13 @@ fn reason(a: &Alert, more_peers: bool) -> String {
     }
     if a.detections > 0 {
         let detectors: Vec<&str> = a.detectors.iter().map(|d| d.name()).collect();
+        let reminders = match a.reminders {
+            0 => String::new(),
+            1 => " (and a reminder it goes on)".into(),
+            n => format!(" (and {n} reminders it goes on)"),
+        };
         parts.push(format!(
-            "{} {} detection{}",
+            "{} {} detection{}{reminders}",
             a.detections,
             detectors.join(", "),
             if a.detections == 1 { "" } else { "s" }

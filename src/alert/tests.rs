@@ -379,6 +379,16 @@ fn a_beacon_s_reminders_keep_its_alert_open_without_raising_it() {
     assert_eq!(closed.len(), 1, "{closed:#?}");
     assert_eq!((closed[0].first_ts, closed[0].last_ts), (100.0, 6100.0));
     assert_eq!(closed[0].detections, 1);
+    // Said apart, so the alert and the run's count of detections written
+    // (13) reconcile.
+    assert_eq!(closed[0].reminders, 12);
+    assert!(
+        closed[0]
+            .reason
+            .contains("1 beacon detection (and 12 reminders it goes on)"),
+        "{}",
+        closed[0].reason
+    );
     assert_eq!(closed[0].severity, Severity::High);
     // Its peer's count is the detections' (13 once, where the sentence
     // said 8 detections).

@@ -348,7 +348,11 @@ mod tests {
         );
         // Its ports, and the hosts the source tried in the window, said.
         assert_eq!(scan.evidence["distinct_ports"], 64, "{:?}", scan.evidence);
-        assert_eq!(scan.evidence["hosts_tried_in_window"], 2, "{:?}", scan.evidence);
+        assert_eq!(
+            scan.evidence["hosts_tried_in_window"], 2,
+            "{:?}",
+            scan.evidence
+        );
         // A source saved before attempts had their time reads back.
         let old = r#"{"window_start":1.0,"attempts":[["10.0.0.1",80]],"hosts":1,"swept":false,"scanned":false,"uids":{}}"#;
         let s: Source = serde_json::from_str(old).unwrap();

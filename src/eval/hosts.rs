@@ -196,6 +196,7 @@ mod tests {
             since: None,
             records: 3,
             detections: 0,
+            reminders: 0,
             peers: 1,
             top_peers: vec![],
             raised_for: vec![],
