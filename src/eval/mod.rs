@@ -170,7 +170,9 @@ pub fn score_files(
     debug_assert_eq!(model.module, module);
     let started = Instant::now();
     let threshold = model.threshold.value;
-    let mut lane = Lane::new(Scorer::new(model, encoder), &LaneOptions::default());
+    // Labeled attacks flag far more than normal traffic on purpose: no
+    // warning that the model no longer fits.
+    let mut lane = Lane::new(Scorer::new(model, encoder), &LaneOptions::default()).without_drift();
     let mut sink = UidMax::default();
     let mut top = TopAnomalies::new(0);
     let stop = std::sync::Arc::new(AtomicBool::new(false));

@@ -211,8 +211,9 @@ pub struct Lane {
     stats: LaneStats,
     warnings: Throttle,
     allow: Option<Allowlist>,
-    /// Whether the model flags far more than it expects to.
-    drift: super::drift::Drift,
+    /// Whether the model flags far more than it expects to (`None`: not
+    /// watched, as in an evaluation of labeled attacks).
+    drift: Option<super::drift::Drift>,
 }
 
 impl Lane {
@@ -248,8 +249,15 @@ impl Lane {
             stats: LaneStats::default(),
             warnings: Throttle::default(),
             allow: opts.allowlist.as_deref().map(open_allowlist),
-            drift: Default::default(),
+            drift: Some(Default::default()),
         }
+    }
+
+    /// This lane without the warning that its model flags far more than
+    /// it expects ([`super::drift`]): for inputs chosen to be anomalous.
+    pub fn without_drift(mut self) -> Lane {
+        self.drift = None;
+        self
     }
 
     pub fn module(&self) -> LogKind {
@@ -372,7 +380,9 @@ impl Lane {
                     );
                 }
                 self.stats.model_reloads += 1;
-                self.drift.restart();
+                if let Some(d) = &mut self.drift {
+                    d.restart();
+                }
                 return true;
             }
         }
@@ -616,6 +626,9 @@ impl Lane {
     /// Warns when the model flags far more than its calibration expects
     /// ([`super::drift`]).
     fn count_drift(&mut self, s: &ScoredRecord) {
+        let Some(drift) = &mut self.drift else {
+            return;
+        };
         let top = s
             .top_features
             .as_ref()
@@ -623,8 +636,8 @@ impl Lane {
             .map(|c| c.feature.as_str());
         let th = &self.scorer.model().threshold;
         let expected = th.expected_fpr.unwrap_or(th.target_fpr);
-        if let Some(too_many) = self.drift.count(s.anomaly, top, expected) {
-            tracing::warn!("{}", too_many.message(self.module(), expected));
+        if let Some(too_many) = drift.count(s.anomaly, top, expected) {
+            tracing::warn!("{}", too_many.message(self.scorer.module(), expected));
         }
     }
 

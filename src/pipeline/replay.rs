@@ -87,6 +87,14 @@ pub fn replay(
     // empty one, a wrong --modules).
     if report.files == 0 {
         let modules: Vec<String> = lanes.iter().map(|l| l.module().to_string()).collect();
+        if inputs.iter().all(|r| crate::safe_fs::is_regular(r)) {
+            // Each named directly, and each said above to be of another
+            // log type, or of none.
+            return Err(RunError::NoInput(format!(
+                "none of the files named holds a log of {} (see the warnings above, and --modules)",
+                modules.join(", ")
+            )));
+        }
         let inputs: Vec<String> = inputs.iter().map(|p| p.display().to_string()).collect();
         return Err(RunError::NoInput(format!(
             "no log of {} in {}: a folder is read for Zeek's names of them ({}.log, {}.00:00:00-01:00:00.log.gz, plain or in dated folders such as 2024-04-19/); name any other file directly",

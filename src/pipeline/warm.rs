@@ -67,6 +67,15 @@ pub fn recent_files(log_dir: &Path, module: LogKind, hours: u32) -> Vec<LogFile>
 /// another can find the file that was live at the start already archived:
 /// read by both, its records were counted twice (a review's finding).
 fn before_start(mut files: Vec<LogFile>, start: Option<&Position>) -> Vec<LogFile> {
+    // A log type waiting for its first file: the files rotated after the
+    // one it follows are the follower's (read here too, their records
+    // reached the detectors twice: a review's finding).
+    if let Some(follows) = start.filter(|p| p.is_waiting()).and_then(|p| p.follows) {
+        files.retain(|f| {
+            crate::follow::identity::rotation_time(&f.path).is_none_or(|t| t <= follows)
+        });
+        return files;
+    }
     if let Some(p) = start {
         // Searched from the newest: the file, if there, was rotated last.
         if let Some(i) = files.iter().rposition(|f| matches(&f.path, p.fingerprint)) {
@@ -194,5 +203,35 @@ mod tests {
         let mut live = start_of(0);
         live.fingerprint.crc ^= 1;
         assert_eq!(kept(Some(&live)), 4);
+        // Waiting for a first file: what was rotated after the one it
+        // follows is the follower's.
+        let rotated: Vec<LogFile> = [
+            "2024-04-19/conn.00:00:00-01:00:00.log.gz",
+            "2024-04-19/conn.01:00:00-02:00:00.log.gz",
+            "conn.log",
+        ]
+        .iter()
+        .map(|p| LogFile {
+            path: std::path::PathBuf::from(p),
+            date: None,
+            interval: None,
+        })
+        .collect();
+        let at = |h: u32| {
+            chrono::NaiveDate::from_ymd_opt(2024, 4, 19)
+                .unwrap()
+                .and_hms_opt(h, 0, 0)
+                .unwrap()
+        };
+        let waiting = Position::waiting(std::path::PathBuf::from("current/conn.log"), None, at(0));
+        let names = |files: Vec<LogFile>| -> Vec<String> {
+            files.iter().map(|f| f.path.display().to_string()).collect()
+        };
+        assert_eq!(
+            names(before_start(rotated.clone(), Some(&waiting))),
+            ["2024-04-19/conn.00:00:00-01:00:00.log.gz", "conn.log"]
+        );
+        let waiting = Position::waiting(std::path::PathBuf::from("current/conn.log"), None, at(1));
+        assert_eq!(before_start(rotated, Some(&waiting)).len(), 3);
     }
 }

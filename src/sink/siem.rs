@@ -141,13 +141,13 @@ fn transport(proto: Option<&str>, v6: bool) -> Option<String> {
 }
 
 /// The host name of an HTTP `Host` header or a TLS server name, for
-/// ECS's `url.domain` and `destination.domain`: without a port
-/// (`example.com:8080`) or an IPv6 literal's brackets (`[2001:db8::1]:80`);
-/// none when nothing is left.
+/// ECS's `url.domain`: without a port (`example.com:8080`); an IPv6
+/// literal keeps its brackets, as ECS asks (`[2001:db8::1]:80` is
+/// `[2001:db8::1]`); none when nothing is left.
 fn domain_of_host(host: &str) -> Option<&str> {
     let host = host.trim();
-    let name = if let Some(rest) = host.strip_prefix('[') {
-        rest.split_once(']').map_or(rest, |(inside, _)| inside)
+    let name = if host.starts_with('[') {
+        host.find(']').map_or(host, |end| &host[..=end])
     } else {
         match host.rsplit_once(':') {
             // One colon, digits after it: a port. (Two or more colons
@@ -664,9 +664,15 @@ fn ecs(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Value {
                     None => continue,
                 }
             }
-            "url.domain" | "destination.domain" => match v.as_str().and_then(domain_of_host) {
+            "url.domain" => match v.as_str().and_then(domain_of_host) {
                 Some(d) => json!(d),
                 None => continue,
+            },
+            // A name, not an address: an IP literal is in
+            // `destination.ip` already.
+            "destination.domain" => match v.as_str().and_then(domain_of_host) {
+                Some(d) if d.trim_matches(['[', ']']).parse::<IpAddr>().is_err() => json!(d),
+                _ => continue,
             },
             "tls.version" => match v.as_str().and_then(tls_version) {
                 Some((protocol, version)) => {
@@ -1087,6 +1093,9 @@ fn ecs_alert(a: &Alert, stamp: &Stamp) -> Value {
         "@timestamp".into(),
         Value::String(document_time(Some(a.last_ts), false).0),
     );
+    if iso8601(Some(a.last_ts), false).is_none() {
+        put(&mut doc, "tags", json!([TIME_SUBSTITUTED_TAG]));
+    }
     put(&mut doc, "ecs.version", json!(ECS_VERSION));
     put(&mut doc, "message", json!(a.reason));
     put(&mut doc, "event.kind", json!("alert"));
@@ -1336,8 +1345,8 @@ mod tests {
         for (host, want) in [
             ("example.com", Some("example.com")),
             ("Example.com:8080", Some("Example.com")),
-            ("[2001:db8::1]:80", Some("2001:db8::1")),
-            ("[2001:db8::1]", Some("2001:db8::1")),
+            ("[2001:db8::1]:80", Some("[2001:db8::1]")),
+            ("[2001:db8::1]", Some("[2001:db8::1]")),
             ("2001:db8::1", Some("2001:db8::1")),
             ("10.0.0.1:", Some("10.0.0.1")),
             (":80", None),

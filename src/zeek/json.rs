@@ -347,6 +347,12 @@ fn pin(pinned: Option<Pinned>, value: Value) -> Result<Value, String> {
         (Some(Pinned::Scalar(ScalarType::Count)), v @ Value::Count(_)) => Ok(v),
         (Some(Pinned::Scalar(ScalarType::Real)), v @ Value::Real(_)) => Ok(v),
         (Some(Pinned::Scalar(ScalarType::Real)), Value::Count(c)) => Ok(Value::Real(c as f64)),
+        // Zeek's unset and empty markers, as converters from TSV write
+        // them: unset, as TSV reads `-` (a scan's S0 connections have no
+        // duration or byte counts, and were skipped whole).
+        (Some(Pinned::Scalar(_)), Value::Str(s)) if matches!(&*s, "-" | "" | "(empty)") => {
+            Ok(Value::Unset)
+        }
         (Some(Pinned::Scalar(ty)), Value::Str(s)) => ty.parse_value(&s),
         (Some(Pinned::Scalar(ty)), v @ (Value::Count(_) | Value::Int(_) | Value::Real(_))) => {
             ty.parse_value(&v.to_string())
@@ -618,6 +624,15 @@ mod tests {
         assert_eq!(r.get("duration"), &Value::Real(5.0));
         assert_eq!(r.get("rtt"), &Value::Real(0.25));
         assert!(r.get("qtype").is_unset());
+        // Unset as converters from TSV write it, as TSV reads it.
+        let r = parse(
+            r#"{"ts":1,"duration":"-","orig_bytes":"","resp_bytes":"(empty)","id.resp_p":"-"}"#,
+        )
+        .unwrap()
+        .record;
+        for f in ["duration", "orig_bytes", "resp_bytes", "id.resp_p"] {
+            assert!(r.get(f).is_unset(), "{f}: {:?}", r.get(f));
+        }
         // A name pinned nowhere keeps its JSON form.
         let r = parse(r#"{"ts":1,"version":2,"other":-5}"#).unwrap().record;
         assert_eq!(r.get("version"), &Value::Count(2));
