@@ -10,6 +10,10 @@ use crate::log_kind::LogKind;
 use crate::model::Model;
 use crate::score::Scorer;
 
+/// How long after its last change a model that does not load is taken
+/// to be still being written, rather than refused.
+const SETTLE: Duration = Duration::from_secs(5);
+
 /// Watches one model file (by modification time and length).
 pub struct Reloader {
     path: PathBuf,
@@ -54,6 +58,17 @@ impl Reloader {
                 );
                 Some(Scorer::new(model, encoder))
             }
+            // Changed moments ago: a copy in place (`cp`, `scp`) may still
+            // be being written. Said quietly and looked at again; refused
+            // as an error once it has settled (each check of a copy in
+            // progress was an ERROR line, which pages people).
+            Err(e) if now.0.elapsed().is_ok_and(|age| age < SETTLE) => {
+                tracing::info!(
+                    "{module}: the new model {} cannot be read yet ({e}); it changed moments ago (still being written?): looking again",
+                    self.path.display()
+                );
+                None
+            }
             Err(e) => {
                 tracing::error!("{module}: refused the new model: {e}; keeping the running one");
                 self.refused = Some(now);
@@ -92,8 +107,19 @@ mod tests {
             "unchanged"
         );
 
-        // Damaged (half copied): refused, and not tried again until it changes.
+        // Damaged (half copied): while it changed moments ago, looked at
+        // again; once settled, refused, and not tried again until it
+        // changes.
         std::fs::write(&path, b"{\"format\": \"autozeekwatch-model\"").unwrap();
+        assert!(reload.check(LogKind::SSH, Duration::ZERO).is_none());
+        assert_eq!(reload.refused, None, "still being written, maybe");
+        let minute_ago = SystemTime::now() - Duration::from_secs(60);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(minute_ago)
+            .unwrap();
         assert!(reload.check(LogKind::SSH, Duration::ZERO).is_none());
         assert_eq!(reload.refused, stamp(&path));
 

@@ -400,6 +400,14 @@ fn model_replaced_mid_run_and_a_bad_one_refused() {
         "{\"format\": \"autozeekwatch-model\", \"format_version\": 1, \"trunc",
     )
     .unwrap();
+    // Settled (written a minute ago): a file changed moments ago is looked
+    // at again as one still being copied, and refused once settled.
+    fs::File::options()
+        .append(true)
+        .open(&broken)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(60))
+        .unwrap();
     fs::rename(&broken, models.join("conn.model.json")).unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     zeek.write(&data[third..2 * third]);
