@@ -215,6 +215,9 @@ impl TsvHeader {
 fn checked_separator(directive: &str, value: Vec<u8>, current: &[u8]) -> Result<Vec<u8>, String> {
     let problem = if value.is_empty() {
         "is empty".to_owned()
+    } else if value.contains(&b'\r') {
+        // The whole file read as one line: it ends its lines in CR alone.
+        "runs on past a carriage return: this file's lines end in CR alone (old Mac line endings), where Zeek writes LF; convert its CRs to LFs".to_owned()
     } else if value.len() > MAX_SEPARATOR {
         format!("is longer than {MAX_SEPARATOR} bytes")
     } else {
@@ -482,6 +485,11 @@ mod tests {
             h.apply(long.as_bytes()).unwrap_err(),
             "`#separator` is longer than 16 bytes; keeping `\\t`"
         );
+        // A file whose lines end in CR alone reads as one line.
+        let e = h
+            .apply(b"#separator \\x09\r#set_separator\t,\r#fields\tts")
+            .unwrap_err();
+        assert!(e.contains("lines end in CR alone"), "{e}");
         let r = h.parse(b"1\tC\t::1\t1\t0.5\tF\ta,b\tx", 1).unwrap();
         assert_eq!(r.get("tunnel_parents").as_list().map(<[_]>::len), Some(2));
     }
