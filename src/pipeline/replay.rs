@@ -96,12 +96,11 @@ pub fn replay(
             )));
         }
         let inputs: Vec<String> = inputs.iter().map(|p| p.display().to_string()).collect();
+        let log = lanes.first().map_or("conn", |l| l.module().log_path());
         return Err(RunError::NoInput(format!(
-            "no log of {} in {}: a folder is read for Zeek's names of them ({}.log, {}.00:00:00-01:00:00.log.gz, plain or in dated folders such as 2024-04-19/); name any other file directly",
+            "no log of {} in {}: a folder is read for Zeek's names of them ({log}.log, {log}.00:00:00-01:00:00.log.gz, plain or in dated folders such as 2024-04-19/); name any other file directly",
             modules.join(", "),
             inputs.join(", "),
-            lanes.first().map_or("conn", |l| l.module().log_path()),
-            lanes.first().map_or("conn", |l| l.module().log_path()),
         )));
     }
     // Read (or begun): a stopped replay reports these.

@@ -292,6 +292,16 @@ fn short(v: f64) -> String {
     }
 }
 
+/// An ECS document's `@timestamp`, tagged when it is the current time
+/// ([`document_time`]): records and alerts alike.
+fn put_ecs_timestamp(doc: &mut Map<String, Value>, ts: Option<f64>) {
+    let (at, substituted) = document_time(ts, false);
+    doc.insert("@timestamp".into(), Value::String(at));
+    if substituted {
+        put(doc, "tags", json!([TIME_SUBSTITUTED_TAG]));
+    }
+}
+
 /// `event.start` and `event.end`, both or neither: a span with an end
 /// no calendar holds is no span.
 fn put_span(doc: &mut Map<String, Value>, start: f64, end: f64) {
@@ -540,11 +550,7 @@ fn ecs(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Value {
     } else {
         Severity::Info
     };
-    let (at, substituted) = document_time(r.ts, false);
-    doc.insert("@timestamp".into(), Value::String(at));
-    if substituted {
-        put(&mut doc, "tags", json!([TIME_SUBSTITUTED_TAG]));
-    }
+    put_ecs_timestamp(&mut doc, r.ts);
     put(&mut doc, "ecs.version", json!(ECS_VERSION));
     // The text an analyst reads first; an ordinary record has nothing to
     // say beyond its fields (and a million of them would say it again).
@@ -1089,13 +1095,7 @@ pub(super) fn write_alert(
 /// top peers in `related.ip`.
 fn ecs_alert(a: &Alert, stamp: &Stamp) -> Value {
     let mut doc = Map::new();
-    doc.insert(
-        "@timestamp".into(),
-        Value::String(document_time(Some(a.last_ts), false).0),
-    );
-    if iso8601(Some(a.last_ts), false).is_none() {
-        put(&mut doc, "tags", json!([TIME_SUBSTITUTED_TAG]));
-    }
+    put_ecs_timestamp(&mut doc, Some(a.last_ts));
     put(&mut doc, "ecs.version", json!(ECS_VERSION));
     put(&mut doc, "message", json!(a.reason));
     put(&mut doc, "event.kind", json!("alert"));
