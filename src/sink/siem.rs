@@ -302,6 +302,16 @@ fn put_ecs_timestamp(doc: &mut Map<String, Value>, ts: Option<f64>) {
     }
 }
 
+/// An EVE event's mark that its `timestamp` is the time it was written
+/// ([`document_time`]): EVE has no `tags`, so the ECS tag goes where
+/// Suricata's rules put their own labels, `alert.metadata`, which
+/// Elastic's and Splunk's Suricata inputs keep.
+fn tag_substituted_time(metadata: &mut Map<String, Value>, substituted: bool) {
+    if substituted {
+        metadata.insert("tags".into(), json!([TIME_SUBSTITUTED_TAG]));
+    }
+}
+
 /// `event.start` and `event.end`, both or neither: a span with an end
 /// no calendar holds is no span.
 fn put_span(doc: &mut Map<String, Value>, start: f64, end: f64) {
@@ -747,7 +757,8 @@ fn ecs(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Value {
 /// A Suricata EVE `alert` event.
 fn eve(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Value {
     let mut doc = Map::new();
-    doc.insert("timestamp".into(), json!(document_time(r.ts, true).0));
+    let (at, substituted) = document_time(r.ts, true);
+    doc.insert("timestamp".into(), json!(at));
     doc.insert("event_type".into(), json!("alert"));
     if let Some(a) = ip(r.orig_h) {
         doc.insert("src_ip".into(), a);
@@ -813,6 +824,7 @@ fn eve(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Value {
     if let Some(uid) = &r.uid {
         metadata.insert("uid".into(), json!([uid]));
     }
+    tag_substituted_time(&mut metadata, substituted);
     if let Some(d) = d {
         metadata.insert("uids".into(), json!(d.uids));
         eve_threat(&mut metadata, &[detection_attack(d)]);
@@ -1172,10 +1184,8 @@ fn state_name(s: State) -> &'static str {
 /// A Suricata EVE `alert` event for an alert.
 fn eve_alert(a: &Alert, stamp: &Stamp) -> Value {
     let mut doc = Map::new();
-    doc.insert(
-        "timestamp".into(),
-        json!(document_time(Some(a.last_ts), true).0),
-    );
+    let (at, substituted) = document_time(Some(a.last_ts), true);
+    doc.insert("timestamp".into(), json!(at));
     doc.insert("event_type".into(), json!("alert"));
     let (host_key, peer_key) = match a.role {
         Role::Source => ("src_ip", "dest_ip"),
@@ -1193,6 +1203,7 @@ fn eve_alert(a: &Alert, stamp: &Stamp) -> Value {
     metadata.insert("state".into(), json!([state_name(a.state)]));
     metadata.insert("reason".into(), json!([a.reason]));
     metadata.insert("uids".into(), json!(a.uids));
+    tag_substituted_time(&mut metadata, substituted);
     eve_threat(&mut metadata, &alert_attacks(a));
     doc.insert(
         "alert".into(),
@@ -1489,6 +1500,43 @@ mod tests {
         d.last_ts = d.ts;
         let doc = ecs(&r, Some(&d), &Stamp::default());
         assert!(doc["event"].get("start").is_some(), "{doc}");
+    }
+
+    /// EVE says it too, in the alert's metadata, and only then.
+    #[test]
+    fn an_eve_event_without_a_usable_time_is_tagged() {
+        let mut r = crate::sink::format::tests::record(true);
+        let tags = |doc: &Value| doc["alert"]["metadata"].get("tags").cloned();
+        assert_eq!(tags(&eve(&r, None, &Stamp::default())), None);
+        r.ts = Some(1e300);
+        let doc = eve(&r, None, &Stamp::default());
+        assert_eq!(tags(&doc), Some(json!([TIME_SUBSTITUTED_TAG])), "{doc}");
+        assert!(
+            doc["timestamp"].as_str().unwrap().starts_with("20"),
+            "{doc}"
+        );
+    }
+
+    /// An alert's time is its newest item's: unusable, both formats say so.
+    #[test]
+    fn an_alert_without_a_usable_time_is_tagged_in_ecs_and_eve() {
+        use crate::alert::{Item, Open};
+        let stamp = Stamp::default();
+        let item = Item::of_detection(&detection(DetectorKind::Beacon, None)).unwrap();
+        let mut alert = Open::new(&item).alert(State::Open);
+        assert!(ecs_alert(&alert, &stamp).get("tags").is_none());
+        assert!(eve_alert(&alert, &stamp)["alert"]["metadata"]
+            .get("tags")
+            .is_none());
+        alert.last_ts = f64::INFINITY;
+        assert_eq!(
+            ecs_alert(&alert, &stamp)["tags"],
+            json!([TIME_SUBSTITUTED_TAG])
+        );
+        assert_eq!(
+            eve_alert(&alert, &stamp)["alert"]["metadata"]["tags"],
+            json!([TIME_SUBSTITUTED_TAG])
+        );
     }
 
     fn detection(kind: DetectorKind, src_local: Option<bool>) -> Detection {
