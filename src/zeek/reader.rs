@@ -76,6 +76,11 @@ pub struct LineParser {
     /// the expected one again: the lines in between are not ours to score
     /// (a live file can be replaced by another log's).
     foreign_path: Option<String>,
+    /// Whether a `#path` naming the expected log was seen: after it, one
+    /// naming another is a change within the stream, whose lines are
+    /// skipped (counted) until ours returns, not the whole file refused
+    /// after its first records were scored.
+    path_accepted: bool,
     max_line: usize,
     /// The last JSON key set found to be a Zeek record's
     /// ([`is_zeek_record`]): lines share a handful of schemas, so the
@@ -104,6 +109,7 @@ impl LineParser {
             json: JsonState::default(),
             expected_path: expected_path.map(str::to_owned),
             foreign_path: None,
+            path_accepted: false,
             max_line: max_line(),
             zeek_schema: None,
         }
@@ -174,9 +180,16 @@ impl LineParser {
                     if let Directive::Path(found) = self.tsv.apply(line).map_err(skip)? {
                         self.foreign_path = None;
                         if let Err(e) = self.check_path(&found) {
+                            let changed = self.path_accepted.then(|| {
+                                skip(format!(
+                                    "`#path` changes to `{found}` within the file; its lines are skipped until a `#path` names `{}` again",
+                                    self.expected_path.as_deref().unwrap_or_default()
+                                ))
+                            });
                             self.foreign_path = Some(found);
-                            return Err(e);
+                            return Err(changed.unwrap_or(e));
                         }
+                        self.path_accepted = true;
                     }
                     return Ok(Parsed::Nothing);
                 }
@@ -652,6 +665,35 @@ mod tests {
             Ok(Parsed::Record(r)) => assert_eq!(r.get("uid").as_str(), Some("Cconn")),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// A file whose `#path` changes after its records began: the other
+    /// log's lines are counted skips, and the reading goes on (the records
+    /// after `#path` names ours again are scored), as live mode does.
+    #[test]
+    fn a_path_changed_within_a_file_skips_its_lines_and_reads_on() {
+        let text = b"#separator \\x09\n#path\tconn\n#fields\tts\tuid\n1\tA\n\
+#path\tdns\n#fields\tts\tquery\n2\tq1\n3\tq2\n#path\tconn\n#fields\tts\tuid\n4\tB\n";
+        let mut r = reader(text);
+        let got: Vec<_> = r.by_ref().collect();
+        let uids: Vec<String> = got
+            .iter()
+            .filter_map(|x| x.as_ref().ok())
+            .map(|rec| rec.get("uid").to_string())
+            .collect();
+        assert_eq!(uids, ["A", "B"]);
+        let errors: Vec<&ReadError> = got.iter().filter_map(|x| x.as_ref().err()).collect();
+        assert!(errors.iter().all(|e| e.is_skip()), "{errors:?}");
+        assert!(
+            errors[0]
+                .to_string()
+                .contains("`#path` changes to `dns` within the file"),
+            "{}",
+            errors[0]
+        );
+        // The header and the two dns lines.
+        assert_eq!(r.stats().malformed, 3);
+        assert_eq!(r.stats().records, 2);
     }
 
     #[test]
