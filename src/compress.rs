@@ -97,7 +97,34 @@ impl Compression {
         Ok(match self {
             Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
             Compression::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(input)),
-            Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(input)?),
+            Compression::Zstd => Box::new(ZstdDecoder(zstd::stream::read::Decoder::with_buffer(
+                input,
+            )?)),
+        })
+    }
+}
+
+/// libzstd's name for a frame whose window is over the decoder's limit
+/// (`ZSTD_error_frameParameter_windowTooLarge`), the text of the error the
+/// `zstd` crate returns for it.
+const WINDOW_TOO_LARGE: &str = "Frame requires too much memory for decoding";
+
+/// The zstd decoder, with its one refusal that is no damage said as what
+/// it is: an archive made with `zstd --long` (a window over 128 MiB) read
+/// as "damaged after line 0", and the user recompressed nothing.
+struct ZstdDecoder<R: BufRead>(zstd::stream::read::Decoder<'static, R>);
+
+impl<R: BufRead> Read for ZstdDecoder<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf).map_err(|e| {
+            if e.to_string() == WINDOW_TOO_LARGE {
+                io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "compressed with a zstd window over 128 MiB (`zstd --long`), which is not read, to keep memory bounded: recompress it without `--long` (`zstd -dc --long=31 F | zstd -o G`)",
+                )
+            } else {
+                e
+            }
         })
     }
 }
@@ -177,6 +204,26 @@ mod tests {
             }
             Compression::Zstd => zstd::encode_all(bytes, 1).unwrap(),
         }
+    }
+
+    /// A `zstd --long` archive (a window over the decoder's 128 MiB) is
+    /// refused as unsupported, saying how to recompress it, not as damage.
+    #[test]
+    fn a_zstd_window_over_the_limit_is_said_as_such() {
+        let mut e = zstd::stream::write::Encoder::new(Vec::new(), 1).unwrap();
+        e.window_log(30).unwrap();
+        e.long_distance_matching(true).unwrap();
+        e.write_all(TEXT).unwrap();
+        let bytes = e.finish().unwrap();
+        let err = read_all(bytes).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::Unsupported, "{err}");
+        assert!(err.to_string().contains("`zstd --long`"), "{err}");
+        // Within the limit, read as ever.
+        let mut e = zstd::stream::write::Encoder::new(Vec::new(), 1).unwrap();
+        e.window_log(27).unwrap();
+        e.long_distance_matching(true).unwrap();
+        e.write_all(TEXT).unwrap();
+        assert_eq!(read_all(e.finish().unwrap()).unwrap().1, TEXT);
     }
 
     /// Reads one byte a call, as a pipe may.
