@@ -330,8 +330,14 @@ fn pin(pinned: Option<Pinned>, value: Value) -> Result<Value, String> {
     }
     match (pinned, value) {
         (None, v) => Ok(v),
-        (Some(Pinned::Time), Value::Str(s)) => parse_time(&s).map(Value::Real),
-        (Some(Pinned::Time), v) => match v.as_f64() {
+        // Unset as converters from TSV write it, for a time that may be.
+        (Some(Pinned::OptionalTime), Value::Str(s)) if matches!(&*s, "-" | "" | "(empty)") => {
+            Ok(Value::Unset)
+        }
+        (Some(Pinned::Time | Pinned::OptionalTime), Value::Str(s)) => {
+            parse_time(&s).map(Value::Real)
+        }
+        (Some(Pinned::Time | Pinned::OptionalTime), v) => match v.as_f64() {
             Some(t) if t.is_finite() && !matches!(v, Value::Bool(_)) => Ok(Value::Real(t)),
             _ => Err(format!("invalid time `{}`", clip(&v.to_string()))),
         },
@@ -402,6 +408,14 @@ fn flatten(
 fn pinned(name: &str) -> Option<Pinned> {
     match name {
         "ts" | "_write_ts" => Some(Pinned::Time),
+        // The other times of Zeek's logs, which json-streaming-logs
+        // writes in ISO-8601 as it does `ts` (x509's validity read as
+        // unset from such JSON: every certificate's validity was 0 s, and
+        // 49 of WRCCDC's were anomalies TSV did not flag).
+        "certificate.not_valid_before" | "certificate.not_valid_after"
+        // kerberos, smb_files, ocsp
+        | "till" | "times.modified" | "times.accessed" | "times.created" | "times.changed"
+        | "thisUpdate" | "nextUpdate" | "revoketime" => Some(Pinned::OptionalTime),
         "id.orig_h" | "id.resp_h" => Some(Pinned::Scalar(ScalarType::Addr)),
         "id.orig_p" | "id.resp_p" => Some(Pinned::Scalar(ScalarType::Port)),
         // conn (and conn_long, open_conn)
@@ -422,7 +436,10 @@ fn pinned(name: &str) -> Option<Pinned> {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Pinned {
+    /// `ts`: a record's time, never unset.
     Time,
+    /// A time that a record may leave unset.
+    OptionalTime,
     Scalar(ScalarType),
 }
 
@@ -633,6 +650,29 @@ mod tests {
         for f in ["duration", "orig_bytes", "resp_bytes", "id.resp_p"] {
             assert!(r.get(f).is_unset(), "{f}: {:?}", r.get(f));
         }
+        // Times beside `ts`, in ISO-8601 as json-streaming-logs writes
+        // them, or as numbers, read as TSV's `time`.
+        let r = parse(
+            r#"{"ts":1,"certificate.not_valid_before":"2011-09-10T12:15:02.000000Z","certificate.not_valid_after":1315656902,"till":"-"}"#,
+        )
+        .unwrap()
+        .record;
+        assert_eq!(
+            r.get("certificate.not_valid_before"),
+            &Value::Real(1_315_656_902.0)
+        );
+        assert_eq!(
+            r.get("certificate.not_valid_after"),
+            &Value::Real(1_315_656_902.0)
+        );
+        assert!(r.get("till").is_unset());
+        let bad = parse(r#"{"ts":1,"certificate.not_valid_after":"soon"}"#)
+            .err()
+            .unwrap();
+        assert_eq!(
+            bad,
+            "field `certificate.not_valid_after`: invalid time `soon`"
+        );
         // A name pinned nowhere keeps its JSON form.
         let r = parse(r#"{"ts":1,"version":2,"other":-5}"#).unwrap().record;
         assert_eq!(r.get("version"), &Value::Count(2));

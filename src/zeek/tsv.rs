@@ -276,15 +276,20 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     }
 }
 
-/// Decodes Zeek's `\xHH` escapes in a value. Zeek escapes the separator and
-/// non-printable bytes this way; the bytes may not be UTF-8 (binary payload
-/// in a URI), so they are decoded lossily rather than rejected.
+/// Decodes Zeek's escapes in a TSV value: `\xHH` for the separator and
+/// non-printable bytes, and `\\` for a backslash (recent Zeek; older
+/// versions wrote `\x5c`). The bytes may not be UTF-8 (binary payload in a
+/// URI), so they are decoded lossily rather than rejected. Read left to
+/// right, so `\\x41` is a backslash and the text `x41`: left as `\\`, a
+/// certificate's `O=VMware\, Inc` read as `O=VMware\\, Inc` from TSV and as
+/// itself from JSON, and a model trained on one format found every such
+/// issuer unseen in the other.
 pub(crate) fn unescape(raw: &[u8]) -> Cow<'_, str> {
     if !raw.contains(&b'\\') {
         // The line was checked to be UTF-8 before it was split.
         return String::from_utf8_lossy(raw);
     }
-    Cow::Owned(String::from_utf8_lossy(&unescape_bytes(raw, |_| true)).into_owned())
+    Cow::Owned(String::from_utf8_lossy(&unescape_bytes(raw, |_| true, true)).into_owned())
 }
 
 /// [`unescape`] for a JSON log's string. Zeek's JSON writer escapes only
@@ -297,7 +302,7 @@ pub(crate) fn unescape_json(raw: &[u8]) -> Cow<'_, str> {
         return String::from_utf8_lossy(raw);
     }
     let escaped = |b: u8| !(0x20..0x7f).contains(&b);
-    Cow::Owned(String::from_utf8_lossy(&unescape_bytes(raw, escaped)).into_owned())
+    Cow::Owned(String::from_utf8_lossy(&unescape_bytes(raw, escaped, false)).into_owned())
 }
 
 /// [`unescape`] of a value already known to be UTF-8: borrowed as it is
@@ -309,12 +314,17 @@ fn unescape_str(text: &str) -> Cow<'_, str> {
     unescape(text.as_bytes())
 }
 
-/// The bytes `\xHH` escapes stand for, those `decodes` takes; anything
-/// else is kept as it is.
-fn unescape_bytes(raw: &[u8], decodes: impl Fn(u8) -> bool) -> Vec<u8> {
+/// The bytes `\xHH` escapes stand for, those `decodes` takes, and with
+/// `backslash` a backslash for `\\`; anything else is kept as it is.
+fn unescape_bytes(raw: &[u8], decodes: impl Fn(u8) -> bool, backslash: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
     while i < raw.len() {
+        if backslash && raw[i] == b'\\' && raw.get(i + 1) == Some(&b'\\') {
+            out.push(b'\\');
+            i += 2;
+            continue;
+        }
         if raw[i] == b'\\' && raw.get(i + 1) == Some(&b'x') {
             if let Some(byte) = raw
                 .get(i + 2..i + 4)
@@ -338,7 +348,7 @@ fn unescape_bytes(raw: &[u8], decodes: impl Fn(u8) -> bool) -> Vec<u8> {
 fn unescape_directive(raw: &[u8]) -> Vec<u8> {
     match raw {
         b"\\t" => b"\t".to_vec(),
-        _ => unescape_bytes(raw, |_| true),
+        _ => unescape_bytes(raw, |_| true, false),
     }
 }
 
@@ -425,6 +435,25 @@ mod tests {
             &Value::List(vec![Value::Str("a".into()), Value::Str("b,c".into())])
         );
         assert_eq!(r.get("service"), &Value::Str("x\ty".into()));
+    }
+
+    /// Zeek writes a backslash as `\\` (older versions `\x5c`): read as one
+    /// backslash, left to right, so `\\x41` stays the text `\x41`.
+    #[test]
+    fn an_escaped_backslash_is_one_backslash() {
+        let mut h = header(CONN);
+        let line = r"1|C|::1|1|0.5|F|a\\,b|O=VMware\\, Inc \\x41 \x5c".replace('|', "\t");
+        let r = h.parse(line.as_bytes(), 1).unwrap();
+        assert_eq!(
+            r.get("tunnel_parents"),
+            &Value::List(vec![Value::Str(r"a\".into()), Value::Str("b".into())])
+        );
+        assert_eq!(
+            r.get("service"),
+            &Value::Str(r"O=VMware\, Inc \x41 \".into())
+        );
+        // JSON has no such escape: its `\\` is two backslashes of the text.
+        assert_eq!(unescape_json(br"a\\b"), r"a\\b");
     }
 
     #[test]

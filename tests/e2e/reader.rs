@@ -158,6 +158,9 @@ fn tsv_and_json_forms_read_the_same() {
         ("rita-valid-http.tsv.gz", "rita-valid-http.json.gz", "http"),
         ("zed-dns.tsv.gz", "zed-dns.json.gz", "dns"),
         ("zed-ssl.tsv.gz", "zed-ssl.json.gz", "ssl"),
+        // ISO-8601 validity times in JSON; subjects with `\,`, written
+        // `\\,` in TSV.
+        ("zed-x509.tsv.gz", "zed-x509.json.gz", "x509"),
     ] {
         assert_eq!(assert_same_records(&fixture(tsv), &fixture(json), log), 300);
     }
@@ -189,6 +192,12 @@ fn tsv_and_json_forms_read_the_same_in_the_whole_corpus() {
             "zed-sample-data/zeek-json/ssl.json.gz",
             "ssl",
             49_474,
+        ),
+        (
+            "zed-sample-data/zeek-default/x509.log.gz",
+            "zed-sample-data/zeek-json/x509.json.gz",
+            "x509",
+            348,
         ),
     ] {
         assert_eq!(
