@@ -811,8 +811,9 @@ struct Cut {
 /// Where the scores resolve the target (at least ten of them above it) it
 /// is their empirical quantile; beyond, the quantile of a generalised
 /// Pareto fit of their tail ([`crate::tail`]), never below the empirical
-/// one of the same rank. Without enough scores for a fit it is their
-/// maximum, and the warning says what rate that can promise.
+/// one of the same rank, and bounded (see [`bound_extrapolation`]).
+/// Without enough scores for a fit it is their maximum, and the warning
+/// says what rate that can promise.
 fn choose_threshold(sorted: &[f64], fpr: f64, which: &str) -> Cut {
     let n = sorted.len();
     let q = 1.0 - fpr;
@@ -830,17 +831,23 @@ fn choose_threshold(sorted: &[f64], fpr: f64, which: &str) -> Cut {
     let need = (tail::MIN_EXCESSES as f64 / fpr).ceil();
     match tail {
         Some(fit) => {
-            let value = fit.quantile(fpr).max(quantile(sorted, q));
+            let fitted = fit.quantile(fpr).max(quantile(sorted, q));
+            let (value, bounded) = bound_extrapolation(sorted, &fit, fpr, fitted);
             Cut {
                 value,
                 method: format!(
-                    "quantile {q} of a generalised Pareto fit of the top {} scores of {which}",
+                    "quantile {q} of a generalised Pareto fit of the top {} scores of {which}{bounded}",
                     fit.excesses
                 ),
                 // The fit's rate, unless the scores themselves say more:
                 // a threshold at their maximum is exceeded by about one
                 // normal record in n + 1, whatever a light fitted tail says.
-                expected_fpr: Some(fit.exceedance(value).max(empirical_exceedance(sorted, value))),
+                // Brought back to their maximum from past it, the fit is
+                // what was wrong: the scores' rate alone.
+                expected_fpr: Some(match value < fitted && n as f64 * fpr >= 1.0 {
+                    true => empirical_exceedance(sorted, value),
+                    false => fit.exceedance(value).max(empirical_exceedance(sorted, value)),
+                }),
                 tail,
                 warning: (n as f64 * fpr < 1.0).then(|| {
                     format!(
@@ -860,6 +867,44 @@ fn choose_threshold(sorted: &[f64], fpr: f64, which: &str) -> Cut {
                 fpr * 100.0
             )),
         },
+    }
+}
+
+/// Where a tail fit's threshold may go, and what the method then says.
+///
+/// A fit on a few dozen scores can put its quantile far past every
+/// score (a review's sensor: conn at 6 times the largest of 7,623
+/// held-out scores, weird at product mode's cap of 4 against 0.44), and
+/// the model then flags nothing, ever. Two bounds:
+/// - with at least `1 / fpr` scores the quantile lies within their range,
+///   so it is at most their maximum (exceeded by about one normal record
+///   in n + 1, no more than the target);
+/// - with fewer, it goes past their maximum, but (on the log scale the
+///   fit is made on) no further than the maximum lies above the fitted
+///   tail's level: never further past the data than the data's tail spans.
+fn bound_extrapolation(sorted: &[f64], fit: &TailFit, fpr: f64, fitted: f64) -> (f64, String) {
+    let Some(&max) = sorted.last() else {
+        return (fitted, String::new());
+    };
+    if sorted.len() as f64 * fpr >= 1.0 {
+        return match fitted > max {
+            true => (
+                max,
+                format!(", at most their largest ({fitted:.6} fitted past it)"),
+            ),
+            false => (fitted, String::new()),
+        };
+    }
+    let span = (max.max(f64::MIN_POSITIVE) / fit.level.max(f64::MIN_POSITIVE)).max(1.0);
+    let furthest = max * span;
+    match fitted > furthest {
+        true => (
+            furthest,
+            format!(
+                ", bounded at {span:.2} times their largest, as far past it as their tail spans ({fitted:.6} fitted)"
+            ),
+        ),
+        false => (fitted, String::new()),
     }
 }
 
@@ -959,6 +1004,49 @@ mod tests {
         let cut = choose_threshold(&tiny, 0.001, "test");
         assert_eq!(cut.value, 0.3, "too few to fit: their maximum");
         assert!(cut.warning.unwrap().contains("only 3 normal scores"));
+    }
+
+    /// A fit past every score is brought back: to the largest score when
+    /// there are enough scores for the rate, else no further past it than
+    /// the tail spans; a fit within the bounds is kept.
+    #[test]
+    fn a_tail_fit_far_past_the_scores_is_bounded() {
+        let fit = |level: f64, scores: u64| TailFit {
+            level,
+            sigma: 1.0,
+            xi: 0.5,
+            excesses: 40,
+            scores,
+        };
+        let many: Vec<f64> = (1..=2000).map(|i| f64::from(i) / 2000.0).collect();
+        let (v, why) = bound_extrapolation(&many, &fit(0.98, 2000), 0.001, 5.0);
+        assert_eq!(v, 1.0);
+        assert!(
+            why.contains("at most their largest (5.000000 fitted"),
+            "{why}"
+        );
+        assert_eq!(
+            bound_extrapolation(&many, &fit(0.98, 2000), 0.001, 0.99),
+            (0.99, String::new())
+        );
+        let few: Vec<f64> = (1..=300).map(|i| f64::from(i) / 300.0).collect();
+        let (v, why) = bound_extrapolation(&few, &fit(0.5, 300), 0.001, 10.0);
+        assert_eq!(v, 2.0, "the top half spans a factor of 2 past 0.5");
+        assert!(why.contains("bounded at 2.00 times their largest"), "{why}");
+        assert_eq!(
+            bound_extrapolation(&few, &fit(0.5, 300), 0.001, 1.5),
+            (1.5, String::new())
+        );
+        // Through `choose_threshold`: 5,000 scores for a 0.1% rate (5
+        // expected above it), whose top 2% spread evenly on the log scale
+        // up to a ceiling (as a sensor's did): the fit's exponential tail
+        // goes on past the ceiling, the threshold stops at it.
+        let mut scores: Vec<f64> = (0..4900).map(|i| 0.1 + f64::from(i) / 49_000.0).collect();
+        scores.extend((1..=100).map(|j| 0.2 * (f64::from(j) / 100.0).exp()));
+        let cut = choose_threshold(&scores, 0.001, "test");
+        assert_eq!(cut.value, scores[scores.len() - 1], "{cut:?}");
+        assert!(cut.method.contains("at most their largest"), "{cut:?}");
+        assert!(cut.expected_fpr.unwrap() <= 0.001, "{cut:?}");
     }
 
     #[test]
