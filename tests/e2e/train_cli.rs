@@ -136,13 +136,32 @@ fn errors_say_what_to_do() {
     ];
     for (args, expected) in cases {
         let out = train(args);
-        assert!(!out.status.success(), "{args:?} must fail");
+        assert_eq!(out.status.code(), Some(1), "{args:?} must fail");
         assert!(
             text(&out).contains(expected),
             "{args:?}: `{expected}` not in:\n{}",
             text(&out)
         );
     }
+    // A bad flag, value or config file fails with 1, never 2 ("done, but
+    // some inputs could not be read", which the systemd unit's training
+    // step accepts); help is 0.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("azw.toml");
+    std::fs::write(&config, "[azw-train]\nmin-record = 50\n").unwrap();
+    let config = config.to_str().unwrap();
+    for args in [
+        &["--bogus"][..],
+        &["--log-dir", ".", "--epochs", "many"],
+        &["--config", config, "--log-dir", "."],
+    ] {
+        let out = train(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
+    }
+    assert!(
+        text(&train(&["--config", config, "--log-dir", "."])).contains("unknown key `min-record`")
+    );
+    assert_eq!(train(&["--help"]).status.code(), Some(0));
     // An explicit module without logs is an error; under ALL it is skipped.
     let empty = tempfile::tempdir().unwrap();
     let out = train(&[

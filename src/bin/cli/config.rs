@@ -131,10 +131,10 @@ pub fn parse<T: clap::Parser>(tool: &'static str) -> T {
                         "note: the value comes from {} line {line}",
                         file.path.display()
                     );
-                    std::process::exit(2);
+                    std::process::exit(EXIT_USAGE);
                 }
             }
-            e.exit()
+            exit_on(e)
         }
     };
     if matches.get_flag("print_config") {
@@ -142,12 +142,25 @@ pub fn parse<T: clap::Parser>(tool: &'static str) -> T {
         let _ = std::io::stdout().lock().write_all(text.as_bytes());
         std::process::exit(0);
     }
-    T::from_arg_matches(&matches).unwrap_or_else(|e| e.with_cmd(&cmd).exit())
+    T::from_arg_matches(&matches).unwrap_or_else(|e| exit_on(e.with_cmd(&cmd)))
+}
+
+/// The exit code of a bad command line or config file: a failure, as the
+/// README's codes say, not clap's 2, which is ours for "done, but some
+/// inputs could not be read" (the systemd unit's training step accepts
+/// it, so a typo in the config file passed it and trained nothing).
+const EXIT_USAGE: i32 = 1;
+
+/// Prints clap's message and exits: 0 for `--help` and `--version`,
+/// [`EXIT_USAGE`] for an error.
+fn exit_on(e: clap::Error) -> ! {
+    let _ = e.print();
+    std::process::exit(if e.use_stderr() { EXIT_USAGE } else { 0 })
 }
 
 fn die(message: &str) -> ! {
     super::errln!("error: {}", autozeekwatch::escape::terminal(message));
-    std::process::exit(2)
+    std::process::exit(EXIT_USAGE)
 }
 
 /// The value of `--flag VALUE` or `--flag=VALUE` on the command line
