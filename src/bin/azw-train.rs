@@ -69,9 +69,27 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
     // service from starting again after its first start.
     let mut some_model = false;
     if args.only_missing {
-        let (have, missing): (Vec<LogKind>, Vec<LogKind>) = modules
-            .iter()
-            .partition(|m| args.model_dir.join(model::file_name(**m)).exists());
+        // A model that does not load counts as missing: azw-infer refuses
+        // to start on it, and the unit's start step ran this, found the
+        // file there, and left the service failing until the night's
+        // training.
+        let loads = |m: &LogKind| {
+            let path = args.model_dir.join(model::file_name(*m));
+            if !path.exists() {
+                return false;
+            }
+            match model::Model::load(&path) {
+                Ok(_) => true,
+                Err(e) => {
+                    tracing::warn!(
+                        "{m}: {}; trained again (--only-missing)",
+                        escape::terminal(&e.to_string())
+                    );
+                    false
+                }
+            }
+        };
+        let (have, missing): (Vec<LogKind>, Vec<LogKind>) = modules.iter().partition(|m| loads(m));
         for m in &have {
             tracing::info!(
                 "{m}: has a model in {}, skipped (--only-missing)",

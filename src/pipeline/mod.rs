@@ -111,6 +111,12 @@ fn train_hint(module: &LogKind, error: &ModelError) -> String {
                 )
             }
         }
+        // The unit's start step (`azw-train --only-missing`) trains it
+        // again; said, so that a damaged model is not a restart loop
+        // without a way out.
+        ModelError::Corrupt { .. } if crate::tables::Tables::built_in().get(*module).is_some() => {
+            format!("; train it again (azw-train --modules {module}; --only-missing retrains a model that does not load)")
+        }
         _ => String::new(),
     }
 }

@@ -596,6 +596,30 @@ fn only_missing_trains_the_modules_without_a_model() {
         "{}",
         stdout(&out)
     );
+    // A damaged model (cut short, as by a full disk) does not load:
+    // azw-infer refuses to start on it and says what to run, and
+    // --only-missing trains it again.
+    fs::write(dir.join("conn.model.json"), &before[..before.len() / 2]).unwrap();
+    let infer = Command::new(env!("CARGO_BIN_EXE_azw-infer"))
+        .args(["--replay", root().join("examples/logs").to_str().unwrap()])
+        .args(["--modules", "CONN", "--model-dir", dir.to_str().unwrap()])
+        .args(["--output", dir.join("s.json").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(infer.status.code(), Some(1));
+    assert!(
+        stderr(&infer).contains("--only-missing retrains a model that does not load"),
+        "{}",
+        stderr(&infer)
+    );
+    let out = train(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("trained again (--only-missing)"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(autozeekwatch::model::Model::load(&dir.join("conn.model.json")).is_ok());
 }
 
 #[test]
