@@ -163,6 +163,26 @@ fn domain_of_host(host: &str) -> Option<&str> {
     (!name.is_empty()).then_some(name)
 }
 
+/// Whether `d` is a host name, as `destination.domain` holds one: labels
+/// of letters, digits, `-` and `_` between single dots, 253 bytes at most,
+/// and not an address (in `destination.ip` already). A Host header or SNI
+/// is the client's to write: `ev"il.com`, a NUL, a right-to-left mark or
+/// a 512-byte string went into the field a SIEM's domain rules and
+/// lookups read; `url.domain` keeps what was sent.
+fn is_host_name(d: &str) -> bool {
+    let d = d.strip_suffix('.').unwrap_or(d);
+    !d.is_empty()
+        && d.len() <= 253
+        && d.parse::<IpAddr>().is_err()
+        && d.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
 /// ECS's `tls.version_protocol` and `tls.version` of Zeek's SSL
 /// `version` (`TLSv12`: `tls`, `1.2`; `SSLv3`: `ssl`, `3.0`; a draft,
 /// `TLSv13-draft23`, is its version's); `None` for anything else.
@@ -674,8 +694,12 @@ fn ecs(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Value {
             continue;
         };
         let v = match path {
+            // ECS's `long` is signed: a count past it (an attacker's
+            // 18446744073709551615 bytes in a JSON log) is left out, not
+            // written into a document the SIEM's mapping then refuses
+            // whole.
             "source.bytes" | "destination.bytes" | "http.response.status_code" => {
-                match v.as_u64() {
+                match v.as_u64().filter(|n| i64::try_from(*n).is_ok()) {
                     Some(n) => json!(n),
                     None => continue,
                 }
@@ -687,7 +711,7 @@ fn ecs(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Value {
             // A name, not an address: an IP literal is in
             // `destination.ip` already.
             "destination.domain" => match v.as_str().and_then(domain_of_host) {
-                Some(d) if d.trim_matches(['[', ']']).parse::<IpAddr>().is_err() => json!(d),
+                Some(d) if is_host_name(d) => json!(d),
                 _ => continue,
             },
             "tls.version" => match v.as_str().and_then(tls_version) {
@@ -1365,6 +1389,43 @@ mod tests {
             ("a:b", Some("a:b")),
         ] {
             assert_eq!(domain_of_host(host), want, "{host:?}");
+        }
+    }
+
+    /// ECS's `long` is signed: a byte count past it is left out.
+    #[test]
+    fn counts_past_an_ecs_long_are_left_out() {
+        let mut r = crate::sink::format::tests::record(false);
+        r.module = crate::LogKind::CONN;
+        let mut context = std::collections::BTreeMap::new();
+        context.insert("orig_bytes".into(), json!(u64::MAX));
+        context.insert("resp_bytes".into(), json!(i64::MAX as u64));
+        r.context = context.into();
+        let doc = ecs(&r, None, &Stamp::default());
+        assert!(doc["source"].get("bytes").is_none(), "{doc}");
+        assert_eq!(doc["destination"]["bytes"], json!(i64::MAX), "{doc}");
+    }
+
+    #[test]
+    fn only_host_names_are_destination_domains() {
+        for good in ["example.com", "Example.COM.", "a-b_c.d1", "localhost"] {
+            assert!(is_host_name(good), "{good}");
+        }
+        let long = "a".repeat(254);
+        for bad in [
+            "ev\"il.com",
+            "host\u{0}nul",
+            "x\u{202e}moc.live",
+            "exa mple.com",
+            "a..b",
+            ".",
+            "",
+            long.as_str(),
+            "10.0.0.1",
+            "[2001:db8::1]",
+            "2001:db8::1",
+        ] {
+            assert!(!is_host_name(bad), "{bad:?}");
         }
     }
 
