@@ -95,9 +95,13 @@ fn has_ports(r: &ScoredRecord) -> bool {
 
 /// ISO-8601 UTC with microseconds: `2018-03-24T17:17:31.136272Z`
 /// (`suricata`: `+0000` instead of `Z`, as EVE writes it); `None` for a
-/// missing time or one no calendar holds (an attacker's `1e300`).
+/// missing time, one no calendar holds (an attacker's `1e300`), or one
+/// the pipeline does not believe ([`crate::plausible`]: before 1970, or
+/// over a day past this machine's clock), which it warns of and then
+/// wrote as `1969-12-31T23:59:55Z` or the year 5138, untagged, where no
+/// dashboard's time window finds it.
 fn iso8601(ts: Option<f64>, suricata: bool) -> Option<String> {
-    let t = ts.filter(|t| t.is_finite())?;
+    let t = ts.filter(|t| t.is_finite() && *t >= 0.0 && *t <= crate::plausible::latest())?;
     let secs = t.floor();
     let micros = ((t - secs) * 1e6).round().min(999_999.0) as u32;
     let at = chrono::DateTime::from_timestamp(secs as i64, micros * 1000)?;
@@ -1441,7 +1445,14 @@ mod tests {
         );
         // Out of range: none, never a panic; a document's own time is
         // then the current one, said as such.
-        for t in [1e300, -1e300, f64::NAN, f64::INFINITY] {
+        for t in [
+            1e300,
+            -1e300,
+            f64::NAN,
+            f64::INFINITY,
+            -5.0,
+            99_999_999_999.0,
+        ] {
             assert_eq!(iso8601(Some(t), false), None, "{t}");
             let (at, substituted) = document_time(Some(t), true);
             assert!(substituted && at.ends_with("+0000"), "{t}: {at}");
