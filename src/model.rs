@@ -737,7 +737,7 @@ fn verify_seal(path: &Path, bytes: &[u8], version: u32) -> Result<(), ModelError
             })
         }
         None => tracing::warn!(
-            "{}: model format {version} has no checksum, so damage cannot be detected; retrain to write format {FORMAT_VERSION}",
+            "{}: model format {version} has no checksum, so damage cannot be detected; retrain to write one with a checksum",
             path.display()
         ),
     }

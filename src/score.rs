@@ -449,6 +449,20 @@ pub fn default_context(module: LogKind) -> &'static [&'static str] {
         "http" => &["method", "host", "uri", "status_code", "user_agent"],
         "ssl" => &["version", "server_name", "ja3", "ja3s", "ja4", "ja4s"],
         "ssh" => &["client", "server", "auth_success"],
+        // The file's own id and how to reach its connection and hosts:
+        // `uid` and `id.*` in Zeek 5 on, `conn_uids`, `tx_hosts` and
+        // `rx_hosts` before (a review's flagged files named nothing an
+        // analyst could look up), and its hash for a lookup.
+        "files" => &[
+            "fuid",
+            "source",
+            "mime_type",
+            "filename",
+            "conn_uids",
+            "tx_hosts",
+            "rx_hosts",
+            "sha1",
+        ],
         _ => &[],
     }
 }
