@@ -292,6 +292,10 @@ pub struct Open {
     /// next update.
     written: Option<Severity>,
     next_update: u64,
+    /// Documents written of it (open and updates): the next one's
+    /// [`Alert::revision`].
+    #[serde(default)]
+    revisions: u64,
     /// Held back by the limit of new alerts a minute (counted once).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub(crate) held_back: bool,
@@ -436,6 +440,13 @@ pub struct Alert {
     /// may go on, and its next item opens a new alert.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub closed_early: bool,
+    /// Which document of the alert this is: 1 for its opening, then one
+    /// more for each update and its closing. Two can share a time (an
+    /// update and the closing after the same item), so a SIEM keeping
+    /// the latest per `alert` orders by this, not by the time (ECS
+    /// `event.sequence`).
+    #[serde(default)]
+    pub revision: u64,
     /// Its detectors, each with whether a detection of it was over ICMP,
     /// for the SIEM writers' ATT&CK terms (empty for an alert restored
     /// from an older checkpoint: [`Alert::detectors`] then stand alone).
@@ -509,6 +520,7 @@ impl Open {
             variants: BTreeSet::new(),
             written: None,
             next_update: 2,
+            revisions: 0,
             held_back: false,
             named: BTreeMap::new(),
             keeps_evidence: true,
@@ -713,6 +725,7 @@ impl Open {
             Some(_) => return None,
         };
         self.written = Some(severity);
+        self.revisions += 1;
         while self.next_update <= count {
             self.next_update = self.next_update.saturating_mul(2);
         }
@@ -838,6 +851,10 @@ impl Open {
             reason: String::new(),
             local: self.local,
             closed_early: false,
+            revision: match state {
+                State::Closed => self.revisions + 1,
+                _ => self.revisions.max(1),
+            },
             variants: self.variants.clone(),
         };
         alert.reason = reason(&alert, self.peers_beyond > 0);

@@ -152,6 +152,14 @@ fn a_hosts_records_fold_into_one_alert_opened_updated_and_closed() {
         .filter(|a| &a.alert == id && a.state == State::Update)
         .count();
     assert!((2..=6).contains(&updates), "{updates}");
+    // Each document its revision, in the order written: 1 the opening,
+    // the closing last (an update and the closing can share a time).
+    let revisions: Vec<u64> = first
+        .iter()
+        .filter(|a| &a.alert == id)
+        .map(|a| a.revision)
+        .collect();
+    assert_eq!(revisions, (1..=updates as u64 + 2).collect::<Vec<_>>());
     assert!(
         burst.reason.contains("13 flagged conn, dns records"),
         "{}",

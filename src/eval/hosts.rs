@@ -209,6 +209,7 @@ mod tests {
             reason: String::new(),
             local: None,
             closed_early: false,
+            revision: 1,
             variants: Default::default(),
         }
     }

@@ -1148,6 +1148,8 @@ fn ecs_alert(a: &Alert, stamp: &Stamp) -> Value {
         json!(format!("alert-{}", state_name(a.state))),
     );
     put(&mut doc, "event.severity", json!(a.severity.ecs()));
+    // Which revision: an update and the closing can share a time.
+    put(&mut doc, "event.sequence", json!(a.revision));
     let risk = alert_risk(a.severity);
     put(&mut doc, "event.risk_score", json!(risk));
     put(&mut doc, "event.risk_score_norm", json!(risk));
@@ -1229,6 +1231,7 @@ fn eve_alert(a: &Alert, stamp: &Stamp) -> Value {
     let mut metadata = Map::new();
     metadata.insert("alert_id".into(), json!([a.alert]));
     metadata.insert("state".into(), json!([state_name(a.state)]));
+    metadata.insert("revision".into(), json!([a.revision.to_string()]));
     metadata.insert("reason".into(), json!([a.reason]));
     metadata.insert("uids".into(), json!(a.uids));
     tag_substituted_time(&mut metadata, substituted);
