@@ -1177,8 +1177,12 @@ fn ecs_alert(a: &Alert, stamp: &Stamp) -> Value {
         a.top_peers.iter().flat_map(|p| &p.names),
     );
     // And the user agents its requests to them gave (a keyword field
-    // holds a list as well as one).
-    let agents = a.top_peers.iter().flat_map(|p| &p.user_agents);
+    // holds a list as well as one): those the alert holds as they were
+    // sent. One it escaped or cut is not what the records' documents
+    // hold, and a pivot on it found none; it stays in the alert's own
+    // `top_peers`.
+    let agents = (a.top_peers.iter().flat_map(|p| &p.user_agents))
+        .filter(|ua| !ua.contains('\\') && !ua.ends_with("..."));
     put_distinct(&mut doc, "user_agent.original", agents);
     ecs_observer(&mut doc, stamp);
     doc.insert("autozeekwatch".into(), alert_fields(a));
@@ -1589,6 +1593,34 @@ mod tests {
         assert!(
             doc["timestamp"].as_str().unwrap().starts_with("20"),
             "{doc}"
+        );
+    }
+
+    /// An alert's user agents go into `user_agent.original` only as they
+    /// were sent: one it escaped or cut would match no record's document.
+    #[test]
+    fn an_alerts_user_agents_are_the_ones_sent() {
+        use crate::alert::fold::PeerCount;
+        use crate::alert::{Item, Open};
+        let item = Item::of_detection(&detection(DetectorKind::Beacon, None)).unwrap();
+        let mut alert = Open::new(&item).alert(State::Open);
+        alert.top_peers = vec![PeerCount {
+            ip: "10.0.0.9".parse().unwrap(),
+            count: 3,
+            names: Vec::new(),
+            user_agents: vec![
+                "Mozilla/5.0 (X11)".into(),
+                r"evil\x1b[31mred".into(),
+                format!("{}...", "a".repeat(157)),
+            ],
+        }];
+        let doc = ecs_alert(&alert, &Stamp::default());
+        assert_eq!(doc["user_agent"]["original"], json!(["Mozilla/5.0 (X11)"]));
+        assert_eq!(
+            doc["autozeekwatch"]["top_peers"][0]["user_agents"]
+                .as_array()
+                .map(Vec::len),
+            Some(3)
         );
     }
 
