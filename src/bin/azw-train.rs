@@ -25,14 +25,16 @@ fn main() -> ExitCode {
     if !std::io::stderr().is_terminal() || args.log.quiet {
         bars.set_draw_target(ProgressDrawTarget::hidden());
     }
+    // Without a terminal the bars are hidden, and log lines stand in.
+    let progress_lines = !std::io::stderr().is_terminal() && !args.log.quiet;
     cli::init_logging(&args.log, Some(bars.clone()));
-    match run(args, &bars) {
+    match run(args, &bars, progress_lines) {
         Ok(code) => code,
         Err(e) => cli::report(&e),
     }
 }
 
-fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
+fn run(args: Args, bars: &MultiProgress, progress_lines: bool) -> anyhow::Result<ExitCode> {
     args.read.apply();
     if !args.inspect.is_empty() {
         return inspect(&args.inspect);
@@ -214,17 +216,19 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
         });
     }
 
-    let style = ProgressStyle::with_template(
-        "{msg:<24} [{bar:30}] {pos}/{len} records ({per_sec}, {eta} left)",
-    )
-    .expect("valid template")
-    .progress_chars("=> ");
+    // The first pass counts the records as it reads them: no total, so
+    // no bar or time left (it showed a full bar and `21504/0`).
+    let counting = ProgressStyle::with_template("{msg:<24} {pos} records ({per_sec})")
+        .expect("valid template");
     let results: Vec<_> = std::thread::scope(|scope| {
         let handles: Vec<_> = jobs
             .iter()
             .map(|(module, files)| {
-                let bar = cli::Bar(bars.add(ProgressBar::new(0).with_style(style.clone())));
-                bar.0.enable_steady_tick(Duration::from_millis(200));
+                let bar = cli::Bar::new(
+                    bars.add(ProgressBar::no_length().with_style(counting.clone())),
+                    progress_lines,
+                );
+                bar.bar.enable_steady_tick(Duration::from_millis(200));
                 let opts = &opts;
                 let model_dir = &args.model_dir;
                 let min_records = args.min_records;
@@ -241,7 +245,7 @@ fn run(args: Args, bars: &MultiProgress) -> anyhow::Result<ExitCode> {
                             }
                             Ok(train::save(&model, model_dir).map(|path| (model, path))?)
                         });
-                    bar.0.finish_and_clear();
+                    bar.bar.finish_and_clear();
                     (*module, result)
                 })
             })

@@ -82,18 +82,69 @@ pub fn is_zeek_current(dir: &std::path::Path) -> bool {
     named && dir.is_dir()
 }
 
-/// A progress bar as the library's [`Progress`].
-pub struct Bar(pub ProgressBar);
+/// A progress bar as the library's [`Progress`]; without a terminal (cron,
+/// a unit's start step), where the bar is hidden, a log line every
+/// [`Bar::LOG_EVERY`] instead: a night's training on a busy sensor was
+/// hours without a word between "training on N files" and its summary.
+pub struct Bar {
+    pub bar: ProgressBar,
+    /// When the last line was logged, when lines stand in for the bar.
+    logged: Option<std::sync::Mutex<std::time::Instant>>,
+}
+
+impl Bar {
+    pub const LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+    /// `lines`: log a line now and then (the bar is not drawn).
+    pub fn new(bar: ProgressBar, lines: bool) -> Bar {
+        Bar {
+            bar,
+            logged: lines.then(|| std::sync::Mutex::new(std::time::Instant::now())),
+        }
+    }
+
+    /// The line standing in for the bar, when one is due.
+    fn log_if_due(&self) {
+        let Some(Ok(mut last)) = self.logged.as_ref().map(|m| m.try_lock()) else {
+            return;
+        };
+        if last.elapsed() < Self::LOG_EVERY {
+            return;
+        }
+        *last = std::time::Instant::now();
+        let done = self.bar.position();
+        let rate = self.bar.per_sec();
+        match self.bar.length().filter(|n| *n > 0) {
+            Some(total) => tracing::info!(
+                "{}: {done} of {total} records ({rate:.0}/s, {} s left)",
+                self.bar.message(),
+                self.bar.eta().as_secs()
+            ),
+            None => tracing::info!("{}: {done} records ({rate:.0}/s)", self.bar.message()),
+        }
+    }
+}
 
 impl Progress for Bar {
     fn set_length(&self, total: u64) {
-        self.0.set_length(total);
+        // Known from the second pass on: a bar, and the time left.
+        if total > 0 && self.bar.length().is_none_or(|n| n == 0) {
+            self.bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg:<24} [{bar:30}] {pos}/{len} records ({per_sec}, {eta} left)",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+        }
+        self.bar.set_length(total);
     }
     fn inc(&self, n: u64) {
-        self.0.inc(n);
+        self.bar.inc(n);
+        self.log_if_due();
     }
     fn set_message(&self, message: String) {
-        self.0.set_message(message);
+        self.bar.set_message(message);
     }
 }
 
