@@ -110,7 +110,8 @@ impl Compression {
 const WINDOW_TOO_LARGE: &str = "Frame requires too much memory for decoding";
 
 /// The zstd decoder, with its one refusal that is no damage said as what
-/// it is: an archive made with `zstd --long` (a window over 128 MiB) read
+/// it is: an archive made with `zstd --long=28` or more (a window over
+/// 128 MiB) read
 /// as "damaged after line 0", and the user recompressed nothing.
 struct ZstdDecoder<R: BufRead>(zstd::stream::read::Decoder<'static, R>);
 
@@ -120,7 +121,7 @@ impl<R: BufRead> Read for ZstdDecoder<R> {
             if e.to_string() == WINDOW_TOO_LARGE {
                 io::Error::new(
                     io::ErrorKind::Unsupported,
-                    "compressed with a zstd window over 128 MiB (`zstd --long`), which is not read, to keep memory bounded: recompress it without `--long` (`zstd -dc --long=31 F | zstd -o G`)",
+                    "compressed with a zstd window over 128 MiB (`zstd --long=28` or more), which is not read, to keep memory bounded: recompress it without `--long` (`zstd -dc --long=31 F | zstd -o G`)",
                 )
             } else {
                 e
@@ -206,7 +207,7 @@ mod tests {
         }
     }
 
-    /// A `zstd --long` archive (a window over the decoder's 128 MiB) is
+    /// A `zstd --long=30` archive (a window over the decoder's 128 MiB) is
     /// refused as unsupported, saying how to recompress it, not as damage.
     #[test]
     fn a_zstd_window_over_the_limit_is_said_as_such() {
@@ -217,7 +218,10 @@ mod tests {
         let bytes = e.finish().unwrap();
         let err = read_all(bytes).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::Unsupported, "{err}");
-        assert!(err.to_string().contains("`zstd --long`"), "{err}");
+        assert!(
+            err.to_string().contains("`zstd --long=28` or more"),
+            "{err}"
+        );
         // Within the limit, read as ever.
         let mut e = zstd::stream::write::Encoder::new(Vec::new(), 1).unwrap();
         e.window_log(27).unwrap();

@@ -217,7 +217,10 @@ impl Calibration {
         if let Some(t) = &self.tail {
             let share = t.excesses as f64 / t.scores.max(1) as f64;
             if p <= share {
-                return Some(t.quantile(p));
+                // Bounded as training bounds its threshold: the fit's own
+                // quantile brought back a threshold that flags nothing.
+                let largest = self.points.last().map_or(f64::NAN, |&(_, s)| s);
+                return Some(t.bounded(t.quantile(p), p, largest).0);
             }
         }
         // The inverse of `p_normal`'s interpolation between the quantiles.
@@ -411,15 +414,36 @@ mod tests {
 
     #[test]
     fn the_tail_fit_extrapolates_beyond_the_held_out_scores() {
+        // A Pareto tail (exponential on the log scale): heavy enough that
+        // the fit's quantile stays within its bound.
         let sorted: Vec<f64> = (1..=10_000)
-            .map(|i| (i as f64 / 1000.0).exp() * 1e-3)
+            .map(|i| 1e-3 * (1.0 - i as f64 / 10_001.0).powf(-0.5))
             .collect();
         let tail = TailFit::fit(&sorted).expect("a fit");
-        let c = calibration(Some(tail));
+        let mut c = calibration(Some(tail));
+        // The largest held-out score is the fitted scores'.
+        c.points.last_mut().unwrap().1 = sorted[9_999];
         let far = c.p_normal(sorted[9_999] * 10.0);
         assert!(far < 1e-4, "{far}");
         let q = c.score_at(1e-5).unwrap();
         assert!((c.p_normal(q) - 1e-5).abs() < 1e-7, "{}", c.p_normal(q));
+    }
+
+    /// A rate asked for at run time is bounded as training's threshold is
+    /// ([`TailFit::bounded`]): with enough scores, at most the largest.
+    #[test]
+    fn a_rate_is_bounded_by_the_scores_as_trainings_threshold_is() {
+        let mut sorted: Vec<f64> = (0..4900).map(|i| 0.1 + f64::from(i) / 49_000.0).collect();
+        sorted.extend((1..=100).map(|j| 0.2 * (f64::from(j) / 100.0).exp()));
+        let tail = TailFit::fit(&sorted).expect("a fit");
+        let largest = sorted[sorted.len() - 1];
+        assert!(tail.quantile(0.001) > largest, "the fit goes past it");
+        let c = Calibration {
+            points: vec![(0.5, sorted[2500]), (1.0 / 5001.0, largest)],
+            tail: Some(tail),
+            scores: 5000,
+        };
+        assert_eq!(c.score_at(0.001), Some(largest));
     }
 
     #[test]

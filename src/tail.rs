@@ -116,6 +116,53 @@ impl TailFit {
     }
 }
 
+/// How [`TailFit::bounded`] moved a quantile.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Bound {
+    /// Not at all.
+    None,
+    /// Down to the largest score.
+    AtLargest,
+    /// Down to this many times the largest score.
+    Span(f64),
+}
+
+impl TailFit {
+    /// `fitted` (a quantile of this fit, for the rate `p`) bounded by the
+    /// scores it was fitted on, whose largest is `max`.
+    ///
+    /// A fit on a few dozen scores can put its quantile far past every
+    /// score (a review's sensor: conn at 6 times the largest of 7,623
+    /// held-out scores, weird at product mode's cap of 4 against 0.44), and
+    /// a threshold there flags nothing, ever. Two bounds:
+    /// - with at least `1 / p` scores the quantile lies within their range,
+    ///   so it is at most their maximum (exceeded by about one normal record
+    ///   in n + 1, no more than asked);
+    /// - with fewer, it goes past their maximum, but (on the log scale the
+    ///   fit is made on) no further than the maximum lies above the fitted
+    ///   tail's level: never further past the data than its tail spans.
+    ///
+    /// Training's threshold and a rate asked for at run time
+    /// (`--threshold rate:`) are both bounded so.
+    pub fn bounded(&self, fitted: f64, p: f64, max: f64) -> (f64, Bound) {
+        if !max.is_finite() || max <= 0.0 {
+            return (fitted, Bound::None);
+        }
+        if self.scores as f64 * p >= 1.0 {
+            return match fitted > max {
+                true => (max, Bound::AtLargest),
+                false => (fitted, Bound::None),
+            };
+        }
+        let span = (max / self.level.max(f64::MIN_POSITIVE)).max(1.0);
+        let furthest = max * span;
+        match fitted > furthest {
+            true => (furthest, Bound::Span(span)),
+            false => (fitted, Bound::None),
+        }
+    }
+}
+
 /// How many of `n` scores form the tail: the top 2%, but at least
 /// `sqrt(n)` and at most a quarter, so a few hundred held-out records
 /// still give a fit on a dozen or more points.

@@ -32,7 +32,7 @@ use crate::log_kind::LogKind;
 use crate::model::{self, Model, SampleInfo, Threshold, TrainingInfo, FORMAT_VERSION, MAGIC};
 use crate::sample::{BottomK, Sample};
 use crate::tables::{Table, Tables};
-use crate::tail::{self, TailFit};
+use crate::tail::{self, Bound, TailFit};
 use crate::zeek::layout::{self, DateRange, LogFile};
 use crate::zeek::{FirstPass, Record, Records, StreamTotals};
 
@@ -870,41 +870,24 @@ fn choose_threshold(sorted: &[f64], fpr: f64, which: &str) -> Cut {
     }
 }
 
-/// Where a tail fit's threshold may go, and what the method then says.
-///
-/// A fit on a few dozen scores can put its quantile far past every
-/// score (a review's sensor: conn at 6 times the largest of 7,623
-/// held-out scores, weird at product mode's cap of 4 against 0.44), and
-/// the model then flags nothing, ever. Two bounds:
-/// - with at least `1 / fpr` scores the quantile lies within their range,
-///   so it is at most their maximum (exceeded by about one normal record
-///   in n + 1, no more than the target);
-/// - with fewer, it goes past their maximum, but (on the log scale the
-///   fit is made on) no further than the maximum lies above the fitted
-///   tail's level: never further past the data than the data's tail spans.
+/// Where a tail fit's threshold may go ([`TailFit::bounded`]), and what
+/// the method then says.
 fn bound_extrapolation(sorted: &[f64], fit: &TailFit, fpr: f64, fitted: f64) -> (f64, String) {
     let Some(&max) = sorted.last() else {
         return (fitted, String::new());
     };
-    if sorted.len() as f64 * fpr >= 1.0 {
-        return match fitted > max {
-            true => (
-                max,
-                format!(", at most their largest ({fitted:.6} fitted past it)"),
-            ),
-            false => (fitted, String::new()),
-        };
-    }
-    let span = (max.max(f64::MIN_POSITIVE) / fit.level.max(f64::MIN_POSITIVE)).max(1.0);
-    let furthest = max * span;
-    match fitted > furthest {
-        true => (
-            furthest,
+    match fit.bounded(fitted, fpr, max) {
+        (value, Bound::None) => (value, String::new()),
+        (value, Bound::AtLargest) => (
+            value,
+            format!(", at most their largest ({fitted:.6} fitted past it)"),
+        ),
+        (value, Bound::Span(span)) => (
+            value,
             format!(
                 ", bounded at {span:.2} times their largest, as far past it as their tail spans ({fitted:.6} fitted)"
             ),
         ),
-        false => (fitted, String::new()),
     }
 }
 

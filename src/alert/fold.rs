@@ -724,12 +724,22 @@ impl Open {
             Some(w) if severity > w || count >= self.next_update => State::Update,
             Some(_) => return None,
         };
+        self.revisions = self.written_revisions() + 1;
         self.written = Some(severity);
-        self.revisions += 1;
         while self.next_update <= count {
             self.next_update = self.next_update.saturating_mul(2);
         }
         Some(state)
+    }
+
+    /// Documents written of it: at least one once written, for an alert
+    /// restored from a checkpoint from before revisions were counted
+    /// (its next update was numbered 1 again, as its opening).
+    fn written_revisions(&self) -> u64 {
+        match self.written {
+            Some(_) => self.revisions.max(1),
+            None => self.revisions,
+        }
     }
 
     /// Whether it was ever written (a closing is written only then).
@@ -852,7 +862,7 @@ impl Open {
             local: self.local,
             closed_early: false,
             revision: match state {
-                State::Closed => self.revisions + 1,
+                State::Closed => self.written_revisions() + 1,
                 _ => self.revisions.max(1),
             },
             variants: self.variants.clone(),

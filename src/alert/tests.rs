@@ -232,6 +232,61 @@ fn a_stage_saved_and_resumed_midway_writes_what_an_uninterrupted_one_does() {
     assert_eq!(whole, out);
 }
 
+/// Restored from a checkpoint from before revisions were counted, an
+/// alert already written goes on numbering its documents upwards (its
+/// next update was revision 1 again, as its opening).
+#[test]
+fn revisions_go_on_rising_after_a_checkpoint_without_them() {
+    fn strip(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                m.remove("revisions");
+                m.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut by_time = stream();
+    by_time.sort_by(|a, b| a.ts.unwrap().total_cmp(&b.ts.unwrap()));
+    let batches: Vec<(LogKind, Vec<ScoredRecord>, Reading)> = by_time
+        .into_iter()
+        .map(|r| (r.module, vec![r], Reading::CaughtUp))
+        .collect();
+    let (a, b) = batches.split_at(7);
+    let mut first = AlertStage::new(opts(), &[CONN, DNS], false);
+    let mut out = Vec::new();
+    for (module, records, reading) in a {
+        for r in records {
+            first.offer_record(r, &mut out);
+        }
+        first.progress(*module, records[0].ts.unwrap(), *reading, &mut out);
+    }
+    assert!(!out.is_empty(), "an alert written before the checkpoint");
+    let mut saved = serde_json::to_value(&first).unwrap();
+    assert!(saved.to_string().contains("\"revisions\""));
+    strip(&mut saved);
+    let second: AlertStage = serde_json::from_value(saved).unwrap();
+    let after = run(&mut second.resumed(opts(), &[CONN, DNS]), b);
+    // The older build's documents had no revision: from the restore on,
+    // an alert it wrote is past its opening's 1, and rises.
+    let mut last: std::collections::HashMap<&str, u64> =
+        (out.iter()).map(|a| (a.alert.as_str(), 1)).collect();
+    for a in &after {
+        let before = last.insert(&a.alert, a.revision).unwrap_or(0);
+        assert!(
+            a.revision > before,
+            "{}: {} after {before}",
+            a.alert,
+            a.revision
+        );
+    }
+    assert!(
+        after.iter().any(|a| out.iter().any(|o| o.alert == a.alert)),
+        "an alert goes on past the restore"
+    );
+}
+
 #[test]
 fn an_inbound_anomaly_is_the_local_hosts_alert() {
     let mut r = rec(CONN, 10.0, "198.51.100.9", "10.0.0.5", "C1", Severity::Low);

@@ -737,6 +737,11 @@ fn ecs(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Value {
     // score under `autozeekwatch`.
     let module = r.module.log_path();
     for (k, v) in &context {
+        // A count past ECS's signed long (mapped as one for a Zeek
+        // count) is left out here too: the document would be refused.
+        if v.as_u64().is_some_and(|n| i64::try_from(n).is_err()) {
+            continue;
+        }
         put(
             &mut doc,
             &format!("zeek.{module}.{}", k.replace('.', "_")),
@@ -1414,7 +1419,9 @@ mod tests {
         r.context = context.into();
         let doc = ecs(&r, None, &Stamp::default());
         assert!(doc["source"].get("bytes").is_none(), "{doc}");
+        assert!(doc["zeek"]["conn"].get("orig_bytes").is_none(), "{doc}");
         assert_eq!(doc["destination"]["bytes"], json!(i64::MAX), "{doc}");
+        assert_eq!(doc["zeek"]["conn"]["resp_bytes"], json!(i64::MAX), "{doc}");
     }
 
     #[test]
