@@ -111,8 +111,8 @@ const WINDOW_TOO_LARGE: &str = "Frame requires too much memory for decoding";
 
 /// The zstd decoder, with its one refusal that is no damage said as what
 /// it is: an archive made with `zstd --long=28` or more (a window over
-/// 128 MiB) read
-/// as "damaged after line 0", and the user recompressed nothing.
+/// 128 MiB) read as "damaged after line 0", and the user recompressed
+/// nothing.
 struct ZstdDecoder<R: BufRead>(zstd::stream::read::Decoder<'static, R>);
 
 impl<R: BufRead> Read for ZstdDecoder<R> {
