@@ -188,12 +188,7 @@ fn the_alerts_are_the_same_whatever_order_the_log_types_arrive_in() {
     );
     // Live: both log types interleaved by small batches, caught up.
     let mut live = AlertStage::new(opts(), &[CONN, DNS], false);
-    let mut by_time = stream();
-    by_time.sort_by(|a, b| a.ts.unwrap().total_cmp(&b.ts.unwrap()));
-    let batches: Vec<(LogKind, Vec<ScoredRecord>, Reading)> = by_time
-        .into_iter()
-        .map(|r| (r.module, vec![r], Reading::CaughtUp))
-        .collect();
+    let batches = one_by_one_in_time();
     let live_out = run(&mut live, &batches);
     assert_eq!(replay, live_out);
     // DNS read first this time.
@@ -207,24 +202,36 @@ fn the_alerts_are_the_same_whatever_order_the_log_types_arrive_in() {
     assert_eq!(replay, reversed);
 }
 
-#[test]
-fn a_stage_saved_and_resumed_midway_writes_what_an_uninterrupted_one_does() {
+/// The stream's records one batch each, in time order, caught up.
+fn one_by_one_in_time() -> Vec<(LogKind, Vec<ScoredRecord>, Reading)> {
     let mut by_time = stream();
     by_time.sort_by(|a, b| a.ts.unwrap().total_cmp(&b.ts.unwrap()));
-    let batches: Vec<(LogKind, Vec<ScoredRecord>, Reading)> = by_time
+    by_time
         .into_iter()
         .map(|r| (r.module, vec![r], Reading::CaughtUp))
-        .collect();
+        .collect()
+}
+
+/// A stage fed `batches` and not finished (as before a checkpoint), and
+/// what it wrote.
+fn stopped_after(batches: &[(LogKind, Vec<ScoredRecord>, Reading)]) -> (AlertStage, Vec<Alert>) {
+    let mut stage = AlertStage::new(opts(), &[CONN, DNS], false);
+    let mut out = Vec::new();
+    for (module, records, reading) in batches {
+        for r in records {
+            stage.offer_record(r, &mut out);
+        }
+        stage.progress(*module, records[0].ts.unwrap(), *reading, &mut out);
+    }
+    (stage, out)
+}
+
+#[test]
+fn a_stage_saved_and_resumed_midway_writes_what_an_uninterrupted_one_does() {
+    let batches = one_by_one_in_time();
     let whole = run(&mut AlertStage::new(opts(), &[CONN, DNS], false), &batches);
     let (a, b) = batches.split_at(7);
-    let mut first = AlertStage::new(opts(), &[CONN, DNS], false);
-    let mut out = Vec::new();
-    for (module, records, reading) in a {
-        for r in records {
-            first.offer_record(r, &mut out);
-        }
-        first.progress(*module, records[0].ts.unwrap(), *reading, &mut out);
-    }
+    let (first, mut out) = stopped_after(a);
     let saved = serde_json::to_string(&first).unwrap();
     let mut second: AlertStage = serde_json::from_str(&saved).unwrap();
     second = second.resumed(opts(), &[CONN, DNS]);
@@ -247,21 +254,9 @@ fn revisions_go_on_rising_after_a_checkpoint_without_them() {
             _ => {}
         }
     }
-    let mut by_time = stream();
-    by_time.sort_by(|a, b| a.ts.unwrap().total_cmp(&b.ts.unwrap()));
-    let batches: Vec<(LogKind, Vec<ScoredRecord>, Reading)> = by_time
-        .into_iter()
-        .map(|r| (r.module, vec![r], Reading::CaughtUp))
-        .collect();
+    let batches = one_by_one_in_time();
     let (a, b) = batches.split_at(7);
-    let mut first = AlertStage::new(opts(), &[CONN, DNS], false);
-    let mut out = Vec::new();
-    for (module, records, reading) in a {
-        for r in records {
-            first.offer_record(r, &mut out);
-        }
-        first.progress(*module, records[0].ts.unwrap(), *reading, &mut out);
-    }
+    let (first, out) = stopped_after(a);
     assert!(!out.is_empty(), "an alert written before the checkpoint");
     let mut saved = serde_json::to_value(&first).unwrap();
     assert!(saved.to_string().contains("\"revisions\""));
