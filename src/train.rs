@@ -811,7 +811,7 @@ struct Cut {
 /// Where the scores resolve the target (at least ten of them above it) it
 /// is their empirical quantile; beyond, the quantile of a generalised
 /// Pareto fit of their tail ([`crate::tail`]), never below the empirical
-/// one of the same rank, and bounded (see [`bound_extrapolation`]).
+/// one of the same rank, and bounded ([`TailFit::bounded`]).
 /// Without enough scores for a fit it is their maximum, and the warning
 /// says what rate that can promise.
 fn choose_threshold(sorted: &[f64], fpr: f64, which: &str) -> Cut {
@@ -832,21 +832,24 @@ fn choose_threshold(sorted: &[f64], fpr: f64, which: &str) -> Cut {
     match tail {
         Some(fit) => {
             let fitted = fit.quantile(fpr).max(quantile(sorted, q));
-            let (value, bounded) = bound_extrapolation(sorted, &fit, fpr, fitted);
+            // Never past what the scores support ([`TailFit::bounded`]).
+            let largest = sorted.last().copied().unwrap_or(f64::NAN);
+            let (value, bound) = fit.bounded(fitted, fpr, largest);
             Cut {
                 value,
                 method: format!(
-                    "quantile {q} of a generalised Pareto fit of the top {} scores of {which}{bounded}",
-                    fit.excesses
+                    "quantile {q} of a generalised Pareto fit of the top {} scores of {which}{}",
+                    fit.excesses,
+                    bound_note(bound, fitted)
                 ),
                 // The fit's rate, unless the scores themselves say more:
                 // a threshold at their maximum is exceeded by about one
                 // normal record in n + 1, whatever a light fitted tail says.
                 // Brought back to their maximum from past it, the fit is
                 // what was wrong: the scores' rate alone.
-                expected_fpr: Some(match value < fitted && n as f64 * fpr >= 1.0 {
-                    true => empirical_exceedance(sorted, value),
-                    false => fit.exceedance(value).max(empirical_exceedance(sorted, value)),
+                expected_fpr: Some(match bound {
+                    Bound::AtLargest => empirical_exceedance(sorted, value),
+                    _ => fit.exceedance(value).max(empirical_exceedance(sorted, value)),
                 }),
                 tail,
                 warning: (n as f64 * fpr < 1.0).then(|| {
@@ -870,23 +873,14 @@ fn choose_threshold(sorted: &[f64], fpr: f64, which: &str) -> Cut {
     }
 }
 
-/// Where a tail fit's threshold may go ([`TailFit::bounded`]), and what
-/// the method then says.
-fn bound_extrapolation(sorted: &[f64], fit: &TailFit, fpr: f64, fitted: f64) -> (f64, String) {
-    let Some(&max) = sorted.last() else {
-        return (fitted, String::new());
-    };
-    match fit.bounded(fitted, fpr, max) {
-        (value, Bound::None) => (value, String::new()),
-        (value, Bound::AtLargest) => (
-            value,
-            format!(", at most their largest ({fitted:.6} fitted past it)"),
-        ),
-        (value, Bound::Span(span)) => (
-            value,
-            format!(
-                ", bounded at {span:.2} times their largest, as far past it as their tail spans ({fitted:.6} fitted)"
-            ),
+/// What the threshold's method says of how [`TailFit::bounded`] moved the
+/// fit's quantile (`fitted`).
+fn bound_note(bound: Bound, fitted: f64) -> String {
+    match bound {
+        Bound::None => String::new(),
+        Bound::AtLargest => format!(", at most their largest ({fitted:.6} fitted past it)"),
+        Bound::Span(span) => format!(
+            ", bounded at {span:.2} times their largest, as far past it as their tail spans ({fitted:.6} fitted)"
         ),
     }
 }
@@ -1001,23 +995,29 @@ mod tests {
             excesses: 40,
             scores,
         };
+        // What training does with the fit's quantile: bounds it by the
+        // largest score, and says how in the method.
+        let bounded = |sorted: &[f64], fit: &TailFit, fpr: f64, fitted: f64| {
+            let (value, bound) = fit.bounded(fitted, fpr, sorted[sorted.len() - 1]);
+            (value, bound_note(bound, fitted))
+        };
         let many: Vec<f64> = (1..=2000).map(|i| f64::from(i) / 2000.0).collect();
-        let (v, why) = bound_extrapolation(&many, &fit(0.98, 2000), 0.001, 5.0);
+        let (v, why) = bounded(&many, &fit(0.98, 2000), 0.001, 5.0);
         assert_eq!(v, 1.0);
         assert!(
             why.contains("at most their largest (5.000000 fitted"),
             "{why}"
         );
         assert_eq!(
-            bound_extrapolation(&many, &fit(0.98, 2000), 0.001, 0.99),
+            bounded(&many, &fit(0.98, 2000), 0.001, 0.99),
             (0.99, String::new())
         );
         let few: Vec<f64> = (1..=300).map(|i| f64::from(i) / 300.0).collect();
-        let (v, why) = bound_extrapolation(&few, &fit(0.5, 300), 0.001, 10.0);
+        let (v, why) = bounded(&few, &fit(0.5, 300), 0.001, 10.0);
         assert_eq!(v, 2.0, "the top half spans a factor of 2 past 0.5");
         assert!(why.contains("bounded at 2.00 times their largest"), "{why}");
         assert_eq!(
-            bound_extrapolation(&few, &fit(0.5, 300), 0.001, 1.5),
+            bounded(&few, &fit(0.5, 300), 0.001, 1.5),
             (1.5, String::new())
         );
         // Through `choose_threshold`: 5,000 scores for a 0.1% rate (5
