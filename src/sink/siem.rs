@@ -101,11 +101,34 @@ fn has_ports(r: &ScoredRecord) -> bool {
 /// wrote as `1969-12-31T23:59:55Z` or the year 5138, untagged, where no
 /// dashboard's time window finds it.
 fn iso8601(ts: Option<f64>, suricata: bool) -> Option<String> {
-    let t = ts.filter(|t| t.is_finite() && *t >= 0.0 && *t <= crate::plausible::latest())?;
+    let t = ts.filter(|t| t.is_finite() && believed(*t))?;
     let secs = t.floor();
     let micros = ((t - secs) * 1e6).round().min(999_999.0) as u32;
     let at = chrono::DateTime::from_timestamp(secs as i64, micros * 1000)?;
     Some(format_time(at, suricata))
+}
+
+/// [`crate::plausible::Plausible::believes`], one per writing thread: the
+/// clock is read only when a time is later than the bound last read, not
+/// for every document.
+fn believed(t: f64) -> bool {
+    thread_local! {
+        static BELIEF: std::cell::Cell<crate::plausible::Plausible> =
+            std::cell::Cell::new(crate::plausible::Plausible::default());
+    }
+    BELIEF.with(|b| {
+        let mut belief = b.get();
+        let believed = belief.believes(t);
+        b.set(belief);
+        believed
+    })
+}
+
+/// Whether a JSON count is past ECS's `long`, which is signed (an
+/// attacker's 18446744073709551615 bytes in a JSON log): written, the
+/// SIEM's mapping refuses the whole document.
+fn past_ecs_long(v: &Value) -> bool {
+    v.is_u64() && !v.is_i64()
 }
 
 fn format_time(at: chrono::DateTime<chrono::Utc>, suricata: bool) -> String {
@@ -698,12 +721,8 @@ fn ecs(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Value {
             continue;
         };
         let v = match path {
-            // ECS's `long` is signed: a count past it (an attacker's
-            // 18446744073709551615 bytes in a JSON log) is left out, not
-            // written into a document the SIEM's mapping then refuses
-            // whole.
             "source.bytes" | "destination.bytes" | "http.response.status_code" => {
-                match v.as_u64().filter(|n| i64::try_from(*n).is_ok()) {
+                match v.as_u64().filter(|_| !past_ecs_long(v)) {
                     Some(n) => json!(n),
                     None => continue,
                 }
@@ -737,9 +756,8 @@ fn ecs(r: &ScoredRecord, d: Option<&Detection>, stamp: &Stamp) -> Value {
     // score under `autozeekwatch`.
     let module = r.module.log_path();
     for (k, v) in &context {
-        // A count past ECS's signed long (mapped as one for a Zeek
-        // count) is left out here too: the document would be refused.
-        if v.as_u64().is_some_and(|n| i64::try_from(n).is_err()) {
+        // Left out here too (a Zeek count is mapped as a long).
+        if past_ecs_long(v) {
             continue;
         }
         put(
