@@ -22,11 +22,12 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 fn main() -> ExitCode {
     let args: Args = cli::config::parse("azw-train");
     let bars = MultiProgress::new();
-    if !std::io::stderr().is_terminal() || args.log.quiet {
+    let terminal = std::io::stderr().is_terminal();
+    if !terminal || args.log.quiet {
         bars.set_draw_target(ProgressDrawTarget::hidden());
     }
     // Without a terminal the bars are hidden, and log lines stand in.
-    let progress_lines = !std::io::stderr().is_terminal() && !args.log.quiet;
+    let progress_lines = !terminal && !args.log.quiet;
     cli::init_logging(&args.log, Some(bars.clone()));
     match run(args, &bars, progress_lines) {
         Ok(code) => code,
