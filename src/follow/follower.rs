@@ -767,10 +767,17 @@ impl Follower {
             return self.rotated_away(source);
         }
         let before = ((source.offset(), source.handed_out()), source.fingerprint());
-        let lines = source.read(MAX_LINES_PER_STEP).unwrap_or_else(|e| {
-            tracing::warn!("{}: {}: {e}", self.module, source.path().display());
-            Vec::new()
-        });
+        let lines = match source.read(MAX_LINES_PER_STEP) {
+            Ok(lines) => lines,
+            Err(e) => {
+                // Tried again after a poll: returned as more to read, an
+                // error that lasts (EIO, NFS's ESTALE) spun a core and
+                // wrote a warning on every pass (found by a review).
+                tracing::warn!("{}: {}: {e}", self.module, source.path().display());
+                self.reading = Reading::Live(source);
+                return Next::Give(self.idle(0));
+            }
+        };
         if !lines.is_empty() && source.replaced_in_place() {
             // Cut while reading: these lines may be the new content seen
             // from the old offset.

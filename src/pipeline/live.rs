@@ -693,10 +693,15 @@ struct Wake {
 impl Wake {
     fn new(dir: &Path) -> Wake {
         use notify::Watcher;
-        let (tx, rx) = mpsc::channel();
+        // One pending wake is all a waiting log type needs. The queue
+        // was unbounded and emptied only by an idle step: while a
+        // follower stayed busy (catching up, a slow output), every write
+        // Zeek made to any log in the folder queued a message, and the
+        // process grew by hundreds of MB a day (found by a review).
+        let (tx, rx) = mpsc::sync_channel(1);
         let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
             if res.as_ref().is_ok_and(wakes) || res.is_err() {
-                let _ = tx.send(());
+                let _ = tx.try_send(());
             }
         })
         .ok()
@@ -770,6 +775,26 @@ mod tests {
             wake.wait(Duration::from_secs(10)),
             "not woken by a new file"
         );
+    }
+
+    /// However many events come while a log type is busy, at most one
+    /// wake waits for it: the queue does not grow with the folder's
+    /// writes.
+    #[test]
+    fn writes_while_busy_leave_one_wake_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("weird.log");
+        let wake = Wake::new(dir.path());
+        assert!(wake.rx.is_some(), "no file events on this machine");
+        let mut f = std::fs::File::create(&log).unwrap();
+        for _ in 0..2_000 {
+            std::io::Write::write_all(&mut f, b"x\n").unwrap();
+        }
+        drop(f);
+        // The watcher's thread delivers the events; let it finish.
+        std::thread::sleep(Duration::from_millis(500));
+        let rx = wake.rx.as_ref().unwrap();
+        assert_eq!(rx.try_iter().count(), 1, "wakes queued");
     }
 
     /// A state folder that cannot be made names the flag and what to do
