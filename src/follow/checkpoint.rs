@@ -164,7 +164,7 @@ pub enum CheckpointError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{}: damaged checkpoint ({reason}); move it away to start afresh (live mode: from the live files)", path.display())]
+    #[error("{}: damaged checkpoint ({reason}); move it away to start afresh, as a first start does (live mode: from the live files; Kafka: from the group's committed offsets)", path.display())]
     Corrupt { path: PathBuf, reason: String },
     /// The disk filled while the state was written: it is written whole
     /// beside the copy it replaces, so it needs its own size free.

@@ -1843,7 +1843,17 @@ fn log_repartition(consumer: &BaseConsumer<GroupContext>) {
 /// consumers. From librdkafka's statistics (no request to the brokers, so
 /// the loop never waits for it). Some Kafka-compatible brokers, Tansu among
 /// them, report high-water marks loosely; the figure is then only a hint.
+///
+/// A member that holds no partition says so: it read "0 records behind",
+/// as one that had caught up does, while it waited to be assigned some
+/// (found by a review).
 fn log_lag(consumer: &BaseConsumer<GroupContext>) {
+    if consumer.assignment().is_ok_and(|a| a.count() == 0) {
+        tracing::info!(
+            "kafka: holds no partition: waiting for the group to assign some (more members than partitions, a rebalance, or no subscribed topic)"
+        );
+        return;
+    }
     let lag = consumer.context().lag.load(Ordering::SeqCst);
     if lag >= 0 {
         tracing::info!("kafka: {lag} records behind the newest, over the partitions held");

@@ -430,6 +430,62 @@ fn a_clean_rebalance_scores_nothing_twice() {
     );
 }
 
+/// A member that holds no partition (one partition, two members) says so
+/// in its stats line, not "0 records behind" as a member that caught up.
+#[test]
+fn a_member_without_partitions_says_so() {
+    let broker = Broker::start();
+    broker.create_topic("zeek-conn", 1);
+    let dir = tempdir("idle-member");
+    let stats = ["--stats-secs", "1"];
+    let out = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    let (out_a, out_b) = (out("a.json"), out("b.json"));
+    let a = conn_member(
+        &broker,
+        &dir,
+        "a",
+        "azw-idle",
+        &[&stats[..], &["--output", &out_a]].concat(),
+    );
+    wait_for(
+        "a to be assigned the partition",
+        Duration::from_secs(120),
+        || was_assigned(&a.log()),
+        || a.log(),
+    );
+    let b = conn_member(
+        &broker,
+        &dir,
+        "b",
+        "azw-idle",
+        &[&stats[..], &["--output", &out_b]].concat(),
+    );
+    // One of the two holds the partition after the rebalance; the other
+    // says it holds none.
+    wait_for(
+        "a member to say it holds no partition",
+        Duration::from_secs(120),
+        || {
+            [&a, &b]
+                .iter()
+                .any(|m| m.log().contains("kafka: holds no partition"))
+        },
+        || format!("--- a:\n{}\n--- b:\n{}", a.log(), b.log()),
+    );
+    let (log_a, log_b) = (a.terminate(), b.terminate());
+    let idle = if log_a.contains("holds no partition") {
+        &log_a
+    } else {
+        &log_b
+    };
+    let last = idle
+        .lines()
+        .rev()
+        .find(|l| l.contains("holds no partition"))
+        .unwrap();
+    assert!(last.contains("waiting for the group"), "{last}");
+}
+
 /// One `zeek` topic with records wrapped in their log type, as zeek-kafka's
 /// `tag_json` writes them; the scores are published to a Kafka topic keyed
 /// by uid. Log types without a model and broken messages are counted and
