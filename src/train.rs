@@ -585,9 +585,9 @@ pub fn train_module(
     let report = report.map_err(kit_err)?;
     if report.feature_map_from_short_history {
         tracing::warn!(
-            "{module}: {} training records, fewer than the {} the feature mapper asks for (--grace-feature-mapping); the feature map was learned from all of them",
+            "{module}: {} training records, no more than the feature mapper's grace (--grace-feature-mapping {}): the feature map was learned from all of them, and the autoencoders train on the same records",
             trained,
-            opts.params.fm_grace + 1
+            opts.params.fm_grace
         );
     }
 

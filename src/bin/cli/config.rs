@@ -17,7 +17,7 @@
 //!   in the environment (`log-dir` in the file, `--replay` given) is left
 //!   out.
 //! - `--print-config` prints the effective settings as a config file, each
-//!   with where it came from; the hidden `--generate man|bash|zsh|fish|...`
+//!   with where it came from; `--generate man|bash|zsh|fish|...`
 //!   prints the man page or a shell's completions.
 
 use std::collections::BTreeMap;
@@ -44,7 +44,7 @@ const OWN: [&str; 3] = ["config", "print_config", "generate"];
 const GENERATE: [&str; 6] = ["man", "bash", "zsh", "fish", "elvish", "powershell"];
 
 /// A tool's full command line: its flags, each with its `AZW_` twin, and
-/// `--config`, `--print-config` and the hidden `--generate`.
+/// `--config`, `--print-config` and `--generate`.
 pub fn command<T: CommandFactory>(tool: &'static str) -> Command {
     let cmd = T::command()
         .name(tool)
@@ -69,7 +69,6 @@ pub fn command<T: CommandFactory>(tool: &'static str) -> Command {
                 .long("generate")
                 .value_name("WHAT")
                 .value_parser(GENERATE)
-                .hide(true)
                 .help("Print the man page or a shell's completions and stop"),
         );
     cmd.mut_args(|arg| {

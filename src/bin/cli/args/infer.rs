@@ -63,7 +63,7 @@ pub struct Args {
     pub read: ReadArgs,
 
     /// Zeek's log directory; its `current/` folder is followed.
-    #[arg(long, env = "AZW_LOG_DIR", required_unless_present_any = ["replay", "topics"])]
+    #[arg(long, env = "AZW_LOG_DIR", required_unless_present_any = ["replay", "topics", "print_config"])]
     pub log_dir: Option<PathBuf>,
 
     /// Score these historical files or folders once, in order, and exit.
@@ -173,7 +173,8 @@ pub struct Args {
     /// conn_state, history; dns query, qtype_name, rcode_name, answers;
     /// http method, host, uri, status_code, user_agent; ssl version,
     /// server_name, ja3, ja3s, ja4, ja4s; ssh client, server,
-    /// auth_success), `none`, or a list of module.field
+    /// auth_success; files fuid, source, mime_type, filename, conn_uids,
+    /// tx_hosts, rx_hosts, sha1), `none`, or a list of module.field
     /// (`default,http.referrer` adds to the defaults). Values are cut at
     /// 512 characters and 16 list elements. HTTP's trans_depth and DNS's
     /// trans_id are always written.

@@ -35,7 +35,7 @@ pub struct Args {
     pub read: ReadArgs,
 
     /// Zeek's log directory (dated folders), a folder of logs, or one file.
-    #[arg(long, env = "AZW_LOG_DIR", required_unless_present_any = ["inspect", "list_features"])]
+    #[arg(long, env = "AZW_LOG_DIR", required_unless_present_any = ["inspect", "list_features", "print_config"])]
     pub log_dir: Option<PathBuf>,
 
     /// Modules to train: log types with a table (CONN, DNS, HTTP, FILES,
