@@ -147,6 +147,10 @@ pub struct Calibration {
     tail: Option<TailFit>,
     /// How many normal scores the points rest on.
     scores: u64,
+    /// The model's threshold and the share of normal traffic it expects
+    /// above it (not for a threshold resting on the training records'
+    /// own scores, whose share is known to be too low).
+    flagged: Option<(f64, f64)>,
 }
 
 impl Calibration {
@@ -166,10 +170,16 @@ impl Calibration {
             .map(|&(q, s)| ((1.0 - q).max(1.0 / (scores as f64 + 1.0)), s))
             .collect();
         points.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let t = &model.threshold;
+        let flagged = t
+            .expected_fpr
+            .filter(|p| !t.in_sample && *p > 0.0 && *p < 1.0 && t.value.is_finite())
+            .map(|p| (t.value, p));
         Calibration {
             points,
-            tail: model.threshold.tail,
+            tail: t.tail,
             scores,
+            flagged,
         }
     }
 
@@ -178,7 +188,22 @@ impl Calibration {
     /// both) between the stored quantiles. Beyond the highest held-out
     /// score without a tail fit, it is at most one in the number of
     /// scores: no smaller probability can be claimed from them.
+    ///
+    /// At or above the model's threshold it is at most the share the model
+    /// expects there: where the threshold was bounded by the largest
+    /// held-out score, the fit claimed more (0.28% at a threshold no
+    /// held-out score passed, where the model expects 0.024%), so a record
+    /// just flagged seemed more common than flagged records can be.
     pub fn p_normal(&self, score: f64) -> f64 {
+        let p = self.p_fitted(score);
+        match self.flagged {
+            Some((threshold, share)) if score >= threshold => p.min(share),
+            _ => p,
+        }
+    }
+
+    /// [`Calibration::p_normal`] from the fit and the quantiles alone.
+    fn p_fitted(&self, score: f64) -> f64 {
         if !score.is_finite() {
             return if score > 0.0 { 0.0 } else { 1.0 };
         }
@@ -391,6 +416,7 @@ mod tests {
             ],
             tail,
             scores: 10_000,
+            flagged: None,
         }
     }
 
@@ -442,8 +468,42 @@ mod tests {
             points: vec![(0.5, sorted[2500]), (1.0 / 5001.0, largest)],
             tail: Some(tail),
             scores: 5000,
+            flagged: None,
         };
         assert_eq!(c.score_at(0.001), Some(largest));
+    }
+
+    /// A record at a threshold bounded by the largest held-out score is
+    /// no more common than the model says flagged records are, whatever
+    /// the fit claims there; past where the fit falls below that share,
+    /// the fit speaks again.
+    #[test]
+    fn a_flagged_score_is_no_more_common_than_the_model_expects() {
+        let mut sorted: Vec<f64> = (0..4900).map(|i| 0.1 + f64::from(i) / 49_000.0).collect();
+        sorted.extend((1..=100).map(|j| 0.2 * (f64::from(j) / 100.0).exp()));
+        let tail = TailFit::fit(&sorted).expect("a fit");
+        let largest = sorted[sorted.len() - 1];
+        let expected = 1.0 / 5001.0;
+        let mut c = Calibration {
+            points: vec![(0.5, sorted[2500]), (expected, largest)],
+            tail: Some(tail),
+            scores: 5000,
+            flagged: None,
+        };
+        let fitted = c.p_normal(largest);
+        assert!(fitted > 2.0 * expected, "the fit claims more: {fitted}");
+        c.flagged = Some((largest, expected));
+        assert_eq!(c.p_normal(largest), expected);
+        assert_eq!(c.p_normal(largest * 0.99), c.p_fitted(largest * 0.99));
+        let far = largest * 50.0;
+        assert!(c.p_fitted(far) < expected);
+        assert_eq!(c.p_normal(far), c.p_fitted(far));
+        let mut last = 1.0;
+        for i in 0..400 {
+            let p = c.p_normal(f64::from(i) * largest / 100.0);
+            assert!(p <= last, "not monotone at {i}");
+            last = p;
+        }
     }
 
     #[test]
