@@ -132,6 +132,20 @@ fn notify_systemd() {
 }
 
 fn run(args: Args, controls: &Controls) -> anyhow::Result<ExitCode> {
+    if args.source == SourceKind::Kafka {
+        // Checked here, not by clap: --print-config prints a Kafka
+        // member's settings before they are complete.
+        let missing: Vec<&str> = [
+            (args.brokers.is_none(), "--brokers HOST:PORT"),
+            (args.topics.is_empty(), "--topics TOPIC[,TOPIC...]"),
+        ]
+        .into_iter()
+        .filter_map(|(missing, flag)| missing.then_some(flag))
+        .collect();
+        if !missing.is_empty() {
+            bail!("--source kafka needs {}", missing.join(" and "));
+        }
+    }
     args.read.apply();
     let modules = modules(&args)?;
     note_models(&args, &modules);

@@ -170,6 +170,9 @@ pub struct Follower {
     /// Since when no file of it was found, and whether that was said as a
     /// warning ([`NEVER_FOUND`]).
     missing: Option<(std::time::Instant, bool)>,
+    /// Reads of the live file that failed in a row: the 1st, 10th,
+    /// 100th... is logged, not every poll's and every wake's.
+    read_errors: u64,
 }
 
 /// How long a log type's live file may be missing from the start before
@@ -204,6 +207,7 @@ impl Follower {
             found: resume.as_ref().is_some_and(|p| !p.is_waiting()),
             missing: None,
             follows: resume.as_ref().and_then(|p| p.follows),
+            read_errors: 0,
         };
         if let Some(pos) = resume {
             f.resume(pos, 0);
@@ -768,12 +772,23 @@ impl Follower {
         }
         let before = ((source.offset(), source.handed_out()), source.fingerprint());
         let lines = match source.read(MAX_LINES_PER_STEP) {
-            Ok(lines) => lines,
+            Ok(lines) => {
+                self.read_errors = 0;
+                lines
+            }
             Err(e) => {
-                // Tried again after a poll: returned as more to read, an
-                // error that lasts (EIO, NFS's ESTALE) spun a core and
-                // wrote a warning on every pass (found by a review).
-                tracing::warn!("{}: {}: {e}", self.module, source.path().display());
+                // Tried again at the next wake or poll: returned as more to
+                // read, an error that lasts (EIO, NFS's ESTALE) spun a core
+                // and wrote a warning on every pass (found by a review).
+                self.read_errors += 1;
+                if crate::plausible::worth_logging(self.read_errors) {
+                    tracing::warn!(
+                        "{}: {}: {e} (read failed {} time(s) in a row; tried again at each poll)",
+                        self.module,
+                        source.path().display(),
+                        self.read_errors
+                    );
+                }
                 self.reading = Reading::Live(source);
                 return Next::Give(self.idle(0));
             }

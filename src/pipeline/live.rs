@@ -787,14 +787,17 @@ mod tests {
         let wake = Wake::new(dir.path());
         assert!(wake.rx.is_some(), "no file events on this machine");
         let mut f = std::fs::File::create(&log).unwrap();
-        for _ in 0..2_000 {
+        for _ in 0..20_000 {
             std::io::Write::write_all(&mut f, b"x\n").unwrap();
         }
         drop(f);
-        // The watcher's thread delivers the events; let it finish.
-        std::thread::sleep(Duration::from_millis(500));
+        // The watcher's thread delivers the events (inotify coalesces
+        // some: the unbounded queue held thousands of these writes'); one
+        // more may land while the queue is drained.
+        std::thread::sleep(Duration::from_secs(1));
         let rx = wake.rx.as_ref().unwrap();
-        assert_eq!(rx.try_iter().count(), 1, "wakes queued");
+        let queued = rx.try_iter().count();
+        assert!(queued <= 2, "{queued} wakes queued");
     }
 
     /// A state folder that cannot be made names the flag and what to do

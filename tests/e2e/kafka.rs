@@ -431,7 +431,8 @@ fn a_clean_rebalance_scores_nothing_twice() {
 }
 
 /// A member that holds no partition (one partition, two members) says so
-/// in its stats line, not "0 records behind" as a member that caught up.
+/// in its stats lines, not "0 records behind" as a member that caught up;
+/// the member that holds it never says so once it has it.
 #[test]
 fn a_member_without_partitions_says_so() {
     let broker = Broker::start();
@@ -460,30 +461,47 @@ fn a_member_without_partitions_says_so() {
         "azw-idle",
         &[&stats[..], &["--output", &out_b]].concat(),
     );
-    // One of the two holds the partition after the rebalance; the other
-    // says it holds none.
+    // What a member's log says after its last assignment.
+    fn since_assigned(log: &str) -> Option<(bool, Vec<&str>)> {
+        let lines: Vec<&str> = log.lines().collect();
+        let at = lines
+            .iter()
+            .rposition(|l| l.contains("kafka: assigned partitions"))?;
+        Some((!lines[at].contains("(none)"), lines[at + 1..].to_vec()))
+    }
+    let says_none = |lines: &[&str]| {
+        lines
+            .iter()
+            .any(|l| l.contains("kafka: holds no partition"))
+    };
+    // Once b has joined, one member holds the partition and the other,
+    // assigned none, says so at its next stats line.
     wait_for(
-        "a member to say it holds no partition",
+        "the member assigned none to say it holds no partition",
         Duration::from_secs(120),
         || {
-            [&a, &b]
-                .iter()
-                .any(|m| m.log().contains("kafka: holds no partition"))
+            let (la, lb) = (a.log(), b.log());
+            match (since_assigned(&la), since_assigned(&lb)) {
+                (Some((true, _)), Some((false, idle))) | (Some((false, idle)), Some((true, _))) => {
+                    says_none(&idle)
+                }
+                _ => false,
+            }
         },
         || format!("--- a:\n{}\n--- b:\n{}", a.log(), b.log()),
     );
+    // Two more stats lines of the holder's.
+    std::thread::sleep(Duration::from_millis(2_500));
     let (log_a, log_b) = (a.terminate(), b.terminate());
-    let idle = if log_a.contains("holds no partition") {
-        &log_a
-    } else {
-        &log_b
-    };
-    let last = idle
-        .lines()
-        .rev()
-        .find(|l| l.contains("holds no partition"))
+    let holder = [&log_a, &log_b]
+        .into_iter()
+        .find(|l| since_assigned(l).is_some_and(|(holds, _)| holds))
         .unwrap();
-    assert!(last.contains("waiting for the group"), "{last}");
+    let (_, after) = since_assigned(holder).unwrap();
+    assert!(
+        !says_none(&after),
+        "the holder says it holds none:\n{holder}"
+    );
 }
 
 /// One `zeek` topic with records wrapped in their log type, as zeek-kafka's

@@ -270,6 +270,29 @@ fn print_config_needs_nothing_else() {
             "{tool}:\n{text}"
         );
     }
+    // A Kafka member's settings too, before its brokers and topics are
+    // given; running without them says what is missing.
+    let kafka = |args: &[&str]| {
+        Command::new(INFER)
+            .args(["--source", "kafka"])
+            .args(args)
+            .env("AZW_CONFIG", "")
+            .output()
+            .unwrap()
+    };
+    let out = kafka(&["--print-config"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        setting(&stdout(&out), "source"),
+        "source = \"kafka\"  # command line"
+    );
+    let out = kafka(&["--topics", "zeek-conn"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--source kafka needs --brokers"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// The setting line of `key` in --print-config's output.

@@ -76,13 +76,13 @@ pub struct Args {
     pub source: SourceKind,
 
     /// Kafka: the brokers to bootstrap from, HOST:PORT[,HOST:PORT...].
-    #[arg(long, env = "AZW_KAFKA_BROKERS", required_if_eq("source", "kafka"))]
+    #[arg(long, env = "AZW_KAFKA_BROKERS")]
     pub brokers: Option<String>,
 
     /// Kafka: the topics to consume, comma-separated. The module of a
     /// record comes from its wrapper key ({"conn": {...}}), else a log type
     /// named in the topic (zeek-conn, zeek_dns), else its `_path`.
-    #[arg(long, value_delimiter = ',', num_args = 1.., env = "AZW_KAFKA_TOPICS", required_if_eq("source", "kafka"))]
+    #[arg(long, value_delimiter = ',', num_args = 1.., env = "AZW_KAFKA_TOPICS")]
     pub topics: Vec<String>,
 
     /// Kafka: the consumer group; processes in one group share the
