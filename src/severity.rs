@@ -457,8 +457,10 @@ mod tests {
 
     /// A rate asked for at run time is bounded as training's threshold is
     /// ([`TailFit::bounded`]): with enough scores, at most the largest.
-    #[test]
-    fn a_rate_is_bounded_by_the_scores_as_trainings_threshold_is() {
+    /// 5,000 held-out scores whose tail fit's 0.1% quantile lies past
+    /// the largest of them (a threshold bounded by it), without a
+    /// threshold of the model's; and that largest score.
+    fn bounded_by_the_largest() -> (Calibration, f64) {
         let mut sorted: Vec<f64> = (0..4900).map(|i| 0.1 + f64::from(i) / 49_000.0).collect();
         sorted.extend((1..=100).map(|j| 0.2 * (f64::from(j) / 100.0).exp()));
         let tail = TailFit::fit(&sorted).expect("a fit");
@@ -470,6 +472,12 @@ mod tests {
             scores: 5000,
             flagged: None,
         };
+        (c, largest)
+    }
+
+    #[test]
+    fn a_rate_is_bounded_by_the_scores_as_trainings_threshold_is() {
+        let (c, largest) = bounded_by_the_largest();
         assert_eq!(c.score_at(0.001), Some(largest));
     }
 
@@ -479,17 +487,8 @@ mod tests {
     /// the fit speaks again.
     #[test]
     fn a_flagged_score_is_no_more_common_than_the_model_expects() {
-        let mut sorted: Vec<f64> = (0..4900).map(|i| 0.1 + f64::from(i) / 49_000.0).collect();
-        sorted.extend((1..=100).map(|j| 0.2 * (f64::from(j) / 100.0).exp()));
-        let tail = TailFit::fit(&sorted).expect("a fit");
-        let largest = sorted[sorted.len() - 1];
+        let (mut c, largest) = bounded_by_the_largest();
         let expected = 1.0 / 5001.0;
-        let mut c = Calibration {
-            points: vec![(0.5, sorted[2500]), (expected, largest)],
-            tail: Some(tail),
-            scores: 5000,
-            flagged: None,
-        };
         let fitted = c.p_normal(largest);
         assert!(fitted > 2.0 * expected, "the fit claims more: {fitted}");
         c.flagged = Some((largest, expected));
