@@ -455,8 +455,6 @@ mod tests {
         assert!((c.p_normal(q) - 1e-5).abs() < 1e-7, "{}", c.p_normal(q));
     }
 
-    /// A rate asked for at run time is bounded as training's threshold is
-    /// ([`TailFit::bounded`]): with enough scores, at most the largest.
     /// 5,000 held-out scores whose tail fit's 0.1% quantile lies past
     /// the largest of them (a threshold bounded by it), without a
     /// threshold of the model's; and that largest score.
@@ -475,6 +473,8 @@ mod tests {
         (c, largest)
     }
 
+    /// A rate asked for at run time is bounded as training's threshold is
+    /// ([`TailFit::bounded`]): with enough scores, at most the largest.
     #[test]
     fn a_rate_is_bounded_by_the_scores_as_trainings_threshold_is() {
         let (c, largest) = bounded_by_the_largest();
