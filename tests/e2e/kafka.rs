@@ -438,29 +438,20 @@ fn a_member_without_partitions_says_so() {
     let broker = Broker::start();
     broker.create_topic("zeek-conn", 1);
     let dir = tempdir("idle-member");
-    let stats = ["--stats-secs", "1"];
-    let out = |name: &str| dir.join(name).to_str().unwrap().to_owned();
-    let (out_a, out_b) = (out("a.json"), out("b.json"));
-    let a = conn_member(
-        &broker,
-        &dir,
-        "a",
-        "azw-idle",
-        &[&stats[..], &["--output", &out_a]].concat(),
-    );
+    // A member of the group, its stats every second, writing NAME.json.
+    let start = |name: &str| {
+        let out = dir.join(format!("{name}.json"));
+        let args = ["--stats-secs", "1", "--output", out.to_str().unwrap()];
+        conn_member(&broker, &dir, name, "azw-idle", &args)
+    };
+    let a = start("a");
     wait_for(
         "a to be assigned the partition",
         Duration::from_secs(120),
         || was_assigned(&a.log()),
         || a.log(),
     );
-    let b = conn_member(
-        &broker,
-        &dir,
-        "b",
-        "azw-idle",
-        &[&stats[..], &["--output", &out_b]].concat(),
-    );
+    let b = start("b");
     // What a member's log says after its last assignment.
     fn since_assigned(log: &str) -> Option<(bool, Vec<&str>)> {
         let lines: Vec<&str> = log.lines().collect();
